@@ -1,0 +1,143 @@
+package commands
+
+import (
+	"github.com/urfave/cli/v2"
+)
+
+// pendingSuffix marks, in help and the man page, a command whose capability
+// is not built yet; running it says so and exits 1.
+const pendingSuffix = " (not available yet)"
+
+// pending is a registered command whose capability belongs to a later
+// change. It takes any arguments and refuses to run, rather than pretend.
+func pending(name, usage, argsUsage string) *cli.Command {
+	return &cli.Command{
+		Name:            name,
+		Usage:           usage + pendingSuffix,
+		ArgsUsage:       argsUsage,
+		SkipFlagParsing: true,
+		Action: func(c *cli.Context) error {
+			return notAvailable(c.Command.HelpName)
+		},
+	}
+}
+
+func caCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ca",
+		Usage: "management TLS: the local CA and the management server certificate",
+		Subcommands: []*cli.Command{
+			pending("init", "create the management CA and server certificate (never replaces an existing CA)", "[--public-url URL] [--extra-hosts H,H]"),
+			pending("show", "show the mode, the CA and the server certificate", ""),
+			pending("export", "print the CA for agents (MANAGEMENT_CA_FILE / MANAGEMENT_CA_PEM_BASE64)", "[--format pem|base64] [--out FILE]"),
+			pending("renew-server", "re-issue the management server certificate from the same CA", "[--extra-hosts H,H]"),
+		},
+	}
+}
+
+func mappingCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "mapping",
+		Usage: "certificate mappings of HTTPS listeners (hosts -> certificate source)",
+		Subcommands: []*cli.Command{
+			pending("add", "map hosts on a listener to a manual, file, self-signed or ACME certificate", "--listener NAME --host H [--host H ...] SOURCE"),
+			pending("list", "list mappings", "[--listener NAME]"),
+			pending("show", "show one mapping", "ID"),
+			pending("remove", "remove a mapping", "ID"),
+		},
+	}
+}
+
+func certCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "cert",
+		Usage: "public certificates: issue, renew, list, inspect",
+		Subcommands: []*cli.Command{
+			pending("issue", "obtain or generate certificates now", "ID... | --all [--force]"),
+			pending("renew", "renew what is due (the cron entry point)", "[--days N] [--dry-run] [--deploy-hook CMD]"),
+			pending("list", "list certificates and their status", ""),
+			pending("show", "show one mapping's certificate", "ID"),
+			pending("inspect", "describe a PEM certificate file", "FILE"),
+		},
+	}
+}
+
+func dnsCredentialCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "dns-credential",
+		Usage: "DNS provider credentials for DNS-01 validation",
+		Subcommands: []*cli.Command{
+			pending("add", "save a Cloudflare API token", "NAME --provider cloudflare (--api-token-file F | --api-token-env VAR) [--api-base-url URL]"),
+			pending("list", "list DNS credentials", ""),
+			pending("show", "show one DNS credential", "NAME"),
+			pending("enable", "enable a DNS credential", "NAME"),
+			pending("disable", "disable a DNS credential", "NAME"),
+			pending("remove", "remove a DNS credential", "NAME"),
+			pending("test", "check a DNS credential against the provider's API", "NAME"),
+		},
+	}
+}
+
+func acmeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "acme",
+		Usage: "ACME accounts",
+		Subcommands: []*cli.Command{{
+			Name:  "account",
+			Usage: "ACME account registration",
+			Subcommands: []*cli.Command{
+				pending("register", "register an ACME account", "--email E [--directory URL|letsencrypt|letsencrypt-staging] [--ca-file F] [--eab-kid K --eab-hmac-file F] --agree-tos"),
+				pending("list", "list ACME accounts", ""),
+				pending("show", "show the ACME account", ""),
+			},
+		}},
+	}
+}
+
+func backupCommand() *cli.Command {
+	return pending("backup", "write the whole state, management CA included, to one archive", "[--out FILE|-] [--passphrase-file F]")
+}
+
+func restoreCommand() *cli.Command {
+	return pending("restore", "restore the whole state from a backup archive", "FILE|- [--dry-run] [--force] [--allow-missing-management-ca] [--passphrase-file F]")
+}
+
+func doctorCommand() *cli.Command {
+	return pending("doctor", "check for the common deployment mistakes; exit 1 on a failure", "")
+}
+
+func statusCommand() *cli.Command {
+	return pending("status", "show what the running serve reports: listeners, reloads, fallback hits", "")
+}
+
+func serveCommand() *cli.Command {
+	return pending("serve", "run the management listener and the public HTTPS listeners", "")
+}
+
+func agentCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "agent",
+		Usage: "agent side: verify management TLS and bootstrap trust",
+		Subcommands: []*cli.Command{
+			pending("check", "verify a TLS connection to management with the agent's CA", "[--url URL] [--ca-file F | --ca-pem-base64 B64]"),
+			pending("env", "print the environment lines for an agent install", ""),
+			pending("bootstrap", "fetch the management CA and accept it only if its fingerprint matches", "--url URL --fingerprint SHA256 --out FILE"),
+		},
+	}
+}
+
+func adminCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "admin",
+		Usage: "administration of the management API",
+		Subcommands: []*cli.Command{{
+			Name:  "token",
+			Usage: "admin tokens for the management API",
+			Subcommands: []*cli.Command{
+				pending("create", "create an admin token (printed once)", "NAME"),
+				pending("list", "list admin tokens", ""),
+				pending("revoke", "revoke an admin token", "NAME"),
+			},
+		}},
+	}
+}

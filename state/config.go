@@ -1,0 +1,178 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/p2pstream/p2ptls/state/fault"
+)
+
+// ConfigFile is the desired state, written by p2ptls and editable by hand.
+const ConfigFile = "p2ptls.toml"
+
+// SchemaVersion is the only p2ptls.toml schema this build reads and writes.
+const SchemaVersion = 1
+
+// configHeader is written at the top of every saved p2ptls.toml.
+const configHeader = "# p2ptls desired state. Hand edits are allowed: p2ptls validates this file\n" +
+	"# on every read and never overwrites it while it has an error.\n\n"
+
+// hintFixFile is the hint for every error found in a hand-edited file.
+const hintFixFile = "fix the file by hand; p2ptls will not overwrite a file it cannot read"
+
+// Config is the content of p2ptls.toml.
+type Config struct {
+	SchemaVersion  int             `toml:"schema_version"`
+	ACME           ACMESettings    `toml:"acme,omitempty"`
+	Listeners      []Listener      `toml:"listeners,omitempty"`
+	Mappings       []Mapping       `toml:"mappings,omitempty"`
+	DNSCredentials []DNSCredential `toml:"dns_credentials,omitempty"`
+}
+
+// ACMESettings are defaults for ACME issuance.
+type ACMESettings struct {
+	// DNSResolvers (HOST:PORT) check DNS-01 propagation; empty means the
+	// system's resolvers.
+	DNSResolvers []string `toml:"dns_resolvers,omitempty"`
+}
+
+// Mapping binds hosts on one HTTPS listener to a certificate source.
+type Mapping struct {
+	ID       string   `toml:"id"`
+	Listener string   `toml:"listener"`
+	Hosts    []string `toml:"hosts"`
+	Source   string   `toml:"source"`
+	Upstream string   `toml:"upstream,omitempty"`
+	// Source "file": the certificate chain and key, re-read when they change.
+	CertFile string `toml:"cert_file,omitempty"`
+	KeyFile  string `toml:"key_file,omitempty"`
+	// Source "self-signed": validity in days.
+	Days int `toml:"days,omitempty"`
+	// Source "acme".
+	Challenge     string `toml:"challenge,omitempty"`
+	DNSCredential string `toml:"dns_credential,omitempty"`
+	KeyType       string `toml:"key_type,omitempty"`
+	Profile       string `toml:"profile,omitempty"`
+}
+
+// DNSCredential references a DNS provider token kept under secrets/.
+type DNSCredential struct {
+	Name       string `toml:"name"`
+	Provider   string `toml:"provider"`
+	Enabled    bool   `toml:"enabled"`
+	APIBaseURL string `toml:"api_base_url,omitempty"`
+}
+
+// LoadConfig reads p2ptls.toml; a state without one is an empty config.
+func LoadConfig(s Store) (*Config, error) {
+	b, err := s.Read(ConfigFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &Config{SchemaVersion: SchemaVersion}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", ConfigFile, err)
+	}
+	cfg, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", locate(s, ConfigFile), err)
+	}
+	return cfg, nil
+}
+
+// locate names a store file the way the user knows it.
+func locate(s Store, name string) string {
+	if d, ok := s.(*Dir); ok {
+		p, err := d.path(name)
+		if err == nil {
+			return p
+		}
+	}
+	return name
+}
+
+// ParseConfig decodes and validates p2ptls.toml content. Errors name the
+// line and the field; they are all bad input (exit 2).
+func ParseConfig(b []byte) (*Config, error) {
+	var head struct {
+		SchemaVersion *int `toml:"schema_version"`
+	}
+	if err := toml.Unmarshal(b, &head); err != nil {
+		return nil, decodeError(err)
+	}
+	switch {
+	case head.SchemaVersion == nil:
+		return nil, fault.Invalidf(fmt.Sprintf("add schema_version = %d at the top of the file", SchemaVersion),
+			"schema_version is missing")
+	case *head.SchemaVersion != SchemaVersion:
+		return nil, fault.Invalidf("use the p2ptls version that wrote this file, or a newer one",
+			"schema_version %d is not supported by this p2ptls, which reads schema_version %d", *head.SchemaVersion, SchemaVersion)
+	}
+	var cfg Config
+	dec := toml.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, decodeError(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fault.AsInvalid(err, hintFixFile)
+	}
+	return &cfg, nil
+}
+
+// decodeError turns a go-toml error into "line N, field F: problem".
+func decodeError(err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) && len(strict.Errors) > 0 {
+		e := &strict.Errors[0]
+		row, _ := e.Position()
+		return fault.Invalidf(hintFixFile, "line %d: unknown field %q", row, strings.Join(e.Key(), "."))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		if key := de.Key(); len(key) > 0 {
+			return fault.Invalidf(hintFixFile, "line %d, column %d, field %q: %s", row, col, strings.Join(key, "."), de.Error())
+		}
+		return fault.Invalidf(hintFixFile, "line %d, column %d: %s", row, col, de.Error())
+	}
+	return fault.AsInvalid(err, hintFixFile)
+}
+
+// SaveConfig validates cfg and writes it atomically. The caller holds the lock.
+func SaveConfig(s Store, cfg *Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	b, err := toml.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", ConfigFile, err)
+	}
+	if err := s.Write(ConfigFile, append([]byte(configHeader), b...), SecretMode); err != nil {
+		return fmt.Errorf("save %s: %w", ConfigFile, err)
+	}
+	return nil
+}
+
+// Update runs fn on the current config under the state lock and saves the
+// result when fn succeeds; when fn or validation fails nothing is written.
+func Update(ctx context.Context, s Store, purpose string, fn func(*Config) error) (err error) {
+	unlock, err := s.Lock(ctx, purpose)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, unlock()) }()
+	cfg, err := LoadConfig(s)
+	if err != nil {
+		return err
+	}
+	if err := fn(cfg); err != nil {
+		return err
+	}
+	return SaveConfig(s, cfg)
+}

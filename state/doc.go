@@ -1,0 +1,22 @@
+// Package state owns the p2ptls state directory: where it is, how files in it
+// are written (atomically, with fixed modes), the exclusive lock every
+// mutation holds, and the desired-state file p2ptls.toml.
+//
+// Layout (every name below is a constant in this package or the package that
+// produces the file):
+//
+//	$CONFIG_DIR/                      0700
+//	├── p2ptls.toml                   desired state (ConfigFile)
+//	├── p2ptls.lock                   held while a process mutates state (LockFile)
+//	├── certs/
+//	│   ├── management/               ca.crt ca.key server.crt server.key
+//	│   └── public/<mapping-id>/      certificate, key, status/renewal metadata
+//	├── acme/
+//	│   ├── accounts/                 ACME account keys and registrations
+//	│   └── challenges/               in-flight HTTP-01 tokens, TLS-ALPN-01 certificates
+//	├── secrets/                      DNS provider tokens, admin token hashes
+//	└── run/                          runtime status written by serve
+//
+// Commands and serve never touch files directly: they go through Store, so a
+// different backend can replace the local directory later.
+package state

@@ -1,0 +1,137 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/p2pstream/p2ptls/state/fault"
+)
+
+// LockFile is held (flock) by the process that mutates the state. It also
+// records who holds it, so that a waiting process can name the holder.
+const LockFile = "p2ptls.lock"
+
+// lockPoll is how often a waiting process retries the lock.
+const lockPoll = 50 * time.Millisecond
+
+// Holder describes the process holding the lock.
+type Holder struct {
+	PID     int       `toml:"pid"`
+	Host    string    `toml:"host"`
+	Since   time.Time `toml:"since"`
+	Purpose string    `toml:"purpose"`
+}
+
+func (h Holder) String() string {
+	if h.PID == 0 {
+		return "another process"
+	}
+	s := fmt.Sprintf("pid %d on %s", h.PID, h.Host)
+	if h.Purpose != "" {
+		s += fmt.Sprintf(" (%s)", h.Purpose)
+	}
+	if !h.Since.IsZero() {
+		s += " since " + h.Since.Format(time.RFC3339)
+	}
+	return s
+}
+
+// Lock takes the exclusive lock on the state directory, waiting up to the
+// directory's lock timeout. The kernel releases a flock when its holder dies,
+// so a lock file left by a dead process never blocks anyone: it is taken
+// over and its record replaced. purpose is recorded for other processes'
+// messages ("listener add").
+func (d *Dir) Lock(ctx context.Context, purpose string) (func() error, error) {
+	if err := MkdirAll(d.root); err != nil {
+		return nil, err
+	}
+	p := filepath.Join(d.root, LockFile)
+	deadline := time.Now().Add(d.lockTimeout)
+	for {
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, SecretMode)
+		if err != nil {
+			return nil, fmt.Errorf("open lock file: %w", err)
+		}
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			if unlock, ok, err := d.claim(f, p, purpose); ok || err != nil {
+				return unlock, err
+			}
+			continue // a previous holder removed the file we locked: retry on the new one
+		}
+		holder := readHolder(p)
+		_ = f.Close()
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("lock %s: %w", p, err)
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil, &fault.Error{
+				Kind: fault.Locked,
+				Msg:  fmt.Sprintf("the state directory %s is locked by %s", d.root, holder),
+				Hint: fmt.Sprintf("wait for that process to finish, or wait longer with --lock-timeout (now %s)", d.lockTimeout),
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(min(wait, lockPoll)):
+		}
+	}
+}
+
+// claim finishes taking the lock on f, which is flocked: it checks that the
+// path still names the locked file (the previous holder unlinks it on
+// unlock), records this process as the holder and returns the unlock func.
+func (d *Dir) claim(f *os.File, p, purpose string) (func() error, bool, error) {
+	locked, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, false, fmt.Errorf("stat lock file: %w", err)
+	}
+	current, err := os.Stat(p)
+	if err != nil || !os.SameFile(locked, current) {
+		_ = f.Close()
+		return nil, false, nil
+	}
+	if old := readHolder(p); old.PID != 0 {
+		slog.Debug("taking over a stale lock", "holder", old.String())
+	}
+	host, _ := os.Hostname()
+	rec, err := toml.Marshal(Holder{PID: os.Getpid(), Host: host, Since: time.Now().UTC().Truncate(time.Second), Purpose: purpose})
+	if err == nil {
+		err = f.Truncate(0)
+	}
+	if err == nil {
+		_, err = f.WriteAt(rec, 0)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, false, fmt.Errorf("record lock holder: %w", err)
+	}
+	unlock := func() error {
+		// Remove before unlocking so a waiter that then locks the old file
+		// sees it is gone (claim's SameFile check) and retries.
+		rmErr := os.Remove(p)
+		closeErr := f.Close() // releases the flock
+		return errors.Join(rmErr, closeErr)
+	}
+	return unlock, true, nil
+}
+
+// readHolder reads the lock record; an unreadable one names nobody.
+func readHolder(p string) Holder {
+	var h Holder
+	if b, err := os.ReadFile(p); err == nil {
+		_ = toml.Unmarshal(b, &h)
+	}
+	return h
+}
