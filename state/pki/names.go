@@ -1,0 +1,114 @@
+package pki
+
+import (
+	"crypto/x509"
+	"net"
+	"strings"
+)
+
+// Names are the subject alternative names of a server certificate.
+type Names struct {
+	DNS []string
+	IPs []net.IP
+}
+
+// ParseNames sorts hosts into IP addresses (anything net.ParseIP accepts)
+// and DNS names. DNS names are lower-cased; duplicates and empty entries are
+// dropped; the first occurrence keeps its place, so the first name, which
+// becomes the common name, is the one the user listed first.
+func ParseNames(hosts []string) Names {
+	var n Names
+	seen := make(map[nameKey]bool)
+	for _, h := range hosts {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			continue
+		}
+		if ip := net.ParseIP(h); ip != nil {
+			ip = normalizeIP(ip)
+			if k := (nameKey{isIP: true, name: ip.String()}); !seen[k] {
+				seen[k] = true
+				n.IPs = append(n.IPs, ip)
+			}
+			continue
+		}
+		h = strings.ToLower(h)
+		if k := (nameKey{name: h}); !seen[k] {
+			seen[k] = true
+			n.DNS = append(n.DNS, h)
+		}
+	}
+	return n
+}
+
+// Equal reports whether cert carries exactly these names as SANs, in any
+// order, so callers can tell whether a certificate must be reissued after the
+// configured names changed.
+func (n Names) Equal(cert *x509.Certificate) bool {
+	want, have := n.set(), certNames(cert).set()
+	if len(want) != len(have) {
+		return false
+	}
+	for k := range want {
+		if !have[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// Missing returns, DNS names first, the names cert does not carry as SANs.
+// Matching is exact: a wildcard SAN does not cover a name here, because the
+// question is what the certificate was issued for, not what a client accepts.
+func (n Names) Missing(cert *x509.Certificate) []string {
+	have := certNames(cert).set()
+	var missing []string
+	for _, k := range n.keys() {
+		if !have[k] {
+			missing = append(missing, k.name)
+		}
+	}
+	return missing
+}
+
+// certNames returns the SANs of cert as Names.
+func certNames(cert *x509.Certificate) Names {
+	return Names{DNS: cert.DNSNames, IPs: cert.IPAddresses}
+}
+
+// nameKey is a name in canonical form; isIP keeps a DNS SAN that happens to
+// read like an address distinct from the IP SAN.
+type nameKey struct {
+	isIP bool
+	name string
+}
+
+// keys returns the names in canonical form: DNS names lower-cased, IPs as
+// net.IP.String prints them (IPv4-mapped IPv6 as plain IPv4).
+func (n Names) keys() []nameKey {
+	out := make([]nameKey, 0, len(n.DNS)+len(n.IPs))
+	for _, d := range n.DNS {
+		out = append(out, nameKey{name: strings.ToLower(d)})
+	}
+	for _, ip := range n.IPs {
+		out = append(out, nameKey{isIP: true, name: normalizeIP(ip).String()})
+	}
+	return out
+}
+
+func (n Names) set() map[nameKey]bool {
+	s := make(map[nameKey]bool)
+	for _, k := range n.keys() {
+		s[k] = true
+	}
+	return s
+}
+
+// normalizeIP returns IPv4 addresses in their 4-byte form, which is how they
+// come back from a parsed certificate.
+func normalizeIP(ip net.IP) net.IP {
+	if v4 := ip.To4(); v4 != nil {
+		return v4
+	}
+	return ip
+}
