@@ -22,19 +22,6 @@ func pending(name, usage, argsUsage string) *cli.Command {
 	}
 }
 
-func caCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "ca",
-		Usage: "management TLS: the local CA and the management server certificate",
-		Subcommands: []*cli.Command{
-			pending("init", "create the management CA and server certificate (never replaces an existing CA)", "[--public-url URL] [--extra-hosts H,H]"),
-			pending("show", "show the mode, the CA and the server certificate", ""),
-			pending("export", "print the CA for agents (MANAGEMENT_CA_FILE / MANAGEMENT_CA_PEM_BASE64)", "[--format pem|base64] [--out FILE]"),
-			pending("renew-server", "re-issue the management server certificate from the same CA", "[--extra-hosts H,H]"),
-		},
-	}
-}
-
 func mappingCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "mapping",
@@ -110,10 +97,6 @@ func statusCommand() *cli.Command {
 	return pending("status", "show what the running serve reports: listeners, reloads, fallback hits", "")
 }
 
-func serveCommand() *cli.Command {
-	return pending("serve", "run the management listener and the public HTTPS listeners", "")
-}
-
 func agentCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "agent",
@@ -123,21 +106,5 @@ func agentCommand() *cli.Command {
 			pending("env", "print the environment lines for an agent install", ""),
 			pending("bootstrap", "fetch the management CA and accept it only if its fingerprint matches", "--url URL --fingerprint SHA256 --out FILE"),
 		},
-	}
-}
-
-func adminCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "admin",
-		Usage: "administration of the management API",
-		Subcommands: []*cli.Command{{
-			Name:  "token",
-			Usage: "admin tokens for the management API",
-			Subcommands: []*cli.Command{
-				pending("create", "create an admin token (printed once)", "NAME"),
-				pending("list", "list admin tokens", ""),
-				pending("revoke", "revoke an admin token", "NAME"),
-			},
-		}},
 	}
 }

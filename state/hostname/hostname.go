@@ -303,3 +303,18 @@ func sameHost(a, b string) bool {
 	}
 	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
 }
+
+// NormalizeServerName validates a name a server certificate may carry for a
+// private deployment: an IP address (returned in canonical form) or a DNS
+// name, which may be a single label such as "localhost" or "mgmt", but not a
+// wildcard.
+func NormalizeServerName(h string) (string, error) {
+	h = strings.TrimSpace(h)
+	if ip, err := netip.ParseAddr(h); err == nil {
+		return ip.String(), nil
+	}
+	if h == "" {
+		return "", fmt.Errorf("host name is empty; give a DNS name or an IP address")
+	}
+	return checkDNS(h, strings.TrimSuffix(h, "."), true)
+}

@@ -293,3 +293,26 @@ func BenchmarkWildcardFor(b *testing.B) {
 		})
 	}
 }
+
+func TestNormalizeServerName(t *testing.T) {
+	tests := []struct {
+		in, want string
+		ok       bool
+	}{
+		{"Mgmt.Example.COM.", "mgmt.example.com", true},
+		{"mgmt", "mgmt", true},
+		{"::1", "::1", true},
+		{"0:0::1", "::1", true},
+		{"10.0.0.1", "10.0.0.1", true},
+		{"", "", false},
+		{"*.example.com", "", false},
+		{"bad_name", "", false},
+		{"example.com:443", "", false},
+	}
+	for _, tc := range tests {
+		got, err := NormalizeServerName(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("NormalizeServerName(%q) = %q, %v; want %q, ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}

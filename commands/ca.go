@@ -1,0 +1,198 @@
+package commands
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/fault"
+	statemgmt "github.com/p2pstream/p2ptls/state/management"
+)
+
+// Management flags; each reads the environment variable of the seed.
+const (
+	flgPublicURL     = "public-url"
+	flgExtraHosts    = "extra-hosts"
+	flgListen        = "listen"
+	flgTLSMode       = "tls-mode"
+	flgTLSCertFile   = "tls-cert-file"
+	flgTLSKeyFile    = "tls-key-file"
+	flgAllowInsecure = "allow-insecure-http"
+	flgFormat        = "format"
+	flgOut           = "out"
+)
+
+func namesFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flgPublicURL, Usage: "URL agents use to reach management; its host goes into the server certificate", EnvVars: []string{"MANAGEMENT_PUBLIC_URL"}},
+		&cli.StringFlag{Name: flgExtraHosts, Usage: "comma-separated extra DNS names and IPs for the server certificate", EnvVars: []string{"MANAGEMENT_TLS_EXTRA_HOSTS"}},
+	}
+}
+
+func modeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: flgTLSMode, Usage: "management TLS mode: auto, provided or off", Value: statemgmt.ModeAuto, EnvVars: []string{"MANAGEMENT_TLS_MODE"}},
+		&cli.StringFlag{Name: flgTLSCertFile, Usage: "mode provided: certificate (chain) PEM file", EnvVars: []string{"MANAGEMENT_TLS_CERT_FILE"}},
+		&cli.StringFlag{Name: flgTLSKeyFile, Usage: "mode provided: private key PEM file", EnvVars: []string{"MANAGEMENT_TLS_KEY_FILE"}},
+		&cli.BoolFlag{Name: flgAllowInsecure, Usage: "mode off: allow plain HTTP for management", EnvVars: []string{"MANAGEMENT_ALLOW_INSECURE_HTTP"}},
+	}
+}
+
+// managementSettings reads whichever management flags the command has.
+func managementSettings(c *cli.Context) (statemgmt.Settings, error) {
+	s := statemgmt.Settings{
+		Mode:              c.String(flgTLSMode),
+		CertFile:          c.String(flgTLSCertFile),
+		KeyFile:           c.String(flgTLSKeyFile),
+		AllowInsecureHTTP: c.Bool(flgAllowInsecure),
+		PublicURL:         c.String(flgPublicURL),
+		ExtraHosts:        statemgmt.SplitHosts(c.String(flgExtraHosts)),
+		Listen:            c.String(flgListen),
+	}
+	return s, s.Validate()
+}
+
+func caCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ca",
+		Usage: "management TLS: the local CA and the management server certificate",
+		Subcommands: []*cli.Command{
+			leaf(&cli.Command{
+				Name:  "init",
+				Usage: "create the management CA and server certificate (never replaces an existing CA)",
+				Description: "The CA (ECDSA P-256, 10 years) and the server certificate (ECDSA P-256, 397 days)\n" +
+					"go to certs/management. The server certificate carries the host of\n" +
+					"MANAGEMENT_PUBLIC_URL, every MANAGEMENT_TLS_EXTRA_HOSTS entry, localhost,\n" +
+					"127.0.0.1, ::1 and this machine's host name. 'p2ptls serve' does the same on\n" +
+					"its first start in auto mode.",
+				Flags: namesFlags(),
+			}, caInitAction),
+			leaf(&cli.Command{
+				Name:  "show",
+				Usage: "show the mode, the CA and the server certificate",
+				Flags: append(namesFlags(), modeFlags()...),
+			}, caShowAction),
+			leaf(&cli.Command{
+				Name:  "export",
+				Usage: "print the CA for agents (MANAGEMENT_CA_FILE / MANAGEMENT_CA_PEM_BASE64)",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: flgFormat, Usage: "pem (for MANAGEMENT_CA_FILE) or base64 (for MANAGEMENT_CA_PEM_BASE64)", Value: "pem"},
+					&cli.StringFlag{Name: flgOut, Usage: "write to this file (0644) instead of stdout"},
+				},
+			}, caExportAction),
+			leaf(&cli.Command{
+				Name:        "renew-server",
+				Usage:       "re-issue the management server certificate from the same CA",
+				Description: "A running 'p2ptls serve' serves the new certificate within seconds.",
+				Flags:       namesFlags(),
+			}, caRenewServerAction),
+		},
+	}
+}
+
+func caInitAction(ctx context.Context, g *Globals, c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	set, err := managementSettings(c)
+	if err != nil {
+		return err
+	}
+	if err := statemgmt.Init(ctx, g.Store(), set.WantedNames(), time.Now()); err != nil {
+		return err
+	}
+	return printCAInfo(g, set, "created the management CA")
+}
+
+func caShowAction(_ context.Context, g *Globals, c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	set, err := managementSettings(c)
+	if err != nil {
+		return err
+	}
+	return printCAInfo(g, set, "")
+}
+
+func caRenewServerAction(ctx context.Context, g *Globals, c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	set, err := managementSettings(c)
+	if err != nil {
+		return err
+	}
+	if _, err := statemgmt.RenewServer(ctx, g.Store(), set.WantedNames(), time.Now()); err != nil {
+		return err
+	}
+	return printCAInfo(g, set, "re-issued the management server certificate")
+}
+
+// printCAInfo prints what "ca show" shows, after an optional headline.
+func printCAInfo(g *Globals, set statemgmt.Settings, headline string) error {
+	info, err := statemgmt.Show(g.Store(), g.ConfigDir, set)
+	if err != nil {
+		return err
+	}
+	if g.JSON() {
+		return printJSON(g.Stdout, info)
+	}
+	if headline != "" {
+		g.Infof("%s", headline)
+	}
+	fields := [][2]string{{"mode", info.Mode}}
+	if ca := info.CA; ca != nil {
+		fields = append(fields,
+			[2]string{"CA subject", ca.Subject},
+			[2]string{"CA SHA-256", ca.FingerprintSHA256},
+			[2]string{"CA expires", ca.NotAfter.Format(time.RFC3339)},
+			[2]string{"CA file", ca.File})
+	}
+	if srv := info.Server; srv != nil {
+		fields = append(fields,
+			[2]string{"server names", strings.Join(append(append([]string{}, srv.DNSNames...), srv.IPAddresses...), ", ")},
+			[2]string{"server expires", srv.NotAfter.Format(time.RFC3339)},
+			[2]string{"server file", srv.File})
+	}
+	if err := printFields(g.Stdout, fields); err != nil {
+		return err
+	}
+	if len(info.Missing) > 0 {
+		g.Warnf("the server certificate lacks %s; run 'p2ptls ca renew-server' (or restart serve)", strings.Join(info.Missing, ", "))
+	}
+	return nil
+}
+
+func caExportAction(_ context.Context, g *Globals, c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	format := c.String(flgFormat)
+	if format != "pem" && format != "base64" {
+		return fault.Invalidf("use --format pem or --format base64", "unknown export format %q", format)
+	}
+	caPEM, _, err := statemgmt.CACertificate(g.Store())
+	if err != nil {
+		return err
+	}
+	out := caPEM
+	if format == "base64" {
+		out = []byte(base64.StdEncoding.EncodeToString(caPEM) + "\n")
+	}
+	if path := c.String(flgOut); path != "" {
+		if err := state.WriteFileAtomic(path, out, state.PublicMode); err != nil {
+			return fault.Failf("check that the directory exists and is writable", "write %s: %v", filepath.Clean(path), err)
+		}
+		g.Infof("wrote the management CA to %s", path)
+		return nil
+	}
+	_, err = fmt.Fprint(g.Stdout, string(out))
+	return err
+}

@@ -1,0 +1,123 @@
+package management
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state/admintoken"
+	statemgmt "github.com/p2pstream/p2ptls/state/management"
+	"github.com/p2pstream/p2ptls/state/pki"
+)
+
+// apiError is the JSON error answer of the API.
+type apiError struct {
+	Error string `json:"error"`
+	Hint  string `json:"hint,omitempty"`
+}
+
+// Status is what GET /api/v1/status answers (and "p2ptls status" prints).
+type Status struct {
+	ServeRunning bool       `json:"serve_running"`
+	PID          int        `json:"pid"`
+	StartedAt    time.Time  `json:"started_at"`
+	Management   MgmtStatus `json:"management"`
+	Listeners    []any      `json:"listeners"`
+}
+
+// MgmtStatus describes the management listener.
+type MgmtStatus struct {
+	Mode   string `json:"mode"`
+	Listen string `json:"listen"`
+}
+
+func newHandler(o Options) http.Handler {
+	started := time.Now().UTC().Truncate(time.Second)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /ca.crt", func(w http.ResponseWriter, _ *http.Request) {
+		caPEM, err := publicCA(o)
+		if err != nil {
+			writeJSON(w, http.StatusNotFound, apiError{Error: err.Error(), Hint: "this management server has no private CA to hand out"})
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Write(caPEM)
+	})
+	api := http.NewServeMux()
+	api.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, Status{
+			ServeRunning: true,
+			PID:          os.Getpid(),
+			StartedAt:    started,
+			Management:   MgmtStatus{Mode: o.Settings.Mode, Listen: o.Settings.Listen},
+			Listeners:    []any{},
+		})
+	})
+	api.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, apiError{Error: "no such API endpoint: " + r.Method + " " + r.URL.Path})
+	})
+	mux.Handle("/api/v1/", requireToken(o, api))
+	return mux
+}
+
+// publicCA is the CA certificate agents should trust: the auto CA, or in
+// mode provided the last certificate of the chain when it carries one.
+func publicCA(o Options) ([]byte, error) {
+	if o.Settings.Mode == statemgmt.ModeProvided {
+		kp, err := statemgmt.LoadProvided(o.Settings.CertFile, o.Settings.KeyFile, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		chain, err := pki.ParseCertChain(kp.CertPEM)
+		if err != nil || len(chain) < 2 {
+			return nil, errNoCA
+		}
+		return pki.EncodeCert(chain[len(chain)-1].Raw), nil
+	}
+	caPEM, _, err := statemgmt.CACertificate(o.Store)
+	return caPEM, err
+}
+
+var errNoCA = errors.New("the provided management certificate file holds no CA certificate")
+
+// requireToken admits requests with a valid admin token. Tokens are read
+// from the state on every request, so "admin token revoke" applies at once.
+func requireToken(o Options, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !found || token == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="p2ptls"`)
+			writeJSON(w, http.StatusUnauthorized, apiError{Error: "missing admin token",
+				Hint: "send 'Authorization: Bearer <token>'; create a token with 'p2ptls admin token create NAME'"})
+			return
+		}
+		name, ok, err := admintoken.Verify(o.Store, token)
+		if err != nil {
+			o.Log.Error("cannot check admin tokens", "err", err)
+		}
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="p2ptls", error="invalid_token"`)
+			writeJSON(w, http.StatusUnauthorized, apiError{Error: "invalid or revoked admin token",
+				Hint: "'p2ptls admin token list' shows the valid token names"})
+			return
+		}
+		o.Log.Debug("api request", "method", r.Method, "path", r.URL.Path, "token", name)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

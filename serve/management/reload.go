@@ -1,0 +1,86 @@
+package management
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// reloadInterval bounds how long a rotated certificate waits to be served.
+const reloadInterval = time.Second
+
+// certSource reads a certificate chain and key, as PEM, from wherever they
+// live (the state directory or the operator's files).
+type certSource func() (certPEM, keyPEM []byte, err error)
+
+// liveCert serves the current key pair and swaps in a new one when its
+// source changes. Reading the files each second is cheap and, unlike
+// watching inodes, sees atomic renames and edits in place alike.
+type liveCert struct {
+	source          certSource
+	cert            atomic.Pointer[tls.Certificate]
+	lastCert, lastK []byte
+	log             *slog.Logger
+}
+
+func newLiveCert(source certSource, log *slog.Logger) (*liveCert, error) {
+	lc := &liveCert{source: source, log: log}
+	certPEM, keyPEM, err := source()
+	if err != nil {
+		return nil, err
+	}
+	if err := lc.load(certPEM, keyPEM); err != nil {
+		return nil, err
+	}
+	return lc, nil
+}
+
+func (lc *liveCert) load(certPEM, keyPEM []byte) error {
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return err
+	}
+	lc.cert.Store(&c)
+	lc.lastCert, lc.lastK = certPEM, keyPEM
+	return nil
+}
+
+// getCertificate is the tls.Config hook.
+func (lc *liveCert) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return lc.cert.Load(), nil
+}
+
+// watch reloads on change until ctx ends. A pair that does not load (for
+// instance read between the writes of a new key and its certificate) is
+// logged and the previous one keeps serving.
+func (lc *liveCert) watch(ctx context.Context) {
+	t := time.NewTicker(reloadInterval)
+	defer t.Stop()
+	var lastErr string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		certPEM, keyPEM, err := lc.source()
+		if err == nil && bytes.Equal(certPEM, lc.lastCert) && bytes.Equal(keyPEM, lc.lastK) {
+			continue
+		}
+		if err == nil {
+			err = lc.load(certPEM, keyPEM)
+		}
+		if err != nil {
+			if err.Error() != lastErr {
+				lc.log.Warn("management certificate changed but does not load; still serving the previous one", "err", err)
+				lastErr = err.Error()
+			}
+			continue
+		}
+		lastErr = ""
+		lc.log.Info("management certificate reloaded")
+	}
+}

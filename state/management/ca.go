@@ -1,0 +1,189 @@
+package management
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/pki"
+)
+
+// Files of auto mode. The CA exists exactly when CACertFile exists: it is
+// written after its key, so a crash in between leaves no CA anyone trusts.
+const (
+	Dir            = "certs/management"
+	CACertFile     = Dir + "/ca.crt"
+	CAKeyFile      = Dir + "/ca.key"
+	ServerCertFile = Dir + "/server.crt"
+	ServerKeyFile  = Dir + "/server.key"
+)
+
+// caCommonName is the CA's subject.
+const caCommonName = "p2ptls management CA"
+
+// ServerValidity is the auto server certificate's lifetime; it is re-issued
+// when a third of it remains.
+const ServerValidity = pki.ServerMaxValidity
+
+// Init creates the CA and the server certificate. It refuses to replace an
+// existing CA.
+func Init(ctx context.Context, s state.Store, names pki.Names, now time.Time) error {
+	unlock, err := s.Lock(ctx, "ca init")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := s.Read(CACertFile); err == nil {
+		return fault.Failf("'p2ptls ca show' shows it; 'p2ptls ca renew-server' re-issues the server certificate from it",
+			"a management CA already exists and is never replaced, because every agent trusts it")
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", CACertFile, err)
+	}
+	_, err = createCA(s, names, now)
+	return err
+}
+
+// createCA writes a new CA and a server certificate from it.
+func createCA(s state.Store, names pki.Names, now time.Time) (*pki.KeyPair, error) {
+	ca, err := pki.NewCA(caCommonName, now, pki.CAValidity)
+	if err != nil {
+		return nil, fmt.Errorf("generate management CA: %w", err)
+	}
+	if err := writePair(s, CAKeyFile, CACertFile, ca); err != nil {
+		return nil, err
+	}
+	return issueServer(s, ca, names, now)
+}
+
+// writePair writes a key, then its certificate.
+func writePair(s state.Store, keyFile, certFile string, kp *pki.KeyPair) error {
+	if err := s.Write(keyFile, kp.KeyPEM, state.SecretMode); err != nil {
+		return fmt.Errorf("save %s: %w", keyFile, err)
+	}
+	if err := s.Write(certFile, kp.CertPEM, state.PublicMode); err != nil {
+		return fmt.Errorf("save %s: %w", certFile, err)
+	}
+	return nil
+}
+
+func issueServer(s state.Store, ca *pki.KeyPair, names pki.Names, now time.Time) (*pki.KeyPair, error) {
+	validity := min(ServerValidity, ca.Cert.NotAfter.Sub(now))
+	srv, err := pki.IssueServer(ca, names, now, validity)
+	if err != nil {
+		return nil, fmt.Errorf("issue management server certificate: %w", err)
+	}
+	if err := writePair(s, ServerKeyFile, ServerCertFile, srv); err != nil {
+		return nil, err
+	}
+	return srv, nil
+}
+
+// loadCA reads the CA and its key; a CA without its key is a broken state
+// that only a backup can mend.
+func loadCA(s state.Store) (*pki.KeyPair, error) {
+	certPEM, err := s.Read(CACertFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fault.Failf("create it with 'p2ptls ca init' (or let 'p2ptls serve' create it)", "there is no management CA yet")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", CACertFile, err)
+	}
+	keyPEM, err := s.Read(CAKeyFile)
+	if err != nil {
+		return nil, fault.Failf("restore certs/management from a backup; a new CA would break every agent's trust",
+			"the management CA key %s cannot be read: %v", CAKeyFile, err)
+	}
+	ca, err := pki.LoadKeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fault.Failf("restore certs/management from a backup", "the management CA in %s is damaged: %v", Dir, err)
+	}
+	return ca, nil
+}
+
+// Ensure makes auto mode ready to serve: it creates the CA when there is
+// none, and re-issues the server certificate from the same CA when it is
+// missing, damaged, not from this CA, does not carry exactly the wanted
+// names, or nears expiry. It returns the server key pair and what it did.
+func Ensure(ctx context.Context, s state.Store, names pki.Names, now time.Time) (*pki.KeyPair, string, error) {
+	unlock, err := s.Lock(ctx, "serve: management certificates")
+	if err != nil {
+		return nil, "", err
+	}
+	defer unlock()
+	if _, err := s.Read(CACertFile); errors.Is(err, fs.ErrNotExist) {
+		srv, err := createCA(s, names, now)
+		return srv, "created the management CA and server certificate", err
+	}
+	ca, err := loadCA(s)
+	if err != nil {
+		return nil, "", err
+	}
+	srv, why := currentServer(s, ca, names, now)
+	if why == "" {
+		return srv, "", nil
+	}
+	srv, err = issueServer(s, ca, names, now)
+	return srv, "re-issued the management server certificate: " + why, err
+}
+
+// currentServer loads the server certificate and says why it must be
+// re-issued ("" when it is fine).
+func currentServer(s state.Store, ca *pki.KeyPair, names pki.Names, now time.Time) (*pki.KeyPair, string) {
+	certPEM, err := s.Read(ServerCertFile)
+	if err != nil {
+		return nil, "it is missing"
+	}
+	keyPEM, err := s.Read(ServerKeyFile)
+	if err != nil {
+		return nil, "its key is missing"
+	}
+	srv, err := pki.LoadKeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, "it is damaged (" + err.Error() + ")"
+	}
+	if err := srv.Cert.CheckSignatureFrom(ca.Cert); err != nil {
+		return nil, "it was not issued by the current CA"
+	}
+	if !names.Equal(srv.Cert) {
+		return nil, "the wanted names changed"
+	}
+	if pki.NeedsRenewal(srv.Cert, now) {
+		return nil, "it nears expiry"
+	}
+	return srv, ""
+}
+
+// RenewServer re-issues the server certificate from the existing CA.
+func RenewServer(ctx context.Context, s state.Store, names pki.Names, now time.Time) (*pki.KeyPair, error) {
+	unlock, err := s.Lock(ctx, "ca renew-server")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	ca, err := loadCA(s)
+	if err != nil {
+		return nil, err
+	}
+	return issueServer(s, ca, names, now)
+}
+
+// CACertificate returns the CA certificate PEM and parsed, for export.
+func CACertificate(s state.Store) ([]byte, *x509.Certificate, error) {
+	b, err := s.Read(CACertFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fault.Failf("create it with 'p2ptls ca init' (or let 'p2ptls serve' create it)", "there is no management CA yet")
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", CACertFile, err)
+	}
+	certs, err := pki.ParseCertChain(b)
+	if err != nil {
+		return nil, nil, fault.Failf("restore certs/management from a backup", "%s is damaged: %v", CACertFile, err)
+	}
+	return pki.EncodeCert(certs[0].Raw), certs[0], nil
+}

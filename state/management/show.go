@@ -1,0 +1,125 @@
+package management
+
+import (
+	"crypto/x509"
+	"os"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/pki"
+)
+
+// CertInfo describes one certificate with the JSON fields scripts rely on.
+type CertInfo struct {
+	Subject           string    `json:"subject"`
+	Issuer            string    `json:"issuer"`
+	FingerprintSHA256 string    `json:"fingerprint_sha256"`
+	NotBefore         time.Time `json:"not_before"`
+	NotAfter          time.Time `json:"not_after"`
+	DNSNames          []string  `json:"dns_names"`
+	IPAddresses       []string  `json:"ip_addresses"`
+	File              string    `json:"file"`
+}
+
+// Info is what "ca show" prints.
+type Info struct {
+	Mode   string    `json:"mode"`
+	CA     *CertInfo `json:"ca"`
+	Server *CertInfo `json:"server"`
+	// Missing lists wanted server names the server certificate lacks.
+	Missing []string `json:"missing_names"`
+}
+
+// Describe turns a certificate into CertInfo.
+func Describe(c *x509.Certificate, file string) *CertInfo {
+	ips := make([]string, len(c.IPAddresses))
+	for i, ip := range c.IPAddresses {
+		ips[i] = ip.String()
+	}
+	return &CertInfo{
+		Subject:           c.Subject.String(),
+		Issuer:            c.Issuer.String(),
+		FingerprintSHA256: pki.Fingerprint(c),
+		NotBefore:         c.NotBefore.UTC(),
+		NotAfter:          c.NotAfter.UTC(),
+		DNSNames:          append([]string{}, c.DNSNames...),
+		IPAddresses:       ips,
+		File:              file,
+	}
+}
+
+// Show describes management TLS as serve would run it with settings. root
+// is the state directory, for file paths in the output.
+func Show(s state.Store, root string, set Settings) (*Info, error) {
+	info := &Info{Mode: set.Mode, Missing: []string{}}
+	if set.Mode == ModeProvided {
+		kp, err := LoadProvided(set.CertFile, set.KeyFile, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		info.Server = Describe(kp.Cert, set.CertFile)
+		if chain, _ := pki.ParseCertChain(kp.CertPEM); len(chain) > 1 {
+			info.CA = Describe(chain[len(chain)-1], set.CertFile)
+		}
+		return info, nil
+	}
+	// Mode off shows the CA too: it is what agents may still hold.
+	_, ca, err := CACertificate(s)
+	if err != nil {
+		if set.Mode == ModeOff {
+			return info, nil
+		}
+		return nil, err
+	}
+	info.CA = Describe(ca, root+"/"+CACertFile)
+	if set.Mode == ModeOff {
+		return info, nil
+	}
+	certPEM, err := s.Read(ServerCertFile)
+	if err != nil {
+		return info, nil // serve or "ca renew-server" will issue it
+	}
+	chain, err := pki.ParseCertChain(certPEM)
+	if err != nil {
+		return nil, fault.Failf("re-issue it with 'p2ptls ca renew-server'", "%s is damaged: %v", ServerCertFile, err)
+	}
+	info.Server = Describe(chain[0], root+"/"+ServerCertFile)
+	info.Missing = nonNil(set.WantedNames().Missing(chain[0]))
+	return info, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// LoadProvided reads mode provided's certificate chain and key and refuses
+// what serve could not use: missing or unreadable files, no certificate, a
+// key that does not match, a leaf that is expired or not yet valid.
+func LoadProvided(certFile, keyFile string, now time.Time) (*pki.KeyPair, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fault.Invalidf("point MANAGEMENT_TLS_CERT_FILE at a readable PEM certificate (chain)", "cannot read MANAGEMENT_TLS_CERT_FILE: %v", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fault.Invalidf("point MANAGEMENT_TLS_KEY_FILE at a readable PEM private key", "cannot read MANAGEMENT_TLS_KEY_FILE: %v", err)
+	}
+	kp, err := pki.LoadKeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fault.Invalidf("give the certificate chain and the key that belongs to it",
+			"MANAGEMENT_TLS_CERT_FILE %s and MANAGEMENT_TLS_KEY_FILE %s: %v", certFile, keyFile, err)
+	}
+	switch {
+	case now.After(kp.Cert.NotAfter):
+		return nil, fault.Invalidf("install a renewed certificate",
+			"the certificate in MANAGEMENT_TLS_CERT_FILE %s expired on %s", certFile, kp.Cert.NotAfter.UTC().Format(time.RFC3339))
+	case now.Before(kp.Cert.NotBefore):
+		return nil, fault.Invalidf("check this machine's clock, or wait until it is valid",
+			"the certificate in MANAGEMENT_TLS_CERT_FILE %s is not valid before %s", certFile, kp.Cert.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return kp, nil
+}
