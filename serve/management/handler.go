@@ -2,7 +2,6 @@ package management
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"os"
 	"strings"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/p2pstream/p2ptls/state/admintoken"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
-	"github.com/p2pstream/p2ptls/state/pki"
 )
 
 // apiError is the JSON error answer of the API.
@@ -42,7 +40,7 @@ func newHandler(o Options) http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /ca.crt", func(w http.ResponseWriter, _ *http.Request) {
-		caPEM, err := publicCA(o)
+		caPEM, err := statemgmt.AgentCA(o.Store, o.Settings)
 		if err != nil {
 			writeJSON(w, http.StatusNotFound, apiError{Error: err.Error(), Hint: "this management server has no private CA to hand out"})
 			return
@@ -66,26 +64,6 @@ func newHandler(o Options) http.Handler {
 	mux.Handle("/api/v1/", requireToken(o, api))
 	return mux
 }
-
-// publicCA is the CA certificate agents should trust: the auto CA, or in
-// mode provided the last certificate of the chain when it carries one.
-func publicCA(o Options) ([]byte, error) {
-	if o.Settings.Mode == statemgmt.ModeProvided {
-		kp, err := statemgmt.LoadProvided(o.Settings.CertFile, o.Settings.KeyFile, time.Now())
-		if err != nil {
-			return nil, err
-		}
-		chain, err := pki.ParseCertChain(kp.CertPEM)
-		if err != nil || len(chain) < 2 {
-			return nil, errNoCA
-		}
-		return pki.EncodeCert(chain[len(chain)-1].Raw), nil
-	}
-	caPEM, _, err := statemgmt.CACertificate(o.Store)
-	return caPEM, err
-}
-
-var errNoCA = errors.New("the provided management certificate file holds no CA certificate")
 
 // requireToken admits requests with a valid admin token. Tokens are read
 // from the state on every request, so "admin token revoke" applies at once.

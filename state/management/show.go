@@ -2,6 +2,7 @@ package management
 
 import (
 	"crypto/x509"
+	"errors"
 	"os"
 	"time"
 
@@ -122,4 +123,25 @@ func LoadProvided(certFile, keyFile string, now time.Time) (*pki.KeyPair, error)
 			"the certificate in MANAGEMENT_TLS_CERT_FILE %s is not valid before %s", certFile, kp.Cert.NotBefore.UTC().Format(time.RFC3339))
 	}
 	return kp, nil
+}
+
+// ErrNoAgentCA says that mode provided's certificate file carries no CA.
+var ErrNoAgentCA = errors.New("the provided management certificate file holds no CA certificate; agents verify it with the system roots or the operator's own CA")
+
+// AgentCA is the CA certificate agents should trust: the auto CA, or in mode
+// provided the last certificate of the chain when the file carries one.
+func AgentCA(s state.Store, set Settings) ([]byte, error) {
+	if set.Mode == ModeProvided {
+		kp, err := LoadProvided(set.CertFile, set.KeyFile, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		chain, err := pki.ParseCertChain(kp.CertPEM)
+		if err != nil || len(chain) < 2 {
+			return nil, ErrNoAgentCA
+		}
+		return pki.EncodeCert(chain[len(chain)-1].Raw), nil
+	}
+	caPEM, _, err := CACertificate(s)
+	return caPEM, err
 }
