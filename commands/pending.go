@@ -96,15 +96,3 @@ func doctorCommand() *cli.Command {
 func statusCommand() *cli.Command {
 	return pending("status", "show what the running serve reports: listeners, reloads, fallback hits", "")
 }
-
-func agentCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "agent",
-		Usage: "agent side: verify management TLS and bootstrap trust",
-		Subcommands: []*cli.Command{
-			pending("check", "verify a TLS connection to management with the agent's CA", "[--url URL] [--ca-file F | --ca-pem-base64 B64]"),
-			pending("env", "print the environment lines for an agent install", ""),
-			pending("bootstrap", "fetch the management CA and accept it only if its fingerprint matches", "--url URL --fingerprint SHA256 --out FILE"),
-		},
-	}
-}

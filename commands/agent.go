@@ -1,0 +1,154 @@
+package commands
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/p2pstream/p2ptls/serve/agent"
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/fault"
+	statemgmt "github.com/p2pstream/p2ptls/state/management"
+)
+
+const (
+	flgURL         = "url"
+	flgCAFile      = "ca-file"
+	flgCAPEMBase64 = "ca-pem-base64"
+	flgFingerprint = "fingerprint"
+)
+
+func agentCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "agent",
+		Usage: "agent side: verify management TLS and bootstrap trust",
+		Subcommands: []*cli.Command{
+			leaf(&cli.Command{
+				Name:  "check",
+				Usage: "verify a TLS connection to management with the agent's CA, and /healthz",
+				Description: "On failure it names the mistake: a CA that did not sign the server certificate\n" +
+					"(wrong or lost CA, e.g. restored without certs/management), a host the\n" +
+					"certificate does not cover (MANAGEMENT_TLS_EXTRA_HOSTS), an expired\n" +
+					"certificate, or a MANAGEMENT_PUBLIC_URL this machine cannot reach.",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: flgURL, Usage: "management URL", EnvVars: []string{"MANAGEMENT_PUBLIC_URL"}},
+					&cli.StringFlag{Name: flgCAFile, Usage: "CA certificate file", EnvVars: []string{"MANAGEMENT_CA_FILE"}},
+					&cli.StringFlag{Name: flgCAPEMBase64, Usage: "CA certificate as base64 of its PEM", EnvVars: []string{"MANAGEMENT_CA_PEM_BASE64"}},
+				},
+			}, agentCheckAction),
+			leaf(&cli.Command{
+				Name:        "env",
+				Usage:       "print the environment lines for an agent install",
+				Description: "Prints MANAGEMENT_PUBLIC_URL and MANAGEMENT_CA_PEM_BASE64 as KEY=value lines,\nready for an env file.",
+				Flags:       append(namesFlags(), modeFlags()...),
+			}, agentEnvAction),
+			leaf(&cli.Command{
+				Name:  "bootstrap",
+				Usage: "fetch the management CA and keep it only if its fingerprint matches",
+				Description: "Fetches URL/ca.crt without trusting the server, accepts the CA only when its\n" +
+					"SHA-256 fingerprint (as 'p2ptls ca show' prints it on the management host)\n" +
+					"matches and the server's certificate is issued by it, then writes it to\n" +
+					"--out. Nothing is written otherwise.",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: flgURL, Usage: "management URL (required)", EnvVars: []string{"MANAGEMENT_PUBLIC_URL"}},
+					&cli.StringFlag{Name: flgFingerprint, Usage: "expected SHA-256 fingerprint of the CA (required)"},
+					&cli.StringFlag{Name: flgOut, Usage: "file to write the CA to, for MANAGEMENT_CA_FILE (required)"},
+				},
+			}, agentBootstrapAction),
+		},
+	}
+}
+
+// agentTimeout bounds a check or bootstrap from dial to last byte.
+const agentTimeout = 10 * time.Second
+
+func agentCheckAction(ctx context.Context, g *Globals, c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	if c.String(flgURL) == "" {
+		return fault.Invalidf("set MANAGEMENT_PUBLIC_URL or pass --url", "agent check needs the management URL")
+	}
+	roots, _, err := agent.LoadCA(c.String(flgCAFile), c.String(flgCAPEMBase64))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, agentTimeout)
+	defer cancel()
+	res, err := agent.Check(ctx, c.String(flgURL), roots)
+	if err != nil {
+		return err
+	}
+	if g.JSON() {
+		return printJSON(g.Stdout, res)
+	}
+	g.Infof("management TLS at %s verifies with the given CA", res.URL)
+	return printFields(g.Stdout, [][2]string{
+		{"CA SHA-256", res.CAFingerprint},
+		{"server names", strings.Join(res.ServerNames, ", ")},
+		{"server expires", res.NotAfter.Format(time.RFC3339)},
+		{"TLS version", res.TLSVersion},
+	})
+}
+
+func agentEnvAction(_ context.Context, g *Globals, c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	set, err := managementSettings(c)
+	if err != nil {
+		return err
+	}
+	caPEM, err := statemgmt.AgentCA(g.Store(), set)
+	if err != nil {
+		return err
+	}
+	if set.PublicURL == "" {
+		g.Warnf("MANAGEMENT_PUBLIC_URL is not set: agents also need the URL they reach management at (set it, or pass --public-url)")
+	}
+	if g.JSON() {
+		return printJSON(g.Stdout, struct {
+			PublicURL string `json:"management_public_url"`
+			CA        string `json:"management_ca_pem_base64"`
+		}{set.PublicURL, base64.StdEncoding.EncodeToString(caPEM)})
+	}
+	for _, line := range agent.EnvLines(set.PublicURL, caPEM) {
+		if _, err := fmt.Fprintln(g.Stdout, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func agentBootstrapAction(ctx context.Context, g *Globals, c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	for _, f := range []string{flgURL, flgFingerprint, flgOut} {
+		if c.String(f) == "" {
+			return missingFlag(c.Command.HelpName, flgURL, flgFingerprint, flgOut)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, agentTimeout)
+	defer cancel()
+	caPEM, fp, err := agent.Bootstrap(ctx, c.String(flgURL), c.String(flgFingerprint))
+	if err != nil {
+		return err
+	}
+	out := c.String(flgOut)
+	if err := state.WriteFileAtomic(out, caPEM, state.PublicMode); err != nil {
+		return fault.Failf("check that the directory exists and is writable", "write %s: %v", out, err)
+	}
+	if g.JSON() {
+		return printJSON(g.Stdout, struct {
+			File        string `json:"file"`
+			Fingerprint string `json:"fingerprint_sha256"`
+		}{out, fp})
+	}
+	g.Infof("wrote the management CA (SHA-256 %s) to %s; use it as MANAGEMENT_CA_FILE", fp, out)
+	return nil
+}

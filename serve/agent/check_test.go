@@ -1,0 +1,173 @@
+package agent_test
+
+import (
+	"context"
+	"crypto/x509"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/p2pstream/p2ptls/serve/agent"
+	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/pki"
+)
+
+func pool(certs ...*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
+}
+
+// silentServer accepts connections on 127.0.0.1 and never says a word.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				io.Copy(io.Discard, c) // until the client gives up
+				c.Close()
+			}()
+		}
+	}()
+	return "https://" + l.Addr().String()
+}
+
+func TestCheck(t *testing.T) {
+	ca := newCA(t, "p2ptls test CA")
+	other := newCA(t, "some other CA")
+	roots := pool(ca.Cert)
+	now := time.Now()
+
+	good := issue(t, ca, now, "mgmt.example", "127.0.0.1")
+	healthy := serveTLS(t, good.CertPEM, good.KeyPEM, management("", http.StatusOK, ca.CertPEM))
+	healthyUnderPath := serveTLS(t, good.CertPEM, good.KeyPEM, management("/mgmt", http.StatusOK, ca.CertPEM))
+
+	success := []struct{ desc, url string }{
+		{"base URL", healthy.URL},
+		{"base URL with trailing slash", healthy.URL + "/"},
+		{"URL with a path", healthyUnderPath.URL + "/mgmt"},
+		{"URL with a path and trailing slash", healthyUnderPath.URL + "/mgmt/"},
+	}
+	for _, tc := range success {
+		t.Run(tc.desc, func(t *testing.T) {
+			res, err := agent.Check(context.Background(), tc.url, roots)
+			if err != nil {
+				t.Fatalf("Check: %v (hint: %s)", err, fault.HintOf(err))
+			}
+			want := &agent.CheckResult{
+				URL:           tc.url,
+				ServerNames:   []string{"mgmt.example", "127.0.0.1"},
+				NotAfter:      good.Cert.NotAfter,
+				CAFingerprint: pki.Fingerprint(ca.Cert),
+				TLSVersion:    "TLS 1.3",
+			}
+			if !reflect.DeepEqual(res, want) {
+				t.Errorf("Check = %+v, want %+v", res, want)
+			}
+		})
+	}
+
+	foreign := issue(t, other, now, "127.0.0.1")
+	wrongCA := serveTLS(t, foreign.CertPEM, foreign.KeyPEM, management("", http.StatusOK, other.CertPEM))
+	wrongCAWithChain := serveTLS(t, append(foreign.CertPEM, other.CertPEM...), foreign.KeyPEM, management("", http.StatusOK, other.CertPEM))
+	otherHost := issue(t, ca, now, "other.example")
+	noIPSAN := serveTLS(t, otherHost.CertPEM, otherHost.KeyPEM, management("", http.StatusOK, ca.CertPEM))
+	ipOnly := issue(t, ca, now, "127.0.0.1")
+	noLocalhost := serveTLS(t, ipOnly.CertPEM, ipOnly.KeyPEM, management("", http.StatusOK, ca.CertPEM))
+	old := issue(t, ca, now.Add(-48*time.Hour), "127.0.0.1")
+	expired := serveTLS(t, old.CertPEM, old.KeyPEM, management("", http.StatusOK, ca.CertPEM))
+	early := issue(t, ca, now.Add(48*time.Hour), "127.0.0.1")
+	notYetValid := serveTLS(t, early.CertPEM, early.KeyPEM, management("", http.StatusOK, ca.CertPEM))
+	plain := httptest.NewUnstartedServer(management("", http.StatusOK, ca.CertPEM))
+	plain.Config.ErrorLog = log.New(io.Discard, "", 0)
+	plain.Start()
+	t.Cleanup(plain.Close)
+	unhealthy := serveTLS(t, good.CertPEM, good.KeyPEM, management("", http.StatusInternalServerError, ca.CertPEM))
+
+	failures := []struct {
+		desc      string
+		url       string
+		roots     *x509.CertPool
+		timeout   time.Duration
+		kind      fault.Kind
+		msg, hint []string
+	}{
+		{"server certificate from another CA", wrongCA.URL, roots, 0, fault.Failure,
+			[]string{"management server at " + wrongCA.URL, "certificate that the given CA did not sign", `issued by "some other CA"`},
+			[]string{"restored without certs/management", "p2ptls agent bootstrap", "p2ptls ca export"}},
+		{"server certificate from another CA that the server sends along", wrongCAWithChain.URL, roots, 0, fault.Failure,
+			[]string{"did not sign", `issued by "some other CA", whose fingerprint is ` + pki.Fingerprint(other.Cert)},
+			[]string{"restored without certs/management"}},
+		{"no CA pool trusts nothing", healthy.URL, nil, 0, fault.Failure,
+			[]string{"did not sign", `issued by "p2ptls test CA"`}, []string{"restored without certs/management"}},
+		{"certificate without the IP", noIPSAN.URL, roots, 0, fault.Failure,
+			[]string{"does not cover 127.0.0.1 (it covers other.example)"},
+			[]string{"add 127.0.0.1 to MANAGEMENT_TLS_EXTRA_HOSTS", "p2ptls ca renew-server"}},
+		{"certificate without localhost", strings.Replace(noLocalhost.URL, "127.0.0.1", "localhost", 1), roots, 0, fault.Failure,
+			[]string{"does not cover localhost (it covers 127.0.0.1)"},
+			[]string{"add localhost to MANAGEMENT_TLS_EXTRA_HOSTS", "p2ptls ca renew-server"}},
+		{"expired certificate", expired.URL, roots, 0, fault.Failure,
+			[]string{"expired at " + old.Cert.NotAfter.UTC().Format(time.RFC3339), "127.0.0.1"},
+			[]string{"p2ptls ca renew-server"}},
+		{"certificate not valid yet", notYetValid.URL, roots, 0, fault.Failure,
+			[]string{"is not valid before " + early.Cert.NotBefore.UTC().Format(time.RFC3339), "clock says"},
+			[]string{"clocks", "p2ptls ca renew-server"}},
+		{"nothing listening", "https://" + closedPort(t), roots, 0, fault.Failure,
+			[]string{"MANAGEMENT_PUBLIC_URL https://127.0.0.1:", "is not reachable from here: connection refused"},
+			[]string{"serve is running", "firewalls"}},
+		{"plain HTTP on an https URL", strings.Replace(plain.URL, "http://", "https://", 1), roots, 0, fault.Failure,
+			[]string{"answers plain HTTP, not TLS", "management TLS is off there", "port is wrong"},
+			[]string{"MANAGEMENT_LISTEN", "not off"}},
+		{"server that never answers", silentServer(t), roots, 200 * time.Millisecond, fault.Failure,
+			[]string{"accepted the connection but did not complete a TLS handshake in time"},
+			[]string{"MANAGEMENT_LISTEN"}},
+		{"unhealthy server", unhealthy.URL, roots, 0, fault.Failure,
+			[]string{"GET " + unhealthy.URL + "/healthz answered \"500 Internal Server Error\""},
+			[]string{"serve logs"}},
+		{"wrong path", healthy.URL + "/api", roots, 0, fault.Failure,
+			[]string{"GET " + healthy.URL + "/api/healthz answered \"404 Not Found\""},
+			[]string{"MANAGEMENT_PUBLIC_URL"}},
+		{"empty URL", "", roots, 0, fault.Invalid,
+			[]string{"MANAGEMENT_PUBLIC_URL (--url) is empty"}, []string{"https://"}},
+		{"http URL", "http://127.0.0.1:8443", roots, 0, fault.Invalid,
+			[]string{"MANAGEMENT_PUBLIC_URL (--url)", "does not start with https://"}, []string{"MANAGEMENT_PUBLIC_URL"}},
+		{"URL without scheme", "mgmt.example.com:8443", roots, 0, fault.Invalid,
+			[]string{"MANAGEMENT_PUBLIC_URL (--url)", "does not start with https://"}, []string{"MANAGEMENT_PUBLIC_URL"}},
+		{"URL without host", "https:///healthz", roots, 0, fault.Invalid,
+			[]string{"MANAGEMENT_PUBLIC_URL (--url)", "names no host"}, []string{"MANAGEMENT_PUBLIC_URL"}},
+		{"malformed URL", "https://127.0.0.1:port", roots, 0, fault.Invalid,
+			[]string{"MANAGEMENT_PUBLIC_URL (--url)", "is not a valid URL", "invalid port"}, []string{"MANAGEMENT_PUBLIC_URL"}},
+	}
+	for _, tc := range failures {
+		t.Run("diagnoses "+tc.desc, func(t *testing.T) {
+			ctx := context.Background()
+			if tc.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.timeout)
+				defer cancel()
+			}
+			res, err := agent.Check(ctx, tc.url, tc.roots)
+			if res != nil {
+				t.Errorf("Check returned a result along with its error: %+v", res)
+			}
+			wantFault(t, err, tc.kind, tc.msg, tc.hint)
+		})
+	}
+}
