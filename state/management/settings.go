@@ -62,7 +62,7 @@ func (s *Settings) Validate() error {
 		}
 	}
 	for i, h := range s.ExtraHosts {
-		n, err := hostname.NormalizeServerName(h)
+		n, err := serverName(h)
 		if err != nil {
 			return fault.AsInvalid(fmt.Errorf("MANAGEMENT_TLS_EXTRA_HOSTS: %w", err), "give comma-separated DNS names or IP addresses")
 		}
@@ -97,11 +97,21 @@ func PublicHost(publicURL string) (string, error) {
 		return "", fault.Invalidf("write it like https://mgmt.example.com:8443",
 			"MANAGEMENT_PUBLIC_URL %q is not an http(s) URL with a host", publicURL)
 	}
-	h, err := hostname.NormalizeServerName(u.Hostname())
+	h, err := serverName(u.Hostname())
 	if err != nil {
 		return "", fault.AsInvalid(fmt.Errorf("MANAGEMENT_PUBLIC_URL: %w", err), "write it like https://mgmt.example.com:8443")
 	}
 	return h, nil
+}
+
+// serverName is hostname.NormalizeServerName without IPv6 zones: "fe80::1%eth0"
+// is no IP SAN, and as a DNS SAN it would be invalid and match nothing.
+func serverName(h string) (string, error) {
+	n, err := hostname.NormalizeServerName(h)
+	if err == nil && strings.Contains(n, "%") {
+		return "", fmt.Errorf("host %q is an IPv6 address with a zone, which a certificate cannot carry; drop the %%zone", h)
+	}
+	return n, err
 }
 
 // WantedNames are the names the auto server certificate must carry: the
