@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,6 +49,7 @@ func ResolveDir(flagValue string, getenv func(string) string) (string, error) {
 // can stand in for Dir later.
 type Store interface {
 	Read(name string) ([]byte, error)
+	Stat(name string) (fs.FileInfo, error)
 	Write(name string, data []byte, perm fs.FileMode) error
 	List(dir string) ([]string, error)
 	Delete(name string) error
@@ -58,6 +60,9 @@ type Store interface {
 type Dir struct {
 	root        string
 	lockTimeout time.Duration
+	// writes counts changes outside run/, so that unlocking knows whether
+	// to bump the revision.
+	writes atomic.Int64
 }
 
 var _ Store = (*Dir)(nil)
@@ -91,12 +96,22 @@ func (d *Dir) Read(name string) ([]byte, error) {
 	return os.ReadFile(p)
 }
 
+// Stat describes name; serve uses it to notice changed files cheaply.
+func (d *Dir) Stat(name string) (fs.FileInfo, error) {
+	p, err := d.path(name)
+	if err != nil {
+		return nil, err
+	}
+	return os.Stat(p)
+}
+
 // Write replaces name atomically, creating parent directories 0700.
 func (d *Dir) Write(name string, data []byte, perm fs.FileMode) error {
 	p, err := d.path(name)
 	if err != nil {
 		return err
 	}
+	d.counted(name)
 	if err := MkdirAll(filepath.Dir(p)); err != nil {
 		return err
 	}
@@ -135,6 +150,7 @@ func (d *Dir) Delete(name string) error {
 	if err != nil {
 		return err
 	}
+	d.counted(name)
 	if err := os.RemoveAll(p); err != nil {
 		return err
 	}
@@ -142,4 +158,14 @@ func (d *Dir) Delete(name string) error {
 		return err
 	}
 	return nil
+}
+
+// RunDir holds serve's runtime status; writing it is not a state change.
+const RunDir = "run"
+
+// counted records a change of the desired state.
+func (d *Dir) counted(name string) {
+	if !strings.HasPrefix(path.Clean(name), RunDir+"/") {
+		d.writes.Add(1)
+	}
 }

@@ -138,3 +138,38 @@ func TestLockHonoursContext(t *testing.T) {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
 }
+
+func TestRevisionChangesOnlyWithState(t *testing.T) {
+	d := OpenDir(t.TempDir(), time.Second)
+	rev := func() string { b, _ := d.Read(RevisionFile); return string(b) }
+	mutate := func(f func() error) {
+		t.Helper()
+		unlock, err := d.Lock(context.Background(), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f(); err != nil {
+			t.Fatal(err)
+		}
+		if err := unlock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mutate(func() error { return nil })
+	if rev() != "" {
+		t.Errorf("a lock without writes made a revision: %q", rev())
+	}
+	mutate(func() error { return d.Write("run/status.json", []byte("{}"), SecretMode) })
+	if rev() != "" {
+		t.Errorf("a write under run/ made a revision: %q", rev())
+	}
+	mutate(func() error { return d.Write("certs/public/m/cert.pem", []byte("c"), PublicMode) })
+	first := rev()
+	if first == "" {
+		t.Fatal("a state write made no revision")
+	}
+	mutate(func() error { return d.Delete("certs/public/m") })
+	if rev() == first {
+		t.Error("a delete did not change the revision")
+	}
+}

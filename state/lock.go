@@ -19,6 +19,11 @@ import (
 // records who holds it, so that a waiting process can name the holder.
 const LockFile = "p2ptls.lock"
 
+// RevisionFile changes whenever a process that held the lock changed the
+// state, so that serve notices every change with one small read, whatever
+// file it touched.
+const RevisionFile = "p2ptls.rev"
+
 // lockPoll is how often a waiting process retries the lock.
 const lockPoll = 50 * time.Millisecond
 
@@ -63,7 +68,7 @@ func (d *Dir) Lock(ctx context.Context, purpose string) (func() error, error) {
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
 			if unlock, ok, err := d.claim(f, p, purpose); ok || err != nil {
-				return unlock, err
+				return d.bumpOnChange(unlock), err
 			}
 			continue // a previous holder removed the file we locked: retry on the new one
 		}
@@ -134,4 +139,21 @@ func readHolder(p string) Holder {
 		_ = toml.Unmarshal(b, &h)
 	}
 	return h
+}
+
+// bumpOnChange wraps unlock so that it first writes a new revision when
+// anything was written while the lock was held.
+func (d *Dir) bumpOnChange(unlock func() error) func() error {
+	if unlock == nil {
+		return nil
+	}
+	before := d.writes.Load()
+	return func() error {
+		var err error
+		if d.writes.Load() != before {
+			rev := fmt.Sprintf("%d %d\n", time.Now().UnixNano(), os.Getpid())
+			err = WriteFileAtomic(filepath.Join(d.root, RevisionFile), []byte(rev), SecretMode)
+		}
+		return errors.Join(err, unlock())
+	}
 }

@@ -72,6 +72,12 @@ func writePair(s state.Store, keyFile, certFile string, kp *pki.KeyPair) error {
 }
 
 func issueServer(s state.Store, ca *pki.KeyPair, names pki.Names, now time.Time) (*pki.KeyPair, error) {
+	// A CA at its end cannot vouch for a server certificate any more; only
+	// the operator can decide to hand every agent a new one.
+	if ca.Cert.NotAfter.Sub(now) < 24*time.Hour {
+		return nil, fault.Failf("create a new CA deliberately: move certs/management aside, run 'p2ptls ca init', then give every agent the new CA ('p2ptls agent env')",
+			"the management CA expires on %s and cannot issue a server certificate any more", ca.Cert.NotAfter.UTC().Format(time.RFC3339))
+	}
 	validity := min(ServerValidity, ca.Cert.NotAfter.Sub(now))
 	srv, err := pki.IssueServer(ca, names, now, validity)
 	if err != nil {
