@@ -22,33 +22,6 @@ func pending(name, usage, argsUsage string) *cli.Command {
 	}
 }
 
-func mappingCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "mapping",
-		Usage: "certificate mappings of HTTPS listeners (hosts -> certificate source)",
-		Subcommands: []*cli.Command{
-			pending("add", "map hosts on a listener to a manual, file, self-signed or ACME certificate", "--listener NAME --host H [--host H ...] SOURCE"),
-			pending("list", "list mappings", "[--listener NAME]"),
-			pending("show", "show one mapping", "ID"),
-			pending("remove", "remove a mapping", "ID"),
-		},
-	}
-}
-
-func certCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "cert",
-		Usage: "public certificates: issue, renew, list, inspect",
-		Subcommands: []*cli.Command{
-			pending("issue", "obtain or generate certificates now", "ID... | --all [--force]"),
-			pending("renew", "renew what is due (the cron entry point)", "[--days N] [--dry-run] [--deploy-hook CMD]"),
-			pending("list", "list certificates and their status", ""),
-			pending("show", "show one mapping's certificate", "ID"),
-			pending("inspect", "describe a PEM certificate file", "FILE"),
-		},
-	}
-}
-
 func dnsCredentialCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "dns-credential",
@@ -91,8 +64,4 @@ func restoreCommand() *cli.Command {
 
 func doctorCommand() *cli.Command {
 	return pending("doctor", "check for the common deployment mistakes; exit 1 on a failure", "")
-}
-
-func statusCommand() *cli.Command {
-	return pending("status", "show what the running serve reports: listeners, reloads, fallback hits", "")
 }

@@ -163,6 +163,12 @@ func (d *Dir) Delete(name string) error {
 // RunDir holds serve's runtime status; writing it is not a state change.
 const RunDir = "run"
 
+// Challenge directories: state/acme publishes, serve answers.
+const (
+	HTTP01Dir    = "acme/challenges/http-01"
+	TLSALPN01Dir = "acme/challenges/tls-alpn-01"
+)
+
 // counted records a change of the desired state.
 func (d *Dir) counted(name string) {
 	if !strings.HasPrefix(path.Clean(name), RunDir+"/") {

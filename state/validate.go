@@ -126,6 +126,11 @@ func (v *mappingValidator) check(m *Mapping) error {
 		}
 		v.hosts[key] = m.ID
 	}
+	if m.Upstream != "" {
+		if err := validateUpstream(m.Upstream); err != nil {
+			return fault.AsInvalid(fmt.Errorf("mapping %q: %w", m.ID, err), "give an http:// or https:// URL, e.g. http://127.0.0.1:8080")
+		}
+	}
 	switch m.Source {
 	case SourceManual, SourceSelfSigned:
 	case SourceFile:

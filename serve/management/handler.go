@@ -3,9 +3,7 @@ package management
 import (
 	"encoding/json"
 	"net/http"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/p2pstream/p2ptls/state/admintoken"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
@@ -17,23 +15,7 @@ type apiError struct {
 	Hint  string `json:"hint,omitempty"`
 }
 
-// Status is what GET /api/v1/status answers (and "p2ptls status" prints).
-type Status struct {
-	ServeRunning bool       `json:"serve_running"`
-	PID          int        `json:"pid"`
-	StartedAt    time.Time  `json:"started_at"`
-	Management   MgmtStatus `json:"management"`
-	Listeners    []any      `json:"listeners"`
-}
-
-// MgmtStatus describes the management listener.
-type MgmtStatus struct {
-	Mode   string `json:"mode"`
-	Listen string `json:"listen"`
-}
-
 func newHandler(o Options) http.Handler {
-	started := time.Now().UTC().Truncate(time.Second)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -50,13 +32,7 @@ func newHandler(o Options) http.Handler {
 	})
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, Status{
-			ServeRunning: true,
-			PID:          os.Getpid(),
-			StartedAt:    started,
-			Management:   MgmtStatus{Mode: o.Settings.Mode, Listen: o.Settings.Listen},
-			Listeners:    []any{},
-		})
+		writeJSON(w, http.StatusOK, o.Status())
 	})
 	api.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{Error: "no such API endpoint: " + r.Method + " " + r.URL.Path})

@@ -16,6 +16,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/fault"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/runstatus"
 )
 
 // Timeouts of the management server: generous for an API, short enough that
@@ -35,30 +36,33 @@ type Options struct {
 	Settings statemgmt.Settings // validated
 	Store    *state.Dir
 	Log      *slog.Logger
-	// Ready, when set, is called with the bound address once serving.
-	Ready func(addr net.Addr)
+	// Status reports what serve runs, for GET /api/v1/status.
+	Status func() *runstatus.Status
 }
 
-// Run serves management until ctx ends, then shuts down gracefully.
-func Run(ctx context.Context, o Options) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	srv := &http.Server{
-		Handler:           newHandler(o),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
-	}
-	var lc *liveCert
+// Server is a management listener that is bound and ready to serve.
+type Server struct {
+	o   Options
+	srv *http.Server
+	ln  net.Listener
+	lc  *liveCert // nil in mode off
+	ctx context.Context
+	end context.CancelFunc
+}
+
+// Listen prepares management TLS in the configured mode (creating the CA in
+// auto mode, checking the files in mode provided) and binds the address.
+// Anything that stops serve from starting is reported here, before any
+// other listener opens.
+func Listen(o Options) (*Server, error) {
+	ctx, end := context.WithCancel(context.Background())
+	m := &Server{o: o, ctx: ctx, end: end}
 	var err error
 	switch o.Settings.Mode {
 	case statemgmt.ModeAuto:
-		lc, err = startAuto(ctx, o)
+		m.lc, err = startAuto(ctx, o)
 	case statemgmt.ModeProvided:
-		lc, err = newLiveCert(func() ([]byte, []byte, error) {
+		m.lc, err = newLiveCert(func() ([]byte, []byte, error) {
 			kp, err := statemgmt.LoadProvided(o.Settings.CertFile, o.Settings.KeyFile, time.Now())
 			if err != nil {
 				return nil, nil, err
@@ -69,30 +73,50 @@ func Run(ctx context.Context, o Options) error {
 		o.Log.Warn("management TLS is off: the management API is served over plain HTTP (MANAGEMENT_ALLOW_INSECURE_HTTP=true); use this only for isolated development or behind a trusted TLS terminator")
 	}
 	if err != nil {
-		return err
+		end()
+		return nil, err
 	}
-	ln, err := net.Listen("tcp", o.Settings.Listen)
-	if err != nil {
-		return fault.Failf("choose a free address with MANAGEMENT_LISTEN, or stop what holds it",
+	if m.ln, err = net.Listen("tcp", o.Settings.Listen); err != nil {
+		end()
+		return nil, fault.Failf("choose a free address with MANAGEMENT_LISTEN, or stop what holds it",
 			"cannot listen on MANAGEMENT_LISTEN %s: %v", o.Settings.Listen, err)
 	}
+	m.srv = &http.Server{
+		Handler:           newHandler(o),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+	}
+	if m.lc != nil {
+		m.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: m.lc.getCertificate}
+	}
+	return m, nil
+}
+
+// Close releases a server that will not Serve.
+func (m *Server) Close() {
+	m.end()
+	m.ln.Close()
+}
+
+// Serve serves until ctx ends, then shuts down gracefully.
+func (m *Server) Serve(ctx context.Context) error {
+	defer m.end()
 	scheme := "http"
-	if lc != nil {
-		go lc.watch(ctx)
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: lc.getCertificate}
+	if m.lc != nil {
+		go m.lc.watch(m.ctx)
 		scheme = "https"
 	}
-	o.Log.Info("management listening", "url", scheme+"://"+ln.Addr().String(), "mode", o.Settings.Mode)
-	if o.Ready != nil {
-		o.Ready(ln.Addr())
-	}
-
+	m.o.Log.Info("management listening", "url", scheme+"://"+m.ln.Addr().String(), "mode", m.o.Settings.Mode)
 	errc := make(chan error, 1)
 	go func() {
-		if lc != nil {
-			errc <- srv.ServeTLS(ln, "", "")
+		if m.lc != nil {
+			errc <- m.srv.ServeTLS(m.ln, "", "")
 		} else {
-			errc <- srv.Serve(ln)
+			errc <- m.srv.Serve(m.ln)
 		}
 	}()
 	select {
@@ -100,10 +124,10 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("management server: %w", err)
 	case <-ctx.Done():
 	}
-	o.Log.Info("shutting down management listener")
+	m.o.Log.Info("shutting down management listener")
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := m.srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shut down management server: %w", err)
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {

@@ -70,19 +70,21 @@ func KeyType(pub crypto.PublicKey) string {
 	}
 }
 
-// NeedsRenewal reports whether cert should be replaced at now: when it has
-// expired, or less than a third of its lifetime remains. Short-lived
-// certificates (10 days or less) renew at half their lifetime instead, since
-// a third of a few days leaves little room for retrying a failed renewal.
-func NeedsRenewal(cert *x509.Certificate, now time.Time) bool {
-	remaining := cert.NotAfter.Sub(now)
-	if remaining <= 0 {
-		return true
-	}
+// RenewalTime is when cert should be replaced: when less than a third of
+// its lifetime remains. Short-lived certificates (10 days or less) renew at
+// half their lifetime instead, since a third of a few days leaves little
+// room for retrying a failed renewal.
+func RenewalTime(cert *x509.Certificate) time.Time {
 	lifetime := cert.NotAfter.Sub(cert.NotBefore)
 	threshold := lifetime / 3
 	if lifetime <= 10*24*time.Hour {
 		threshold = lifetime / 2
 	}
-	return remaining < threshold
+	return cert.NotAfter.Add(-threshold).UTC()
+}
+
+// NeedsRenewal reports whether cert should be replaced at now: it has
+// expired, or RenewalTime has come.
+func NeedsRenewal(cert *x509.Certificate, now time.Time) bool {
+	return !now.Before(cert.NotAfter) || now.After(RenewalTime(cert))
 }

@@ -1,0 +1,83 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/p2pstream/p2ptls/state/runstatus"
+)
+
+func statusCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:  "status",
+		Usage: "show what the running serve reports: listeners, reloads, fallback hits",
+		Description: "Reads run/status.json, which serve rewrites within a second of a change.\n" +
+			"serve_running is false when no serve runs (its pid is gone); the rest is then\n" +
+			"what the last serve reported. Any fallback hit is a public deployment failure.",
+	}, statusAction)
+}
+
+func statusAction(_ context.Context, g *Globals, c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	st, err := runstatus.Read(g.Store())
+	if err != nil {
+		return err
+	}
+	if g.JSON() {
+		return printJSON(g.Stdout, st)
+	}
+	if !st.ServeRunning {
+		g.Infof("serve is not running")
+		if st.PID == 0 {
+			return nil
+		}
+		g.Infof("last report of pid %d:", st.PID)
+	} else {
+		g.Infof("serve is running as pid %d since %s", st.PID, st.StartedAt.Format(time.RFC3339))
+	}
+	if st.LastReloadError != "" {
+		g.Warnf("the last state change was not applied: %s", st.LastReloadError)
+	}
+	rows := make([][]string, 0, len(st.Listeners))
+	for _, l := range st.Listeners {
+		state := "listening"
+		if !l.Listening {
+			state = "down: " + l.Error
+		}
+		rows = append(rows, []string{l.Name, l.Addr, orDash(l.HTTPAddr), state, fmt.Sprint(l.Mappings), fallbackSummary(l.FallbackHits)})
+	}
+	return printTable(g.Stdout, []string{"LISTENER", "ADDR", "HTTP ADDR", "STATE", "MAPPINGS", "FALLBACK HITS"}, rows)
+}
+
+// fallbackSummary lists SNI names by hits, most first.
+func fallbackSummary(hits map[string]int64) string {
+	if len(hits) == 0 {
+		return "none"
+	}
+	names := make([]string, 0, len(hits))
+	for n := range hits {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if hits[names[i]] != hits[names[j]] {
+			return hits[names[i]] > hits[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	parts := make([]string, len(names))
+	for i, n := range names {
+		shown := n
+		if n == "" {
+			shown = "(no SNI)"
+		}
+		parts[i] = fmt.Sprintf("%s=%d", shown, hits[n])
+	}
+	return strings.Join(parts, " ")
+}

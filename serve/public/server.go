@@ -1,0 +1,285 @@
+// Package public runs the public HTTPS listeners: certificate selection by
+// SNI from each listener's mappings, the loud fallback, the reverse proxy,
+// the HTTP listener for ACME HTTP-01 and redirects, and live reload of the
+// state directory.
+package public
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/p2pstream/p2ptls/serve/sni"
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/runstatus"
+)
+
+// pollInterval is how often the state directory is checked for changes;
+// with a reload well under a second, changes are served within 2 s.
+const pollInterval = 500 * time.Millisecond
+
+// Options configure the public listeners.
+type Options struct {
+	Store *state.Dir
+	Log   *slog.Logger
+}
+
+// Server runs every configured listener and follows the state directory.
+type Server struct {
+	o       Options
+	started time.Time
+
+	mu         sync.Mutex // guards everything below
+	listeners  map[string]*listener
+	errors     map[string]string // listener name -> why it is not listening
+	cfg        *state.Config
+	changeSig  string
+	lastReload time.Time
+	lastErr    string
+	reloads    int
+	lastStatus []byte
+	loadErrs   []string // certificates that did not load in the last reload
+}
+
+// New prepares the server; Start loads the state and opens the listeners.
+func New(o Options) *Server {
+	return &Server{o: o, started: time.Now().UTC().Truncate(time.Second), listeners: map[string]*listener{}, errors: map[string]string{}}
+}
+
+// Start loads the state and opens every listener. A state that does not
+// load, or a listener that cannot bind, stops serve from starting.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sig := s.changeSignature(nil)
+	cfg, err := state.LoadConfig(s.o.Store)
+	if err != nil {
+		return err
+	}
+	if err := s.apply(cfg); err != nil {
+		s.stopAll()
+		return err
+	}
+	s.changeSig = sig
+	return s.writeStatus()
+}
+
+// Run follows the state directory until ctx ends, then closes the
+// listeners, letting connections in flight finish.
+func (s *Server) Run(ctx context.Context) {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			s.stopAll()
+			s.writeStatus()
+			s.mu.Unlock()
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		s.poll()
+		s.mu.Unlock()
+	}
+}
+
+// poll reloads when anything that decides what is served changed, and
+// writes the status when it changed (fallback hits, mostly).
+func (s *Server) poll() {
+	if sig := s.changeSignature(s.cfg); sig != s.changeSig {
+		s.changeSig = sig
+		start := time.Now()
+		s.loadErrs = nil
+		cfg, err := state.LoadConfig(s.o.Store)
+		if err == nil {
+			err = s.apply(cfg)
+		}
+		if err == nil && len(s.loadErrs) > 0 {
+			err = errors.New(strings.Join(s.loadErrs, "; "))
+		}
+		s.lastReload = time.Now().UTC()
+		s.reloads++
+		if err != nil {
+			s.lastErr = err.Error()
+			s.o.Log.Error("state change not fully applied; what did not load keeps its previous state", "err", err)
+		} else {
+			s.lastErr = ""
+			s.o.Log.Info("state reloaded", "took", time.Since(start).Round(time.Millisecond).String())
+		}
+	}
+	if err := s.writeStatus(); err != nil {
+		s.o.Log.Error("cannot write runtime status", "err", err)
+	}
+}
+
+// changeSignature is cheap to compute every poll: the revision every
+// p2ptls command bumps, p2ptls.toml itself (hand edits), and the files of
+// "file" mappings, which change outside p2ptls.
+func (s *Server) changeSignature(cfg *state.Config) string {
+	var b bytes.Buffer
+	rev, _ := s.o.Store.Read(state.RevisionFile)
+	b.Write(rev)
+	if info, err := s.o.Store.Stat(state.ConfigFile); err == nil {
+		fmt.Fprintf(&b, "|%d:%d", info.Size(), info.ModTime().UnixNano())
+	}
+	if cfg != nil {
+		for _, m := range cfg.Mappings {
+			if m.Source == state.SourceFile {
+				b.WriteString("|" + signature(s.o.Store, m))
+			}
+		}
+	}
+	return b.String()
+}
+
+// apply makes the running listeners match cfg. Entries whose mapping and
+// files did not change are kept, with their parsed certificates.
+func (s *Server) apply(cfg *state.Config) error {
+	views := make(map[string]*view, len(cfg.Listeners))
+	for _, lc := range cfg.Listeners {
+		var old map[string]*entry
+		if l, ok := s.listeners[lc.Name]; ok {
+			old = l.view.Load().entries
+		}
+		v, err := s.buildView(lc, cfg.Mappings, old)
+		if err != nil {
+			return err
+		}
+		views[lc.Name] = v
+	}
+	for name, l := range s.listeners {
+		v, keep := views[name]
+		cur := l.view.Load().cfg
+		if keep && cur.Addr == v.cfg.Addr && cur.HTTPAddr == v.cfg.HTTPAddr {
+			continue
+		}
+		l.stop()
+		delete(s.listeners, name)
+	}
+	var firstErr error
+	for name, v := range views {
+		if l, ok := s.listeners[name]; ok {
+			l.view.Store(v)
+			continue
+		}
+		l, err := startListener(v, s.o.Store, s.o.Log)
+		if err != nil {
+			err = fmt.Errorf("listener %q: %w", name, err)
+			s.errors[name] = err.Error()
+			s.o.Log.Error("cannot open listener", "listener", name, "err", err)
+			firstErr = cmpErr(firstErr, err)
+			continue
+		}
+		delete(s.errors, name)
+		s.listeners[name] = l
+	}
+	for name := range s.errors {
+		if _, ok := views[name]; !ok {
+			delete(s.errors, name)
+		}
+	}
+	s.cfg = cfg
+	return firstErr
+}
+
+func cmpErr(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// buildView indexes the mappings of one listener.
+func (s *Server) buildView(lc state.Listener, all []state.Mapping, old map[string]*entry) (*view, error) {
+	b := sni.NewBuilder[*entry](0)
+	entries := map[string]*entry{}
+	for _, m := range all {
+		if m.Listener != lc.Name {
+			continue
+		}
+		sig := signature(s.o.Store, m)
+		e, ok := old[m.ID]
+		switch {
+		case !ok || !reflect.DeepEqual(e.m, m):
+			e = &entry{m: m, sig: sig, store: s.o.Store}
+		case e.sig != sig:
+			// Rotated files: load now, and keep serving the previous
+			// certificate when the new one does not load.
+			ne := &entry{m: m, sig: sig, store: s.o.Store}
+			if _, err := ne.certificate(); err != nil {
+				s.o.Log.Warn("certificate changed but does not load; still serving the previous one", "mapping", m.ID, "err", err)
+				s.loadErrs = append(s.loadErrs, err.Error())
+			} else {
+				e = ne
+			}
+		}
+		entries[m.ID] = e
+		for _, h := range m.Hosts {
+			if err := b.Add(h, e); err != nil {
+				return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
+			}
+		}
+	}
+	return &view{cfg: lc, index: b.Build(), entries: entries}, nil
+}
+
+func (s *Server) stopAll() {
+	var wg sync.WaitGroup
+	for name, l := range s.listeners {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.stop() }()
+		delete(s.listeners, name)
+	}
+	wg.Wait()
+}
+
+// Status is what serve reports now.
+func (s *Server) Status() *runstatus.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status()
+}
+
+func (s *Server) status() *runstatus.Status {
+	host, _ := os.Hostname()
+	st := &runstatus.Status{
+		ServeRunning: true, PID: os.Getpid(), Host: host, StartedAt: s.started,
+		LastReloadAt: s.lastReload, LastReloadError: s.lastErr, Reloads: s.reloads,
+		Listeners: []runstatus.Listener{},
+	}
+	if s.cfg == nil {
+		return st
+	}
+	for _, lc := range s.cfg.Listeners {
+		ls := runstatus.Listener{Name: lc.Name, Addr: lc.Addr, HTTPAddr: lc.HTTPAddr, Error: s.errors[lc.Name], FallbackHits: map[string]int64{}}
+		if l, ok := s.listeners[lc.Name]; ok {
+			ls.Listening = true
+			ls.Mappings = len(l.view.Load().entries)
+			ls.FallbackHits = l.hits.Snapshot()
+			ls.FallbackTotal = l.hits.Total()
+		}
+		st.Listeners = append(st.Listeners, ls)
+	}
+	return st
+}
+
+// writeStatus saves the status for "p2ptls status" when it changed.
+func (s *Server) writeStatus() error {
+	st := s.status()
+	b, err := json.Marshal(st)
+	if err != nil || bytes.Equal(b, s.lastStatus) {
+		return err
+	}
+	s.lastStatus = b
+	return runstatus.Write(s.o.Store, st)
+}

@@ -1,0 +1,45 @@
+// Package serve runs everything "p2ptls serve" serves: the management
+// listener and the public HTTPS listeners, over one state directory.
+package serve
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/p2pstream/p2ptls/serve/management"
+	"github.com/p2pstream/p2ptls/serve/public"
+	"github.com/p2pstream/p2ptls/state"
+	statemgmt "github.com/p2pstream/p2ptls/state/management"
+)
+
+// Options configure serve.
+type Options struct {
+	Store      *state.Dir
+	Log        *slog.Logger
+	Management statemgmt.Settings // validated
+}
+
+// Run serves until ctx ends, then shuts everything down gracefully.
+func Run(ctx context.Context, o Options) error {
+	pub := public.New(public.Options{Store: o.Store, Log: o.Log})
+	// Management first: its refusals (mode, files) come before any public
+	// listener opens or any runtime status is written.
+	mgmt, err := management.Listen(management.Options{Settings: o.Management, Store: o.Store, Log: o.Log, Status: pub.Status})
+	if err != nil {
+		return err
+	}
+	if err := pub.Start(); err != nil {
+		mgmt.Close()
+		return err
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		pub.Run(pctx)
+		close(done)
+	}()
+	err = mgmt.Serve(ctx)
+	cancel()
+	<-done
+	return err
+}

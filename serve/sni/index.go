@@ -1,0 +1,85 @@
+// Package sni selects the certificate of one public HTTPS listener by the TLS
+// server name and counts the handshakes that fall back because nothing
+// matched. Both run on the handshake path of a listener that may hold 100k
+// mappings, so lookups are O(1) and do not allocate, and everything an
+// attacker can choose (the server name) is bounded.
+package sni
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/p2pstream/p2ptls/state/hostname"
+)
+
+// Index maps server names to values: exact hosts first, then single-label
+// leftmost wildcards. It is immutable once built, so concurrent lookups need
+// no locks.
+type Index[T any] struct {
+	exact map[string]T
+	// wild is keyed by what follows "*.", so a lookup slices the name after
+	// its first dot instead of building "*.rest" on every handshake.
+	wild map[string]T
+}
+
+// Builder fills an Index; it is not safe for concurrent use.
+type Builder[T any] struct {
+	x     *Index[T]
+	built bool
+}
+
+// NewBuilder starts an Index; size is a capacity hint (0 is fine).
+func NewBuilder[T any](size int) *Builder[T] {
+	return &Builder[T]{x: &Index[T]{exact: make(map[string]T, size), wild: map[string]T{}}}
+}
+
+// Add maps host, an already normalised exact name or "*.example.com"
+// wildcard (see hostname.Normalize), to v. It refuses a host given twice,
+// since one name can select only one certificate.
+func (b *Builder[T]) Add(host string, v T) error {
+	if b.built {
+		return errors.New("sni: Add after Build; the index is immutable once built")
+	}
+	rest, wild := strings.CutPrefix(host, "*.")
+	// Cheap checks against caller bugs: a host that is not in normalised
+	// form could never match, and "" would catch handshakes without SNI.
+	if rest == "" || hostname.NormalizeSNI(host) != host || strings.Contains(rest, "*") {
+		return fmt.Errorf("host %q is not a normalised host name; give it as hostname.Normalize returns it", host)
+	}
+	m := b.x.exact
+	if wild {
+		m = b.x.wild
+	}
+	if _, dup := m[rest]; dup {
+		return fmt.Errorf("host %q is added twice; each host can select only one certificate on a listener", host)
+	}
+	m[rest] = v
+	return nil
+}
+
+// Build returns the Index. Further calls return the same Index; Add is
+// refused from now on, because the Index must not change under lookups.
+func (b *Builder[T]) Build() *Index[T] {
+	b.built = true
+	return b.x
+}
+
+// Lookup returns the value for a TLS server name: the exact host, else the
+// wildcard covering its leftmost label, else a miss. An empty server name (no
+// SNI) is a miss. It allocates only when the name has upper-case letters.
+func (x *Index[T]) Lookup(serverName string) (v T, ok bool) {
+	name := hostname.NormalizeSNI(serverName)
+	if v, ok = x.exact[name]; ok {
+		return v, true
+	}
+	// i <= 0: no dot, or an empty first label (".example.com"), which no
+	// wildcard covers.
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		v, ok = x.wild[name[i+1:]]
+	}
+	return v, ok
+}
+
+// Len returns the number of hosts, exact and wildcard.
+func (x *Index[T]) Len() int { return len(x.exact) + len(x.wild) }

@@ -1,0 +1,399 @@
+package mappings
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/hostname"
+	"github.com/p2pstream/p2ptls/state/pki"
+)
+
+// DefaultDays is the validity of a self-signed certificate when none is given.
+const DefaultDays = 90
+
+// MaxDays is the longest self-signed validity: pki.ServerMaxValidity.
+const MaxDays = int(pki.ServerMaxValidity / (24 * time.Hour))
+
+// maxIDLen is the longest name hostname.ValidateName accepts.
+const maxIDLen = 63
+
+// hintAllowExpired is the way out for a certificate outside its validity.
+const hintAllowExpired = "renew it, or pass --allow-expired to accept it anyway"
+
+// Input is a mapping to add with what its source needs.
+type Input struct {
+	// Mapping is saved as given, except that hosts are normalised, an empty
+	// ID is derived from the first host, Days defaults to DefaultDays for
+	// source self-signed, and CertFile and KeyFile (source file) are made
+	// absolute.
+	Mapping state.Mapping
+	// CertPEM (the chain, leaf first) and KeyPEM are the certificate of
+	// source manual; they are copied into the state directory.
+	CertPEM, KeyPEM []byte
+	// AllowExpired accepts a manual or file certificate that is expired or
+	// not yet valid; Add returns a warning about it instead of refusing it.
+	AllowExpired bool
+}
+
+// Add checks in and adds its mapping, with the certificate files of sources
+// manual and self-signed. It returns the mapping as saved and warnings the
+// caller should show: an expired certificate accepted with AllowExpired, a
+// disabled DNS credential.
+//
+// Refused input changes nothing on disk. Bad input (exit 2) is refused before
+// waiting for the lock where it can be; a missing listener or DNS credential
+// and a host already mapped on the listener are bad input too (the mapping
+// is what is wrong, as in a hand-edited p2ptls.toml); an id in use is a
+// failure (exit 1), like every other name that already exists.
+func Add(ctx context.Context, s state.Store, in Input, now time.Time) (_ state.Mapping, warnings []string, err error) {
+	m, kp, warnings, err := prepare(in, now)
+	if err != nil {
+		return m, nil, err
+	}
+	unlock, err := s.Lock(ctx, "mapping add "+m.ID)
+	if err != nil {
+		return m, nil, err
+	}
+	defer func() { err = errors.Join(err, unlock()) }()
+	cfg, err := state.LoadConfig(s)
+	if err != nil {
+		return m, nil, err
+	}
+	more, err := admit(cfg, &m, in.Mapping.ID == "")
+	if err != nil {
+		return m, nil, err
+	}
+	cfg.Mappings = append(cfg.Mappings, m)
+	// The rules of p2ptls.toml are checked once more on the whole config
+	// before any file is written, so that SaveConfig cannot refuse it after.
+	if err := cfg.Validate(); err != nil {
+		return m, nil, err
+	}
+	m = cfg.Mappings[len(cfg.Mappings)-1]
+	if err := install(s, cfg, m, kp, now); err != nil {
+		return m, nil, err
+	}
+	return m, append(warnings, more...), nil
+}
+
+// install writes the mapping's files, then the config that names it. A
+// failure removes the files again.
+func install(s state.Store, cfg *state.Config, m state.Mapping, kp *pki.KeyPair, now time.Time) error {
+	dir := MappingDir(m.ID)
+	// No mapping has this id, so whatever its directory holds was left by a
+	// crashed remove and must not be served as the new mapping's certificate.
+	if err := s.Delete(dir); err != nil {
+		return fmt.Errorf("remove the leftover %s: %w", dir, err)
+	}
+	err := func() error {
+		if kp != nil {
+			if err := writeMaterial(s, m.ID, kp, newMeta(m.Source, kp, now)); err != nil {
+				return err
+			}
+		}
+		return state.SaveConfig(s, cfg)
+	}()
+	if err != nil {
+		if rmErr := s.Delete(dir); rmErr != nil {
+			return errors.Join(fmt.Errorf("add mapping %q: %w", m.ID, err), fmt.Errorf("remove %s again: %w", dir, rmErr))
+		}
+		return fmt.Errorf("add mapping %q: %w", m.ID, err)
+	}
+	return nil
+}
+
+// prepare checks everything about in that does not depend on the state and
+// returns the mapping to save, the key pair to write (sources manual and
+// self-signed) and warnings.
+func prepare(in Input, now time.Time) (state.Mapping, *pki.KeyPair, []string, error) {
+	m := in.Mapping
+	m.Hosts = slices.Clone(m.Hosts) // normalised in place below
+	if len(m.Hosts) == 0 {
+		return m, nil, nil, fault.Invalidf("give at least one --host", "a mapping needs at least one host")
+	}
+	for i, h := range m.Hosts {
+		n, err := hostname.Normalize(h)
+		if err != nil {
+			return m, nil, nil, fault.AsInvalid(err, "give each host as a DNS name, e.g. shop.example.com or *.example.com")
+		}
+		m.Hosts[i] = n
+	}
+	if m.ID == "" {
+		m.ID = idFromHost(m.Hosts[0])
+	} else if err := hostname.ValidateName("mapping id", m.ID); err != nil {
+		return m, nil, nil, fault.AsInvalid(err, "give another --id, or leave it out to derive one from the first host")
+	}
+	if err := hostname.ValidateName("listener", m.Listener); err != nil {
+		return m, nil, nil, fault.AsInvalid(err, "see 'p2ptls listener list' for the existing ones")
+	}
+	if m.Source == state.SourceSelfSigned && m.Days == 0 {
+		m.Days = DefaultDays
+	}
+	if m.Source == state.SourceFile {
+		if m.CertFile == "" || m.KeyFile == "" {
+			return m, nil, nil, fault.Invalidf("pass --cert-file and --key-file", "source file needs a certificate file and a key file")
+		}
+		for _, p := range []*string{&m.CertFile, &m.KeyFile} {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return m, nil, nil, fault.Invalidf("give an absolute path", "cannot make %s absolute: %v", *p, err)
+			}
+			*p = abs
+		}
+	}
+	if err := validateAlone(m); err != nil {
+		return m, nil, nil, err
+	}
+	if err := checkFields(in); err != nil {
+		return m, nil, nil, err
+	}
+	switch m.Source {
+	case state.SourceManual:
+		if len(in.CertPEM) == 0 || len(in.KeyPEM) == 0 {
+			return m, nil, nil, fault.Invalidf("pass --cert-file and --key-file", "source manual needs a certificate and its private key")
+		}
+		kp, warn, err := checkPair(m.Hosts, in.CertPEM, in.KeyPEM, "the uploaded certificate", "the uploaded private key", in.AllowExpired, now)
+		return m, kp, warn, err
+	case state.SourceFile:
+		certPEM, err := ReadPEM(m.CertFile)
+		if err != nil {
+			return m, nil, nil, err
+		}
+		keyPEM, err := ReadPEM(m.KeyFile)
+		if err != nil {
+			return m, nil, nil, err
+		}
+		// The files stay where they are: only their check is kept.
+		_, warn, err := checkPair(m.Hosts, certPEM, keyPEM, "the certificate in "+m.CertFile, "the private key in "+m.KeyFile, in.AllowExpired, now)
+		return m, nil, warn, err
+	case state.SourceSelfSigned:
+		if err := checkDays(m.Days, fmt.Sprintf("give --days between 1 and %d", MaxDays)); err != nil {
+			return m, nil, nil, err
+		}
+		kp, err := selfSigned(m, now)
+		return m, kp, nil, err
+	}
+	return m, nil, nil, nil // acme: issued later
+}
+
+// validateAlone holds m to the rules of p2ptls.toml (id, hosts, source,
+// challenge, key type, wildcard with DNS-01 only) without the state: the
+// config it checks holds only m and a listener and credential by the names
+// m uses, so that the rules stay in state.Config.Validate alone.
+func validateAlone(m state.Mapping) error {
+	m.Hosts = slices.Clone(m.Hosts) // Validate normalises in place
+	cfg := state.Config{
+		SchemaVersion: state.SchemaVersion,
+		Listeners:     []state.Listener{{Name: m.Listener, Addr: ":443"}},
+		Mappings:      []state.Mapping{m},
+	}
+	if m.DNSCredential != "" {
+		cfg.DNSCredentials = []state.DNSCredential{{Name: m.DNSCredential, Provider: state.ProviderCloudflare}}
+	}
+	err := cfg.Validate()
+	// Validate says "mappings[0]: …", which means nothing to someone who
+	// gave one mapping on the command line; the reason underneath does.
+	if inner := errors.Unwrap(err); inner != nil && fault.KindOf(inner) == fault.Invalid {
+		return inner
+	}
+	return err
+}
+
+// checkFields refuses settings of another source, so that a mapping is
+// never saved with settings nothing reads.
+func checkFields(in Input) error {
+	m := in.Mapping
+	for _, f := range []struct {
+		set          bool
+		source, what string
+	}{
+		{len(in.CertPEM) > 0 || len(in.KeyPEM) > 0, state.SourceManual, "an uploaded certificate and key"},
+		{m.CertFile != "" || m.KeyFile != "", state.SourceFile, "certificate and key file paths"},
+		{m.Days != 0, state.SourceSelfSigned, "a validity in days"},
+		{m.Challenge != "" || m.DNSCredential != "" || m.KeyType != "" || m.Profile != "", state.SourceACME, "a challenge, DNS credential, key type or profile"},
+	} {
+		if f.set && m.Source != f.source {
+			return fault.Invalidf("leave it out, or choose source "+f.source,
+				"source %s does not take %s; only source %s does", m.Source, f.what, f.source)
+		}
+	}
+	return nil
+}
+
+// checkDays refuses a self-signed validity pki.SelfSigned would refuse.
+func checkDays(days int, hint string) error {
+	if days < 1 || days > MaxDays {
+		return fault.Invalidf(hint, "a self-signed certificate cannot be valid for %d days; it needs 1 to %d", days, MaxDays)
+	}
+	return nil
+}
+
+// selfSigned generates mapping m's certificate.
+func selfSigned(m state.Mapping, now time.Time) (*pki.KeyPair, error) {
+	kp, err := pki.SelfSigned(pki.ParseNames(m.Hosts), now, time.Duration(m.Days)*24*time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("generate a self-signed certificate for mapping %q: %w", m.ID, err)
+	}
+	return kp, nil
+}
+
+// ReadPEM reads a certificate or key file the user named. An unreadable
+// file is bad input, named in the message.
+func ReadPEM(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is in the message already
+		}
+		return nil, fault.Invalidf("check the path, and that this user may read the file", "cannot read %s: %v", path, err)
+	}
+	return b, nil
+}
+
+// checkPair parses a certificate chain and its key and checks that they
+// serve hosts now. certWhat and keyWhat name them in messages.
+func checkPair(hosts []string, certPEM, keyPEM []byte, certWhat, keyWhat string, allowExpired bool, now time.Time) (*pki.KeyPair, []string, error) {
+	const hint = "give the certificate chain (leaf first) and the private key that belongs to it"
+	// Parsed on its own first, so that a broken certificate is not blamed on the key.
+	if _, err := pki.ParseCertChain(certPEM); err != nil {
+		return nil, nil, fault.Invalidf(hint, "%s cannot be used: %v", certWhat, err)
+	}
+	kp, err := pki.LoadKeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, nil, fault.Invalidf(hint, "%s cannot be used: %v", keyWhat, err)
+	}
+	leaf := kp.Cert
+	if missing := uncovered(hosts, leaf); len(missing) > 0 {
+		return nil, nil, fault.Invalidf("use a certificate issued for every host of the mapping, or map only the hosts it covers",
+			"%s does not cover %s (its names: %s)", certWhat, strings.Join(missing, ", "), namesOf(leaf))
+	}
+	var problem string
+	switch {
+	case now.After(leaf.NotAfter):
+		problem = fmt.Sprintf("%s expired on %s", certWhat, stamp(leaf.NotAfter))
+	case now.Before(leaf.NotBefore):
+		problem = fmt.Sprintf("%s is not valid before %s", certWhat, stamp(leaf.NotBefore))
+	default:
+		return kp, nil, nil
+	}
+	if !allowExpired {
+		return nil, nil, fault.Invalidf(hintAllowExpired, "%s", problem)
+	}
+	return kp, []string{problem + "; clients refuse it until it is replaced"}, nil
+}
+
+// uncovered returns the hosts leaf's DNS names do not cover, the way a TLS
+// client matches them: exactly, or by a wildcard over the leftmost label.
+// A wildcard host needs the same wildcard name.
+func uncovered(hosts []string, leaf *x509.Certificate) []string {
+	sans := make([]string, len(leaf.DNSNames))
+	for i, n := range leaf.DNSNames {
+		sans[i] = strings.ToLower(strings.TrimSuffix(n, "."))
+	}
+	var missing []string
+	for _, h := range hosts {
+		if !slices.ContainsFunc(sans, func(san string) bool { return hostname.Matches(san, h) }) {
+			missing = append(missing, h)
+		}
+	}
+	return missing
+}
+
+// namesOf lists a certificate's DNS names for a message.
+func namesOf(c *x509.Certificate) string {
+	if len(c.DNSNames) == 0 {
+		return "none"
+	}
+	return strings.Join(c.DNSNames, ", ")
+}
+
+// stamp formats a time for messages and output.
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// idFromHost derives a mapping id from a normalised host:
+// "*.example.com" → "wildcard-example-com", "a.example.com" →
+// "a-example-com", cut to the length a name may have. Hosts are ASCII
+// letters, digits, "-" and "." after normalisation, so the result is a
+// valid name.
+func idFromHost(h string) string {
+	if rest, ok := strings.CutPrefix(h, "*."); ok {
+		h = "wildcard." + rest
+	}
+	return cutID(strings.ReplaceAll(h, ".", "-"), maxIDLen)
+}
+
+// cutID shortens id to n bytes without leaving a trailing "-".
+func cutID(id string, n int) string {
+	if len(id) > n {
+		id = id[:n]
+	}
+	return strings.TrimRight(id, "-")
+}
+
+// admit checks m against the current config and returns warnings. A
+// generated id that is taken (the same host on another listener) gets the
+// first free suffix "-2", "-3", ….
+func admit(cfg *state.Config, m *state.Mapping, generatedID bool) ([]string, error) {
+	// A mapping that names a missing listener is bad input (exit 2), unlike
+	// "listener show" of a missing one: the mapping is what is wrong.
+	if _, ok := cfg.Listener(m.Listener); !ok {
+		return nil, fault.Invalidf("add it first with 'p2ptls listener add', or see 'p2ptls listener list'",
+			"listener %q does not exist", m.Listener)
+	}
+	mine := make(map[string]bool, len(m.Hosts))
+	for _, h := range m.Hosts {
+		mine[h] = true
+	}
+	ids := make(map[string]bool, len(cfg.Mappings))
+	var conflict error
+	for _, o := range cfg.Mappings {
+		ids[o.ID] = true
+		if o.Listener != m.Listener || conflict != nil {
+			continue
+		}
+		for _, h := range o.Hosts {
+			if mine[h] {
+				conflict = fault.Invalidf(fmt.Sprintf("remove it from mapping %q first, or map it on another listener", o.ID),
+					"host %q is already mapped on listener %q by mapping %q", h, m.Listener, o.ID)
+				break
+			}
+		}
+	}
+	if ids[m.ID] && !generatedID {
+		return nil, fault.Failf(fmt.Sprintf("choose another --id, or remove it first with 'p2ptls mapping remove %s'", m.ID),
+			"mapping %q already exists", m.ID)
+	}
+	if conflict != nil {
+		return nil, conflict
+	}
+	for base, n := m.ID, 2; ids[m.ID]; n++ {
+		suffix := "-" + strconv.Itoa(n)
+		m.ID = cutID(base, maxIDLen-len(suffix)) + suffix
+	}
+	if m.DNSCredential == "" {
+		return nil, nil
+	}
+	for _, d := range cfg.DNSCredentials {
+		if d.Name != m.DNSCredential {
+			continue
+		}
+		if !d.Enabled {
+			return []string{fmt.Sprintf("DNS credential %q is disabled: mapping %q cannot be issued until 'p2ptls dns-credential enable %s'", d.Name, m.ID, d.Name)}, nil
+		}
+		return nil, nil
+	}
+	return nil, fault.Invalidf("add it with 'p2ptls dns-credential add', or see 'p2ptls dns-credential list'",
+		"DNS credential %q does not exist", m.DNSCredential)
+}

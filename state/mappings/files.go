@@ -1,0 +1,180 @@
+package mappings
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/pki"
+)
+
+// Store names of the certificate files; see the package documentation.
+const (
+	PublicDir    = "certs/public"
+	CertFileName = "cert.pem"
+	KeyFileName  = "key.pem"
+	MetaFileName = "meta.toml"
+)
+
+// MappingDir is the store directory of mapping id's files. Ids are checked
+// by hostname.ValidateName, so they never contain a slash or "..".
+func MappingDir(id string) string { return PublicDir + "/" + id }
+
+func certName(id string) string { return MappingDir(id) + "/" + CertFileName }
+func keyName(id string) string  { return MappingDir(id) + "/" + KeyFileName }
+func metaName(id string) string { return MappingDir(id) + "/" + MetaFileName }
+
+// Meta is meta.toml: where the current certificate came from and how its
+// issuance and renewal went. Zero fields are left out of the file.
+type Meta struct {
+	Source string `toml:"source,omitempty"`
+	// IssuedAt is when this certificate was put in place (generated,
+	// uploaded or issued), not its NotBefore.
+	IssuedAt          time.Time `toml:"issued_at,omitempty"`
+	NotAfter          time.Time `toml:"not_after,omitempty"`
+	FingerprintSHA256 string    `toml:"fingerprint_sha256,omitempty"`
+	LastAttemptAt     time.Time `toml:"last_attempt_at,omitempty"`
+	LastError         string    `toml:"last_error,omitempty"`
+	NextRenewalAt     time.Time `toml:"next_renewal_at,omitempty"`
+}
+
+// LoadMeta reads the metadata of mapping id; a mapping without any (not yet
+// issued, or source "file") has the zero Meta.
+func LoadMeta(s state.Store, id string) (Meta, error) {
+	var m Meta
+	b, err := s.Read(metaName(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return m, nil
+	}
+	if err != nil {
+		return m, fmt.Errorf("read %s: %w", metaName(id), err)
+	}
+	if err := toml.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("parse %s: %w", metaName(id), err)
+	}
+	return m, nil
+}
+
+// SaveMeta replaces the metadata of mapping id. The caller holds the lock.
+func SaveMeta(s state.Store, id string, m Meta) error {
+	b, err := toml.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", metaName(id), err)
+	}
+	if err := s.Write(metaName(id), b, state.SecretMode); err != nil {
+		return fmt.Errorf("save %s: %w", metaName(id), err)
+	}
+	return nil
+}
+
+// newMeta describes kp, put in place at now from source.
+func newMeta(source string, kp *pki.KeyPair, now time.Time) Meta {
+	now = now.UTC().Truncate(time.Second)
+	return Meta{
+		Source:            source,
+		IssuedAt:          now,
+		NotAfter:          kp.Cert.NotAfter.UTC(),
+		FingerprintSHA256: pki.Fingerprint(kp.Cert),
+		LastAttemptAt:     now,
+		NextRenewalAt:     pki.RenewalTime(kp.Cert),
+	}
+}
+
+// writeMaterial writes a mapping's key, certificate and metadata, key first:
+// a reader that finds cert.pem finds its key too (except during a
+// replacement, when a key/certificate mismatch makes serve keep the pair it
+// already has).
+func writeMaterial(s state.Store, id string, kp *pki.KeyPair, meta Meta) error {
+	if err := s.Write(keyName(id), kp.KeyPEM, state.SecretMode); err != nil {
+		return fmt.Errorf("save %s: %w", keyName(id), err)
+	}
+	if err := s.Write(certName(id), kp.CertPEM, state.PublicMode); err != nil {
+		return fmt.Errorf("save %s: %w", certName(id), err)
+	}
+	return SaveMeta(s, id, meta)
+}
+
+// Cert is a mapping's certificate chain (leaf first) and private key, ready
+// for tls.X509KeyPair.
+type Cert struct {
+	Chain   []*x509.Certificate
+	CertPEM []byte
+	KeyPEM  []byte
+}
+
+// Load reads mapping m's certificate and key and checks that they belong
+// together: from the state for sources manual, self-signed and acme, from
+// m.CertFile and m.KeyFile for source file. A certificate that is not there
+// (yet) gives an error matching fs.ErrNotExist.
+func Load(s state.Store, m state.Mapping) (*Cert, error) {
+	certPEM, chain, err := readChain(s, m)
+	if err != nil {
+		return nil, fmt.Errorf("load mapping %q: %w", m.ID, err)
+	}
+	keyPEM, err := readFile(s, m, keyName(m.ID), m.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load mapping %q: %w", m.ID, err)
+	}
+	if _, err := pki.LoadKeyPair(certPEM, keyPEM); err != nil {
+		return nil, fmt.Errorf("load mapping %q: %w", m.ID, err)
+	}
+	return &Cert{Chain: chain, CertPEM: certPEM, KeyPEM: keyPEM}, nil
+}
+
+// readChain reads and parses mapping m's certificate chain.
+func readChain(s state.Store, m state.Mapping) ([]byte, []*x509.Certificate, error) {
+	certPEM, err := readFile(s, m, certName(m.ID), m.CertFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	chain, err := pki.ParseCertChain(certPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", certPath(s, m), err)
+	}
+	return certPEM, chain, nil
+}
+
+// readFile reads a mapping's file: path for source file, the store name
+// otherwise.
+func readFile(s state.Store, m state.Mapping, name, path string) ([]byte, error) {
+	if m.Source == state.SourceFile {
+		return os.ReadFile(path)
+	}
+	b, err := s.Read(name)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// certPath and keyPath name mapping m's files the way an operator finds
+// them on disk.
+func certPath(s state.Store, m state.Mapping) string {
+	if m.Source == state.SourceFile {
+		return m.CertFile
+	}
+	return onDisk(s, certName(m.ID))
+}
+
+func keyPath(s state.Store, m state.Mapping) string {
+	if m.Source == state.SourceFile {
+		return m.KeyFile
+	}
+	return onDisk(s, keyName(m.ID))
+}
+
+// onDisk turns a store name into a path when the store is a local
+// directory; other stores have no path to show.
+func onDisk(s state.Store, name string) string {
+	if d, ok := s.(*state.Dir); ok {
+		return filepath.Join(d.Root(), filepath.FromSlash(name))
+	}
+	return name
+}

@@ -1,0 +1,216 @@
+package mappings
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/pki"
+)
+
+// Status of a mapping's certificate, as "mapping list" and "cert list" show it.
+const (
+	StatusValid    = "valid"
+	StatusExpiring = "expiring" // renewal is due: pki.NeedsRenewal
+	StatusExpired  = "expired"  // expired, or not valid yet
+	StatusPending  = "pending"  // acme: not issued yet
+	StatusFailed   = "failed"   // acme: not issued, and the last attempt failed
+	StatusMissing  = "missing"  // manual, file, self-signed: no usable certificate
+)
+
+// Info is a mapping with the state of its certificate; its JSON fields are
+// the ones scripts rely on ("mapping list", "cert list"). Times are nil when
+// there is no certificate.
+type Info struct {
+	ID                string     `json:"id"`
+	Listener          string     `json:"listener"`
+	Hosts             []string   `json:"hosts"`
+	Source            string     `json:"source"`
+	Challenge         string     `json:"challenge"`
+	DNSCredential     string     `json:"dns_credential"`
+	Upstream          string     `json:"upstream"`
+	Status            string     `json:"status"`
+	NotBefore         *time.Time `json:"not_before"`
+	NotAfter          *time.Time `json:"not_after"`
+	NextRenewalAt     *time.Time `json:"next_renewal_at"`
+	LastError         string     `json:"last_error"`
+	FingerprintSHA256 string     `json:"fingerprint_sha256"`
+	CertFile          string     `json:"cert_file"`
+	KeyFile           string     `json:"key_file"`
+}
+
+// Details describe a certificate (chain) file: "cert show", "cert inspect"
+// and GET /api/v1/certificates/{id}. The top-level fields are the leaf's.
+type Details struct {
+	Subject           string      `json:"subject"`
+	DNSNames          []string    `json:"dns_names"`
+	IPAddresses       []string    `json:"ip_addresses"`
+	Issuer            string      `json:"issuer"`
+	Serial            string      `json:"serial"` // upper-case hex
+	KeyType           string      `json:"key_type"`
+	FingerprintSHA256 string      `json:"fingerprint_sha256"`
+	NotBefore         time.Time   `json:"not_before"`
+	NotAfter          time.Time   `json:"not_after"`
+	Status            string      `json:"status"` // valid, expiring or expired
+	Chain             []ChainCert `json:"chain"`  // every certificate of the file, leaf first
+}
+
+// ChainCert is one certificate of a chain.
+type ChainCert struct {
+	Subject           string    `json:"subject"`
+	Issuer            string    `json:"issuer"`
+	FingerprintSHA256 string    `json:"fingerprint_sha256"`
+	NotAfter          time.Time `json:"not_after"`
+}
+
+// List describes the mappings of cfg, or of one listener when listener is
+// not empty, in config order. It reads each mapping's certificate once (and
+// an ACME mapping's meta.toml), so it is linear in the number of mappings.
+func List(s state.Store, cfg *state.Config, listener string, now time.Time) ([]Info, error) {
+	if listener != "" {
+		if _, err := cfg.FindListener(listener); err != nil {
+			return nil, err
+		}
+	}
+	infos := make([]Info, 0, len(cfg.Mappings)) // [] rather than null in JSON
+	for _, m := range cfg.Mappings {
+		if listener == "" || m.Listener == listener {
+			info, _ := describe(s, m, now)
+			infos = append(infos, info)
+		}
+	}
+	return infos, nil
+}
+
+// Show describes mapping id and its certificate; the details are nil while
+// it has no usable certificate (Info.Status and LastError say why).
+func Show(s state.Store, cfg *state.Config, id string, now time.Time) (Info, *Details, error) {
+	i, err := find(cfg, id)
+	if err != nil {
+		return Info{}, nil, err
+	}
+	info, chain := describe(s, cfg.Mappings[i], now)
+	if chain == nil {
+		return info, nil, nil
+	}
+	return info, details(chain, now), nil
+}
+
+// Inspect describes the certificates in pemBytes, e.g. a file the user
+// names; other PEM blocks (a key in the same file) are skipped.
+func Inspect(pemBytes []byte, now time.Time) (*Details, error) {
+	chain, err := pki.ParseCertChain(pemBytes)
+	if err != nil {
+		return nil, fault.Invalidf("give a PEM file with at least one CERTIFICATE block", "cannot read a certificate: %v", err)
+	}
+	return details(chain, now), nil
+}
+
+// describe returns m's Info and, when it has a usable certificate, its
+// chain.
+func describe(s state.Store, m state.Mapping, now time.Time) (Info, []*x509.Certificate) {
+	info := Info{
+		ID:            m.ID,
+		Listener:      m.Listener,
+		Hosts:         slices.Clone(m.Hosts),
+		Source:        m.Source,
+		Challenge:     m.Challenge,
+		DNSCredential: m.DNSCredential,
+		Upstream:      m.Upstream,
+		CertFile:      certPath(s, m),
+		KeyFile:       keyPath(s, m),
+	}
+	// Only ACME records attempts; the other sources' meta.toml says nothing
+	// the certificate does not, and List should read one file per mapping.
+	var meta Meta
+	if m.Source == state.SourceACME {
+		var err error
+		if meta, err = LoadMeta(s, m.ID); err != nil {
+			info.LastError = err.Error()
+		} else {
+			info.LastError = meta.LastError
+		}
+	}
+	_, chain, err := readChain(s, m)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && m.Source == state.SourceACME:
+		info.Status = StatusPending
+		if info.LastError != "" {
+			info.Status = StatusFailed
+		}
+		return info, nil
+	case errors.Is(err, fs.ErrNotExist):
+		info.Status = StatusMissing
+		info.LastError = fmt.Sprintf("there is no certificate at %s", info.CertFile)
+		return info, nil
+	case err != nil:
+		info.Status = StatusMissing
+		info.LastError = err.Error()
+		return info, nil
+	}
+	leaf := chain[0]
+	notBefore, notAfter, next := leaf.NotBefore.UTC(), leaf.NotAfter.UTC(), pki.RenewalTime(leaf)
+	if !meta.NextRenewalAt.IsZero() { // ACME's own schedule (ARI, back-off) wins
+		next = meta.NextRenewalAt.UTC()
+	}
+	info.NotBefore, info.NotAfter, info.NextRenewalAt = &notBefore, &notAfter, &next
+	info.FingerprintSHA256 = pki.Fingerprint(leaf)
+	var problem string
+	info.Status, problem = certStatus(leaf, now)
+	if info.LastError == "" {
+		info.LastError = problem
+	}
+	return info, chain
+}
+
+// certStatus is valid, expiring or expired, and for a certificate that is
+// not valid yet (only one accepted with --allow-expired, or a file that
+// changed) "expired" with a problem that says so: clients refuse both.
+func certStatus(leaf *x509.Certificate, now time.Time) (string, string) {
+	switch {
+	case now.After(leaf.NotAfter):
+		return StatusExpired, ""
+	case now.Before(leaf.NotBefore):
+		return StatusExpired, "the certificate is not valid before " + stamp(leaf.NotBefore)
+	case pki.NeedsRenewal(leaf, now):
+		return StatusExpiring, ""
+	}
+	return StatusValid, ""
+}
+
+// details describes chain, leaf first.
+func details(chain []*x509.Certificate, now time.Time) *Details {
+	leaf := chain[0]
+	ips := make([]string, len(leaf.IPAddresses))
+	for i, ip := range leaf.IPAddresses {
+		ips[i] = ip.String()
+	}
+	d := &Details{
+		Subject:           leaf.Subject.String(),
+		DNSNames:          append([]string{}, leaf.DNSNames...),
+		IPAddresses:       ips,
+		Issuer:            leaf.Issuer.String(),
+		Serial:            strings.ToUpper(leaf.SerialNumber.Text(16)),
+		KeyType:           pki.KeyType(leaf.PublicKey),
+		FingerprintSHA256: pki.Fingerprint(leaf),
+		NotBefore:         leaf.NotBefore.UTC(),
+		NotAfter:          leaf.NotAfter.UTC(),
+		Chain:             make([]ChainCert, len(chain)),
+	}
+	d.Status, _ = certStatus(leaf, now)
+	for i, c := range chain {
+		d.Chain[i] = ChainCert{
+			Subject:           c.Subject.String(),
+			Issuer:            c.Issuer.String(),
+			FingerprintSHA256: pki.Fingerprint(c),
+			NotAfter:          c.NotAfter.UTC(),
+		}
+	}
+	return d
+}

@@ -1,0 +1,83 @@
+// Package runstatus is the runtime status that serve writes under run/ and
+// that "p2ptls status", "p2ptls doctor" and the status API read.
+package runstatus
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state"
+)
+
+// File is serve's status, rewritten when it changes (at most every second).
+const File = state.RunDir + "/status.json"
+
+// Status is what serve reports.
+type Status struct {
+	ServeRunning    bool       `json:"serve_running"`
+	PID             int        `json:"pid"`
+	Host            string     `json:"host"`
+	StartedAt       time.Time  `json:"started_at"`
+	LastReloadAt    time.Time  `json:"last_reload_at"`
+	LastReloadError string     `json:"last_reload_error"`
+	Reloads         int        `json:"reloads"`
+	Listeners       []Listener `json:"listeners"`
+}
+
+// Listener is one public HTTPS listener as serve runs it.
+type Listener struct {
+	Name      string `json:"name"`
+	Addr      string `json:"addr"`
+	HTTPAddr  string `json:"http_addr"`
+	Listening bool   `json:"listening"`
+	Error     string `json:"error"`
+	Mappings  int    `json:"mappings"`
+	// FallbackHits counts fallback handshakes since serve started, by SNI
+	// name ("" for none): each one is a public deployment failure.
+	FallbackHits  map[string]int64 `json:"fallback_hits"`
+	FallbackTotal int64            `json:"fallback_total"`
+}
+
+// Write saves st for other processes.
+func Write(s state.Store, st *Status) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode status: %w", err)
+	}
+	return s.Write(File, append(b, '\n'), state.SecretMode)
+}
+
+// Read loads the last status serve wrote and decides whether that serve is
+// still running: its pid is alive on this host. A status left by a serve
+// that died reads as not running.
+func Read(s state.Store) (*Status, error) {
+	b, err := s.Read(File)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &Status{Listeners: []Listener{}}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", File, err)
+	}
+	var st Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("read %s: %w", File, err)
+	}
+	host, _ := os.Hostname()
+	st.ServeRunning = st.PID > 0 && st.Host == host && alive(st.PID)
+	if st.Listeners == nil {
+		st.Listeners = []Listener{}
+	}
+	return &st, nil
+}
+
+// alive reports whether a process with pid exists (EPERM: it exists but is
+// not ours).
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
