@@ -395,3 +395,55 @@ func get2(t *testing.T, c *http.Client, url, host string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+func TestPublicReloadFailsNoHandshake(t *testing.T) {
+	p := newPublicState(t)
+	web := freeAddr(t)
+	p.must(t, "listener", "add", "web", "--addr", web)
+	p.must(t, "mapping", "add", "--listener", "web", "--host", "steady.example.test", "--self-signed", "--id", "steady")
+	p.serve = startServe(t, p.env)
+	steady := fileSerial(t, filepath.Join(p.dir, "certs", "public", "steady", "cert.pem"))
+
+	stop := make(chan struct{})
+	type tally struct{ ok, failed int }
+	done := make(chan tally)
+	go func() {
+		var n tally
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+			if err := serves(web, "steady.example.test", steady); err != nil {
+				n.failed++
+				t.Log(err)
+			} else {
+				n.ok++
+			}
+		}
+	}()
+	for i := range 4 {
+		id := fmt.Sprintf("churn%d", i)
+		p.must(t, "mapping", "add", "--listener", "web", "--host", id+".example.test", "--self-signed", "--id", id)
+		serial := fileSerial(t, filepath.Join(p.dir, "certs", "public", id, "cert.pem"))
+		eventually(t, 10*time.Second, func() error { return serves(web, id+".example.test", serial) })
+		p.must(t, "mapping", "remove", id)
+		eventually(t, 10*time.Second, func() error {
+			if serves(web, id+".example.test", serial) == nil {
+				return errors.New("still served after remove")
+			}
+			return nil
+		})
+	}
+	close(stop)
+	n := <-done
+	t.Logf("handshakes during 8 reloads: %d ok, %d failed", n.ok, n.failed)
+	if n.failed > 0 || n.ok == 0 {
+		t.Errorf("handshakes during reloads: %d ok, %d failed", n.ok, n.failed)
+	}
+	if st := p.status(t); st.LastReloadError != "" {
+		t.Errorf("reload error: %s", st.LastReloadError)
+	}
+}
