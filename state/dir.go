@@ -169,9 +169,11 @@ const (
 	TLSALPN01Dir = "acme/challenges/tls-alpn-01"
 )
 
-// counted records a change of the desired state.
+// counted records a change of the desired state. Runtime status and
+// in-flight challenges are not: serve reads those directly when asked.
 func (d *Dir) counted(name string) {
-	if !strings.HasPrefix(path.Clean(name), RunDir+"/") {
+	n := path.Clean(name)
+	if !strings.HasPrefix(n, RunDir+"/") && !strings.HasPrefix(n, "acme/challenges/") {
 		d.writes.Add(1)
 	}
 }

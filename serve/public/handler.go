@@ -1,13 +1,12 @@
 package public
 
 import (
-	"fmt"
 	"html/template"
 	"net"
 	"net/http"
 	"strings"
 
-	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/challenge"
 )
 
 // serveHTTPS proxies to the mapping's upstream, else the listener's, else
@@ -52,13 +51,10 @@ var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
 {{end}}</body></html>
 `))
 
-// acmeChallengePrefix is where HTTP-01 validation asks.
-const acmeChallengePrefix = "/.well-known/acme-challenge/"
-
 // serveHTTP answers ACME HTTP-01 from the state directory and redirects
 // everything else to HTTPS.
 func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if token, ok := strings.CutPrefix(r.URL.Path, acmeChallengePrefix); ok {
+	if token, ok := strings.CutPrefix(r.URL.Path, challenge.HTTP01Path); ok {
 		l.serveChallenge(w, token)
 		return
 	}
@@ -81,29 +77,11 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (l *listener) serveChallenge(w http.ResponseWriter, token string) {
-	if !validToken(token) {
-		http.Error(w, "404 no such challenge", http.StatusNotFound)
-		return
-	}
-	keyAuth, err := l.store.Read(state.HTTP01Dir + "/" + token)
+	keyAuth, err := challenge.HTTP01(l.store, token)
 	if err != nil {
 		http.Error(w, "404 no such challenge", http.StatusNotFound)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
-	fmt.Fprint(w, string(keyAuth))
-}
-
-// validToken admits ACME tokens (base64url) only, so a request can never
-// name another file.
-func validToken(t string) bool {
-	if t == "" || len(t) > 256 {
-		return false
-	}
-	for _, c := range t {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
+	w.Write(keyAuth)
 }

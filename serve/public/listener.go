@@ -16,6 +16,7 @@ import (
 
 	"github.com/p2pstream/p2ptls/serve/sni"
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/challenge"
 	"github.com/p2pstream/p2ptls/state/pki"
 )
 
@@ -84,7 +85,7 @@ func startListener(v *view, store state.Store, log *slog.Logger) (*listener, err
 		ErrorLog:          errLog,
 		TLSConfig: &tls.Config{
 			MinVersion:     tls.VersionTLS12,
-			NextProtos:     []string{"h2", "http/1.1"},
+			NextProtos:     []string{"h2", "http/1.1", challenge.ALPNProto},
 			GetCertificate: l.getCertificate,
 		},
 	}
@@ -127,6 +128,10 @@ func (l *listener) stop() {
 // getCertificate picks the certificate by SNI: exact, then wildcard, then
 // the fallback, which is counted and logged as the deployment failure it is.
 func (l *listener) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if challenge.OffersALPN(hello) {
+		// A TLS-ALPN-01 validation: only the challenge certificate will do.
+		return challenge.TLSALPN01(l.store, hello.ServerName)
+	}
 	v := l.view.Load()
 	if e, ok := v.index.Lookup(hello.ServerName); ok {
 		if c, err := e.certificate(); err == nil {
