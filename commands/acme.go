@@ -1,7 +1,22 @@
 package commands
 
 import (
+	"context"
+	"time"
+
 	"github.com/urfave/cli/v2"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/acme"
+	"github.com/p2pstream/p2ptls/state/mappings"
+)
+
+const (
+	flgEmail       = "email"
+	flgDirectory   = "directory"
+	flgEABKid      = "eab-kid"
+	flgEABHMACFile = "eab-hmac-file"
+	flgAgreeTOS    = "agree-tos"
 )
 
 func acmeCommand() *cli.Command {
@@ -12,10 +27,108 @@ func acmeCommand() *cli.Command {
 			Name:  "account",
 			Usage: "ACME account registration",
 			Subcommands: []*cli.Command{
-				pending("register", "register an ACME account", "--email E [--directory URL|letsencrypt|letsencrypt-staging] [--ca-file F] [--eab-kid K --eab-hmac-file F] --agree-tos"),
-				pending("list", "list ACME accounts", ""),
-				pending("show", "show the ACME account", ""),
+				leaf(&cli.Command{
+					Name:  "register",
+					Usage: "register an ACME account; it becomes the account that issues",
+					Description: "--directory takes a URL or letsencrypt (default) or letsencrypt-staging.\n" +
+						"--ca-file trusts a private ACME server's certificate (copied into the state).\n" +
+						"The EAB HMAC key is read from a file, never from the command line.",
+					Flags: []cli.Flag{
+						&cli.StringFlag{Name: flgEmail, Usage: "contact address (required)"},
+						&cli.StringFlag{Name: flgDirectory, Usage: "ACME directory URL, letsencrypt or letsencrypt-staging", Value: "letsencrypt"},
+						&cli.StringFlag{Name: flgCAFile, Usage: "PEM file to trust for the ACME server"},
+						&cli.StringFlag{Name: flgEABKid, Usage: "external account binding key id"},
+						&cli.StringFlag{Name: flgEABHMACFile, Usage: "file holding the external account binding HMAC key"},
+						&cli.BoolFlag{Name: flgAgreeTOS, Usage: "agree to the ACME server's terms of service (required)"},
+					},
+				}, acmeRegisterAction),
+				leaf(&cli.Command{Name: "list", Usage: "list registered ACME accounts"}, acmeListAction),
+				leaf(&cli.Command{Name: "show", Usage: "show the account that issues"}, acmeShowAction),
 			},
 		}},
 	}
+}
+
+func acmeRegisterAction(ctx context.Context, g *Globals, c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	if c.String(flgEmail) == "" {
+		return missingFlag(c.Command.HelpName, flgEmail)
+	}
+	in := acme.RegisterInput{
+		Email:     c.String(flgEmail),
+		Directory: c.String(flgDirectory),
+		CAFile:    c.String(flgCAFile),
+		EABKid:    c.String(flgEABKid),
+		AgreeTOS:  c.Bool(flgAgreeTOS),
+	}
+	if f := c.String(flgEABHMACFile); f != "" {
+		b, err := mappings.ReadPEM(f)
+		if err != nil {
+			return err
+		}
+		in.EABHMAC = string(b)
+	}
+	acct, err := acme.Register(ctx, g.Store(), in, time.Now())
+	if err != nil {
+		return err
+	}
+	acct.Current = true
+	if g.JSON() {
+		return printJSON(g.Stdout, acct)
+	}
+	g.Infof("registered ACME account %s at %s", acct.Email, acct.Directory)
+	return nil
+}
+
+func acmeListAction(_ context.Context, g *Globals, c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	list, err := accounts(g)
+	if err != nil {
+		return err
+	}
+	if g.JSON() {
+		return printJSON(g.Stdout, list)
+	}
+	rows := make([][]string, len(list))
+	for i, a := range list {
+		cur := ""
+		if a.Current {
+			cur = "*"
+		}
+		rows[i] = []string{cur, a.Email, a.Directory, a.RegisteredAt.Format(time.RFC3339)}
+	}
+	return printTable(g.Stdout, []string{"", "EMAIL", "DIRECTORY", "REGISTERED"}, rows)
+}
+
+func acmeShowAction(_ context.Context, g *Globals, c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	list, err := accounts(g)
+	if err != nil {
+		return err
+	}
+	for _, a := range list {
+		if !a.Current {
+			continue
+		}
+		if g.JSON() {
+			return printJSON(g.Stdout, a)
+		}
+		return printFields(g.Stdout, [][2]string{{"email", a.Email}, {"directory", a.Directory}, {"account", a.URI}, {"registered", a.RegisteredAt.Format(time.RFC3339)}})
+	}
+	_, err = acme.LoadAccount(g.Store(), "")
+	return err
+}
+
+func accounts(g *Globals) ([]acme.Account, error) {
+	cfg, err := state.LoadConfig(g.Store())
+	if err != nil {
+		return nil, err
+	}
+	return acme.ListAccounts(g.Store(), cfg)
 }

@@ -3,12 +3,17 @@ package commands
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/acme"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/mappings"
 )
@@ -18,6 +23,20 @@ const (
 	flgForce = "force"
 )
 
+const (
+	flgDryRun        = "dry-run"
+	flgDeployHook    = "deploy-hook"
+	flgNoRandomSleep = "no-random-sleep"
+	flgDNSResolvers  = "dns-resolvers"
+)
+
+// maxRandomSleep spreads cron renewals of many installations over time.
+const maxRandomSleep = 5 * time.Minute
+
+func resolversFlag() cli.Flag {
+	return &cli.StringFlag{Name: flgDNSResolvers, Usage: "HOST:PORT,… resolvers that check DNS-01 propagation (default: acme.dns_resolvers, then the system's)", EnvVars: []string{"P2PTLS_DNS_RESOLVERS"}}
+}
+
 func certCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cert",
@@ -25,14 +44,38 @@ func certCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			leaf(&cli.Command{
 				Name:      "issue",
-				Usage:     "generate self-signed certificates again now (ACME issuance: not available yet)",
+				Usage:     "obtain (ACME) or generate (self-signed) certificates now",
 				ArgsUsage: "ID... | --all",
+				Description: "Named mappings are issued whether or not they are due. --all takes every ACME\n" +
+					"and self-signed mapping without a valid certificate, or every one with --force.\n" +
+					"Challenges are published in acme/challenges/; a running serve answers them,\n" +
+					"otherwise this command binds the listener's address itself for the validation.",
 				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: flgAll, Usage: "every mapping"},
-					&cli.BoolFlag{Name: flgForce, Usage: "also certificates that are not due"},
+					&cli.BoolFlag{Name: flgAll, Usage: "every ACME and self-signed mapping that needs a certificate"},
+					&cli.BoolFlag{Name: flgForce, Usage: "with --all: every one, valid or not"},
+					resolversFlag(),
 				},
 			}, certIssueAction),
-			pending("renew", "renew what is due (the cron entry point)", "[--days N] [--dry-run] [--deploy-hook CMD]"),
+			leaf(&cli.Command{
+				Name:  "renew",
+				Usage: "renew the ACME certificates that are due (the cron entry point)",
+				Description: "Due means inside the ACME server's renewal window (ARI) when it offers one, else\n" +
+					"less than a third of the lifetime left (half for lifetimes of 10 days or less),\n" +
+					"or fewer than --days days left. Failed mappings back off (5 min, doubling, at\n" +
+					"most a day) and keep their certificate serving. When stdin is not a terminal\n" +
+					"(cron) it first sleeps a random time of up to 5 minutes.\n\n" +
+					"The deploy hook runs with /bin/sh after each renewal, with P2PTLS_MAPPING_ID,\n" +
+					"P2PTLS_LISTENER, P2PTLS_HOSTS, P2PTLS_CERT_FILE and P2PTLS_KEY_FILE set.\n" +
+					"Exit status 1 when any mapping failed.",
+				Flags: []cli.Flag{
+					&cli.IntFlag{Name: flgDays, Usage: "renew certificates with fewer days left (overrides ARI and the lifetime rule)"},
+					&cli.BoolFlag{Name: flgDryRun, Usage: "say what is due without renewing"},
+					&cli.BoolFlag{Name: flgForce, Usage: "renew every ACME certificate now, ignoring back-off"},
+					&cli.StringFlag{Name: flgDeployHook, Usage: "shell command run after each successful renewal"},
+					&cli.BoolFlag{Name: flgNoRandomSleep, Usage: "do not sleep a random time first"},
+					resolversFlag(),
+				},
+			}, certRenewAction),
 			leaf(&cli.Command{Name: "list", Usage: "list certificates and their status"}, mappingListAction),
 			leaf(&cli.Command{Name: "show", Usage: "show one mapping's certificate", ArgsUsage: "ID"}, certShowAction),
 			leaf(&cli.Command{Name: "inspect", Usage: "describe a PEM certificate (chain) file", ArgsUsage: "FILE"}, certInspectAction),
@@ -40,29 +83,168 @@ func certCommand() *cli.Command {
 	}
 }
 
+// acmeOptions reads the options issuance shares.
+func acmeOptions(c *cli.Context) (acme.Options, error) {
+	var resolvers []string
+	for _, r := range strings.Split(c.String(flgDNSResolvers), ",") {
+		if r = strings.TrimSpace(r); r == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			return acme.Options{}, fault.Invalidf("write resolvers as HOST:PORT, e.g. 1.1.1.1:53", "DNS resolver %q is not HOST:PORT", r)
+		}
+		resolvers = append(resolvers, r)
+	}
+	return acme.Options{Log: slog.Default(), DNSResolvers: resolvers}, nil
+}
+
+// issueResult is what "cert issue" prints as JSON.
+type issueResult struct {
+	Issued []string          `json:"issued"`
+	Failed []string          `json:"failed"`
+	Errors map[string]string `json:"errors"`
+}
+
 func certIssueAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	ids := c.Args().Slice()
 	if c.Bool(flgAll) == (len(ids) > 0) {
 		return fault.Invalidf(fmt.Sprintf("run '%s --help' for usage", c.Command.HelpName), "%s needs mapping ids or --all, not both", c.Command.HelpName)
 	}
+	if c.Bool(flgForce) && !c.Bool(flgAll) {
+		return fault.Invalidf("named mappings are always issued; drop --force", "--force only applies to --all")
+	}
+	opts, err := acmeOptions(c)
+	if err != nil {
+		return err
+	}
+	cfg, err := state.LoadConfig(g.Store())
+	if err != nil {
+		return err
+	}
 	if c.Bool(flgAll) {
-		cfg, err := state.LoadConfig(g.Store())
+		list, err := mappings.List(g.Store(), cfg, "", time.Now())
 		if err != nil {
 			return err
 		}
-		for _, m := range cfg.Mappings {
-			if m.Source == state.SourceSelfSigned {
+		for _, m := range list {
+			issuable := m.Source == state.SourceACME || m.Source == state.SourceSelfSigned
+			if issuable && (c.Bool(flgForce) || m.Status != mappings.StatusValid) {
 				ids = append(ids, m.ID)
 			}
 		}
 	}
+	res := issueResult{Issued: []string{}, Failed: []string{}, Errors: map[string]string{}}
+	var firstErr error
 	for _, id := range ids {
-		if err := mappings.Regenerate(ctx, g.Store(), id, time.Now()); err != nil {
+		var err error
+		if m, ok := findMapping(cfg, id); ok && m.Source == state.SourceACME {
+			err = acme.Issue(ctx, g.Store(), id, time.Now(), opts)
+		} else {
+			err = mappings.Regenerate(ctx, g.Store(), id, time.Now())
+		}
+		if err != nil {
+			res.Failed = append(res.Failed, id)
+			res.Errors[id] = oneLine(err.Error())
+			if firstErr == nil {
+				firstErr = err
+			}
+			if !g.JSON() && len(ids) > 1 {
+				report(g.Stderr, err)
+			}
+			continue
+		}
+		res.Issued = append(res.Issued, id)
+		if !g.JSON() {
+			g.Infof("issued a new certificate for mapping %s", id)
+		}
+	}
+	if g.JSON() {
+		if err := printJSON(g.Stdout, res); err != nil {
 			return err
 		}
-		g.Infof("issued a new certificate for mapping %s", id)
+	}
+	switch {
+	case len(ids) == 1:
+		return firstErr
+	case len(res.Failed) > 0:
+		return &fault.Error{Kind: fault.Failure, Msg: fmt.Sprintf("%d of %d mappings failed: %s", len(res.Failed), len(ids), strings.Join(res.Failed, ", ")),
+			Hint: "'p2ptls cert list' shows each one's last error"}
 	}
 	return nil
+}
+
+func findMapping(cfg *state.Config, id string) (state.Mapping, bool) {
+	for _, m := range cfg.Mappings {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return state.Mapping{}, false
+}
+
+func certRenewAction(ctx context.Context, g *Globals, c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	opts, err := acmeOptions(c)
+	if err != nil {
+		return err
+	}
+	if c.Int(flgDays) < 0 {
+		return fault.Invalidf("give a number of days, e.g. --days 30", "--days must not be negative")
+	}
+	if !c.Bool(flgNoRandomSleep) && !isTerminal(os.Stdin) {
+		d := time.Duration(rand.Int64N(int64(maxRandomSleep)))
+		slog.Info("sleeping before renewal to spread load on the ACME server (--no-random-sleep skips this)", "for", d.Round(time.Second).String())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+	report, err := acme.Renew(ctx, g.Store(), time.Now, acme.RenewOptions{
+		Options: opts, Days: c.Int(flgDays), DryRun: c.Bool(flgDryRun), Force: c.Bool(flgForce), DeployHook: c.String(flgDeployHook),
+	})
+	if err != nil {
+		return err
+	}
+	if g.JSON() {
+		if err := printJSON(g.Stdout, report); err != nil {
+			return err
+		}
+	} else {
+		rows := [][]string{}
+		for _, group := range []struct {
+			what string
+			ids  []string
+		}{{"renewed", report.Renewed}, {"failed", report.Failed}, {"skipped", report.Skipped}} {
+			what := group.what
+			if report.DryRun && what == "renewed" {
+				what = "due"
+			}
+			for _, id := range group.ids {
+				detail := report.Reasons[id]
+				if e := report.Errors[id]; e != "" {
+					detail = e
+				}
+				rows = append(rows, []string{id, what, detail})
+			}
+		}
+		if err := printTable(g.Stdout, []string{"MAPPING", "RESULT", "DETAIL"}, rows); err != nil {
+			return err
+		}
+	}
+	if len(report.Failed) > 0 {
+		return fault.Failf("'p2ptls cert list' shows each one's last error; the previous certificates keep serving",
+			"%d mapping(s) failed to renew: %s", len(report.Failed), strings.Join(report.Failed, ", "))
+	}
+	return nil
+}
+
+// isTerminal reports whether f is a terminal (an interactive run).
+func isTerminal(f *os.File) bool {
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }
 
 func certShowAction(_ context.Context, g *Globals, c *cli.Context) error {

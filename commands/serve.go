@@ -27,7 +27,7 @@ func serveCommand() *cli.Command {
 			"SIGTERM shut everything down gracefully.",
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: flgListen, Usage: "management listen address HOST:PORT", Value: statemgmt.DefaultListen, EnvVars: []string{"MANAGEMENT_LISTEN"}},
-		}, modeFlags()...), namesFlags()...),
+		}, modeFlags()...), append(namesFlags(), resolversFlag())...),
 	}, serveAction)
 }
 
@@ -39,5 +39,9 @@ func serveAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return serve.Run(ctx, serve.Options{Store: g.Store(), Log: slog.Default(), Management: set})
+	opts, err := acmeOptions(c)
+	if err != nil {
+		return err
+	}
+	return serve.Run(ctx, serve.Options{Store: g.Store(), Log: slog.Default(), Management: set, DNSResolvers: opts.DNSResolvers})
 }

@@ -5,9 +5,11 @@ package serve
 import (
 	"context"
 	"log/slog"
+	"sync"
 
 	"github.com/p2pstream/p2ptls/serve/management"
 	"github.com/p2pstream/p2ptls/serve/public"
+	"github.com/p2pstream/p2ptls/serve/renewal"
 	"github.com/p2pstream/p2ptls/state"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
 )
@@ -17,6 +19,8 @@ type Options struct {
 	Store      *state.Dir
 	Log        *slog.Logger
 	Management statemgmt.Settings // validated
+	// DNSResolvers check DNS-01 propagation for in-process issuance.
+	DNSResolvers []string
 }
 
 // Run serves until ctx ends, then shuts everything down gracefully.
@@ -33,13 +37,15 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	pctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); pub.Run(pctx) }()
 	go func() {
-		pub.Run(pctx)
-		close(done)
+		defer wg.Done()
+		renewal.Run(pctx, renewal.Options{Store: o.Store, Log: o.Log, DNSResolvers: o.DNSResolvers})
 	}()
 	err = mgmt.Serve(ctx)
 	cancel()
-	<-done
+	wg.Wait()
 	return err
 }

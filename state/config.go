@@ -37,6 +37,9 @@ type Config struct {
 
 // ACMESettings are defaults for ACME issuance.
 type ACMESettings struct {
+	// Directory is the ACME directory URL of the registered account that
+	// issues certificates.
+	Directory string `toml:"directory,omitempty"`
 	// DNSResolvers (HOST:PORT) check DNS-01 propagation; empty means the
 	// system's resolvers.
 	DNSResolvers []string `toml:"dns_resolvers,omitempty"`

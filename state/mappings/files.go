@@ -43,6 +43,9 @@ type Meta struct {
 	LastAttemptAt     time.Time `toml:"last_attempt_at,omitempty"`
 	LastError         string    `toml:"last_error,omitempty"`
 	NextRenewalAt     time.Time `toml:"next_renewal_at,omitempty"`
+	// ACME: failed attempts in a row, and when to try again (back-off).
+	Attempts int       `toml:"attempts,omitempty"`
+	RetryAt  time.Time `toml:"retry_at,omitempty"`
 }
 
 // LoadMeta reads the metadata of mapping id; a mapping without any (not yet
@@ -85,6 +88,11 @@ func newMeta(source string, kp *pki.KeyPair, now time.Time) Meta {
 		LastAttemptAt:     now,
 		NextRenewalAt:     pki.RenewalTime(kp.Cert),
 	}
+}
+
+// WriteCertificate puts a new certificate for mapping id in place (ACME).
+func WriteCertificate(s state.Store, id string, kp *pki.KeyPair, meta Meta) error {
+	return writeMaterial(s, id, kp, meta)
 }
 
 // writeMaterial writes a mapping's key, certificate and metadata, key first:

@@ -43,6 +43,12 @@ type Info struct {
 	FingerprintSHA256 string     `json:"fingerprint_sha256"`
 	CertFile          string     `json:"cert_file"`
 	KeyFile           string     `json:"key_file"`
+	// ACME attempts: when the certificate was issued, the last attempt, the
+	// failed attempts in a row and when the next one is allowed.
+	IssuedAt      *time.Time `json:"issued_at"`
+	LastAttemptAt *time.Time `json:"last_attempt_at"`
+	Attempts      int        `json:"attempts"`
+	RetryAt       *time.Time `json:"retry_at"`
 }
 
 // Details describe a certificate (chain) file: "cert show", "cert inspect"
@@ -135,6 +141,10 @@ func describe(s state.Store, m state.Mapping, now time.Time) (Info, []*x509.Cert
 			info.LastError = err.Error()
 		} else {
 			info.LastError = meta.LastError
+			info.Attempts = meta.Attempts
+			info.LastAttemptAt = timePtr(meta.LastAttemptAt)
+			info.RetryAt = timePtr(meta.RetryAt)
+			info.IssuedAt = timePtr(meta.IssuedAt)
 		}
 	}
 	_, chain, err := readChain(s, m)
@@ -213,4 +223,13 @@ func details(chain []*x509.Certificate, now time.Time) *Details {
 		}
 	}
 	return d
+}
+
+// timePtr is nil for the zero time, so JSON says null rather than year 1.
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
 }

@@ -1,0 +1,59 @@
+package acme
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"time"
+
+	"github.com/go-acme/lego/v4/certcrypto"
+	"github.com/go-acme/lego/v4/lego"
+
+	"github.com/p2pstream/p2ptls/state/fault"
+)
+
+// keyTypes maps the mapping's key_type to lego's.
+var keyTypes = map[string]certcrypto.KeyType{
+	"":        certcrypto.EC256,
+	"ec256":   certcrypto.EC256,
+	"ec384":   certcrypto.EC384,
+	"rsa2048": certcrypto.RSA2048,
+	"rsa4096": certcrypto.RSA4096,
+}
+
+// userAgent names p2ptls to ACME servers.
+const userAgent = "p2ptls"
+
+// newClient is a lego client for acct that trusts the system roots plus
+// the account's CA file, and no other environment (LEGO_CA_CERTIFICATES
+// is deliberately not consulted).
+func newClient(acct *Account, keyType string) (*lego.Client, error) {
+	kt, ok := keyTypes[keyType]
+	if !ok {
+		return nil, fault.Invalidf(`use ec256, ec384, rsa2048 or rsa4096`, "unknown key type %q", keyType)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if acct.caPEM != nil {
+		pool.AppendCertsFromPEM(acct.caPEM)
+	}
+	cfg := lego.NewConfig(acct)
+	cfg.CADirURL = acct.Directory
+	cfg.UserAgent = userAgent
+	cfg.Certificate.KeyType = kt
+	cfg.HTTPClient = &http.Client{
+		Timeout: 2 * time.Minute,
+		Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+			TLSHandshakeTimeout: 15 * time.Second,
+		},
+	}
+	client, err := lego.NewClient(cfg)
+	if err != nil {
+		return nil, fault.Failf("check the directory URL, --ca-file and the network", "reach the ACME server %s: %s", acct.Directory, oneLine(err))
+	}
+	return client, nil
+}

@@ -1,0 +1,170 @@
+package acme
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-acme/lego/v4/certificate"
+	"github.com/go-acme/lego/v4/lego"
+	legolog "github.com/go-acme/lego/v4/log"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/pki"
+)
+
+// Back-off after failed attempts: 5 minutes, doubling, at most a day.
+const (
+	backoffBase = 5 * time.Minute
+	backoffMax  = 24 * time.Hour
+)
+
+// Options are shared by Issue and Renew.
+type Options struct {
+	Log *slog.Logger
+	// DNSResolvers (HOST:PORT) check DNS-01 propagation; empty means
+	// p2ptls.toml's acme.dns_resolvers, then the system's.
+	DNSResolvers []string
+}
+
+// legoLogOnce routes lego's own log lines to our logger at debug level.
+var legoLogOnce sync.Once
+
+func (o *Options) log() *slog.Logger {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	legoLogOnce.Do(func() { legolog.Logger = slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug) })
+	return o.Log
+}
+
+// backoff is the wait after the n-th failed attempt in a row.
+func backoff(n int) time.Duration {
+	d := backoffBase
+	for i := 1; i < n && d < backoffMax; i++ {
+		d *= 2
+	}
+	return min(d, backoffMax)
+}
+
+// Issue obtains a certificate for ACME mapping id now, whether or not it is
+// due, under the state lock.
+func Issue(ctx context.Context, s state.Store, id string, now time.Time, o Options) error {
+	return withMapping(ctx, s, "cert issue "+id, id, func(cfg *state.Config, m state.Mapping) error {
+		var current *x509.Certificate
+		if c, err := mappings.Load(s, m); err == nil {
+			current = c.Chain[0]
+		}
+		return obtain(s, cfg, m, current, now, &o)
+	})
+}
+
+// withMapping runs fn with the lock held on the current config and the
+// ACME mapping id.
+func withMapping(ctx context.Context, s state.Store, purpose, id string, fn func(*state.Config, state.Mapping) error) (err error) {
+	unlock, err := s.Lock(ctx, purpose)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, unlock()) }()
+	cfg, err := state.LoadConfig(s)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(cfg.Mappings, func(m state.Mapping) bool { return m.ID == id })
+	if i < 0 {
+		return fault.Failf("see 'p2ptls mapping list'", "mapping %q does not exist", id)
+	}
+	m := cfg.Mappings[i]
+	if m.Source != state.SourceACME {
+		return fault.Failf("", "mapping %q is not an ACME mapping (source %s)", id, m.Source)
+	}
+	return fn(cfg, m)
+}
+
+// obtain runs one ACME order for m and records the attempt. On failure the
+// certificate in place stays: only a success replaces it. current is the
+// serving leaf when renewing, for ARI's "replaces".
+func obtain(s state.Store, cfg *state.Config, m state.Mapping, replaces *x509.Certificate, now time.Time, o *Options) error {
+	log := o.log().With("mapping", m.ID)
+	meta, err := mappings.LoadMeta(s, m.ID)
+	if err != nil {
+		return err
+	}
+	meta.Source = state.SourceACME
+	meta.LastAttemptAt = now.UTC().Truncate(time.Second)
+	kp, next, err := order(s, cfg, m, replaces, now, o)
+	if err != nil {
+		meta.Attempts++
+		meta.LastError = oneLine(err)
+		meta.RetryAt = meta.LastAttemptAt.Add(backoff(meta.Attempts))
+		if serr := mappings.SaveMeta(s, m.ID, meta); serr != nil {
+			log.Error("cannot record the failed attempt", "err", serr)
+		}
+		log.Warn("certificate not issued; the previous one, if any, keeps serving", "err", meta.LastError, "retry_at", meta.RetryAt)
+		return &fault.Error{Kind: fault.KindOf(err), Msg: fmt.Sprintf("mapping %q", m.ID), Err: err, Hint: fault.HintOf(err)}
+	}
+	meta.IssuedAt, meta.NotAfter = meta.LastAttemptAt, kp.Cert.NotAfter.UTC()
+	meta.FingerprintSHA256 = pki.Fingerprint(kp.Cert)
+	meta.LastError, meta.Attempts, meta.RetryAt = "", 0, time.Time{}
+	meta.NextRenewalAt = next
+	if err := mappings.WriteCertificate(s, m.ID, kp, meta); err != nil {
+		return fmt.Errorf("save the certificate of mapping %q: %w", m.ID, err)
+	}
+	log.Info("certificate issued", "not_after", meta.NotAfter, "next_renewal_at", meta.NextRenewalAt)
+	return nil
+}
+
+// order talks to the ACME server: account, solver, order, and the renewal
+// time of the new certificate.
+func order(s state.Store, cfg *state.Config, m state.Mapping, replaces *x509.Certificate, now time.Time, o *Options) (*pki.KeyPair, time.Time, error) {
+	acct, err := LoadAccount(s, cfg.ACME.Directory)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	client, err := newClient(acct, m.KeyType)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	resolvers := o.DNSResolvers
+	if len(resolvers) == 0 {
+		resolvers = cfg.ACME.DNSResolvers
+	}
+	release, err := setSolver(client, s, cfg, m, resolvers)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer release()
+	req := certificate.ObtainRequest{Domains: m.Hosts, Bundle: true, Profile: m.Profile}
+	if replaces != nil {
+		if _, err := client.Certificate.GetRenewalInfo(certificate.RenewalInfoRequest{Cert: replaces}); err == nil {
+			req.ReplacesCertID, _ = certificate.MakeARICertID(replaces)
+		}
+	}
+	res, err := client.Certificate.Obtain(req)
+	if err != nil {
+		return nil, time.Time{}, errors.New(oneLine(err))
+	}
+	kp, err := pki.LoadKeyPair(res.Certificate, res.PrivateKey)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("the ACME server's certificate does not load: %w", err)
+	}
+	return kp, renewalTime(client, kp.Cert, now), nil
+}
+
+// renewalTime is the start of the server's ARI window when it offers one,
+// else when a third of the lifetime remains.
+func renewalTime(client *lego.Client, cert *x509.Certificate, now time.Time) time.Time {
+	info, err := client.Certificate.GetRenewalInfo(certificate.RenewalInfoRequest{Cert: cert})
+	if err != nil || info.SuggestedWindow.Start.IsZero() {
+		return pki.RenewalTime(cert)
+	}
+	return info.SuggestedWindow.Start.UTC()
+}

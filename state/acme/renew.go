@@ -1,0 +1,164 @@
+package acme
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-acme/lego/v4/certificate"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/pki"
+)
+
+// RenewOptions choose what "cert renew" does.
+type RenewOptions struct {
+	Options
+	// Days, when > 0, renews certificates with fewer days left, instead of
+	// the ARI window or the one-third rule.
+	Days int
+	// DryRun decides without issuing.
+	DryRun bool
+	// Force renews every ACME certificate and ignores back-off.
+	Force bool
+	// DeployHook is a shell command run after each successful renewal.
+	DeployHook string
+	// Only limits the run to these mapping ids (serve's prompt issuance).
+	Only []string
+}
+
+// Report says what happened to each ACME mapping, by id.
+type Report struct {
+	Renewed []string          `json:"renewed"`
+	Failed  []string          `json:"failed"`
+	Skipped []string          `json:"skipped"`
+	DryRun  bool              `json:"dry_run"`
+	Errors  map[string]string `json:"errors"`
+	Reasons map[string]string `json:"reasons"`
+}
+
+// Renew renews every ACME certificate that is due. Each mapping is decided
+// and issued under the state lock, so two renewals at once (cron and serve,
+// or two crons) never issue the same certificate twice: the second sees the
+// first's result and skips.
+func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOptions) (*Report, error) {
+	cfg, err := state.LoadConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{Renewed: []string{}, Failed: []string{}, Skipped: []string{}, DryRun: o.DryRun, Errors: map[string]string{}, Reasons: map[string]string{}}
+	for _, m := range cfg.Mappings {
+		if m.Source != state.SourceACME || (len(o.Only) > 0 && !slices.Contains(o.Only, m.ID)) {
+			continue
+		}
+		var due bool
+		err := withMapping(ctx, s, "cert renew "+m.ID, m.ID, func(cfg *state.Config, m state.Mapping) error {
+			var why string
+			var leaf *x509.Certificate
+			due, why, leaf = isDue(s, cfg, m, now(), o)
+			r.Reasons[m.ID] = why
+			if !due || o.DryRun {
+				return nil
+			}
+			if err := obtain(s, cfg, m, leaf, now(), &o.Options); err != nil {
+				return err
+			}
+			return deploy(o.DeployHook, s, m)
+		})
+		switch {
+		case err != nil:
+			r.Failed = append(r.Failed, m.ID)
+			r.Errors[m.ID] = strings.Join(strings.Fields(err.Error()), " ")
+		case due:
+			r.Renewed = append(r.Renewed, m.ID)
+		default:
+			r.Skipped = append(r.Skipped, m.ID)
+		}
+	}
+	return r, nil
+}
+
+// isDue decides whether m's certificate should be renewed now, and why.
+func isDue(s state.Store, cfg *state.Config, m state.Mapping, now time.Time, o RenewOptions) (bool, string, *x509.Certificate) {
+	meta, _ := mappings.LoadMeta(s, m.ID)
+	if !o.Force && now.Before(meta.RetryAt) {
+		return false, fmt.Sprintf("backing off after %d failed attempts until %s", meta.Attempts, meta.RetryAt.Format(time.RFC3339)), nil
+	}
+	c, err := mappings.Load(s, m)
+	if err != nil {
+		return true, "no certificate yet", nil
+	}
+	leaf := c.Chain[0]
+	switch {
+	case o.Force:
+		return true, "forced", leaf
+	case !sameHosts(leaf, m.Hosts):
+		return true, "the mapping's hosts changed", leaf
+	case o.Days > 0:
+		left := leaf.NotAfter.Sub(now)
+		return left < time.Duration(o.Days)*24*time.Hour, fmt.Sprintf("%d days left, renewing below %d", int(left.Hours()/24), o.Days), leaf
+	}
+	if at, ok := ariDue(s, cfg, m, leaf, now); ok {
+		if at == nil {
+			return false, "outside the ACME server's renewal window", leaf
+		}
+		return true, "inside the ACME server's renewal window", leaf
+	}
+	if pki.NeedsRenewal(leaf, now) {
+		return true, "less than a third of its lifetime left", leaf
+	}
+	return false, "renews from " + pki.RenewalTime(leaf).Format(time.RFC3339), leaf
+}
+
+// ariDue asks the server's renewal info; ok is false when it has none.
+func ariDue(s state.Store, cfg *state.Config, m state.Mapping, leaf *x509.Certificate, now time.Time) (*time.Time, bool) {
+	acct, err := LoadAccount(s, cfg.ACME.Directory)
+	if err != nil {
+		return nil, false
+	}
+	client, err := newClient(acct, m.KeyType)
+	if err != nil {
+		return nil, false
+	}
+	info, err := client.Certificate.GetRenewalInfo(certificate.RenewalInfoRequest{Cert: leaf})
+	if err != nil {
+		return nil, false // api.ErrNoARI, or the server is away: the lifetime rule decides
+	}
+	return info.ShouldRenewAt(now, 0), true
+}
+
+// sameHosts reports whether the certificate covers exactly the mapping's hosts.
+func sameHosts(leaf *x509.Certificate, hosts []string) bool {
+	return pki.ParseNames(hosts).Equal(leaf)
+}
+
+// deploy runs the deploy hook for a renewed mapping with its files in the
+// environment.
+func deploy(hook string, s state.Store, m state.Mapping) error {
+	if hook == "" {
+		return nil
+	}
+	dir := mappings.MappingDir(m.ID)
+	root := ""
+	if d, ok := s.(*state.Dir); ok {
+		root = d.Root() + "/"
+	}
+	cmd := exec.Command("/bin/sh", "-c", hook)
+	cmd.Env = append(os.Environ(),
+		"P2PTLS_MAPPING_ID="+m.ID,
+		"P2PTLS_LISTENER="+m.Listener,
+		"P2PTLS_HOSTS="+strings.Join(m.Hosts, " "),
+		"P2PTLS_CERT_FILE="+root+dir+"/"+mappings.CertFileName,
+		"P2PTLS_KEY_FILE="+root+dir+"/"+mappings.KeyFileName,
+	)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("renewed, but the deploy hook failed: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

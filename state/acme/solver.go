@@ -1,0 +1,159 @@
+package acme
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-acme/lego/v4/challenge/dns01"
+	"github.com/go-acme/lego/v4/lego"
+	"github.com/go-acme/lego/v4/providers/dns/cloudflare"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/challenge"
+	"github.com/p2pstream/p2ptls/state/dnscred"
+	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/runstatus"
+)
+
+// httpProvider publishes HTTP-01 answers into the state directory.
+type httpProvider struct{ s state.Store }
+
+func (p httpProvider) Present(_, token, keyAuth string) error {
+	return challenge.PublishHTTP01(p.s, token, keyAuth)
+}
+func (p httpProvider) CleanUp(_, token, _ string) error { return challenge.RemoveHTTP01(p.s, token) }
+
+// alpnProvider publishes TLS-ALPN-01 certificates into the state directory.
+type alpnProvider struct{ s state.Store }
+
+func (p alpnProvider) Present(domain, _, keyAuth string) error {
+	return challenge.PublishTLSALPN01(p.s, domain, keyAuth)
+}
+func (p alpnProvider) CleanUp(domain, _, _ string) error {
+	return challenge.RemoveTLSALPN01(p.s, domain)
+}
+
+// setSolver configures the one challenge the mapping asks for (lego would
+// prefer TLS-ALPN-01 if several were set) and returns a func that releases
+// whatever it bound.
+func setSolver(client *lego.Client, s state.Store, cfg *state.Config, m state.Mapping, resolvers []string) (func(), error) {
+	l, ok := cfg.Listener(m.Listener)
+	if !ok {
+		return nil, fault.Invalidf("", "listener %q of mapping %q does not exist", m.Listener, m.ID)
+	}
+	switch m.Challenge {
+	case state.ChallengeHTTP01:
+		if l.HTTPAddr == "" {
+			return nil, fault.Failf(fmt.Sprintf("give listener %q an HTTP address (--http-addr :80), or use another challenge", l.Name),
+				"listener %q has no HTTP address, and HTTP-01 validation connects to it", l.Name)
+		}
+		stop, err := answerIfNoServe(s, *l, l.HTTPAddr, httpAnswerer(s))
+		if err != nil {
+			return nil, err
+		}
+		return stop, client.Challenge.SetHTTP01Provider(httpProvider{s})
+	case state.ChallengeTLSALPN01:
+		stop, err := answerIfNoServe(s, *l, l.Addr, alpnAnswerer(s))
+		if err != nil {
+			return nil, err
+		}
+		return stop, client.Challenge.SetTLSALPN01Provider(alpnProvider{s})
+	case state.ChallengeDNS01:
+		cred, err := dnscred.Lookup(s, cfg, m.DNSCredential)
+		if err != nil {
+			return nil, err
+		}
+		cc := cloudflare.NewDefaultConfig()
+		cc.AuthToken = cred.Token
+		if cred.APIBaseURL != "" {
+			cc.BaseURL = cred.APIBaseURL
+		}
+		if len(resolvers) > 0 {
+			cc.PollingInterval = time.Second
+		}
+		provider, err := cloudflare.NewDNSProviderConfig(cc)
+		if err != nil {
+			return nil, fmt.Errorf("DNS credential %q: %s", cred.Name, oneLine(err))
+		}
+		var opts []dns01.ChallengeOption
+		if len(resolvers) > 0 {
+			// Check propagation at the given resolvers only, and compare
+			// the TXT value there rather than at the zone's own servers.
+			opts = append(opts, dns01.AddRecursiveNameservers(resolvers),
+				dns01.DisableAuthoritativeNssPropagationRequirement(),
+				dns01.RecursiveNSsPropagationRequirement())
+		}
+		return func() {}, client.Challenge.SetDNS01Provider(provider, opts...)
+	}
+	return nil, fault.Invalidf("", "mapping %q: unknown challenge %q", m.ID, m.Challenge)
+}
+
+// answerIfNoServe binds addr for the duration of the validation when no
+// running serve answers challenges on listener l.
+func answerIfNoServe(s state.Store, l state.Listener, addr string, serve func(net.Listener) func()) (func(), error) {
+	if st, err := runstatus.Read(s); err == nil && st.ServeRunning {
+		for _, rl := range st.Listeners {
+			if rl.Name == l.Name && rl.Listening {
+				return func() {}, nil
+			}
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fault.Failf("start 'p2ptls serve' (it answers challenges), or run this as a user that may bind the port",
+			"no serve answers for listener %q and %s cannot be bound for validation: %v", l.Name, addr, err)
+	}
+	return serve(ln), nil
+}
+
+// httpAnswerer answers HTTP-01 from the state until stopped.
+func httpAnswerer(s state.Store) func(net.Listener) func() {
+	return func(ln net.Listener) func() {
+		srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			token, ok := strings.CutPrefix(r.URL.Path, challenge.HTTP01Path)
+			b, err := challenge.HTTP01(s, token)
+			if !ok || err != nil {
+				http.NotFound(w, r)
+				return
+			}
+			w.Write(b)
+		})}
+		go srv.Serve(ln)
+		return func() { srv.Close() }
+	}
+}
+
+// alpnAnswerer completes TLS-ALPN-01 handshakes from the state until stopped.
+func alpnAnswerer(s state.Store) func(net.Listener) func() {
+	return func(ln net.Listener) func() {
+		cfg := &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			NextProtos: []string{challenge.ALPNProto},
+			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return challenge.TLSALPN01(s, hello.ServerName)
+			},
+		}
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				if err != nil {
+					continue
+				}
+				go func() {
+					defer conn.Close()
+					conn.SetDeadline(time.Now().Add(10 * time.Second))
+					tls.Server(conn, cfg).Handshake()
+				}()
+			}
+		}()
+		return func() { ln.Close() }
+	}
+}
