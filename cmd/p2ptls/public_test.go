@@ -100,6 +100,7 @@ func (p *publicServe) status(t *testing.T) statusJSON {
 }
 
 func TestPublicSNISelectionFallbackAndReload(t *testing.T) {
+	t.Parallel()
 	p := newPublicState(t)
 	web := freeAddr(t)
 	files := t.TempDir()
@@ -235,6 +236,7 @@ func serves(addr, sni string, serial *big.Int) error {
 }
 
 func TestPublicFallbackReject(t *testing.T) {
+	t.Parallel()
 	p := newPublicState(t)
 	web := freeAddr(t)
 	p.must(t, "listener", "add", "web", "--addr", web, "--fallback", "reject")
@@ -256,6 +258,7 @@ func TestPublicFallbackReject(t *testing.T) {
 }
 
 func TestPublicProxyAndHTTPListener(t *testing.T) {
+	t.Parallel()
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") == "websocket" {
 			echoUpgrade(w)
@@ -397,6 +400,7 @@ func get2(t *testing.T, c *http.Client, url, host string) (int, string) {
 }
 
 func TestPublicReloadFailsNoHandshake(t *testing.T) {
+	t.Parallel()
 	p := newPublicState(t)
 	web := freeAddr(t)
 	p.must(t, "listener", "add", "web", "--addr", web)
