@@ -1,0 +1,165 @@
+package acme
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/pki"
+)
+
+// ariServer is an ACME directory that only answers renewalInfo, with the
+// window the test sets; without ari it does not advertise the endpoint.
+func ariServer(t *testing.T, ari bool, window func() (time.Time, time.Time)) *httptest.Server {
+	var srv *httptest.Server
+	srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/dir":
+			dir := map[string]string{"newNonce": srv.URL + "/nonce", "newAccount": srv.URL + "/acct", "newOrder": srv.URL + "/order"}
+			if ari {
+				dir["renewalInfo"] = srv.URL + "/renewal-info"
+			}
+			json.NewEncoder(w).Encode(dir)
+		case strings.HasPrefix(r.URL.Path, "/renewal-info/"):
+			start, end := window()
+			json.NewEncoder(w).Encode(map[string]any{"suggestedWindow": map[string]time.Time{"start": start, "end": end}})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// renewState is a store with an account at srv and ACME mapping "m" whose
+// certificate was issued at issued and lives lifetime.
+func renewState(t *testing.T, srv *httptest.Server, issued time.Time, lifetime time.Duration) state.Store {
+	t.Helper()
+	ctx := context.Background()
+	s := state.OpenDir(t.TempDir(), time.Second)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	acct := &Account{Email: "ops@example.test", Directory: srv.URL + "/dir", key: key, caPEM: pki.EncodeCert(srv.Certificate().Raw)}
+	if err := saveAccount(ctx, s, acct); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := state.AddListener(ctx, s, state.Listener{Name: "web", Addr: ":8443", HTTPAddr: ":8080"}); err != nil {
+		t.Fatal(err)
+	}
+	m := state.Mapping{ID: "m", Listener: "web", Hosts: []string{"a.example.test"}, Source: state.SourceACME, Challenge: state.ChallengeHTTP01}
+	if _, _, err := mappings.Add(ctx, s, mappings.Input{Mapping: m}, issued); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.NewCA("test issuer", issued.Add(-time.Hour), 24*time.Hour*365)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := pki.IssueServer(ca, pki.ParseNames(m.Hosts), issued, lifetime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mappings.WriteCertificate(s, "m", leaf, mappings.Meta{Source: state.SourceACME}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestIsDue(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	past := func() (time.Time, time.Time) { return now.Add(-48 * time.Hour), now.Add(-24 * time.Hour) }
+	future := func() (time.Time, time.Time) { return now.Add(24 * time.Hour), now.Add(48 * time.Hour) }
+	tests := []struct {
+		desc     string
+		ari      bool
+		window   func() (time.Time, time.Time)
+		issued   time.Time
+		lifetime time.Duration
+		opts     RenewOptions
+		meta     func(*mappings.Meta)
+		hosts    []string
+		due      bool
+		why      string
+	}{
+		{"inside the ARI window", true, past, now.Add(-24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{}, nil, nil, true, "inside the ACME server's renewal window"},
+		{"before the ARI window, even with little life left", true, future, now.Add(-80 * 24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{}, nil, nil, false, "outside the ACME server's renewal window"},
+		{"no ARI: a third of the lifetime left", false, nil, now.Add(-61 * 24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{}, nil, nil, true, "less than a third"},
+		{"no ARI: fresh", false, nil, now.Add(-24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{}, nil, nil, false, "renews from"},
+		{"no ARI: short-lived renews at half", false, nil, now.Add(-3*24*time.Hour - time.Hour), 6 * 24 * time.Hour, RenewOptions{}, nil, nil, true, "less than a third"},
+		{"--days above what is left", true, future, now.Add(-24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{Days: 100}, nil, nil, true, "renewing below 100"},
+		{"--days below what is left", true, past, now.Add(-24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{Days: 30}, nil, nil, false, "renewing below 30"},
+		{"forced", true, future, now.Add(-24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{Force: true}, nil, nil, true, "forced"},
+		{"backing off", true, past, now.Add(-24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{}, func(m *mappings.Meta) { m.Attempts, m.RetryAt = 2, now.Add(time.Hour) }, nil, false, "backing off after 2 failed attempts"},
+		{"forced through back-off", true, future, now.Add(-24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{Force: true}, func(m *mappings.Meta) { m.RetryAt = now.Add(time.Hour) }, nil, true, "forced"},
+		{"hosts changed", true, future, now.Add(-24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{}, nil, []string{"a.example.test", "b.example.test"}, true, "hosts changed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			srv := ariServer(t, tc.ari, tc.window)
+			s := renewState(t, srv, tc.issued, tc.lifetime)
+			if tc.meta != nil {
+				meta, _ := mappings.LoadMeta(s, "m")
+				tc.meta(&meta)
+				if err := mappings.SaveMeta(s, "m", meta); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg, err := state.LoadConfig(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := cfg.Mappings[0]
+			if tc.hosts != nil {
+				m.Hosts = tc.hosts
+			}
+			due, why, _ := isDue(s, cfg, m, now, tc.opts)
+			if due != tc.due || !strings.Contains(why, tc.why) {
+				t.Errorf("isDue = %v, %q; want %v, %q", due, why, tc.due, tc.why)
+			}
+		})
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want time.Duration
+	}{{1, 5 * time.Minute}, {2, 10 * time.Minute}, {3, 20 * time.Minute}, {9, 21*time.Hour + 20*time.Minute}, {10, 24 * time.Hour}, {50, 24 * time.Hour}} {
+		if got := backoff(tc.n); got != tc.want {
+			t.Errorf("backoff(%d) = %v, want %v", tc.n, got, tc.want)
+		}
+	}
+}
+
+func TestRegisterRefusesBadInput(t *testing.T) {
+	s := state.OpenDir(t.TempDir(), time.Second)
+	tests := []struct {
+		desc string
+		in   RegisterInput
+		want string
+	}{
+		{"no --agree-tos", RegisterInput{Email: "ops@example.test"}, "--agree-tos"},
+		{"bad email", RegisterInput{Email: "ops", AgreeTOS: true}, "not an email"},
+		{"plain http directory", RegisterInput{Email: "ops@example.test", Directory: "http://x/dir", AgreeTOS: true}, "not an https URL"},
+		{"EAB kid without key", RegisterInput{Email: "ops@example.test", EABKid: "k", AgreeTOS: true}, "HMAC"},
+		{"unreadable CA file", RegisterInput{Email: "ops@example.test", CAFile: "/nonexistent", AgreeTOS: true}, "cannot read"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			_, err := Register(context.Background(), s, tc.in, time.Now())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Register = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	if names, _ := s.List(""); len(names) != 0 {
+		t.Errorf("refused registrations wrote %v", names)
+	}
+}
