@@ -21,15 +21,3 @@ func pending(name, usage, argsUsage string) *cli.Command {
 		},
 	}
 }
-
-func backupCommand() *cli.Command {
-	return pending("backup", "write the whole state, management CA included, to one archive", "[--out FILE|-] [--passphrase-file F]")
-}
-
-func restoreCommand() *cli.Command {
-	return pending("restore", "restore the whole state from a backup archive", "FILE|- [--dry-run] [--force] [--allow-missing-management-ca] [--passphrase-file F]")
-}
-
-func doctorCommand() *cli.Command {
-	return pending("doctor", "check for the common deployment mistakes; exit 1 on a failure", "")
-}
