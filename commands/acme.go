@@ -75,11 +75,7 @@ func acmeRegisterAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		return err
 	}
 	acct.Current = true
-	if g.JSON() {
-		return printJSON(g.Stdout, acct)
-	}
-	g.Infof("registered ACME account %s at %s", acct.Email, acct.Directory)
-	return nil
+	return g.Done(acct, "registered ACME account %s at %s", acct.Email, acct.Directory)
 }
 
 func acmeListAction(_ context.Context, g *Globals, c *cli.Context) error {

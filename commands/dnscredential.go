@@ -226,11 +226,7 @@ func dnsCredentialRemoveAction(ctx context.Context, g *Globals, c *cli.Context) 
 	if err != nil {
 		return err
 	}
-	if g.JSON() {
-		return printJSON(g.Stdout, removed)
-	}
-	g.Infof("removed DNS credential %s and its token", removed.Name)
-	return nil
+	return g.Done(removed, "removed DNS credential %s and its token", removed.Name)
 }
 
 func dnsCredentialTestAction(ctx context.Context, g *Globals, c *cli.Context) error {

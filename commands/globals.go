@@ -81,6 +81,16 @@ func (g *Globals) Infof(format string, args ...any) {
 	fmt.Fprintf(w, format+"\n", args...)
 }
 
+// Done reports a finished change: v as the JSON document, or a sentence
+// for people.
+func (g *Globals) Done(v any, format string, args ...any) error {
+	if g.JSON() {
+		return printJSON(g.Stdout, v)
+	}
+	g.Infof(format, args...)
+	return nil
+}
+
 // Warnf prints a warning to stderr, even with --quiet.
 func (g *Globals) Warnf(format string, args ...any) {
 	fmt.Fprintf(g.Stderr, "p2ptls: warning: "+format+"\n", args...)

@@ -64,11 +64,7 @@ func runListenerAdd(ctx context.Context, g *Globals, l state.Listener) error {
 	if err != nil {
 		return err
 	}
-	if g.JSON() {
-		return printJSON(g.Stdout, added)
-	}
-	g.Infof("added listener %s on %s", added.Name, added.Addr)
-	return nil
+	return g.Done(added, "added listener %s on %s", added.Name, added.Addr)
 }
 
 func listenerListAction(_ context.Context, g *Globals, c *cli.Context) error {
@@ -120,9 +116,5 @@ func listenerRemoveAction(ctx context.Context, g *Globals, c *cli.Context) error
 	if err != nil {
 		return err
 	}
-	if g.JSON() {
-		return printJSON(g.Stdout, removed)
-	}
-	g.Infof("removed listener %s", removed.Name)
-	return nil
+	return g.Done(removed, "removed listener %s", removed.Name)
 }
