@@ -34,8 +34,8 @@ func TestReorderArgs(t *testing.T) {
 			[]string{"p2ptls", "bogus", "x", "--y"},
 			[]string{"p2ptls", "bogus", "x", "--y"}},
 		{"commands that skip flag parsing left alone",
-			[]string{"p2ptls", "backup", "x", "--out", "u"},
-			[]string{"p2ptls", "backup", "x", "--out", "u"}},
+			[]string{"p2ptls", "doctor", "x", "--strict"},
+			[]string{"p2ptls", "doctor", "x", "--strict"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

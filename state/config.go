@@ -102,30 +102,44 @@ func locate(s Store, name string) string {
 // ParseConfig decodes and validates p2ptls.toml content. Errors name the
 // line and the field; they are all bad input (exit 2).
 func ParseConfig(b []byte) (*Config, error) {
-	var head struct {
-		SchemaVersion *int `toml:"schema_version"`
-	}
-	if err := toml.Unmarshal(b, &head); err != nil {
-		return nil, decodeError(err)
-	}
-	switch {
-	case head.SchemaVersion == nil:
-		return nil, fault.Invalidf(fmt.Sprintf("add schema_version = %d at the top of the file", SchemaVersion),
-			"schema_version is missing")
-	case *head.SchemaVersion != SchemaVersion:
-		return nil, fault.Invalidf("use the p2ptls version that wrote this file, or a newer one",
-			"schema_version %d is not supported by this p2ptls, which reads schema_version %d", *head.SchemaVersion, SchemaVersion)
-	}
-	var cfg Config
+	// One strict decode does for the common case; it is most of the cost of
+	// loading 100k mappings, so the slice is sized up front.
+	cfg := Config{Mappings: make([]Mapping, 0, bytes.Count(b, []byte("[[mappings]]")))}
 	dec := toml.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, decodeError(err)
+	decErr := dec.Decode(&cfg)
+	if decErr != nil || cfg.SchemaVersion != SchemaVersion {
+		// A file of another schema fails in other ways too: say the
+		// version first, since that is what to fix.
+		if err := checkSchemaVersion(b); err != nil {
+			return nil, err
+		}
+		return nil, decodeError(decErr)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fault.AsInvalid(err, hintFixFile)
 	}
 	return &cfg, nil
+}
+
+// checkSchemaVersion reads only schema_version and refuses a missing or
+// unknown one.
+func checkSchemaVersion(b []byte) error {
+	var head struct {
+		SchemaVersion *int `toml:"schema_version"`
+	}
+	if err := toml.Unmarshal(b, &head); err != nil {
+		return decodeError(err)
+	}
+	switch {
+	case head.SchemaVersion == nil:
+		return fault.Invalidf(fmt.Sprintf("add schema_version = %d at the top of the file", SchemaVersion),
+			"schema_version is missing")
+	case *head.SchemaVersion != SchemaVersion:
+		return fault.Invalidf("use the p2ptls version that wrote this file, or a newer one",
+			"schema_version %d is not supported by this p2ptls, which reads schema_version %d", *head.SchemaVersion, SchemaVersion)
+	}
+	return nil
 }
 
 // decodeError turns a go-toml error into "line N, field F: problem".

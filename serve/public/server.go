@@ -146,12 +146,16 @@ func (s *Server) changeSignature(cfg *state.Config) string {
 // files did not change are kept, with their parsed certificates.
 func (s *Server) apply(cfg *state.Config) error {
 	views := make(map[string]*view, len(cfg.Listeners))
+	counts := make(map[string]int, len(cfg.Listeners))
+	for _, m := range cfg.Mappings {
+		counts[m.Listener] += len(m.Hosts)
+	}
 	for _, lc := range cfg.Listeners {
 		var old map[string]*entry
 		if l, ok := s.listeners[lc.Name]; ok {
 			old = l.view.Load().entries
 		}
-		v, err := s.buildView(lc, cfg.Mappings, old)
+		v, err := s.buildView(lc, cfg.Mappings, counts[lc.Name], old)
 		if err != nil {
 			return err
 		}
@@ -199,23 +203,24 @@ func cmpErr(first, err error) error {
 	return err
 }
 
-// buildView indexes the mappings of one listener.
-func (s *Server) buildView(lc state.Listener, all []state.Mapping, old map[string]*entry) (*view, error) {
-	b := sni.NewBuilder[*entry](0)
-	entries := map[string]*entry{}
+// buildView indexes the mappings of one listener. Entries of unchanged
+// mappings are kept, with their parsed certificates; only entries already
+// in use are checked for changed files.
+func (s *Server) buildView(lc state.Listener, all []state.Mapping, count int, old map[string]*entry) (*view, error) {
+	b := sni.NewBuilder[*entry](count)
+	entries := make(map[string]*entry, count)
 	for _, m := range all {
 		if m.Listener != lc.Name {
 			continue
 		}
-		sig := signature(s.o.Store, m)
 		e, ok := old[m.ID]
 		switch {
 		case !ok || !reflect.DeepEqual(e.m, m):
-			e = &entry{m: m, sig: sig, store: s.o.Store}
-		case e.sig != sig:
+			e = &entry{m: m, store: s.o.Store}
+		case e.changed():
 			// Rotated files: load now, and keep serving the previous
 			// certificate when the new one does not load.
-			ne := &entry{m: m, sig: sig, store: s.o.Store}
+			ne := &entry{m: m, store: s.o.Store}
 			if _, err := ne.certificate(); err != nil {
 				s.o.Log.Warn("certificate changed but does not load; still serving the previous one", "mapping", m.ID, "err", err)
 				s.loadErrs = append(s.loadErrs, err.Error())

@@ -16,10 +16,12 @@ import (
 )
 
 // How often serve looks for ACME mappings without a certificate, and how
-// often it runs a full renewal pass.
+// often it runs a full renewal pass. Six hours follows the Retry-After that
+// ACME servers give for renewal info, and keeps a state of 100k mappings
+// from asking the server about each of them every hour.
 const (
 	promptInterval = 5 * time.Second
-	renewInterval  = time.Hour
+	renewInterval  = 6 * time.Hour
 )
 
 // Options configure the loop.
@@ -36,13 +38,26 @@ func Run(ctx context.Context, o Options) {
 	renew := time.NewTicker(renewInterval)
 	defer renew.Stop()
 	opts := acme.Options{Log: o.Log, DNSResolvers: o.DNSResolvers}
+	var seen string     // the state revision last scanned
+	var retry time.Time // the earliest back-off that ends
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-prompt.C:
-			if ids := unissued(o.Store, time.Now()); len(ids) > 0 {
+			// Scanning 100k mappings costs; do it only when the state
+			// changed or a back-off ended.
+			now := time.Now()
+			rev := revision(o.Store)
+			if rev == seen && (retry.IsZero() || now.Before(retry)) {
+				continue
+			}
+			seen = rev
+			var ids []string
+			ids, retry = unissued(o.Store, now)
+			if len(ids) > 0 {
 				pass(ctx, o, acme.RenewOptions{Options: opts, Only: ids})
+				seen = "" // the pass changed the state: look again
 			}
 		case <-renew.C:
 			pass(ctx, o, acme.RenewOptions{Options: opts})
@@ -61,25 +76,40 @@ func pass(ctx context.Context, o Options, ro acme.RenewOptions) {
 	}
 }
 
+// revision is what changes with every change of the desired state.
+func revision(s state.Store) string {
+	rev, _ := s.Read(state.RevisionFile)
+	var cfg string
+	if info, err := s.Stat(state.ConfigFile); err == nil {
+		cfg = info.ModTime().String() + info.Name()
+	}
+	return string(rev) + cfg
+}
+
 // unissued lists ACME mappings that have no certificate and are not
-// backing off after a failure.
-func unissued(s state.Store, now time.Time) []string {
+// backing off after a failure, and when the earliest back-off ends.
+func unissued(s state.Store, now time.Time) ([]string, time.Time) {
 	cfg, err := state.LoadConfig(s)
 	if err != nil {
-		return nil
+		return nil, time.Time{}
 	}
 	var ids []string
+	var retry time.Time
 	for _, m := range cfg.Mappings {
 		if m.Source != state.SourceACME {
 			continue
 		}
-		if _, err := mappings.Load(s, m); !errors.Is(err, fs.ErrNotExist) {
+		names, _ := mappings.CertFiles(m)
+		if _, err := s.Stat(names[0]); !errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if meta, err := mappings.LoadMeta(s, m.ID); err == nil && now.Before(meta.RetryAt) {
+			if retry.IsZero() || meta.RetryAt.Before(retry) {
+				retry = meta.RetryAt
+			}
 			continue
 		}
 		ids = append(ids, m.ID)
 	}
-	return ids
+	return ids, retry
 }

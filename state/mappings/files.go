@@ -136,6 +136,32 @@ func Load(s state.Store, m state.Mapping) (*Cert, error) {
 	return &Cert{Chain: chain, CertPEM: certPEM, KeyPEM: keyPEM}, nil
 }
 
+// ReadFiles returns mapping m's certificate chain and key as stored, unparsed, for
+// a server that parses them itself (tls.X509KeyPair checks the pair).
+func ReadFiles(s state.Store, m state.Mapping) (certPEM, keyPEM []byte, err error) {
+	// The key first: writers put the key in place before the certificate,
+	// so a reader racing a renewal sees a pair that matches or fails, never
+	// a new certificate with the old key that would be served.
+	if keyPEM, err = readFile(s, m, keyName(m.ID), m.KeyFile); err != nil {
+		return nil, nil, fmt.Errorf("load mapping %q: %w", m.ID, err)
+	}
+	if certPEM, err = readFile(s, m, certName(m.ID), m.CertFile); err != nil {
+		return nil, nil, fmt.Errorf("load mapping %q: %w", m.ID, err)
+	}
+	return certPEM, keyPEM, nil
+}
+
+// CertFiles are the files a mapping's certificate comes from, as serve
+// watches them: store names for stored certificates (the certificate alone:
+// it is written last, after its key), both paths for source "file", whose
+// files an operator may replace in any order.
+func CertFiles(m state.Mapping) (names []string, onDisk bool) {
+	if m.Source == state.SourceFile {
+		return []string{m.CertFile, m.KeyFile}, true
+	}
+	return []string{certName(m.ID)}, false
+}
+
 // readChain reads and parses mapping m's certificate chain.
 func readChain(s state.Store, m state.Mapping) ([]byte, []*x509.Certificate, error) {
 	certPEM, err := readFile(s, m, certName(m.ID), m.CertFile)

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state/pki"
+)
+
+// serveBaseline is the reference server: bare crypto/tls with one ECDSA
+// P-256 certificate, TLS 1.3, no session tickets. It completes each
+// handshake and closes, which is what p2ptls serve does for our client
+// (the client sends no request). It runs until it is killed.
+func serveBaseline(addr string) error {
+	kp, err := pki.SelfSigned(pki.ParseNames([]string{"baseline.example.com"}), time.Now(), 30*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	cert, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM)
+	if err != nil {
+		return err
+	}
+	ln, err := tls.Listen("tcp", addr, &tls.Config{
+		Certificates:           []tls.Certificate{cert},
+		MinVersion:             tls.VersionTLS13,
+		SessionTicketsDisabled: true,
+	})
+	if err != nil {
+		return err
+	}
+	for {
+		c, err := ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		if err != nil {
+			time.Sleep(10 * time.Millisecond) // e.g. out of file descriptors
+			continue
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c.(*tls.Conn).Handshake()
+		}()
+	}
+}
+
+// buildP2ptls builds cmd/p2ptls of the module hsbench runs in.
+func buildP2ptls(ctx context.Context, out string) error {
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(gomod))
+	if mod == "" || mod == os.DevNull {
+		return errors.New("run hsbench inside the p2ptls module: go env GOMOD names no go.mod")
+	}
+	root := filepath.Dir(mod)
+	logf("building p2ptls from %s", root)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/p2ptls")
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build ./cmd/p2ptls: %w", err)
+	}
+	return nil
+}
+
+// proc is a server process with its output in logFile.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	logFile string
+	done    chan struct{}
+	waitErr error
+}
+
+func startProc(bin string, args, env []string, logFile string) (*proc, error) {
+	f, err := os.Create(logFile)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		// Its own process group: Ctrl-C reaches hsbench only, which then
+		// stops the servers itself.
+		Setpgid: true,
+		// Should hsbench die without cleaning up (kill -9), the kernel
+		// kills the server too. (Strictly it fires when the OS thread that
+		// started it exits; the Go runtime keeps its threads.)
+		Pdeathsig: syscall.SIGKILL,
+	}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	p := &proc{name: filepath.Base(bin) + " " + strings.Join(args, " "), cmd: cmd, logFile: logFile, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// cleanEnv is hsbench's environment without what would change how the
+// servers run: the state directory, management and p2ptls settings.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "CONFIG_DIR" || k == "GOMAXPROCS" || strings.HasPrefix(k, "MANAGEMENT_") || strings.HasPrefix(k, "P2PTLS_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// stop ends the process gracefully (SIGTERM), or kills it after a while.
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// waitAccept waits until addr accepts TCP connections: for serve that is
+// after it loaded the state and opened the listener.
+func (p *proc) waitAccept(ctx context.Context, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s does not accept on %s after %v:\n%s", p.name, addr, timeout, tail(p.logFile))
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited (%v) before accepting on %s:\n%s", p.name, p.waitErr, addr, tail(p.logFile))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// tail is the end of a log file, for error messages: the file goes away
+// with the temporary directory.
+func tail(file string) string {
+	b, _ := os.ReadFile(file)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-15):], "\n")
+}
+
+// freeAddr returns a 127.0.0.1 address whose port was free just now.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
