@@ -1,0 +1,21 @@
+package backup
+
+import (
+	"errors"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// exchange swaps two directories in one step (renameat2 RENAME_EXCHANGE):
+// at every moment each path names a complete state.
+func exchange(a, b string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EINVAL), errors.Is(err, unix.EOPNOTSUPP):
+		return errNoExchange // an old kernel, or a filesystem without it (NFS)
+	}
+	return &os.LinkError{Op: "exchange", Old: a, New: b, Err: err}
+}
