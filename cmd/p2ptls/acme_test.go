@@ -301,3 +301,33 @@ func TestACMEFailures(t *testing.T) {
 		assertSameSnapshot(t, before, snapshot(t, other.dir))
 	}
 }
+
+// TestACMEExternalAccountBindingAndProfile: a server that requires EAB
+// refuses an account without it and takes one with it; --profile reaches
+// the server (pebble's "shortlived" profile issues 6-day certificates).
+func TestACMEExternalAccountBindingAndProfile(t *testing.T) {
+	t.Parallel()
+	web, plain := freeAddr(t), freeAddr(t)
+	hmac := "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+	env := acmetest.Start(t, acmetest.Options{HTTPPort: port(t, plain), TLSPort: port(t, web), Profiles: true,
+		EABKeys: map[string]string{"kid-1": hmac}})
+	p := newPublicState(t)
+	register := []string{"acme", "account", "register", "--email", "ops@example.test", "--directory", env.DirectoryURL, "--ca-file", env.CAFile, "--agree-tos"}
+	if r := p2ptls(t, p.env, register...); r.code != 1 || !strings.Contains(r.stderr, "--eab-kid") {
+		t.Errorf("register without EAB at a server that requires it: exit %d %s", r.code, r.stderr)
+	}
+	hmacFile := filepath.Join(t.TempDir(), "eab.hmac")
+	os.WriteFile(hmacFile, []byte(hmac+"\n"), 0o600)
+	p.must(t, append(register, "--eab-kid", "kid-1", "--eab-hmac-file", hmacFile)...)
+
+	p.must(t, "listener", "add", "web", "--addr", web, "--http-addr", plain)
+	p.must(t, "mapping", "add", "--listener", "web", "--host", "short.example.test", "--acme", "--challenge", "http-01", "--profile", "shortlived", "--id", "short")
+	p.must(t, "cert", "issue", "short")
+	chain, err := pki.ParseCertChain(mustRead(t, filepath.Join(p.dir, "certs", "public", "short", "cert.pem")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if life := chain[0].NotAfter.Sub(chain[0].NotBefore); life > 7*24*time.Hour {
+		t.Errorf("--profile shortlived gave a %v certificate", life)
+	}
+}

@@ -137,7 +137,11 @@ func Register(ctx context.Context, s state.Store, in RegisterInput, now time.Tim
 		reg, err = client.Registration.Register(registration.RegisterOptions{TermsOfServiceAgreed: true})
 	}
 	if err != nil {
-		return nil, fault.Failf("check the directory URL, --ca-file and the network", "register an ACME account at %s: %s", dir, oneLine(err))
+		hint := "check the directory URL, --ca-file and the network"
+		if strings.Contains(err.Error(), "externalAccountRequired") {
+			hint = "this ACME server requires external account binding: pass --eab-kid and --eab-hmac-file from your CA account"
+		}
+		return nil, fault.Failf(hint, "register an ACME account at %s: %s", dir, oneLine(err))
 	}
 	acct.URI = reg.URI
 	return acct, saveAccount(ctx, s, acct)

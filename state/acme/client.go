@@ -3,11 +3,14 @@ package acme
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-acme/lego/v4/certcrypto"
 	"github.com/go-acme/lego/v4/lego"
+	legolog "github.com/go-acme/lego/v4/log"
 
 	"github.com/p2pstream/p2ptls/state/fault"
 )
@@ -24,10 +27,15 @@ var keyTypes = map[string]certcrypto.KeyType{
 // userAgent names p2ptls to ACME servers.
 const userAgent = "p2ptls"
 
+// legoLogOnce routes lego's own log lines, which it would print to stderr,
+// to the default logger at debug level.
+var legoLogOnce sync.Once
+
 // newClient is a lego client for acct that trusts the system roots plus
 // the account's CA file, and no other environment (LEGO_CA_CERTIFICATES
 // is deliberately not consulted).
 func newClient(acct *Account, keyType string) (*lego.Client, error) {
+	legoLogOnce.Do(func() { legolog.Logger = slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug) })
 	kt, ok := keyTypes[keyType]
 	if !ok {
 		return nil, fault.Invalidf(`use ec256, ec384, rsa2048 or rsa4096`, "unknown key type %q", keyType)

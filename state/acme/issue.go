@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/go-acme/lego/v4/certificate"
 	"github.com/go-acme/lego/v4/lego"
-	legolog "github.com/go-acme/lego/v4/log"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
@@ -34,14 +32,10 @@ type Options struct {
 	DNSResolvers []string
 }
 
-// legoLogOnce routes lego's own log lines to our logger at debug level.
-var legoLogOnce sync.Once
-
 func (o *Options) log() *slog.Logger {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	legoLogOnce.Do(func() { legolog.Logger = slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug) })
 	return o.Log
 }
 

@@ -66,6 +66,9 @@ type Options struct {
 	// names none: tests must set ObtainRequest.Profile. When false, exactly
 	// one profile, "default" (90 days), is configured.
 	Profiles bool
+	// EABKeys (key id -> base64url HMAC key), when set, make pebble require
+	// external account binding with one of them.
+	EABKeys map[string]string
 }
 
 // Env is a running environment. Start registers its shutdown with t.Cleanup.
@@ -295,7 +298,8 @@ func writePebbleConfig(path, pebbleDir, listen, mgmt string, o Options) error {
 		"httpPort":                       o.HTTPPort,
 		"tlsPort":                        o.TLSPort,
 		"ocspResponderURL":               "",
-		"externalAccountBindingRequired": false,
+		"externalAccountBindingRequired": len(o.EABKeys) > 0,
+		"externalAccountMACKeys":         o.EABKeys,
 		"domainBlocklist":                []string{"blocked-domain.example"},
 		"retryAfter":                     map[string]int{"authz": 1, "order": 1},
 		"keyAlgorithm":                   "ecdsa",
