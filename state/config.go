@@ -83,16 +83,16 @@ func LoadConfig(s Store) (*Config, error) {
 	}
 	cfg, err := ParseConfig(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", locate(s, ConfigFile), err)
+		return nil, fmt.Errorf("%s: %w", Locate(s, ConfigFile), err)
 	}
 	return cfg, nil
 }
 
-// locate names a store file the way the user knows it.
-func locate(s Store, name string) string {
+// Locate names a store file the way the user knows it: its path when the
+// store is a local directory.
+func Locate(s Store, name string) string {
 	if d, ok := s.(*Dir); ok {
-		p, err := d.path(name)
-		if err == nil {
+		if p, err := d.path(name); err == nil {
 			return p
 		}
 	}

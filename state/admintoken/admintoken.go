@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -168,7 +167,7 @@ func load(s state.Store) (*tokenFile, error) {
 		return &tokenFile{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", locate(s), err)
+		return nil, fmt.Errorf("read %s: %w", state.Locate(s, File), err)
 	}
 	var f tokenFile
 	dec := toml.NewDecoder(bytes.NewReader(b))
@@ -221,7 +220,7 @@ func decodeProblem(err error) string {
 
 // corrupt is the error for a File p2ptls cannot use.
 func corrupt(s state.Store, problem string) error {
-	p := locate(s)
+	p := state.Locate(s, File)
 	return fault.Failf(fmt.Sprintf("fix %s by hand or remove it (removing it revokes every admin token); p2ptls will not overwrite it", p),
 		"%s: %s", p, problem)
 }
@@ -234,16 +233,8 @@ func save(s state.Store, f *tokenFile) error {
 		return fmt.Errorf("encode %s: %w", File, err)
 	}
 	if err := s.Write(File, append([]byte(fileHeader), b...), state.SecretMode); err != nil {
-		return fmt.Errorf("save %s: %w", locate(s), err)
+		return fmt.Errorf("save %s: %w", state.Locate(s, File), err)
 	}
 	return nil
 }
 
-// locate names File the way the user knows it: its path for a local
-// directory.
-func locate(s state.Store) string {
-	if d, ok := s.(*state.Dir); ok {
-		return filepath.Join(d.Root(), filepath.FromSlash(File))
-	}
-	return File
-}

@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -207,7 +206,7 @@ func put(ctx context.Context, s state.Store, c state.DNSCredential, token string
 	old, err := s.Read(TokenFile(c.Name))
 	had := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", onDisk(s, TokenFile(c.Name)), err)
+		return fmt.Errorf("read %s: %w", state.Locate(s, TokenFile(c.Name)), err)
 	}
 	if err := s.Write(TokenFile(c.Name), []byte(token+"\n"), state.SecretMode); err != nil {
 		return fmt.Errorf("%s DNS credential %q: save its token: %w", verb, c.Name, err)
@@ -220,7 +219,7 @@ func put(ctx context.Context, s state.Store, c state.DNSCredential, token string
 			undo = s.Delete(TokenFile(c.Name))
 		}
 		if undo != nil {
-			return fmt.Errorf("%s DNS credential %q: %w (and the token file %s could not be restored: %v)", verb, c.Name, err, onDisk(s, TokenFile(c.Name)), undo)
+			return fmt.Errorf("%s DNS credential %q: %w (and the token file %s could not be restored: %v)", verb, c.Name, err, state.Locate(s, TokenFile(c.Name)), undo)
 		}
 		return fmt.Errorf("%s DNS credential %q: %w", verb, c.Name, err)
 	}
@@ -336,7 +335,7 @@ func Remove(ctx context.Context, s state.Store, name string) (_ Info, err error)
 	}
 	if err := s.Delete(TokenFile(name)); err != nil {
 		return removed, fault.Failf("delete it by hand; nothing uses it any more",
-			"DNS credential %q is removed, but its token file %s is left over: %v", name, onDisk(s, TokenFile(name)), err)
+			"DNS credential %q is removed, but its token file %s is left over: %v", name, state.Locate(s, TokenFile(name)), err)
 	}
 	return removed, nil
 }
@@ -382,7 +381,7 @@ func load(s state.Store, c state.DNSCredential) (Credential, error) {
 // readToken reads and checks the token file of credential name. Errors name
 // the file and never quote its content.
 func readToken(s state.Store, name string) (string, error) {
-	p := onDisk(s, TokenFile(name))
+	p := state.Locate(s, TokenFile(name))
 	b, err := s.Read(TokenFile(name))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -407,11 +406,4 @@ func notFound(name string) error {
 	return fault.Failf(listCmd+" for the existing ones", "DNS credential %q does not exist", name)
 }
 
-// onDisk names a store file the way the user knows it: its path for a local
-// directory.
-func onDisk(s state.Store, name string) string {
-	if d, ok := s.(*state.Dir); ok {
-		return filepath.Join(d.Root(), filepath.FromSlash(name))
-	}
-	return name
-}
+

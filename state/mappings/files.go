@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
@@ -194,21 +193,14 @@ func certPath(s state.Store, m state.Mapping) string {
 	if m.Source == state.SourceFile {
 		return m.CertFile
 	}
-	return onDisk(s, certName(m.ID))
+	return state.Locate(s, certName(m.ID))
 }
 
 func keyPath(s state.Store, m state.Mapping) string {
 	if m.Source == state.SourceFile {
 		return m.KeyFile
 	}
-	return onDisk(s, keyName(m.ID))
+	return state.Locate(s, keyName(m.ID))
 }
 
-// onDisk turns a store name into a path when the store is a local
-// directory; other stores have no path to show.
-func onDisk(s state.Store, name string) string {
-	if d, ok := s.(*state.Dir); ok {
-		return filepath.Join(d.Root(), filepath.FromSlash(name))
-	}
-	return name
-}
+

@@ -45,7 +45,7 @@ func Remove(ctx context.Context, s state.Store, id string) (_ state.Mapping, err
 	}
 	if err := s.Delete(MappingDir(id)); err != nil {
 		return removed, fault.Failf("delete it by hand; nothing uses it any more",
-			"mapping %q is removed, but its directory %s is left over: %v", id, onDisk(s, MappingDir(id)), err)
+			"mapping %q is removed, but its directory %s is left over: %v", id, state.Locate(s, MappingDir(id)), err)
 	}
 	return removed, nil
 }
