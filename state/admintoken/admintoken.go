@@ -237,4 +237,3 @@ func save(s state.Store, f *tokenFile) error {
 	}
 	return nil
 }
-

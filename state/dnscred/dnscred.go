@@ -405,5 +405,3 @@ func index(cfg *state.Config, name string) int {
 func notFound(name string) error {
 	return fault.Failf(listCmd+" for the existing ones", "DNS credential %q does not exist", name)
 }
-
-

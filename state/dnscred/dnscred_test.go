@@ -133,8 +133,8 @@ func TestAddStoresTokenApartAndSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := filepath.Join(s.Root(), "secrets", "dns", "cf.token")
-	if p != onDisk(s, TokenFile("cf")) {
-		t.Errorf("TokenFile path %s, want %s", onDisk(s, TokenFile("cf")), p)
+	if p != state.Locate(s, TokenFile("cf")) {
+		t.Errorf("TokenFile path %s, want %s", state.Locate(s, TokenFile("cf")), p)
 	}
 	info, err := os.Stat(p)
 	if err != nil || info.Mode().Perm() != 0o600 {
@@ -412,7 +412,7 @@ func TestMissingOrDamagedTokenFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg := loadConfig(t, s)
-			p := onDisk(s, TokenFile("cf"))
+			p := state.Locate(s, TokenFile("cf"))
 			_, err = Lookup(s, cfg, "cf")
 			if fault.KindOf(err) != fault.Failure || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), tc.want) ||
 				!strings.Contains(fault.HintOf(err), "dns-credential add cf --replace") {

@@ -202,5 +202,3 @@ func keyPath(s state.Store, m state.Mapping) string {
 	}
 	return state.Locate(s, keyName(m.ID))
 }
-
-
