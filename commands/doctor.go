@@ -1,9 +1,122 @@
 package commands
 
 import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"time"
+
 	"github.com/urfave/cli/v2"
+
+	"github.com/p2pstream/p2ptls/serve/agent"
+	"github.com/p2pstream/p2ptls/state/doctor"
+	"github.com/p2pstream/p2ptls/state/fault"
+	statemgmt "github.com/p2pstream/p2ptls/state/management"
+)
+
+const (
+	flgStrict  = "strict"
+	flgNetwork = "network"
 )
 
 func doctorCommand() *cli.Command {
-	return pending("doctor", "check for the common deployment mistakes; exit 1 on a failure", "")
+	return leaf(&cli.Command{
+		Name:      "doctor",
+		Usage:     "check for the common deployment mistakes; exit 1 on a failure",
+		ArgsUsage: "[--strict] [--network]",
+		Description: "Checks the state directory and the management settings (read from the same\n" +
+			"environment as serve: MANAGEMENT_TLS_MODE, MANAGEMENT_PUBLIC_URL,\n" +
+			"MANAGEMENT_TLS_EXTRA_HOSTS, …) for the mistakes that break a deployment: a\n" +
+			"public URL agents cannot reach or the certificate does not cover, extra hosts\n" +
+			"missing from the certificate, mode off, provided files that do not load, a\n" +
+			"management CA the last backup does not hold, wildcards without DNS-01, missing\n" +
+			"or disabled DNS credentials, challenge ports, hosts no certificate covers,\n" +
+			"expired or unrenewed certificates, failed renewals, fallback handshakes of a\n" +
+			"running serve, loose file modes and a stale lock. Every check prints its id,\n" +
+			"status (ok, warn, fail), a message and, unless ok, a hint that names the fix.\n" +
+			"It only reads. --network also connects to MANAGEMENT_PUBLIC_URL as an agent\n" +
+			"does ('p2ptls agent check'), trusting only the management CA. With --quiet only\n" +
+			"the checks that are not ok are printed. Exit 1 when a check fails, or with\n" +
+			"--strict when one warns.",
+		Flags: append(append([]cli.Flag{
+			&cli.BoolFlag{Name: flgStrict, Usage: "exit 1 on warnings too"},
+			&cli.BoolFlag{Name: flgNetwork, Usage: "also connect to MANAGEMENT_PUBLIC_URL and verify it with the management CA, as an agent does"},
+			&cli.StringFlag{Name: flgListen, Usage: "management listen address HOST:PORT", Value: statemgmt.DefaultListen, EnvVars: []string{"MANAGEMENT_LISTEN"}},
+		}, modeFlags()...), namesFlags()...),
+	}, doctorAction)
+}
+
+func doctorAction(ctx context.Context, g *Globals, c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	// Settings serve would refuse are what doctor reports, as failing
+	// checks: the validation error is not returned here.
+	set, _ := managementSettings(c)
+	strict := c.Bool(flgStrict)
+	rep := doctor.Run(ctx, doctor.Input{
+		Store:    g.Store(),
+		Settings: set,
+		Network:  c.Bool(flgNetwork),
+		Strict:   strict,
+		Now:      time.Now(),
+		Check: func(ctx context.Context, url string, roots *x509.CertPool) error {
+			ctx, cancel := context.WithTimeout(ctx, agentTimeout)
+			defer cancel()
+			_, err := agent.Check(ctx, url, roots)
+			return err
+		},
+	})
+	if g.JSON() {
+		if err := printJSON(g.Stdout, rep); err != nil {
+			return err
+		}
+	} else if err := printDoctor(g, rep); err != nil {
+		return err
+	}
+	problems := rep.Problems(strict)
+	if len(problems) == 0 {
+		return nil
+	}
+	ids := make([]string, len(problems))
+	for i, p := range problems {
+		ids[i] = p.ID
+	}
+	what := "failed"
+	if strict && rep.Count(doctor.Warn) > 0 {
+		what = "failed or warned (--strict)"
+	}
+	n := fmt.Sprintf("%d checks", len(problems))
+	if len(problems) == 1 {
+		n = "1 check"
+	}
+	return fault.Failf("each check's hint names the fix; run 'p2ptls doctor' again afterwards",
+		"%s %s: %s", n, what, strings.Join(ids, ", "))
+}
+
+// printDoctor writes the report as a table for people: one row per check,
+// and under each one that is not ok its hint.
+func printDoctor(g *Globals, rep doctor.Report) error {
+	rows := make([][]string, 0, 2*len(rep.Checks))
+	for _, ch := range rep.Checks {
+		if g.Quiet && ch.Status == doctor.OK {
+			continue
+		}
+		status := string(ch.Status)
+		if ch.Status != doctor.OK {
+			status = strings.ToUpper(status)
+		}
+		rows = append(rows, []string{status, ch.ID, ch.Message})
+		if ch.Status != doctor.OK && ch.Hint != "" {
+			rows = append(rows, []string{"", "", "hint: " + ch.Hint})
+		}
+	}
+	if len(rows) > 0 {
+		if err := printTable(g.Stdout, []string{"STATUS", "CHECK", "MESSAGE"}, rows); err != nil {
+			return err
+		}
+	}
+	g.Infof("%d ok, %d warnings, %d failures", rep.Count(doctor.OK), rep.Count(doctor.Warn), rep.Count(doctor.Fail))
+	return nil
 }

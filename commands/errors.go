@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -100,9 +99,4 @@ func editDistance(a, b string) int {
 		prev = cur
 	}
 	return prev[len(b)]
-}
-
-// notAvailable is what a command whose capability is not built yet returns.
-func notAvailable(full string) error {
-	return errors.New(full + " is not available yet in this build of p2ptls")
 }

@@ -49,7 +49,6 @@ func TestRefusalsLeaveStateUnchanged(t *testing.T) {
 		{"duplicate listener", []string{"listener", "add", "web", "--addr", ":9443"}, 1, `listener "web" already exists`, "listener remove web"},
 		{"remove missing listener", []string{"listener", "remove", "nope"}, 1, `listener "nope" does not exist`, "listener list"},
 		{"show missing listener", []string{"listener", "show", "nope"}, 1, `listener "nope" does not exist`, ""},
-		{"command not built yet", []string{"doctor"}, 1, "p2ptls doctor is not available yet", ""},
 		{"unknown completion shell", []string{"completion", "powershell"}, 2, `no completion for shell "powershell"`, "bash, zsh, fish"},
 	}
 	for _, tc := range tests {

@@ -37,8 +37,19 @@ type CreateOptions struct {
 // Create writes an archive of d to w. It holds the state lock from the
 // first file read to the last byte written, so that no p2ptls process
 // changes the state in between; serve keeps serving meanwhile (it only
-// writes run/, which a backup leaves out).
+// writes run/, which a backup leaves out). A complete backup is recorded in
+// RecordFile.
 func Create(ctx context.Context, d *state.Dir, w io.Writer, opts CreateOptions) (*Manifest, error) {
+	m, err := create(ctx, d, w, opts)
+	if err == nil {
+		writeRecord(d, m, "", opts)
+	}
+	return m, err
+}
+
+// create is Create without the record: CreateFile records its backup only
+// once the file is in place.
+func create(ctx context.Context, d *state.Dir, w io.Writer, opts CreateOptions) (*Manifest, error) {
 	// Lock would create a missing directory, and a backup must not.
 	if _, err := os.Stat(d.Root()); errors.Is(err, fs.ErrNotExist) {
 		return nil, fault.Failf("check --config-dir or CONFIG_DIR", "there is no state directory %s to back up", d.Root())
@@ -260,7 +271,7 @@ func CreateFile(ctx context.Context, d *state.Dir, file string, opts CreateOptio
 	if err := f.Chmod(state.SecretMode); err != nil {
 		return nil, err
 	}
-	if m, err = Create(ctx, d, f, opts); err != nil {
+	if m, err = create(ctx, d, f, opts); err != nil {
 		return nil, err
 	}
 	if err := f.Sync(); err != nil {
@@ -272,7 +283,11 @@ func CreateFile(ctx context.Context, d *state.Dir, file string, opts CreateOptio
 	if err := os.Rename(f.Name(), abs); err != nil {
 		return nil, fmt.Errorf("write %s: %w", file, err)
 	}
-	return m, syncDir(dir)
+	if err := syncDir(dir); err != nil {
+		return m, err
+	}
+	writeRecord(d, m, abs, opts)
+	return m, nil
 }
 
 // unwrapPath drops the path from an fs.PathError whose message names it.

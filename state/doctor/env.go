@@ -1,0 +1,199 @@
+package doctor
+
+import (
+	"crypto/x509"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/hostname"
+	"github.com/p2pstream/p2ptls/state/management"
+	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/pki"
+)
+
+// env is what the checks share: the input, the settings as far as they
+// validate, and what was read once from the state.
+type env struct {
+	in   Input
+	s    *state.Dir
+	root string // the state directory, symlinks resolved; "" when it does not exist
+
+	// set holds the settings with every part that validates normalised;
+	// the parts that do not are reported by their own check.
+	set        management.Settings
+	modeErr    error
+	listenErr  error
+	urlErr     error
+	publicHost string // normalised host of MANAGEMENT_PUBLIC_URL, "" when unset or invalid
+	extraErr   error  // the first MANAGEMENT_TLS_EXTRA_HOSTS entry that does not validate
+
+	// cfg is p2ptls.toml: validated, or decoded leniently (lenient) when it
+	// does not validate but still decodes; nil when it cannot be read.
+	cfg     *state.Config
+	cfgErr  error
+	lenient bool
+	// infos are the mappings of cfg as "mapping list" describes them.
+	infos []mappings.Info
+
+	// The management CA and auto server certificate, read once.
+	ca        *x509.Certificate
+	caErr     error // nil with ca == nil: there is none
+	server    *pki.KeyPair
+	serverErr error // nil with server == nil: there is none
+	// provided is mode provided's pair, providedErr why it does not load.
+	provided    *pki.KeyPair
+	providedErr error
+}
+
+func newEnv(in Input) *env {
+	e := &env{in: in, s: in.Store}
+	if real, err := filepath.EvalSymlinks(in.Store.Root()); err == nil {
+		if info, err := os.Stat(real); err == nil && info.IsDir() {
+			e.root = real
+		}
+	}
+	e.settings()
+	e.loadConfig()
+	e.loadManagement()
+	return e
+}
+
+// settings validates each part of the management settings on its own, so
+// that one mistake does not hide the others.
+func (e *env) settings() {
+	in := e.in.Settings
+	e.set = management.Settings{
+		Mode: in.Mode, CertFile: in.CertFile, KeyFile: in.KeyFile, AllowInsecureHTTP: in.AllowInsecureHTTP,
+		PublicURL: in.PublicURL, Listen: in.Listen,
+	}
+	mode := management.Settings{Mode: in.Mode, CertFile: in.CertFile, KeyFile: in.KeyFile, AllowInsecureHTTP: in.AllowInsecureHTTP}
+	e.modeErr = mode.Validate()
+	e.set.Mode = mode.Mode
+	listen := management.Settings{Listen: in.Listen}
+	if e.listenErr = listen.Validate(); e.listenErr == nil {
+		e.set.Listen = listen.Listen
+	}
+	if strings.TrimSpace(in.PublicURL) != "" {
+		e.publicHost, e.urlErr = management.PublicHost(in.PublicURL)
+	}
+	if e.urlErr != nil {
+		e.set.PublicURL = ""
+	}
+	for _, h := range in.ExtraHosts {
+		one := management.Settings{ExtraHosts: []string{h}}
+		if err := one.Validate(); err != nil {
+			if e.extraErr == nil {
+				e.extraErr = err
+			}
+			continue
+		}
+		e.set.ExtraHosts = append(e.set.ExtraHosts, one.ExtraHosts[0])
+	}
+}
+
+// modeName is the mode the state-reading checks act on: an unknown mode is
+// looked at as auto, the default.
+func (e *env) modeName() string {
+	switch e.set.Mode {
+	case management.ModeProvided, management.ModeOff:
+		return e.set.Mode
+	}
+	return management.ModeAuto
+}
+
+// loadConfig reads p2ptls.toml; when it does not validate (a hand edit),
+// it is decoded without validation so that the mapping checks can still
+// say which mapping is wrong.
+func (e *env) loadConfig() {
+	cfg, err := state.LoadConfig(e.s)
+	if err == nil {
+		e.cfg = cfg
+	} else {
+		e.cfgErr = err
+		b, rerr := e.s.Read(state.ConfigFile)
+		var loose state.Config
+		if rerr == nil && toml.Unmarshal(b, &loose) == nil && loose.SchemaVersion == state.SchemaVersion {
+			for i := range loose.Mappings {
+				loose.Mappings[i].Hosts = slices.Clone(loose.Mappings[i].Hosts)
+				for j, h := range loose.Mappings[i].Hosts {
+					loose.Mappings[i].Hosts[j] = looseHost(h)
+				}
+			}
+			e.cfg, e.lenient = &loose, true
+		}
+	}
+	if e.cfg != nil {
+		e.infos, _ = mappings.List(e.s, e.cfg, "", e.in.Now)
+	}
+}
+
+// looseHost is a host of a file that does not validate, in canonical form
+// when it has one.
+func looseHost(h string) string {
+	if n, err := hostname.Normalize(h); err == nil {
+		return n
+	}
+	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(h), "."))
+}
+
+// loadManagement reads the management CA, the auto server certificate and
+// mode provided's files.
+func (e *env) loadManagement() {
+	if b, err := e.s.Read(management.CACertFile); err == nil {
+		if chain, err := pki.ParseCertChain(b); err != nil {
+			e.caErr = err
+		} else {
+			e.ca = chain[0]
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		e.caErr = err
+	}
+	if certPEM, err := e.s.Read(management.ServerCertFile); err == nil {
+		keyPEM, kerr := e.s.Read(management.ServerKeyFile)
+		if kerr != nil {
+			e.serverErr = kerr
+		} else if e.server, e.serverErr = pki.LoadKeyPair(certPEM, keyPEM); e.serverErr != nil {
+			e.server = nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		e.serverErr = err
+	}
+	if e.modeName() == management.ModeProvided && e.set.CertFile != "" && e.set.KeyFile != "" {
+		e.provided, e.providedErr = management.LoadProvided(e.set.CertFile, e.set.KeyFile, e.in.Now)
+	}
+}
+
+// serverLeaf is the certificate management serves in the current mode:
+// the auto server certificate or mode provided's leaf. ok is false when
+// there is none yet (auto) or it does not load; why then says which check
+// reports it, "" when there is simply none yet.
+func (e *env) serverLeaf() (leaf *x509.Certificate, why string) {
+	switch e.modeName() {
+	case management.ModeProvided:
+		if e.provided == nil {
+			return nil, "the provided certificate does not load (see " + IDProvidedFiles + ")"
+		}
+		return e.provided.Cert, ""
+	case management.ModeAuto:
+		if e.serverErr != nil {
+			return nil, "the server certificate does not load (see " + IDServerCertificate + ")"
+		}
+		if e.server == nil {
+			return nil, ""
+		}
+		return e.server.Cert, ""
+	}
+	return nil, ""
+}
+
+// where names a state file the way the user finds it.
+func (e *env) where(name string) string {
+	return filepath.Join(e.s.Root(), filepath.FromSlash(name))
+}

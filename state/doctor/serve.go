@@ -1,0 +1,99 @@
+package doctor
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/p2pstream/p2ptls/state/runstatus"
+)
+
+// checkServing: while serve runs, every listener listens and the last
+// change of the state was applied.
+func checkServing(_ context.Context, e *env) Check {
+	st, err := runstatus.Read(e.s)
+	if err != nil {
+		return warn(IDListenersServing, "serve rewrites it within a second; run doctor again", "not checked: %v", err)
+	}
+	if !st.ServeRunning {
+		if st.PID == 0 {
+			return ok(IDListenersServing, "nothing to check: serve has not run on this state directory (no %s)", runstatus.File)
+		}
+		return ok(IDListenersServing, "nothing to check: serve is not running (the last one was pid %d on %s)", st.PID, st.Host)
+	}
+	var f findings
+	for _, l := range st.Listeners {
+		if !l.Listening {
+			why := l.Error
+			if why == "" {
+				why = "not listening"
+			}
+			f.fail(fmt.Sprintf("free the address, or give listener %s another one; serve binds it again on its next reload", l.Name),
+				"listener %s (%s) is down: %s", l.Name, l.Addr, why)
+		}
+	}
+	if st.LastReloadError != "" {
+		f.warn("fix what it names; serve applies the state within 2 seconds of the fix",
+			"serve did not apply the last change and keeps serving the previous state: %s", st.LastReloadError)
+	}
+	return f.check(IDListenersServing, fmt.Sprintf("serve runs as pid %d since %s; %s listening", st.PID, stamp(st.StartedAt), plural(len(st.Listeners), "listener")))
+}
+
+// checkFallback: a fallback handshake means a client asked a listener for
+// a name no mapping covers and got the fallback certificate (or an alert):
+// a public deployment failure. Counts start at zero with each serve, so a
+// running serve's are current and fail; a stopped serve's are history and
+// warn.
+func checkFallback(_ context.Context, e *env) Check {
+	st, err := runstatus.Read(e.s)
+	if err != nil {
+		return warn(IDListenersFallback, "serve rewrites it within a second; run doctor again", "not checked: %v", err)
+	}
+	if st.PID == 0 {
+		return ok(IDListenersFallback, "nothing to check: serve has not run on this state directory")
+	}
+	var hit []string
+	var hint []string
+	for _, l := range st.Listeners {
+		if len(l.FallbackHits) == 0 {
+			continue
+		}
+		var total int64
+		for _, n := range l.FallbackHits {
+			total += n
+		}
+		hit = append(hit, fmt.Sprintf("listener %s: %s (%s)", l.Name, plural(int(total), "fallback handshake"), sniList(l.FallbackHits)))
+		if len(hint) < 2 {
+			hint = append(hint, fmt.Sprintf("map each name on listener %s ('p2ptls mapping add --listener %s --host NAME …')", l.Name, l.Name))
+		}
+	}
+	hint = append(hint, "or fix the DNS records and clients that send those names there; a handshake without SNI comes from a client that connects by IP address")
+	h := strings.Join(hint, "; ")
+	switch {
+	case len(hit) > 0 && st.ServeRunning:
+		return fail(IDListenersFallback, h, "%s since serve (pid %d) started at %s: clients got the fallback, not a mapped certificate; treat that as a public deployment failure",
+			strings.Join(hit, "; "), st.PID, stamp(st.StartedAt))
+	case len(hit) > 0:
+		return warn(IDListenersFallback, h+"; counts start at zero with each serve",
+			"serve is not running, but the last serve (pid %d, started %s) recorded %s", st.PID, stamp(st.StartedAt), strings.Join(hit, "; "))
+	case st.ServeRunning:
+		return ok(IDListenersFallback, "no fallback handshake since serve (pid %d) started at %s", st.PID, stamp(st.StartedAt))
+	}
+	return ok(IDListenersFallback, "serve is not running; the last one recorded no fallback handshake")
+}
+
+// sniList names the SNI names by hits, most first.
+func sniList(hits map[string]int64) string {
+	keys := sortedKeys(hits)
+	sort.SliceStable(keys, func(i, j int) bool { return hits[keys[i]] > hits[keys[j]] })
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		name := k
+		if k == "" {
+			name = "(no SNI)"
+		}
+		parts[i] = fmt.Sprintf("%s=%d", name, hits[k])
+	}
+	return names(parts)
+}
