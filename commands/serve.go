@@ -19,7 +19,8 @@ func serveCommand() *cli.Command {
 			"and logs where the CA is and its fingerprint; provided serves\n" +
 			"MANAGEMENT_TLS_CERT_FILE/MANAGEMENT_TLS_KEY_FILE and picks up rotated files;\n" +
 			"off serves plain HTTP and needs MANAGEMENT_ALLOW_INSECURE_HTTP=true.\n" +
-			"Endpoints: /healthz, /ca.crt, /api/v1/status (admin token).\n\n" +
+			"Endpoints: /healthz, /ca.crt, and the JSON API under /api/v1 (admin token):\n" +
+			"status, listeners, mappings, certificates, dns-credentials, acme/accounts, doctor.\n\n" +
 			"Every HTTPS listener of the state picks certificates by SNI from its mappings\n" +
 			"(exact host, then wildcard, then the fallback, which is counted and logged as a\n" +
 			"deployment failure) and proxies to the mapping's or listener's upstream. Changes\n" +

@@ -28,7 +28,7 @@ func Run(ctx context.Context, o Options) error {
 	pub := public.New(public.Options{Store: o.Store, Log: o.Log})
 	// Management first: its refusals (mode, files) come before any public
 	// listener opens or any runtime status is written.
-	mgmt, err := management.Listen(management.Options{Settings: o.Management, Store: o.Store, Log: o.Log, Status: pub.Status})
+	mgmt, err := management.Listen(management.Options{Settings: o.Management, Store: o.Store, Log: o.Log, Status: pub.Status, DNSResolvers: o.DNSResolvers})
 	if err != nil {
 		return err
 	}

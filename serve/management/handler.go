@@ -30,14 +30,12 @@ func newHandler(o Options) http.Handler {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(caPEM)
 	})
-	api := http.NewServeMux()
-	api.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+	apiMux := http.NewServeMux()
+	apiMux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, o.Status())
 	})
-	api.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, apiError{Error: "no such API endpoint: " + r.Method + " " + r.URL.Path})
-	})
-	mux.Handle("/api/v1/", requireToken(o, api))
+	(&api{o: o}).register(apiMux)
+	mux.Handle("/api/v1/", requireToken(o, apiMux))
 	return mux
 }
 

@@ -38,6 +38,10 @@ type Options struct {
 	Log      *slog.Logger
 	// Status reports what serve runs, for GET /api/v1/status.
 	Status func() *runstatus.Status
+	// DNSResolvers check DNS-01 propagation when the API issues a
+	// certificate (POST /api/v1/mappings/{id}/issue); empty means
+	// p2ptls.toml's acme.dns_resolvers, then the system's.
+	DNSResolvers []string
 }
 
 // Server is a management listener that is bound and ready to serve.

@@ -1,0 +1,258 @@
+package management
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/acme"
+	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/mappings"
+)
+
+// issueWriteTimeout replaces the server's write timeout for POST
+// …/issue: an ACME order with DNS-01 propagation takes minutes.
+const issueWriteTimeout = 15 * time.Minute
+
+// mappingRequest is the body of POST /api/v1/mappings: the flags of
+// "p2ptls mapping add", with the certificate itself (cert_pem, key_pem)
+// instead of file names for source manual.
+type mappingRequest struct {
+	Listener string   `json:"listener"`
+	Hosts    []string `json:"hosts"`
+	ID       string   `json:"id"`
+	Upstream string   `json:"upstream"`
+	Source   string   `json:"source"` // manual, file, self-signed or acme
+	// manual: the chain (leaf first) and key, uploaded.
+	CertPEM string `json:"cert_pem"`
+	KeyPEM  string `json:"key_pem"`
+	// file: absolute paths on the management host.
+	CertFile string `json:"cert_file"`
+	KeyFile  string `json:"key_file"`
+	// self-signed: validity in days (default mappings.DefaultDays).
+	Days int `json:"days"`
+	// acme
+	Challenge     string `json:"challenge"`
+	DNSCredential string `json:"dns_credential"`
+	KeyType       string `json:"key_type"` // default ec256, as on the command line
+	Profile       string `json:"profile"`
+	// manual, file: accept a certificate outside its validity.
+	AllowExpired bool `json:"allow_expired"`
+}
+
+// mappingCreated is the answer of POST /api/v1/mappings: the mapping as
+// "mapping list" shows it, plus the warnings the command line prints on
+// stderr (an expired certificate accepted, a disabled DNS credential).
+type mappingCreated struct {
+	mappings.Info
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// mappingShown is GET /api/v1/mappings/{id}: what "mapping show --output
+// json" prints.
+type mappingShown struct {
+	mappings.Info
+	Certificate *mappings.Details `json:"certificate"`
+}
+
+// mappingRemoved is DELETE /api/v1/mappings/{id}: what "mapping remove
+// --output json" prints.
+type mappingRemoved struct {
+	ID       string `json:"id"`
+	Listener string `json:"listener"`
+}
+
+// input turns the request into what mappings.Add takes, as the command
+// line's mapping add does with its flags. Everything else is checked by
+// mappings.Add, the one validation path of the command line and the API.
+func (q *mappingRequest) input() (mappings.Input, error) {
+	m := state.Mapping{
+		ID: q.ID, Listener: q.Listener, Hosts: q.Hosts, Upstream: q.Upstream, Source: q.Source,
+		CertFile: q.CertFile, KeyFile: q.KeyFile, Days: q.Days,
+		Challenge: q.Challenge, DNSCredential: q.DNSCredential, KeyType: q.KeyType, Profile: q.Profile,
+	}
+	if m.Source == state.SourceACME && m.KeyType == "" {
+		m.KeyType = "ec256" // the default of --key-type
+	}
+	// The command line resolves relative paths against its working
+	// directory; a request has none.
+	for _, p := range []string{q.CertFile, q.KeyFile} {
+		if p != "" && !filepath.IsAbs(p) {
+			return mappings.Input{}, fault.Invalidf("give the absolute path of the file on the management host",
+				"%q is not an absolute path", p)
+		}
+	}
+	// As "--allow-expired does not apply to --self-signed" on the command line.
+	if q.AllowExpired && q.Source != state.SourceManual && q.Source != state.SourceFile {
+		return mappings.Input{}, fault.Invalidf("drop allow_expired, or choose source manual or file",
+			"allow_expired does not apply to source %q", q.Source)
+	}
+	in := mappings.Input{Mapping: m, AllowExpired: q.AllowExpired}
+	if q.CertPEM != "" {
+		in.CertPEM = []byte(q.CertPEM)
+	}
+	if q.KeyPEM != "" {
+		in.KeyPEM = []byte(q.KeyPEM)
+	}
+	return in, nil
+}
+
+// listMappings: GET /api/v1/mappings[?listener=NAME], "mapping list".
+func (a *api) listMappings(w http.ResponseWriter, r *http.Request) {
+	cfg, err := state.LoadConfig(a.o.Store)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	list, err := mappings.List(a.o.Store, cfg, r.URL.Query().Get("listener"), time.Now())
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(list))
+}
+
+// addMapping: POST /api/v1/mappings, "mapping add". 201 with the mapping.
+func (a *api) addMapping(w http.ResponseWriter, r *http.Request) {
+	var q mappingRequest
+	if err := decode(w, r, &q); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	in, err := q.input()
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	added, warnings, err := mappings.Add(r.Context(), a.o.Store, in, time.Now())
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	for _, warn := range warnings {
+		a.o.Log.Warn(warn, "mapping", added.ID)
+	}
+	info, _, err := a.show(added.ID)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/mappings/"+url.PathEscape(added.ID))
+	writeJSON(w, http.StatusCreated, mappingCreated{Info: info, Warnings: warnings})
+}
+
+// show describes mapping id in the current state.
+func (a *api) show(id string) (mappings.Info, *mappings.Details, error) {
+	cfg, err := state.LoadConfig(a.o.Store)
+	if err != nil {
+		return mappings.Info{}, nil, err
+	}
+	return mappings.Show(a.o.Store, cfg, id, time.Now())
+}
+
+// showMapping: GET /api/v1/mappings/{id}, "mapping show".
+func (a *api) showMapping(w http.ResponseWriter, r *http.Request) {
+	info, details, err := a.show(r.PathValue("id"))
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, mappingShown{Info: info, Certificate: details})
+}
+
+// showCertificate: GET /api/v1/certificates/{id}, the certificate details
+// of "cert show". A mapping without a usable certificate (ACME pending or
+// failed, a missing file) is 404 with the reason.
+func (a *api) showCertificate(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	info, details, err := a.show(id)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if details == nil {
+		hint := info.LastError
+		if hint == "" {
+			hint = "issue it with POST /api/v1/mappings/" + id + "/issue"
+		}
+		a.writeError(w, r, &httpError{status: http.StatusNotFound,
+			msg: fmt.Sprintf("mapping %q has no certificate (status %s)", id, info.Status), hint: hint})
+		return
+	}
+	writeJSON(w, http.StatusOK, details)
+}
+
+// removeMapping: DELETE /api/v1/mappings/{id}, "mapping remove". Decision:
+// 200 with what "mapping remove --output json" prints ({"id","listener"}),
+// not 204, so that a client can log what it removed.
+func (a *api) removeMapping(w http.ResponseWriter, r *http.Request) {
+	removed, err := mappings.Remove(r.Context(), a.o.Store, r.PathValue("id"))
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, mappingRemoved{ID: removed.ID, Listener: removed.Listener})
+}
+
+// issueMapping: POST /api/v1/mappings/{id}/issue, "cert issue ID": an ACME
+// order for an ACME mapping, a new certificate for a self-signed one (the
+// same branch as the command line). 200 with the mapping after issuance.
+// A failed ACME attempt is 502 with the ACME error and hint; it is recorded
+// in the mapping (last_error, attempts, retry_at) and the previous
+// certificate keeps serving. Manual and file mappings are 409: p2ptls
+// cannot renew them.
+func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := noBody(w, r); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	cfg, err := state.LoadConfig(a.o.Store)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	now := time.Now()
+	if m, ok := findMapping(cfg, id); ok && m.Source == state.SourceACME {
+		_ = http.NewResponseController(w).SetWriteDeadline(now.Add(issueWriteTimeout))
+		err = acme.Issue(r.Context(), a.o.Store, id, now, acme.Options{Log: a.o.Log, DNSResolvers: a.o.DNSResolvers})
+		if err != nil && fault.KindOf(err) == fault.Failure && a.attempted(id, now) {
+			hint := fault.HintOf(err)
+			if hint == "" {
+				hint = "GET /api/v1/mappings/" + id + " shows last_error and retry_at; the previous certificate, if any, keeps serving"
+			}
+			a.writeError(w, r, &httpError{status: http.StatusBadGateway, msg: oneLine(err.Error()), hint: oneLine(hint)})
+			return
+		}
+	} else {
+		err = mappings.Regenerate(r.Context(), a.o.Store, id, now)
+	}
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	info, _, err := a.show(id)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+// attempted reports whether an ACME attempt at now was recorded for id.
+func (a *api) attempted(id string, now time.Time) bool {
+	meta, err := mappings.LoadMeta(a.o.Store, id)
+	return err == nil && meta.LastAttemptAt.Equal(now.UTC().Truncate(time.Second))
+}
+
+func findMapping(cfg *state.Config, id string) (state.Mapping, bool) {
+	for _, m := range cfg.Mappings {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return state.Mapping{}, false
+}

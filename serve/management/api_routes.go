@@ -1,0 +1,86 @@
+package management
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/acme"
+)
+
+// catchAll is the pattern that answers every /api/v1 request no endpoint
+// takes.
+const catchAll = "/api/v1/"
+
+// register adds the endpoints of the API to mux, which requireToken guards.
+// GET /api/v1/status stays in newHandler.
+func (a *api) register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/listeners", a.listListeners)
+
+	mux.HandleFunc("GET /api/v1/mappings", a.listMappings)
+	mux.HandleFunc("POST /api/v1/mappings", a.addMapping)
+	mux.HandleFunc("GET /api/v1/mappings/{id}", a.showMapping)
+	mux.HandleFunc("DELETE /api/v1/mappings/{id}", a.removeMapping)
+	mux.HandleFunc("POST /api/v1/mappings/{id}/issue", a.issueMapping)
+	mux.HandleFunc("GET /api/v1/certificates/{id}", a.showCertificate)
+
+	mux.HandleFunc("GET /api/v1/dns-credentials", a.listDNSCredentials)
+	mux.HandleFunc("POST /api/v1/dns-credentials", a.addDNSCredential)
+	mux.HandleFunc("DELETE /api/v1/dns-credentials/{name}", a.removeDNSCredential)
+	mux.HandleFunc("POST /api/v1/dns-credentials/{name}/enable", a.enableDNSCredential)
+	mux.HandleFunc("POST /api/v1/dns-credentials/{name}/disable", a.disableDNSCredential)
+	mux.HandleFunc("POST /api/v1/dns-credentials/{name}/test", a.testDNSCredential)
+
+	mux.HandleFunc("GET /api/v1/acme/accounts", a.listACMEAccounts)
+
+	mux.HandleFunc("GET /api/v1/doctor", a.runDoctor)
+
+	mux.HandleFunc(catchAll, func(w http.ResponseWriter, r *http.Request) { a.notFound(mux, w, r) })
+}
+
+// notFound answers a request no endpoint takes in JSON: 405 with Allow
+// when the path exists with other methods, else 404. (The mux's own 405
+// would be plain text, and the catch-all hides it anyway.)
+func (a *api) notFound(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != catchAll && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		a.writeError(w, r, &httpError{status: http.StatusMethodNotAllowed,
+			msg: r.Method + " is not allowed on " + r.URL.Path, hint: "use " + strings.Join(allow, " or ")})
+		return
+	}
+	a.writeError(w, r, &httpError{status: http.StatusNotFound, msg: "no such API endpoint: " + r.Method + " " + r.URL.Path,
+		hint: "the API's endpoints are under /api/v1/status, /listeners, /mappings, /certificates, /dns-credentials, /acme/accounts and /doctor"})
+}
+
+// listListeners: GET /api/v1/listeners, "listener list".
+func (a *api) listListeners(w http.ResponseWriter, r *http.Request) {
+	cfg, err := state.LoadConfig(a.o.Store)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(cfg.Listeners))
+}
+
+// listACMEAccounts: GET /api/v1/acme/accounts, "acme account list".
+func (a *api) listACMEAccounts(w http.ResponseWriter, r *http.Request) {
+	cfg, err := state.LoadConfig(a.o.Store)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	list, err := acme.ListAccounts(a.o.Store, cfg)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(list))
+}
