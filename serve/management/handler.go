@@ -35,14 +35,36 @@ func newHandler(o Options) http.Handler {
 		writeJSON(w, http.StatusOK, o.Status())
 	})
 	(&api{o: o}).register(apiMux)
-	mux.Handle("/api/v1/", requireToken(o, apiMux))
+	ss := newSessions()
+	mux.Handle("/api/v1/", requireToken(o, ss, apiMux))
+	(&ui{o: o, sessions: ss}).register(mux)
 	return mux
 }
 
-// requireToken admits requests with a valid admin token. Tokens are read
-// from the state on every request, so "admin token revoke" applies at once.
-func requireToken(o Options, next http.Handler) http.Handler {
+// requireToken admits requests with a valid admin token, or without an
+// Authorization header a valid UI session (whose changes must carry the
+// session's CSRF token in X-CSRF-Token). Tokens are read from the state on
+// every request, so "admin token revoke" applies at once, to sessions too.
+func requireToken(o Options, ss *sessions, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			if _, err := r.Cookie(sessionCookie); err == nil {
+				_, se := ss.lookup(o, r)
+				if se == nil {
+					writeJSON(w, http.StatusUnauthorized, apiError{Error: "the UI session expired or its admin token was revoked",
+						Hint: "sign in again at /ui/login"})
+					return
+				}
+				if r.Method != http.MethodGet && r.Method != http.MethodHead && !se.csrfOK(r) {
+					writeJSON(w, http.StatusForbidden, apiError{Error: "missing or wrong CSRF token",
+						Hint: "send the session's CSRF token (the csrf-token meta tag of /ui/) in the X-CSRF-Token header"})
+					return
+				}
+				o.Log.Debug("api request", "method", r.Method, "path", r.URL.Path, "token", se.name, "via", "ui session")
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
 		token, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !found || token == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="p2ptls"`)

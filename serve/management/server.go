@@ -1,5 +1,5 @@
-// Package management runs the management listener: the API and, later, the
-// UI, over management TLS in the mode the settings choose.
+// Package management runs the management listener — the JSON API and the web
+// UI — over management TLS in the mode the settings choose.
 package management
 
 import (

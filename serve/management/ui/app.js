@@ -1,0 +1,356 @@
+// p2ptls management UI: reads and changes everything through /api/v1.
+// Data is only ever put into the page with textContent (see el).
+"use strict";
+
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const $ = (sel, root = document) => root.querySelector(sel);
+
+// api calls /api/v1 with the session cookie; changes carry the CSRF token.
+async function api(method, path, body) {
+  const opts = { method, credentials: "same-origin", headers: {} };
+  if (method !== "GET") opts.headers["X-CSRF-Token"] = csrf;
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  const res = await fetch("/api/v1" + path, opts);
+  let data = null;
+  try { data = await res.json(); } catch (e) { /* not JSON */ }
+  if (res.status === 401) {
+    location.href = "/ui/login";
+  }
+  if (!res.ok) {
+    const err = new Error((data && data.error) || res.status + " " + res.statusText);
+    err.hint = data && data.hint;
+    throw err;
+  }
+  return data;
+}
+
+// el builds an element; strings among the children become text nodes.
+function el(tag, props, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (k === "class") e.className = v;
+    else if (k === "onclick") e.addEventListener("click", v);
+    else if (k.startsWith("data-")) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    e.append(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
+  }
+  return e;
+}
+
+function fmtTime(s) {
+  if (!s) return "—";
+  const d = new Date(s);
+  return d.toISOString().replace("T", " ").replace(/:\d\d\.\d+Z$/, " UTC").replace(/:\d\dZ$/, " UTC");
+}
+
+function daysLeft(s) {
+  if (!s) return "";
+  const days = Math.floor((new Date(s) - Date.now()) / 86400000);
+  return days < 0 ? "expired" : days + " days left";
+}
+
+function showError(target, err) {
+  target.textContent = err.message + (err.hint ? " — " + err.hint : "");
+  target.hidden = false;
+}
+
+function pageError(err) { showError($("#page-error"), err); }
+
+// Dialogs ---------------------------------------------------------------
+
+for (const b of document.querySelectorAll("dialog [data-close]")) {
+  b.addEventListener("click", () => b.closest("dialog").close());
+}
+
+function confirmAction(text) {
+  const d = $("#confirm-dialog");
+  $("#confirm-text").textContent = text;
+  return new Promise((resolve) => {
+    const yes = $("#confirm-yes");
+    const done = (ok) => { yes.onclick = null; d.onclose = null; d.close(); resolve(ok); };
+    yes.onclick = () => done(true);
+    d.onclose = () => done(false);
+    d.showModal();
+  });
+}
+
+// The TLS page ----------------------------------------------------------
+
+let listeners = [];
+let credentials = [];
+
+async function load() {
+  $("#page-error").hidden = true;
+  try {
+    const [status, ls, maps, creds] = await Promise.all([
+      api("GET", "/status"), api("GET", "/listeners"), api("GET", "/mappings"), api("GET", "/dns-credentials"),
+    ]);
+    listeners = ls;
+    credentials = creds;
+    renderTLS(status, ls, maps);
+    renderDNS(creds);
+  } catch (err) {
+    pageError(err);
+  }
+}
+
+function renderTLS(status, ls, maps) {
+  $("#serve-state").textContent = status.serve_running
+    ? "serve is running (pid " + status.pid + "), " + status.reloads + " reloads" +
+      (status.last_reload_error ? "; last reload failed: " + status.last_reload_error : "")
+    : "serve is not running";
+  const box = $("#listeners");
+  box.replaceChildren();
+  if (ls.length === 0) {
+    box.append(el("p", { class: "muted" }, "No HTTPS listener yet: add one with 'p2ptls listener add'."));
+  }
+  const running = {};
+  for (const l of status.listeners || []) running[l.name] = l;
+  for (const l of ls) {
+    const st = running[l.name];
+    const sec = el("section", { class: "listener", "data-listener": l.name },
+      el("h3", {}, l.name + " ", el("span", { class: "muted" }, l.addr + (l.http_addr ? " · http " + l.http_addr : "") + " · fallback " + l.fallback)));
+    if (st && st.error) sec.append(el("p", { class: "error" }, "Not listening: " + st.error));
+    if (st && st.fallback_total > 0) sec.append(fallbackBanner(st));
+    const rows = maps.filter((m) => m.listener === l.name).map(mappingRow);
+    if (rows.length === 0) {
+      sec.append(el("p", { class: "muted" }, "No mappings."));
+    } else {
+      sec.append(el("table", { class: "mappings" },
+        el("thead", {}, el("tr", {}, ["Hosts", "Source", "Challenge", "Status", "Expires", "Next renewal", "Last attempt", "Last error", "Actions"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows)));
+    }
+    box.append(sec);
+  }
+}
+
+function fallbackBanner(st) {
+  const names = Object.entries(st.fallback_hits || {}).sort((a, b) => b[1] - a[1])
+    .map(([sni, n]) => el("li", {}, (sni === "" ? "(no SNI)" : sni) + ": " + n));
+  return el("div", { class: "banner", role: "alert" },
+    el("strong", {}, "This listener served its fallback certificate " + st.fallback_total + " times since serve started."),
+    " Clients asked for names no mapping covers:",
+    el("ul", { class: "fallback-names" }, names));
+}
+
+function mappingRow(m) {
+  const actions = el("td", { class: "actions" },
+    el("button", { type: "button", class: "secondary", onclick: () => showCert(m.id) }, "Details"));
+  if (m.source === "acme" || m.source === "self-signed") {
+    const label = m.source === "acme" ? "Issue/renew now" : "Regenerate";
+    actions.append(el("button", { type: "button", onclick: (ev) => issue(m.id, ev.target) }, label));
+  }
+  actions.append(el("button", { type: "button", class: "danger", onclick: () => removeMapping(m) }, "Remove"));
+  return el("tr", { "data-id": m.id },
+    el("td", { class: "hosts" }, m.hosts.join(", ")),
+    el("td", {}, m.source),
+    el("td", {}, m.challenge ? m.challenge + (m.dns_credential ? " (" + m.dns_credential + ")" : "") : "—"),
+    el("td", {}, el("span", { class: "badge badge-" + m.status }, m.status)),
+    el("td", {}, fmtTime(m.not_after), el("br"), el("span", { class: "muted" }, daysLeft(m.not_after))),
+    el("td", {}, fmtTime(m.next_renewal_at)),
+    el("td", {}, fmtTime(m.last_attempt_at)),
+    el("td", { class: "error" }, m.last_error || ""),
+    actions);
+}
+
+async function issue(id, button) {
+  button.disabled = true;
+  const old = button.textContent;
+  button.textContent = "Working…";
+  try {
+    await api("POST", "/mappings/" + encodeURIComponent(id) + "/issue");
+  } catch (err) {
+    pageError(err);
+  }
+  button.textContent = old;
+  button.disabled = false;
+  await load();
+}
+
+async function removeMapping(m) {
+  if (!(await confirmAction("Remove mapping " + m.id + " (" + m.hosts.join(", ") + ")? Its certificate stops being served."))) return;
+  try {
+    await api("DELETE", "/mappings/" + encodeURIComponent(m.id));
+  } catch (err) {
+    pageError(err);
+  }
+  await load();
+}
+
+async function showCert(id) {
+  const d = $("#cert-dialog");
+  const dl = $("#cert-details");
+  $("#cert-id").textContent = id;
+  dl.replaceChildren();
+  $("#cert-chain").replaceChildren();
+  try {
+    const c = await api("GET", "/certificates/" + encodeURIComponent(id));
+    const rows = [
+      ["Subject", c.subject], ["SANs", (c.dns_names || []).concat(c.ip_addresses || []).join(", ")],
+      ["Issuer", c.issuer], ["Serial", c.serial], ["Key type", c.key_type],
+      ["SHA-256 fingerprint", c.fingerprint_sha256], ["Valid from", fmtTime(c.not_before)],
+      ["Valid until", fmtTime(c.not_after) + " (" + daysLeft(c.not_after) + ")"], ["Status", c.status],
+    ];
+    for (const [k, v] of rows) dl.append(el("dt", {}, k), el("dd", { "data-field": k }, v || "—"));
+    for (const cc of c.chain || []) {
+      $("#cert-chain").append(el("li", {}, cc.subject, el("br"),
+        el("span", { class: "muted" }, "issued by " + cc.issuer + " · until " + fmtTime(cc.not_after)), el("br"),
+        el("code", {}, cc.fingerprint_sha256)));
+    }
+  } catch (err) {
+    dl.append(el("dt", {}, "Error"), el("dd", { class: "error" }, err.message + (err.hint ? " — " + err.hint : "")));
+  }
+  d.showModal();
+}
+
+// The add-mapping modal -------------------------------------------------
+
+const form = $("#mapping-form");
+
+function hostsOf() {
+  return form.hosts.value.split(/[\s,]+/).filter((h) => h !== "");
+}
+
+// syncForm shows the fields of the chosen source; a wildcard forces DNS-01.
+function syncForm() {
+  const source = form.source.value;
+  for (const div of form.querySelectorAll("[data-source]")) div.hidden = div.dataset.source !== source;
+  const wildcard = hostsOf().some((h) => h.startsWith("*."));
+  for (const o of form.challenge.options) o.disabled = wildcard && o.value !== "dns-01";
+  if (wildcard) form.challenge.value = "dns-01";
+  $("#wildcard-note").hidden = !wildcard;
+  $("#dns-cred-label").hidden = form.challenge.value !== "dns-01";
+}
+
+function openMappingForm() {
+  form.reset();
+  $("#mapping-error").hidden = true;
+  form.listener.replaceChildren(...listeners.map((l) => el("option", { value: l.name }, l.name)));
+  form.dns_credential.replaceChildren(...credentials.map((c) =>
+    el("option", { value: c.name, disabled: !c.enabled }, c.name + " (" + c.provider + (c.enabled ? "" : ", disabled") + ")")));
+  syncForm();
+  $("#mapping-dialog").showModal();
+}
+
+function readFile(input) {
+  const f = input.files[0];
+  return f ? f.text() : Promise.resolve("");
+}
+
+async function submitMapping(ev) {
+  ev.preventDefault();
+  const errBox = $("#mapping-error");
+  errBox.hidden = true;
+  const body = { listener: form.listener.value, hosts: hostsOf(), source: form.source.value };
+  if (form.id.value) body.id = form.id.value.trim();
+  if (form.upstream.value) body.upstream = form.upstream.value.trim();
+  switch (body.source) {
+    case "self-signed":
+      if (form.days.value) body.days = Number(form.days.value);
+      break;
+    case "manual":
+      body.cert_pem = await readFile(form.cert_upload);
+      body.key_pem = await readFile(form.key_upload);
+      break;
+    case "file":
+      body.cert_file = form.cert_file.value.trim();
+      body.key_file = form.key_file.value.trim();
+      break;
+    case "acme":
+      body.challenge = form.challenge.value;
+      body.key_type = form.key_type.value;
+      if (body.challenge === "dns-01") body.dns_credential = form.dns_credential.value;
+      break;
+  }
+  const submit = $("#mapping-submit");
+  submit.disabled = true;
+  try {
+    const added = await api("POST", "/mappings", body);
+    $("#mapping-dialog").close();
+    if (added.warnings && added.warnings.length) pageError({ message: added.warnings.join("; ") });
+    await load();
+  } catch (err) {
+    showError(errBox, err);
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+// DNS credentials -------------------------------------------------------
+
+function renderDNS(creds) {
+  const body = $("#dns-rows");
+  body.replaceChildren();
+  if (creds.length === 0) body.append(el("tr", {}, el("td", { colSpan: 7, class: "muted" }, "No DNS credentials.")));
+  for (const c of creds) {
+    const path = "/dns-credentials/" + encodeURIComponent(c.name);
+    const act = (label, method, suffix, cls) => el("button", { type: "button", class: cls || "secondary", onclick: () => dnsAction(c.name, label, method, path + suffix) }, label);
+    body.append(el("tr", { "data-name": c.name },
+      el("td", {}, c.name),
+      el("td", {}, c.provider),
+      el("td", {}, el("span", { class: c.enabled ? "badge badge-valid" : "badge badge-expired" }, c.enabled ? "enabled" : "disabled")),
+      el("td", {}, c.token_hint, c.problem ? el("div", { class: "error" }, c.problem) : null),
+      el("td", {}, c.api_base_url || "—"),
+      el("td", {}, (c.used_by || []).join(", ") || "—"),
+      el("td", { class: "actions" },
+        c.enabled ? act("Disable", "POST", "/disable") : act("Enable", "POST", "/enable"),
+        act("Test", "POST", "/test"),
+        act("Remove", "DELETE", "", "danger"))));
+  }
+}
+
+async function dnsAction(name, label, method, path) {
+  const out = $("#dns-result");
+  if (method === "DELETE" && !(await confirmAction("Remove DNS credential " + name + "?"))) return;
+  out.textContent = label + " " + name + "…";
+  out.className = "muted";
+  try {
+    const res = await api(method, path);
+    out.textContent = label + " " + name + ": " + testSummary(res);
+    if (res && res.ok === false) out.className = "error";
+  } catch (err) {
+    out.className = "error";
+    out.textContent = label + " " + name + ": " + err.message + (err.hint ? " — " + err.hint : "");
+  }
+  await load();
+}
+
+// testSummary describes the answer of a DNS credential action.
+function testSummary(res) {
+  if (!res || res.ok === undefined) return "done";
+  const checks = (res.checks || []).map((c) => c.id + " " + c.status + (c.message ? " (" + c.message + ")" : "") + (c.hint ? " — " + c.hint : ""));
+  return (res.ok ? "passed" : "failed") + "; zones: " + (res.zones.join(", ") || "none") +
+    (checks.length ? "; " + checks.join("; ") : "");
+}
+
+async function submitDNS(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  const errBox = f.querySelector(".form-error");
+  errBox.hidden = true;
+  const body = { name: f.name.value.trim(), provider: f.provider.value, api_token: f.api_token.value };
+  if (f.api_base_url.value.trim()) body.api_base_url = f.api_base_url.value.trim();
+  try {
+    await api("POST", "/dns-credentials", body);
+    f.reset();
+    await load();
+  } catch (err) {
+    showError(errBox, err);
+  }
+}
+
+// Wiring ----------------------------------------------------------------
+
+$("#add-mapping").addEventListener("click", openMappingForm);
+$("#reload").addEventListener("click", load);
+form.addEventListener("submit", submitMapping);
+form.addEventListener("change", syncForm);
+form.hosts.addEventListener("input", syncForm);
+$("#dns-form").addEventListener("submit", submitDNS);
+load();
