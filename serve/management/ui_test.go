@@ -123,7 +123,11 @@ func TestUISignIn(t *testing.T) {
 			{"POST", "/api/v1/mappings", add},
 			{"DELETE", "/api/v1/mappings/shop", ""},
 			{"POST", "/api/v1/mappings/shop/issue", ""},
+			{"POST", "/api/v1/dns-credentials", `{"name":"x","provider":"cloudflare","api_token":"abcdefghijklmnop"}`},
+			{"DELETE", "/api/v1/dns-credentials/spare", ""},
+			{"POST", "/api/v1/dns-credentials/spare/enable", ""},
 			{"POST", "/api/v1/dns-credentials/spare/disable", ""},
+			{"POST", "/api/v1/dns-credentials/spare/test", ""},
 		} {
 			code, h, body := ta.uiCall(req.method, req.path, c.Value, bad, "application/json", req.body, nil)
 			if code != http.StatusForbidden || h.Get("Content-Type") != "application/json" {
