@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
+	"github.com/p2pstream/p2ptls/state/statetest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,53 +64,10 @@ func command(env []string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// snapshot records every file and directory under dir with its mode and
-// content hash, so a test can prove a refused command changed nothing.
-func snapshot(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	snap := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) && p == dir {
-			return filepath.SkipAll
-		}
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		entry := info.Mode().String()
-		if d.Type().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			entry += " " + hex.EncodeToString(sum[:])
-		}
-		snap[rel] = entry
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("snapshot %s: %v", dir, err)
-	}
-	return snap
-}
+// snapshot and assertSameSnapshot prove that a refused command changed nothing.
+func snapshot(t *testing.T, dir string) map[string]string { return statetest.Snapshot(t, dir) }
 
 func assertSameSnapshot(t *testing.T, before, after map[string]string) {
 	t.Helper()
-	for p, b := range before {
-		if a, ok := after[p]; !ok {
-			t.Errorf("%s disappeared", p)
-		} else if a != b {
-			t.Errorf("%s changed: %s -> %s", p, b, a)
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			t.Errorf("%s appeared", p)
-		}
-	}
+	statetest.AssertSame(t, before, after)
 }

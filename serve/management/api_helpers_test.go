@@ -3,12 +3,9 @@ package management
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
+	"github.com/p2pstream/p2ptls/state/statetest"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -254,59 +251,6 @@ func (ta *testAPI) del(path string) answer {
 	return ta.do(request{method: "DELETE", path: path, auth: ta.bearer()})
 }
 
-// snapshot records every file and directory under the state root with its
-// mode and, for files, the SHA-256 of its content. Nothing is left out:
-// a refused request must not even bump p2ptls.rev.
-func (ta *testAPI) snapshot() map[string]string {
-	ta.t.Helper()
-	snap := map[string]string{}
-	err := filepath.WalkDir(ta.root, func(p string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) && p == ta.root {
-			return filepath.SkipAll
-		}
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(ta.root, p)
-		entry := info.Mode().String()
-		if d.Type().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			entry += " " + hex.EncodeToString(sum[:])
-		}
-		snap[rel] = entry
-		return nil
-	})
-	if err != nil {
-		ta.t.Fatalf("snapshot: %v", err)
-	}
-	return snap
-}
-
-// sameSnapshot reports every difference between two snapshots.
-func sameSnapshot(t *testing.T, before, after map[string]string) {
-	t.Helper()
-	for p, b := range before {
-		if a, ok := after[p]; !ok {
-			t.Errorf("%s disappeared", p)
-		} else if a != b {
-			t.Errorf("%s changed: %s -> %s", p, b, a)
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			t.Errorf("%s appeared", p)
-		}
-	}
-}
-
 // readState returns a file of the state.
 func (ta *testAPI) readState(name string) string {
 	ta.t.Helper()
@@ -315,4 +259,13 @@ func (ta *testAPI) readState(name string) string {
 		ta.t.Fatal(err)
 	}
 	return string(b)
+}
+
+// snapshot records the whole state directory: a refused request must not
+// even bump p2ptls.rev.
+func (ta *testAPI) snapshot() map[string]string { return statetest.Snapshot(ta.t, ta.root) }
+
+func sameSnapshot(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	statetest.AssertSame(t, before, after)
 }

@@ -3,11 +3,10 @@ package dnscred
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/p2pstream/p2ptls/state/statetest"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -64,54 +63,6 @@ func useIn(t *testing.T, s state.Store, id, cred string) {
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-// snapshot records every file under the store's root with mode and hash.
-func snapshot(t *testing.T, s *state.Dir) map[string]string {
-	t.Helper()
-	snap := map[string]string{}
-	err := filepath.WalkDir(s.Root(), func(p string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) && p == s.Root() {
-			return filepath.SkipAll
-		}
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		entry := info.Mode().String()
-		if d.Type().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			entry += " " + hex.EncodeToString(sum[:])
-		}
-		rel, _ := filepath.Rel(s.Root(), p)
-		snap[rel] = entry
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return snap
-}
-
-func assertSame(t *testing.T, before, after map[string]string) {
-	t.Helper()
-	for p, b := range before {
-		if a := after[p]; a != b {
-			t.Errorf("%s changed: %q -> %q", p, b, a)
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			t.Errorf("%s appeared", p)
-		}
 	}
 }
 
@@ -541,4 +492,11 @@ func TestTokenFromFileAndEnv(t *testing.T) {
 			}
 		})
 	}
+}
+
+func snapshot(t *testing.T, s *state.Dir) map[string]string { return statetest.Snapshot(t, s.Root()) }
+
+func assertSame(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	statetest.AssertSame(t, before, after)
 }

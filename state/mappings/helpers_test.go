@@ -6,9 +6,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
+	"github.com/p2pstream/p2ptls/state/statetest"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -72,56 +71,6 @@ func mustConfig(t *testing.T, s state.Store) *state.Config {
 		t.Fatal(err)
 	}
 	return cfg
-}
-
-// snapshot records every path under root with its mode and, for files, the
-// SHA-256 of its content; a missing root is an empty snapshot.
-func snapshot(t *testing.T, root string) map[string]string {
-	t.Helper()
-	snap := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		entry := fi.Mode().String()
-		if !d.IsDir() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			entry += " " + hex.EncodeToString(sum[:])
-		}
-		rel, _ := filepath.Rel(root, p)
-		snap[rel] = entry
-		return nil
-	})
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	return snap
-}
-
-// assertUnchanged fails when the state directory differs from before.
-func assertUnchanged(t *testing.T, before map[string]string, root string) {
-	t.Helper()
-	after := snapshot(t, root)
-	for p, b := range before {
-		if a, ok := after[p]; !ok {
-			t.Errorf("%s disappeared", p)
-		} else if a != b {
-			t.Errorf("%s changed: %s -> %s", p, b, a)
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			t.Errorf("%s appeared", p)
-		}
-	}
 }
 
 // wantFault fails unless err has kind and its message contains every substr.
@@ -246,4 +195,12 @@ func ids(infos []Info) string {
 		fmt.Fprintf(&b, "%s ", i.ID)
 	}
 	return strings.TrimSpace(b.String())
+}
+
+func snapshot(t *testing.T, root string) map[string]string { return statetest.Snapshot(t, root) }
+
+// assertUnchanged fails when the state directory differs from before.
+func assertUnchanged(t *testing.T, before map[string]string, root string) {
+	t.Helper()
+	statetest.AssertSame(t, before, statetest.Snapshot(t, root))
 }

@@ -1,0 +1,65 @@
+// Package statetest holds what tests need to prove that a refused command
+// or request left a state directory exactly as it was.
+package statetest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Snapshot records every file and directory under dir with its mode and,
+// for files, the SHA-256 of its content. A missing dir is an empty snapshot.
+func Snapshot(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	snap := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && p == dir {
+			return filepath.SkipAll
+		}
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		entry := info.Mode().String()
+		if d.Type().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(b)
+			entry += " " + hex.EncodeToString(sum[:])
+		}
+		rel, _ := filepath.Rel(dir, p)
+		snap[rel] = entry
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("snapshot %s: %v", dir, err)
+	}
+	return snap
+}
+
+// AssertSame reports every path that disappeared, changed or appeared.
+func AssertSame(t testing.TB, before, after map[string]string) {
+	t.Helper()
+	for p, b := range before {
+		if a, ok := after[p]; !ok {
+			t.Errorf("%s disappeared", p)
+		} else if a != b {
+			t.Errorf("%s changed: %s -> %s", p, b, a)
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			t.Errorf("%s appeared", p)
+		}
+	}
+}
