@@ -39,6 +39,7 @@ type options struct {
 
 func main() {
 	baseline := flag.String("baseline-server", "", "internal: serve the baseline on `ADDR` (hsbench re-executes itself with it)")
+	baselineState := flag.String("baseline-state", "", "internal: with -baseline-server, hold every certificate of this p2ptls state `DIR`")
 	counts := flag.String("mappings", "1,10000,100000", "mapping counts to measure, comma-separated")
 	rounds := flag.Int("rounds", 6, "measured rounds per mapping count (each: baseline, then p2ptls)")
 	roundTime := flag.Duration("round-time", 4*time.Second, "load duration of each server in a round")
@@ -46,7 +47,7 @@ func main() {
 	flag.Parse()
 
 	if *baseline != "" {
-		if err := serveBaseline(*baseline); err != nil {
+		if err := serveBaseline(*baseline, *baselineState); err != nil {
 			fmt.Fprintln(os.Stderr, "hsbench baseline:", err)
 			os.Exit(1)
 		}
@@ -89,7 +90,10 @@ type result struct {
 	n                       int
 	generate, ready, warm   time.Duration
 	ratios, baseUS, serveUS []float64
-	serveRate               float64 // p2ptls handshakes per second, median
+	// ratiosN compare p2ptls with the bare server holding the same N
+	// certificates.
+	ratiosN, baseNUS []float64
+	serveRate        float64 // p2ptls handshakes per second, median
 	// pooled is total CPU over total handshakes of all rounds, p2ptls over
 	// baseline. A GC cycle over a large heap lands in one round and makes
 	// the per-round ratios lumpy; the median can hide it, this cannot.
@@ -131,7 +135,7 @@ func run(ctx context.Context, o options) error {
 
 	var results []result
 	for _, n := range o.counts {
-		r, err := measureCount(ctx, o, tmp, bin, base, baseAddr, n)
+		r, err := measureCount(ctx, o, tmp, bin, self, base, baseAddr, n)
 		if err != nil {
 			if len(results) > 0 && ctx.Err() == nil {
 				printTable(o, results)
@@ -146,7 +150,7 @@ func run(ctx context.Context, o options) error {
 
 // measureCount runs serve with n mappings and interleaves it with the
 // baseline for o.rounds rounds.
-func measureCount(ctx context.Context, o options, tmp, bin string, base *proc, baseAddr string, n int) (result, error) {
+func measureCount(ctx context.Context, o options, tmp, bin, self string, base *proc, baseAddr string, n int) (result, error) {
 	r := result{n: n}
 	dir := filepath.Join(tmp, fmt.Sprintf("state-%d", n))
 	addr, err := freeAddr()
@@ -179,6 +183,18 @@ func measureCount(ctx context.Context, o options, tmp, bin string, base *proc, b
 	}
 	r.ready = time.Since(start)
 	r.rssAfterStart, _ = rssKB(serve.pid())
+	baseNAddr, err := freeAddr()
+	if err != nil {
+		return r, err
+	}
+	baseNProc, err := startProc(self, []string{"-baseline-server", baseNAddr, "-baseline-state", dir}, []string{"GOMAXPROCS=1"}, filepath.Join(tmp, fmt.Sprintf("baseline-%d.log", n)))
+	if err != nil {
+		return r, err
+	}
+	defer baseNProc.stop()
+	if err := baseNProc.waitAccept(ctx, baseNAddr, 5*time.Minute); err != nil {
+		return r, err
+	}
 	logf("%d mappings: serve accepts after %v (RSS %d MiB)", n, r.ready.Round(time.Millisecond), r.rssAfterStart/1024)
 
 	// Warm-up. Serve parses a certificate on its first handshake, so every
@@ -190,7 +206,10 @@ func measureCount(ctx context.Context, o options, tmp, bin string, base *proc, b
 		return r, fmt.Errorf("warm-up: %w", err)
 	}
 	warmRound := min(o.roundTime, time.Second)
-	for _, a := range []string{baseAddr, addr} {
+	if _, err := warmAll(ctx, baseNAddr, mix, o.clients); err != nil {
+		return r, fmt.Errorf("warm-up: %w", err)
+	}
+	for _, a := range []string{baseAddr, baseNAddr, addr} {
 		if _, err := handshakes(ctx, a, mix, warmRound, o.clients); err != nil {
 			return r, fmt.Errorf("warm-up: %w", err)
 		}
@@ -205,18 +224,24 @@ func measureCount(ctx context.Context, o options, tmp, bin string, base *proc, b
 		if err != nil {
 			return r, fmt.Errorf("baseline: %w", err)
 		}
+		bn, err := measure(ctx, baseNProc.pid(), baseNAddr, mix, o)
+		if err != nil {
+			return r, fmt.Errorf("baseline with %d certificates: %w", n, err)
+		}
 		s, err := measure(ctx, serve.pid(), addr, mix, o)
 		if err != nil {
 			return r, fmt.Errorf("p2ptls serve: %w (its log: %s)", err, serve.logFile)
 		}
+		r.baseNUS = append(r.baseNUS, bn.usPerHS)
+		r.ratiosN = append(r.ratiosN, s.usPerHS/bn.usPerHS)
 		r.baseUS = append(r.baseUS, b.usPerHS)
 		r.serveUS = append(r.serveUS, s.usPerHS)
 		r.ratios = append(r.ratios, s.usPerHS/b.usPerHS)
 		baseCPU, baseN = baseCPU+b.usPerHS*float64(b.n), baseN+float64(b.n)
 		serveCPU, serveN = serveCPU+s.usPerHS*float64(s.n), serveN+float64(s.n)
 		rates = append(rates, float64(s.n)/o.roundTime.Seconds())
-		logf("%d mappings: round %d: baseline %.0f µs/hs (%d hs), p2ptls %.0f µs/hs (%d hs), ratio %.3f",
-			n, i+1, b.usPerHS, b.n, s.usPerHS, s.n, s.usPerHS/b.usPerHS)
+		logf("%d mappings: round %d: baseline %.0f µs/hs (%d hs), baseline-N %.0f µs/hs, p2ptls %.0f µs/hs (%d hs), ratio %.3f, ratio-N %.3f",
+			n, i+1, b.usPerHS, b.n, bn.usPerHS, s.usPerHS, s.n, s.usPerHS/b.usPerHS, s.usPerHS/bn.usPerHS)
 	}
 	r.serveRate = median(rates)
 	r.pooled = (serveCPU / serveN) / (baseCPU / baseN)
@@ -230,15 +255,16 @@ func printTable(o options, rs []result) {
 	fmt.Printf("\nserver CPU per full TLS 1.3 handshake (ECDSA P-256, X25519), %d rounds of %v, %d clients, GOMAXPROCS=1 servers\n\n",
 		o.rounds, o.roundTime, o.clients)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "mappings\tratio median\tmin\tmax\tpooled\tbaseline µs/hs\tp2ptls µs/hs\tp2ptls hs/s\tp2ptls RSS MiB\tstate built\tserve ready\twarm-up\t")
+	fmt.Fprintln(w, "mappings\tratio median\tmin\tmax\tpooled\tratio-N median\tmin\tmax\tbaseline µs/hs\tbaseline-N µs/hs\tp2ptls µs/hs\tp2ptls hs/s\tp2ptls RSS MiB\tstate built\tserve ready\twarm-up\t")
 	for _, r := range rs {
-		fmt.Fprintf(w, "%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.0f\t%.0f\t%.0f\t%d\t%v\t%v\t%v\t\n",
+		fmt.Fprintf(w, "%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%v\t%v\t%v\t\n",
 			r.n, median(r.ratios), slices.Min(r.ratios), slices.Max(r.ratios), r.pooled,
-			median(r.baseUS), median(r.serveUS), r.serveRate, r.rssAfter/1024,
+			median(r.ratiosN), slices.Min(r.ratiosN), slices.Max(r.ratiosN),
+			median(r.baseUS), median(r.baseNUS), median(r.serveUS), r.serveRate, r.rssAfter/1024,
 			r.generate.Round(100*time.Millisecond), r.ready.Round(10*time.Millisecond), r.warm.Round(100*time.Millisecond))
 	}
 	w.Flush()
-	fmt.Println("\nratio = p2ptls/baseline per round; pooled = the same over all rounds' CPU and handshakes;\nµs/hs and hs/s are medians; RSS of p2ptls serve after the rounds.")
+	fmt.Println("\nratio = p2ptls/baseline (bare crypto/tls, one certificate) per round; pooled = the same over all rounds' CPU and\nhandshakes; ratio-N = p2ptls/baseline-N (bare crypto/tls holding the same N certificates); µs/hs and hs/s are\nmedians; RSS of p2ptls serve after the rounds.")
 }
 
 func median(xs []float64) float64 {

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/mappings"
 	"github.com/p2pstream/p2ptls/state/pki"
 )
 
@@ -20,7 +22,13 @@ import (
 // P-256 certificate, TLS 1.3, no session tickets. It completes each
 // handshake and closes, which is what p2ptls serve does for our client
 // (the client sends no request). It runs until it is killed.
-func serveBaseline(addr string) error {
+//
+// With stateDir it is the second reference: the same bare server holding
+// every certificate of that p2ptls state, parsed up front and chosen by
+// SNI from two maps (exact, then wildcard). Any server that signs with N
+// distinct keys pays what this one pays; the difference to p2ptls serve is
+// p2ptls's own overhead.
+func serveBaseline(addr, stateDir string) error {
 	kp, err := pki.SelfSigned(pki.ParseNames([]string{"baseline.example.com"}), time.Now(), 30*24*time.Hour)
 	if err != nil {
 		return err
@@ -29,11 +37,29 @@ func serveBaseline(addr string) error {
 	if err != nil {
 		return err
 	}
-	ln, err := tls.Listen("tcp", addr, &tls.Config{
+	cfg := &tls.Config{
 		Certificates:           []tls.Certificate{cert},
 		MinVersion:             tls.VersionTLS13,
 		SessionTicketsDisabled: true,
-	})
+	}
+	if stateDir != "" {
+		byName, err := loadAll(stateDir)
+		if err != nil {
+			return err
+		}
+		cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if c, ok := byName[hello.ServerName]; ok {
+				return c, nil
+			}
+			if i := strings.IndexByte(hello.ServerName, '.'); i > 0 {
+				if c, ok := byName["*"+hello.ServerName[i:]]; ok {
+					return c, nil
+				}
+			}
+			return &cert, nil
+		}
+	}
+	ln, err := tls.Listen("tcp", addr, cfg)
 	if err != nil {
 		return err
 	}
@@ -185,4 +211,25 @@ func freeAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// loadAll parses every mapping's certificate of a p2ptls state, by host.
+func loadAll(dir string) (map[string]*tls.Certificate, error) {
+	cfg, err := state.LoadConfig(state.OpenDir(dir, time.Second))
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string]*tls.Certificate, len(cfg.Mappings))
+	for _, m := range cfg.Mappings {
+		md := filepath.Join(dir, filepath.FromSlash(mappings.MappingDir(m.ID)))
+		c, err := tls.LoadX509KeyPair(filepath.Join(md, mappings.CertFileName), filepath.Join(md, mappings.KeyFileName))
+		if err != nil {
+			return nil, err
+		}
+		c.Leaf = nil // as p2ptls serve keeps them
+		for _, h := range m.Hosts {
+			byName[h] = &c
+		}
+	}
+	return byName, nil
 }
