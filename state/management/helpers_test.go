@@ -9,17 +9,16 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"github.com/p2pstream/p2ptls/state/statetest"
 	"io/fs"
 	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
-	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
 )
 
@@ -90,30 +89,6 @@ func assertChanged(t *testing.T, before, after map[string][]byte, names ...strin
 		} else if bytes.Equal(before[name], a) {
 			t.Errorf("%s did not change", name)
 		}
-	}
-}
-
-// wantFault fails unless err has kind and its message contains every substr.
-func wantFault(t *testing.T, err error, kind fault.Kind, substrs ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want kind %v containing %q", kind, substrs)
-	}
-	if got := fault.KindOf(err); got != kind {
-		t.Errorf("kind of %q = %v, want %v", err, got, kind)
-	}
-	for _, sub := range substrs {
-		if !strings.Contains(err.Error(), sub) {
-			t.Errorf("error %q does not contain %q", err, sub)
-		}
-	}
-}
-
-// wantHint fails unless err's hint contains substr.
-func wantHint(t *testing.T, err error, substr string) {
-	t.Helper()
-	if h := fault.HintOf(err); !strings.Contains(h, substr) {
-		t.Errorf("hint of %q = %q, want it to contain %q", err, h, substr)
 	}
 }
 
@@ -252,3 +227,9 @@ func newChain(t *testing.T, now time.Time, leafValidity time.Duration) chain {
 	leaf := mustServer(t, inter, now, leafValidity, "mgmt.example.com", "10.0.0.1")
 	return chain{root: root, inter: inter, leaf: leaf}
 }
+
+// wantFault and wantHint check an error's kind, message and hint.
+var (
+	wantFault = statetest.WantFault
+	wantHint  = statetest.WantHint
+)

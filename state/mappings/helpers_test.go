@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
-	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
 )
 
@@ -71,30 +70,6 @@ func mustConfig(t *testing.T, s state.Store) *state.Config {
 		t.Fatal(err)
 	}
 	return cfg
-}
-
-// wantFault fails unless err has kind and its message contains every substr.
-func wantFault(t *testing.T, err error, kind fault.Kind, substrs ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want kind %v containing %q", kind, substrs)
-	}
-	if got := fault.KindOf(err); got != kind {
-		t.Errorf("kind of %q = %v, want %v", err, got, kind)
-	}
-	for _, sub := range substrs {
-		if !strings.Contains(err.Error(), sub) {
-			t.Errorf("error %q does not contain %q", err, sub)
-		}
-	}
-}
-
-// wantHint fails unless err's hint contains substr.
-func wantHint(t *testing.T, err error, substr string) {
-	t.Helper()
-	if h := fault.HintOf(err); !strings.Contains(h, substr) {
-		t.Errorf("hint of %q = %q, want it to contain %q", err, h, substr)
-	}
 }
 
 // wantMode fails unless the file at p has mode.
@@ -204,3 +179,9 @@ func assertUnchanged(t *testing.T, before map[string]string, root string) {
 	t.Helper()
 	statetest.AssertSame(t, before, statetest.Snapshot(t, root))
 }
+
+// wantFault and wantHint check an error's kind, message and hint.
+var (
+	wantFault = statetest.WantFault
+	wantHint  = statetest.WantHint
+)

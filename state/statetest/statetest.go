@@ -9,7 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/p2pstream/p2ptls/state/fault"
 )
 
 // Snapshot records every file and directory under dir with its mode and,
@@ -61,5 +64,29 @@ func AssertSame(t testing.TB, before, after map[string]string) {
 		if _, ok := before[p]; !ok {
 			t.Errorf("%s appeared", p)
 		}
+	}
+}
+
+// WantFault fails unless err has kind and its message contains every substr.
+func WantFault(t testing.TB, err error, kind fault.Kind, substrs ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error, want kind %v containing %q", kind, substrs)
+	}
+	if got := fault.KindOf(err); got != kind {
+		t.Errorf("kind of %q = %v, want %v", err, got, kind)
+	}
+	for _, sub := range substrs {
+		if !strings.Contains(err.Error(), sub) {
+			t.Errorf("error %q does not contain %q", err, sub)
+		}
+	}
+}
+
+// WantHint fails unless err's hint contains substr.
+func WantHint(t testing.TB, err error, substr string) {
+	t.Helper()
+	if h := fault.HintOf(err); !strings.Contains(h, substr) {
+		t.Errorf("hint of %q = %q, want it to contain %q", err, h, substr)
 	}
 }
