@@ -41,6 +41,7 @@ type view struct {
 type listener struct {
 	view     atomic.Pointer[view]
 	fallback *tls.Certificate
+	hot      hotSet
 	hits     *sni.FallbackCounter
 	logLimit *sni.LogLimiter
 	store    state.Store
@@ -134,7 +135,7 @@ func (l *listener) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate,
 	}
 	v := l.view.Load()
 	if e, ok := v.index.Lookup(hello.ServerName); ok {
-		if c, err := e.certificate(); err == nil {
+		if c, err := e.certificate(&l.hot); err == nil {
 			return c, nil
 		}
 	}

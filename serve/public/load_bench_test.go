@@ -119,7 +119,7 @@ func TestMain(m *testing.M) {
 // benchFixture returns a state directory with one listener "bench" on a
 // free 127.0.0.1 port and n mappings of one host each: h000000.example.com,
 // and every fourth a wildcard, *.w000003.example.net.
-func benchFixture(b *testing.B, n int) *state.Dir {
+func benchFixture(b testing.TB, n int) *state.Dir {
 	b.Helper()
 	fixtureMu.Lock()
 	defer fixtureMu.Unlock()
@@ -204,7 +204,7 @@ func writePair(dir, id string, certPEM, keyPEM []byte) error {
 
 // freeLocalAddr returns a 127.0.0.1 address with a port that was free just
 // now; listeners need a fixed port in p2ptls.toml.
-func freeLocalAddr(b *testing.B) string {
+func freeLocalAddr(b testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -135,7 +135,7 @@ func (s *Server) changeSignature(cfg *state.Config) string {
 	if cfg != nil {
 		for _, m := range cfg.Mappings {
 			if m.Source == state.SourceFile {
-				b.WriteString("|" + signature(s.o.Store, m))
+				fmt.Fprintf(&b, "|%v", signature(s.o.Store, m))
 			}
 		}
 	}
@@ -221,7 +221,7 @@ func (s *Server) buildView(lc state.Listener, all []state.Mapping, count int, ol
 			// Rotated files: load now, and keep serving the previous
 			// certificate when the new one does not load.
 			ne := &entry{m: m, store: s.o.Store}
-			if _, err := ne.certificate(); err != nil {
+			if err := ne.load(); err != nil {
 				s.o.Log.Warn("certificate changed but does not load; still serving the previous one", "mapping", m.ID, "err", err)
 				s.loadErrs = append(s.loadErrs, err.Error())
 			} else {

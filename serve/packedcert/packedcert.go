@@ -1,0 +1,138 @@
+// Package packedcert keeps a parsed certificate chain and private key in a
+// form the garbage collector does not have to scan: one byte slice.
+//
+// A parsed tls.Certificate with an ECDSA key is about 13 heap objects (the
+// chain, the key and its big.Ints), and crypto/ecdsa adds a few more in its
+// per-key cache once the key has signed. At 100k mappings that is millions
+// of objects that every GC cycle marks, and a TLS server allocates enough
+// per handshake to run a cycle every few thousand handshakes: that work is
+// most of what 100k certificates add to the cost of a handshake. A Cert
+// holds ECDSA and Ed25519 pairs as one pointer-free slice and rebuilds the
+// tls.Certificate for each handshake, which costs a few small allocations
+// and no parsing. Other keys (RSA) are kept parsed: an RSA signature costs
+// far more than the GC work its key causes.
+package packedcert
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/big"
+)
+
+// Cert is a certificate chain and its private key. The zero Cert holds
+// nothing; Certificate then fails.
+type Cert struct {
+	// packed is the chain and the key: a count byte, each certificate as a
+	// 4-byte big-endian length and its DER, then a key-kind byte and the
+	// key's raw bytes (see keyKind).
+	packed []byte
+	// parsed is the certificate as given, for keys that are not packed.
+	parsed *tls.Certificate
+}
+
+// keyKind is how the raw key bytes at the end of packed read.
+type keyKind byte
+
+const (
+	// ECDSA keys are D, X and Y, each as long as the curve's byte size.
+	keyP256 keyKind = iota + 1
+	keyP384
+	keyP521
+	// An Ed25519 key is its 64-byte private key.
+	keyEd25519
+)
+
+var curves = map[keyKind]elliptic.Curve{keyP256: elliptic.P256(), keyP384: elliptic.P384(), keyP521: elliptic.P521()}
+
+// maxChain bounds the chain length to what the count byte holds.
+const maxChain = 255
+
+// Pack makes a Cert of c, a pair from tls.X509KeyPair or the like. Only the
+// chain and the key are kept: Leaf, OCSP staples and SCTs are dropped, since
+// a server handshake works without them and p2ptls sets none.
+func Pack(c *tls.Certificate) (Cert, error) {
+	if len(c.Certificate) == 0 {
+		return Cert{}, errors.New("pack certificate: the chain is empty")
+	}
+	var kind keyKind
+	var raw []byte
+	switch k := c.PrivateKey.(type) {
+	case *ecdsa.PrivateKey:
+		kind = curveKind(k.Curve)
+		if kind == 0 {
+			break
+		}
+		size := (k.Curve.Params().BitSize + 7) / 8
+		raw = make([]byte, 3*size)
+		k.D.FillBytes(raw[:size])
+		k.X.FillBytes(raw[size : 2*size])
+		k.Y.FillBytes(raw[2*size:])
+	case ed25519.PrivateKey:
+		kind, raw = keyEd25519, k
+	}
+	if kind == 0 || len(c.Certificate) > maxChain {
+		keep := tls.Certificate{Certificate: c.Certificate, PrivateKey: c.PrivateKey}
+		return Cert{parsed: &keep}, nil
+	}
+	n := 1 + 1 + len(raw)
+	for _, der := range c.Certificate {
+		n += 4 + len(der)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, byte(len(c.Certificate)))
+	for _, der := range c.Certificate {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(der)))
+		b = append(b, der...)
+	}
+	b = append(b, byte(kind))
+	b = append(b, raw...)
+	return Cert{packed: b}, nil
+}
+
+func curveKind(c elliptic.Curve) keyKind {
+	for kind, curve := range curves {
+		if curve == c {
+			return kind
+		}
+	}
+	return 0
+}
+
+// Certificate returns a tls.Certificate for one handshake. Its chain shares
+// c's memory and must not be modified.
+func (c Cert) Certificate() (*tls.Certificate, error) {
+	if c.parsed != nil {
+		return c.parsed, nil
+	}
+	b := c.packed
+	if len(b) == 0 {
+		return nil, errors.New("no certificate was packed")
+	}
+	chain := make([][]byte, b[0])
+	b = b[1:]
+	for i := range chain {
+		n := int(binary.BigEndian.Uint32(b))
+		chain[i] = b[4 : 4+n : 4+n]
+		b = b[4+n:]
+	}
+	kind, raw := keyKind(b[0]), b[1:]
+	if kind == keyEd25519 {
+		return &tls.Certificate{Certificate: chain, PrivateKey: ed25519.PrivateKey(raw[:len(raw):len(raw)])}, nil
+	}
+	curve, ok := curves[kind]
+	if !ok {
+		return nil, fmt.Errorf("packed certificate has unknown key kind %d", kind)
+	}
+	size := len(raw) / 3
+	// crypto/ecdsa validates the key when it first signs with it.
+	key := &ecdsa.PrivateKey{
+		PublicKey: ecdsa.PublicKey{Curve: curve, X: new(big.Int).SetBytes(raw[size : 2*size]), Y: new(big.Int).SetBytes(raw[2*size:])},
+		D:         new(big.Int).SetBytes(raw[:size]),
+	}
+	return &tls.Certificate{Certificate: chain, PrivateKey: key}, nil
+}

@@ -1,0 +1,161 @@
+package packedcert
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+)
+
+const host = "packed.example.com"
+
+// Each key type p2ptls may be given, packed and rebuilt, must complete a
+// real handshake that the client verifies against the certificate's root.
+func TestHandshakeWithEveryKeyType(t *testing.T) {
+	tests := []struct {
+		name   string
+		key    func() (crypto.Signer, error)
+		packed bool
+	}{
+		{"ecdsa p256", func() (crypto.Signer, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) }, true},
+		{"ecdsa p384", func() (crypto.Signer, error) { return ecdsa.GenerateKey(elliptic.P384(), rand.Reader) }, true},
+		{"ecdsa p521", func() (crypto.Signer, error) { return ecdsa.GenerateKey(elliptic.P521(), rand.Reader) }, true},
+		{"ed25519", func() (crypto.Signer, error) { _, k, err := ed25519.GenerateKey(rand.Reader); return k, err }, true},
+		{"rsa 2048 (kept parsed)", func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, 2048) }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			leafKey, err := tt.key()
+			if err != nil {
+				t.Fatal(err)
+			}
+			chain, roots := issueChain(t, leafKey)
+			c, err := Pack(&tls.Certificate{Certificate: chain, PrivateKey: leafKey})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.parsed == nil; got != tt.packed {
+				t.Errorf("packed = %v, want %v", got, tt.packed)
+			}
+			state := handshake(t, c, roots)
+			if got := len(state.PeerCertificates); got != len(chain) {
+				t.Fatalf("client received %d certificates, want the chain of %d", got, len(chain))
+			}
+			for i, cert := range state.PeerCertificates {
+				if string(cert.Raw) != string(chain[i]) {
+					t.Errorf("certificate %d differs from the one packed", i)
+				}
+			}
+		})
+	}
+}
+
+func TestPackRefusesAnEmptyChain(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if _, err := Pack(&tls.Certificate{PrivateKey: key}); err == nil {
+		t.Fatal("Pack accepted a pair without certificates")
+	}
+	if _, err := (Cert{}).Certificate(); err == nil {
+		t.Fatal("the zero Cert returned a certificate")
+	}
+}
+
+// The rebuilt certificate is the server's own per handshake: changing it
+// must not change what the next handshake gets.
+func TestCertificatesAreIndependent(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	chain, _ := issueChain(t, key)
+	c, err := Pack(&tls.Certificate{Certificate: chain, PrivateKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := c.Certificate()
+	a.Certificate = nil
+	a.PrivateKey.(*ecdsa.PrivateKey).D.SetInt64(1)
+	b, err := c.Certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Certificate) != len(chain) || !b.PrivateKey.(*ecdsa.PrivateKey).Equal(key) {
+		t.Fatal("changing one rebuilt certificate changed the packed one")
+	}
+}
+
+// issueChain makes a root and a leaf for host signed by it, returning the
+// chain as a server sends it (leaf, then root) and a pool with the root.
+func issueChain(t *testing.T, leafKey crypto.Signer) ([][]byte, *x509.CertPool) {
+	t.Helper()
+	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rootTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "packedcert test root"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), DNSNames: []string{host},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, root, leafKey.Public(), rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	return [][]byte{leafDER, rootDER}, pool
+}
+
+// handshake runs a TLS 1.3 server that takes its certificate from c over
+// loopback TCP and returns what the verifying client saw.
+func handshake(t *testing.T, c Cert, roots *x509.CertPool) tls.ConnectionState {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srvErr := make(chan error, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			srvErr <- err
+			return
+		}
+		defer conn.Close()
+		srv := tls.Server(conn, &tls.Config{
+			MinVersion:     tls.VersionTLS13,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.Certificate() },
+		})
+		srvErr <- srv.Handshake()
+	}()
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: host, RootCAs: roots, MinVersion: tls.VersionTLS13})
+	if err != nil {
+		t.Fatalf("handshake: %v (server: %v)", err, <-srvErr)
+	}
+	defer conn.Close()
+	if err := <-srvErr; err != nil {
+		t.Fatalf("server handshake: %v", err)
+	}
+	return conn.ConnectionState()
+}
