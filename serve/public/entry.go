@@ -3,6 +3,7 @@ package public
 import (
 	"crypto/tls"
 	"fmt"
+	"hash/maphash"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -18,34 +19,48 @@ import (
 // slow, while a handshake pays the parse once. It is then kept packed (see
 // packedcert) and rebuilt per handshake unless the entry is in its
 // listener's hot set.
+//
+// Its fields are few, and pointers come first, because the garbage
+// collector scans every entry up to its last pointer on every cycle.
 type entry struct {
-	m     state.Mapping
-	store state.Store
+	id, source, upstream string
+	certFile, keyFile    string // source "file"
+	cert                 packedcert.Cert
+	err                  error
+	hot                  atomic.Pointer[tls.Certificate]
 
+	// digest tells a reload whether the whole mapping changed.
+	digest uint64
 	once   sync.Once
-	cert   packedcert.Cert
-	err    error
-	sig    certSig     // the files' signature when they were read
 	loaded atomic.Bool // set after cert, err and sig
-	hot    atomic.Pointer[tls.Certificate]
+	sig    certSig     // the files' signature when they were read
+}
+
+func newEntry(m *state.Mapping, digest uint64) *entry {
+	return &entry{id: m.ID, source: m.Source, upstream: m.Upstream, certFile: m.CertFile, keyFile: m.KeyFile, digest: digest}
+}
+
+// mapping is what the mappings package needs to find e's files.
+func (e *entry) mapping() state.Mapping {
+	return state.Mapping{ID: e.id, Source: e.source, CertFile: e.certFile, KeyFile: e.keyFile}
 }
 
 // load reads the certificate files, once.
-func (e *entry) load() error {
+func (e *entry) load(store state.Store) error {
 	e.once.Do(func() {
-		e.sig = signature(e.store, e.m)
-		e.cert, e.err = e.read()
+		e.sig = signature(store, e.mapping())
+		e.cert, e.err = e.read(store)
 		e.loaded.Store(true)
 	})
 	return e.err
 }
 
 // certificate returns the certificate for a handshake.
-func (e *entry) certificate(hot *hotSet) (*tls.Certificate, error) {
+func (e *entry) certificate(store state.Store, hot *hotSet) (*tls.Certificate, error) {
 	if c := e.hot.Load(); c != nil {
 		return c, nil
 	}
-	if err := e.load(); err != nil {
+	if err := e.load(store); err != nil {
 		return nil, err
 	}
 	c, err := e.cert.Certificate()
@@ -56,14 +71,14 @@ func (e *entry) certificate(hot *hotSet) (*tls.Certificate, error) {
 	return c, nil
 }
 
-func (e *entry) read() (packedcert.Cert, error) {
-	certPEM, keyPEM, err := mappings.ReadFiles(e.store, e.m)
+func (e *entry) read(store state.Store) (packedcert.Cert, error) {
+	certPEM, keyPEM, err := mappings.ReadFiles(store, e.mapping())
 	if err != nil {
 		return packedcert.Cert{}, err
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return packedcert.Cert{}, fmt.Errorf("load certificate of mapping %q: %w", e.m.ID, err)
+		return packedcert.Cert{}, fmt.Errorf("load certificate of mapping %q: %w", e.id, err)
 	}
 	// Packed, the pair is one object the garbage collector need not scan;
 	// parsed, it is a dozen, and at 100k mappings marking them on every
@@ -95,8 +110,28 @@ func (h *hotSet) admit(e *entry, c *tls.Certificate) {
 
 // changed reports whether e read its files and they have changed since. An
 // entry that has not been used yet reads whatever is current when it is.
-func (e *entry) changed() bool {
-	return e.loaded.Load() && signature(e.store, e.m) != e.sig
+func (e *entry) changed(store state.Store) bool {
+	return e.loaded.Load() && signature(store, e.mapping()) != e.sig
+}
+
+// mappingDigest hashes every field of m. Equal digests stand for equal
+// mappings: a 64-bit hash with a per-process seed makes the chance that an
+// edited mapping keeps its entry negligible, and keeping a digest instead
+// of the mapping spares the garbage collector most of an entry.
+func mappingDigest(seed maphash.Seed, m *state.Mapping) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	for _, f := range [...]string{m.ID, m.Listener, m.Source, m.Upstream, m.CertFile, m.KeyFile,
+		m.Challenge, m.DNSCredential, m.KeyType, m.Profile} {
+		h.WriteString(f)
+		h.WriteByte(0)
+	}
+	for _, host := range m.Hosts {
+		h.WriteString(host)
+		h.WriteByte(0)
+	}
+	maphash.WriteComparable(&h, m.Days)
+	return h.Sum64()
 }
 
 // fileSig identifies one version of a file cheaply; the zero value means

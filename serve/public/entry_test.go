@@ -2,8 +2,12 @@ package public
 
 import (
 	"crypto/tls"
+	"hash/maphash"
+	"reflect"
 	"sync"
 	"testing"
+
+	"github.com/p2pstream/p2ptls/state"
 )
 
 // However many entries are admitted, and however concurrently, at most
@@ -50,5 +54,41 @@ func TestHotSetIsBounded(t *testing.T) {
 				t.Fatal("the entry admitted last has no certificate")
 			}
 		})
+	}
+}
+
+// A reload keeps an entry only when its mapping's digest is unchanged, so
+// every field of a mapping must count in the digest.
+func TestMappingDigestCoversEveryField(t *testing.T) {
+	seed := maphash.MakeSeed()
+	base := state.Mapping{}
+	want := mappingDigest(seed, &base)
+	typ := reflect.TypeFor[state.Mapping]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		t.Run(f.Name, func(t *testing.T) {
+			m := base
+			v := reflect.ValueOf(&m).Elem().Field(i)
+			switch f.Type.Kind() {
+			case reflect.String:
+				v.SetString("x")
+			case reflect.Int:
+				v.SetInt(1)
+			case reflect.Slice:
+				v.Set(reflect.ValueOf([]string{"x"}))
+			default:
+				t.Fatalf("mappingDigest does not know fields of kind %s; add %s to it and to this test", f.Type.Kind(), f.Name)
+			}
+			if mappingDigest(seed, &m) == want {
+				t.Fatalf("changing %s does not change the digest: add it to mappingDigest", f.Name)
+			}
+		})
+	}
+	// Moving a value between fields or hosts is a change too.
+	a := state.Mapping{ID: "a", Hosts: []string{"x.example", "y.example"}}
+	b := state.Mapping{ID: "a", Hosts: []string{"x.exampley.example"}}
+	c := state.Mapping{ID: "", Listener: "a", Hosts: a.Hosts}
+	if d := mappingDigest(seed, &a); d == mappingDigest(seed, &b) || d == mappingDigest(seed, &c) {
+		t.Fatal("mappings that differ only in where the bytes are have the same digest")
 	}
 }

@@ -16,8 +16,8 @@ func (l *listener) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	v := l.view.Load()
 	e, mapped := v.index.Lookup(r.TLS.ServerName)
 	upstream := v.cfg.Upstream
-	if mapped && e.m.Upstream != "" {
-		upstream = e.m.Upstream
+	if mapped && e.upstream != "" {
+		upstream = e.upstream
 	}
 	if !mapped {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -27,7 +27,7 @@ func (l *listener) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	}
 	if upstream == "" {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		statusPage.Execute(w, pageData{Listener: v.cfg.Name, Host: r.TLS.ServerName, Mapping: e.m.ID, Source: e.m.Source})
+		statusPage.Execute(w, pageData{Listener: v.cfg.Name, Host: r.TLS.ServerName, Mapping: e.id, Source: e.source})
 		return
 	}
 	p, err := l.proxy(upstream)

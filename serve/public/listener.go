@@ -34,7 +34,8 @@ const (
 type view struct {
 	cfg     state.Listener
 	index   *sni.Index[*entry]
-	entries map[string]*entry // by mapping id, for reuse across reloads
+	entries []*entry // in mapping order, for reuse across reloads
+	files   []*entry // of source "file"
 }
 
 // listener is one public HTTPS listener and its optional HTTP listener.
@@ -135,7 +136,7 @@ func (l *listener) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate,
 	}
 	v := l.view.Load()
 	if e, ok := v.index.Lookup(hello.ServerName); ok {
-		if c, err := e.certificate(&l.hot); err == nil {
+		if c, err := e.certificate(l.store, &l.hot); err == nil {
 			return c, nil
 		}
 	}

@@ -10,9 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"os"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -40,7 +40,9 @@ type Server struct {
 	mu         sync.Mutex // guards everything below
 	listeners  map[string]*listener
 	errors     map[string]string // listener name -> why it is not listening
-	cfg        *state.Config
+	cfg        *state.Config     // without its mappings, which the entries hold
+	files      []*entry          // of source "file", whose files change outside p2ptls
+	seed       maphash.Seed      // of the entries' mapping digests
 	changeSig  string
 	lastReload time.Time
 	lastErr    string
@@ -51,7 +53,8 @@ type Server struct {
 
 // New prepares the server; Start loads the state and opens the listeners.
 func New(o Options) *Server {
-	return &Server{o: o, started: time.Now().UTC().Truncate(time.Second), listeners: map[string]*listener{}, errors: map[string]string{}}
+	return &Server{o: o, started: time.Now().UTC().Truncate(time.Second), listeners: map[string]*listener{}, errors: map[string]string{},
+		seed: maphash.MakeSeed()}
 }
 
 // Start loads the state and opens every listener. A state that does not
@@ -59,7 +62,7 @@ func New(o Options) *Server {
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sig := s.changeSignature(nil)
+	sig := s.changeSignature()
 	cfg, err := state.LoadConfig(s.o.Store)
 	if err != nil {
 		return err
@@ -96,7 +99,7 @@ func (s *Server) Run(ctx context.Context) {
 // poll reloads when anything that decides what is served changed, and
 // writes the status when it changed (fallback hits, mostly).
 func (s *Server) poll() {
-	if sig := s.changeSignature(s.cfg); sig != s.changeSig {
+	if sig := s.changeSignature(); sig != s.changeSig {
 		s.changeSig = sig
 		start := time.Now()
 		s.loadErrs = nil
@@ -125,19 +128,15 @@ func (s *Server) poll() {
 // changeSignature is cheap to compute every poll: the revision every
 // p2ptls command bumps, p2ptls.toml itself (hand edits), and the files of
 // "file" mappings, which change outside p2ptls.
-func (s *Server) changeSignature(cfg *state.Config) string {
+func (s *Server) changeSignature() string {
 	var b bytes.Buffer
 	rev, _ := s.o.Store.Read(state.RevisionFile)
 	b.Write(rev)
 	if info, err := s.o.Store.Stat(state.ConfigFile); err == nil {
 		fmt.Fprintf(&b, "|%d:%d", info.Size(), info.ModTime().UnixNano())
 	}
-	if cfg != nil {
-		for _, m := range cfg.Mappings {
-			if m.Source == state.SourceFile {
-				fmt.Fprintf(&b, "|%v", signature(s.o.Store, m))
-			}
-		}
+	for _, e := range s.files {
+		fmt.Fprintf(&b, "|%v", signature(s.o.Store, e.mapping()))
 	}
 	return b.String()
 }
@@ -153,7 +152,11 @@ func (s *Server) apply(cfg *state.Config) error {
 	for _, lc := range cfg.Listeners {
 		var old map[string]*entry
 		if l, ok := s.listeners[lc.Name]; ok {
-			old = l.view.Load().entries
+			list := l.view.Load().entries
+			old = make(map[string]*entry, len(list))
+			for _, e := range list {
+				old[e.id] = e
+			}
 		}
 		v, err := s.buildView(lc, cfg.Mappings, counts[lc.Name], old)
 		if err != nil {
@@ -192,6 +195,11 @@ func (s *Server) apply(cfg *state.Config) error {
 			delete(s.errors, name)
 		}
 	}
+	s.files = nil
+	for _, lc := range cfg.Listeners {
+		s.files = append(s.files, views[lc.Name].files...)
+	}
+	cfg.Mappings = nil
 	s.cfg = cfg
 	return firstErr
 }
@@ -208,34 +216,40 @@ func cmpErr(first, err error) error {
 // in use are checked for changed files.
 func (s *Server) buildView(lc state.Listener, all []state.Mapping, count int, old map[string]*entry) (*view, error) {
 	b := sni.NewBuilder[*entry](count)
-	entries := make(map[string]*entry, count)
-	for _, m := range all {
+	entries := make([]*entry, 0, count)
+	var files []*entry
+	for i := range all {
+		m := &all[i]
 		if m.Listener != lc.Name {
 			continue
 		}
+		digest := mappingDigest(s.seed, m)
 		e, ok := old[m.ID]
 		switch {
-		case !ok || !reflect.DeepEqual(e.m, m):
-			e = &entry{m: m, store: s.o.Store}
-		case e.changed():
+		case !ok || e.digest != digest:
+			e = newEntry(m, digest)
+		case e.changed(s.o.Store):
 			// Rotated files: load now, and keep serving the previous
 			// certificate when the new one does not load.
-			ne := &entry{m: m, store: s.o.Store}
-			if err := ne.load(); err != nil {
+			ne := newEntry(m, digest)
+			if err := ne.load(s.o.Store); err != nil {
 				s.o.Log.Warn("certificate changed but does not load; still serving the previous one", "mapping", m.ID, "err", err)
 				s.loadErrs = append(s.loadErrs, err.Error())
 			} else {
 				e = ne
 			}
 		}
-		entries[m.ID] = e
+		entries = append(entries, e)
+		if m.Source == state.SourceFile {
+			files = append(files, e)
+		}
 		for _, h := range m.Hosts {
 			if err := b.Add(h, e); err != nil {
 				return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
 			}
 		}
 	}
-	return &view{cfg: lc, index: b.Build(), entries: entries}, nil
+	return &view{cfg: lc, index: b.Build(), entries: entries, files: files}, nil
 }
 
 func (s *Server) stopAll() {
