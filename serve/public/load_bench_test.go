@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"sync"
 	"testing"
 	"time"
@@ -84,6 +85,51 @@ func BenchmarkReload(b *testing.B) {
 			reportPerMapping(b, n)
 		})
 	}
+}
+
+// BenchmarkWarmHeapGC times one full garbage collection of a Server whose
+// every certificate has been used, the state serve reaches after running a
+// while. A TLS server allocates tens of kB per handshake, so a GC cycle runs
+// every few thousand handshakes and its cost is shared among them: what the
+// mappings keep on the heap is a per-handshake cost. It reports the
+// scannable heap (what the collector must walk) and the heap objects per
+// mapping besides the time. Run it with GOMAXPROCS=1 to compare runs:
+//
+//	GOMAXPROCS=1 TMPDIR=/dev/shm go test -run XXX -bench WarmHeapGC ./serve/public/
+func BenchmarkWarmHeapGC(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			store := benchFixture(b, n)
+			runtime.GC()
+			before := heapStats()
+			s := New(Options{Store: store, Log: discardLog})
+			if err := s.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer stopServer(s)
+			l := s.listeners["bench"]
+			for _, e := range l.view.Load().entries {
+				if _, err := e.certificate(store, &l.hot); err != nil {
+					b.Fatal(err)
+				}
+			}
+			runtime.GC()
+			after := heapStats()
+			for b.Loop() {
+				runtime.GC()
+			}
+			b.ReportMetric(float64(after.scan-before.scan)/(1<<20), "scan-MiB")
+			b.ReportMetric(float64(after.objects-before.objects)/float64(n), "objects/mapping")
+		})
+	}
+}
+
+type heapStat struct{ scan, objects int64 }
+
+func heapStats() heapStat {
+	s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}, {Name: "/gc/heap/objects:objects"}}
+	metrics.Read(s)
+	return heapStat{int64(s[0].Value.Uint64()), int64(s[1].Value.Uint64())}
 }
 
 var discardLog = slog.New(slog.DiscardHandler)
