@@ -6,9 +6,18 @@ import (
 	"io"
 
 	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/pkg/twwidth"
 	"github.com/olekukonko/tablewriter/renderer"
 	"github.com/olekukonko/tablewriter/tw"
 )
+
+func init() {
+	// tablewriter's string-width cache is a map of 8192 pointer slots made
+	// at init: 1 MiB that every GC cycle of a long-running serve scans,
+	// about as much as the rest of its heap with a few mappings. p2ptls
+	// prints each table once, so the cache saves nothing.
+	twwidth.SetCacheCapacity(0)
+}
 
 // Output formats of --output.
 const (
