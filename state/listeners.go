@@ -122,7 +122,7 @@ func (c *Config) RemoveListener(name string) (Listener, error) {
 
 // notFound is the error for a name that names nothing.
 func notFound(kind, name, listCmd string) error {
-	return fault.Failf(fmt.Sprintf("see '%s' for the existing ones", listCmd), "%s %q does not exist", kind, name)
+	return fault.NotFoundf(fmt.Sprintf("see '%s' for the existing ones", listCmd), "%s %q does not exist", kind, name)
 }
 
 // FindListener returns the listener called name or a not-found error.

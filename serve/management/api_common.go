@@ -27,8 +27,8 @@ import (
 //	     wrong JSON type, data after the object, an empty body where one is
 //	     needed, a bad query parameter
 //	401  missing, unknown or revoked admin token (requireToken)
-//	404  the resource named in the path does not exist (state: a failure
-//	     saying "does not exist"), or no such endpoint
+//	404  the resource named in the path does not exist (state: a
+//	     fault.NotFound), or no such endpoint
 //	405  the path exists but not with this method (Allow lists the methods)
 //	409  a well-formed request the current state refuses: a name that
 //	     already exists, a DNS credential still in use, a certificate
@@ -126,8 +126,7 @@ func (a *api) classify(err error) (int, string, string) {
 		return http.StatusUnprocessableEntity, msg, hint
 	case fault.Locked:
 		return http.StatusServiceUnavailable, msg, hint
-	}
-	if strings.Contains(msg, "does not exist") {
+	case fault.NotFound:
 		return http.StatusNotFound, msg, hint
 	}
 	return http.StatusConflict, msg, hint

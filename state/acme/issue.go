@@ -74,7 +74,7 @@ func withMapping(ctx context.Context, s state.Store, purpose, id string, fn func
 	}
 	i := slices.IndexFunc(cfg.Mappings, func(m state.Mapping) bool { return m.ID == id })
 	if i < 0 {
-		return fault.Failf("see 'p2ptls mapping list'", "mapping %q does not exist", id)
+		return fault.NotFoundf("see 'p2ptls mapping list'", "mapping %q does not exist", id)
 	}
 	m := cfg.Mappings[i]
 	if m.Source != state.SourceACME {

@@ -117,7 +117,7 @@ func Revoke(ctx context.Context, s state.Store, name string) (err error) {
 	}
 	i := f.index(name)
 	if i < 0 {
-		return fault.Failf("see 'p2ptls admin token list'", "admin token %q does not exist", name)
+		return fault.NotFoundf("see 'p2ptls admin token list'", "admin token %q does not exist", name)
 	}
 	f.Tokens = slices.Delete(f.Tokens, i, i+1)
 	if err := save(s, f); err != nil {

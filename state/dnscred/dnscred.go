@@ -403,5 +403,5 @@ func index(cfg *state.Config, name string) int {
 
 // notFound is the error for a name that names no credential.
 func notFound(name string) error {
-	return fault.Failf(listCmd+" for the existing ones", "DNS credential %q does not exist", name)
+	return fault.NotFoundf(listCmd+" for the existing ones", "DNS credential %q does not exist", name)
 }

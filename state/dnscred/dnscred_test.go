@@ -247,7 +247,7 @@ func TestReplaceRotatesTheToken(t *testing.T) {
 	if cred, _ := Get(s, loadConfig(t, s), "cf"); cred.Token != "third-token-0123456789" || cred.APIBaseURL != c.APIBaseURL {
 		t.Errorf("after a second Replace: base URL %q, token replaced: %v", cred.APIBaseURL, cred.Token == "third-token-0123456789")
 	}
-	if err := Replace(ctx, s, cf("nope"), token); fault.KindOf(err) != fault.Failure || !strings.Contains(err.Error(), "does not exist") {
+	if err := Replace(ctx, s, cf("nope"), token); fault.KindOf(err) != fault.NotFound || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("Replace of a missing credential = %v", err)
 	}
 }
@@ -266,7 +266,7 @@ func TestRemove(t *testing.T) {
 		t.Errorf("Remove of a used credential = %v (hint %q)", err, fault.HintOf(err))
 	}
 	_, err = Remove(ctx, s, "nope")
-	if fault.KindOf(err) != fault.Failure || !strings.Contains(err.Error(), `DNS credential "nope" does not exist`) ||
+	if fault.KindOf(err) != fault.NotFound || !strings.Contains(err.Error(), `DNS credential "nope" does not exist`) ||
 		fault.HintOf(err) != "see 'p2ptls dns-credential list' for the existing ones" {
 		t.Errorf("Remove of a missing credential = %v (hint %q)", err, fault.HintOf(err))
 	}
@@ -328,7 +328,7 @@ func TestEnableDisableAndLookup(t *testing.T) {
 	}
 
 	before = snapshot(t, s)
-	if _, err := SetEnabled(ctx, s, "nope", false); fault.KindOf(err) != fault.Failure || !strings.Contains(err.Error(), "does not exist") {
+	if _, err := SetEnabled(ctx, s, "nope", false); fault.KindOf(err) != fault.NotFound || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("SetEnabled of a missing credential = %v", err)
 	}
 	assertSame(t, before, snapshot(t, s))
@@ -406,7 +406,7 @@ func TestListSortedAndUsedBy(t *testing.T) {
 	if err != nil || !slices.Equal(info.UsedBy, []string{"m2", "m1"}) {
 		t.Errorf("Show = %+v, %v", info, err)
 	}
-	if _, err := Show(s, loadConfig(t, s), "nope"); fault.KindOf(err) != fault.Failure || !strings.Contains(fault.HintOf(err), "dns-credential list") {
+	if _, err := Show(s, loadConfig(t, s), "nope"); fault.KindOf(err) != fault.NotFound || !strings.Contains(fault.HintOf(err), "dns-credential list") {
 		t.Errorf("Show of a missing credential = %v", err)
 	}
 }

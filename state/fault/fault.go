@@ -18,6 +18,9 @@ const (
 	Invalid
 	// Locked means the state directory stayed locked past the timeout (exit 3).
 	Locked
+	// NotFound is a well-formed request for something the state does not
+	// have: a failure on the command line (exit 1), 404 in the API.
+	NotFound
 )
 
 // Error carries a kind and a hint through wrapping.
@@ -48,6 +51,12 @@ func Invalidf(hint, format string, args ...any) error {
 // Failf reports a failure that is not the input's fault, with a hint.
 func Failf(hint, format string, args ...any) error {
 	return &Error{Kind: Failure, Msg: fmt.Sprintf(format, args...), Hint: hint}
+}
+
+// NotFoundf reports that a named thing does not exist; hint says where to
+// look for what does.
+func NotFoundf(hint, format string, args ...any) error {
+	return &Error{Kind: NotFound, Msg: fmt.Sprintf(format, args...), Hint: hint}
 }
 
 // AsInvalid marks err as bad input, keeping its message.

@@ -152,11 +152,11 @@ func TestListFiltersByListener(t *testing.T) {
 		}
 	}
 	_, err := List(s, cfg, "nope", now0)
-	wantFault(t, err, fault.Failure, `listener "nope" does not exist`)
+	wantFault(t, err, fault.NotFound, `listener "nope" does not exist`)
 	wantHint(t, err, "p2ptls listener list")
 
 	_, _, err = Show(s, cfg, "nope", now0)
-	wantFault(t, err, fault.Failure, `mapping "nope" does not exist`)
+	wantFault(t, err, fault.NotFound, `mapping "nope" does not exist`)
 	wantHint(t, err, "p2ptls mapping list")
 }
 

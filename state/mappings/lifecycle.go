@@ -15,7 +15,7 @@ import (
 func find(cfg *state.Config, id string) (int, error) {
 	i := slices.IndexFunc(cfg.Mappings, func(m state.Mapping) bool { return m.ID == id })
 	if i < 0 {
-		return -1, fault.Failf("see 'p2ptls mapping list' for the existing ones", "mapping %q does not exist", id)
+		return -1, fault.NotFoundf("see 'p2ptls mapping list' for the existing ones", "mapping %q does not exist", id)
 	}
 	return i, nil
 }
@@ -76,8 +76,10 @@ func Regenerate(ctx context.Context, s state.Store, id string, now time.Time) (e
 		return fault.Failf("replace the files on disk; p2ptls reads them again when they change",
 			"mapping %q serves the files %s and %s, which p2ptls cannot renew", id, m.CertFile, m.KeyFile)
 	case state.SourceACME:
-		return fault.Failf("use a self-signed, manual or file mapping until a p2ptls build with ACME is installed",
-			"mapping %q uses ACME, and ACME issuance is not available yet in this build of p2ptls", id)
+		// Callers send ACME mappings to acme.Issue; this one changed to
+		// ACME after the caller looked.
+		return fault.Failf(fmt.Sprintf("run 'p2ptls cert issue %s' again; it changed while this command ran", id),
+			"mapping %q is issued by ACME now, not generated self-signed", id)
 	}
 	if m.Days == 0 { // a hand-written mapping may leave it out
 		m.Days = DefaultDays

@@ -22,7 +22,7 @@ func TestRemoveUnknown(t *testing.T) {
 	for _, id := range []string{"nope", "../keep", ""} {
 		before := snapshot(t, root)
 		_, err := Remove(context.Background(), s, id)
-		wantFault(t, err, fault.Failure, fmt.Sprintf("mapping %q does not exist", id))
+		wantFault(t, err, fault.NotFound, fmt.Sprintf("mapping %q does not exist", id))
 		wantHint(t, err, "p2ptls mapping list")
 		assertUnchanged(t, before, root)
 	}
@@ -80,17 +80,22 @@ func TestRegenerateRefuses(t *testing.T) {
 	mustAdd(t, s, Input{Mapping: state.Mapping{ID: "disk", Listener: "api", Hosts: []string{"shop.example.com"}, Source: state.SourceFile,
 		CertFile: writeFile(t, files, "c.pem", leaf.CertPEM), KeyFile: writeFile(t, files, "k.pem", leaf.KeyPEM)}})
 	mustAdd(t, s, acmeIn("issued", "http-01", "", "www.example.com"))
-	tests := []struct{ id, msg, hint string }{
-		{"up", "uploaded certificate", "mapping add --id up"},
-		{"disk", "serves the files", "replace the files on disk"},
-		{"issued", "ACME issuance is not available yet in this build", "self-signed"},
-		{"nope", `mapping "nope" does not exist`, "p2ptls mapping list"},
+	tests := []struct {
+		id   string
+		kind fault.Kind
+		msg  string
+		hint string
+	}{
+		{"up", fault.Failure, "uploaded certificate", "mapping add --id up"},
+		{"disk", fault.Failure, "serves the files", "replace the files on disk"},
+		{"issued", fault.Failure, `mapping "issued" is issued by ACME now`, "p2ptls cert issue issued"},
+		{"nope", fault.NotFound, `mapping "nope" does not exist`, "p2ptls mapping list"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.id, func(t *testing.T) {
 			before := snapshot(t, root)
 			err := Regenerate(context.Background(), s, tc.id, now0)
-			wantFault(t, err, fault.Failure, tc.msg)
+			wantFault(t, err, tc.kind, tc.msg)
 			wantHint(t, err, tc.hint)
 			assertUnchanged(t, before, root)
 		})
