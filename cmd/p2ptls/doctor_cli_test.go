@@ -233,13 +233,15 @@ func TestDoctorRunningServe(t *testing.T) {
 		t.Errorf("stderr does not name the failing check: %s", r.stderr)
 	}
 
-	// Once serve died, its hits are history: a warning. (A graceful stop
-	// reports its listeners closed, without counts.)
-	p.serve.cmd.Process.Kill()
-	<-p.serve.done
-	p.serve.cmd.Wait()
+	// Once serve stopped, gracefully here, its hits are history: a warning,
+	// and status shows them on the closed listener.
+	p.serve.stop(t)
+	st := p.status(t)
+	if l := st.Listeners[0]; st.ServeRunning || l.Listening || l.FallbackHits["unmapped.example.test"] != 1 {
+		t.Errorf("status after a graceful stop: serve_running %v, listening %v, fallback_hits %v", st.ServeRunning, l.Listening, l.FallbackHits)
+	}
 	doc, _ = runDoctor(t, p.env)
-	if status, msg, _ := doc.check(t, "listeners.fallback"); status != "warn" || !strings.Contains(msg, "the last serve") {
+	if status, msg, _ := doc.check(t, "listeners.fallback"); status != "warn" || !strings.Contains(msg, "the last serve") || !strings.Contains(msg, "unmapped.example.test=1") {
 		t.Errorf("after serve stopped: %s %q", status, msg)
 	}
 }

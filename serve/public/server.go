@@ -49,6 +49,7 @@ type Server struct {
 	reloads    int
 	lastStatus []byte
 	loadErrs   []string // certificates that did not load in the last reload
+	closed     bool     // the listeners are stopped: serve is shutting down
 }
 
 // New prepares the server; Start loads the state and opens the listeners.
@@ -84,7 +85,9 @@ func (s *Server) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			s.mu.Lock()
-			s.stopAll()
+			// The last status keeps the closed listeners' fallback hits: a
+			// graceful stop must not erase what doctor warns about.
+			s.closeAll()
 			s.writeStatus()
 			s.mu.Unlock()
 			return
@@ -253,13 +256,20 @@ func (s *Server) buildView(lc state.Listener, all []state.Mapping, count int, ol
 }
 
 func (s *Server) stopAll() {
+	s.closeAll()
+	clear(s.listeners)
+	s.closed = false
+}
+
+// closeAll stops every listener but keeps them in s.listeners, for their
+// counts; status then reports them as not listening.
+func (s *Server) closeAll() {
 	var wg sync.WaitGroup
-	for name, l := range s.listeners {
-		wg.Add(1)
-		go func() { defer wg.Done(); l.stop() }()
-		delete(s.listeners, name)
+	for _, l := range s.listeners {
+		wg.Go(l.stop)
 	}
 	wg.Wait()
+	s.closed = true
 }
 
 // Status is what serve reports now.
@@ -282,7 +292,7 @@ func (s *Server) status() *runstatus.Status {
 	for _, lc := range s.cfg.Listeners {
 		ls := runstatus.Listener{Name: lc.Name, Addr: lc.Addr, HTTPAddr: lc.HTTPAddr, Error: s.errors[lc.Name], FallbackHits: map[string]int64{}}
 		if l, ok := s.listeners[lc.Name]; ok {
-			ls.Listening = true
+			ls.Listening = !s.closed
 			ls.Mappings = len(l.view.Load().entries)
 			ls.FallbackHits = l.hits.Snapshot()
 			ls.FallbackTotal = l.hits.Total()
