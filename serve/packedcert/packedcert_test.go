@@ -92,7 +92,7 @@ func TestCertificatesAreIndependent(t *testing.T) {
 
 // issueChain makes a root and a leaf for host signed by it, returning the
 // chain as a server sends it (leaf, then root) and a pool with the root.
-func issueChain(t *testing.T, leafKey crypto.Signer) ([][]byte, *x509.CertPool) {
+func issueChain(t testing.TB, leafKey crypto.Signer) ([][]byte, *x509.CertPool) {
 	t.Helper()
 	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
