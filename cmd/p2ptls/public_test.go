@@ -367,6 +367,22 @@ func TestPublicProxyAndHTTPListener(t *testing.T) {
 	if code, body := pageClient("nothing.example.test"); code != http.StatusMisdirectedRequest || !strings.Contains(body, "No certificate mapping") {
 		t.Errorf("unmapped host page: %d %q", code, body)
 	}
+
+	// A mapping edited in place keeps its id and certificate but is served
+	// as edited: here its upstream, changed by hand in p2ptls.toml.
+	cfgFile := filepath.Join(p.dir, "p2ptls.toml")
+	before := string(mustRead(t, cfgFile))
+	edited := strings.Replace(before, upstream.URL, other.URL+"/", 1)
+	if edited == before {
+		t.Fatalf("p2ptls.toml does not name the upstream %s:\n%s", upstream.URL, before)
+	}
+	writeRenamed(t, cfgFile, []byte(edited), 0o600)
+	eventually(t, 10*time.Second, func() error {
+		if _, body := get("app.example.test", "/"); body != "upstream B" {
+			return fmt.Errorf("after the upstream was edited: %q", body)
+		}
+		return nil
+	})
 }
 
 // echoUpgrade answers an upgrade and echoes one line, as a WebSocket peer would.
