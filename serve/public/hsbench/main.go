@@ -7,11 +7,14 @@
 //
 // It builds the real binary, prepares a state directory per mapping count
 // (distinct ECDSA P-256 certificates: parsed certificates live on the heap,
-// and a large heap is one of the costs to see), runs both servers with
+// and a large heap is one of the costs to see), runs the servers with
 // GOMAXPROCS=1, loads them alternately from a Go client and divides each
 // server's CPU time (utime+stime from /proc/<pid>/stat) by the handshakes
 // it completed. The ratio p2ptls/baseline is the figure; absolute rates
-// drift too much on a shared machine. It contacts only 127.0.0.1.
+// drift too much on a shared machine. Two more references run in the same
+// rounds: the bare server holding the same N certificates, and the
+// one-certificate server behind net/http (see serveBaseline). It contacts
+// only 127.0.0.1.
 package main
 
 import (
@@ -40,6 +43,7 @@ type options struct {
 func main() {
 	baseline := flag.String("baseline-server", "", "internal: serve the baseline on `ADDR` (hsbench re-executes itself with it)")
 	baselineState := flag.String("baseline-state", "", "internal: with -baseline-server, hold every certificate of this p2ptls state `DIR`")
+	baselineHTTP := flag.Bool("baseline-http", false, "internal: with -baseline-server, serve through net/http as p2ptls does")
 	counts := flag.String("mappings", "1,10000,100000", "mapping counts to measure, comma-separated")
 	rounds := flag.Int("rounds", 6, "measured rounds per mapping count (each: baseline, then p2ptls)")
 	roundTime := flag.Duration("round-time", 4*time.Second, "load duration of each server in a round")
@@ -47,7 +51,7 @@ func main() {
 	flag.Parse()
 
 	if *baseline != "" {
-		if err := serveBaseline(*baseline, *baselineState); err != nil {
+		if err := serveBaseline(*baseline, *baselineState, *baselineHTTP); err != nil {
 			fmt.Fprintln(os.Stderr, "hsbench baseline:", err)
 			os.Exit(1)
 		}
@@ -91,8 +95,9 @@ type result struct {
 	generate, ready, warm   time.Duration
 	ratios, baseUS, serveUS []float64
 	// ratiosN compare p2ptls with the bare server holding the same N
-	// certificates.
+	// certificates, ratiosH with the one-certificate server behind net/http.
 	ratiosN, baseNUS []float64
+	ratiosH, baseHUS []float64
 	serveRate        float64 // p2ptls handshakes per second, median
 	// pooled is total CPU over total handshakes of all rounds, p2ptls over
 	// baseline. A GC cycle over a large heap lands in one round and makes
@@ -132,10 +137,23 @@ func run(ctx context.Context, o options) error {
 	if err := base.waitAccept(ctx, baseAddr, 30*time.Second); err != nil {
 		return err
 	}
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	httpBase, err := startProc(self, []string{"-baseline-server", httpAddr, "-baseline-http"}, []string{"GOMAXPROCS=1"}, filepath.Join(tmp, "baseline-http.log"))
+	if err != nil {
+		return err
+	}
+	defer httpBase.stop()
+	if err := httpBase.waitAccept(ctx, httpAddr, 30*time.Second); err != nil {
+		return err
+	}
+	refs := references{base: base, baseAddr: baseAddr, http: httpBase, httpAddr: httpAddr}
 
 	var results []result
 	for _, n := range o.counts {
-		r, err := measureCount(ctx, o, tmp, bin, self, base, baseAddr, n)
+		r, err := measureCount(ctx, o, tmp, bin, self, refs, n)
 		if err != nil {
 			if len(results) > 0 && ctx.Err() == nil {
 				printTable(o, results)
@@ -148,9 +166,16 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
+// references are the servers that do not depend on the mapping count.
+type references struct {
+	base, http         *proc
+	baseAddr, httpAddr string
+}
+
 // measureCount runs serve with n mappings and interleaves it with the
-// baseline for o.rounds rounds.
-func measureCount(ctx context.Context, o options, tmp, bin, self string, base *proc, baseAddr string, n int) (result, error) {
+// baselines for o.rounds rounds.
+func measureCount(ctx context.Context, o options, tmp, bin, self string, refs references, n int) (result, error) {
+	base, baseAddr := refs.base, refs.baseAddr
 	r := result{n: n}
 	dir := filepath.Join(tmp, fmt.Sprintf("state-%d", n))
 	addr, err := freeAddr()
@@ -209,7 +234,7 @@ func measureCount(ctx context.Context, o options, tmp, bin, self string, base *p
 	if _, err := warmAll(ctx, baseNAddr, mix, o.clients); err != nil {
 		return r, fmt.Errorf("warm-up: %w", err)
 	}
-	for _, a := range []string{baseAddr, baseNAddr, addr} {
+	for _, a := range []string{baseAddr, refs.httpAddr, baseNAddr, addr} {
 		if _, err := handshakes(ctx, a, mix, warmRound, o.clients); err != nil {
 			return r, fmt.Errorf("warm-up: %w", err)
 		}
@@ -228,20 +253,26 @@ func measureCount(ctx context.Context, o options, tmp, bin, self string, base *p
 		if err != nil {
 			return r, fmt.Errorf("baseline with %d certificates: %w", n, err)
 		}
+		bh, err := measure(ctx, refs.http.pid(), refs.httpAddr, mix, o)
+		if err != nil {
+			return r, fmt.Errorf("baseline behind net/http: %w", err)
+		}
 		s, err := measure(ctx, serve.pid(), addr, mix, o)
 		if err != nil {
 			return r, fmt.Errorf("p2ptls serve: %w (its log: %s)", err, serve.logFile)
 		}
 		r.baseNUS = append(r.baseNUS, bn.usPerHS)
 		r.ratiosN = append(r.ratiosN, s.usPerHS/bn.usPerHS)
+		r.baseHUS = append(r.baseHUS, bh.usPerHS)
+		r.ratiosH = append(r.ratiosH, s.usPerHS/bh.usPerHS)
 		r.baseUS = append(r.baseUS, b.usPerHS)
 		r.serveUS = append(r.serveUS, s.usPerHS)
 		r.ratios = append(r.ratios, s.usPerHS/b.usPerHS)
 		baseCPU, baseN = baseCPU+b.usPerHS*float64(b.n), baseN+float64(b.n)
 		serveCPU, serveN = serveCPU+s.usPerHS*float64(s.n), serveN+float64(s.n)
 		rates = append(rates, float64(s.n)/o.roundTime.Seconds())
-		logf("%d mappings: round %d: baseline %.0f µs/hs (%d hs), baseline-N %.0f µs/hs, p2ptls %.0f µs/hs (%d hs), ratio %.3f, ratio-N %.3f",
-			n, i+1, b.usPerHS, b.n, bn.usPerHS, s.usPerHS, s.n, s.usPerHS/b.usPerHS, s.usPerHS/bn.usPerHS)
+		logf("%d mappings: round %d: baseline %.0f µs/hs (%d hs), baseline-N %.0f µs/hs, baseline-http %.0f µs/hs, p2ptls %.0f µs/hs (%d hs), ratio %.3f, ratio-N %.3f, ratio-H %.3f",
+			n, i+1, b.usPerHS, b.n, bn.usPerHS, bh.usPerHS, s.usPerHS, s.n, s.usPerHS/b.usPerHS, s.usPerHS/bn.usPerHS, s.usPerHS/bh.usPerHS)
 	}
 	r.serveRate = median(rates)
 	r.pooled = (serveCPU / serveN) / (baseCPU / baseN)
@@ -255,16 +286,17 @@ func printTable(o options, rs []result) {
 	fmt.Printf("\nserver CPU per full TLS 1.3 handshake (ECDSA P-256, X25519), %d rounds of %v, %d clients, GOMAXPROCS=1 servers\n\n",
 		o.rounds, o.roundTime, o.clients)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "mappings\tratio median\tmin\tmax\tpooled\tratio-N median\tmin\tmax\tbaseline µs/hs\tbaseline-N µs/hs\tp2ptls µs/hs\tp2ptls hs/s\tp2ptls RSS MiB\tstate built\tserve ready\twarm-up\t")
+	fmt.Fprintln(w, "mappings\tratio median\tmin\tmax\tpooled\tratio-N median\tmin\tmax\tratio-H median\tmin\tmax\tbaseline µs/hs\tbaseline-N µs/hs\tbaseline-http µs/hs\tp2ptls µs/hs\tp2ptls hs/s\tp2ptls RSS MiB\tstate built\tserve ready\twarm-up\t")
 	for _, r := range rs {
-		fmt.Fprintf(w, "%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%v\t%v\t%v\t\n",
+		fmt.Fprintf(w, "%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%v\t%v\t%v\t\n",
 			r.n, median(r.ratios), slices.Min(r.ratios), slices.Max(r.ratios), r.pooled,
 			median(r.ratiosN), slices.Min(r.ratiosN), slices.Max(r.ratiosN),
-			median(r.baseUS), median(r.baseNUS), median(r.serveUS), r.serveRate, r.rssAfter/1024,
+			median(r.ratiosH), slices.Min(r.ratiosH), slices.Max(r.ratiosH),
+			median(r.baseUS), median(r.baseNUS), median(r.baseHUS), median(r.serveUS), r.serveRate, r.rssAfter/1024,
 			r.generate.Round(100*time.Millisecond), r.ready.Round(10*time.Millisecond), r.warm.Round(100*time.Millisecond))
 	}
 	w.Flush()
-	fmt.Println("\nratio = p2ptls/baseline (bare crypto/tls, one certificate) per round; pooled = the same over all rounds' CPU and\nhandshakes; ratio-N = p2ptls/baseline-N (bare crypto/tls holding the same N certificates); µs/hs and hs/s are\nmedians; RSS of p2ptls serve after the rounds.")
+	fmt.Println("\nratio = p2ptls/baseline (bare crypto/tls, one certificate) per round; pooled = the same over all rounds' CPU and\nhandshakes; ratio-N = p2ptls/baseline-N (bare crypto/tls holding the same N certificates); ratio-H =\np2ptls/baseline-http (the one-certificate server behind net/http, as p2ptls serves); µs/hs and hs/s are medians;\nRSS of p2ptls serve after the rounds.")
 }
 
 func median(xs []float64) float64 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,7 +29,12 @@ import (
 // SNI from two maps (exact, then wildcard). Any server that signs with N
 // distinct keys pays what this one pays; the difference to p2ptls serve is
 // p2ptls's own overhead.
-func serveBaseline(addr, stateDir string) error {
+//
+// With viaHTTP it is the third: the one-certificate server behind
+// net/http's http.Server, with serve's timeouts. Any HTTPS server built on
+// net/http pays its per-connection work, which a bare handshake loop does
+// not.
+func serveBaseline(addr, stateDir string, viaHTTP bool) error {
 	kp, err := pki.SelfSigned(pki.ParseNames([]string{"baseline.example.com"}), time.Now(), 30*24*time.Hour)
 	if err != nil {
 		return err
@@ -58,6 +64,14 @@ func serveBaseline(addr, stateDir string) error {
 			}
 			return &cert, nil
 		}
+	}
+	if viaHTTP {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: http.NotFoundHandler(), TLSConfig: cfg, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+		return srv.ServeTLS(ln, "", "")
 	}
 	ln, err := tls.Listen("tcp", addr, cfg)
 	if err != nil {
