@@ -1,0 +1,27 @@
+package edge
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func TestRecoverCountsAndLogs(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	before := Panics()
+	func() {
+		defer Recover(log, "test loop")
+		panic("boom")
+	}()
+	if Panics() != before+1 {
+		t.Fatalf("Panics() = %d; want %d", Panics(), before+1)
+	}
+	out := buf.String()
+	for _, want := range []string{"level=ERROR", "test loop", "boom", "stack="} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log %q lacks %q", out, want)
+		}
+	}
+}
