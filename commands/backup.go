@@ -13,6 +13,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/backup"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/runstatus"
+	"github.com/p2pstream/p2ptls/state/userfile"
 )
 
 const (
@@ -83,6 +84,11 @@ func backupAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	// Said every time, on stderr so that scripts reading the archive or
+	// the JSON from stdout are unaffected; --quiet is the way to silence it.
+	if opts.Passphrase == "" && !g.Quiet {
+		g.Warnf("the archive holds every private key and token in clear: keep it like the keys themselves, or encrypt it with --passphrase-file")
 	}
 	if !m.HasCA() {
 		g.Warnf("the state has no management CA (certs/management): restoring this backup needs --allow-missing-management-ca, and every agent must then be given the new CA")
@@ -163,9 +169,11 @@ func restoreAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		return fault.Invalidf("pipe the archive in, e.g. p2ptls restore - < p2ptls-backup.tar.gz, or give its file name", "restore - reads the archive from standard input, which is a terminal")
 	}
 	if src != "-" {
-		f, err := os.Open(src)
+		// A regular file only: a FIFO would block, /dev/zero never end.
+		// The archive's own limits bound what is read from it.
+		f, err := userfile.Open(src)
 		if err != nil {
-			return fault.Invalidf("check the path", "cannot read the backup: %v", err)
+			return fmt.Errorf("cannot read the backup: %w", err)
 		}
 		defer f.Close()
 		r = f
