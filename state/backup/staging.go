@@ -23,7 +23,7 @@ import (
 // Telling a dead restore's staging directory from a live one's, and from
 // the previous state that a restore killed right after the swap leaves at
 // the same kind of name, needs no clock or pid: every staging directory
-// holds stagingMarker, which its restore creates first and keeps an
+// holds StagingMarker, which its restore creates first and keeps an
 // exclusive flock on until it ends (the kernel drops the flock when the
 // process dies), and which it removes just before the swap. So:
 //
@@ -32,11 +32,13 @@ import (
 //   - marker, flock held: a restore is staging right now; left alone;
 //   - no marker: a restore died after the swap (this is the previous state)
 //     or it is not ours; never removed automatically, only reported.
-const stagingMarker = ".restore-staging"
+//
+// The names are part of the on-disk layout: doctor reads them too.
+const StagingMarker = ".restore-staging"
 
-// stagingInfix joins the target's path and the random part of a staging
+// StagingInfix joins the target's path and the random part of a staging
 // directory's name.
-const stagingInfix = ".restore-tmp-"
+const StagingInfix = ".restore-tmp-"
 
 // Kinds of Leftover.
 const (
@@ -59,7 +61,7 @@ type Leftover struct {
 // Leftovers lists the directories beside target that a restore left or is
 // using, without changing anything (doctor uses it).
 func Leftovers(target string) []Leftover {
-	found, _ := filepath.Glob(globEscape(target) + stagingInfix + "*")
+	found, _ := filepath.Glob(globEscape(target) + StagingInfix + "*")
 	sort.Strings(found)
 	var out []Leftover
 	for _, p := range found {
@@ -92,7 +94,7 @@ func globEscape(p string) string {
 // probe classifies one leftover directory. For LeftoverStaging it returns
 // with the flock (of kind how) held and unlock to release it.
 func probe(dir string, how int) (kind string, unlock func()) {
-	marker := filepath.Join(dir, stagingMarker)
+	marker := filepath.Join(dir, StagingMarker)
 	f, err := os.OpenFile(marker, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return LeftoverUnknown, nil
@@ -122,7 +124,7 @@ func probe(dir string, how int) (kind string, unlock func()) {
 // target and returns what it removed and what is left that a person should
 // look at.
 func cleanStaging(target string) (removed []string, left []Leftover, err error) {
-	found, _ := filepath.Glob(globEscape(target) + stagingInfix + "*")
+	found, _ := filepath.Glob(globEscape(target) + StagingInfix + "*")
 	sort.Strings(found)
 	for _, p := range found {
 		if info, err := os.Lstat(p); err != nil || !info.IsDir() {
@@ -176,12 +178,12 @@ func makeStaging(target string, exists bool) (*staging, error) {
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, err
 	}
-	dir := target + stagingInfix + hex.EncodeToString(rnd[:])
+	dir := target + StagingInfix + hex.EncodeToString(rnd[:])
 	if err := os.Mkdir(dir, state.DirMode); err != nil {
 		return nil, fault.Failf("restore needs to write beside the state directory; check that its parent is writable",
 			"cannot create %s: %v", dir, unwrapPath(err))
 	}
-	f, err := os.OpenFile(filepath.Join(dir, stagingMarker), os.O_RDWR|os.O_CREATE|os.O_EXCL, state.SecretMode)
+	f, err := os.OpenFile(filepath.Join(dir, StagingMarker), os.O_RDWR|os.O_CREATE|os.O_EXCL, state.SecretMode)
 	if err == nil {
 		// Nobody else can have it yet: the name is new.
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
@@ -199,7 +201,7 @@ func makeStaging(target string, exists bool) (*staging, error) {
 // state: from then on a leftover at its name is never removed
 // automatically. The flock stays held until release.
 func (s *staging) unmark() error {
-	if err := os.Remove(filepath.Join(s.dir, stagingMarker)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(filepath.Join(s.dir, StagingMarker)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return nil
