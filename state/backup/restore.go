@@ -135,7 +135,7 @@ func Restore(ctx context.Context, d *state.Dir, r io.Reader, opts RestoreOptions
 		out = stage(staged)
 		opts.unmark = st.unmark
 	}
-	a, err := readArchive(ctx, r, opts.Passphrase, out)
+	a, err := readArchive(ctx, r, opts.Passphrase, ScryptWorkFactor, out)
 	if err != nil {
 		return nil, err
 	}
