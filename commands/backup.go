@@ -35,8 +35,11 @@ func backupCommand() *cli.Command {
 			"management CA's fingerprint. It is taken under the state lock, so it is\n" +
 			"consistent while serve and cron jobs run. It holds private keys and tokens:\n" +
 			"--out writes it 0600, and --passphrase-file encrypts it with age (scrypt): the\n" +
-			"passphrase is the file's content without its trailing newline. Without --out,\n" +
-			"or with --out -, it goes to standard output, which must not be a terminal.",
+			"passphrase is the file's content without its trailing newline; without it,\n" +
+			"backup warns on standard error that the archive holds the keys in clear\n" +
+			"(--quiet silences that). Without --out, or with --out -, it goes to standard\n" +
+			"output, which must not be a terminal. A key or secret that group or others\n" +
+			"may read is refused: chmod 600 it first.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: flgOut, Usage: "write the archive to this file (0600, replaced only by a complete archive); - for standard output"},
 			passphraseFlag("encrypt the archive with the passphrase in this file (age, scrypt)"),
@@ -139,7 +142,11 @@ func restoreCommand() *cli.Command {
 			"never a mix. A state that is not empty is replaced only with --force, and kept\n" +
 			"beside it as <dir>.pre-restore-<time>. A backup without a management CA is\n" +
 			"refused unless --allow-missing-management-ca: every agent must then be given\n" +
-			"the new CA. --dry-run says what would change and writes nothing. A running\n" +
+			"the new CA. Keys and secrets are written 0600 whatever the archive says. An\n" +
+			"archive whose p2ptls.toml does not load, with data after its end, or whose\n" +
+			"scrypt work factor is above 18 is refused. A restore removes the staging\n" +
+			"directories (<dir>.restore-tmp-*) of restores that were killed.\n" +
+			"--dry-run says what would change and writes nothing. A running\n" +
 			"serve picks the restored state up within a second. The state directory must\n" +
 			"not be a mount point, and its parent must be writable.",
 		Flags: []cli.Flag{

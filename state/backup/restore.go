@@ -98,10 +98,8 @@ func Restore(ctx context.Context, d *state.Dir, r io.Reader, opts RestoreOptions
 			}
 		}
 	} else {
-		removed, unknown, err := cleanStaging(target)
-		if err != nil {
-			return nil, err
-		}
+		removed, unknown, warns := cleanStaging(target)
+		res.Warnings = append(res.Warnings, warns...)
 		for _, p := range removed {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("removed %s, left from an interrupted restore", p))
 		}

@@ -121,9 +121,10 @@ func probe(dir string, how int) (kind string, unlock func()) {
 }
 
 // cleanStaging removes the staging directories of dead restores beside
-// target and returns what it removed and what is left that a person should
-// look at.
-func cleanStaging(target string) (removed []string, left []Leftover, err error) {
+// target. It returns what it removed, what is left that a person should
+// look at, and warnings about what it could not remove (which does not
+// stop the restore: the directory is not in its way).
+func cleanStaging(target string) (removed []string, left []Leftover, warns []string) {
 	found, _ := filepath.Glob(globEscape(target) + StagingInfix + "*")
 	sort.Strings(found)
 	for _, p := range found {
@@ -134,18 +135,18 @@ func cleanStaging(target string) (removed []string, left []Leftover, err error) 
 		switch kind {
 		case LeftoverStaging:
 			// Holding the flock: no restore can be using it.
-			rmErr := os.RemoveAll(p)
+			err := os.RemoveAll(p)
 			unlock()
-			if rmErr != nil {
-				return removed, left, fault.Failf("remove it by hand: rm -rf "+p,
-					"cannot remove %s, left by an interrupted restore: %v", p, unwrapPath(rmErr))
+			if err != nil {
+				warns = append(warns, fmt.Sprintf("cannot remove %s, left from an interrupted restore (%v); remove it by hand: rm -rf %s", p, unwrapPath(err), p))
+				continue
 			}
 			removed = append(removed, p)
 		case LeftoverUnknown:
 			left = append(left, Leftover{Path: p, Kind: kind})
 		}
 	}
-	return removed, left, nil
+	return removed, left, warns
 }
 
 // leftoverWarning is what restore says about a leftover it did not remove.
