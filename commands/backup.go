@@ -13,6 +13,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/backup"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/runstatus"
+	"github.com/p2pstream/p2ptls/state/userfile"
 )
 
 const (
@@ -34,8 +35,11 @@ func backupCommand() *cli.Command {
 			"management CA's fingerprint. It is taken under the state lock, so it is\n" +
 			"consistent while serve and cron jobs run. It holds private keys and tokens:\n" +
 			"--out writes it 0600, and --passphrase-file encrypts it with age (scrypt): the\n" +
-			"passphrase is the file's content without its trailing newline. Without --out,\n" +
-			"or with --out -, it goes to standard output, which must not be a terminal.",
+			"passphrase is the file's content without its trailing newline; without it,\n" +
+			"backup warns on standard error that the archive holds the keys in clear\n" +
+			"(--quiet silences that). Without --out, or with --out -, it goes to standard\n" +
+			"output, which must not be a terminal. A key or secret that group or others\n" +
+			"may read is refused: chmod 600 it first.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: flgOut, Usage: "write the archive to this file (0600, replaced only by a complete archive); - for standard output"},
 			passphraseFlag("encrypt the archive with the passphrase in this file (age, scrypt)"),
@@ -83,6 +87,11 @@ func backupAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	// Said every time, on stderr so that scripts reading the archive or
+	// the JSON from stdout are unaffected; --quiet is the way to silence it.
+	if opts.Passphrase == "" && !g.Quiet {
+		g.Warnf("the archive holds every private key and token in clear: keep it like the keys themselves, or encrypt it with --passphrase-file")
 	}
 	if !m.HasCA() {
 		g.Warnf("the state has no management CA (certs/management): restoring this backup needs --allow-missing-management-ca, and every agent must then be given the new CA")
@@ -133,7 +142,11 @@ func restoreCommand() *cli.Command {
 			"never a mix. A state that is not empty is replaced only with --force, and kept\n" +
 			"beside it as <dir>.pre-restore-<time>. A backup without a management CA is\n" +
 			"refused unless --allow-missing-management-ca: every agent must then be given\n" +
-			"the new CA. --dry-run says what would change and writes nothing. A running\n" +
+			"the new CA. Keys and secrets are written 0600 whatever the archive says. An\n" +
+			"archive whose p2ptls.toml does not load, with data after its end, or whose\n" +
+			"scrypt work factor is above 18 is refused. A restore removes the staging\n" +
+			"directories (<dir>.restore-tmp-*) of restores that were killed.\n" +
+			"--dry-run says what would change and writes nothing. A running\n" +
 			"serve picks the restored state up within a second. The state directory must\n" +
 			"not be a mount point, and its parent must be writable.",
 		Flags: []cli.Flag{
@@ -163,9 +176,11 @@ func restoreAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		return fault.Invalidf("pipe the archive in, e.g. p2ptls restore - < p2ptls-backup.tar.gz, or give its file name", "restore - reads the archive from standard input, which is a terminal")
 	}
 	if src != "-" {
-		f, err := os.Open(src)
+		// A regular file only: a FIFO would block, /dev/zero never end.
+		// The archive's own limits bound what is read from it.
+		f, err := userfile.Open(src)
 		if err != nil {
-			return fault.Invalidf("check the path", "cannot read the backup: %v", err)
+			return fmt.Errorf("cannot read the backup: %w", err)
 		}
 		defer f.Close()
 		r = f

@@ -82,6 +82,7 @@ func create(ctx context.Context, d *state.Dir, w io.Writer, opts CreateOptions) 
 func scan(root string) (*Manifest, error) {
 	m := &Manifest{FormatVersion: FormatVersion, Dirs: []Dir{}, Files: []File{}}
 	var total int64
+	var loose, looseShown []string
 	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -122,6 +123,10 @@ func scan(root string) (*Manifest, error) {
 				return err
 			}
 			m.Files = append(m.Files, File{Path: rel, Mode: formatMode(info.Mode()), Size: size, SHA256: sum})
+			if looseSecret(rel, info.Mode()) {
+				loose = append(loose, p)
+				looseShown = append(looseShown, fmt.Sprintf("%s (%s)", rel, formatMode(info.Mode())))
+			}
 		case de.Type()&fs.ModeSymlink != 0:
 			return fault.Failf("replace it with the file it points to, or remove it", "the state holds the symbolic link %s; a backup carries only files and directories", p)
 		default:
@@ -134,6 +139,9 @@ func scan(root string) (*Manifest, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(loose) > 0 {
+		return nil, refuseLooseSecrets(loose, looseShown)
 	}
 	if m.HasCA() {
 		b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(management.CACertFile)))
@@ -173,6 +181,7 @@ func write(ctx context.Context, root string, m *Manifest, w io.Writer, passphras
 		if err != nil {
 			return fault.AsInvalid(err, "give a passphrase file that is not empty")
 		}
+		rcpt.SetWorkFactor(ScryptWorkFactor)
 		if enc, err = age.Encrypt(w, rcpt); err != nil {
 			return fmt.Errorf("encrypt the backup: %w", err)
 		}

@@ -108,10 +108,10 @@ func parseMode(s string) (fs.FileMode, error) {
 
 // excluded reports whether a state path stays out of backups: serve's
 // runtime status, the lock, the revision (a restore writes a new one so that
-// a running serve reloads), and temporary files of atomic writes, which
+// a running serve reloads), a restore's staging marker, and temporary files of atomic writes, which
 // belong to a write that never finished.
 func excluded(rel string) bool {
-	if rel == state.RunDir || strings.HasPrefix(rel, state.RunDir+"/") || rel == state.LockFile || rel == state.RevisionFile {
+	if rel == state.RunDir || strings.HasPrefix(rel, state.RunDir+"/") || rel == state.LockFile || rel == state.RevisionFile || rel == StagingMarker {
 		return true
 	}
 	return isTemp(path.Base(rel))

@@ -1,31 +1,21 @@
 package backup
 
 import (
-	"io"
-	"os"
 	"strings"
 
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/userfile"
 )
-
-// maxPassphraseFile bounds what is read from a passphrase file.
-const maxPassphraseFile = 4096
 
 // ReadPassphraseFile reads the passphrase from file, dropping one trailing
 // newline as editors and "echo" add it. The passphrase is taken from a file
-// only, never from argv, where other users could see it.
+// only, never from argv, where other users could see it. The file must be
+// a regular file of at most userfile.MaxSecret bytes: a FIFO or a device
+// would block or never end.
 func ReadPassphraseFile(file string) (string, error) {
-	f, err := os.Open(file)
+	b, err := userfile.Read(file, userfile.MaxSecret)
 	if err != nil {
-		return "", fault.Invalidf("check the path, and that this user may read the file", "cannot read the passphrase file %s: %v", file, unwrapPath(err))
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxPassphraseFile+1))
-	if err != nil {
-		return "", fault.Invalidf("check the path, and that this user may read the file", "cannot read the passphrase file %s: %v", file, unwrapPath(err))
-	}
-	if len(b) > maxPassphraseFile {
-		return "", fault.Invalidf("give a file that holds only the passphrase", "the passphrase file %s is larger than %d bytes", file, maxPassphraseFile)
+		return "", err
 	}
 	p := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 	if p == "" {

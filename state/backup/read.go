@@ -14,6 +14,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"strconv"
 	"strings"
 
 	"filippo.io/age"
@@ -52,13 +53,21 @@ type archive struct {
 	manifest  *Manifest
 	encrypted bool
 	kept      map[string][]byte
+	// tightened lists the files whose archived mode opened them to group
+	// or others more than a restore does ("ca.key (0644)"): see
+	// restoredMode.
+	tightened []string
 }
 
 // readArchive reads and verifies r to its end, handing every entry to out:
 // the layers (age, gzip, tar) must be intact, the manifest first and sane,
 // and every entry exactly as the manifest says (type, mode, size, SHA-256),
 // in order (parents first), once, and nothing missing or extra.
-func readArchive(ctx context.Context, r io.Reader, passphrase string, out sink) (*archive, error) {
+//
+// maxLogN caps the scrypt work factor of an encrypted archive: Restore
+// passes ScryptWorkFactor; the fuzz target less, so that a mutated header
+// cannot make each run cost a second.
+func readArchive(ctx context.Context, r io.Reader, passphrase string, maxLogN int, out sink) (*archive, error) {
 	a := &archive{kept: map[string][]byte{}}
 	br := bufio.NewReader(r)
 	var plain io.Reader = br
@@ -67,7 +76,10 @@ func readArchive(ctx context.Context, r io.Reader, passphrase string, out sink) 
 		if passphrase == "" {
 			return nil, fault.Invalidf("give the file that holds its passphrase with --passphrase-file", "the backup is encrypted and needs its passphrase")
 		}
-		dec, err := decrypt(br, passphrase)
+		if err := checkWorkFactor(br, maxLogN); err != nil {
+			return nil, err
+		}
+		dec, err := decrypt(br, passphrase, maxLogN)
 		if err != nil {
 			return nil, err
 		}
@@ -75,10 +87,18 @@ func readArchive(ctx context.Context, r io.Reader, passphrase string, out sink) 
 	} else if head, _ := br.Peek(2); !bytes.Equal(head, []byte{0x1f, 0x8b}) {
 		return nil, damaged("it is neither a gzip archive nor age-encrypted")
 	}
-	gz, err := gzip.NewReader(plain)
+	// gzip reads through a ByteReader without reading ahead, so that what
+	// follows its stream is still there to be refused.
+	pr, ok := plain.(*bufio.Reader)
+	if !ok {
+		pr = bufio.NewReader(plain)
+	}
+	gz, err := gzip.NewReader(pr)
 	if err != nil {
 		return nil, damaged("%v", err)
 	}
+	// A second gzip member would be data that no manifest describes.
+	gz.Multistream(false)
 	tr := tar.NewReader(gz)
 	if a.manifest, err = readManifest(tr); err != nil {
 		return nil, err
@@ -88,18 +108,64 @@ func readArchive(ctx context.Context, r io.Reader, passphrase string, out sink) 
 	}
 	// The rest of the stream carries gzip's CRC and length and age's last
 	// authenticated chunk: a truncated or altered end shows only here.
-	if _, err := io.Copy(io.Discard, gz); err != nil {
+	// Nothing may follow the tar end-of-archive blocks, the gzip stream or
+	// the age stream (age itself refuses data after its last chunk).
+	switch n, err := io.ReadFull(gz, make([]byte, 1)); {
+	case n > 0:
+		return nil, damaged("it holds data after the end of its tar archive")
+	case err != io.EOF:
+		return nil, damaged("%v", err)
+	}
+	switch _, err := pr.ReadByte(); {
+	case err == nil:
+		return nil, damaged("it holds data after the end of its gzip stream")
+	case err != io.EOF:
 		return nil, damaged("%v", err)
 	}
 	return a, nil
 }
 
+// ScryptWorkFactor is the scrypt work factor (log2 N) of the archives
+// backup writes, and the most a restore accepts: the header of an
+// encrypted archive chooses the cost of decrypting it, and at 22 that is
+// 4 GiB of memory and a minute of CPU before the passphrase is even
+// checked. Lower factors (other age tools) are accepted.
+const ScryptWorkFactor = 18
+
+// maxAgeHeader is how much of an age header checkWorkFactor looks at; a
+// p2ptls header (one scrypt stanza) takes about 200 bytes.
+const maxAgeHeader = 4096
+
+// checkWorkFactor refuses an age header whose scrypt stanza asks for more
+// than ScryptWorkFactor, before any scrypt work, by peeking at the header's
+// text lines ("-> scrypt SALT LOGN").
+func checkWorkFactor(br *bufio.Reader, maxLogN int) error {
+	head, _ := br.Peek(maxAgeHeader)
+	if i := bytes.Index(head, []byte("\n--- ")); i >= 0 {
+		head = head[:i]
+	}
+	for _, line := range strings.Split(string(head), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 || f[0] != "->" || f[1] != "scrypt" {
+			continue
+		}
+		if n, err := strconv.Atoi(f[3]); err == nil && n > maxLogN {
+			return fault.Invalidf("if you trust it, decrypt it with 'age -d' (which pays that cost) and restore the decrypted archive",
+				"the encrypted backup asks for an scrypt work factor of %d; a restore accepts at most %d, which is what 'p2ptls backup' writes", n, maxLogN)
+		}
+	}
+	return nil
+}
+
 // decrypt opens the age layer; a wrong passphrase gets its own sentence.
-func decrypt(r io.Reader, passphrase string) (io.Reader, error) {
+func decrypt(r io.Reader, passphrase string, maxLogN int) (io.Reader, error) {
 	id, err := age.NewScryptIdentity(passphrase)
 	if err != nil {
 		return nil, fault.AsInvalid(err, "give a passphrase file that is not empty")
 	}
+	// checkWorkFactor says it in our words; this is the backstop for a
+	// header it could not see whole.
+	id.SetMaxWorkFactor(maxLogN)
 	dec, err := age.Decrypt(r, id)
 	var nomatch *age.NoIdentityMatchError
 	switch {
@@ -139,9 +205,16 @@ func readManifest(tr *tar.Reader) (*Manifest, error) {
 	if err != nil {
 		return nil, damaged("%v", err)
 	}
+	// Strictly: a key this build does not know is a manifest it cannot
+	// vouch for, and nothing may follow the one JSON object.
 	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
 		return nil, damaged("its manifest does not parse: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, damaged("its manifest holds more than one JSON object")
 	}
 	if err := m.validate(); err != nil {
 		return nil, damaged("%v", err)
@@ -256,7 +329,11 @@ func sameMode(hdr *tar.Header, rel, want string) error {
 // copyFile hands one file's content to out, checking its SHA-256; the
 // files in keep are also kept in memory.
 func copyFile(r io.Reader, rel string, f File, a *archive, out sink) error {
-	mode, _ := parseMode(f.Mode)
+	archived, _ := parseMode(f.Mode)
+	mode := restoredMode(rel, archived)
+	if archived&0o077&^mode != 0 {
+		a.tightened = append(a.tightened, fmt.Sprintf("%s (%s)", rel, f.Mode))
+	}
 	w, err := out.create(rel, mode)
 	if err != nil {
 		return err

@@ -2,8 +2,6 @@ package backup
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +34,10 @@ type RestoreOptions struct {
 	Passphrase string
 	// Now names the directory the old state is kept in.
 	Now time.Time
+
+	// unmark ends the staging directory's life as such, just before it
+	// becomes the state (see staging.go).
+	unmark func() error
 }
 
 // What happens to the management CA, in Result.CA.
@@ -85,8 +87,31 @@ func Restore(ctx context.Context, d *state.Dir, r io.Reader, opts RestoreOptions
 	if err != nil {
 		return nil, err
 	}
-	// Looked for before this restore makes its own staging directory.
-	res := &Result{Target: target, DryRun: opts.DryRun, Warnings: leftovers(target)}
+	res := &Result{Target: target, DryRun: opts.DryRun, Warnings: []string{}}
+	// Before this restore makes its own staging directory: those of dead
+	// restores go (a dry run only looks), the rest is pointed out.
+	var left []Leftover
+	if opts.DryRun {
+		for _, l := range Leftovers(target) {
+			if l.Kind != LeftoverActive {
+				left = append(left, l)
+			}
+		}
+	} else {
+		removed, unknown, warns := cleanStaging(target)
+		res.Warnings = append(res.Warnings, warns...)
+		for _, p := range removed {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("removed %s, left from an interrupted restore", p))
+		}
+		left = unknown
+	}
+	for _, l := range left {
+		if l.Kind == LeftoverStaging {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s is left from an interrupted restore that died while extracting; the next restore removes it, or remove it now: rm -rf %s", l.Path, l.Path))
+		} else {
+			res.Warnings = append(res.Warnings, leftoverWarning(l, target))
+		}
+	}
 	cur, err := inspect(target, exists)
 	if err != nil {
 		return nil, err
@@ -94,17 +119,21 @@ func Restore(ctx context.Context, d *state.Dir, r io.Reader, opts RestoreOptions
 	var out sink = discard{}
 	var staged string
 	if !opts.DryRun {
-		if staged, err = makeStaging(target, exists); err != nil {
+		st, err := makeStaging(target, exists)
+		if err != nil {
 			return nil, err
 		}
+		defer st.release()
+		staged = st.dir
 		defer func() {
 			if staged != "" {
 				_ = os.RemoveAll(staged)
 			}
 		}()
 		out = stage(staged)
+		opts.unmark = st.unmark
 	}
-	a, err := readArchive(ctx, r, opts.Passphrase, out)
+	a, err := readArchive(ctx, r, opts.Passphrase, ScryptWorkFactor, out)
 	if err != nil {
 		return nil, err
 	}
@@ -144,6 +173,12 @@ func refuseReplace(target string) error {
 func resolveTarget(root string) (string, bool, error) {
 	real, err := filepath.EvalSymlinks(root)
 	if errors.Is(err, fs.ErrNotExist) {
+		if dest, dangling := danglingLink(root); dangling {
+			// Restoring "into" it would replace the link, which is not what
+			// a symlinked CONFIG_DIR asks for, and fails the same way each time.
+			return "", false, fault.Failf(fmt.Sprintf("create the directory it points to (mkdir -p -m 700 %s) and restore again, or point --config-dir or CONFIG_DIR at a real directory", dest),
+				"the state directory %s is a symbolic link to %s, which does not exist", root, dest)
+		}
 		return root, false, nil
 	}
 	if err != nil {
@@ -157,6 +192,32 @@ func resolveTarget(root string) (string, bool, error) {
 		return "", false, fault.Failf("check --config-dir or CONFIG_DIR", "the state directory %s is not a directory", root)
 	}
 	return real, true, nil
+}
+
+// danglingLink reports whether p is a symbolic link whose chain ends at a
+// path that does not exist, and that path.
+func danglingLink(p string) (string, bool) {
+	for range 40 { // the kernel's own limit on a chain
+		info, err := os.Lstat(p)
+		if err != nil {
+			return p, false
+		}
+		if info.Mode()&fs.ModeSymlink == 0 {
+			return p, false
+		}
+		dest, err := os.Readlink(p)
+		if err != nil {
+			return p, false
+		}
+		if !filepath.IsAbs(dest) {
+			dest = filepath.Join(filepath.Dir(p), dest)
+		}
+		if _, err := os.Lstat(dest); errors.Is(err, fs.ErrNotExist) {
+			return dest, true
+		}
+		p = dest
+	}
+	return p, false
 }
 
 // current is what the target holds now, for the report.
@@ -246,12 +307,21 @@ func (res *Result) describe(a *archive, cur *current) error {
 	}
 	next := &state.Config{}
 	if b, ok := a.kept[state.ConfigFile]; ok {
+		// The same parse and validation as every command's: a state that
+		// would not load must not replace one that does.
 		cfg, err := state.ParseConfig(b)
 		if err != nil {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("the backup's %s has an error (%v); fix it by hand after the restore", state.ConfigFile, err))
-		} else {
-			next = cfg
+			return fault.Invalidf("nothing was changed; restore an older backup, or extract this one (tar xzf FILE), fix state/"+state.ConfigFile+", back that up (CONFIG_DIR=state p2ptls backup --out fixed.tar.gz) and restore fixed.tar.gz",
+				"the backup's %s does not load: %v", state.ConfigFile, err)
 		}
+		next = cfg
+	}
+	if n := len(a.tightened); n > 0 {
+		shown := a.tightened
+		if n > 10 {
+			shown = append(shown[:10:10], fmt.Sprintf("and %d more", n-10))
+		}
+		res.Warnings = append(res.Warnings, fmt.Sprintf("the backup gives files modes that open them to group or others; they were restored 0600 (certificates 0644 at most): %s", strings.Join(shown, ", ")))
 	}
 	if cur.cfgErr != nil {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("the current state cannot be read (%v); listeners and mappings are compared with an empty state", cur.cfgErr))
@@ -285,42 +355,6 @@ func diff[T any](before, after []T, key func(T) string) Change {
 	slices.Sort(c.Removed)
 	slices.Sort(c.Changed)
 	return c
-}
-
-// leftovers names directories an interrupted restore left beside target.
-// They are never removed automatically: after a crash at the very end one
-// of them holds the previous state.
-func leftovers(target string) []string {
-	found, _ := filepath.Glob(target + ".restore-tmp-*")
-	warns := []string{}
-	for _, f := range found {
-		warns = append(warns, fmt.Sprintf("%s is left from an interrupted restore; look into it and remove it", f))
-	}
-	return warns
-}
-
-// makeStaging creates the empty directory the archive is extracted into,
-// beside the target so that the swap is a rename within one filesystem.
-func makeStaging(target string, exists bool) (string, error) {
-	parent := filepath.Dir(target)
-	if err := state.MkdirAll(parent); err != nil {
-		return "", err
-	}
-	if exists {
-		if err := sameFilesystem(target, parent); err != nil {
-			return "", err
-		}
-	}
-	var rnd [6]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return "", err
-	}
-	staged := target + ".restore-tmp-" + hex.EncodeToString(rnd[:])
-	if err := os.Mkdir(staged, state.DirMode); err != nil {
-		return "", fault.Failf("restore needs to write beside the state directory; check that its parent is writable",
-			"cannot create %s: %v", staged, unwrapPath(err))
-	}
-	return staged, nil
 }
 
 // sameFilesystem refuses a target that is a mount point (a Docker volume
@@ -416,8 +450,12 @@ func swapIn(ctx context.Context, d *state.Dir, target, staged string, exists boo
 	}
 	parent := filepath.Dir(target)
 	if !exists {
+		if err := opts.unmark(); err != nil {
+			return "", nil, errors.Join(err, os.RemoveAll(staged))
+		}
 		if err := os.Rename(staged, target); err != nil {
-			return "", nil, errors.Join(fault.Failf("run restore again", "cannot move the restored state to %s: %v", target, err), os.RemoveAll(staged))
+			return "", nil, errors.Join(fault.Failf("if another process created it meanwhile, restore again with --force to replace it; otherwise fix what the error names and restore again",
+				"cannot move the restored state to %s: %v", target, err), os.RemoveAll(staged))
 		}
 		return "", nil, syncDir(parent)
 	}
@@ -440,6 +478,9 @@ func swapIn(ctx context.Context, d *state.Dir, target, staged string, exists boo
 	var unlockNew func() error
 	if err == nil {
 		unlockNew, err = state.OpenDir(staged, 0).Lock(ctx, "restore")
+	}
+	if err == nil {
+		err = opts.unmark()
 	}
 	if err == nil {
 		err = swap(target, staged)

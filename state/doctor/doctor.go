@@ -115,6 +115,7 @@ func Run(ctx context.Context, in Input) Report {
 		checkConfig,
 		checkPermissions,
 		checkLock,
+		checkRestoreStaging,
 		checkMode,
 		checkListen,
 		checkProvidedFiles,
