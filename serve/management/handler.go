@@ -2,9 +2,11 @@ package management
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
 
+	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/state/admintoken"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
 )
@@ -38,8 +40,88 @@ func newHandler(o Options) http.Handler {
 	ss := newSessions()
 	mux.Handle("/api/v1/", requireToken(o, ss, apiMux))
 	(&ui{o: o, sessions: ss}).register(mux)
-	return mux
+	if o.testRoutes != nil {
+		o.testRoutes(mux)
+	}
+	return guard(o.Log, mux)
 }
+
+// hsts is the Strict-Transport-Security of every HTTPS answer: a year,
+// without includeSubDomains, which would bind names the management host
+// does not own.
+const hsts = "max-age=31536000"
+
+// secure sets the headers of every management answer, whatever writes it.
+func secure(h http.Header, https bool) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	if https {
+		h.Set("Strict-Transport-Security", hsts)
+	}
+}
+
+// guard wraps the whole management handler: every answer gets the headers
+// of secure, and a panic in a handler is recovered (logged at ERROR and
+// counted by edge.Recover) and answered 500, in the API's JSON error shape
+// under /api/, so that one request never takes serve down.
+func guard(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secure(w.Header(), r.TLS != nil)
+		tw := &trackingWriter{ResponseWriter: w}
+		completed := false
+		defer func() {
+			if completed {
+				return
+			}
+			if tw.wrote {
+				// Part of the answer is out: only cutting the
+				// connection tells the client it is incomplete.
+				panic(http.ErrAbortHandler)
+			}
+			answerPanic(w, r)
+		}()
+		defer edge.Recover(log, "management handler "+r.Method+" "+r.URL.Path)
+		next.ServeHTTP(tw, r)
+		completed = true
+	})
+}
+
+// answerPanic answers a request whose handler panicked before it wrote
+// anything, dropping the headers the handler had set.
+func answerPanic(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	for k := range h {
+		delete(h, k)
+	}
+	secure(h, r.TLS != nil)
+	const msg = "internal error: the request failed unexpectedly; serve keeps running"
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		writeJSON(w, http.StatusInternalServerError, apiError{Error: msg, Hint: "see the log of 'p2ptls serve' (a recovered panic); retry or report it"})
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusInternalServerError)
+	_, _ = w.Write([]byte(msg + "\n"))
+}
+
+// trackingWriter records whether the handler began its answer. Unwrap
+// keeps http.ResponseController (write deadlines, flushing) working.
+type trackingWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (t *trackingWriter) WriteHeader(code int) {
+	t.wrote = true
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *trackingWriter) Write(b []byte) (int, error) {
+	t.wrote = true
+	return t.ResponseWriter.Write(b)
+}
+
+func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
 
 // requireToken admits requests with a valid admin token, or without an
 // Authorization header a valid UI session (whose changes must carry the

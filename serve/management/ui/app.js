@@ -17,7 +17,7 @@ async function api(method, path, body) {
   let data = null;
   try { data = await res.json(); } catch (e) { /* not JSON */ }
   if (res.status === 401) {
-    location.href = "/ui/login";
+    location.href = "/ui/login?error=expired";
   }
   if (!res.ok) {
     const err = new Error((data && data.error) || res.status + " " + res.statusText);
