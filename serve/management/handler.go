@@ -18,7 +18,14 @@ type apiError struct {
 }
 
 func newHandler(o Options) http.Handler {
-	mux := http.NewServeMux()
+	h, _ := newRoutes(o)
+	return h
+}
+
+// newRoutes is the management handler and the patterns of every route it
+// has (the outer ones and the API's), which tests walk.
+func newRoutes(o Options) (http.Handler, []string) {
+	mux := newRouter()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
@@ -32,7 +39,7 @@ func newHandler(o Options) http.Handler {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(caPEM)
 	})
-	apiMux := http.NewServeMux()
+	apiMux := newRouter()
 	apiMux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, o.Status())
 	})
@@ -41,9 +48,26 @@ func newHandler(o Options) http.Handler {
 	mux.Handle("/api/v1/", requireToken(o, ss, apiMux))
 	(&ui{o: o, sessions: ss}).register(mux)
 	if o.testRoutes != nil {
-		o.testRoutes(mux)
+		o.testRoutes(mux.ServeMux)
 	}
-	return guard(o.Log, mux)
+	return guard(o.Log, mux), append(mux.patterns, apiMux.patterns...)
+}
+
+// router is a ServeMux that remembers its patterns.
+type router struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func newRouter() *router { return &router{ServeMux: http.NewServeMux()} }
+
+func (rt *router) Handle(pattern string, h http.Handler) {
+	rt.patterns = append(rt.patterns, pattern)
+	rt.ServeMux.Handle(pattern, h)
+}
+
+func (rt *router) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request)) {
+	rt.Handle(pattern, http.HandlerFunc(f))
 }
 
 // hsts is the Strict-Transport-Security of every HTTPS answer: a year,

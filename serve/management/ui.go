@@ -131,7 +131,7 @@ type ui struct {
 	sessions *sessions
 }
 
-func (u *ui) register(mux *http.ServeMux) {
+func (u *ui) register(mux *router) {
 	mux.Handle("GET /ui/static/{file}", uiHeaders(http.HandlerFunc(staticFile)))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusSeeOther) })
 	mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusSeeOther) })
