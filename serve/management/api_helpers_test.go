@@ -38,8 +38,8 @@ type testAPI struct {
 	srv     *httptest.Server
 	o       Options      // what the handler was made with
 	h       http.Handler // the handler srv serves
-	token   string // valid admin token
-	revoked string // an admin token that was revoked
+	token   string       // valid admin token
+	revoked string       // an admin token that was revoked
 	logs    *syncBuffer
 	// bodies collects every answer, to check that no secret was answered.
 	mu     sync.Mutex

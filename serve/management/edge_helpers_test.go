@@ -159,4 +159,6 @@ type unexpected struct {
 	body string
 }
 
-func (u *unexpected) Error() string { return "unexpected answer " + http.StatusText(u.code) + ": " + u.body }
+func (u *unexpected) Error() string {
+	return "unexpected answer " + http.StatusText(u.code) + ": " + u.body
+}
