@@ -48,8 +48,8 @@ func TestAPIFileMappingRefusesWhatIsNotARegularFile(t *testing.T) {
 	}
 	bounded := boundedReads(t, ta, certFile)
 	for _, tc := range []struct {
-		name        string
-		path        string
+		name string
+		path string
 		// needsBounds: refused only once state/userfile reads the file;
 		// before, /dev/zero would exhaust memory, a FIFO hang the
 		// request, and a valid PEM padded past 1 MiB pass.

@@ -54,7 +54,9 @@ type fuzzAPI struct {
 func newFuzzAPI(f *testing.F) *fuzzAPI {
 	f.Helper()
 	fl := &secretLog{}
-	ta := newTestAPI(f, func(o *Options) { o.Log = slog.New(slog.NewTextHandler(fl, &slog.HandlerOptions{Level: slog.LevelDebug})) })
+	ta := newTestAPI(f, func(o *Options) {
+		o.Log = slog.New(slog.NewTextHandler(fl, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 	fl.secrets = []string{cfToken, spareToken, ta.token, ta.revoked}
 	fa := &fuzzAPI{ta: ta, log: fl}
 	// The probe of boundedReads, on the handler itself.
