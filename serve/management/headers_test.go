@@ -153,6 +153,15 @@ func TestEveryAnswerCarriesNosniffAndHSTS(t *testing.T) {
 				send(extra.method, extra.path, map[string]string{"Content-Type": extra.ct}, extra.body)
 			}
 			send("POST", "/ui/login", map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://evil.example"}, "token=x")
+			// OPTIONS *, which http.Server answers itself unless told not to.
+			optReq, _ := http.NewRequest("OPTIONS", ls.base, nil)
+			optReq.URL.Opaque = "*"
+			if resp, err := ls.client.Do(optReq); err != nil {
+				t.Errorf("OPTIONS *: %v", err)
+			} else {
+				resp.Body.Close()
+				check("OPTIONS *", resp)
+			}
 			send("POST", "/ui/logout", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, url.Values{"csrf": {m[1]}}.Encode())
 			// The walk met the kinds of answer it is meant to.
 			for _, code := range []int{200, 201, 303, 307, 400, 401, 403, 404, 405, 413, 415, 422} {

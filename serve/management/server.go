@@ -104,6 +104,8 @@ func Listen(o Options) (*Server, error) {
 		IdleTimeout:    lim.IdleTimeout,
 		MaxHeaderBytes: lim.MaxHeaderBytes,
 		ErrorLog:       slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+		// "OPTIONS *" goes to the handler too, for its headers.
+		DisableGeneralOptionsHandler: true,
 	}
 	return m, nil
 }
