@@ -110,6 +110,12 @@ func (l *tlsListener) acceptLoop() {
 }
 
 func (l *tlsListener) handshake(c net.Conn) {
+	handed := false
+	defer func() {
+		if !handed { // failed, or recovered from a panic: free the slot
+			c.Close()
+		}
+	}()
 	defer edge.Recover(l.log, "management TLS handshake")
 	ctx := context.Background()
 	if l.timeout > 0 {
@@ -127,13 +133,12 @@ func (l *tlsListener) handshake(c net.Conn) {
 				"X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"))
 		}
 		l.log.Debug("management TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
-		c.Close()
 		return
 	}
 	select {
 	case l.ready <- tc:
+		handed = true
 	case <-l.done:
-		tc.Close()
 	}
 }
 
