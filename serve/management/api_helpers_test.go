@@ -32,12 +32,14 @@ const (
 
 // testAPI is the real management handler over a temporary state.
 type testAPI struct {
-	t       *testing.T
+	t       testing.TB
 	root    string
 	store   *state.Dir
 	srv     *httptest.Server
-	token   string // valid admin token
-	revoked string // an admin token that was revoked
+	o       Options      // what the handler was made with
+	h       http.Handler // the handler srv serves
+	token   string       // valid admin token
+	revoked string       // an admin token that was revoked
 	logs    *syncBuffer
 	// bodies collects every answer, to check that no secret was answered.
 	mu     sync.Mutex
@@ -70,11 +72,13 @@ func (s *syncBuffer) String() string {
 //     (manual, upload.example.com on web) and "wild" (acme dns-01 with cf,
 //     *.example.com on web)
 //   - an admin token and a revoked one
-func newTestAPI(t *testing.T) *testAPI {
-	return newTestAPIWith(t, 5*time.Second)
+func newTestAPI(t testing.TB, opts ...func(*Options)) *testAPI {
+	return newTestAPIWith(t, 5*time.Second, opts...)
 }
 
-func newTestAPIWith(t *testing.T, lockTimeout time.Duration) *testAPI {
+// newTestAPIWith is newTestAPI with a lock timeout, and opts changing the
+// handler's Options.
+func newTestAPIWith(t testing.TB, lockTimeout time.Duration, opts ...func(*Options)) *testAPI {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "state")
 	s := state.OpenDir(root, lockTimeout)
@@ -119,8 +123,12 @@ func newTestAPIWith(t *testing.T, lockTimeout time.Duration) *testAPI {
 			return &runstatus.Status{ServeRunning: true, PID: os.Getpid(), Listeners: []runstatus.Listener{}}
 		},
 	}
-	ta := &testAPI{t: t, root: root, store: s, token: token, revoked: revoked, logs: logs}
-	ta.srv = httptest.NewServer(newHandler(o))
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ta := &testAPI{t: t, root: root, store: s, token: token, revoked: revoked, logs: logs, o: o}
+	ta.h = newHandler(o)
+	ta.srv = httptest.NewServer(ta.h)
 	t.Cleanup(ta.srv.Close)
 	t.Cleanup(func() {
 		for _, secret := range []string{cfToken, spareToken, token, revoked} {
@@ -140,7 +148,7 @@ func newTestAPIWith(t *testing.T, lockTimeout time.Duration) *testAPI {
 }
 
 // selfSigned makes a certificate and key for hosts, valid now.
-func selfSigned(t *testing.T, hosts ...string) *pki.KeyPair {
+func selfSigned(t testing.TB, hosts ...string) *pki.KeyPair {
 	t.Helper()
 	kp, err := pki.SelfSigned(pki.ParseNames(hosts), time.Now(), 30*24*time.Hour)
 	if err != nil {

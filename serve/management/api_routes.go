@@ -14,7 +14,7 @@ const catchAll = "/api/v1/"
 
 // register adds the endpoints of the API to mux, which requireToken guards.
 // GET /api/v1/status stays in newHandler.
-func (a *api) register(mux *http.ServeMux) {
+func (a *api) register(mux *router) {
 	mux.HandleFunc("GET /api/v1/listeners", a.listListeners)
 
 	mux.HandleFunc("GET /api/v1/mappings", a.listMappings)
@@ -41,7 +41,7 @@ func (a *api) register(mux *http.ServeMux) {
 // notFound answers a request no endpoint takes in JSON: 405 with Allow
 // when the path exists with other methods, else 404. (The mux's own 405
 // would be plain text, and the catch-all hides it anyway.)
-func (a *api) notFound(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
+func (a *api) notFound(mux *router, w http.ResponseWriter, r *http.Request) {
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
 		probe := r.Clone(r.Context())

@@ -2,9 +2,11 @@ package management
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
 
+	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/state/admintoken"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
 )
@@ -16,7 +18,14 @@ type apiError struct {
 }
 
 func newHandler(o Options) http.Handler {
-	mux := http.NewServeMux()
+	h, _ := newRoutes(o)
+	return h
+}
+
+// newRoutes is the management handler and the patterns of every route it
+// has (the outer ones and the API's), which tests walk.
+func newRoutes(o Options) (http.Handler, []string) {
+	mux := newRouter()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
@@ -30,7 +39,7 @@ func newHandler(o Options) http.Handler {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(caPEM)
 	})
-	apiMux := http.NewServeMux()
+	apiMux := newRouter()
 	apiMux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, o.Status())
 	})
@@ -38,8 +47,105 @@ func newHandler(o Options) http.Handler {
 	ss := newSessions()
 	mux.Handle("/api/v1/", requireToken(o, ss, apiMux))
 	(&ui{o: o, sessions: ss}).register(mux)
-	return mux
+	if o.testRoutes != nil {
+		o.testRoutes(mux.ServeMux)
+	}
+	return guard(o.Log, mux), append(mux.patterns, apiMux.patterns...)
 }
+
+// router is a ServeMux that remembers its patterns.
+type router struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func newRouter() *router { return &router{ServeMux: http.NewServeMux()} }
+
+func (rt *router) Handle(pattern string, h http.Handler) {
+	rt.patterns = append(rt.patterns, pattern)
+	rt.ServeMux.Handle(pattern, h)
+}
+
+func (rt *router) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request)) {
+	rt.Handle(pattern, http.HandlerFunc(f))
+}
+
+// hsts is the Strict-Transport-Security of every HTTPS answer: a year,
+// without includeSubDomains, which would bind names the management host
+// does not own.
+const hsts = "max-age=31536000"
+
+// secure sets the headers of every management answer, whatever writes it.
+func secure(h http.Header, https bool) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	if https {
+		h.Set("Strict-Transport-Security", hsts)
+	}
+}
+
+// guard wraps the whole management handler: every answer gets the headers
+// of secure, and a panic in a handler is recovered (logged at ERROR and
+// counted by edge.Recover) and answered 500, in the API's JSON error shape
+// under /api/, so that one request never takes serve down.
+func guard(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secure(w.Header(), r.TLS != nil)
+		tw := &trackingWriter{ResponseWriter: w}
+		completed := false
+		defer func() {
+			if completed {
+				return
+			}
+			if tw.wrote {
+				// Part of the answer is out: only cutting the
+				// connection tells the client it is incomplete.
+				panic(http.ErrAbortHandler)
+			}
+			answerPanic(w, r)
+		}()
+		defer edge.Recover(log, "management handler "+r.Method+" "+r.URL.Path)
+		next.ServeHTTP(tw, r)
+		completed = true
+	})
+}
+
+// answerPanic answers a request whose handler panicked before it wrote
+// anything, dropping the headers the handler had set.
+func answerPanic(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	for k := range h {
+		delete(h, k)
+	}
+	secure(h, r.TLS != nil)
+	const msg = "internal error: the request failed unexpectedly; serve keeps running"
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		writeJSON(w, http.StatusInternalServerError, apiError{Error: msg, Hint: "see the log of 'p2ptls serve' (a recovered panic); retry or report it"})
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusInternalServerError)
+	_, _ = w.Write([]byte(msg + "\n"))
+}
+
+// trackingWriter records whether the handler began its answer. Unwrap
+// keeps http.ResponseController (write deadlines, flushing) working.
+type trackingWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (t *trackingWriter) WriteHeader(code int) {
+	t.wrote = true
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *trackingWriter) Write(b []byte) (int, error) {
+	t.wrote = true
+	return t.ResponseWriter.Write(b)
+}
+
+func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
 
 // requireToken admits requests with a valid admin token, or without an
 // Authorization header a valid UI session (whose changes must carry the

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/p2pstream/p2ptls/serve/edge"
 )
 
 // reloadInterval bounds how long a rotated certificate waits to be served.
@@ -66,21 +68,28 @@ func (lc *liveCert) watch(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		certPEM, keyPEM, err := lc.source()
-		if err == nil && bytes.Equal(certPEM, lc.lastCert) && bytes.Equal(keyPEM, lc.lastK) {
-			continue
-		}
-		if err == nil {
-			err = lc.load(certPEM, keyPEM)
-		}
-		if err != nil {
-			if err.Error() != lastErr {
-				lc.log.Warn("management certificate changed but does not load; still serving the previous one", "err", err)
-				lastErr = err.Error()
-			}
-			continue
-		}
-		lastErr = ""
-		lc.log.Info("management certificate reloaded")
+		lc.check(&lastErr)
 	}
+}
+
+// check reloads the pair once if it changed. A panic in it is logged and
+// counted, and the previous pair keeps serving.
+func (lc *liveCert) check(lastErr *string) {
+	defer edge.Recover(lc.log, "management certificate reload")
+	certPEM, keyPEM, err := lc.source()
+	if err == nil && bytes.Equal(certPEM, lc.lastCert) && bytes.Equal(keyPEM, lc.lastK) {
+		return
+	}
+	if err == nil {
+		err = lc.load(certPEM, keyPEM)
+	}
+	if err != nil {
+		if err.Error() != *lastErr {
+			lc.log.Warn("management certificate changed but does not load; still serving the previous one", "err", err)
+			*lastErr = err.Error()
+		}
+		return
+	}
+	*lastErr = ""
+	lc.log.Info("management certificate reloaded")
 }

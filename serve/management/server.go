@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
@@ -19,14 +20,8 @@ import (
 	"github.com/p2pstream/p2ptls/state/runstatus"
 )
 
-// Timeouts of the management server: generous for an API, short enough that
-// idle or slow clients cannot pile up.
 const (
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = 30 * time.Second
-	writeTimeout      = 60 * time.Second
-	idleTimeout       = 2 * time.Minute
-	shutdownTimeout   = 10 * time.Second
+	shutdownTimeout = 10 * time.Second
 	// renewCheck is how often auto mode checks the server certificate's expiry.
 	renewCheck = 12 * time.Hour
 )
@@ -42,14 +37,23 @@ type Options struct {
 	// certificate (POST /api/v1/mappings/{id}/issue); empty means
 	// p2ptls.toml's acme.dns_resolvers, then the system's.
 	DNSResolvers []string
+	// Limits bound what one client can hold on the management listener:
+	// handshake, read-header, idle and write timeouts, header size and
+	// open connections. The zero value means edge.DefaultLimits(); a
+	// WriteTimeout of 0 means the management default (writeTimeout).
+	Limits edge.Limits
+
+	// testRoutes, set only by tests of this package, adds routes (such as
+	// one that panics) to the handler.
+	testRoutes func(*http.ServeMux)
 }
 
 // Server is a management listener that is bound and ready to serve.
 type Server struct {
 	o   Options
 	srv *http.Server
-	ln  net.Listener
-	lc  *liveCert // nil in mode off
+	ln  net.Listener // what srv serves: the bound address, capped, with TLS unless mode off
+	lc  *liveCert    // nil in mode off
 	ctx context.Context
 	end context.CancelFunc
 }
@@ -80,25 +84,43 @@ func Listen(o Options) (*Server, error) {
 		end()
 		return nil, err
 	}
-	if m.ln, err = net.Listen("tcp", o.Settings.Listen); err != nil {
+	raw, err := net.Listen("tcp", o.Settings.Listen)
+	if err != nil {
 		end()
 		return nil, fault.Failf("choose a free address with MANAGEMENT_LISTEN, or stop what holds it",
 			"cannot listen on MANAGEMENT_LISTEN %s: %v", o.Settings.Listen, err)
 	}
+	lim := limitsOf(o)
+	m.ln = limitListener(raw, lim.MaxConns)
+	if m.lc != nil {
+		m.ln = newTLSListener(m.ln, m.tlsConfig(), lim.HandshakeTimeout, o.Log)
+	}
 	m.srv = &http.Server{
 		Handler:           newHandler(o),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
-	}
-	if m.lc != nil {
-		m.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: m.lc.getCertificate}
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		// A read timeout shorter than the header timeout would cut headers first.
+		ReadTimeout:    max(readTimeout, lim.ReadHeaderTimeout),
+		WriteTimeout:   lim.WriteTimeout,
+		IdleTimeout:    lim.IdleTimeout,
+		MaxHeaderBytes: lim.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+		// "OPTIONS *" goes to the handler too, for its headers.
+		DisableGeneralOptionsHandler: true,
 	}
 	return m, nil
 }
+
+// tlsConfig is the management TLS policy: edge's (TLS 1.2 with ECDHE and
+// AEAD only, TLS 1.3 as Go ships it) with the live certificate, and h2.
+func (m *Server) tlsConfig() *tls.Config {
+	cfg := edge.TLSConfig()
+	cfg.GetCertificate = m.lc.getCertificate
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	return cfg
+}
+
+// Addr is the address the management server listens on.
+func (m *Server) Addr() net.Addr { return m.ln.Addr() }
 
 // Close releases a server that will not Serve.
 func (m *Server) Close() {
@@ -116,13 +138,7 @@ func (m *Server) Serve(ctx context.Context) error {
 	}
 	m.o.Log.Info("management listening", "url", scheme+"://"+m.ln.Addr().String(), "mode", m.o.Settings.Mode)
 	errc := make(chan error, 1)
-	go func() {
-		if m.lc != nil {
-			errc <- m.srv.ServeTLS(m.ln, "", "")
-		} else {
-			errc <- m.srv.Serve(m.ln)
-		}
-	}()
+	go func() { errc <- m.srv.Serve(m.ln) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("management server: %w", err)
@@ -182,11 +198,18 @@ func startAuto(ctx context.Context, o Options) (*liveCert, error) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := ensure(); err != nil {
-					o.Log.Error("cannot renew the management server certificate", "err", err)
-				}
+				renew(o.Log, ensure)
 			}
 		}
 	}()
 	return lc, nil
+}
+
+// renew runs one renewal check; a panic in it is logged and counted, and
+// the next check runs as planned.
+func renew(log *slog.Logger, ensure func() error) {
+	defer edge.Recover(log, "management certificate renewal")
+	if err := ensure(); err != nil {
+		log.Error("cannot renew the management server certificate", "err", err)
+	}
 }

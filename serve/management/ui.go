@@ -5,8 +5,9 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"html/template"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"sync"
@@ -130,16 +131,27 @@ type ui struct {
 	sessions *sessions
 }
 
-func (u *ui) register(mux *http.ServeMux) {
-	static, _ := fs.Sub(uiFiles, "ui")
-	files := http.FileServerFS(static)
-	mux.Handle("GET /ui/static/", uiHeaders(http.StripPrefix("/ui/static/", files)))
+func (u *ui) register(mux *router) {
+	mux.Handle("GET /ui/static/{file}", uiHeaders(http.HandlerFunc(staticFile)))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusSeeOther) })
 	mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusSeeOther) })
 	mux.Handle("GET /ui/{$}", uiHeaders(http.HandlerFunc(u.page)))
 	mux.Handle("GET /ui/login", uiHeaders(http.HandlerFunc(u.loginPage)))
 	mux.Handle("POST /ui/login", uiHeaders(http.HandlerFunc(u.login)))
 	mux.Handle("POST /ui/logout", uiHeaders(http.HandlerFunc(u.logout)))
+}
+
+// staticFiles are the files under /ui/static/. The HTML templates live in
+// the same embedded directory but are served only rendered.
+var staticFiles = map[string]bool{"app.js": true, "app.css": true}
+
+func staticFile(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("file")
+	if !staticFiles[name] {
+		http.NotFound(w, r)
+		return
+	}
+	http.ServeFileFS(w, r, uiFiles, "ui/"+name)
 }
 
 // uiHeaders adds the security headers of every UI answer.
@@ -163,12 +175,26 @@ func (u *ui) render(w http.ResponseWriter, status int, name string, data any) {
 	}
 }
 
+// loginMessages are the only messages the sign-in page shows: ?error=
+// picks one by its code, and an unknown code shows none, so that a link
+// cannot put its own words on this page.
+var loginMessages = map[string]string{
+	loginExpired: "Your session ended: it expired, serve restarted, or its admin token was revoked. Sign in again.",
+	loginInvalid: "Invalid or revoked admin token. Create one with 'p2ptls admin token create NAME'.",
+}
+
+// Codes of loginMessages.
+const (
+	loginExpired = "expired"
+	loginInvalid = "invalid"
+)
+
 func (u *ui) loginPage(w http.ResponseWriter, r *http.Request) {
 	if _, se := u.sessions.lookup(u.o, r); se != nil {
 		http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 		return
 	}
-	u.render(w, http.StatusOK, "login.html", map[string]string{"Error": r.URL.Query().Get("error")})
+	u.render(w, http.StatusOK, "login.html", map[string]string{"Error": loginMessages[r.URL.Query().Get("error")]})
 }
 
 // sameOrigin refuses a cross-site form post (login CSRF). Browsers send
@@ -186,10 +212,26 @@ func sameOrigin(r *http.Request) bool {
 	return err == nil && o.Host == r.Host
 }
 
+// maxFormBytes bounds the body of the UI's forms (sign-in, sign-out): an
+// admin token or a CSRF token.
+const maxFormBytes = 64 << 10
+
 func (u *ui) login(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if !sameOrigin(r) {
 		writeJSON(w, http.StatusForbidden, apiError{Error: "cross-site sign-in refused", Hint: "sign in from the management UI itself"})
+		return
+	}
+	// Parsed here, not by PostFormValue, so that a body too large or
+	// malformed is said so instead of passing for a wrong token.
+	if err := r.ParseForm(); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, apiError{Error: fmt.Sprintf("the sign-in form is larger than %d bytes", maxFormBytes),
+				Hint: "send only the admin token"})
+			return
+		}
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "the sign-in form is not a valid form", Hint: "sign in from the management UI itself"})
 		return
 	}
 	token := r.PostFormValue("token")
@@ -199,8 +241,7 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		u.o.Log.Info("UI sign-in refused", "remote", r.RemoteAddr)
-		u.render(w, http.StatusUnauthorized, "login.html", map[string]string{
-			"Error": "Invalid or revoked admin token. Create one with 'p2ptls admin token create NAME'."})
+		u.render(w, http.StatusUnauthorized, "login.html", map[string]string{"Error": loginMessages[loginInvalid]})
 		return
 	}
 	id, se := u.sessions.create(name, token, time.Now())
@@ -211,7 +252,7 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *ui) logout(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	id, se := u.sessions.lookup(u.o, r)
 	if se == nil {
 		http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
@@ -240,7 +281,11 @@ type mgmtView struct {
 func (u *ui) page(w http.ResponseWriter, r *http.Request) {
 	_, se := u.sessions.lookup(u.o, r)
 	if se == nil {
-		http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+		to := "/ui/login"
+		if _, err := r.Cookie(sessionCookie); err == nil {
+			to += "?error=" + loginExpired
+		}
+		http.Redirect(w, r, to, http.StatusSeeOther)
 		return
 	}
 	var mv mgmtView

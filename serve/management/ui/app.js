@@ -17,7 +17,7 @@ async function api(method, path, body) {
   let data = null;
   try { data = await res.json(); } catch (e) { /* not JSON */ }
   if (res.status === 401) {
-    location.href = "/ui/login";
+    location.href = "/ui/login?error=expired";
   }
   if (!res.ok) {
     const err = new Error((data && data.error) || res.status + " " + res.statusText);
@@ -110,6 +110,8 @@ function renderTLS(status, ls, maps) {
   if (ls.length === 0) {
     box.append(el("p", { class: "muted" }, "No HTTPS listener yet: add one with 'p2ptls listener add'."));
   }
+  const byID = {};
+  for (const m of maps) byID[m.id] = m;
   const running = {};
   for (const l of status.listeners || []) running[l.name] = l;
   for (const l of ls) {
@@ -118,7 +120,7 @@ function renderTLS(status, ls, maps) {
       el("h3", {}, l.name + " ", el("span", { class: "muted" }, l.addr + (l.http_addr ? " · http " + l.http_addr : "") + " · fallback " + l.fallback)));
     if (st && st.error) sec.append(el("p", { class: "error" }, "Not listening: " + st.error));
     if (st && st.fallback_total > 0) sec.append(fallbackBanner(st));
-    const rows = maps.filter((m) => m.listener === l.name).map(mappingRow);
+    const rows = maps.filter((m) => m.listener === l.name).map((m) => mappingRow(m, byID));
     if (rows.length === 0) {
       sec.append(el("p", { class: "muted" }, "No mappings."));
     } else {
@@ -139,7 +141,17 @@ function fallbackBanner(st) {
     el("ul", { class: "fallback-names" }, names));
 }
 
-function mappingRow(m) {
+// servedBy says which wildcard mapping serves m's hosts while m has no
+// usable certificate (served_by; absent from older servers).
+function servedBy(m, byID) {
+  if (!m.served_by) return null;
+  const w = byID[m.served_by];
+  const text = w ? "served meanwhile by " + w.hosts.join(", ") + " (mapping " + w.id + ")"
+    : "served meanwhile by mapping " + m.served_by;
+  return el("div", { class: "muted served-by" }, text);
+}
+
+function mappingRow(m, byID) {
   const actions = el("td", { class: "actions" },
     el("button", { type: "button", class: "secondary", onclick: () => showCert(m.id) }, "Details"));
   if (m.source === "acme" || m.source === "self-signed") {
@@ -151,7 +163,7 @@ function mappingRow(m) {
     el("td", { class: "hosts" }, m.hosts.join(", ")),
     el("td", {}, m.source),
     el("td", {}, m.challenge ? m.challenge + (m.dns_credential ? " (" + m.dns_credential + ")" : "") : "—"),
-    el("td", {}, el("span", { class: "badge badge-" + m.status }, m.status)),
+    el("td", {}, el("span", { class: "badge badge-" + m.status }, m.status), servedBy(m, byID || {})),
     el("td", {}, fmtTime(m.not_after), el("br"), el("span", { class: "muted" }, daysLeft(m.not_after))),
     el("td", {}, fmtTime(m.next_renewal_at)),
     el("td", {}, fmtTime(m.last_attempt_at)),
