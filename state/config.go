@@ -117,7 +117,7 @@ func ParseConfig(b []byte) (*Config, error) {
 		return nil, decodeError(decErr)
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, fault.AsInvalid(err, hintFixFile)
+		return nil, fault.AsInvalid(locateEntry(b, err), hintFixFile)
 	}
 	return &cfg, nil
 }
@@ -140,6 +140,24 @@ func checkSchemaVersion(b []byte) error {
 			"schema_version %d is not supported by this p2ptls, which reads schema_version %d", *head.SchemaVersion, SchemaVersion)
 	}
 	return nil
+}
+
+// locateEntry prefixes a validation error of one entry with its line and
+// field, as decode errors are: "line 12, field "mappings[3].upstream": …".
+func locateEntry(b []byte, err error) error {
+	var ee *EntryError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	line, field := entryLine(b, ee)
+	if line == 0 {
+		return err
+	}
+	name := fmt.Sprintf("%s[%d]", ee.Table, ee.Index)
+	if field != "" {
+		name += "." + field
+	}
+	return fmt.Errorf("line %d, field %q: %w", line, name, ee.Err)
 }
 
 // decodeError turns a go-toml error into "line N, field F: problem".

@@ -69,6 +69,32 @@ func TestNormalize(t *testing.T) {
 		{desc: "partial wildcard", in: "a*.example.com", err: "not the whole leftmost label"},
 		{desc: "inner wildcard", in: "a.*.example.com", err: "not the whole leftmost label"},
 		{desc: "wildcard without dot", in: "*example.com", err: "not the whole leftmost label"},
+
+		// Invisible code points: IDNA mapping drops some of them silently
+		// ("a\u200bb" would become "ab"), so each is refused by name and place.
+		{desc: "zero width space", in: "sh\u200bop.example.com", err: `contains U+200B ZERO WIDTH SPACE at character 3`},
+		{desc: "zero width space at end", in: "shop.example.com\u200b", err: "U+200B ZERO WIDTH SPACE at character 17"},
+		{desc: "soft hyphen", in: "sh\u00adop.example.com", err: "U+00AD SOFT HYPHEN at character 3"},
+		{desc: "ZWJ", in: "a\u200db.example.com", err: "U+200D ZERO WIDTH JOINER"},
+		{desc: "ZWNJ", in: "a\u200cb.example.com", err: "U+200C ZERO WIDTH NON-JOINER"},
+		{desc: "bidi override", in: "\u202eexample.com", err: "U+202E RIGHT-TO-LEFT OVERRIDE at character 1"},
+		{desc: "bidi mark", in: "a\u200eb.example.com", err: "U+200E LEFT-TO-RIGHT MARK"},
+		{desc: "bidi isolate", in: "a\u2066b.example.com", err: "U+2066 LEFT-TO-RIGHT ISOLATE"},
+		{desc: "word joiner", in: "a\u2060b.example.com", err: "U+2060 WORD JOINER"},
+		{desc: "BOM", in: "\ufeffexample.com", err: "U+FEFF ZERO WIDTH NO-BREAK SPACE"},
+		{desc: "variation selector", in: "a\ufe0fb.example.com", err: "U+FE0F an invisible"},
+		{desc: "mongolian selector", in: "a\u180bb.example.com", err: "U+180B"},
+		{desc: "grapheme joiner", in: "a\u034fb.example.com", err: "U+034F COMBINING GRAPHEME JOINER"},
+		{desc: "hangul filler", in: "a\u3164b.example.com", err: "U+3164 HANGUL FILLER"},
+		{desc: "no-break space", in: "a\u00a0b.example.com", err: "U+00A0 NO-BREAK SPACE"},
+		{desc: "ideographic space", in: "a\u3000b.example.com", err: "U+3000 IDEOGRAPHIC SPACE"},
+		{desc: "private use", in: "a\ue000b.example.com", err: "U+E000 an invisible"},
+		{desc: "tag character", in: "a\U000e0041b.example.com", err: "U+E0041"},
+		{desc: "invisible in IDN", in: "bü\u200bcher.example", err: "U+200B ZERO WIDTH SPACE at character 3"},
+		{desc: "invisible in wildcard", in: "*.a\u200bb.example.com", err: "at character 4"},
+		{desc: "C1 control", in: "a\u0085b.example.com", err: "U+0085"},
+		{desc: "invalid UTF-8", in: "a\xffb.example.com", err: "is not valid UTF-8"},
+		{desc: "combining accent kept", in: "a\u0301.example.com", want: "xn--1ca.example.com"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -199,6 +225,7 @@ func TestValidateListenAddr(t *testing.T) {
 		{desc: "service name", in: ":https", err: `has port "https", which is not a number; give the port number`},
 		{desc: "signed port", in: ":+443", err: "not a number"},
 		{desc: "port too high", in: "example.com:70000", err: `listen address "example.com:70000" has port 70000, which is out of range`},
+		{desc: "invisible in host", in: "local\u200bhost:443", err: "U+200B ZERO WIDTH SPACE at character 6"},
 		{desc: "port overflow", in: ":99999999999999999999", err: "out of range"},
 		{desc: "bad host", in: "a..b:443", err: `host "a..b" has an empty label`},
 		{desc: "underscore host", in: "my_host:443", err: `contains "_"`},
