@@ -1,0 +1,92 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// A refused command creates nothing, not even the state directory or its
+// missing parents: the lock it took on a directory that did not exist is
+// given back with the directory.
+func TestRefusedCommandCreatesNothing(t *testing.T) {
+	tests := []struct {
+		desc   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"mapping add for a missing listener", []string{"mapping", "add", "--listener", "web", "--host", "a.example.com", "--self-signed"}, 2, `listener "web" does not exist`},
+		{"mapping add ACME for a missing listener", []string{"mapping", "add", "--listener", "web", "--host", "a.example.com", "--acme", "--challenge", "http-01"}, 2, `listener "web" does not exist`},
+		{"mapping add with an invisible host", []string{"mapping", "add", "--listener", "web", "--host", "a\u200bb.example.com", "--self-signed"}, 2, "U+200B"},
+		{"mapping remove of a missing mapping", []string{"mapping", "remove", "nope"}, 1, `mapping "nope" does not exist`},
+		{"listener remove of a missing listener", []string{"listener", "remove", "nope"}, 1, `listener "nope" does not exist`},
+		{"listener add with credentials in the upstream", []string{"listener", "add", "web", "--addr", ":9443", "--upstream", "http://u:pw@127.0.0.1:1"}, 2, "carries a user name or password"},
+		{"dns-credential remove of a missing one", []string{"dns-credential", "remove", "nope"}, 1, "nope"},
+		{"admin token revoke of a missing one", []string{"admin", "token", "revoke", "nope"}, 1, "nope"},
+		{"cert issue of a missing mapping", []string{"cert", "issue", "nope"}, 1, "nope"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			base := t.TempDir()
+			dir := filepath.Join(base, "share", "p2ptls") // parents missing too
+			r := p2ptls(t, []string{"CONFIG_DIR=" + dir}, tc.args...)
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.stderr) {
+				t.Fatalf("exit %d, want %d; stderr %q, want it to contain %q", r.code, tc.code, r.stderr, tc.stderr)
+			}
+			if entries, err := os.ReadDir(base); err != nil || len(entries) != 0 {
+				t.Errorf("the refused command left %v (%v) in %s", entries, err, base)
+			}
+		})
+	}
+	// The same command that succeeds creates the directory, 0700.
+	dir := filepath.Join(t.TempDir(), "p2ptls")
+	if r := p2ptls(t, []string{"CONFIG_DIR=" + dir}, "listener", "add", "web", "--addr", ":9443"); r.code != 0 {
+		t.Fatalf("listener add: exit %d: %s", r.code, r.stderr)
+	}
+	if info, err := os.Stat(dir); err != nil || info.Mode().Perm() != 0o700 {
+		t.Fatalf("state directory after a change: %v, %v", info, err)
+	}
+}
+
+// Credentials in an upstream URL are refused wherever an upstream is
+// accepted (exit 2), and no message shows the password.
+func TestUpstreamUserinfoRefusedCLI(t *testing.T) {
+	const pw = "hunter2-pw"
+	dir := seededState(t)
+	env := []string{"CONFIG_DIR=" + dir}
+	for _, args := range [][]string{
+		{"listener", "add", "api", "--addr", ":9443", "--upstream", "http://admin:" + pw + "@127.0.0.1:9000"},
+		{"listener", "add", "api", "--addr", ":9443", "--upstream", "https://" + pw + "@backend.internal"},
+		{"mapping", "add", "--listener", "web", "--host", "a.example.com", "--self-signed", "--upstream", "http://admin:" + pw + "@127.0.0.1:9000"},
+	} {
+		before := snapshot(t, dir)
+		r := p2ptls(t, env, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "***@") || !strings.Contains(r.stderr, "carries a user name or password") {
+			t.Errorf("%v: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+		if strings.Contains(r.stderr+r.stdout, pw) {
+			t.Errorf("%v: output shows the password: %s", args, r.stderr)
+		}
+		assertSameSnapshot(t, before, snapshot(t, dir))
+	}
+
+	// A hand edit: every command refuses the file, naming line and field.
+	cfg := filepath.Join(dir, "p2ptls.toml")
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := string(b) + "\n[[mappings]]\nid = \"m\"\nlistener = \"web\"\nhosts = [\"a.example.com\"]\nsource = \"self-signed\"\nupstream = \"http://admin:" + pw + "@127.0.0.1:9000\"\n"
+	if err := os.WriteFile(cfg, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Count(edited[:strings.Index(edited, "upstream = \"http://admin")], "\n") + 1
+	r := p2ptls(t, env, "mapping", "list")
+	want := cfg + `: line ` + strconv.Itoa(line) + `, field "mappings[0].upstream": mapping "m": upstream "http://***@127.0.0.1:9000" carries a user name or password`
+	if r.code != 2 || !strings.Contains(r.stderr, want) || strings.Contains(r.stderr, pw) {
+		t.Errorf("mapping list on the edited file: exit %d, stderr %q\nwant it to contain %q", r.code, r.stderr, want)
+	}
+}
