@@ -1,11 +1,22 @@
 package main
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A refused command creates nothing, not even the state directory or its
@@ -88,5 +99,82 @@ func TestUpstreamUserinfoRefusedCLI(t *testing.T) {
 	want := cfg + `: line ` + strconv.Itoa(line) + `, field "mappings[0].upstream": mapping "m": upstream "http://***@127.0.0.1:9000" carries a user name or password`
 	if r.code != 2 || !strings.Contains(r.stderr, want) || strings.Contains(r.stderr, pw) {
 		t.Errorf("mapping list on the edited file: exit %d, stderr %q\nwant it to contain %q", r.code, r.stderr, want)
+	}
+}
+
+// writePair writes a self-signed certificate for host and its key to dir,
+// valid from an hour ago for life; isCA sets basic constraints CA:TRUE.
+func writePair(t *testing.T, dir, name string, key crypto.Signer, isCA bool, life time.Duration, host string) (certFile, keyFile string) {
+	t.Helper()
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(life), BasicConstraintsValid: true, IsCA: isCA}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// RSA under 2048 bits is refused (exit 2); a CA certificate as the leaf and
+// a 200-year lifetime are accepted with warnings on stderr and in the JSON.
+func TestMappingAddKeyStrengthAndWarningsCLI(t *testing.T) {
+	dir := seededState(t)
+	env := []string{"CONFIG_DIR=" + dir}
+	files := t.TempDir()
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	crt, key := writePair(t, files, "weak", rsa1024, false, 90*24*time.Hour, "weak.example.com")
+	for _, src := range []string{"--manual", "--file"} {
+		before := snapshot(t, dir)
+		r := p2ptls(t, env, "mapping", "add", "--listener", "web", "--host", "weak.example.com", src, "--cert-file", crt, "--key-file", key)
+		if r.code != 2 || !strings.Contains(r.stderr, "RSA key has 1024 bits, fewer than the 2048 p2ptls accepts") {
+			t.Errorf("%s RSA 1024: exit %d, stderr %q", src, r.code, r.stderr)
+		}
+		assertSameSnapshot(t, before, snapshot(t, dir))
+	}
+
+	crt, key = writePair(t, files, "ca", ec, true, 200*365*24*time.Hour, "ca.example.com")
+	r := p2ptls(t, env, "mapping", "add", "--output", "json", "--quiet", "--listener", "web", "--host", "ca.example.com", "--manual", "--cert-file", crt, "--key-file", key)
+	if r.code != 0 {
+		t.Fatalf("CA as leaf: exit %d: %s", r.code, r.stderr)
+	}
+	var out struct {
+		ID       string   `json:"id"`
+		Warnings []string `json:"warnings"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, r.stdout)
+	}
+	if out.ID != "ca-example-com" || len(out.Warnings) != 2 ||
+		!strings.Contains(out.Warnings[0], "is a CA certificate (basic constraints CA:TRUE)") || !strings.Contains(out.Warnings[1], "is valid for 73000 days") {
+		t.Errorf("JSON %+v", out)
+	}
+	// Warnings reach stderr even with --quiet: each is a problem to know of.
+	if strings.Count(r.stderr, "p2ptls: warning: the uploaded certificate ") != 2 {
+		t.Errorf("stderr %q, want both warnings", r.stderr)
+	}
+	// Without warnings the JSON has no warnings key.
+	r = p2ptls(t, env, "mapping", "add", "--output", "json", "--listener", "web", "--host", "ok.example.com", "--self-signed")
+	if r.code != 0 || strings.Contains(r.stdout, "warnings") || r.stderr != "" {
+		t.Errorf("self-signed: exit %d, stdout %s, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }

@@ -97,10 +97,14 @@ func ParseKey(pemBytes []byte) (crypto.Signer, error) {
 
 // LoadKeyPair parses a certificate chain (leaf first) and its private key,
 // and checks that the key belongs to the leaf, so a mixed-up pair is caught
-// when it is loaded rather than at the first TLS handshake.
+// when it is loaded rather than at the first TLS handshake, and that the
+// leaf's key is not too weak (CheckKeyStrength).
 func LoadKeyPair(certPEM, keyPEM []byte) (*KeyPair, error) {
 	chain, err := ParseCertChain(certPEM)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckKeyStrength(chain[0].PublicKey); err != nil {
 		return nil, err
 	}
 	key, err := ParseKey(keyPEM)
