@@ -89,7 +89,11 @@ func (d *Dir) Lock(ctx context.Context, purpose string) (func() error, error) {
 		}
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
+			stale := staleHolder(p) // read before claim replaces the record
 			if unlock, ok, err := d.claim(f, p, purpose); ok || err != nil {
+				if ok && stale {
+					d.removeLeftovers()
+				}
 				return d.removeUnused(created, d.bumpOnChange(unlock)), err
 			}
 			continue // a previous holder removed the file we locked: retry on the new one

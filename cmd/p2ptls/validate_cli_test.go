@@ -178,3 +178,51 @@ func TestMappingAddKeyStrengthAndWarningsCLI(t *testing.T) {
 		t.Errorf("self-signed: exit %d, stdout %s, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
+
+// What a writer killed mid-change leaves — an orphan mapping directory with
+// its key, temporary files, its lock record — is reported by doctor with
+// the fix, and removed under the lock by the next change.
+func TestLeftoversReportedAndRemovedCLI(t *testing.T) {
+	dir := seededState(t)
+	env := []string{"CONFIG_DIR=" + dir}
+	if r := p2ptls(t, env, "mapping", "add", "--listener", "web", "--host", "keep.example.com", "--self-signed"); r.code != 0 {
+		t.Fatalf("mapping add: %s", r.stderr)
+	}
+	for name, body := range map[string]string{
+		"certs/public/ghost/key.pem":              "-----BEGIN PRIVATE KEY-----\n",
+		"certs/public/ghost/.cert.pem.tmp-4711":   "half",
+		".p2ptls.toml.tmp-815":                    "half",
+		"certs/public/keep-example-com/.x.tmp-99": "half",
+		"p2ptls.lock":                             "pid = 4194399\nhost = 'h'\npurpose = 'mapping add ghost'\n",
+	} {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doc, _ := runDoctor(t, env)
+	status, msg, hint := doc.check(t, "state.orphans")
+	if status != "warn" || !strings.Contains(msg, "3 leftovers") || !strings.Contains(msg, "certs/public/ghost (with a private key)") ||
+		!strings.Contains(hint, "rm -rf "+filepath.Join(dir, "certs/public/ghost")) || !strings.Contains(hint, "takes over the stale lock") {
+		t.Errorf("doctor state.orphans: %s: %s (hint: %s)", status, msg, hint)
+	}
+
+	if r := p2ptls(t, env, "listener", "add", "api", "--addr", ":9444"); r.code != 0 {
+		t.Fatalf("listener add: %s", r.stderr)
+	}
+	for _, gone := range []string{"certs/public/ghost", ".p2ptls.toml.tmp-815", "certs/public/keep-example-com/.x.tmp-99"} {
+		if _, err := os.Stat(filepath.Join(dir, gone)); err == nil {
+			t.Errorf("%s is still there after the next change", gone)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "certs/public/keep-example-com/cert.pem")); err != nil {
+		t.Errorf("the live mapping's certificate went: %v", err)
+	}
+	doc, _ = runDoctor(t, env)
+	if status, msg, _ := doc.check(t, "state.orphans"); status != "ok" {
+		t.Errorf("doctor after the change: %s: %s", status, msg)
+	}
+}

@@ -115,6 +115,7 @@ func Run(ctx context.Context, in Input) Report {
 		checkConfig,
 		checkPermissions,
 		checkLock,
+		checkOrphans,
 		checkMode,
 		checkListen,
 		checkProvidedFiles,
@@ -163,6 +164,7 @@ const (
 	IDConfig            = "state.config"
 	IDPermissions       = "state.permissions"
 	IDLock              = "state.lock"
+	IDOrphans           = "state.orphans"
 	IDMode              = "management.mode"
 	IDListen            = "management.listen"
 	IDProvidedFiles     = "management.provided_files"

@@ -16,7 +16,7 @@ import (
 
 // Store names of the certificate files; see the package documentation.
 const (
-	PublicDir    = "certs/public"
+	PublicDir    = state.MappingsDir
 	CertFileName = "cert.pem"
 	KeyFileName  = "key.pem"
 	MetaFileName = "meta.toml"
