@@ -228,7 +228,11 @@ func printMappingTable(g *Globals, list []mappings.Info) error {
 		if m.NotAfter != nil {
 			expires = fmt.Sprintf("%s (%dd)", m.NotAfter.Format("2006-01-02"), int(time.Until(*m.NotAfter).Hours()/24))
 		}
-		rows = append(rows, []string{m.ID, m.Listener, strings.Join(m.Hosts, ","), source, m.Status, expires, orDash(m.LastError)})
+		status := m.Status
+		if m.ServedBy != "" {
+			status += " (served by " + m.ServedBy + ")"
+		}
+		rows = append(rows, []string{m.ID, m.Listener, strings.Join(m.Hosts, ","), source, status, expires, orDash(m.LastError)})
 	}
 	return printTable(g.Stdout, []string{"ID", "LISTENER", "HOSTS", "SOURCE", "STATUS", "EXPIRES", "LAST ERROR"}, rows)
 }

@@ -226,3 +226,49 @@ func TestLeftoversReportedAndRemovedCLI(t *testing.T) {
 		t.Errorf("doctor after the change: %s: %s", status, msg)
 	}
 }
+
+// A certificate-less mapping under a wildcard with a certificate shows which
+// mapping serves its name meanwhile: served_by in the JSON of mapping list,
+// cert list and mapping show, and in the table.
+func TestServedByCLI(t *testing.T) {
+	dir := seededState(t)
+	env := []string{"CONFIG_DIR=" + dir}
+	for _, args := range [][]string{
+		{"mapping", "add", "--listener", "web", "--host", "*.example.com", "--self-signed"},
+		{"mapping", "add", "--listener", "web", "--host", "app.example.com", "--id", "app", "--acme", "--challenge", "tls-alpn-01"},
+		{"mapping", "add", "--listener", "web", "--host", "app.example.org", "--id", "org", "--acme", "--challenge", "tls-alpn-01"},
+	} {
+		if r := p2ptls(t, env, args...); r.code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, r.code, r.stderr)
+		}
+	}
+	for _, args := range [][]string{{"mapping", "list"}, {"cert", "list"}} {
+		r := p2ptls(t, env, append(args, "--output", "json")...)
+		var list []struct {
+			ID       string  `json:"id"`
+			Status   string  `json:"status"`
+			ServedBy *string `json:"served_by"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 3 {
+			t.Fatalf("%v: %v\n%s", args, err, r.stdout)
+		}
+		got := map[string]string{}
+		for _, m := range list {
+			if m.ServedBy == nil {
+				t.Fatalf("%v: %s has no served_by field", args, m.ID)
+			}
+			got[m.ID] = m.Status + " " + *m.ServedBy
+		}
+		if got["app"] != "pending wildcard-example-com" || got["org"] != "pending " || got["wildcard-example-com"] != "valid " {
+			t.Errorf("%v: %v", args, got)
+		}
+	}
+	r := p2ptls(t, env, "mapping", "show", "app", "--output", "json")
+	if !strings.Contains(r.stdout, `"served_by": "wildcard-example-com"`) {
+		t.Errorf("mapping show: %s", r.stdout)
+	}
+	r = p2ptls(t, env, "mapping", "list")
+	if !strings.Contains(r.stdout, "pending (served by wildcard-example-com)") {
+		t.Errorf("table:\n%s", r.stdout)
+	}
+}
