@@ -181,17 +181,26 @@ func decodeError(err error) error {
 
 // SaveConfig validates cfg and writes it atomically. The caller holds the lock.
 func SaveConfig(s Store, cfg *Config) error {
-	if err := cfg.Validate(); err != nil {
+	b, err := encodeConfig(cfg)
+	if err != nil {
 		return err
 	}
-	b, err := toml.Marshal(cfg)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", ConfigFile, err)
-	}
-	if err := s.Write(ConfigFile, append([]byte(configHeader), b...), SecretMode); err != nil {
+	if err := s.Write(ConfigFile, b, SecretMode); err != nil {
 		return fmt.Errorf("save %s: %w", ConfigFile, err)
 	}
 	return nil
+}
+
+// encodeConfig validates cfg and returns the content of p2ptls.toml.
+func encodeConfig(cfg *Config) ([]byte, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := toml.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", ConfigFile, err)
+	}
+	return append([]byte(configHeader), b...), nil
 }
 
 // Update runs fn on the current config under the state lock and saves the
