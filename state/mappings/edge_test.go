@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
 )
@@ -123,5 +124,41 @@ func TestAddKeyStrengthAndLeafWarnings(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// The API's POST /api/v1/mappings goes through Add: credentials in the
+// upstream and invisible code points in a host are refused there too (422),
+// before anything is written, and the password is not in the message.
+func TestAddRefusesUserinfoAndInvisibleHosts(t *testing.T) {
+	s, root := newStore(t)
+	for _, tc := range []struct {
+		desc string
+		in   Input
+		want string
+	}{
+		{"userinfo upstream", Input{Mapping: state.Mapping{Listener: "web", Hosts: []string{"a.example.com"}, Source: state.SourceSelfSigned, Upstream: "http://admin:pa55word@127.0.0.1:8080"}},
+			`upstream "http://***@127.0.0.1:8080" carries a user name or password`},
+		{"zero width space", Input{Mapping: state.Mapping{Listener: "web", Hosts: []string{"a.example.com", "sh\u200bop.example.com"}, Source: state.SourceSelfSigned}},
+			"contains U+200B ZERO WIDTH SPACE at character 3"},
+		{"bidi override", Input{Mapping: state.Mapping{Listener: "web", Hosts: []string{"\u202emoc.example.com"}, Source: state.SourceACME, Challenge: "http-01"}},
+			"U+202E RIGHT-TO-LEFT OVERRIDE at character 1"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			before := snapshot(t, root)
+			_, _, err := Add(context.Background(), s, tc.in, now0)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || fault.KindOf(err) != fault.Invalid {
+				t.Fatalf("Add = %v (kind %v), want Invalid containing %q", err, fault.KindOf(err), tc.want)
+			}
+			if strings.Contains(err.Error(), "pa55word") {
+				t.Errorf("the password is in the message: %v", err)
+			}
+			assertUnchanged(t, before, root)
+		})
+	}
+	// A valid IDN still works, stored as punycode.
+	m := mustAdd(t, s, selfSignedIn("idn", "web", 0, "Bücher.example.com."))
+	if m.Hosts[0] != "xn--bcher-kva.example.com" {
+		t.Errorf("IDN stored as %q", m.Hosts[0])
 	}
 }
