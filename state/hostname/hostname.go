@@ -27,7 +27,7 @@ const (
 // host is an exact, fully qualified DNS name or a wildcard over one label,
 // "*.example.com".
 func Normalize(host string) (string, error) {
-	s := strings.TrimSuffix(strings.TrimSpace(host), ".")
+	s := strings.TrimSuffix(trimSpace(host), ".")
 	if s == "" {
 		return "", fmt.Errorf("host %q is empty; give a DNS name such as \"example.com\"", host)
 	}
@@ -99,13 +99,13 @@ func NormalizeSNI(serverName string) string {
 // it normalised. HOST may be empty (all interfaces), an IP literal (IPv6 in
 // brackets) or a DNS name, which may be a single label such as "localhost".
 func ValidateListenAddr(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(strings.TrimSpace(addr))
+	host, port, err := net.SplitHostPort(trimSpace(addr))
 	if err != nil {
 		return "", fmt.Errorf("listen address %q is not HOST:PORT; write it like \":443\", \"127.0.0.1:443\" or \"[::1]:443\"", addr)
 	}
 	switch n, err := strconv.Atoi(port); {
 	case port == "":
-		return "", fmt.Errorf("listen address %q has no port; add one, e.g. %q", addr, strings.TrimSpace(addr)+"443")
+		return "", fmt.Errorf("listen address %q has no port; add one, e.g. %q", addr, trimSpace(addr)+"443")
 	case strings.Trim(port, "0123456789") != "": // Atoi would accept a sign
 		return "", fmt.Errorf("listen address %q has port %q, which is not a number; give the port number, e.g. 443 rather than \"https\"", addr, port)
 	case err == nil && n == 0:
@@ -378,7 +378,7 @@ func sameHost(a, b string) bool {
 // name, which may be a single label such as "localhost" or "mgmt", but not a
 // wildcard.
 func NormalizeServerName(h string) (string, error) {
-	h = strings.TrimSpace(h)
+	h = trimSpace(h)
 	if ip, err := netip.ParseAddr(h); err == nil {
 		return ip.String(), nil
 	}
@@ -387,3 +387,8 @@ func NormalizeServerName(h string) (string, error) {
 	}
 	return checkDNS(h, strings.TrimSuffix(h, "."), true)
 }
+
+// trimSpace drops surrounding ASCII white space, what a shell or a pasted
+// line adds. Unicode spaces (U+00A0, U+3000 …) are left for checkInvisible
+// to refuse: strings.TrimSpace would drop them without a word.
+func trimSpace(s string) string { return strings.Trim(s, " \t\r\n\v\f") }

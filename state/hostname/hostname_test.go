@@ -94,6 +94,9 @@ func TestNormalize(t *testing.T) {
 		{desc: "invisible in wildcard", in: "*.a\u200bb.example.com", err: "at character 4"},
 		{desc: "C1 control", in: "a\u0085b.example.com", err: "U+0085"},
 		{desc: "invalid UTF-8", in: "a\xffb.example.com", err: "is not valid UTF-8"},
+		{desc: "no-break space around", in: "\u00a0example.com", err: "U+00A0 NO-BREAK SPACE at character 1"},
+		{desc: "ideographic space after", in: "example.com\u3000", err: "U+3000 IDEOGRAPHIC SPACE at character 12"},
+		{desc: "next line after", in: "example.com\u0085", err: "U+0085"},
 		{desc: "combining accent kept", in: "a\u0301.example.com", want: "xn--1ca.example.com"},
 	}
 	for _, tc := range tests {
@@ -226,6 +229,7 @@ func TestValidateListenAddr(t *testing.T) {
 		{desc: "signed port", in: ":+443", err: "not a number"},
 		{desc: "port too high", in: "example.com:70000", err: `listen address "example.com:70000" has port 70000, which is out of range`},
 		{desc: "invisible in host", in: "local\u200bhost:443", err: "U+200B ZERO WIDTH SPACE at character 6"},
+		{desc: "unicode space around", in: "\u00a0localhost:443", err: "U+00A0 NO-BREAK SPACE at character 1"},
 		{desc: "port overflow", in: ":99999999999999999999", err: "out of range"},
 		{desc: "bad host", in: "a..b:443", err: `host "a..b" has an empty label`},
 		{desc: "underscore host", in: "my_host:443", err: `contains "_"`},
