@@ -20,11 +20,17 @@ const MinRSABits = 2048
 // clients whoever issued it.
 const MaxLeafValidity = 825 * 24 * time.Hour
 
-// CheckKeyStrength refuses an RSA public key shorter than MinRSABits.
-// ECDSA and Ed25519 keys are fixed-size curves, all strong enough.
+// CheckKeyStrength refuses an RSA public key shorter than MinRSABits, or
+// longer than MaxRSABits (see there). ECDSA and Ed25519 keys are
+// fixed-size curves, all strong enough.
 func CheckKeyStrength(pub crypto.PublicKey) error {
-	if k, ok := pub.(*rsa.PublicKey); ok && k.N.BitLen() < MinRSABits {
+	k, ok := pub.(*rsa.PublicKey)
+	switch {
+	case !ok:
+	case k.N.BitLen() < MinRSABits:
 		return fmt.Errorf("its RSA key has %d bits, fewer than the %d p2ptls accepts; issue it again with a 2048-bit or longer RSA key, or an ECDSA key", k.N.BitLen(), MinRSABits)
+	case k.N.BitLen() > MaxRSABits:
+		return fmt.Errorf("its RSA key has %d bits, more than the %d p2ptls accepts; issue it again with a 2048-, 3072- or 4096-bit RSA key, or an ECDSA key", k.N.BitLen(), MaxRSABits)
 	}
 	return nil
 }

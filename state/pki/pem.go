@@ -63,6 +63,9 @@ func ParseCertChain(pemBytes []byte) ([]*x509.Certificate, error) {
 // "EC PRIVATE KEY". Other blocks (certificates, "EC PARAMETERS" as written by
 // openssl ecparam) are skipped.
 func ParseKey(pemBytes []byte) (crypto.Signer, error) {
+	if err := CheckKeySize(pemBytes); err != nil {
+		return nil, err
+	}
 	for rest := pemBytes; ; {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
