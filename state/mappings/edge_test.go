@@ -9,6 +9,8 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
 	"math/big"
 	"strings"
 	"testing"
@@ -160,5 +162,35 @@ func TestAddRefusesUserinfoAndInvisibleHosts(t *testing.T) {
 	m := mustAdd(t, s, selfSignedIn("idn", "web", 0, "Bücher.example.com."))
 	if m.Hosts[0] != "xn--bcher-kva.example.com" {
 		t.Errorf("IDN stored as %q", m.Hosts[0])
+	}
+}
+
+// serve reads a mapping's files with ReadFiles and parses them itself: a
+// file mapping whose key was replaced on disk by an RSA key above 8192
+// bits is refused there, unparsed, so a reload never spends minutes on it.
+func TestReadFilesRefusesHugeRSAKey(t *testing.T) {
+	s, _ := newStore(t)
+	dir := t.TempDir()
+	leaf := issue(t, now0.Add(-day), 90*day, "file.example.com")
+	m := state.Mapping{ID: "f", Listener: "web", Hosts: []string{"file.example.com"}, Source: state.SourceFile,
+		CertFile: writeFile(t, dir, "f.crt", chainPEM(leaf)), KeyFile: writeFile(t, dir, "f.key", leaf.KeyPEM)}
+	mustAdd(t, s, Input{Mapping: m})
+	if _, _, err := ReadFiles(s, m); err != nil {
+		t.Fatalf("ReadFiles: %v", err)
+	}
+	// 16384 bits shaped as PKCS#1: version, modulus, … (only the size is read).
+	n := new(big.Int).Lsh(big.NewInt(1), 16383)
+	der, err := asn1.Marshal(struct {
+		Version int
+		N       *big.Int
+		E       int
+	}{0, n, 65537})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "f.key", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: der}))
+	_, _, err = ReadFiles(s, m)
+	if err == nil || !strings.Contains(err.Error(), dir+"/f.key: the RSA private key has 16384 bits, more than the 8192 p2ptls accepts") {
+		t.Fatalf("ReadFiles = %v", err)
 	}
 }
