@@ -141,10 +141,12 @@ func mappingAddAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Warnings go to stderr even with --quiet, as every warning does, and
+	// into the JSON document as "warnings", as the API answers.
 	for _, w := range warnings {
 		g.Warnf("%s", w)
 	}
-	return printMapping(g, added.ID, "added mapping %s on listener %s for %s", added.ID, added.Listener, strings.Join(added.Hosts, ", "))
+	return printMapping(g, added.ID, warnings, "added mapping %s on listener %s for %s", added.ID, added.Listener, strings.Join(added.Hosts, ", "))
 }
 
 // onlyWithSource refuses flags that belong to another source, so a typo
@@ -173,8 +175,15 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// mappingAdded is what "mapping add --output json" prints: the mapping as
+// "mapping list" shows it, plus the warnings (the body of the API's 201).
+type mappingAdded struct {
+	mappings.Info
+	Warnings []string `json:"warnings,omitempty"`
+}
+
 // printMapping prints one mapping as "mapping list" does, after a message.
-func printMapping(g *Globals, id, format string, args ...any) error {
+func printMapping(g *Globals, id string, warnings []string, format string, args ...any) error {
 	cfg, err := state.LoadConfig(g.Store())
 	if err != nil {
 		return err
@@ -184,7 +193,7 @@ func printMapping(g *Globals, id, format string, args ...any) error {
 		return err
 	}
 	if g.JSON() {
-		return printJSON(g.Stdout, info)
+		return printJSON(g.Stdout, mappingAdded{Info: info, Warnings: warnings})
 	}
 	g.Infof(format, args...)
 	return printMappingTable(g, []mappings.Info{info})
@@ -219,7 +228,11 @@ func printMappingTable(g *Globals, list []mappings.Info) error {
 		if m.NotAfter != nil {
 			expires = fmt.Sprintf("%s (%dd)", m.NotAfter.Format("2006-01-02"), int(time.Until(*m.NotAfter).Hours()/24))
 		}
-		rows = append(rows, []string{m.ID, m.Listener, strings.Join(m.Hosts, ","), source, m.Status, expires, orDash(m.LastError)})
+		status := m.Status
+		if m.ServedBy != "" {
+			status += " (served by " + m.ServedBy + ")"
+		}
+		rows = append(rows, []string{m.ID, m.Listener, strings.Join(m.Hosts, ","), source, status, expires, orDash(m.LastError)})
 	}
 	return printTable(g.Stdout, []string{"ID", "LISTENER", "HOSTS", "SOURCE", "STATUS", "EXPIRES", "LAST ERROR"}, rows)
 }

@@ -117,7 +117,7 @@ func ParseConfig(b []byte) (*Config, error) {
 		return nil, decodeError(decErr)
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, fault.AsInvalid(err, hintFixFile)
+		return nil, fault.AsInvalid(locateEntry(b, err), hintFixFile)
 	}
 	return &cfg, nil
 }
@@ -142,6 +142,24 @@ func checkSchemaVersion(b []byte) error {
 	return nil
 }
 
+// locateEntry prefixes a validation error of one entry with its line and
+// field, as decode errors are: "line 12, field "mappings[3].upstream": …".
+func locateEntry(b []byte, err error) error {
+	var ee *EntryError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	line, field := entryLine(b, ee)
+	if line == 0 {
+		return err
+	}
+	name := fmt.Sprintf("%s[%d]", ee.Table, ee.Index)
+	if field != "" {
+		name += "." + field
+	}
+	return fmt.Errorf("line %d, field %q: %w", line, name, ee.Err)
+}
+
 // decodeError turns a go-toml error into "line N, field F: problem".
 func decodeError(err error) error {
 	var strict *toml.StrictMissingError
@@ -163,17 +181,26 @@ func decodeError(err error) error {
 
 // SaveConfig validates cfg and writes it atomically. The caller holds the lock.
 func SaveConfig(s Store, cfg *Config) error {
-	if err := cfg.Validate(); err != nil {
+	b, err := encodeConfig(cfg)
+	if err != nil {
 		return err
 	}
-	b, err := toml.Marshal(cfg)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", ConfigFile, err)
-	}
-	if err := s.Write(ConfigFile, append([]byte(configHeader), b...), SecretMode); err != nil {
+	if err := s.Write(ConfigFile, b, SecretMode); err != nil {
 		return fmt.Errorf("save %s: %w", ConfigFile, err)
 	}
 	return nil
+}
+
+// encodeConfig validates cfg and returns the content of p2ptls.toml.
+func encodeConfig(cfg *Config) ([]byte, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := toml.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", ConfigFile, err)
+	}
+	return append([]byte(configHeader), b...), nil
 }
 
 // Update runs fn on the current config under the state lock and saves the

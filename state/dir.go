@@ -63,6 +63,9 @@ type Dir struct {
 	// writes counts changes outside run/, so that unlocking knows whether
 	// to bump the revision.
 	writes atomic.Int64
+	// touched counts every write and delete, so that unlocking knows
+	// whether a state directory the lock created is still unused.
+	touched atomic.Int64
 }
 
 var _ Store = (*Dir)(nil)
@@ -172,6 +175,7 @@ const (
 // counted records a change of the desired state. Runtime status and
 // in-flight challenges are not: serve reads those directly when asked.
 func (d *Dir) counted(name string) {
+	d.touched.Add(1)
 	n := path.Clean(name)
 	if !strings.HasPrefix(n, RunDir+"/") && !strings.HasPrefix(n, "acme/challenges/") {
 		d.writes.Add(1)

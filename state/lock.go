@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -55,20 +56,45 @@ func (h Holder) String() string {
 // over and its record replaced. purpose is recorded for other processes'
 // messages ("listener add").
 func (d *Dir) Lock(ctx context.Context, purpose string) (func() error, error) {
-	if err := MkdirAll(d.root); err != nil {
+	created, err := d.makeRoot()
+	if err != nil {
 		return nil, err
 	}
 	p := filepath.Join(d.root, LockFile)
 	deadline := time.Now().Add(d.lockTimeout)
+	remade := 0
 	for {
 		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, SecretMode)
+		if errors.Is(err, fs.ErrNotExist) && time.Now().Before(deadline) {
+			// A holder that had created the root removed it, unused, as
+			// it unlocked (removeUnused): make it again and retry.
+			c, err := d.makeRoot()
+			if err != nil {
+				return nil, err
+			}
+			if created == "" {
+				created = c
+			}
+			if remade++; remade > 1 { // it keeps vanishing: do not spin
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(lockPoll):
+				}
+			}
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open lock file: %w", err)
 		}
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
+			stale := staleHolder(p) // read before claim replaces the record
 			if unlock, ok, err := d.claim(f, p, purpose); ok || err != nil {
-				return d.bumpOnChange(unlock), err
+				if ok && stale {
+					d.removeLeftovers()
+				}
+				return d.removeUnused(created, d.bumpOnChange(unlock)), err
 			}
 			continue // a previous holder removed the file we locked: retry on the new one
 		}
@@ -155,5 +181,51 @@ func (d *Dir) bumpOnChange(unlock func() error) func() error {
 			err = WriteFileAtomic(filepath.Join(d.root, RevisionFile), []byte(rev), SecretMode)
 		}
 		return errors.Join(err, unlock())
+	}
+}
+
+// makeRoot creates the state directory and its missing parents, and
+// returns the topmost directory it created ("" when the root existed), so
+// that removeUnused can take away what a refused command made.
+func (d *Dir) makeRoot() (string, error) {
+	top := ""
+	for p := d.root; ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		top = p
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
+	if err := MkdirAll(d.root); err != nil {
+		return "", err
+	}
+	return top, nil
+}
+
+// removeUnused wraps unlock so that a lock taken on a state directory that
+// did not exist, with nothing written or deleted under it, leaves nothing
+// behind: after unlocking (which removes the lock file) it removes the
+// directories makeRoot created, deepest first, each only while it is empty.
+// A directory another process has put anything in (its own lock file, a
+// file) is not empty and stays; a process that opens the lock file while
+// the directory goes away gets ENOENT and makes it again (Lock).
+func (d *Dir) removeUnused(created string, unlock func() error) func() error {
+	if unlock == nil || created == "" {
+		return unlock
+	}
+	before := d.touched.Load()
+	return func() error {
+		err := unlock()
+		if d.touched.Load() != before {
+			return err
+		}
+		for p := d.root; ; p = filepath.Dir(p) {
+			if os.Remove(p) != nil || p == created || filepath.Dir(p) == p {
+				break
+			}
+		}
+		return err
 	}
 }

@@ -1,8 +1,11 @@
 package state
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"strings"
 
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/hostname"
@@ -38,27 +41,27 @@ func (c *Config) Validate() error {
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		if err := l.normalize(); err != nil {
-			return fmt.Errorf("listeners[%d]: %w", i, err)
+			return &EntryError{Table: "listeners", Index: i, Err: err}
 		}
 		if listeners[l.Name] {
 			return fault.Invalidf("", "listeners[%d]: listener name %q is used twice", i, l.Name)
 		}
 		listeners[l.Name] = true
 		if err := c.checkAddrConflicts(*l); err != nil {
-			return fmt.Errorf("listeners[%d]: %w", i, err)
+			return &EntryError{Table: "listeners", Index: i, Err: err}
 		}
 	}
 	creds := make(map[string]bool, len(c.DNSCredentials))
 	for i, d := range c.DNSCredentials {
 		if err := validateDNSCredential(d, creds); err != nil {
-			return fmt.Errorf("dns_credentials[%d]: %w", i, err)
+			return &EntryError{Table: "dns_credentials", Index: i, Err: err}
 		}
 		creds[d.Name] = true
 	}
 	v := mappingValidator{listeners: listeners, creds: creds, ids: map[string]bool{}, hosts: map[string]string{}}
 	for i := range c.Mappings {
 		if err := v.check(&c.Mappings[i]); err != nil {
-			return fmt.Errorf("mappings[%d]: %w", i, err)
+			return &EntryError{Table: "mappings", Index: i, Err: err}
 		}
 	}
 	for _, r := range c.ACME.DNSResolvers {
@@ -80,8 +83,8 @@ func validateDNSCredential(d DNSCredential, seen map[string]bool) error {
 		return fault.Invalidf(`use provider "cloudflare"`, "DNS credential %q: unknown provider %q", d.Name, d.Provider)
 	}
 	if d.APIBaseURL != "" {
-		if err := validateUpstream(d.APIBaseURL); err != nil {
-			return fault.Invalidf("give an http:// or https:// URL", "DNS credential %q: api_base_url %q is not a URL with a host", d.Name, d.APIBaseURL)
+		if err := checkURL("api_base_url", d.APIBaseURL); err != nil {
+			return fmt.Errorf("DNS credential %q: %w", d.Name, err)
 		}
 	}
 	return nil
@@ -128,7 +131,7 @@ func (v *mappingValidator) check(m *Mapping) error {
 	}
 	if m.Upstream != "" {
 		if err := validateUpstream(m.Upstream); err != nil {
-			return fault.AsInvalid(fmt.Errorf("mapping %q: %w", m.ID, err), "give an http:// or https:// URL, e.g. http://127.0.0.1:8080")
+			return fmt.Errorf("mapping %q: %w", m.ID, err)
 		}
 	}
 	switch m.Source {
@@ -169,4 +172,104 @@ func (v *mappingValidator) checkACME(m *Mapping, wildcard bool) error {
 		return fault.Invalidf(`use "ec256", "ec384", "rsa2048" or "rsa4096"`, "mapping %q: unknown key_type %q", m.ID, m.KeyType)
 	}
 	return nil
+}
+
+// EntryError is a validation error of one entry of a p2ptls.toml table
+// ("mappings[3]: …"). ParseConfig turns it into the line of the file.
+type EntryError struct {
+	Table string // "listeners", "mappings", "dns_credentials"
+	Index int
+	Err   error
+}
+
+func (e *EntryError) Error() string { return fmt.Sprintf("%s[%d]: %v", e.Table, e.Index, e.Err) }
+func (e *EntryError) Unwrap() error { return e.Err }
+
+// FieldError names the key of the entry that is wrong, for the line.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+const hintURL = "give an http:// or https:// URL, e.g. http://127.0.0.1:8080"
+
+// validateUpstream checks a reverse-proxy target URL.
+func validateUpstream(raw string) error { return checkURL("upstream", raw) }
+
+// checkURL checks an http(s) URL with a host and without credentials:
+// "user:password@" would sit in argv, in p2ptls.toml (and every backup), in
+// "listener list" and in logs. Messages show the URL with its user
+// information masked, never the password. field names the key.
+func checkURL(field, raw string) error {
+	shown := MaskUserinfo(raw)
+	var err error
+	u, perr := url.Parse(raw)
+	switch {
+	case perr != nil:
+		err = fault.Invalidf(hintURL, "%s %q is not a URL", field, shown)
+	case u.User != nil || strings.Contains(u.Host, "@"):
+		err = fault.Invalidf("give the URL without \"user:password@\": credentials do not belong in argv or p2ptls.toml; let the upstream trust p2ptls by its network address or client certificate instead",
+			"%s %q carries a user name or password", field, shown)
+	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		err = fault.Invalidf(hintURL, "%s %q is not an http:// or https:// URL with a host", field, shown)
+	default:
+		return nil
+	}
+	return &FieldError{Field: field, Err: err}
+}
+
+// MaskUserinfo replaces the user information of a URL ("user:pass@") with
+// "***@", also in strings url.Parse refuses, so that a message can show the
+// URL without its secret.
+func MaskUserinfo(raw string) string {
+	start := 0
+	if i := strings.Index(raw, "://"); i >= 0 {
+		start = i + 3
+	}
+	end := len(raw)
+	if i := strings.IndexAny(raw[start:], "/?#"); i >= 0 {
+		end = start + i
+	}
+	at := strings.LastIndexByte(raw[start:end], '@')
+	if at < 0 {
+		return raw
+	}
+	return raw[:start] + "***" + raw[start+at:]
+}
+
+// entryLine finds the line (from 1) of entry e in p2ptls.toml content b:
+// the line of its field when the error names one and the entry sets it,
+// else the line of its "[[table]]" header; 0 when the entry is not written
+// as an array-of-tables entry (an inline array, say).
+func entryLine(b []byte, e *EntryError) (line int, field string) {
+	var fe *FieldError
+	if errors.As(e.Err, &fe) {
+		field = fe.Field
+	}
+	header := "[[" + e.Table + "]]"
+	n := -1
+	for i, l := range strings.Split(string(b), "\n") {
+		t := strings.ReplaceAll(strings.TrimSpace(l), " ", "")
+		if strings.HasPrefix(t, "[") {
+			if n == e.Index {
+				break // the entry ended without setting field
+			}
+			if strings.HasPrefix(t, header) {
+				if n++; n == e.Index {
+					line = i + 1
+				}
+			}
+			continue
+		}
+		if n == e.Index && field != "" {
+			key, _, ok := strings.Cut(t, "=")
+			if ok && strings.Trim(key, `"'`) == field {
+				return i + 1, field
+			}
+		}
+	}
+	return line, field
 }

@@ -116,6 +116,7 @@ func Run(ctx context.Context, in Input) Report {
 		checkPermissions,
 		checkLock,
 		checkRestoreStaging,
+		checkOrphans,
 		checkMode,
 		checkListen,
 		checkProvidedFiles,
@@ -164,6 +165,7 @@ const (
 	IDConfig            = "state.config"
 	IDPermissions       = "state.permissions"
 	IDLock              = "state.lock"
+	IDOrphans           = "state.orphans"
 	IDMode              = "management.mode"
 	IDListen            = "management.listen"
 	IDProvidedFiles     = "management.provided_files"

@@ -18,7 +18,7 @@ import (
 
 // allIDs is the order of the report; ids are part of the JSON contract.
 var allIDs = []string{
-	IDConfig, IDPermissions, IDLock, IDRestoreStaging, IDMode, IDListen, IDProvidedFiles, IDPublicURL, IDPublicURLCovered,
+	IDConfig, IDPermissions, IDLock, IDRestoreStaging, IDOrphans, IDMode, IDListen, IDProvidedFiles, IDPublicURL, IDPublicURLCovered,
 	IDExtraHosts, IDCA, IDServerCertificate, IDCABackup, IDNetwork, IDACMEAccount, IDWildcardChallenge,
 	IDDNSCredential, IDChallengePorts, IDCoverage, IDExpiry, IDLastRenewal, IDListenersServing, IDListenersFallback,
 }

@@ -196,9 +196,16 @@ func checkCoverage(_ context.Context, e *env) Check {
 	}
 	var f findings
 	hosts := 0
+	infos := make(map[string]mappings.Info, len(e.infos))
+	for _, info := range e.infos {
+		infos[info.ID] = info
+	}
 	for _, m := range e.cfg.Mappings {
 		hosts += len(m.Hosts)
 		c, err := mappings.Load(e.s, m)
+		if err != nil && servedMeanwhile(&f, m, err, infos) {
+			continue
+		}
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && m.Source == state.SourceACME:
 			f.fail(issueHint(m), "mapping %s (%s) has no certificate: not issued yet", m.ID, names(m.Hosts))
@@ -221,6 +228,34 @@ func checkCoverage(_ context.Context, e *env) Check {
 		}
 	}
 	return f.check(IDCoverage, fmt.Sprintf("every host of %s (%s) is covered by its mapping's certificate", plural(len(e.cfg.Mappings), "mapping"), plural(hosts, "host")))
+}
+
+// servedMeanwhile reports a mapping without a usable certificate whose
+// hosts a wildcard mapping with a certificate serves meanwhile (serve's
+// rule: exact with a certificate > wildcard with a certificate > fallback).
+// Clients get a certificate they accept while that one is valid, so it is a
+// warning, not a failure; it returns false when no wildcard serves it, or
+// one whose certificate clients refuse, and the caller fails it as before.
+func servedMeanwhile(f *findings, m state.Mapping, err error, infos map[string]mappings.Info) bool {
+	info := infos[m.ID]
+	if info.ServedBy == "" {
+		return false
+	}
+	why := "not issued yet"
+	if !errors.Is(err, fs.ErrNotExist) || m.Source != state.SourceACME {
+		why = err.Error()
+	}
+	for _, id := range strings.Split(info.ServedBy, ",") {
+		if w := infos[id]; w.Status != mappings.StatusValid && w.Status != mappings.StatusExpiring {
+			return false
+		}
+	}
+	by := "mapping " + info.ServedBy + " serves its hosts with its valid wildcard certificate"
+	if strings.Contains(info.ServedBy, ",") {
+		by = "mappings " + strings.ReplaceAll(info.ServedBy, ",", ", ") + " serve its hosts with their valid wildcard certificates"
+	}
+	f.warn(issueHint(m), "mapping %s (%s) has no certificate (%s); meanwhile %s", m.ID, names(m.Hosts), why, by)
+	return true
 }
 
 // covers reports whether a certificate with these DNS SANs is accepted for

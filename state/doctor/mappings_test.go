@@ -159,6 +159,25 @@ func TestCoverage(t *testing.T) {
 		issue(t, s, "app", []string{"*.example.com"}, 90*day, mappings.Meta{})
 		want(t, run(input(s), checkCoverage), IDCoverage, Fail, "does not cover x.y.example.com (it covers *.example.com)")
 	})
+	t.Run("ACME not issued yet, served meanwhile by a valid wildcard", func(t *testing.T) {
+		s := acmeState(t)
+		addMapping(t, s, acmeMapping("wild", "web", "dns-01", "cf", "*.example.com"))
+		issue(t, s, "wild", []string{"*.example.com"}, 90*day, mappings.Meta{})
+		addMapping(t, s, acmeMapping("dns", "web", "dns-01", "cf", "dns.example.com"))
+		c := run(input(s), checkCoverage)
+		want(t, c, IDCoverage, Warn, "mapping dns (dns.example.com) has no certificate (not issued yet); meanwhile mapping wild serves its hosts with its valid wildcard certificate")
+		wantHint(t, c, "p2ptls cert issue dns")
+		// Once the wildcard has expired, clients refuse what serves the name.
+		in := input(s)
+		in.Now = now0.Add(91 * day)
+		want(t, run(in, checkCoverage), IDCoverage, Fail, "mapping dns (dns.example.com) has no certificate: not issued yet")
+	})
+	t.Run("a wildcard that is not issued either serves nothing", func(t *testing.T) {
+		s := acmeState(t)
+		addMapping(t, s, acmeMapping("wild", "web", "dns-01", "cf", "*.example.com"))
+		addMapping(t, s, acmeMapping("dns", "web", "dns-01", "cf", "dns.example.com"))
+		want(t, run(input(s), checkCoverage), IDCoverage, Fail, "mapping dns", "mapping wild")
+	})
 	t.Run("key of another certificate", func(t *testing.T) {
 		s := acmeState(t)
 		addMapping(t, s, state.Mapping{ID: "app", Listener: "web", Hosts: []string{"app.example.com"}, Source: state.SourceSelfSigned})

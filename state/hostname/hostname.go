@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -25,7 +27,7 @@ const (
 // host is an exact, fully qualified DNS name or a wildcard over one label,
 // "*.example.com".
 func Normalize(host string) (string, error) {
-	s := strings.TrimSuffix(strings.TrimSpace(host), ".")
+	s := strings.TrimSuffix(trimSpace(host), ".")
 	if s == "" {
 		return "", fmt.Errorf("host %q is empty; give a DNS name such as \"example.com\"", host)
 	}
@@ -97,13 +99,13 @@ func NormalizeSNI(serverName string) string {
 // it normalised. HOST may be empty (all interfaces), an IP literal (IPv6 in
 // brackets) or a DNS name, which may be a single label such as "localhost".
 func ValidateListenAddr(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(strings.TrimSpace(addr))
+	host, port, err := net.SplitHostPort(trimSpace(addr))
 	if err != nil {
 		return "", fmt.Errorf("listen address %q is not HOST:PORT; write it like \":443\", \"127.0.0.1:443\" or \"[::1]:443\"", addr)
 	}
 	switch n, err := strconv.Atoi(port); {
 	case port == "":
-		return "", fmt.Errorf("listen address %q has no port; add one, e.g. %q", addr, strings.TrimSpace(addr)+"443")
+		return "", fmt.Errorf("listen address %q has no port; add one, e.g. %q", addr, trimSpace(addr)+"443")
 	case strings.Trim(port, "0123456789") != "": // Atoi would accept a sign
 		return "", fmt.Errorf("listen address %q has port %q, which is not a number; give the port number, e.g. 443 rather than \"https\"", addr, port)
 	case err == nil && n == 0:
@@ -182,6 +184,13 @@ func checkDNS(input, s string, listen bool) (string, error) {
 		return "", fmt.Errorf("host %q has a wildcard that is not the whole leftmost label; use the form \"*.example.com\"", input)
 	}
 	if !isASCII(name) {
+		// IDNA mapping (UTS 46) silently drops some invisible code points
+		// (U+200B, U+00AD, U+2060, variation selectors …), so a name that
+		// looks like "shop.example.com" could be stored as another. They
+		// are refused with their place instead, before the mapping runs.
+		if err := checkInvisible(input); err != nil {
+			return "", err
+		}
 		a, err := idna.Lookup.ToASCII(name)
 		if err != nil {
 			return "", fmt.Errorf("host %q is not a valid internationalised domain name (%v); check its spelling", input, err)
@@ -239,6 +248,66 @@ func checkLabel(input, l string, i int) error {
 	} else if len(l) >= 4 && l[2:4] == "--" {
 		// Reserved for encodings like punycode (RFC 5891); CAs refuse them.
 		return fmt.Errorf("host %q has label %q with \"--\" in the third and fourth place, which is reserved; change that label", input, l)
+	}
+	return nil
+}
+
+// invisibleNames names the code points people most often paste by accident.
+var invisibleNames = map[rune]string{
+	0x00A0: "NO-BREAK SPACE",
+	0x00AD: "SOFT HYPHEN",
+	0x034F: "COMBINING GRAPHEME JOINER",
+	0x061C: "ARABIC LETTER MARK",
+	0x180E: "MONGOLIAN VOWEL SEPARATOR",
+	0x200B: "ZERO WIDTH SPACE",
+	0x200C: "ZERO WIDTH NON-JOINER",
+	0x200D: "ZERO WIDTH JOINER",
+	0x200E: "LEFT-TO-RIGHT MARK",
+	0x200F: "RIGHT-TO-LEFT MARK",
+	0x202A: "LEFT-TO-RIGHT EMBEDDING",
+	0x202B: "RIGHT-TO-LEFT EMBEDDING",
+	0x202C: "POP DIRECTIONAL FORMATTING",
+	0x202D: "LEFT-TO-RIGHT OVERRIDE",
+	0x202E: "RIGHT-TO-LEFT OVERRIDE",
+	0x2060: "WORD JOINER",
+	0x2066: "LEFT-TO-RIGHT ISOLATE",
+	0x2067: "RIGHT-TO-LEFT ISOLATE",
+	0x2068: "FIRST STRONG ISOLATE",
+	0x2069: "POP DIRECTIONAL ISOLATE",
+	0x3000: "IDEOGRAPHIC SPACE",
+	0x3164: "HANGUL FILLER",
+	0xFEFF: "ZERO WIDTH NO-BREAK SPACE (byte order mark)",
+}
+
+// Invisible reports whether r has no place in a host name although IDNA
+// might accept or drop it: format characters (zero-width, bidi controls,
+// soft hyphen), controls, spaces, private use and surrogates, variation
+// selectors and the other default-ignorable code points. ASCII is left to
+// checkLabel, which names the character.
+func Invisible(r rune) bool {
+	return r >= utf8.RuneSelf && (r == utf8.RuneError ||
+		unicode.In(r, unicode.Cf, unicode.Cc, unicode.Z, unicode.Co, unicode.Cs,
+			unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point))
+}
+
+// checkInvisible refuses input when it is not UTF-8 or holds an Invisible
+// code point, naming the code point and its place (counted in characters
+// from 1, as an editor does).
+func checkInvisible(input string) error {
+	if !utf8.ValidString(input) {
+		return fmt.Errorf("host %q is not valid UTF-8; type the name again", input)
+	}
+	pos := 0
+	for _, r := range input {
+		pos++
+		if !Invisible(r) {
+			continue
+		}
+		what := invisibleNames[r]
+		if what == "" {
+			what = "an invisible, space or formatting character"
+		}
+		return fmt.Errorf("host %q contains U+%04X %s at character %d, which IDNA would drop or refuse; type the name again without it", input, r, what, pos)
 	}
 	return nil
 }
@@ -309,7 +378,7 @@ func sameHost(a, b string) bool {
 // name, which may be a single label such as "localhost" or "mgmt", but not a
 // wildcard.
 func NormalizeServerName(h string) (string, error) {
-	h = strings.TrimSpace(h)
+	h = trimSpace(h)
 	if ip, err := netip.ParseAddr(h); err == nil {
 		return ip.String(), nil
 	}
@@ -318,3 +387,8 @@ func NormalizeServerName(h string) (string, error) {
 	}
 	return checkDNS(h, strings.TrimSuffix(h, "."), true)
 }
+
+// trimSpace drops surrounding ASCII white space, what a shell or a pasted
+// line adds. Unicode spaces (U+00A0, U+3000 …) are left for checkInvisible
+// to refuse: strings.TrimSpace would drop them without a word.
+func trimSpace(s string) string { return strings.Trim(s, " \t\r\n\v\f") }

@@ -267,8 +267,12 @@ func ReadPEM(path string) ([]byte, error) {
 func checkPair(hosts []string, certPEM, keyPEM []byte, certWhat, keyWhat string, allowExpired bool, now time.Time) (*pki.KeyPair, []string, error) {
 	const hint = "give the certificate chain (leaf first) and the private key that belongs to it"
 	// Parsed on its own first, so that a broken certificate is not blamed on the key.
-	if _, err := pki.ParseCertChain(certPEM); err != nil {
+	chain, err := pki.ParseCertChain(certPEM)
+	if err != nil {
 		return nil, nil, fault.Invalidf(hint, "%s cannot be used: %v", certWhat, err)
+	}
+	if err := pki.CheckKeyStrength(chain[0].PublicKey); err != nil {
+		return nil, nil, fault.Invalidf("use a certificate with a 2048-bit or longer RSA key, or an ECDSA key", "%s cannot be used: %v", certWhat, err)
 	}
 	kp, err := pki.LoadKeyPair(certPEM, keyPEM)
 	if err != nil {
@@ -279,6 +283,10 @@ func checkPair(hosts []string, certPEM, keyPEM []byte, certWhat, keyWhat string,
 		return nil, nil, fault.Invalidf("use a certificate issued for every host of the mapping, or map only the hosts it covers",
 			"%s does not cover %s (its names: %s)", certWhat, strings.Join(missing, ", "), namesOf(leaf))
 	}
+	var warnings []string
+	for _, c := range pki.LeafConcerns(leaf) {
+		warnings = append(warnings, certWhat+" "+c)
+	}
 	var problem string
 	switch {
 	case now.After(leaf.NotAfter):
@@ -286,12 +294,12 @@ func checkPair(hosts []string, certPEM, keyPEM []byte, certWhat, keyWhat string,
 	case now.Before(leaf.NotBefore):
 		problem = fmt.Sprintf("%s is not valid before %s", certWhat, stamp(leaf.NotBefore))
 	default:
-		return kp, nil, nil
+		return kp, warnings, nil
 	}
 	if !allowExpired {
 		return nil, nil, fault.Invalidf(hintAllowExpired, "%s", problem)
 	}
-	return kp, []string{problem + "; clients refuse it until it is replaced"}, nil
+	return kp, append([]string{problem + "; clients refuse it until it is replaced"}, warnings...), nil
 }
 
 // uncovered returns the hosts leaf's DNS names do not cover, the way a TLS

@@ -16,7 +16,7 @@ import (
 
 // Store names of the certificate files; see the package documentation.
 const (
-	PublicDir    = "certs/public"
+	PublicDir    = state.MappingsDir
 	CertFileName = "cert.pem"
 	KeyFileName  = "key.pem"
 	MetaFileName = "meta.toml"
@@ -143,6 +143,12 @@ func ReadFiles(s state.Store, m state.Mapping) (certPEM, keyPEM []byte, err erro
 	// a new certificate with the old key that would be served.
 	if keyPEM, err = readFile(s, m, keyName(m.ID), m.KeyFile); err != nil {
 		return nil, nil, fmt.Errorf("load mapping %q: %w", m.ID, err)
+	}
+	// Measured before the caller parses it: a huge RSA key costs seconds
+	// to minutes to parse and to sign with (pki.MaxRSABits), and a file
+	// mapping's key can be replaced on disk by anything.
+	if err := pki.CheckKeySize(keyPEM); err != nil {
+		return nil, nil, fmt.Errorf("load mapping %q: %s: %w", m.ID, keyPath(s, m), err)
 	}
 	if certPEM, err = readFile(s, m, certName(m.ID), m.CertFile); err != nil {
 		return nil, nil, fmt.Errorf("load mapping %q: %w", m.ID, err)

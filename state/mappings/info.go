@@ -11,6 +11,7 @@ import (
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/hostname"
 	"github.com/p2pstream/p2ptls/state/pki"
 )
 
@@ -49,6 +50,14 @@ type Info struct {
 	LastAttemptAt *time.Time `json:"last_attempt_at"`
 	Attempts      int        `json:"attempts"`
 	RetryAt       *time.Time `json:"retry_at"`
+	// ServedBy is set while the mapping has no usable certificate (status
+	// pending, failed or missing) and every one of its hosts is covered by
+	// a wildcard mapping on the same listener that has one: serve then
+	// answers those names with the wildcard's certificate (exact with a
+	// certificate > wildcard with a certificate > fallback). It is that
+	// mapping's id, or the ids joined by "," when hosts under different
+	// parents are served by different wildcards; "" otherwise.
+	ServedBy string `json:"served_by"`
 }
 
 // Details describe a certificate (chain) file: "cert show", "cert inspect"
@@ -85,13 +94,63 @@ func List(s state.Store, cfg *state.Config, listener string, now time.Time) ([]I
 		}
 	}
 	infos := make([]Info, 0, len(cfg.Mappings)) // [] rather than null in JSON
+	// Wildcard hosts whose mapping has a certificate, for ServedBy.
+	var wild map[string]string
 	for _, m := range cfg.Mappings {
 		if listener == "" || m.Listener == listener {
-			info, _ := describe(s, m, now)
+			info, chain := describe(s, m, now)
 			infos = append(infos, info)
+			if chain == nil {
+				continue
+			}
+			for _, h := range m.Hosts {
+				if hostname.IsWildcard(h) {
+					if wild == nil {
+						wild = map[string]string{}
+					}
+					wild[m.Listener+"\x00"+h] = m.ID
+				}
+			}
+		}
+	}
+	if wild != nil {
+		for i := range infos {
+			if !hasCertificate(infos[i].Status) {
+				infos[i].ServedBy = servedBy(infos[i].Listener, infos[i].Hosts, func(key string) (string, bool) {
+					id, ok := wild[key]
+					return id, ok
+				})
+			}
 		}
 	}
 	return infos, nil
+}
+
+// hasCertificate reports whether a mapping of this status has a certificate
+// that serve uses (valid, expiring, or expired: serve still presents it).
+func hasCertificate(status string) bool {
+	return status != StatusPending && status != StatusFailed && status != StatusMissing
+}
+
+// servedBy returns the ids of the wildcard mappings that serve every one of
+// hosts on listener, joined by ","; "" when a host has none. wildcard looks
+// up listener+"\x00"+"*.parent" among mappings with a certificate.
+func servedBy(listener string, hosts []string, wildcard func(key string) (string, bool)) string {
+	var ids []string
+	for _, h := range hosts {
+		w := hostname.WildcardFor(h)
+		if w == "" {
+			return ""
+		}
+		id, ok := wildcard(listener + "\x00" + w)
+		if !ok {
+			return ""
+		}
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return strings.Join(ids, ",")
 }
 
 // Show describes mapping id and its certificate; the details are nil while
@@ -101,11 +160,28 @@ func Show(s state.Store, cfg *state.Config, id string, now time.Time) (Info, *De
 	if err != nil {
 		return Info{}, nil, err
 	}
-	info, chain := describe(s, cfg.Mappings[i], now)
+	m := cfg.Mappings[i]
+	info, chain := describe(s, m, now)
 	if chain == nil {
+		info.ServedBy = servedBy(m.Listener, m.Hosts, func(key string) (string, bool) {
+			return wildcardWithCertificate(s, cfg, key, now)
+		})
 		return info, nil, nil
 	}
 	return info, details(chain, now), nil
+}
+
+// wildcardWithCertificate finds the mapping holding the wildcard host of key
+// (listener+"\x00"+host) and reports its id when it has a certificate.
+func wildcardWithCertificate(s state.Store, cfg *state.Config, key string, now time.Time) (string, bool) {
+	listener, host, _ := strings.Cut(key, "\x00")
+	for _, o := range cfg.Mappings {
+		if o.Listener == listener && slices.Contains(o.Hosts, host) {
+			info, _ := describe(s, o, now)
+			return o.ID, hasCertificate(info.Status)
+		}
+	}
+	return "", false
 }
 
 // Inspect describes the certificates in pemBytes, e.g. a file the user

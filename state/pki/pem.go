@@ -63,6 +63,9 @@ func ParseCertChain(pemBytes []byte) ([]*x509.Certificate, error) {
 // "EC PRIVATE KEY". Other blocks (certificates, "EC PARAMETERS" as written by
 // openssl ecparam) are skipped.
 func ParseKey(pemBytes []byte) (crypto.Signer, error) {
+	if err := CheckKeySize(pemBytes); err != nil {
+		return nil, err
+	}
 	for rest := pemBytes; ; {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
@@ -97,10 +100,14 @@ func ParseKey(pemBytes []byte) (crypto.Signer, error) {
 
 // LoadKeyPair parses a certificate chain (leaf first) and its private key,
 // and checks that the key belongs to the leaf, so a mixed-up pair is caught
-// when it is loaded rather than at the first TLS handshake.
+// when it is loaded rather than at the first TLS handshake, and that the
+// leaf's key is not too weak (CheckKeyStrength).
 func LoadKeyPair(certPEM, keyPEM []byte) (*KeyPair, error) {
 	chain, err := ParseCertChain(certPEM)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckKeyStrength(chain[0].PublicKey); err != nil {
 		return nil, err
 	}
 	key, err := ParseKey(keyPEM)

@@ -1,0 +1,96 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/p2pstream/p2ptls/state"
+)
+
+// checkOrphans: what a writer killed in the middle of a change left: mapping
+// directories (with their keys) that no mapping in p2ptls.toml names, and
+// temporary files of atomic writes. Nothing serves or reads them, but an
+// orphan keeps a private key on disk. The next change after a crash removes
+// them by itself (it notices the dead holder's lock record); doctor reports
+// them with the command that removes them now. While the lock is held they
+// are not looked for: a change in progress has its temporary files and, for
+// mapping add, the new mapping's directory before p2ptls.toml names it.
+func checkOrphans(_ context.Context, e *env) Check {
+	if e.root == "" {
+		return ok(IDOrphans, "there is no state directory yet")
+	}
+	locked, stale := lockState(e.root)
+	if locked {
+		return ok(IDOrphans, "not checked: a change is in progress (the state is locked), and its files are not leftovers")
+	}
+	l, err := state.FindLeftovers(e.s, e.root)
+	if err != nil {
+		return warn(IDOrphans, "check that this user can read the whole state directory", "%v", err)
+	}
+	var items, paths []string
+	for _, o := range l.Orphans {
+		p := filepath.Join(e.root, filepath.FromSlash(o))
+		what := o
+		if _, err := os.Stat(filepath.Join(p, "key.pem")); err == nil {
+			what += " (with a private key)"
+		}
+		items = append(items, what)
+		paths = append(paths, p)
+	}
+	for _, tmp := range l.TempFiles {
+		items = append(items, tmp)
+		paths = append(paths, filepath.Join(e.root, filepath.FromSlash(tmp)))
+	}
+	unchecked := ""
+	if l.Unchecked != "" {
+		unchecked = "; orphan mapping directories are not looked for while " + state.ConfigFile + " does not load (see " + IDConfig + ")"
+	}
+	if len(items) == 0 {
+		if unchecked != "" {
+			return warn(IDOrphans, "fix "+state.ConfigFile+" first", "no temporary files left by an interrupted change%s", unchecked)
+		}
+		return ok(IDOrphans, "no orphan mapping directories or temporary files: every directory under %s belongs to a mapping", state.MappingsDir)
+	}
+	hint := "remove each of them with rm -rf: nothing uses them (no mapping names these directories, and no write is in progress)"
+	if len(paths) <= 5 {
+		hint = "run: rm -rf " + strings.Join(quoteAll(paths), " ")
+	}
+	if stale {
+		hint += "; or make any change with p2ptls: it removes them when it takes over the stale lock"
+	}
+	return warn(IDOrphans, hint, "%s left by an interrupted change: %s%s", plural(len(items), "leftover"), names(items), unchecked)
+}
+
+// lockState reports whether a process holds the state lock now, and
+// whether a lock file with a dead holder's record is there (stale).
+func lockState(root string) (locked, stale bool) {
+	f, err := os.Open(filepath.Join(root, state.LockFile))
+	if errors.Is(err, fs.ErrNotExist) || err != nil {
+		return false, false
+	}
+	defer f.Close()
+	// A shared flock succeeds exactly when nobody holds the exclusive one.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK), false
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	info, err := f.Stat()
+	return false, err == nil && info.Size() > 0
+}
+
+// quoteAll quotes paths for a shell line when they need it.
+func quoteAll(paths []string) []string {
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		if strings.ContainsAny(p, " '\"\\$`!*?[]{}()<>|;&#~\t\n") {
+			p = "'" + strings.ReplaceAll(p, "'", `'\''`) + "'"
+		}
+		out[i] = p
+	}
+	return out
+}

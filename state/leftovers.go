@@ -1,0 +1,140 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/p2pstream/p2ptls/state/hostname"
+)
+
+// MappingsDir holds one directory per mapping, named by its id
+// (certs/public/<id>/: certificate, key, meta.toml).
+const MappingsDir = "certs/public"
+
+// IsTempName reports whether base is the name of a temporary file of
+// WriteFileAtomic, ".NAME.tmp-DIGITS": one that a finished write renamed
+// away or removed, so one that is still there belongs to a writer that was
+// killed.
+func IsTempName(base string) bool {
+	i := strings.LastIndex(base, ".tmp-")
+	if !strings.HasPrefix(base, ".") || i < 1 || i+5 == len(base) {
+		return false
+	}
+	return strings.Trim(base[i+5:], "0123456789") == ""
+}
+
+// Leftovers are what a writer killed in the middle of a change leaves in
+// the state: mapping directories (with keys) that no mapping in
+// p2ptls.toml names, and temporary files of atomic writes.
+type Leftovers struct {
+	// Orphans are store names, "certs/public/<id>".
+	Orphans []string
+	// TempFiles are store names of temporary files.
+	TempFiles []string
+	// Unchecked says why orphans were not looked for (p2ptls.toml does not
+	// load), "" when they were.
+	Unchecked string
+}
+
+// FindLeftovers lists the leftovers under root. Only a process holding the
+// lock may take them for leftovers: a writer in the middle of a change
+// has its temporary files and, for mapping add, the new mapping's
+// directory before p2ptls.toml names it. run/ is left out: serve writes it
+// without the lock.
+func FindLeftovers(s Store, root string) (Leftovers, error) {
+	var l Leftovers
+	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		rel = filepath.ToSlash(rel)
+		if de.IsDir() && rel == RunDir {
+			return fs.SkipDir
+		}
+		if !de.IsDir() && IsTempName(de.Name()) {
+			l.TempFiles = append(l.TempFiles, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		return l, fmt.Errorf("look for temporary files in %s: %w", root, err)
+	}
+	cfg, err := LoadConfig(s)
+	if err != nil {
+		l.Unchecked = err.Error()
+		return l, nil
+	}
+	ids := make(map[string]bool, len(cfg.Mappings))
+	for _, m := range cfg.Mappings {
+		ids[m.ID] = true
+	}
+	names, err := s.List(MappingsDir)
+	if err != nil {
+		return l, fmt.Errorf("list %s: %w", MappingsDir, err)
+	}
+	for _, n := range names {
+		// Only what p2ptls would have written: a directory named like an id.
+		if ids[n] || hostname.ValidateName("mapping id", n) != nil {
+			continue
+		}
+		if info, err := s.Stat(MappingsDir + "/" + n); err == nil && info.IsDir() {
+			l.Orphans = append(l.Orphans, MappingsDir+"/"+n)
+		}
+	}
+	// A temporary file inside an orphan goes with it.
+	kept := l.TempFiles[:0]
+	for _, tmp := range l.TempFiles {
+		if !slices.ContainsFunc(l.Orphans, func(o string) bool { return strings.HasPrefix(tmp, o+"/") }) {
+			kept = append(kept, tmp)
+		}
+	}
+	l.TempFiles = kept
+	return l, nil
+}
+
+// removeLeftovers removes what a killed writer left, under the lock just
+// taken over from it. It is called only then (claim found the dead
+// holder's record), so that a mutation does not pay a walk of the whole
+// state every time: a writer that finishes or fails leaves nothing, one
+// that is killed always leaves its lock record. A problem is logged, never
+// a reason to refuse the change the caller is about to make.
+func (d *Dir) removeLeftovers() {
+	l, err := FindLeftovers(d, d.root)
+	if err != nil {
+		slog.Warn("cannot look for what an interrupted change left", "err", err)
+	}
+	if l.Unchecked != "" {
+		slog.Warn("not looking for orphan mapping directories: p2ptls.toml does not load", "err", l.Unchecked)
+	}
+	removed := 0
+	for _, name := range append(l.Orphans, l.TempFiles...) {
+		if err := d.Delete(name); err != nil {
+			slog.Warn("cannot remove what an interrupted change left", "path", path.Join(d.root, name), "err", err)
+			continue
+		}
+		removed++
+	}
+	if removed > 0 {
+		slog.Info("removed what an interrupted change left", "orphan_mapping_dirs", len(l.Orphans), "temp_files", len(l.TempFiles))
+	}
+}
+
+// staleHolder reports whether the lock file at p, which this process has
+// just flocked, still holds the record of an earlier holder: a holder that
+// unlocks removes the file, so a record that survives belongs to a process
+// that died while it held the lock.
+func staleHolder(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil && readHolder(p).PID != 0
+}

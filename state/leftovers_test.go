@@ -1,0 +1,173 @@
+package state
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestIsTempName(t *testing.T) {
+	for name, want := range map[string]bool{
+		".p2ptls.toml.tmp-123456": true, ".key.pem.tmp-1": true,
+		"p2ptls.toml.tmp-1": false, ".key.pem.tmp-": false, ".key.pem.tmp-12a": false, ".tmp-1": false, "key.pem": false,
+	} {
+		if IsTempName(name) != want {
+			t.Errorf("IsTempName(%q) = %v, want %v", name, !want, want)
+		}
+	}
+}
+
+// leftoverState is a state with mapping "keep" and what a killed writer
+// leaves: an orphan mapping directory with a key, temporary files; run/
+// has a temporary file of serve's, which writes there without the lock.
+func leftoverState(t *testing.T) (*Dir, string) {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "state")
+	d := OpenDir(root, 2*time.Second)
+	err := Update(context.Background(), d, "test", func(c *Config) error {
+		c.Listeners = []Listener{{Name: "web", Addr: ":443"}}
+		c.Mappings = []Mapping{{ID: "keep", Listener: "web", Hosts: []string{"a.example.com"}, Source: SourceSelfSigned}}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{
+		"certs/public/keep/cert.pem":                "c",
+		"certs/public/ghost/key.pem":                "secret key",
+		"certs/public/ghost/cert.pem":               "c",
+		"certs/public/keep/.key.pem.tmp-42":         "half a key",
+		".p2ptls.toml.tmp-7":                        "half a config",
+		"run/.status.json.tmp-9":                    "serve's own",
+		"certs/public/Not-An-Id/notes.txt":          "an operator's",
+		"certs/management/.server.key.tmp-31337000": "k",
+	} {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d, root
+}
+
+func files(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	_ = filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			rel, _ := filepath.Rel(root, p)
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	slices.Sort(out)
+	return out
+}
+
+var afterCleanup = []string{
+	"certs/public/Not-An-Id/notes.txt", "certs/public/keep/cert.pem", "p2ptls.rev", "p2ptls.toml", "run/.status.json.tmp-9",
+}
+
+// The next lock after a holder died removes what it left; a lock after a
+// holder that unlocked normally does not look (a walk of 100k mappings on
+// every change would be too slow), and leaves them for doctor to report.
+func TestLockRemovesLeftoversOfADeadHolder(t *testing.T) {
+	t.Run("stale lock record", func(t *testing.T) {
+		d, root := leftoverState(t)
+		// What a killed holder leaves: its record, no flock (the kernel
+		// dropped it).
+		rec := "pid = 999999\nhost = 'h'\nsince = 2026-01-01T00:00:00Z\npurpose = 'mapping add ghost'\n"
+		if err := os.WriteFile(filepath.Join(root, LockFile), []byte(rec), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		unlock, err := d.Lock(context.Background(), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unlock(); err != nil {
+			t.Fatal(err)
+		}
+		if got := files(t, root); !slices.Equal(got, afterCleanup) {
+			t.Errorf("after the takeover:\n%q\nwant\n%q", got, afterCleanup)
+		}
+	})
+	t.Run("clean lock", func(t *testing.T) {
+		d, root := leftoverState(t)
+		before := files(t, root)
+		unlock, err := d.Lock(context.Background(), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unlock(); err != nil {
+			t.Fatal(err)
+		}
+		if got := files(t, root); !slices.Equal(got, before) {
+			t.Errorf("a lock after a clean unlock removed something:\n%q\nwant\n%q", got, before)
+		}
+		l, err := FindLeftovers(d, root)
+		if err != nil || strings.Join(l.Orphans, " ") != "certs/public/ghost" || len(l.TempFiles) != 3 {
+			t.Errorf("FindLeftovers = %+v, %v", l, err)
+		}
+	})
+}
+
+// A real writer, killed with SIGKILL while it holds the lock in the
+// middle of adding a mapping: its key is written, p2ptls.toml does not
+// name the mapping yet, and a temporary file is half written.
+func TestLockRemovesLeftoversOfAKilledWriter(t *testing.T) {
+	if os.Getenv("P2PTLS_TEST_KILLED_WRITER") != "" {
+		d := OpenDir(os.Getenv("P2PTLS_TEST_KILLED_WRITER"), time.Second)
+		if _, err := d.Lock(context.Background(), "mapping add ghost"); err != nil {
+			os.Exit(3)
+		}
+		if err := d.Write("certs/public/ghost/key.pem", []byte("key"), SecretMode); err != nil {
+			os.Exit(4)
+		}
+		f, err := os.CreateTemp(filepath.Join(d.root, "certs/public/ghost"), ".cert.pem.tmp-*")
+		if err != nil {
+			os.Exit(5)
+		}
+		f.WriteString("half")
+		os.Stdout.WriteString("ready\n")
+		time.Sleep(time.Minute) // killed here
+		os.Exit(6)
+	}
+	d, root := leftoverState(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockRemovesLeftoversOfAKilledWriter$")
+	cmd.Env = append(os.Environ(), "P2PTLS_TEST_KILLED_WRITER="+root)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := out.Read(buf); err != nil || string(buf) != "ready\n" {
+		_ = cmd.Process.Kill()
+		t.Fatalf("writer: %q, %v", buf, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	unlock, err := d.Lock(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if got := files(t, root); !slices.Equal(got, afterCleanup) {
+		t.Errorf("after the killed writer:\n%q\nwant\n%q", got, afterCleanup)
+	}
+}
