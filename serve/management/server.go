@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
@@ -42,6 +43,7 @@ type Options struct {
 	// certificate (POST /api/v1/mappings/{id}/issue); empty means
 	// p2ptls.toml's acme.dns_resolvers, then the system's.
 	DNSResolvers []string
+	Limits       edge.Limits // timeouts and caps of the listener (serve flags)
 }
 
 // Server is a management listener that is bound and ready to serve.
