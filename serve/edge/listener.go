@@ -26,8 +26,10 @@ import (
 // handshake, so net/http's own call is a no-op and HTTP/2 works as usual.
 //
 // A panic during a handshake (in a callback of cfg) is recovered and
-// counted, and closes that connection only.
+// counted, and closes that connection only. Open connections are counted
+// in OpenConns.
 func Listen(ln net.Listener, cfg *tls.Config, lim Limits, log *slog.Logger) net.Listener {
+	ln = countingListener{ln}
 	if lim.MaxConns > 0 {
 		ln = netutil.LimitListener(ln, lim.MaxConns)
 	}

@@ -19,7 +19,9 @@ func TestListenCloseEndsPendingHandshakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := TLSConfig()
-	cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, errors.New("no certificate in this test") }
+	cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return nil, errors.New("no certificate in this test")
+	}
 	ln := Listen(inner, cfg, Limits{HandshakeTimeout: time.Hour}, slog.New(slog.DiscardHandler))
 	c, err := net.Dial("tcp", inner.Addr().String())
 	if err != nil {

@@ -53,7 +53,8 @@ type Server struct {
 	reloads    int
 	lastStatus []byte
 	loadErrs   []string // certificates that did not load in the last reload
-	closed     bool     // the listeners are stopped: serve is shutting down
+	trim       edge.Trimmer
+	closed     bool // the listeners are stopped: serve is shutting down
 }
 
 // New prepares the server; Start loads the state and opens the listeners.
@@ -139,6 +140,9 @@ func (s *Server) poll() {
 		}
 	}
 	now := time.Now()
+	if s.trim.Observe(edge.OpenConns(), now) {
+		s.o.Log.Debug("a burst of connections is over; returned its memory to the operating system", "open_connections", edge.OpenConns())
+	}
 	for _, l := range s.listeners {
 		if err := l.tickets.rotate(l.tls, now); err != nil {
 			s.o.Log.Error("cannot rotate the session ticket key; the previous one stays in use", "listener", l.view.Load().cfg.Name, "err", err)
