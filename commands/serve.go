@@ -2,11 +2,15 @@ package commands
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/p2pstream/p2ptls/serve"
+	"github.com/p2pstream/p2ptls/serve/edge"
+	"github.com/p2pstream/p2ptls/state/fault"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
 )
 
@@ -25,12 +29,75 @@ func serveCommand() *cli.Command {
 			"(exact host, then wildcard, then the fallback, which is counted and logged as a\n" +
 			"deployment failure) and proxies to the mapping's or listener's upstream. Changes\n" +
 			"to the state directory are served within 2 s without a restart. SIGINT or\n" +
-			"SIGTERM shut everything down gracefully.",
+			"SIGTERM shut everything down gracefully.\n\n" +
+			"Every listener is bounded by the limit flags below (timeouts, header size,\n" +
+			"open connections); a stalled upstream is answered with 504. Public listeners\n" +
+			"offer TLS 1.2 with ECDHE and AEAD suites only, and TLS 1.3.",
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: flgListen, Usage: "management listen address HOST:PORT", Value: statemgmt.DefaultListen, EnvVars: []string{"MANAGEMENT_LISTEN"}},
-		}, modeFlags()...), append(namesFlags(), resolversFlag())...),
+		}, modeFlags()...), append(append(namesFlags(), resolversFlag()), limitFlags()...)...),
 	}, serveAction)
 }
+
+// The limits of every listener serve opens (public HTTPS and HTTP, and
+// management), with their environment variables.
+const (
+	flgHandshakeTimeout      = "tls-handshake-timeout"
+	flgReadHeaderTimeout     = "read-header-timeout"
+	flgIdleTimeout           = "idle-timeout"
+	flgWriteTimeout          = "write-timeout"
+	flgMaxHeaderBytes        = "max-header-bytes"
+	flgMaxConns              = "max-conns"
+	flgUpstreamDialTimeout   = "upstream-dial-timeout"
+	flgUpstreamHeaderTimeout = "upstream-response-header-timeout"
+)
+
+func limitFlags() []cli.Flag {
+	d := edge.DefaultLimits()
+	return []cli.Flag{
+		&cli.DurationFlag{Name: flgHandshakeTimeout, Usage: "close a connection whose TLS handshake has not finished this long after accept", Value: d.HandshakeTimeout, EnvVars: []string{"P2PTLS_TLS_HANDSHAKE_TIMEOUT"}},
+		&cli.DurationFlag{Name: flgReadHeaderTimeout, Usage: "close a connection that has not sent a request's headers in this time", Value: d.ReadHeaderTimeout, EnvVars: []string{"P2PTLS_READ_HEADER_TIMEOUT"}},
+		&cli.DurationFlag{Name: flgIdleTimeout, Usage: "close a keep-alive connection idle this long", Value: d.IdleTimeout, EnvVars: []string{"P2PTLS_IDLE_TIMEOUT"}},
+		&cli.DurationFlag{Name: flgWriteTimeout, Usage: "bound writing one response on public listeners; 0 means none, so long downloads and WebSockets are not cut", Value: d.WriteTimeout, EnvVars: []string{"P2PTLS_WRITE_TIMEOUT"}},
+		&cli.IntFlag{Name: flgMaxHeaderBytes, Usage: "largest request header block accepted, in bytes", Value: d.MaxHeaderBytes, EnvVars: []string{"P2PTLS_MAX_HEADER_BYTES"}},
+		&cli.IntFlag{Name: flgMaxConns, Usage: "open connections per listener; further clients wait until one closes", Value: d.MaxConns, EnvVars: []string{"P2PTLS_MAX_CONNS"}},
+		&cli.DurationFlag{Name: flgUpstreamDialTimeout, Usage: "give up connecting to an upstream after this long (then 504)", Value: d.UpstreamDialTimeout, EnvVars: []string{"P2PTLS_UPSTREAM_DIAL_TIMEOUT"}},
+		&cli.DurationFlag{Name: flgUpstreamHeaderTimeout, Usage: "give up waiting for an upstream's response headers after this long (then 504)", Value: d.UpstreamResponseHeaderTimeout, EnvVars: []string{"P2PTLS_UPSTREAM_RESPONSE_HEADER_TIMEOUT"}},
+	}
+}
+
+// limits reads the limit flags; 0 turns a timeout off, a negative value or
+// a cap below what HTTP needs is refused.
+func limits(c *cli.Context) (edge.Limits, error) {
+	l := edge.Limits{
+		HandshakeTimeout:              c.Duration(flgHandshakeTimeout),
+		ReadHeaderTimeout:             c.Duration(flgReadHeaderTimeout),
+		IdleTimeout:                   c.Duration(flgIdleTimeout),
+		WriteTimeout:                  c.Duration(flgWriteTimeout),
+		MaxHeaderBytes:                c.Int(flgMaxHeaderBytes),
+		MaxConns:                      c.Int(flgMaxConns),
+		UpstreamDialTimeout:           c.Duration(flgUpstreamDialTimeout),
+		UpstreamResponseHeaderTimeout: c.Duration(flgUpstreamHeaderTimeout),
+	}
+	for name, d := range map[string]time.Duration{flgHandshakeTimeout: l.HandshakeTimeout, flgReadHeaderTimeout: l.ReadHeaderTimeout,
+		flgIdleTimeout: l.IdleTimeout, flgWriteTimeout: l.WriteTimeout, flgUpstreamDialTimeout: l.UpstreamDialTimeout,
+		flgUpstreamHeaderTimeout: l.UpstreamResponseHeaderTimeout} {
+		if d < 0 {
+			return l, fault.Invalidf("give a duration such as 10s, or 0 for none", "--%s %v is negative", name, d)
+		}
+	}
+	if l.MaxHeaderBytes < minHeaderBytes {
+		return l, fault.Invalidf(fmt.Sprintf("give at least %d", minHeaderBytes), "--%s %d is too small for HTTP request headers", flgMaxHeaderBytes, l.MaxHeaderBytes)
+	}
+	if l.MaxConns < 0 {
+		return l, fault.Invalidf("give a count, or 0 for no cap", "--%s %d is negative", flgMaxConns, l.MaxConns)
+	}
+	return l, nil
+}
+
+// minHeaderBytes is the smallest header limit serve takes: browsers send a
+// few kB of headers and cookies, and net/http would read 0 as 1 MiB.
+const minHeaderBytes = 4096
 
 func serveAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := noArgs(c); err != nil {
@@ -44,5 +111,9 @@ func serveAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return serve.Run(ctx, serve.Options{Store: g.Store(), Log: slog.Default(), Management: set, DNSResolvers: opts.DNSResolvers})
+	lim, err := limits(c)
+	if err != nil {
+		return err
+	}
+	return serve.Run(ctx, serve.Options{Store: g.Store(), Log: slog.Default(), Management: set, DNSResolvers: opts.DNSResolvers, Limits: lim})
 }

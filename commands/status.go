@@ -18,7 +18,10 @@ func statusCommand() *cli.Command {
 		Usage: "show what the running serve reports: listeners, reloads, fallback hits",
 		Description: "Reads run/status.json, which serve rewrites within a second of a change.\n" +
 			"serve_running is false when no serve runs (its pid is gone); the rest is then\n" +
-			"what the last serve reported. Any fallback hit is a public deployment failure.",
+			"what the last serve reported. Any fallback hit is a public deployment failure.\n" +
+			"SERVED BY WILDCARD (served_by_wildcard) names hosts whose mapping has no usable\n" +
+			"certificate yet, and the wildcard mapping that serves them meanwhile. panics\n" +
+			"counts the panics serve recovered from; each is logged at ERROR.",
 	}, statusAction)
 }
 
@@ -45,15 +48,40 @@ func statusAction(_ context.Context, g *Globals, c *cli.Context) error {
 	if st.LastReloadError != "" {
 		g.Warnf("the last state change was not applied: %s", st.LastReloadError)
 	}
+	if st.Panics > 0 {
+		g.Warnf("serve recovered from %d panic(s) and kept serving; its log has each one at ERROR with the stack (a bug to report)", st.Panics)
+	}
 	rows := make([][]string, 0, len(st.Listeners))
 	for _, l := range st.Listeners {
 		state := "listening"
 		if !l.Listening {
 			state = "down: " + l.Error
 		}
-		rows = append(rows, []string{l.Name, l.Addr, orDash(l.HTTPAddr), state, fmt.Sprint(l.Mappings), fallbackSummary(l.FallbackHits)})
+		rows = append(rows, []string{l.Name, l.Addr, orDash(l.HTTPAddr), state, fmt.Sprint(l.Mappings), fallbackSummary(l.FallbackHits),
+			wildcardSummary(l.ServedByWildcard)})
 	}
-	return printTable(g.Stdout, []string{"LISTENER", "ADDR", "HTTP ADDR", "STATE", "MAPPINGS", "FALLBACK HITS"}, rows)
+	if err := printTable(g.Stdout, []string{"LISTENER", "ADDR", "HTTP ADDR", "STATE", "MAPPINGS", "FALLBACK HITS", "SERVED BY WILDCARD"}, rows); err != nil {
+		return err
+	}
+	g.Infof("panics recovered: %d", st.Panics)
+	return nil
+}
+
+// wildcardSummary lists "host=wildcard-mapping" for hosts whose mapping has
+// no usable certificate and that a wildcard mapping served instead.
+func wildcardSummary(by map[string]string) string {
+	if len(by) == 0 {
+		return "none"
+	}
+	hosts := make([]string, 0, len(by))
+	for h := range by {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	for i, h := range hosts {
+		hosts[i] = h + "=" + by[h]
+	}
+	return strings.Join(hosts, " ")
 }
 
 // fallbackSummary lists SNI names by hits, most first.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/serve/management"
 	"github.com/p2pstream/p2ptls/serve/public"
 	"github.com/p2pstream/p2ptls/serve/renewal"
@@ -21,14 +22,16 @@ type Options struct {
 	Management statemgmt.Settings // validated
 	// DNSResolvers check DNS-01 propagation for in-process issuance.
 	DNSResolvers []string
+	// Limits bound every listener, public and management (see edge.Limits).
+	Limits edge.Limits
 }
 
 // Run serves until ctx ends, then shuts everything down gracefully.
 func Run(ctx context.Context, o Options) error {
-	pub := public.New(public.Options{Store: o.Store, Log: o.Log})
+	pub := public.New(public.Options{Store: o.Store, Log: o.Log, Limits: o.Limits})
 	// Management first: its refusals (mode, files) come before any public
 	// listener opens or any runtime status is written.
-	mgmt, err := management.Listen(management.Options{Settings: o.Management, Store: o.Store, Log: o.Log, Status: pub.Status, DNSResolvers: o.DNSResolvers})
+	mgmt, err := management.Listen(management.Options{Settings: o.Management, Store: o.Store, Log: o.Log, Status: pub.Status, DNSResolvers: o.DNSResolvers, Limits: o.Limits})
 	if err != nil {
 		return err
 	}

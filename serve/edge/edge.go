@@ -6,6 +6,7 @@ package edge
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -56,7 +57,29 @@ func Panics() int64 { return panics.Load() }
 // or handler it guards fails alone and serve keeps running.
 func Recover(log *slog.Logger, what string) {
 	if r := recover(); r != nil {
-		panics.Add(1)
-		log.Error("recovered from a panic; serve keeps running", "in", what, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		record(log, what, r)
 	}
+}
+
+func record(log *slog.Logger, what string, r any) {
+	panics.Add(1)
+	log.Error("recovered from a panic; serve keeps running", "in", what, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+}
+
+// RecoverHandler is Recover for an HTTP handler, deferred directly at its
+// top (defer edge.RecoverHandler(log, "…", w)). The client gets a 500 if
+// nothing was written yet. http.ErrAbortHandler is passed on: it is how a
+// handler (the reverse proxy, for one) aborts a response on purpose, and
+// net/http handles it quietly.
+func RecoverHandler(log *slog.Logger, what string, w http.ResponseWriter) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	if r == http.ErrAbortHandler {
+		panic(r)
+	}
+	record(log, what, r)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	http.Error(w, "500 internal server error", http.StatusInternalServerError)
 }

@@ -1,6 +1,7 @@
 package public
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"hash/maphash"
@@ -34,6 +35,9 @@ type entry struct {
 	once   sync.Once
 	loaded atomic.Bool // set after cert, err and sig
 	sig    certSig     // the files' signature when they were read
+	// fingerprint is the SHA-256 of the leaf, set with cert: resumed
+	// sessions are bound to it (see tickets.go).
+	fingerprint [sha256.Size]byte
 }
 
 func newEntry(m *state.Mapping, digest uint64) *entry {
@@ -49,7 +53,7 @@ func (e *entry) mapping() state.Mapping {
 func (e *entry) load(store state.Store) error {
 	e.once.Do(func() {
 		e.sig = signature(store, e.mapping())
-		e.cert, e.err = e.read(store)
+		e.cert, e.fingerprint, e.err = e.read(store)
 		e.loaded.Store(true)
 	})
 	return e.err
@@ -71,19 +75,20 @@ func (e *entry) certificate(store state.Store, hot *hotSet) (*tls.Certificate, e
 	return c, nil
 }
 
-func (e *entry) read(store state.Store) (packedcert.Cert, error) {
+func (e *entry) read(store state.Store) (c packedcert.Cert, fp [sha256.Size]byte, err error) {
 	certPEM, keyPEM, err := mappings.ReadFiles(store, e.mapping())
 	if err != nil {
-		return packedcert.Cert{}, err
+		return c, fp, err
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return packedcert.Cert{}, fmt.Errorf("load certificate of mapping %q: %w", e.id, err)
+		return c, fp, fmt.Errorf("load certificate of mapping %q: %w", e.id, err)
 	}
 	// Packed, the pair is one object the garbage collector need not scan;
 	// parsed, it is a dozen, and at 100k mappings marking them on every
 	// GC cycle is most of what the mappings add to a handshake's cost.
-	return packedcert.Pack(&pair)
+	c, err = packedcert.Pack(&pair)
+	return c, sha256.Sum256(pair.Certificate[0]), err
 }
 
 // hotSetSize bounds how many entries of a listener keep their certificate

@@ -1,59 +1,79 @@
 package public
 
 import (
-	"html/template"
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
+	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/state/challenge"
 )
 
 // serveHTTPS proxies to the mapping's upstream, else the listener's, else
-// answers with a small status page. Routing follows the SNI, the name the
-// certificate was chosen for.
+// answers 503. Routing follows the SNI through choose, so a request goes to
+// the mapping whose certificate was served.
 func (l *listener) serveHTTPS(w http.ResponseWriter, r *http.Request) {
-	v := l.view.Load()
-	e, mapped := v.index.Lookup(r.TLS.ServerName)
-	upstream := v.cfg.Upstream
-	if mapped && e.upstream != "" {
-		upstream = e.upstream
+	defer edge.RecoverHandler(l.log, "public HTTPS handler", w)
+	if testHook != nil {
+		testHook("handler")
 	}
-	if !mapped {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.WriteHeader(http.StatusMisdirectedRequest)
-		statusPage.Execute(w, pageData{Listener: v.cfg.Name, Host: r.TLS.ServerName})
+	v := l.view.Load()
+	e := l.choose(v, r.TLS.ServerName)
+	if e == nil {
+		// Logged at WARN when the handshake served the fallback.
+		writePage(w, http.StatusMisdirectedRequest)
 		return
+	}
+	upstream := e.upstream
+	if upstream == "" {
+		upstream = v.cfg.Upstream
 	}
 	if upstream == "" {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		statusPage.Execute(w, pageData{Listener: v.cfg.Name, Host: r.TLS.ServerName, Mapping: e.id, Source: e.source})
+		// A misconfiguration, so 503 for monitoring to see; the page says
+		// nothing of it, the log says what to fix.
+		if ok, suppressed := l.pageLog.ShouldLog(e.id, time.Now()); ok {
+			l.log.Warn("no upstream for this mapping or its listener; answered 503", "mapping", e.id, "sni", r.TLS.ServerName, "suppressed", suppressed)
+		}
+		writePage(w, http.StatusServiceUnavailable)
 		return
 	}
-	p, err := l.proxy(upstream)
+	p, err := l.proxy.get(upstream)
 	if err != nil {
-		http.Error(w, "502 bad gateway: invalid upstream", http.StatusBadGateway)
+		l.log.Warn("invalid upstream; answered 502", "mapping", e.id, "upstream", upstream, "err", err)
+		writePage(w, http.StatusBadGateway)
 		return
 	}
 	p.ServeHTTP(w, r)
 }
 
-type pageData struct {
-	Listener, Host, Mapping, Source string
+// Public pages are short and neutral: they name no listener, mapping or
+// product, and echo nothing the client sent. Operators find the details
+// in serve's log and in status.
+var pages = map[int]string{
+	http.StatusMisdirectedRequest: "This server has no site for this name.",
+	http.StatusServiceUnavailable: "This site is not available right now.",
+	http.StatusBadGateway:         "This site is not available right now.",
+	http.StatusGatewayTimeout:     "This site did not answer in time.",
 }
 
-var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>p2ptls</title></head><body>
-{{if .Mapping}}<h1>{{.Host}}</h1>
-<p>Served by p2ptls listener <b>{{.Listener}}</b> with the {{.Source}} certificate of mapping <b>{{.Mapping}}</b>. No upstream is configured for it.</p>
-{{else}}<h1>No certificate mapping</h1>
-<p>p2ptls listener <b>{{.Listener}}</b> has no certificate mapping for <b>{{if .Host}}{{.Host}}{{else}}(no SNI){{end}}</b>; it served its fallback certificate.</p>
-{{end}}</body></html>
-`))
+// writePage answers with code and its neutral page.
+func writePage(w http.ResponseWriter, code int) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	text := http.StatusText(code)
+	w.Write([]byte("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>" + text + "</title></head><body>\n<h1>" +
+		text + "</h1>\n<p>" + pages[code] + "</p>\n</body></html>\n"))
+}
 
 // serveHTTP answers ACME HTTP-01 from the state directory and redirects
 // everything else to HTTPS.
 func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	defer edge.RecoverHandler(l.log, "public HTTP handler", w)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if token, ok := strings.CutPrefix(r.URL.Path, challenge.HTTP01Path); ok {
 		l.serveChallenge(w, token)
 		return

@@ -8,27 +8,27 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/serve/sni"
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/challenge"
+	"github.com/p2pstream/p2ptls/state/hostname"
 	"github.com/p2pstream/p2ptls/state/pki"
 )
 
-// Server timeouts of the public listeners. WriteTimeout stays 0: proxied
-// downloads and WebSockets may run long; idle and header timeouts bound
-// what a slow client can hold.
 const (
-	readHeaderTimeout = 10 * time.Second
-	idleTimeout       = 2 * time.Minute
-	shutdownTimeout   = 10 * time.Second
-	fallbackValidity  = 30 * 24 * time.Hour
+	shutdownTimeout  = 10 * time.Second
+	fallbackValidity = 30 * 24 * time.Hour
 )
+
+// testHook, when a test sets it, is called at the named places ("handler",
+// "certificate", "poll") so that a test can make them panic. Production
+// code never sets it.
+var testHook func(where string)
 
 // view is what one listener serves at one moment; a reload swaps it whole.
 type view struct {
@@ -36,6 +36,36 @@ type view struct {
 	index   *sni.Index[*entry]
 	entries []*entry // in mapping order, for reuse across reloads
 	files   []*entry // of source "file"
+	// byWildcard is what serve saw while this view was served: exact
+	// hosts whose mapping had no usable certificate, served by a wildcard.
+	// A reload starts it afresh, so it follows certificates that arrive.
+	byWildcard wildcardSeen
+}
+
+// wildcardSeen maps an exact host to the id of the wildcard mapping that
+// served it. It holds at most sni.MaxNames hosts, and only hosts of
+// mappings, never names a client made up.
+type wildcardSeen struct {
+	m sync.Map // host -> wildcard mapping id
+	n atomic.Int64
+}
+
+func (w *wildcardSeen) note(host, id string) {
+	if _, ok := w.m.Load(host); ok || w.n.Load() >= sni.MaxNames {
+		return
+	}
+	if _, loaded := w.m.LoadOrStore(host, id); !loaded {
+		w.n.Add(1)
+	}
+}
+
+func (w *wildcardSeen) snapshot() map[string]string {
+	m := map[string]string{}
+	w.m.Range(func(k, v any) bool {
+		m[k.(string)] = v.(string)
+		return true
+	})
+	return m
 }
 
 // listener is one public HTTPS listener and its optional HTTP listener.
@@ -44,17 +74,21 @@ type listener struct {
 	fallback *tls.Certificate
 	hot      hotSet
 	hits     *sni.FallbackCounter
-	logLimit *sni.LogLimiter
+	logLimit *sni.LogLimiter // fallback handshakes, by SNI
+	pageLog  *sni.LogLimiter // 503 for mappings without upstream, by mapping
 	store    state.Store
 	log      *slog.Logger
-	proxies  sync.Map // upstream URL -> *httputil.ReverseProxy
+	limits   edge.Limits
+	proxy    proxies
+	tls      *tls.Config
+	tickets  ticketKeys
 
 	https, http *http.Server
 	addr        net.Addr
 }
 
 // start binds the listener's addresses and serves them until stop.
-func startListener(v *view, store state.Store, log *slog.Logger) (*listener, error) {
+func startListener(v *view, store state.Store, log *slog.Logger, lim edge.Limits) (*listener, error) {
 	fb, err := pki.SelfSigned(pki.ParseNames([]string{"p2ptls-fallback.invalid"}), time.Now(), fallbackValidity)
 	if err != nil {
 		return nil, fmt.Errorf("generate fallback certificate: %w", err)
@@ -63,9 +97,18 @@ func startListener(v *view, store state.Store, log *slog.Logger) (*listener, err
 	if err != nil {
 		return nil, err
 	}
-	l := &listener{fallback: &fbCert, hits: sni.NewFallbackCounter(), logLimit: sni.NewLogLimiter(), store: store,
-		log: log.With("listener", v.cfg.Name)}
+	l := &listener{fallback: &fbCert, hits: sni.NewFallbackCounter(), logLimit: sni.NewLogLimiter(), pageLog: sni.NewLogLimiter(),
+		store: store, log: log.With("listener", v.cfg.Name), limits: lim}
+	l.proxy.init(l.log, lim)
 	l.view.Store(v)
+	l.tls = edge.TLSConfig()
+	l.tls.NextProtos = []string{"h2", "http/1.1", challenge.ALPNProto}
+	l.tls.GetCertificate = l.getCertificate
+	l.tls.WrapSession = l.wrapSession
+	l.tls.UnwrapSession = l.unwrapSession
+	if err := l.tickets.rotate(l.tls, time.Now()); err != nil {
+		return nil, err
+	}
 
 	ln, err := net.Listen("tcp", v.cfg.Addr)
 	if err != nil {
@@ -79,25 +122,31 @@ func startListener(v *view, store state.Store, log *slog.Logger) (*listener, err
 		}
 	}
 	l.addr = ln.Addr()
-	errLog := slog.NewLogLogger(l.log.Handler(), slog.LevelDebug)
-	l.https = &http.Server{
-		Handler:           http.HandlerFunc(l.serveHTTPS),
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		ErrorLog:          errLog,
-		TLSConfig: &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			NextProtos:     []string{"h2", "http/1.1", challenge.ALPNProto},
-			GetCertificate: l.getCertificate,
-		},
-	}
-	go l.serve(func() error { return l.https.ServeTLS(ln, "", "") })
+	l.https = l.server(l.serveHTTPS)
+	tlsLn := edge.Listen(ln, l.tls, lim, l.log)
+	go l.serve(func() error { return l.https.Serve(tlsLn) })
 	if httpLn != nil {
-		l.http = &http.Server{Handler: http.HandlerFunc(l.serveHTTP), ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, ErrorLog: errLog}
-		go l.serve(func() error { return l.http.Serve(httpLn) })
+		l.http = l.server(l.serveHTTP)
+		plainLn := edge.Listen(httpLn, nil, lim, l.log)
+		go l.serve(func() error { return l.http.Serve(plainLn) })
 	}
 	l.log.Info("public listener started", "addr", v.cfg.Addr, "http_addr", v.cfg.HTTPAddr, "mappings", v.index.Len())
 	return l, nil
+}
+
+// server is an http.Server with the listener's limits. Its TLSConfig stays
+// nil: edge.Listen hands it connections whose handshake is done, and
+// net/http then sets up HTTP/2 by itself.
+func (l *listener) server(h http.HandlerFunc) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: l.limits.ReadHeaderTimeout,
+		IdleTimeout:       l.limits.IdleTimeout,
+		WriteTimeout:      l.limits.WriteTimeout,
+		MaxHeaderBytes:    l.limits.MaxHeaderBytes,
+		// Client misbehaviour (bad requests, resets) is noise at the edge.
+		ErrorLog: slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
+	}
 }
 
 func (l *listener) serve(run func() error) {
@@ -124,18 +173,41 @@ func (l *listener) stop() {
 		}()
 	}
 	wg.Wait()
+	l.proxy.close()
 	l.log.Info("public listener stopped")
 }
 
-// getCertificate picks the certificate by SNI: exact, then wildcard, then
-// the fallback, which is counted and logged as the deployment failure it is.
+// choose is the mapping that serves serverName: exact with a usable
+// certificate, else wildcard with one, else none (the fallback). The
+// handshake, the resumption check and the routing of each request all ask
+// it, so a request goes where the certificate it was served came from.
+func (l *listener) choose(v *view, serverName string) *entry {
+	e, ok, skipped := v.index.Select(serverName, l.usable)
+	if !ok {
+		return nil
+	}
+	if skipped {
+		v.byWildcard.note(hostname.NormalizeSNI(serverName), e.id)
+	}
+	return e
+}
+
+// usable reports whether e's certificate loads; it reads the files once.
+func (l *listener) usable(e *entry) bool { return e.load(l.store) == nil }
+
+// getCertificate picks the certificate by SNI (see choose); the fallback is
+// counted and logged as the deployment failure it is.
 func (l *listener) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	defer edge.Recover(l.log, "public certificate selection")
+	if testHook != nil {
+		testHook("certificate")
+	}
 	if challenge.OffersALPN(hello) {
 		// A TLS-ALPN-01 validation: only the challenge certificate will do.
 		return challenge.TLSALPN01(l.store, hello.ServerName)
 	}
 	v := l.view.Load()
-	if e, ok := v.index.Lookup(hello.ServerName); ok {
+	if e := l.choose(v, hello.ServerName); e != nil {
 		if c, err := e.certificate(l.store, &l.hot); err == nil {
 			return c, nil
 		}
@@ -151,29 +223,4 @@ func (l *listener) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate,
 		return nil, nil
 	}
 	return l.fallback, nil
-}
-
-// proxy returns the reverse proxy for upstream, made once.
-func (l *listener) proxy(upstream string) (*httputil.ReverseProxy, error) {
-	if p, ok := l.proxies.Load(upstream); ok {
-		return p.(*httputil.ReverseProxy), nil
-	}
-	target, err := url.Parse(upstream)
-	if err != nil {
-		return nil, err
-	}
-	p := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(target)
-			r.SetXForwarded()
-			r.Out.Host = r.In.Host // upstreams route by the public host name
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			l.log.Warn("upstream unreachable", "upstream", upstream, "host", r.Host, "err", err)
-			http.Error(w, "502 bad gateway: the upstream of this host does not answer", http.StatusBadGateway)
-		},
-		ErrorLog: slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
-	}
-	actual, _ := l.proxies.LoadOrStore(upstream, p)
-	return actual.(*httputil.ReverseProxy), nil
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/serve/sni"
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/runstatus"
@@ -30,6 +31,9 @@ const pollInterval = 500 * time.Millisecond
 type Options struct {
 	Store *state.Dir
 	Log   *slog.Logger
+	// Limits bound every public listener (HTTPS and HTTP) and the reverse
+	// proxy's wait for upstreams; zero fields mean no limit.
+	Limits edge.Limits
 }
 
 // Server runs every configured listener and follows the state directory.
@@ -49,7 +53,8 @@ type Server struct {
 	reloads    int
 	lastStatus []byte
 	loadErrs   []string // certificates that did not load in the last reload
-	closed     bool     // the listeners are stopped: serve is shutting down
+	trim       edge.Trimmer
+	closed     bool // the listeners are stopped: serve is shutting down
 }
 
 // New prepares the server; Start loads the state and opens the listeners.
@@ -93,10 +98,21 @@ func (s *Server) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		s.mu.Lock()
-		s.poll()
-		s.mu.Unlock()
+		s.pollOnce()
 	}
+}
+
+// pollOnce is one poll with the lock held. A panic in it (an odd state
+// the reload trips over) is recovered and counted; the listeners keep
+// serving what they served, and the next poll tries again.
+func (s *Server) pollOnce() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer edge.Recover(s.o.Log, "state reload")
+	if testHook != nil {
+		testHook("poll")
+	}
+	s.poll()
 }
 
 // poll reloads when anything that decides what is served changed, and
@@ -121,6 +137,15 @@ func (s *Server) poll() {
 		} else {
 			s.lastErr = ""
 			s.o.Log.Info("state reloaded", "took", time.Since(start).Round(time.Millisecond).String())
+		}
+	}
+	now := time.Now()
+	if s.trim.Observe(edge.OpenConns(), now) {
+		s.o.Log.Debug("a burst of connections is over; returned its memory to the operating system", "open_connections", edge.OpenConns())
+	}
+	for _, l := range s.listeners {
+		if err := l.tickets.rotate(l.tls, now); err != nil {
+			s.o.Log.Error("cannot rotate the session ticket key; the previous one stays in use", "listener", l.view.Load().cfg.Name, "err", err)
 		}
 	}
 	if err := s.writeStatus(); err != nil {
@@ -182,7 +207,7 @@ func (s *Server) apply(cfg *state.Config) error {
 			l.view.Store(v)
 			continue
 		}
-		l, err := startListener(v, s.o.Store, s.o.Log)
+		l, err := startListener(v, s.o.Store, s.o.Log, s.o.Limits)
 		if err != nil {
 			err = fmt.Errorf("listener %q: %w", name, err)
 			s.errors[name] = err.Error()
@@ -284,16 +309,19 @@ func (s *Server) status() *runstatus.Status {
 	st := &runstatus.Status{
 		ServeRunning: true, PID: os.Getpid(), Host: host, StartedAt: s.started,
 		LastReloadAt: s.lastReload, LastReloadError: s.lastErr, Reloads: s.reloads,
-		Listeners: []runstatus.Listener{},
+		Listeners: []runstatus.Listener{}, Panics: edge.Panics(),
 	}
 	if s.cfg == nil {
 		return st
 	}
 	for _, lc := range s.cfg.Listeners {
-		ls := runstatus.Listener{Name: lc.Name, Addr: lc.Addr, HTTPAddr: lc.HTTPAddr, Error: s.errors[lc.Name], FallbackHits: map[string]int64{}}
+		ls := runstatus.Listener{Name: lc.Name, Addr: lc.Addr, HTTPAddr: lc.HTTPAddr, Error: s.errors[lc.Name], FallbackHits: map[string]int64{},
+			ServedByWildcard: map[string]string{}}
 		if l, ok := s.listeners[lc.Name]; ok {
+			v := l.view.Load()
 			ls.Listening = !s.closed
-			ls.Mappings = len(l.view.Load().entries)
+			ls.Mappings = len(v.entries)
+			ls.ServedByWildcard = v.byWildcard.snapshot()
 			ls.FallbackHits = l.hits.Snapshot()
 			ls.FallbackTotal = l.hits.Total()
 		}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/acme"
 	"github.com/p2pstream/p2ptls/state/mappings"
@@ -18,11 +19,15 @@ import (
 // How often serve looks for ACME mappings without a certificate, and how
 // often it runs a full renewal pass. Six hours follows the Retry-After that
 // ACME servers give for renewal info, and keeps a state of 100k mappings
-// from asking the server about each of them every hour.
-const (
-	promptInterval = 5 * time.Second
-	renewInterval  = 6 * time.Hour
-)
+// from asking the server about each of them every hour. promptInterval is
+// a variable only so that a test can shorten it.
+var promptInterval = 5 * time.Second
+
+const renewInterval = 6 * time.Hour
+
+// testHook, when a test sets it, runs at the start of every prompt pass so
+// that the test can make it panic. Production code never sets it.
+var testHook func()
 
 // Options configure the loop.
 type Options struct {
@@ -31,7 +36,9 @@ type Options struct {
 	DNSResolvers []string
 }
 
-// Run issues and renews until ctx ends.
+// Run issues and renews until ctx ends. A panic in one pass (an odd
+// mapping the ACME code trips over) is recovered and counted, and the loop
+// goes on with the next tick.
 func Run(ctx context.Context, o Options) {
 	prompt := time.NewTicker(promptInterval)
 	defer prompt.Stop()
@@ -45,24 +52,41 @@ func Run(ctx context.Context, o Options) {
 		case <-ctx.Done():
 			return
 		case <-prompt.C:
-			// Scanning 100k mappings costs; do it only when the state
-			// changed or a back-off ended.
-			now := time.Now()
-			rev := revision(o.Store)
-			if rev == seen && (retry.IsZero() || now.Before(retry)) {
-				continue
-			}
-			seen = rev
-			var ids []string
-			ids, retry = unissued(o.Store, now)
-			if len(ids) > 0 {
-				pass(ctx, o, acme.RenewOptions{Options: opts, Only: ids})
-				seen = "" // the pass changed the state: look again
-			}
+			seen, retry = promptPass(ctx, o, opts, seen, retry)
 		case <-renew.C:
-			pass(ctx, o, acme.RenewOptions{Options: opts})
+			fullPass(ctx, o, opts)
 		}
 	}
+}
+
+// promptPass issues ACME mappings that have no certificate yet. It returns
+// the revision it scanned and the earliest back-off end; after a panic,
+// what it had set by then.
+func promptPass(ctx context.Context, o Options, opts acme.Options, seen string, retry time.Time) (string, time.Time) {
+	defer edge.Recover(o.Log, "certificate issuance loop")
+	if testHook != nil {
+		testHook()
+	}
+	// Scanning 100k mappings costs; do it only when the state changed or
+	// a back-off ended.
+	now := time.Now()
+	rev := revision(o.Store)
+	if rev == seen && (retry.IsZero() || now.Before(retry)) {
+		return seen, retry
+	}
+	seen = rev
+	var ids []string
+	ids, retry = unissued(o.Store, now)
+	if len(ids) > 0 {
+		pass(ctx, o, acme.RenewOptions{Options: opts, Only: ids})
+		seen = "" // the pass changed the state: look again
+	}
+	return seen, retry
+}
+
+func fullPass(ctx context.Context, o Options, opts acme.Options) {
+	defer edge.Recover(o.Log, "renewal loop")
+	pass(ctx, o, acme.RenewOptions{Options: opts})
 }
 
 func pass(ctx context.Context, o Options, ro acme.RenewOptions) {

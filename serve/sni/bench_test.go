@@ -107,3 +107,36 @@ func BenchmarkFallbackRecord(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSelect is Lookup through Select with a usable func, the way a
+// handshake asks: "shadowed" names an exact host that is passed over for
+// the wildcard covering it.
+func BenchmarkSelect(b *testing.B) {
+	for _, n := range []int{1, 100_000} {
+		for _, kind := range []string{"exact", "shadowed"} {
+			b.Run(fmt.Sprintf("n=%d/%s", n, kind), func(b *testing.B) {
+				x := NewBuilder[int](n + 1)
+				for i := range n {
+					if err := x.Add(fmt.Sprintf("h%d.example.com", i), i); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := x.Add("*.example.com", -1); err != nil {
+					b.Fatal(err)
+				}
+				idx := x.Build()
+				names := make([]string, min(n, 4096))
+				for i := range names {
+					names[i] = fmt.Sprintf("h%d.example.com", i*max(1, n/len(names)))
+				}
+				usable := func(v int) bool { return kind == "exact" || v < 0 }
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					if _, ok, _ := idx.Select(names[i%len(names)], usable); !ok {
+						b.Fatal("miss")
+					}
+				}
+			})
+		}
+	}
+}

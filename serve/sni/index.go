@@ -69,16 +69,34 @@ func (b *Builder[T]) Build() *Index[T] {
 // wildcard covering its leftmost label, else a miss. An empty server name (no
 // SNI) is a miss. It allocates only when the name has upper-case letters.
 func (x *Index[T]) Lookup(serverName string) (v T, ok bool) {
+	v, ok, _ = x.Select(serverName, nil)
+	return v, ok
+}
+
+// Select is Lookup that passes over values usable rejects: the exact host
+// if usable, else the covering wildcard if usable, else a miss. A mapping
+// that has no certificate yet must not hide a wildcard that has one, so
+// serve asks for "usable" as "has a certificate that loads". skipped
+// reports that an exact host matched but was passed over, whatever the
+// wildcard did. A nil usable takes every value. usable is called at most
+// twice and Select itself allocates only as Lookup does.
+func (x *Index[T]) Select(serverName string, usable func(T) bool) (v T, ok, skipped bool) {
 	name := hostname.NormalizeSNI(serverName)
 	if v, ok = x.exact[name]; ok {
-		return v, true
+		if usable == nil || usable(v) {
+			return v, true, false
+		}
+		skipped = true
 	}
 	// i <= 0: no dot, or an empty first label (".example.com"), which no
 	// wildcard covers.
 	if i := strings.IndexByte(name, '.'); i > 0 {
-		v, ok = x.wild[name[i+1:]]
+		if v, ok = x.wild[name[i+1:]]; ok && (usable == nil || usable(v)) {
+			return v, true, skipped
+		}
 	}
-	return v, ok
+	var zero T
+	return zero, false, skipped
 }
 
 // Len returns the number of hosts, exact and wildcard.

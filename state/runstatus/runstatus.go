@@ -19,14 +19,18 @@ const File = state.RunDir + "/status.json"
 
 // Status is what serve reports.
 type Status struct {
-	ServeRunning    bool       `json:"serve_running"`
-	PID             int        `json:"pid"`
-	Host            string     `json:"host"`
-	StartedAt       time.Time  `json:"started_at"`
-	LastReloadAt    time.Time  `json:"last_reload_at"`
-	LastReloadError string     `json:"last_reload_error"`
-	Reloads         int        `json:"reloads"`
-	Listeners       []Listener `json:"listeners"`
+	ServeRunning    bool      `json:"serve_running"`
+	PID             int       `json:"pid"`
+	Host            string    `json:"host"`
+	StartedAt       time.Time `json:"started_at"`
+	LastReloadAt    time.Time `json:"last_reload_at"`
+	LastReloadError string    `json:"last_reload_error"`
+	Reloads         int       `json:"reloads"`
+	// Panics counts the panics serve recovered from since it started (in
+	// a handler, a handshake, a reload or the renewal loop); each one is
+	// logged at ERROR with its stack and is a bug to report.
+	Panics    int64      `json:"panics"`
+	Listeners []Listener `json:"listeners"`
 }
 
 // Listener is one public HTTPS listener as serve runs it.
@@ -41,6 +45,11 @@ type Listener struct {
 	// name ("" for none): each one is a public deployment failure.
 	FallbackHits  map[string]int64 `json:"fallback_hits"`
 	FallbackTotal int64            `json:"fallback_total"`
+	// ServedByWildcard maps the host of a mapping that has no usable
+	// certificate (pending or failed ACME, a missing or broken file) to the
+	// id of the wildcard mapping that served it instead, as serve saw in
+	// handshakes since the last reload.
+	ServedByWildcard map[string]string `json:"served_by_wildcard"`
 }
 
 // Write saves st for other processes.

@@ -1,0 +1,163 @@
+package edge
+
+import (
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/net/netutil"
+)
+
+// Listen wraps ln with the connection limits of lim: at most lim.MaxConns
+// connections open at once (further accepts wait until one closes, so a
+// burst queues in the kernel's backlog instead of being refused), and, when
+// cfg is not nil, a TLS handshake done off the accept loop that must finish
+// within lim.HandshakeTimeout.
+//
+// The handshake is done here rather than by net/http because net/http
+// bounds it only by the smallest of its read and write timeouts, so a
+// separate handshake timeout could not be set; and a client that never
+// sends a ClientHello must not hold a goroutine past it. Connections whose
+// handshake fails or times out are closed without a word: the client sent
+// garbage, or nothing. The *tls.Conn handed to net/http has completed its
+// handshake, so net/http's own call is a no-op and HTTP/2 works as usual.
+//
+// A panic during a handshake (in a callback of cfg) is recovered and
+// counted, and closes that connection only. Open connections are counted
+// in OpenConns.
+func Listen(ln net.Listener, cfg *tls.Config, lim Limits, log *slog.Logger) net.Listener {
+	ln = countingListener{ln}
+	if lim.MaxConns > 0 {
+		ln = netutil.LimitListener(ln, lim.MaxConns)
+	}
+	if cfg == nil {
+		return ln
+	}
+	l := &tlsListener{inner: ln, cfg: cfg, log: log, timeout: lim.HandshakeTimeout,
+		conns: make(chan net.Conn), done: make(chan struct{}), dead: make(chan struct{}), pending: map[net.Conn]struct{}{}}
+	go l.acceptLoop()
+	return l
+}
+
+type tlsListener struct {
+	inner   net.Listener
+	cfg     *tls.Config
+	log     *slog.Logger
+	timeout time.Duration
+	conns   chan net.Conn // handshaken connections for Accept
+	done    chan struct{} // closed by Close
+	dead    chan struct{} // closed when acceptLoop ends, err set
+	err     error
+
+	mu      sync.Mutex
+	pending map[net.Conn]struct{} // connections in their handshake, closed by Close
+	closed  bool
+	once    sync.Once
+}
+
+// maxAcceptDelay caps the back-off after temporary accept errors (EMFILE).
+const maxAcceptDelay = time.Second
+
+func (l *tlsListener) acceptLoop() {
+	defer close(l.dead)
+	var delay time.Duration
+	for {
+		c, err := l.inner.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Temporary() { //nolint:staticcheck // net/http does the same
+				delay = min(max(2*delay, 5*time.Millisecond), maxAcceptDelay)
+				select {
+				case <-time.After(delay):
+					continue
+				case <-l.done:
+					l.err = net.ErrClosed
+					return
+				}
+			}
+			l.err = err
+			return
+		}
+		delay = 0
+		if !l.track(c) {
+			c.Close()
+			l.err = net.ErrClosed
+			return
+		}
+		go l.handshake(c)
+	}
+}
+
+// track registers c as in its handshake; false once the listener is closed.
+func (l *tlsListener) track(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.pending[c] = struct{}{}
+	return true
+}
+
+func (l *tlsListener) untrack(c net.Conn) {
+	l.mu.Lock()
+	delete(l.pending, c)
+	l.mu.Unlock()
+}
+
+func (l *tlsListener) handshake(c net.Conn) {
+	handed := false
+	defer func() {
+		l.untrack(c)
+		if !handed {
+			c.Close()
+		}
+	}()
+	defer Recover(l.log, "TLS handshake")
+	tc := tls.Server(c, l.cfg)
+	if l.timeout > 0 {
+		c.SetDeadline(time.Now().Add(l.timeout))
+	}
+	if err := tc.Handshake(); err != nil {
+		return
+	}
+	c.SetDeadline(time.Time{})
+	select {
+	case l.conns <- tc:
+		handed = true
+	case <-l.done:
+	}
+}
+
+func (l *tlsListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	case <-l.dead:
+		return nil, l.err
+	}
+}
+
+// Close stops accepting and closes the connections still in their
+// handshake; those already accepted belong to their server.
+func (l *tlsListener) Close() error {
+	var err error
+	l.once.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		for c := range l.pending {
+			c.Close()
+		}
+		l.mu.Unlock()
+		close(l.done)
+		err = l.inner.Close()
+	})
+	return err
+}
+
+func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
