@@ -122,6 +122,7 @@ func (l *tlsListener) handshake(c net.Conn) {
 		c.SetDeadline(time.Now().Add(l.timeout))
 	}
 	if err := tc.Handshake(); err != nil {
+		answerPlainHTTP(err)
 		return
 	}
 	c.SetDeadline(time.Time{})
@@ -161,3 +162,30 @@ func (l *tlsListener) Close() error {
 }
 
 func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
+
+// plainAnswerTimeout bounds writing the 400 to a client that spoke plain
+// HTTP to an HTTPS listener.
+const plainAnswerTimeout = time.Second
+
+// answerPlainHTTP tells a client that sent a plain HTTP request to an HTTPS
+// listener what it did, as http.Server does; other failed handshakes get
+// no word.
+func answerPlainHTTP(err error) {
+	var rhe tls.RecordHeaderError
+	if !errors.As(err, &rhe) || rhe.Conn == nil || !looksLikeHTTP(rhe.RecordHeader) {
+		return
+	}
+	_ = rhe.Conn.SetWriteDeadline(time.Now().Add(plainAnswerTimeout))
+	_, _ = rhe.Conn.Write([]byte("HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+		"X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"))
+}
+
+// looksLikeHTTP reports whether a TLS record header is the start of a
+// plain HTTP request.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH", "CONNE":
+		return true
+	}
+	return false
+}

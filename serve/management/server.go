@@ -91,10 +91,11 @@ func Listen(o Options) (*Server, error) {
 			"cannot listen on MANAGEMENT_LISTEN %s: %v", o.Settings.Listen, err)
 	}
 	lim := limitsOf(o)
-	m.ln = limitListener(raw, lim.MaxConns)
+	var cfg *tls.Config
 	if m.lc != nil {
-		m.ln = newTLSListener(m.ln, m.tlsConfig(), lim.HandshakeTimeout, o.Log)
+		cfg = m.tlsConfig()
 	}
+	m.ln = edge.Listen(raw, cfg, lim, o.Log)
 	m.srv = &http.Server{
 		Handler:           newHandler(o),
 		ReadHeaderTimeout: lim.ReadHeaderTimeout,
