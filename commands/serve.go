@@ -31,8 +31,9 @@ func serveCommand() *cli.Command {
 			"to the state directory are served within 2 s without a restart. SIGINT or\n" +
 			"SIGTERM shut everything down gracefully.\n\n" +
 			"Every listener is bounded by the limit flags below (timeouts, header size,\n" +
-			"open connections); a stalled upstream is answered with 504. Public listeners\n" +
-			"offer TLS 1.2 with ECDHE and AEAD suites only, and TLS 1.3.",
+			"open connections); a stalled upstream is answered with 504. Every listener\n" +
+			"offers TLS 1.2 with ECDHE and AEAD suites only, and TLS 1.3. The write timeout\n" +
+			"of 0 means none on public listeners and 60 s on management.",
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: flgListen, Usage: "management listen address HOST:PORT", Value: statemgmt.DefaultListen, EnvVars: []string{"MANAGEMENT_LISTEN"}},
 		}, modeFlags()...), append(append(namesFlags(), resolversFlag()), limitFlags()...)...),
@@ -58,7 +59,7 @@ func limitFlags() []cli.Flag {
 		&cli.DurationFlag{Name: flgHandshakeTimeout, Usage: "close a connection whose TLS handshake has not finished this long after accept", Value: d.HandshakeTimeout, EnvVars: []string{"P2PTLS_TLS_HANDSHAKE_TIMEOUT"}},
 		&cli.DurationFlag{Name: flgReadHeaderTimeout, Usage: "close a connection that has not sent a request's headers in this time", Value: d.ReadHeaderTimeout, EnvVars: []string{"P2PTLS_READ_HEADER_TIMEOUT"}},
 		&cli.DurationFlag{Name: flgIdleTimeout, Usage: "close a keep-alive connection idle this long", Value: d.IdleTimeout, EnvVars: []string{"P2PTLS_IDLE_TIMEOUT"}},
-		&cli.DurationFlag{Name: flgWriteTimeout, Usage: "bound writing one response on public listeners; 0 means none, so long downloads and WebSockets are not cut", Value: d.WriteTimeout, EnvVars: []string{"P2PTLS_WRITE_TIMEOUT"}},
+		&cli.DurationFlag{Name: flgWriteTimeout, Usage: "bound writing one response on public listeners; 0 means none, so long downloads and WebSockets are not cut (management: 60s)", Value: d.WriteTimeout, EnvVars: []string{"P2PTLS_WRITE_TIMEOUT"}},
 		&cli.IntFlag{Name: flgMaxHeaderBytes, Usage: "largest request header block accepted, in bytes", Value: d.MaxHeaderBytes, EnvVars: []string{"P2PTLS_MAX_HEADER_BYTES"}},
 		&cli.IntFlag{Name: flgMaxConns, Usage: "open connections per listener; further clients wait until one closes", Value: d.MaxConns, EnvVars: []string{"P2PTLS_MAX_CONNS"}},
 		&cli.DurationFlag{Name: flgUpstreamDialTimeout, Usage: "give up connecting to an upstream after this long (then 504)", Value: d.UpstreamDialTimeout, EnvVars: []string{"P2PTLS_UPSTREAM_DIAL_TIMEOUT"}},

@@ -359,7 +359,7 @@ complete -c p2ptls -n '__fish_seen_subcommand_from serve' -f -l dns-resolvers -r
 complete -c p2ptls -n '__fish_seen_subcommand_from serve' -f -l tls-handshake-timeout -r -d 'close a connection whose TLS handshake has not finished this long after accept'
 complete -c p2ptls -n '__fish_seen_subcommand_from serve' -f -l read-header-timeout -r -d 'close a connection that has not sent a request\'s headers in this time'
 complete -c p2ptls -n '__fish_seen_subcommand_from serve' -f -l idle-timeout -r -d 'close a keep-alive connection idle this long'
-complete -c p2ptls -n '__fish_seen_subcommand_from serve' -f -l write-timeout -r -d 'bound writing one response on public listeners; 0 means none, so long downloads and WebSockets are not cut'
+complete -c p2ptls -n '__fish_seen_subcommand_from serve' -f -l write-timeout -r -d 'bound writing one response on public listeners; 0 means none, so long downloads and WebSockets are not cut (management: 60s)'
 complete -c p2ptls -n '__fish_seen_subcommand_from serve' -f -l max-header-bytes -r -d 'largest request header block accepted, in bytes'
 complete -c p2ptls -n '__fish_seen_subcommand_from serve' -f -l max-conns -r -d 'open connections per listener; further clients wait until one closes'
 complete -c p2ptls -n '__fish_seen_subcommand_from serve' -f -l upstream-dial-timeout -r -d 'give up connecting to an upstream after this long (then 504)'
