@@ -116,8 +116,8 @@ func TestIsCertificate(t *testing.T) {
 		"admin-tokens.toml":                             false,
 		"notes.txt":                                     false, // not p2ptls's: treated as a secret
 	} {
-		if got := isCertificate(rel); got != want {
-			t.Errorf("isCertificate(%q) = %v, want %v", rel, got, want)
+		if got := IsCertificate(rel); got != want {
+			t.Errorf("IsCertificate(%q) = %v, want %v", rel, got, want)
 		}
 	}
 }

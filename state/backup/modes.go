@@ -13,7 +13,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/mappings"
 )
 
-// isCertificate reports whether a state path is one of the certificates
+// IsCertificate reports whether a state path is one of the certificates
 // p2ptls writes state.PublicMode (0644): the management CA and server
 // certificates, a mapping's chain and an ACME directory's CA file. Every
 // other file p2ptls writes — private keys, tokens, token hashes, ACME
@@ -21,7 +21,7 @@ import (
 // written state.SecretMode, and so is treated as a secret here; a file
 // p2ptls never writes is treated as a secret too, so that the rule errs on
 // the closed side.
-func isCertificate(rel string) bool {
+func IsCertificate(rel string) bool {
 	if rel == management.CACertFile || rel == management.ServerCertFile {
 		return true
 	}
@@ -37,7 +37,7 @@ func isCertificate(rel string) bool {
 // most). An archive that says ca.key is 0644 must not leave the key
 // readable by everyone.
 func restoredMode(rel string, archived fs.FileMode) fs.FileMode {
-	if isCertificate(rel) {
+	if IsCertificate(rel) {
 		return archived.Perm() & state.PublicMode
 	}
 	return state.SecretMode
@@ -47,7 +47,7 @@ func restoredMode(rel string, archived fs.FileMode) fs.FileMode {
 // others may read or change: a backup refuses to carry one, so that the
 // operator learns of it now rather than in a restored state.
 func looseSecret(rel string, mode fs.FileMode) bool {
-	return !isCertificate(rel) && mode.Perm()&0o077 != 0
+	return !IsCertificate(rel) && mode.Perm()&0o077 != 0
 }
 
 // refuseLooseSecrets is the refusal of a backup of such files (paths).

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,6 +14,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/backup"
 	"github.com/p2pstream/p2ptls/state/fault"
 )
 
@@ -49,20 +49,9 @@ func skipped(id string) Check {
 	return warn(id, "fix p2ptls.toml first (see "+IDConfig+")", "not checked: %s does not load (see %s)", state.ConfigFile, IDConfig)
 }
 
-// isSecret reports whether a state file holds a private key or a secret,
-// which must be 0600: keys, tokens, token hashes, challenge key material,
-// and p2ptls.toml (DESIGN: it is written 0600 like a secret).
-func isSecret(rel string) bool {
-	base := path.Base(rel)
-	switch {
-	case strings.HasPrefix(rel, "secrets/"), strings.HasPrefix(rel, state.TLSALPN01Dir+"/"):
-		return true
-	case base == "key.pem", strings.HasSuffix(base, ".key"), strings.HasSuffix(base, ".token"),
-		base == "admin-tokens.toml", rel == state.ConfigFile:
-		return true
-	}
-	return false
-}
+// isSecret reports whether a state file must be 0600: every file but the
+// certificates, by the same rule backup refuses loose secrets with.
+func isSecret(rel string) bool { return !backup.IsCertificate(rel) }
 
 // checkPermissions: every directory 0700 and every secret 0600. A secret
 // that group or others can read or change fails; a looser directory, or

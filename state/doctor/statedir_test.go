@@ -96,6 +96,9 @@ func TestPermissions(t *testing.T) {
 		{"config writable by others", "p2ptls.toml", 0o666, Fail},
 		{"certificate writable by the group", "certs/public/app/cert.pem", 0o664, Warn},
 		{"certificate readable by all", "certs/public/app/cert.pem", 0o644, OK},
+		// Every file but a certificate is a secret, by backup's rule: a
+		// backup would refuse this one.
+		{"mapping metadata readable by others", "certs/public/app/meta.toml", 0o644, Fail},
 		{"directory open to others", "certs/public", 0o755, Warn},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
