@@ -273,6 +273,9 @@ func certShowAction(_ context.Context, g *Globals, c *cli.Context) error {
 	if info.Upstream != "" {
 		fields = append(fields, [2]string{"upstream", info.Upstream})
 	}
+	if info.ServedBy != "" {
+		fields = append(fields, [2]string{"served by", info.ServedBy + " (meanwhile, a wildcard mapping with a certificate)"})
+	}
 	if info.LastError != "" {
 		fields = append(fields, [2]string{"last error", info.LastError})
 	}

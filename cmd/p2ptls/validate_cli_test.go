@@ -271,4 +271,8 @@ func TestServedByCLI(t *testing.T) {
 	if !strings.Contains(r.stdout, "pending (served by wildcard-example-com)") {
 		t.Errorf("table:\n%s", r.stdout)
 	}
+	r = p2ptls(t, env, "mapping", "show", "app")
+	if !strings.Contains(r.stdout, "served by") || !strings.Contains(r.stdout, "wildcard-example-com (meanwhile") {
+		t.Errorf("mapping show table:\n%s", r.stdout)
+	}
 }
