@@ -68,7 +68,7 @@ func (d *Dir) Lock(ctx context.Context, purpose string) (func() error, error) {
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
 			if unlock, ok, err := d.claim(f, p, purpose); ok || err != nil {
-				return d.bumpOnChange(unlock), err
+				return trackCommit(d, d.bumpOnChange(unlock)), err
 			}
 			continue // a previous holder removed the file we locked: retry on the new one
 		}

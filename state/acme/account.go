@@ -125,7 +125,7 @@ func Register(ctx context.Context, s state.Store, in RegisterInput, now time.Tim
 		return nil, err
 	}
 	acct := &Account{Email: in.Email, Directory: dir, RegisteredAt: now.UTC().Truncate(time.Second), key: key, caPEM: caPEM}
-	client, err := newClient(acct, "ec256")
+	client, err := newClient(ctx, acct, "ec256")
 	if err != nil {
 		return nil, err
 	}

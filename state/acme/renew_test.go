@@ -121,7 +121,7 @@ func TestIsDue(t *testing.T) {
 			if tc.hosts != nil {
 				m.Hosts = tc.hosts
 			}
-			due, why, _ := isDue(s, cfg, m, now, tc.opts)
+			due, why, _ := isDue(context.Background(), s, cfg, m, now, tc.opts)
 			if due != tc.due || !strings.Contains(why, tc.why) {
 				t.Errorf("isDue = %v, %q; want %v, %q", due, why, tc.due, tc.why)
 			}
