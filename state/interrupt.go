@@ -120,3 +120,24 @@ func Freeze() int {
 	}
 	return done
 }
+
+// Commit runs fn as one commit: Freeze waits for it to end, and it does not
+// start once Freeze has run. It is for changes made other than through
+// Dir.Write and Dir.Delete under the lock, such as renaming whole state
+// directories.
+func Commit(fn func() error) error {
+	commits.mu.Lock()
+	for commits.frozen {
+		commits.cond.Wait()
+	}
+	commits.active++
+	commits.mu.Unlock()
+	defer func() {
+		commits.mu.Lock()
+		commits.active--
+		commits.done++
+		commits.cond.Broadcast()
+		commits.mu.Unlock()
+	}()
+	return fn()
+}

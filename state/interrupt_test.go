@@ -121,3 +121,39 @@ func TestFreezeReleasesIdleLocksAndBlocksNewCommits(t *testing.T) {
 		t.Errorf("p2ptls.toml written after Freeze: %v", err)
 	}
 }
+
+func TestFreezeWaitsForCommit(t *testing.T) {
+	thaw(t)
+	inside, release := make(chan struct{}), make(chan struct{})
+	go Commit(func() error { close(inside); <-release; return nil })
+	<-inside
+	done := make(chan int, 1)
+	go func() { done <- Freeze() }()
+	select {
+	case <-done:
+		t.Fatal("Freeze returned during Commit")
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case n := <-done:
+		if n != 1 {
+			t.Errorf("Freeze = %d finished commits, want 1", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Freeze did not return after Commit")
+	}
+	late := make(chan struct{})
+	go func() { _ = Commit(func() error { return nil }); close(late) }()
+	select {
+	case <-late:
+		t.Error("a Commit started after Freeze")
+	case <-time.After(300 * time.Millisecond):
+	}
+	// Let it run now, so that it does not count in another test.
+	commits.mu.Lock()
+	commits.frozen = false
+	commits.cond.Broadcast()
+	commits.mu.Unlock()
+	<-late
+}

@@ -346,3 +346,64 @@ func TestSignalDuringCommitSavesTheChange(t *testing.T) {
 		t.Errorf("the lock file is left behind: %v", err)
 	}
 }
+
+// announcer is a writer that closes seen once what was written contains
+// want; it keeps everything for later checks.
+type announcer struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	want string
+	once sync.Once
+	seen chan struct{}
+}
+
+func (a *announcer) Write(p []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.buf.Write(p)
+	if strings.Contains(a.buf.String(), a.want) {
+		a.once.Do(func() { close(a.seen) })
+	}
+	return len(p), nil
+}
+
+// TestSignalEndsRenewalSleep: the random sleep of "cert renew" (from cron,
+// up to an hour) ends at once on SIGTERM.
+func TestSignalEndsRenewalSleep(t *testing.T) {
+	dir := seededState(t)
+	before := snapshot(t, dir)
+	cmd := command([]string{"CONFIG_DIR=" + dir}, "cert", "renew")
+	stderr := &announcer{want: "sleeping before renewal", seen: make(chan struct{})}
+	// A pipe, not /dev/null (a character device, taken for a terminal):
+	// the sleep is on, as from cron.
+	cmd.Stdin, cmd.Stderr = strings.NewReader(""), stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	select {
+	case <-stderr.seen:
+	case <-time.After(60 * time.Second):
+		t.Fatal("cert renew did not start its random sleep")
+	}
+	sent := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	select {
+	case <-exited:
+	case <-time.After(signalBound):
+		t.Fatalf("cert renew still sleeps %v after SIGTERM", signalBound)
+	}
+	t.Logf("exited %v after SIGTERM", time.Since(sent))
+	if code := cmd.ProcessState.ExitCode(); code != 143 {
+		t.Errorf("exit %d, want 143", code)
+	}
+	stderr.mu.Lock()
+	out := stderr.buf.String()
+	stderr.mu.Unlock()
+	if !strings.HasSuffix(out, "p2ptls: error: interrupted by SIGTERM; the state is unchanged\n") {
+		t.Errorf("stderr %q does not end with the interrupted line", out)
+	}
+	assertSameSnapshot(t, before, snapshot(t, dir))
+}
