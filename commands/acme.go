@@ -2,13 +2,14 @@ package commands
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/acme"
-	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/userfile"
 )
 
 const (
@@ -64,9 +65,10 @@ func acmeRegisterAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		AgreeTOS:  c.Bool(flgAgreeTOS),
 	}
 	if f := c.String(flgEABHMACFile); f != "" {
-		b, err := mappings.ReadPEM(f)
+		// A secret, not a PEM file: the smaller bound applies.
+		b, err := userfile.Read(f, userfile.MaxSecret)
 		if err != nil {
-			return err
+			return fmt.Errorf("the EAB HMAC file (--eab-hmac-file): %w", err)
 		}
 		in.EABHMAC = string(b)
 	}

@@ -23,7 +23,9 @@ const exitStatusHelp = `EXIT STATUS:
    0  success
    1  failure (a check or a renewal failed, a named thing does not exist or is in use)
    2  usage or invalid input (unknown flag, bad name, address, hostname or PEM)
-   3  the state directory stayed locked by another process past --lock-timeout`
+   3  the state directory stayed locked by another process past --lock-timeout
+ 130  interrupted by SIGINT (Ctrl-C): the state is as before, or fully changed
+ 143  interrupted by SIGTERM: the same`
 
 // exitCode maps any error to the exit code of DESIGN.md.
 func exitCode(err error) int {

@@ -14,6 +14,9 @@ import (
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := NewApp(stdout, stderr)
 	err := app.RunContext(ctx, reorderArgs(app, args))
+	if in := interruptOf(ctx); in != nil {
+		return in.exit(stderr) // whatever err says, it was the signal
+	}
 	if err != nil {
 		report(stderr, err)
 	}

@@ -115,6 +115,7 @@ func (d *Dir) Write(name string, data []byte, perm fs.FileMode) error {
 		return err
 	}
 	d.counted(name)
+	noteChange(d, name)
 	if err := MkdirAll(filepath.Dir(p)); err != nil {
 		return err
 	}
@@ -154,6 +155,7 @@ func (d *Dir) Delete(name string) error {
 		return err
 	}
 	d.counted(name)
+	noteChange(d, name)
 	if err := os.RemoveAll(p); err != nil {
 		return err
 	}

@@ -2,17 +2,12 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/p2pstream/p2ptls/commands"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := commands.Main(ctx, os.Args, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	// commands.Run handles SIGINT and SIGTERM: see there.
+	os.Exit(commands.Run(os.Args, os.Stdout, os.Stderr))
 }

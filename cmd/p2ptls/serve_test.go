@@ -260,7 +260,7 @@ func TestServeRefusesBadManagementSettings(t *testing.T) {
 		{"off without allowance", []string{"MANAGEMENT_TLS_MODE=off"}, "MANAGEMENT_ALLOW_INSECURE_HTTP=true"},
 		{"off with allowance not true", []string{"MANAGEMENT_TLS_MODE=off", "MANAGEMENT_ALLOW_INSECURE_HTTP=false"}, "MANAGEMENT_ALLOW_INSECURE_HTTP=true"},
 		{"provided without files", []string{"MANAGEMENT_TLS_MODE=provided"}, "MANAGEMENT_TLS_CERT_FILE and MANAGEMENT_TLS_KEY_FILE"},
-		{"provided missing file", []string{"MANAGEMENT_TLS_MODE=provided", "MANAGEMENT_TLS_CERT_FILE=/nonexistent.pem", "MANAGEMENT_TLS_KEY_FILE=" + key}, "cannot read MANAGEMENT_TLS_CERT_FILE"},
+		{"provided missing file", []string{"MANAGEMENT_TLS_MODE=provided", "MANAGEMENT_TLS_CERT_FILE=/nonexistent.pem", "MANAGEMENT_TLS_KEY_FILE=" + key}, "MANAGEMENT_TLS_CERT_FILE: cannot read /nonexistent.pem: no such file or directory"},
 		{"provided expired", []string{"MANAGEMENT_TLS_MODE=provided", "MANAGEMENT_TLS_CERT_FILE=" + cert, "MANAGEMENT_TLS_KEY_FILE=" + key}, "expired"},
 		{"provided mismatched key", []string{"MANAGEMENT_TLS_MODE=provided", "MANAGEMENT_TLS_CERT_FILE=" + cert, "MANAGEMENT_TLS_KEY_FILE=" + otherKey(t)}, "does not match"},
 		{"bad listen address", []string{"MANAGEMENT_LISTEN=127.0.0.1"}, "MANAGEMENT_LISTEN"},

@@ -9,12 +9,11 @@ package agent
 import (
 	"crypto/x509"
 	"encoding/base64"
-	"errors"
-	"os"
 	"strings"
 
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/userfile"
 )
 
 // fetchCAHint is where an agent gets the management CA from.
@@ -43,15 +42,9 @@ func LoadCA(file string, pemBase64 string) (*x509.CertPool, []*x509.Certificate,
 	case file != "":
 		source = "the CA file " + file + " (MANAGEMENT_CA_FILE, --ca-file)"
 		var err error
-		if pemBytes, err = os.ReadFile(file); err != nil {
-			// The path error repeats the file name; its cause is the news.
-			cause := err
-			var pe *os.PathError
-			if errors.As(err, &pe) {
-				cause = pe.Err
-			}
-			return nil, nil, fault.Invalidf("check the path and its permissions, or give the CA as base64 in MANAGEMENT_CA_PEM_BASE64 (--ca-pem-base64)",
-				"cannot read %s: %v", source, cause)
+		if pemBytes, err = userfile.Read(file, userfile.MaxPEM); err != nil {
+			return nil, nil, &fault.Error{Kind: fault.Invalid, Msg: "the CA file (MANAGEMENT_CA_FILE, --ca-file)", Err: err,
+				Hint: "check the path and its permissions, or give the CA as base64 in MANAGEMENT_CA_PEM_BASE64 (--ca-pem-base64)"}
 		}
 	default:
 		source = "MANAGEMENT_CA_PEM_BASE64 (--ca-pem-base64)"

@@ -19,6 +19,7 @@ import (
 	"github.com/p2pstream/p2ptls/serve/agent"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/statetest"
 )
 
 // newCA returns a management CA valid from now on; TLS verification runs on
@@ -157,16 +158,28 @@ func TestLoadCA(t *testing.T) {
 		{"neither", "", "", []string{"no management CA given", "MANAGEMENT_CA_FILE", "--ca-file", "MANAGEMENT_CA_PEM_BASE64", "--ca-pem-base64"},
 			[]string{"p2ptls agent bootstrap", "p2ptls ca export"}},
 		{"both", caFile, b64, []string{"both", "MANAGEMENT_CA_FILE", "--ca-file", "MANAGEMENT_CA_PEM_BASE64", "--ca-pem-base64"}, []string{"one of the two"}},
-		{"missing file", filepath.Join(dir, "nope.crt"), "", []string{"cannot read the CA file", "nope.crt", "no such file"}, []string{"path"}},
-		{"file is a directory", dir, "", []string{"cannot read the CA file"}, []string{"path"}},
+		{"missing file", filepath.Join(dir, "nope.crt"), "", []string{"the CA file (MANAGEMENT_CA_FILE, --ca-file): cannot read", "nope.crt", "no such file"}, []string{"path"}},
 		{"file holds a key only", keyFile, "", []string{"holds no usable certificate", "ca.key"}, []string{"p2ptls ca export"}},
 		{"bad base64", "", "not*base64", []string{"MANAGEMENT_CA_PEM_BASE64", "not valid base64"}, []string{"base64 -w0"}},
 		{"PEM pasted as base64", "", string(ca.CertPEM), []string{"holds PEM text, not the base64"}, []string{"MANAGEMENT_CA_FILE"}},
 		{"base64 of something else", "", base64.StdEncoding.EncodeToString([]byte("hello")), []string{"MANAGEMENT_CA_PEM_BASE64", "holds no usable certificate"}, []string{"p2ptls agent bootstrap"}},
 	}
+	// Bounded, regular-only: a FIFO or a device as the CA file is refused
+	// at once, not read forever.
+	for _, h := range statetest.HostilePaths(t, t.TempDir()) {
+		refused = append(refused, struct {
+			desc, file, b64 string
+			msg, hint       []string
+		}{"file is " + h.Desc, h.Path, "", []string{"the CA file (MANAGEMENT_CA_FILE, --ca-file): cannot read " + h.Path + ": " + h.Says}, []string{"MANAGEMENT_CA_PEM_BASE64"}})
+	}
 	for _, tc := range refused {
 		t.Run("refuses "+tc.desc, func(t *testing.T) {
-			pool, certs, err := agent.LoadCA(tc.file, tc.b64)
+			var (
+				pool  *x509.CertPool
+				certs []*x509.Certificate
+				err   error
+			)
+			statetest.Within(t, 5*time.Second, func() { pool, certs, err = agent.LoadCA(tc.file, tc.b64) })
 			if pool != nil || certs != nil {
 				t.Errorf("LoadCA returned a pool or certificates along with its error")
 			}

@@ -17,7 +17,6 @@ import (
 	"io/fs"
 	"net/mail"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/userfile"
 )
 
 // Directory aliases accepted by "acme account register --directory".
@@ -125,7 +125,7 @@ func Register(ctx context.Context, s state.Store, in RegisterInput, now time.Tim
 		return nil, err
 	}
 	acct := &Account{Email: in.Email, Directory: dir, RegisteredAt: now.UTC().Truncate(time.Second), key: key, caPEM: caPEM}
-	client, err := newClient(acct, "ec256")
+	client, err := newClient(ctx, acct, "ec256")
 	if err != nil {
 		return nil, err
 	}
@@ -228,9 +228,9 @@ func ListAccounts(s state.Store, cfg *state.Config) ([]Account, error) {
 
 // loadCAFile reads a PEM bundle to trust for a private ACME server.
 func loadCAFile(file string) ([]byte, error) {
-	b, err := os.ReadFile(file)
+	b, err := userfile.Read(file, userfile.MaxPEM)
 	if err != nil {
-		return nil, fault.Invalidf("point --ca-file at a PEM file", "cannot read the ACME CA file: %v", err)
+		return nil, fmt.Errorf("the ACME CA file (--ca-file): %w", err)
 	}
 	if _, err := pki.ParseCertChain(b); err != nil {
 		return nil, fault.Invalidf("point --ca-file at a PEM certificate file", "the ACME CA file %s holds no certificate: %v", file, err)

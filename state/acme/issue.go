@@ -56,7 +56,7 @@ func Issue(ctx context.Context, s state.Store, id string, now time.Time, o Optio
 		if c, err := mappings.Load(s, m); err == nil {
 			current = c.Chain[0]
 		}
-		return obtain(s, cfg, m, current, now, &o)
+		return obtain(ctx, s, cfg, m, current, now, &o)
 	})
 }
 
@@ -85,8 +85,10 @@ func withMapping(ctx context.Context, s state.Store, purpose, id string, fn func
 
 // obtain runs one ACME order for m and records the attempt. On failure the
 // certificate in place stays: only a success replaces it. current is the
-// serving leaf when renewing, for ARI's "replaces".
-func obtain(s state.Store, cfg *state.Config, m state.Mapping, replaces *x509.Certificate, now time.Time, o *Options) error {
+// serving leaf when renewing, for ARI's "replaces". An order cut short by
+// ctx (a signal, serve shutting down) is no attempt: nothing is recorded,
+// and no back-off follows.
+func obtain(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, replaces *x509.Certificate, now time.Time, o *Options) error {
 	log := o.log().With("mapping", m.ID)
 	meta, err := mappings.LoadMeta(s, m.ID)
 	if err != nil {
@@ -94,7 +96,10 @@ func obtain(s state.Store, cfg *state.Config, m state.Mapping, replaces *x509.Ce
 	}
 	meta.Source = state.SourceACME
 	meta.LastAttemptAt = now.UTC().Truncate(time.Second)
-	kp, next, err := order(s, cfg, m, replaces, now, o)
+	kp, next, err := order(ctx, s, cfg, m, replaces, now, o)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("mapping %q: certificate not issued: %w", m.ID, context.Cause(ctx))
+	}
 	if err != nil {
 		meta.Attempts++
 		meta.LastError = oneLine(err)
@@ -118,12 +123,12 @@ func obtain(s state.Store, cfg *state.Config, m state.Mapping, replaces *x509.Ce
 
 // order talks to the ACME server: account, solver, order, and the renewal
 // time of the new certificate.
-func order(s state.Store, cfg *state.Config, m state.Mapping, replaces *x509.Certificate, now time.Time, o *Options) (*pki.KeyPair, time.Time, error) {
+func order(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, replaces *x509.Certificate, now time.Time, o *Options) (*pki.KeyPair, time.Time, error) {
 	acct, err := LoadAccount(s, cfg.ACME.Directory)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	client, err := newClient(acct, m.KeyType)
+	client, err := newClient(ctx, acct, m.KeyType)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -131,7 +136,7 @@ func order(s state.Store, cfg *state.Config, m state.Mapping, replaces *x509.Cer
 	if len(resolvers) == 0 {
 		resolvers = cfg.ACME.DNSResolvers
 	}
-	release, err := setSolver(client, s, cfg, m, resolvers)
+	release, err := setSolver(ctx, client, s, cfg, m, resolvers)
 	if err != nil {
 		return nil, time.Time{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-acme/lego/v4/certificate"
@@ -54,6 +55,9 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 	}
 	r := &Report{Renewed: []string{}, Failed: []string{}, Skipped: []string{}, DryRun: o.DryRun, Errors: map[string]string{}, Reasons: map[string]string{}}
 	for _, m := range cfg.Mappings {
+		if ctx.Err() != nil {
+			break // stopped: the mappings not reached are not reported
+		}
 		if m.Source != state.SourceACME || (len(o.Only) > 0 && !slices.Contains(o.Only, m.ID)) {
 			continue
 		}
@@ -61,15 +65,15 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 		err := withMapping(ctx, s, "cert renew "+m.ID, m.ID, func(cfg *state.Config, m state.Mapping) error {
 			var why string
 			var leaf *x509.Certificate
-			due, why, leaf = isDue(s, cfg, m, now(), o)
+			due, why, leaf = isDue(ctx, s, cfg, m, now(), o)
 			r.Reasons[m.ID] = why
 			if !due || o.DryRun {
 				return nil
 			}
-			if err := obtain(s, cfg, m, leaf, now(), &o.Options); err != nil {
+			if err := obtain(ctx, s, cfg, m, leaf, now(), &o.Options); err != nil {
 				return err
 			}
-			return deploy(o.DeployHook, s, m)
+			return deploy(ctx, o.DeployHook, s, m)
 		})
 		switch {
 		case err != nil:
@@ -85,7 +89,7 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 }
 
 // isDue decides whether m's certificate should be renewed now, and why.
-func isDue(s state.Store, cfg *state.Config, m state.Mapping, now time.Time, o RenewOptions) (bool, string, *x509.Certificate) {
+func isDue(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, now time.Time, o RenewOptions) (bool, string, *x509.Certificate) {
 	meta, _ := mappings.LoadMeta(s, m.ID)
 	if !o.Force && now.Before(meta.RetryAt) {
 		return false, fmt.Sprintf("backing off after %d failed attempts until %s", meta.Attempts, meta.RetryAt.Format(time.RFC3339)), nil
@@ -104,7 +108,7 @@ func isDue(s state.Store, cfg *state.Config, m state.Mapping, now time.Time, o R
 		left := leaf.NotAfter.Sub(now)
 		return left < time.Duration(o.Days)*24*time.Hour, fmt.Sprintf("%d days left, renewing below %d", int(left.Hours()/24), o.Days), leaf
 	}
-	if at, ok := ariDue(s, cfg, m, leaf, now); ok {
+	if at, ok := ariDue(ctx, s, cfg, m, leaf, now); ok {
 		if at == nil {
 			return false, "outside the ACME server's renewal window", leaf
 		}
@@ -117,12 +121,12 @@ func isDue(s state.Store, cfg *state.Config, m state.Mapping, now time.Time, o R
 }
 
 // ariDue asks the server's renewal info; ok is false when it has none.
-func ariDue(s state.Store, cfg *state.Config, m state.Mapping, leaf *x509.Certificate, now time.Time) (*time.Time, bool) {
+func ariDue(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, leaf *x509.Certificate, now time.Time) (*time.Time, bool) {
 	acct, err := LoadAccount(s, cfg.ACME.Directory)
 	if err != nil {
 		return nil, false
 	}
-	client, err := newClient(acct, m.KeyType)
+	client, err := newClient(ctx, acct, m.KeyType)
 	if err != nil {
 		return nil, false
 	}
@@ -138,9 +142,14 @@ func sameHosts(leaf *x509.Certificate, hosts []string) bool {
 	return pki.ParseNames(hosts).Equal(leaf)
 }
 
+// hookWaitDelay is how long a cancelled deploy hook has after SIGTERM.
+const hookWaitDelay = 500 * time.Millisecond
+
 // deploy runs the deploy hook for a renewed mapping with its files in the
-// environment.
-func deploy(hook string, s state.Store, m state.Mapping) error {
+// environment. It runs under the lock after the certificate was written,
+// so a signal must not leave it running for long: cancelled, the hook gets
+// SIGTERM, and SIGKILL if it has not ended a moment later.
+func deploy(ctx context.Context, hook string, s state.Store, m state.Mapping) error {
 	if hook == "" {
 		return nil
 	}
@@ -149,7 +158,9 @@ func deploy(hook string, s state.Store, m state.Mapping) error {
 	if d, ok := s.(*state.Dir); ok {
 		root = d.Root() + "/"
 	}
-	cmd := exec.Command("/bin/sh", "-c", hook)
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", hook)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = hookWaitDelay
 	cmd.Env = append(os.Environ(),
 		"P2PTLS_MAPPING_ID="+m.ID,
 		"P2PTLS_LISTENER="+m.Listener,

@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/mappings"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/statetest"
 )
 
 // ariServer is an ACME directory that only answers renewalInfo, with the
@@ -119,7 +121,7 @@ func TestIsDue(t *testing.T) {
 			if tc.hosts != nil {
 				m.Hosts = tc.hosts
 			}
-			due, why, _ := isDue(s, cfg, m, now, tc.opts)
+			due, why, _ := isDue(context.Background(), s, cfg, m, now, tc.opts)
 			if due != tc.due || !strings.Contains(why, tc.why) {
 				t.Errorf("isDue = %v, %q; want %v, %q", due, why, tc.due, tc.why)
 			}
@@ -151,11 +153,24 @@ func TestRegisterRefusesBadInput(t *testing.T) {
 		{"EAB kid without key", RegisterInput{Email: "ops@example.test", EABKid: "k", AgreeTOS: true}, "HMAC"},
 		{"unreadable CA file", RegisterInput{Email: "ops@example.test", CAFile: "/nonexistent", AgreeTOS: true}, "cannot read"},
 	}
+	// --ca-file naming a FIFO or a device is refused at once (bounded,
+	// regular-only read), before any network.
+	for _, h := range statetest.HostilePaths(t, t.TempDir()) {
+		tests = append(tests, struct {
+			desc string
+			in   RegisterInput
+			want string
+		}{"CA file is " + h.Desc, RegisterInput{Email: "ops@example.test", Directory: "https://127.0.0.1:1/dir", CAFile: h.Path, AgreeTOS: true}, "the ACME CA file (--ca-file): cannot read " + h.Path + ": " + h.Says})
+	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			_, err := Register(context.Background(), s, tc.in, time.Now())
+			var err error
+			statetest.Within(t, 5*time.Second, func() { _, err = Register(context.Background(), s, tc.in, time.Now()) })
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Register = %v, want %q", err, tc.want)
+			}
+			if tc.in.CAFile != "" && fault.KindOf(err) != fault.Invalid {
+				t.Errorf("Register = %v: kind %v, want Invalid (exit 2)", err, fault.KindOf(err))
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package acme
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -41,7 +42,7 @@ func (p alpnProvider) CleanUp(domain, _, _ string) error {
 // setSolver configures the one challenge the mapping asks for (lego would
 // prefer TLS-ALPN-01 if several were set) and returns a func that releases
 // whatever it bound.
-func setSolver(client *lego.Client, s state.Store, cfg *state.Config, m state.Mapping, resolvers []string) (func(), error) {
+func setSolver(ctx context.Context, client *lego.Client, s state.Store, cfg *state.Config, m state.Mapping, resolvers []string) (func(), error) {
 	l, ok := cfg.Listener(m.Listener)
 	if !ok {
 		return nil, fault.Invalidf("", "listener %q of mapping %q does not exist", m.Listener, m.ID)
@@ -80,7 +81,11 @@ func setSolver(client *lego.Client, s state.Store, cfg *state.Config, m state.Ma
 		if err != nil {
 			return nil, fmt.Errorf("DNS credential %q: %s", cred.Name, oneLine(err))
 		}
-		var opts []dns01.ChallengeOption
+		// lego's propagation wait polls without a context: each check
+		// gives up when ctx is done, which ends the wait.
+		opts := []dns01.ChallengeOption{dns01.WrapPreCheck(func(_, fqdn, value string, check dns01.PreCheckFunc) (bool, error) {
+			return checkUnlessDone(ctx, func() (bool, error) { return check(fqdn, value) })
+		})}
 		if len(resolvers) > 0 {
 			// Check propagation at the given resolvers only, and compare
 			// the TXT value there rather than at the zone's own servers.
@@ -155,5 +160,30 @@ func alpnAnswerer(s state.Store) func(net.Listener) func() {
 			}
 		}()
 		return func() { ln.Close() }
+	}
+}
+
+// checkUnlessDone runs one propagation check, and returns as soon as ctx
+// is done, whatever the check still waits for (a resolver that does not
+// answer holds it for lego's DNS timeout); its result is then dropped.
+func checkUnlessDone(ctx context.Context, check func() (bool, error)) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return true, fmt.Errorf("DNS propagation check: %w", context.Cause(ctx))
+	}
+	type result struct {
+		ok  bool
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ok, err := check()
+		done <- result{ok, err}
+	}()
+	select {
+	case r := <-done:
+		return r.ok, r.err
+	case <-ctx.Done():
+		// stop is true: lego's wait ends with this error.
+		return true, fmt.Errorf("DNS propagation check: %w", context.Cause(ctx))
 	}
 }

@@ -468,12 +468,14 @@ func TestTokenFromFileAndEnv(t *testing.T) {
 		want string
 		not  string // must not appear in the error
 	}{
-		{"missing file", func() (string, error) { return TokenFromFile(filepath.Join(dir, "nope"), nil) }, "cannot read the API token file " + filepath.Join(dir, "nope") + ": no such file or directory", ""},
+		{"missing file", func() (string, error) { return TokenFromFile(filepath.Join(dir, "nope"), nil) }, "the API token file (--api-token-file): cannot read " + filepath.Join(dir, "nope") + ": no such file or directory", ""},
 		{"directory", func() (string, error) { return TokenFromFile(dir, nil) }, dir, ""},
 		{"empty file", func() (string, error) { return TokenFromFile(write("empty", "\n"), nil) }, "the API token is empty", ""},
 		{"env file", func() (string, error) { return TokenFromFile(write("env", "A=1\nB=2\n"), nil) }, "space or a line break", "A=1"},
 		{"huge file", func() (string, error) { return TokenFromFile(write("huge", strings.Repeat("x", 70000)), nil) }, "larger than", ""},
 		{"empty stdin", func() (string, error) { return TokenFromFile("-", strings.NewReader("")) }, "standard input: the API token is empty", ""},
+		{"stdin larger than 64 KiB", func() (string, error) { return TokenFromFile("-", strings.NewReader(strings.Repeat("x", 64<<10+1))) }, "cannot read standard input: it is larger than the 64 KiB limit", ""},
+		{"file of 64 KiB and 1 byte", func() (string, error) { return TokenFromFile(write("over", strings.Repeat("x", 64<<10+1)), nil) }, "larger than the 64 KiB limit", ""},
 		{"unset variable", func() (string, error) { return TokenFromEnv("NOPE", getenv) }, "environment variable NOPE is not set or empty", ""},
 		{"empty variable", func() (string, error) { return TokenFromEnv("EMPTY", getenv) }, "environment variable EMPTY is not set or empty", ""},
 		{"bad value", func() (string, error) { return TokenFromEnv("BAD", getenv) }, "environment variable BAD: the API token contains a space", "a b"},
@@ -481,9 +483,18 @@ func TestTokenFromFileAndEnv(t *testing.T) {
 		{"long name looking like a token", func() (string, error) { return TokenFromEnv("AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", getenv) }, "the environment variable named by --api-token-env is not set", "AbCdEfGh"},
 		{"empty name", func() (string, error) { return TokenFromEnv("", getenv) }, "not the token", ""},
 	}
+	for _, h := range statetest.HostilePaths(t, t.TempDir()) {
+		tests = append(tests, struct {
+			desc string
+			run  func() (string, error)
+			want string
+			not  string
+		}{h.Desc, func() (string, error) { return TokenFromFile(h.Path, nil) }, h.Path + ": " + h.Says, ""})
+	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			_, err := tc.run()
+			var err error
+			statetest.Within(t, 5*time.Second, func() { _, err = tc.run() })
 			if err == nil || fault.KindOf(err) != fault.Invalid || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v (kind %v), want Invalid with %q", err, fault.KindOf(err), tc.want)
 			}

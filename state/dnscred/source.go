@@ -1,19 +1,13 @@
 package dnscred
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"regexp"
 
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/userfile"
 )
-
-// maxTokenFile bounds what is read of a token file or stdin: a token is one
-// short line, and a large file given by mistake is refused, not read.
-const maxTokenFile = 64 << 10
 
 // envName is the shape of an environment variable name.
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -28,31 +22,20 @@ const maxQuotedEnvName = 32
 // name the file, never the token.
 func TokenFromFile(path string, stdin io.Reader) (string, error) {
 	what := path
-	var r io.Reader = stdin
+	var (
+		b   []byte
+		err error
+	)
+	// Bounded and regular-only: a FIFO or a device named by mistake is
+	// refused at once instead of blocking or growing without end.
 	if path == "-" {
 		what = "standard input"
+		b, err = userfile.ReadAll(stdin, what, userfile.MaxSecret)
 	} else {
-		f, err := os.Open(path)
-		if err != nil {
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err // the path is in the message already
-			}
-			return "", fault.Invalidf("check the path, and that this user may read the file", "cannot read the API token file %s: %v", path, err)
-		}
-		defer f.Close()
-		r = f
+		b, err = userfile.Read(path, userfile.MaxSecret)
 	}
-	b, err := io.ReadAll(io.LimitReader(r, maxTokenFile+1))
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err // the path is in the message already
-		}
-		return "", fault.Invalidf("check the path, and that this user may read the file", "cannot read the API token from %s: %v", what, err)
-	}
-	if len(b) > maxTokenFile {
-		return "", fault.Invalidf("give a file that holds only the token", "%s is larger than %d bytes; it holds no API token", what, maxTokenFile)
+		return "", fault.AsInvalid(fmt.Errorf("the API token file (--api-token-file): %w", err), "")
 	}
 	token, err := NormalizeToken(string(b))
 	if err != nil {

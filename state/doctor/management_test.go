@@ -58,7 +58,7 @@ func TestProvidedFiles(t *testing.T) {
 		{"key of another certificate", good.CertPEM, other.KeyPEM, now0, Fail, "does not match"},
 		{"expired", good.CertPEM, good.KeyPEM, now0.Add(91 * day), Fail, "expired"},
 		{"due for renewal", good.CertPEM, good.KeyPEM, now0.Add(70 * day), Warn, "expires on"},
-		{"missing", nil, nil, now0, Fail, "cannot read MANAGEMENT_TLS_CERT_FILE"},
+		{"missing", nil, nil, now0, Fail, "MANAGEMENT_TLS_CERT_FILE: cannot read"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			in := input(newStore(t))

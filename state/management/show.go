@@ -3,12 +3,12 @@ package management
 import (
 	"crypto/x509"
 	"errors"
-	"os"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/userfile"
 )
 
 // CertInfo describes one certificate with the JSON fields scripts rely on.
@@ -101,13 +101,15 @@ func nonNil(s []string) []string {
 // what serve could not use: missing or unreadable files, no certificate, a
 // key that does not match, a leaf that is expired or not yet valid.
 func LoadProvided(certFile, keyFile string, now time.Time) (*pki.KeyPair, error) {
-	certPEM, err := os.ReadFile(certFile)
+	// Bounded and regular-only, as every file a user names: serve rereads
+	// these on rotation, and a FIFO there must not wedge it.
+	certPEM, err := userfile.Read(certFile, userfile.MaxPEM)
 	if err != nil {
-		return nil, fault.Invalidf("point MANAGEMENT_TLS_CERT_FILE at a readable PEM certificate (chain)", "cannot read MANAGEMENT_TLS_CERT_FILE: %v", err)
+		return nil, &fault.Error{Kind: fault.Invalid, Msg: "MANAGEMENT_TLS_CERT_FILE", Err: err, Hint: "point MANAGEMENT_TLS_CERT_FILE at a readable PEM certificate (chain)"}
 	}
-	keyPEM, err := os.ReadFile(keyFile)
+	keyPEM, err := userfile.Read(keyFile, userfile.MaxPEM)
 	if err != nil {
-		return nil, fault.Invalidf("point MANAGEMENT_TLS_KEY_FILE at a readable PEM private key", "cannot read MANAGEMENT_TLS_KEY_FILE: %v", err)
+		return nil, &fault.Error{Kind: fault.Invalid, Msg: "MANAGEMENT_TLS_KEY_FILE", Err: err, Hint: "point MANAGEMENT_TLS_KEY_FILE at a readable PEM private key"}
 	}
 	kp, err := pki.LoadKeyPair(certPEM, keyPEM)
 	if err != nil {

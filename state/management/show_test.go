@@ -10,6 +10,7 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/statetest"
 )
 
 // validated returns set after Validate.
@@ -298,9 +299,30 @@ func TestLoadProvided(t *testing.T) {
 		{desc: "leaf not yet valid", certFile: chainFile, keyFile: keyFile, now: c.leaf.Cert.NotBefore.Add(-time.Second),
 			wantErr: []string{"not valid before", chainFile}},
 	}
+	// serve rereads both files on rotation: a FIFO or a device there is
+	// refused at once instead of wedging it.
+	for _, h := range statetest.HostilePaths(t, t.TempDir()) {
+		tests = append(tests,
+			struct {
+				desc              string
+				certFile, keyFile string
+				now               time.Time
+				wantErr           []string
+			}{"certificate file is " + h.Desc, h.Path, keyFile, now0, []string{"MANAGEMENT_TLS_CERT_FILE: cannot read " + h.Path + ": " + h.Says}},
+			struct {
+				desc              string
+				certFile, keyFile string
+				now               time.Time
+				wantErr           []string
+			}{"key file is " + h.Desc, chainFile, h.Path, now0, []string{"MANAGEMENT_TLS_KEY_FILE: cannot read " + h.Path + ": " + h.Says}})
+	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			kp, err := LoadProvided(tc.certFile, tc.keyFile, tc.now)
+			var (
+				kp  *pki.KeyPair
+				err error
+			)
+			statetest.Within(t, 5*time.Second, func() { kp, err = LoadProvided(tc.certFile, tc.keyFile, tc.now) })
 			if tc.wantErr != nil {
 				wantFault(t, err, fault.Invalid, tc.wantErr...)
 				if fault.HintOf(err) == "" {

@@ -5,8 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,6 +15,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/hostname"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/userfile"
 )
 
 // DefaultDays is the validity of a self-signed certificate when none is given.
@@ -251,15 +250,10 @@ func selfSigned(m state.Mapping, now time.Time) (*pki.KeyPair, error) {
 // ReadPEM reads a certificate or key file the user named. An unreadable
 // file is bad input, named in the message.
 func ReadPEM(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err // the path is in the message already
-		}
-		return nil, fault.Invalidf("check the path, and that this user may read the file", "cannot read %s: %v", path, err)
-	}
-	return b, nil
+	// Bounded and regular-only: /dev/zero, /dev/urandom or a FIFO named
+	// here (or in an API request) is refused at once instead of growing
+	// without end or blocking forever.
+	return userfile.Read(path, userfile.MaxPEM)
 }
 
 // checkPair parses a certificate chain and its key and checks that they

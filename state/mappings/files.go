@@ -11,7 +11,9 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/userfile"
 )
 
 // Store names of the certificate files; see the package documentation.
@@ -184,7 +186,16 @@ func readChain(s state.Store, m state.Mapping) ([]byte, []*x509.Certificate, err
 // otherwise.
 func readFile(s state.Store, m state.Mapping, name, path string) ([]byte, error) {
 	if m.Source == state.SourceFile {
-		return os.ReadFile(path)
+		b, err := userfile.Read(path, userfile.MaxPEM)
+		if err == nil {
+			return b, nil
+		}
+		if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {
+			return nil, serr // "no certificate", as Load promises
+		}
+		// A file that became a FIFO, a device or too large is the mapping's
+		// problem, not the input of the command that reads it (exit 1).
+		return nil, &fault.Error{Kind: fault.Failure, Err: err}
 	}
 	b, err := s.Read(name)
 	if err != nil {
