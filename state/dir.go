@@ -178,8 +178,7 @@ const (
 // in-flight challenges are not: serve reads those directly when asked.
 func (d *Dir) counted(name string) {
 	d.touched.Add(1)
-	n := path.Clean(name)
-	if !strings.HasPrefix(n, RunDir+"/") && !strings.HasPrefix(n, "acme/challenges/") {
+	if !isRuntime(name) {
 		d.writes.Add(1)
 	}
 }

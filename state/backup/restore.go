@@ -453,7 +453,7 @@ func swapIn(ctx context.Context, d *state.Dir, target, staged string, exists boo
 		if err := opts.unmark(); err != nil {
 			return "", nil, errors.Join(err, os.RemoveAll(staged))
 		}
-		if err := os.Rename(staged, target); err != nil {
+		if err := state.Commit(func() error { return os.Rename(staged, target) }); err != nil {
 			return "", nil, errors.Join(fault.Failf("if another process created it meanwhile, restore again with --force to replace it; otherwise fix what the error names and restore again",
 				"cannot move the restored state to %s: %v", target, err), os.RemoveAll(staged))
 		}
@@ -482,8 +482,20 @@ func swapIn(ctx context.Context, d *state.Dir, target, staged string, exists boo
 	if err == nil {
 		err = opts.unmark()
 	}
+	var kept string
+	var warns []string
 	if err == nil {
-		err = swap(target, staged)
+		// The exchange and what follows it are one commit: a restore told
+		// to stop by a signal finishes them before it exits, so the old
+		// state is kept aside under its name, not left in the staging
+		// directory.
+		err = state.Commit(func() error {
+			if err := swap(target, staged); err != nil {
+				return err
+			}
+			kept, warns = afterSwap(parent, target, staged, had, opts.Now, unlockOld, unlockNew)
+			return nil
+		})
 	}
 	if err != nil {
 		if unlockNew != nil {
@@ -492,7 +504,13 @@ func swapIn(ctx context.Context, d *state.Dir, target, staged string, exists boo
 		_ = unlockOld()
 		return "", nil, errors.Join(err, os.RemoveAll(staged))
 	}
-	// From here on the restore is done: what fails is reported, not undone.
+	return kept, warns, nil
+}
+
+// afterSwap finishes a restore whose exchange is done: what fails now is
+// reported, not undone. The old state, now at staged, is kept aside as
+// <target>.pre-restore-<time>, or removed when it held nothing.
+func afterSwap(parent, target, staged string, had bool, now time.Time, unlockOld, unlockNew func() error) (string, []string) {
 	var warns []string
 	warn := func(err error) {
 		if err != nil {
@@ -504,15 +522,14 @@ func swapIn(ctx context.Context, d *state.Dir, target, staged string, exists boo
 	warn(unlockNew())
 	if !had {
 		warn(os.RemoveAll(staged))
-		return "", warns, nil
+		return "", warns
 	}
-	kept, err := keepAside(staged, target, opts.Now)
+	kept, err := keepAside(staged, target, now)
 	if err != nil {
-		warns = append(warns, fmt.Sprintf("the previous state is in %s: %v", staged, err))
-		return staged, warns, nil
+		return staged, append(warns, fmt.Sprintf("the previous state is in %s: %v", staged, err))
 	}
 	warn(syncDir(parent))
-	return kept, warns, nil
+	return kept, warns
 }
 
 // keepAside renames the old state to <target>.pre-restore-<UTC time>, with a
