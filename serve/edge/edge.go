@@ -66,20 +66,50 @@ func record(log *slog.Logger, what string, r any) {
 	log.Error("recovered from a panic; serve keeps running", "in", what, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 }
 
-// RecoverHandler is Recover for an HTTP handler, deferred directly at its
-// top (defer edge.RecoverHandler(log, "…", w)). The client gets a 500 if
-// nothing was written yet. http.ErrAbortHandler is passed on: it is how a
-// handler (the reverse proxy, for one) aborts a response on purpose, and
+// Guard wraps an HTTP handler so that a panic in it is recovered (logged
+// and counted as by Recover) and answered by answer, when nothing of the
+// response was written yet; when part of it was, the connection is cut
+// (http.ErrAbortHandler), the only way to tell the client the answer is
+// incomplete. http.ErrAbortHandler itself is passed on uncounted: it is how
+// a handler (the reverse proxy, for one) aborts a response on purpose, and
 // net/http handles it quietly.
-func RecoverHandler(log *slog.Logger, what string, w http.ResponseWriter) {
-	r := recover()
-	if r == nil {
-		return
-	}
-	if r == http.ErrAbortHandler {
-		panic(r)
-	}
-	record(log, what, r)
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	http.Error(w, "500 internal server error", http.StatusInternalServerError)
+func Guard(log *slog.Logger, what string, next http.Handler, answer func(http.ResponseWriter, *http.Request)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tw := &trackingWriter{ResponseWriter: w}
+		defer func() {
+			p := recover()
+			if p == nil {
+				return
+			}
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			record(log, what+" "+r.Method+" "+r.URL.Path, p)
+			if tw.wrote {
+				panic(http.ErrAbortHandler)
+			}
+			answer(w, r)
+		}()
+		next.ServeHTTP(tw, r)
+	})
 }
+
+// trackingWriter records whether the handler began its answer. Unwrap
+// keeps http.ResponseController (flushing, hijacking for WebSockets, write
+// deadlines) working through it.
+type trackingWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (t *trackingWriter) WriteHeader(code int) {
+	t.wrote = true
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *trackingWriter) Write(b []byte) (int, error) {
+	t.wrote = true
+	return t.ResponseWriter.Write(b)
+}
+
+func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }

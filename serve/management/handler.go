@@ -84,28 +84,14 @@ func secure(h http.Header, https bool) {
 }
 
 // guard wraps the whole management handler: every answer gets the headers
-// of secure, and a panic in a handler is recovered (logged at ERROR and
-// counted by edge.Recover) and answered 500, in the API's JSON error shape
-// under /api/, so that one request never takes serve down.
+// of secure, and a panic in a handler is recovered by edge.Guard and
+// answered 500, in the API's JSON error shape under /api/, so that one
+// request never takes serve down.
 func guard(log *slog.Logger, next http.Handler) http.Handler {
+	g := edge.Guard(log, "management handler", next, answerPanic)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		secure(w.Header(), r.TLS != nil)
-		tw := &trackingWriter{ResponseWriter: w}
-		completed := false
-		defer func() {
-			if completed {
-				return
-			}
-			if tw.wrote {
-				// Part of the answer is out: only cutting the
-				// connection tells the client it is incomplete.
-				panic(http.ErrAbortHandler)
-			}
-			answerPanic(w, r)
-		}()
-		defer edge.Recover(log, "management handler "+r.Method+" "+r.URL.Path)
-		next.ServeHTTP(tw, r)
-		completed = true
+		g.ServeHTTP(w, r)
 	})
 }
 
@@ -127,25 +113,6 @@ func answerPanic(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusInternalServerError)
 	_, _ = w.Write([]byte(msg + "\n"))
 }
-
-// trackingWriter records whether the handler began its answer. Unwrap
-// keeps http.ResponseController (write deadlines, flushing) working.
-type trackingWriter struct {
-	http.ResponseWriter
-	wrote bool
-}
-
-func (t *trackingWriter) WriteHeader(code int) {
-	t.wrote = true
-	t.ResponseWriter.WriteHeader(code)
-}
-
-func (t *trackingWriter) Write(b []byte) (int, error) {
-	t.wrote = true
-	return t.ResponseWriter.Write(b)
-}
-
-func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
 
 // requireToken admits requests with a valid admin token, or without an
 // Authorization header a valid UI session (whose changes must carry the

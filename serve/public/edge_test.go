@@ -469,7 +469,7 @@ func TestPanicsAreRecoveredAndCounted(t *testing.T) {
 	for _, where := range []string{"public HTTPS handler", "public certificate selection", "state reload"} {
 		logged := false
 		for _, line := range strings.Split(logs.String(), "\n") {
-			logged = logged || strings.Contains(line, "level=ERROR") && strings.Contains(line, `in="`+where+`"`) && strings.Contains(line, "stack=")
+			logged = logged || strings.Contains(line, "level=ERROR") && strings.Contains(line, `in="`+where) && strings.Contains(line, "stack=")
 		}
 		if !logged {
 			t.Errorf("panic in %s not logged at ERROR with its stack:\n%s", where, logs)

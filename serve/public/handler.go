@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/state/challenge"
 )
 
@@ -14,7 +13,6 @@ import (
 // answers 503. Routing follows the SNI through choose, so a request goes to
 // the mapping whose certificate was served.
 func (l *listener) serveHTTPS(w http.ResponseWriter, r *http.Request) {
-	defer edge.RecoverHandler(l.log, "public HTTPS handler", w)
 	if testHook != nil {
 		testHook("handler")
 	}
@@ -51,10 +49,17 @@ func (l *listener) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 // product, and echo nothing the client sent. Operators find the details
 // in serve's log and in status.
 var pages = map[int]string{
-	http.StatusMisdirectedRequest: "This server has no site for this name.",
-	http.StatusServiceUnavailable: "This site is not available right now.",
-	http.StatusBadGateway:         "This site is not available right now.",
-	http.StatusGatewayTimeout:     "This site did not answer in time.",
+	http.StatusMisdirectedRequest:  "This server has no site for this name.",
+	http.StatusServiceUnavailable:  "This site is not available right now.",
+	http.StatusBadGateway:          "This site is not available right now.",
+	http.StatusGatewayTimeout:      "This site did not answer in time.",
+	http.StatusInternalServerError: "Something went wrong. Please try again.",
+}
+
+// answerPanic is the answer to a request whose handler panicked (see
+// edge.Guard).
+func answerPanic(w http.ResponseWriter, _ *http.Request) {
+	writePage(w, http.StatusInternalServerError)
 }
 
 // writePage answers with code and its neutral page.
@@ -72,7 +77,6 @@ func writePage(w http.ResponseWriter, code int) {
 // serveHTTP answers ACME HTTP-01 from the state directory and redirects
 // everything else to HTTPS.
 func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	defer edge.RecoverHandler(l.log, "public HTTP handler", w)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if token, ok := strings.CutPrefix(r.URL.Path, challenge.HTTP01Path); ok {
 		l.serveChallenge(w, token)

@@ -122,11 +122,11 @@ func startListener(v *view, store state.Store, log *slog.Logger, lim edge.Limits
 		}
 	}
 	l.addr = ln.Addr()
-	l.https = l.server(l.serveHTTPS)
+	l.https = l.server("public HTTPS handler", l.serveHTTPS)
 	tlsLn := edge.Listen(ln, l.tls, lim, l.log)
 	go l.serve(func() error { return l.https.Serve(tlsLn) })
 	if httpLn != nil {
-		l.http = l.server(l.serveHTTP)
+		l.http = l.server("public HTTP handler", l.serveHTTP)
 		plainLn := edge.Listen(httpLn, nil, lim, l.log)
 		go l.serve(func() error { return l.http.Serve(plainLn) })
 	}
@@ -134,12 +134,12 @@ func startListener(v *view, store state.Store, log *slog.Logger, lim edge.Limits
 	return l, nil
 }
 
-// server is an http.Server with the listener's limits. Its TLSConfig stays
-// nil: edge.Listen hands it connections whose handshake is done, and
-// net/http then sets up HTTP/2 by itself.
-func (l *listener) server(h http.HandlerFunc) *http.Server {
+// server is an http.Server with the listener's limits, its handler guarded
+// by edge.Guard. Its TLSConfig stays nil: edge.Listen hands it connections
+// whose handshake is done, and net/http then sets up HTTP/2 by itself.
+func (l *listener) server(what string, h http.HandlerFunc) *http.Server {
 	return &http.Server{
-		Handler:           h,
+		Handler:           edge.Guard(l.log, what, h, answerPanic),
 		ReadHeaderTimeout: l.limits.ReadHeaderTimeout,
 		IdleTimeout:       l.limits.IdleTimeout,
 		WriteTimeout:      l.limits.WriteTimeout,
