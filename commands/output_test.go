@@ -24,7 +24,7 @@ func TestTablesWithoutTheWidthCache(t *testing.T) {
 		t.Fatalf("table has %d lines, want 3:\n%s", len(lines), b.String())
 	}
 	col := strings.Index(lines[1], "example.com")
-	if col < 0 || strings.Index(lines[2], "ünïcödé") < 0 {
+	if col < 0 || !strings.Contains(lines[2], "ünïcödé") {
 		t.Fatalf("table lost a cell:\n%s", b.String())
 	}
 	// The second column starts at the same display column in every row.

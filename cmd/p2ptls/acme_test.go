@@ -24,7 +24,6 @@ type acmeState struct {
 	*publicServe
 	env             *acmetest.Env
 	web, plain      string
-	resolversEnv    string
 	mappingCertFile func(id string) string
 }
 

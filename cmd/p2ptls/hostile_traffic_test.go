@@ -27,8 +27,6 @@ import (
 type hostile struct {
 	p          *publicServe
 	web        string
-	hang       net.Listener
-	probeHost  string
 	startRSS   int64
 	peakProbe  time.Duration
 	probeCount int

@@ -68,7 +68,8 @@ func (l *tlsListener) acceptLoop() {
 		c, err := l.inner.Accept()
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Temporary() { //nolint:staticcheck // net/http does the same
+			//lint:ignore SA1019 net/http retries the same accept errors (EMFILE and the like)
+			if errors.As(err, &ne) && ne.Temporary() {
 				delay = min(max(2*delay, 5*time.Millisecond), maxAcceptDelay)
 				select {
 				case <-time.After(delay):

@@ -152,7 +152,7 @@ func checkPublicURLCovered(_ context.Context, e *env) Check {
 		return ok(IDPublicURLCovered, "there is no management server certificate yet: serve issues one that covers %s on its first start", host)
 	}
 	if err := leaf.VerifyHostname(host); err != nil {
-		hint := fmt.Sprintf("run 'p2ptls ca renew-server' with this MANAGEMENT_PUBLIC_URL (restarting serve does the same); any other name agents use goes into MANAGEMENT_TLS_EXTRA_HOSTS")
+		hint := "run 'p2ptls ca renew-server' with this MANAGEMENT_PUBLIC_URL (restarting serve does the same); any other name agents use goes into MANAGEMENT_TLS_EXTRA_HOSTS"
 		if e.modeName() == management.ModeProvided {
 			hint = fmt.Sprintf("install a certificate that names %s in MANAGEMENT_TLS_CERT_FILE, or set MANAGEMENT_PUBLIC_URL to a name it covers", host)
 		}

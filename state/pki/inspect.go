@@ -52,7 +52,7 @@ func ParseFingerprint(s string) ([]byte, error) {
 }
 
 func badFingerprint(s string) error {
-	return fmt.Errorf("invalid SHA-256 fingerprint %q: want 32 bytes as hex, either AA:BB:... or 64 hex digits, optionally prefixed with sha256:", s)
+	return fmt.Errorf("invalid SHA-256 fingerprint %q: want 32 bytes as hex, either AA:BB:... or 64 hex digits, optionally prefixed with \"sha256:\"", s)
 }
 
 // KeyType names the algorithm and size of pub for display, e.g. "ECDSA P-256"
