@@ -59,6 +59,7 @@ func commandTree() []*cli.Command {
 		agentCommand(),
 		adminCommand(),
 		completionCommand(),
+		completeCommand(), // hidden: the completion scripts' entry point
 		versionCommand(),
 	}
 }
