@@ -24,7 +24,9 @@ _p2ptls() {
     fi
   done
   local word=${args[${#args[@]}-1]}
-  # keep is the part of word before what bash replaces (cur).
+  # keep is the part of word before what readline replaces: all of it
+  # after a lone "=", which readline never replaces.
+  [[ $cur == "=" ]] && cur=
   local keep=${word:0:${#word}-${#cur}}
   [[ $prog == "~/"* ]] && prog=$HOME/${prog#"~/"}
   local out

@@ -122,9 +122,13 @@ fn=${spec#*-F }; fn=${fn%% *}
 COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
 "$fn" p2ptls "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
 printf '%s\n' "${COMPREPLY[@]}"`, filepath.Join(completions, "p2ptls.bash")}, words...)...)
-			// What bash inserts replaces only its own last word: put the
-			// rest of the shell word in front to compare whole words.
+			// What bash inserts replaces only the text after the last
+			// word break: put the rest of the shell word in front to
+			// compare whole words.
 			cur := words[len(words)-1]
+			if cur == "=" { // a word break: readline replaces nothing of it
+				cur = ""
+			}
 			fields := strings.Fields(line + "x")
 			whole := strings.TrimSuffix(fields[len(fields)-1], "x")
 			keep := whole[:len(whole)-len(cur)]
