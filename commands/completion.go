@@ -33,8 +33,17 @@ func completionCommand() *cli.Command {
 		Name:      "completion",
 		Usage:     "print the shell completion script",
 		ArgsUsage: "bash|zsh|fish",
-		Description: "Load it for this shell:  source <(p2ptls completion bash)\n" +
-			"or install the files under completions/ (see the README).",
+		Description: "The script completes commands, flags, flag values (--challenge, --output, ...),\n" +
+			"file and directory names where a flag wants one, and the names the state\n" +
+			"directory holds: mapping ids, listeners, DNS credentials and admin tokens. They\n" +
+			"are read without taking the lock; a state that does not load completes none.\n\n" +
+			"EXAMPLES:\n" +
+			"   # For this shell only:\n" +
+			"   source <(p2ptls completion bash)\n\n" +
+			"   # Installed for every shell started later:\n" +
+			"   p2ptls completion bash | sudo tee /etc/bash_completion.d/p2ptls >/dev/null\n" +
+			"   p2ptls completion zsh | sudo tee /usr/local/share/zsh/site-functions/_p2ptls >/dev/null\n" +
+			"   p2ptls completion fish > ~/.config/fish/completions/p2ptls.fish",
 	}, func(_ context.Context, g *Globals, c *cli.Context) error {
 		shell, err := oneArg(c, "SHELL (bash, zsh or fish)")
 		if err != nil {

@@ -93,7 +93,7 @@ func TestManPageCommandExamples(t *testing.T) {
 	man := roff.Render(manPage(app))
 	entry := man[strings.Index(man, `.SS frobnicate`):]
 	entry = entry[:strings.Index(entry, ".SH ")]
-	want := ".PP\nExamples:\n.PP\nFrobnicate the listener web:\n.PP\n.RS 4\n.nf\np2ptls frobnicate web \\-\\-hard\n.fi\n.RE\n"
+	want := ".PP\n.B Examples\n.PP\nFrobnicate the listener web:\n.PP\n.RS 4\n.nf\np2ptls frobnicate web \\-\\-hard\n.fi\n.RE\n"
 	if !strings.HasSuffix(entry, want) {
 		t.Errorf("fixture entry does not end with its examples:\n%s", entry)
 	}

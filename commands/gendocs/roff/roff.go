@@ -146,12 +146,12 @@ func writeCommand(b *strings.Builder, full string, c *cli.Command, global map[st
 	b.WriteString(escape(sentence(c.Usage)) + "\n")
 	examples := writeText(b, c.Description, []string{headingExitStatus, headingExamples})
 	if len(own) > 0 {
-		b.WriteString(".PP\nOptions:\n.RS\n")
+		b.WriteString(".PP\n.B Options\n.RS\n")
 		writeFlags(b, own)
 		b.WriteString(".RE\n")
 	}
 	if examples != "" {
-		b.WriteString(".PP\nExamples:\n")
+		b.WriteString(".PP\n.B Examples\n")
 		writeExamples(b, examples)
 	}
 }
