@@ -36,12 +36,10 @@ func completionCommand() *cli.Command {
 		Description: "The script completes commands, flags, flag values (--challenge, --output, ...),\n" +
 			"file and directory names where a flag wants one, and the names the state\n" +
 			"directory holds: mapping ids, listeners, DNS credentials and admin tokens. They\n" +
-			"are read without taking the lock; a state that does not load completes none.\n\n" +
+			"are read without taking the lock; a state that does not load completes none.\n" +
+			"For the current shell only: source <(p2ptls completion bash).\n\n" +
 			"EXAMPLES:\n" +
-			"   # For this shell only:\n" +
-			"   source <(p2ptls completion bash)\n\n" +
-			"   # Installed for every shell started later:\n" +
-			"   p2ptls completion bash | sudo tee /etc/bash_completion.d/p2ptls >/dev/null\n" +
+			"   p2ptls completion bash > ~/.local/share/bash-completion/completions/p2ptls\n" +
 			"   p2ptls completion zsh | sudo tee /usr/local/share/zsh/site-functions/_p2ptls >/dev/null\n" +
 			"   p2ptls completion fish > ~/.config/fish/completions/p2ptls.fish",
 	}, func(_ context.Context, g *Globals, c *cli.Context) error {
