@@ -88,18 +88,20 @@ const (
 	liveAdminTokens
 )
 
-// flagChoices are the fixed values of flags, by flag name.
+// flagChoices are the fixed values of flags, by flag name, or by command
+// path and flag name ("ca export --format") where a name means different
+// things to different commands.
 var flagChoices = map[string][]string{
-	flgChallenge: {state.ChallengeHTTP01, state.ChallengeTLSALPN01, state.ChallengeDNS01},
-	flgKeyType:   {"ec256", "ec384", "rsa2048", "rsa4096"},
-	flgOutput:    {outputTable, outputJSON},
-	flgFallback:  {state.FallbackSelfSigned, state.FallbackReject},
-	flgLogLevel:  {"debug", "info", "warn", "error"},
-	flgLogFormat: {"text", "json"},
-	flgTLSMode:   {"auto", "provided", "off"},
-	flgFormat:    {"pem", "base64"},
-	flgProvider:  {state.ProviderCloudflare},
-	flgDirectory: {"letsencrypt", "letsencrypt-staging"},
+	flgChallenge:               {state.ChallengeHTTP01, state.ChallengeTLSALPN01, state.ChallengeDNS01},
+	flgKeyType:                 {"ec256", "ec384", "rsa2048", "rsa4096"},
+	flgOutput:                  {outputTable, outputJSON},
+	flgFallback:                {state.FallbackSelfSigned, state.FallbackReject},
+	flgLogLevel:                {"debug", "info", "warn", "error"},
+	flgLogFormat:               {"text", "json"},
+	flgTLSMode:                 {"auto", "provided", "off"},
+	"ca export --" + flgFormat: {"pem", "base64"},
+	flgProvider:                {state.ProviderCloudflare},
+	flgDirectory:               {"letsencrypt", "letsencrypt-staging"},
 }
 
 // flagLive are the flags whose value names something in the state.
@@ -172,11 +174,11 @@ func complete(app *cli.App, args []string, getenv func(string) string) completio
 	live := func(k liveKind) []candidate { return liveNames(k, w.stateDir(getenv)) }
 	switch {
 	case w.pending != nil:
-		return flagValue(w.pending, "", cur, live)
+		return flagValue(w.path, w.pending, "", cur, live)
 	case !w.dashdash && strings.HasPrefix(cur, "--") && strings.Contains(cur, "="):
 		name, val, _ := strings.Cut(cur[2:], "=")
 		if f := lookupFlag(w.flags, name); f != nil && takesValueFlag(f) {
-			return flagValue(f, "--"+name+"=", val, live)
+			return flagValue(w.path, f, "--"+name+"=", val, live)
 		}
 		return completion{mode: modeNone}
 	case !w.dashdash && strings.HasPrefix(cur, "-"):
@@ -324,11 +326,15 @@ func (w *walker) flagNames(cur string) []candidate {
 
 // flagValue completes the value of f; prefix is what comes before the
 // value in the current word.
-func flagValue(f cli.Flag, prefix, cur string, live func(liveKind) []candidate) completion {
+func flagValue(path []string, f cli.Flag, prefix, cur string, live func(liveKind) []candidate) completion {
 	name := f.Names()[0]
 	r := completion{mode: flagMode(name), prefix: prefix}
+	choices, ok := flagChoices[strings.Join(path, " ")+" --"+name]
+	if !ok {
+		choices = flagChoices[name]
+	}
 	var cands []candidate
-	for _, c := range flagChoices[name] {
+	for _, c := range choices {
 		cands = append(cands, candidate{value: c})
 	}
 	if k, ok := flagLive[name]; ok {

@@ -299,6 +299,7 @@ func TestEveryArgumentCompletes(t *testing.T) {
 			full := strings.TrimSpace(path + " " + c.Name)
 			for _, f := range c.Flags {
 				flags[f.Names()[0]] = true
+				flags[full+" --"+f.Names()[0]] = true
 			}
 			if len(c.Subcommands) > 0 {
 				walk(full, c.Subcommands)
@@ -317,7 +318,7 @@ func TestEveryArgumentCompletes(t *testing.T) {
 	}
 	for name := range flagChoices {
 		if !flags[name] {
-			t.Errorf("flagChoices names --%s, which no command has", name)
+			t.Errorf("flagChoices names %q, which is no flag of any command", name)
 		}
 	}
 	for name := range flagLive {
