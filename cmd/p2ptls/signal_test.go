@@ -1,3 +1,7 @@
+// The signal tests watch the command through inotify and /proc.
+
+//go:build linux
+
 package main
 
 import (

@@ -132,15 +132,7 @@ func startProc(bin string, args, env []string, logFile string) (*proc, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(cleanEnv(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// Its own process group: Ctrl-C reaches hsbench only, which then
-		// stops the servers itself.
-		Setpgid: true,
-		// Should hsbench die without cleaning up (kill -9), the kernel
-		// kills the server too. (Strictly it fires when the OS thread that
-		// started it exits; the Go runtime keeps its threads.)
-		Pdeathsig: syscall.SIGKILL,
-	}
+	cmd.SysProcAttr = serverProcAttr()
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, err
