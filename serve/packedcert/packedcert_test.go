@@ -90,32 +90,6 @@ func TestCertificatesAreIndependent(t *testing.T) {
 	}
 }
 
-// A packed key that crypto/ecdsa refuses (here a zero scalar) is an error
-// from Certificate, not a key that fails when the handshake signs.
-func TestCertificateRefusesACorruptKey(t *testing.T) {
-	for _, curve := range []elliptic.Curve{elliptic.P256(), elliptic.P384(), elliptic.P521()} {
-		t.Run(curve.Params().Name, func(t *testing.T) {
-			key, err := ecdsa.GenerateKey(curve, rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
-			chain, _ := issueChain(t, key)
-			c, err := Pack(&tls.Certificate{Certificate: chain, PrivateKey: key})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := c.Certificate(); err != nil {
-				t.Fatalf("intact packed key: %v", err)
-			}
-			size := (curve.Params().N.BitLen() + 7) / 8
-			clear(c.packed[len(c.packed)-size:])
-			if got, err := c.Certificate(); err == nil {
-				t.Fatalf("a zero scalar rebuilt into a key: %v", got.PrivateKey)
-			}
-		})
-	}
-}
-
 // issueChain makes a root and a leaf for host signed by it, returning the
 // chain as a server sends it (leaf, then root) and a pool with the root.
 func issueChain(t testing.TB, leafKey crypto.Signer) ([][]byte, *x509.CertPool) {
