@@ -143,7 +143,7 @@ func dnsCredentialListAction(_ context.Context, g *Globals, c *cli.Context) erro
 func printDNSCredentialTable(g *Globals, list []dnscred.Info) error {
 	rows := make([][]string, 0, len(list))
 	for _, d := range list {
-		token := d.TokenHint
+		token := shownHint(d.TokenHint)
 		if d.Problem != "" {
 			token = "MISSING"
 		}
@@ -159,6 +159,10 @@ func printDNSCredentialTable(g *Globals, list []dnscred.Info) error {
 	}
 	return nil
 }
+
+// shownHint is how tables show a token_hint: "…" and the last 4
+// characters, or "…" alone for a token too short to show any.
+func shownHint(hint string) string { return "…" + hint }
 
 func dnsCredentialShowAction(_ context.Context, g *Globals, c *cli.Context) error {
 	name, err := oneArg(c, "NAME")
@@ -180,7 +184,7 @@ func dnsCredentialShowAction(_ context.Context, g *Globals, c *cli.Context) erro
 	if base == "" {
 		base = dnscred.DefaultCloudflareBaseURL + " (default)"
 	}
-	token := d.TokenHint
+	token := shownHint(d.TokenHint)
 	if d.Problem != "" {
 		token = d.Problem
 	}
