@@ -73,6 +73,8 @@ func adminTokenRevokeAction(ctx context.Context, g *Globals, c *cli.Context) err
 	if err := admintoken.Revoke(ctx, g.Store(), name); err != nil {
 		return err
 	}
-	g.Infof("revoked admin token %s", name)
-	return nil
+	// Every change prints one JSON document with --output json.
+	return g.Done(struct {
+		Name string `json:"name"`
+	}{name}, "revoked admin token %s", name)
 }

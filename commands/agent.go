@@ -86,6 +86,9 @@ func agentCheckAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if g.JSON() {
 		return printJSON(g.Stdout, res)
 	}
+	if g.Quiet { // a check: the exit status is the answer
+		return nil
+	}
 	g.Infof("management TLS at %s verifies with the given CA", res.URL)
 	return printFields(g.Stdout, [][2]string{
 		{"CA SHA-256", res.CAFingerprint},

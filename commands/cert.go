@@ -212,7 +212,7 @@ func certRenewAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		if err := printJSON(g.Stdout, report); err != nil {
 			return err
 		}
-	} else {
+	} else if !g.Quiet || report.DryRun { // a dry run's table is what was asked for
 		rows := [][]string{}
 		for _, group := range []struct {
 			what string

@@ -118,6 +118,9 @@ func printDNSCredential(g *Globals, name, format string, args ...any) error {
 	if g.JSON() {
 		return printJSON(g.Stdout, info)
 	}
+	if g.Quiet {
+		return nil
+	}
 	g.Infof(format, args...)
 	return printDNSCredentialTable(g, []dnscred.Info{info})
 }
@@ -258,14 +261,19 @@ func dnsCredentialTestAction(ctx context.Context, g *Globals, c *cli.Context) er
 	}
 	rows := make([][]string, 0, len(res.Checks))
 	for _, ch := range res.Checks {
+		if g.Quiet && ch.Status == dnscred.CheckOK { // as doctor: only what is not ok
+			continue
+		}
 		check := ch.ID
 		if ch.Zone != "" {
 			check += " " + ch.Zone
 		}
 		rows = append(rows, []string{check, ch.Status, ch.Message})
 	}
-	if err := printTable(g.Stdout, []string{"CHECK", "STATUS", "MESSAGE"}, rows); err != nil {
-		return err
+	if len(rows) > 0 {
+		if err := printTable(g.Stdout, []string{"CHECK", "STATUS", "MESSAGE"}, rows); err != nil {
+			return err
+		}
 	}
 	if testErr == nil {
 		g.Infof("DNS credential %s works against %s", name, res.APIBaseURL)

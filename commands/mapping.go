@@ -195,6 +195,9 @@ func printMapping(g *Globals, id string, warnings []string, format string, args 
 	if g.JSON() {
 		return printJSON(g.Stdout, mappingAdded{Info: info, Warnings: warnings})
 	}
+	if g.Quiet {
+		return nil
+	}
 	g.Infof(format, args...)
 	return printMappingTable(g, []mappings.Info{info})
 }
