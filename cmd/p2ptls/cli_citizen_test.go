@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/olekukonko/tablewriter/pkg/twwidth"
 )
 
 // oneJSONDocument fails unless s is exactly one JSON document.
@@ -204,5 +207,38 @@ func TestHTTPPublicURLRefusedWhileTLSIsOn(t *testing.T) {
 	}
 	if r := p2ptls(t, off, "agent", "env", "--public-url", http); r.code != 0 || !strings.Contains(r.stdout, "MANAGEMENT_PUBLIC_URL="+http) {
 		t.Errorf("agent env in mode off: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestDoctorTableFitsATerminal: with a long state path in its messages and
+// hints, every line doctor prints is at most 100 columns, each hint starts
+// a line of its own, and the path is all there.
+func TestDoctorTableFitsATerminal(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), strings.Repeat("a-rather-long-directory-name/", 4), "state")
+	env := []string{"CONFIG_DIR=" + dir, "MANAGEMENT_TLS_EXTRA_HOSTS=mgmt2.example.com"}
+	for _, args := range [][]string{{"listener", "add", "web", "--addr", freeAddr(t)}, {"ca", "init", "-q"}} {
+		if r := p2ptls(t, env, args...); r.code != 0 {
+			t.Fatalf("%v: %s", args, r.stderr)
+		}
+	}
+	key := filepath.Join(dir, "certs", "management", "server.key")
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := p2ptls(t, env, "doctor")
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL") {
+		t.Fatalf("doctor: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	hints := 0
+	for _, l := range strings.Split(strings.TrimRight(r.stdout, "\n"), "\n") {
+		if w := twwidth.Width(l); w > 100 {
+			t.Errorf("line of %d columns: %q", w, l)
+		}
+		if strings.HasPrefix(strings.TrimSpace(l), "hint: ") {
+			hints++
+		}
+	}
+	if hints < 2 || !strings.Contains(strings.Join(strings.Fields(r.stdout), ""), "chmod600"+key) {
+		t.Errorf("%d hint lines, or the chmod hint lost the path:\n%s", hints, r.stdout)
 	}
 }
