@@ -95,7 +95,9 @@ func caCommand() *cli.Command {
 					"go to certs/management. The server certificate carries the host of\n" +
 					"MANAGEMENT_PUBLIC_URL, every MANAGEMENT_TLS_EXTRA_HOSTS entry, localhost,\n" +
 					"127.0.0.1, ::1 and this machine's host name. 'p2ptls serve' does the same on\n" +
-					"its first start in auto mode.",
+					"its first start in auto mode." + examples(
+					"p2ptls ca init --public-url https://mgmt.example.com:8443",
+					"p2ptls ca init --public-url https://mgmt.example.com:8443 --extra-hosts 10.0.0.5,mgmt.internal"),
 				Flags: namesFlags(),
 			}, caInitAction),
 			leaf(&cli.Command{
@@ -106,16 +108,21 @@ func caCommand() *cli.Command {
 			leaf(&cli.Command{
 				Name:  "export",
 				Usage: "print the CA for agents (MANAGEMENT_CA_FILE / MANAGEMENT_CA_PEM_BASE64)",
+				Description: examples(
+					"p2ptls ca export --out /etc/p2pstream/management-ca.pem",
+					"p2ptls ca export --format base64"),
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: flgFormat, Usage: "pem (for MANAGEMENT_CA_FILE) or base64 (for MANAGEMENT_CA_PEM_BASE64)", Value: "pem"},
 					&cli.StringFlag{Name: flgOut, Usage: "write to this file (0644) instead of stdout"},
 				},
 			}, caExportAction),
 			leaf(&cli.Command{
-				Name:        "renew-server",
-				Usage:       "re-issue the management server certificate from the same CA",
-				Description: "A running 'p2ptls serve' serves the new certificate within seconds.",
-				Flags:       namesFlags(),
+				Name:  "renew-server",
+				Usage: "re-issue the management server certificate from the same CA",
+				Description: "A running 'p2ptls serve' serves the new certificate within seconds." + examples(
+					"p2ptls ca renew-server --public-url https://mgmt.example.com:8443",
+					"p2ptls ca renew-server --extra-hosts 10.0.0.5,mgmt.internal --quiet"),
+				Flags: namesFlags(),
 			}, caRenewServerAction),
 		},
 	}

@@ -242,3 +242,16 @@ func TestDoctorTableFitsATerminal(t *testing.T) {
 		t.Errorf("%d hint lines, or the chmod hint lost the path:\n%s", hints, r.stdout)
 	}
 }
+
+// TestHelpHasExamples: the help of a command that changes something shows
+// its EXAMPLES before EXIT STATUS (commands/examples_test.go checks every
+// command and every example's flags).
+func TestHelpHasExamples(t *testing.T) {
+	for _, args := range [][]string{{"mapping", "add"}, {"listener", "remove"}, {"cert", "renew"}, {"backup"}, {"admin", "token", "create"}} {
+		r := p2ptls(t, nil, append(args, "--help")...)
+		ex, st := strings.Index(r.stdout, "\n   EXAMPLES:\n      p2ptls "+strings.Join(args, " ")), strings.Index(r.stdout, "EXIT STATUS:")
+		if r.code != 0 || ex < 0 || st < ex {
+			t.Errorf("%v --help: exit %d, no EXAMPLES before EXIT STATUS:\n%s", args, r.code, r.stdout)
+		}
+	}
+}
