@@ -255,3 +255,17 @@ func TestHelpHasExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestDoctorQuietOnAHealthyState: a check that finds nothing wrong says
+// nothing with --quiet.
+func TestDoctorQuietOnAHealthyState(t *testing.T) {
+	_, env := healthyState(t)
+	if r := p2ptls(t, env, "doctor", "--quiet"); r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("doctor --quiet: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := p2ptls(t, env, "doctor", "--quiet", "--output", "json"); r.code != 0 || r.stderr != "" {
+		t.Errorf("doctor --quiet --output json: exit %d, stderr %q", r.code, r.stderr)
+	} else {
+		oneJSONDocument(t, "doctor", r.stdout)
+	}
+}
