@@ -33,7 +33,10 @@ func acmeCommand() *cli.Command {
 					Usage: "register an ACME account; it becomes the account that issues",
 					Description: "--directory takes a URL or letsencrypt (default) or letsencrypt-staging.\n" +
 						"--ca-file trusts a private ACME server's certificate (copied into the state).\n" +
-						"The EAB HMAC key is read from a file, never from the command line.",
+						"The EAB HMAC key is read from a file, never from the command line." + examples(
+						"p2ptls acme account register --email ops@example.com --agree-tos",
+						"p2ptls acme account register --email ops@example.com --directory letsencrypt-staging --agree-tos",
+						"p2ptls acme account register --email ops@example.com --directory https://acme.example.com/directory --eab-kid KID --eab-hmac-file eab.key --agree-tos"),
 					Flags: []cli.Flag{
 						&cli.StringFlag{Name: flgEmail, Usage: "contact address (required)"},
 						&cli.StringFlag{Name: flgDirectory, Usage: "ACME directory URL, letsencrypt or letsencrypt-staging", Value: "letsencrypt"},

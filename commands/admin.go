@@ -19,9 +19,15 @@ func adminCommand() *cli.Command {
 			Subcommands: []*cli.Command{
 				leaf(&cli.Command{
 					Name: "create", Usage: "create an admin token; it is printed once and stored only as a hash", ArgsUsage: "NAME",
+					Description: examples(
+						"p2ptls admin token create ops",
+						"p2ptls admin token create ci --output json | jq -r .token > ci.token"),
 				}, adminTokenCreateAction),
 				leaf(&cli.Command{Name: "list", Usage: "list admin token names"}, adminTokenListAction),
-				leaf(&cli.Command{Name: "revoke", Usage: "revoke an admin token; a running serve refuses it at once", ArgsUsage: "NAME"}, adminTokenRevokeAction),
+				leaf(&cli.Command{Name: "revoke", Usage: "revoke an admin token; a running serve refuses it at once", ArgsUsage: "NAME",
+					Description: examples(
+						"p2ptls admin token revoke ci",
+						"p2ptls admin token revoke ci --quiet")}, adminTokenRevokeAction),
 			},
 		}},
 	}
@@ -73,6 +79,8 @@ func adminTokenRevokeAction(ctx context.Context, g *Globals, c *cli.Context) err
 	if err := admintoken.Revoke(ctx, g.Store(), name); err != nil {
 		return err
 	}
-	g.Infof("revoked admin token %s", name)
-	return nil
+	// Every change prints one JSON document with --output json.
+	return g.Done(struct {
+		Name string `json:"name"`
+	}{name}, "revoked admin token %s", name)
 }

@@ -52,7 +52,9 @@ func agentCommand() *cli.Command {
 				Description: "Fetches URL/ca.crt without trusting the server, accepts the CA only when its\n" +
 					"SHA-256 fingerprint (as 'p2ptls ca show' prints it on the management host)\n" +
 					"matches and the server's certificate is issued by it, then writes it to\n" +
-					"--out. Nothing is written otherwise.",
+					"--out. Nothing is written otherwise." + examples(
+					"p2ptls agent bootstrap --url https://mgmt.example.com:8443 --fingerprint \"$CA_SHA256\" --out /etc/p2pstream/ca.pem",
+					"p2ptls agent bootstrap --url https://10.0.0.5:8443 --fingerprint \"$CA_SHA256\" --out ca.pem --output json"),
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: flgURL, Usage: "management URL (required)", EnvVars: []string{"MANAGEMENT_PUBLIC_URL"}},
 					&cli.StringFlag{Name: flgFingerprint, Usage: "expected SHA-256 fingerprint of the CA (required)"},
@@ -85,6 +87,9 @@ func agentCheckAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	}
 	if g.JSON() {
 		return printJSON(g.Stdout, res)
+	}
+	if g.Quiet { // a check: the exit status is the answer
+		return nil
 	}
 	g.Infof("management TLS at %s verifies with the given CA", res.URL)
 	return printFields(g.Stdout, [][2]string{

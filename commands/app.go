@@ -35,7 +35,7 @@ func NewApp(stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 	app.Action = groupAction(appName)
-	app.OnUsageError = usageError(appName)
+	app.OnUsageError = usageError(appName, func() []cli.Flag { return app.Flags })
 	for _, cmd := range app.Commands {
 		prepare(cmd, appName)
 	}
@@ -69,7 +69,7 @@ func commandTree() []*cli.Command {
 // EXIT STATUS section of their help.
 func prepare(cmd *cli.Command, parent string) {
 	full := parent + " " + cmd.Name
-	cmd.OnUsageError = usageError(full)
+	cmd.OnUsageError = usageError(full, func() []cli.Flag { return cmd.Flags })
 	if len(cmd.Subcommands) > 0 {
 		cmd.HideHelpCommand = true
 		cmd.Action = groupAction(full)

@@ -39,7 +39,10 @@ func backupCommand() *cli.Command {
 			"backup warns on standard error that the archive holds the keys in clear\n" +
 			"(--quiet silences that). Without --out, or with --out -, it goes to standard\n" +
 			"output, which must not be a terminal. A key or secret that group or others\n" +
-			"may read is refused: chmod 600 it first.",
+			"may read is refused: chmod 600 it first." + examples(
+			"p2ptls backup --out /var/backups/p2ptls.tar.gz.age --passphrase-file /root/p2ptls.pass",
+			"p2ptls backup --quiet | ssh backup@vault.example.com 'cat > p2ptls.tar.gz'",
+			"p2ptls backup --out /var/backups/p2ptls.tar.gz --output json"),
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: flgOut, Usage: "write the archive to this file (0600, replaced only by a complete archive); - for standard output"},
 			passphraseFlag("encrypt the archive with the passphrase in this file (age, scrypt)"),
@@ -148,7 +151,10 @@ func restoreCommand() *cli.Command {
 			"directories (<dir>.restore-tmp-*) of restores that were killed.\n" +
 			"--dry-run says what would change and writes nothing. A running\n" +
 			"serve picks the restored state up within a second. The state directory must\n" +
-			"not be a mount point, and its parent must be writable.",
+			"not be a mount point, and its parent must be writable." + examples(
+			"p2ptls restore --dry-run /var/backups/p2ptls.tar.gz",
+			"p2ptls restore --force --passphrase-file /root/p2ptls.pass /var/backups/p2ptls.tar.gz.age",
+			"ssh backup@vault.example.com 'cat p2ptls.tar.gz' | p2ptls restore --force -"),
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: flgDryRun, Usage: "verify the archive and say what would change, writing nothing"},
 			&cli.BoolFlag{Name: flgForce, Usage: "replace a state that is not empty (it is kept beside as <dir>.pre-restore-<time>)"},

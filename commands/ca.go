@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net/url"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,7 +58,29 @@ func managementSettings(c *cli.Context) (statemgmt.Settings, error) {
 		ExtraHosts:        statemgmt.SplitHosts(c.String(flgExtraHosts)),
 		Listen:            c.String(flgListen),
 	}
-	return s, s.Validate()
+	if err := s.Validate(); err != nil {
+		return s, err
+	}
+	// A command without --tls-mode (ca init, ca renew-server) works in
+	// auto mode; the URL it writes into the certificate is still for the
+	// serve that MANAGEMENT_TLS_MODE configures.
+	mode := s.Mode
+	if !slices.Contains(c.FlagNames(), flgTLSMode) && os.Getenv("MANAGEMENT_TLS_MODE") != "" {
+		mode = os.Getenv("MANAGEMENT_TLS_MODE")
+	}
+	return s, refuseHTTPPublicURL(s.PublicURL, mode)
+}
+
+// refuseHTTPPublicURL refuses an http:// public URL while management serves
+// TLS: agents given it would speak plain HTTP to a TLS port and fail, or
+// trust whatever answers in clear.
+func refuseHTTPPublicURL(publicURL, mode string) error {
+	u, err := url.Parse(publicURL)
+	if publicURL == "" || err != nil || !strings.EqualFold(u.Scheme, "http") || mode == statemgmt.ModeOff {
+		return nil
+	}
+	return fault.Invalidf(fmt.Sprintf("write it with https:// (https://%s): agents reach management over TLS; plain HTTP needs MANAGEMENT_TLS_MODE=off and MANAGEMENT_ALLOW_INSECURE_HTTP=true", u.Host),
+		"MANAGEMENT_PUBLIC_URL (--public-url) %q is plain HTTP, but management TLS is on (mode %s)", publicURL, mode)
 }
 
 func caCommand() *cli.Command {
@@ -70,7 +95,9 @@ func caCommand() *cli.Command {
 					"go to certs/management. The server certificate carries the host of\n" +
 					"MANAGEMENT_PUBLIC_URL, every MANAGEMENT_TLS_EXTRA_HOSTS entry, localhost,\n" +
 					"127.0.0.1, ::1 and this machine's host name. 'p2ptls serve' does the same on\n" +
-					"its first start in auto mode.",
+					"its first start in auto mode." + examples(
+					"p2ptls ca init --public-url https://mgmt.example.com:8443",
+					"p2ptls ca init --public-url https://mgmt.example.com:8443 --extra-hosts 10.0.0.5,mgmt.internal"),
 				Flags: namesFlags(),
 			}, caInitAction),
 			leaf(&cli.Command{
@@ -81,16 +108,21 @@ func caCommand() *cli.Command {
 			leaf(&cli.Command{
 				Name:  "export",
 				Usage: "print the CA for agents (MANAGEMENT_CA_FILE / MANAGEMENT_CA_PEM_BASE64)",
+				Description: examples(
+					"p2ptls ca export --out /etc/p2pstream/management-ca.pem",
+					"p2ptls ca export --format base64"),
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: flgFormat, Usage: "pem (for MANAGEMENT_CA_FILE) or base64 (for MANAGEMENT_CA_PEM_BASE64)", Value: "pem"},
 					&cli.StringFlag{Name: flgOut, Usage: "write to this file (0644) instead of stdout"},
 				},
 			}, caExportAction),
 			leaf(&cli.Command{
-				Name:        "renew-server",
-				Usage:       "re-issue the management server certificate from the same CA",
-				Description: "A running 'p2ptls serve' serves the new certificate within seconds.",
-				Flags:       namesFlags(),
+				Name:  "renew-server",
+				Usage: "re-issue the management server certificate from the same CA",
+				Description: "A running 'p2ptls serve' serves the new certificate within seconds." + examples(
+					"p2ptls ca renew-server --public-url https://mgmt.example.com:8443",
+					"p2ptls ca renew-server --extra-hosts 10.0.0.5,mgmt.internal --quiet"),
+				Flags: namesFlags(),
 			}, caRenewServerAction),
 		},
 	}
@@ -144,6 +176,10 @@ func printCAInfo(g *Globals, set statemgmt.Settings, headline string) error {
 	if g.JSON() {
 		return printJSON(g.Stdout, info)
 	}
+	if headline != "" && g.Quiet { // a change: quiet says nothing more
+		warnMissing(g, info)
+		return nil
+	}
 	if headline != "" {
 		g.Infof("%s", headline)
 	}
@@ -164,10 +200,14 @@ func printCAInfo(g *Globals, set statemgmt.Settings, headline string) error {
 	if err := printFields(g.Stdout, fields); err != nil {
 		return err
 	}
+	warnMissing(g, info)
+	return nil
+}
+
+func warnMissing(g *Globals, info *statemgmt.Info) {
 	if len(info.Missing) > 0 {
 		g.Warnf("the server certificate lacks %s; run 'p2ptls ca renew-server' (or restart serve)", strings.Join(info.Missing, ", "))
 	}
-	return nil
 }
 
 func caExportAction(_ context.Context, g *Globals, c *cli.Context) error {
@@ -190,8 +230,10 @@ func caExportAction(_ context.Context, g *Globals, c *cli.Context) error {
 		if err := state.WriteFileAtomic(path, out, state.PublicMode); err != nil {
 			return fault.Failf("check that the directory exists and is writable", "write %s: %v", filepath.Clean(path), err)
 		}
-		g.Infof("wrote the management CA to %s", path)
-		return nil
+		return g.Done(struct {
+			File   string `json:"file"`
+			Format string `json:"format"`
+		}{path, format}, "wrote the management CA to %s", path)
 	}
 	_, err = fmt.Fprint(g.Stdout, string(out))
 	return err

@@ -49,7 +49,10 @@ func certCommand() *cli.Command {
 				Description: "Named mappings are issued whether or not they are due. --all takes every ACME\n" +
 					"and self-signed mapping without a valid certificate, or every one with --force.\n" +
 					"Challenges are published in acme/challenges/; a running serve answers them,\n" +
-					"otherwise this command binds the listener's address itself for the validation.",
+					"otherwise this command binds the listener's address itself for the validation." + examples(
+					"p2ptls cert issue app-example-com",
+					"p2ptls cert issue --all",
+					"p2ptls cert issue --all --force --dns-resolvers 1.1.1.1:53,8.8.8.8:53"),
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: flgAll, Usage: "every ACME and self-signed mapping that needs a certificate"},
 					&cli.BoolFlag{Name: flgForce, Usage: "with --all: every one, valid or not"},
@@ -66,7 +69,10 @@ func certCommand() *cli.Command {
 					"(cron) it first sleeps a random time of up to 5 minutes.\n\n" +
 					"The deploy hook runs with /bin/sh after each renewal, with P2PTLS_MAPPING_ID,\n" +
 					"P2PTLS_LISTENER, P2PTLS_HOSTS, P2PTLS_CERT_FILE and P2PTLS_KEY_FILE set.\n" +
-					"Exit status 1 when any mapping failed.",
+					"Exit status 1 when any mapping failed." + examples(
+					"p2ptls cert renew --quiet --deploy-hook 'systemctl reload p2pstream'",
+					"p2ptls cert renew --dry-run --no-random-sleep",
+					"p2ptls cert renew --days 30 --no-random-sleep --output json"),
 				Flags: []cli.Flag{
 					&cli.IntFlag{Name: flgDays, Usage: "renew certificates with fewer days left (overrides ARI and the lifetime rule)"},
 					&cli.BoolFlag{Name: flgDryRun, Usage: "say what is due without renewing"},
@@ -212,7 +218,7 @@ func certRenewAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		if err := printJSON(g.Stdout, report); err != nil {
 			return err
 		}
-	} else {
+	} else if !g.Quiet || report.DryRun { // a dry run's table is what was asked for
 		rows := [][]string{}
 		for _, group := range []struct {
 			what string

@@ -1,5 +1,7 @@
 package commands
 
+import "strings"
+
 // appDescription is the long help and the man page's DESCRIPTION. urfave's
 // man output leaves out environment variables, so they are listed here.
 const appDescription = `p2ptls keeps one state directory (TOML and PEM files) with the management CA,
@@ -31,3 +33,11 @@ ENVIRONMENT:
    MANAGEMENT_CA_PEM_BASE64         agent side: the same CA as base64 PEM
 
 ` + exitStatusHelp
+
+// examples is a leaf command's EXAMPLES section, appended to its
+// Description (before the EXIT STATUS section prepare adds): the heading
+// and each line indented 3 spaces, the layout the man page generator reads.
+// Every command that changes something has one (TestExamples).
+func examples(lines ...string) string {
+	return "\n\nEXAMPLES:\n   " + strings.Join(lines, "\n   ")
+}

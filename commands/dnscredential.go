@@ -40,7 +40,10 @@ func dnsCredentialCommand() *cli.Command {
 					"at a Cloudflare-compatible API instead of " + dnscred.DefaultCloudflareBaseURL + ".\n" +
 					"--replace gives an existing credential a new token, e.g. to rotate it while\n" +
 					"mappings use it; it stays enabled or disabled, and keeps its API base URL\n" +
-					"unless --api-base-url is given. A new credential is enabled.",
+					"unless --api-base-url is given. A new credential is enabled." + examples(
+					"p2ptls dns-credential add cf --provider cloudflare --api-token-file /run/secrets/cf-token",
+					"p2ptls dns-credential add cf --api-token-env CF_DNS_API_TOKEN",
+					"p2ptls dns-credential add cf --replace --api-token-file - < new-token.txt"),
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: flgProvider, Usage: "DNS provider: cloudflare", Value: state.ProviderCloudflare},
 					&cli.StringFlag{Name: flgAPITokenFile, Usage: "read the API token from this file ('-': standard input)"},
@@ -51,9 +54,18 @@ func dnsCredentialCommand() *cli.Command {
 			}, dnsCredentialAddAction),
 			leaf(&cli.Command{Name: "list", Usage: "list DNS credentials (tokens show as their last 4 characters)"}, dnsCredentialListAction),
 			leaf(&cli.Command{Name: "show", Usage: "show one DNS credential", ArgsUsage: "NAME"}, dnsCredentialShowAction),
-			leaf(&cli.Command{Name: "enable", Usage: "enable a DNS credential for issuance", ArgsUsage: "NAME"}, dnsCredentialEnableAction),
-			leaf(&cli.Command{Name: "disable", Usage: "disable a DNS credential: issuance refuses to use it", ArgsUsage: "NAME"}, dnsCredentialDisableAction),
-			leaf(&cli.Command{Name: "remove", Usage: "remove a DNS credential that no mapping uses, and its token", ArgsUsage: "NAME"}, dnsCredentialRemoveAction),
+			leaf(&cli.Command{Name: "enable", Usage: "enable a DNS credential for issuance", ArgsUsage: "NAME",
+				Description: examples(
+					"p2ptls dns-credential enable cf",
+					"p2ptls dns-credential enable cf --output json")}, dnsCredentialEnableAction),
+			leaf(&cli.Command{Name: "disable", Usage: "disable a DNS credential: issuance refuses to use it", ArgsUsage: "NAME",
+				Description: examples(
+					"p2ptls dns-credential disable cf",
+					"p2ptls dns-credential disable cf --quiet")}, dnsCredentialDisableAction),
+			leaf(&cli.Command{Name: "remove", Usage: "remove a DNS credential that no mapping uses, and its token", ArgsUsage: "NAME",
+				Description: examples(
+					"p2ptls dns-credential remove cf",
+					"p2ptls dns-credential remove cf --output json")}, dnsCredentialRemoveAction),
 			leaf(&cli.Command{
 				Name:      "test",
 				Usage:     "check a DNS credential against the provider's API; exit 1 on a failure",
@@ -61,7 +73,9 @@ func dnsCredentialCommand() *cli.Command {
 				Description: "Checks that the token is valid and active, that it can read zones (Zone:Read)\n" +
 					"and, in each zone it reads (up to 50), that it can edit DNS (DNS:Edit) by\n" +
 					"creating the TXT record _p2ptls-test.<zone> and deleting it again. A\n" +
-					"disabled credential can be tested too.",
+					"disabled credential can be tested too." + examples(
+					"p2ptls dns-credential test cf",
+					"p2ptls dns-credential test cf --quiet || echo 'the cf token lacks a permission'"),
 			}, dnsCredentialTestAction),
 		},
 	}
@@ -118,6 +132,9 @@ func printDNSCredential(g *Globals, name, format string, args ...any) error {
 	if g.JSON() {
 		return printJSON(g.Stdout, info)
 	}
+	if g.Quiet {
+		return nil
+	}
 	g.Infof(format, args...)
 	return printDNSCredentialTable(g, []dnscred.Info{info})
 }
@@ -143,7 +160,7 @@ func dnsCredentialListAction(_ context.Context, g *Globals, c *cli.Context) erro
 func printDNSCredentialTable(g *Globals, list []dnscred.Info) error {
 	rows := make([][]string, 0, len(list))
 	for _, d := range list {
-		token := d.TokenHint
+		token := shownHint(d.TokenHint)
 		if d.Problem != "" {
 			token = "MISSING"
 		}
@@ -159,6 +176,10 @@ func printDNSCredentialTable(g *Globals, list []dnscred.Info) error {
 	}
 	return nil
 }
+
+// shownHint is how tables show a token_hint: "…" and the last 4
+// characters, or "…" alone for a token too short to show any.
+func shownHint(hint string) string { return "…" + hint }
 
 func dnsCredentialShowAction(_ context.Context, g *Globals, c *cli.Context) error {
 	name, err := oneArg(c, "NAME")
@@ -180,7 +201,7 @@ func dnsCredentialShowAction(_ context.Context, g *Globals, c *cli.Context) erro
 	if base == "" {
 		base = dnscred.DefaultCloudflareBaseURL + " (default)"
 	}
-	token := d.TokenHint
+	token := shownHint(d.TokenHint)
 	if d.Problem != "" {
 		token = d.Problem
 	}
@@ -254,14 +275,19 @@ func dnsCredentialTestAction(ctx context.Context, g *Globals, c *cli.Context) er
 	}
 	rows := make([][]string, 0, len(res.Checks))
 	for _, ch := range res.Checks {
+		if g.Quiet && ch.Status == dnscred.CheckOK { // as doctor: only what is not ok
+			continue
+		}
 		check := ch.ID
 		if ch.Zone != "" {
 			check += " " + ch.Zone
 		}
 		rows = append(rows, []string{check, ch.Status, ch.Message})
 	}
-	if err := printTable(g.Stdout, []string{"CHECK", "STATUS", "MESSAGE"}, rows); err != nil {
-		return err
+	if len(rows) > 0 {
+		if err := printTable(g.Stdout, []string{"CHECK", "STATUS", "MESSAGE"}, rows); err != nil {
+			return err
+		}
 	}
 	if testErr == nil {
 		g.Infof("DNS credential %s works against %s", name, res.APIBaseURL)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/olekukonko/tablewriter/pkg/twwidth"
 	"github.com/urfave/cli/v2"
 
 	"github.com/p2pstream/p2ptls/serve/agent"
@@ -95,21 +96,42 @@ func doctorAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		"%s %s: %s", n, what, strings.Join(ids, ", "))
 }
 
+// doctorWidth is the widest line doctor's table prints: it must read in an
+// 100-column terminal and in a mail from cron.
+const doctorWidth = 100
+
 // printDoctor writes the report as a table for people: one row per check,
-// and under each one that is not ok its hint.
+// its message wrapped to fit doctorWidth, and under each one that is not
+// ok its hint, on lines of its own.
 func printDoctor(g *Globals, rep doctor.Report) error {
-	rows := make([][]string, 0, 2*len(rep.Checks))
+	var shown []doctor.Check
+	statusW, checkW := len("STATUS"), len("CHECK")
 	for _, ch := range rep.Checks {
 		if g.Quiet && ch.Status == doctor.OK {
 			continue
 		}
+		shown = append(shown, ch)
+		statusW, checkW = max(statusW, len(ch.Status)), max(checkW, twwidth.Width(ch.ID))
+	}
+	// Each column is padded by a space on either side.
+	msgW := max(doctorWidth-statusW-checkW-3*2, 30)
+	rows := make([][]string, 0, 2*len(shown))
+	for _, ch := range shown {
 		status := string(ch.Status)
 		if ch.Status != doctor.OK {
 			status = strings.ToUpper(status)
 		}
-		rows = append(rows, []string{status, ch.ID, ch.Message})
+		for i, line := range wrap(ch.Message, msgW) {
+			if i == 0 {
+				rows = append(rows, []string{status, ch.ID, line})
+			} else {
+				rows = append(rows, []string{"", "", line})
+			}
+		}
 		if ch.Status != doctor.OK && ch.Hint != "" {
-			rows = append(rows, []string{"", "", "hint: " + ch.Hint})
+			for _, line := range wrap("hint: "+ch.Hint, msgW) {
+				rows = append(rows, []string{"", "", line})
+			}
 		}
 	}
 	if len(rows) > 0 {
@@ -119,4 +141,44 @@ func printDoctor(g *Globals, rep doctor.Report) error {
 	}
 	g.Infof("%d ok, %d warnings, %d failures", rep.Count(doctor.OK), rep.Count(doctor.Warn), rep.Count(doctor.Fail))
 	return nil
+}
+
+// wrap breaks s into lines of at most width display columns at spaces; a
+// word longer than a line (a path, a URL) is cut where the line ends.
+func wrap(s string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		for twwidth.Width(word) > width {
+			if line != "" {
+				lines, line = append(lines, line), ""
+			}
+			head := cutWidth(word, width)
+			lines, word = append(lines, head), word[len(head):]
+		}
+		switch {
+		case line == "":
+			line = word
+		case twwidth.Width(line)+1+twwidth.Width(word) <= width:
+			line += " " + word
+		default:
+			lines, line = append(lines, line), word
+		}
+	}
+	if line != "" || len(lines) == 0 {
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+// cutWidth returns the longest prefix of s, whole runes, at most width
+// display columns wide.
+func cutWidth(s string, width int) string {
+	w := 0
+	for i, r := range s {
+		if w += twwidth.Width(string(r)); w > width {
+			return s[:i]
+		}
+	}
+	return s
 }

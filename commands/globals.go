@@ -48,7 +48,7 @@ func globalFlags(withEnv bool) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: flgConfigDir, Usage: "state directory (default $XDG_DATA_HOME/p2ptls or ~/.local/share/p2ptls)", EnvVars: env(state.EnvConfigDir)},
 		&cli.StringFlag{Name: flgOutput, Usage: "output format: table or json", Value: outputTable, EnvVars: env(envOutput)},
-		&cli.BoolFlag{Name: flgQuiet, Aliases: []string{"q"}, Usage: "print only errors and requested data"},
+		&cli.BoolFlag{Name: flgQuiet, Aliases: []string{"q"}, Usage: "print nothing on success but requested data (lists, shows, exports, JSON); log at warn unless --log-level is given"},
 		&cli.StringFlag{Name: flgLogLevel, Usage: "log level: debug, info, warn or error", Value: "info", EnvVars: env(envLogLevel)},
 		&cli.StringFlag{Name: flgLogFormat, Usage: "log format: text or json", Value: "text", EnvVars: env(envLogFormat)},
 		&cli.DurationFlag{Name: flgLockTimeout, Usage: "how long to wait for another p2ptls process that holds the state lock", Value: state.DefaultLockTimeout, EnvVars: env(envLockTimeout)},
@@ -70,6 +70,11 @@ func (g *Globals) JSON() bool { return g.Output == outputJSON }
 
 // Infof prints a message for people: to stdout with table output, to stderr
 // with JSON (stdout then holds only the document), nowhere with --quiet.
+//
+// --quiet: a command that changes or checks something prints nothing when
+// it succeeds (its exit status says it); what a command is run to print —
+// a list, a show, an export, a token, a dry run, the JSON document — is
+// printed all the same. Warnings stay (Warnf).
 func (g *Globals) Infof(format string, args ...any) {
 	if g.Quiet {
 		return
@@ -91,7 +96,9 @@ func (g *Globals) Done(v any, format string, args ...any) error {
 	return nil
 }
 
-// Warnf prints a warning to stderr, even with --quiet.
+// Warnf prints a warning to stderr, even with --quiet: what a warning says
+// matters for safety (a certificate lacking a name, an archive without the
+// CA). The one exception, backup's clear-text notice, is documented there.
 func (g *Globals) Warnf(format string, args ...any) {
 	fmt.Fprintf(g.Stderr, "p2ptls: warning: "+format+"\n", args...)
 }
@@ -136,6 +143,11 @@ func resolveGlobals(c *cli.Context) (*Globals, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(globalValue(c, flgLogLevel).String(flgLogLevel))); err != nil {
 		return nil, fault.Invalidf("use debug, info, warn or error", "unknown log level %q", globalValue(c, flgLogLevel).String(flgLogLevel))
+	}
+	// Quiet cron runs must not mail "certificate issued": info lines go
+	// unless a level was asked for (flag or P2PTLS_LOG_LEVEL).
+	if g.Quiet && !globalValue(c, flgLogLevel).IsSet(flgLogLevel) {
+		level = slog.LevelWarn
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	switch f := globalValue(c, flgLogFormat).String(flgLogFormat); f {

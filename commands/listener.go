@@ -26,7 +26,9 @@ func listenerCommand() *cli.Command {
 				ArgsUsage: "NAME --addr ADDR",
 				Description: "NAME is 1-63 lower-case letters, digits, '-' or '_'. ADDR is HOST:PORT as for\n" +
 					"a listen socket (':443', '127.0.0.1:8443', '[::1]:443'). --http-addr adds the\n" +
-					"HTTP listener that answers ACME HTTP-01 and redirects to HTTPS.",
+					"HTTP listener that answers ACME HTTP-01 and redirects to HTTPS." + examples(
+					"p2ptls listener add web --addr :443 --http-addr :80",
+					"p2ptls listener add internal --addr 127.0.0.1:8443 --fallback reject --upstream http://127.0.0.1:8080"),
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: flgAddr, Usage: "HTTPS listen address HOST:PORT (required)"},
 					&cli.StringFlag{Name: flgHTTPAddr, Usage: "HTTP listen address HOST:PORT for ACME HTTP-01 and redirects"},
@@ -36,7 +38,10 @@ func listenerCommand() *cli.Command {
 			}, listenerAddAction),
 			leaf(&cli.Command{Name: "list", Usage: "list HTTPS listeners"}, listenerListAction),
 			leaf(&cli.Command{Name: "show", Usage: "show one HTTPS listener", ArgsUsage: "NAME"}, listenerShowAction),
-			leaf(&cli.Command{Name: "remove", Usage: "remove an HTTPS listener that has no mappings", ArgsUsage: "NAME"}, listenerRemoveAction),
+			leaf(&cli.Command{Name: "remove", Usage: "remove an HTTPS listener that has no mappings", ArgsUsage: "NAME",
+				Description: examples(
+					"p2ptls listener remove internal",
+					"p2ptls listener remove internal --output json")}, listenerRemoveAction),
 		},
 	}
 }

@@ -13,6 +13,7 @@ import (
 // exit code; it is the only place where errors become exit codes.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := NewApp(stdout, stderr)
+	app.Metadata = map[string]any{argsKey: args}
 	err := app.RunContext(ctx, reorderArgs(app, args))
 	if in := interruptOf(ctx); in != nil {
 		return in.exit(stderr) // whatever err says, it was the signal
@@ -64,7 +65,12 @@ func reorderArgs(app *cli.App, args []string) []string {
 				j = len(rest)
 			case isFlagArg(a):
 				fl = append(fl, a)
-				if takesValue(cmd.Flags, a) && j+1 < len(rest) {
+				if takesValue(cmd.Flags, a) {
+					if j+1 == len(rest) {
+						// No value: leave the flag last, so that parsing
+						// says so rather than taking "--" as its value.
+						return append(out, fl...)
+					}
 					fl = append(fl, rest[j+1])
 					j++
 				}

@@ -30,6 +30,9 @@ func TestReorderArgs(t *testing.T) {
 		{"arguments after -- stay arguments",
 			[]string{"p2ptls", "listener", "show", "--", "--addr"},
 			[]string{"p2ptls", "listener", "show", "--", "--addr"}},
+		{"a flag without its value stays last, so that parsing says so",
+			[]string{"p2ptls", "listener", "add", "web", "--addr"},
+			[]string{"p2ptls", "listener", "add", "--addr"}},
 		{"unknown command left alone",
 			[]string{"p2ptls", "bogus", "x", "--y"},
 			[]string{"p2ptls", "bogus", "x", "--y"}},
@@ -71,7 +74,7 @@ func TestEditDistance(t *testing.T) {
 	for _, tc := range []struct {
 		a, b string
 		want int
-	}{{"listener", "listner", 1}, {"", "ca", 2}, {"cert", "cert", 0}, {"serve", "status", 5}} {
+	}{{"listener", "listner", 1}, {"", "ca", 2}, {"cert", "cert", 0}, {"serve", "status", 5}, {"dasy", "days", 1}, {"adr", "addr", 1}} {
 		if got := editDistance(tc.a, tc.b); got != tc.want {
 			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}

@@ -50,7 +50,11 @@ func mappingCommand() *cli.Command {
 					"are lower-cased, a trailing dot is dropped and IDNs are stored as punycode. A\n" +
 					"wildcard needs DNS-01. An uploaded or file certificate must cover every host and\n" +
 					"be valid now; --allow-expired accepts an expired or not yet valid one with a\n" +
-					"warning. The id defaults to one made from the first host.",
+					"warning. The id defaults to one made from the first host." + examples(
+					"p2ptls mapping add --listener web --host app.example.com --acme --challenge http-01",
+					"p2ptls mapping add --listener web --host '*.example.com' --host example.com --acme --challenge dns-01 --dns-credential cf",
+					"p2ptls mapping add --listener web --host app.example.com --manual --cert-file fullchain.pem --key-file privkey.pem",
+					"p2ptls mapping add --listener web --host dev.example.test --id dev --self-signed --days 30"),
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: flgListener, Usage: "HTTPS listener the hosts are served on (required)"},
 					&cli.StringSliceFlag{Name: flgHost, Usage: "host name, repeatable (required)"},
@@ -76,7 +80,10 @@ func mappingCommand() *cli.Command {
 				Flags: []cli.Flag{&cli.StringFlag{Name: flgListener, Usage: "only this listener's mappings"}},
 			}, mappingListAction),
 			leaf(&cli.Command{Name: "show", Usage: "show one mapping and its certificate", ArgsUsage: "ID"}, certShowAction),
-			leaf(&cli.Command{Name: "remove", Usage: "remove a mapping and its certificate files", ArgsUsage: "ID"}, mappingRemoveAction),
+			leaf(&cli.Command{Name: "remove", Usage: "remove a mapping and its certificate files", ArgsUsage: "ID",
+				Description: examples(
+					"p2ptls mapping remove app-example-com",
+					"p2ptls mapping remove dev --quiet")}, mappingRemoveAction),
 		},
 	}
 }
@@ -194,6 +201,9 @@ func printMapping(g *Globals, id string, warnings []string, format string, args 
 	}
 	if g.JSON() {
 		return printJSON(g.Stdout, mappingAdded{Info: info, Warnings: warnings})
+	}
+	if g.Quiet {
+		return nil
 	}
 	g.Infof(format, args...)
 	return printMappingTable(g, []mappings.Info{info})

@@ -33,7 +33,10 @@ func serveCommand() *cli.Command {
 			"Every listener is bounded by the limit flags below (timeouts, header size,\n" +
 			"open connections); a stalled upstream is answered with 504. Every listener\n" +
 			"offers TLS 1.2 with ECDHE and AEAD suites only, and TLS 1.3. The write timeout\n" +
-			"of 0 means none on public listeners and 60 s on management.",
+			"of 0 means none on public listeners and 60 s on management." + examples(
+			"p2ptls serve --public-url https://mgmt.example.com:8443",
+			"p2ptls serve --listen 127.0.0.1:8443 --max-conns 2048 --write-timeout 0 --log-format json",
+			"p2ptls serve --tls-mode provided --tls-cert-file /etc/ssl/mgmt.pem --tls-key-file /etc/ssl/mgmt.key"),
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: flgListen, Usage: "management listen address HOST:PORT", Value: statemgmt.DefaultListen, EnvVars: []string{"MANAGEMENT_LISTEN"}},
 		}, modeFlags()...), append(append(namesFlags(), resolversFlag()), limitFlags()...)...),

@@ -36,14 +36,16 @@ func statusAction(_ context.Context, g *Globals, c *cli.Context) error {
 	if g.JSON() {
 		return printJSON(g.Stdout, st)
 	}
+	// Every line is what status is run for: --quiet keeps them all.
+	out := func(format string, args ...any) { fmt.Fprintf(g.Stdout, format+"\n", args...) }
 	if !st.ServeRunning {
-		g.Infof("serve is not running")
+		out("serve is not running")
 		if st.PID == 0 {
 			return nil
 		}
-		g.Infof("last report of pid %d:", st.PID)
+		out("last report of pid %d:", st.PID)
 	} else {
-		g.Infof("serve is running as pid %d since %s", st.PID, st.StartedAt.Format(time.RFC3339))
+		out("serve is running as pid %d since %s", st.PID, st.StartedAt.Format(time.RFC3339))
 	}
 	if st.LastReloadError != "" {
 		g.Warnf("the last state change was not applied: %s", st.LastReloadError)
@@ -63,7 +65,7 @@ func statusAction(_ context.Context, g *Globals, c *cli.Context) error {
 	if err := printTable(g.Stdout, []string{"LISTENER", "ADDR", "HTTP ADDR", "STATE", "MAPPINGS", "FALLBACK HITS", "SERVED BY WILDCARD"}, rows); err != nil {
 		return err
 	}
-	g.Infof("panics recovered: %d", st.Panics)
+	out("panics recovered: %d", st.Panics)
 	return nil
 }
 

@@ -122,9 +122,9 @@ func TestDNSCredentialLifecycle(t *testing.T) {
 
 	list := dnsCredList(t, env)
 	want := []dnsCredJSON{
-		{"cf", "cloudflare", true, "…" + dnsCredToken[36:], []string{}},
-		{"cf-file", "cloudflare", true, "…" + dnsCredTokenOther[36:], []string{}},
-		{"cf-stdin", "cloudflare", true, "…" + dnsCredToken[36:], []string{}},
+		{"cf", "cloudflare", true, dnsCredToken[36:], []string{}},
+		{"cf-file", "cloudflare", true, dnsCredTokenOther[36:], []string{}},
+		{"cf-stdin", "cloudflare", true, dnsCredToken[36:], []string{}},
 	}
 	if !slices.EqualFunc(list, want, dnsCredEqual) {
 		t.Errorf("list = %+v, want %+v", list, want)
@@ -175,7 +175,7 @@ func TestDNSCredentialLifecycle(t *testing.T) {
 
 	// Rotating the token keeps the mapping.
 	dnsCredRun(t, append(env, "NEW="+dnsCredTokenOther), "dns-credential", "add", "cf", "--replace", "--api-token-env", "NEW")
-	if list := dnsCredList(t, env); list[0].TokenHint != "…"+dnsCredTokenOther[36:] || len(list[0].UsedBy) != 1 {
+	if list := dnsCredList(t, env); list[0].TokenHint != dnsCredTokenOther[36:] || len(list[0].UsedBy) != 1 {
 		t.Errorf("after --replace: %+v", list[0])
 	}
 
@@ -229,7 +229,7 @@ func TestDNSCredentialAddRefusalsLeaveStateUnchanged(t *testing.T) {
 	}{
 		{"both token sources", []string{"cf", "--api-token-file", good, "--api-token-env", "TOK"}, 2, "not both", "only one"},
 		{"no token source", []string{"cf"}, 2, "needs --api-token-file or --api-token-env", "never taken from the command line"},
-		{"the token as a flag", []string{"cf", "--api-token", dnsCredToken}, 2, "flag provided but not defined: -api-token", "--help"},
+		{"the token as a flag", []string{"cf", "--api-token", dnsCredToken}, 2, "--api-token: tokens are never taken from the command line: use --api-token-file or --api-token-env", "--help"},
 		{"the token as an argument", []string{"cf", dnsCredToken, "--api-token-env", "TOK"}, 2, "takes one NAME, got 2 arguments", "--help"},
 		{"missing file", []string{"cf", "--api-token-file", filepath.Join(files, "nope")}, 2, "the API token file (--api-token-file): cannot read " + filepath.Join(files, "nope") + ": no such file or directory", "check the path"},
 		{"unreadable file", []string{"cf", "--api-token-file", unreadable}, 2, "permission denied", "check the path"},

@@ -25,8 +25,8 @@ func TestRefusalsLeaveStateUnchanged(t *testing.T) {
 		stderr string // a fragment of the one-sentence error
 		hint   string // a fragment of the hint line
 	}{
-		{"unknown flag", []string{"listener", "add", "x", "--addr", ":1", "--bogus"}, 2, "flag provided but not defined: -bogus", "p2ptls listener add --help"},
-		{"unknown global flag", []string{"--bogus", "listener", "list"}, 2, "-bogus", "p2ptls --help"},
+		{"unknown flag", []string{"listener", "add", "x", "--addr", ":1", "--bogus"}, 2, "p2ptls listener add: unknown flag --bogus", "p2ptls listener add --help"},
+		{"unknown global flag", []string{"--bogus", "listener", "list"}, 2, "p2ptls: unknown flag --bogus", "p2ptls --help"},
 		{"missing required flag", []string{"listener", "add", "x"}, 2, "needs --addr", "p2ptls listener add --help"},
 		{"missing name", []string{"listener", "add", "--addr", ":1"}, 2, "needs NAME", "usage"},
 		{"two names", []string{"listener", "add", "a", "b", "--addr", ":1"}, 2, "takes one NAME", "usage"},

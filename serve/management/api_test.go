@@ -97,7 +97,7 @@ func TestAPIReadEndpoints(t *testing.T) {
 	a = ta.get("/api/v1/dns-credentials")
 	var creds []dnscred.Info
 	a.json(t, &creds)
-	if a.status != 200 || len(creds) != 2 || creds[0].Name != "cf" || creds[0].TokenHint != "…0001" || !slices.Equal(creds[0].UsedBy, []string{"wild"}) {
+	if a.status != 200 || len(creds) != 2 || creds[0].Name != "cf" || creds[0].TokenHint != "0001" || !slices.Equal(creds[0].UsedBy, []string{"wild"}) {
 		t.Errorf("credentials: %d %s", a.status, a.body)
 	}
 	sameSnapshot(t, before, ta.snapshot())
@@ -265,7 +265,7 @@ func TestAPIDNSCredentials(t *testing.T) {
 		a := ta.post("/api/v1/dns-credentials", map[string]any{"name": name, "provider": "Cloudflare", "api_token": tok + "\n", "api_base_url": cf.URL})
 		var info dnscred.Info
 		a.json(t, &info)
-		if a.status != 201 || info.Name != name || info.Provider != "cloudflare" || !info.Enabled || info.TokenHint != "…"+tok[len(tok)-4:] || info.APIBaseURL != cf.URL {
+		if a.status != 201 || info.Name != name || info.Provider != "cloudflare" || !info.Enabled || info.TokenHint != tok[len(tok)-4:] || info.APIBaseURL != cf.URL {
 			t.Fatalf("add %s: %d %s", name, a.status, a.body)
 		}
 		if strings.Contains(a.body, tok) || strings.Contains(a.body, "api_token") {

@@ -59,7 +59,7 @@ type Info struct {
 	Name       string   `json:"name"`
 	Provider   string   `json:"provider"`
 	Enabled    bool     `json:"enabled"`
-	TokenHint  string   `json:"token_hint"` // "…" and the token's last 4 characters
+	TokenHint  string   `json:"token_hint"` // the token's last 4 characters; "" for a short token
 	APIBaseURL string   `json:"api_base_url"`
 	UsedBy     []string `json:"used_by"` // ids of the mappings that name it; never nil
 	// Problem says what is wrong with the token file, when something is; the
@@ -115,12 +115,13 @@ func NormalizeToken(token string) (string, error) {
 	return t, nil
 }
 
-// tokenHint is what a listing shows of token.
+// tokenHint is what a listing shows of token: its last 4 characters and
+// nothing else (DESIGN.md); tables and the UI put "…" in front.
 func tokenHint(token string) string {
 	if len(token) < minHintedLen {
-		return "…"
+		return ""
 	}
-	return "…" + token[len(token)-hintLen:]
+	return token[len(token)-hintLen:]
 }
 
 // normalize checks c on its own, before any lock is taken: name, provider

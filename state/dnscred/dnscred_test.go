@@ -111,13 +111,13 @@ func TestAddStoresTokenApartAndSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantInfo := Info{Name: "cf", Provider: "cloudflare", Enabled: true, TokenHint: "…" + token[len(token)-4:], APIBaseURL: want.APIBaseURL, UsedBy: []string{}}
+	wantInfo := Info{Name: "cf", Provider: "cloudflare", Enabled: true, TokenHint: token[len(token)-4:], APIBaseURL: want.APIBaseURL, UsedBy: []string{}}
 	if len(list) != 1 || !infoEqual(list[0], wantInfo) {
 		t.Errorf("List = %+v, want %+v", list, wantInfo)
 	}
 	b, _ := json.Marshal(list)
 	noToken(t, "list JSON", string(b))
-	for _, field := range []string{`"name":"cf"`, `"provider":"cloudflare"`, `"enabled":true`, `"token_hint":"…` + token[len(token)-4:] + `"`, `"used_by":[]`, `"api_base_url"`} {
+	for _, field := range []string{`"name":"cf"`, `"provider":"cloudflare"`, `"enabled":true`, `"token_hint":"` + token[len(token)-4:] + `"`, `"used_by":[]`, `"api_base_url"`} {
 		if !strings.Contains(string(b), field) {
 			t.Errorf("list JSON %s lacks %s", b, field)
 		}
@@ -413,10 +413,10 @@ func TestListSortedAndUsedBy(t *testing.T) {
 
 func TestTokenHint(t *testing.T) {
 	for tok, want := range map[string]string{
-		token:          "…" + token[36:],
-		"abcdefghijkl": "…ijkl",
-		"abcdefghijk":  "…", // too short to give away a quarter of it
-		"abc":          "…",
+		token:          token[36:],
+		"abcdefghijkl": "ijkl", // no ellipsis: DESIGN.md's token_hint is the last four only
+		"abcdefghijk":  "",     // too short to give away a quarter of it
+		"abc":          "",
 	} {
 		if got := tokenHint(tok); got != want {
 			t.Errorf("tokenHint(%q) = %q, want %q", tok, got, want)

@@ -307,7 +307,7 @@ function renderDNS(creds) {
       el("td", {}, c.name),
       el("td", {}, c.provider),
       el("td", {}, el("span", { class: c.enabled ? "badge badge-valid" : "badge badge-expired" }, c.enabled ? "enabled" : "disabled")),
-      el("td", {}, c.token_hint, c.problem ? el("div", { class: "error" }, c.problem) : null),
+      el("td", {}, c.problem ? "" : "…" + (c.token_hint || ""), c.problem ? el("div", { class: "error" }, c.problem) : null),
       el("td", {}, c.api_base_url || "—"),
       el("td", {}, (c.used_by || []).join(", ") || "—"),
       el("td", { class: "actions" },
