@@ -16,7 +16,7 @@ var readOnly = []string{
 	"ca show", "listener list", "listener show", "mapping list", "mapping show", "mapping export",
 	"cert list", "cert show", "cert inspect", "dns-credential list", "dns-credential show",
 	"acme account list", "acme account show", "admin token list", "doctor", "status",
-	"agent check", "agent env", "completion", "version",
+	"agent check", "agent env", "completion", "__complete", "version",
 }
 
 // leaves walks the command tree: every leaf with its path ("cert renew").
