@@ -35,7 +35,7 @@ func mappingCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "mapping",
 		Usage: "certificate mappings of HTTPS listeners (hosts -> certificate source)",
-		Subcommands: []*cli.Command{
+		Subcommands: append([]*cli.Command{
 			leaf(&cli.Command{
 				Name:      "add",
 				Usage:     "map hosts on a listener to a manual, file, self-signed or ACME certificate",
@@ -77,7 +77,7 @@ func mappingCommand() *cli.Command {
 			}, mappingListAction),
 			leaf(&cli.Command{Name: "show", Usage: "show one mapping and its certificate", ArgsUsage: "ID"}, certShowAction),
 			leaf(&cli.Command{Name: "remove", Usage: "remove a mapping and its certificate files", ArgsUsage: "ID"}, mappingRemoveAction),
-		},
+		}, mappingBulkCommands()...),
 	}
 }
 

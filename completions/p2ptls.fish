@@ -2,7 +2,7 @@
 
 function __fish_p2ptls_no_subcommand --description 'Test if there has been any subcommand yet'
     for i in (commandline -opc)
-        if contains -- $i ca init show export renew-server listener add list show remove mapping add list show remove cert issue renew list show inspect dns-credential add list show enable disable remove test acme account register list show backup restore doctor status serve agent check env bootstrap admin token create list revoke completion version
+        if contains -- $i ca init show export renew-server listener add list show remove mapping add list show remove import export cert issue renew list show inspect dns-credential add list show enable disable remove test acme account register list show backup restore doctor status serve agent check env bootstrap admin token create list revoke completion version
             return 1
         end
     end
@@ -151,6 +151,25 @@ complete -c p2ptls -n '__fish_seen_subcommand_from remove' -f -l quiet -s q -d '
 complete -c p2ptls -n '__fish_seen_subcommand_from remove' -f -l log-level -r -d 'log level: debug, info, warn or error'
 complete -c p2ptls -n '__fish_seen_subcommand_from remove' -f -l log-format -r -d 'log format: text or json'
 complete -c p2ptls -n '__fish_seen_subcommand_from remove' -f -l lock-timeout -r -d 'how long to wait for another p2ptls process that holds the state lock'
+complete -c p2ptls -n '__fish_seen_subcommand_from import' -f -l help -s h -d 'show help'
+complete -r -c p2ptls -n '__fish_seen_subcommand_from mapping' -a 'import' -d 'add many mappings from JSON lines, all or none'
+complete -c p2ptls -n '__fish_seen_subcommand_from import' -f -l config-dir -r -d 'state directory (default $XDG_DATA_HOME/p2ptls or ~/.local/share/p2ptls)'
+complete -c p2ptls -n '__fish_seen_subcommand_from import' -f -l output -r -d 'output format: table or json'
+complete -c p2ptls -n '__fish_seen_subcommand_from import' -f -l quiet -s q -d 'print only errors and requested data'
+complete -c p2ptls -n '__fish_seen_subcommand_from import' -f -l log-level -r -d 'log level: debug, info, warn or error'
+complete -c p2ptls -n '__fish_seen_subcommand_from import' -f -l log-format -r -d 'log format: text or json'
+complete -c p2ptls -n '__fish_seen_subcommand_from import' -f -l lock-timeout -r -d 'how long to wait for another p2ptls process that holds the state lock'
+complete -c p2ptls -n '__fish_seen_subcommand_from export' -f -l help -s h -d 'show help'
+complete -r -c p2ptls -n '__fish_seen_subcommand_from mapping' -a 'export' -d 'write the mappings as JSON lines for \'mapping import\''
+complete -c p2ptls -n '__fish_seen_subcommand_from export' -f -l listener -r -d 'only this listener\'s mappings'
+complete -c p2ptls -n '__fish_seen_subcommand_from export' -f -l out -r -d 'write to this file (0600, replaced only when complete); - for standard output'
+complete -c p2ptls -n '__fish_seen_subcommand_from export' -f -l no-keys -d 'leave out the private keys of manual mappings (not importable then)'
+complete -c p2ptls -n '__fish_seen_subcommand_from export' -f -l config-dir -r -d 'state directory (default $XDG_DATA_HOME/p2ptls or ~/.local/share/p2ptls)'
+complete -c p2ptls -n '__fish_seen_subcommand_from export' -f -l output -r -d 'output format: table or json'
+complete -c p2ptls -n '__fish_seen_subcommand_from export' -f -l quiet -s q -d 'print only errors and requested data'
+complete -c p2ptls -n '__fish_seen_subcommand_from export' -f -l log-level -r -d 'log level: debug, info, warn or error'
+complete -c p2ptls -n '__fish_seen_subcommand_from export' -f -l log-format -r -d 'log format: text or json'
+complete -c p2ptls -n '__fish_seen_subcommand_from export' -f -l lock-timeout -r -d 'how long to wait for another p2ptls process that holds the state lock'
 complete -c p2ptls -n '__fish_seen_subcommand_from cert' -f -l help -s h -d 'show help'
 complete -r -c p2ptls -n '__fish_p2ptls_no_subcommand' -a 'cert' -d 'public certificates: issue, renew, list, inspect'
 complete -c p2ptls -n '__fish_seen_subcommand_from issue' -f -l help -s h -d 'show help'
