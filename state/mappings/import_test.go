@@ -155,7 +155,7 @@ func TestImportRefusesTheFirstBadLineAndWritesNothing(t *testing.T) {
 		{"wrong type", importLines(ok1, `{"listener":"web","hosts":"x.example.com","source":"self-signed"}`), fault.Invalid, []string{"line 2: ", `field "hosts" must be a JSON array`}},
 		{"array", importLines(ok1, `[1]`), fault.Invalid, []string{"line 2: ", "JSON object"}},
 		{"null", importLines(ok1, `null`), fault.Invalid, []string{"line 2: ", "JSON object"}},
-		{"two objects on a line", importLines(ok1+ok2), fault.Invalid, []string{"line 1: ", "data after the JSON object"}},
+		{"two objects on a line", importLines(ok1 + ok2), fault.Invalid, []string{"line 1: ", "data after the JSON object"}},
 		{"object over two lines", "{\"listener\":\"web\",\n\"hosts\":[\"x.example.com\"],\"source\":\"self-signed\"}\n", fault.Invalid, []string{"line 1: ", "not closed on its line"}},
 		{"comment", importLines(ok1, "# the web mappings", ok2), fault.Invalid, []string{"line 2: ", "invalid JSON"}},
 		{"broken JSON", importLines(ok1, "", "", `{"listener":`), fault.Invalid, []string{"line 4: "}},
