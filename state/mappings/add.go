@@ -135,6 +135,11 @@ func commit(ctx context.Context, s state.Store, purpose string, batch []prepared
 	for i := range batch {
 		batch[i].m = cfg.Mappings[first+i]
 	}
+	// Stopped now, nothing is written; once install begins, an interrupted
+	// command waits for it (state.Freeze), all of a batch or none.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return install(s, cfg, batch, now)
 }
 
