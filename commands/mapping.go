@@ -35,7 +35,7 @@ func mappingCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "mapping",
 		Usage: "certificate mappings of HTTPS listeners (hosts -> certificate source)",
-		Subcommands: []*cli.Command{
+		Subcommands: append([]*cli.Command{
 			leaf(&cli.Command{
 				Name:      "add",
 				Usage:     "map hosts on a listener to a manual, file, self-signed or ACME certificate",
@@ -84,7 +84,7 @@ func mappingCommand() *cli.Command {
 				Description: examples(
 					"p2ptls mapping remove app-example-com",
 					"p2ptls mapping remove dev --quiet")}, mappingRemoveAction),
-		},
+		}, mappingBulkCommands()...),
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -16,32 +15,6 @@ import (
 // issueWriteTimeout replaces the server's write timeout for POST
 // …/issue: an ACME order with DNS-01 propagation takes minutes.
 const issueWriteTimeout = 15 * time.Minute
-
-// mappingRequest is the body of POST /api/v1/mappings: the flags of
-// "p2ptls mapping add", with the certificate itself (cert_pem, key_pem)
-// instead of file names for source manual.
-type mappingRequest struct {
-	Listener string   `json:"listener"`
-	Hosts    []string `json:"hosts"`
-	ID       string   `json:"id"`
-	Upstream string   `json:"upstream"`
-	Source   string   `json:"source"` // manual, file, self-signed or acme
-	// manual: the chain (leaf first) and key, uploaded.
-	CertPEM string `json:"cert_pem"`
-	KeyPEM  string `json:"key_pem"`
-	// file: absolute paths on the management host.
-	CertFile string `json:"cert_file"`
-	KeyFile  string `json:"key_file"`
-	// self-signed: validity in days (default mappings.DefaultDays).
-	Days int `json:"days"`
-	// acme
-	Challenge     string `json:"challenge"`
-	DNSCredential string `json:"dns_credential"`
-	KeyType       string `json:"key_type"` // default ec256, as on the command line
-	Profile       string `json:"profile"`
-	// manual, file: accept a certificate outside its validity.
-	AllowExpired bool `json:"allow_expired"`
-}
 
 // mappingCreated is the answer of POST /api/v1/mappings: the mapping as
 // "mapping list" shows it, plus the warnings the command line prints on
@@ -65,41 +38,6 @@ type mappingRemoved struct {
 	Listener string `json:"listener"`
 }
 
-// input turns the request into what mappings.Add takes, as the command
-// line's mapping add does with its flags. Everything else is checked by
-// mappings.Add, the one validation path of the command line and the API.
-func (q *mappingRequest) input() (mappings.Input, error) {
-	m := state.Mapping{
-		ID: q.ID, Listener: q.Listener, Hosts: q.Hosts, Upstream: q.Upstream, Source: q.Source,
-		CertFile: q.CertFile, KeyFile: q.KeyFile, Days: q.Days,
-		Challenge: q.Challenge, DNSCredential: q.DNSCredential, KeyType: q.KeyType, Profile: q.Profile,
-	}
-	if m.Source == state.SourceACME && m.KeyType == "" {
-		m.KeyType = "ec256" // the default of --key-type
-	}
-	// The command line resolves relative paths against its working
-	// directory; a request has none.
-	for _, p := range []string{q.CertFile, q.KeyFile} {
-		if p != "" && !filepath.IsAbs(p) {
-			return mappings.Input{}, fault.Invalidf("give the absolute path of the file on the management host",
-				"%q is not an absolute path", p)
-		}
-	}
-	// As "--allow-expired does not apply to --self-signed" on the command line.
-	if q.AllowExpired && q.Source != state.SourceManual && q.Source != state.SourceFile {
-		return mappings.Input{}, fault.Invalidf("drop allow_expired, or choose source manual or file",
-			"allow_expired does not apply to source %q", q.Source)
-	}
-	in := mappings.Input{Mapping: m, AllowExpired: q.AllowExpired}
-	if q.CertPEM != "" {
-		in.CertPEM = []byte(q.CertPEM)
-	}
-	if q.KeyPEM != "" {
-		in.KeyPEM = []byte(q.KeyPEM)
-	}
-	return in, nil
-}
-
 // listMappings: GET /api/v1/mappings[?listener=NAME], "mapping list".
 func (a *api) listMappings(w http.ResponseWriter, r *http.Request) {
 	cfg, err := state.LoadConfig(a.o.Store)
@@ -117,12 +55,13 @@ func (a *api) listMappings(w http.ResponseWriter, r *http.Request) {
 
 // addMapping: POST /api/v1/mappings, "mapping add". 201 with the mapping.
 func (a *api) addMapping(w http.ResponseWriter, r *http.Request) {
-	var q mappingRequest
+	// The body is a mappings.Record, as a line of "mapping import".
+	var q mappings.Record
 	if err := decode(w, r, &q); err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	in, err := q.input()
+	in, err := q.Input()
 	if err != nil {
 		a.writeError(w, r, err)
 		return

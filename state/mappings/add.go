@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -55,67 +56,145 @@ type Input struct {
 // and a host already mapped on the listener are bad input too (the mapping
 // is what is wrong, as in a hand-edited p2ptls.toml); an id in use is a
 // failure (exit 1), like every other name that already exists.
-func Add(ctx context.Context, s state.Store, in Input, now time.Time) (_ state.Mapping, warnings []string, err error) {
-	m, kp, warnings, err := prepare(in, now)
+func Add(ctx context.Context, s state.Store, in Input, now time.Time) (state.Mapping, []string, error) {
+	p, err := prepare(in, now)
 	if err != nil {
-		return m, nil, err
+		return p.m, nil, err
 	}
-	unlock, err := s.Lock(ctx, "mapping add "+m.ID)
+	batch := []prepared{p}
+	if err := commit(ctx, s, "mapping add "+p.m.ID, batch, now); err != nil {
+		// One mapping: the error is about it, no need to say which.
+		var ie *itemError
+		if errors.As(err, &ie) {
+			err = ie.Err
+		}
+		return p.m, nil, err
+	}
+	return batch[0].m, batch[0].warnings, nil
+}
+
+// prepared is an Input checked by prepare, ready for commit.
+type prepared struct {
+	m           state.Mapping
+	kp          *pki.KeyPair // the files to write: sources manual and self-signed
+	warnings    []string
+	generatedID bool // m.ID was derived from the first host, so it may get a suffix
+}
+
+// itemError is commit's refusal of one mapping of its batch: Index is its
+// position, Other that of the earlier mapping of the batch it collides with
+// (-1 when none).
+type itemError struct {
+	Index, Other int
+	Err          error
+}
+
+func (e *itemError) Error() string { return e.Err.Error() }
+func (e *itemError) Unwrap() error { return e.Err }
+
+// commit adds the prepared mappings of batch under one lock, in order: each
+// is admitted against the config and the mappings before it, then the files
+// of all of them are written and the config saved once. Nothing is written
+// unless every mapping is admitted; a refusal is an *itemError. On success
+// batch holds the mappings as saved and every warning.
+func commit(ctx context.Context, s state.Store, purpose string, batch []prepared, now time.Time) (err error) {
+	unlock, err := s.Lock(ctx, purpose)
 	if err != nil {
-		return m, nil, err
+		return err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
 	cfg, err := state.LoadConfig(s)
 	if err != nil {
-		return m, nil, err
+		return err
 	}
-	more, err := admit(cfg, &m, in.Mapping.ID == "")
-	if err != nil {
-		return m, nil, err
+	first := len(cfg.Mappings)
+	t := newTaken(cfg)
+	for i := range batch {
+		p := &batch[i]
+		if err := t.collision(p.m, p.generatedID); err != nil {
+			err.Index = i
+			return err
+		}
+		more, err := admit(cfg, t, &p.m, p.generatedID)
+		if err != nil {
+			return &itemError{Index: i, Other: -1, Err: err}
+		}
+		p.warnings = append(p.warnings, more...)
+		t.add(p.m, i)
+		cfg.Mappings = append(cfg.Mappings, p.m)
 	}
-	cfg.Mappings = append(cfg.Mappings, m)
 	// The rules of p2ptls.toml are checked once more on the whole config
 	// before any file is written, so that SaveConfig cannot refuse it after.
 	if err := cfg.Validate(); err != nil {
-		return m, nil, err
+		var ee *state.EntryError
+		if errors.As(err, &ee) && ee.Table == "mappings" && ee.Index >= first {
+			return &itemError{Index: ee.Index - first, Other: -1, Err: ee.Err}
+		}
+		return err
 	}
-	m = cfg.Mappings[len(cfg.Mappings)-1]
-	if err := install(s, cfg, m, kp, now); err != nil {
-		return m, nil, err
+	for i := range batch {
+		batch[i].m = cfg.Mappings[first+i]
 	}
-	return m, append(warnings, more...), nil
+	// Stopped now, nothing is written; once install begins, an interrupted
+	// command waits for it (state.Freeze), all of a batch or none.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return install(s, cfg, batch, now)
 }
 
-// install writes the mapping's files, then the config that names it. A
-// failure removes the files again.
-func install(s state.Store, cfg *state.Config, m state.Mapping, kp *pki.KeyPair, now time.Time) error {
-	dir := MappingDir(m.ID)
-	// No mapping has this id, so whatever its directory holds was left by a
-	// crashed remove and must not be served as the new mapping's certificate.
-	if err := s.Delete(dir); err != nil {
-		return fmt.Errorf("remove the leftover %s: %w", dir, err)
-	}
+// install writes the files of every mapping of batch, then the config that
+// names them. A failure removes the files again.
+func install(s state.Store, cfg *state.Config, batch []prepared, now time.Time) error {
+	var dirs []string
 	err := func() error {
-		if kp != nil {
-			if err := writeMaterial(s, m.ID, kp, newMeta(m.Source, kp, now)); err != nil {
-				return err
+		for _, p := range batch {
+			dir := MappingDir(p.m.ID)
+			dirs = append(dirs, dir)
+			// No mapping has this id, so whatever its directory holds was
+			// left by a crashed remove and must not be served as the new
+			// mapping's certificate. Stat first: a Delete syncs the parent
+			// directory, which a batch of thousands would pay for each.
+			if _, err := s.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+				if err := s.Delete(dir); err != nil {
+					return fmt.Errorf("remove the leftover %s: %w", dir, err)
+				}
+			}
+			if p.kp != nil {
+				if err := writeMaterial(s, p.m.ID, p.kp, newMeta(p.m.Source, p.kp, now)); err != nil {
+					return fmt.Errorf("add mapping %q: %w", p.m.ID, err)
+				}
 			}
 		}
-		return state.SaveConfig(s, cfg)
-	}()
-	if err != nil {
-		if rmErr := s.Delete(dir); rmErr != nil {
-			return errors.Join(fmt.Errorf("add mapping %q: %w", m.ID, err), fmt.Errorf("remove %s again: %w", dir, rmErr))
+		if err := state.SaveConfig(s, cfg); err != nil {
+			if len(batch) == 1 {
+				return fmt.Errorf("add mapping %q: %w", batch[0].m.ID, err)
+			}
+			return fmt.Errorf("add %d mappings: %w", len(batch), err)
 		}
-		return fmt.Errorf("add mapping %q: %w", m.ID, err)
+		return nil
+	}()
+	if err == nil {
+		return nil
 	}
-	return nil
+	for _, dir := range dirs {
+		if rmErr := s.Delete(dir); rmErr != nil {
+			err = errors.Join(err, fmt.Errorf("remove %s again: %w", dir, rmErr))
+		}
+	}
+	return err
 }
 
 // prepare checks everything about in that does not depend on the state and
 // returns the mapping to save, the key pair to write (sources manual and
-// self-signed) and warnings.
-func prepare(in Input, now time.Time) (state.Mapping, *pki.KeyPair, []string, error) {
+// self-signed) and warnings. The mapping is returned on error too, for the
+// caller's message.
+func prepare(in Input, now time.Time) (prepared, error) {
+	m, kp, warnings, err := prepareMapping(in, now)
+	return prepared{m: m, kp: kp, warnings: warnings, generatedID: in.Mapping.ID == ""}, err
+}
+
+func prepareMapping(in Input, now time.Time) (state.Mapping, *pki.KeyPair, []string, error) {
 	m := in.Mapping
 	m.Hosts = slices.Clone(m.Hosts) // normalised in place below
 	if len(m.Hosts) == 0 {
@@ -344,43 +423,73 @@ func cutID(id string, n int) string {
 	return strings.TrimRight(id, "-")
 }
 
-// admit checks m against the current config and returns warnings. A
-// generated id that is taken (the same host on another listener) gets the
-// first free suffix "-2", "-3", ….
-func admit(cfg *state.Config, m *state.Mapping, generatedID bool) ([]string, error) {
+// taken is what the config and the mappings of a batch already claim, so
+// that admitting each mapping takes constant time, not a pass over all.
+type taken struct {
+	ids   map[string]int     // mapping id -> its index in the batch, -1 if in the config
+	hosts map[string]claimer // listener + "\x00" + host -> its mapping
+}
+
+type claimer struct {
+	id   string
+	item int // index in the batch, -1 if in the config
+}
+
+func newTaken(cfg *state.Config) *taken {
+	t := &taken{ids: make(map[string]int, len(cfg.Mappings)), hosts: make(map[string]claimer, len(cfg.Mappings))}
+	for _, m := range cfg.Mappings {
+		t.add(m, -1)
+	}
+	return t
+}
+
+func (t *taken) add(m state.Mapping, item int) {
+	t.ids[m.ID] = item
+	for _, h := range m.Hosts {
+		t.hosts[m.Listener+"\x00"+h] = claimer{id: m.ID, item: item}
+	}
+}
+
+// collision refuses a mapping whose id (given, not derived) or host an
+// earlier mapping of the same batch has already: the batch repeats itself,
+// which is bad input, unlike an id that the state already holds.
+func (t *taken) collision(m state.Mapping, generatedID bool) *itemError {
+	if j, ok := t.ids[m.ID]; ok && j >= 0 && !generatedID {
+		return &itemError{Other: j, Err: fault.Invalidf("give each mapping its own id", "mapping id %q is given twice", m.ID)}
+	}
+	for _, h := range m.Hosts {
+		if c, ok := t.hosts[m.Listener+"\x00"+h]; ok && c.item >= 0 {
+			return &itemError{Other: c.item, Err: fault.Invalidf("map each host once per listener",
+				"host %q is given twice on listener %q", h, m.Listener)}
+		}
+	}
+	return nil
+}
+
+// admit checks m against the current config and what t holds, and returns
+// warnings. A generated id that is taken (the same host on another
+// listener) gets the first free suffix "-2", "-3", ….
+func admit(cfg *state.Config, t *taken, m *state.Mapping, generatedID bool) ([]string, error) {
 	// A mapping that names a missing listener is bad input (exit 2), unlike
 	// "listener show" of a missing one: the mapping is what is wrong.
 	if _, ok := cfg.Listener(m.Listener); !ok {
 		return nil, fault.Invalidf("add it first with 'p2ptls listener add', or see 'p2ptls listener list'",
 			"listener %q does not exist", m.Listener)
 	}
-	mine := make(map[string]bool, len(m.Hosts))
-	for _, h := range m.Hosts {
-		mine[h] = true
-	}
-	ids := make(map[string]bool, len(cfg.Mappings))
-	var conflict error
-	for _, o := range cfg.Mappings {
-		ids[o.ID] = true
-		if o.Listener != m.Listener || conflict != nil {
-			continue
-		}
-		for _, h := range o.Hosts {
-			if mine[h] {
-				conflict = fault.Invalidf(fmt.Sprintf("remove it from mapping %q first, or map it on another listener", o.ID),
-					"host %q is already mapped on listener %q by mapping %q", h, m.Listener, o.ID)
-				break
-			}
-		}
-	}
-	if ids[m.ID] && !generatedID {
+	if _, used := t.ids[m.ID]; used && !generatedID {
 		return nil, fault.Failf(fmt.Sprintf("choose another --id, or remove it first with 'p2ptls mapping remove %s'", m.ID),
 			"mapping %q already exists", m.ID)
 	}
-	if conflict != nil {
-		return nil, conflict
+	for _, h := range m.Hosts {
+		if c, ok := t.hosts[m.Listener+"\x00"+h]; ok {
+			return nil, fault.Invalidf(fmt.Sprintf("remove it from mapping %q first, or map it on another listener", c.id),
+				"host %q is already mapped on listener %q by mapping %q", h, m.Listener, c.id)
+		}
 	}
-	for base, n := m.ID, 2; ids[m.ID]; n++ {
+	for base, n := m.ID, 2; ; n++ {
+		if _, used := t.ids[m.ID]; !used {
+			break
+		}
 		suffix := "-" + strconv.Itoa(n)
 		m.ID = cutID(base, maxIDLen-len(suffix)) + suffix
 	}
