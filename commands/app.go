@@ -20,17 +20,16 @@ type leafAction func(ctx context.Context, g *Globals, c *cli.Context) error
 // NewApp builds the whole command tree writing to stdout and stderr.
 func NewApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
-		Name:                 appName,
-		Usage:                "TLS for p2pstream: management CA, public HTTPS listeners, ACME, backups",
-		Description:          appDescription,
-		Version:              Version(),
-		HideVersion:          true, // the version command prints more
-		HideHelpCommand:      true,
-		EnableBashCompletion: true,
-		Writer:               stdout,
-		ErrWriter:            stderr,
-		Flags:                globalFlags(true),
-		Commands:             commandTree(),
+		Name:            appName,
+		Usage:           "TLS for p2pstream: management CA, public HTTPS listeners, ACME, backups",
+		Description:     appDescription,
+		Version:         Version(),
+		HideVersion:     true, // the version command prints more
+		HideHelpCommand: true,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		Flags:           globalFlags(true),
+		Commands:        commandTree(),
 		// Exit codes are decided in Main, never by urfave.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}

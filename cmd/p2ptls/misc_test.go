@@ -21,15 +21,6 @@ func TestCompletionMatchesCommittedFiles(t *testing.T) {
 	}
 }
 
-func TestBashCompletionListsCommands(t *testing.T) {
-	r := p2ptls(t, nil, "listener", "--generate-bash-completion")
-	for _, sub := range []string{"add", "list", "show", "remove"} {
-		if !strings.Contains(r.stdout, sub) {
-			t.Errorf("completion of 'listener' lacks %q: %q", sub, r.stdout)
-		}
-	}
-}
-
 func TestVersion(t *testing.T) {
 	r := p2ptls(t, nil, "version", "--output", "json")
 	var v struct{ Version, Go string }
