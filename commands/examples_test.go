@@ -92,7 +92,7 @@ func checkExample(t *testing.T, app *cli.App, path, line string) {
 		cmdline, _, _ = strings.Cut(cmdline, stop)
 	}
 	words := strings.Fields(cmdline)
-	cmds, flags := app.Commands, app.Flags
+	cmds := app.Commands
 	var leaf *cli.Command
 	i := 0
 	for ; i < len(words) && leaf == nil; i++ {
@@ -109,14 +109,13 @@ func checkExample(t *testing.T, app *cli.App, path, line string) {
 	if got := strings.Join(words[:i], " "); got != path {
 		t.Errorf("%s: example %q runs %q", path, line, got)
 	}
-	flags = leaf.Flags
 	for _, w := range words[i:] {
 		if !isFlagArg(w) {
 			continue
 		}
 		name, _, _ := strings.Cut(strings.TrimLeft(w, "-"), "=")
 		found := false
-		for _, f := range flags {
+		for _, f := range leaf.Flags {
 			found = found || slices.Contains(f.Names(), name)
 		}
 		if !found {
