@@ -83,10 +83,21 @@ func LoadConfig(s Store) (*Config, error) {
 	}
 	cfg, err := ParseConfig(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", Locate(s, ConfigFile), err)
+		return nil, &ConfigFileError{Path: Locate(s, ConfigFile), Err: err}
 	}
 	return cfg, nil
 }
+
+// ConfigFileError is a p2ptls.toml that does not load: the state is
+// broken, whatever the request. It keeps the kind of the problem (bad
+// input, exit 2 on the command line), and the API answers it 500.
+type ConfigFileError struct {
+	Path string
+	Err  error
+}
+
+func (e *ConfigFileError) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *ConfigFileError) Unwrap() error { return e.Err }
 
 // Locate names a store file the way the user knows it: its path when the
 // store is a local directory.

@@ -112,9 +112,9 @@ func (a *api) classify(err error) (int, string, string) {
 	if errors.As(err, &mbe) {
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit), "send a smaller body"
 	}
-	// LoadConfig prefixes every problem of p2ptls.toml with the file's
-	// path: the state is broken, not the request.
-	if strings.HasPrefix(msg, state.Locate(a.o.Store, state.ConfigFile)+": ") {
+	// A p2ptls.toml that does not load: the state is broken, not the request.
+	var broken *state.ConfigFileError
+	if errors.As(err, &broken) {
 		return http.StatusInternalServerError, msg, hint
 	}
 	var fe *fault.Error
