@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -197,20 +196,11 @@ func (u *ui) loginPage(w http.ResponseWriter, r *http.Request) {
 	u.render(w, http.StatusOK, "login.html", map[string]string{"Error": loginMessages[r.URL.Query().Get("error")]})
 }
 
-// sameOrigin refuses a cross-site form post (login CSRF). Browsers send
-// Sec-Fetch-Site, older ones at least Origin; a client that sends neither
-// is not a browser, and no cookie of the user's rides along.
-func sameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		return site == "same-origin"
-	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	o, err := url.Parse(origin)
-	return err == nil && o.Host == r.Host
-}
+// crossOrigin refuses a cross-site form post (login CSRF) by the standard
+// library's rules: Sec-Fetch-Site from browsers that send it, else Origin
+// against Host; a client that sends neither is not a browser, and no cookie
+// of the user's rides along.
+var crossOrigin = http.NewCrossOriginProtection()
 
 // maxFormBytes bounds the body of the UI's forms (sign-in, sign-out): an
 // admin token or a CSRF token.
@@ -218,7 +208,7 @@ const maxFormBytes = 64 << 10
 
 func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if !sameOrigin(r) {
+	if crossOrigin.Check(r) != nil {
 		writeJSON(w, http.StatusForbidden, apiError{Error: "cross-site sign-in refused", Hint: "sign in from the management UI itself"})
 		return
 	}

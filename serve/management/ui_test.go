@@ -97,10 +97,21 @@ func TestUISignIn(t *testing.T) {
 		}
 	}
 	// A cross-site form post cannot sign a browser in.
+	for _, hdr := range []map[string]string{
+		{"Origin": "https://evil.example"},
+		{"Sec-Fetch-Site": "cross-site"},
+		{"Sec-Fetch-Site": "same-site", "Origin": "https://other.example.com"},
+	} {
+		code, h, _ := ta.uiCall("POST", "/ui/login", "", "", "application/x-www-form-urlencoded",
+			url.Values{"token": {ta.token}}.Encode(), hdr)
+		if code != http.StatusForbidden || h.Get("Set-Cookie") != "" {
+			t.Errorf("cross-site sign-in %v: %d %v", hdr, code, h)
+		}
+	}
 	code, h, _ := ta.uiCall("POST", "/ui/login", "", "", "application/x-www-form-urlencoded",
-		url.Values{"token": {ta.token}}.Encode(), map[string]string{"Origin": "https://evil.example"})
-	if code != http.StatusForbidden || h.Get("Set-Cookie") != "" {
-		t.Errorf("cross-site sign-in: %d %v", code, h)
+		url.Values{"token": {ta.token}}.Encode(), map[string]string{"Sec-Fetch-Site": "same-origin"})
+	if h.Get("Set-Cookie") == "" {
+		t.Errorf("same-origin sign-in: %d %v, want a session", code, h)
 	}
 
 	c := ta.signIn(ta.token)
