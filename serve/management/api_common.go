@@ -8,11 +8,11 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"reflect"
 	"strings"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/strictjson"
 )
 
 // The JSON API under /api/v1. Handlers are thin: they decode the request,
@@ -211,8 +211,8 @@ const hintJSON = "send one JSON object with the fields this endpoint documents"
 // decodeJSON decodes exactly one JSON object into v, a pointer to a struct.
 func decodeJSON(body []byte, v any) error {
 	const hint = hintJSON
-	if err := checkKeys(body, v); err != nil {
-		return err
+	if problem := strictjson.CheckKeys(body, strictjson.FieldsOf(v)); problem != "" {
+		return badRequest(hint, "invalid JSON: %s", problem)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -222,7 +222,7 @@ func decodeJSON(body []byte, v any) error {
 		case errors.Is(err, io.EOF):
 			return badRequest(hint, "the request body is empty")
 		case errors.As(err, &te) && te.Field != "":
-			return badRequest(hint, "invalid JSON: field %q must be a JSON %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
+			return badRequest(hint, "invalid JSON: field %q must be a JSON %s, not %s", te.Field, strictjson.Kind(te.Type.Kind()), te.Value)
 		case errors.As(err, &te):
 			return badRequest(hint, "invalid JSON: the body must be a JSON object, not %s", te.Value)
 		}
@@ -234,66 +234,10 @@ func decodeJSON(body []byte, v any) error {
 	return nil
 }
 
-// jsonKind names a Go kind the way a JSON user knows it.
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "string"
-	case "bool":
-		return "boolean"
-	case "slice", "array":
-		return "array"
-	case "struct", "map":
-		return "object"
-	}
-	return "number"
-}
-
 // nonNil makes a nil list [] in JSON.
 func nonNil[T any](s []T) []T {
 	if s == nil {
 		return []T{}
 	}
 	return s
-}
-
-// checkKeys refuses what DisallowUnknownFields lets through: a key that
-// matches a field only case-insensitively ("Listener"), and a key given
-// twice. Anything else wrong with body is left to the decoder, whose
-// message is the better one.
-func checkKeys(body []byte, v any) error {
-	t := reflect.TypeOf(v)
-	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
-		return nil
-	}
-	known := map[string]bool{}
-	for f := range t.Elem().Fields() {
-		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
-			known[name] = true
-		}
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		key, _ := tok.(string)
-		switch {
-		case !known[key]:
-			return badRequest(hintJSON, "invalid JSON: unknown field %q", key)
-		case seen[key]:
-			return badRequest(hintJSON, "invalid JSON: field %q is given twice", key)
-		}
-		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return nil
-		}
-	}
-	return nil
 }

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
-	"reflect"
 	"strings"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/strictjson"
 )
 
 // Record is one mapping as the body of POST /api/v1/mappings gives it, and
@@ -79,22 +79,15 @@ func (r *Record) Input() (Input, error) {
 const hintRecord = "write one JSON object per line with the fields of POST /api/v1/mappings, as 'p2ptls mapping export' does"
 
 // recordFields are the JSON names of Record's fields.
-var recordFields = func() map[string]bool {
-	known := map[string]bool{}
-	for f := range reflect.TypeFor[Record]().Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		known[name] = true
-	}
-	return known
-}()
+var recordFields = strictjson.FieldsOf(&Record{})
 
 // decodeRecord parses one line of an import as strictly as the API parses
 // a request body: a single JSON object, each key a field of Record spelled
 // exactly and given once, values of the field's type, nothing after it.
 func decodeRecord(line []byte) (Record, error) {
 	var r Record
-	if err := checkRecordKeys(line); err != nil {
-		return r, err
+	if problem := strictjson.CheckKeys(line, recordFields); problem != "" {
+		return r, fault.Invalidf(hintRecord, "invalid JSON: %s", problem)
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
@@ -103,7 +96,7 @@ func decodeRecord(line []byte) (Record, error) {
 		var se *json.SyntaxError
 		switch {
 		case errors.As(err, &te) && te.Field != "":
-			return r, fault.Invalidf(hintRecord, "invalid JSON: field %q must be a JSON %s, not %s", te.Field, jsonKind(te.Type.Kind()), te.Value)
+			return r, fault.Invalidf(hintRecord, "invalid JSON: field %q must be a JSON %s, not %s", te.Field, strictjson.Kind(te.Type.Kind()), te.Value)
 		case errors.As(err, &te):
 			return r, fault.Invalidf(hintRecord, "invalid JSON: a mapping must be a JSON object, not %s", te.Value)
 		case errors.As(err, &se):
@@ -121,50 +114,4 @@ func decodeRecord(line []byte) (Record, error) {
 		return r, fault.Invalidf(hintRecord, "invalid JSON: data after the JSON object")
 	}
 	return r, nil
-}
-
-// checkRecordKeys refuses what DisallowUnknownFields lets through: a key
-// that matches a field only case-insensitively ("Listener"), and a key
-// given twice (encoding/json keeps the last). Anything else wrong is left
-// to the decoder, whose message is the better one.
-func checkRecordKeys(line []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		key, _ := tok.(string)
-		switch {
-		case !recordFields[key]:
-			return fault.Invalidf(hintRecord, "invalid JSON: unknown field %q", key)
-		case seen[key]:
-			return fault.Invalidf(hintRecord, "invalid JSON: field %q is given twice", key)
-		}
-		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return nil
-		}
-	}
-	return nil
-}
-
-// jsonKind names a Go kind the way a JSON user knows it.
-func jsonKind(k reflect.Kind) string {
-	switch k {
-	case reflect.String:
-		return "string"
-	case reflect.Bool:
-		return "boolean"
-	case reflect.Slice, reflect.Array:
-		return "array"
-	case reflect.Struct, reflect.Map:
-		return "object"
-	}
-	return "number"
 }
