@@ -143,7 +143,7 @@ func certIssueAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	var firstErr error
 	for _, id := range ids {
 		var err error
-		if m, ok := findMapping(cfg, id); ok && m.Source == state.SourceACME {
+		if m, ok := cfg.Mapping(id); ok && m.Source == state.SourceACME {
 			err = acme.Issue(ctx, g.Store(), id, time.Now(), opts)
 		} else {
 			err = mappings.Regenerate(ctx, g.Store(), id, time.Now())
@@ -177,15 +177,6 @@ func certIssueAction(ctx context.Context, g *Globals, c *cli.Context) error {
 			Hint: "'p2ptls cert list' shows each one's last error"}
 	}
 	return nil
-}
-
-func findMapping(cfg *state.Config, id string) (state.Mapping, bool) {
-	for _, m := range cfg.Mappings {
-		if m.ID == id {
-			return m, true
-		}
-	}
-	return state.Mapping{}, false
 }
 
 func certRenewAction(ctx context.Context, g *Globals, c *cli.Context) error {

@@ -58,6 +58,17 @@ func (l *Listener) normalize() error {
 	return nil
 }
 
+// Mapping returns the mapping with id: the one lookup the CLI, the API and
+// serve use.
+func (c *Config) Mapping(id string) (*Mapping, bool) {
+	for i := range c.Mappings {
+		if c.Mappings[i].ID == id {
+			return &c.Mappings[i], true
+		}
+	}
+	return nil, false
+}
+
 // Listener returns the listener called name.
 func (c *Config) Listener(name string) (*Listener, bool) {
 	for i := range c.Listeners {

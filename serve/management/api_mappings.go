@@ -155,7 +155,7 @@ func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	if m, ok := findMapping(cfg, id); ok && m.Source == state.SourceACME {
+	if m, ok := cfg.Mapping(id); ok && m.Source == state.SourceACME {
 		_ = http.NewResponseController(w).SetWriteDeadline(now.Add(issueWriteTimeout))
 		err = acme.Issue(r.Context(), a.o.Store, id, now, acme.Options{Log: a.o.Log, DNSResolvers: a.o.DNSResolvers})
 		if err != nil && fault.KindOf(err) == fault.Failure && a.attempted(id, now) {
@@ -185,13 +185,4 @@ func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 func (a *api) attempted(id string, now time.Time) bool {
 	meta, err := mappings.LoadMeta(a.o.Store, id)
 	return err == nil && meta.LastAttemptAt.Equal(now.UTC().Truncate(time.Second))
-}
-
-func findMapping(cfg *state.Config, id string) (state.Mapping, bool) {
-	for _, m := range cfg.Mappings {
-		if m.ID == id {
-			return m, true
-		}
-	}
-	return state.Mapping{}, false
 }
