@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -41,9 +42,11 @@ func runWithin(t *testing.T, d time.Duration, env []string, args ...string) resu
 		t.Fatalf("p2ptls %v still running after %v", args, d)
 	}
 	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
 		code = ee.ExitCode()
-	} else if err != nil {
+	case err != nil:
 		t.Fatal(err)
 	}
 	return result{code: code, stdout: out.String(), stderr: errb.String()}

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -25,31 +23,7 @@ const hostileBound = 10 * time.Second
 // when it has not exited within hostileBound.
 func p2ptlsWithin(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	cmd := command(env, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(hostileBound):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("p2ptls %v still runs after %v", args, hostileBound)
-	}
-	code := 0
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatal(err)
-	}
-	return result{code: code, stdout: out.String(), stderr: errb.String()}
+	return runWithin(t, hostileBound, env, args...)
 }
 
 // wantRefusal checks exit 2 and one error sentence naming path and what it
