@@ -43,21 +43,7 @@ func apiCall(t *testing.T, c *http.Client, method, url, token string, body any) 
 // serve is in the state at once for the command line, and the other way
 // round; both print the same JSON for the same mappings.
 func TestAPIAndCLIShareTheState(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "state")
-	addr := freeAddr(t)
-	env := []string{"CONFIG_DIR=" + dir, "MANAGEMENT_LISTEN=" + addr}
-	if r := p2ptls(t, env, "listener", "add", "web", "--addr", freeAddr(t)); r.code != 0 {
-		t.Fatalf("listener add: exit %d %s", r.code, r.stderr)
-	}
-	startServe(t, env)
-	r := p2ptls(t, env, "admin", "token", "create", "ops", "--output", "json")
-	var created struct{ Token string }
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &created) != nil || created.Token == "" {
-		t.Fatalf("admin token create: exit %d %q %s", r.code, r.stdout, r.stderr)
-	}
-	caFile, _, _, _ := mgmtFiles(dir)
-	client := httpsClient(caPool(t, caFile))
-	api := "https://" + addr + "/api/v1"
+	env, api, client, token := apiServe(t)
 
 	cliList := func() []map[string]any {
 		t.Helper()
@@ -70,7 +56,7 @@ func TestAPIAndCLIShareTheState(t *testing.T) {
 	}
 	apiList := func() []map[string]any {
 		t.Helper()
-		code, body := apiCall(t, client, "GET", api+"/mappings", created.Token, nil)
+		code, body := apiCall(t, client, "GET", api+"/mappings", token, nil)
 		var list []map[string]any
 		if code != 200 || json.Unmarshal([]byte(body), &list) != nil {
 			t.Fatalf("GET /mappings: %d %s", code, body)
@@ -86,7 +72,7 @@ func TestAPIAndCLIShareTheState(t *testing.T) {
 	}
 
 	// API → command line.
-	code, body := apiCall(t, client, "POST", api+"/mappings", created.Token,
+	code, body := apiCall(t, client, "POST", api+"/mappings", token,
 		map[string]any{"listener": "web", "hosts": []string{"api.example.test"}, "source": "self-signed"})
 	if code != 201 {
 		t.Fatalf("POST /mappings: %d %s", code, body)
@@ -107,7 +93,7 @@ func TestAPIAndCLIShareTheState(t *testing.T) {
 	if r := p2ptls(t, env, "mapping", "add", "--listener", "web", "--host", "cli.example.test", "--self-signed"); r.code != 0 {
 		t.Fatalf("mapping add: exit %d %s", r.code, r.stderr)
 	}
-	if code, body := apiCall(t, client, "GET", api+"/mappings/cli-example-test", created.Token, nil); code != 200 || !strings.Contains(body, `"cli.example.test"`) {
+	if code, body := apiCall(t, client, "GET", api+"/mappings/cli-example-test", token, nil); code != 200 || !strings.Contains(body, `"cli.example.test"`) {
 		t.Errorf("GET /mappings/cli-example-test after mapping add: %d %s", code, body)
 	}
 	if a, c := apiList(), cliList(); !reflect.DeepEqual(a, c) {
@@ -115,7 +101,7 @@ func TestAPIAndCLIShareTheState(t *testing.T) {
 	}
 
 	// Removals, both ways.
-	if code, body := apiCall(t, client, "DELETE", api+"/mappings/cli-example-test", created.Token, nil); code != 200 {
+	if code, body := apiCall(t, client, "DELETE", api+"/mappings/cli-example-test", token, nil); code != 200 {
 		t.Fatalf("DELETE: %d %s", code, body)
 	}
 	if got := ids(cliList()); !reflect.DeepEqual(got, []string{"api-example-test"}) {
@@ -124,7 +110,7 @@ func TestAPIAndCLIShareTheState(t *testing.T) {
 	if r := p2ptls(t, env, "mapping", "remove", "api-example-test"); r.code != 0 {
 		t.Fatalf("mapping remove: exit %d %s", r.code, r.stderr)
 	}
-	if code, body := apiCall(t, client, "GET", api+"/mappings/api-example-test", created.Token, nil); code != 404 {
+	if code, body := apiCall(t, client, "GET", api+"/mappings/api-example-test", token, nil); code != 404 {
 		t.Errorf("GET after mapping remove: %d %s", code, body)
 	}
 	if got := apiList(); len(got) != 0 {
@@ -132,12 +118,35 @@ func TestAPIAndCLIShareTheState(t *testing.T) {
 	}
 
 	// A refusal through the API is the command line's refusal.
-	code, body = apiCall(t, client, "POST", api+"/mappings", created.Token,
+	code, body = apiCall(t, client, "POST", api+"/mappings", token,
 		map[string]any{"listener": "web", "hosts": []string{"*.example.test"}, "source": "acme", "challenge": "http-01"})
-	r = p2ptls(t, env, "mapping", "add", "--listener", "web", "--host", "*.example.test", "--acme", "--challenge", "http-01")
+	r := p2ptls(t, env, "mapping", "add", "--listener", "web", "--host", "*.example.test", "--acme", "--challenge", "http-01")
 	var apiErr struct{ Error, Hint string }
 	if code != 422 || json.Unmarshal([]byte(body), &apiErr) != nil || r.code != 2 ||
 		!strings.Contains(r.stderr, apiErr.Error) || !strings.Contains(r.stderr, apiErr.Hint) {
 		t.Errorf("wildcard with http-01: API %d %s; CLI exit %d %s", code, body, r.code, r.stderr)
 	}
+}
+
+// apiServe starts serve on a state with listener web and an admin token:
+// the environment, the API's base URL, a client trusting the management CA
+// and the token.
+func apiServe(t *testing.T) (env []string, api string, client *http.Client, token string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "state")
+	addr := freeAddr(t)
+	env = []string{"CONFIG_DIR=" + dir, "MANAGEMENT_LISTEN=" + addr}
+	if r := p2ptls(t, env, "listener", "add", "web", "--addr", freeAddr(t)); r.code != 0 {
+		t.Fatalf("listener add: exit %d %s", r.code, r.stderr)
+	}
+	startServe(t, env)
+	r := p2ptls(t, env, "admin", "token", "create", "ops", "--output", "json")
+	var created struct{ Token string }
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &created) != nil || created.Token == "" {
+		t.Fatalf("admin token create: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	caFile, _, _, _ := mgmtFiles(dir)
+	client = httpsClient(caPool(t, caFile))
+	api = "https://" + addr + "/api/v1"
+	return env, api, client, created.Token
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,21 +16,7 @@ import (
 // the answer, a CA certificate as the leaf is added (201) with the warning
 // in "warnings", and served_by is in the mapping list.
 func TestAPIValidation(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "state")
-	addr := freeAddr(t)
-	env := []string{"CONFIG_DIR=" + dir, "MANAGEMENT_LISTEN=" + addr}
-	if r := p2ptls(t, env, "listener", "add", "web", "--addr", freeAddr(t)); r.code != 0 {
-		t.Fatalf("listener add: exit %d %s", r.code, r.stderr)
-	}
-	startServe(t, env)
-	r := p2ptls(t, env, "admin", "token", "create", "ops", "--output", "json")
-	var created struct{ Token string }
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &created) != nil || created.Token == "" {
-		t.Fatalf("admin token create: exit %d %q %s", r.code, r.stdout, r.stderr)
-	}
-	caFile, _, _, _ := mgmtFiles(dir)
-	client := httpsClient(caPool(t, caFile))
-	api := "https://" + addr + "/api/v1"
+	_, api, client, token := apiServe(t)
 
 	for _, tc := range []struct {
 		body map[string]any
@@ -41,7 +26,7 @@ func TestAPIValidation(t *testing.T) {
 			`upstream \"http://***@127.0.0.1:1\" carries a user name or password`},
 		{map[string]any{"listener": "web", "hosts": []string{"a\u200bb.example.com"}, "source": "self-signed"}, "U+200B ZERO WIDTH SPACE at character 2"},
 	} {
-		code, body := apiCall(t, client, "POST", api+"/mappings", created.Token, tc.body)
+		code, body := apiCall(t, client, "POST", api+"/mappings", token, tc.body)
 		if code != 422 || !strings.Contains(body, tc.want) || strings.Contains(body, "api-secret-pw") {
 			t.Errorf("POST %v: %d %s", tc.body, code, body)
 		}
@@ -54,7 +39,7 @@ func TestAPIValidation(t *testing.T) {
 	crt, keyFile := writePair(t, t.TempDir(), "ca", key, true, 90*24*time.Hour, "*.example.com")
 	certPEM, _ := os.ReadFile(crt)
 	keyPEM, _ := os.ReadFile(keyFile)
-	code, body := apiCall(t, client, "POST", api+"/mappings", created.Token,
+	code, body := apiCall(t, client, "POST", api+"/mappings", token,
 		map[string]any{"listener": "web", "hosts": []string{"*.example.com"}, "id": "wild", "source": "manual", "cert_pem": string(certPEM), "key_pem": string(keyPEM)})
 	var added struct {
 		Warnings []string `json:"warnings"`
@@ -62,12 +47,12 @@ func TestAPIValidation(t *testing.T) {
 	if code != 201 || json.Unmarshal([]byte(body), &added) != nil || len(added.Warnings) != 1 || !strings.Contains(added.Warnings[0], "is a CA certificate") {
 		t.Fatalf("POST manual CA leaf: %d %s", code, body)
 	}
-	code, body = apiCall(t, client, "POST", api+"/mappings", created.Token,
+	code, body = apiCall(t, client, "POST", api+"/mappings", token,
 		map[string]any{"listener": "web", "hosts": []string{"app.example.com"}, "id": "app", "source": "acme", "challenge": "tls-alpn-01"})
 	if code != 201 {
 		t.Fatalf("POST acme: %d %s", code, body)
 	}
-	code, body = apiCall(t, client, "GET", api+"/mappings/app", created.Token, nil)
+	code, body = apiCall(t, client, "GET", api+"/mappings/app", token, nil)
 	if code != 200 || !strings.Contains(strings.ReplaceAll(body, " ", ""), `"served_by":"wild"`) {
 		t.Errorf("GET /mappings/app: %d %s", code, body)
 	}
