@@ -83,11 +83,11 @@ func acmeRegisterAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	return g.Done(acct, "registered ACME account %s at %s", acct.Email, acct.Directory)
 }
 
-func acmeListAction(_ context.Context, g *Globals, c *cli.Context) error {
+func acmeListAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	list, err := accounts(g)
+	list, err := accounts(ctx, g)
 	if err != nil {
 		return err
 	}
@@ -105,11 +105,11 @@ func acmeListAction(_ context.Context, g *Globals, c *cli.Context) error {
 	return printTable(g.Stdout, []string{"", "EMAIL", "DIRECTORY", "REGISTERED"}, rows)
 }
 
-func acmeShowAction(_ context.Context, g *Globals, c *cli.Context) error {
+func acmeShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	list, err := accounts(g)
+	list, err := accounts(ctx, g)
 	if err != nil {
 		return err
 	}
@@ -122,14 +122,14 @@ func acmeShowAction(_ context.Context, g *Globals, c *cli.Context) error {
 		}
 		return printFields(g.Stdout, [][2]string{{"email", a.Email}, {"directory", a.Directory}, {"account", a.URI}, {"registered", a.RegisteredAt.Format(time.RFC3339)}})
 	}
-	_, err = acme.LoadAccount(g.Store(), "")
+	_, err = acme.LoadAccount(ctx, g.Store(), "")
 	return err
 }
 
-func accounts(g *Globals) ([]acme.Account, error) {
-	cfg, err := state.LoadConfig(g.Store())
+func accounts(ctx context.Context, g *Globals) ([]acme.Account, error) {
+	cfg, err := state.LoadConfig(ctx, g.Store())
 	if err != nil {
 		return nil, err
 	}
-	return acme.ListAccounts(g.Store(), cfg)
+	return acme.ListAccounts(ctx, g.Store(), cfg)
 }

@@ -53,11 +53,11 @@ func adminTokenCreateAction(ctx context.Context, g *Globals, c *cli.Context) err
 	return err
 }
 
-func adminTokenListAction(_ context.Context, g *Globals, c *cli.Context) error {
+func adminTokenListAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	list, err := admintoken.List(g.Store())
+	list, err := admintoken.List(ctx, g.Store())
 	if err != nil {
 		return err
 	}

@@ -100,7 +100,7 @@ func agentCheckAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	})
 }
 
-func agentEnvAction(_ context.Context, g *Globals, c *cli.Context) error {
+func agentEnvAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func agentEnvAction(_ context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	caPEM, err := statemgmt.AgentCA(g.Store(), set)
+	caPEM, err := statemgmt.AgentCA(ctx, g.Store(), set)
 	if err != nil {
 		return err
 	}

@@ -230,7 +230,7 @@ func restoreAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if res.PreviousState != "" {
 		g.Infof("the previous state is kept in %s; remove it when you no longer need it", res.PreviousState)
 	}
-	if st, err := runstatus.Read(g.Store()); !opts.DryRun && err == nil && st.ServeRunning {
+	if st, err := runstatus.Read(ctx, g.Store()); !opts.DryRun && err == nil && st.ServeRunning {
 		g.Infof("the running serve (pid %d) picks the restored state up within a second", st.PID)
 	}
 	return nil

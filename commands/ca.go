@@ -139,10 +139,10 @@ func caInitAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := statemgmt.Init(ctx, g.Store(), set.WantedNames(), time.Now()); err != nil {
 		return err
 	}
-	return printCAInfo(g, set, "created the management CA")
+	return printCAInfo(ctx, g, set, "created the management CA")
 }
 
-func caShowAction(_ context.Context, g *Globals, c *cli.Context) error {
+func caShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func caShowAction(_ context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return printCAInfo(g, set, "")
+	return printCAInfo(ctx, g, set, "")
 }
 
 func caRenewServerAction(ctx context.Context, g *Globals, c *cli.Context) error {
@@ -164,12 +164,12 @@ func caRenewServerAction(ctx context.Context, g *Globals, c *cli.Context) error 
 	if _, err := statemgmt.RenewServer(ctx, g.Store(), set.WantedNames(), time.Now()); err != nil {
 		return err
 	}
-	return printCAInfo(g, set, "re-issued the management server certificate")
+	return printCAInfo(ctx, g, set, "re-issued the management server certificate")
 }
 
 // printCAInfo prints what "ca show" shows, after an optional headline.
-func printCAInfo(g *Globals, set statemgmt.Settings, headline string) error {
-	info, err := statemgmt.Show(g.Store(), g.ConfigDir, set)
+func printCAInfo(ctx context.Context, g *Globals, set statemgmt.Settings, headline string) error {
+	info, err := statemgmt.Show(ctx, g.Store(), g.ConfigDir, set)
 	if err != nil {
 		return err
 	}
@@ -210,7 +210,7 @@ func warnMissing(g *Globals, info *statemgmt.Info) {
 	}
 }
 
-func caExportAction(_ context.Context, g *Globals, c *cli.Context) error {
+func caExportAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
@@ -218,7 +218,7 @@ func caExportAction(_ context.Context, g *Globals, c *cli.Context) error {
 	if format != "pem" && format != "base64" {
 		return fault.Invalidf("use --format pem or --format base64", "unknown export format %q", format)
 	}
-	caPEM, _, err := statemgmt.CACertificate(g.Store())
+	caPEM, _, err := statemgmt.CACertificate(ctx, g.Store())
 	if err != nil {
 		return err
 	}

@@ -123,12 +123,12 @@ func certIssueAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := state.LoadConfig(g.Store())
+	cfg, err := state.LoadConfig(ctx, g.Store())
 	if err != nil {
 		return err
 	}
 	if c.Bool(flgAll) {
-		list, err := mappings.List(g.Store(), cfg, "", time.Now())
+		list, err := mappings.List(ctx, g.Store(), cfg, "", time.Now())
 		if err != nil {
 			return err
 		}
@@ -244,16 +244,16 @@ func isTerminal(f *os.File) bool {
 	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }
 
-func certShowAction(_ context.Context, g *Globals, c *cli.Context) error {
+func certShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	id, err := oneArg(c, "ID")
 	if err != nil {
 		return err
 	}
-	cfg, err := state.LoadConfig(g.Store())
+	cfg, err := state.LoadConfig(ctx, g.Store())
 	if err != nil {
 		return err
 	}
-	info, details, err := mappings.Show(g.Store(), cfg, id, time.Now())
+	info, details, err := mappings.Show(ctx, g.Store(), cfg, id, time.Now())
 	if err != nil {
 		return err
 	}
@@ -282,7 +282,7 @@ func certShowAction(_ context.Context, g *Globals, c *cli.Context) error {
 	return nil
 }
 
-func certInspectAction(_ context.Context, g *Globals, c *cli.Context) error {
+func certInspectAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	file, err := oneArg(c, "FILE")
 	if err != nil {
 		return err

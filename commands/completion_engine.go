@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -40,7 +41,7 @@ func completeCommand() *cli.Command {
 		SkipFlagParsing: true,
 		HideHelp:        true,
 		Action: func(c *cli.Context) error {
-			complete(c.App, c.Args().Slice(), os.Getenv).write(c.App.Writer)
+			complete(c.Context, c.App, c.Args().Slice(), os.Getenv).write(c.App.Writer)
 			return nil
 		},
 	}
@@ -160,7 +161,7 @@ var positionals = map[string]positional{
 
 // complete answers one request; args are the words after "__complete", the
 // last one being the word completed.
-func complete(app *cli.App, args []string, getenv func(string) string) completion {
+func complete(ctx context.Context, app *cli.App, args []string, getenv func(string) string) completion {
 	cur := ""
 	if len(args) > 0 {
 		args, cur = args[:len(args)-1], args[len(args)-1]
@@ -171,7 +172,7 @@ func complete(app *cli.App, args []string, getenv func(string) string) completio
 			return completion{mode: modeNone}
 		}
 	}
-	live := func(k liveKind) []candidate { return liveNames(k, w.stateDir(getenv)) }
+	live := func(k liveKind) []candidate { return liveNames(ctx, k, w.stateDir(getenv)) }
 	switch {
 	case w.pending != nil:
 		return flagValue(w.path, w.pending, "", cur, live)
@@ -367,12 +368,12 @@ func envNames() []candidate {
 // liveNames reads names from the state directory with the read-only
 // loaders: no lock is taken, nothing is created, and any error (a missing
 // or broken state) gives no names.
-func liveNames(k liveKind, dir string) []candidate {
+func liveNames(ctx context.Context, k liveKind, dir string) []candidate {
 	if dir == "" {
 		return nil
 	}
 	done := make(chan []candidate, 1)
-	go func() { done <- readNames(k, state.OpenDir(dir, 0)) }()
+	go func() { done <- readNames(ctx, k, state.OpenDir(dir, 0)) }()
 	select {
 	case c := <-done:
 		return c
@@ -381,10 +382,10 @@ func liveNames(k liveKind, dir string) []candidate {
 	}
 }
 
-func readNames(k liveKind, s *state.Dir) []candidate {
+func readNames(ctx context.Context, k liveKind, s *state.Dir) []candidate {
 	var cands []candidate
 	if k == liveAdminTokens {
-		list, err := admintoken.List(s)
+		list, err := admintoken.List(ctx, s)
 		if err != nil {
 			return nil
 		}
@@ -393,7 +394,7 @@ func readNames(k liveKind, s *state.Dir) []candidate {
 		}
 		return cands
 	}
-	cfg, err := state.LoadConfig(s)
+	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return nil
 	}

@@ -115,17 +115,17 @@ func dnsCredentialAddAction(ctx context.Context, g *Globals, c *cli.Context) err
 	if err != nil {
 		return err
 	}
-	return printDNSCredential(g, name, "%s DNS credential %s; check it with 'p2ptls dns-credential test %s'", verb, name, name)
+	return printDNSCredential(ctx, g, name, "%s DNS credential %s; check it with 'p2ptls dns-credential test %s'", verb, name, name)
 }
 
 // printDNSCredential prints one credential as "dns-credential list" does,
 // after a message.
-func printDNSCredential(g *Globals, name, format string, args ...any) error {
-	cfg, err := state.LoadConfig(g.Store())
+func printDNSCredential(ctx context.Context, g *Globals, name, format string, args ...any) error {
+	cfg, err := state.LoadConfig(ctx, g.Store())
 	if err != nil {
 		return err
 	}
-	info, err := dnscred.Show(g.Store(), cfg, name)
+	info, err := dnscred.Show(ctx, g.Store(), cfg, name)
 	if err != nil {
 		return err
 	}
@@ -139,15 +139,15 @@ func printDNSCredential(g *Globals, name, format string, args ...any) error {
 	return printDNSCredentialTable(g, []dnscred.Info{info})
 }
 
-func dnsCredentialListAction(_ context.Context, g *Globals, c *cli.Context) error {
+func dnsCredentialListAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	cfg, err := state.LoadConfig(g.Store())
+	cfg, err := state.LoadConfig(ctx, g.Store())
 	if err != nil {
 		return err
 	}
-	list, err := dnscred.List(g.Store(), cfg)
+	list, err := dnscred.List(ctx, g.Store(), cfg)
 	if err != nil {
 		return err
 	}
@@ -181,16 +181,16 @@ func printDNSCredentialTable(g *Globals, list []dnscred.Info) error {
 // characters, or "…" alone for a token too short to show any.
 func shownHint(hint string) string { return "…" + hint }
 
-func dnsCredentialShowAction(_ context.Context, g *Globals, c *cli.Context) error {
+func dnsCredentialShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	name, err := oneArg(c, "NAME")
 	if err != nil {
 		return err
 	}
-	cfg, err := state.LoadConfig(g.Store())
+	cfg, err := state.LoadConfig(ctx, g.Store())
 	if err != nil {
 		return err
 	}
-	d, err := dnscred.Show(g.Store(), cfg, name)
+	d, err := dnscred.Show(ctx, g.Store(), cfg, name)
 	if err != nil {
 		return err
 	}
@@ -233,9 +233,9 @@ func setDNSCredentialEnabled(ctx context.Context, g *Globals, c *cli.Context, en
 		word = "enabled"
 	}
 	if !changed {
-		return printDNSCredential(g, name, "DNS credential %s is already %s", name, word)
+		return printDNSCredential(ctx, g, name, "DNS credential %s is already %s", name, word)
 	}
-	return printDNSCredential(g, name, "%s DNS credential %s", word, name)
+	return printDNSCredential(ctx, g, name, "%s DNS credential %s", word, name)
 }
 
 func dnsCredentialRemoveAction(ctx context.Context, g *Globals, c *cli.Context) error {
@@ -255,11 +255,11 @@ func dnsCredentialTestAction(ctx context.Context, g *Globals, c *cli.Context) er
 	if err != nil {
 		return err
 	}
-	cfg, err := state.LoadConfig(g.Store())
+	cfg, err := state.LoadConfig(ctx, g.Store())
 	if err != nil {
 		return err
 	}
-	cred, err := dnscred.Get(g.Store(), cfg, name)
+	cred, err := dnscred.Get(ctx, g.Store(), cfg, name)
 	if err != nil {
 		return err
 	}
@@ -291,7 +291,7 @@ func dnsCredentialTestAction(ctx context.Context, g *Globals, c *cli.Context) er
 	}
 	if testErr == nil {
 		g.Infof("DNS credential %s works against %s", name, res.APIBaseURL)
-		if d, err := dnscred.Show(g.Store(), cfg, name); err == nil && !d.Enabled {
+		if d, err := dnscred.Show(ctx, g.Store(), cfg, name); err == nil && !d.Enabled {
 			g.Infof("it is disabled: enable it with 'p2ptls dns-credential enable %s'", name)
 		}
 	}

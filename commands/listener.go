@@ -72,11 +72,11 @@ func runListenerAdd(ctx context.Context, g *Globals, l state.Listener) error {
 	return g.Done(added, "added listener %s on %s", added.Name, added.Addr)
 }
 
-func listenerListAction(_ context.Context, g *Globals, c *cli.Context) error {
+func listenerListAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	cfg, err := state.LoadConfig(g.Store())
+	cfg, err := state.LoadConfig(ctx, g.Store())
 	if err != nil {
 		return err
 	}
@@ -90,12 +90,12 @@ func listenerListAction(_ context.Context, g *Globals, c *cli.Context) error {
 	return printTable(g.Stdout, []string{"NAME", "ADDR", "HTTP ADDR", "FALLBACK", "UPSTREAM"}, rows)
 }
 
-func listenerShowAction(_ context.Context, g *Globals, c *cli.Context) error {
+func listenerShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	name, err := oneArg(c, "NAME")
 	if err != nil {
 		return err
 	}
-	cfg, err := state.LoadConfig(g.Store())
+	cfg, err := state.LoadConfig(ctx, g.Store())
 	if err != nil {
 		return err
 	}

@@ -153,7 +153,7 @@ func mappingAddAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	for _, w := range warnings {
 		g.Warnf("%s", w)
 	}
-	return printMapping(g, added.ID, warnings, "added mapping %s on listener %s for %s", added.ID, added.Listener, strings.Join(added.Hosts, ", "))
+	return printMapping(ctx, g, added.ID, warnings, "added mapping %s on listener %s for %s", added.ID, added.Listener, strings.Join(added.Hosts, ", "))
 }
 
 // onlyWithSource refuses flags that belong to another source, so a typo
@@ -190,12 +190,12 @@ type mappingAdded struct {
 }
 
 // printMapping prints one mapping as "mapping list" does, after a message.
-func printMapping(g *Globals, id string, warnings []string, format string, args ...any) error {
-	cfg, err := state.LoadConfig(g.Store())
+func printMapping(ctx context.Context, g *Globals, id string, warnings []string, format string, args ...any) error {
+	cfg, err := state.LoadConfig(ctx, g.Store())
 	if err != nil {
 		return err
 	}
-	info, _, err := mappings.Show(g.Store(), cfg, id, time.Now())
+	info, _, err := mappings.Show(ctx, g.Store(), cfg, id, time.Now())
 	if err != nil {
 		return err
 	}
@@ -209,15 +209,15 @@ func printMapping(g *Globals, id string, warnings []string, format string, args 
 	return printMappingTable(g, []mappings.Info{info})
 }
 
-func mappingListAction(_ context.Context, g *Globals, c *cli.Context) error {
+func mappingListAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	cfg, err := state.LoadConfig(g.Store())
+	cfg, err := state.LoadConfig(ctx, g.Store())
 	if err != nil {
 		return err
 	}
-	list, err := mappings.List(g.Store(), cfg, c.String(flgListener), time.Now())
+	list, err := mappings.List(ctx, g.Store(), cfg, c.String(flgListener), time.Now())
 	if err != nil {
 		return err
 	}

@@ -25,11 +25,11 @@ func statusCommand() *cli.Command {
 	}, statusAction)
 }
 
-func statusAction(_ context.Context, g *Globals, c *cli.Context) error {
+func statusAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	st, err := runstatus.Read(g.Store())
+	st, err := runstatus.Read(ctx, g.Store())
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := pub.Start(); err != nil {
+	if err := pub.Start(ctx); err != nil {
 		mgmt.Close()
 		return err
 	}

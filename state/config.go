@@ -73,8 +73,8 @@ type DNSCredential struct {
 }
 
 // LoadConfig reads p2ptls.toml; a state without one is an empty config.
-func LoadConfig(s Store) (*Config, error) {
-	b, err := s.Read(ConfigFile)
+func LoadConfig(ctx context.Context, s Store) (*Config, error) {
+	b, err := s.Read(ctx, ConfigFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &Config{SchemaVersion: SchemaVersion}, nil
 	}
@@ -191,12 +191,12 @@ func decodeError(err error) error {
 }
 
 // SaveConfig validates cfg and writes it atomically. The caller holds the lock.
-func SaveConfig(s Store, cfg *Config) error {
+func SaveConfig(ctx context.Context, s Store, cfg *Config) error {
 	b, err := encodeConfig(cfg)
 	if err != nil {
 		return err
 	}
-	if err := s.Write(ConfigFile, b, SecretMode); err != nil {
+	if err := s.Write(ctx, ConfigFile, b, SecretMode); err != nil {
 		return fmt.Errorf("save %s: %w", ConfigFile, err)
 	}
 	return nil
@@ -222,12 +222,12 @@ func Update(ctx context.Context, s Store, purpose string, fn func(*Config) error
 		return err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := LoadConfig(s)
+	cfg, err := LoadConfig(ctx, s)
 	if err != nil {
 		return err
 	}
 	if err := fn(cfg); err != nil {
 		return err
 	}
-	return SaveConfig(s, cfg)
+	return SaveConfig(ctx, s, cfg)
 }

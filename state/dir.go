@@ -47,12 +47,17 @@ func ResolveDir(flagValue string, getenv func(string) string) (string, error) {
 // atomically, list, delete and lock. Names are slash-separated and relative
 // to the state root. It is kept this narrow so that a distributed backend
 // can stand in for Dir later.
+//
+// Every method takes the caller's context: a remote backend bounds its
+// requests by it, and a command told to stop reads no further. A change
+// already begun under the lock is finished whatever the context says, so
+// that an interrupted command leaves the state as it was or as changed.
 type Store interface {
-	Read(name string) ([]byte, error)
-	Stat(name string) (fs.FileInfo, error)
-	Write(name string, data []byte, perm fs.FileMode) error
-	List(dir string) ([]string, error)
-	Delete(name string) error
+	Read(ctx context.Context, name string) ([]byte, error)
+	Stat(ctx context.Context, name string) (fs.FileInfo, error)
+	Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error
+	List(ctx context.Context, dir string) ([]string, error)
+	Delete(ctx context.Context, name string) error
 	Lock(ctx context.Context, purpose string) (unlock func() error, err error)
 }
 
@@ -91,7 +96,10 @@ func (d *Dir) path(name string) (string, error) {
 
 // Read returns the content of name; a missing file gives an error matching
 // fs.ErrNotExist.
-func (d *Dir) Read(name string) ([]byte, error) {
+func (d *Dir) Read(ctx context.Context, name string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	p, err := d.path(name)
 	if err != nil {
 		return nil, err
@@ -100,7 +108,10 @@ func (d *Dir) Read(name string) ([]byte, error) {
 }
 
 // Stat describes name; serve uses it to notice changed files cheaply.
-func (d *Dir) Stat(name string) (fs.FileInfo, error) {
+func (d *Dir) Stat(ctx context.Context, name string) (fs.FileInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	p, err := d.path(name)
 	if err != nil {
 		return nil, err
@@ -109,13 +120,15 @@ func (d *Dir) Stat(name string) (fs.FileInfo, error) {
 }
 
 // Write replaces name atomically, creating parent directories 0700.
-func (d *Dir) Write(name string, data []byte, perm fs.FileMode) error {
+func (d *Dir) Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error {
 	p, err := d.path(name)
 	if err != nil {
 		return err
 	}
+	if err := noteChange(ctx, d, name); err != nil {
+		return err
+	}
 	d.counted(name)
-	noteChange(d, name)
 	if err := MkdirAll(filepath.Dir(p)); err != nil {
 		return err
 	}
@@ -124,7 +137,10 @@ func (d *Dir) Write(name string, data []byte, perm fs.FileMode) error {
 
 // List returns the sorted names of the entries directly under dir ("" for
 // the root); a missing directory lists as empty.
-func (d *Dir) List(dir string) ([]string, error) {
+func (d *Dir) List(ctx context.Context, dir string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	p := d.root
 	if dir != "" {
 		var err error
@@ -149,13 +165,15 @@ func (d *Dir) List(dir string) ([]string, error) {
 
 // Delete removes name (a file, or a directory with everything in it);
 // removing what is not there is not an error.
-func (d *Dir) Delete(name string) error {
+func (d *Dir) Delete(ctx context.Context, name string) error {
 	p, err := d.path(name)
 	if err != nil {
 		return err
 	}
+	if err := noteChange(ctx, d, name); err != nil {
+		return err
+	}
 	d.counted(name)
-	noteChange(d, name)
 	if err := os.RemoveAll(p); err != nil {
 		return err
 	}

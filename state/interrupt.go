@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"path"
 	"strings"
 	"sync"
@@ -69,23 +70,33 @@ func trackCommit(d *Dir, unlock func() error) func() error {
 }
 
 // noteChange starts a commit at the first change of the desired state
-// under d's lock. Once Freeze has run, a change that would start a commit
-// blocks for good: the process is exiting and must not begin one.
-func noteChange(d *Dir, name string) {
+// under d's lock. A change that would start a commit for a caller whose
+// context has ended is refused, and once Freeze has run it blocks for good:
+// the process is exiting and must not begin one. A commit in progress goes
+// on whatever the context says.
+func noteChange(ctx context.Context, d *Dir, name string) error {
 	if isRuntime(name) {
-		return
+		// Runtime status and challenge clean-up are written even by a
+		// command that is stopping.
+		return nil
 	}
 	commits.mu.Lock()
 	defer commits.mu.Unlock()
 	for {
 		h := commits.held[d]
-		if h == nil || h.committing {
-			return
+		if h != nil && h.committing {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if h == nil {
+			return nil
 		}
 		if !commits.frozen {
 			h.committing = true
 			commits.active++
-			return
+			return nil
 		}
 		commits.cond.Wait()
 	}

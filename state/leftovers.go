@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -48,7 +49,7 @@ type Leftovers struct {
 // has its temporary files and, for mapping add, the new mapping's
 // directory before p2ptls.toml names it. run/ is left out: serve writes it
 // without the lock.
-func FindLeftovers(s Store, root string) (Leftovers, error) {
+func FindLeftovers(ctx context.Context, s Store, root string) (Leftovers, error) {
 	var l Leftovers
 	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -70,7 +71,7 @@ func FindLeftovers(s Store, root string) (Leftovers, error) {
 	if err != nil {
 		return l, fmt.Errorf("look for temporary files in %s: %w", root, err)
 	}
-	cfg, err := LoadConfig(s)
+	cfg, err := LoadConfig(ctx, s)
 	if err != nil {
 		l.Unchecked = err.Error()
 		return l, nil
@@ -79,7 +80,7 @@ func FindLeftovers(s Store, root string) (Leftovers, error) {
 	for _, m := range cfg.Mappings {
 		ids[m.ID] = true
 	}
-	names, err := s.List(MappingsDir)
+	names, err := s.List(ctx, MappingsDir)
 	if err != nil {
 		return l, fmt.Errorf("list %s: %w", MappingsDir, err)
 	}
@@ -88,7 +89,7 @@ func FindLeftovers(s Store, root string) (Leftovers, error) {
 		if ids[n] || hostname.ValidateName("mapping id", n) != nil {
 			continue
 		}
-		if info, err := s.Stat(MappingsDir + "/" + n); err == nil && info.IsDir() {
+		if info, err := s.Stat(ctx, MappingsDir + "/" + n); err == nil && info.IsDir() {
 			l.Orphans = append(l.Orphans, MappingsDir+"/"+n)
 		}
 	}
@@ -109,8 +110,8 @@ func FindLeftovers(s Store, root string) (Leftovers, error) {
 // state every time: a writer that finishes or fails leaves nothing, one
 // that is killed always leaves its lock record. A problem is logged, never
 // a reason to refuse the change the caller is about to make.
-func (d *Dir) removeLeftovers() {
-	l, err := FindLeftovers(d, d.root)
+func (d *Dir) removeLeftovers(ctx context.Context) {
+	l, err := FindLeftovers(ctx, d, d.root)
 	if err != nil {
 		slog.Warn("cannot look for what an interrupted change left", "err", err)
 	}
@@ -119,7 +120,7 @@ func (d *Dir) removeLeftovers() {
 	}
 	removed := 0
 	for _, name := range append(l.Orphans, l.TempFiles...) {
-		if err := d.Delete(name); err != nil {
+		if err := d.Delete(ctx, name); err != nil {
 			slog.Warn("cannot remove what an interrupted change left", "path", path.Join(d.root, name), "err", err)
 			continue
 		}

@@ -92,7 +92,7 @@ func (d *Dir) Lock(ctx context.Context, purpose string) (func() error, error) {
 			stale := staleHolder(p) // read before claim replaces the record
 			if unlock, ok, err := d.claim(f, p, purpose); ok || err != nil {
 				if ok && stale {
-					d.removeLeftovers()
+					d.removeLeftovers(ctx)
 				}
 				return trackCommit(d, d.removeUnused(created, d.bumpOnChange(unlock))), err
 			}

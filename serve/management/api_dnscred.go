@@ -1,6 +1,7 @@
 package management
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 
@@ -21,12 +22,12 @@ type dnsCredentialRequest struct {
 // listDNSCredentials: GET /api/v1/dns-credentials, "dns-credential list"
 // (token_hint only).
 func (a *api) listDNSCredentials(w http.ResponseWriter, r *http.Request) {
-	cfg, err := state.LoadConfig(a.o.Store)
+	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	list, err := dnscred.List(a.o.Store, cfg)
+	list, err := dnscred.List(r.Context(), a.o.Store, cfg)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -49,7 +50,7 @@ func (a *api) addDNSCredential(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	info, err := a.showDNSCredential(q.Name)
+	info, err := a.showDNSCredential(r.Context(), q.Name)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -58,12 +59,12 @@ func (a *api) addDNSCredential(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, info)
 }
 
-func (a *api) showDNSCredential(name string) (dnscred.Info, error) {
-	cfg, err := state.LoadConfig(a.o.Store)
+func (a *api) showDNSCredential(ctx context.Context, name string) (dnscred.Info, error) {
+	cfg, err := state.LoadConfig(ctx, a.o.Store)
 	if err != nil {
 		return dnscred.Info{}, err
 	}
-	return dnscred.Show(a.o.Store, cfg, name)
+	return dnscred.Show(ctx, a.o.Store, cfg, name)
 }
 
 // enableDNSCredential: POST /api/v1/dns-credentials/{name}/enable; 200 with
@@ -87,7 +88,7 @@ func (a *api) setDNSCredentialEnabled(w http.ResponseWriter, r *http.Request, en
 		a.writeError(w, r, err)
 		return
 	}
-	info, err := a.showDNSCredential(name)
+	info, err := a.showDNSCredential(r.Context(), name)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -106,12 +107,12 @@ func (a *api) testDNSCredential(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	cfg, err := state.LoadConfig(a.o.Store)
+	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	cred, err := dnscred.Get(a.o.Store, cfg, name)
+	cred, err := dnscred.Get(r.Context(), a.o.Store, cfg, name)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -1,6 +1,7 @@
 package management
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -40,12 +41,12 @@ type mappingRemoved struct {
 
 // listMappings: GET /api/v1/mappings[?listener=NAME], "mapping list".
 func (a *api) listMappings(w http.ResponseWriter, r *http.Request) {
-	cfg, err := state.LoadConfig(a.o.Store)
+	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	list, err := mappings.List(a.o.Store, cfg, r.URL.Query().Get("listener"), time.Now())
+	list, err := mappings.List(r.Context(), a.o.Store, cfg, r.URL.Query().Get("listener"), time.Now())
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -74,7 +75,7 @@ func (a *api) addMapping(w http.ResponseWriter, r *http.Request) {
 	for _, warn := range warnings {
 		a.o.Log.Warn(warn, "mapping", added.ID)
 	}
-	info, _, err := a.show(added.ID)
+	info, _, err := a.show(r.Context(), added.ID)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -84,17 +85,17 @@ func (a *api) addMapping(w http.ResponseWriter, r *http.Request) {
 }
 
 // show describes mapping id in the current state.
-func (a *api) show(id string) (mappings.Info, *mappings.Details, error) {
-	cfg, err := state.LoadConfig(a.o.Store)
+func (a *api) show(ctx context.Context, id string) (mappings.Info, *mappings.Details, error) {
+	cfg, err := state.LoadConfig(ctx, a.o.Store)
 	if err != nil {
 		return mappings.Info{}, nil, err
 	}
-	return mappings.Show(a.o.Store, cfg, id, time.Now())
+	return mappings.Show(ctx, a.o.Store, cfg, id, time.Now())
 }
 
 // showMapping: GET /api/v1/mappings/{id}, "mapping show".
 func (a *api) showMapping(w http.ResponseWriter, r *http.Request) {
-	info, details, err := a.show(r.PathValue("id"))
+	info, details, err := a.show(r.Context(), r.PathValue("id"))
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -107,7 +108,7 @@ func (a *api) showMapping(w http.ResponseWriter, r *http.Request) {
 // failed, a missing file) is 404 with the reason.
 func (a *api) showCertificate(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	info, details, err := a.show(id)
+	info, details, err := a.show(r.Context(), id)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -149,7 +150,7 @@ func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	cfg, err := state.LoadConfig(a.o.Store)
+	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -158,7 +159,7 @@ func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 	if m, ok := cfg.Mapping(id); ok && m.Source == state.SourceACME {
 		_ = http.NewResponseController(w).SetWriteDeadline(now.Add(issueWriteTimeout))
 		err = acme.Issue(r.Context(), a.o.Store, id, now, acme.Options{Log: a.o.Log, DNSResolvers: a.o.DNSResolvers})
-		if err != nil && fault.KindOf(err) == fault.Failure && a.attempted(id, now) {
+		if err != nil && fault.KindOf(err) == fault.Failure && a.attempted(r.Context(), id, now) {
 			hint := fault.HintOf(err)
 			if hint == "" {
 				hint = "GET /api/v1/mappings/" + id + " shows last_error and retry_at; the previous certificate, if any, keeps serving"
@@ -173,7 +174,7 @@ func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	info, _, err := a.show(id)
+	info, _, err := a.show(r.Context(), id)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -182,7 +183,7 @@ func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 }
 
 // attempted reports whether an ACME attempt at now was recorded for id.
-func (a *api) attempted(id string, now time.Time) bool {
-	meta, err := mappings.LoadMeta(a.o.Store, id)
+func (a *api) attempted(ctx context.Context, id string, now time.Time) bool {
+	meta, err := mappings.LoadMeta(ctx, a.o.Store, id)
 	return err == nil && meta.LastAttemptAt.Equal(now.UTC().Truncate(time.Second))
 }

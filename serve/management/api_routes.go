@@ -62,7 +62,7 @@ func (a *api) notFound(mux *router, w http.ResponseWriter, r *http.Request) {
 
 // listListeners: GET /api/v1/listeners, "listener list".
 func (a *api) listListeners(w http.ResponseWriter, r *http.Request) {
-	cfg, err := state.LoadConfig(a.o.Store)
+	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -72,12 +72,12 @@ func (a *api) listListeners(w http.ResponseWriter, r *http.Request) {
 
 // listACMEAccounts: GET /api/v1/acme/accounts, "acme account list".
 func (a *api) listACMEAccounts(w http.ResponseWriter, r *http.Request) {
-	cfg, err := state.LoadConfig(a.o.Store)
+	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	list, err := acme.ListAccounts(a.o.Store, cfg)
+	list, err := acme.ListAccounts(r.Context(), a.o.Store, cfg)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

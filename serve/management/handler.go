@@ -30,8 +30,8 @@ func newRoutes(o Options) (http.Handler, []string) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /ca.crt", func(w http.ResponseWriter, _ *http.Request) {
-		caPEM, err := statemgmt.AgentCA(o.Store, o.Settings)
+	mux.HandleFunc("GET /ca.crt", func(w http.ResponseWriter, r *http.Request) {
+		caPEM, err := statemgmt.AgentCA(r.Context(), o.Store, o.Settings)
 		if err != nil {
 			writeJSON(w, http.StatusNotFound, apiError{Error: err.Error(), Hint: "this management server has no private CA to hand out"})
 			return
@@ -145,7 +145,7 @@ func requireToken(o Options, ss *sessions, next http.Handler) http.Handler {
 				Hint: "send 'Authorization: Bearer <token>'; create a token with 'p2ptls admin token create NAME'"})
 			return
 		}
-		name, ok, err := admintoken.Verify(o.Store, token)
+		name, ok, err := admintoken.Verify(r.Context(), o.Store, token)
 		if err != nil {
 			o.Log.Error("cannot check admin tokens", "err", err)
 		}

@@ -174,18 +174,18 @@ func startAuto(ctx context.Context, o Options) (*liveCert, error) {
 	if err := ensure(); err != nil {
 		return nil, err
 	}
-	_, ca, err := statemgmt.CACertificate(o.Store)
+	_, ca, err := statemgmt.CACertificate(ctx, o.Store)
 	if err != nil {
 		return nil, err
 	}
 	o.Log.Info("management CA: give agents this file (MANAGEMENT_CA_FILE) or 'p2ptls agent env'",
 		"file", o.Store.Root()+"/"+statemgmt.CACertFile, "sha256", pki.Fingerprint(ca))
 	lc, err := newLiveCert(func() ([]byte, []byte, error) {
-		c, err := o.Store.Read(statemgmt.ServerCertFile)
+		c, err := o.Store.Read(ctx, statemgmt.ServerCertFile)
 		if err != nil {
 			return nil, nil, err
 		}
-		k, err := o.Store.Read(statemgmt.ServerKeyFile)
+		k, err := o.Store.Read(ctx, statemgmt.ServerKeyFile)
 		return c, k, err
 	}, o.Log)
 	if err != nil {

@@ -102,7 +102,7 @@ func (s *sessions) lookup(o Options, r *http.Request) (string, *session) {
 	if !ok {
 		return "", nil
 	}
-	name, valid, err := admintoken.Verify(o.Store, se.token)
+	name, valid, err := admintoken.Verify(r.Context(), o.Store, se.token)
 	if err != nil {
 		o.Log.Error("cannot check admin tokens", "err", err)
 		return "", nil
@@ -225,7 +225,7 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token := r.PostFormValue("token")
-	name, ok, err := admintoken.Verify(u.o.Store, token)
+	name, ok, err := admintoken.Verify(r.Context(), u.o.Store, token)
 	if err != nil {
 		u.o.Log.Error("cannot check admin tokens", "err", err)
 	}
@@ -283,12 +283,12 @@ func (u *ui) page(w http.ResponseWriter, r *http.Request) {
 	if u.o.Store != nil {
 		root = u.o.Store.Root()
 	}
-	info, err := statemgmt.Show(u.o.Store, root, u.o.Settings)
+	info, err := statemgmt.Show(r.Context(), u.o.Store, root, u.o.Settings)
 	if err != nil {
 		mv.Error = err.Error()
 	}
 	mv.Info = info
-	if caPEM, err := statemgmt.AgentCA(u.o.Store, u.o.Settings); err != nil {
+	if caPEM, err := statemgmt.AgentCA(r.Context(), u.o.Store, u.o.Settings); err != nil {
 		mv.EnvError = err.Error()
 	} else {
 		mv.EnvLines = agent.EnvLines(u.o.Settings.PublicURL, caPEM)

@@ -1,6 +1,7 @@
 package public
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
@@ -49,11 +50,14 @@ func (e *entry) mapping() state.Mapping {
 	return state.Mapping{ID: e.id, Source: e.source, CertFile: e.certFile, KeyFile: e.keyFile}
 }
 
-// load reads the certificate files, once.
+// load reads the certificate files, once. Every handshake that needs the
+// entry shares the result, so no one caller's end (a client gone) may
+// become the entry's error: the read runs on a context of its own.
 func (e *entry) load(store state.Store) error {
+	ctx := context.Background()
 	e.once.Do(func() {
-		e.sig = signature(store, e.mapping())
-		e.cert, e.fingerprint, e.err = e.read(store)
+		e.sig = signature(ctx, store, e.mapping())
+		e.cert, e.fingerprint, e.err = e.read(ctx, store)
 		e.loaded.Store(true)
 	})
 	return e.err
@@ -75,8 +79,8 @@ func (e *entry) certificate(store state.Store, hot *hotSet) (*tls.Certificate, e
 	return c, nil
 }
 
-func (e *entry) read(store state.Store) (c packedcert.Cert, fp [sha256.Size]byte, err error) {
-	certPEM, keyPEM, err := mappings.ReadFiles(store, e.mapping())
+func (e *entry) read(ctx context.Context, store state.Store) (c packedcert.Cert, fp [sha256.Size]byte, err error) {
+	certPEM, keyPEM, err := mappings.ReadFiles(ctx, store, e.mapping())
 	if err != nil {
 		return c, fp, err
 	}
@@ -115,8 +119,8 @@ func (h *hotSet) admit(e *entry, c *tls.Certificate) {
 
 // changed reports whether e read its files and they have changed since. An
 // entry that has not been used yet reads whatever is current when it is.
-func (e *entry) changed(store state.Store) bool {
-	return e.loaded.Load() && signature(store, e.mapping()) != e.sig
+func (e *entry) changed(ctx context.Context, store state.Store) bool {
+	return e.loaded.Load() && signature(ctx, store, e.mapping()) != e.sig
 }
 
 // mappingDigest hashes every field of m. Equal digests stand for equal
@@ -153,7 +157,7 @@ type certSig [2]fileSig
 // signature describes a mapping's certificate files cheaply (inode, size,
 // modification time), so a reload notices which ones changed without
 // reading them.
-func signature(store state.Store, m state.Mapping) certSig {
+func signature(ctx context.Context, store state.Store, m state.Mapping) certSig {
 	names, onDisk := mappings.CertFiles(m)
 	var sig certSig
 	for i, f := range names[:min(len(names), len(sig))] {
@@ -162,7 +166,7 @@ func signature(store state.Store, m state.Mapping) certSig {
 		if onDisk {
 			info, err = os.Stat(f)
 		} else {
-			info, err = store.Stat(f)
+			info, err = store.Stat(ctx, f)
 		}
 		if err != nil {
 			continue

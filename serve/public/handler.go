@@ -1,6 +1,7 @@
 package public
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"strings"
@@ -79,7 +80,7 @@ func writePage(w http.ResponseWriter, code int) {
 func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if token, ok := strings.CutPrefix(r.URL.Path, challenge.HTTP01Path); ok {
-		l.serveChallenge(w, token)
+		l.serveChallenge(r.Context(), w, token)
 		return
 	}
 	host := r.Host
@@ -100,8 +101,8 @@ func (l *listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
 }
 
-func (l *listener) serveChallenge(w http.ResponseWriter, token string) {
-	keyAuth, err := challenge.HTTP01(l.store, token)
+func (l *listener) serveChallenge(ctx context.Context, w http.ResponseWriter, token string) {
+	keyAuth, err := challenge.HTTP01(ctx, l.store, token)
 	if err != nil {
 		http.Error(w, "404 no such challenge", http.StatusNotFound)
 		return

@@ -198,13 +198,14 @@ func (l *listener) usable(e *entry) bool { return e.load(l.store) == nil }
 // getCertificate picks the certificate by SNI (see choose); the fallback is
 // counted and logged as the deployment failure it is.
 func (l *listener) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	ctx := hello.Context()
 	defer edge.Recover(l.log, "public certificate selection")
 	if testHook != nil {
 		testHook("certificate")
 	}
 	if challenge.OffersALPN(hello) {
 		// A TLS-ALPN-01 validation: only the challenge certificate will do.
-		return challenge.TLSALPN01(l.store, hello.ServerName)
+		return challenge.TLSALPN01(ctx, l.store, hello.ServerName)
 	}
 	v := l.view.Load()
 	if e := l.choose(v, hello.ServerName); e != nil {

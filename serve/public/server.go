@@ -65,20 +65,20 @@ func New(o Options) *Server {
 
 // Start loads the state and opens every listener. A state that does not
 // load, or a listener that cannot bind, stops serve from starting.
-func (s *Server) Start() error {
+func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sig := s.changeSignature()
-	cfg, err := state.LoadConfig(s.o.Store)
+	sig := s.changeSignature(ctx)
+	cfg, err := state.LoadConfig(ctx, s.o.Store)
 	if err != nil {
 		return err
 	}
-	if err := s.apply(cfg); err != nil {
+	if err := s.apply(ctx, cfg); err != nil {
 		s.stopAll()
 		return err
 	}
 	s.changeSig = sig
-	return s.writeStatus()
+	return s.writeStatus(ctx)
 }
 
 // Run follows the state directory until ctx ends, then closes the
@@ -93,38 +93,38 @@ func (s *Server) Run(ctx context.Context) {
 			// The last status keeps the closed listeners' fallback hits: a
 			// graceful stop must not erase what doctor warns about.
 			s.closeAll()
-			s.writeStatus()
+			s.writeStatus(ctx)
 			s.mu.Unlock()
 			return
 		case <-t.C:
 		}
-		s.pollOnce()
+		s.pollOnce(ctx)
 	}
 }
 
 // pollOnce is one poll with the lock held. A panic in it (an odd state
 // the reload trips over) is recovered and counted; the listeners keep
 // serving what they served, and the next poll tries again.
-func (s *Server) pollOnce() {
+func (s *Server) pollOnce(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer edge.Recover(s.o.Log, "state reload")
 	if testHook != nil {
 		testHook("poll")
 	}
-	s.poll()
+	s.poll(ctx)
 }
 
 // poll reloads when anything that decides what is served changed, and
 // writes the status when it changed (fallback hits, mostly).
-func (s *Server) poll() {
-	if sig := s.changeSignature(); sig != s.changeSig {
+func (s *Server) poll(ctx context.Context) {
+	if sig := s.changeSignature(ctx); sig != s.changeSig {
 		s.changeSig = sig
 		start := time.Now()
 		s.loadErrs = nil
-		cfg, err := state.LoadConfig(s.o.Store)
+		cfg, err := state.LoadConfig(ctx, s.o.Store)
 		if err == nil {
-			err = s.apply(cfg)
+			err = s.apply(ctx, cfg)
 		}
 		if err == nil && len(s.loadErrs) > 0 {
 			err = errors.New(strings.Join(s.loadErrs, "; "))
@@ -148,7 +148,7 @@ func (s *Server) poll() {
 			s.o.Log.Error("cannot rotate the session ticket key; the previous one stays in use", "listener", l.view.Load().cfg.Name, "err", err)
 		}
 	}
-	if err := s.writeStatus(); err != nil {
+	if err := s.writeStatus(ctx); err != nil {
 		s.o.Log.Error("cannot write runtime status", "err", err)
 	}
 }
@@ -156,22 +156,22 @@ func (s *Server) poll() {
 // changeSignature is cheap to compute every poll: the revision every
 // p2ptls command bumps, p2ptls.toml itself (hand edits), and the files of
 // "file" mappings, which change outside p2ptls.
-func (s *Server) changeSignature() string {
+func (s *Server) changeSignature(ctx context.Context) string {
 	var b bytes.Buffer
-	rev, _ := s.o.Store.Read(state.RevisionFile)
+	rev, _ := s.o.Store.Read(ctx, state.RevisionFile)
 	b.Write(rev)
-	if info, err := s.o.Store.Stat(state.ConfigFile); err == nil {
+	if info, err := s.o.Store.Stat(ctx, state.ConfigFile); err == nil {
 		fmt.Fprintf(&b, "|%d:%d", info.Size(), info.ModTime().UnixNano())
 	}
 	for _, e := range s.files {
-		fmt.Fprintf(&b, "|%v", signature(s.o.Store, e.mapping()))
+		fmt.Fprintf(&b, "|%v", signature(ctx, s.o.Store, e.mapping()))
 	}
 	return b.String()
 }
 
 // apply makes the running listeners match cfg. Entries whose mapping and
 // files did not change are kept, with their parsed certificates.
-func (s *Server) apply(cfg *state.Config) error {
+func (s *Server) apply(ctx context.Context, cfg *state.Config) error {
 	views := make(map[string]*view, len(cfg.Listeners))
 	counts := make(map[string]int, len(cfg.Listeners))
 	for _, m := range cfg.Mappings {
@@ -186,7 +186,7 @@ func (s *Server) apply(cfg *state.Config) error {
 				old[e.id] = e
 			}
 		}
-		v, err := s.buildView(lc, cfg.Mappings, counts[lc.Name], old)
+		v, err := s.buildView(ctx, lc, cfg.Mappings, counts[lc.Name], old)
 		if err != nil {
 			return err
 		}
@@ -242,7 +242,7 @@ func cmpErr(first, err error) error {
 // buildView indexes the mappings of one listener. Entries of unchanged
 // mappings are kept, with their parsed certificates; only entries already
 // in use are checked for changed files.
-func (s *Server) buildView(lc state.Listener, all []state.Mapping, count int, old map[string]*entry) (*view, error) {
+func (s *Server) buildView(ctx context.Context, lc state.Listener, all []state.Mapping, count int, old map[string]*entry) (*view, error) {
 	b := sni.NewBuilder[*entry](count)
 	entries := make([]*entry, 0, count)
 	var files []*entry
@@ -256,7 +256,7 @@ func (s *Server) buildView(lc state.Listener, all []state.Mapping, count int, ol
 		switch {
 		case !ok || e.digest != digest:
 			e = newEntry(m, digest)
-		case e.changed(s.o.Store):
+		case e.changed(ctx, s.o.Store):
 			// Rotated files: load now, and keep serving the previous
 			// certificate when the new one does not load.
 			ne := newEntry(m, digest)
@@ -331,12 +331,12 @@ func (s *Server) status() *runstatus.Status {
 }
 
 // writeStatus saves the status for "p2ptls status" when it changed.
-func (s *Server) writeStatus() error {
+func (s *Server) writeStatus(ctx context.Context) error {
 	st := s.status()
 	b, err := json.Marshal(st)
 	if err != nil || bytes.Equal(b, s.lastStatus) {
 		return err
 	}
 	s.lastStatus = b
-	return runstatus.Write(s.o.Store, st)
+	return runstatus.Write(ctx, s.o.Store, st)
 }

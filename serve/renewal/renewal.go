@@ -70,13 +70,13 @@ func promptPass(ctx context.Context, o Options, opts acme.Options, seen string, 
 	// Scanning 100k mappings costs; do it only when the state changed or
 	// a back-off ended.
 	now := time.Now()
-	rev := revision(o.Store)
+	rev := revision(ctx, o.Store)
 	if rev == seen && (retry.IsZero() || now.Before(retry)) {
 		return seen, retry
 	}
 	seen = rev
 	var ids []string
-	ids, retry = unissued(o.Store, now)
+	ids, retry = unissued(ctx, o.Store, now)
 	if len(ids) > 0 {
 		pass(ctx, o, acme.RenewOptions{Options: opts, Only: ids})
 		seen = "" // the pass changed the state: look again
@@ -101,10 +101,10 @@ func pass(ctx context.Context, o Options, ro acme.RenewOptions) {
 }
 
 // revision is what changes with every change of the desired state.
-func revision(s state.Store) string {
-	rev, _ := s.Read(state.RevisionFile)
+func revision(ctx context.Context, s state.Store) string {
+	rev, _ := s.Read(ctx, state.RevisionFile)
 	var cfg string
-	if info, err := s.Stat(state.ConfigFile); err == nil {
+	if info, err := s.Stat(ctx, state.ConfigFile); err == nil {
 		cfg = info.ModTime().String() + info.Name()
 	}
 	return string(rev) + cfg
@@ -112,8 +112,8 @@ func revision(s state.Store) string {
 
 // unissued lists ACME mappings that have no certificate and are not
 // backing off after a failure, and when the earliest back-off ends.
-func unissued(s state.Store, now time.Time) ([]string, time.Time) {
-	cfg, err := state.LoadConfig(s)
+func unissued(ctx context.Context, s state.Store, now time.Time) ([]string, time.Time) {
+	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return nil, time.Time{}
 	}
@@ -124,10 +124,10 @@ func unissued(s state.Store, now time.Time) ([]string, time.Time) {
 			continue
 		}
 		names, _ := mappings.CertFiles(m)
-		if _, err := s.Stat(names[0]); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := s.Stat(ctx, names[0]); !errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		if meta, err := mappings.LoadMeta(s, m.ID); err == nil && now.Before(meta.RetryAt) {
+		if meta, err := mappings.LoadMeta(ctx, s, m.ID); err == nil && now.Before(meta.RetryAt) {
 			if retry.IsZero() || meta.RetryAt.Before(retry) {
 				retry = meta.RetryAt
 			}

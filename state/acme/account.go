@@ -117,7 +117,7 @@ func Register(ctx context.Context, s state.Store, in RegisterInput, now time.Tim
 			return nil, err
 		}
 	}
-	if _, err := s.Read(accountDir(dir) + "/account.toml"); err == nil {
+	if _, err := s.Read(ctx, accountDir(dir) + "/account.toml"); err == nil {
 		return nil, fault.Failf("'p2ptls acme account show' shows it", "an ACME account at %s is already registered", dir)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -158,15 +158,15 @@ func saveAccount(ctx context.Context, s state.Store, acct *Account) error {
 	}
 	dir := accountDir(acct.Directory)
 	return state.Update(ctx, s, "acme account register", func(cfg *state.Config) error {
-		if err := s.Write(dir+"/key.pem", keyPEM, state.SecretMode); err != nil {
+		if err := s.Write(ctx, dir+"/key.pem", keyPEM, state.SecretMode); err != nil {
 			return err
 		}
 		if acct.caPEM != nil {
-			if err := s.Write(dir+"/ca.pem", acct.caPEM, state.PublicMode); err != nil {
+			if err := s.Write(ctx, dir+"/ca.pem", acct.caPEM, state.PublicMode); err != nil {
 				return err
 			}
 		}
-		if err := s.Write(dir+"/account.toml", b, state.SecretMode); err != nil {
+		if err := s.Write(ctx, dir+"/account.toml", b, state.SecretMode); err != nil {
 			return err
 		}
 		cfg.ACME.Directory = acct.Directory
@@ -175,12 +175,12 @@ func saveAccount(ctx context.Context, s state.Store, acct *Account) error {
 }
 
 // LoadAccount reads the account registered at directory.
-func LoadAccount(s state.Store, directory string) (*Account, error) {
+func LoadAccount(ctx context.Context, s state.Store, directory string) (*Account, error) {
 	if directory == "" {
 		return nil, fault.Failf("register one with 'p2ptls acme account register --email E --agree-tos'", "there is no ACME account")
 	}
 	dir := accountDir(directory)
-	b, err := s.Read(dir + "/account.toml")
+	b, err := s.Read(ctx, dir + "/account.toml")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fault.Failf("register one with 'p2ptls acme account register --directory "+directory+" …'", "there is no ACME account at %s", directory)
 	}
@@ -191,28 +191,28 @@ func LoadAccount(s state.Store, directory string) (*Account, error) {
 	if err := toml.Unmarshal(b, &a); err != nil {
 		return nil, fmt.Errorf("read %s/account.toml: %w", dir, err)
 	}
-	keyPEM, err := s.Read(dir + "/key.pem")
+	keyPEM, err := s.Read(ctx, dir + "/key.pem")
 	if err != nil {
 		return nil, fmt.Errorf("read the ACME account key: %w", err)
 	}
 	if a.key, err = pki.ParseKey(keyPEM); err != nil {
 		return nil, fmt.Errorf("read the ACME account key: %w", err)
 	}
-	if a.caPEM, err = s.Read(dir + "/ca.pem"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if a.caPEM, err = s.Read(ctx, dir + "/ca.pem"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
 	return &a, nil
 }
 
 // ListAccounts returns every registered account, the issuing one marked.
-func ListAccounts(s state.Store, cfg *state.Config) ([]Account, error) {
-	names, err := s.List(AccountsDir)
+func ListAccounts(ctx context.Context, s state.Store, cfg *state.Config) ([]Account, error) {
+	names, err := s.List(ctx, AccountsDir)
 	if err != nil {
 		return nil, err
 	}
 	list := []Account{}
 	for _, n := range names {
-		b, err := s.Read(AccountsDir + "/" + n + "/account.toml")
+		b, err := s.Read(ctx, AccountsDir + "/" + n + "/account.toml")
 		if err != nil {
 			continue // a directory without an account is not one
 		}

@@ -53,7 +53,7 @@ func backoff(n int) time.Duration {
 func Issue(ctx context.Context, s state.Store, id string, now time.Time, o Options) error {
 	return withMapping(ctx, s, "cert issue "+id, id, func(cfg *state.Config, m state.Mapping) error {
 		var current *x509.Certificate
-		if c, err := mappings.Load(s, m); err == nil {
+		if c, err := mappings.Load(ctx, s, m); err == nil {
 			current = c.Chain[0]
 		}
 		return obtain(ctx, s, cfg, m, current, now, &o)
@@ -68,7 +68,7 @@ func withMapping(ctx context.Context, s state.Store, purpose, id string, fn func
 		return err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := state.LoadConfig(s)
+	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func withMapping(ctx context.Context, s state.Store, purpose, id string, fn func
 // and no back-off follows.
 func obtain(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, replaces *x509.Certificate, now time.Time, o *Options) error {
 	log := o.log().With("mapping", m.ID)
-	meta, err := mappings.LoadMeta(s, m.ID)
+	meta, err := mappings.LoadMeta(ctx, s, m.ID)
 	if err != nil {
 		return err
 	}
@@ -104,7 +104,7 @@ func obtain(ctx context.Context, s state.Store, cfg *state.Config, m state.Mappi
 		meta.Attempts++
 		meta.LastError = oneLine(err)
 		meta.RetryAt = meta.LastAttemptAt.Add(backoff(meta.Attempts))
-		if serr := mappings.SaveMeta(s, m.ID, meta); serr != nil {
+		if serr := mappings.SaveMeta(ctx, s, m.ID, meta); serr != nil {
 			log.Error("cannot record the failed attempt", "err", serr)
 		}
 		log.Warn("certificate not issued; the previous one, if any, keeps serving", "err", meta.LastError, "retry_at", meta.RetryAt)
@@ -114,7 +114,7 @@ func obtain(ctx context.Context, s state.Store, cfg *state.Config, m state.Mappi
 	meta.FingerprintSHA256 = pki.Fingerprint(kp.Cert)
 	meta.LastError, meta.Attempts, meta.RetryAt = "", 0, time.Time{}
 	meta.NextRenewalAt = next
-	if err := mappings.WriteCertificate(s, m.ID, kp, meta); err != nil {
+	if err := mappings.WriteCertificate(ctx, s, m.ID, kp, meta); err != nil {
 		return fmt.Errorf("save the certificate of mapping %q: %w", m.ID, err)
 	}
 	log.Info("certificate issued", "not_after", meta.NotAfter, "next_renewal_at", meta.NextRenewalAt)
@@ -124,7 +124,7 @@ func obtain(ctx context.Context, s state.Store, cfg *state.Config, m state.Mappi
 // order talks to the ACME server: account, solver, order, and the renewal
 // time of the new certificate.
 func order(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, replaces *x509.Certificate, now time.Time, o *Options) (*pki.KeyPair, time.Time, error) {
-	acct, err := LoadAccount(s, cfg.ACME.Directory)
+	acct, err := LoadAccount(ctx, s, cfg.ACME.Directory)
 	if err != nil {
 		return nil, time.Time{}, err
 	}

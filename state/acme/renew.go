@@ -49,7 +49,7 @@ type Report struct {
 // or two crons) never issue the same certificate twice: the second sees the
 // first's result and skips.
 func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOptions) (*Report, error) {
-	cfg, err := state.LoadConfig(s)
+	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -90,11 +90,11 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 
 // isDue decides whether m's certificate should be renewed now, and why.
 func isDue(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, now time.Time, o RenewOptions) (bool, string, *x509.Certificate) {
-	meta, _ := mappings.LoadMeta(s, m.ID)
+	meta, _ := mappings.LoadMeta(ctx, s, m.ID)
 	if !o.Force && now.Before(meta.RetryAt) {
 		return false, fmt.Sprintf("backing off after %d failed attempts until %s", meta.Attempts, meta.RetryAt.Format(time.RFC3339)), nil
 	}
-	c, err := mappings.Load(s, m)
+	c, err := mappings.Load(ctx, s, m)
 	if err != nil {
 		return true, "no certificate yet", nil
 	}
@@ -122,7 +122,7 @@ func isDue(ctx context.Context, s state.Store, cfg *state.Config, m state.Mappin
 
 // ariDue asks the server's renewal info; ok is false when it has none.
 func ariDue(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, leaf *x509.Certificate, now time.Time) (*time.Time, bool) {
-	acct, err := LoadAccount(s, cfg.ACME.Directory)
+	acct, err := LoadAccount(ctx, s, cfg.ACME.Directory)
 	if err != nil {
 		return nil, false
 	}

@@ -21,22 +21,32 @@ import (
 	"github.com/p2pstream/p2ptls/state/runstatus"
 )
 
-// httpProvider publishes HTTP-01 answers into the state directory.
-type httpProvider struct{ s state.Store }
+// httpProvider publishes HTTP-01 answers into the state. lego's Provider
+// methods take no context, so the order's travels with the provider;
+// cleaning up goes on after the order is interrupted.
+type httpProvider struct {
+	ctx context.Context
+	s   state.Store
+}
 
 func (p httpProvider) Present(_, token, keyAuth string) error {
-	return challenge.PublishHTTP01(p.s, token, keyAuth)
+	return challenge.PublishHTTP01(p.ctx, p.s, token, keyAuth)
 }
-func (p httpProvider) CleanUp(_, token, _ string) error { return challenge.RemoveHTTP01(p.s, token) }
+func (p httpProvider) CleanUp(_, token, _ string) error {
+	return challenge.RemoveHTTP01(context.WithoutCancel(p.ctx), p.s, token)
+}
 
-// alpnProvider publishes TLS-ALPN-01 certificates into the state directory.
-type alpnProvider struct{ s state.Store }
+// alpnProvider publishes TLS-ALPN-01 certificates into the state.
+type alpnProvider struct {
+	ctx context.Context
+	s   state.Store
+}
 
 func (p alpnProvider) Present(domain, _, keyAuth string) error {
-	return challenge.PublishTLSALPN01(p.s, domain, keyAuth)
+	return challenge.PublishTLSALPN01(p.ctx, p.s, domain, keyAuth)
 }
 func (p alpnProvider) CleanUp(domain, _, _ string) error {
-	return challenge.RemoveTLSALPN01(p.s, domain)
+	return challenge.RemoveTLSALPN01(context.WithoutCancel(p.ctx), p.s, domain)
 }
 
 // setSolver configures the one challenge the mapping asks for (lego would
@@ -53,19 +63,19 @@ func setSolver(ctx context.Context, client *lego.Client, s state.Store, cfg *sta
 			return nil, fault.Failf(fmt.Sprintf("give listener %q an HTTP address (--http-addr :80), or use another challenge", l.Name),
 				"listener %q has no HTTP address, and HTTP-01 validation connects to it", l.Name)
 		}
-		stop, err := answerIfNoServe(s, *l, l.HTTPAddr, httpAnswerer(s))
+		stop, err := answerIfNoServe(ctx, s, *l, l.HTTPAddr, httpAnswerer(ctx, s))
 		if err != nil {
 			return nil, err
 		}
-		return stop, client.Challenge.SetHTTP01Provider(httpProvider{s})
+		return stop, client.Challenge.SetHTTP01Provider(httpProvider{ctx, s})
 	case state.ChallengeTLSALPN01:
-		stop, err := answerIfNoServe(s, *l, l.Addr, alpnAnswerer(s))
+		stop, err := answerIfNoServe(ctx, s, *l, l.Addr, alpnAnswerer(ctx, s))
 		if err != nil {
 			return nil, err
 		}
-		return stop, client.Challenge.SetTLSALPN01Provider(alpnProvider{s})
+		return stop, client.Challenge.SetTLSALPN01Provider(alpnProvider{ctx, s})
 	case state.ChallengeDNS01:
-		cred, err := dnscred.Lookup(s, cfg, m.DNSCredential)
+		cred, err := dnscred.Lookup(ctx, s, cfg, m.DNSCredential)
 		if err != nil {
 			return nil, err
 		}
@@ -100,8 +110,8 @@ func setSolver(ctx context.Context, client *lego.Client, s state.Store, cfg *sta
 
 // answerIfNoServe binds addr for the duration of the validation when no
 // running serve answers challenges on listener l.
-func answerIfNoServe(s state.Store, l state.Listener, addr string, serve func(net.Listener) func()) (func(), error) {
-	if st, err := runstatus.Read(s); err == nil && st.ServeRunning {
+func answerIfNoServe(ctx context.Context, s state.Store, l state.Listener, addr string, serve func(net.Listener) func()) (func(), error) {
+	if st, err := runstatus.Read(ctx, s); err == nil && st.ServeRunning {
 		for _, rl := range st.Listeners {
 			if rl.Name == l.Name && rl.Listening {
 				return func() {}, nil
@@ -117,11 +127,11 @@ func answerIfNoServe(s state.Store, l state.Listener, addr string, serve func(ne
 }
 
 // httpAnswerer answers HTTP-01 from the state until stopped.
-func httpAnswerer(s state.Store) func(net.Listener) func() {
+func httpAnswerer(ctx context.Context, s state.Store) func(net.Listener) func() {
 	return func(ln net.Listener) func() {
 		srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			token, ok := strings.CutPrefix(r.URL.Path, challenge.HTTP01Path)
-			b, err := challenge.HTTP01(s, token)
+			b, err := challenge.HTTP01(ctx, s, token)
 			if !ok || err != nil {
 				http.NotFound(w, r)
 				return
@@ -134,13 +144,13 @@ func httpAnswerer(s state.Store) func(net.Listener) func() {
 }
 
 // alpnAnswerer completes TLS-ALPN-01 handshakes from the state until stopped.
-func alpnAnswerer(s state.Store) func(net.Listener) func() {
+func alpnAnswerer(ctx context.Context, s state.Store) func(net.Listener) func() {
 	return func(ln net.Listener) func() {
 		cfg := &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			NextProtos: []string{challenge.ALPNProto},
 			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-				return challenge.TLSALPN01(s, hello.ServerName)
+				return challenge.TLSALPN01(ctx, s, hello.ServerName)
 			},
 		}
 		go func() {

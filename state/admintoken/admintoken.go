@@ -71,7 +71,7 @@ func Create(ctx context.Context, s state.Store, name string, now time.Time) (tok
 		return "", err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
-	f, err := load(s)
+	f, err := load(ctx, s)
 	if err != nil {
 		return "", fmt.Errorf("create admin token %q: %w", name, err)
 	}
@@ -84,15 +84,15 @@ func Create(ctx context.Context, s state.Store, name string, now time.Time) (tok
 	token = Prefix + base64.RawURLEncoding.EncodeToString(raw[:])
 	sum := sha256.Sum256([]byte(token))
 	f.Tokens = append(f.Tokens, entry{Name: name, SHA256: hex.EncodeToString(sum[:]), CreatedAt: now.UTC().Truncate(time.Second)})
-	if err := save(s, f); err != nil {
+	if err := save(ctx, s, f); err != nil {
 		return "", fmt.Errorf("create admin token %q: %w", name, err)
 	}
 	return token, nil
 }
 
 // List returns the tokens sorted by name.
-func List(s state.Store) ([]Info, error) {
-	f, err := load(s)
+func List(ctx context.Context, s state.Store) ([]Info, error) {
+	f, err := load(ctx, s)
 	if err != nil {
 		return nil, fmt.Errorf("list admin tokens: %w", err)
 	}
@@ -111,7 +111,7 @@ func Revoke(ctx context.Context, s state.Store, name string) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
-	f, err := load(s)
+	f, err := load(ctx, s)
 	if err != nil {
 		return fmt.Errorf("revoke admin token %q: %w", name, err)
 	}
@@ -120,7 +120,7 @@ func Revoke(ctx context.Context, s state.Store, name string) (err error) {
 		return fault.NotFoundf("see 'p2ptls admin token list'", "admin token %q does not exist", name)
 	}
 	f.Tokens = slices.Delete(f.Tokens, i, i+1)
-	if err := save(s, f); err != nil {
+	if err := save(ctx, s, f); err != nil {
 		return fmt.Errorf("revoke admin token %q: %w", name, err)
 	}
 	return nil
@@ -131,11 +131,11 @@ func Revoke(ctx context.Context, s state.Store, name string) (err error) {
 // once. An empty token or a state without tokens is simply not ok; err is
 // set only when File cannot be read, for the caller to log, and ok is then
 // false.
-func Verify(s state.Store, token string) (name string, ok bool, err error) {
+func Verify(ctx context.Context, s state.Store, token string) (name string, ok bool, err error) {
 	if token == "" {
 		return "", false, nil
 	}
-	f, err := load(s)
+	f, err := load(ctx, s)
 	if err != nil {
 		return "", false, fmt.Errorf("verify admin token: %w", err)
 	}
@@ -161,8 +161,8 @@ func (f *tokenFile) index(name string) int {
 // load reads and checks File; a missing file has no tokens. Anything wrong
 // with the content is an error naming the file, so that Create and Revoke
 // never overwrite a file they could not fully read.
-func load(s state.Store) (*tokenFile, error) {
-	b, err := s.Read(File)
+func load(ctx context.Context, s state.Store) (*tokenFile, error) {
+	b, err := s.Read(ctx, File)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &tokenFile{}, nil
 	}
@@ -227,12 +227,12 @@ func corrupt(s state.Store, problem string) error {
 
 // save writes f atomically, readable by the owner only. The caller holds the
 // lock.
-func save(s state.Store, f *tokenFile) error {
+func save(ctx context.Context, s state.Store, f *tokenFile) error {
 	b, err := toml.Marshal(f)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", File, err)
 	}
-	if err := s.Write(File, append([]byte(fileHeader), b...), state.SecretMode); err != nil {
+	if err := s.Write(ctx, File, append([]byte(fileHeader), b...), state.SecretMode); err != nil {
 		return fmt.Errorf("save %s: %w", state.Locate(s, File), err)
 	}
 	return nil

@@ -42,7 +42,7 @@ type CreateOptions struct {
 func Create(ctx context.Context, d *state.Dir, w io.Writer, opts CreateOptions) (*Manifest, error) {
 	m, err := create(ctx, d, w, opts)
 	if err == nil {
-		writeRecord(d, m, "", opts)
+		writeRecord(ctx, d, m, "", opts)
 	}
 	return m, err
 }
@@ -295,7 +295,7 @@ func CreateFile(ctx context.Context, d *state.Dir, file string, opts CreateOptio
 	if err := syncDir(dir); err != nil {
 		return m, err
 	}
-	writeRecord(d, m, abs, opts)
+	writeRecord(ctx, d, m, abs, opts)
 	return m, nil
 }
 

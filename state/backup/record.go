@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -35,7 +36,7 @@ type Record struct {
 
 // writeRecord records a complete backup. The archive is already written: a
 // record that cannot be saved is logged, never turned into a failed backup.
-func writeRecord(d *state.Dir, m *Manifest, file string, opts CreateOptions) {
+func writeRecord(ctx context.Context, d *state.Dir, m *Manifest, file string, opts CreateOptions) {
 	r := Record{
 		CreatedAt:           m.CreatedAt,
 		P2PTLSVersion:       m.P2PTLSVersion,
@@ -46,7 +47,7 @@ func writeRecord(d *state.Dir, m *Manifest, file string, opts CreateOptions) {
 	}
 	b, err := toml.Marshal(r)
 	if err == nil {
-		err = d.Write(RecordFile, b, state.SecretMode)
+		err = d.Write(ctx, RecordFile, b, state.SecretMode)
 	}
 	if err != nil {
 		slog.Warn("the backup is complete, but its record for 'p2ptls doctor' was not saved", "file", RecordFile, "err", err)
@@ -55,8 +56,8 @@ func writeRecord(d *state.Dir, m *Manifest, file string, opts CreateOptions) {
 
 // ReadRecord returns the record of the last backup, nil when none was
 // recorded.
-func ReadRecord(s state.Store) (*Record, error) {
-	b, err := s.Read(RecordFile)
+func ReadRecord(ctx context.Context, s state.Store) (*Record, error) {
+	b, err := s.Read(ctx, RecordFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

@@ -112,7 +112,7 @@ func Restore(ctx context.Context, d *state.Dir, r io.Reader, opts RestoreOptions
 			res.Warnings = append(res.Warnings, leftoverWarning(l, target))
 		}
 	}
-	cur, err := inspect(target, exists)
+	cur, err := inspect(ctx, target, exists)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +229,7 @@ type current struct {
 }
 
 // inspect reads the target without changing it.
-func inspect(target string, exists bool) (*current, error) {
+func inspect(ctx context.Context, target string, exists bool) (*current, error) {
 	c := &current{cfg: &state.Config{}}
 	if !exists {
 		return c, nil
@@ -239,10 +239,10 @@ func inspect(target string, exists bool) (*current, error) {
 		return nil, err
 	}
 	s := state.OpenDir(target, 0)
-	if c.cfg, c.cfgErr = state.LoadConfig(s); c.cfgErr != nil {
+	if c.cfg, c.cfgErr = state.LoadConfig(ctx, s); c.cfgErr != nil {
 		c.cfg = &state.Config{}
 	}
-	if b, err := s.Read(management.CACertFile); err == nil {
+	if b, err := s.Read(ctx, management.CACertFile); err == nil {
 		if certs, err := pki.ParseCertChain(b); err == nil {
 			c.caFP = pki.Fingerprint(certs[0])
 		}

@@ -5,6 +5,7 @@
 package challenge
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"strings"
@@ -36,27 +37,27 @@ func ValidToken(t string) bool {
 }
 
 // PublishHTTP01 makes keyAuth the answer for token.
-func PublishHTTP01(s state.Store, token, keyAuth string) error {
+func PublishHTTP01(ctx context.Context, s state.Store, token, keyAuth string) error {
 	if !ValidToken(token) {
 		return fmt.Errorf("invalid HTTP-01 token %q", token)
 	}
-	return s.Write(state.HTTP01Dir+"/"+token, []byte(keyAuth), state.SecretMode)
+	return s.Write(ctx, state.HTTP01Dir+"/"+token, []byte(keyAuth), state.SecretMode)
 }
 
 // RemoveHTTP01 withdraws the answer for token.
-func RemoveHTTP01(s state.Store, token string) error {
+func RemoveHTTP01(ctx context.Context, s state.Store, token string) error {
 	if !ValidToken(token) {
 		return nil
 	}
-	return s.Delete(state.HTTP01Dir + "/" + token)
+	return s.Delete(ctx, state.HTTP01Dir + "/" + token)
 }
 
 // HTTP01 is the published answer for token.
-func HTTP01(s state.Store, token string) ([]byte, error) {
+func HTTP01(ctx context.Context, s state.Store, token string) ([]byte, error) {
 	if !ValidToken(token) {
 		return nil, fmt.Errorf("invalid HTTP-01 token")
 	}
-	return s.Read(state.HTTP01Dir + "/" + token)
+	return s.Read(ctx, state.HTTP01Dir + "/" + token)
 }
 
 // tlsALPNName is the file of domain's TLS-ALPN-01 certificate; domains are
@@ -70,7 +71,7 @@ func tlsALPNName(domain string) (string, error) {
 }
 
 // PublishTLSALPN01 publishes the challenge certificate for domain.
-func PublishTLSALPN01(s state.Store, domain, keyAuth string) error {
+func PublishTLSALPN01(ctx context.Context, s state.Store, domain, keyAuth string) error {
 	name, err := tlsALPNName(domain)
 	if err != nil {
 		return err
@@ -79,25 +80,25 @@ func PublishTLSALPN01(s state.Store, domain, keyAuth string) error {
 	if err != nil {
 		return fmt.Errorf("make TLS-ALPN-01 certificate for %s: %w", domain, err)
 	}
-	return s.Write(name, append(certPEM, keyPEM...), state.SecretMode)
+	return s.Write(ctx, name, append(certPEM, keyPEM...), state.SecretMode)
 }
 
 // RemoveTLSALPN01 withdraws domain's challenge certificate.
-func RemoveTLSALPN01(s state.Store, domain string) error {
+func RemoveTLSALPN01(ctx context.Context, s state.Store, domain string) error {
 	name, err := tlsALPNName(domain)
 	if err != nil {
 		return nil
 	}
-	return s.Delete(name)
+	return s.Delete(ctx, name)
 }
 
 // TLSALPN01 is the challenge certificate published for serverName.
-func TLSALPN01(s state.Store, serverName string) (*tls.Certificate, error) {
+func TLSALPN01(ctx context.Context, s state.Store, serverName string) (*tls.Certificate, error) {
 	name, err := tlsALPNName(serverName)
 	if err != nil {
 		return nil, err
 	}
-	b, err := s.Read(name)
+	b, err := s.Read(ctx, name)
 	if err != nil {
 		return nil, err
 	}

@@ -175,7 +175,7 @@ func put(ctx context.Context, s state.Store, c state.DNSCredential, token string
 		return err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := state.LoadConfig(s)
+	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -204,20 +204,20 @@ func put(ctx context.Context, s state.Store, c state.DNSCredential, token string
 	// A token file may be there already: the credential's own (replace), or
 	// one left by a crash between the two writes of an earlier add or
 	// remove. Keep it to put back.
-	old, err := s.Read(TokenFile(c.Name))
+	old, err := s.Read(ctx, TokenFile(c.Name))
 	had := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("read %s: %w", state.Locate(s, TokenFile(c.Name)), err)
 	}
-	if err := s.Write(TokenFile(c.Name), []byte(token+"\n"), state.SecretMode); err != nil {
+	if err := s.Write(ctx, TokenFile(c.Name), []byte(token+"\n"), state.SecretMode); err != nil {
 		return fmt.Errorf("%s DNS credential %q: save its token: %w", verb, c.Name, err)
 	}
-	if err := state.SaveConfig(s, cfg); err != nil {
+	if err := state.SaveConfig(ctx, s, cfg); err != nil {
 		var undo error
 		if had {
-			undo = s.Write(TokenFile(c.Name), old, state.SecretMode)
+			undo = s.Write(ctx, TokenFile(c.Name), old, state.SecretMode)
 		} else {
-			undo = s.Delete(TokenFile(c.Name))
+			undo = s.Delete(ctx, TokenFile(c.Name))
 		}
 		if undo != nil {
 			return fmt.Errorf("%s DNS credential %q: %w (and the token file %s could not be restored: %v)", verb, c.Name, err, state.Locate(s, TokenFile(c.Name)), undo)
@@ -229,32 +229,32 @@ func put(ctx context.Context, s state.Store, c state.DNSCredential, token string
 
 // List describes every credential of cfg, sorted by name. A credential
 // whose token file is missing or unreadable is listed with a Problem.
-func List(s state.Store, cfg *state.Config) ([]Info, error) {
+func List(ctx context.Context, s state.Store, cfg *state.Config) ([]Info, error) {
 	used := usage(cfg)
 	infos := make([]Info, 0, len(cfg.DNSCredentials)) // [] in JSON, never null
 	for _, c := range cfg.DNSCredentials {
-		infos = append(infos, describe(s, c, used[c.Name]))
+		infos = append(infos, describe(ctx, s, c, used[c.Name]))
 	}
 	slices.SortFunc(infos, func(a, b Info) int { return strings.Compare(a.Name, b.Name) })
 	return infos, nil
 }
 
 // Show describes the credential called name.
-func Show(s state.Store, cfg *state.Config, name string) (Info, error) {
+func Show(ctx context.Context, s state.Store, cfg *state.Config, name string) (Info, error) {
 	i := index(cfg, name)
 	if i < 0 {
 		return Info{}, notFound(name)
 	}
-	return describe(s, cfg.DNSCredentials[i], usage(cfg)[name]), nil
+	return describe(ctx, s, cfg.DNSCredentials[i], usage(cfg)[name]), nil
 }
 
 // describe builds the Info of c; usedBy may be nil.
-func describe(s state.Store, c state.DNSCredential, usedBy []string) Info {
+func describe(ctx context.Context, s state.Store, c state.DNSCredential, usedBy []string) Info {
 	info := Info{Name: c.Name, Provider: c.Provider, Enabled: c.Enabled, APIBaseURL: c.APIBaseURL, UsedBy: usedBy}
 	if info.UsedBy == nil {
 		info.UsedBy = []string{}
 	}
-	token, err := readToken(s, c.Name)
+	token, err := readToken(ctx, s, c.Name)
 	if err != nil {
 		info.Problem = err.Error()
 	} else {
@@ -288,7 +288,7 @@ func SetEnabled(ctx context.Context, s state.Store, name string, enabled bool) (
 		return false, err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := state.LoadConfig(s)
+	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return false, err
 	}
@@ -300,7 +300,7 @@ func SetEnabled(ctx context.Context, s state.Store, name string, enabled bool) (
 		return false, nil
 	}
 	cfg.DNSCredentials[i].Enabled = enabled
-	if err := state.SaveConfig(s, cfg); err != nil {
+	if err := state.SaveConfig(ctx, s, cfg); err != nil {
 		return false, fmt.Errorf("%s DNS credential %q: %w", verb, name, err)
 	}
 	return true, nil
@@ -317,7 +317,7 @@ func Remove(ctx context.Context, s state.Store, name string) (_ Info, err error)
 		return Info{}, err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := state.LoadConfig(s)
+	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return Info{}, err
 	}
@@ -329,12 +329,12 @@ func Remove(ctx context.Context, s state.Store, name string) (_ Info, err error)
 		return Info{}, fault.Failf(fmt.Sprintf("remove those mappings first ('p2ptls mapping remove ID'), or disable the credential with 'p2ptls dns-credential disable %s'", name),
 			"DNS credential %q is used by %d mapping(s): %s", name, len(used), strings.Join(used, ", "))
 	}
-	removed := describe(s, cfg.DNSCredentials[i], nil)
+	removed := describe(ctx, s, cfg.DNSCredentials[i], nil)
 	cfg.DNSCredentials = slices.Delete(cfg.DNSCredentials, i, i+1)
-	if err := state.SaveConfig(s, cfg); err != nil {
+	if err := state.SaveConfig(ctx, s, cfg); err != nil {
 		return removed, fmt.Errorf("remove DNS credential %q: %w", name, err)
 	}
-	if err := s.Delete(TokenFile(name)); err != nil {
+	if err := s.Delete(ctx, TokenFile(name)); err != nil {
 		return removed, fault.Failf("delete it by hand; nothing uses it any more",
 			"DNS credential %q is removed, but its token file %s is left over: %v", name, state.Locate(s, TokenFile(name)), err)
 	}
@@ -345,7 +345,7 @@ func Remove(ctx context.Context, s state.Store, name string) (_ Info, err error)
 // does not exist is bad input (the mapping or request names it); a disabled
 // credential and a missing token file are failures whose hints say how to
 // fix them.
-func Lookup(s state.Store, cfg *state.Config, name string) (Credential, error) {
+func Lookup(ctx context.Context, s state.Store, cfg *state.Config, name string) (Credential, error) {
 	i := index(cfg, name)
 	if i < 0 {
 		return Credential{}, fault.Invalidf("add it with 'p2ptls dns-credential add', or "+listCmd+" for the existing ones",
@@ -355,23 +355,23 @@ func Lookup(s state.Store, cfg *state.Config, name string) (Credential, error) {
 		return Credential{}, fault.Failf(fmt.Sprintf("enable it with 'p2ptls dns-credential enable %s'", name),
 			"DNS credential %q is disabled", name)
 	}
-	return load(s, cfg.DNSCredentials[i])
+	return load(ctx, s, cfg.DNSCredentials[i])
 }
 
 // Get returns the credential called name whether or not it is enabled, for
 // "dns-credential test": a disabled credential can be tested before it is
 // enabled again.
-func Get(s state.Store, cfg *state.Config, name string) (Credential, error) {
+func Get(ctx context.Context, s state.Store, cfg *state.Config, name string) (Credential, error) {
 	i := index(cfg, name)
 	if i < 0 {
 		return Credential{}, notFound(name)
 	}
-	return load(s, cfg.DNSCredentials[i])
+	return load(ctx, s, cfg.DNSCredentials[i])
 }
 
 // load reads the token of c.
-func load(s state.Store, c state.DNSCredential) (Credential, error) {
-	token, err := readToken(s, c.Name)
+func load(ctx context.Context, s state.Store, c state.DNSCredential) (Credential, error) {
+	token, err := readToken(ctx, s, c.Name)
 	if err != nil {
 		return Credential{}, fault.Failf(fmt.Sprintf("write the token into that file (one line, mode 0600), or give it again with 'p2ptls dns-credential add %s --replace --api-token-file F'", c.Name),
 			"DNS credential %q cannot be used: %v", c.Name, err)
@@ -381,9 +381,9 @@ func load(s state.Store, c state.DNSCredential) (Credential, error) {
 
 // readToken reads and checks the token file of credential name. Errors name
 // the file and never quote its content.
-func readToken(s state.Store, name string) (string, error) {
+func readToken(ctx context.Context, s state.Store, name string) (string, error) {
 	p := state.Locate(s, TokenFile(name))
-	b, err := s.Read(TokenFile(name))
+	b, err := s.Read(ctx, TokenFile(name))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return "", fmt.Errorf("its token file %s is missing", p)

@@ -110,7 +110,7 @@ func Run(ctx context.Context, in Input) Report {
 	if in.Resolve == nil {
 		in.Resolve = defaultResolve
 	}
-	e := newEnv(in)
+	e := newEnv(ctx, in)
 	checks := []func(context.Context, *env) Check{
 		checkConfig,
 		checkPermissions,

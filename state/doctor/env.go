@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"io/fs"
@@ -52,7 +53,7 @@ type env struct {
 	providedErr error
 }
 
-func newEnv(in Input) *env {
+func newEnv(ctx context.Context, in Input) *env {
 	e := &env{in: in, s: in.Store}
 	if real, err := filepath.EvalSymlinks(in.Store.Root()); err == nil {
 		if info, err := os.Stat(real); err == nil && info.IsDir() {
@@ -60,8 +61,8 @@ func newEnv(in Input) *env {
 		}
 	}
 	e.settings()
-	e.loadConfig()
-	e.loadManagement()
+	e.loadConfig(ctx)
+	e.loadManagement(ctx)
 	return e
 }
 
@@ -111,13 +112,13 @@ func (e *env) modeName() string {
 // loadConfig reads p2ptls.toml; when it does not validate (a hand edit),
 // it is decoded without validation so that the mapping checks can still
 // say which mapping is wrong.
-func (e *env) loadConfig() {
-	cfg, err := state.LoadConfig(e.s)
+func (e *env) loadConfig(ctx context.Context) {
+	cfg, err := state.LoadConfig(ctx, e.s)
 	if err == nil {
 		e.cfg = cfg
 	} else {
 		e.cfgErr = err
-		b, rerr := e.s.Read(state.ConfigFile)
+		b, rerr := e.s.Read(ctx, state.ConfigFile)
 		var loose state.Config
 		if rerr == nil && toml.Unmarshal(b, &loose) == nil && loose.SchemaVersion == state.SchemaVersion {
 			for i := range loose.Mappings {
@@ -130,7 +131,7 @@ func (e *env) loadConfig() {
 		}
 	}
 	if e.cfg != nil {
-		e.infos, _ = mappings.List(e.s, e.cfg, "", e.in.Now)
+		e.infos, _ = mappings.List(ctx, e.s, e.cfg, "", e.in.Now)
 	}
 }
 
@@ -145,8 +146,8 @@ func looseHost(h string) string {
 
 // loadManagement reads the management CA, the auto server certificate and
 // mode provided's files.
-func (e *env) loadManagement() {
-	if b, err := e.s.Read(management.CACertFile); err == nil {
+func (e *env) loadManagement(ctx context.Context) {
+	if b, err := e.s.Read(ctx, management.CACertFile); err == nil {
 		if chain, err := pki.ParseCertChain(b); err != nil {
 			e.caErr = err
 		} else {
@@ -155,8 +156,8 @@ func (e *env) loadManagement() {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		e.caErr = err
 	}
-	if certPEM, err := e.s.Read(management.ServerCertFile); err == nil {
-		keyPEM, kerr := e.s.Read(management.ServerKeyFile)
+	if certPEM, err := e.s.Read(ctx, management.ServerCertFile); err == nil {
+		keyPEM, kerr := e.s.Read(ctx, management.ServerKeyFile)
 		if kerr != nil {
 			e.serverErr = kerr
 		} else if e.server, e.serverErr = pki.LoadKeyPair(certPEM, keyPEM); e.serverErr != nil {

@@ -20,7 +20,7 @@ import (
 // them with the command that removes them now. While the lock is held they
 // are not looked for: a change in progress has its temporary files and, for
 // mapping add, the new mapping's directory before p2ptls.toml names it.
-func checkOrphans(_ context.Context, e *env) Check {
+func checkOrphans(ctx context.Context, e *env) Check {
 	if e.root == "" {
 		return ok(IDOrphans, "there is no state directory yet")
 	}
@@ -28,7 +28,7 @@ func checkOrphans(_ context.Context, e *env) Check {
 	if locked {
 		return ok(IDOrphans, "not checked: a change is in progress (the state is locked), and its files are not leftovers")
 	}
-	l, err := state.FindLeftovers(e.s, e.root)
+	l, err := state.FindLeftovers(ctx, e.s, e.root)
 	if err != nil {
 		return warn(IDOrphans, "check that this user can read the whole state directory", "%v", err)
 	}

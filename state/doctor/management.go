@@ -27,7 +27,7 @@ func hintOf(err error, def string) string {
 }
 
 // checkMode: MANAGEMENT_TLS_MODE is one serve starts with; off warns.
-func checkMode(_ context.Context, e *env) Check {
+func checkMode(ctx context.Context, e *env) Check {
 	if e.modeErr != nil {
 		return fail(IDMode, hintOf(e.modeErr, "use MANAGEMENT_TLS_MODE=auto"), "%v%s", e.modeErr, refusesToStart)
 	}
@@ -42,7 +42,7 @@ func checkMode(_ context.Context, e *env) Check {
 }
 
 // checkListen: MANAGEMENT_LISTEN is an address serve can bind.
-func checkListen(_ context.Context, e *env) Check {
+func checkListen(ctx context.Context, e *env) Check {
 	if e.listenErr != nil {
 		return fail(IDListen, hintOf(e.listenErr, "give HOST:PORT, e.g. :8443"), "%v%s", e.listenErr, refusesToStart)
 	}
@@ -51,7 +51,7 @@ func checkListen(_ context.Context, e *env) Check {
 
 // checkProvidedFiles: mode provided's certificate and key exist, match and
 // are valid now; one due for renewal warns.
-func checkProvidedFiles(_ context.Context, e *env) Check {
+func checkProvidedFiles(ctx context.Context, e *env) Check {
 	if e.modeName() != management.ModeProvided {
 		return ok(IDProvidedFiles, "nothing to check: MANAGEMENT_TLS_CERT_FILE and MANAGEMENT_TLS_KEY_FILE are used in mode provided only")
 	}
@@ -134,7 +134,7 @@ func checkPublicURL(ctx context.Context, e *env) Check {
 
 // checkPublicURLCovered: the certificate management serves covers the
 // public URL's host, or agents refuse it.
-func checkPublicURLCovered(_ context.Context, e *env) Check {
+func checkPublicURLCovered(ctx context.Context, e *env) Check {
 	switch {
 	case strings.TrimSpace(e.in.Settings.PublicURL) == "":
 		return ok(IDPublicURLCovered, "nothing to check: MANAGEMENT_PUBLIC_URL is not set")
@@ -164,7 +164,7 @@ func checkPublicURLCovered(_ context.Context, e *env) Check {
 
 // checkExtraHosts: every MANAGEMENT_TLS_EXTRA_HOSTS entry is valid and on
 // the server certificate.
-func checkExtraHosts(_ context.Context, e *env) Check {
+func checkExtraHosts(ctx context.Context, e *env) Check {
 	if e.extraErr != nil {
 		return fail(IDExtraHosts, hintOf(e.extraErr, "give comma-separated DNS names or IP addresses"), "%v%s", e.extraErr, refusesToStart)
 	}
@@ -201,7 +201,7 @@ func checkExtraHosts(_ context.Context, e *env) Check {
 }
 
 // checkCA: the CA agents trust is there, with its key, and not near its end.
-func checkCA(_ context.Context, e *env) Check {
+func checkCA(ctx context.Context, e *env) Check {
 	switch e.modeName() {
 	case management.ModeProvided:
 		if e.provided == nil {
@@ -227,7 +227,7 @@ func checkCA(_ context.Context, e *env) Check {
 		return warn(IDCA, "create it now with 'p2ptls ca init --public-url URL' (or start serve), then give agents 'p2ptls agent env'",
 			"there is no management CA yet: serve creates one on its first start, and agents can only be given it after that")
 	}
-	keyPEM, err := e.s.Read(management.CAKeyFile)
+	keyPEM, err := e.s.Read(ctx, management.CAKeyFile)
 	if err == nil {
 		_, err = pki.LoadKeyPair(pki.EncodeCert(e.ca.Raw), keyPEM)
 	}
@@ -249,7 +249,7 @@ func checkCA(_ context.Context, e *env) Check {
 
 // checkServerCertificate: auto mode's server certificate loads, comes from
 // the CA and is valid.
-func checkServerCertificate(_ context.Context, e *env) Check {
+func checkServerCertificate(ctx context.Context, e *env) Check {
 	switch e.modeName() {
 	case management.ModeProvided:
 		return ok(IDServerCertificate, "nothing to check in mode provided: see %s", IDProvidedFiles)
@@ -289,12 +289,12 @@ func (e *env) currentCA() string {
 
 // checkCABackup: the last backup holds the CA agents trust now. Restoring
 // a state without it, or with another one, breaks every agent.
-func checkCABackup(_ context.Context, e *env) Check {
+func checkCABackup(ctx context.Context, e *env) Check {
 	if e.root == "" {
 		return ok(IDCABackup, "there is no state directory yet: nothing to back up")
 	}
 	takeOne := "take one now: p2ptls backup --out /var/backups/p2ptls.tar.gz --passphrase-file F, and keep it off this machine"
-	rec, err := backup.ReadRecord(e.s)
+	rec, err := backup.ReadRecord(ctx, e.s)
 	if err != nil {
 		return warn(IDCABackup, takeOne, "the record of the last backup cannot be read: %v", err)
 	}

@@ -21,7 +21,7 @@ import (
 const renewOverdue = 24 * time.Hour
 
 // checkACMEAccount: ACME mappings need a registered account.
-func checkACMEAccount(_ context.Context, e *env) Check {
+func checkACMEAccount(ctx context.Context, e *env) Check {
 	if e.cfg == nil {
 		return skipped(IDACMEAccount)
 	}
@@ -34,7 +34,7 @@ func checkACMEAccount(_ context.Context, e *env) Check {
 	if n == 0 {
 		return ok(IDACMEAccount, "no ACME mappings")
 	}
-	acct, err := acme.LoadAccount(e.s, e.cfg.ACME.Directory)
+	acct, err := acme.LoadAccount(ctx, e.s, e.cfg.ACME.Directory)
 	if err != nil {
 		return fail(IDACMEAccount, hintOf(err, "register one with 'p2ptls acme account register --email E --agree-tos'"),
 			"%s cannot be issued: %v", plural(n, "ACME mapping"), err)
@@ -57,7 +57,7 @@ func issueHint(m state.Mapping) string {
 
 // checkWildcardChallenge: a wildcard can only be validated with DNS-01
 // (mapping add refuses the others; a hand edit may not).
-func checkWildcardChallenge(_ context.Context, e *env) Check {
+func checkWildcardChallenge(ctx context.Context, e *env) Check {
 	if e.cfg == nil {
 		return skipped(IDWildcardChallenge)
 	}
@@ -90,11 +90,11 @@ func checkWildcardChallenge(_ context.Context, e *env) Check {
 
 // checkDNSCredential: every DNS-01 mapping names a credential that exists,
 // is enabled and has its token.
-func checkDNSCredential(_ context.Context, e *env) Check {
+func checkDNSCredential(ctx context.Context, e *env) Check {
 	if e.cfg == nil {
 		return skipped(IDDNSCredential)
 	}
-	infos, _ := dnscred.List(e.s, e.cfg)
+	infos, _ := dnscred.List(ctx, e.s, e.cfg)
 	creds := make(map[string]dnscred.Info, len(infos))
 	for _, c := range infos {
 		creds[c.Name] = c
@@ -141,7 +141,7 @@ func port(addr string) string {
 // public ports 80 and 443. No HTTP address for HTTP-01 fails (issuance
 // cannot work); another port warns (it works behind NAT or port
 // forwarding that maps the public port to it).
-func checkChallengePorts(_ context.Context, e *env) Check {
+func checkChallengePorts(ctx context.Context, e *env) Check {
 	if e.cfg == nil {
 		return skipped(IDChallengePorts)
 	}
@@ -187,7 +187,7 @@ func checkChallengePorts(_ context.Context, e *env) Check {
 // checkCoverage: every mapping has a certificate whose key matches and
 // whose names cover every host of the mapping; a client asking for a host
 // gets that mapping's certificate and refuses it otherwise.
-func checkCoverage(_ context.Context, e *env) Check {
+func checkCoverage(ctx context.Context, e *env) Check {
 	if e.cfg == nil {
 		return skipped(IDCoverage)
 	}
@@ -202,7 +202,7 @@ func checkCoverage(_ context.Context, e *env) Check {
 	}
 	for _, m := range e.cfg.Mappings {
 		hosts += len(m.Hosts)
-		c, err := mappings.Load(e.s, m)
+		c, err := mappings.Load(ctx, e.s, m)
 		if err != nil && servedMeanwhile(&f, m, err, infos) {
 			continue
 		}
@@ -281,7 +281,7 @@ func (e *env) mappingByID() map[string]state.Mapping {
 
 // checkExpiry: no certificate is expired, and none is inside its renewal
 // window without having been renewed.
-func checkExpiry(_ context.Context, e *env) Check {
+func checkExpiry(ctx context.Context, e *env) Check {
 	if e.cfg == nil {
 		return skipped(IDExpiry)
 	}
@@ -318,7 +318,7 @@ func checkExpiry(_ context.Context, e *env) Check {
 // checkLastRenewal: the last ACME attempt of every mapping succeeded. A
 // failure while the previous certificate still serves warns; one that left
 // the mapping without a usable certificate fails.
-func checkLastRenewal(_ context.Context, e *env) Check {
+func checkLastRenewal(ctx context.Context, e *env) Check {
 	if e.cfg == nil {
 		return skipped(IDLastRenewal)
 	}

@@ -11,8 +11,8 @@ import (
 
 // checkServing: while serve runs, every listener listens and the last
 // change of the state was applied.
-func checkServing(_ context.Context, e *env) Check {
-	st, err := runstatus.Read(e.s)
+func checkServing(ctx context.Context, e *env) Check {
+	st, err := runstatus.Read(ctx, e.s)
 	if err != nil {
 		return warn(IDListenersServing, "serve rewrites it within a second; run doctor again", "not checked: %v", err)
 	}
@@ -45,8 +45,8 @@ func checkServing(_ context.Context, e *env) Check {
 // a public deployment failure. Counts start at zero with each serve, so a
 // running serve's are current and fail; a stopped serve's are history and
 // warn.
-func checkFallback(_ context.Context, e *env) Check {
-	st, err := runstatus.Read(e.s)
+func checkFallback(ctx context.Context, e *env) Check {
+	st, err := runstatus.Read(ctx, e.s)
 	if err != nil {
 		return warn(IDListenersFallback, "serve rewrites it within a second; run doctor again", "not checked: %v", err)
 	}

@@ -21,7 +21,7 @@ import (
 // checkConfig: p2ptls.toml loads. One that does not is a failure with the
 // loader's own message (file, line, field); the mapping checks then read it
 // leniently or, when even that fails, are skipped.
-func checkConfig(_ context.Context, e *env) Check {
+func checkConfig(ctx context.Context, e *env) Check {
 	if e.cfgErr != nil {
 		then := "the listener and mapping checks are skipped"
 		if e.lenient {
@@ -37,7 +37,7 @@ func checkConfig(_ context.Context, e *env) Check {
 	if e.root == "" {
 		return ok(IDConfig, "there is no state directory %s yet: nothing is configured", e.s.Root())
 	}
-	if _, err := e.s.Stat(state.ConfigFile); errors.Is(err, fs.ErrNotExist) {
+	if _, err := e.s.Stat(ctx, state.ConfigFile); errors.Is(err, fs.ErrNotExist) {
 		return ok(IDConfig, "there is no %s yet: no listeners or mappings are configured", state.ConfigFile)
 	}
 	return ok(IDConfig, "%s loads: %s, %s, %s", state.ConfigFile,
@@ -56,7 +56,7 @@ func isSecret(rel string) bool { return !backup.IsCertificate(rel) }
 // checkPermissions: every directory 0700 and every secret 0600. A secret
 // that group or others can read or change fails; a looser directory, or
 // another file that group or others can change, warns.
-func checkPermissions(_ context.Context, e *env) Check {
+func checkPermissions(ctx context.Context, e *env) Check {
 	if e.root == "" {
 		return ok(IDPermissions, "there is no state directory %s yet; p2ptls creates it 0700", e.s.Root())
 	}
@@ -119,7 +119,7 @@ func checkPermissions(_ context.Context, e *env) Check {
 // checkLock: a lock file whose holder is gone is stale. It never blocks
 // anyone (the kernel dropped the flock with its holder, and the next
 // process takes it over), but it names a process that no longer runs.
-func checkLock(_ context.Context, e *env) Check {
+func checkLock(ctx context.Context, e *env) Check {
 	if e.root == "" {
 		return ok(IDLock, "there is no state directory yet: nothing is locked")
 	}

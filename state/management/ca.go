@@ -38,40 +38,40 @@ func Init(ctx context.Context, s state.Store, names pki.Names, now time.Time) er
 		return err
 	}
 	defer unlock()
-	if _, err := s.Read(CACertFile); err == nil {
+	if _, err := s.Read(ctx, CACertFile); err == nil {
 		return fault.Failf("'p2ptls ca show' shows it; 'p2ptls ca renew-server' re-issues the server certificate from it",
 			"a management CA already exists and is never replaced, because every agent trusts it")
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("read %s: %w", CACertFile, err)
 	}
-	_, err = createCA(s, names, now)
+	_, err = createCA(ctx, s, names, now)
 	return err
 }
 
 // createCA writes a new CA and a server certificate from it.
-func createCA(s state.Store, names pki.Names, now time.Time) (*pki.KeyPair, error) {
+func createCA(ctx context.Context, s state.Store, names pki.Names, now time.Time) (*pki.KeyPair, error) {
 	ca, err := pki.NewCA(caCommonName, now, pki.CAValidity)
 	if err != nil {
 		return nil, fmt.Errorf("generate management CA: %w", err)
 	}
-	if err := writePair(s, CAKeyFile, CACertFile, ca); err != nil {
+	if err := writePair(ctx, s, CAKeyFile, CACertFile, ca); err != nil {
 		return nil, err
 	}
-	return issueServer(s, ca, names, now)
+	return issueServer(ctx, s, ca, names, now)
 }
 
 // writePair writes a key, then its certificate.
-func writePair(s state.Store, keyFile, certFile string, kp *pki.KeyPair) error {
-	if err := s.Write(keyFile, kp.KeyPEM, state.SecretMode); err != nil {
+func writePair(ctx context.Context, s state.Store, keyFile, certFile string, kp *pki.KeyPair) error {
+	if err := s.Write(ctx, keyFile, kp.KeyPEM, state.SecretMode); err != nil {
 		return fmt.Errorf("save %s: %w", keyFile, err)
 	}
-	if err := s.Write(certFile, kp.CertPEM, state.PublicMode); err != nil {
+	if err := s.Write(ctx, certFile, kp.CertPEM, state.PublicMode); err != nil {
 		return fmt.Errorf("save %s: %w", certFile, err)
 	}
 	return nil
 }
 
-func issueServer(s state.Store, ca *pki.KeyPair, names pki.Names, now time.Time) (*pki.KeyPair, error) {
+func issueServer(ctx context.Context, s state.Store, ca *pki.KeyPair, names pki.Names, now time.Time) (*pki.KeyPair, error) {
 	// A CA at its end cannot vouch for a server certificate any more; only
 	// the operator can decide to hand every agent a new one.
 	if ca.Cert.NotAfter.Sub(now) < 24*time.Hour {
@@ -83,7 +83,7 @@ func issueServer(s state.Store, ca *pki.KeyPair, names pki.Names, now time.Time)
 	if err != nil {
 		return nil, fmt.Errorf("issue management server certificate: %w", err)
 	}
-	if err := writePair(s, ServerKeyFile, ServerCertFile, srv); err != nil {
+	if err := writePair(ctx, s, ServerKeyFile, ServerCertFile, srv); err != nil {
 		return nil, err
 	}
 	return srv, nil
@@ -91,15 +91,15 @@ func issueServer(s state.Store, ca *pki.KeyPair, names pki.Names, now time.Time)
 
 // loadCA reads the CA and its key; a CA without its key is a broken state
 // that only a backup can mend.
-func loadCA(s state.Store) (*pki.KeyPair, error) {
-	certPEM, err := s.Read(CACertFile)
+func loadCA(ctx context.Context, s state.Store) (*pki.KeyPair, error) {
+	certPEM, err := s.Read(ctx, CACertFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fault.Failf("create it with 'p2ptls ca init' (or let 'p2ptls serve' create it)", "there is no management CA yet")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", CACertFile, err)
 	}
-	keyPEM, err := s.Read(CAKeyFile)
+	keyPEM, err := s.Read(ctx, CAKeyFile)
 	if err != nil {
 		return nil, fault.Failf("restore certs/management from a backup; a new CA would break every agent's trust",
 			"the management CA key %s cannot be read: %v", CAKeyFile, err)
@@ -121,30 +121,30 @@ func Ensure(ctx context.Context, s state.Store, names pki.Names, now time.Time) 
 		return nil, "", err
 	}
 	defer unlock()
-	if _, err := s.Read(CACertFile); errors.Is(err, fs.ErrNotExist) {
-		srv, err := createCA(s, names, now)
+	if _, err := s.Read(ctx, CACertFile); errors.Is(err, fs.ErrNotExist) {
+		srv, err := createCA(ctx, s, names, now)
 		return srv, "created the management CA and server certificate", err
 	}
-	ca, err := loadCA(s)
+	ca, err := loadCA(ctx, s)
 	if err != nil {
 		return nil, "", err
 	}
-	srv, why := currentServer(s, ca, names, now)
+	srv, why := currentServer(ctx, s, ca, names, now)
 	if why == "" {
 		return srv, "", nil
 	}
-	srv, err = issueServer(s, ca, names, now)
+	srv, err = issueServer(ctx, s, ca, names, now)
 	return srv, "re-issued the management server certificate: " + why, err
 }
 
 // currentServer loads the server certificate and says why it must be
 // re-issued ("" when it is fine).
-func currentServer(s state.Store, ca *pki.KeyPair, names pki.Names, now time.Time) (*pki.KeyPair, string) {
-	certPEM, err := s.Read(ServerCertFile)
+func currentServer(ctx context.Context, s state.Store, ca *pki.KeyPair, names pki.Names, now time.Time) (*pki.KeyPair, string) {
+	certPEM, err := s.Read(ctx, ServerCertFile)
 	if err != nil {
 		return nil, "it is missing"
 	}
-	keyPEM, err := s.Read(ServerKeyFile)
+	keyPEM, err := s.Read(ctx, ServerKeyFile)
 	if err != nil {
 		return nil, "its key is missing"
 	}
@@ -171,16 +171,16 @@ func RenewServer(ctx context.Context, s state.Store, names pki.Names, now time.T
 		return nil, err
 	}
 	defer unlock()
-	ca, err := loadCA(s)
+	ca, err := loadCA(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	return issueServer(s, ca, names, now)
+	return issueServer(ctx, s, ca, names, now)
 }
 
 // CACertificate returns the CA certificate PEM and parsed, for export.
-func CACertificate(s state.Store) ([]byte, *x509.Certificate, error) {
-	b, err := s.Read(CACertFile)
+func CACertificate(ctx context.Context, s state.Store) ([]byte, *x509.Certificate, error) {
+	b, err := s.Read(ctx, CACertFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fault.Failf("create it with 'p2ptls ca init' (or let 'p2ptls serve' create it)", "there is no management CA yet")
 	}

@@ -1,6 +1,7 @@
 package management
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"time"
@@ -52,7 +53,7 @@ func Describe(c *x509.Certificate, file string) *CertInfo {
 
 // Show describes management TLS as serve would run it with settings. root
 // is the state directory, for file paths in the output.
-func Show(s state.Store, root string, set Settings) (*Info, error) {
+func Show(ctx context.Context, s state.Store, root string, set Settings) (*Info, error) {
 	info := &Info{Mode: set.Mode, Missing: []string{}}
 	if set.Mode == ModeProvided {
 		kp, err := LoadProvided(set.CertFile, set.KeyFile, time.Now())
@@ -66,7 +67,7 @@ func Show(s state.Store, root string, set Settings) (*Info, error) {
 		return info, nil
 	}
 	// Mode off shows the CA too: it is what agents may still hold.
-	_, ca, err := CACertificate(s)
+	_, ca, err := CACertificate(ctx, s)
 	if err != nil {
 		if set.Mode == ModeOff {
 			return info, nil
@@ -77,7 +78,7 @@ func Show(s state.Store, root string, set Settings) (*Info, error) {
 	if set.Mode == ModeOff {
 		return info, nil
 	}
-	certPEM, err := s.Read(ServerCertFile)
+	certPEM, err := s.Read(ctx, ServerCertFile)
 	if err != nil {
 		return info, nil // serve or "ca renew-server" will issue it
 	}
@@ -132,7 +133,7 @@ var ErrNoAgentCA = errors.New("the provided management certificate file holds no
 
 // AgentCA is the CA certificate agents should trust: the auto CA, or in mode
 // provided the last certificate of the chain when the file carries one.
-func AgentCA(s state.Store, set Settings) ([]byte, error) {
+func AgentCA(ctx context.Context, s state.Store, set Settings) ([]byte, error) {
 	if set.Mode == ModeProvided {
 		kp, err := LoadProvided(set.CertFile, set.KeyFile, time.Now())
 		if err != nil {
@@ -144,6 +145,6 @@ func AgentCA(s state.Store, set Settings) ([]byte, error) {
 		}
 		return pki.EncodeCert(chain[len(chain)-1].Raw), nil
 	}
-	caPEM, _, err := CACertificate(s)
+	caPEM, _, err := CACertificate(ctx, s)
 	return caPEM, err
 }

@@ -103,7 +103,7 @@ func commit(ctx context.Context, s state.Store, purpose string, batch []prepared
 		return err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := state.LoadConfig(s)
+	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -140,12 +140,12 @@ func commit(ctx context.Context, s state.Store, purpose string, batch []prepared
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return install(s, cfg, batch, now)
+	return install(ctx, s, cfg, batch, now)
 }
 
 // install writes the files of every mapping of batch, then the config that
 // names them. A failure removes the files again.
-func install(s state.Store, cfg *state.Config, batch []prepared, now time.Time) error {
+func install(ctx context.Context, s state.Store, cfg *state.Config, batch []prepared, now time.Time) error {
 	var dirs []string
 	err := func() error {
 		for _, p := range batch {
@@ -155,18 +155,18 @@ func install(s state.Store, cfg *state.Config, batch []prepared, now time.Time) 
 			// left by a crashed remove and must not be served as the new
 			// mapping's certificate. Stat first: a Delete syncs the parent
 			// directory, which a batch of thousands would pay for each.
-			if _, err := s.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
-				if err := s.Delete(dir); err != nil {
+			if _, err := s.Stat(ctx, dir); !errors.Is(err, fs.ErrNotExist) {
+				if err := s.Delete(ctx, dir); err != nil {
 					return fmt.Errorf("remove the leftover %s: %w", dir, err)
 				}
 			}
 			if p.kp != nil {
-				if err := writeMaterial(s, p.m.ID, p.kp, newMeta(p.m.Source, p.kp, now)); err != nil {
+				if err := writeMaterial(ctx, s, p.m.ID, p.kp, newMeta(p.m.Source, p.kp, now)); err != nil {
 					return fmt.Errorf("add mapping %q: %w", p.m.ID, err)
 				}
 			}
 		}
-		if err := state.SaveConfig(s, cfg); err != nil {
+		if err := state.SaveConfig(ctx, s, cfg); err != nil {
 			if len(batch) == 1 {
 				return fmt.Errorf("add mapping %q: %w", batch[0].m.ID, err)
 			}
@@ -178,7 +178,7 @@ func install(s state.Store, cfg *state.Config, batch []prepared, now time.Time) 
 		return nil
 	}
 	for _, dir := range dirs {
-		if rmErr := s.Delete(dir); rmErr != nil {
+		if rmErr := s.Delete(ctx, dir); rmErr != nil {
 			err = errors.Join(err, fmt.Errorf("remove %s again: %w", dir, rmErr))
 		}
 	}

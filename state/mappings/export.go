@@ -35,7 +35,7 @@ func Export(ctx context.Context, s state.Store, opts ExportOptions, now time.Tim
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := state.LoadConfig(s)
+	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +56,7 @@ func Export(ctx context.Context, s state.Store, opts ExportOptions, now time.Tim
 		}
 		switch m.Source {
 		case state.SourceManual:
-			certPEM, keyPEM, err := ReadFiles(s, m)
+			certPEM, keyPEM, err := ReadFiles(ctx, s, m)
 			if err != nil {
 				return nil, fmt.Errorf("export mapping %q: %w", m.ID, err)
 			}
@@ -68,7 +68,7 @@ func Export(ctx context.Context, s state.Store, opts ExportOptions, now time.Tim
 		case state.SourceFile:
 			// The files may be missing or broken now; import then refuses
 			// the line as add would, which says more than export could.
-			if certPEM, _, err := readChain(s, m); err == nil {
+			if certPEM, _, err := readChain(ctx, s, m); err == nil {
 				r.AllowExpired = outsideValidity(certPEM, now)
 			}
 		}

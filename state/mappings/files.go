@@ -1,6 +1,7 @@
 package mappings
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -51,9 +52,9 @@ type Meta struct {
 
 // LoadMeta reads the metadata of mapping id; a mapping without any (not yet
 // issued, or source "file") has the zero Meta.
-func LoadMeta(s state.Store, id string) (Meta, error) {
+func LoadMeta(ctx context.Context, s state.Store, id string) (Meta, error) {
 	var m Meta
-	b, err := s.Read(metaName(id))
+	b, err := s.Read(ctx, metaName(id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return m, nil
 	}
@@ -67,12 +68,12 @@ func LoadMeta(s state.Store, id string) (Meta, error) {
 }
 
 // SaveMeta replaces the metadata of mapping id. The caller holds the lock.
-func SaveMeta(s state.Store, id string, m Meta) error {
+func SaveMeta(ctx context.Context, s state.Store, id string, m Meta) error {
 	b, err := toml.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", metaName(id), err)
 	}
-	if err := s.Write(metaName(id), b, state.SecretMode); err != nil {
+	if err := s.Write(ctx, metaName(id), b, state.SecretMode); err != nil {
 		return fmt.Errorf("save %s: %w", metaName(id), err)
 	}
 	return nil
@@ -92,22 +93,22 @@ func newMeta(source string, kp *pki.KeyPair, now time.Time) Meta {
 }
 
 // WriteCertificate puts a new certificate for mapping id in place (ACME).
-func WriteCertificate(s state.Store, id string, kp *pki.KeyPair, meta Meta) error {
-	return writeMaterial(s, id, kp, meta)
+func WriteCertificate(ctx context.Context, s state.Store, id string, kp *pki.KeyPair, meta Meta) error {
+	return writeMaterial(ctx, s, id, kp, meta)
 }
 
 // writeMaterial writes a mapping's key, certificate and metadata, key first:
 // a reader that finds cert.pem finds its key too (except during a
 // replacement, when a key/certificate mismatch makes serve keep the pair it
 // already has).
-func writeMaterial(s state.Store, id string, kp *pki.KeyPair, meta Meta) error {
-	if err := s.Write(keyName(id), kp.KeyPEM, state.SecretMode); err != nil {
+func writeMaterial(ctx context.Context, s state.Store, id string, kp *pki.KeyPair, meta Meta) error {
+	if err := s.Write(ctx, keyName(id), kp.KeyPEM, state.SecretMode); err != nil {
 		return fmt.Errorf("save %s: %w", keyName(id), err)
 	}
-	if err := s.Write(certName(id), kp.CertPEM, state.PublicMode); err != nil {
+	if err := s.Write(ctx, certName(id), kp.CertPEM, state.PublicMode); err != nil {
 		return fmt.Errorf("save %s: %w", certName(id), err)
 	}
-	return SaveMeta(s, id, meta)
+	return SaveMeta(ctx, s, id, meta)
 }
 
 // Cert is a mapping's certificate chain (leaf first) and private key, ready
@@ -122,12 +123,12 @@ type Cert struct {
 // together: from the state for sources manual, self-signed and acme, from
 // m.CertFile and m.KeyFile for source file. A certificate that is not there
 // (yet) gives an error matching fs.ErrNotExist.
-func Load(s state.Store, m state.Mapping) (*Cert, error) {
-	certPEM, chain, err := readChain(s, m)
+func Load(ctx context.Context, s state.Store, m state.Mapping) (*Cert, error) {
+	certPEM, chain, err := readChain(ctx, s, m)
 	if err != nil {
 		return nil, fmt.Errorf("load mapping %q: %w", m.ID, err)
 	}
-	keyPEM, err := readFile(s, m, keyName(m.ID), m.KeyFile)
+	keyPEM, err := readFile(ctx, s, m, keyName(m.ID), m.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("load mapping %q: %w", m.ID, err)
 	}
@@ -139,11 +140,11 @@ func Load(s state.Store, m state.Mapping) (*Cert, error) {
 
 // ReadFiles returns mapping m's certificate chain and key as stored, unparsed, for
 // a server that parses them itself (tls.X509KeyPair checks the pair).
-func ReadFiles(s state.Store, m state.Mapping) (certPEM, keyPEM []byte, err error) {
+func ReadFiles(ctx context.Context, s state.Store, m state.Mapping) (certPEM, keyPEM []byte, err error) {
 	// The key first: writers put the key in place before the certificate,
 	// so a reader racing a renewal sees a pair that matches or fails, never
 	// a new certificate with the old key that would be served.
-	if keyPEM, err = readFile(s, m, keyName(m.ID), m.KeyFile); err != nil {
+	if keyPEM, err = readFile(ctx, s, m, keyName(m.ID), m.KeyFile); err != nil {
 		return nil, nil, fmt.Errorf("load mapping %q: %w", m.ID, err)
 	}
 	// Measured before the caller parses it: a huge RSA key costs seconds
@@ -152,7 +153,7 @@ func ReadFiles(s state.Store, m state.Mapping) (certPEM, keyPEM []byte, err erro
 	if err := pki.CheckKeySize(keyPEM); err != nil {
 		return nil, nil, fmt.Errorf("load mapping %q: %s: %w", m.ID, keyPath(s, m), err)
 	}
-	if certPEM, err = readFile(s, m, certName(m.ID), m.CertFile); err != nil {
+	if certPEM, err = readFile(ctx, s, m, certName(m.ID), m.CertFile); err != nil {
 		return nil, nil, fmt.Errorf("load mapping %q: %w", m.ID, err)
 	}
 	return certPEM, keyPEM, nil
@@ -170,8 +171,8 @@ func CertFiles(m state.Mapping) (names []string, onDisk bool) {
 }
 
 // readChain reads and parses mapping m's certificate chain.
-func readChain(s state.Store, m state.Mapping) ([]byte, []*x509.Certificate, error) {
-	certPEM, err := readFile(s, m, certName(m.ID), m.CertFile)
+func readChain(ctx context.Context, s state.Store, m state.Mapping) ([]byte, []*x509.Certificate, error) {
+	certPEM, err := readFile(ctx, s, m, certName(m.ID), m.CertFile)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -184,7 +185,7 @@ func readChain(s state.Store, m state.Mapping) ([]byte, []*x509.Certificate, err
 
 // readFile reads a mapping's file: path for source file, the store name
 // otherwise.
-func readFile(s state.Store, m state.Mapping, name, path string) ([]byte, error) {
+func readFile(ctx context.Context, s state.Store, m state.Mapping, name, path string) ([]byte, error) {
 	if m.Source == state.SourceFile {
 		b, err := userfile.Read(path, userfile.MaxPEM)
 		if err == nil {
@@ -197,7 +198,7 @@ func readFile(s state.Store, m state.Mapping, name, path string) ([]byte, error)
 		// problem, not the input of the command that reads it (exit 1).
 		return nil, &fault.Error{Kind: fault.Failure, Err: err}
 	}
-	b, err := s.Read(name)
+	b, err := s.Read(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}

@@ -1,6 +1,7 @@
 package mappings
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -87,7 +88,7 @@ type ChainCert struct {
 // List describes the mappings of cfg, or of one listener when listener is
 // not empty, in config order. It reads each mapping's certificate once (and
 // an ACME mapping's meta.toml), so it is linear in the number of mappings.
-func List(s state.Store, cfg *state.Config, listener string, now time.Time) ([]Info, error) {
+func List(ctx context.Context, s state.Store, cfg *state.Config, listener string, now time.Time) ([]Info, error) {
 	if listener != "" {
 		if _, err := cfg.FindListener(listener); err != nil {
 			return nil, err
@@ -98,7 +99,7 @@ func List(s state.Store, cfg *state.Config, listener string, now time.Time) ([]I
 	var wild map[string]string
 	for _, m := range cfg.Mappings {
 		if listener == "" || m.Listener == listener {
-			info, chain := describe(s, m, now)
+			info, chain := describe(ctx, s, m, now)
 			infos = append(infos, info)
 			if chain == nil {
 				continue
@@ -155,16 +156,16 @@ func servedBy(listener string, hosts []string, wildcard func(key string) (string
 
 // Show describes mapping id and its certificate; the details are nil while
 // it has no usable certificate (Info.Status and LastError say why).
-func Show(s state.Store, cfg *state.Config, id string, now time.Time) (Info, *Details, error) {
+func Show(ctx context.Context, s state.Store, cfg *state.Config, id string, now time.Time) (Info, *Details, error) {
 	i, err := find(cfg, id)
 	if err != nil {
 		return Info{}, nil, err
 	}
 	m := cfg.Mappings[i]
-	info, chain := describe(s, m, now)
+	info, chain := describe(ctx, s, m, now)
 	if chain == nil {
 		info.ServedBy = servedBy(m.Listener, m.Hosts, func(key string) (string, bool) {
-			return wildcardWithCertificate(s, cfg, key, now)
+			return wildcardWithCertificate(ctx, s, cfg, key, now)
 		})
 		return info, nil, nil
 	}
@@ -173,11 +174,11 @@ func Show(s state.Store, cfg *state.Config, id string, now time.Time) (Info, *De
 
 // wildcardWithCertificate finds the mapping holding the wildcard host of key
 // (listener+"\x00"+host) and reports its id when it has a certificate.
-func wildcardWithCertificate(s state.Store, cfg *state.Config, key string, now time.Time) (string, bool) {
+func wildcardWithCertificate(ctx context.Context, s state.Store, cfg *state.Config, key string, now time.Time) (string, bool) {
 	listener, host, _ := strings.Cut(key, "\x00")
 	for _, o := range cfg.Mappings {
 		if o.Listener == listener && slices.Contains(o.Hosts, host) {
-			info, _ := describe(s, o, now)
+			info, _ := describe(ctx, s, o, now)
 			return o.ID, hasCertificate(info.Status)
 		}
 	}
@@ -196,7 +197,7 @@ func Inspect(pemBytes []byte, now time.Time) (*Details, error) {
 
 // describe returns m's Info and, when it has a usable certificate, its
 // chain.
-func describe(s state.Store, m state.Mapping, now time.Time) (Info, []*x509.Certificate) {
+func describe(ctx context.Context, s state.Store, m state.Mapping, now time.Time) (Info, []*x509.Certificate) {
 	info := Info{
 		ID:            m.ID,
 		Listener:      m.Listener,
@@ -213,7 +214,7 @@ func describe(s state.Store, m state.Mapping, now time.Time) (Info, []*x509.Cert
 	var meta Meta
 	if m.Source == state.SourceACME {
 		var err error
-		if meta, err = LoadMeta(s, m.ID); err != nil {
+		if meta, err = LoadMeta(ctx, s, m.ID); err != nil {
 			info.LastError = err.Error()
 		} else {
 			info.LastError = meta.LastError
@@ -223,7 +224,7 @@ func describe(s state.Store, m state.Mapping, now time.Time) (Info, []*x509.Cert
 			info.IssuedAt = timePtr(meta.IssuedAt)
 		}
 	}
-	_, chain, err := readChain(s, m)
+	_, chain, err := readChain(ctx, s, m)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && m.Source == state.SourceACME:
 		info.Status = StatusPending

@@ -30,7 +30,7 @@ func Remove(ctx context.Context, s state.Store, id string) (_ state.Mapping, err
 		return state.Mapping{}, err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := state.LoadConfig(s)
+	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return state.Mapping{}, err
 	}
@@ -40,10 +40,10 @@ func Remove(ctx context.Context, s state.Store, id string) (_ state.Mapping, err
 	}
 	removed := cfg.Mappings[i]
 	cfg.Mappings = slices.Delete(cfg.Mappings, i, i+1)
-	if err := state.SaveConfig(s, cfg); err != nil {
+	if err := state.SaveConfig(ctx, s, cfg); err != nil {
 		return removed, fmt.Errorf("remove mapping %q: %w", id, err)
 	}
-	if err := s.Delete(MappingDir(id)); err != nil {
+	if err := s.Delete(ctx, MappingDir(id)); err != nil {
 		return removed, fault.Failf("delete it by hand; nothing uses it any more",
 			"mapping %q is removed, but its directory %s is left over: %v", id, state.Locate(s, MappingDir(id)), err)
 	}
@@ -59,7 +59,7 @@ func Regenerate(ctx context.Context, s state.Store, id string, now time.Time) (e
 		return err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := state.LoadConfig(s)
+	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -91,5 +91,5 @@ func Regenerate(ctx context.Context, s state.Store, id string, now time.Time) (e
 	if err != nil {
 		return err
 	}
-	return writeMaterial(s, id, kp, newMeta(m.Source, kp, now))
+	return writeMaterial(ctx, s, id, kp, newMeta(m.Source, kp, now))
 }

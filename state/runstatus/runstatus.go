@@ -3,6 +3,7 @@
 package runstatus
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,19 +54,19 @@ type Listener struct {
 }
 
 // Write saves st for other processes.
-func Write(s state.Store, st *Status) error {
+func Write(ctx context.Context, s state.Store, st *Status) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode status: %w", err)
 	}
-	return s.Write(File, append(b, '\n'), state.SecretMode)
+	return s.Write(ctx, File, append(b, '\n'), state.SecretMode)
 }
 
 // Read loads the last status serve wrote and decides whether that serve is
 // still running: its pid is alive on this host. A status left by a serve
 // that died reads as not running.
-func Read(s state.Store) (*Status, error) {
-	b, err := s.Read(File)
+func Read(ctx context.Context, s state.Store) (*Status, error) {
+	b, err := s.Read(ctx, File)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &Status{Listeners: []Listener{}}, nil
 	}

@@ -41,6 +41,7 @@ type options struct {
 }
 
 func main() {
+	ctx := context.Background()
 	baseline := flag.String("baseline-server", "", "internal: serve the baseline on `ADDR` (hsbench re-executes itself with it)")
 	baselineState := flag.String("baseline-state", "", "internal: with -baseline-server, hold every certificate of this p2ptls state `DIR`")
 	baselineHTTP := flag.Bool("baseline-http", false, "internal: with -baseline-server, serve through net/http as p2ptls does")
@@ -51,7 +52,7 @@ func main() {
 	flag.Parse()
 
 	if *baseline != "" {
-		if err := serveBaseline(*baseline, *baselineState, *baselineHTTP); err != nil {
+		if err := serveBaseline(ctx, *baseline, *baselineState, *baselineHTTP); err != nil {
 			fmt.Fprintln(os.Stderr, "hsbench baseline:", err)
 			os.Exit(1)
 		}

@@ -34,7 +34,7 @@ import (
 // net/http's http.Server, with serve's timeouts. Any HTTPS server built on
 // net/http pays its per-connection work, which a bare handshake loop does
 // not.
-func serveBaseline(addr, stateDir string, viaHTTP bool) error {
+func serveBaseline(ctx context.Context, addr, stateDir string, viaHTTP bool) error {
 	kp, err := pki.SelfSigned(pki.ParseNames([]string{"baseline.example.com"}), time.Now(), 30*24*time.Hour)
 	if err != nil {
 		return err
@@ -49,7 +49,7 @@ func serveBaseline(addr, stateDir string, viaHTTP bool) error {
 		SessionTicketsDisabled: true,
 	}
 	if stateDir != "" {
-		byName, err := loadAll(stateDir)
+		byName, err := loadAll(ctx, stateDir)
 		if err != nil {
 			return err
 		}
@@ -220,8 +220,8 @@ func freeAddr() (string, error) {
 }
 
 // loadAll parses every mapping's certificate of a p2ptls state, by host.
-func loadAll(dir string) (map[string]*tls.Certificate, error) {
-	cfg, err := state.LoadConfig(state.OpenDir(dir, time.Second))
+func loadAll(ctx context.Context, dir string) (map[string]*tls.Certificate, error) {
+	cfg, err := state.LoadConfig(ctx, state.OpenDir(dir, time.Second))
 	if err != nil {
 		return nil, err
 	}

@@ -67,7 +67,7 @@ func prepareState(ctx context.Context, dir, addr string, n int) (sniMix, error) 
 	if err := ctx.Err(); err != nil {
 		return sniMix{}, err
 	}
-	if err := state.SaveConfig(state.OpenDir(dir, time.Minute), cfg); err != nil {
+	if err := state.SaveConfig(ctx, state.OpenDir(dir, time.Minute), cfg); err != nil {
 		return sniMix{}, err
 	}
 	return sniMix{n: n}, nil
