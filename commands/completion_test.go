@@ -77,7 +77,7 @@ func writeFile(t *testing.T, p, content string) {
 func completeLine(t *testing.T, env map[string]string, words ...string) completion {
 	t.Helper()
 	app := NewApp(io.Discard, io.Discard)
-	return complete(app, words, func(k string) string { return env[k] })
+	return complete(context.Background(), app, words, func(k string) string { return env[k] })
 }
 
 func values(r completion) []string {

@@ -11,7 +11,7 @@ import (
 
 func TestConfigRoundTrip(t *testing.T) {
 	d := OpenDir(t.TempDir(), time.Second)
-	cfg, err := LoadConfig(d)
+	cfg, err := LoadConfig(context.Background(), d)
 	if err != nil || cfg.SchemaVersion != SchemaVersion || len(cfg.Listeners) != 0 {
 		t.Fatalf("empty state: %+v, %v", cfg, err)
 	}
@@ -25,10 +25,10 @@ func TestConfigRoundTrip(t *testing.T) {
 			{ID: "self", Listener: "web", Hosts: []string{"a.example.org"}, Source: SourceSelfSigned, Days: 30},
 		},
 	}
-	if err := SaveConfig(d, want); err != nil {
+	if err := SaveConfig(context.Background(), d, want); err != nil {
 		t.Fatal(err)
 	}
-	got, err := LoadConfig(d)
+	got, err := LoadConfig(context.Background(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,14 +118,14 @@ func TestUpdateWritesNothingWhenRefused(t *testing.T) {
 	if _, err := AddListener(context.Background(), d, Listener{Name: "web", Addr: ":443"}); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := d.Read(ConfigFile)
+	before, _ := d.Read(context.Background(), ConfigFile)
 	if _, err := AddListener(context.Background(), d, Listener{Name: "web", Addr: ":8443"}); err == nil {
 		t.Fatal("duplicate accepted")
 	}
 	if _, err := RemoveListener(context.Background(), d, "nope"); err == nil {
 		t.Fatal("removing a missing listener succeeded")
 	}
-	after, _ := d.Read(ConfigFile)
+	after, _ := d.Read(context.Background(), ConfigFile)
 	if string(before) != string(after) {
 		t.Errorf("config changed by refused updates:\n%s\n---\n%s", before, after)
 	}

@@ -67,10 +67,10 @@ func TestWriteFileAtomicModesAndNoLeftovers(t *testing.T) {
 func TestDirRefusesEscapingNames(t *testing.T) {
 	d := OpenDir(t.TempDir(), time.Second)
 	for _, name := range []string{"", ".", "..", "../x", "/etc/passwd", "a/../../x"} {
-		if err := d.Write(name, []byte("x"), SecretMode); err == nil {
+		if err := d.Write(context.Background(), name, []byte("x"), SecretMode); err == nil {
 			t.Errorf("Write(%q) succeeded", name)
 		}
-		if _, err := d.Read(name); err == nil {
+		if _, err := d.Read(context.Background(), name); err == nil {
 			t.Errorf("Read(%q) succeeded", name)
 		}
 	}
@@ -78,10 +78,10 @@ func TestDirRefusesEscapingNames(t *testing.T) {
 
 func TestDirStoreOperations(t *testing.T) {
 	d := OpenDir(filepath.Join(t.TempDir(), "state"), time.Second)
-	if names, err := d.List("certs"); err != nil || len(names) != 0 {
+	if names, err := d.List(context.Background(), "certs"); err != nil || len(names) != 0 {
 		t.Errorf("List of missing dir = %v, %v", names, err)
 	}
-	if err := d.Write("certs/public/m1/cert.pem", []byte("c"), PublicMode); err != nil {
+	if err := d.Write(context.Background(), "certs/public/m1/cert.pem", []byte("c"), PublicMode); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{d.Root(), filepath.Join(d.Root(), "certs"), filepath.Join(d.Root(), "certs", "public", "m1")} {
@@ -89,16 +89,16 @@ func TestDirStoreOperations(t *testing.T) {
 			t.Errorf("%s: mode %v (%v), want 0700", p, info.Mode().Perm(), err)
 		}
 	}
-	if names, _ := d.List("certs/public"); len(names) != 1 || names[0] != "m1" {
+	if names, _ := d.List(context.Background(), "certs/public"); len(names) != 1 || names[0] != "m1" {
 		t.Errorf("List = %v", names)
 	}
-	if err := d.Delete("certs/public/m1"); err != nil {
+	if err := d.Delete(context.Background(), "certs/public/m1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Read("certs/public/m1/cert.pem"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := d.Read(context.Background(), "certs/public/m1/cert.pem"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("after Delete: %v", err)
 	}
-	if err := d.Delete("certs/public/m1"); err != nil {
+	if err := d.Delete(context.Background(), "certs/public/m1"); err != nil {
 		t.Errorf("deleting twice: %v", err)
 	}
 }
@@ -141,7 +141,7 @@ func TestLockHonoursContext(t *testing.T) {
 
 func TestRevisionChangesOnlyWithState(t *testing.T) {
 	d := OpenDir(t.TempDir(), time.Second)
-	rev := func() string { b, _ := d.Read(RevisionFile); return string(b) }
+	rev := func() string { b, _ := d.Read(context.Background(), RevisionFile); return string(b) }
 	mutate := func(f func() error) {
 		t.Helper()
 		unlock, err := d.Lock(context.Background(), "test")
@@ -159,16 +159,16 @@ func TestRevisionChangesOnlyWithState(t *testing.T) {
 	if rev() != "" {
 		t.Errorf("a lock without writes made a revision: %q", rev())
 	}
-	mutate(func() error { return d.Write("run/status.json", []byte("{}"), SecretMode) })
+	mutate(func() error { return d.Write(context.Background(), "run/status.json", []byte("{}"), SecretMode) })
 	if rev() != "" {
 		t.Errorf("a write under run/ made a revision: %q", rev())
 	}
-	mutate(func() error { return d.Write("certs/public/m/cert.pem", []byte("c"), PublicMode) })
+	mutate(func() error { return d.Write(context.Background(), "certs/public/m/cert.pem", []byte("c"), PublicMode) })
 	first := rev()
 	if first == "" {
 		t.Fatal("a state write made no revision")
 	}
-	mutate(func() error { return d.Delete("certs/public/m") })
+	mutate(func() error { return d.Delete(context.Background(), "certs/public/m") })
 	if rev() == first {
 		t.Error("a delete did not change the revision")
 	}

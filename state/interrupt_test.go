@@ -48,7 +48,7 @@ func returnsWithin(d time.Duration, f func() int) (int, bool) {
 func TestFreezeWaitsForTheCommitInProgress(t *testing.T) {
 	thaw(t)
 	d, unlock := lockedDir(t)
-	if err := d.Write("p2ptls.toml", []byte("a"), SecretMode); err != nil {
+	if err := d.Write(context.Background(), "p2ptls.toml", []byte("a"), SecretMode); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan int, 1)
@@ -59,7 +59,7 @@ func TestFreezeWaitsForTheCommitInProgress(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 	// The rest of the commit goes on: its second write does not block.
-	if _, ok := returnsWithin(5*time.Second, func() int { _ = d.Write("certs/x", []byte("b"), SecretMode); return 0 }); !ok {
+	if _, ok := returnsWithin(5*time.Second, func() int { _ = d.Write(context.Background(), "certs/x", []byte("b"), SecretMode); return 0 }); !ok {
 		t.Fatal("a write of the commit in progress blocked after Freeze")
 	}
 	if err := unlock(); err != nil {
@@ -79,7 +79,7 @@ func TestFreezeReleasesIdleLocksAndBlocksNewCommits(t *testing.T) {
 	thaw(t)
 	d, unlock := lockedDir(t)
 	// Runtime files are no commit: Freeze does not wait for them.
-	if err := d.Write(RunDir+"/status.json", []byte("{}"), SecretMode); err != nil {
+	if err := d.Write(context.Background(), RunDir+"/status.json", []byte("{}"), SecretMode); err != nil {
 		t.Fatal(err)
 	}
 	n, ok := returnsWithin(5*time.Second, Freeze)
@@ -114,7 +114,7 @@ func TestFreezeReleasesIdleLocksAndBlocksNewCommits(t *testing.T) {
 		return d2, u
 	}()
 	defer unlock2()
-	if _, ok := returnsWithin(300*time.Millisecond, func() int { _ = d2.Write("p2ptls.toml", []byte("a"), SecretMode); return 0 }); ok {
+	if _, ok := returnsWithin(300*time.Millisecond, func() int { _ = d2.Write(context.Background(), "p2ptls.toml", []byte("a"), SecretMode); return 0 }); ok {
 		t.Fatal("a new commit started after Freeze")
 	}
 	if _, err := os.Stat(filepath.Join(d2.Root(), "p2ptls.toml")); !os.IsNotExist(err) {

@@ -89,7 +89,7 @@ func FindLeftovers(ctx context.Context, s Store, root string) (Leftovers, error)
 		if ids[n] || hostname.ValidateName("mapping id", n) != nil {
 			continue
 		}
-		if info, err := s.Stat(ctx, MappingsDir + "/" + n); err == nil && info.IsDir() {
+		if info, err := s.Stat(ctx, MappingsDir+"/"+n); err == nil && info.IsDir() {
 			l.Orphans = append(l.Orphans, MappingsDir+"/"+n)
 		}
 	}

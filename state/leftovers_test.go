@@ -113,7 +113,7 @@ func TestLockRemovesLeftoversOfADeadHolder(t *testing.T) {
 		if got := files(t, root); !slices.Equal(got, before) {
 			t.Errorf("a lock after a clean unlock removed something:\n%q\nwant\n%q", got, before)
 		}
-		l, err := FindLeftovers(d, root)
+		l, err := FindLeftovers(context.Background(), d, root)
 		if err != nil || strings.Join(l.Orphans, " ") != "certs/public/ghost" || len(l.TempFiles) != 3 {
 			t.Errorf("FindLeftovers = %+v, %v", l, err)
 		}
@@ -129,7 +129,7 @@ func TestLockRemovesLeftoversOfAKilledWriter(t *testing.T) {
 		if _, err := d.Lock(context.Background(), "mapping add ghost"); err != nil {
 			os.Exit(3)
 		}
-		if err := d.Write("certs/public/ghost/key.pem", []byte("key"), SecretMode); err != nil {
+		if err := d.Write(context.Background(), "certs/public/ghost/key.pem", []byte("key"), SecretMode); err != nil {
 			os.Exit(4)
 		}
 		f, err := os.CreateTemp(filepath.Join(d.root, "certs/public/ghost"), ".cert.pem.tmp-*")

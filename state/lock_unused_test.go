@@ -24,8 +24,8 @@ func TestLockOnMissingRootRemovesWhatItCreated(t *testing.T) {
 	}{
 		{"refused: nothing written", filepath.Join(base, "a"), func(*Dir) error { return nil }, false},
 		{"missing parents too", filepath.Join(base, "b", "share", "p2ptls"), func(*Dir) error { return nil }, false},
-		{"written: stays", filepath.Join(base, "c"), func(d *Dir) error { return d.Write("x/y", []byte("1"), SecretMode) }, true},
-		{"runtime status counts too", filepath.Join(base, "d"), func(d *Dir) error { return d.Write(RunDir+"/s", []byte("1"), SecretMode) }, true},
+		{"written: stays", filepath.Join(base, "c"), func(d *Dir) error { return d.Write(context.Background(), "x/y", []byte("1"), SecretMode) }, true},
+		{"runtime status counts too", filepath.Join(base, "d"), func(d *Dir) error { return d.Write(context.Background(), RunDir+"/s", []byte("1"), SecretMode) }, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -92,7 +92,7 @@ func TestLockOnMissingRootConcurrent(t *testing.T) {
 					return
 				}
 				if i == 7 {
-					err = d.Write("written", []byte("1"), SecretMode)
+					err = d.Write(context.Background(), "written", []byte("1"), SecretMode)
 				}
 				errs <- errors.Join(err, unlock())
 			}(i)

@@ -60,7 +60,7 @@ func startLive(t *testing.T, ta *testAPI, mode string, lim edge.Limits, opts ...
 		ls.base = "http://" + ls.addr
 	} else {
 		ls.base = "https://" + ls.addr
-		_, ca, err := statemgmt.CACertificate(ta.store)
+		_, ca, err := statemgmt.CACertificate(ctx, ta.store)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -65,12 +65,12 @@ func TestUIShowsWhichMappingServesMeanwhile(t *testing.T) {
 	routes := func(o *Options) {
 		o.testRoutes = func(mux *http.ServeMux) {
 			mux.HandleFunc("GET /api/v1/mappings", func(w http.ResponseWriter, r *http.Request) {
-				cfg, err := state.LoadConfig(ta.store)
+				cfg, err := state.LoadConfig(ctx, ta.store)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				list, err := mappings.List(ta.store, cfg, "", time.Now())
+				list, err := mappings.List(ctx, ta.store, cfg, "", time.Now())
 				if err != nil {
 					t.Error(err)
 					return

@@ -225,10 +225,10 @@ func TestNeutralPagesAndNosniff(t *testing.T) {
 	f.cfg.Listeners[0].Name = "web"
 	stopServer(f.s)
 	f.s = New(Options{Store: f.store, Log: log})
-	if err := state.SaveConfig(f.store, f.cfg); err != nil {
+	if err := state.SaveConfig(context.Background(), f.store, f.cfg); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.s.Start(); err != nil {
+	if err := f.s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -452,7 +452,7 @@ func TestPanicsAreRecoveredAndCounted(t *testing.T) {
 				t.Error("handshake with a panicking certificate selection succeeded")
 			}
 		case "poll":
-			f.s.pollOnce()
+			f.s.pollOnce(context.Background())
 		}
 		panicAt.Store("")
 		if edge.Panics() != before+1 {
@@ -462,7 +462,7 @@ func TestPanicsAreRecoveredAndCounted(t *testing.T) {
 			t.Errorf("after a panic in %s: %q %v", where, body, err)
 		}
 	}
-	f.s.pollOnce() // the lock was released after the panic
+	f.s.pollOnce(context.Background()) // the lock was released after the panic
 	if st := f.s.Status(); st.Panics != edge.Panics() || st.Panics < 3 {
 		t.Errorf("status panics = %d, edge.Panics() = %d", st.Panics, edge.Panics())
 	}

@@ -2,6 +2,7 @@ package public
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -54,7 +55,7 @@ func newFixture(t *testing.T, mappings []state.Mapping, noCert map[string]bool, 
 			f.writeCert(m)
 		}
 	}
-	if err := state.SaveConfig(f.store, f.cfg); err != nil {
+	if err := state.SaveConfig(context.Background(), f.store, f.cfg); err != nil {
 		t.Fatal(err)
 	}
 	opts.Store = f.store
@@ -62,7 +63,7 @@ func newFixture(t *testing.T, mappings []state.Mapping, noCert map[string]bool, 
 		opts.Log = discardLog
 	}
 	f.s = New(opts)
-	if err := f.s.Start(); err != nil {
+	if err := f.s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stopServer(f.s) })
@@ -85,7 +86,7 @@ func (f *fixture) writeCert(m state.Mapping) {
 // the Run loop would.
 func (f *fixture) reload() {
 	f.t.Helper()
-	if err := state.SaveConfig(f.store, f.cfg); err != nil {
+	if err := state.SaveConfig(context.Background(), f.store, f.cfg); err != nil {
 		f.t.Fatal(err)
 	}
 	f.rev++
@@ -93,7 +94,7 @@ func (f *fixture) reload() {
 		f.t.Fatal(err)
 	}
 	f.s.mu.Lock()
-	f.s.poll()
+	f.s.poll(context.Background())
 	f.s.mu.Unlock()
 }
 

@@ -1,6 +1,7 @@
 package public
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -39,7 +40,7 @@ func BenchmarkLoad(b *testing.B) {
 				runtime.GC()
 				s := New(Options{Store: store, Log: discardLog})
 				b.StartTimer()
-				if err := s.Start(); err != nil {
+				if err := s.Start(context.Background()); err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()
@@ -60,7 +61,7 @@ func BenchmarkReload(b *testing.B) {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			store := benchFixture(b, n)
 			s := New(Options{Store: store, Log: discardLog})
-			if err := s.Start(); err != nil {
+			if err := s.Start(context.Background()); err != nil {
 				b.Fatal(err)
 			}
 			defer stopServer(s)
@@ -75,7 +76,7 @@ func BenchmarkReload(b *testing.B) {
 				}
 				b.StartTimer()
 				s.mu.Lock()
-				s.poll()
+				s.poll(context.Background())
 				reloads, lastErr := s.reloads, s.lastErr
 				s.mu.Unlock()
 				if reloads != rev || lastErr != "" {
@@ -103,7 +104,7 @@ func BenchmarkWarmHeapGC(b *testing.B) {
 			runtime.GC()
 			before := heapStats()
 			s := New(Options{Store: store, Log: discardLog})
-			if err := s.Start(); err != nil {
+			if err := s.Start(context.Background()); err != nil {
 				b.Fatal(err)
 			}
 			defer stopServer(s)
@@ -228,7 +229,7 @@ func benchFixture(b testing.TB, n int) *state.Dir {
 		b.Fatal(err)
 	default:
 	}
-	if err := state.SaveConfig(store, cfg); err != nil {
+	if err := state.SaveConfig(context.Background(), store, cfg); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("fixture with %d mappings built in %v", n, time.Since(start).Round(time.Millisecond))

@@ -117,7 +117,7 @@ func Register(ctx context.Context, s state.Store, in RegisterInput, now time.Tim
 			return nil, err
 		}
 	}
-	if _, err := s.Read(ctx, accountDir(dir) + "/account.toml"); err == nil {
+	if _, err := s.Read(ctx, accountDir(dir)+"/account.toml"); err == nil {
 		return nil, fault.Failf("'p2ptls acme account show' shows it", "an ACME account at %s is already registered", dir)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -180,7 +180,7 @@ func LoadAccount(ctx context.Context, s state.Store, directory string) (*Account
 		return nil, fault.Failf("register one with 'p2ptls acme account register --email E --agree-tos'", "there is no ACME account")
 	}
 	dir := accountDir(directory)
-	b, err := s.Read(ctx, dir + "/account.toml")
+	b, err := s.Read(ctx, dir+"/account.toml")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fault.Failf("register one with 'p2ptls acme account register --directory "+directory+" …'", "there is no ACME account at %s", directory)
 	}
@@ -191,14 +191,14 @@ func LoadAccount(ctx context.Context, s state.Store, directory string) (*Account
 	if err := toml.Unmarshal(b, &a); err != nil {
 		return nil, fmt.Errorf("read %s/account.toml: %w", dir, err)
 	}
-	keyPEM, err := s.Read(ctx, dir + "/key.pem")
+	keyPEM, err := s.Read(ctx, dir+"/key.pem")
 	if err != nil {
 		return nil, fmt.Errorf("read the ACME account key: %w", err)
 	}
 	if a.key, err = pki.ParseKey(keyPEM); err != nil {
 		return nil, fmt.Errorf("read the ACME account key: %w", err)
 	}
-	if a.caPEM, err = s.Read(ctx, dir + "/ca.pem"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if a.caPEM, err = s.Read(ctx, dir+"/ca.pem"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
 	return &a, nil
@@ -212,7 +212,7 @@ func ListAccounts(ctx context.Context, s state.Store, cfg *state.Config) ([]Acco
 	}
 	list := []Account{}
 	for _, n := range names {
-		b, err := s.Read(ctx, AccountsDir + "/" + n + "/account.toml")
+		b, err := s.Read(ctx, AccountsDir+"/"+n+"/account.toml")
 		if err != nil {
 			continue // a directory without an account is not one
 		}

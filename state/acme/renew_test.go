@@ -68,7 +68,7 @@ func renewState(t *testing.T, srv *httptest.Server, issued time.Time, lifetime t
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := mappings.WriteCertificate(s, "m", leaf, mappings.Meta{Source: state.SourceACME}); err != nil {
+	if err := mappings.WriteCertificate(ctx, s, "m", leaf, mappings.Meta{Source: state.SourceACME}); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -107,13 +107,13 @@ func TestIsDue(t *testing.T) {
 			srv := ariServer(t, tc.ari, tc.window)
 			s := renewState(t, srv, tc.issued, tc.lifetime)
 			if tc.meta != nil {
-				meta, _ := mappings.LoadMeta(s, "m")
+				meta, _ := mappings.LoadMeta(context.Background(), s, "m")
 				tc.meta(&meta)
-				if err := mappings.SaveMeta(s, "m", meta); err != nil {
+				if err := mappings.SaveMeta(context.Background(), s, "m", meta); err != nil {
 					t.Fatal(err)
 				}
 			}
-			cfg, err := state.LoadConfig(s)
+			cfg, err := state.LoadConfig(context.Background(), s)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,7 +174,7 @@ func TestRegisterRefusesBadInput(t *testing.T) {
 			}
 		})
 	}
-	if names, _ := s.List(""); len(names) != 0 {
+	if names, _ := s.List(context.Background(), ""); len(names) != 0 {
 		t.Errorf("refused registrations wrote %v", names)
 	}
 }

@@ -63,7 +63,7 @@ func TestVerify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {
-			name, ok, err := Verify(d, tt.token)
+			name, ok, err := Verify(ctx, d, tt.token)
 			if err != nil || ok != tt.ok || name != tt.name {
 				t.Errorf("Verify = %q, %v, %v; want %q, %v, nil", name, ok, err, tt.name, tt.ok)
 			}
@@ -83,7 +83,7 @@ func TestTokenFormat(t *testing.T) {
 }
 
 func TestVerifyWithoutFile(t *testing.T) {
-	if name, ok, err := Verify(open(t), Prefix+"x"); ok || name != "" || err != nil {
+	if name, ok, err := Verify(ctx, open(t), Prefix+"x"); ok || name != "" || err != nil {
 		t.Errorf("Verify on empty state = %q, %v, %v; want not ok, no error", name, ok, err)
 	}
 }
@@ -155,10 +155,10 @@ func TestRevokeLastLeavesUsableFile(t *testing.T) {
 	if err := Revoke(ctx, d, "ci"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := Verify(d, tok); ok || err != nil {
+	if _, ok, err := Verify(ctx, d, tok); ok || err != nil {
 		t.Errorf("Verify after revoke = %v, %v", ok, err)
 	}
-	if infos, err := List(d); err != nil || len(infos) != 0 {
+	if infos, err := List(ctx, d); err != nil || len(infos) != 0 {
 		t.Errorf("List after revoking all = %v, %v", infos, err)
 	}
 	mustCreate(t, d, "ci") // the name is free again
@@ -166,7 +166,7 @@ func TestRevokeLastLeavesUsableFile(t *testing.T) {
 
 func TestList(t *testing.T) {
 	d := open(t)
-	if infos, err := List(d); err != nil || infos == nil || len(infos) != 0 {
+	if infos, err := List(ctx, d); err != nil || infos == nil || len(infos) != 0 {
 		t.Fatalf("List on empty state = %#v, %v; want empty non-nil", infos, err)
 	}
 	for i, n := range []string{"ops", "ci", "backup"} {
@@ -174,7 +174,7 @@ func TestList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	infos, err := List(d)
+	infos, err := List(ctx, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,11 +212,11 @@ func TestConcurrentCreates(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("Create(%q): %v", n, errs[i])
 		}
-		if name, ok, err := Verify(d, tokens[i]); !ok || name != n || err != nil {
+		if name, ok, err := Verify(ctx, d, tokens[i]); !ok || name != n || err != nil {
 			t.Errorf("Verify(token of %q) = %q, %v, %v", n, name, ok, err)
 		}
 	}
-	if infos, err := List(d); err != nil || len(infos) != len(names) {
+	if infos, err := List(ctx, d); err != nil || len(infos) != len(names) {
 		t.Errorf("List = %v, %v; want %d tokens", infos, err, len(names))
 	}
 }
@@ -237,7 +237,7 @@ func TestCorruptFile(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {
 			d := open(t)
-			if err := d.Write(File, []byte(tt.content), state.SecretMode); err != nil {
+			if err := d.Write(ctx, File, []byte(tt.content), state.SecretMode); err != nil {
 				t.Fatal(err)
 			}
 			path := filepath.Join(d.Root(), File)
@@ -254,9 +254,9 @@ func TestCorruptFile(t *testing.T) {
 			}
 			check("Create", err)
 			check("Revoke", Revoke(ctx, d, "ci"))
-			_, err = List(d)
+			_, err = List(ctx, d)
 			check("List", err)
-			_, ok, err := Verify(d, Prefix+"x")
+			_, ok, err := Verify(ctx, d, Prefix+"x")
 			if ok {
 				t.Error("Verify ok on a corrupt file")
 			}

@@ -157,7 +157,7 @@ func fuzzState(t testing.TB) *state.Dir {
 	if _, err := state.AddListener(context.Background(), d, state.Listener{Name: "web", Addr: ":8443"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Write("secrets/dns/cf.token", []byte("token\n"), state.SecretMode); err != nil {
+	if err := d.Write(context.Background(), "secrets/dns/cf.token", []byte("token\n"), state.SecretMode); err != nil {
 		t.Fatal(err)
 	}
 	if err := state.MkdirAll(filepath.Join(root, "acme", "accounts")); err != nil {

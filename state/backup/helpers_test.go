@@ -54,7 +54,7 @@ func newState(t *testing.T, withCA bool, listeners ...string) *state.Dir {
 
 func mustWrite(t *testing.T, d *state.Dir, name, content string, mode fs.FileMode) {
 	t.Helper()
-	if err := d.Write(name, []byte(content), mode); err != nil {
+	if err := d.Write(context.Background(), name, []byte(content), mode); err != nil {
 		t.Fatal(err)
 	}
 }

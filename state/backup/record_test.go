@@ -10,7 +10,7 @@ import (
 
 func TestRecordOfTheLastBackup(t *testing.T) {
 	d := newState(t, true, "web")
-	if r, err := ReadRecord(d); r != nil || err != nil {
+	if r, err := ReadRecord(context.Background(), d); r != nil || err != nil {
 		t.Fatalf("before any backup: %+v, %v", r, err)
 	}
 
@@ -18,7 +18,7 @@ func TestRecordOfTheLastBackup(t *testing.T) {
 	if _, err := CreateFile(context.Background(), d, filepath.Join(d.Root(), "in.tar.gz"), CreateOptions{Now: now0}); err == nil {
 		t.Fatal("a backup into the state directory was accepted")
 	}
-	if r, _ := ReadRecord(d); r != nil {
+	if r, _ := ReadRecord(context.Background(), d); r != nil {
 		t.Fatalf("a refused backup was recorded: %+v", r)
 	}
 
@@ -28,7 +28,7 @@ func TestRecordOfTheLastBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := ReadRecord(d)
+	r, err := ReadRecord(context.Background(), d)
 	if err != nil || r == nil {
 		t.Fatalf("record: %+v, %v", r, err)
 	}
@@ -53,7 +53,7 @@ func TestRecordOfTheLastBackup(t *testing.T) {
 	if _, err := CreateFile(context.Background(), d, out, CreateOptions{Passphrase: "pw", Now: later}); err != nil {
 		t.Fatal(err)
 	}
-	if r, err = ReadRecord(d); err != nil || r.File != out || !r.Encrypted || !r.CreatedAt.Equal(later) {
+	if r, err = ReadRecord(context.Background(), d); err != nil || r.File != out || !r.Encrypted || !r.CreatedAt.Equal(later) {
 		t.Errorf("record after CreateFile: %+v, %v", r, err)
 	}
 }

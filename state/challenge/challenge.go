@@ -49,7 +49,7 @@ func RemoveHTTP01(ctx context.Context, s state.Store, token string) error {
 	if !ValidToken(token) {
 		return nil
 	}
-	return s.Delete(ctx, state.HTTP01Dir + "/" + token)
+	return s.Delete(ctx, state.HTTP01Dir+"/"+token)
 }
 
 // HTTP01 is the published answer for token.
@@ -57,7 +57,7 @@ func HTTP01(ctx context.Context, s state.Store, token string) ([]byte, error) {
 	if !ValidToken(token) {
 		return nil, fmt.Errorf("invalid HTTP-01 token")
 	}
-	return s.Read(ctx, state.HTTP01Dir + "/" + token)
+	return s.Read(ctx, state.HTTP01Dir+"/"+token)
 }
 
 // tlsALPNName is the file of domain's TLS-ALPN-01 certificate; domains are

@@ -43,7 +43,7 @@ func mustAdd(t *testing.T, s state.Store, c state.DNSCredential, tok string) {
 
 func loadConfig(t *testing.T, s state.Store) *state.Config {
 	t.Helper()
-	cfg, err := state.LoadConfig(s)
+	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestAddStoresTokenApartAndSecret(t *testing.T) {
 		t.Errorf("config entry %+v, want %+v", cfg.DNSCredentials, want)
 	}
 
-	list, err := List(s, cfg)
+	list, err := List(ctx, s, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestAddRefusalsChangeNothing(t *testing.T) {
 
 func TestAddOnBrokenConfigChangesNothing(t *testing.T) {
 	s := newStore(t)
-	if err := s.Write(state.ConfigFile, []byte("schema_version = 1\n[[dns_credentials]]\nname = \"x\"\n"), 0o600); err != nil {
+	if err := s.Write(ctx, state.ConfigFile, []byte("schema_version = 1\n[[dns_credentials]]\nname = \"x\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	before := snapshot(t, s)
@@ -188,18 +188,18 @@ func TestAddOnBrokenConfigChangesNothing(t *testing.T) {
 // failingStore fails every write of p2ptls.toml.
 type failingStore struct{ *state.Dir }
 
-func (f failingStore) Write(name string, data []byte, perm fs.FileMode) error {
+func (f failingStore) Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error {
 	if name == state.ConfigFile {
 		return errors.New("disk full")
 	}
-	return f.Dir.Write(name, data, perm)
+	return f.Dir.Write(ctx, name, data, perm)
 }
 
 func TestAddRollsBackTheTokenWhenTheConfigCannotBeSaved(t *testing.T) {
 	s := newStore(t)
 	mustAdd(t, s, cf("other"), token)
 	// A token file left over by a crash is put back as it was.
-	if err := s.Write(TokenFile("left"), []byte("old-leftover-token\n"), state.SecretMode); err != nil {
+	if err := s.Write(ctx, TokenFile("left"), []byte("old-leftover-token\n"), state.SecretMode); err != nil {
 		t.Fatal(err)
 	}
 	before := snapshot(t, s)
@@ -233,7 +233,7 @@ func TestReplaceRotatesTheToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := loadConfig(t, s)
-	cred, err := Get(s, cfg, "cf")
+	cred, err := Get(ctx, s, cfg, "cf")
 	if err != nil || cred.Token != token || cred.APIBaseURL != c.APIBaseURL {
 		t.Errorf("after Replace: %v (token replaced: %v), %v", cred, cred.Token == token, err)
 	}
@@ -244,7 +244,7 @@ func TestReplaceRotatesTheToken(t *testing.T) {
 	if err := Replace(ctx, s, cf("cf"), "third-token-0123456789"); err != nil {
 		t.Fatal(err)
 	}
-	if cred, _ := Get(s, loadConfig(t, s), "cf"); cred.Token != "third-token-0123456789" || cred.APIBaseURL != c.APIBaseURL {
+	if cred, _ := Get(ctx, s, loadConfig(t, s), "cf"); cred.Token != "third-token-0123456789" || cred.APIBaseURL != c.APIBaseURL {
 		t.Errorf("after a second Replace: base URL %q, token replaced: %v", cred.APIBaseURL, cred.Token == "third-token-0123456789")
 	}
 	if err := Replace(ctx, s, cf("nope"), token); fault.KindOf(err) != fault.NotFound || !strings.Contains(err.Error(), "does not exist") {
@@ -276,7 +276,7 @@ func TestRemove(t *testing.T) {
 	if err != nil || removed.Name != "free" || removed.TokenHint == "" {
 		t.Fatalf("Remove = %+v, %v", removed, err)
 	}
-	if _, err := s.Read(TokenFile("free")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := s.Read(ctx, TokenFile("free")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("token file after Remove: %v", err)
 	}
 	cfg := loadConfig(t, s)
@@ -285,7 +285,7 @@ func TestRemove(t *testing.T) {
 	}
 	// A credential whose token file is gone can still be removed.
 	mustAdd(t, s, cf("gone"), token)
-	_ = s.Delete(TokenFile("gone"))
+	_ = s.Delete(ctx, TokenFile("gone"))
 	if _, err := Remove(ctx, s, "gone"); err != nil {
 		t.Errorf("Remove without a token file: %v", err)
 	}
@@ -295,7 +295,7 @@ func TestEnableDisableAndLookup(t *testing.T) {
 	s := newStore(t)
 	mustAdd(t, s, cf("cf"), token)
 
-	cred, err := Lookup(s, loadConfig(t, s), "cf")
+	cred, err := Lookup(ctx, s, loadConfig(t, s), "cf")
 	if err != nil || cred.Token != token || cred.Name != "cf" || cred.Provider != "cloudflare" || cred.BaseURL() != DefaultCloudflareBaseURL {
 		t.Fatalf("Lookup = %v, %v", cred, err)
 	}
@@ -311,19 +311,19 @@ func TestEnableDisableAndLookup(t *testing.T) {
 	if changed, err := SetEnabled(ctx, s, "cf", false); !changed || err != nil {
 		t.Fatalf("SetEnabled(false) = %v, %v", changed, err)
 	}
-	_, err = Lookup(s, loadConfig(t, s), "cf")
+	_, err = Lookup(ctx, s, loadConfig(t, s), "cf")
 	if fault.KindOf(err) != fault.Failure || !strings.Contains(err.Error(), `DNS credential "cf" is disabled`) ||
 		fault.HintOf(err) != "enable it with 'p2ptls dns-credential enable cf'" {
 		t.Errorf("Lookup of a disabled credential = %v (hint %q)", err, fault.HintOf(err))
 	}
 	// test may still use it.
-	if cred, err := Get(s, loadConfig(t, s), "cf"); err != nil || cred.Token != token {
+	if cred, err := Get(ctx, s, loadConfig(t, s), "cf"); err != nil || cred.Token != token {
 		t.Errorf("Get of a disabled credential = %v", err)
 	}
 	if changed, err := SetEnabled(ctx, s, "cf", true); !changed || err != nil {
 		t.Fatalf("SetEnabled(true) = %v, %v", changed, err)
 	}
-	if _, err := Lookup(s, loadConfig(t, s), "cf"); err != nil {
+	if _, err := Lookup(ctx, s, loadConfig(t, s), "cf"); err != nil {
 		t.Errorf("Lookup after enable: %v", err)
 	}
 
@@ -333,7 +333,7 @@ func TestEnableDisableAndLookup(t *testing.T) {
 	}
 	assertSame(t, before, snapshot(t, s))
 
-	_, err = Lookup(s, loadConfig(t, s), "nope")
+	_, err = Lookup(ctx, s, loadConfig(t, s), "nope")
 	if fault.KindOf(err) != fault.Invalid || !strings.Contains(err.Error(), `DNS credential "nope" does not exist`) {
 		t.Errorf("Lookup of a missing credential = %v (kind %v), want Invalid", err, fault.KindOf(err))
 	}
@@ -355,22 +355,22 @@ func TestMissingOrDamagedTokenFile(t *testing.T) {
 			useIn(t, s, "wild", "cf")
 			var err error
 			if tc.content == nil {
-				err = s.Delete(TokenFile("cf"))
+				err = s.Delete(ctx, TokenFile("cf"))
 			} else {
-				err = s.Write(TokenFile("cf"), tc.content, state.SecretMode)
+				err = s.Write(ctx, TokenFile("cf"), tc.content, state.SecretMode)
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			cfg := loadConfig(t, s)
 			p := state.Locate(s, TokenFile("cf"))
-			_, err = Lookup(s, cfg, "cf")
+			_, err = Lookup(ctx, s, cfg, "cf")
 			if fault.KindOf(err) != fault.Failure || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), tc.want) ||
 				!strings.Contains(fault.HintOf(err), "dns-credential add cf --replace") {
 				t.Errorf("Lookup = %v (hint %q)", err, fault.HintOf(err))
 			}
 			noToken(t, "error", err.Error())
-			list, err := List(s, cfg)
+			list, err := List(ctx, s, cfg)
 			if err != nil || len(list) != 1 || list[0].TokenHint != "" || !strings.Contains(list[0].Problem, p) ||
 				!slices.Equal(list[0].UsedBy, []string{"wild"}) {
 				t.Errorf("List = %+v, %v", list, err)
@@ -388,7 +388,7 @@ func TestListSortedAndUsedBy(t *testing.T) {
 	useIn(t, s, "m2", "mid")
 	useIn(t, s, "m1", "mid")
 	useIn(t, s, "m3", "alpha")
-	list, err := List(s, loadConfig(t, s))
+	list, err := List(ctx, s, loadConfig(t, s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,14 +399,14 @@ func TestListSortedAndUsedBy(t *testing.T) {
 	if want := []string{"alpha:m3", "mid:m2,m1", "zeta:"}; !slices.Equal(got, want) {
 		t.Errorf("List = %v, want %v", got, want)
 	}
-	if list, _ := List(newStore(t), &state.Config{SchemaVersion: 1}); list == nil {
+	if list, _ := List(ctx, newStore(t), &state.Config{SchemaVersion: 1}); list == nil {
 		t.Error("List of nothing is nil; JSON would print null")
 	}
-	info, err := Show(s, loadConfig(t, s), "mid")
+	info, err := Show(ctx, s, loadConfig(t, s), "mid")
 	if err != nil || !slices.Equal(info.UsedBy, []string{"m2", "m1"}) {
 		t.Errorf("Show = %+v, %v", info, err)
 	}
-	if _, err := Show(s, loadConfig(t, s), "nope"); fault.KindOf(err) != fault.NotFound || !strings.Contains(fault.HintOf(err), "dns-credential list") {
+	if _, err := Show(ctx, s, loadConfig(t, s), "nope"); fault.KindOf(err) != fault.NotFound || !strings.Contains(fault.HintOf(err), "dns-credential list") {
 		t.Errorf("Show of a missing credential = %v", err)
 	}
 }

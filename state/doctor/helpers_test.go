@@ -56,7 +56,7 @@ func run(in Input, f func(context.Context, *env) Check) Check {
 	if in.Resolve == nil {
 		in.Resolve = defaultResolve
 	}
-	return f(context.Background(), newEnv(in))
+	return f(context.Background(), newEnv(context.Background(), in))
 }
 
 // want checks a Check's id, status and fragments of its message and hint.
@@ -153,7 +153,7 @@ func writeConfig(t *testing.T, s *state.Dir, content string) {
 
 func mustWrite(t *testing.T, s *state.Dir, name string, b []byte, mode os.FileMode) {
 	t.Helper()
-	if err := s.Write(name, b, mode); err != nil {
+	if err := s.Write(context.Background(), name, b, mode); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -200,7 +200,7 @@ func writeStatus(t *testing.T, s *state.Dir, running bool, listeners ...runstatu
 		host = "elsewhere.invalid"
 	}
 	st := &runstatus.Status{PID: os.Getpid(), Host: host, StartedAt: now0, Listeners: listeners}
-	if err := runstatus.Write(s, st); err != nil {
+	if err := runstatus.Write(context.Background(), s, st); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -183,7 +183,7 @@ func TestCA(t *testing.T) {
 	t.Run("key lost", func(t *testing.T) {
 		s := newStore(t)
 		initCA(t, s)
-		if err := s.Delete(management.CAKeyFile); err != nil {
+		if err := s.Delete(context.Background(), management.CAKeyFile); err != nil {
 			t.Fatal(err)
 		}
 		c := run(input(s), checkCA)
@@ -259,7 +259,7 @@ func TestCABackup(t *testing.T) {
 		initCA(t, s)
 		backupNow(t, s)
 		// The CA was replaced after the backup (by hand: p2ptls never does).
-		if err := s.Delete(management.Dir); err != nil {
+		if err := s.Delete(context.Background(), management.Dir); err != nil {
 			t.Fatal(err)
 		}
 		initCA(t, s)
@@ -271,7 +271,7 @@ func TestCABackup(t *testing.T) {
 		s := newStore(t)
 		initCA(t, s)
 		backupNow(t, s)
-		if err := s.Delete(management.Dir); err != nil {
+		if err := s.Delete(context.Background(), management.Dir); err != nil {
 			t.Fatal(err)
 		}
 		c := run(input(s), checkCABackup)
@@ -283,7 +283,7 @@ func TestCABackup(t *testing.T) {
 func TestNetwork(t *testing.T) {
 	s := newStore(t)
 	initCA(t, s, "192.0.2.10")
-	_, ca, err := management.CACertificate(s)
+	_, ca, err := management.CACertificate(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -42,7 +43,7 @@ func issue(t *testing.T, s *state.Dir, id string, hosts []string, validity time.
 	if meta.NextRenewalAt.IsZero() {
 		meta.NextRenewalAt = pki.RenewalTime(kp.Cert)
 	}
-	if err := mappings.WriteCertificate(s, id, kp, meta); err != nil {
+	if err := mappings.WriteCertificate(context.Background(), s, id, kp, meta); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -102,7 +103,7 @@ func TestDNSCredential(t *testing.T) {
 	wantHint(t, c, "dns-credential enable off", "dns-credential add notoken --replace")
 
 	// A hand edit can name a credential that does not exist.
-	b, _ := s.Read(state.ConfigFile)
+	b, _ := s.Read(context.Background(), state.ConfigFile)
 	writeConfig(t, s, string(b)+"\n[[mappings]]\nid = \"ghost\"\nlistener = \"web\"\nhosts = [\"g.example.com\"]\nsource = \"acme\"\nchallenge = \"dns-01\"\ndns_credential = \"nope\"\n")
 	want(t, run(input(s), checkDNSCredential), IDDNSCredential, Fail, `"nope", which does not exist`)
 }
@@ -239,7 +240,7 @@ func TestLastRenewal(t *testing.T) {
 	wantHint(t, c, "cert issue old")
 
 	// The first issuance of "new" failed: nothing serves its hosts.
-	if err := mappings.SaveMeta(s, "new", mappings.Meta{LastAttemptAt: now0, LastError: "rate limited"}); err != nil {
+	if err := mappings.SaveMeta(context.Background(), s, "new", mappings.Meta{LastAttemptAt: now0, LastError: "rate limited"}); err != nil {
 		t.Fatal(err)
 	}
 	want(t, run(input(s), checkLastRenewal), IDLastRenewal, Fail, "mapping new", "rate limited", "no valid certificate")

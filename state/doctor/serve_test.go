@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"context"
 	"testing"
 
 	"github.com/p2pstream/p2ptls/state/runstatus"
@@ -22,12 +23,12 @@ func TestServing(t *testing.T) {
 func TestServingReloadError(t *testing.T) {
 	s := newStore(t)
 	writeStatus(t, s, true, runstatus.Listener{Name: "web", Addr: ":443", Listening: true})
-	st, err := runstatus.Read(s)
+	st, err := runstatus.Read(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.LastReloadError = "p2ptls.toml: line 3: boom"
-	if err := runstatus.Write(s, st); err != nil {
+	if err := runstatus.Write(context.Background(), s, st); err != nil {
 		t.Fatal(err)
 	}
 	want(t, run(input(s), checkServing), IDListenersServing, Warn, "did not apply the last change", "line 3: boom")

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -39,7 +40,7 @@ func TestConfig(t *testing.T) {
 	t.Run("hand edit that does not validate is read leniently", func(t *testing.T) {
 		s := newStore(t)
 		writeConfig(t, s, wildcardHTTP01)
-		e := newEnv(input(s))
+		e := newEnv(context.Background(), input(s))
 		c := checkConfig(t.Context(), e)
 		want(t, c, IDConfig, Fail, "p2ptls.toml", "mappings[0]", "read it without validation")
 		wantHint(t, c, "fix the file by hand")
@@ -51,7 +52,7 @@ func TestConfig(t *testing.T) {
 	t.Run("broken syntax skips the mapping checks", func(t *testing.T) {
 		s := newStore(t)
 		writeConfig(t, s, "schema_version = 1\n[[listeners]]\nname = \"web\n")
-		e := newEnv(input(s))
+		e := newEnv(context.Background(), input(s))
 		want(t, checkConfig(t.Context(), e), IDConfig, Fail, "line 3", "checks are skipped")
 		for _, f := range []func(*env) Check{
 			func(e *env) Check { return checkCoverage(t.Context(), e) },

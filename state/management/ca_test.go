@@ -186,7 +186,7 @@ func TestEnsureExisting(t *testing.T) {
 		{
 			desc: "server key does not match the certificate",
 			prepare: func(t *testing.T, s state.Store) {
-				if err := s.Write(ServerKeyFile, newKeyPEM(t), state.SecretMode); err != nil {
+				if err := s.Write(context.Background(), ServerKeyFile, newKeyPEM(t), state.SecretMode); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -197,7 +197,7 @@ func TestEnsureExisting(t *testing.T) {
 		{
 			desc: "server certificate missing",
 			prepare: func(t *testing.T, s state.Store) {
-				if err := s.Delete(ServerCertFile); err != nil {
+				if err := s.Delete(context.Background(), ServerCertFile); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -208,7 +208,7 @@ func TestEnsureExisting(t *testing.T) {
 		{
 			desc: "server key missing",
 			prepare: func(t *testing.T, s state.Store) {
-				if err := s.Delete(ServerKeyFile); err != nil {
+				if err := s.Delete(context.Background(), ServerKeyFile); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -221,10 +221,10 @@ func TestEnsureExisting(t *testing.T) {
 			prepare: func(t *testing.T, s state.Store) {
 				other := mustServer(t, mustCA(t, "other CA", now0), now0, ServerValidity,
 					"mgmt.example.com", "10.0.0.1", "localhost", "127.0.0.1", "::1")
-				if err := s.Write(ServerCertFile, other.CertPEM, state.PublicMode); err != nil {
+				if err := s.Write(context.Background(), ServerCertFile, other.CertPEM, state.PublicMode); err != nil {
 					t.Fatal(err)
 				}
-				if err := s.Write(ServerKeyFile, other.KeyPEM, state.SecretMode); err != nil {
+				if err := s.Write(context.Background(), ServerKeyFile, other.KeyPEM, state.SecretMode); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -285,7 +285,7 @@ func TestEnsureBrokenCA(t *testing.T) {
 	t.Run("CA certificate without its key is refused", func(t *testing.T) {
 		s, _ := newStore(t)
 		mustInit(t, s, testNames(), now0)
-		if err := s.Delete(CAKeyFile); err != nil {
+		if err := s.Delete(context.Background(), CAKeyFile); err != nil {
 			t.Fatal(err)
 		}
 		before := snapshot(t, s)
@@ -303,7 +303,7 @@ func TestEnsureBrokenCA(t *testing.T) {
 	t.Run("damaged CA certificate is refused", func(t *testing.T) {
 		s, _ := newStore(t)
 		mustInit(t, s, testNames(), now0)
-		if err := s.Write(CACertFile, []byte("garbage\n"), state.PublicMode); err != nil {
+		if err := s.Write(context.Background(), CACertFile, []byte("garbage\n"), state.PublicMode); err != nil {
 			t.Fatal(err)
 		}
 		before := snapshot(t, s)
@@ -320,7 +320,7 @@ func TestEnsureBrokenCA(t *testing.T) {
 		// orphaned key.
 		s, _ := newStore(t)
 		mustInit(t, s, testNames(), now0)
-		if err := s.Delete(CACertFile); err != nil {
+		if err := s.Delete(context.Background(), CACertFile); err != nil {
 			t.Fatal(err)
 		}
 		before := snapshot(t, s)
@@ -368,7 +368,7 @@ func TestRenewServer(t *testing.T) {
 			desc: "CA key missing",
 			prepare: func(t *testing.T, s state.Store) {
 				mustInit(t, s, testNames(), now0)
-				if err := s.Delete(CAKeyFile); err != nil {
+				if err := s.Delete(context.Background(), CAKeyFile); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -440,7 +440,7 @@ func TestCACertificate(t *testing.T) {
 			desc: "damaged CA certificate",
 			prepare: func(t *testing.T, s state.Store) {
 				mustInit(t, s, testNames(), now0)
-				if err := s.Write(CACertFile, []byte("-----BEGIN GARBAGE-----\nnot base64\n"), state.PublicMode); err != nil {
+				if err := s.Write(context.Background(), CACertFile, []byte("-----BEGIN GARBAGE-----\nnot base64\n"), state.PublicMode); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -450,7 +450,7 @@ func TestCACertificate(t *testing.T) {
 			desc: "CA certificate that does not parse",
 			prepare: func(t *testing.T, s state.Store) {
 				mustInit(t, s, testNames(), now0)
-				if err := s.Write(CACertFile, pki.EncodeCert([]byte("not DER")), state.PublicMode); err != nil {
+				if err := s.Write(context.Background(), CACertFile, pki.EncodeCert([]byte("not DER")), state.PublicMode); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -463,7 +463,7 @@ func TestCACertificate(t *testing.T) {
 			if tc.prepare != nil {
 				tc.prepare(t, s)
 			}
-			pemBytes, cert, err := CACertificate(s)
+			pemBytes, cert, err := CACertificate(context.Background(), s)
 			if tc.wantErr != "" {
 				wantFault(t, err, fault.Failure, tc.wantErr)
 				if fault.HintOf(err) == "" {

@@ -54,7 +54,7 @@ func snapshot(t *testing.T, s state.Store) map[string][]byte {
 	t.Helper()
 	files := make(map[string][]byte)
 	for _, name := range allFiles {
-		b, err := s.Read(name)
+		b, err := s.Read(context.Background(), name)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -95,11 +95,11 @@ func assertChanged(t *testing.T, before, after map[string][]byte, names ...strin
 // loadPair parses a certificate and key from the store, checking they match.
 func loadPair(t *testing.T, s state.Store, certFile, keyFile string) *pki.KeyPair {
 	t.Helper()
-	certPEM, err := s.Read(certFile)
+	certPEM, err := s.Read(context.Background(), certFile)
 	if err != nil {
 		t.Fatalf("read %s: %v", certFile, err)
 	}
-	keyPEM, err := s.Read(keyFile)
+	keyPEM, err := s.Read(context.Background(), keyFile)
 	if err != nil {
 		t.Fatalf("read %s: %v", keyFile, err)
 	}

@@ -2,6 +2,7 @@ package management
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"slices"
 	"testing"
@@ -45,7 +46,7 @@ func TestShowAuto(t *testing.T) {
 
 			set := base
 			set.ExtraHosts = tc.extraHosts
-			info, err := Show(s, root, validated(t, set))
+			info, err := Show(context.Background(), s, root, validated(t, set))
 			if err != nil {
 				t.Fatalf("Show: %v", err)
 			}
@@ -96,7 +97,7 @@ func TestShowWithoutServerOrCA(t *testing.T) {
 			set:  Settings{Mode: ModeAuto},
 			prepare: func(t *testing.T, s state.Store) {
 				mustInit(t, s, testNames(), now0)
-				if err := s.Delete(ServerCertFile); err != nil {
+				if err := s.Delete(context.Background(), ServerCertFile); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -119,7 +120,7 @@ func TestShowWithoutServerOrCA(t *testing.T) {
 			if tc.prepare != nil {
 				tc.prepare(t, s)
 			}
-			info, err := Show(s, root, validated(t, tc.set))
+			info, err := Show(context.Background(), s, root, validated(t, tc.set))
 			if tc.wantErr {
 				wantFault(t, err, fault.Failure, "no management CA")
 				return
@@ -143,10 +144,10 @@ func TestShowWithoutServerOrCA(t *testing.T) {
 func TestShowDamagedServerCertificate(t *testing.T) {
 	s, root := newStore(t)
 	mustInit(t, s, testNames(), now0)
-	if err := s.Write(ServerCertFile, []byte("garbage"), state.PublicMode); err != nil {
+	if err := s.Write(context.Background(), ServerCertFile, []byte("garbage"), state.PublicMode); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Show(s, root, validated(t, Settings{}))
+	_, err := Show(context.Background(), s, root, validated(t, Settings{}))
 	wantFault(t, err, fault.Failure, ServerCertFile, "damaged")
 	wantHint(t, err, "renew-server")
 }
@@ -177,7 +178,7 @@ func TestShowProvided(t *testing.T) {
 			s, root := newStore(t)
 			set := validated(t, Settings{Mode: ModeProvided, CertFile: certFile, KeyFile: keyFile})
 
-			info, err := Show(s, root, set)
+			info, err := Show(context.Background(), s, root, set)
 			if tc.wantErr != "" {
 				wantFault(t, err, tc.wantKind, tc.wantErr)
 				return
@@ -211,7 +212,7 @@ func TestShowJSON(t *testing.T) {
 	s, root := newStore(t)
 	set := validated(t, Settings{ExtraHosts: []string{"10.0.0.1", "2001:db8::1"}})
 	mustInit(t, s, set.WantedNames(), now0)
-	info, err := Show(s, root, set)
+	info, err := Show(context.Background(), s, root, set)
 	if err != nil {
 		t.Fatalf("Show: %v", err)
 	}

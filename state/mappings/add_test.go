@@ -184,7 +184,7 @@ func TestAddSources(t *testing.T) {
 				wantMode(t, filepath.Join(dir, CertFileName), state.PublicMode)
 				wantMode(t, filepath.Join(dir, KeyFileName), state.SecretMode)
 				wantMode(t, filepath.Join(dir, MetaFileName), state.SecretMode)
-				meta, err := LoadMeta(s, m.ID)
+				meta, err := LoadMeta(context.Background(), s, m.ID)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -194,7 +194,7 @@ func TestAddSources(t *testing.T) {
 			}
 
 			// list -> show -> load -> remove
-			infos, err := List(s, cfg, "", now0)
+			infos, err := List(context.Background(), s, cfg, "", now0)
 			if err != nil || len(infos) != 1 {
 				t.Fatalf("List = %+v, %v", infos, err)
 			}
@@ -210,14 +210,14 @@ func TestAddSources(t *testing.T) {
 			if info.CertFile != wantCertFile {
 				t.Errorf("cert_file = %q, want %q", info.CertFile, wantCertFile)
 			}
-			shown, details, err := Show(s, cfg, m.ID, now0)
+			shown, details, err := Show(context.Background(), s, cfg, m.ID, now0)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if shown.ID != info.ID || shown.Status != info.Status {
 				t.Errorf("Show = %+v, List said %+v", shown, info)
 			}
-			cert, loadErr := Load(s, m)
+			cert, loadErr := Load(context.Background(), s, m)
 			if tc.status == StatusPending {
 				if details != nil || info.NotAfter != nil || info.NextRenewalAt != nil || info.FingerprintSHA256 != "" {
 					t.Errorf("pending mapping has certificate data: %+v %+v", info, details)
@@ -287,7 +287,7 @@ func TestAddAllowExpired(t *testing.T) {
 	if len(warnings) != 1 || !strings.Contains(warnings[0], "expired on") {
 		t.Errorf("warnings = %q, want one about the expiry", warnings)
 	}
-	infos, err := List(s, mustConfig(t, s), "", now0)
+	infos, err := List(context.Background(), s, mustConfig(t, s), "", now0)
 	if err != nil || len(infos) != 1 || infos[0].Status != StatusExpired || infos[0].ID != m.ID {
 		t.Errorf("List = %+v, %v; want status expired", infos, err)
 	}
@@ -298,7 +298,7 @@ func TestAddAllowExpired(t *testing.T) {
 	if _, warnings, err = Add(context.Background(), s, in, now0); err != nil || len(warnings) != 1 || !strings.Contains(warnings[0], "not valid before") {
 		t.Fatalf("Add not yet valid: %q, %v", warnings, err)
 	}
-	info, _, err := Show(s, mustConfig(t, s), "soon", now0)
+	info, _, err := Show(context.Background(), s, mustConfig(t, s), "soon", now0)
 	if err != nil {
 		t.Fatal(err)
 	}

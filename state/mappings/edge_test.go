@@ -175,7 +175,7 @@ func TestReadFilesRefusesHugeRSAKey(t *testing.T) {
 	m := state.Mapping{ID: "f", Listener: "web", Hosts: []string{"file.example.com"}, Source: state.SourceFile,
 		CertFile: writeFile(t, dir, "f.crt", chainPEM(leaf)), KeyFile: writeFile(t, dir, "f.key", leaf.KeyPEM)}
 	mustAdd(t, s, Input{Mapping: m})
-	if _, _, err := ReadFiles(s, m); err != nil {
+	if _, _, err := ReadFiles(context.Background(), s, m); err != nil {
 		t.Fatalf("ReadFiles: %v", err)
 	}
 	// 16384 bits shaped as PKCS#1: version, modulus, … (only the size is read).
@@ -189,7 +189,7 @@ func TestReadFilesRefusesHugeRSAKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, dir, "f.key", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: der}))
-	_, _, err = ReadFiles(s, m)
+	_, _, err = ReadFiles(context.Background(), s, m)
 	if err == nil || !strings.Contains(err.Error(), dir+"/f.key: the RSA private key has 16384 bits, more than the 8192 p2ptls accepts") {
 		t.Fatalf("ReadFiles = %v", err)
 	}

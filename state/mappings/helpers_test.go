@@ -65,7 +65,7 @@ func mustAdd(t *testing.T, s state.Store, in Input) state.Mapping {
 
 func mustConfig(t *testing.T, s state.Store) *state.Config {
 	t.Helper()
-	cfg, err := state.LoadConfig(s)
+	cfg, err := state.LoadConfig(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}

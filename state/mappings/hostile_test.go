@@ -59,7 +59,7 @@ func TestLoadFileMappingWhoseFileTurnedBad(t *testing.T) {
 	cert := writeFile(t, files, "good.crt", chainPEM(good))
 	key := writeFile(t, files, "good.key", good.KeyPEM)
 	m := state.Mapping{ID: "shop", Listener: "web", Hosts: []string{"shop.example.com"}, Source: state.SourceFile, CertFile: cert, KeyFile: key}
-	if _, err := Load(s, m); err != nil {
+	if _, err := Load(context.Background(), s, m); err != nil {
 		t.Fatalf("Load of the good pair: %v", err)
 	}
 	for _, h := range statetest.HostilePaths(t, t.TempDir()) {
@@ -72,8 +72,8 @@ func TestLoadFileMappingWhoseFileTurnedBad(t *testing.T) {
 			}
 			var loadErr, readErr error
 			statetest.Within(t, 5*time.Second, func() {
-				_, loadErr = Load(s, m)
-				_, _, readErr = ReadFiles(s, m)
+				_, loadErr = Load(context.Background(), s, m)
+				_, _, readErr = ReadFiles(context.Background(), s, m)
 			})
 			for _, err := range []error{loadErr, readErr} {
 				statetest.WantFault(t, err, fault.Failure, key, h.Says)
@@ -83,7 +83,7 @@ func TestLoadFileMappingWhoseFileTurnedBad(t *testing.T) {
 	if err := os.Remove(key); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Load(s, m)
+	_, err := Load(context.Background(), s, m)
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), filepath.Base(key)) {
 		t.Errorf("Load with the key file gone = %v; want fs.ErrNotExist naming the file", err)
 	}

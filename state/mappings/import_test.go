@@ -86,8 +86,8 @@ func TestExportImportRoundTrip(t *testing.T) {
 	}
 	for _, id := range []string{"shop", "old"} {
 		for _, name := range []string{certName(id), keyName(id)} {
-			a, errA := src.Read(name)
-			b, errB := dst.Read(name)
+			a, errA := src.Read(context.Background(), name)
+			b, errB := dst.Read(context.Background(), name)
 			if errA != nil || errB != nil || !bytes.Equal(a, b) {
 				t.Errorf("%s differs after the round trip (%v, %v)", name, errA, errB)
 			}
@@ -96,7 +96,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	// Self-signed mappings get a certificate of their own at once.
 	for _, m := range got {
 		if m.Source == state.SourceSelfSigned {
-			if _, err := Load(dst, m); err != nil {
+			if _, err := Load(context.Background(), dst, m); err != nil {
 				t.Errorf("self-signed %s: %v", m.ID, err)
 			}
 		}

@@ -2,6 +2,7 @@ package mappings
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -31,28 +32,28 @@ func TestListStatus(t *testing.T) {
 		{"pending", addACME, now0, StatusPending, ""},
 		{"failed", func(t *testing.T, s *state.Dir) string {
 			id := addACME(t, s)
-			if err := SaveMeta(s, id, Meta{Source: state.SourceACME, LastAttemptAt: now0, LastError: "urn:ietf:params:acme:error:dns: NXDOMAIN"}); err != nil {
+			if err := SaveMeta(context.Background(), s, id, Meta{Source: state.SourceACME, LastAttemptAt: now0, LastError: "urn:ietf:params:acme:error:dns: NXDOMAIN"}); err != nil {
 				t.Fatal(err)
 			}
 			return id
 		}, now0, StatusFailed, "NXDOMAIN"},
 		{"acme with a damaged meta.toml", func(t *testing.T, s *state.Dir) string {
 			id := addACME(t, s)
-			if err := s.Write(metaName(id), []byte("= nonsense"), state.SecretMode); err != nil {
+			if err := s.Write(context.Background(), metaName(id), []byte("= nonsense"), state.SecretMode); err != nil {
 				t.Fatal(err)
 			}
 			return id
 		}, now0, StatusFailed, "meta.toml"},
 		{"self-signed without files", func(t *testing.T, s *state.Dir) string {
 			id := addSelfSigned(t, s)
-			if err := s.Delete(MappingDir(id)); err != nil {
+			if err := s.Delete(context.Background(), MappingDir(id)); err != nil {
 				t.Fatal(err)
 			}
 			return id
 		}, now0, StatusMissing, "there is no certificate at"},
 		{"garbage certificate", func(t *testing.T, s *state.Dir) string {
 			id := addSelfSigned(t, s)
-			if err := s.Write(certName(id), fixture(t, "garbage-cert.pem"), state.PublicMode); err != nil {
+			if err := s.Write(context.Background(), certName(id), fixture(t, "garbage-cert.pem"), state.PublicMode); err != nil {
 				t.Fatal(err)
 			}
 			return id
@@ -72,7 +73,7 @@ func TestListStatus(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s, _ := newStore(t)
 			id := tc.setup(t, s)
-			infos, err := List(s, mustConfig(t, s), "", tc.now)
+			infos, err := List(context.Background(), s, mustConfig(t, s), "", tc.now)
 			if err != nil || len(infos) != 1 || infos[0].ID != id {
 				t.Fatalf("List = %+v, %v", infos, err)
 			}
@@ -83,7 +84,7 @@ func TestListStatus(t *testing.T) {
 			if tc.lastError == "" && info.LastError != "" || !strings.Contains(info.LastError, tc.lastError) {
 				t.Errorf("last_error = %q, want %q", info.LastError, tc.lastError)
 			}
-			_, details, err := Show(s, mustConfig(t, s), id, tc.now)
+			_, details, err := Show(context.Background(), s, mustConfig(t, s), id, tc.now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -130,10 +131,10 @@ func TestACMENextRenewalComesFromMeta(t *testing.T) {
 	ari := now0.Add(40 * day)
 	meta := newMeta(state.SourceACME, kp, now0)
 	meta.NextRenewalAt = ari
-	if err := writeMaterial(s, id, kp, meta); err != nil {
+	if err := writeMaterial(context.Background(), s, id, kp, meta); err != nil {
 		t.Fatal(err)
 	}
-	info, _, err := Show(s, mustConfig(t, s), id, now0)
+	info, _, err := Show(context.Background(), s, mustConfig(t, s), id, now0)
 	if err != nil || info.Status != StatusValid || info.NextRenewalAt == nil || !info.NextRenewalAt.Equal(ari) {
 		t.Errorf("Show = %+v, %v; want valid, next renewal %v", info, err, ari)
 	}
@@ -146,16 +147,16 @@ func TestListFiltersByListener(t *testing.T) {
 	mustAdd(t, s, acmeIn("w2", "http-01", "", "b.example.com"))
 	cfg := mustConfig(t, s)
 	for listener, want := range map[string]string{"": "w1 a1 w2", "web": "w1 w2", "api": "a1"} {
-		infos, err := List(s, cfg, listener, now0)
+		infos, err := List(context.Background(), s, cfg, listener, now0)
 		if err != nil || ids(infos) != want {
 			t.Errorf("List(%q) = %q, %v; want %q", listener, ids(infos), err, want)
 		}
 	}
-	_, err := List(s, cfg, "nope", now0)
+	_, err := List(context.Background(), s, cfg, "nope", now0)
 	wantFault(t, err, fault.NotFound, `listener "nope" does not exist`)
 	wantHint(t, err, "p2ptls listener list")
 
-	_, _, err = Show(s, cfg, "nope", now0)
+	_, _, err = Show(context.Background(), s, cfg, "nope", now0)
 	wantFault(t, err, fault.NotFound, `mapping "nope" does not exist`)
 	wantHint(t, err, "p2ptls mapping list")
 }
@@ -164,7 +165,7 @@ func TestListFiltersByListener(t *testing.T) {
 // certificate means null times, no mapping means [].
 func TestInfoJSON(t *testing.T) {
 	s, _ := newStore(t)
-	infos, err := List(s, mustConfig(t, s), "", now0)
+	infos, err := List(context.Background(), s, mustConfig(t, s), "", now0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func TestInfoJSON(t *testing.T) {
 	}
 	mustAdd(t, s, acmeIn("", "dns-01", "cf", "*.example.com"))
 	mustAdd(t, s, selfSignedIn("", "web", 0, "self.example.com"))
-	infos, err = List(s, mustConfig(t, s), "", now0)
+	infos, err = List(context.Background(), s, mustConfig(t, s), "", now0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,22 +229,22 @@ func TestInspect(t *testing.T) {
 
 func TestMetaFile(t *testing.T) {
 	s, root := newStore(t)
-	if m, err := LoadMeta(s, "none"); err != nil || m != (Meta{}) {
+	if m, err := LoadMeta(context.Background(), s, "none"); err != nil || m != (Meta{}) {
 		t.Errorf("LoadMeta of nothing = %+v, %v", m, err)
 	}
 	want := Meta{Source: state.SourceACME, LastAttemptAt: now0, LastError: "rate limited"}
-	if err := SaveMeta(s, "x", want); err != nil {
+	if err := SaveMeta(context.Background(), s, "x", want); err != nil {
 		t.Fatal(err)
 	}
 	wantMode(t, storeFile(root, metaName("x")), state.SecretMode)
-	b, err := s.Read(metaName("x"))
+	b, err := s.Read(context.Background(), metaName("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(string(b), "issued_at") || strings.Contains(string(b), "not_after") {
 		t.Errorf("zero fields written:\n%s", b)
 	}
-	got, err := LoadMeta(s, "x")
+	got, err := LoadMeta(context.Background(), s, "x")
 	if err != nil || !got.LastAttemptAt.Equal(now0) || got.LastError != want.LastError || got.Source != want.Source {
 		t.Errorf("LoadMeta = %+v, %v", got, err)
 	}
@@ -255,20 +256,20 @@ func TestLoad(t *testing.T) {
 	s, _ := newStore(t)
 	m := mustAdd(t, s, Input{Mapping: state.Mapping{Listener: "web", Hosts: []string{"shop.example.com"}, Source: state.SourceFile,
 		CertFile: writeFile(t, dir, "c.pem", chainPEM(leaf)), KeyFile: writeFile(t, dir, "k.pem", leaf.KeyPEM)}})
-	c, err := Load(s, m)
+	c, err := Load(context.Background(), s, m)
 	if err != nil || len(c.Chain) != 2 || !bytes.Equal(c.KeyPEM, leaf.KeyPEM) {
 		t.Fatalf("Load = %+v, %v", c, err)
 	}
 	// The operator replaces the key with one that does not match.
 	writeFile(t, dir, "k.pem", otherKeyPEM(t))
-	if _, err := Load(s, m); err == nil || !strings.Contains(err.Error(), "does not match") {
+	if _, err := Load(context.Background(), s, m); err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Errorf("Load of a mismatched pair: %v", err)
 	}
 	self := mustAdd(t, s, selfSignedIn("", "api", 0, "shop.example.com"))
-	if err := s.Delete(keyName(self.ID)); err != nil {
+	if err := s.Delete(context.Background(), keyName(self.ID)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(s, self); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := Load(context.Background(), s, self); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Load without key: %v", err)
 	}
 }
@@ -293,12 +294,12 @@ func BenchmarkList(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if err := state.SaveConfig(s, cfg); err != nil {
+	if err := state.SaveConfig(context.Background(), s, cfg); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		infos, err := List(s, cfg, "web", now0)
+		infos, err := List(context.Background(), s, cfg, "web", now0)
 		if err != nil || len(infos) != 10000 || infos[0].Status != StatusValid {
 			b.Fatalf("List: %d, %v", len(infos), err)
 		}

@@ -31,7 +31,7 @@ func TestRemoveUnknown(t *testing.T) {
 func TestRegenerate(t *testing.T) {
 	s, root := newStore(t)
 	m := mustAdd(t, s, selfSignedIn("dev", "web", 30, "dev.example.com", "*.dev.example.com"))
-	old, err := Load(s, m)
+	old, err := Load(context.Background(), s, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestRegenerate(t *testing.T) {
 	if err := Regenerate(context.Background(), s, "dev", later); err != nil {
 		t.Fatal(err)
 	}
-	cur, err := Load(s, m)
+	cur, err := Load(context.Background(), s, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestRegenerate(t *testing.T) {
 	if strings.Join(n.DNSNames, " ") != "dev.example.com *.dev.example.com" {
 		t.Errorf("new certificate names %q", n.DNSNames)
 	}
-	meta, err := LoadMeta(s, "dev")
+	meta, err := LoadMeta(context.Background(), s, "dev")
 	if err != nil || !meta.IssuedAt.Equal(later) || !meta.NotAfter.Equal(n.NotAfter) {
 		t.Errorf("meta after regenerate: %+v, %v", meta, err)
 	}
@@ -61,13 +61,13 @@ func TestRegenerate(t *testing.T) {
 	wantMode(t, storeFile(root, certName("dev")), state.PublicMode)
 
 	// A self-signed mapping whose files are gone gets them back.
-	if err := s.Delete(MappingDir("dev")); err != nil {
+	if err := s.Delete(context.Background(), MappingDir("dev")); err != nil {
 		t.Fatal(err)
 	}
 	if err := Regenerate(context.Background(), s, "dev", later); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(s, m); err != nil {
+	if _, err := Load(context.Background(), s, m); err != nil {
 		t.Errorf("Load after regenerating missing files: %v", err)
 	}
 }
@@ -122,12 +122,12 @@ func TestRegenerateRefusesBadDaysInAHandEditedConfig(t *testing.T) {
 func TestAddReplacesALeftoverDirectory(t *testing.T) {
 	s, root := newStore(t)
 	for _, name := range []string{certName("dev"), MappingDir("dev") + "/extra.txt", certName("www-example-com")} {
-		if err := s.Write(name, []byte("left by a crashed remove"), state.PublicMode); err != nil {
+		if err := s.Write(context.Background(), name, []byte("left by a crashed remove"), state.PublicMode); err != nil {
 			t.Fatal(err)
 		}
 	}
 	m := mustAdd(t, s, selfSignedIn("dev", "web", 0, "dev.example.com"))
-	if _, err := Load(s, m); err != nil {
+	if _, err := Load(context.Background(), s, m); err != nil {
 		t.Errorf("Load: %v", err)
 	}
 	if _, err := os.Stat(storeFile(root, MappingDir("dev")+"/extra.txt")); !errors.Is(err, fs.ErrNotExist) {
@@ -139,7 +139,7 @@ func TestAddReplacesALeftoverDirectory(t *testing.T) {
 	if _, err := os.Stat(storeFile(root, MappingDir(a.ID))); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the leftover directory of %s survived: %v", a.ID, err)
 	}
-	if info, _, err := Show(s, mustConfig(t, s), a.ID, now0); err != nil || info.Status != StatusPending {
+	if info, _, err := Show(context.Background(), s, mustConfig(t, s), a.ID, now0); err != nil || info.Status != StatusPending {
 		t.Errorf("Show = %+v, %v; want pending", info, err)
 	}
 }
@@ -147,11 +147,11 @@ func TestAddReplacesALeftoverDirectory(t *testing.T) {
 // failingStore refuses to save p2ptls.toml.
 type failingStore struct{ *state.Dir }
 
-func (f failingStore) Write(name string, data []byte, perm fs.FileMode) error {
+func (f failingStore) Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error {
 	if name == state.ConfigFile {
 		return errors.New("disk full")
 	}
-	return f.Dir.Write(name, data, perm)
+	return f.Dir.Write(ctx, name, data, perm)
 }
 
 func TestAddRemovesTheFilesWhenTheConfigCannotBeSaved(t *testing.T) {

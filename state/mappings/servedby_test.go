@@ -1,6 +1,7 @@
 package mappings
 
 import (
+	"context"
 	"os"
 	"testing"
 )
@@ -32,7 +33,7 @@ func TestServedBy(t *testing.T) {
 		"half": "", "deep": "", "apex": "", "net": "", "info": "", "has-own": "", "wild": "", "wild-pending": "",
 	}
 	cfg := mustConfig(t, s)
-	infos, err := List(s, cfg, "", now0)
+	infos, err := List(context.Background(), s, cfg, "", now0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,13 +41,13 @@ func TestServedBy(t *testing.T) {
 		if w, ok := want[info.ID]; ok && info.ServedBy != w {
 			t.Errorf("List: %s (%s) served_by %q, want %q", info.ID, info.Status, info.ServedBy, w)
 		}
-		show, _, err := Show(s, cfg, info.ID, now0)
+		show, _, err := Show(context.Background(), s, cfg, info.ID, now0)
 		if err != nil || show.ServedBy != info.ServedBy {
 			t.Errorf("Show(%s).ServedBy = %q, %v; List says %q", info.ID, show.ServedBy, err, info.ServedBy)
 		}
 	}
 	// Filtered by listener: the same answer.
-	infos, err = List(s, cfg, "web", now0)
+	infos, err = List(context.Background(), s, cfg, "web", now0)
 	if err != nil {
 		t.Fatal(err)
 	}
