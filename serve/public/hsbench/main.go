@@ -41,7 +41,6 @@ type options struct {
 }
 
 func main() {
-	ctx := context.Background()
 	baseline := flag.String("baseline-server", "", "internal: serve the baseline on `ADDR` (hsbench re-executes itself with it)")
 	baselineState := flag.String("baseline-state", "", "internal: with -baseline-server, hold every certificate of this p2ptls state `DIR`")
 	baselineHTTP := flag.Bool("baseline-http", false, "internal: with -baseline-server, serve through net/http as p2ptls does")
@@ -51,6 +50,10 @@ func main() {
 	clients := flag.Int("clients", 8, "client goroutines dialing concurrently")
 	flag.Parse()
 
+	// Ctrl-C and SIGTERM cancel ctx; run's deferred cleanup then stops the
+	// servers and removes the temporary directory.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if *baseline != "" {
 		if err := serveBaseline(ctx, *baseline, *baselineState, *baselineHTTP); err != nil {
 			fmt.Fprintln(os.Stderr, "hsbench baseline:", err)
@@ -75,9 +78,6 @@ func main() {
 		logf("note: the method asks for at least 6 rounds of 3-5 s")
 	}
 
-	// Ctrl-C and SIGTERM cancel ctx; run's deferred cleanup then stops the
-	// servers and removes the temporary directory.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, o)
 	stop()
 	if errors.Is(err, context.Canceled) {
