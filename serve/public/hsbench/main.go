@@ -50,12 +50,9 @@ func main() {
 	clients := flag.Int("clients", 8, "client goroutines dialing concurrently")
 	flag.Parse()
 
-	// Ctrl-C and SIGTERM cancel ctx; run's deferred cleanup then stops the
-	// servers and removes the temporary directory.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if *baseline != "" {
-		if err := serveBaseline(ctx, *baseline, *baselineState, *baselineHTTP); err != nil {
+		// The baseline keeps the default signal handling: the parent stops it with SIGTERM.
+		if err := serveBaseline(context.Background(), *baseline, *baselineState, *baselineHTTP); err != nil {
 			fmt.Fprintln(os.Stderr, "hsbench baseline:", err)
 			os.Exit(1)
 		}
@@ -78,6 +75,9 @@ func main() {
 		logf("note: the method asks for at least 6 rounds of 3-5 s")
 	}
 
+	// Ctrl-C and SIGTERM cancel ctx; run's deferred cleanup then stops the
+	// servers and removes the temporary directory.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, o)
 	stop()
 	if errors.Is(err, context.Canceled) {
