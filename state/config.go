@@ -213,21 +213,3 @@ func encodeConfig(cfg *Config) ([]byte, error) {
 	}
 	return append([]byte(configHeader), b...), nil
 }
-
-// Update runs fn on the current config under the state lock and saves the
-// result when fn succeeds; when fn or validation fails nothing is written.
-func Update(ctx context.Context, s Store, purpose string, fn func(*Config) error) (err error) {
-	unlock, err := s.Lock(ctx, purpose)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := LoadConfig(ctx, s)
-	if err != nil {
-		return err
-	}
-	if err := fn(cfg); err != nil {
-		return err
-	}
-	return SaveConfig(ctx, s, cfg)
-}

@@ -43,24 +43,6 @@ func ResolveDir(flagValue string, getenv func(string) string) (string, error) {
 	return filepath.Abs(dir)
 }
 
-// Store is what commands and serve need from the state: read, write
-// atomically, list, delete and lock. Names are slash-separated and relative
-// to the state root. It is kept this narrow so that a distributed backend
-// can stand in for Dir later.
-//
-// Every method takes the caller's context: a remote backend bounds its
-// requests by it, and a command told to stop reads no further. A change
-// already begun under the lock is finished whatever the context says, so
-// that an interrupted command leaves the state as it was or as changed.
-type Store interface {
-	Read(ctx context.Context, name string) ([]byte, error)
-	Stat(ctx context.Context, name string) (fs.FileInfo, error)
-	Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error
-	List(ctx context.Context, dir string) ([]string, error)
-	Delete(ctx context.Context, name string) error
-	Lock(ctx context.Context, purpose string) (unlock func() error, err error)
-}
-
 // Dir is the Store on a local directory.
 type Dir struct {
 	root        string
@@ -199,4 +181,19 @@ func (d *Dir) counted(name string) {
 	if !isRuntime(name) {
 		d.writes.Add(1)
 	}
+}
+
+// Apply deletes and writes c's files in order.
+func (d *Dir) Apply(ctx context.Context, c Change) error {
+	for _, name := range c.Deletes {
+		if err := d.Delete(ctx, name); err != nil {
+			return err
+		}
+	}
+	for _, w := range c.Writes {
+		if err := d.Write(ctx, w.Name, w.Data, w.Perm); err != nil {
+			return err
+		}
+	}
+	return nil
 }

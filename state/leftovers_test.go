@@ -30,7 +30,8 @@ func leftoverState(t *testing.T) (*Dir, string) {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "state")
 	d := OpenDir(root, 2*time.Second)
-	err := Update(context.Background(), d, "test", func(c *Config) error {
+	err := Update(context.Background(), d, "test", func(tx *Tx) error {
+		c := tx.Config
 		c.Listeners = []Listener{{Name: "web", Addr: ":443"}}
 		c.Mappings = []Mapping{{ID: "keep", Listener: "web", Hosts: []string{"a.example.com"}, Source: SourceSelfSigned}}
 		return nil

@@ -164,9 +164,9 @@ func AddListener(ctx context.Context, s Store, l Listener) (Listener, error) {
 	if err := l.normalize(); err != nil {
 		return l, err
 	}
-	err := Update(ctx, s, "listener add "+l.Name, func(cfg *Config) error {
+	err := Update(ctx, s, "listener add "+l.Name, func(tx *Tx) error {
 		var err error
-		l, err = cfg.AddListener(l)
+		l, err = tx.Config.AddListener(l)
 		return err
 	})
 	return l, err
@@ -175,9 +175,9 @@ func AddListener(ctx context.Context, s Store, l Listener) (Listener, error) {
 // RemoveListener removes the listener called name under the lock.
 func RemoveListener(ctx context.Context, s Store, name string) (Listener, error) {
 	var removed Listener
-	err := Update(ctx, s, "listener remove "+name, func(cfg *Config) error {
+	err := Update(ctx, s, "listener remove "+name, func(tx *Tx) error {
 		var err error
-		removed, err = cfg.RemoveListener(name)
+		removed, err = tx.Config.RemoveListener(name)
 		return err
 	})
 	return removed, err

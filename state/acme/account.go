@@ -157,19 +157,19 @@ func saveAccount(ctx context.Context, s state.Store, acct *Account) error {
 		return err
 	}
 	dir := accountDir(acct.Directory)
-	return state.Update(ctx, s, "acme account register", func(cfg *state.Config) error {
-		if err := s.Write(ctx, dir+"/key.pem", keyPEM, state.SecretMode); err != nil {
+	return state.Update(ctx, s, "acme account register", func(tx *state.Tx) error {
+		if err := tx.Write(ctx, dir+"/key.pem", keyPEM, state.SecretMode); err != nil {
 			return err
 		}
 		if acct.caPEM != nil {
-			if err := s.Write(ctx, dir+"/ca.pem", acct.caPEM, state.PublicMode); err != nil {
+			if err := tx.Write(ctx, dir+"/ca.pem", acct.caPEM, state.PublicMode); err != nil {
 				return err
 			}
 		}
-		if err := s.Write(ctx, dir+"/account.toml", b, state.SecretMode); err != nil {
+		if err := tx.Write(ctx, dir+"/account.toml", b, state.SecretMode); err != nil {
 			return err
 		}
-		cfg.ACME.Directory = acct.Directory
+		tx.Config.ACME.Directory = acct.Directory
 		return nil
 	})
 }

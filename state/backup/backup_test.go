@@ -353,7 +353,8 @@ func TestDryRunWritesNothing(t *testing.T) {
 	archive := archiveOf(t, src, "")
 	target := newState(t, true, "web", "old")
 	// Make listener "web" differ.
-	if err := state.Update(context.Background(), target, "test", func(c *state.Config) error {
+	if err := state.Update(context.Background(), target, "test", func(tx *state.Tx) error {
+		c := tx.Config
 		c.Listeners[0].Upstream = "http://127.0.0.1:9"
 		return nil
 	}); err != nil {

@@ -53,7 +53,8 @@ func loadConfig(t *testing.T, s state.Store) *state.Config {
 // useIn adds listener "web" (once) and a DNS-01 mapping id that uses cred.
 func useIn(t *testing.T, s state.Store, id, cred string) {
 	t.Helper()
-	err := state.Update(ctx, s, "test", func(cfg *state.Config) error {
+	err := state.Update(ctx, s, "test", func(tx *state.Tx) error {
+		cfg := tx.Config
 		if _, ok := cfg.Listener("web"); !ok {
 			cfg.Listeners = append(cfg.Listeners, state.Listener{Name: "web", Addr: ":8443"})
 		}

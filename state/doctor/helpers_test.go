@@ -114,7 +114,8 @@ func addMapping(t *testing.T, s *state.Dir, m state.Mapping) {
 // addCredential saves a DNS credential and, when token is set, its token.
 func addCredential(t *testing.T, s *state.Dir, name string, enabled bool, token string) {
 	t.Helper()
-	err := state.Update(context.Background(), s, "test", func(c *state.Config) error {
+	err := state.Update(context.Background(), s, "test", func(tx *state.Tx) error {
+		c := tx.Config
 		c.DNSCredentials = append(c.DNSCredentials, state.DNSCredential{Name: name, Provider: state.ProviderCloudflare, Enabled: enabled})
 		return nil
 	})
@@ -136,7 +137,8 @@ func registerAccount(t *testing.T, s *state.Dir, directory string) {
 	b, _ := toml.Marshal(acme.Account{Email: "ops@example.com", Directory: directory, URI: directory + "/acct/1", RegisteredAt: now0})
 	mustWrite(t, s, dir+"/account.toml", b, state.SecretMode)
 	mustWrite(t, s, dir+"/key.pem", ca.KeyPEM, state.SecretMode)
-	err := state.Update(context.Background(), s, "test", func(c *state.Config) error {
+	err := state.Update(context.Background(), s, "test", func(tx *state.Tx) error {
+		c := tx.Config
 		c.ACME.Directory = directory
 		return nil
 	})

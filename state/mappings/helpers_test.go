@@ -44,7 +44,8 @@ func newStore(t *testing.T) (*state.Dir, string) {
 // matter here).
 func addCredential(t *testing.T, s state.Store, name string, enabled bool) {
 	t.Helper()
-	err := state.Update(context.Background(), s, "test", func(c *state.Config) error {
+	err := state.Update(context.Background(), s, "test", func(tx *state.Tx) error {
+		c := tx.Config
 		c.DNSCredentials = append(c.DNSCredentials, state.DNSCredential{Name: name, Provider: state.ProviderCloudflare, Enabled: enabled})
 		return nil
 	})

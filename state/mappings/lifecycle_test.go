@@ -105,7 +105,8 @@ func TestRegenerateRefuses(t *testing.T) {
 func TestRegenerateRefusesBadDaysInAHandEditedConfig(t *testing.T) {
 	s, root := newStore(t)
 	mustAdd(t, s, selfSignedIn("dev", "web", 30, "dev.example.com"))
-	err := state.Update(context.Background(), s, "test", func(c *state.Config) error {
+	err := state.Update(context.Background(), s, "test", func(tx *state.Tx) error {
+		c := tx.Config
 		c.Mappings[0].Days = 1000
 		return nil
 	})

@@ -1,0 +1,49 @@
+package state
+
+import (
+	"context"
+	"io/fs"
+)
+
+// Store is what commands and serve need from the state: read, write
+// atomically, list, delete and lock. Names are slash-separated and relative
+// to the state root. It is kept this narrow so that a distributed backend
+// can stand in for Dir.
+//
+// Every method takes the caller's context: a remote backend bounds its
+// requests by it, and a command told to stop reads no further. A change
+// already begun under the lock is finished whatever the context says, so
+// that an interrupted command leaves the state as it was or as changed.
+type Store interface {
+	Read(ctx context.Context, name string) ([]byte, error)
+	Stat(ctx context.Context, name string) (fs.FileInfo, error)
+	List(ctx context.Context, dir string) ([]string, error)
+	// Write and Delete change one file; under the lock they are for
+	// runtime status and challenges; a change of the desired state is one
+	// Apply, through Update.
+	Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error
+	Delete(ctx context.Context, name string) error
+	// Apply makes every write and delete of c as one change: a reader or a
+	// crash sees all of it or none of it, once the store has recovered
+	// (the next Lock finishes or undoes an Apply a crash cut short).
+	Apply(ctx context.Context, c Change) error
+	Lock(ctx context.Context, purpose string) (unlock func() error, err error)
+}
+
+// Change is a set of deletes and writes made together by Store.Apply.
+// Deletes remove a file or a whole directory and come first, so that a
+// change may replace a directory with new content.
+type Change struct {
+	Deletes []string
+	Writes  []FileWrite
+}
+
+// FileWrite is one file of a Change.
+type FileWrite struct {
+	Name string
+	Data []byte
+	Perm fs.FileMode
+}
+
+// Empty reports whether c changes nothing.
+func (c Change) Empty() bool { return len(c.Writes) == 0 && len(c.Deletes) == 0 }
