@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/p2pstream/p2ptls/serve/agent"
+	"github.com/p2pstream/p2ptls/state/agent"
 	"github.com/p2pstream/p2ptls/state/doctor"
 )
 

@@ -92,7 +92,7 @@ type Input struct {
 	Resolve func(ctx context.Context, host string) ([]net.IP, error)
 	// Check connects to the management URL trusting only roots, as "agent
 	// check" does; its error names the mistake. The command line passes
-	// serve/agent.Check (state does not import serve). Needed for Network.
+	// agent.Check from state/agent. Needed for Network.
 	Check func(ctx context.Context, url string, roots *x509.CertPool) error
 }
 
