@@ -10,6 +10,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/acme"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // issueWriteTimeout replaces the server's write timeout for POST
@@ -163,7 +164,7 @@ func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 			if hint == "" {
 				hint = "GET /api/v1/mappings/" + id + " shows last_error and retry_at; the previous certificate, if any, keeps serving"
 			}
-			a.writeError(w, r, &httpError{status: http.StatusBadGateway, msg: oneLine(err.Error()), hint: oneLine(hint)})
+			a.writeError(w, r, &httpError{status: http.StatusBadGateway, msg: text.OneLine(err.Error()), hint: text.OneLine(hint)})
 			return
 		}
 	} else {

@@ -1,0 +1,11 @@
+// Package text holds how p2ptls writes values for people and for JSON, so
+// the CLI, the API and state say them the same way: a message on one line,
+// a time as an RFC 3339 UTC stamp, and a list that is [] rather than null.
+package text
+
+import "strings"
+
+// OneLine folds every run of white space in s, newlines included, into one
+// space and trims the ends, so a message stays on one line whatever a
+// wrapped error contained (lego's problem documents span lines).
+func OneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

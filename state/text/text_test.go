@@ -1,0 +1,17 @@
+package text
+
+import "testing"
+
+func TestOneLine(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"plain", "plain"},
+		{"  padded\t", "padded"},
+		{"acme: error: 400 :: urn:ietf:params:acme:error:malformed ::\n  detail\r\n\tmore", "acme: error: 400 :: urn:ietf:params:acme:error:malformed :: detail more"},
+		{"a \u00a0 b", "a b"}, // Unicode white space counts too
+	} {
+		if got := OneLine(tc.in); got != tc.want {
+			t.Errorf("OneLine(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
