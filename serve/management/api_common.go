@@ -231,11 +231,3 @@ func decodeJSON(body []byte, v any) error {
 	}
 	return nil
 }
-
-// nonNil makes a nil list [] in JSON.
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
-}

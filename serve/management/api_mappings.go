@@ -51,7 +51,7 @@ func (a *api) listMappings(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
+	writeJSON(w, http.StatusOK, text.NonNil(list))
 }
 
 // addMapping: POST /api/v1/mappings, "mapping add". 201 with the mapping.

@@ -8,6 +8,7 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/text"
 	"github.com/p2pstream/p2ptls/state/userfile"
 )
 
@@ -86,15 +87,8 @@ func Show(s state.Store, root string, set Settings) (*Info, error) {
 		return nil, fault.Failf("re-issue it with 'p2ptls ca renew-server'", "%s is damaged: %v", ServerCertFile, err)
 	}
 	info.Server = Describe(chain[0], root+"/"+ServerCertFile)
-	info.Missing = nonNil(set.WantedNames().Missing(chain[0]))
+	info.Missing = text.NonNil(set.WantedNames().Missing(chain[0]))
 	return info, nil
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 // LoadProvided reads mode provided's certificate chain and key and refuses

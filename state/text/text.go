@@ -9,3 +9,12 @@ import "strings"
 // space and trims the ends, so a message stays on one line whatever a
 // wrapped error contained (lego's problem documents span lines).
 func OneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// NonNil returns s, or an empty list when s is nil, so that JSON shows []
+// rather than null.
+func NonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,6 +1,9 @@
 package text
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+)
 
 func TestOneLine(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
@@ -12,6 +15,26 @@ func TestOneLine(t *testing.T) {
 	} {
 		if got := OneLine(tc.in); got != tc.want {
 			t.Errorf("OneLine(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestNonNil(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []string
+		want string
+	}{
+		{"nil", nil, "[]"},
+		{"empty", []string{}, "[]"},
+		{"some", []string{"a", "b"}, `["a","b"]`},
+	} {
+		out, err := json.Marshal(NonNil(tc.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(out) != tc.want {
+			t.Errorf("%s: JSON %s, want %s", tc.name, out, tc.want)
 		}
 	}
 }
