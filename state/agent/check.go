@@ -19,6 +19,7 @@ import (
 
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 const (
@@ -248,10 +249,10 @@ func certFailure(base *url.URL, err error) error {
 		c, now := invalid.Cert, time.Now().UTC()
 		if now.Before(c.NotBefore) {
 			return fault.Failf("check the clocks of this machine and of the management host; if the management clock was wrong when it issued the certificate, fix it and run 'p2ptls ca renew-server'",
-				"the management certificate %q of %s is not valid before %s, and this machine's clock says %s", c.Subject.CommonName, base, stamp(c.NotBefore), stamp(now))
+				"the management certificate %q of %s is not valid before %s, and this machine's clock says %s", c.Subject.CommonName, base, text.Stamp(c.NotBefore), text.Stamp(now))
 		}
 		return fault.Failf("renew it with 'p2ptls ca renew-server' on the management host",
-			"the management certificate %q of %s expired at %s (it is now %s)", c.Subject.CommonName, base, stamp(c.NotAfter), stamp(now))
+			"the management certificate %q of %s expired at %s (it is now %s)", c.Subject.CommonName, base, text.Stamp(c.NotAfter), text.Stamp(now))
 	}
 	return nil
 }
@@ -268,8 +269,4 @@ func certNames(cert *x509.Certificate) []string {
 		names = append(names, ip.String())
 	}
 	return names
-}
-
-func stamp(t time.Time) string {
-	return t.UTC().Format(time.RFC3339)
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/p2pstream/p2ptls/state/runstatus"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // checkServing: while serve runs, every listener listens and the last
@@ -37,7 +38,7 @@ func checkServing(_ context.Context, e *env) Check {
 		f.warn("fix what it names; serve applies the state within 2 seconds of the fix",
 			"serve did not apply the last change and keeps serving the previous state: %s", st.LastReloadError)
 	}
-	return f.check(IDListenersServing, fmt.Sprintf("serve runs as pid %d since %s; %s listening", st.PID, stamp(st.StartedAt), plural(len(st.Listeners), "listener")))
+	return f.check(IDListenersServing, fmt.Sprintf("serve runs as pid %d since %s; %s listening", st.PID, text.Stamp(st.StartedAt), plural(len(st.Listeners), "listener")))
 }
 
 // checkFallback: a fallback handshake means a client asked a listener for
@@ -73,12 +74,12 @@ func checkFallback(_ context.Context, e *env) Check {
 	switch {
 	case len(hit) > 0 && st.ServeRunning:
 		return fail(IDListenersFallback, h, "%s since serve (pid %d) started at %s: clients got the fallback, not a mapped certificate; treat that as a public deployment failure",
-			strings.Join(hit, "; "), st.PID, stamp(st.StartedAt))
+			strings.Join(hit, "; "), st.PID, text.Stamp(st.StartedAt))
 	case len(hit) > 0:
 		return warn(IDListenersFallback, h+"; counts start at zero with each serve",
-			"serve is not running, but the last serve (pid %d, started %s) recorded %s", st.PID, stamp(st.StartedAt), strings.Join(hit, "; "))
+			"serve is not running, but the last serve (pid %d, started %s) recorded %s", st.PID, text.Stamp(st.StartedAt), strings.Join(hit, "; "))
 	case st.ServeRunning:
-		return ok(IDListenersFallback, "no fallback handshake since serve (pid %d) started at %s", st.PID, stamp(st.StartedAt))
+		return ok(IDListenersFallback, "no fallback handshake since serve (pid %d) started at %s", st.PID, text.Stamp(st.StartedAt))
 	}
 	return ok(IDListenersFallback, "serve is not running; the last one recorded no fallback handshake")
 }

@@ -113,10 +113,10 @@ func LoadProvided(certFile, keyFile string, now time.Time) (*pki.KeyPair, error)
 	switch {
 	case now.After(kp.Cert.NotAfter):
 		return nil, fault.Invalidf("install a renewed certificate",
-			"the certificate in MANAGEMENT_TLS_CERT_FILE %s expired on %s", certFile, kp.Cert.NotAfter.UTC().Format(time.RFC3339))
+			"the certificate in MANAGEMENT_TLS_CERT_FILE %s expired on %s", certFile, text.Stamp(kp.Cert.NotAfter))
 	case now.Before(kp.Cert.NotBefore):
 		return nil, fault.Invalidf("check this machine's clock, or wait until it is valid",
-			"the certificate in MANAGEMENT_TLS_CERT_FILE %s is not valid before %s", certFile, kp.Cert.NotBefore.UTC().Format(time.RFC3339))
+			"the certificate in MANAGEMENT_TLS_CERT_FILE %s is not valid before %s", certFile, text.Stamp(kp.Cert.NotBefore))
 	}
 	return kp, nil
 }

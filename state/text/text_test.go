@@ -3,6 +3,7 @@ package text
 import (
 	"encoding/json"
 	"testing"
+	"time"
 )
 
 func TestOneLine(t *testing.T) {
@@ -15,6 +16,21 @@ func TestOneLine(t *testing.T) {
 	} {
 		if got := OneLine(tc.in); got != tc.want {
 			t.Errorf("OneLine(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestStamp(t *testing.T) {
+	plus2 := time.FixedZone("+02", 2*60*60)
+	for _, tc := range []struct {
+		in   time.Time
+		want string
+	}{
+		{time.Date(2026, 12, 1, 10, 30, 0, 0, time.UTC), "2026-12-01T10:30:00Z"},
+		{time.Date(2026, 12, 1, 0, 30, 0, 999, plus2), "2026-11-30T22:30:00Z"}, // UTC, no fraction
+	} {
+		if got := Stamp(tc.in); got != tc.want {
+			t.Errorf("Stamp(%v) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }
