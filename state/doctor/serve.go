@@ -3,7 +3,6 @@ package doctor
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/p2pstream/p2ptls/state/runstatus"
@@ -64,7 +63,7 @@ func checkFallback(_ context.Context, e *env) Check {
 		for _, n := range l.FallbackHits {
 			total += n
 		}
-		hit = append(hit, fmt.Sprintf("listener %s: %s (%s)", l.Name, plural(int(total), "fallback handshake"), sniList(l.FallbackHits)))
+		hit = append(hit, fmt.Sprintf("listener %s: %s (%s)", l.Name, plural(int(total), "fallback handshake"), names(runstatus.FallbackList(l.FallbackHits))))
 		if len(hint) < 2 {
 			hint = append(hint, fmt.Sprintf("map each name on listener %s ('p2ptls mapping add --listener %s --host NAME …')", l.Name, l.Name))
 		}
@@ -82,19 +81,4 @@ func checkFallback(_ context.Context, e *env) Check {
 		return ok(IDListenersFallback, "no fallback handshake since serve (pid %d) started at %s", st.PID, text.Stamp(st.StartedAt))
 	}
 	return ok(IDListenersFallback, "serve is not running; the last one recorded no fallback handshake")
-}
-
-// sniList names the SNI names by hits, most first.
-func sniList(hits map[string]int64) string {
-	keys := sortedKeys(hits)
-	sort.SliceStable(keys, func(i, j int) bool { return hits[keys[i]] > hits[keys[j]] })
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		name := k
-		if k == "" {
-			name = "(no SNI)"
-		}
-		parts[i] = fmt.Sprintf("%s=%d", name, hits[k])
-	}
-	return names(parts)
 }
