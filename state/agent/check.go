@@ -80,6 +80,17 @@ func Check(ctx context.Context, rawURL string, roots *x509.CertPool) (*CheckResu
 	}, nil
 }
 
+// Checker is Check bounded by timeout, returning only its error: the form
+// doctor's network check takes, the same from the CLI and from the API.
+func Checker(timeout time.Duration) func(ctx context.Context, rawURL string, roots *x509.CertPool) error {
+	return func(ctx context.Context, rawURL string, roots *x509.CertPool) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		_, err := Check(ctx, rawURL, roots)
+		return err
+	}
+}
+
 // parseURL accepts an https:// URL with a host, the only kind an agent can
 // verify management at.
 func parseURL(raw string) (*url.URL, error) {
