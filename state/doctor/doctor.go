@@ -90,8 +90,8 @@ type Input struct {
 	// Resolve looks a host name up; nil means net.DefaultResolver.
 	Resolve func(ctx context.Context, host string) ([]net.IP, error)
 	// Check connects to the management URL trusting only roots, as "agent
-	// check" does; its error names the mistake. The command line passes
-	// agent.Check from state/agent. Needed for Network.
+	// check" does; its error names the mistake. The CLI and the API pass
+	// agent.Checker from state/agent. Needed for Network.
 	Check func(ctx context.Context, url string, roots *x509.CertPool) error
 }
 
