@@ -9,8 +9,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/p2pstream/p2ptls/serve/agent"
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/agent"
 	"github.com/p2pstream/p2ptls/state/fault"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
 )

@@ -28,11 +28,3 @@ func noArgs(c *cli.Context) error {
 	}
 	return nil
 }
-
-// nonNil makes an empty list print as [] rather than null in JSON.
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
-}

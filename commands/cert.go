@@ -16,6 +16,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/acme"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 const (
@@ -150,7 +151,7 @@ func certIssueAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		}
 		if err != nil {
 			res.Failed = append(res.Failed, id)
-			res.Errors[id] = oneLine(err.Error())
+			res.Errors[id] = text.OneLine(err.Error())
 			if firstErr == nil {
 				firstErr = err
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/admintoken"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // completeCmdName is the hidden entry point the completion scripts call:
@@ -71,7 +72,7 @@ func (r completion) write(w io.Writer) {
 	for _, c := range r.cands {
 		// A value never spans lines; a description is shown on one.
 		if c.desc != "" {
-			fmt.Fprintf(w, "%s\t%s\n", c.value, oneLine(c.desc))
+			fmt.Fprintf(w, "%s\t%s\n", c.value, text.OneLine(c.desc))
 		} else {
 			fmt.Fprintln(w, c.value)
 		}

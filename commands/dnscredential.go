@@ -12,6 +12,7 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/dnscred"
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 const (
@@ -152,7 +153,7 @@ func dnsCredentialListAction(ctx context.Context, g *Globals, c *cli.Context) er
 		return err
 	}
 	if g.JSON() {
-		return printJSON(g.Stdout, nonNil(list))
+		return printJSON(g.Stdout, text.NonNil(list))
 	}
 	return printDNSCredentialTable(g, list)
 }

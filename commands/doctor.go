@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"strings"
 	"time"
@@ -10,7 +9,7 @@ import (
 	"github.com/olekukonko/tablewriter/pkg/twwidth"
 	"github.com/urfave/cli/v2"
 
-	"github.com/p2pstream/p2ptls/serve/agent"
+	"github.com/p2pstream/p2ptls/state/agent"
 	"github.com/p2pstream/p2ptls/state/doctor"
 	"github.com/p2pstream/p2ptls/state/fault"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
@@ -62,12 +61,7 @@ func doctorAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		Network:  c.Bool(flgNetwork),
 		Strict:   strict,
 		Now:      time.Now(),
-		Check: func(ctx context.Context, url string, roots *x509.CertPool) error {
-			ctx, cancel := context.WithTimeout(ctx, agentTimeout)
-			defer cancel()
-			_, err := agent.Check(ctx, url, roots)
-			return err
-		},
+		Check:    agent.Checker(agentTimeout),
 	})
 	if g.JSON() {
 		if err := printJSON(g.Stdout, rep); err != nil {

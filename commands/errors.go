@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // Exit codes of DESIGN.md, applied only in Main.
@@ -45,15 +46,10 @@ func exitCode(err error) int {
 // report prints err as "p2ptls: error: …" and its hint, one line each.
 func report(w io.Writer, err error) {
 	msg := strings.TrimSpace(err.Error())
-	fmt.Fprintf(w, "%s: error: %s\n", appName, oneLine(msg))
+	fmt.Fprintf(w, "%s: error: %s\n", appName, text.OneLine(msg))
 	if hint := fault.HintOf(err); hint != "" {
-		fmt.Fprintf(w, "%s: hint: %s\n", appName, oneLine(hint))
+		fmt.Fprintf(w, "%s: hint: %s\n", appName, text.OneLine(hint))
 	}
-}
-
-// oneLine keeps a message on one line whatever a wrapped error contained.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }
 
 // usageError turns urfave's flag errors into bad input with a usage hint.

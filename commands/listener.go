@@ -6,6 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 const (
@@ -81,7 +82,7 @@ func listenerListAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		return err
 	}
 	if g.JSON() {
-		return printJSON(g.Stdout, nonNil(cfg.Listeners))
+		return printJSON(g.Stdout, text.NonNil(cfg.Listeners))
 	}
 	rows := make([][]string, 0, len(cfg.Listeners))
 	for _, l := range cfg.Listeners {

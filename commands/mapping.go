@@ -11,6 +11,7 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 const (
@@ -222,7 +223,7 @@ func mappingListAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		return err
 	}
 	if g.JSON() {
-		return printJSON(g.Stdout, nonNil(list))
+		return printJSON(g.Stdout, text.NonNil(list))
 	}
 	return printMappingTable(g, list)
 }

@@ -91,23 +91,5 @@ func fallbackSummary(hits map[string]int64) string {
 	if len(hits) == 0 {
 		return "none"
 	}
-	names := make([]string, 0, len(hits))
-	for n := range hits {
-		names = append(names, n)
-	}
-	sort.Slice(names, func(i, j int) bool {
-		if hits[names[i]] != hits[names[j]] {
-			return hits[names[i]] > hits[names[j]]
-		}
-		return names[i] < names[j]
-	})
-	parts := make([]string, len(names))
-	for i, n := range names {
-		shown := n
-		if n == "" {
-			shown = "(no SNI)"
-		}
-		parts[i] = fmt.Sprintf("%s=%d", shown, hits[n])
-	}
-	return strings.Join(parts, " ")
+	return strings.Join(runstatus.FallbackList(hits), " ")
 }

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/p2pstream/p2ptls/state/acme/acmetest"
-	"github.com/p2pstream/p2ptls/state/dnscred/cftest"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/testkit/acmetest"
+	"github.com/p2pstream/p2ptls/state/testkit/cftest"
 )
 
 // acmeState is a state directory with an account at a fresh pebble and one

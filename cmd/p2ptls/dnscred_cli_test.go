@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/p2pstream/p2ptls/state/dnscred/cftest"
+	"github.com/p2pstream/p2ptls/state/testkit/cftest"
 )
 
 // Made-up API tokens of the shape Cloudflare issues (40 characters).

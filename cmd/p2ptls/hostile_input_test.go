@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/p2pstream/p2ptls/state/statetest"
+	"github.com/p2pstream/p2ptls/state/testkit/statetest"
 )
 
 // hostileBound is how long a refusal of a hostile file may take. The

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/p2pstream/p2ptls/state/statetest"
+	"github.com/p2pstream/p2ptls/state/testkit/statetest"
 )
 
 // importState is a state with listeners web and api and DNS credential cf,

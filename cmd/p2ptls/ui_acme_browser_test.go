@@ -10,8 +10,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/p2pstream/p2ptls/state/acme/acmetest"
-	"github.com/p2pstream/p2ptls/state/dnscred/cftest"
+	"github.com/p2pstream/p2ptls/state/testkit/acmetest"
+	"github.com/p2pstream/p2ptls/state/testkit/cftest"
 )
 
 // TestUIBrowserWildcardDNS01 adds a wildcard+apex DNS-01 mapping with a

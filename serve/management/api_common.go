@@ -13,6 +13,7 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/strictjson"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // The JSON API under /api/v1. Handlers are thin: they decode the request,
@@ -107,7 +108,7 @@ func (a *api) classify(err error) (int, string, string) {
 	if errors.As(err, &he) {
 		return he.status, he.msg, he.hint
 	}
-	msg, hint := oneLine(err.Error()), oneLine(fault.HintOf(err))
+	msg, hint := text.OneLine(err.Error()), text.OneLine(fault.HintOf(err))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit), "send a smaller body"
@@ -148,9 +149,6 @@ func defaultHint(status int) string {
 	}
 	return "see the log of 'p2ptls serve'"
 }
-
-// oneLine keeps a message on one line whatever a wrapped error contained.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // decode reads r's body, which must be one JSON object of application/json
 // no larger than maxBodyBytes, into v, refusing unknown fields.
@@ -232,12 +230,4 @@ func decodeJSON(body []byte, v any) error {
 		return badRequest(hint, "invalid JSON: data after the JSON object")
 	}
 	return nil
-}
-
-// nonNil makes a nil list [] in JSON.
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
 }

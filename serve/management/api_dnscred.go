@@ -7,6 +7,7 @@ import (
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/dnscred"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // dnsCredentialRequest is the body of POST /api/v1/dns-credentials. The
@@ -32,7 +33,7 @@ func (a *api) listDNSCredentials(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
+	writeJSON(w, http.StatusOK, text.NonNil(list))
 }
 
 // addDNSCredential: POST /api/v1/dns-credentials, "dns-credential add".

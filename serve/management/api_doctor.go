@@ -1,13 +1,11 @@
 package management
 
 import (
-	"context"
-	"crypto/x509"
 	"net/http"
 	"strconv"
 	"time"
 
-	"github.com/p2pstream/p2ptls/serve/agent"
+	"github.com/p2pstream/p2ptls/state/agent"
 	"github.com/p2pstream/p2ptls/state/doctor"
 )
 
@@ -39,12 +37,7 @@ func (a *api) runDoctor(w http.ResponseWriter, r *http.Request) {
 		Network:  flags["network"],
 		Strict:   flags["strict"],
 		Now:      time.Now(),
-		Check: func(ctx context.Context, url string, roots *x509.CertPool) error {
-			ctx, cancel := context.WithTimeout(ctx, doctorCheckTimeout)
-			defer cancel()
-			_, err := agent.Check(ctx, url, roots)
-			return err
-		},
+		Check:    agent.Checker(doctorCheckTimeout),
 	})
 	writeJSON(w, http.StatusOK, rep)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/acme"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // issueWriteTimeout replaces the server's write timeout for POST
@@ -51,7 +52,7 @@ func (a *api) listMappings(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
+	writeJSON(w, http.StatusOK, text.NonNil(list))
 }
 
 // addMapping: POST /api/v1/mappings, "mapping add". 201 with the mapping.
@@ -164,7 +165,7 @@ func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 			if hint == "" {
 				hint = "GET /api/v1/mappings/" + id + " shows last_error and retry_at; the previous certificate, if any, keeps serving"
 			}
-			a.writeError(w, r, &httpError{status: http.StatusBadGateway, msg: oneLine(err.Error()), hint: oneLine(hint)})
+			a.writeError(w, r, &httpError{status: http.StatusBadGateway, msg: text.OneLine(err.Error()), hint: text.OneLine(hint)})
 			return
 		}
 	} else {

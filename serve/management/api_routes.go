@@ -6,6 +6,7 @@ import (
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/acme"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // catchAll is the pattern that answers every /api/v1 request no endpoint
@@ -67,7 +68,7 @@ func (a *api) listListeners(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNil(cfg.Listeners))
+	writeJSON(w, http.StatusOK, text.NonNil(cfg.Listeners))
 }
 
 // listACMEAccounts: GET /api/v1/acme/accounts, "acme account list".
@@ -82,5 +83,5 @@ func (a *api) listACMEAccounts(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
+	writeJSON(w, http.StatusOK, text.NonNil(list))
 }

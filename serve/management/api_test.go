@@ -9,10 +9,10 @@ import (
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/dnscred"
-	"github.com/p2pstream/p2ptls/state/dnscred/cftest"
 	"github.com/p2pstream/p2ptls/state/doctor"
 	"github.com/p2pstream/p2ptls/state/mappings"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/testkit/cftest"
 )
 
 func TestAPIReadEndpoints(t *testing.T) {

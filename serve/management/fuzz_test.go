@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/p2pstream/p2ptls/state/statetest"
+	"github.com/p2pstream/p2ptls/state/testkit/statetest"
 )
 
 // The fuzz targets drive the real management handler with a fuzzed

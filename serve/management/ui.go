@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/p2pstream/p2ptls/serve/agent"
 	"github.com/p2pstream/p2ptls/state/admintoken"
+	"github.com/p2pstream/p2ptls/state/agent"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
 )
 

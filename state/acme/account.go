@@ -27,6 +27,7 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/text"
 	"github.com/p2pstream/p2ptls/state/userfile"
 )
 
@@ -141,7 +142,7 @@ func Register(ctx context.Context, s state.Store, in RegisterInput, now time.Tim
 		if strings.Contains(err.Error(), "externalAccountRequired") {
 			hint = "this ACME server requires external account binding: pass --eab-kid and --eab-hmac-file from your CA account"
 		}
-		return nil, fault.Failf(hint, "register an ACME account at %s: %s", dir, oneLine(err))
+		return nil, fault.Failf(hint, "register an ACME account at %s: %s", dir, text.OneLine(err.Error()))
 	}
 	acct.URI = reg.URI
 	return acct, saveAccount(ctx, s, acct)
@@ -236,9 +237,4 @@ func loadCAFile(file string) ([]byte, error) {
 		return nil, fault.Invalidf("point --ca-file at a PEM certificate file", "the ACME CA file %s holds no certificate: %v", file, err)
 	}
 	return b, nil
-}
-
-// oneLine keeps lego's multi-line problem documents on one line.
-func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
 }

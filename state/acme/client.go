@@ -15,6 +15,7 @@ import (
 	legolog "github.com/go-acme/lego/v4/log"
 
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // keyTypes maps the mapping's key_type to lego's.
@@ -65,7 +66,7 @@ func newClient(ctx context.Context, acct *Account, keyType string) (*lego.Client
 	}
 	client, err := lego.NewClient(cfg)
 	if err != nil {
-		return nil, fault.Failf("check the directory URL, --ca-file and the network", "reach the ACME server %s: %s", acct.Directory, oneLine(err))
+		return nil, fault.Failf("check the directory URL, --ca-file and the network", "reach the ACME server %s: %s", acct.Directory, text.OneLine(err.Error()))
 	}
 	return client, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/mappings"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // Back-off after failed attempts: 5 minutes, doubling, at most a day.
@@ -102,7 +103,7 @@ func obtain(ctx context.Context, s state.Store, cfg *state.Config, m state.Mappi
 	}
 	if err != nil {
 		meta.Attempts++
-		meta.LastError = oneLine(err)
+		meta.LastError = text.OneLine(err.Error())
 		meta.RetryAt = meta.LastAttemptAt.Add(backoff(meta.Attempts))
 		if serr := mappings.SaveMeta(ctx, s, m.ID, meta); serr != nil {
 			log.Error("cannot record the failed attempt", "err", serr)
@@ -149,7 +150,7 @@ func order(ctx context.Context, s state.Store, cfg *state.Config, m state.Mappin
 	}
 	res, err := client.Certificate.Obtain(req)
 	if err != nil {
-		return nil, time.Time{}, errors.New(oneLine(err))
+		return nil, time.Time{}, errors.New(text.OneLine(err.Error()))
 	}
 	kp, err := pki.LoadKeyPair(res.Certificate, res.PrivateKey)
 	if err != nil {

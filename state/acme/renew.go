@@ -16,6 +16,7 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/mappings"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // RenewOptions choose what "cert renew" does.
@@ -78,7 +79,7 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 		switch {
 		case err != nil:
 			r.Failed = append(r.Failed, m.ID)
-			r.Errors[m.ID] = strings.Join(strings.Fields(err.Error()), " ")
+			r.Errors[m.ID] = text.OneLine(err.Error())
 		case due:
 			r.Renewed = append(r.Renewed, m.ID)
 		default:

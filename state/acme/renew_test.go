@@ -16,7 +16,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/mappings"
 	"github.com/p2pstream/p2ptls/state/pki"
-	"github.com/p2pstream/p2ptls/state/statetest"
+	"github.com/p2pstream/p2ptls/state/testkit/statetest"
 )
 
 // ariServer is an ACME directory that only answers renewalInfo, with the

@@ -19,6 +19,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/dnscred"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/runstatus"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // httpProvider publishes HTTP-01 answers into the state. lego's Provider
@@ -89,7 +90,7 @@ func setSolver(ctx context.Context, client *lego.Client, s state.Store, cfg *sta
 		}
 		provider, err := cloudflare.NewDNSProviderConfig(cc)
 		if err != nil {
-			return nil, fmt.Errorf("DNS credential %q: %s", cred.Name, oneLine(err))
+			return nil, fmt.Errorf("DNS credential %q: %s", cred.Name, text.OneLine(err.Error()))
 		}
 		// lego's propagation wait polls without a context: each check
 		// gives up when ctx is done, which ends the wait.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // DefaultCloudflareBaseURL is the Cloudflare v4 API, the default of lego's
@@ -384,7 +385,7 @@ func messages(list []cfMessage) string {
 
 // snippet is the start of a non-JSON answer, on one line.
 func snippet(raw []byte) string {
-	s := strings.Join(strings.Fields(string(raw)), " ")
+	s := text.OneLine(string(raw))
 	if len(s) > 200 {
 		s = s[:200] + "…"
 	}

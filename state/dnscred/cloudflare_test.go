@@ -12,8 +12,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/p2pstream/p2ptls/state/dnscred/cftest"
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/testkit/cftest"
 )
 
 // Tokens of the emulated account, 40 characters like Cloudflare's.

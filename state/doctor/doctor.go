@@ -17,7 +17,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
-	"sort"
 	"strings"
 	"time"
 
@@ -91,8 +90,8 @@ type Input struct {
 	// Resolve looks a host name up; nil means net.DefaultResolver.
 	Resolve func(ctx context.Context, host string) ([]net.IP, error)
 	// Check connects to the management URL trusting only roots, as "agent
-	// check" does; its error names the mistake. The command line passes
-	// serve/agent.Check (state does not import serve). Needed for Network.
+	// check" does; its error names the mistake. The CLI and the API pass
+	// agent.Checker from state/agent. Needed for Network.
 	Check func(ctx context.Context, url string, roots *x509.CertPool) error
 }
 
@@ -266,16 +265,4 @@ func plural(n int, word string) string {
 		return fmt.Sprintf("%d %s", n, word)
 	}
 	return fmt.Sprintf("%d %ss", n, word)
-}
-
-func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
-// sortedKeys returns the keys of m, sorted.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

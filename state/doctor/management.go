@@ -13,6 +13,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/management"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // refusesToStart ends the message of a setting serve cannot start with.
@@ -64,10 +65,10 @@ func checkProvidedFiles(ctx context.Context, e *env) Check {
 	leaf := e.provided.Cert
 	if pki.NeedsRenewal(leaf, e.in.Now) {
 		return warn(IDProvidedFiles, "install a renewed certificate in place; serve picks replaced files up within a second",
-			"the certificate in %s expires on %s, and less than a third of its lifetime is left", e.set.CertFile, stamp(leaf.NotAfter))
+			"the certificate in %s expires on %s, and less than a third of its lifetime is left", e.set.CertFile, text.Stamp(leaf.NotAfter))
 	}
 	return ok(IDProvidedFiles, "%s and %s match; the certificate covers %s and is valid until %s",
-		e.set.CertFile, e.set.KeyFile, strings.Join(certNames(leaf), ", "), stamp(leaf.NotAfter))
+		e.set.CertFile, e.set.KeyFile, strings.Join(certNames(leaf), ", "), text.Stamp(leaf.NotAfter))
 }
 
 // checkPublicURL: MANAGEMENT_PUBLIC_URL is set, parses, is https while
@@ -239,12 +240,12 @@ func checkCA(ctx context.Context, e *env) Check {
 	switch left := e.ca.NotAfter.Sub(e.in.Now); {
 	case left <= 0:
 		return fail(IDCA, "create a new CA deliberately: move certs/management aside, run 'p2ptls ca init', then give every agent the new CA ('p2ptls agent env')",
-			"the management CA %s expired on %s: agents refuse management", fp, stamp(e.ca.NotAfter))
+			"the management CA %s expired on %s: agents refuse management", fp, text.Stamp(e.ca.NotAfter))
 	case left < 90*24*time.Hour:
 		return warn(IDCA, "plan a new CA now: every agent will need it ('p2ptls agent env')",
-			"the management CA %s expires on %s", fp, stamp(e.ca.NotAfter))
+			"the management CA %s expires on %s", fp, text.Stamp(e.ca.NotAfter))
 	}
-	return ok(IDCA, "management CA SHA-256 %s, valid until %s", fp, stamp(e.ca.NotAfter))
+	return ok(IDCA, "management CA SHA-256 %s, valid until %s", fp, text.Stamp(e.ca.NotAfter))
 }
 
 // checkServerCertificate: auto mode's server certificate loads, comes from
@@ -269,14 +270,14 @@ func checkServerCertificate(ctx context.Context, e *env) Check {
 	}
 	switch {
 	case !e.in.Now.Before(leaf.NotAfter):
-		return fail(IDServerCertificate, renew, "the management server certificate expired on %s: agents refuse it", stamp(leaf.NotAfter))
+		return fail(IDServerCertificate, renew, "the management server certificate expired on %s: agents refuse it", text.Stamp(leaf.NotAfter))
 	case e.in.Now.Before(leaf.NotBefore):
-		return fail(IDServerCertificate, "check this machine's clock, then "+renew, "the management server certificate is not valid before %s", stamp(leaf.NotBefore))
+		return fail(IDServerCertificate, "check this machine's clock, then "+renew, "the management server certificate is not valid before %s", text.Stamp(leaf.NotBefore))
 	case pki.NeedsRenewal(leaf, e.in.Now):
 		return warn(IDServerCertificate, renew+"; a running serve re-issues it within 12 hours",
-			"the management server certificate expires on %s and is due for renewal", stamp(leaf.NotAfter))
+			"the management server certificate expires on %s and is due for renewal", text.Stamp(leaf.NotAfter))
 	}
-	return ok(IDServerCertificate, "issued by the management CA, covers %s, valid until %s", coverList(leaf), stamp(leaf.NotAfter))
+	return ok(IDServerCertificate, "issued by the management CA, covers %s, valid until %s", coverList(leaf), text.Stamp(leaf.NotAfter))
 }
 
 // currentCA is the fingerprint of the auto CA, "" when there is none.
@@ -303,7 +304,7 @@ func checkCABackup(ctx context.Context, e *env) Check {
 		return warn(IDCABackup, takeOne,
 			"no backup of this state directory was recorded: losing certs/management means a new management CA that no agent trusts")
 	}
-	which := "taken " + stamp(rec.CreatedAt)
+	which := "taken " + text.Stamp(rec.CreatedAt)
 	if rec.File != "" {
 		which += " to " + rec.File
 	} else {

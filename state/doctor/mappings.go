@@ -14,6 +14,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/dnscred"
 	"github.com/p2pstream/p2ptls/state/hostname"
 	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // renewOverdue is how long past its next_renewal_at an ACME certificate may
@@ -299,17 +300,17 @@ func checkExpiry(ctx context.Context, e *env) Check {
 		m := byID[info.ID]
 		switch {
 		case info.Status == mappings.StatusExpired && e.in.Now.Before(*info.NotBefore):
-			f.fail(issueHint(m), "mapping %s: its certificate is not valid before %s, and clients refuse it", info.ID, stamp(*info.NotBefore))
+			f.fail(issueHint(m), "mapping %s: its certificate is not valid before %s, and clients refuse it", info.ID, text.Stamp(*info.NotBefore))
 		case info.Status == mappings.StatusExpired:
-			f.fail(issueHint(m), "mapping %s: its certificate expired on %s, and clients refuse it", info.ID, stamp(*info.NotAfter))
+			f.fail(issueHint(m), "mapping %s: its certificate expired on %s, and clients refuse it", info.ID, text.Stamp(*info.NotAfter))
 		case info.Status == mappings.StatusExpiring && m.Source == state.SourceACME:
 			f.warn("renew it with 'p2ptls cert renew' (from cron) or keep serve running; "+IDLastRenewal+" says whether an attempt failed",
-				"mapping %s: its certificate expires on %s and is inside its renewal window, but has not been renewed", info.ID, stamp(*info.NotAfter))
+				"mapping %s: its certificate expires on %s and is inside its renewal window, but has not been renewed", info.ID, text.Stamp(*info.NotAfter))
 		case info.Status == mappings.StatusExpiring:
-			f.warn(issueHint(m), "mapping %s: its certificate expires on %s and is due for renewal", info.ID, stamp(*info.NotAfter))
+			f.warn(issueHint(m), "mapping %s: its certificate expires on %s and is due for renewal", info.ID, text.Stamp(*info.NotAfter))
 		case m.Source == state.SourceACME && info.NextRenewalAt != nil && e.in.Now.Sub(*info.NextRenewalAt) > renewOverdue:
 			f.warn("renew it with 'p2ptls cert renew' (from cron) or keep serve running; "+IDLastRenewal+" says whether an attempt failed",
-				"mapping %s: its renewal was due on %s and has not happened (the certificate expires on %s)", info.ID, stamp(*info.NextRenewalAt), stamp(*info.NotAfter))
+				"mapping %s: its renewal was due on %s and has not happened (the certificate expires on %s)", info.ID, text.Stamp(*info.NextRenewalAt), text.Stamp(*info.NotAfter))
 		}
 	}
 	return f.check(IDExpiry, fmt.Sprintf("no certificate is expired or overdue for renewal (%s checked)", plural(withCert, "certificate")))
@@ -334,16 +335,16 @@ func checkLastRenewal(ctx context.Context, e *env) Check {
 		}
 		when := ""
 		if info.LastAttemptAt != nil {
-			when = " at " + stamp(*info.LastAttemptAt)
+			when = " at " + text.Stamp(*info.LastAttemptAt)
 		}
 		retry := ""
 		if info.RetryAt != nil {
-			retry = "; the next attempt is not before " + stamp(*info.RetryAt)
+			retry = "; the next attempt is not before " + text.Stamp(*info.RetryAt)
 		}
 		hint := fmt.Sprintf("fix the cause, then 'p2ptls cert issue %s' (serve and 'cert renew' retry by themselves with back-off)", info.ID)
 		switch info.Status {
 		case mappings.StatusValid, mappings.StatusExpiring:
-			f.warn(hint, "mapping %s: the last attempt%s failed: %s; the current certificate serves until %s%s", info.ID, when, info.LastError, stamp(*info.NotAfter), retry)
+			f.warn(hint, "mapping %s: the last attempt%s failed: %s; the current certificate serves until %s%s", info.ID, when, info.LastError, text.Stamp(*info.NotAfter), retry)
 		default:
 			f.fail(hint, "mapping %s: the last attempt%s failed: %s; no valid certificate serves its hosts%s", info.ID, when, info.LastError, retry)
 		}

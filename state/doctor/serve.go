@@ -3,10 +3,10 @@ package doctor
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/p2pstream/p2ptls/state/runstatus"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // checkServing: while serve runs, every listener listens and the last
@@ -37,7 +37,7 @@ func checkServing(ctx context.Context, e *env) Check {
 		f.warn("fix what it names; serve applies the state within 2 seconds of the fix",
 			"serve did not apply the last change and keeps serving the previous state: %s", st.LastReloadError)
 	}
-	return f.check(IDListenersServing, fmt.Sprintf("serve runs as pid %d since %s; %s listening", st.PID, stamp(st.StartedAt), plural(len(st.Listeners), "listener")))
+	return f.check(IDListenersServing, fmt.Sprintf("serve runs as pid %d since %s; %s listening", st.PID, text.Stamp(st.StartedAt), plural(len(st.Listeners), "listener")))
 }
 
 // checkFallback: a fallback handshake means a client asked a listener for
@@ -63,7 +63,7 @@ func checkFallback(ctx context.Context, e *env) Check {
 		for _, n := range l.FallbackHits {
 			total += n
 		}
-		hit = append(hit, fmt.Sprintf("listener %s: %s (%s)", l.Name, plural(int(total), "fallback handshake"), sniList(l.FallbackHits)))
+		hit = append(hit, fmt.Sprintf("listener %s: %s (%s)", l.Name, plural(int(total), "fallback handshake"), names(runstatus.FallbackList(l.FallbackHits))))
 		if len(hint) < 2 {
 			hint = append(hint, fmt.Sprintf("map each name on listener %s ('p2ptls mapping add --listener %s --host NAME …')", l.Name, l.Name))
 		}
@@ -73,27 +73,12 @@ func checkFallback(ctx context.Context, e *env) Check {
 	switch {
 	case len(hit) > 0 && st.ServeRunning:
 		return fail(IDListenersFallback, h, "%s since serve (pid %d) started at %s: clients got the fallback, not a mapped certificate; treat that as a public deployment failure",
-			strings.Join(hit, "; "), st.PID, stamp(st.StartedAt))
+			strings.Join(hit, "; "), st.PID, text.Stamp(st.StartedAt))
 	case len(hit) > 0:
 		return warn(IDListenersFallback, h+"; counts start at zero with each serve",
-			"serve is not running, but the last serve (pid %d, started %s) recorded %s", st.PID, stamp(st.StartedAt), strings.Join(hit, "; "))
+			"serve is not running, but the last serve (pid %d, started %s) recorded %s", st.PID, text.Stamp(st.StartedAt), strings.Join(hit, "; "))
 	case st.ServeRunning:
-		return ok(IDListenersFallback, "no fallback handshake since serve (pid %d) started at %s", st.PID, stamp(st.StartedAt))
+		return ok(IDListenersFallback, "no fallback handshake since serve (pid %d) started at %s", st.PID, text.Stamp(st.StartedAt))
 	}
 	return ok(IDListenersFallback, "serve is not running; the last one recorded no fallback handshake")
-}
-
-// sniList names the SNI names by hits, most first.
-func sniList(hits map[string]int64) string {
-	keys := sortedKeys(hits)
-	sort.SliceStable(keys, func(i, j int) bool { return hits[keys[i]] > hits[keys[j]] })
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		name := k
-		if k == "" {
-			name = "(no SNI)"
-		}
-		parts[i] = fmt.Sprintf("%s=%d", name, hits[k])
-	}
-	return names(parts)
 }

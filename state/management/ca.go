@@ -11,6 +11,7 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // Files of auto mode. The CA exists exactly when CACertFile exists: it is
@@ -76,7 +77,7 @@ func issueServer(ctx context.Context, s state.Store, ca *pki.KeyPair, names pki.
 	// the operator can decide to hand every agent a new one.
 	if ca.Cert.NotAfter.Sub(now) < 24*time.Hour {
 		return nil, fault.Failf("create a new CA deliberately: move certs/management aside, run 'p2ptls ca init', then give every agent the new CA ('p2ptls agent env')",
-			"the management CA expires on %s and cannot issue a server certificate any more", ca.Cert.NotAfter.UTC().Format(time.RFC3339))
+			"the management CA expires on %s and cannot issue a server certificate any more", text.Stamp(ca.Cert.NotAfter))
 	}
 	validity := min(ServerValidity, ca.Cert.NotAfter.Sub(now))
 	srv, err := pki.IssueServer(ca, names, now, validity)

@@ -9,6 +9,7 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/text"
 	"github.com/p2pstream/p2ptls/state/userfile"
 )
 
@@ -87,15 +88,8 @@ func Show(ctx context.Context, s state.Store, root string, set Settings) (*Info,
 		return nil, fault.Failf("re-issue it with 'p2ptls ca renew-server'", "%s is damaged: %v", ServerCertFile, err)
 	}
 	info.Server = Describe(chain[0], root+"/"+ServerCertFile)
-	info.Missing = nonNil(set.WantedNames().Missing(chain[0]))
+	info.Missing = text.NonNil(set.WantedNames().Missing(chain[0]))
 	return info, nil
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 // LoadProvided reads mode provided's certificate chain and key and refuses
@@ -120,10 +114,10 @@ func LoadProvided(certFile, keyFile string, now time.Time) (*pki.KeyPair, error)
 	switch {
 	case now.After(kp.Cert.NotAfter):
 		return nil, fault.Invalidf("install a renewed certificate",
-			"the certificate in MANAGEMENT_TLS_CERT_FILE %s expired on %s", certFile, kp.Cert.NotAfter.UTC().Format(time.RFC3339))
+			"the certificate in MANAGEMENT_TLS_CERT_FILE %s expired on %s", certFile, text.Stamp(kp.Cert.NotAfter))
 	case now.Before(kp.Cert.NotBefore):
 		return nil, fault.Invalidf("check this machine's clock, or wait until it is valid",
-			"the certificate in MANAGEMENT_TLS_CERT_FILE %s is not valid before %s", certFile, kp.Cert.NotBefore.UTC().Format(time.RFC3339))
+			"the certificate in MANAGEMENT_TLS_CERT_FILE %s is not valid before %s", certFile, text.Stamp(kp.Cert.NotBefore))
 	}
 	return kp, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/hostname"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/text"
 	"github.com/p2pstream/p2ptls/state/userfile"
 )
 
@@ -363,9 +364,9 @@ func checkPair(hosts []string, certPEM, keyPEM []byte, certWhat, keyWhat string,
 	var problem string
 	switch {
 	case now.After(leaf.NotAfter):
-		problem = fmt.Sprintf("%s expired on %s", certWhat, stamp(leaf.NotAfter))
+		problem = fmt.Sprintf("%s expired on %s", certWhat, text.Stamp(leaf.NotAfter))
 	case now.Before(leaf.NotBefore):
-		problem = fmt.Sprintf("%s is not valid before %s", certWhat, stamp(leaf.NotBefore))
+		problem = fmt.Sprintf("%s is not valid before %s", certWhat, text.Stamp(leaf.NotBefore))
 	default:
 		return kp, warnings, nil
 	}
@@ -399,9 +400,6 @@ func namesOf(c *x509.Certificate) string {
 	}
 	return strings.Join(c.DNSNames, ", ")
 }
-
-// stamp formats a time for messages and output.
-func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // idFromHost derives a mapping id from a normalised host:
 // "*.example.com" → "wildcard-example-com", "a.example.com" →

@@ -12,7 +12,7 @@ import (
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
-	"github.com/p2pstream/p2ptls/state/statetest"
+	"github.com/p2pstream/p2ptls/state/testkit/statetest"
 )
 
 // TestReadPEMRefusesHostileFiles: what the user names as a certificate or

@@ -14,6 +14,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/hostname"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // Status of a mapping's certificate, as "mapping list" and "cert list" show it.
@@ -264,7 +265,7 @@ func certStatus(leaf *x509.Certificate, now time.Time) (string, string) {
 	case now.After(leaf.NotAfter):
 		return StatusExpired, ""
 	case now.Before(leaf.NotBefore):
-		return StatusExpired, "the certificate is not valid before " + stamp(leaf.NotBefore)
+		return StatusExpired, "the certificate is not valid before " + text.Stamp(leaf.NotBefore)
 	case pki.NeedsRenewal(leaf, now):
 		return StatusExpiring, ""
 	}

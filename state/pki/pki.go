@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"math/big"
 	"time"
+
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 const (
@@ -91,7 +93,7 @@ func IssueServer(ca *KeyPair, names Names, now time.Time, validity time.Duration
 	}
 	if tmpl.NotAfter.After(ca.Cert.NotAfter) {
 		return nil, fmt.Errorf("CA %q expires at %s, before the server certificate would (%s)",
-			ca.Cert.Subject.CommonName, ca.Cert.NotAfter.UTC().Format(time.RFC3339), tmpl.NotAfter.UTC().Format(time.RFC3339))
+			ca.Cert.Subject.CommonName, text.Stamp(ca.Cert.NotAfter), text.Stamp(tmpl.NotAfter))
 	}
 	tmpl.AuthorityKeyId = ca.Cert.SubjectKeyId
 	return create(tmpl, ca.Cert, key, ca.Key)

@@ -3,12 +3,15 @@
 package runstatus
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 
@@ -51,6 +54,23 @@ type Listener struct {
 	// id of the wildcard mapping that served it instead, as serve saw in
 	// handshakes since the last reload.
 	ServedByWildcard map[string]string `json:"served_by_wildcard"`
+}
+
+// FallbackList names the SNI names of a listener's FallbackHits with their
+// counts ("name=N", "(no SNI)=N" for a handshake without one), most hits
+// first and names alphabetically among equals, for status and doctor.
+func FallbackList(hits map[string]int64) []string {
+	names := slices.Sorted(maps.Keys(hits))
+	slices.SortStableFunc(names, func(a, b string) int { return cmp.Compare(hits[b], hits[a]) })
+	parts := make([]string, len(names))
+	for i, n := range names {
+		shown := n
+		if n == "" {
+			shown = "(no SNI)"
+		}
+		parts[i] = fmt.Sprintf("%s=%d", shown, hits[n])
+	}
+	return parts
 }
 
 // Write saves st for other processes.

@@ -1,9 +1,10 @@
-// Package agent is the agent side of management TLS: loading the CA an agent
-// verifies management with, checking a connection to management with it,
-// bootstrapping that CA from a fingerprint, and the environment lines of an
-// agent install. The CLI only parses flags and prints; every error returned
-// here is a fault error whose message names the mistake and whose hint names
-// the fix.
+// Package agent holds what an agent needs to trust management TLS: loading
+// the CA an agent verifies management with, checking a connection to
+// management with it, bootstrapping that CA from a fingerprint, and the
+// environment lines of an agent install. It is client code, used by the CLI
+// and by the management UI and API, not part of serve's runtime. The CLI only
+// parses flags and prints; every error returned here is a fault error whose
+// message names the mistake and whose hint names the fix.
 package agent
 
 import (

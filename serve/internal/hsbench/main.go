@@ -3,7 +3,7 @@
 // crypto/tls server with one certificate, following
 // /work/shared/notes/benchmarking.md:
 //
-//	go run ./serve/public/hsbench [-mappings 1,10000,100000] [-rounds 6] [-round-time 4s] [-clients 8]
+//	go run ./serve/internal/hsbench [-mappings 1,10000,100000] [-rounds 6] [-round-time 4s] [-clients 8]
 //
 // It builds the real binary, prepares a state directory per mapping count
 // (distinct ECDSA P-256 certificates: parsed certificates live on the heap,

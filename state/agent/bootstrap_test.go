@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/p2pstream/p2ptls/serve/agent"
+	"github.com/p2pstream/p2ptls/state/agent"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
 )

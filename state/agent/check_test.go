@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/p2pstream/p2ptls/serve/agent"
+	"github.com/p2pstream/p2ptls/state/agent"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
 )
@@ -168,6 +168,45 @@ func TestCheck(t *testing.T) {
 				t.Errorf("Check returned a result along with its error: %+v", res)
 			}
 			wantFault(t, err, tc.kind, tc.msg, tc.hint)
+		})
+	}
+}
+
+// TestChecker: the bounded form doctor calls passes Check's verdict on and
+// gives up on a silent server once its timeout is over, whatever the
+// caller's context allows.
+func TestChecker(t *testing.T) {
+	ca := newCA(t, "p2ptls test CA")
+	other := newCA(t, "some other CA")
+	good := issue(t, ca, time.Now(), "127.0.0.1")
+	healthy := serveTLS(t, good.CertPEM, good.KeyPEM, management("", http.StatusOK, ca.CertPEM))
+	for _, tc := range []struct {
+		desc    string
+		url     string
+		roots   *x509.CertPool
+		timeout time.Duration
+		msg     string // "" for success
+	}{
+		// A generous bound where the check must succeed: CI is slow.
+		{"healthy", healthy.URL, pool(ca.Cert), 20 * time.Second, ""},
+		{"signed by another CA", healthy.URL, pool(other.Cert), 20 * time.Second, "the given CA did not sign"},
+		{"never answers", silentServer(t), pool(ca.Cert), 300 * time.Millisecond, "did not complete a TLS handshake in time"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() { done <- agent.Checker(tc.timeout)(context.Background(), tc.url, tc.roots) }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(60 * time.Second):
+				t.Fatal("Checker did not return: its timeout was not applied")
+			}
+			switch {
+			case tc.msg == "" && err != nil:
+				t.Fatalf("Checker: %v", err)
+			case tc.msg != "" && (err == nil || !strings.Contains(err.Error(), tc.msg)):
+				t.Fatalf("Checker: %v, want an error with %q", err, tc.msg)
+			}
 		})
 	}
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/go-acme/lego/v4/providers/dns/cloudflare"
 	"github.com/miekg/dns"
 
-	"github.com/p2pstream/p2ptls/state/dnscred/cftest"
+	"github.com/p2pstream/p2ptls/state/testkit/cftest"
 )
 
 // lego's Cloudflare provider finds the zone of a name with an SOA lookup

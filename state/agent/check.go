@@ -19,6 +19,7 @@ import (
 
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/text"
 )
 
 const (
@@ -77,6 +78,17 @@ func Check(ctx context.Context, rawURL string, roots *x509.CertPool) (*CheckResu
 		CAFingerprint: pki.Fingerprint(chain[len(chain)-1]),
 		TLSVersion:    tls.VersionName(state.Version),
 	}, nil
+}
+
+// Checker is Check bounded by timeout, returning only its error: the form
+// doctor's network check takes, the same from the CLI and from the API.
+func Checker(timeout time.Duration) func(ctx context.Context, rawURL string, roots *x509.CertPool) error {
+	return func(ctx context.Context, rawURL string, roots *x509.CertPool) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		_, err := Check(ctx, rawURL, roots)
+		return err
+	}
 }
 
 // parseURL accepts an https:// URL with a host, the only kind an agent can
@@ -248,10 +260,10 @@ func certFailure(base *url.URL, err error) error {
 		c, now := invalid.Cert, time.Now().UTC()
 		if now.Before(c.NotBefore) {
 			return fault.Failf("check the clocks of this machine and of the management host; if the management clock was wrong when it issued the certificate, fix it and run 'p2ptls ca renew-server'",
-				"the management certificate %q of %s is not valid before %s, and this machine's clock says %s", c.Subject.CommonName, base, stamp(c.NotBefore), stamp(now))
+				"the management certificate %q of %s is not valid before %s, and this machine's clock says %s", c.Subject.CommonName, base, text.Stamp(c.NotBefore), text.Stamp(now))
 		}
 		return fault.Failf("renew it with 'p2ptls ca renew-server' on the management host",
-			"the management certificate %q of %s expired at %s (it is now %s)", c.Subject.CommonName, base, stamp(c.NotAfter), stamp(now))
+			"the management certificate %q of %s expired at %s (it is now %s)", c.Subject.CommonName, base, text.Stamp(c.NotAfter), text.Stamp(now))
 	}
 	return nil
 }
@@ -268,8 +280,4 @@ func certNames(cert *x509.Certificate) []string {
 		names = append(names, ip.String())
 	}
 	return names
-}
-
-func stamp(t time.Time) string {
-	return t.UTC().Format(time.RFC3339)
 }

@@ -26,7 +26,7 @@ import (
 	"github.com/go-acme/lego/v4/registration"
 	"github.com/miekg/dns"
 
-	"github.com/p2pstream/p2ptls/state/acme/acmetest"
+	"github.com/p2pstream/p2ptls/state/testkit/acmetest"
 )
 
 type user struct {

@@ -45,7 +45,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/p2pstream/p2ptls/state/dnscred/cftest"
+	"github.com/p2pstream/p2ptls/state/testkit/cftest"
 )
 
 // Options configure Start.

@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/p2pstream/p2ptls/serve/agent"
+	"github.com/p2pstream/p2ptls/state/agent"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
-	"github.com/p2pstream/p2ptls/state/statetest"
+	"github.com/p2pstream/p2ptls/state/testkit/statetest"
 )
 
 // newCA returns a management CA valid from now on; TLS verification runs on

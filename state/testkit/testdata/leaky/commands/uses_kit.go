@@ -1,0 +1,3 @@
+package commands
+
+import _ "example.test/leaky/state/testkit/statetest"

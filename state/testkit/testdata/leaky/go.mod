@@ -1,0 +1,3 @@
+module example.test/leaky
+
+go 1.26

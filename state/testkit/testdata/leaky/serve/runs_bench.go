@@ -1,0 +1,3 @@
+package serve
+
+import _ "example.test/leaky/serve/internal/hsbench"

@@ -1,0 +1,4 @@
+package acmetest
+
+// One harness may use another.
+import _ "example.test/leaky/state/testkit/cftest"

@@ -1,0 +1,4 @@
+package cftest
+
+// Not even a harness imports the benchmark program.
+import _ "example.test/leaky/serve/internal/hsbench"
