@@ -47,3 +47,15 @@ type FileWrite struct {
 
 // Empty reports whether c changes nothing.
 func (c Change) Empty() bool { return len(c.Writes) == 0 && len(c.Deletes) == 0 }
+
+// Local is what a store kept in a local directory (Dir) offers beyond
+// Store: the directory's absolute path, for what only a directory has
+// (file modes and types, the lock file, paths handed to a hook or shown to
+// a person). Code outside state reaches a directory through it, never
+// through *Dir; a remote store does not implement it, and what needs it
+// is then not applicable. A Tx does not implement it either: its files
+// are not on disk yet.
+type Local interface {
+	Store
+	Root() string
+}

@@ -234,6 +234,11 @@ func TestRefusedArchivesChangeNothing(t *testing.T) {
 			m.Dirs, m.Files = append(m.Dirs, Dir{Path: "run", Mode: "0700"}), append(m.Files, rec)
 			return m, append(es, e)
 		}), `"run", which a backup never holds`},
+		{"the journal of a change in the backup", mutate(func(m *Manifest, es []entry) (*Manifest, []entry) {
+			e, rec := fileEntry(state.JournalFile, `{"version":1}`)
+			m.Files = append(m.Files, rec)
+			return m, append(es, e)
+		}), `"p2ptls.journal", which a backup never holds`},
 		{"CA that is not the manifest's", mutate(func(m *Manifest, es []entry) (*Manifest, []entry) {
 			m.CAFingerprintSHA256 = strings.Repeat("AB:", 31) + "AB"
 			return m, es

@@ -82,7 +82,14 @@ type Result struct {
 // leaves the old state or the new one at d's path, never a mix. The archive
 // is extracted into <dir>.restore-tmp-<random> beside the target, so the
 // swap is a rename on one filesystem; a failure removes it again.
-func Restore(ctx context.Context, d *state.Dir, r io.Reader, opts RestoreOptions) (*Result, error) {
+//
+// The swap is one of directories: s must be a local directory
+// (state.Local); a store without one is refused before anything is read.
+func Restore(ctx context.Context, s state.Store, r io.Reader, opts RestoreOptions) (*Result, error) {
+	d, ok := s.(state.Local)
+	if !ok {
+		return nil, fault.Failf("restore into a state directory (--config-dir or CONFIG_DIR)", "restore replaces a state directory, and this store is not one")
+	}
 	target, exists, err := resolveTarget(d.Root())
 	if err != nil {
 		return nil, err
@@ -442,7 +449,7 @@ func finish(staged string, m *Manifest) error {
 // is half-way through a change; the old state then moves to
 // <target>.pre-restore-<time>, or is removed when it held nothing. It
 // returns where the old state is kept and warnings.
-func swapIn(ctx context.Context, d *state.Dir, target, staged string, exists bool, opts RestoreOptions) (string, []string, error) {
+func swapIn(ctx context.Context, d state.Local, target, staged string, exists bool, opts RestoreOptions) (string, []string, error) {
 	// A new revision makes a running serve reload everything.
 	rev := fmt.Sprintf("%d %d restore\n", opts.Now.UnixNano(), os.Getpid())
 	if err := state.WriteFileAtomic(filepath.Join(staged, state.RevisionFile), []byte(rev), state.SecretMode); err != nil {
