@@ -17,11 +17,14 @@ const IDRestoreStaging = "state.restore_staging"
 // state at such a name. Both warn with the fix; the next restore removes
 // the first kind by itself. A restore running now is fine.
 func checkRestoreStaging(_ context.Context, e *env) Check {
+	if e.local == nil {
+		return notApplicable(IDRestoreStaging, "restore stages beside a state directory")
+	}
 	target := e.root
 	if target == "" {
 		// A restore into a directory that does not exist yet stages beside
 		// the path as given.
-		target = filepath.Clean(e.s.Root())
+		target = filepath.Clean(e.local.Root())
 	}
 	var f findings
 	active := 0
