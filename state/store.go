@@ -27,6 +27,10 @@ type Store interface {
 	// crash sees all of it or none of it, once the store has recovered
 	// (the next Lock finishes or undoes an Apply a crash cut short).
 	Apply(ctx context.Context, c Change) error
+	// Replace makes the store's whole content what fill stages, in one
+	// step that a crash cannot cut in two, under the lock (restore; see
+	// Dir.Replace and ReplaceOptions).
+	Replace(ctx context.Context, fill func(Staging) error, opts ReplaceOptions) (*Replaced, error)
 	Lock(ctx context.Context, purpose string) (unlock func() error, err error)
 }
 

@@ -114,7 +114,7 @@ func parseMode(s string) (fs.FileMode, error) {
 // finished (a backup takes the lock, which finishes a journaled change
 // first).
 func excluded(rel string) bool {
-	if rel == state.RunDir || strings.HasPrefix(rel, state.RunDir+"/") || rel == state.LockFile || rel == state.RevisionFile || rel == StagingMarker || rel == state.JournalFile {
+	if rel == state.RunDir || strings.HasPrefix(rel, state.RunDir+"/") || rel == state.LockFile || rel == state.RevisionFile || rel == state.RestoreStagingMarker || rel == state.JournalFile {
 		return true
 	}
 	return isTemp(path.Base(rel))

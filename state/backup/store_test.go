@@ -6,12 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
-	"github.com/p2pstream/p2ptls/state/fault"
-	"github.com/p2pstream/p2ptls/state/statetest"
 )
 
 // remote is a store that is not a local directory: the Dir's methods
@@ -39,16 +38,36 @@ func TestBackupThroughTheStoreInterface(t *testing.T) {
 	sameSnapshot(t, "restored state", snapshot(t, src.Root(), skipped...), snapshot(t, dst.Root(), state.RevisionFile))
 }
 
-// Restore swaps directories; a store that is not one is refused before
-// anything is read or written.
-func TestRestoreRefusesAStoreWithoutADirectory(t *testing.T) {
+// Restore reaches the state only through the Store: its reads and its
+// Replace, which does the directory swap.
+func TestRestoreThroughTheStoreInterface(t *testing.T) {
 	src := newState(t, true, "web")
 	archive := archiveOf(t, src, "")
 	target := newState(t, true, "other")
-	before := snapshot(t, target.Root())
-	_, err := Restore(context.Background(), remote{target}, bytes.NewReader(archive), RestoreOptions{Now: now0, Force: true})
-	statetest.WantFault(t, err, fault.Failure, "not one")
-	sameSnapshot(t, "target", before, snapshot(t, target.Root()))
+	res, err := Restore(context.Background(), remote{target}, bytes.NewReader(archive), RestoreOptions{Now: now0, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameSnapshot(t, "restored state", snapshot(t, src.Root(), skipped...), snapshot(t, target.Root(), state.RevisionFile, state.RunDir))
+	if res.Target != target.Root() || !res.ReplacesState || !strings.HasPrefix(res.PreviousState, target.Root()+".pre-restore-") {
+		t.Errorf("result: %+v", res)
+	}
+}
+
+// A change under the lock (a Tx) cannot replace the whole state.
+func TestRestoreIntoATxIsRefused(t *testing.T) {
+	src := newState(t, true, "web")
+	archive := archiveOf(t, src, "")
+	target := newState(t, true, "other")
+	before := snapshot(t, target.Root(), state.LockFile)
+	err := state.Update(context.Background(), target, "test", func(tx *state.Tx) error {
+		_, err := Restore(context.Background(), tx, bytes.NewReader(archive), RestoreOptions{Now: now0, Force: true})
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "cannot replace") {
+		t.Errorf("err = %v", err)
+	}
+	sameSnapshot(t, "target", before, snapshot(t, target.Root(), state.LockFile))
 }
 
 // A backup takes the lock, which finishes a change a killed writer had

@@ -4,7 +4,7 @@ import (
 	"context"
 	"path/filepath"
 
-	"github.com/p2pstream/p2ptls/state/backup"
+	"github.com/p2pstream/p2ptls/state"
 )
 
 // IDRestoreStaging is the check of what interrupted restores left beside
@@ -28,11 +28,11 @@ func checkRestoreStaging(_ context.Context, e *env) Check {
 	}
 	var f findings
 	active := 0
-	for _, l := range backup.Leftovers(target) {
+	for _, l := range state.RestoreLeftovers(target) {
 		switch l.Kind {
-		case backup.LeftoverActive:
+		case state.LeftoverActive:
 			active++
-		case backup.LeftoverStaging:
+		case state.LeftoverStaging:
 			f.warn("remove it: rm -rf "+l.Path+" (the next restore also removes it)",
 				"%s is left by a restore that was interrupted while extracting: a copy of the backup's private keys that nothing uses", l.Path)
 		default:
