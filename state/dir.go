@@ -53,6 +53,9 @@ type Dir struct {
 	// touched counts every write and delete, so that unlocking knows
 	// whether a state directory the lock created is still unused.
 	touched atomic.Int64
+	// leftoversHeld is set when removeLeftovers left its work to the
+	// recovery of a journal (see finishOnLock).
+	leftoversHeld atomic.Bool
 }
 
 var _ Store = (*Dir)(nil)
@@ -181,19 +184,4 @@ func (d *Dir) counted(name string) {
 	if !isRuntime(name) {
 		d.writes.Add(1)
 	}
-}
-
-// Apply deletes and writes c's files in order.
-func (d *Dir) Apply(ctx context.Context, c Change) error {
-	for _, name := range c.Deletes {
-		if err := d.Delete(ctx, name); err != nil {
-			return err
-		}
-	}
-	for _, w := range c.Writes {
-		if err := d.Write(ctx, w.Name, w.Data, w.Perm); err != nil {
-			return err
-		}
-	}
-	return nil
 }

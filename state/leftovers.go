@@ -19,10 +19,11 @@ import (
 // (certs/public/<id>/: certificate, key, meta.toml).
 const MappingsDir = "certs/public"
 
-// IsTempName reports whether base is the name of a temporary file of
-// WriteFileAtomic, ".NAME.tmp-DIGITS": one that a finished write renamed
-// away or removed, so one that is still there belongs to a writer that was
-// killed.
+// IsTempName reports whether base is a temporary name, ".NAME.tmp-DIGITS":
+// a file of WriteFileAtomic, a file Apply staged, or what Apply put aside
+// (a file or a directory). A finished write renamed or removed it, so one
+// that is still there, with no journal naming it, belongs to a writer that
+// was killed.
 func IsTempName(base string) bool {
 	i := strings.LastIndex(base, ".tmp-")
 	if !strings.HasPrefix(base, ".") || i < 1 || i+5 == len(base) {
@@ -37,11 +38,17 @@ func IsTempName(base string) bool {
 type Leftovers struct {
 	// Orphans are store names, "certs/public/<id>".
 	Orphans []string
-	// TempFiles are store names of temporary files.
+	// TempFiles are store names of temporary files, and of directories an
+	// Apply put aside.
 	TempFiles []string
 	// Unchecked says why orphans were not looked for (p2ptls.toml does not
 	// load), "" when they were.
 	Unchecked string
+	// Pending is set when a committed change is not finished (JournalFile
+	// exists): its temporary files are not leftovers and are not listed,
+	// and orphans are not looked for, since the change may name them. The
+	// next Lock finishes it.
+	Pending bool
 }
 
 // FindLeftovers lists the leftovers under root. Only a process holding the
@@ -51,6 +58,8 @@ type Leftovers struct {
 // without the lock.
 func FindLeftovers(ctx context.Context, s Store, root string) (Leftovers, error) {
 	var l Leftovers
+	var journaled map[string]bool
+	journaled, l.Pending = journalNames(root)
 	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -63,13 +72,21 @@ func FindLeftovers(ctx context.Context, s Store, root string) (Leftovers, error)
 		if de.IsDir() && rel == RunDir {
 			return fs.SkipDir
 		}
-		if !de.IsDir() && IsTempName(de.Name()) {
-			l.TempFiles = append(l.TempFiles, rel)
+		if p != root && IsTempName(de.Name()) {
+			if !journaled[rel] {
+				l.TempFiles = append(l.TempFiles, rel)
+			}
+			if de.IsDir() {
+				return fs.SkipDir // put aside as a whole
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return l, fmt.Errorf("look for temporary files in %s: %w", root, err)
+	}
+	if l.Pending {
+		return l, nil
 	}
 	cfg, err := LoadConfig(ctx, s)
 	if err != nil {
@@ -111,6 +128,13 @@ func FindLeftovers(ctx context.Context, s Store, root string) (Leftovers, error)
 // that is killed always leaves its lock record. A problem is logged, never
 // a reason to refuse the change the caller is about to make.
 func (d *Dir) removeLeftovers(ctx context.Context) {
+	if _, err := os.Lstat(filepath.Join(d.root, JournalFile)); err == nil {
+		// The dead holder committed a change it did not finish: its
+		// staged files are that change's. finishOnLock finishes it and
+		// then calls this again.
+		d.leftoversHeld.Store(true)
+		return
+	}
 	l, err := FindLeftovers(ctx, d, d.root)
 	if err != nil {
 		slog.Warn("cannot look for what an interrupted change left", "err", err)

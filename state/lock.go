@@ -94,7 +94,7 @@ func (d *Dir) Lock(ctx context.Context, purpose string) (func() error, error) {
 				if ok && stale {
 					d.removeLeftovers(ctx)
 				}
-				return trackCommit(d, d.removeUnused(created, d.bumpOnChange(unlock))), err
+				return d.finishOnLock(ctx, trackCommit(d, d.removeUnused(created, d.bumpOnChange(unlock))), err)
 			}
 			continue // a previous holder removed the file we locked: retry on the new one
 		}

@@ -27,6 +27,10 @@ type Store interface {
 	// crash sees all of it or none of it, once the store has recovered
 	// (the next Lock finishes or undoes an Apply a crash cut short).
 	Apply(ctx context.Context, c Change) error
+	// Replace makes the store's whole content what fill stages, in one
+	// step that a crash cannot cut in two, under the lock (restore; see
+	// Dir.Replace and ReplaceOptions).
+	Replace(ctx context.Context, fill func(Staging) error, opts ReplaceOptions) (*Replaced, error)
 	Lock(ctx context.Context, purpose string) (unlock func() error, err error)
 }
 
@@ -47,3 +51,15 @@ type FileWrite struct {
 
 // Empty reports whether c changes nothing.
 func (c Change) Empty() bool { return len(c.Writes) == 0 && len(c.Deletes) == 0 }
+
+// Local is what a store kept in a local directory (Dir) offers beyond
+// Store: the directory's absolute path, for what only a directory has
+// (file modes and types, the lock file, paths handed to a hook or shown to
+// a person). Code outside state reaches a directory through it, never
+// through *Dir; a remote store does not implement it, and what needs it
+// is then not applicable. A Tx does not implement it either: its files
+// are not on disk yet.
+type Local interface {
+	Store
+	Root() string
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -154,11 +155,11 @@ func deploy(ctx context.Context, hook string, s state.Store, m state.Mapping) er
 	if hook == "" {
 		return nil
 	}
-	dir := mappings.MappingDir(m.ID)
-	root := ""
-	if d, ok := s.(*state.Dir); ok {
-		root = d.Root() + "/"
+	certFile, keyFile, cleanup, err := hookFiles(ctx, s, m.ID)
+	if err != nil {
+		return fmt.Errorf("renewed, but the deploy hook cannot be given the files: %w", err)
 	}
+	defer cleanup()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", hook)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = hookWaitDelay
@@ -166,11 +167,45 @@ func deploy(ctx context.Context, hook string, s state.Store, m state.Mapping) er
 		"P2PTLS_MAPPING_ID="+m.ID,
 		"P2PTLS_LISTENER="+m.Listener,
 		"P2PTLS_HOSTS="+strings.Join(m.Hosts, " "),
-		"P2PTLS_CERT_FILE="+root+dir+"/"+mappings.CertFileName,
-		"P2PTLS_KEY_FILE="+root+dir+"/"+mappings.KeyFileName,
+		"P2PTLS_CERT_FILE="+certFile,
+		"P2PTLS_KEY_FILE="+keyFile,
 	)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("renewed, but the deploy hook failed: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// hookFiles names the deploy hook's certificate and key files. In a local
+// state directory they are the mapping's own files. A store that is no
+// directory (a remote backend, or a change not yet committed) has no such
+// paths: the files are read through it into a private temporary directory
+// that cleanup removes once the hook has run.
+func hookFiles(ctx context.Context, s state.Store, id string) (certFile, keyFile string, cleanup func(), err error) {
+	dir := mappings.MappingDir(id)
+	if l, ok := s.(state.Local); ok {
+		root := filepath.Join(l.Root(), filepath.FromSlash(dir))
+		return filepath.Join(root, mappings.CertFileName), filepath.Join(root, mappings.KeyFileName), func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", "p2ptls-deploy-")
+	if err != nil {
+		return "", "", nil, err
+	}
+	cleanup = func() { _ = os.RemoveAll(tmp) }
+	for _, f := range []struct {
+		name string
+		mode os.FileMode
+		path *string
+	}{{mappings.CertFileName, state.PublicMode, &certFile}, {mappings.KeyFileName, state.SecretMode, &keyFile}} {
+		b, err := s.Read(ctx, dir+"/"+f.name)
+		if err == nil {
+			*f.path = filepath.Join(tmp, f.name)
+			err = state.WriteFileAtomic(*f.path, b, f.mode)
+		}
+		if err != nil {
+			cleanup()
+			return "", "", nil, err
+		}
+	}
+	return certFile, keyFile, cleanup, nil
 }

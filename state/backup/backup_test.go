@@ -234,6 +234,11 @@ func TestRefusedArchivesChangeNothing(t *testing.T) {
 			m.Dirs, m.Files = append(m.Dirs, Dir{Path: "run", Mode: "0700"}), append(m.Files, rec)
 			return m, append(es, e)
 		}), `"run", which a backup never holds`},
+		{"the journal of a change in the backup", mutate(func(m *Manifest, es []entry) (*Manifest, []entry) {
+			e, rec := fileEntry(state.JournalFile, `{"version":1}`)
+			m.Files = append(m.Files, rec)
+			return m, append(es, e)
+		}), `"p2ptls.journal", which a backup never holds`},
 		{"CA that is not the manifest's", mutate(func(m *Manifest, es []entry) (*Manifest, []entry) {
 			m.CAFingerprintSHA256 = strings.Repeat("AB:", 31) + "AB"
 			return m, es
@@ -453,31 +458,6 @@ func TestCreateFile(t *testing.T) {
 	}
 	if _, err := os.Stat(missing.Root()); !os.IsNotExist(err) {
 		t.Errorf("backup created the state directory")
-	}
-}
-
-func TestRenameSwap(t *testing.T) {
-	dir := t.TempDir()
-	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	for _, p := range []string{a, b} {
-		if err := os.MkdirAll(p, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(p, "name"), []byte(filepath.Base(p)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, swapFn := range []func(string, string) error{renameSwap, swap} {
-		if err := swapFn(a, b); err != nil {
-			t.Fatal(err)
-		}
-		if got, _ := os.ReadFile(filepath.Join(a, "name")); string(got) != "b" {
-			t.Errorf("a holds %q after the swap", got)
-		}
-		a, b = b, a // swap back through the next function
-	}
-	if left, _ := os.ReadDir(dir); len(left) != 2 {
-		t.Errorf("left: %v", left)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -34,117 +35,158 @@ type CreateOptions struct {
 	Now time.Time
 }
 
-// Create writes an archive of d to w. It holds the state lock from the
+// Create writes an archive of s to w. It holds the state lock from the
 // first file read to the last byte written, so that no p2ptls process
 // changes the state in between; serve keeps serving meanwhile (it only
 // writes run/, which a backup leaves out). A complete backup is recorded in
 // RecordFile.
-func Create(ctx context.Context, d *state.Dir, w io.Writer, opts CreateOptions) (*Manifest, error) {
-	m, err := create(ctx, d, w, opts)
+func Create(ctx context.Context, s state.Store, w io.Writer, opts CreateOptions) (*Manifest, error) {
+	m, err := create(ctx, s, w, opts)
 	if err == nil {
-		writeRecord(ctx, d, m, "", opts)
+		writeRecord(ctx, s, m, "", opts)
 	}
 	return m, err
 }
 
 // create is Create without the record: CreateFile records its backup only
 // once the file is in place.
-func create(ctx context.Context, d *state.Dir, w io.Writer, opts CreateOptions) (*Manifest, error) {
-	// Lock would create a missing directory, and a backup must not.
-	if _, err := os.Stat(d.Root()); errors.Is(err, fs.ErrNotExist) {
-		return nil, fault.Failf("check --config-dir or CONFIG_DIR", "there is no state directory %s to back up", d.Root())
-	} else if err != nil {
-		return nil, err
+func create(ctx context.Context, s state.Store, w io.Writer, opts CreateOptions) (*Manifest, error) {
+	local, isLocal := s.(state.Local)
+	if isLocal {
+		// Lock would create a missing directory, and a backup must not.
+		if _, err := os.Stat(local.Root()); errors.Is(err, fs.ErrNotExist) {
+			return nil, fault.Failf("check --config-dir or CONFIG_DIR", "there is no state directory %s to back up", local.Root())
+		} else if err != nil {
+			return nil, err
+		}
 	}
-	unlock, err := d.Lock(ctx, "backup")
+	unlock, err := s.Lock(ctx, "backup")
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	root, err := filepath.EvalSymlinks(d.Root())
-	if err != nil {
-		return nil, err
+	t := tree{s: s, where: func(rel string) string { return rel }}
+	if isLocal {
+		root, err := filepath.EvalSymlinks(local.Root())
+		if err != nil {
+			return nil, err
+		}
+		t.where = func(rel string) string { return filepath.Join(root, filepath.FromSlash(rel)) }
+		t.kind = func(rel string) (fs.FileMode, error) {
+			info, err := os.Lstat(t.where(rel))
+			if err != nil {
+				return 0, err
+			}
+			return info.Mode().Type(), nil
+		}
 	}
-	m, err := scan(root)
+	m, err := t.scan(ctx)
 	if err != nil {
 		return nil, err
 	}
 	m.CreatedAt = opts.Now.UTC().Truncate(time.Second)
 	m.P2PTLSVersion = opts.Version
-	if err := write(ctx, root, m, w, opts.Passphrase); err != nil {
+	if err := t.write(ctx, m, w, opts.Passphrase); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// scan lists the state with every file's checksum. It refuses what a
-// restore would refuse, so that every backup can be restored.
-func scan(root string) (*Manifest, error) {
+// tree is the state a backup reads, through the Store.
+type tree struct {
+	s state.Store
+	// where names a state path for messages: the file's path in a local
+	// directory.
+	where func(rel string) string
+	// kind, for a local directory, is the type of rel itself, not of what
+	// a symbolic link points to (Stat follows links): a backup refuses
+	// links and special files rather than read through them.
+	kind func(rel string) (fs.FileMode, error)
+}
+
+// scan lists the state with every file's checksum, walking it through
+// List and Stat in lexical order, parents before children. It refuses
+// what a restore would refuse, so that every backup can be restored.
+func (t tree) scan(ctx context.Context) (*Manifest, error) {
 	m := &Manifest{FormatVersion: FormatVersion, Dirs: []Dir{}, Files: []File{}}
 	var total int64
 	var loose, looseShown []string
-	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		names, err := t.s.List(ctx, dir)
 		if err != nil {
 			return err
 		}
-		if p == root {
-			return nil
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		if excluded(rel) {
-			if de.IsDir() {
-				return filepath.SkipDir
+		for _, n := range names {
+			rel := path.Join(dir, n)
+			if excluded(rel) {
+				continue
 			}
-			return nil
-		}
-		if err := checkPath(rel); err != nil {
-			return fault.Failf("rename or remove it", "the state holds %v, which a backup cannot carry", err)
-		}
-		info, err := de.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case de.IsDir():
-			m.Dirs = append(m.Dirs, Dir{Path: rel, Mode: formatMode(info.Mode())})
-		case de.Type().IsRegular():
-			if info.Size() > MaxFileSize {
-				return fault.Failf("remove it from the state directory", "%s is %d bytes, larger than the %d bytes a backup may hold per file", p, info.Size(), MaxFileSize)
+			if err := checkPath(rel); err != nil {
+				return fault.Failf("rename or remove it", "the state holds %v, which a backup cannot carry", err)
 			}
-			if total += info.Size(); total > MaxTotalSize {
-				return fault.Failf("remove what does not belong in the state directory", "the state in %s is larger than the %d bytes a backup may hold", root, MaxTotalSize)
+			p := t.where(rel)
+			if t.kind != nil {
+				typ, err := t.kind(rel)
+				if err != nil {
+					return err
+				}
+				switch {
+				case typ&fs.ModeSymlink != 0:
+					return fault.Failf("replace it with the file it points to, or remove it", "the state holds the symbolic link %s; a backup carries only files and directories", p)
+				case typ != 0 && typ != fs.ModeDir:
+					return fault.Failf("remove it from the state directory", "the state holds %s, which is not a regular file or directory (%s)", p, typ)
+				}
 			}
-			sum, size, err := hashFile(p)
+			info, err := t.s.Stat(ctx, rel)
 			if err != nil {
 				return err
 			}
-			m.Files = append(m.Files, File{Path: rel, Mode: formatMode(info.Mode()), Size: size, SHA256: sum})
-			if looseSecret(rel, info.Mode()) {
-				loose = append(loose, p)
-				looseShown = append(looseShown, fmt.Sprintf("%s (%s)", rel, formatMode(info.Mode())))
+			switch {
+			case info.IsDir():
+				m.Dirs = append(m.Dirs, Dir{Path: rel, Mode: formatMode(info.Mode())})
+			case info.Mode().IsRegular():
+				if info.Size() > MaxFileSize {
+					return fault.Failf("remove it from the state directory", "%s is %d bytes, larger than the %d bytes a backup may hold per file", p, info.Size(), MaxFileSize)
+				}
+				if total += info.Size(); total > MaxTotalSize {
+					return fault.Failf("remove what does not belong in the state directory", "the state in %s is larger than the %d bytes a backup may hold", t.where(""), MaxTotalSize)
+				}
+				b, err := t.s.Read(ctx, rel)
+				if err != nil {
+					return err
+				}
+				if int64(len(b)) > MaxFileSize {
+					return fault.Failf("run the backup again, and do not edit the state directory meanwhile", "%s changed while it was being backed up", p)
+				}
+				sum := sha256.Sum256(b)
+				m.Files = append(m.Files, File{Path: rel, Mode: formatMode(info.Mode()), Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])})
+				if looseSecret(rel, info.Mode()) {
+					loose = append(loose, p)
+					looseShown = append(looseShown, fmt.Sprintf("%s (%s)", rel, formatMode(info.Mode())))
+				}
+			default:
+				return fault.Failf("remove it from the state directory", "the state holds %s, which is not a regular file or directory (%s)", p, info.Mode().Type())
 			}
-		case de.Type()&fs.ModeSymlink != 0:
-			return fault.Failf("replace it with the file it points to, or remove it", "the state holds the symbolic link %s; a backup carries only files and directories", p)
-		default:
-			return fault.Failf("remove it from the state directory", "the state holds %s, which is not a regular file or directory (%s)", p, info.Mode().Type())
-		}
-		if len(m.Dirs)+len(m.Files) > MaxEntries {
-			return fault.Failf("remove what does not belong in the state directory", "the state in %s has more than the %d entries a backup may hold", root, MaxEntries)
+			if len(m.Dirs)+len(m.Files) > MaxEntries {
+				return fault.Failf("remove what does not belong in the state directory", "the state in %s has more than the %d entries a backup may hold", t.where(""), MaxEntries)
+			}
+			if info.IsDir() {
+				if err := walk(rel); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	if err := walk(""); err != nil {
 		return nil, err
 	}
 	if len(loose) > 0 {
 		return nil, refuseLooseSecrets(loose, looseShown)
 	}
 	if m.HasCA() {
-		b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(management.CACertFile)))
+		b, err := t.s.Read(ctx, management.CACertFile)
 		if err != nil {
 			return nil, err
 		}
@@ -157,23 +199,9 @@ func scan(root string) (*Manifest, error) {
 	return m, nil
 }
 
-func hashFile(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("read %s: %w", p, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
 // write streams tar → gzip → (age) → w: the manifest first, then every
 // directory and file in manifest order (parents before children).
-func write(ctx context.Context, root string, m *Manifest, w io.Writer, passphrase string) (err error) {
+func (t tree) write(ctx context.Context, m *Manifest, w io.Writer, passphrase string) (err error) {
 	out := w
 	var enc io.WriteCloser
 	if passphrase != "" {
@@ -210,7 +238,7 @@ func write(ctx context.Context, root string, m *Manifest, w io.Writer, passphras
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := writeFile(tw, root, f, mtime); err != nil {
+		if err := t.writeFile(ctx, tw, f, mtime); err != nil {
 			return err
 		}
 	}
@@ -230,25 +258,22 @@ func write(ctx context.Context, root string, m *Manifest, w io.Writer, passphras
 
 // writeFile adds one file, checking it against the manifest: the lock keeps
 // p2ptls from changing it, but not a hand edit.
-func writeFile(tw *tar.Writer, root string, f File, mtime time.Time) error {
-	p := filepath.Join(root, filepath.FromSlash(f.Path))
+func (t tree) writeFile(ctx context.Context, tw *tar.Writer, f File, mtime time.Time) error {
+	p := t.where(f.Path)
 	mode, _ := parseMode(f.Mode)
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: statePrefix + f.Path, Mode: int64(mode), Size: f.Size, ModTime: mtime}); err != nil {
-		return fmt.Errorf("write the backup: %w", err)
-	}
-	fh, err := os.Open(p)
+	b, err := t.s.Read(ctx, f.Path)
 	if err != nil {
 		return err
 	}
-	defer fh.Close()
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tw, h), io.LimitReader(fh, f.Size))
-	if err != nil {
-		return fmt.Errorf("back up %s: %w", p, err)
-	}
-	grew, _ := fh.Read(make([]byte, 1))
-	if n != f.Size || grew > 0 || hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
+	sum := sha256.Sum256(b)
+	if int64(len(b)) != f.Size || hex.EncodeToString(sum[:]) != f.SHA256 {
 		return fault.Failf("run the backup again, and do not edit the state directory meanwhile", "%s changed while it was being backed up", p)
+	}
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: statePrefix + f.Path, Mode: int64(mode), Size: f.Size, ModTime: mtime}); err != nil {
+		return fmt.Errorf("write the backup: %w", err)
+	}
+	if _, err := tw.Write(b); err != nil {
+		return fmt.Errorf("back up %s: %w", p, err)
 	}
 	return nil
 }
@@ -256,12 +281,12 @@ func writeFile(tw *tar.Writer, root string, f File, mtime time.Time) error {
 // CreateFile writes the archive to file, 0600, through a temporary file
 // beside it: a failed backup leaves no partial file, and an existing file
 // is replaced only by a complete archive.
-func CreateFile(ctx context.Context, d *state.Dir, file string, opts CreateOptions) (m *Manifest, err error) {
+func CreateFile(ctx context.Context, s state.Store, file string, opts CreateOptions) (m *Manifest, err error) {
 	abs, err := filepath.Abs(file)
 	if err != nil {
 		return nil, err
 	}
-	if root, err := filepath.Abs(d.Root()); err == nil && (abs == root || strings.HasPrefix(abs, root+string(filepath.Separator))) {
+	if inside(s, abs) {
 		return nil, fault.Invalidf("write it outside the state directory, e.g. --out /var/backups/p2ptls.tar.gz", "the backup file %s would be inside the state directory it backs up", file)
 	}
 	dir := filepath.Dir(abs)
@@ -280,7 +305,7 @@ func CreateFile(ctx context.Context, d *state.Dir, file string, opts CreateOptio
 	if err := f.Chmod(state.SecretMode); err != nil {
 		return nil, err
 	}
-	if m, err = create(ctx, d, f, opts); err != nil {
+	if m, err = create(ctx, s, f, opts); err != nil {
 		return nil, err
 	}
 	if err := f.Sync(); err != nil {
@@ -295,8 +320,18 @@ func CreateFile(ctx context.Context, d *state.Dir, file string, opts CreateOptio
 	if err := syncDir(dir); err != nil {
 		return m, err
 	}
-	writeRecord(ctx, d, m, abs, opts)
+	writeRecord(ctx, s, m, abs, opts)
 	return m, nil
+}
+
+// inside reports whether abs is in the directory of a local store.
+func inside(s state.Store, abs string) bool {
+	local, ok := s.(state.Local)
+	if !ok {
+		return false // a remote store has no directory to write into
+	}
+	root, err := filepath.Abs(local.Root())
+	return err == nil && (abs == root || strings.HasPrefix(abs, root+string(filepath.Separator)))
 }
 
 // unwrapPath drops the path from an fs.PathError whose message names it.

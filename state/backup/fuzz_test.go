@@ -38,7 +38,7 @@ type recorded struct {
 	sum  string
 }
 
-func (r *recorder) mkdir(rel string) error {
+func (r *recorder) mkdir(rel string, _ fs.FileMode) error {
 	r.dirs = append(r.dirs, rel)
 	return nil
 }

@@ -333,22 +333,38 @@ func TestWorkFactorCap(t *testing.T) {
 	}
 }
 
+// makeStaging makes a staging directory beside target as a restore
+// does: the directory and its marker, flocked while the restore runs.
+// release is what the kernel does when the restore dies.
+func makeStaging(t *testing.T, target string) (dir string, release func()) {
+	t.Helper()
+	dir = target + state.RestoreStagingInfix + fmt.Sprintf("%012x", len(siblings(t, target))+1)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, state.RestoreStagingMarker), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	return dir, func() { f.Close() }
+}
+
 // deadStaging leaves a staging directory as a restore killed while
 // extracting does: its marker, no flock, some of the archive's keys.
 func deadStaging(t *testing.T, target string) string {
 	t.Helper()
-	s, err := makeStaging(target, true)
-	if err != nil {
+	dir, release := makeStaging(t, target)
+	if err := os.MkdirAll(filepath.Join(dir, "certs", "management"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(filepath.Join(s.dir, "certs", "management"), 0o700); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(management.CAKeyFile)), []byte("key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(s.dir, filepath.FromSlash(management.CAKeyFile)), []byte("key"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.release() // what the kernel does when the restore dies
-	return s.dir
+	release() // what the kernel does when the restore dies
+	return dir
 }
 
 // TestStaleStagingIsRemoved: the next restore removes the staging
@@ -361,18 +377,15 @@ func TestStaleStagingIsRemoved(t *testing.T) {
 	root := target.Root()
 
 	dead := deadStaging(t, root)
-	live, err := makeStaging(root, true) // a restore running meanwhile
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.release()
-	previous := root + StagingInfix + "0123456789ab" // no marker
+	liveDir, release := makeStaging(t, root) // a restore running meanwhile
+	defer release()
+	previous := root + state.RestoreStagingInfix + "0123456789ab" // no marker
 	if err := os.MkdirAll(filepath.Join(previous, "certs"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	want := []Leftover{{dead, LeftoverStaging}, {live.dir, LeftoverActive}, {previous, LeftoverUnknown}}
-	slices.SortFunc(want, func(a, b Leftover) int { return strings.Compare(a.Path, b.Path) })
-	if got := Leftovers(root); !slices.Equal(got, want) {
+	want := []state.RestoreLeftover{{Path: dead, Kind: state.LeftoverStaging}, {Path: liveDir, Kind: state.LeftoverActive}, {Path: previous, Kind: state.LeftoverUnknown}}
+	slices.SortFunc(want, func(a, b state.RestoreLeftover) int { return strings.Compare(a.Path, b.Path) })
+	if got := state.RestoreLeftovers(root); !slices.Equal(got, want) {
 		t.Fatalf("Leftovers = %v, want %v", got, want)
 	}
 
@@ -393,10 +406,10 @@ func TestStaleStagingIsRemoved(t *testing.T) {
 		t.Errorf("the dead restore's staging directory is still there: %v", err)
 	}
 	w := strings.Join(res.Warnings, "\n")
-	if !strings.Contains(w, "removed "+dead) || !strings.Contains(w, previous+" is left from an interrupted restore") || strings.Contains(w, live.dir) {
+	if !strings.Contains(w, "removed "+dead) || !strings.Contains(w, previous+" is left from an interrupted restore") || strings.Contains(w, liveDir) {
 		t.Errorf("warnings: %s", w)
 	}
-	for _, d := range []string{live.dir, previous} {
+	for _, d := range []string{liveDir, previous} {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("%s was removed: %v", d, err)
 		}
@@ -405,19 +418,19 @@ func TestStaleStagingIsRemoved(t *testing.T) {
 	// the unmarked one and the kept previous state are beside the target.
 	var stagingLeft []string
 	for _, s := range siblings(t, root) {
-		if strings.Contains(s, StagingInfix) {
+		if strings.Contains(s, state.RestoreStagingInfix) {
 			stagingLeft = append(stagingLeft, s)
 		}
 	}
 	slices.Sort(stagingLeft)
-	wantLeft := []string{live.dir, previous}
+	wantLeft := []string{liveDir, previous}
 	slices.Sort(wantLeft)
 	if !slices.Equal(stagingLeft, wantLeft) {
 		t.Errorf("beside the target: %v, want %v", stagingLeft, wantLeft)
 	}
 	// The restored state holds no marker.
-	if _, err := os.Lstat(filepath.Join(root, StagingMarker)); !os.IsNotExist(err) {
-		t.Errorf("the restored state holds %s: %v", StagingMarker, err)
+	if _, err := os.Lstat(filepath.Join(root, state.RestoreStagingMarker)); !os.IsNotExist(err) {
+		t.Errorf("the restored state holds %s: %v", state.RestoreStagingMarker, err)
 	}
 }
 

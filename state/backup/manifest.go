@@ -108,10 +108,13 @@ func parseMode(s string) (fs.FileMode, error) {
 
 // excluded reports whether a state path stays out of backups: serve's
 // runtime status, the lock, the revision (a restore writes a new one so that
-// a running serve reloads), a restore's staging marker, and temporary files of atomic writes, which
-// belong to a write that never finished.
+// a running serve reloads), a restore's staging marker, the journal of an
+// unfinished change, and temporary names: files of atomic writes and of
+// changes, and what a change put aside, which belong to a write that never
+// finished (a backup takes the lock, which finishes a journaled change
+// first).
 func excluded(rel string) bool {
-	if rel == state.RunDir || strings.HasPrefix(rel, state.RunDir+"/") || rel == state.LockFile || rel == state.RevisionFile || rel == StagingMarker {
+	if rel == state.RunDir || strings.HasPrefix(rel, state.RunDir+"/") || rel == state.LockFile || rel == state.RevisionFile || rel == state.RestoreStagingMarker || rel == state.JournalFile {
 		return true
 	}
 	return isTemp(path.Base(rel))

@@ -39,7 +39,8 @@ func damaged(format string, args ...any) error {
 // sink receives the verified parts of an archive: the staging directory of a
 // restore, or nothing for a dry run.
 type sink interface {
-	mkdir(rel string) error
+	// mkdir makes a directory; mode is its final mode.
+	mkdir(rel string, mode fs.FileMode) error
 	// create returns a writer for a new file with its final mode.
 	create(rel string, mode fs.FileMode) (io.WriteCloser, error)
 }
@@ -260,7 +261,8 @@ func readEntries(ctx context.Context, tr *tar.Reader, a *archive, out sink) erro
 			if err := sameMode(hdr, rel, d.Mode); err != nil {
 				return err
 			}
-			if err := out.mkdir(rel); err != nil {
+			mode, _ := parseMode(d.Mode) // validated with the manifest
+			if err := out.mkdir(rel, mode); err != nil {
 				return err
 			}
 		} else if f, ok := files[rel]; ok && hdr.Typeflag == tar.TypeReg {

@@ -36,7 +36,7 @@ type Record struct {
 
 // writeRecord records a complete backup. The archive is already written: a
 // record that cannot be saved is logged, never turned into a failed backup.
-func writeRecord(ctx context.Context, d *state.Dir, m *Manifest, file string, opts CreateOptions) {
+func writeRecord(ctx context.Context, s state.Store, m *Manifest, file string, opts CreateOptions) {
 	r := Record{
 		CreatedAt:           m.CreatedAt,
 		P2PTLSVersion:       m.P2PTLSVersion,
@@ -47,7 +47,7 @@ func writeRecord(ctx context.Context, d *state.Dir, m *Manifest, file string, op
 	}
 	b, err := toml.Marshal(r)
 	if err == nil {
-		err = d.Write(ctx, RecordFile, b, state.SecretMode)
+		err = s.Write(ctx, RecordFile, b, state.SecretMode)
 	}
 	if err != nil {
 		slog.Warn("the backup is complete, but its record for 'p2ptls doctor' was not saved", "file", RecordFile, "err", err)

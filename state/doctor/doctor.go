@@ -74,8 +74,11 @@ func (r Report) Count(s Status) int {
 
 // Input is what doctor looks at.
 type Input struct {
-	// Store is the state directory; doctor only reads it.
-	Store *state.Dir
+	// Store is the state; doctor only reads it. The checks of what only a
+	// local directory has (file modes, the lock file, restore's staging
+	// directories, leftovers) need it to be a state.Local, and say "not
+	// applicable" otherwise.
+	Store state.Store
 	// Settings are the management settings as serve would get them (from
 	// the environment or flags), validated or not: what Validate refuses is
 	// reported by the checks, never returned as an error.

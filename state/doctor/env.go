@@ -22,9 +22,13 @@ import (
 // env is what the checks share: the input, the settings as far as they
 // validate, and what was read once from the state.
 type env struct {
-	in   Input
-	s    *state.Dir
-	root string // the state directory, symlinks resolved; "" when it does not exist
+	in Input
+	s  state.Store
+	// local is the store as a local directory, nil when it is not one:
+	// the checks of file modes, the lock file, restore's staging
+	// directories and leftovers are then not applicable.
+	local state.Local
+	root  string // the state directory, symlinks resolved; "" when it does not exist or the store is not local
 
 	// set holds the settings with every part that validates normalised;
 	// the parts that do not are reported by their own check.
@@ -55,9 +59,12 @@ type env struct {
 
 func newEnv(ctx context.Context, in Input) *env {
 	e := &env{in: in, s: in.Store}
-	if real, err := filepath.EvalSymlinks(in.Store.Root()); err == nil {
-		if info, err := os.Stat(real); err == nil && info.IsDir() {
-			e.root = real
+	if l, ok := in.Store.(state.Local); ok {
+		e.local = l
+		if real, err := filepath.EvalSymlinks(l.Root()); err == nil {
+			if info, err := os.Stat(real); err == nil && info.IsDir() {
+				e.root = real
+			}
 		}
 	}
 	e.settings()
@@ -194,7 +201,21 @@ func (e *env) serverLeaf() (leaf *x509.Certificate, why string) {
 	return nil, ""
 }
 
-// where names a state file the way the user finds it.
+// where names a state file the way the user finds it: its path in a
+// local directory, else its name in the store.
 func (e *env) where(name string) string {
-	return filepath.Join(e.s.Root(), filepath.FromSlash(name))
+	if e.local == nil {
+		return name
+	}
+	return filepath.Join(e.local.Root(), filepath.FromSlash(name))
+}
+
+// noDir reports whether the store is a local directory that does not
+// exist yet.
+func (e *env) noDir() bool { return e.local != nil && e.root == "" }
+
+// notApplicable is what a check of something only a local directory has
+// says of a store that is not one.
+func notApplicable(id, what string) Check {
+	return ok(id, "not applicable: %s, and the state is not kept in a local directory", what)
 }

@@ -20,7 +20,16 @@ import (
 // them with the command that removes them now. While the lock is held they
 // are not looked for: a change in progress has its temporary files and, for
 // mapping add, the new mapping's directory before p2ptls.toml names it.
+//
+// A change that a crash cut short after committing it (state.JournalFile)
+// is not a leftover: its staged files are listed in the journal, and the
+// next p2ptls command that takes the lock finishes it. Doctor reports it
+// and lists nothing else until then, since the change may name what looks
+// orphaned now.
 func checkOrphans(ctx context.Context, e *env) Check {
+	if e.local == nil {
+		return notApplicable(IDOrphans, "leftovers are a directory's files")
+	}
 	if e.root == "" {
 		return ok(IDOrphans, "there is no state directory yet")
 	}
@@ -31,6 +40,11 @@ func checkOrphans(ctx context.Context, e *env) Check {
 	l, err := state.FindLeftovers(ctx, e.s, e.root)
 	if err != nil {
 		return warn(IDOrphans, "check that this user can read the whole state directory", "%v", err)
+	}
+	if l.Pending {
+		return warn(IDOrphans, "run any p2ptls command that changes the state (or p2ptls backup): it finishes the change first; do not remove its temporary files by hand",
+			"a change was cut short after it was committed: %s lists what is left to do, and its temporary files are not leftovers",
+			filepath.Join(e.root, state.JournalFile))
 	}
 	var items, paths []string
 	for _, o := range l.Orphans {

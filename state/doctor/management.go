@@ -291,7 +291,7 @@ func (e *env) currentCA() string {
 // checkCABackup: the last backup holds the CA agents trust now. Restoring
 // a state without it, or with another one, breaks every agent.
 func checkCABackup(ctx context.Context, e *env) Check {
-	if e.root == "" {
+	if e.noDir() {
 		return ok(IDCABackup, "there is no state directory yet: nothing to back up")
 	}
 	takeOne := "take one now: p2ptls backup --out /var/backups/p2ptls.tar.gz --passphrase-file F, and keep it off this machine"

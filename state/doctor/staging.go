@@ -4,7 +4,7 @@ import (
 	"context"
 	"path/filepath"
 
-	"github.com/p2pstream/p2ptls/state/backup"
+	"github.com/p2pstream/p2ptls/state"
 )
 
 // IDRestoreStaging is the check of what interrupted restores left beside
@@ -17,19 +17,22 @@ const IDRestoreStaging = "state.restore_staging"
 // state at such a name. Both warn with the fix; the next restore removes
 // the first kind by itself. A restore running now is fine.
 func checkRestoreStaging(_ context.Context, e *env) Check {
+	if e.local == nil {
+		return notApplicable(IDRestoreStaging, "restore stages beside a state directory")
+	}
 	target := e.root
 	if target == "" {
 		// A restore into a directory that does not exist yet stages beside
 		// the path as given.
-		target = filepath.Clean(e.s.Root())
+		target = filepath.Clean(e.local.Root())
 	}
 	var f findings
 	active := 0
-	for _, l := range backup.Leftovers(target) {
+	for _, l := range state.RestoreLeftovers(target) {
 		switch l.Kind {
-		case backup.LeftoverActive:
+		case state.LeftoverActive:
 			active++
-		case backup.LeftoverStaging:
+		case state.LeftoverStaging:
 			f.warn("remove it: rm -rf "+l.Path+" (the next restore also removes it)",
 				"%s is left by a restore that was interrupted while extracting: a copy of the backup's private keys that nothing uses", l.Path)
 		default:

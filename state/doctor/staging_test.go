@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/p2pstream/p2ptls/state"
-	"github.com/p2pstream/p2ptls/state/backup"
 )
 
 // leftover creates a directory beside s's root at a staging name, as a
@@ -16,7 +15,7 @@ import (
 // flocked, as by a restore running now, until the test ends.
 func leftover(t *testing.T, s *state.Dir, name string, marker, hold bool) string {
 	t.Helper()
-	dir := s.Root() + backup.StagingInfix + name
+	dir := s.Root() + state.RestoreStagingInfix + name
 	if err := os.MkdirAll(filepath.Join(dir, "certs", "management"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +25,7 @@ func leftover(t *testing.T, s *state.Dir, name string, marker, hold bool) string
 	if !marker {
 		return dir
 	}
-	f, err := os.OpenFile(filepath.Join(dir, backup.StagingMarker), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, state.RestoreStagingMarker), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +75,7 @@ func TestRestoreStaging(t *testing.T) {
 	})
 	t.Run("a file at such a name is no restore's", func(t *testing.T) {
 		s := healthy(t)
-		if err := os.WriteFile(s.Root()+backup.StagingInfix+"x", nil, 0o600); err != nil {
+		if err := os.WriteFile(s.Root()+state.RestoreStagingInfix+"x", nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		want(t, run(input(s), checkRestoreStaging), IDRestoreStaging, OK)

@@ -34,8 +34,8 @@ func checkConfig(ctx context.Context, e *env) Check {
 		return fail(IDConfig, hint+"; until then every other p2ptls command refuses to run, and a running serve keeps its last good state",
 			"%v (%s)", e.cfgErr, then)
 	}
-	if e.root == "" {
-		return ok(IDConfig, "there is no state directory %s yet: nothing is configured", e.s.Root())
+	if e.noDir() {
+		return ok(IDConfig, "there is no state directory %s yet: nothing is configured", e.local.Root())
 	}
 	if _, err := e.s.Stat(ctx, state.ConfigFile); errors.Is(err, fs.ErrNotExist) {
 		return ok(IDConfig, "there is no %s yet: no listeners or mappings are configured", state.ConfigFile)
@@ -57,8 +57,11 @@ func isSecret(rel string) bool { return !backup.IsCertificate(rel) }
 // that group or others can read or change fails; a looser directory, or
 // another file that group or others can change, warns.
 func checkPermissions(ctx context.Context, e *env) Check {
+	if e.local == nil {
+		return notApplicable(IDPermissions, "file modes are those of a directory's files")
+	}
 	if e.root == "" {
-		return ok(IDPermissions, "there is no state directory %s yet; p2ptls creates it 0700", e.s.Root())
+		return ok(IDPermissions, "there is no state directory %s yet; p2ptls creates it 0700", e.local.Root())
 	}
 	var secrets, dirs, files, secretPaths []string
 	err := filepath.WalkDir(e.root, func(p string, de fs.DirEntry, err error) error {
@@ -120,6 +123,9 @@ func checkPermissions(ctx context.Context, e *env) Check {
 // anyone (the kernel dropped the flock with its holder, and the next
 // process takes it over), but it names a process that no longer runs.
 func checkLock(ctx context.Context, e *env) Check {
+	if e.local == nil {
+		return notApplicable(IDLock, "the lock file is a directory's")
+	}
 	if e.root == "" {
 		return ok(IDLock, "there is no state directory yet: nothing is locked")
 	}

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package backup
+package state
 
 // exchange is Linux-only (renameat2); elsewhere swap renames twice.
 func exchange(string, string) error { return errNoExchange }

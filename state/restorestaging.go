@@ -1,4 +1,4 @@
-package backup
+package state
 
 import (
 	"crypto/rand"
@@ -11,7 +11,6 @@ import (
 	"sort"
 	"syscall"
 
-	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 )
 
@@ -23,7 +22,7 @@ import (
 // Telling a dead restore's staging directory from a live one's, and from
 // the previous state that a restore killed right after the swap leaves at
 // the same kind of name, needs no clock or pid: every staging directory
-// holds StagingMarker, which its restore creates first and keeps an
+// holds RestoreStagingMarker, which its restore creates first and keeps an
 // exclusive flock on until it ends (the kernel drops the flock when the
 // process dies), and which it removes just before the swap. So:
 //
@@ -34,13 +33,13 @@ import (
 //     or it is not ours; never removed automatically, only reported.
 //
 // The names are part of the on-disk layout: doctor reads them too.
-const StagingMarker = ".restore-staging"
+const RestoreStagingMarker = ".restore-staging"
 
-// StagingInfix joins the target's path and the random part of a staging
-// directory's name.
-const StagingInfix = ".restore-tmp-"
+// RestoreStagingInfix joins the target's path and the random part of a
+// staging directory's name.
+const RestoreStagingInfix = ".restore-tmp-"
 
-// Kinds of Leftover.
+// Kinds of RestoreLeftover.
 const (
 	// LeftoverStaging is the staging directory of a restore that died
 	// before the swap: a partial copy of the archive, safe to remove.
@@ -52,18 +51,19 @@ const (
 	LeftoverUnknown = "unknown"
 )
 
-// Leftover is a directory beside the state directory at a staging name.
-type Leftover struct {
+// RestoreLeftover is a directory beside the state directory at a staging
+// name.
+type RestoreLeftover struct {
 	Path string
 	Kind string
 }
 
-// Leftovers lists the directories beside target that a restore left or is
-// using, without changing anything (doctor uses it).
-func Leftovers(target string) []Leftover {
-	found, _ := filepath.Glob(globEscape(target) + StagingInfix + "*")
+// RestoreLeftovers lists the directories beside target that a restore
+// left or is using, without changing anything (doctor uses it).
+func RestoreLeftovers(target string) []RestoreLeftover {
+	found, _ := filepath.Glob(globEscape(target) + RestoreStagingInfix + "*")
 	sort.Strings(found)
-	var out []Leftover
+	var out []RestoreLeftover
 	for _, p := range found {
 		if info, err := os.Lstat(p); err != nil || !info.IsDir() {
 			continue // a file or link at such a name is no restore's
@@ -72,7 +72,7 @@ func Leftovers(target string) []Leftover {
 		if unlock != nil {
 			unlock()
 		}
-		out = append(out, Leftover{Path: p, Kind: kind})
+		out = append(out, RestoreLeftover{Path: p, Kind: kind})
 	}
 	return out
 }
@@ -94,7 +94,7 @@ func globEscape(p string) string {
 // probe classifies one leftover directory. For LeftoverStaging it returns
 // with the flock (of kind how) held and unlock to release it.
 func probe(dir string, how int) (kind string, unlock func()) {
-	marker := filepath.Join(dir, StagingMarker)
+	marker := filepath.Join(dir, RestoreStagingMarker)
 	f, err := os.OpenFile(marker, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return LeftoverUnknown, nil
@@ -124,8 +124,8 @@ func probe(dir string, how int) (kind string, unlock func()) {
 // target. It returns what it removed, what is left that a person should
 // look at, and warnings about what it could not remove (which does not
 // stop the restore: the directory is not in its way).
-func cleanStaging(target string) (removed []string, left []Leftover, warns []string) {
-	found, _ := filepath.Glob(globEscape(target) + StagingInfix + "*")
+func cleanStaging(target string) (removed []string, left []RestoreLeftover, warns []string) {
+	found, _ := filepath.Glob(globEscape(target) + RestoreStagingInfix + "*")
 	sort.Strings(found)
 	for _, p := range found {
 		if info, err := os.Lstat(p); err != nil || !info.IsDir() {
@@ -143,14 +143,17 @@ func cleanStaging(target string) (removed []string, left []Leftover, warns []str
 			}
 			removed = append(removed, p)
 		case LeftoverUnknown:
-			left = append(left, Leftover{Path: p, Kind: kind})
+			left = append(left, RestoreLeftover{Path: p, Kind: kind})
 		}
 	}
 	return removed, left, warns
 }
 
-// leftoverWarning is what restore says about a leftover it did not remove.
-func leftoverWarning(l Leftover, target string) string {
+// Warning is what restore says about a leftover it did not remove.
+func (l RestoreLeftover) Warning(target string) string {
+	if l.Kind == LeftoverStaging {
+		return fmt.Sprintf("%s is left from an interrupted restore that died while extracting; the next restore removes it, or remove it now: rm -rf %s", l.Path, l.Path)
+	}
 	return fmt.Sprintf("%s is left from an interrupted restore and may hold the state from before it; look into it, then remove it (rm -rf %s) or keep it (mv %s %s.pre-restore-<time>)",
 		l.Path, l.Path, l.Path, target)
 }
@@ -159,7 +162,15 @@ func leftoverWarning(l Leftover, target string) string {
 // marks it as in use.
 type staging struct {
 	dir    string
+	target string
 	marker *os.File
+	dirs   []stagedDir // made by Mkdir, for finish
+}
+
+// stagedDir is a directory of the staged state and its final mode.
+type stagedDir struct {
+	name string
+	perm fs.FileMode
 }
 
 // makeStaging creates the empty directory the archive is extracted into,
@@ -167,7 +178,7 @@ type staging struct {
 // with its marker locked.
 func makeStaging(target string, exists bool) (*staging, error) {
 	parent := filepath.Dir(target)
-	if err := state.MkdirAll(parent); err != nil {
+	if err := MkdirAll(parent); err != nil {
 		return nil, err
 	}
 	if exists {
@@ -179,12 +190,12 @@ func makeStaging(target string, exists bool) (*staging, error) {
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, err
 	}
-	dir := target + StagingInfix + hex.EncodeToString(rnd[:])
-	if err := os.Mkdir(dir, state.DirMode); err != nil {
+	dir := target + RestoreStagingInfix + hex.EncodeToString(rnd[:])
+	if err := os.Mkdir(dir, DirMode); err != nil {
 		return nil, fault.Failf("restore needs to write beside the state directory; check that its parent is writable",
 			"cannot create %s: %v", dir, unwrapPath(err))
 	}
-	f, err := os.OpenFile(filepath.Join(dir, StagingMarker), os.O_RDWR|os.O_CREATE|os.O_EXCL, state.SecretMode)
+	f, err := os.OpenFile(filepath.Join(dir, RestoreStagingMarker), os.O_RDWR|os.O_CREATE|os.O_EXCL, SecretMode)
 	if err == nil {
 		// Nobody else can have it yet: the name is new.
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
@@ -195,14 +206,14 @@ func makeStaging(target string, exists bool) (*staging, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("mark %s as a restore's: %w", dir, err), os.RemoveAll(dir))
 	}
-	return &staging{dir: dir, marker: f}, nil
+	return &staging{dir: dir, target: target, marker: f}, nil
 }
 
 // unmark removes the marker before the staging directory becomes the
 // state: from then on a leftover at its name is never removed
 // automatically. The flock stays held until release.
 func (s *staging) unmark() error {
-	if err := os.Remove(filepath.Join(s.dir, StagingMarker)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(filepath.Join(s.dir, RestoreStagingMarker)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return nil
@@ -210,3 +221,12 @@ func (s *staging) unmark() error {
 
 // release drops the flock.
 func (s *staging) release() { _ = s.marker.Close() }
+
+// unwrapPath drops the path from an fs.PathError whose message names it.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

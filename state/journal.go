@@ -1,0 +1,511 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/p2pstream/p2ptls/state/fault"
+)
+
+// JournalFile lists the steps of a change that Dir.Apply has committed to
+// but not finished. Its appearance (one atomic rename, after every new file
+// is staged and synced) is the commit point of the change; it is removed
+// once every step is done. A journal found when the lock is taken belongs
+// to a holder that died in the middle, and is rolled forward.
+//
+// Apply, in order:
+//
+//  1. stage: every write becomes a synced temporary file (".NAME.tmp-N",
+//     the name WriteFileAtomic uses) in its target's directory, or, when a
+//     delete of the same change removes that directory, in the directory
+//     above the delete;
+//  2. commit: write the journal (0600, synced);
+//  3. delete: rename each deleted file or directory aside to a temporary
+//     name in its directory;
+//  4. rename each staged file to its name;
+//  5. clean up: remove what was put aside, then the journal.
+//
+// Every step of 3-5 can be done again after a crash part-way through it:
+// a delete whose aside name exists is done; a staged file that is gone was
+// renamed; removing what is gone is no error. Deletes are done again only
+// while the first staged file is still there, since once the renames have
+// begun a delete's name may hold the new file. A crash before the journal
+// exists leaves temporary files, which the next lock after the dead
+// holder removes (removeLeftovers).
+//
+// Readers that do not take the lock (serve, shell completion) may see the
+// change half-applied for the moment steps 3-5 take; the revision written
+// when the lock is released (RevisionFile) tells serve to read again after
+// it.
+const JournalFile = "p2ptls.journal"
+
+// journalVersion is the only journal format this build writes and reads.
+const journalVersion = 1
+
+// journal is the content of JournalFile. Names are store names.
+type journal struct {
+	Version int             `json:"version"`
+	Deletes []journalDelete `json:"deletes"`
+	Writes  []journalWrite  `json:"writes"`
+}
+
+type journalDelete struct {
+	Name  string `json:"name"`
+	Aside string `json:"aside"`
+}
+
+type journalWrite struct {
+	Temp string `json:"temp"`
+	Name string `json:"name"`
+}
+
+// applyStep, when set by a test, is called between the steps of an Apply
+// and of a recovery, so that a test can kill the process at each of them.
+var applyStep func(step string)
+
+func step(s string) {
+	if applyStep != nil {
+		applyStep(s)
+	}
+}
+
+// Apply makes every delete and write of c as one crash-atomic change (see
+// JournalFile): after a crash, the next Lock leaves the state exactly as it
+// was or exactly as c makes it. Deletes come first, so c may replace a
+// directory. The whole Apply is one commit for interrupt handling: it is
+// refused when ctx is done before it starts, and finished once begun.
+func (d *Dir) Apply(ctx context.Context, c Change) error {
+	if c.Empty() {
+		return nil
+	}
+	for _, name := range c.Deletes {
+		if err := noteChange(ctx, d, name); err != nil {
+			return err
+		}
+	}
+	for _, w := range c.Writes {
+		if err := noteChange(ctx, d, w.Name); err != nil {
+			return err
+		}
+	}
+	// A change this lock holder could not finish goes first: the journal
+	// holds one change at a time.
+	if _, err := d.finishJournal(); err != nil {
+		return err
+	}
+	p, err := d.plan(c)
+	if err != nil {
+		return err
+	}
+	for _, name := range p.deletes {
+		d.counted(name)
+	}
+	for _, w := range p.writes {
+		d.counted(w.Name)
+	}
+	j, err := d.stage(p)
+	if err != nil {
+		return err
+	}
+	step("staged")
+	b, err := json.Marshal(j)
+	if err == nil {
+		err = WriteFileAtomic(filepath.Join(d.root, JournalFile), b, SecretMode)
+	}
+	if err != nil {
+		for _, w := range j.Writes {
+			_ = os.Remove(d.abs(w.Temp))
+		}
+		return fmt.Errorf("commit the change: %w", err)
+	}
+	step("committed")
+	if err := d.roll(j); err != nil {
+		return fmt.Errorf("finish the change (it is committed: the next p2ptls command that takes the lock finishes it): %w", err)
+	}
+	return nil
+}
+
+// applyPlan is a checked Change: deletes without those inside another
+// delete, writes without duplicates (the last write of a name wins, at
+// the place of its first), each with the directory it is staged in.
+type applyPlan struct {
+	deletes []string
+	writes  []FileWrite
+	stageIn []string // store name of each write's staging directory, "" for the root
+}
+
+// plan checks c before anything is written: names inside the root, no
+// write that another write needs as a directory, and no write onto a
+// directory or below a file that the change does not delete, so that
+// nothing after the commit point fails for a reason known before it.
+func (d *Dir) plan(c Change) (*applyPlan, error) {
+	p := &applyPlan{}
+	var dels []string
+	for _, name := range c.Deletes {
+		if _, err := d.path(name); err != nil {
+			return nil, err
+		}
+		dels = append(dels, path.Clean(name))
+	}
+	// Shortest first, so that a delete inside an earlier one is dropped.
+	slices.SortStableFunc(dels, func(a, b string) int { return len(a) - len(b) })
+	for _, name := range dels {
+		if name == JournalFile || name == LockFile {
+			return nil, fmt.Errorf("a change cannot delete %s", name)
+		}
+		if !slices.ContainsFunc(p.deletes, func(del string) bool { return under(name, del) }) {
+			p.deletes = append(p.deletes, name)
+		}
+	}
+	at := map[string]int{}
+	for _, w := range c.Writes {
+		if _, err := d.path(w.Name); err != nil {
+			return nil, err
+		}
+		w.Name = path.Clean(w.Name)
+		if w.Name == JournalFile || w.Name == LockFile {
+			return nil, fmt.Errorf("a change cannot write %s", w.Name)
+		}
+		if i, ok := at[w.Name]; ok {
+			p.writes[i] = w
+			continue
+		}
+		at[w.Name] = len(p.writes)
+		p.writes = append(p.writes, w)
+	}
+	deleted := func(name string) (string, bool) {
+		for _, del := range p.deletes {
+			if under(name, del) {
+				return del, true
+			}
+		}
+		return "", false
+	}
+	for _, w := range p.writes {
+		for dir := path.Dir(w.Name); dir != "."; dir = path.Dir(dir) {
+			if _, ok := at[dir]; ok {
+				return nil, fmt.Errorf("a change cannot write both %s and %s inside it", dir, w.Name)
+			}
+			if _, gone := deleted(dir); gone {
+				break
+			}
+			if info, err := os.Lstat(d.abs(dir)); err == nil && !info.IsDir() {
+				return nil, fmt.Errorf("cannot write %s: %s is not a directory", w.Name, d.abs(dir))
+			}
+		}
+		del, gone := deleted(w.Name)
+		if !gone {
+			if info, err := os.Lstat(d.abs(w.Name)); err == nil && info.IsDir() {
+				return nil, fmt.Errorf("cannot write %s: it is a directory", d.abs(w.Name))
+			}
+			p.stageIn = append(p.stageIn, parentName(w.Name))
+			continue
+		}
+		// Not inside what the delete puts aside, or it would go too.
+		p.stageIn = append(p.stageIn, parentName(del))
+	}
+	return p, nil
+}
+
+// parentName is the store name of name's directory, "" for the root.
+func parentName(name string) string {
+	if dir := path.Dir(name); dir != "." {
+		return dir
+	}
+	return ""
+}
+
+// abs is the file path of a store name already checked by path.
+func (d *Dir) abs(name string) string {
+	if name == "" {
+		return d.root
+	}
+	return filepath.Join(d.root, filepath.FromSlash(name))
+}
+
+// stage writes every file of p as a synced temporary file, picks the aside
+// name of every delete, and syncs the directories that hold them, so that
+// the journal, once written, names only durable files. On error it
+// removes what it staged.
+func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
+	j = &journal{Version: journalVersion, Deletes: []journalDelete{}, Writes: []journalWrite{}}
+	defer func() {
+		if err != nil {
+			for _, w := range j.Writes {
+				_ = os.Remove(d.abs(w.Temp))
+			}
+		}
+	}()
+	dirs := map[string]bool{}
+	for i, w := range p.writes {
+		dir := p.stageIn[i]
+		if err := MkdirAll(d.abs(dir)); err != nil {
+			return j, err
+		}
+		tmp, err := stageFile(d.abs(dir), path.Base(w.Name), w.Data, w.Perm)
+		if err != nil {
+			return j, err
+		}
+		j.Writes = append(j.Writes, journalWrite{Temp: path.Join(dir, filepath.Base(tmp)), Name: w.Name})
+		// The directory and those above it: MkdirAll may have made them.
+		for ; dir != ""; dir = parentName(dir) {
+			dirs[dir] = true
+		}
+	}
+	for _, name := range p.deletes {
+		aside, err := asideName(d.abs(parentName(name)), path.Base(name))
+		if err != nil {
+			return j, err
+		}
+		j.Deletes = append(j.Deletes, journalDelete{Name: name, Aside: path.Join(parentName(name), aside)})
+	}
+	if err := d.syncDirs(dirs); err != nil {
+		return j, err
+	}
+	return j, nil
+}
+
+// stageFile writes data to a new temporary file in dir, named as
+// WriteFileAtomic names its own, with mode perm, synced.
+func stageFile(dir, base string, data []byte, perm fs.FileMode) (_ string, err error) {
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("create temporary file in %s: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return "", fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	// Explicitly: CreateTemp uses 0600 and the umask must not decide.
+	if err = f.Chmod(perm); err != nil {
+		return "", fmt.Errorf("set mode of %s: %w", f.Name(), err)
+	}
+	if err = f.Sync(); err != nil {
+		return "", fmt.Errorf("sync %s: %w", f.Name(), err)
+	}
+	if err = f.Close(); err != nil {
+		return "", fmt.Errorf("close %s: %w", f.Name(), err)
+	}
+	return f.Name(), nil
+}
+
+// asideName picks an unused temporary name in dir for base put aside.
+func asideName(dir, base string) (string, error) {
+	for range 100 {
+		name := "." + base + ".tmp-" + strconv.FormatUint(rand.Uint64(), 10)
+		if _, err := os.Lstat(filepath.Join(dir, name)); errors.Is(err, fs.ErrNotExist) {
+			return name, nil
+		}
+	}
+	return "", fmt.Errorf("cannot find an unused temporary name for %s in %s", base, dir)
+}
+
+// roll does steps 3-5 of j, skipping what is already done, so that it can
+// run again after a crash part-way through.
+func (d *Dir) roll(j *journal) error {
+	dirs := map[string]bool{}
+	renamesBegun := false
+	if len(j.Writes) > 0 {
+		_, err := os.Lstat(d.abs(j.Writes[0].Temp))
+		renamesBegun = errors.Is(err, fs.ErrNotExist)
+	}
+	if !renamesBegun {
+		for _, del := range j.Deletes {
+			if _, err := os.Lstat(d.abs(del.Aside)); err == nil {
+				continue // put aside before the crash
+			}
+			err := os.Rename(d.abs(del.Name), d.abs(del.Aside))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // nothing there to delete
+			}
+			if err != nil {
+				return fmt.Errorf("delete %s: %w", del.Name, err)
+			}
+			dirs[parentName(del.Name)] = true
+			step("deleted " + del.Name)
+		}
+		if err := d.syncDirs(dirs); err != nil {
+			return err
+		}
+	}
+	for _, w := range j.Writes {
+		if _, err := os.Lstat(d.abs(w.Temp)); errors.Is(err, fs.ErrNotExist) {
+			continue // renamed before the crash
+		}
+		dir := parentName(w.Name)
+		if err := MkdirAll(d.abs(dir)); err != nil {
+			return err
+		}
+		if err := os.Rename(d.abs(w.Temp), d.abs(w.Name)); err != nil {
+			return fmt.Errorf("write %s: %w", w.Name, err)
+		}
+		dirs[parentName(w.Temp)] = true
+		for ; dir != ""; dir = parentName(dir) {
+			dirs[dir] = true
+		}
+		step("renamed " + w.Name)
+	}
+	if err := d.syncDirs(dirs); err != nil {
+		return err
+	}
+	clear(dirs)
+	for _, del := range j.Deletes {
+		if err := os.RemoveAll(d.abs(del.Aside)); err != nil {
+			return fmt.Errorf("delete %s: %w", del.Name, err)
+		}
+		dirs[parentName(del.Aside)] = true
+	}
+	if err := d.syncDirs(dirs); err != nil {
+		return err
+	}
+	step("cleaned")
+	if err := os.Remove(filepath.Join(d.root, JournalFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return syncDir(d.root)
+}
+
+// syncDirs syncs the directories named (store names, "" for the root); one
+// that is gone needs no sync.
+func (d *Dir) syncDirs(dirs map[string]bool) error {
+	names := make([]string, 0, len(dirs))
+	for name := range dirs {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := syncDir(d.abs(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// finishJournal rolls forward a change that a crash (or a failed step)
+// left committed but unfinished. It reports whether there was one.
+func (d *Dir) finishJournal() (bool, error) {
+	b, err := os.ReadFile(filepath.Join(d.root, JournalFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return true, fmt.Errorf("read the journal of an interrupted change: %w", err)
+	}
+	j, err := d.parseJournal(b)
+	if err != nil {
+		p := filepath.Join(d.root, JournalFile)
+		return true, fault.Failf("look at "+p+": it lists the files of a change that was cut short; finish its renames by hand or remove it, then run the command again",
+			"the journal of an interrupted change, %s, is damaged: %v", p, err)
+	}
+	for _, del := range j.Deletes {
+		d.counted(del.Name)
+	}
+	for _, w := range j.Writes {
+		d.counted(w.Name)
+	}
+	if err := d.roll(j); err != nil {
+		return true, fault.Failf("fix what the error names (permissions, a full disk) and run the command again: it finishes the change then",
+			"cannot finish the interrupted change that %s lists: %v", filepath.Join(d.root, JournalFile), err)
+	}
+	return true, nil
+}
+
+// parseJournal reads a journal and checks that it only names files inside
+// the root and temporary names where it puts or finds staged files, so
+// that a damaged one cannot make recovery move other files.
+func (d *Dir) parseJournal(b []byte) (*journal, error) {
+	var j journal
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, err
+	}
+	if j.Version != journalVersion {
+		return nil, fmt.Errorf("its version is %d; this p2ptls reads version %d", j.Version, journalVersion)
+	}
+	check := func(name, temp string) error {
+		for _, n := range []string{name, temp} {
+			if _, err := d.path(n); err != nil {
+				return err
+			}
+		}
+		if !IsTempName(path.Base(temp)) {
+			return fmt.Errorf("%q is not a temporary name", temp)
+		}
+		if path.Clean(name) != name || path.Clean(temp) != temp {
+			return fmt.Errorf("%q is not in clean form", name)
+		}
+		return nil
+	}
+	for _, del := range j.Deletes {
+		if err := check(del.Name, del.Aside); err != nil {
+			return nil, err
+		}
+	}
+	for _, w := range j.Writes {
+		if err := check(w.Name, w.Temp); err != nil {
+			return nil, err
+		}
+	}
+	return &j, nil
+}
+
+// journalNames are the temporary names a journal at root uses (staged
+// files and what it puts aside), nil when there is none; ok is false when
+// one exists that cannot be read.
+func journalNames(root string) (names map[string]bool, exists bool) {
+	b, err := os.ReadFile(filepath.Join(root, JournalFile))
+	if err != nil {
+		return nil, !errors.Is(err, fs.ErrNotExist)
+	}
+	names = map[string]bool{}
+	j, err := (&Dir{root: root}).parseJournal(b)
+	if err != nil {
+		return names, true
+	}
+	for _, del := range j.Deletes {
+		names[del.Aside] = true
+	}
+	for _, w := range j.Writes {
+		names[w.Temp] = true
+	}
+	return names, true
+}
+
+// finishOnLock finishes, under the lock just taken, a change whose holder
+// died after committing it (see JournalFile), and then removes what that
+// holder left if removeLeftovers held back for the journal. Lock calls it
+// once the lock is held and its unlock func wrapped, so that the
+// recovery's changes bump the revision at unlock like any other.
+func (d *Dir) finishOnLock(ctx context.Context, unlock func() error, err error) (func() error, error) {
+	if err != nil || unlock == nil {
+		return unlock, err
+	}
+	if _, serr := os.Lstat(filepath.Join(d.root, JournalFile)); serr != nil {
+		return unlock, nil
+	}
+	// The recovery is a commit: a command being stopped does not start it
+	// (the next one will), and one begun is waited for.
+	if err := noteChange(ctx, d, JournalFile); err != nil {
+		return nil, errors.Join(err, unlock())
+	}
+	if _, err := d.finishJournal(); err != nil {
+		return nil, errors.Join(err, unlock())
+	}
+	if d.leftoversHeld.Swap(false) {
+		d.removeLeftovers(ctx)
+	}
+	return unlock, nil
+}

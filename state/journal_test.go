@@ -1,0 +1,495 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state/fault"
+)
+
+// journalOld is the state before the change of the kill tests: mappings a
+// and b with their files.
+func journalOld(t *testing.T, root string) *Dir {
+	t.Helper()
+	d := OpenDir(root, 5*time.Second)
+	err := Update(context.Background(), d, "test", func(tx *Tx) error {
+		tx.Config.Listeners = []Listener{{Name: "web", Addr: ":443"}}
+		tx.Config.Mappings = []Mapping{
+			{ID: "a", Listener: "web", Hosts: []string{"a.example.com"}, Source: SourceSelfSigned},
+			{ID: "b", Listener: "web", Hosts: []string{"b.example.com"}, Source: SourceSelfSigned},
+		}
+		for name, body := range map[string]string{
+			"certs/public/a/cert.pem": "old a cert", "certs/public/a/key.pem": "old a key", "certs/public/a/meta.toml": "old a meta",
+			"certs/public/b/cert.pem": "old b cert", "certs/public/b/key.pem": "old b key",
+		} {
+			if err := tx.Write(context.Background(), name, []byte(body), SecretMode); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// journalChange is the change the kill tests cut short: b goes, a's
+// directory is replaced (its meta.toml goes with the old directory), c is
+// added, and the config names a and c.
+func journalChange(ctx context.Context, d *Dir) error {
+	return Update(ctx, d, "test change", func(tx *Tx) error {
+		tx.Config.Mappings = []Mapping{
+			{ID: "a", Listener: "web", Hosts: []string{"a.example.com", "www.a.example.com"}, Source: SourceSelfSigned},
+			{ID: "c", Listener: "web", Hosts: []string{"c.example.com"}, Source: SourceSelfSigned},
+		}
+		if err := tx.Delete(ctx, "certs/public/b"); err != nil {
+			return err
+		}
+		if err := tx.Delete(ctx, "certs/public/a"); err != nil {
+			return err
+		}
+		for _, w := range []FileWrite{
+			{Name: "certs/public/a/cert.pem", Data: []byte("new a cert"), Perm: PublicMode},
+			{Name: "certs/public/a/key.pem", Data: []byte("new a key"), Perm: SecretMode},
+			{Name: "certs/public/c/cert.pem", Data: []byte("new c cert"), Perm: PublicMode},
+			{Name: "certs/public/c/key.pem", Data: []byte("new c key"), Perm: SecretMode},
+		} {
+			if err := tx.Write(ctx, w.Name, w.Data, w.Perm); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// tree is everything under root but the lock and the revision: each
+// directory and file with its mode, and each file's content.
+func tree(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." || rel == LockFile || rel == RevisionFile {
+			return nil
+		}
+		info, err := de.Info()
+		if err != nil {
+			return err
+		}
+		v := info.Mode().String()
+		if !de.IsDir() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			v += " " + string(b)
+		}
+		out[filepath.ToSlash(rel)] = v
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func diffTrees(got, want map[string]string) string {
+	var d []string
+	for k, v := range want {
+		if g, ok := got[k]; !ok {
+			d = append(d, "missing "+k)
+		} else if g != v {
+			d = append(d, fmt.Sprintf("%s: %q, want %q", k, g, v))
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			d = append(d, "extra "+k)
+		}
+	}
+	slices.Sort(d)
+	return strings.Join(d, "\n")
+}
+
+// applySteps runs journalChange on a fresh state, recording the steps of
+// its Apply, and returns them with the trees before and after.
+func applySteps(t *testing.T) (steps []string, before, after map[string]string) {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "state")
+	d := journalOld(t, root)
+	before = tree(t, root)
+	applyStep = func(s string) { steps = append(steps, s) }
+	defer func() { applyStep = nil }()
+	if err := journalChange(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	after = tree(t, root)
+	if _, err := os.Lstat(filepath.Join(root, JournalFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the journal is left after a finished change: %v", err)
+	}
+	return steps, before, after
+}
+
+// killedAt runs this test binary as a helper that does mode ("apply": the
+// change; "lock": take the lock, recovering) on root and SIGKILLs itself
+// when it reaches step, and checks that it did.
+func killedAt(t *testing.T, root, mode, step string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestApplyHelperProcess$")
+	cmd.Env = append(os.Environ(), "P2PTLS_TEST_APPLY="+mode+"\n"+step+"\n"+root)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("helper (%s, kill at %q) was not killed there: %v\n%s", mode, step, err, out)
+	}
+}
+
+// TestApplyHelperProcess is the helper of killedAt; it does nothing in a
+// normal run.
+func TestApplyHelperProcess(t *testing.T) {
+	v := os.Getenv("P2PTLS_TEST_APPLY")
+	if v == "" {
+		t.Skip("helper process of the kill tests")
+	}
+	args := strings.SplitN(v, "\n", 3)
+	mode, at, root := args[0], args[1], args[2]
+	applyStep = func(s string) {
+		if s == at {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			time.Sleep(time.Minute) // the signal is on its way
+		}
+	}
+	d := OpenDir(root, 5*time.Second)
+	var err error
+	switch mode {
+	case "apply":
+		err = journalChange(context.Background(), d)
+	case "lock":
+		var unlock func() error
+		if unlock, err = d.Lock(context.Background(), "test"); err == nil {
+			err = unlock()
+		}
+	}
+	fmt.Println("not killed:", err)
+	os.Exit(0)
+}
+
+// A change killed at any step of its Apply leaves, after the next Lock,
+// exactly the old state (killed before the journal is written) or exactly
+// the new one (after), and the Lock that finishes a change writes a new
+// revision so that serve reloads.
+func TestApplyKilledAtEachStep(t *testing.T) {
+	steps, before, after := applySteps(t)
+	for _, want := range []string{"staged", "committed", "deleted certs/public/b", "deleted certs/public/a",
+		"renamed certs/public/a/cert.pem", "renamed certs/public/c/key.pem", "renamed " + ConfigFile, "cleaned"} {
+		if !slices.Contains(steps, want) {
+			t.Fatalf("steps %q lack %q", steps, want)
+		}
+	}
+	for _, s := range steps {
+		t.Run(s, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "state")
+			d := journalOld(t, root)
+			killedAt(t, root, "apply", s)
+			rev, _ := os.ReadFile(filepath.Join(root, RevisionFile))
+			unlock, err := d.Lock(context.Background(), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := unlock(); err != nil {
+				t.Fatal(err)
+			}
+			want, name := after, "new"
+			if s == "staged" {
+				want, name = before, "old"
+			}
+			if diff := diffTrees(tree(t, root), want); diff != "" {
+				t.Errorf("killed at %q: not the %s state:\n%s", s, name, diff)
+			}
+			newRev, _ := os.ReadFile(filepath.Join(root, RevisionFile))
+			if changed := string(newRev) != string(rev); changed != (name == "new") {
+				t.Errorf("killed at %q: revision changed = %v, want %v", s, changed, name == "new")
+			}
+		})
+	}
+}
+
+// A recovery killed at any of its steps is finished by the next Lock.
+func TestApplyRecoveryKilledAtEachStep(t *testing.T) {
+	steps, _, after := applySteps(t)
+	i := slices.Index(steps, "committed")
+	for _, s := range steps[i+1:] {
+		t.Run(s, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "state")
+			d := journalOld(t, root)
+			killedAt(t, root, "apply", "committed")
+			killedAt(t, root, "lock", s)
+			unlock, err := d.Lock(context.Background(), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := unlock(); err != nil {
+				t.Fatal(err)
+			}
+			if diff := diffTrees(tree(t, root), after); diff != "" {
+				t.Errorf("recovery killed at %q: not the new state:\n%s", s, diff)
+			}
+		})
+	}
+}
+
+// What a killed Apply leaves is known for what it is: before the lock is
+// taken again, doctor's FindLeftovers does not call the journal's staged
+// files leftovers, and the journal is 0600.
+func TestFindLeftoversWithAPendingChange(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "state")
+	d := journalOld(t, root)
+	killedAt(t, root, "apply", "deleted certs/public/a")
+	info, err := os.Stat(filepath.Join(root, JournalFile))
+	if err != nil || info.Mode().Perm() != SecretMode {
+		t.Fatalf("journal: %v, %v", info, err)
+	}
+	l, err := FindLeftovers(context.Background(), d, root)
+	if err != nil || !l.Pending || len(l.TempFiles) != 0 || len(l.Orphans) != 0 {
+		t.Errorf("FindLeftovers = %+v, %v; want pending and nothing listed", l, err)
+	}
+}
+
+// An aside directory or staged file that no journal names is a leftover,
+// listed once (not its content) and removed after a dead holder.
+func TestLeftoverAsideDirectory(t *testing.T) {
+	d, root := leftoverState(t)
+	aside := filepath.Join(root, "certs/public/.old.tmp-123")
+	if err := os.MkdirAll(aside, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(aside, "key.pem"), []byte("k"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := FindLeftovers(context.Background(), d, root)
+	if err != nil || !slices.Contains(l.TempFiles, "certs/public/.old.tmp-123") || slices.Contains(l.TempFiles, "certs/public/.old.tmp-123/key.pem") {
+		t.Errorf("FindLeftovers = %+v, %v", l, err)
+	}
+	rec := "pid = 999999\nhost = 'h'\nsince = 2026-01-01T00:00:00Z\npurpose = 'x'\n"
+	if err := os.WriteFile(filepath.Join(root, LockFile), []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := d.Lock(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = unlock()
+	if _, err := os.Lstat(aside); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("aside directory not removed: %v", err)
+	}
+}
+
+// A change that could not be completed is refused before anything is
+// written: no temporary file, no journal, nothing changed.
+func TestApplyRefusesBeforeWriting(t *testing.T) {
+	tests := []struct {
+		desc string
+		c    Change
+		want string
+	}{
+		{"onto a directory", Change{Writes: []FileWrite{{Name: "certs/public/a", Data: []byte("x"), Perm: SecretMode}}}, "is a directory"},
+		{"below a file", Change{Writes: []FileWrite{{Name: "certs/public/a/cert.pem/x", Data: []byte("x"), Perm: SecretMode}}}, "not a directory"},
+		{"a file and inside it", Change{Writes: []FileWrite{{Name: "n/x", Perm: SecretMode}, {Name: "n", Perm: SecretMode}}}, "inside it"},
+		{"out of the root", Change{Writes: []FileWrite{{Name: "../x", Perm: SecretMode}}}, "invalid state file name"},
+		{"the journal", Change{Writes: []FileWrite{{Name: JournalFile, Perm: SecretMode}}}, "cannot write"},
+		{"a delete out of the root", Change{Deletes: []string{"../x"}}, "invalid state file name"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "state")
+			d := journalOld(t, root)
+			before := tree(t, root)
+			unlock, err := d.Lock(context.Background(), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unlock()
+			err = d.Apply(context.Background(), tc.c)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Apply = %v, want %q", err, tc.want)
+			}
+			if diff := diffTrees(tree(t, root), before); diff != "" {
+				t.Errorf("a refused change wrote:\n%s", diff)
+			}
+		})
+	}
+}
+
+// Deletes come first: a change may replace a directory with new content,
+// and a delete of what is not there is no error.
+func TestApplyReplacesADirectory(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "state")
+	d := journalOld(t, root)
+	unlock, err := d.Lock(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	err = d.Apply(context.Background(), Change{
+		Deletes: []string{"certs/public/a", "certs/public/a/key.pem", "certs/public/none", "certs/public/b/key.pem"},
+		Writes: []FileWrite{
+			{Name: "certs/public/a/cert.pem", Data: []byte("first"), Perm: PublicMode},
+			{Name: "certs/public/a/cert.pem", Data: []byte("second"), Perm: PublicMode},
+			{Name: "certs/public/b/key.pem", Data: []byte("new b key"), Perm: SecretMode},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tree(t, root)
+	for name, want := range map[string]string{
+		"certs/public/a/cert.pem":  "-rw-r--r-- second",
+		"certs/public/a/key.pem":   "",
+		"certs/public/a/meta.toml": "",
+		"certs/public/b/key.pem":   "-rw------- new b key",
+		"certs/public/b/cert.pem":  "-rw------- old b cert",
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %q, want %q", name, got[name], want)
+		}
+	}
+	for name := range got {
+		if IsTempName(filepath.Base(name)) {
+			t.Errorf("temporary name left: %s", name)
+		}
+	}
+}
+
+// A journal that does not parse, or names files it may not move, stops
+// the next Lock with an error naming it, and nothing is moved.
+func TestDamagedJournal(t *testing.T) {
+	for desc, body := range map[string]string{
+		"not json":      "{half",
+		"version":       `{"version":9}`,
+		"not a temp":    `{"version":1,"writes":[{"temp":"certs/public/a/key.pem","name":"p2ptls.toml"}]}`,
+		"out of root":   `{"version":1,"writes":[{"temp":"../.x.tmp-1","name":"p2ptls.toml"}]}`,
+		"aside a file ": `{"version":1,"deletes":[{"name":"p2ptls.toml","aside":"certs/public/a/cert.pem"}]}`,
+	} {
+		t.Run(desc, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "state")
+			d := journalOld(t, root)
+			if err := os.WriteFile(filepath.Join(root, JournalFile), []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			before := tree(t, root)
+			unlock, err := d.Lock(context.Background(), "test")
+			if err == nil {
+				_ = unlock()
+				t.Fatal("Lock succeeded with a damaged journal")
+			}
+			if !strings.Contains(err.Error(), JournalFile) || fault.HintOf(err) == "" {
+				t.Errorf("err = %v (hint %q)", err, fault.HintOf(err))
+			}
+			if diff := diffTrees(tree(t, root), before); diff != "" {
+				t.Errorf("a damaged journal moved files:\n%s", diff)
+			}
+			if _, err := os.Lstat(filepath.Join(root, LockFile)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the refused Lock left its lock file: %v", err)
+			}
+		})
+	}
+}
+
+// An Apply whose steps after the commit fail leaves the journal; the next
+// Apply under the same lock finishes that change before its own.
+func TestApplyFinishesAnUnfinishedChangeFirst(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "state")
+	d := journalOld(t, root)
+	unlock, err := d.Lock(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	tmp, err := stageFile(filepath.Join(root, "certs/public/b"), "cert.pem", []byte("journaled"), PublicMode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, _ := json.Marshal(journal{Version: journalVersion, Writes: []journalWrite{{Temp: "certs/public/b/" + filepath.Base(tmp), Name: "certs/public/b/cert.pem"}}})
+	if err := os.WriteFile(filepath.Join(root, JournalFile), j, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Apply(context.Background(), Change{Writes: []FileWrite{{Name: "certs/public/b/key.pem", Data: []byte("k2"), Perm: SecretMode}}}); err != nil {
+		t.Fatal(err)
+	}
+	got := tree(t, root)
+	if got["certs/public/b/cert.pem"] != "-rw-r--r-- journaled" || got["certs/public/b/key.pem"] != "-rw------- k2" {
+		t.Errorf("tree = %v", got)
+	}
+	if _, ok := got[JournalFile]; ok {
+		t.Error("journal left")
+	}
+}
+
+// A dead holder that left a journal and other leftovers: the next Lock
+// finishes the change first, and only then removes the leftovers, whose
+// list the change may alter (an orphan it names stays).
+func TestLockFinishesTheJournalThenRemovesLeftovers(t *testing.T) {
+	d, root := leftoverState(t)
+	tmp, err := stageFile(filepath.Join(root, "certs/public/keep"), "new.pem", []byte("n"), SecretMode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, _ := json.Marshal(journal{Version: journalVersion, Writes: []journalWrite{{Temp: "certs/public/keep/" + filepath.Base(tmp), Name: "certs/public/keep/new.pem"}}})
+	if err := os.WriteFile(filepath.Join(root, JournalFile), j, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rec := "pid = 999999\nhost = 'h'\nsince = 2026-01-01T00:00:00Z\npurpose = 'x'\n"
+	if err := os.WriteFile(filepath.Join(root, LockFile), []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := d.Lock(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Clone(afterCleanup)
+	want = append(want, "certs/public/keep/new.pem")
+	slices.Sort(want)
+	if got := files(t, root); !slices.Equal(got, want) {
+		t.Errorf("after the takeover:\n%q\nwant\n%q", got, want)
+	}
+}
+
+// An Apply is one commit: refused whole when the caller's context has
+// ended before it starts (interrupt semantics, see interrupt.go).
+func TestApplyRefusedOnceTheContextEnded(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "state")
+	d := journalOld(t, root)
+	before := tree(t, root)
+	unlock, err := d.Lock(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = d.Apply(ctx, Change{Deletes: []string{"certs/public/b"}, Writes: []FileWrite{{Name: "run/x", Perm: SecretMode}, {Name: ConfigFile, Data: []byte("x"), Perm: SecretMode}}})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Apply = %v, want context.Canceled", err)
+	}
+	if diff := diffTrees(tree(t, root), before); diff != "" {
+		t.Errorf("a refused Apply wrote:\n%s", diff)
+	}
+}
