@@ -125,7 +125,7 @@ func certIssueAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	for _, skip := range skipped {
 		slog.Debug("not issued", "mapping", skip.ID, "why", skip.Reason)
 	}
-	res := issuance.Run(ctx, store, ids, time.Now, issuance.Options{ACME: opts}, func(id string, err error) {
+	res, err := issuance.Run(ctx, store, ids, time.Now, issuance.Options{ACME: opts}, func(id string, err error) {
 		switch {
 		case g.JSON():
 		case err == nil:
@@ -134,6 +134,9 @@ func certIssueAction(ctx context.Context, g *Globals, c *cli.Context) error {
 			report(g.Stderr, err)
 		}
 	})
+	if err != nil {
+		return err
+	}
 	if g.JSON() {
 		if err := printJSON(g.Stdout, res); err != nil {
 			return err

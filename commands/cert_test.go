@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -105,5 +106,21 @@ func TestCertIssueOutput(t *testing.T) {
 				t.Errorf("JSON %s, want issued %q, failed %q", stdout.String(), tc.json.Issued, tc.json.Failed)
 			}
 		})
+	}
+}
+
+// TestCertIssueOnABrokenConfig: a p2ptls.toml that does not load is the
+// error of the command (exit 2), before any mapping is tried.
+func TestCertIssueOnABrokenConfig(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, state.ConfigFile), []byte("schema_version = [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"a"}, {"a", "b"}, {"--all"}} {
+		var stdout, stderr bytes.Buffer
+		code := Main(context.Background(), append([]string{"p2ptls", "--config-dir", dir, "cert", "issue"}, args...), &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), state.ConfigFile) || strings.Contains(stderr.String(), "mappings failed") {
+			t.Errorf("cert issue %q: exit %d, stderr:\n%s", args, code, stderr.String())
+		}
 	}
 }

@@ -39,12 +39,18 @@ func Issue(ctx context.Context, s state.Store, id string, now time.Time, o Optio
 	if err != nil {
 		return err
 	}
+	return issue(ctx, s, cfg, id, now, o)
+}
+
+// issue is Issue with the config already loaded: cfg decides which way
+// mapping id goes. It may be older than the state: the source is decided
+// again under the lock, where acme.Issue refuses a mapping that is no
+// longer ACME and mappings.Regenerate one that is ACME now.
+func issue(ctx context.Context, s state.Store, cfg *state.Config, id string, now time.Time, o Options) error {
 	m, ok := cfg.Mapping(id)
 	if !ok {
 		return fault.NotFoundf("see 'p2ptls mapping list' for the existing ones", "mapping %q does not exist", id)
 	}
-	// The source is decided again under the lock: acme.Issue refuses a
-	// mapping that is no longer ACME, mappings.Regenerate one that is now.
 	switch m.Source {
 	case state.SourceACME:
 		if o.BeforeOrder != nil {
@@ -131,11 +137,17 @@ func (r *Report) Err() error {
 
 // Run issues the mappings ids (from Select), one after another, each as
 // its own change: one that fails does not stop the others. done, when set,
-// is called after each mapping with its error (nil when issued).
-func Run(ctx context.Context, s state.Store, ids []string, now func() time.Time, o Options, done func(id string, err error)) *Report {
+// is called after each mapping with its error (nil when issued). The
+// config is read once, not once per mapping; when it does not load,
+// nothing is tried and that is the error.
+func Run(ctx context.Context, s state.Store, ids []string, now func() time.Time, o Options, done func(id string, err error)) (*Report, error) {
+	cfg, err := state.LoadConfig(ctx, s)
+	if err != nil {
+		return nil, err
+	}
 	r := &Report{Issued: []string{}, Failed: []string{}, Errors: map[string]string{}}
 	for _, id := range ids {
-		err := Issue(ctx, s, id, now(), o)
+		err := issue(ctx, s, cfg, id, now(), o)
 		if err != nil {
 			r.Failed = append(r.Failed, id)
 			r.Errors[id] = strings.Join(strings.Fields(err.Error()), " ")
@@ -147,7 +159,7 @@ func Run(ctx context.Context, s state.Store, ids []string, now func() time.Time,
 			done(id, err)
 		}
 	}
-	return r
+	return r, nil
 }
 
 // Pending returns the ACME mappings that have no certificate yet and are

@@ -226,12 +226,15 @@ func TestRun(t *testing.T) {
 		t.Run(strings.Join(tc.ids, ","), func(t *testing.T) {
 			s, _ := fixture(t)
 			var seen []string
-			r := Run(ctx, s, tc.ids, func() time.Time { return now0 }, Options{}, func(id string, err error) {
+			r, err := Run(ctx, s, tc.ids, func() time.Time { return now0 }, Options{}, func(id string, err error) {
 				seen = append(seen, id)
 				if slices.Contains(tc.failed, id) == (err == nil) {
 					t.Errorf("%s: done with %v", id, err)
 				}
 			})
+			if err != nil {
+				t.Fatal(err)
+			}
 			if !slices.Equal(r.Issued, tc.issued) || !slices.Equal(r.Failed, tc.failed) || len(r.Errors) != len(tc.failed) {
 				t.Errorf("report %+v, want issued %q, failed %q", r, tc.issued, tc.failed)
 			}
@@ -243,7 +246,7 @@ func TestRun(t *testing.T) {
 					t.Errorf("error of %s: %q", id, r.Errors[id])
 				}
 			}
-			err := r.Err()
+			err = r.Err()
 			if tc.err == "" {
 				if err != nil {
 					t.Errorf("Err() = %v", err)
@@ -279,5 +282,8 @@ func TestPending(t *testing.T) {
 	var broken *state.ConfigFileError
 	if _, _, err := Pending(ctx, s, now0); !errors.As(err, &broken) {
 		t.Errorf("Pending on a broken p2ptls.toml = %v", err)
+	}
+	if r, err := Run(ctx, s, []string{"acme-pending", "ss-valid"}, time.Now, Options{}, nil); !errors.As(err, &broken) || r != nil {
+		t.Errorf("Run on a broken p2ptls.toml = %+v, %v; want the config's error before any mapping", r, err)
 	}
 }
