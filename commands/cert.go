@@ -15,8 +15,8 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/acme"
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/issuance"
 	"github.com/p2pstream/p2ptls/state/mappings"
-	"github.com/p2pstream/p2ptls/state/text"
 )
 
 const (
@@ -105,13 +105,6 @@ func acmeOptions(c *cli.Context) (acme.Options, error) {
 	return acme.Options{Log: slog.Default(), DNSResolvers: resolvers}, nil
 }
 
-// issueResult is what "cert issue" prints as JSON.
-type issueResult struct {
-	Issued []string          `json:"issued"`
-	Failed []string          `json:"failed"`
-	Errors map[string]string `json:"errors"`
-}
-
 func certIssueAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	ids := c.Args().Slice()
 	if c.Bool(flgAll) == (len(ids) > 0) {
@@ -124,60 +117,32 @@ func certIssueAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := state.LoadConfig(ctx, g.Store())
+	store := g.Store()
+	ids, skipped, err := issuance.Select(ctx, store, issuance.Selection{IDs: ids, All: c.Bool(flgAll), Force: c.Bool(flgForce)}, time.Now())
 	if err != nil {
 		return err
 	}
-	if c.Bool(flgAll) {
-		list, err := mappings.List(ctx, g.Store(), cfg, "", time.Now())
-		if err != nil {
-			return err
-		}
-		for _, m := range list {
-			issuable := m.Source == state.SourceACME || m.Source == state.SourceSelfSigned
-			if issuable && (c.Bool(flgForce) || m.Status != mappings.StatusValid) {
-				ids = append(ids, m.ID)
-			}
-		}
+	for _, skip := range skipped {
+		slog.Debug("not issued", "mapping", skip.ID, "why", skip.Reason)
 	}
-	res := issueResult{Issued: []string{}, Failed: []string{}, Errors: map[string]string{}}
-	var firstErr error
-	for _, id := range ids {
-		var err error
-		if m, ok := cfg.Mapping(id); ok && m.Source == state.SourceACME {
-			err = acme.Issue(ctx, g.Store(), id, time.Now(), opts)
-		} else {
-			err = mappings.Regenerate(ctx, g.Store(), id, time.Now())
-		}
-		if err != nil {
-			res.Failed = append(res.Failed, id)
-			res.Errors[id] = text.OneLine(err.Error())
-			if firstErr == nil {
-				firstErr = err
-			}
-			if !g.JSON() && len(ids) > 1 {
-				report(g.Stderr, err)
-			}
-			continue
-		}
-		res.Issued = append(res.Issued, id)
-		if !g.JSON() {
+	res, err := issuance.Run(ctx, store, ids, time.Now, issuance.Options{ACME: opts}, func(id string, err error) {
+		switch {
+		case g.JSON():
+		case err == nil:
 			g.Infof("issued a new certificate for mapping %s", id)
+		case len(ids) > 1: // one mapping's error is the command's
+			report(g.Stderr, err)
 		}
+	})
+	if err != nil {
+		return err
 	}
 	if g.JSON() {
 		if err := printJSON(g.Stdout, res); err != nil {
 			return err
 		}
 	}
-	switch {
-	case len(ids) == 1:
-		return firstErr
-	case len(res.Failed) > 0:
-		return &fault.Error{Kind: fault.Failure, Msg: fmt.Sprintf("%d of %d mappings failed: %s", len(res.Failed), len(ids), strings.Join(res.Failed, ", ")),
-			Hint: "'p2ptls cert list' shows each one's last error"}
-	}
-	return nil
+	return res.Err()
 }
 
 func certRenewAction(ctx context.Context, g *Globals, c *cli.Context) error {

@@ -10,6 +10,7 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/acme"
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/issuance"
 	"github.com/p2pstream/p2ptls/state/mappings"
 	"github.com/p2pstream/p2ptls/state/text"
 )
@@ -139,37 +140,31 @@ func (a *api) removeMapping(w http.ResponseWriter, r *http.Request) {
 }
 
 // issueMapping: POST /api/v1/mappings/{id}/issue, "cert issue ID": an ACME
-// order for an ACME mapping, a new certificate for a self-signed one (the
-// same branch as the command line). 200 with the mapping after issuance.
-// A failed ACME attempt is 502 with the ACME error and hint; it is recorded
-// in the mapping (last_error, attempts, retry_at) and the previous
-// certificate keeps serving. Manual and file mappings are 409: p2ptls
-// cannot renew them.
+// order for an ACME mapping, a new certificate for a self-signed one
+// (issuance.Issue, as the command line). 200 with the mapping after
+// issuance. A failed ACME attempt is 502 with the ACME error and hint; it
+// is recorded in the mapping (last_error, attempts, retry_at) and the
+// previous certificate keeps serving. Manual and file mappings are 409:
+// p2ptls cannot renew them.
 func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := noBody(w, r); err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	now := time.Now()
-	if m, ok := cfg.Mapping(id); ok && m.Source == state.SourceACME {
-		_ = http.NewResponseController(w).SetWriteDeadline(now.Add(issueWriteTimeout))
-		err = acme.Issue(r.Context(), a.o.Store, id, now, acme.Options{Log: a.o.Log, DNSResolvers: a.o.DNSResolvers})
-		if err != nil && fault.KindOf(err) == fault.Failure && a.attempted(r.Context(), id, now) {
-			hint := fault.HintOf(err)
-			if hint == "" {
-				hint = "GET /api/v1/mappings/" + id + " shows last_error and retry_at; the previous certificate, if any, keeps serving"
-			}
-			a.writeError(w, r, &httpError{status: http.StatusBadGateway, msg: text.OneLine(err.Error()), hint: text.OneLine(hint)})
-			return
+	err := issuance.Issue(r.Context(), a.o.Store, id, time.Now(), issuance.Options{
+		ACME: acme.Options{Log: a.o.Log, DNSResolvers: a.o.DNSResolvers},
+		BeforeOrder: func() {
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(issueWriteTimeout))
+		},
+	})
+	if err != nil && fault.KindOf(err) == fault.Failure && acme.Attempted(err) {
+		hint := fault.HintOf(err)
+		if hint == "" {
+			hint = "GET /api/v1/mappings/" + id + " shows last_error and retry_at; the previous certificate, if any, keeps serving"
 		}
-	} else {
-		err = mappings.Regenerate(r.Context(), a.o.Store, id, now)
+		a.writeError(w, r, &httpError{status: http.StatusBadGateway, msg: text.OneLine(err.Error()), hint: text.OneLine(hint)})
+		return
 	}
 	if err != nil {
 		a.writeError(w, r, err)
@@ -181,10 +176,4 @@ func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, info)
-}
-
-// attempted reports whether an ACME attempt at now was recorded for id.
-func (a *api) attempted(ctx context.Context, id string, now time.Time) bool {
-	meta, err := mappings.LoadMeta(ctx, a.o.Store, id)
-	return err == nil && meta.LastAttemptAt.Equal(now.UTC().Truncate(time.Second))
 }

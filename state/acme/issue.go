@@ -5,8 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/go-acme/lego/v4/certificate"
@@ -50,48 +50,104 @@ func backoff(n int) time.Duration {
 }
 
 // Issue obtains a certificate for ACME mapping id now, whether or not it is
-// due, under the state lock.
+// due, under the state lock: the new certificate, its key and record are
+// one change. A failed order is recorded in the mapping (last_error,
+// attempts, retry_at) and returned; Attempted reports it.
 func Issue(ctx context.Context, s state.Store, id string, now time.Time, o Options) error {
-	return withMapping(ctx, s, "cert issue "+id, id, func(cfg *state.Config, m state.Mapping) error {
+	return withMapping(ctx, s, "cert issue "+id, id, func(w state.Store, cfg *state.Config, m state.Mapping) error {
 		var current *x509.Certificate
-		if c, err := mappings.Load(ctx, s, m); err == nil {
+		if c, err := mappings.Load(ctx, w, m); err == nil {
 			current = c.Chain[0]
 		}
-		return obtain(ctx, s, cfg, m, current, now, &o)
+		return obtain(ctx, s, w, cfg, m, current, now, &o)
 	})
 }
 
-// withMapping runs fn with the lock held on the current config and the
-// ACME mapping id.
-func withMapping(ctx context.Context, s state.Store, purpose, id string, fn func(*state.Config, state.Mapping) error) (err error) {
-	unlock, err := s.Lock(ctx, purpose)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := state.LoadConfig(ctx, s)
-	if err != nil {
-		return err
-	}
-	i := slices.IndexFunc(cfg.Mappings, func(m state.Mapping) bool { return m.ID == id })
-	if i < 0 {
-		return fault.NotFoundf("see 'p2ptls mapping list'", "mapping %q does not exist", id)
-	}
-	m := cfg.Mappings[i]
-	if m.Source != state.SourceACME {
-		return fault.Failf("", "mapping %q is not an ACME mapping (source %s)", id, m.Source)
-	}
-	return fn(cfg, m)
+// attemptError is an ACME order that failed and is recorded as an attempt.
+type attemptError struct{ err error }
+
+func (e *attemptError) Error() string { return e.err.Error() }
+func (e *attemptError) Unwrap() error { return e.err }
+
+// Attempted reports whether err is a failed ACME order recorded in the
+// mapping's record, as opposed to a refusal before any order or an order
+// cut short, which leave the record as it was.
+func Attempted(err error) bool {
+	var ae *attemptError
+	return errors.As(err, &ae)
 }
 
-// obtain runs one ACME order for m and records the attempt. On failure the
-// certificate in place stays: only a success replaces it. current is the
-// serving leaf when renewing, for ARI's "replaces". An order cut short by
-// ctx (a signal, serve shutting down) is no attempt: nothing is recorded,
-// and no back-off follows.
-func obtain(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, replaces *x509.Certificate, now time.Time, o *Options) error {
+// errUnchanged ends a change that wrote nothing, so that nothing is saved.
+var errUnchanged = errors.New("nothing to change")
+
+// withMapping runs fn in one change of the state (state.Update) with the
+// current config and the ACME mapping id. fn writes through w, into the
+// change; a change fn wrote nothing into saves nothing (a renewal that is
+// not due). A failed attempt fn recorded (an *attemptError) is saved, then
+// returned.
+func withMapping(ctx context.Context, s state.Store, purpose, id string, fn func(w state.Store, cfg *state.Config, m state.Mapping) error) error {
+	var failed *attemptError
+	err := state.Update(ctx, s, purpose, func(tx *state.Tx) error {
+		m, ok := tx.Config.Mapping(id)
+		if !ok {
+			return fault.NotFoundf("see 'p2ptls mapping list'", "mapping %q does not exist", id)
+		}
+		if m.Source != state.SourceACME {
+			return fault.Failf("", "mapping %q is not an ACME mapping (source %s)", id, m.Source)
+		}
+		w := &staged{Tx: tx}
+		err := fn(w, tx.Config, *m)
+		if errors.As(err, &failed) {
+			err = nil
+		}
+		if err == nil && !w.wrote {
+			return errUnchanged
+		}
+		return err
+	})
+	switch {
+	case failed != nil && err != nil && !errors.Is(err, errUnchanged):
+		// The attempt is not recorded: no back-off follows it.
+		return fmt.Errorf("%w (and recording the attempt failed: %v)", failed.err, err)
+	case failed != nil:
+		return failed
+	case errors.Is(err, errUnchanged):
+		return nil
+	}
+	return err
+}
+
+// staged is a change that notes whether anything was written into it.
+type staged struct {
+	*state.Tx
+	wrote bool
+}
+
+func (w *staged) Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error {
+	w.wrote = true
+	return w.Tx.Write(ctx, name, data, perm)
+}
+
+func (w *staged) Delete(ctx context.Context, name string) error {
+	w.wrote = true
+	return w.Tx.Delete(ctx, name)
+}
+
+func (w *staged) Apply(ctx context.Context, c state.Change) error {
+	w.wrote = true
+	return w.Tx.Apply(ctx, c)
+}
+
+// obtain runs one ACME order for m and records the attempt into the change
+// w. On failure the certificate in place stays: only a success replaces
+// it. s is the store itself, where challenges are published at once for
+// the ACME server to fetch while the order runs. current is the serving
+// leaf when renewing, for ARI's "replaces". An order cut short by ctx (a
+// signal, serve shutting down) is no attempt: nothing is recorded, and no
+// back-off follows.
+func obtain(ctx context.Context, s, w state.Store, cfg *state.Config, m state.Mapping, replaces *x509.Certificate, now time.Time, o *Options) error {
 	log := o.log().With("mapping", m.ID)
-	meta, err := mappings.LoadMeta(ctx, s, m.ID)
+	meta, err := mappings.LoadMeta(ctx, w, m.ID)
 	if err != nil {
 		return err
 	}
@@ -105,17 +161,17 @@ func obtain(ctx context.Context, s state.Store, cfg *state.Config, m state.Mappi
 		meta.Attempts++
 		meta.LastError = text.OneLine(err.Error())
 		meta.RetryAt = meta.LastAttemptAt.Add(backoff(meta.Attempts))
-		if serr := mappings.SaveMeta(ctx, s, m.ID, meta); serr != nil {
-			log.Error("cannot record the failed attempt", "err", serr)
+		if serr := mappings.SaveMeta(ctx, w, m.ID, meta); serr != nil {
+			return fmt.Errorf("record the failed attempt of mapping %q: %w", m.ID, serr)
 		}
 		log.Warn("certificate not issued; the previous one, if any, keeps serving", "err", meta.LastError, "retry_at", meta.RetryAt)
-		return &fault.Error{Kind: fault.KindOf(err), Msg: fmt.Sprintf("mapping %q", m.ID), Err: err, Hint: fault.HintOf(err)}
+		return &attemptError{&fault.Error{Kind: fault.KindOf(err), Msg: fmt.Sprintf("mapping %q", m.ID), Err: err, Hint: fault.HintOf(err)}}
 	}
 	meta.IssuedAt, meta.NotAfter = meta.LastAttemptAt, kp.Cert.NotAfter.UTC()
 	meta.FingerprintSHA256 = pki.Fingerprint(kp.Cert)
 	meta.LastError, meta.Attempts, meta.RetryAt = "", 0, time.Time{}
 	meta.NextRenewalAt = next
-	if err := mappings.WriteCertificate(ctx, s, m.ID, kp, meta); err != nil {
+	if err := mappings.WriteCertificate(ctx, w, m.ID, kp, meta); err != nil {
 		return fmt.Errorf("save the certificate of mapping %q: %w", m.ID, err)
 	}
 	log.Info("certificate issued", "not_after", meta.NotAfter, "next_renewal_at", meta.NextRenewalAt)

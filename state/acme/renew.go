@@ -64,19 +64,20 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 			continue
 		}
 		var due bool
-		err := withMapping(ctx, s, "cert renew "+m.ID, m.ID, func(cfg *state.Config, m state.Mapping) error {
+		err := withMapping(ctx, s, "cert renew "+m.ID, m.ID, func(w state.Store, cfg *state.Config, cur state.Mapping) error {
 			var why string
 			var leaf *x509.Certificate
-			due, why, leaf = isDue(ctx, s, cfg, m, now(), o)
+			m = cur
+			due, why, leaf = isDue(ctx, w, cfg, m, now(), o)
 			r.Reasons[m.ID] = why
 			if !due || o.DryRun {
 				return nil
 			}
-			if err := obtain(ctx, s, cfg, m, leaf, now(), &o.Options); err != nil {
-				return err
-			}
-			return deploy(ctx, o.DeployHook, s, m)
+			return obtain(ctx, s, w, cfg, m, leaf, now(), &o.Options)
 		})
+		if err == nil && due && !o.DryRun {
+			err = deploy(ctx, o.DeployHook, s, m)
+		}
 		switch {
 		case err != nil:
 			r.Failed = append(r.Failed, m.ID)
@@ -148,9 +149,10 @@ func sameHosts(leaf *x509.Certificate, hosts []string) bool {
 const hookWaitDelay = 500 * time.Millisecond
 
 // deploy runs the deploy hook for a renewed mapping with its files in the
-// environment. It runs under the lock after the certificate was written,
-// so a signal must not leave it running for long: cancelled, the hook gets
-// SIGTERM, and SIGKILL if it has not ended a moment later.
+// environment, once the change that wrote them is saved (and the lock
+// released: a hook may run p2ptls). A signal must not leave it running for
+// long: cancelled, the hook gets SIGTERM, and SIGKILL if it has not ended
+// a moment later.
 func deploy(ctx context.Context, hook string, s state.Store, m state.Mapping) error {
 	if hook == "" {
 		return nil

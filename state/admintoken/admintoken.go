@@ -66,26 +66,25 @@ func Create(ctx context.Context, s state.Store, name string, now time.Time) (tok
 	if err := hostname.ValidateName("admin token", name); err != nil {
 		return "", fault.AsInvalid(err, "")
 	}
-	unlock, err := s.Lock(ctx, "admin token create "+name)
+	err = state.Update(ctx, s, "admin token create "+name, func(tx *state.Tx) error {
+		// Read from the store itself, so that a problem names the file's path.
+		f, err := load(ctx, s)
+		if err != nil {
+			return fmt.Errorf("create admin token %q: %w", name, err)
+		}
+		if f.index(name) >= 0 {
+			return fault.Failf(fmt.Sprintf("revoke it first with 'p2ptls admin token revoke %s', or choose another name", name),
+				"admin token %q already exists", name)
+		}
+		var raw [tokenBytes]byte
+		rand.Read(raw[:]) // never fails: since Go 1.24 it crashes the program instead
+		token = Prefix + base64.RawURLEncoding.EncodeToString(raw[:])
+		sum := sha256.Sum256([]byte(token))
+		f.Tokens = append(f.Tokens, entry{Name: name, SHA256: hex.EncodeToString(sum[:]), CreatedAt: now.UTC().Truncate(time.Second)})
+		return save(ctx, tx, f)
+	})
 	if err != nil {
 		return "", err
-	}
-	defer func() { err = errors.Join(err, unlock()) }()
-	f, err := load(ctx, s)
-	if err != nil {
-		return "", fmt.Errorf("create admin token %q: %w", name, err)
-	}
-	if f.index(name) >= 0 {
-		return "", fault.Failf(fmt.Sprintf("revoke it first with 'p2ptls admin token revoke %s', or choose another name", name),
-			"admin token %q already exists", name)
-	}
-	var raw [tokenBytes]byte
-	rand.Read(raw[:]) // never fails: since Go 1.24 it crashes the program instead
-	token = Prefix + base64.RawURLEncoding.EncodeToString(raw[:])
-	sum := sha256.Sum256([]byte(token))
-	f.Tokens = append(f.Tokens, entry{Name: name, SHA256: hex.EncodeToString(sum[:]), CreatedAt: now.UTC().Truncate(time.Second)})
-	if err := save(ctx, s, f); err != nil {
-		return "", fmt.Errorf("create admin token %q: %w", name, err)
 	}
 	return token, nil
 }
@@ -106,24 +105,18 @@ func List(ctx context.Context, s state.Store) ([]Info, error) {
 
 // Revoke removes the token called name.
 func Revoke(ctx context.Context, s state.Store, name string) (err error) {
-	unlock, err := s.Lock(ctx, "admin token revoke "+name)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, unlock()) }()
-	f, err := load(ctx, s)
-	if err != nil {
-		return fmt.Errorf("revoke admin token %q: %w", name, err)
-	}
-	i := f.index(name)
-	if i < 0 {
-		return fault.NotFoundf("see 'p2ptls admin token list'", "admin token %q does not exist", name)
-	}
-	f.Tokens = slices.Delete(f.Tokens, i, i+1)
-	if err := save(ctx, s, f); err != nil {
-		return fmt.Errorf("revoke admin token %q: %w", name, err)
-	}
-	return nil
+	return state.Update(ctx, s, "admin token revoke "+name, func(tx *state.Tx) error {
+		f, err := load(ctx, s)
+		if err != nil {
+			return fmt.Errorf("revoke admin token %q: %w", name, err)
+		}
+		i := f.index(name)
+		if i < 0 {
+			return fault.NotFoundf("see 'p2ptls admin token list'", "admin token %q does not exist", name)
+		}
+		f.Tokens = slices.Delete(f.Tokens, i, i+1)
+		return save(ctx, tx, f)
+	})
 }
 
 // Verify reports whether token is a current admin token, and its name. It
@@ -225,15 +218,11 @@ func corrupt(s state.Store, problem string) error {
 		"%s: %s", p, problem)
 }
 
-// save writes f atomically, readable by the owner only. The caller holds the
-// lock.
-func save(ctx context.Context, s state.Store, f *tokenFile) error {
+// save writes f, readable by the owner only, into the change tx.
+func save(ctx context.Context, tx *state.Tx, f *tokenFile) error {
 	b, err := toml.Marshal(f)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", File, err)
 	}
-	if err := s.Write(ctx, File, append([]byte(fileHeader), b...), state.SecretMode); err != nil {
-		return fmt.Errorf("save %s: %w", state.Locate(s, File), err)
-	}
-	return nil
+	return tx.Write(ctx, File, append([]byte(fileHeader), b...), state.SecretMode)
 }

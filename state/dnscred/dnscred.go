@@ -142,10 +142,9 @@ func normalize(c state.DNSCredential) (state.DNSCredential, error) {
 	return c, nil
 }
 
-// Add saves a new credential: c's reference in p2ptls.toml and token in its
-// own file. c.Enabled is ignored: a new credential is enabled. The token
-// file is written first and removed again when the config cannot be saved,
-// so a credential never exists without its token.
+// Add saves a new credential: c's reference in p2ptls.toml and its token
+// in its own file, in one change. c.Enabled is ignored: a new credential is
+// enabled.
 func Add(ctx context.Context, s state.Store, c state.DNSCredential, token string) error {
 	return put(ctx, s, c, token, false)
 }
@@ -170,61 +169,29 @@ func put(ctx context.Context, s state.Store, c state.DNSCredential, token string
 	if replace {
 		verb = "replace"
 	}
-	unlock, err := s.Lock(ctx, "dns-credential "+verb+" "+c.Name)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := state.LoadConfig(ctx, s)
-	if err != nil {
-		return err
-	}
-	i := index(cfg, c.Name)
-	switch {
-	case replace && i < 0:
-		return notFound(c.Name)
-	case replace:
-		c.Enabled = cfg.DNSCredentials[i].Enabled
-		if c.APIBaseURL == "" {
-			c.APIBaseURL = cfg.DNSCredentials[i].APIBaseURL
+	return state.Update(ctx, s, "dns-credential "+verb+" "+c.Name, func(tx *state.Tx) error {
+		cfg := tx.Config
+		i := index(cfg, c.Name)
+		switch {
+		case replace && i < 0:
+			return notFound(c.Name)
+		case replace:
+			c.Enabled = cfg.DNSCredentials[i].Enabled
+			if c.APIBaseURL == "" {
+				c.APIBaseURL = cfg.DNSCredentials[i].APIBaseURL
+			}
+			cfg.DNSCredentials[i] = c
+		case i >= 0:
+			return fault.Failf(fmt.Sprintf("choose another name, give it a new token with 'p2ptls dns-credential add %s --replace …', or remove it first with 'p2ptls dns-credential remove %s'", c.Name, c.Name),
+				"DNS credential %q already exists", c.Name)
+		default:
+			c.Enabled = true
+			cfg.DNSCredentials = append(cfg.DNSCredentials, c)
 		}
-		cfg.DNSCredentials[i] = c
-	case i >= 0:
-		return fault.Failf(fmt.Sprintf("choose another name, give it a new token with 'p2ptls dns-credential add %s --replace …', or remove it first with 'p2ptls dns-credential remove %s'", c.Name, c.Name),
-			"DNS credential %q already exists", c.Name)
-	default:
-		c.Enabled = true
-		cfg.DNSCredentials = append(cfg.DNSCredentials, c)
-	}
-	// Validate before touching any file: SaveConfig would refuse anyway,
-	// but then only after the token was written.
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	// A token file may be there already: the credential's own (replace), or
-	// one left by a crash between the two writes of an earlier add or
-	// remove. Keep it to put back.
-	old, err := s.Read(ctx, TokenFile(c.Name))
-	had := err == nil
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", state.Locate(s, TokenFile(c.Name)), err)
-	}
-	if err := s.Write(ctx, TokenFile(c.Name), []byte(token+"\n"), state.SecretMode); err != nil {
-		return fmt.Errorf("%s DNS credential %q: save its token: %w", verb, c.Name, err)
-	}
-	if err := state.SaveConfig(ctx, s, cfg); err != nil {
-		var undo error
-		if had {
-			undo = s.Write(ctx, TokenFile(c.Name), old, state.SecretMode)
-		} else {
-			undo = s.Delete(ctx, TokenFile(c.Name))
-		}
-		if undo != nil {
-			return fmt.Errorf("%s DNS credential %q: %w (and the token file %s could not be restored: %v)", verb, c.Name, err, state.Locate(s, TokenFile(c.Name)), undo)
-		}
-		return fmt.Errorf("%s DNS credential %q: %w", verb, c.Name, err)
-	}
-	return nil
+		// A token file may be there already: the credential's own
+		// (replace), or one an earlier remove left behind; it is replaced.
+		return tx.Write(ctx, TokenFile(c.Name), []byte(token+"\n"), state.SecretMode)
+	})
 }
 
 // List describes every credential of cfg, sorted by name. A credential
@@ -283,62 +250,47 @@ func SetEnabled(ctx context.Context, s state.Store, name string, enabled bool) (
 	if enabled {
 		verb = "enable"
 	}
-	unlock, err := s.Lock(ctx, "dns-credential "+verb+" "+name)
-	if err != nil {
-		return false, err
-	}
-	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := state.LoadConfig(ctx, s)
-	if err != nil {
-		return false, err
-	}
-	i := index(cfg, name)
-	if i < 0 {
-		return false, notFound(name)
-	}
-	if cfg.DNSCredentials[i].Enabled == enabled {
+	err = state.Update(ctx, s, "dns-credential "+verb+" "+name, func(tx *state.Tx) error {
+		i := index(tx.Config, name)
+		if i < 0 {
+			return notFound(name)
+		}
+		if tx.Config.DNSCredentials[i].Enabled == enabled {
+			return errUnchanged
+		}
+		tx.Config.DNSCredentials[i].Enabled = enabled
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
 		return false, nil
 	}
-	cfg.DNSCredentials[i].Enabled = enabled
-	if err := state.SaveConfig(ctx, s, cfg); err != nil {
-		return false, fmt.Errorf("%s DNS credential %q: %w", verb, name, err)
-	}
-	return true, nil
+	return err == nil, err
 }
 
-// Remove removes the credential called name and its token file, and returns
-// what it was. It refuses while a mapping names it. The config is saved
-// first and the token deleted after, so a crash in between leaves an unused
-// token file (which the next Add of that name replaces), never a credential
-// without its token.
-func Remove(ctx context.Context, s state.Store, name string) (_ Info, err error) {
-	unlock, err := s.Lock(ctx, "dns-credential remove "+name)
-	if err != nil {
-		return Info{}, err
-	}
-	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := state.LoadConfig(ctx, s)
-	if err != nil {
-		return Info{}, err
-	}
-	i := index(cfg, name)
-	if i < 0 {
-		return Info{}, notFound(name)
-	}
-	if used := usage(cfg)[name]; len(used) > 0 {
-		return Info{}, fault.Failf(fmt.Sprintf("remove those mappings first ('p2ptls mapping remove ID'), or disable the credential with 'p2ptls dns-credential disable %s'", name),
-			"DNS credential %q is used by %d mapping(s): %s", name, len(used), strings.Join(used, ", "))
-	}
-	removed := describe(ctx, s, cfg.DNSCredentials[i], nil)
-	cfg.DNSCredentials = slices.Delete(cfg.DNSCredentials, i, i+1)
-	if err := state.SaveConfig(ctx, s, cfg); err != nil {
-		return removed, fmt.Errorf("remove DNS credential %q: %w", name, err)
-	}
-	if err := s.Delete(ctx, TokenFile(name)); err != nil {
-		return removed, fault.Failf("delete it by hand; nothing uses it any more",
-			"DNS credential %q is removed, but its token file %s is left over: %v", name, state.Locate(s, TokenFile(name)), err)
-	}
-	return removed, nil
+// errUnchanged ends a change that has nothing to do, so that nothing is
+// written.
+var errUnchanged = errors.New("nothing to change")
+
+// Remove removes the credential called name and its token file, in one
+// change, and returns what it was. It refuses while a mapping names it.
+func Remove(ctx context.Context, s state.Store, name string) (removed Info, err error) {
+	err = state.Update(ctx, s, "dns-credential remove "+name, func(tx *state.Tx) error {
+		cfg := tx.Config
+		i := index(cfg, name)
+		if i < 0 {
+			return notFound(name)
+		}
+		if used := usage(cfg)[name]; len(used) > 0 {
+			return fault.Failf(fmt.Sprintf("remove those mappings first ('p2ptls mapping remove ID'), or disable the credential with 'p2ptls dns-credential disable %s'", name),
+				"DNS credential %q is used by %d mapping(s): %s", name, len(used), strings.Join(used, ", "))
+		}
+		// Described from the store itself, so that a problem names the
+		// token file's path.
+		removed = describe(ctx, s, cfg.DNSCredentials[i], nil)
+		cfg.DNSCredentials = slices.Delete(cfg.DNSCredentials, i, i+1)
+		return tx.Delete(ctx, TokenFile(name))
+	})
+	return removed, err
 }
 
 // Lookup returns the credential called name for ACME issuance. A name that

@@ -14,8 +14,8 @@ import (
 	"github.com/p2pstream/p2ptls/state/text"
 )
 
-// Files of auto mode. The CA exists exactly when CACertFile exists: it is
-// written after its key, so a crash in between leaves no CA anyone trusts.
+// Files of auto mode. The CA exists exactly when CACertFile exists; it is
+// written in one change with its key and the server certificate.
 const (
 	Dir            = "certs/management"
 	CACertFile     = Dir + "/ca.crt"
@@ -31,22 +31,19 @@ const caCommonName = "p2ptls management CA"
 // when a third of it remains.
 const ServerValidity = pki.ServerMaxValidity
 
-// Init creates the CA and the server certificate. It refuses to replace an
-// existing CA.
+// Init creates the CA and the server certificate, in one change. It
+// refuses to replace an existing CA.
 func Init(ctx context.Context, s state.Store, names pki.Names, now time.Time) error {
-	unlock, err := s.Lock(ctx, "ca init")
-	if err != nil {
+	return state.Update(ctx, s, "ca init", func(tx *state.Tx) error {
+		if _, err := tx.Read(ctx, CACertFile); err == nil {
+			return fault.Failf("'p2ptls ca show' shows it; 'p2ptls ca renew-server' re-issues the server certificate from it",
+				"a management CA already exists and is never replaced, because every agent trusts it")
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("read %s: %w", CACertFile, err)
+		}
+		_, err := createCA(ctx, tx, names, now)
 		return err
-	}
-	defer unlock()
-	if _, err := s.Read(ctx, CACertFile); err == nil {
-		return fault.Failf("'p2ptls ca show' shows it; 'p2ptls ca renew-server' re-issues the server certificate from it",
-			"a management CA already exists and is never replaced, because every agent trusts it")
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", CACertFile, err)
-	}
-	_, err = createCA(ctx, s, names, now)
-	return err
+	})
 }
 
 // createCA writes a new CA and a server certificate from it.
@@ -61,7 +58,7 @@ func createCA(ctx context.Context, s state.Store, names pki.Names, now time.Time
 	return issueServer(ctx, s, ca, names, now)
 }
 
-// writePair writes a key, then its certificate.
+// writePair writes a key and its certificate.
 func writePair(ctx context.Context, s state.Store, keyFile, certFile string, kp *pki.KeyPair) error {
 	if err := s.Write(ctx, keyFile, kp.KeyPEM, state.SecretMode); err != nil {
 		return fmt.Errorf("save %s: %w", keyFile, err)
@@ -115,28 +112,39 @@ func loadCA(ctx context.Context, s state.Store) (*pki.KeyPair, error) {
 // Ensure makes auto mode ready to serve: it creates the CA when there is
 // none, and re-issues the server certificate from the same CA when it is
 // missing, damaged, not from this CA, does not carry exactly the wanted
-// names, or nears expiry. It returns the server key pair and what it did.
-func Ensure(ctx context.Context, s state.Store, names pki.Names, now time.Time) (*pki.KeyPair, string, error) {
-	unlock, err := s.Lock(ctx, "serve: management certificates")
-	if err != nil {
-		return nil, "", err
-	}
-	defer unlock()
-	if _, err := s.Read(ctx, CACertFile); errors.Is(err, fs.ErrNotExist) {
-		srv, err := createCA(ctx, s, names, now)
-		return srv, "created the management CA and server certificate", err
-	}
-	ca, err := loadCA(ctx, s)
-	if err != nil {
-		return nil, "", err
-	}
-	srv, why := currentServer(ctx, s, ca, names, now)
-	if why == "" {
+// names, or nears expiry. It returns the server key pair and what it did;
+// when there is nothing to do, nothing is written.
+func Ensure(ctx context.Context, s state.Store, names pki.Names, now time.Time) (srv *pki.KeyPair, did string, err error) {
+	err = state.Update(ctx, s, "serve: management certificates", func(tx *state.Tx) error {
+		if _, err := tx.Read(ctx, CACertFile); errors.Is(err, fs.ErrNotExist) {
+			srv, err = createCA(ctx, tx, names, now)
+			did = "created the management CA and server certificate"
+			return err
+		}
+		ca, err := loadCA(ctx, tx)
+		if err != nil {
+			return err
+		}
+		var why string
+		if srv, why = currentServer(ctx, tx, ca, names, now); why == "" {
+			return errUnchanged
+		}
+		srv, err = issueServer(ctx, tx, ca, names, now)
+		did = "re-issued the management server certificate: " + why
+		return err
+	})
+	if errors.Is(err, errUnchanged) {
 		return srv, "", nil
 	}
-	srv, err = issueServer(ctx, s, ca, names, now)
-	return srv, "re-issued the management server certificate: " + why, err
+	if err != nil {
+		return nil, "", err
+	}
+	return srv, did, nil
 }
+
+// errUnchanged ends a change that has nothing to do, so that nothing is
+// written.
+var errUnchanged = errors.New("nothing to change")
 
 // currentServer loads the server certificate and says why it must be
 // re-issued ("" when it is fine).
@@ -166,17 +174,19 @@ func currentServer(ctx context.Context, s state.Store, ca *pki.KeyPair, names pk
 }
 
 // RenewServer re-issues the server certificate from the existing CA.
-func RenewServer(ctx context.Context, s state.Store, names pki.Names, now time.Time) (*pki.KeyPair, error) {
-	unlock, err := s.Lock(ctx, "ca renew-server")
+func RenewServer(ctx context.Context, s state.Store, names pki.Names, now time.Time) (srv *pki.KeyPair, err error) {
+	err = state.Update(ctx, s, "ca renew-server", func(tx *state.Tx) error {
+		ca, err := loadCA(ctx, tx)
+		if err != nil {
+			return err
+		}
+		srv, err = issueServer(ctx, tx, ca, names, now)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	ca, err := loadCA(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	return issueServer(ctx, s, ca, names, now)
+	return srv, nil
 }
 
 // CACertificate returns the CA certificate PEM and parsed, for export.

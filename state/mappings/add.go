@@ -93,97 +93,71 @@ type itemError struct {
 func (e *itemError) Error() string { return e.Err.Error() }
 func (e *itemError) Unwrap() error { return e.Err }
 
-// commit adds the prepared mappings of batch under one lock, in order: each
-// is admitted against the config and the mappings before it, then the files
-// of all of them are written and the config saved once. Nothing is written
-// unless every mapping is admitted; a refusal is an *itemError. On success
-// batch holds the mappings as saved and every warning.
-func commit(ctx context.Context, s state.Store, purpose string, batch []prepared, now time.Time) (err error) {
-	unlock, err := s.Lock(ctx, purpose)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := state.LoadConfig(ctx, s)
-	if err != nil {
-		return err
-	}
-	first := len(cfg.Mappings)
-	t := newTaken(cfg)
-	for i := range batch {
-		p := &batch[i]
-		if err := t.collision(p.m, p.generatedID); err != nil {
-			err.Index = i
+// commit adds the prepared mappings of batch in one change: each is
+// admitted against the config and the mappings before it, then the files
+// of all of them and the config are written together (state.Update).
+// Nothing is written unless every mapping is admitted; a refusal is an
+// *itemError. On success batch holds the mappings as saved and every
+// warning.
+func commit(ctx context.Context, s state.Store, purpose string, batch []prepared, now time.Time) error {
+	return state.Update(ctx, s, purpose, func(tx *state.Tx) error {
+		cfg := tx.Config
+		first := len(cfg.Mappings)
+		t := newTaken(cfg)
+		for i := range batch {
+			p := &batch[i]
+			if err := t.collision(p.m, p.generatedID); err != nil {
+				err.Index = i
+				return err
+			}
+			more, err := admit(cfg, t, &p.m, p.generatedID)
+			if err != nil {
+				return &itemError{Index: i, Other: -1, Err: err}
+			}
+			p.warnings = append(p.warnings, more...)
+			t.add(p.m, i)
+			cfg.Mappings = append(cfg.Mappings, p.m)
+		}
+		// Update checks the rules of p2ptls.toml too, but here a broken
+		// rule is traced to the mapping of the batch that breaks it.
+		if err := cfg.Validate(); err != nil {
+			var ee *state.EntryError
+			if errors.As(err, &ee) && ee.Table == "mappings" && ee.Index >= first {
+				return &itemError{Index: ee.Index - first, Other: -1, Err: ee.Err}
+			}
 			return err
 		}
-		more, err := admit(cfg, t, &p.m, p.generatedID)
-		if err != nil {
-			return &itemError{Index: i, Other: -1, Err: err}
+		for i := range batch {
+			batch[i].m = cfg.Mappings[first+i]
 		}
-		p.warnings = append(p.warnings, more...)
-		t.add(p.m, i)
-		cfg.Mappings = append(cfg.Mappings, p.m)
-	}
-	// The rules of p2ptls.toml are checked once more on the whole config
-	// before any file is written, so that SaveConfig cannot refuse it after.
-	if err := cfg.Validate(); err != nil {
-		var ee *state.EntryError
-		if errors.As(err, &ee) && ee.Table == "mappings" && ee.Index >= first {
-			return &itemError{Index: ee.Index - first, Other: -1, Err: ee.Err}
+		if err := install(ctx, tx, batch, now); err != nil {
+			return err
 		}
-		return err
-	}
-	for i := range batch {
-		batch[i].m = cfg.Mappings[first+i]
-	}
-	// Stopped now, nothing is written; once install begins, an interrupted
-	// command waits for it (state.Freeze), all of a batch or none.
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return install(ctx, s, cfg, batch, now)
+		// Stopped now, nothing is written; once the change is committed,
+		// an interrupted command waits for it, all of a batch or none.
+		return ctx.Err()
+	})
 }
 
-// install writes the files of every mapping of batch, then the config that
-// names them. A failure removes the files again.
-func install(ctx context.Context, s state.Store, cfg *state.Config, batch []prepared, now time.Time) error {
-	var dirs []string
-	err := func() error {
-		for _, p := range batch {
-			dir := MappingDir(p.m.ID)
-			dirs = append(dirs, dir)
-			// No mapping has this id, so whatever its directory holds was
-			// left by a crashed remove and must not be served as the new
-			// mapping's certificate. Stat first: a Delete syncs the parent
-			// directory, which a batch of thousands would pay for each.
-			if _, err := s.Stat(ctx, dir); !errors.Is(err, fs.ErrNotExist) {
-				if err := s.Delete(ctx, dir); err != nil {
-					return fmt.Errorf("remove the leftover %s: %w", dir, err)
-				}
-			}
-			if p.kp != nil {
-				if err := writeMaterial(ctx, s, p.m.ID, p.kp, newMeta(p.m.Source, p.kp, now)); err != nil {
-					return fmt.Errorf("add mapping %q: %w", p.m.ID, err)
-				}
+// install puts the files of every mapping of batch into the change tx.
+func install(ctx context.Context, tx state.Store, batch []prepared, now time.Time) error {
+	for _, p := range batch {
+		// No mapping has this id, so whatever its directory holds was left
+		// by a crashed remove and must not be served as the new mapping's
+		// certificate. Stat first, so that a batch of thousands does not
+		// carry a delete for each.
+		if _, err := tx.Stat(ctx, MappingDir(p.m.ID)); !errors.Is(err, fs.ErrNotExist) {
+			if err := tx.Delete(ctx, MappingDir(p.m.ID)); err != nil {
+				return err
 			}
 		}
-		if err := state.SaveConfig(ctx, s, cfg); err != nil {
-			if len(batch) == 1 {
-				return fmt.Errorf("add mapping %q: %w", batch[0].m.ID, err)
+		if p.kp != nil {
+			if err := writeMaterial(ctx, tx, p.m.ID, p.kp, newMeta(p.m.Source, p.kp, now)); err != nil {
+				return fmt.Errorf("add mapping %q: %w", p.m.ID, err)
 			}
-			return fmt.Errorf("add %d mappings: %w", len(batch), err)
-		}
-		return nil
-	}()
-	if err == nil {
-		return nil
-	}
-	for _, dir := range dirs {
-		if rmErr := s.Delete(ctx, dir); rmErr != nil {
-			err = errors.Join(err, fmt.Errorf("remove %s again: %w", dir, rmErr))
 		}
 	}
-	return err
+	return nil
 }
 
 // prepare checks everything about in that does not depend on the state and

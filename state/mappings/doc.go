@@ -17,7 +17,7 @@
 // when a certificate is issued; "file" has none, its certificate and key are
 // read from the paths in the mapping.
 //
-// The files of a mapping are written before the mapping is saved and deleted
-// after it is removed, so a crash leaves at worst an orphan directory, never
-// a mapping whose files are missing.
+// A mapping's entry and its files change together, as one change of the
+// store (state.Update): adding, removing or regenerating a mapping writes
+// its files and p2ptls.toml in one Store.Apply.
 package mappings

@@ -67,7 +67,8 @@ func LoadMeta(ctx context.Context, s state.Store, id string) (Meta, error) {
 	return m, nil
 }
 
-// SaveMeta replaces the metadata of mapping id. The caller holds the lock.
+// SaveMeta replaces the metadata of mapping id; s is a change of the state
+// (state.Tx), so that the record goes with what it describes.
 func SaveMeta(ctx context.Context, s state.Store, id string, m Meta) error {
 	b, err := toml.Marshal(m)
 	if err != nil {
@@ -92,7 +93,8 @@ func newMeta(source string, kp *pki.KeyPair, now time.Time) Meta {
 	}
 }
 
-// WriteCertificate puts a new certificate for mapping id in place (ACME).
+// WriteCertificate puts a new certificate for mapping id in place (ACME);
+// s is a change of the state (state.Tx).
 func WriteCertificate(ctx context.Context, s state.Store, id string, kp *pki.KeyPair, meta Meta) error {
 	return writeMaterial(ctx, s, id, kp, meta)
 }

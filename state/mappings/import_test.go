@@ -250,8 +250,8 @@ func TestImportLimits(t *testing.T) {
 	}
 }
 
-// TestImportFailedWriteLeavesNothing: when a write fails halfway, the files
-// already written for earlier mappings are removed again.
+// TestImportFailedWriteLeavesNothing: when the change cannot be saved, no
+// file of any mapping of it is written.
 func TestImportFailedWriteLeavesNothing(t *testing.T) {
 	s, root := newStore(t)
 	before := statetest.Snapshot(t, root)
@@ -263,7 +263,7 @@ func TestImportFailedWriteLeavesNothing(t *testing.T) {
 	if err == nil {
 		t.Fatal("Import succeeded on a store that cannot save p2ptls.toml")
 	}
-	// The revision may count the writes undone; certs/public may stay, empty.
+	// certs/public may stay, empty.
 	after := statetest.Snapshot(t, root)
 	for _, p := range []string{"p2ptls.rev", "certs", filepath.FromSlash(PublicDir)} {
 		delete(before, p)

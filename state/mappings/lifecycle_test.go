@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -145,7 +146,8 @@ func TestAddReplacesALeftoverDirectory(t *testing.T) {
 	}
 }
 
-// failingStore refuses to save p2ptls.toml.
+// failingStore refuses to save p2ptls.toml: a write of it, or a change
+// that holds it, fails before anything is written.
 type failingStore struct{ *state.Dir }
 
 func (f failingStore) Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error {
@@ -153,6 +155,13 @@ func (f failingStore) Write(ctx context.Context, name string, data []byte, perm 
 		return errors.New("disk full")
 	}
 	return f.Dir.Write(ctx, name, data, perm)
+}
+
+func (f failingStore) Apply(ctx context.Context, c state.Change) error {
+	if slices.ContainsFunc(c.Writes, func(w state.FileWrite) bool { return w.Name == state.ConfigFile }) {
+		return errors.New("disk full")
+	}
+	return f.Dir.Apply(ctx, c)
 }
 
 func TestAddRemovesTheFilesWhenTheConfigCannotBeSaved(t *testing.T) {

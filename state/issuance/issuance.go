@@ -1,0 +1,192 @@
+// Package issuance is the one way to give a mapping a new certificate now:
+// an ACME order for an ACME mapping, a new key and certificate for a
+// self-signed one, and a refusal that says where the certificate comes
+// from for an uploaded or on-disk one. It also holds which mappings "cert
+// issue --all" takes, and which ACME mappings still wait for their first
+// certificate. "cert issue" and POST /api/v1/mappings/{id}/issue only parse,
+// call it and print; each mapping is one change of the state, under the
+// lock (state/acme, state/mappings).
+package issuance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/acme"
+	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/mappings"
+)
+
+// Options of an issuance.
+type Options struct {
+	ACME acme.Options
+	// BeforeOrder, when set, runs just before an ACME order, which may take
+	// minutes (DNS-01 propagation): the API extends its write deadline.
+	BeforeOrder func()
+}
+
+// Issue gives mapping id a new certificate now, whether or not it is due.
+// An ACME failure is recorded in the mapping (acme.Attempted reports it)
+// and the previous certificate keeps serving; manual and file mappings are
+// refused (fault.Failure), with a hint saying how to replace theirs.
+func Issue(ctx context.Context, s state.Store, id string, now time.Time, o Options) error {
+	cfg, err := state.LoadConfig(ctx, s)
+	if err != nil {
+		return err
+	}
+	return issue(ctx, s, cfg, id, now, o)
+}
+
+// issue is Issue with the config already loaded: cfg decides which way
+// mapping id goes. It may be older than the state: the source is decided
+// again under the lock, where acme.Issue refuses a mapping that is no
+// longer ACME and mappings.Regenerate one that is ACME now.
+func issue(ctx context.Context, s state.Store, cfg *state.Config, id string, now time.Time, o Options) error {
+	m, ok := cfg.Mapping(id)
+	if !ok {
+		return fault.NotFoundf("see 'p2ptls mapping list' for the existing ones", "mapping %q does not exist", id)
+	}
+	switch m.Source {
+	case state.SourceACME:
+		if o.BeforeOrder != nil {
+			o.BeforeOrder()
+		}
+		return acme.Issue(ctx, s, id, now, o.ACME)
+	case state.SourceSelfSigned:
+		return mappings.Regenerate(ctx, s, id, now)
+	}
+	if err := mappings.Renewable(*m); err != nil {
+		return err
+	}
+	return fault.Failf("", "mapping %q has source %q, which p2ptls cannot issue", id, m.Source)
+}
+
+// Selection names the mappings of "cert issue": IDs, in the order given,
+// or, with All, every ACME and self-signed mapping without a valid
+// certificate (pending, failed, missing, expiring or expired), in the order
+// of p2ptls.toml; with Force too, every ACME and self-signed mapping.
+type Selection struct {
+	IDs   []string
+	All   bool
+	Force bool
+}
+
+// Skip is a mapping that All leaves out, and why.
+type Skip struct {
+	ID, Reason string
+}
+
+// Select returns the ids sel names and, for All, the mappings it leaves out.
+// Named ids are returned as given: Issue says which do not exist.
+func Select(ctx context.Context, s state.Store, sel Selection, now time.Time) ([]string, []Skip, error) {
+	if !sel.All {
+		return sel.IDs, nil, nil
+	}
+	cfg, err := state.LoadConfig(ctx, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	list, err := mappings.List(ctx, s, cfg, "", now)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ids []string
+	var skipped []Skip
+	for _, m := range list {
+		switch {
+		case m.Source != state.SourceACME && m.Source != state.SourceSelfSigned:
+			skipped = append(skipped, Skip{m.ID, fmt.Sprintf("source %s: p2ptls cannot issue its certificate", m.Source)})
+		case m.Status == mappings.StatusValid && !sel.Force:
+			skipped = append(skipped, Skip{m.ID, "its certificate is valid (--force issues it anyway)"})
+		default:
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids, skipped, nil
+}
+
+// Report is what "cert issue" did, by mapping id; its JSON is the command's
+// output. Every id issued is in Issued or Failed.
+type Report struct {
+	Issued []string          `json:"issued"`
+	Failed []string          `json:"failed"`
+	Errors map[string]string `json:"errors"`
+
+	errs []error // of Failed, in order
+}
+
+// Err is the error of the run as a whole: nil when every mapping was
+// issued, the mapping's own error when it was the only one, else a failure
+// that counts and names the mappings that failed.
+func (r *Report) Err() error {
+	switch {
+	case len(r.Failed) == 0:
+		return nil
+	case len(r.Issued) == 0 && len(r.Failed) == 1:
+		return r.errs[0]
+	}
+	return &fault.Error{Kind: fault.Failure,
+		Msg:  fmt.Sprintf("%d of %d mappings failed: %s", len(r.Failed), len(r.Issued)+len(r.Failed), strings.Join(r.Failed, ", ")),
+		Hint: "'p2ptls cert list' shows each one's last error"}
+}
+
+// Run issues the mappings ids (from Select), one after another, each as
+// its own change: one that fails does not stop the others. done, when set,
+// is called after each mapping with its error (nil when issued). The
+// config is read once, not once per mapping; when it does not load,
+// nothing is tried and that is the error.
+func Run(ctx context.Context, s state.Store, ids []string, now func() time.Time, o Options, done func(id string, err error)) (*Report, error) {
+	cfg, err := state.LoadConfig(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{Issued: []string{}, Failed: []string{}, Errors: map[string]string{}}
+	for _, id := range ids {
+		err := issue(ctx, s, cfg, id, now(), o)
+		if err != nil {
+			r.Failed = append(r.Failed, id)
+			r.Errors[id] = strings.Join(strings.Fields(err.Error()), " ")
+			r.errs = append(r.errs, err)
+		} else {
+			r.Issued = append(r.Issued, id)
+		}
+		if done != nil {
+			done(id, err)
+		}
+	}
+	return r, nil
+}
+
+// Pending returns the ACME mappings that have no certificate yet and are
+// not backing off after a failed attempt, for serve to issue at once, and
+// when the earliest back-off ends (zero when none does).
+func Pending(ctx context.Context, s state.Store, now time.Time) ([]string, time.Time, error) {
+	cfg, err := state.LoadConfig(ctx, s)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var ids []string
+	var retry time.Time
+	for _, m := range cfg.Mappings {
+		if m.Source != state.SourceACME {
+			continue
+		}
+		names, _ := mappings.CertFiles(m)
+		if _, err := s.Stat(ctx, names[0]); !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if meta, err := mappings.LoadMeta(ctx, s, m.ID); err == nil && now.Before(meta.RetryAt) {
+			if retry.IsZero() || meta.RetryAt.Before(retry) {
+				retry = meta.RetryAt
+			}
+			continue
+		}
+		ids = append(ids, m.ID)
+	}
+	return ids, retry, nil
+}
