@@ -323,9 +323,9 @@ func fileAppears(file string) <-chan struct{} {
 }
 
 // TestSignalDuringCommitSavesTheChange: SIGTERM while "cert renew" runs its
-// deploy hook, under the lock after the new certificate was written, ends
-// the hook and the command at once, and says that the change was saved: a
-// whole new certificate, key and record, never half of them.
+// deploy hook, after the new certificate was saved and the lock released,
+// ends the hook and the command at once, and says that the change was
+// saved: a whole new certificate, key and record, never half of them.
 func TestSignalDuringCommitSavesTheChange(t *testing.T) {
 	a := newACMEState(t)
 	a.must(t, "mapping", "add", "--listener", "web", "--host", "hook.example.test", "--acme", "--challenge", "dns-01", "--dns-credential", "cf", "--id", "hook")
