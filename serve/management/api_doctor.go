@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/p2pstream/p2ptls/serve/agent"
+	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/doctor"
 )
 
@@ -33,8 +34,11 @@ func (a *api) runDoctor(w http.ResponseWriter, r *http.Request) {
 		}
 		flags[name] = b
 	}
+	// Until doctor takes the Store interface (helper "apply"), it needs
+	// the directory: serve's store is always one.
+	dir, _ := a.o.Store.(*state.Dir)
 	rep := doctor.Run(r.Context(), doctor.Input{
-		Store:    a.o.Store,
+		Store:    dir,
 		Settings: a.o.Settings,
 		Network:  flags["network"],
 		Strict:   flags["strict"],
