@@ -383,8 +383,14 @@ func (h *hub) run(ctx context.Context) {
 			case eventIgnore:
 				continue
 			case eventRewatch:
-				h.rootID, h.recordsID = identifyDir(h.root), identifyDir(h.records)
-				h.rewatch()
+				// Renamed, removed or created: fsnotify may have dropped
+				// the watch, and the path may name another directory now.
+				// Other events (attributes) keep the watches as they are.
+				rootID, recordsID := identifyDir(h.root), identifyDir(h.records)
+				if rootID != h.rootID || recordsID != h.recordsID || ev.Has(fsnotify.Remove|fsnotify.Rename|fsnotify.Create) {
+					h.rootID, h.recordsID = rootID, recordsID
+					h.rewatch()
+				}
 			}
 			if !armed {
 				debounce.Reset(watchDebounce)

@@ -127,8 +127,8 @@ func TestWatchSignalsChanges(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			w := newWatched(t, mode.poll)
 			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
 			second := w.d.Watch(ctx)
+			defer func() { cancel(); closed(t, second) }()
 			steps := []struct {
 				what string
 				do   func()
