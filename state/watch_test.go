@@ -159,6 +159,10 @@ func TestWatchSignalsChanges(t *testing.T) {
 				}},
 			}
 			for _, s := range steps {
+				// A second signal of the step before must not stand in for
+				// this step's.
+				drain(w.ch)
+				drain(second)
 				before := w.rev()
 				s.do()
 				w.signalled(s.what, before)
@@ -221,12 +225,7 @@ func TestWatchFollowsRestoredDirectory(t *testing.T) {
 				t.Fatal(err)
 			}
 			w.signalled("the directory replaced", before)
-			// Let a second event of the swap come and go.
-			time.Sleep(100 * time.Millisecond)
-			select {
-			case <-w.ch:
-			default:
-			}
+			drain(w.ch)
 
 			before = w.rev()
 			if err := os.WriteFile(filepath.Join(old, ConfigFile), []byte("# old\n"), SecretMode); err != nil {
@@ -283,6 +282,16 @@ func TestWatchEnds(t *testing.T) {
 				t.Error("Watch with an ended context returned an open channel")
 			}
 		})
+	}
+}
+
+// drain lets a second signal of one change (the two renames of a swap)
+// come and go.
+func drain(ch <-chan struct{}) {
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-ch:
+	default:
 	}
 }
 
