@@ -50,7 +50,7 @@ type Server struct {
 	cfg        *state.Config     // without its mappings, which the entries hold
 	files      []*entry          // of source "file", whose files change outside p2ptls
 	seed       maphash.Seed      // of the entries' mapping digests
-	rev        string            // the revision of the state last loaded
+	rev        string            // the revision Start loaded, for Run's first look
 	filesSig   string            // the files of s.files when last loaded
 	lastReload time.Time
 	lastErr    string
@@ -94,7 +94,10 @@ func (s *Server) Run(ctx context.Context) {
 	t := time.NewTicker(tickInterval)
 	defer t.Stop()
 	// What changed between Start and the subscription.
-	s.pollOnce(ctx, true)
+	s.mu.Lock()
+	missed := s.revision(ctx) != s.rev
+	s.mu.Unlock()
+	s.pollOnce(ctx, missed)
 	for {
 		signalled := false
 		select {
@@ -142,17 +145,17 @@ func (s *Server) revision(ctx context.Context) string {
 }
 
 // poll reloads when anything that decides what is served changed: the
-// state, when the store signalled that it may have (signalled), and the
-// files of "file" mappings, checked every time. It then does the timed
-// work and writes the status when it changed (fallback hits, mostly).
+// state, when the store signalled a change (signalled), and the files of
+// "file" mappings, checked every time. It then does the timed work and
+// writes the status when it changed (fallback hits, mostly).
+//
+// A signal is trusted rather than checked against the revision: Dir
+// signals only a changed revision, and checking again would stat every
+// record once more per change.
 func (s *Server) poll(ctx context.Context, signalled bool) {
-	rev := s.rev
-	if signalled {
-		rev = s.revision(ctx)
-	}
-	// Both before the load, so that a change during it is seen next time.
-	if files := s.filesSignature(ctx); rev != s.rev || files != s.filesSig {
-		s.rev, s.filesSig = rev, files
+	// Before the load, so that a file changed during it is seen next time.
+	if files := s.filesSignature(ctx); signalled || files != s.filesSig {
+		s.filesSig = files
 		start := time.Now()
 		s.loadErrs = nil
 		cfg, err := state.LoadConfig(ctx, s.o.Store)
