@@ -17,7 +17,7 @@ import (
 
 // Options configure serve.
 type Options struct {
-	Store      *state.Dir
+	Store      state.Store
 	Log        *slog.Logger
 	Management statemgmt.Settings // validated
 	// DNSResolvers check DNS-01 propagation for in-process issuance.

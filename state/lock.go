@@ -21,8 +21,8 @@ import (
 const LockFile = "p2ptls.lock"
 
 // RevisionFile changes whenever a process that held the lock changed the
-// state, so that serve notices every change with one small read, whatever
-// file it touched.
+// state, so that Dir.Revision and Dir.Watch see every locked change in one
+// file, whatever files it touched.
 const RevisionFile = "p2ptls.rev"
 
 // lockPoll is how often a waiting process retries the lock.

@@ -32,6 +32,18 @@ type Store interface {
 	// Dir.Replace and ReplaceOptions).
 	Replace(ctx context.Context, fill func(Staging) error, opts ReplaceOptions) (*Replaced, error)
 	Lock(ctx context.Context, purpose string) (unlock func() error, err error)
+	// Revision is an opaque token that changes whenever the desired state
+	// changed: a change made under the lock, or a hand edit of the config
+	// or of a mapping's record. Equal tokens mean nothing that decides what
+	// is served changed; runtime status and challenges are not part of it.
+	Revision(ctx context.Context) (string, error)
+	// Watch returns a channel that receives whenever the revision may have
+	// changed. Signals are coalesced (the channel holds at most one and the
+	// store never blocks on a slow reader), so a reader that wakes reads
+	// the current state once. The channel is closed when ctx ends. Each
+	// caller gets its own channel; a reader that must not miss a change
+	// made before it subscribed compares Revision after subscribing.
+	Watch(ctx context.Context) <-chan struct{}
 }
 
 // Change is a set of deletes and writes made together by Store.Apply.

@@ -176,3 +176,10 @@ func (i stagedInfo) Mode() fs.FileMode  { return i.w.Perm }
 func (i stagedInfo) ModTime() time.Time { return time.Time{} }
 func (i stagedInfo) IsDir() bool        { return false }
 func (i stagedInfo) Sys() any           { return nil }
+
+// Revision is the underlying store's: the change is not made until Update
+// commits it.
+func (t *Tx) Revision(ctx context.Context) (string, error) { return t.s.Revision(ctx) }
+
+// Watch is the underlying store's.
+func (t *Tx) Watch(ctx context.Context) <-chan struct{} { return t.s.Watch(ctx) }

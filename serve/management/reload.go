@@ -11,7 +11,10 @@ import (
 	"github.com/p2pstream/p2ptls/serve/edge"
 )
 
-// reloadInterval bounds how long a rotated certificate waits to be served.
+// reloadInterval bounds how long a rotated certificate in the operator's
+// files (mode provided) waits to be served. Those files lie outside the
+// state, so no change of the state announces them; a pair kept in the
+// state (mode auto) follows the store's change signal instead.
 const reloadInterval = time.Second
 
 // certSource reads a certificate chain and key, as PEM, from wherever they
@@ -19,17 +22,20 @@ const reloadInterval = time.Second
 type certSource func() (certPEM, keyPEM []byte, err error)
 
 // liveCert serves the current key pair and swaps in a new one when its
-// source changes. Reading the files each second is cheap and, unlike
-// watching inodes, sees atomic renames and edits in place alike.
+// source changes. The operator's files are read each second: cheap, and,
+// unlike watching inodes, it sees atomic renames and edits in place alike.
 type liveCert struct {
-	source          certSource
+	source certSource
+	// changes, for a pair kept in the state, subscribes to the store's
+	// change signal; nil for files outside it, which are polled.
+	changes         func(context.Context) <-chan struct{}
 	cert            atomic.Pointer[tls.Certificate]
 	lastCert, lastK []byte
 	log             *slog.Logger
 }
 
-func newLiveCert(source certSource, log *slog.Logger) (*liveCert, error) {
-	lc := &liveCert{source: source, log: log}
+func newLiveCert(source certSource, changes func(context.Context) <-chan struct{}, log *slog.Logger) (*liveCert, error) {
+	lc := &liveCert{source: source, changes: changes, log: log}
 	certPEM, keyPEM, err := source()
 	if err != nil {
 		return nil, err
@@ -59,9 +65,17 @@ func (lc *liveCert) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, erro
 // instance read between the writes of a new key and its certificate) is
 // logged and the previous one keeps serving.
 func (lc *liveCert) watch(ctx context.Context) {
+	var lastErr string
+	if lc.changes != nil {
+		changes := lc.changes(ctx)
+		lc.check(&lastErr)  // what changed between loading and subscribing
+		for range changes { // closed when ctx ends
+			lc.check(&lastErr)
+		}
+		return
+	}
 	t := time.NewTicker(reloadInterval)
 	defer t.Stop()
-	var lastErr string
 	for {
 		select {
 		case <-ctx.Done():

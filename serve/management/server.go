@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/p2pstream/p2ptls/serve/edge"
@@ -29,7 +30,7 @@ const (
 // Options configure the management server.
 type Options struct {
 	Settings statemgmt.Settings // validated
-	Store    *state.Dir
+	Store    state.Store
 	Log      *slog.Logger
 	// Status reports what serve runs, for GET /api/v1/status.
 	Status func() *runstatus.Status
@@ -76,7 +77,7 @@ func Listen(o Options) (*Server, error) {
 				return nil, nil, err
 			}
 			return kp.CertPEM, kp.KeyPEM, nil
-		}, o.Log)
+		}, nil, o.Log)
 	case statemgmt.ModeOff:
 		o.Log.Warn("management TLS is off: the management API is served over plain HTTP (MANAGEMENT_ALLOW_INSECURE_HTTP=true); use this only for isolated development or behind a trusted TLS terminator")
 	}
@@ -179,7 +180,7 @@ func startAuto(ctx context.Context, o Options) (*liveCert, error) {
 		return nil, err
 	}
 	o.Log.Info("management CA: give agents this file (MANAGEMENT_CA_FILE) or 'p2ptls agent env'",
-		"file", o.Store.Root()+"/"+statemgmt.CACertFile, "sha256", pki.Fingerprint(ca))
+		"file", state.Locate(o.Store, statemgmt.CACertFile), "sha256", pki.Fingerprint(ca))
 	lc, err := newLiveCert(func() ([]byte, []byte, error) {
 		c, err := o.Store.Read(ctx, statemgmt.ServerCertFile)
 		if err != nil {
@@ -187,7 +188,7 @@ func startAuto(ctx context.Context, o Options) (*liveCert, error) {
 		}
 		k, err := o.Store.Read(ctx, statemgmt.ServerKeyFile)
 		return c, k, err
-	}, o.Log)
+	}, o.Store.Watch, o.Log)
 	if err != nil {
 		return nil, fmt.Errorf("load management server certificate: %w", err)
 	}
@@ -204,6 +205,18 @@ func startAuto(ctx context.Context, o Options) (*liveCert, error) {
 		}
 	}()
 	return lc, nil
+}
+
+// stateRoot is the state directory as the user knows it (state.Locate),
+// for paths in messages; "" when the store is not a local directory.
+func stateRoot(s state.Store) string {
+	if s == nil {
+		return ""
+	}
+	if p := state.Locate(s, state.ConfigFile); p != state.ConfigFile {
+		return filepath.Dir(p)
+	}
+	return ""
 }
 
 // renew runs one renewal check; a panic in it is logged and counted, and

@@ -452,7 +452,7 @@ func TestPanicsAreRecoveredAndCounted(t *testing.T) {
 				t.Error("handshake with a panicking certificate selection succeeded")
 			}
 		case "poll":
-			f.s.pollOnce(context.Background())
+			f.s.pollOnce(context.Background(), true)
 		}
 		panicAt.Store("")
 		if edge.Panics() != before+1 {
@@ -462,7 +462,7 @@ func TestPanicsAreRecoveredAndCounted(t *testing.T) {
 			t.Errorf("after a panic in %s: %q %v", where, body, err)
 		}
 	}
-	f.s.pollOnce(context.Background()) // the lock was released after the panic
+	f.s.pollOnce(context.Background(), true) // the lock was released after the panic
 	if st := f.s.Status(); st.Panics != edge.Panics() || st.Panics < 3 {
 		t.Errorf("status panics = %d, edge.Panics() = %d", st.Panics, edge.Panics())
 	}

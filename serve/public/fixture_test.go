@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,7 +26,6 @@ type fixture struct {
 	store *state.Dir
 	cfg   *state.Config
 	s     *Server
-	rev   int
 }
 
 // upstream is a test upstream that answers with its name.
@@ -82,19 +80,15 @@ func (f *fixture) writeCert(m state.Mapping) {
 	}
 }
 
-// reload saves cfg, bumps the revision and polls, as a p2ptls command and
-// the Run loop would.
+// reload saves cfg (a new p2ptls.toml changes the revision) and polls as
+// the Run loop does when the store signals a change.
 func (f *fixture) reload() {
 	f.t.Helper()
 	if err := state.SaveConfig(context.Background(), f.store, f.cfg); err != nil {
 		f.t.Fatal(err)
 	}
-	f.rev++
-	if err := os.WriteFile(filepath.Join(f.dir, state.RevisionFile), fmt.Appendf(nil, "test %d\n", f.rev), state.SecretMode); err != nil {
-		f.t.Fatal(err)
-	}
 	f.s.mu.Lock()
-	f.s.poll(context.Background())
+	f.s.poll(context.Background(), true)
 	f.s.mu.Unlock()
 }
 

@@ -53,8 +53,9 @@ func BenchmarkLoad(b *testing.B) {
 }
 
 // BenchmarkReload times one reload of a running Server after a change, the
-// way Run does it: a new revision (what every p2ptls command writes on
-// unlock), then poll with the lock held. Every entry is reused, so this is
+// way Run does it when the store signals: a new revision (here a new
+// modification time of p2ptls.toml, as a hand edit makes), then poll with
+// the lock held. Every entry is reused, so this is
 // the cost of noticing and re-indexing, not of parsing certificates.
 func BenchmarkReload(b *testing.B) {
 	for _, n := range benchSizes {
@@ -65,18 +66,19 @@ func BenchmarkReload(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer stopServer(s)
-			revFile := filepath.Join(store.Root(), state.RevisionFile)
+			cfgFile := filepath.Join(store.Root(), state.ConfigFile)
 			b.ReportAllocs()
 			rev := 0
 			for b.Loop() {
 				b.StopTimer()
 				rev++
-				if err := os.WriteFile(revFile, fmt.Appendf(nil, "bench %d\n", rev), state.SecretMode); err != nil {
+				mtime := time.Unix(1_700_000_000+int64(rev), 0)
+				if err := os.Chtimes(cfgFile, mtime, mtime); err != nil {
 					b.Fatal(err)
 				}
 				b.StartTimer()
 				s.mu.Lock()
-				s.poll(context.Background())
+				s.poll(context.Background(), true)
 				reloads, lastErr := s.reloads, s.lastErr
 				s.mu.Unlock()
 				if reloads != rev || lastErr != "" {

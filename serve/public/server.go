@@ -23,13 +23,16 @@ import (
 	"github.com/p2pstream/p2ptls/state/runstatus"
 )
 
-// pollInterval is how often the state directory is checked for changes;
-// with a reload well under a second, changes are served within 2 s.
-const pollInterval = 500 * time.Millisecond
+// tickInterval paces what is time-based or lies outside the state: the
+// certificate files of "file" mappings (the operator's own files, which no
+// change of the state announces), session ticket key rotation, handing a
+// burst's memory back, and the runtime status (fallback hits). Changes of
+// the state itself are signalled by Store.Watch.
+const tickInterval = 500 * time.Millisecond
 
 // Options configure the public listeners.
 type Options struct {
-	Store *state.Dir
+	Store state.Store
 	Log   *slog.Logger
 	// Limits bound every public listener (HTTPS and HTTP) and the reverse
 	// proxy's wait for upstreams; zero fields mean no limit.
@@ -47,7 +50,8 @@ type Server struct {
 	cfg        *state.Config     // without its mappings, which the entries hold
 	files      []*entry          // of source "file", whose files change outside p2ptls
 	seed       maphash.Seed      // of the entries' mapping digests
-	changeSig  string
+	rev        string            // the revision Start loaded, for Run's first look
+	filesSig   string            // the files of s.files when last loaded
 	lastReload time.Time
 	lastErr    string
 	reloads    int
@@ -68,7 +72,9 @@ func New(o Options) *Server {
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sig := s.changeSignature(ctx)
+	// The revision before the load: a change made during it is seen as
+	// one more by Run.
+	rev := s.revision(ctx)
 	cfg, err := state.LoadConfig(ctx, s.o.Store)
 	if err != nil {
 		return err
@@ -77,16 +83,23 @@ func (s *Server) Start(ctx context.Context) error {
 		s.stopAll()
 		return err
 	}
-	s.changeSig = sig
+	s.rev, s.filesSig = rev, s.filesSignature(ctx)
 	return s.writeStatus(ctx)
 }
 
-// Run follows the state directory until ctx ends, then closes the
-// listeners, letting connections in flight finish.
+// Run follows the state until ctx ends, then closes the listeners,
+// letting connections in flight finish.
 func (s *Server) Run(ctx context.Context) {
-	t := time.NewTicker(pollInterval)
+	changes := s.o.Store.Watch(ctx)
+	t := time.NewTicker(tickInterval)
 	defer t.Stop()
+	// What changed between Start and the subscription.
+	s.mu.Lock()
+	missed := s.revision(ctx) != s.rev
+	s.mu.Unlock()
+	s.pollOnce(ctx, missed)
 	for {
+		signalled := false
 		select {
 		case <-ctx.Done():
 			s.mu.Lock()
@@ -96,30 +109,53 @@ func (s *Server) Run(ctx context.Context) {
 			s.writeStatus(ctx)
 			s.mu.Unlock()
 			return
+		case _, ok := <-changes:
+			if !ok { // ctx ended
+				changes = nil
+				continue
+			}
+			signalled = true
 		case <-t.C:
 		}
-		s.pollOnce(ctx)
+		s.pollOnce(ctx, signalled)
 	}
 }
 
 // pollOnce is one poll with the lock held. A panic in it (an odd state
 // the reload trips over) is recovered and counted; the listeners keep
 // serving what they served, and the next poll tries again.
-func (s *Server) pollOnce(ctx context.Context) {
+func (s *Server) pollOnce(ctx context.Context, signalled bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer edge.Recover(s.o.Log, "state reload")
 	if testHook != nil {
 		testHook("poll")
 	}
-	s.poll(ctx)
+	s.poll(ctx, signalled)
 }
 
-// poll reloads when anything that decides what is served changed, and
+// revision is the store's, or what it failed with: a state that cannot be
+// read is reloaded once, so that the failure is reported.
+func (s *Server) revision(ctx context.Context) string {
+	rev, err := s.o.Store.Revision(ctx)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	return rev
+}
+
+// poll reloads when anything that decides what is served changed: the
+// state, when the store signalled a change (signalled), and the files of
+// "file" mappings, checked every time. It then does the timed work and
 // writes the status when it changed (fallback hits, mostly).
-func (s *Server) poll(ctx context.Context) {
-	if sig := s.changeSignature(ctx); sig != s.changeSig {
-		s.changeSig = sig
+//
+// A signal is trusted rather than checked against the revision: Dir
+// signals only a changed revision, and checking again would stat every
+// record once more per change.
+func (s *Server) poll(ctx context.Context, signalled bool) {
+	// Before the load, so that a file changed during it is seen next time.
+	if files := s.filesSignature(ctx); signalled || files != s.filesSig {
+		s.filesSig = files
 		start := time.Now()
 		s.loadErrs = nil
 		cfg, err := state.LoadConfig(ctx, s.o.Store)
@@ -153,16 +189,11 @@ func (s *Server) poll(ctx context.Context) {
 	}
 }
 
-// changeSignature is cheap to compute every poll: the revision every
-// p2ptls command bumps, p2ptls.toml itself (hand edits), and the files of
-// "file" mappings, which change outside p2ptls.
-func (s *Server) changeSignature(ctx context.Context) string {
+// filesSignature describes the files of "file" mappings, which change
+// outside p2ptls and so outside the store's revision; it is a stat per
+// such mapping, cheap enough for every tick.
+func (s *Server) filesSignature(ctx context.Context) string {
 	var b bytes.Buffer
-	rev, _ := s.o.Store.Read(ctx, state.RevisionFile)
-	b.Write(rev)
-	if info, err := s.o.Store.Stat(ctx, state.ConfigFile); err == nil {
-		fmt.Fprintf(&b, "|%d:%d", info.Size(), info.ModTime().UnixNano())
-	}
 	for _, e := range s.files {
 		fmt.Fprintf(&b, "|%v", signature(ctx, s.o.Store, e.mapping()))
 	}

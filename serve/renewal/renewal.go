@@ -16,13 +16,11 @@ import (
 	"github.com/p2pstream/p2ptls/state/mappings"
 )
 
-// How often serve looks for ACME mappings without a certificate, and how
-// often it runs a full renewal pass. Six hours follows the Retry-After that
-// ACME servers give for renewal info, and keeps a state of 100k mappings
-// from asking the server about each of them every hour. promptInterval is
-// a variable only so that a test can shorten it.
-var promptInterval = 5 * time.Second
-
+// renewInterval is how often serve runs a full renewal pass. Six hours
+// follows the Retry-After that ACME servers give for renewal info, and
+// keeps a state of 100k mappings from asking the server about each of them
+// every hour. New ACME mappings do not wait for it: a change of the state
+// (the store's signal) or the end of a back-off starts a prompt pass.
 const renewInterval = 6 * time.Hour
 
 // testHook, when a test sets it, runs at the start of every prompt pass so
@@ -38,50 +36,54 @@ type Options struct {
 
 // Run issues and renews until ctx ends. A panic in one pass (an odd
 // mapping the ACME code trips over) is recovered and counted, and the loop
-// goes on with the next tick.
+// goes on with the next one.
 func Run(ctx context.Context, o Options) {
-	prompt := time.NewTicker(promptInterval)
-	defer prompt.Stop()
+	changes := o.Store.Watch(ctx)
 	renew := time.NewTicker(renewInterval)
 	defer renew.Stop()
+	// retry ends the earliest back-off; it first fires at once, for the
+	// mappings added before serve started.
+	retry := time.NewTimer(0)
+	defer retry.Stop()
 	opts := acme.Options{Log: o.Log, DNSResolvers: o.DNSResolvers}
-	var seen string     // the state revision last scanned
-	var retry time.Time // the earliest back-off that ends
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-prompt.C:
-			seen, retry = promptPass(ctx, o, opts, seen, retry)
+		case _, ok := <-changes:
+			if !ok { // ctx ended
+				return
+			}
+		case <-retry.C:
 		case <-renew.C:
 			fullPass(ctx, o, opts)
+			continue
+		}
+		// Scanning 100k mappings costs: it runs only when the state may
+		// have changed or a back-off ended. A pass that issues changes
+		// the state, and the signal of that change makes the next one.
+		if next := promptPass(ctx, o, opts); !next.IsZero() {
+			retry.Reset(time.Until(next))
+		} else {
+			retry.Stop()
 		}
 	}
 }
 
 // promptPass issues ACME mappings that have no certificate yet. It returns
-// the revision it scanned and the earliest back-off end; after a panic,
-// what it had set by then.
-func promptPass(ctx context.Context, o Options, opts acme.Options, seen string, retry time.Time) (string, time.Time) {
+// the earliest end of a back-off (zero for none); after a panic, what it
+// had found by then.
+func promptPass(ctx context.Context, o Options, opts acme.Options) (retry time.Time) {
 	defer edge.Recover(o.Log, "certificate issuance loop")
 	if testHook != nil {
 		testHook()
 	}
-	// Scanning 100k mappings costs; do it only when the state changed or
-	// a back-off ended.
-	now := time.Now()
-	rev := revision(ctx, o.Store)
-	if rev == seen && (retry.IsZero() || now.Before(retry)) {
-		return seen, retry
-	}
-	seen = rev
 	var ids []string
-	ids, retry = unissued(ctx, o.Store, now)
+	ids, retry = unissued(ctx, o.Store, time.Now())
 	if len(ids) > 0 {
 		pass(ctx, o, acme.RenewOptions{Options: opts, Only: ids})
-		seen = "" // the pass changed the state: look again
 	}
-	return seen, retry
+	return retry
 }
 
 func fullPass(ctx context.Context, o Options, opts acme.Options) {
@@ -98,16 +100,6 @@ func pass(ctx context.Context, o Options, ro acme.RenewOptions) {
 	if len(r.Renewed)+len(r.Failed) > 0 {
 		o.Log.Info("renewal pass", "renewed", r.Renewed, "failed", r.Failed)
 	}
-}
-
-// revision is what changes with every change of the desired state.
-func revision(ctx context.Context, s state.Store) string {
-	rev, _ := s.Read(ctx, state.RevisionFile)
-	var cfg string
-	if info, err := s.Stat(ctx, state.ConfigFile); err == nil {
-		cfg = info.ModTime().String() + info.Name()
-	}
-	return string(rev) + cfg
 }
 
 // unissued lists ACME mappings that have no certificate and are not
