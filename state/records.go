@@ -1,0 +1,387 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/hostname"
+)
+
+// recordExt ends the name of every mapping record.
+const recordExt = ".toml"
+
+// RecordName is the store name of mapping id's record, "mappings/<id>.toml".
+func RecordName(id string) string { return RecordsDir + "/" + id + recordExt }
+
+// recordID tells what a name listed in mappings/ is: a record (its id), a
+// file to leave alone (an editor's swap or backup file, a temporary file of
+// an atomic write), or an error for a ".toml" whose name is not an id,
+// which would otherwise be a mapping silently left out.
+func recordID(name string) (id string, ok bool, err error) {
+	if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, recordExt) {
+		return "", false, nil // .x.toml.swp, .#x.toml, x.toml~, #x.toml#, x.toml.bak
+	}
+	id = strings.TrimSuffix(name, recordExt)
+	if err := hostname.ValidateName("mapping id", id); err != nil {
+		return "", false, fault.Invalidf("name the file after the mapping's id (ID.toml), or move it out of "+RecordsDir+"/",
+			"the file name is not a mapping id: %v", err)
+	}
+	return id, true, nil
+}
+
+// ParseMapping decodes one record, the content of mappings/<id>.toml: the
+// fields of a mapping, its id included, which must be the file's. The
+// mapping is checked against the rest of the state by Config.Validate.
+// Errors name the line and the field; they are all bad input.
+func ParseMapping(id string, b []byte) (Mapping, error) {
+	var m Mapping
+	dec := toml.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return Mapping{}, decodeError(err)
+	}
+	switch {
+	case m.ID == "":
+		return Mapping{}, fault.Invalidf(fmt.Sprintf("add id = %q", id), `field "id" is missing: a record names its mapping`)
+	case m.ID != id:
+		return Mapping{}, fault.Invalidf(fmt.Sprintf("set id = %q, or rename the file to %s%s", id, m.ID, recordExt),
+			"line %d, field \"id\": id %q is not the file's name %q", recordLine(b, "id"), m.ID, id)
+	}
+	return m, nil
+}
+
+// encodeRecord returns the content of m's record.
+func encodeRecord(m *Mapping) ([]byte, error) {
+	b, err := toml.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", RecordName(m.ID), err)
+	}
+	return append([]byte(recordHeader), b...), nil
+}
+
+// recordLine finds the line (from 1) where a record sets field, 0 when it
+// does not. A record is one table of keys: the first header ends it.
+func recordLine(b []byte, field string) int {
+	for i, l := range strings.Split(string(b), "\n") {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "[") {
+			return 0
+		}
+		key, _, ok := strings.Cut(t, "=")
+		if ok && strings.Trim(strings.TrimSpace(key), `"'`) == field {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// loadRecords reads every record into cfg.Mappings, in the order of their
+// ids, and validates the whole config. The files are read and decoded by a
+// few workers at once: on a local disk, decoding 100k small files is most
+// of the cost, and it parallelises.
+func loadRecords(ctx context.Context, s Store, cfg *Config) error {
+	names, err := s.List(ctx, RecordsDir)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", RecordsDir, err)
+	}
+	var ids []string
+	for _, n := range names {
+		id, ok, err := recordID(n)
+		if err != nil {
+			return &ConfigFileError{Path: Locate(s, path.Join(RecordsDir, n)), Err: err}
+		}
+		if ok {
+			ids = append(ids, id)
+		}
+	}
+	ms := make([]Mapping, len(ids))
+	found := make([]bool, len(ids))
+	errs := make([]error, len(ids))
+	var next atomic.Int64
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for range min(len(ids), max(2, runtime.GOMAXPROCS(0))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Work is handed out in order, so once every worker has
+			// stopped the first failing record is the same in every run.
+			for !failed.Load() {
+				i := int(next.Add(1) - 1)
+				if i >= len(ids) {
+					return
+				}
+				ms[i], found[i], errs[i] = loadRecord(ctx, s, ids[i])
+				if errs[i] != nil {
+					failed.Store(true)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if i := slices.IndexFunc(errs, func(e error) bool { return e != nil }); i >= 0 {
+		return errs[i]
+	}
+	if !slices.Contains(found, false) {
+		cfg.Mappings = ms
+	} else {
+		cfg.Mappings = slices.DeleteFunc(ms, func(m Mapping) bool { return m.ID == "" })
+	}
+	sortMappings(cfg.Mappings)
+	if err := cfg.Validate(); err != nil {
+		return recordError(ctx, s, cfg, err)
+	}
+	return nil
+}
+
+// loadRecord reads and decodes the record of id. A record removed since
+// it was listed (a change made while reading without the lock) is not
+// found, not an error.
+func loadRecord(ctx context.Context, s Store, id string) (Mapping, bool, error) {
+	name := RecordName(id)
+	b, err := s.Read(ctx, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Mapping{}, false, nil
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return Mapping{}, false, err
+		}
+		return Mapping{}, false, fmt.Errorf("read %s: %w", name, err)
+	}
+	m, err := ParseMapping(id, b)
+	if err != nil {
+		return Mapping{}, false, &ConfigFileError{Path: Locate(s, name), Err: err}
+	}
+	return m, true, nil
+}
+
+// recordError names the file, line and field of a validation error: the
+// record of the mapping it is about, else p2ptls.toml.
+func recordError(ctx context.Context, s Store, cfg *Config, err error) error {
+	var ee *EntryError
+	if !errors.As(err, &ee) || ee.Table != "mappings" || ee.Index >= len(cfg.Mappings) {
+		b, _ := s.Read(ctx, ConfigFile)
+		return &ConfigFileError{Path: Locate(s, ConfigFile), Err: fault.AsInvalid(locateEntry(b, err), hintFixFile)}
+	}
+	name := RecordName(cfg.Mappings[ee.Index].ID)
+	var fe *FieldError
+	if errors.As(ee.Err, &fe) {
+		b, _ := s.Read(ctx, name)
+		if line := recordLine(b, fe.Field); line > 0 {
+			err = fmt.Errorf("line %d, field %q: %w", line, fe.Field, ee.Err)
+		} else {
+			err = fmt.Errorf("field %q (not set): %w", fe.Field, ee.Err)
+		}
+	} else {
+		err = ee.Err
+	}
+	return &ConfigFileError{Path: Locate(s, name), Err: fault.AsInvalid(err, hintFixFile)}
+}
+
+// sortMappings puts ms in the order of their ids.
+func sortMappings(ms []Mapping) {
+	slices.SortFunc(ms, func(a, b Mapping) int { return strings.Compare(a.ID, b.ID) })
+}
+
+// baseline is what a config was loaded from: what a save compares with to
+// write only what changed.
+type baseline struct {
+	// version is the schema of the state read: 0 when it had no
+	// p2ptls.toml, 1 (every save migrates it) or 2.
+	version int
+	// top is p2ptls.toml as this config would encode it; nil when
+	// unknown, so that it is written.
+	top []byte
+	// mappings holds every record of the state by id, with its content as
+	// loaded when known (contents false: each one is written again).
+	mappings map[string]Mapping
+	contents bool
+}
+
+// newBaseline remembers cfg, just loaded from (or saved to) a state of
+// schema version.
+func newBaseline(version int, cfg *Config) *baseline {
+	b := &baseline{version: version, mappings: make(map[string]Mapping, len(cfg.Mappings)), contents: true}
+	b.top, _ = encodeConfig(cfg)
+	// The hosts are copied, into one array: a caller may change a
+	// mapping's hosts in place, and the baseline must not change with it.
+	n := 0
+	for i := range cfg.Mappings {
+		n += len(cfg.Mappings[i].Hosts)
+	}
+	hosts := make([]string, 0, n)
+	for _, m := range cfg.Mappings {
+		start := len(hosts)
+		hosts = append(hosts, m.Hosts...)
+		m.Hosts = hosts[start:len(hosts):len(hosts)]
+		b.mappings[m.ID] = m
+	}
+	return b
+}
+
+// probeBaseline describes what s holds for a config that was not loaded
+// from it: the schema of its p2ptls.toml and the ids of its records, whose
+// contents are not read (every mapping is written).
+func probeBaseline(ctx context.Context, s Store) (*baseline, error) {
+	b := &baseline{mappings: map[string]Mapping{}}
+	raw, err := s.Read(ctx, ConfigFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		b.version = 0
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", ConfigFile, err)
+	default:
+		var head struct {
+			SchemaVersion int `toml:"schema_version"`
+		}
+		// A file that does not say schema_version 1 is replaced as it is,
+		// as before records: only a version 1 file is kept as a backup.
+		_ = toml.Unmarshal(raw, &head)
+		b.version = SchemaVersion
+		if head.SchemaVersion == schemaVersion1 {
+			b.version = schemaVersion1
+			return b, nil
+		}
+	}
+	names, err := s.List(ctx, RecordsDir)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", RecordsDir, err)
+	}
+	for _, n := range names {
+		if id, ok, _ := recordID(n); ok {
+			b.mappings[id] = Mapping{}
+		}
+	}
+	return b, nil
+}
+
+// change validates c and returns the change that saves it: what differs
+// from what it was loaded with, or the migration of a schema_version 1
+// state. saved, called once the change is made, makes the change c's new
+// baseline.
+func (c *Config) change(ctx context.Context, s Store, now time.Time) (_ Change, saved func(), err error) {
+	if err := c.Validate(); err != nil {
+		return Change{}, nil, err
+	}
+	base := c.loaded
+	if base == nil {
+		if base, err = probeBaseline(ctx, s); err != nil {
+			return Change{}, nil, err
+		}
+	}
+	top, err := encodeConfig(c)
+	if err != nil {
+		return Change{}, nil, err
+	}
+	var ch Change
+	if base.version == schemaVersion1 {
+		if ch, err = migration(ctx, s, now); err != nil {
+			return Change{}, nil, err
+		}
+		base = &baseline{mappings: map[string]Mapping{}}
+	}
+	var changed []int // indexes into c.Mappings of the records written
+	for i := range c.Mappings {
+		m := &c.Mappings[i]
+		if old, ok := base.mappings[m.ID]; ok && base.contents && sameMapping(&old, m) {
+			continue
+		}
+		b, err := encodeRecord(m)
+		if err != nil {
+			return Change{}, nil, err
+		}
+		ch.Writes = append(ch.Writes, FileWrite{Name: RecordName(m.ID), Data: b, Perm: SecretMode})
+		changed = append(changed, i)
+	}
+	var removed []string
+	if len(base.mappings) > 0 {
+		ids := make(map[string]bool, len(c.Mappings))
+		for i := range c.Mappings {
+			ids[c.Mappings[i].ID] = true
+		}
+		for id := range base.mappings {
+			if !ids[id] {
+				removed = append(removed, id)
+			}
+		}
+		slices.Sort(removed)
+		for _, id := range removed {
+			ch.Deletes = append(ch.Deletes, RecordName(id))
+		}
+	}
+	// p2ptls.toml last: a reader of a store whose Apply is not atomic sees
+	// the records before the listeners that they need are gone.
+	if base.version != SchemaVersion || !bytes.Equal(top, base.top) {
+		ch.Writes = append(ch.Writes, FileWrite{Name: ConfigFile, Data: top, Perm: SecretMode})
+	}
+	saved = func() {
+		c.SchemaVersion = SchemaVersion
+		if !base.contents || c.loaded != base {
+			c.loaded = newBaseline(SchemaVersion, c)
+			return
+		}
+		// The common case, one mapping added or removed among many,
+		// updates the baseline in place rather than copying all of it.
+		base.version, base.top = SchemaVersion, top
+		for _, id := range removed {
+			delete(base.mappings, id)
+		}
+		for _, i := range changed {
+			m := c.Mappings[i]
+			m.Hosts = slices.Clone(m.Hosts)
+			base.mappings[m.ID] = m
+		}
+	}
+	return ch, saved, nil
+}
+
+// sameMapping reports whether a and b are the same desired state.
+func sameMapping(a, b *Mapping) bool {
+	return a.ID == b.ID && a.Listener == b.Listener && slices.Equal(a.Hosts, b.Hosts) &&
+		a.Source == b.Source && a.Upstream == b.Upstream && a.CertFile == b.CertFile &&
+		a.KeyFile == b.KeyFile && a.Days == b.Days && a.Challenge == b.Challenge &&
+		a.DNSCredential == b.DNSCredential && a.KeyType == b.KeyType && a.Profile == b.Profile
+}
+
+// LoadConfigLoose reads the desired state without validating it, so that
+// doctor can still say which mapping is wrong in a state that does not
+// load: p2ptls.toml decoded leniently and, in schema_version 2, every
+// record that decodes. ok is false when p2ptls.toml cannot be decoded.
+func LoadConfigLoose(ctx context.Context, s Store) (_ *Config, ok bool) {
+	b, err := s.Read(ctx, ConfigFile)
+	var cfg Config
+	if err != nil || toml.Unmarshal(b, &cfg) != nil || !knownSchema(cfg.SchemaVersion) {
+		return nil, false
+	}
+	if cfg.SchemaVersion == schemaVersion1 {
+		return &cfg, true
+	}
+	cfg.Mappings = nil
+	names, _ := s.List(ctx, RecordsDir)
+	for _, n := range names {
+		id, isRecord, _ := recordID(n)
+		if !isRecord {
+			continue
+		}
+		var m Mapping
+		if b, err := s.Read(ctx, RecordName(id)); err == nil && toml.Unmarshal(b, &m) == nil && m.ID == id {
+			cfg.Mappings = append(cfg.Mappings, m)
+		}
+	}
+	sortMappings(cfg.Mappings)
+	return &cfg, true
+}
