@@ -45,9 +45,9 @@ const recordHeader = "# p2ptls mapping. Hand edits are allowed and validated on 
 const hintFixFile = "fix the file by hand; p2ptls will not overwrite a file it cannot read"
 
 // Config is the desired state: p2ptls.toml and, in schema_version 2, the
-// mapping records. Loaded mappings are in the order of their ids, in
-// either schema (a stable order that does not depend on how the files are
-// listed); a caller's appends stay where they are until the next load.
+// mapping records. Mappings loaded from records are in the order of their
+// ids (records have no other order; schema_version 1: the order of the
+// file); a caller's appends stay where they are until the next load.
 type Config struct {
 	SchemaVersion  int             `toml:"schema_version"`
 	ACME           ACMESettings    `toml:"acme,omitempty"`
@@ -179,7 +179,6 @@ func ParseConfig(b []byte) (*Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fault.AsInvalid(locateEntry(b, err), hintFixFile)
 	}
-	sortMappings(cfg.Mappings)
 	return &cfg, nil
 }
 

@@ -145,14 +145,28 @@ func TestAddReplacesALeftoverDirectory(t *testing.T) {
 	}
 }
 
-// failingStore refuses to save p2ptls.toml.
+// failingStore refuses to save the desired state: p2ptls.toml and the
+// mapping records, written alone or in a change.
 type failingStore struct{ *state.Dir }
 
+func desiredState(name string) bool {
+	return name == state.ConfigFile || strings.HasPrefix(name, state.RecordsDir+"/")
+}
+
 func (f failingStore) Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error {
-	if name == state.ConfigFile {
+	if desiredState(name) {
 		return errors.New("disk full")
 	}
 	return f.Dir.Write(ctx, name, data, perm)
+}
+
+func (f failingStore) Apply(ctx context.Context, c state.Change) error {
+	for _, w := range c.Writes {
+		if desiredState(w.Name) {
+			return errors.New("disk full")
+		}
+	}
+	return f.Dir.Apply(ctx, c)
 }
 
 func TestAddRemovesTheFilesWhenTheConfigCannotBeSaved(t *testing.T) {
