@@ -556,3 +556,15 @@ func TestLoadConfigLoose(t *testing.T) {
 		t.Errorf("loose v1: %+v, %v", v1, ok)
 	}
 }
+
+func TestIsRecordFile(t *testing.T) {
+	for name, want := range map[string]bool{
+		"mappings/web.toml": true, "mappings/Web.toml": true, "mappings/a.b.toml": true,
+		"mappings/.web.toml.swp": false, "mappings/web.toml~": false, "mappings/.#web.toml": false, "mappings/.web.toml": false,
+		"mappings/sub/web.toml": false, "p2ptls.toml": false, "web.toml": false, "certs/public/web/meta.toml": false,
+	} {
+		if got := IsRecordFile(name); got != want {
+			t.Errorf("IsRecordFile(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
