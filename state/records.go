@@ -3,8 +3,10 @@ package state
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"maps"
 	"path"
@@ -199,7 +201,8 @@ func sortMappings(ms []Mapping) {
 }
 
 // baseline is what a config was loaded from: what a save compares with to
-// write only what changed.
+// write only what changed. It holds a digest per mapping rather than a
+// copy, so that a reader that never saves (serve) keeps little for it.
 type baseline struct {
 	// version is the schema of the state read: 0 when it had no
 	// p2ptls.toml, 1 (every save migrates it) or 2.
@@ -207,38 +210,81 @@ type baseline struct {
 	// top is p2ptls.toml as this config would encode it; nil when
 	// unknown, so that it is written.
 	top []byte
-	// mappings holds every record of the state by id, with its content as
-	// loaded when known (contents false: each one is written again).
-	mappings map[string]Mapping
-	contents bool
+	// ids are the ids of the state's records, sorted; sums[i] is the
+	// digest of mapping ids[i] as loaded. sums is nil when the contents
+	// are unknown: every mapping is written again.
+	ids  []string
+	sums []uint64
 }
 
 // newBaseline remembers cfg, just loaded from (or saved to) a state of
 // schema version.
 func newBaseline(version int, cfg *Config) *baseline {
-	b := &baseline{version: version, mappings: make(map[string]Mapping, len(cfg.Mappings)), contents: true}
+	b := &baseline{version: version, ids: make([]string, len(cfg.Mappings)), sums: make([]uint64, len(cfg.Mappings))}
 	b.top, _ = encodeConfig(cfg)
-	// The hosts are copied, into one array: a caller may change a
-	// mapping's hosts in place, and the baseline must not change with it.
-	n := 0
+	sorted := slices.IsSortedFunc(cfg.Mappings, func(x, y Mapping) int { return strings.Compare(x.ID, y.ID) })
 	for i := range cfg.Mappings {
-		n += len(cfg.Mappings[i].Hosts)
+		b.ids[i], b.sums[i] = cfg.Mappings[i].ID, digest(&cfg.Mappings[i])
 	}
-	hosts := make([]string, 0, n)
-	for _, m := range cfg.Mappings {
-		start := len(hosts)
-		hosts = append(hosts, m.Hosts...)
-		m.Hosts = hosts[start:len(hosts):len(hosts)]
-		b.mappings[m.ID] = m
+	if !sorted {
+		order := make([]int, len(b.ids))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(x, y int) int { return strings.Compare(b.ids[x], b.ids[y]) })
+		ids, sums := make([]string, len(order)), make([]uint64, len(order))
+		for i, j := range order {
+			ids[i], sums[i] = b.ids[j], b.sums[j]
+		}
+		b.ids, b.sums = ids, sums
 	}
 	return b
+}
+
+// find returns the index of id in b.ids.
+func (b *baseline) find(id string) (int, bool) { return slices.BinarySearch(b.ids, id) }
+
+// digestSeed is random per process: digests are compared in memory only,
+// and nobody can make two mappings collide without knowing it.
+var digestSeed = maphash.MakeSeed()
+
+// digest sums every field of m. Each string is written with its length,
+// so that no two different mappings write the same bytes.
+func digest(m *Mapping) uint64 {
+	var h maphash.Hash
+	h.SetSeed(digestSeed)
+	var n [8]byte
+	num := func(v uint64) {
+		binary.LittleEndian.PutUint64(n[:], v)
+		_, _ = h.Write(n[:])
+	}
+	str := func(s string) {
+		num(uint64(len(s)))
+		_, _ = h.WriteString(s)
+	}
+	str(m.ID)
+	str(m.Listener)
+	num(uint64(len(m.Hosts)))
+	for _, host := range m.Hosts {
+		str(host)
+	}
+	str(m.Source)
+	str(m.Upstream)
+	str(m.CertFile)
+	str(m.KeyFile)
+	num(uint64(m.Days))
+	str(m.Challenge)
+	str(m.DNSCredential)
+	str(m.KeyType)
+	str(m.Profile)
+	return h.Sum64()
 }
 
 // probeBaseline describes what s holds for a config that was not loaded
 // from it: the schema of its p2ptls.toml and the ids of its records, whose
 // contents are not read (every mapping is written).
 func probeBaseline(ctx context.Context, s Store) (*baseline, error) {
-	b := &baseline{mappings: map[string]Mapping{}}
+	b := &baseline{}
 	raw, err := s.Read(ctx, ConfigFile)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -264,11 +310,17 @@ func probeBaseline(ctx context.Context, s Store) (*baseline, error) {
 	}
 	for _, n := range names {
 		if id, ok, _ := recordID(n); ok {
-			b.mappings[id] = Mapping{}
+			b.ids = append(b.ids, id)
 		}
 	}
+	slices.Sort(b.ids)
 	return b, nil
 }
+
+// bulkChange is how many records a save changes before it rebuilds its
+// baseline rather than updating it in place (each in-place insert moves
+// the rest of the sorted ids).
+const bulkChange = 64
 
 // change validates c and returns the change that saves it: what differs
 // from what it was loaded with, or the migration of a schema_version 1
@@ -293,12 +345,17 @@ func (c *Config) change(ctx context.Context, s Store, now time.Time) (_ Change, 
 		if ch, err = migration(ctx, s, now); err != nil {
 			return Change{}, nil, err
 		}
-		base = &baseline{mappings: map[string]Mapping{}}
+		base = &baseline{}
 	}
-	var changed []int // indexes into c.Mappings of the records written
+	type written struct {
+		id  string
+		sum uint64
+	}
+	var changed []written
 	for i := range c.Mappings {
 		m := &c.Mappings[i]
-		if old, ok := base.mappings[m.ID]; ok && base.contents && sameMapping(&old, m) {
+		sum := digest(m)
+		if j, ok := base.find(m.ID); ok && base.sums != nil && base.sums[j] == sum {
 			continue
 		}
 		b, err := encodeRecord(m)
@@ -306,22 +363,19 @@ func (c *Config) change(ctx context.Context, s Store, now time.Time) (_ Change, 
 			return Change{}, nil, err
 		}
 		ch.Writes = append(ch.Writes, FileWrite{Name: RecordName(m.ID), Data: b, Perm: SecretMode})
-		changed = append(changed, i)
+		changed = append(changed, written{m.ID, sum})
 	}
 	var removed []string
-	if len(base.mappings) > 0 {
+	if len(base.ids) > 0 {
 		ids := make(map[string]bool, len(c.Mappings))
 		for i := range c.Mappings {
 			ids[c.Mappings[i].ID] = true
 		}
-		for id := range base.mappings {
+		for _, id := range base.ids {
 			if !ids[id] {
 				removed = append(removed, id)
+				ch.Deletes = append(ch.Deletes, RecordName(id))
 			}
-		}
-		slices.Sort(removed)
-		for _, id := range removed {
-			ch.Deletes = append(ch.Deletes, RecordName(id))
 		}
 	}
 	// p2ptls.toml last: a reader of a store whose Apply is not atomic sees
@@ -331,31 +385,27 @@ func (c *Config) change(ctx context.Context, s Store, now time.Time) (_ Change, 
 	}
 	saved = func() {
 		c.SchemaVersion = SchemaVersion
-		if !base.contents || c.loaded != base {
+		if base.sums == nil || c.loaded != base || len(changed)+len(removed) > bulkChange {
 			c.loaded = newBaseline(SchemaVersion, c)
 			return
 		}
-		// The common case, one mapping added or removed among many,
-		// updates the baseline in place rather than copying all of it.
+		// The common case, a few mappings added or removed among many,
+		// updates the baseline in place rather than summing all of it.
 		base.version, base.top = SchemaVersion, top
 		for _, id := range removed {
-			delete(base.mappings, id)
+			if j, ok := base.find(id); ok {
+				base.ids, base.sums = slices.Delete(base.ids, j, j+1), slices.Delete(base.sums, j, j+1)
+			}
 		}
-		for _, i := range changed {
-			m := c.Mappings[i]
-			m.Hosts = slices.Clone(m.Hosts)
-			base.mappings[m.ID] = m
+		for _, w := range changed {
+			if j, ok := base.find(w.id); ok {
+				base.sums[j] = w.sum
+			} else {
+				base.ids, base.sums = slices.Insert(base.ids, j, w.id), slices.Insert(base.sums, j, w.sum)
+			}
 		}
 	}
 	return ch, saved, nil
-}
-
-// sameMapping reports whether a and b are the same desired state.
-func sameMapping(a, b *Mapping) bool {
-	return a.ID == b.ID && a.Listener == b.Listener && slices.Equal(a.Hosts, b.Hosts) &&
-		a.Source == b.Source && a.Upstream == b.Upstream && a.CertFile == b.CertFile &&
-		a.KeyFile == b.KeyFile && a.Days == b.Days && a.Challenge == b.Challenge &&
-		a.DNSCredential == b.DNSCredential && a.KeyType == b.KeyType && a.Profile == b.Profile
 }
 
 // LoadConfigLoose reads the desired state without validating it, so that

@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -487,6 +488,34 @@ func TestSaveConfig(t *testing.T) {
 	}
 }
 
+// TestSaveConfigMany: a save of many changes remembers them all too.
+func TestSaveConfigMany(t *testing.T) {
+	ctx := context.Background()
+	r := &recorder{Dir: fixture(t, "v2")}
+	cfg := mustLoad(t, r)
+	for i := range 2 * bulkChange {
+		id := fmt.Sprintf("m%03d", i)
+		cfg.Mappings = append(cfg.Mappings, Mapping{ID: id, Listener: "web", Hosts: []string{id + ".example.com"}, Source: SourceManual})
+	}
+	cfg.Mappings = slices.DeleteFunc(cfg.Mappings, func(m Mapping) bool { return m.ID == "api" })
+	for range 2 {
+		if err := SaveConfig(ctx, r, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(r.applies) != 1 || len(r.applies[0].Writes) != 2*bulkChange || len(r.applies[0].Deletes) != 1 {
+		t.Fatalf("%d applies, the first with %d writes", len(r.applies), len(r.applies[0].Writes))
+	}
+	m, _ := cfg.Mapping("m007")
+	m.Days = 3
+	if err := SaveConfig(ctx, r, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if writes, _ := names(r.applies[len(r.applies)-1]); len(r.applies) != 2 || !slices.Equal(writes, []string{"mappings/m007.toml"}) {
+		t.Errorf("%d applies, the last writes %q", len(r.applies), writes)
+	}
+}
+
 // TestSaveFreshConfigOverV1 keeps the version 1 file it replaces.
 func TestSaveFreshConfigOverV1(t *testing.T) {
 	ctx := context.Background()
@@ -503,9 +532,9 @@ func TestSaveFreshConfigOverV1(t *testing.T) {
 	}
 }
 
-// TestSameMappingComparesEveryField: a change of any field of a mapping is
-// a change of its record.
-func TestSameMappingComparesEveryField(t *testing.T) {
+// TestDigestCoversEveryField: a change of any field of a mapping is a
+// change of its record.
+func TestDigestCoversEveryField(t *testing.T) {
 	base := Mapping{Hosts: []string{"a"}}
 	typ := reflect.TypeOf(base)
 	for i := range typ.NumField() {
@@ -520,11 +549,17 @@ func TestSameMappingComparesEveryField(t *testing.T) {
 		case reflect.Slice:
 			f.Set(reflect.ValueOf([]string{"b"}))
 		default:
-			t.Fatalf("field %s of kind %v: teach sameMapping and this test", typ.Field(i).Name, f.Kind())
+			t.Fatalf("field %s of kind %v: teach digest and this test", typ.Field(i).Name, f.Kind())
 		}
-		if sameMapping(&base, &m) {
+		if digest(&base) == digest(&m) {
 			t.Errorf("a change of %s is not seen", typ.Field(i).Name)
 		}
+	}
+	// Fields that run into each other are still told apart.
+	a := Mapping{Hosts: []string{"ab", "c"}}
+	b := Mapping{Hosts: []string{"a", "bc"}}
+	if digest(&a) == digest(&b) {
+		t.Error("hosts [ab c] and [a bc] have one digest")
 	}
 }
 
