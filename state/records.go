@@ -341,11 +341,22 @@ func (c *Config) change(ctx context.Context, s Store, now time.Time) (_ Change, 
 		return Change{}, nil, err
 	}
 	var ch Change
-	if base.version == schemaVersion1 {
+	migrating := base.version == schemaVersion1
+	if migrating {
 		if ch, err = migration(ctx, s, now); err != nil {
 			return Change{}, nil, err
 		}
 		base = &baseline{}
+	}
+	// Where a store's Apply is not atomic, the order of the writes is what
+	// a reader may see half of. p2ptls.toml comes first, so that a record
+	// never names a listener or credential not written yet; but last when
+	// migrating, so that until it is written a reader sees the version 1
+	// file, which ignores mappings/, and after it every record.
+	topChanged := base.version != SchemaVersion || !bytes.Equal(top, base.top)
+	writeTop := FileWrite{Name: ConfigFile, Data: top, Perm: SecretMode}
+	if topChanged && !migrating {
+		ch.Writes = append(ch.Writes, writeTop)
 	}
 	type written struct {
 		id  string
@@ -378,10 +389,8 @@ func (c *Config) change(ctx context.Context, s Store, now time.Time) (_ Change, 
 			}
 		}
 	}
-	// p2ptls.toml last: a reader of a store whose Apply is not atomic sees
-	// the records before the listeners that they need are gone.
-	if base.version != SchemaVersion || !bytes.Equal(top, base.top) {
-		ch.Writes = append(ch.Writes, FileWrite{Name: ConfigFile, Data: top, Perm: SecretMode})
+	if topChanged && migrating {
+		ch.Writes = append(ch.Writes, writeTop)
 	}
 	saved = func() {
 		c.SchemaVersion = SchemaVersion

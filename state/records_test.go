@@ -250,6 +250,12 @@ func TestUpdateWritesOnlyWhatChanged(t *testing.T) {
 		{"change a mapping's host in place", func(c *Config) { m, _ := c.Mapping("web"); m.Hosts[1] = "example.net" }, []string{"mappings/web.toml"}, nil},
 		{"change a listener", func(c *Config) { c.Listeners[0].Fallback = FallbackReject }, []string{"p2ptls.toml"}, nil},
 		{"spelling that normalises to the same", func(c *Config) { m, _ := c.Mapping("web"); m.Hosts[0] = "WWW.EXAMPLE.COM." }, nil, nil},
+		{"add a listener and a mapping on it: the listener first", func(c *Config) {
+			c.Listeners = append(c.Listeners, Listener{Name: "more", Addr: ":8444"})
+			m := newMapping
+			m.Listener = "more"
+			c.Mappings = append(c.Mappings, m)
+		}, []string{"p2ptls.toml", "mappings/new.toml"}, nil},
 		{"replace one by another", func(c *Config) {
 			c.Mappings = slices.DeleteFunc(c.Mappings, func(m Mapping) bool { return m.ID == "api" })
 			c.Mappings = append(c.Mappings, newMapping)
