@@ -144,6 +144,9 @@ func (e *ConfigFileError) Unwrap() error { return e.Err }
 // Locate names a store file the way the user knows it: its path when the
 // store is a local directory.
 func Locate(s Store, name string) string {
+	if t, ok := s.(*Tx); ok {
+		s = t.s // a change names the files of the store it changes
+	}
 	if d, ok := s.(*Dir); ok {
 		if p, err := d.path(name); err == nil {
 			return p

@@ -426,7 +426,7 @@ func TestMigrationRefusesRecordsOfAnotherState(t *testing.T) {
 		t.Errorf("v1 load: %d mappings", len(cfg.Mappings))
 	}
 	err := Update(ctx, d, "test", func(tx *Tx) error { return nil })
-	if err == nil || fault.KindOf(err) != fault.Invalid || !strings.Contains(err.Error(), "already holds web.toml") || !strings.Contains(fault.HintOf(err), "move") {
+	if err == nil || fault.KindOf(err) != fault.Invalid || !strings.Contains(err.Error(), filepath.Join(d.Root(), "mappings")+" already holds web.toml") || !strings.Contains(fault.HintOf(err), "move") {
 		t.Errorf("Update = %v (hint %q)", err, fault.HintOf(err))
 	}
 	if after := stateFiles(t, d); !reflect.DeepEqual(before, after) {
