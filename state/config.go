@@ -252,7 +252,11 @@ func decodeError(err error) error {
 // that was not loaded from s replaces the whole desired state. The caller
 // holds the lock; under Update, the commit saves tx.Config itself.
 func SaveConfig(ctx context.Context, s Store, cfg *Config) error {
-	c, saved, err := cfg.change(ctx, s, time.Now())
+	// The reads of a migration (or of a config not loaded from s) may come
+	// after the caller's first write, when the commit has begun and must
+	// go on, so they do not stop with ctx; the writes below are still
+	// refused with it if none has begun (noteChange).
+	c, saved, err := cfg.change(context.WithoutCancel(ctx), s, time.Now())
 	if err != nil {
 		return err
 	}

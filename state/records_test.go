@@ -609,3 +609,30 @@ func TestIsRecordFile(t *testing.T) {
 		}
 	}
 }
+
+// TestSaveConfigFinishesABegunCommit: a migration under SaveConfig after
+// the caller's first write (mapping add writes the certificate first) is
+// finished when the context ends, as every commit in progress is.
+func TestSaveConfigFinishesABegunCommit(t *testing.T) {
+	d := fixture(t, "v1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	unlock, err := d.Lock(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := mustLoad(t, d)
+	if err := d.Write(ctx, "certs/public/web/cert.pem", []byte("c"), SecretMode); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := SaveConfig(ctx, d, cfg); err != nil {
+		t.Errorf("SaveConfig after the commit began: %v", err)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustLoad(t, d); got.SchemaVersion != SchemaVersion || len(got.Mappings) != 3 {
+		t.Errorf("after: schema %d, %d mappings", got.SchemaVersion, len(got.Mappings))
+	}
+}
