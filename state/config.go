@@ -7,32 +7,58 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/p2pstream/p2ptls/state/fault"
 )
 
-// ConfigFile is the desired state, written by p2ptls and editable by hand.
+// ConfigFile is the desired state's settings, listeners and DNS
+// credential references (and, in schema_version 1, its mappings), written
+// by p2ptls and editable by hand.
 const ConfigFile = "p2ptls.toml"
 
-// SchemaVersion is the only p2ptls.toml schema this build reads and writes.
-const SchemaVersion = 1
+// RecordsDir holds one record per mapping, "mappings/<id>.toml", in
+// schema_version 2: adding or removing a mapping writes one small file,
+// whatever the number of mappings, and every record fits a value of a
+// distributed store.
+const RecordsDir = "mappings"
+
+// SchemaVersion is the layout this build writes. It reads schemaVersion1
+// too, and the first change under the lock migrates such a state.
+const SchemaVersion = 2
+
+// schemaVersion1 keeps every mapping in p2ptls.toml as [[mappings]].
+const schemaVersion1 = 1
 
 // configHeader is written at the top of every saved p2ptls.toml.
 const configHeader = "# p2ptls desired state. Hand edits are allowed: p2ptls validates this file\n" +
-	"# on every read and never overwrites it while it has an error.\n\n"
+	"# and mappings/*.toml on every read and never overwrites a file with an error.\n" +
+	"# Each mapping is its own file, mappings/<id>.toml.\n\n"
+
+// recordHeader is written at the top of every saved mapping record.
+const recordHeader = "# p2ptls mapping. Hand edits are allowed and validated on every read;\n" +
+	"# the file name is the id.\n\n"
 
 // hintFixFile is the hint for every error found in a hand-edited file.
 const hintFixFile = "fix the file by hand; p2ptls will not overwrite a file it cannot read"
 
-// Config is the content of p2ptls.toml.
+// Config is the desired state: p2ptls.toml and, in schema_version 2, the
+// mapping records. Mappings loaded from records are in the order of their
+// ids (records have no other order; schema_version 1: the order of the
+// file); a caller's appends stay where they are until the next load.
 type Config struct {
 	SchemaVersion  int             `toml:"schema_version"`
 	ACME           ACMESettings    `toml:"acme,omitempty"`
 	Listeners      []Listener      `toml:"listeners,omitempty"`
 	Mappings       []Mapping       `toml:"mappings,omitempty"`
 	DNSCredentials []DNSCredential `toml:"dns_credentials,omitempty"`
+
+	// loaded is what the store held when the config was loaded (or last
+	// saved), so that a save writes only what changed; nil for a config
+	// that did not come from a store.
+	loaded *baseline
 }
 
 // ACMESettings are defaults for ACME issuance.
@@ -72,19 +98,35 @@ type DNSCredential struct {
 	APIBaseURL string `toml:"api_base_url,omitempty"`
 }
 
-// LoadConfig reads p2ptls.toml; a state without one is an empty config.
-func LoadConfig(ctx context.Context, s Store) (*Config, error) {
+// LoadConfig reads the desired state: p2ptls.toml and, in schema_version
+// 2, every record in mappings/. A state without p2ptls.toml is an empty
+// config. An error of a file is a *ConfigFileError naming that file. It
+// reads a schema_version 1 state as it is: only a change migrates it.
+func LoadConfig(ctx context.Context, s Reader) (*Config, error) {
 	b, err := s.Read(ctx, ConfigFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return &Config{SchemaVersion: SchemaVersion}, nil
-	}
-	if err != nil {
+	var cfg *Config
+	version := 0
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		cfg = &Config{SchemaVersion: SchemaVersion}
+	case err != nil:
 		return nil, fmt.Errorf("read %s: %w", ConfigFile, err)
+	default:
+		if cfg, err = ParseConfig(b); err != nil {
+			return nil, &ConfigFileError{Path: Locate(s, ConfigFile), Err: err}
+		}
+		version = cfg.SchemaVersion
 	}
-	cfg, err := ParseConfig(b)
-	if err != nil {
-		return nil, &ConfigFileError{Path: Locate(s, ConfigFile), Err: err}
+	if version == schemaVersion1 {
+		// p2ptls.toml holds the mappings; a mappings/ beside it is not
+		// part of this state (migrating refuses to replace it).
+		cfg.loaded = &baseline{version: version}
+		return cfg, nil
 	}
+	if err := loadRecords(ctx, s, cfg); err != nil {
+		return nil, err
+	}
+	cfg.loaded = newBaseline(version, cfg)
 	return cfg, nil
 }
 
@@ -101,7 +143,10 @@ func (e *ConfigFileError) Unwrap() error { return e.Err }
 
 // Locate names a store file the way the user knows it: its path when the
 // store is a local directory.
-func Locate(s Store, name string) string {
+func Locate(s Reader, name string) string {
+	if t, ok := s.(*Tx); ok {
+		s = t.s // a change names the files of the store it changes
+	}
 	if d, ok := s.(*Dir); ok {
 		if p, err := d.path(name); err == nil {
 			return p
@@ -110,8 +155,10 @@ func Locate(s Store, name string) string {
 	return name
 }
 
-// ParseConfig decodes and validates p2ptls.toml content. Errors name the
-// line and the field; they are all bad input (exit 2).
+// ParseConfig decodes and validates p2ptls.toml content: a whole
+// schema_version 1 state, or the settings, listeners and DNS credentials of
+// schema_version 2, which keeps its mappings in records (ParseMapping).
+// Errors name the line and the field; they are all bad input (exit 2).
 func ParseConfig(b []byte) (*Config, error) {
 	// One strict decode does for the common case; it is most of the cost of
 	// loading 100k mappings, so the slice is sized up front.
@@ -119,7 +166,7 @@ func ParseConfig(b []byte) (*Config, error) {
 	dec := toml.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	decErr := dec.Decode(&cfg)
-	if decErr != nil || cfg.SchemaVersion != SchemaVersion {
+	if decErr != nil || !knownSchema(cfg.SchemaVersion) {
 		// A file of another schema fails in other ways too: say the
 		// version first, since that is what to fix.
 		if err := checkSchemaVersion(b); err != nil {
@@ -127,11 +174,19 @@ func ParseConfig(b []byte) (*Config, error) {
 		}
 		return nil, decodeError(decErr)
 	}
+	if cfg.SchemaVersion != schemaVersion1 && len(cfg.Mappings) > 0 {
+		err := &EntryError{Table: "mappings", Index: 0, Err: fault.Invalidf("move each [[mappings]] entry to a file of its own, mappings/ID.toml, without the [[mappings]] line",
+			"schema_version %d keeps mappings in %s/<id>.toml, not in %s", cfg.SchemaVersion, RecordsDir, ConfigFile)}
+		return nil, fault.AsInvalid(locateEntry(b, err), "")
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fault.AsInvalid(locateEntry(b, err), hintFixFile)
 	}
 	return &cfg, nil
 }
+
+// knownSchema reports whether this build reads schema_version v.
+func knownSchema(v int) bool { return v == schemaVersion1 || v == SchemaVersion }
 
 // checkSchemaVersion reads only schema_version and refuses a missing or
 // unknown one.
@@ -146,9 +201,9 @@ func checkSchemaVersion(b []byte) error {
 	case head.SchemaVersion == nil:
 		return fault.Invalidf(fmt.Sprintf("add schema_version = %d at the top of the file", SchemaVersion),
 			"schema_version is missing")
-	case *head.SchemaVersion != SchemaVersion:
+	case !knownSchema(*head.SchemaVersion):
 		return fault.Invalidf("use the p2ptls version that wrote this file, or a newer one",
-			"schema_version %d is not supported by this p2ptls, which reads schema_version %d", *head.SchemaVersion, SchemaVersion)
+			"schema_version %d is not supported by this p2ptls, which reads schema_version %d and %d", *head.SchemaVersion, schemaVersion1, SchemaVersion)
 	}
 	return nil
 }
@@ -190,24 +245,37 @@ func decodeError(err error) error {
 	return fault.AsInvalid(err, hintFixFile)
 }
 
-// SaveConfig validates cfg and writes it atomically. The caller holds the lock.
+// SaveConfig validates cfg and writes what changed since it was loaded
+// (or last saved) as one Store.Apply: p2ptls.toml when its own part
+// changed, the record of each mapping added or changed, a delete for each
+// one removed; a schema_version 1 state is migrated (see migrate). A cfg
+// that was not loaded from s replaces the whole desired state. The caller
+// holds the lock; under Update, the commit saves tx.Config itself.
 func SaveConfig(ctx context.Context, s Store, cfg *Config) error {
-	b, err := encodeConfig(cfg)
+	// The reads of a migration (or of a config not loaded from s) may come
+	// after the caller's first write, when the commit has begun and must
+	// go on, so they do not stop with ctx; the writes below are still
+	// refused with it if none has begun (noteChange).
+	c, saved, err := cfg.change(context.WithoutCancel(ctx), s, time.Now())
 	if err != nil {
 		return err
 	}
-	if err := s.Write(ctx, ConfigFile, b, SecretMode); err != nil {
-		return fmt.Errorf("save %s: %w", ConfigFile, err)
+	if !c.Empty() {
+		if err := s.Apply(ctx, c); err != nil {
+			return fmt.Errorf("save %s: %w", ConfigFile, err)
+		}
 	}
+	saved()
 	return nil
 }
 
-// encodeConfig validates cfg and returns the content of p2ptls.toml.
+// encodeConfig returns the content of p2ptls.toml for cfg, which has been
+// validated: its settings, listeners and DNS credentials, never its
+// mappings.
 func encodeConfig(cfg *Config) ([]byte, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	b, err := toml.Marshal(cfg)
+	top := *cfg
+	top.SchemaVersion, top.Mappings, top.loaded = SchemaVersion, nil, nil
+	b, err := toml.Marshal(&top)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", ConfigFile, err)
 	}

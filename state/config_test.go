@@ -32,7 +32,8 @@ func TestConfigRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Listeners[0] != want.Listeners[0] || got.Mappings[0].DNSCredential != "cf" || got.Mappings[1].Days != 30 || got.ACME.DNSResolvers[0] != "127.0.0.1:5353" {
+	// Loaded mappings are in the order of their ids.
+	if got.Listeners[0] != want.Listeners[0] || got.Mappings[1].DNSCredential != "cf" || got.Mappings[0].Days != 30 || got.ACME.DNSResolvers[0] != "127.0.0.1:5353" {
 		t.Errorf("round trip: got %+v", got)
 	}
 }

@@ -1,12 +1,15 @@
 // Package state owns the p2ptls state directory: where it is, how files in it
 // are written (atomically, with fixed modes), the exclusive lock every
-// mutation holds, and the desired-state file p2ptls.toml.
+// mutation holds, and the desired state: p2ptls.toml and one record per
+// mapping in mappings/.
 //
 // Layout (every name below is a constant in this package or the package that
 // produces the file):
 //
 //	$CONFIG_DIR/                      0700
-//	├── p2ptls.toml                   desired state (ConfigFile)
+//	├── p2ptls.toml                   desired state: settings, listeners, DNS credentials (ConfigFile)
+//	├── p2ptls.toml.v1.bak            the schema_version 1 file a migration replaced (BackupV1File)
+//	├── mappings/<mapping-id>.toml    one record per mapping (RecordsDir, RecordName)
 //	├── p2ptls.lock                   held while a process mutates state (LockFile)
 //	├── certs/
 //	│   ├── management/               ca.crt ca.key server.crt server.key

@@ -75,7 +75,7 @@ func files(t *testing.T, root string) []string {
 }
 
 var afterCleanup = []string{
-	"certs/public/Not-An-Id/notes.txt", "certs/public/keep/cert.pem", "p2ptls.rev", "p2ptls.toml", "run/.status.json.tmp-9",
+	"certs/public/Not-An-Id/notes.txt", "certs/public/keep/cert.pem", "mappings/keep.toml", "p2ptls.rev", "p2ptls.toml", "run/.status.json.tmp-9",
 }
 
 // The next lock after a holder died removes what it left; a lock after a

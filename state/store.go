@@ -15,9 +15,7 @@ import (
 // already begun under the lock is finished whatever the context says, so
 // that an interrupted command leaves the state as it was or as changed.
 type Store interface {
-	Read(ctx context.Context, name string) ([]byte, error)
-	Stat(ctx context.Context, name string) (fs.FileInfo, error)
-	List(ctx context.Context, dir string) ([]string, error)
+	Reader
 	// Write and Delete change one file; under the lock they are for
 	// runtime status and challenges; a change of the desired state is one
 	// Apply, through Update.
@@ -44,6 +42,14 @@ type Store interface {
 	// caller gets its own channel; a reader that must not miss a change
 	// made before it subscribed compares Revision after subscribing.
 	Watch(ctx context.Context) <-chan struct{}
+}
+
+// Reader is the part of a Store that loading the desired state needs, so
+// that it loads from files in memory too (a backup's, before a restore).
+type Reader interface {
+	Read(ctx context.Context, name string) ([]byte, error)
+	Stat(ctx context.Context, name string) (fs.FileInfo, error)
+	List(ctx context.Context, dir string) ([]string, error)
 }
 
 // Change is a set of deletes and writes made together by Store.Apply.

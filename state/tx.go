@@ -28,8 +28,9 @@ type Tx struct {
 var _ Store = (*Tx)(nil)
 
 // Update runs fn on the current config under the state lock and, when fn
-// succeeds, commits the config and every file fn wrote or deleted through
-// the Tx as one change. When fn or validation fails nothing is written.
+// succeeds, commits what fn changed of the config and every file fn wrote
+// or deleted through the Tx as one change. When fn or validation fails, or
+// the state does not load, nothing is written.
 func Update(ctx context.Context, s Store, purpose string, fn func(*Tx) error) (err error) {
 	unlock, err := s.Lock(ctx, purpose)
 	if err != nil {
@@ -44,15 +45,19 @@ func Update(ctx context.Context, s Store, purpose string, fn func(*Tx) error) (e
 	if err := fn(tx); err != nil {
 		return err
 	}
-	b, err := encodeConfig(tx.Config)
+	// Only what changed is saved: p2ptls.toml when its own part did, the
+	// record of each mapping added or changed, a delete for each removed;
+	// a schema_version 1 state is migrated. After fn's files, so that a
+	// store whose Apply is not atomic never names a mapping without them.
+	c, _, err := tx.Config.change(ctx, tx, time.Now())
 	if err != nil {
 		return err
 	}
-	if err := tx.Write(ctx, ConfigFile, b, SecretMode); err != nil {
-		return err
-	}
-	if err := s.Apply(ctx, tx.change()); err != nil {
-		return fmt.Errorf("save the change (%s): %w", purpose, err)
+	_ = tx.Apply(ctx, c)
+	if all := tx.change(); !all.Empty() {
+		if err := s.Apply(ctx, all); err != nil {
+			return fmt.Errorf("save the change (%s): %w", purpose, err)
+		}
 	}
 	return nil
 }

@@ -107,11 +107,11 @@ upstream = "http://admin:hunter2@127.0.0.1:9000"
 		t.Errorf("kind %v; error %v", fault.KindOf(err), err)
 	}
 
-	// Without a field, the entry's header line.
+	// A host taken: the line of the hosts.
 	file = strings.Replace(file, `hosts = ["b.example.com"]`, `hosts = ["a.example.com"]`, 1)
 	file = strings.Replace(file, `upstream = "http://admin:hunter2@127.0.0.1:9000"`, "", 1)
 	_, err = ParseConfig([]byte(file))
-	if err == nil || !strings.HasPrefix(err.Error(), `line 13, field "mappings[1]": mapping "bad": host "a.example.com" is already mapped`) {
+	if err == nil || !strings.HasPrefix(err.Error(), `line 16, field "mappings[1].hosts": mapping "bad": host "a.example.com" is already mapped`) {
 		t.Fatalf("ParseConfig = %v", err)
 	}
 	// A listener's upstream.

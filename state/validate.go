@@ -34,7 +34,7 @@ const ProviderCloudflare = "cloudflare"
 // so a hand edit and a command are held to the same rules. It is linear in
 // the number of mappings: a state may hold 100k of them.
 func (c *Config) Validate() error {
-	if c.SchemaVersion != SchemaVersion {
+	if !knownSchema(c.SchemaVersion) {
 		return fmt.Errorf("schema_version %d is not supported (want %d)", c.SchemaVersion, SchemaVersion)
 	}
 	listeners := make(map[string]bool, len(c.Listeners))
@@ -99,33 +99,33 @@ type mappingValidator struct {
 
 func (v *mappingValidator) check(m *Mapping) error {
 	if err := hostname.ValidateName("mapping id", m.ID); err != nil {
-		return fault.AsInvalid(err, "")
+		return inField("id", fault.AsInvalid(err, ""))
 	}
 	if v.ids[m.ID] {
-		return fault.Invalidf("", "mapping id %q is used twice", m.ID)
+		return inField("id", fault.Invalidf("", "mapping id %q is used twice", m.ID))
 	}
 	v.ids[m.ID] = true
 	if !v.listeners[m.Listener] {
-		return fault.Invalidf("add the listener first with 'p2ptls listener add'", "mapping %q: listener %q does not exist", m.ID, m.Listener)
+		return inField("listener", fault.Invalidf("add the listener first with 'p2ptls listener add'", "mapping %q: listener %q does not exist", m.ID, m.Listener))
 	}
 	if len(m.Hosts) == 0 {
-		return fault.Invalidf("give at least one host", "mapping %q has no hosts", m.ID)
+		return inField("hosts", fault.Invalidf("give at least one host", "mapping %q has no hosts", m.ID))
 	}
 	wildcard := false
 	for j, h := range m.Hosts {
 		n, err := hostname.Normalize(h)
 		if err != nil {
-			return fault.AsInvalid(fmt.Errorf("mapping %q: %w", m.ID, err), "")
+			return inField("hosts", fault.AsInvalid(fmt.Errorf("mapping %q: %w", m.ID, err), ""))
 		}
 		m.Hosts[j] = n
 		wildcard = wildcard || hostname.IsWildcard(n)
 		key := m.Listener + "\x00" + n
 		if owner, taken := v.hosts[key]; taken {
 			if owner == m.ID {
-				return fault.Invalidf("list each host once", "mapping %q lists host %q twice", m.ID, n)
+				return inField("hosts", fault.Invalidf("list each host once", "mapping %q lists host %q twice", m.ID, n))
 			}
-			return fault.Invalidf("remove it from one of the mappings",
-				"mapping %q: host %q is already mapped on listener %q by mapping %q", m.ID, n, m.Listener, owner)
+			return inField("hosts", fault.Invalidf("remove it from one of the mappings",
+				"mapping %q: host %q is already mapped on listener %q by mapping %q", m.ID, n, m.Listener, owner))
 		}
 		v.hosts[key] = m.ID
 	}
@@ -138,12 +138,16 @@ func (v *mappingValidator) check(m *Mapping) error {
 	case SourceManual, SourceSelfSigned:
 	case SourceFile:
 		if m.CertFile == "" || m.KeyFile == "" {
-			return fault.Invalidf("set cert_file and key_file", "mapping %q: source %q needs cert_file and key_file", m.ID, m.Source)
+			missing := "key_file"
+			if m.CertFile == "" {
+				missing = "cert_file"
+			}
+			return inField(missing, fault.Invalidf("set cert_file and key_file", "mapping %q: source %q needs cert_file and key_file", m.ID, m.Source))
 		}
 	case SourceACME:
 		return v.checkACME(m, wildcard)
 	default:
-		return fault.Invalidf(`use "manual", "file", "self-signed" or "acme"`, "mapping %q: unknown source %q", m.ID, m.Source)
+		return inField("source", fault.Invalidf(`use "manual", "file", "self-signed" or "acme"`, "mapping %q: unknown source %q", m.ID, m.Source))
 	}
 	return nil
 }
@@ -152,30 +156,35 @@ func (v *mappingValidator) checkACME(m *Mapping, wildcard bool) error {
 	switch m.Challenge {
 	case ChallengeHTTP01, ChallengeTLSALPN01:
 		if wildcard {
-			return fault.Invalidf("use --challenge dns-01 with a DNS credential",
-				"mapping %q: wildcard hosts cannot be validated with %s; they need DNS-01", m.ID, m.Challenge)
+			return inField("challenge", fault.Invalidf("use --challenge dns-01 with a DNS credential",
+				"mapping %q: wildcard hosts cannot be validated with %s; they need DNS-01", m.ID, m.Challenge))
 		}
 	case ChallengeDNS01:
 		if m.DNSCredential == "" {
-			return fault.Invalidf("name a credential with --dns-credential (see 'p2ptls dns-credential list')",
-				"mapping %q: DNS-01 needs a DNS credential", m.ID)
+			return inField("dns_credential", fault.Invalidf("name a credential with --dns-credential (see 'p2ptls dns-credential list')",
+				"mapping %q: DNS-01 needs a DNS credential", m.ID))
 		}
 		if !v.creds[m.DNSCredential] {
-			return fault.Invalidf("add it with 'p2ptls dns-credential add'", "mapping %q: DNS credential %q does not exist", m.ID, m.DNSCredential)
+			return inField("dns_credential", fault.Invalidf("add it with 'p2ptls dns-credential add'", "mapping %q: DNS credential %q does not exist", m.ID, m.DNSCredential))
 		}
 	default:
-		return fault.Invalidf(`use "http-01", "tls-alpn-01" or "dns-01"`, "mapping %q: unknown challenge %q", m.ID, m.Challenge)
+		return inField("challenge", fault.Invalidf(`use "http-01", "tls-alpn-01" or "dns-01"`, "mapping %q: unknown challenge %q", m.ID, m.Challenge))
 	}
 	switch m.KeyType {
 	case "", "ec256", "ec384", "rsa2048", "rsa4096":
 	default:
-		return fault.Invalidf(`use "ec256", "ec384", "rsa2048" or "rsa4096"`, "mapping %q: unknown key_type %q", m.ID, m.KeyType)
+		return inField("key_type", fault.Invalidf(`use "ec256", "ec384", "rsa2048" or "rsa4096"`, "mapping %q: unknown key_type %q", m.ID, m.KeyType))
 	}
 	return nil
 }
 
+// inField names the key of a mapping that err is about, so that the
+// message can give its line: p2ptls.toml's, or the mapping record's.
+func inField(field string, err error) error { return &FieldError{Field: field, Err: err} }
+
 // EntryError is a validation error of one entry of a p2ptls.toml table
-// ("mappings[3]: …"). ParseConfig turns it into the line of the file.
+// ("mappings[3]: …"). ParseConfig turns it into the line of the file,
+// LoadConfig into the mapping's record and its line.
 type EntryError struct {
 	Table string // "listeners", "mappings", "dns_credentials"
 	Index int

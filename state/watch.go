@@ -22,7 +22,7 @@ import (
 
 // How Dir notices changes. A change made under the lock renames a new
 // p2ptls.rev into the root; a hand edit changes p2ptls.toml or a record
-// under recordsDir. fsnotify reports both within milliseconds. A poll
+// under RecordsDir. fsnotify reports both within milliseconds. A poll
 // catches what fsnotify cannot see: the root replaced (restore swaps the
 // whole directory; a bind mount replaced underneath shows no event at
 // all), network file systems (NFS reports no other client's change), and
@@ -46,9 +46,6 @@ const (
 // that a test can turn the poll off to see fsnotify alone at work.
 var watchPoll = time.Second
 
-// recordsDir holds one record file per mapping (the layout of
-// schema_version 2); a hand edit there is a change of the desired state.
-const recordsDir = "mappings"
 
 // newNotifier starts fsnotify; a test replaces it to force the poll.
 var newNotifier = fsnotify.NewWatcher
@@ -91,7 +88,7 @@ func (d *Dir) revision(h hash.Hash) error {
 	if err := statInto(h, filepath.Join(d.root, ConfigFile)); err != nil {
 		return err
 	}
-	records := filepath.Join(d.root, recordsDir)
+	records := filepath.Join(d.root, RecordsDir)
 	if err := dirInto(h, records); err != nil {
 		return err
 	}
@@ -240,7 +237,7 @@ func startHub(d *Dir) *hub {
 	}
 	ctx, stop := context.WithCancel(context.Background()) // ends with the last subscriber
 	h := &hub{d: d, stop: stop, done: make(chan struct{}), subs: map[chan struct{}]struct{}{},
-		root: root, parent: filepath.Dir(root), records: filepath.Join(root, recordsDir), fullEvery: watchPoll}
+		root: root, parent: filepath.Dir(root), records: filepath.Join(root, RecordsDir), fullEvery: watchPoll}
 	if w, err := newNotifier(); err != nil {
 		warnPollOnly(err)
 	} else {

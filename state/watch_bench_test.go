@@ -17,7 +17,7 @@ func BenchmarkRevision(b *testing.B) {
 	for _, n := range []int{1000, 100_000} {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
 			root := b.TempDir()
-			records := filepath.Join(root, recordsDir)
+			records := filepath.Join(root, RecordsDir)
 			if err := os.MkdirAll(records, DirMode); err != nil {
 				b.Fatal(err)
 			}

@@ -68,11 +68,13 @@ func TestDoctorBrokenState(t *testing.T) {
 			t.Fatalf("%v: exit %d: %s", args, r.code, r.stderr)
 		}
 	}
-	// A hand edit that mapping add would refuse: a wildcard with HTTP-01.
-	cfgFile := filepath.Join(dir, "p2ptls.toml")
-	cfg := string(mustRead(t, cfgFile)) + `
-[[mappings]]
-id = "wild"
+	// A hand-written record that mapping add would refuse: a wildcard
+	// with HTTP-01.
+	cfgFile := filepath.Join(dir, "mappings", "wild.toml")
+	if err := os.MkdirAll(filepath.Dir(cfgFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := `id = "wild"
 listener = "web"
 hosts = ["*.example.com"]
 source = "acme"

@@ -370,14 +370,18 @@ func TestPublicProxyAndHTTPListener(t *testing.T) {
 	}
 
 	// A mapping edited in place keeps its id and certificate but is served
-	// as edited: here its upstream, changed by hand in p2ptls.toml.
-	cfgFile := filepath.Join(p.dir, "p2ptls.toml")
-	before := string(mustRead(t, cfgFile))
+	// as edited: here its upstream, changed by hand in its record.
+	recFile := filepath.Join(p.dir, "mappings", "app-example-test.toml")
+	before := string(mustRead(t, recFile))
 	edited := strings.Replace(before, upstream.URL, other.URL+"/", 1)
 	if edited == before {
-		t.Fatalf("p2ptls.toml does not name the upstream %s:\n%s", upstream.URL, before)
+		t.Fatalf("the record does not name the upstream %s:\n%s", upstream.URL, before)
 	}
-	writeRenamed(t, cfgFile, []byte(edited), 0o600)
+	writeRenamed(t, recFile, []byte(edited), 0o600)
+	// serve notices hand edits by p2ptls.toml's size and time only, until
+	// it watches the whole state: touch it too.
+	cfgFile := filepath.Join(p.dir, "p2ptls.toml")
+	writeRenamed(t, cfgFile, mustRead(t, cfgFile), 0o600)
 	eventually(t, 10*time.Second, func() error {
 		if _, body := get("app.example.test", "/"); body != "upstream B" {
 			return fmt.Errorf("after the upstream was edited: %q", body)

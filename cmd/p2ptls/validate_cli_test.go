@@ -84,19 +84,19 @@ func TestUpstreamUserinfoRefusedCLI(t *testing.T) {
 		assertSameSnapshot(t, before, snapshot(t, dir))
 	}
 
-	// A hand edit: every command refuses the file, naming line and field.
-	cfg := filepath.Join(dir, "p2ptls.toml")
-	b, err := os.ReadFile(cfg)
-	if err != nil {
+	// A hand-written record: every command refuses the file, naming line
+	// and field.
+	cfg := filepath.Join(dir, "mappings", "m.toml")
+	if err := os.MkdirAll(filepath.Dir(cfg), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	edited := string(b) + "\n[[mappings]]\nid = \"m\"\nlistener = \"web\"\nhosts = [\"a.example.com\"]\nsource = \"self-signed\"\nupstream = \"http://admin:" + pw + "@127.0.0.1:9000\"\n"
+	edited := "id = \"m\"\nlistener = \"web\"\nhosts = [\"a.example.com\"]\nsource = \"self-signed\"\nupstream = \"http://admin:" + pw + "@127.0.0.1:9000\"\n"
 	if err := os.WriteFile(cfg, []byte(edited), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	line := strings.Count(edited[:strings.Index(edited, "upstream = \"http://admin")], "\n") + 1
 	r := p2ptls(t, env, "mapping", "list")
-	want := cfg + `: line ` + strconv.Itoa(line) + `, field "mappings[0].upstream": mapping "m": upstream "http://***@127.0.0.1:9000" carries a user name or password`
+	want := cfg + `: line ` + strconv.Itoa(line) + `, field "upstream": mapping "m": upstream "http://***@127.0.0.1:9000" carries a user name or password`
 	if r.code != 2 || !strings.Contains(r.stderr, want) || strings.Contains(r.stderr, pw) {
 		t.Errorf("mapping list on the edited file: exit %d, stderr %q\nwant it to contain %q", r.code, r.stderr, want)
 	}

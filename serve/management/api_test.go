@@ -123,8 +123,8 @@ func TestAPIMappingLifecycle(t *testing.T) {
 	if ss.NotAfter.Sub(*ss.NotBefore).Hours() < 30*24-2 || ss.NotAfter.Sub(*ss.NotBefore).Hours() > 30*24+2 {
 		t.Errorf("validity %v – %v, want 30 days", ss.NotBefore, ss.NotAfter)
 	}
-	if !strings.Contains(ta.readState(state.ConfigFile), `id = 'app-example-com'`) || rev() == r0 {
-		t.Errorf("the mapping is not in the state at once:\n%s", ta.readState(state.ConfigFile))
+	if !strings.Contains(ta.readState(state.RecordName("app-example-com")), `id = 'app-example-com'`) || rev() == r0 {
+		t.Errorf("the mapping is not in the state at once:\n%s", ta.readState(state.RecordName("app-example-com")))
 	}
 	if _, err := os.Stat(filepath.Join(ta.root, "certs", "public", "app-example-com")); err != nil {
 		t.Error(err)
@@ -184,7 +184,7 @@ func TestAPIMappingLifecycle(t *testing.T) {
 	if a.status != 201 || am.ID != "wildcard-acme-example-com" || am.Status != "pending" || am.Challenge != "dns-01" || am.DNSCredential != "spare" || len(am.Warnings) != 0 {
 		t.Fatalf("add acme: %d %s", a.status, a.body)
 	}
-	if cfg := ta.readState(state.ConfigFile); !strings.Contains(cfg, `key_type = 'ec256'`) {
+	if cfg := ta.readState(state.RecordName("wildcard-acme-example-com")); !strings.Contains(cfg, `key_type = 'ec256'`) {
 		t.Errorf("key_type is not the command line's default:\n%s", cfg)
 	}
 	a = ta.get("/api/v1/dns-credentials")
@@ -220,7 +220,7 @@ func TestAPIMappingLifecycle(t *testing.T) {
 		t.Errorf("the failed attempt is not recorded: %s", a.body)
 	}
 
-	// The list shows them all, in config order.
+	// The list shows them all, in the order of their ids.
 	a = ta.get("/api/v1/mappings")
 	var list []mappings.Info
 	a.json(t, &list)
@@ -228,7 +228,7 @@ func TestAPIMappingLifecycle(t *testing.T) {
 	for _, m := range list {
 		ids = append(ids, m.ID)
 	}
-	if want := []string{"shop", "upload", "wild", "app-example-com", "up", "file-example-com", "wildcard-acme-example-com", "dis-example-com"}; !slices.Equal(ids, want) {
+	if want := []string{"app-example-com", "dis-example-com", "file-example-com", "shop", "up", "upload", "wild", "wildcard-acme-example-com"}; !slices.Equal(ids, want) {
 		t.Errorf("ids %v, want %v", ids, want)
 	}
 
@@ -243,7 +243,7 @@ func TestAPIMappingLifecycle(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(ta.root, "certs", "public", "up")); !os.IsNotExist(err) {
 		t.Errorf("the certificate directory is left: %v", err)
 	}
-	if strings.Contains(ta.readState(state.ConfigFile), `id = 'up'`) || rev() == r2 {
+	if _, err := os.Stat(filepath.Join(ta.root, filepath.FromSlash(state.RecordName("up")))); !os.IsNotExist(err) || rev() == r2 {
 		t.Error("the removal is not in the state at once")
 	}
 	if a := ta.get("/api/v1/mappings/up"); a.status != 404 {

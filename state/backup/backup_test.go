@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -379,6 +380,33 @@ func TestDryRunWritesNothing(t *testing.T) {
 	b, err := json.Marshal(res)
 	if err != nil || !strings.Contains(string(b), `"mappings":{"added":[],"removed":[],"changed":[]}`) {
 		t.Errorf("JSON: %s %v", b, err)
+	}
+}
+
+// TestDryRunComparesMappingRecords: the mappings a restore would add,
+// remove and change are read from the archive's records.
+func TestDryRunComparesMappingRecords(t *testing.T) {
+	ctx := context.Background()
+	withMappings := func(hosts map[string]string) *state.Dir {
+		d := newState(t, true, "web")
+		if err := state.Update(ctx, d, "test", func(tx *state.Tx) error {
+			for _, id := range slices.Sorted(maps.Keys(hosts)) {
+				tx.Config.Mappings = append(tx.Config.Mappings, state.Mapping{ID: id, Listener: "web", Hosts: []string{hosts[id]}, Source: state.SourceManual})
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	archive := archiveOf(t, withMappings(map[string]string{"same": "s.example.com", "moved": "m.example.com", "new": "n.example.com"}), "")
+	target := withMappings(map[string]string{"same": "s.example.com", "moved": "m.example.org", "gone": "g.example.com"})
+	res, err := Restore(ctx, target, bytes.NewReader(archive), RestoreOptions{DryRun: true, Now: now0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Mappings.Added, []string{"new"}) || !slices.Equal(res.Mappings.Removed, []string{"gone"}) || !slices.Equal(res.Mappings.Changed, []string{"moved"}) {
+		t.Errorf("mappings: %+v", res.Mappings)
 	}
 }
 

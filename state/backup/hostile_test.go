@@ -295,6 +295,22 @@ func TestInvalidConfigIsRefused(t *testing.T) {
 	}
 }
 
+// TestInvalidRecordIsRefused: an archive whose mapping record does not
+// load never replaces a state, and the refusal names the record.
+func TestInvalidRecordIsRefused(t *testing.T) {
+	for _, tc := range []struct{ desc, name, content, want string }{
+		{"unknown field", state.RecordName("m"), "id = \"m\"\nport = 1\n", `the backup's mappings/m.toml does not load: line 2: unknown field "port"`},
+		{"missing listener", state.RecordName("m"), "id = \"m\"\nlistener = \"nope\"\nhosts = [\"m.example.com\"]\nsource = \"manual\"\n", `the backup's mappings/m.toml does not load: line 2, field "listener"`},
+		{"name not an id", state.RecordsDir + "/M.toml", "id = \"m\"\n", "the backup's mappings/M.toml does not load"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			d := newState(t, true, "web")
+			mustWrite(t, d, tc.name, tc.content, state.SecretMode)
+			refused(t, archiveOf(t, d, ""), "", tc.want)
+		})
+	}
+}
+
 // TestWorkFactorCap: an encrypted archive whose header asks for more scrypt
 // work than backup writes is refused before any of it is done. It is
 // crafted from an archive at a low factor by editing the header: the

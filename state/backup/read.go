@@ -46,7 +46,8 @@ type sink interface {
 }
 
 // keep lists the files a restore reads beyond checking them: the desired
-// state and the CA, to report what changes.
+// state (with the mapping records, state.IsRecordFile) and the CA, to
+// report what changes.
 var keep = map[string]bool{state.ConfigFile: true, management.CACertFile: true}
 
 // archive is what reading a whole archive found.
@@ -343,7 +344,7 @@ func copyFile(r io.Reader, rel string, f File, a *archive, out sink) error {
 	h := sha256.New()
 	dst := io.MultiWriter(w, h)
 	var kept *bytes.Buffer
-	if keep[rel] {
+	if keep[rel] || state.IsRecordFile(rel) {
 		kept = &bytes.Buffer{}
 		dst = io.MultiWriter(dst, kept)
 	}

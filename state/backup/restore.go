@@ -212,13 +212,17 @@ func (res *Result) describe(a *archive, cur *current) error {
 		res.CA = CADifferent
 	}
 	next := &state.Config{}
-	if b, ok := a.kept[state.ConfigFile]; ok {
+	if _, ok := a.kept[state.ConfigFile]; ok {
 		// The same parse and validation as every command's: a state that
 		// would not load must not replace one that does.
-		cfg, err := state.ParseConfig(b)
+		cfg, err := state.ParseState(a.kept)
 		if err != nil {
-			return fault.Invalidf("nothing was changed; restore an older backup, or extract this one (tar xzf FILE), fix state/"+state.ConfigFile+", back that up (CONFIG_DIR=state p2ptls backup --out fixed.tar.gz) and restore fixed.tar.gz",
-				"the backup's %s does not load: %v", state.ConfigFile, err)
+			file, cfe := state.ConfigFile, (*state.ConfigFileError)(nil)
+			if errors.As(err, &cfe) {
+				file, err = cfe.Path, cfe.Err
+			}
+			return fault.Invalidf("nothing was changed; restore an older backup, or extract this one (tar xzf FILE), fix state/"+file+", back that up (CONFIG_DIR=state p2ptls backup --out fixed.tar.gz) and restore fixed.tar.gz",
+				"the backup's %s does not load: %v", file, err)
 		}
 		next = cfg
 	}

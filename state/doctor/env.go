@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/pelletier/go-toml/v2"
-
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/hostname"
 	"github.com/p2pstream/p2ptls/state/management"
@@ -125,16 +123,14 @@ func (e *env) loadConfig(ctx context.Context) {
 		e.cfg = cfg
 	} else {
 		e.cfgErr = err
-		b, rerr := e.s.Read(ctx, state.ConfigFile)
-		var loose state.Config
-		if rerr == nil && toml.Unmarshal(b, &loose) == nil && loose.SchemaVersion == state.SchemaVersion {
+		if loose, ok := state.LoadConfigLoose(ctx, e.s); ok {
 			for i := range loose.Mappings {
 				loose.Mappings[i].Hosts = slices.Clone(loose.Mappings[i].Hosts)
 				for j, h := range loose.Mappings[i].Hosts {
 					loose.Mappings[i].Hosts[j] = looseHost(h)
 				}
 			}
-			e.cfg, e.lenient = &loose, true
+			e.cfg, e.lenient = loose, true
 		}
 	}
 	if e.cfg != nil {

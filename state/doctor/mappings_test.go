@@ -102,9 +102,8 @@ func TestDNSCredential(t *testing.T) {
 	want(t, c, IDDNSCredential, Fail, `mapping disabled uses the DNS credential "off", which is disabled`, `mapping tokenless uses the DNS credential "notoken"`, "token file")
 	wantHint(t, c, "dns-credential enable off", "dns-credential add notoken --replace")
 
-	// A hand edit can name a credential that does not exist.
-	b, _ := s.Read(context.Background(), state.ConfigFile)
-	writeConfig(t, s, string(b)+"\n[[mappings]]\nid = \"ghost\"\nlistener = \"web\"\nhosts = [\"g.example.com\"]\nsource = \"acme\"\nchallenge = \"dns-01\"\ndns_credential = \"nope\"\n")
+	// A hand-written record can name a credential that does not exist.
+	mustWrite(t, s, state.RecordName("ghost"), []byte("id = \"ghost\"\nlistener = \"web\"\nhosts = [\"g.example.com\"]\nsource = \"acme\"\nchallenge = \"dns-01\"\ndns_credential = \"nope\"\n"), state.SecretMode)
 	want(t, run(input(s), checkDNSCredential), IDDNSCredential, Fail, `"nope", which does not exist`)
 }
 

@@ -146,7 +146,8 @@ func TestListFiltersByListener(t *testing.T) {
 	mustAdd(t, s, selfSignedIn("a1", "api", 0, "a.example.com"))
 	mustAdd(t, s, acmeIn("w2", "http-01", "", "b.example.com"))
 	cfg := mustConfig(t, s)
-	for listener, want := range map[string]string{"": "w1 a1 w2", "web": "w1 w2", "api": "a1"} {
+	// In the order of the ids, not of the adds.
+	for listener, want := range map[string]string{"": "a1 w1 w2", "web": "w1 w2", "api": "a1"} {
 		infos, err := List(context.Background(), s, cfg, listener, now0)
 		if err != nil || ids(infos) != want {
 			t.Errorf("List(%q) = %q, %v; want %q", listener, ids(infos), err, want)
@@ -192,11 +193,13 @@ func TestInfoJSON(t *testing.T) {
 			}
 		}
 	}
-	if got[0]["not_after"] != nil || got[0]["status"] != StatusPending || got[0]["dns_credential"] != "cf" {
-		t.Errorf("pending entry: %v", got[0])
+	// Mappings are listed in the order of their ids.
+	pending, valid := got[1], got[0]
+	if pending["not_after"] != nil || pending["status"] != StatusPending || pending["dns_credential"] != "cf" {
+		t.Errorf("pending entry: %v", pending)
 	}
-	if na, _ := got[1]["not_after"].(string); !strings.HasSuffix(na, "Z") {
-		t.Errorf("not_after %v is not RFC 3339 UTC", got[1]["not_after"])
+	if na, _ := valid["not_after"].(string); !strings.HasSuffix(na, "Z") {
+		t.Errorf("not_after %v is not RFC 3339 UTC", valid["not_after"])
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -146,20 +145,26 @@ func TestAddReplacesALeftoverDirectory(t *testing.T) {
 	}
 }
 
-// failingStore refuses to save p2ptls.toml: a write of it, or a change
-// that holds it, fails before anything is written.
+// failingStore refuses to save the desired state: p2ptls.toml and the
+// mapping records, written alone or in a change.
 type failingStore struct{ *state.Dir }
 
+func desiredState(name string) bool {
+	return name == state.ConfigFile || strings.HasPrefix(name, state.RecordsDir+"/")
+}
+
 func (f failingStore) Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error {
-	if name == state.ConfigFile {
+	if desiredState(name) {
 		return errors.New("disk full")
 	}
 	return f.Dir.Write(ctx, name, data, perm)
 }
 
 func (f failingStore) Apply(ctx context.Context, c state.Change) error {
-	if slices.ContainsFunc(c.Writes, func(w state.FileWrite) bool { return w.Name == state.ConfigFile }) {
-		return errors.New("disk full")
+	for _, w := range c.Writes {
+		if desiredState(w.Name) {
+			return errors.New("disk full")
+		}
 	}
 	return f.Dir.Apply(ctx, c)
 }
