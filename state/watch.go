@@ -46,7 +46,6 @@ const (
 // that a test can turn the poll off to see fsnotify alone at work.
 var watchPoll = time.Second
 
-
 // newNotifier starts fsnotify; a test replaces it to force the poll.
 var newNotifier = fsnotify.NewWatcher
 
