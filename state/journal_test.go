@@ -196,7 +196,7 @@ func TestApplyHelperProcess(t *testing.T) {
 func TestApplyKilledAtEachStep(t *testing.T) {
 	steps, before, after := applySteps(t)
 	for _, want := range []string{"staged", "committed", "deleted certs/public/b", "deleted certs/public/a",
-		"renamed certs/public/a/cert.pem", "renamed certs/public/c/key.pem", "renamed " + ConfigFile, "cleaned"} {
+		"renamed certs/public/a/cert.pem", "renamed certs/public/c/key.pem", "renamed mappings/c.toml", "cleaned"} {
 		if !slices.Contains(steps, want) {
 			t.Fatalf("steps %q lack %q", steps, want)
 		}

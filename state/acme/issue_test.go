@@ -112,7 +112,7 @@ func TestFailedIssueIsRecordedInOneChange(t *testing.T) {
 	if !Attempted(err) {
 		t.Errorf("Attempted(%v) = false", err)
 	}
-	want := []string{"certs/public/a/meta.toml", state.ConfigFile}
+	want := []string{"certs/public/a/meta.toml"}
 	if len(c.applies) != 1 || !slices.Equal(c.applies[0], want) || len(c.loose) != 0 {
 		t.Errorf("applies %q, single writes %q; want one Apply of %q", c.applies, c.loose, want)
 	}

@@ -40,7 +40,7 @@ func (r *recordingStore) Apply(ctx context.Context, c state.Change) error {
 // TestEveryChangeIsOneApply: creating and revoking a token are one Apply
 // each, and a refused one writes nothing.
 func TestEveryChangeIsOneApply(t *testing.T) {
-	one := []string{state.ConfigFile, File}
+	one := []string{File}
 	tests := []struct {
 		name string
 		do   func(s state.Store) error

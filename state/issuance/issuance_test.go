@@ -109,10 +109,10 @@ func TestSelect(t *testing.T) {
 	}{
 		{"named, as given", Selection{IDs: []string{"up", "nope", "ss-valid"}}, []string{"up", "nope", "ss-valid"}, nil},
 		{"all: ACME and self-signed without a valid certificate", Selection{All: true},
-			[]string{"ss-expired", "ss-expiring", "acme-pending", "acme-backoff"},
+			[]string{"acme-backoff", "acme-pending", "ss-expired", "ss-expiring"}, // in id order, as records load
 			map[string]string{"ss-valid": "is valid", "acme-valid": "is valid", "up": "source manual", "disk": "source file"}},
 		{"all with force: every ACME and self-signed one", Selection{All: true, Force: true},
-			[]string{"ss-valid", "ss-expired", "ss-expiring", "acme-pending", "acme-valid", "acme-backoff"},
+			[]string{"acme-backoff", "acme-pending", "acme-valid", "ss-expired", "ss-expiring", "ss-valid"},
 			map[string]string{"up": "cannot issue", "disk": "cannot issue"}},
 	}
 	for _, tc := range tests {
@@ -268,7 +268,7 @@ func TestPending(t *testing.T) {
 		retry time.Time
 	}{
 		{now0, []string{"acme-pending"}, now0.Add(time.Hour)},
-		{now0.Add(2 * time.Hour), []string{"acme-pending", "acme-backoff"}, time.Time{}},
+		{now0.Add(2 * time.Hour), []string{"acme-backoff", "acme-pending"}, time.Time{}},
 	}
 	for _, tc := range tests {
 		ids, retry, err := Pending(ctx, s, tc.at)
