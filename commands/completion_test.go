@@ -103,7 +103,7 @@ func TestCompleteLine(t *testing.T) {
 	other := completionState(t) // the same names, but only --config-dir points here
 	writeFile(t, filepath.Join(other, state.ConfigFile), "schema_version = 1\n\n[[listeners]]\nname = \"elsewhere\"\naddr = \":1\"\nfallback = \"reject\"\n")
 	env := map[string]string{state.EnvConfigDir: dir, "HOME": "/nonexistent"}
-	mappingIDs := []string{"app-example-com", "api-main"}
+	mappingIDs := []string{"api-main", "app-example-com"}
 	tests := []completeCase{
 		{desc: "top level commands", words: []string{""}, contains: []string{"ca", "mapping", "completion"}, absent: []string{completeCmdName, "help"}},
 		{desc: "a group's subcommands, no help", words: []string{"mapping", ""}, want: []string{"add", "list", "show", "remove", "import", "export"}},
