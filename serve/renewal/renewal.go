@@ -5,15 +5,13 @@ package renewal
 
 import (
 	"context"
-	"errors"
-	"io/fs"
 	"log/slog"
 	"time"
 
 	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/acme"
-	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/issuance"
 )
 
 // renewInterval is how often serve runs a full renewal pass. Six hours
@@ -78,8 +76,12 @@ func promptPass(ctx context.Context, o Options, opts acme.Options) (retry time.T
 	if testHook != nil {
 		testHook()
 	}
-	var ids []string
-	ids, retry = unissued(ctx, o.Store, time.Now())
+	ids, retry, err := issuance.Pending(ctx, o.Store, time.Now())
+	if err != nil {
+		// serve's reload reports a state that does not load; the next
+		// change tries again.
+		return retry
+	}
 	if len(ids) > 0 {
 		pass(ctx, o, acme.RenewOptions{Options: opts, Only: ids})
 	}
@@ -100,32 +102,4 @@ func pass(ctx context.Context, o Options, ro acme.RenewOptions) {
 	if len(r.Renewed)+len(r.Failed) > 0 {
 		o.Log.Info("renewal pass", "renewed", r.Renewed, "failed", r.Failed)
 	}
-}
-
-// unissued lists ACME mappings that have no certificate and are not
-// backing off after a failure, and when the earliest back-off ends.
-func unissued(ctx context.Context, s state.Store, now time.Time) ([]string, time.Time) {
-	cfg, err := state.LoadConfig(ctx, s)
-	if err != nil {
-		return nil, time.Time{}
-	}
-	var ids []string
-	var retry time.Time
-	for _, m := range cfg.Mappings {
-		if m.Source != state.SourceACME {
-			continue
-		}
-		names, _ := mappings.CertFiles(m)
-		if _, err := s.Stat(ctx, names[0]); !errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if meta, err := mappings.LoadMeta(ctx, s, m.ID); err == nil && now.Before(meta.RetryAt) {
-			if retry.IsZero() || meta.RetryAt.Before(retry) {
-				retry = meta.RetryAt
-			}
-			continue
-		}
-		ids = append(ids, m.ID)
-	}
-	return ids, retry
 }
