@@ -46,7 +46,8 @@ func manPage(app *cli.App) roff.Page {
 		},
 		Files: []roff.Entry{
 			{Tag: "$CONFIG_DIR/", Text: "The state directory (0700), resolved as --config-dir, $CONFIG_DIR, $XDG_DATA_HOME/p2ptls, ~/.local/share/p2ptls. Read-only commands never create it."},
-			{Tag: "p2ptls.toml", Text: "The desired state: schema_version, listeners, mappings, DNS credential references, ACME settings (0600). It may be edited by hand; it is validated on every read and never overwritten while it has an error."},
+			{Tag: "p2ptls.toml", Text: "The desired state: schema_version, listeners, DNS credential references, ACME settings (0600)."},
+			{Tag: "mappings/ID.toml", Text: "One record per mapping (0600). Both may be edited by hand; they are validated on every read and never overwritten while the state has an error. A schema_version 1 p2ptls.toml is migrated by the first change, keeping p2ptls.toml.v1.bak."},
 			{Tag: "p2ptls.lock", Text: "Exists while a process changes the state; holds the holder's pid, host, start time and command."},
 			{Tag: "certs/management/", Text: "The management CA and server certificate: ca.crt, ca.key, server.crt, server.key."},
 			{Tag: "certs/public/<mapping-id>/", Text: "Each mapping's certificate, key and metadata."},

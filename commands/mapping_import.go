@@ -28,8 +28,8 @@ func mappingBulkCommands() []*cli.Command {
 				"/api/v1/mappings (what 'p2ptls mapping export' writes), from FILE or, with -,\n" +
 				"from standard input. Blank lines are skipped; nothing else (no comments).\n" +
 				"Every mapping is checked as 'mapping add' checks it, against the state and the\n" +
-				"lines before it; then all are added under one lock and one write of\n" +
-				"p2ptls.toml. The first line refused is named (line 17: ...) and nothing is\n" +
+				"lines before it; then all are added under one lock in one change (a record\n" +
+				"per mapping). The first line refused is named (line 17: ...) and nothing is\n" +
 				"written. An id, or a host on the same listener, given twice is refused. Paths\n" +
 				fmt.Sprintf("(cert_file, key_file) must be absolute. Limits: %s in all, %s a line.\n\n",
 					userfile.Size(mappings.MaxImportBytes), userfile.Size(mappings.MaxImportLine)) +
@@ -40,7 +40,7 @@ func mappingBulkCommands() []*cli.Command {
 			Name:      "export",
 			Usage:     "write the mappings as JSON lines for 'mapping import'",
 			ArgsUsage: "[--listener NAME] [--out FILE|-] [--no-keys]",
-			Description: "Writes one JSON object per mapping, in the order of p2ptls.toml, with the\n" +
+			Description: "Writes one JSON object per mapping, in the order of their ids, with the\n" +
 				"fields of POST /api/v1/mappings: what 'mapping add' was given. A self-signed\n" +
 				"mapping gets a new certificate when imported and an ACME one is issued again;\n" +
 				"a manual mapping carries its certificate chain and private key (cert_pem,\n" +

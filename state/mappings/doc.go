@@ -3,7 +3,8 @@
 // certificate files of each mapping. The command line and the management API
 // only parse and print; every rule lives here, under the state lock.
 //
-// A mapping's desired state is its entry in p2ptls.toml; what it serves lives
+// A mapping's desired state is its record, mappings/<id>.toml (state's
+// RecordName); what it serves lives
 // beside it (every name below is a constant or function of this package):
 //
 //	certs/public/                    PublicDir, 0700
@@ -19,5 +20,5 @@
 //
 // A mapping's entry and its files change together, as one change of the
 // store (state.Update): adding, removing or regenerating a mapping writes
-// its files and p2ptls.toml in one Store.Apply.
+// its files and its record in one Store.Apply.
 package mappings

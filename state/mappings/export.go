@@ -22,7 +22,7 @@ type ExportOptions struct {
 }
 
 // Export returns the mappings as the records that Import adds back, in the
-// order of p2ptls.toml, read under the lock so that a mapping and its files
+// order of their ids, read under the lock so that a mapping and its files
 // are seen together. A record holds what "mapping add" was given, not what
 // was made of it since: a self-signed mapping gets a new certificate when
 // imported, and an ACME one is issued again. A manual mapping carries its

@@ -56,7 +56,7 @@ func Regenerate(ctx context.Context, s state.Store, id string, now time.Time) er
 		if m.Days == 0 { // a hand-written mapping may leave it out
 			m.Days = DefaultDays
 		}
-		if err := checkDays(m.Days, fmt.Sprintf("set days between 1 and %d for mapping %q in p2ptls.toml", MaxDays, id)); err != nil {
+		if err := checkDays(m.Days, fmt.Sprintf("set days between 1 and %d in %s", MaxDays, state.RecordName(id))); err != nil {
 			return err
 		}
 		kp, err := selfSigned(m, now)
