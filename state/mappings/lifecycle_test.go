@@ -116,7 +116,7 @@ func TestRegenerateRefusesBadDaysInAHandEditedConfig(t *testing.T) {
 	before := snapshot(t, root)
 	err = Regenerate(context.Background(), s, "dev", now0)
 	wantFault(t, err, fault.Invalid, "1000 days")
-	wantHint(t, err, "p2ptls.toml")
+	wantHint(t, err, "mappings/dev.toml")
 	assertUnchanged(t, before, root)
 }
 
