@@ -2,7 +2,6 @@ package acme
 
 import (
 	"context"
-	"io/fs"
 	"log/slog"
 	"slices"
 	"testing"
@@ -60,34 +59,6 @@ func TestRenewThatIssuesNothingWritesNothing(t *testing.T) {
 	}
 }
 
-// applyCounter counts Apply calls and the single writes and deletes made
-// outside one.
-type applyCounter struct {
-	*state.Dir
-	applies [][]string
-	loose   []string
-}
-
-func (c *applyCounter) Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error {
-	c.loose = append(c.loose, name)
-	return c.Dir.Write(ctx, name, data, perm)
-}
-
-func (c *applyCounter) Delete(ctx context.Context, name string) error {
-	c.loose = append(c.loose, "-"+name)
-	return c.Dir.Delete(ctx, name)
-}
-
-func (c *applyCounter) Apply(ctx context.Context, ch state.Change) error {
-	var names []string
-	for _, w := range ch.Writes {
-		names = append(names, w.Name)
-	}
-	slices.Sort(names)
-	c.applies = append(c.applies, names)
-	return c.Dir.Apply(ctx, ch)
-}
-
 // TestFailedIssueIsRecordedInOneChange: an order that fails (here at its
 // first step: there is no account) is recorded in the mapping's meta.toml,
 // in one Apply, and Attempted says so; refusals before any order are not.
@@ -106,15 +77,15 @@ func TestFailedIssueIsRecordedInOneChange(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := &applyCounter{Dir: d}
+	c := &statetest.Recorder{Dir: d}
 	err := Issue(ctx, c, "a", now, quiet)
 	statetest.WantFault(t, err, fault.Failure, `mapping "a"`, "there is no ACME account")
 	if !Attempted(err) {
 		t.Errorf("Attempted(%v) = false", err)
 	}
 	want := []string{"certs/public/a/meta.toml"}
-	if len(c.applies) != 1 || !slices.Equal(c.applies[0], want) || len(c.loose) != 0 {
-		t.Errorf("applies %q, single writes %q; want one Apply of %q", c.applies, c.loose, want)
+	if len(c.Applies) != 1 || !slices.Equal(c.Applies[0], want) || len(c.Loose) != 0 {
+		t.Errorf("applies %q, single writes %q; want one Apply of %q", c.Applies, c.Loose, want)
 	}
 	meta, err := mappings.LoadMeta(ctx, d, "a")
 	if err != nil || meta.Attempts != 1 || meta.LastError != "there is no ACME account" || !meta.RetryAt.Equal(now.Add(backoffBase)) {
@@ -130,11 +101,11 @@ func TestFailedIssueIsRecordedInOneChange(t *testing.T) {
 		{"nope", fault.NotFound, `mapping "nope" does not exist`},
 		{"ss", fault.Failure, "not an ACME mapping"},
 	} {
-		c := &applyCounter{Dir: d}
+		c := &statetest.Recorder{Dir: d}
 		err := Issue(ctx, c, tc.id, now, quiet)
 		statetest.WantFault(t, err, tc.kind, tc.msg)
-		if Attempted(err) || len(c.applies)+len(c.loose) != 0 {
-			t.Errorf("%s: Attempted %v, applies %q, writes %q; want none", tc.id, Attempted(err), c.applies, c.loose)
+		if Attempted(err) || len(c.Applies)+len(c.Loose) != 0 {
+			t.Errorf("%s: Attempted %v, applies %q, writes %q; want none", tc.id, Attempted(err), c.Applies, c.Loose)
 		}
 	}
 }

@@ -2,41 +2,13 @@ package management
 
 import (
 	"context"
-	"io/fs"
 	"slices"
 	"testing"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/testkit/statetest"
 )
-
-// recordingStore records each Apply's names, and every write or delete
-// made outside an Apply.
-type recordingStore struct {
-	*state.Dir
-	applies [][]string
-	loose   []string
-}
-
-func (r *recordingStore) Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error {
-	r.loose = append(r.loose, name)
-	return r.Dir.Write(ctx, name, data, perm)
-}
-
-func (r *recordingStore) Delete(ctx context.Context, name string) error {
-	r.loose = append(r.loose, "-"+name)
-	return r.Dir.Delete(ctx, name)
-}
-
-func (r *recordingStore) Apply(ctx context.Context, c state.Change) error {
-	var names []string
-	for _, w := range c.Writes {
-		names = append(names, w.Name)
-	}
-	slices.Sort(names)
-	r.applies = append(r.applies, names)
-	return r.Dir.Apply(ctx, c)
-}
 
 // TestEveryChangeIsOneApply: the CA, its key and the server certificate
 // are written in one Apply, and an Ensure with nothing to do writes
@@ -66,18 +38,18 @@ func TestEveryChangeIsOneApply(t *testing.T) {
 			if tc.withCA {
 				mustInit(t, d, testNames(), now0)
 			}
-			r := &recordingStore{Dir: d}
+			r := &statetest.Recorder{Dir: d}
 			if err := tc.do(r); err != nil {
 				t.Fatal(err)
 			}
-			if len(r.loose) != 0 {
-				t.Errorf("single writes and deletes %q, want none", r.loose)
+			if len(r.Loose) != 0 {
+				t.Errorf("single writes and deletes %q, want none", r.Loose)
 			}
 			switch {
-			case tc.want == nil && len(r.applies) != 0:
-				t.Errorf("applies %q, want none", r.applies)
-			case tc.want != nil && (len(r.applies) != 1 || !slices.Equal(r.applies[0], tc.want)):
-				t.Errorf("applies %q, want one of %q", r.applies, tc.want)
+			case tc.want == nil && len(r.Applies) != 0:
+				t.Errorf("applies %q, want none", r.Applies)
+			case tc.want != nil && (len(r.Applies) != 1 || !slices.Equal(r.Applies[0], tc.want)):
+				t.Errorf("applies %q, want one of %q", r.Applies, tc.want)
 			}
 		})
 	}

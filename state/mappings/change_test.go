@@ -2,51 +2,13 @@ package mappings
 
 import (
 	"context"
-	"io/fs"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/testkit/statetest"
 )
-
-// recordingStore records how a command changes the state: each Apply's
-// names, and every write or delete made outside an Apply.
-type recordingStore struct {
-	*state.Dir
-	mu      sync.Mutex
-	applies [][]string // names written or deleted, per Apply
-	loose   []string   // single writes and deletes
-}
-
-func (r *recordingStore) Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error {
-	r.mu.Lock()
-	r.loose = append(r.loose, name)
-	r.mu.Unlock()
-	return r.Dir.Write(ctx, name, data, perm)
-}
-
-func (r *recordingStore) Delete(ctx context.Context, name string) error {
-	r.mu.Lock()
-	r.loose = append(r.loose, "-"+name)
-	r.mu.Unlock()
-	return r.Dir.Delete(ctx, name)
-}
-
-func (r *recordingStore) Apply(ctx context.Context, c state.Change) error {
-	var names []string
-	for _, d := range c.Deletes {
-		names = append(names, "-"+d)
-	}
-	for _, w := range c.Writes {
-		names = append(names, w.Name)
-	}
-	r.mu.Lock()
-	r.applies = append(r.applies, names)
-	r.mu.Unlock()
-	return r.Dir.Apply(ctx, c)
-}
 
 // TestEveryChangeIsOneApply: adding, importing, regenerating and removing
 // a mapping each change the state with exactly one Apply that holds the
@@ -80,14 +42,14 @@ func TestEveryChangeIsOneApply(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d, _ := newStore(t)
 			mustAdd(t, d, selfSignedIn("dev", "web", 0, "dev.example.com"))
-			r := &recordingStore{Dir: d}
+			r := &statetest.Recorder{Dir: d}
 			if err := tc.do(r); err != nil {
 				t.Fatal(err)
 			}
-			if len(r.applies) != 1 || len(r.loose) != 0 {
-				t.Fatalf("applies %q, single writes and deletes %q; want one Apply and nothing else", r.applies, r.loose)
+			if len(r.Applies) != 1 || len(r.Loose) != 0 {
+				t.Fatalf("applies %q, single writes and deletes %q; want one Apply and nothing else", r.Applies, r.Loose)
 			}
-			got := r.applies[0]
+			got := r.Applies[0]
 			want := slices.Clone(tc.want)
 			slices.Sort(got)
 			slices.Sort(want)
