@@ -67,7 +67,9 @@ func certCommand() *cli.Command {
 					"less than a third of the lifetime left (half for lifetimes of 10 days or less),\n" +
 					"or fewer than --days days left. Failed mappings back off (5 min, doubling, at\n" +
 					"most a day) and keep their certificate serving. When stdin is not a terminal\n" +
-					"(cron) it first sleeps a random time of up to 5 minutes.\n\n" +
+					"(cron) and a certificate is due, it first sleeps a random time of up to 5\n" +
+					"minutes; a run with nothing due, or --dry-run, ends at once. Monitoring\n" +
+					"scripts that run it by hand pass --no-random-sleep.\n\n" +
 					"The deploy hook runs with /bin/sh after each renewal, with P2PTLS_MAPPING_ID,\n" +
 					"P2PTLS_LISTENER, P2PTLS_HOSTS, P2PTLS_CERT_FILE and P2PTLS_KEY_FILE set.\n" +
 					"Exit status 1 when any mapping failed." + examples(
@@ -79,7 +81,7 @@ func certCommand() *cli.Command {
 					&cli.BoolFlag{Name: flgDryRun, Usage: "say what is due without renewing"},
 					&cli.BoolFlag{Name: flgForce, Usage: "renew every ACME certificate now, ignoring back-off"},
 					&cli.StringFlag{Name: flgDeployHook, Usage: "shell command run after each successful renewal"},
-					&cli.BoolFlag{Name: flgNoRandomSleep, Usage: "do not sleep a random time first"},
+					&cli.BoolFlag{Name: flgNoRandomSleep, Usage: "do not sleep a random time before the first renewal (for monitoring scripts)"},
 					resolversFlag(),
 				},
 			}, certRenewAction),
@@ -156,17 +158,9 @@ func certRenewAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if c.Int(flgDays) < 0 {
 		return fault.Invalidf("give a number of days, e.g. --days 30", "--days must not be negative")
 	}
-	if !c.Bool(flgNoRandomSleep) && !isTerminal(os.Stdin) {
-		d := time.Duration(rand.Int64N(int64(maxRandomSleep)))
-		slog.Info("sleeping before renewal to spread load on the ACME server (--no-random-sleep skips this)", "for", d.Round(time.Second).String())
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d):
-		}
-	}
 	report, err := acme.Renew(ctx, g.Store(), time.Now, acme.RenewOptions{
 		Options: opts, Days: c.Int(flgDays), DryRun: c.Bool(flgDryRun), Force: c.Bool(flgForce), DeployHook: c.String(flgDeployHook),
+		BeforeRenewal: randomSleep(c.Bool(flgNoRandomSleep), isTerminal(os.Stdin), sleepRandom),
 	})
 	if err != nil {
 		return err
@@ -202,6 +196,33 @@ func certRenewAction(ctx context.Context, g *Globals, c *cli.Context) error {
 			"%d mapping(s) failed to renew: %s", len(report.Failed), strings.Join(report.Failed, ", "))
 	}
 	return nil
+}
+
+// randomSleep is cert renew's wait before its first renewal: cron's
+// random delay, which spreads the renewals of many installations on the
+// ACME server. Renew calls it only when something is due and it is not a
+// dry run; --no-random-sleep or a terminal on stdin (a person waiting)
+// leave it out.
+func randomSleep(noRandomSleep, terminal bool, sleep func(context.Context, time.Duration) error) func(context.Context) error {
+	if noRandomSleep || terminal {
+		return nil
+	}
+	return func(ctx context.Context) error {
+		return sleep(ctx, time.Duration(rand.Int64N(int64(maxRandomSleep))))
+	}
+}
+
+// sleepRandom waits d, or until ctx ends.
+func sleepRandom(ctx context.Context, d time.Duration) error {
+	slog.Info("sleeping before renewal to spread load on the ACME server (--no-random-sleep skips this)", "for", d.Round(time.Second).String())
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // isTerminal reports whether f is a terminal (an interactive run).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/acme"
 	"github.com/p2pstream/p2ptls/state/mappings"
 	"github.com/p2pstream/p2ptls/state/pki"
 )
@@ -122,5 +124,91 @@ func TestCertIssueOnABrokenConfig(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr.String(), state.ConfigFile) || strings.Contains(stderr.String(), "mappings failed") {
 			t.Errorf("cert issue %q: exit %d, stderr:\n%s", args, code, stderr.String())
 		}
+	}
+}
+
+// TestRenewRandomSleep: cert renew sleeps its random delay only when run
+// from cron (stdin not a terminal) without --no-random-sleep, and then only
+// when a certificate is due and it is not a dry run; a pass with nothing
+// due, which cron and monitoring run all the time, ends at once.
+func TestRenewRandomSleep(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	tests := []struct {
+		desc          string
+		due           bool
+		dryRun        bool
+		noRandomSleep bool
+		terminal      bool
+		sleeps        int
+	}{
+		{desc: "due, from cron", due: true, sleeps: 1},
+		{desc: "nothing due, from cron", due: false},
+		{desc: "due, dry run", due: true, dryRun: true},
+		{desc: "due, --no-random-sleep", due: true, noRandomSleep: true},
+		{desc: "due, from a terminal", due: true, terminal: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			s := state.OpenDir(filepath.Join(t.TempDir(), "state"), time.Second)
+			if _, err := state.AddListener(ctx, s, state.Listener{Name: "web", Addr: ":8443", HTTPAddr: ":8080"}); err != nil {
+				t.Fatal(err)
+			}
+			m := state.Mapping{ID: "m", Listener: "web", Hosts: []string{"m.example.com"}, Source: state.SourceACME, Challenge: state.ChallengeHTTP01, KeyType: "ec256"}
+			if _, _, err := mappings.Add(ctx, s, mappings.Input{Mapping: m}, now); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.due { // a fresh certificate; without one the mapping is due
+				kp, err := pki.SelfSigned(pki.ParseNames(m.Hosts), now, 90*24*time.Hour)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := mappings.WriteCertificate(ctx, s, "m", kp, mappings.Meta{Source: state.SourceACME}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var sleeps []time.Duration
+			sleep := func(_ context.Context, d time.Duration) error {
+				sleeps = append(sleeps, d)
+				return nil
+			}
+			r, err := acme.Renew(ctx, s, time.Now, acme.RenewOptions{
+				Options: acme.Options{Log: slog.New(slog.DiscardHandler)}, DryRun: tc.dryRun,
+				BeforeRenewal: randomSleep(tc.noRandomSleep, tc.terminal, sleep),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Due and not a dry run: the renewal is attempted (and fails:
+			// there is no ACME account), after the sleep.
+			if got := len(r.Renewed) + len(r.Failed); got != map[bool]int{true: 1}[tc.due] {
+				t.Errorf("report %+v", r)
+			}
+			if len(sleeps) != tc.sleeps {
+				t.Fatalf("slept %d times, want %d", len(sleeps), tc.sleeps)
+			}
+			for _, d := range sleeps {
+				if d < 0 || d >= maxRandomSleep {
+					t.Errorf("slept %s, outside [0, %s)", d, maxRandomSleep)
+				}
+			}
+		})
+	}
+}
+
+// TestRenewSleepEndsWithTheContext: a signal during the random delay ends
+// the run before any renewal.
+func TestRenewSleepEndsWithTheContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan error, 1)
+	go func() { done <- sleepRandom(ctx, time.Hour) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("sleepRandom ended without the context's error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sleepRandom did not end with its context")
 	}
 }

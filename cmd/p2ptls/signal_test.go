@@ -6,6 +6,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -372,9 +373,13 @@ func (a *announcer) Write(p []byte) (int, error) {
 }
 
 // TestSignalEndsRenewalSleep: the random sleep of "cert renew" (from cron,
-// up to an hour) ends at once on SIGTERM.
+// up to an hour) ends at once on SIGTERM. It sleeps only when a
+// certificate is due: here an ACME mapping that has none yet.
 func TestSignalEndsRenewalSleep(t *testing.T) {
 	dir := seededState(t)
+	if r := p2ptls(t, []string{"CONFIG_DIR=" + dir}, "mapping", "add", "--listener", "web", "--host", "due.example.com", "--acme", "--challenge", "http-01"); r.code != 0 {
+		t.Fatalf("add an ACME mapping: exit %d: %s", r.code, r.stderr)
+	}
 	before := snapshot(t, dir)
 	cmd := command([]string{"CONFIG_DIR=" + dir}, "cert", "renew")
 	stderr := &announcer{want: "sleeping before renewal", seen: make(chan struct{})}
@@ -410,4 +415,30 @@ func TestSignalEndsRenewalSleep(t *testing.T) {
 		t.Errorf("stderr %q does not end with the interrupted line", out)
 	}
 	assertSameSnapshot(t, before, snapshot(t, dir))
+}
+
+// TestRenewWithNothingDueDoesNotSleep: from cron (stdin a pipe, the sleep
+// on), a pass with nothing due ends at once, without the random sleep:
+// cron and monitoring scripts run it every day over states where nearly
+// nothing ever is.
+func TestRenewWithNothingDueDoesNotSleep(t *testing.T) {
+	dir := seededState(t)
+	if r := p2ptls(t, []string{"CONFIG_DIR=" + dir}, "mapping", "add", "--listener", "web", "--host", "ss.example.com", "--self-signed"); r.code != 0 {
+		t.Fatalf("add a mapping: exit %d: %s", r.code, r.stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "cert", "renew", "--output", "json")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/nonexistent", "CONFIG_DIR=" + dir}
+	var stdout, stderr strings.Builder
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(""), &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("cert renew: %v (a sleep would have been cut short at 60 s): %s", err, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "sleeping before renewal") {
+		t.Errorf("cert renew slept with nothing due: %s", stderr.String())
+	}
+	if !strings.Contains(stdout.String(), `"renewed": []`) {
+		t.Errorf("report %s, want nothing renewed", stdout.String())
+	}
 }

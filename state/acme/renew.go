@@ -34,6 +34,11 @@ type RenewOptions struct {
 	DeployHook string
 	// Only limits the run to these mapping ids (serve's prompt issuance).
 	Only []string
+	// BeforeRenewal, when set, runs once before the first renewal, only
+	// when one is due and this is not a dry run: cron's random delay, so
+	// that a pass with nothing to do ends at once. Its error (the context
+	// ended while it waited) ends the run.
+	BeforeRenewal func(ctx context.Context) error
 }
 
 // Report says what happened to each ACME mapping, by id.
@@ -46,16 +51,20 @@ type Report struct {
 	Reasons map[string]string `json:"reasons"`
 }
 
-// Renew renews every ACME certificate that is due. Each mapping is decided
-// and issued under the state lock, so two renewals at once (cron and serve,
-// or two crons) never issue the same certificate twice: the second sees the
-// first's result and skips.
+// Renew renews every ACME certificate that is due. Each mapping is first
+// decided from the state as loaded, without the lock: one that is not due
+// (nearly all of them, nearly always) costs a read of its files, not a
+// change that loads every record again. One that is due is decided again
+// and issued under the state lock, so two renewals at once (cron and
+// serve, or two crons) never issue the same certificate twice: the second
+// sees the first's result and skips.
 func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOptions) (*Report, error) {
 	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return nil, err
 	}
 	r := &Report{Renewed: []string{}, Failed: []string{}, Skipped: []string{}, DryRun: o.DryRun, Errors: map[string]string{}, Reasons: map[string]string{}}
+	waited := o.BeforeRenewal == nil
 	for _, m := range cfg.Mappings {
 		if ctx.Err() != nil {
 			break // stopped: the mappings not reached are not reported
@@ -63,7 +72,25 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 		if m.Source != state.SourceACME || (len(o.Only) > 0 && !slices.Contains(o.Only, m.ID)) {
 			continue
 		}
-		var due bool
+		due, why, _ := isDue(ctx, s, cfg, m, now(), o)
+		if !due || o.DryRun {
+			r.Reasons[m.ID] = why
+			if due {
+				r.Renewed = append(r.Renewed, m.ID)
+			} else {
+				r.Skipped = append(r.Skipped, m.ID)
+			}
+			continue
+		}
+		if !waited {
+			waited = true
+			if err := o.BeforeRenewal(ctx); err != nil {
+				return nil, err
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
 		err := withMapping(ctx, s, "cert renew "+m.ID, m.ID, func(w state.Store, cfg *state.Config, cur state.Mapping) error {
 			var why string
 			var leaf *x509.Certificate

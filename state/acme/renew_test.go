@@ -178,3 +178,45 @@ func TestRegisterRefusesBadInput(t *testing.T) {
 		t.Errorf("refused registrations wrote %v", names)
 	}
 }
+
+// lockCounter counts the changes a store is asked to lock for.
+type lockCounter struct {
+	state.Store
+	locks int
+}
+
+func (l *lockCounter) Lock(ctx context.Context, purpose string) (func() error, error) {
+	l.locks++
+	return l.Store.Lock(ctx, purpose)
+}
+
+// TestRenewNotDueTakesNoLock: a mapping that is not due, or a dry run, is
+// decided from the state as loaded; only a renewal takes the lock (and
+// with it a load of every record): a pass with nothing due over 100k
+// mappings must not load them 100k times, nor wait for a running change.
+func TestRenewNotDueTakesNoLock(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		desc   string
+		issued time.Time
+		opts   RenewOptions
+		locks  int
+	}{
+		{desc: "not due", issued: now.Add(-24 * time.Hour)},
+		{desc: "due, dry run", issued: now.Add(-80 * 24 * time.Hour), opts: RenewOptions{DryRun: true}},
+		{desc: "due", issued: now.Add(-80 * 24 * time.Hour), locks: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			srv := ariServer(t, false, nil)
+			s := &lockCounter{Store: renewState(t, srv, tc.issued, 90*24*time.Hour)}
+			tc.opts.Options = quiet
+			if _, err := Renew(context.Background(), s, func() time.Time { return now }, tc.opts); err != nil {
+				t.Fatal(err)
+			}
+			if s.locks != tc.locks {
+				t.Errorf("%d locks, want %d", s.locks, tc.locks)
+			}
+		})
+	}
+}
