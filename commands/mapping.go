@@ -11,7 +11,6 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/mappings"
-	"github.com/p2pstream/p2ptls/state/text"
 )
 
 const (
@@ -218,12 +217,14 @@ func mappingListAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if g.JSON() { // streamed: 100k mappings are never held as one list
+		return printJSONList(g.Stdout, func(yield func(mappings.Info) error) error {
+			return mappings.Each(ctx, g.Store(), cfg, c.String(flgListener), time.Now(), yield)
+		})
+	}
 	list, err := mappings.List(ctx, g.Store(), cfg, c.String(flgListener), time.Now())
 	if err != nil {
 		return err
-	}
-	if g.JSON() {
-		return printJSON(g.Stdout, text.NonNil(list))
 	}
 	return printMappingTable(g, list)
 }

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,6 +31,45 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// printJSONList writes the elements each yields as one JSON array, byte
+// for byte what printJSON writes for the slice of them ("[]" when there
+// are none), one element at a time: the list of 100k mappings is never
+// held whole, as values or as JSON. An error ends the output where it is.
+func printJSONList[T any](w io.Writer, each func(yield func(T) error) error) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	n := 0
+	err := each(func(v T) error {
+		// Inside the array every line of an element is indented once more,
+		// as Encoder.SetIndent("", "  ") lays out the whole slice.
+		b, err := json.MarshalIndent(v, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		sep := ",\n  "
+		if n == 0 {
+			sep = "[\n  "
+		}
+		n++
+		if _, err := bw.WriteString(sep); err != nil {
+			return err
+		}
+		_, err = bw.Write(b)
+		return err
+	})
+	if err != nil {
+		_ = bw.Flush()
+		return err
+	}
+	end := "\n]\n"
+	if n == 0 {
+		end = "[]\n"
+	}
+	if _, err := bw.WriteString(end); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 // printTable writes a borderless table for people; its layout may change.

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -90,42 +93,97 @@ type ChainCert struct {
 // not empty, in config order. It reads each mapping's certificate once (and
 // an ACME mapping's meta.toml), so it is linear in the number of mappings.
 func List(ctx context.Context, s state.Store, cfg *state.Config, listener string, now time.Time) ([]Info, error) {
+	infos := make([]Info, 0, len(cfg.Mappings)) // [] rather than null in JSON
+	err := Each(ctx, s, cfg, listener, now, func(info Info) error {
+		infos = append(infos, info)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return infos, nil
+}
+
+// eachBatch is how many mappings Each describes at once: enough to keep
+// every core busy, few enough that the Infos in flight stay small next to
+// the config itself. A variable so that tests cross batches.
+var eachBatch = 1024
+
+// Each calls fn with the Info of each mapping List would return, in the
+// same order, without holding them all: "mapping list --output json"
+// streams 100k of them. The certificates are read and parsed one worker
+// per core, a batch at a time; fn runs on the caller's goroutine, and its
+// error ends the walk.
+func Each(ctx context.Context, s state.Store, cfg *state.Config, listener string, now time.Time, fn func(Info) error) error {
 	if listener != "" {
 		if _, err := cfg.FindListener(listener); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	infos := make([]Info, 0, len(cfg.Mappings)) // [] rather than null in JSON
-	// Wildcard hosts whose mapping has a certificate, for ServedBy.
+	var ms []state.Mapping
+	if listener == "" {
+		ms = cfg.Mappings
+	} else {
+		for _, m := range cfg.Mappings {
+			if m.Listener == listener {
+				ms = append(ms, m)
+			}
+		}
+	}
+	// Wildcard hosts whose mapping has a certificate, for ServedBy: only
+	// the mappings with a wildcard host can serve another's, so they are
+	// described first (and again in their turn).
 	var wild map[string]string
-	for _, m := range cfg.Mappings {
-		if listener == "" || m.Listener == listener {
-			info, chain := describe(ctx, s, m, now)
-			infos = append(infos, info)
-			if chain == nil {
-				continue
-			}
-			for _, h := range m.Hosts {
-				if hostname.IsWildcard(h) {
-					if wild == nil {
-						wild = map[string]string{}
-					}
-					wild[m.Listener+"\x00"+h] = m.ID
+	for _, m := range ms {
+		if !slices.ContainsFunc(m.Hosts, hostname.IsWildcard) {
+			continue
+		}
+		if _, chain := describe(ctx, s, m, now); chain == nil {
+			continue
+		}
+		for _, h := range m.Hosts {
+			if hostname.IsWildcard(h) {
+				if wild == nil {
+					wild = map[string]string{}
 				}
+				wild[m.Listener+"\x00"+h] = m.ID
 			}
 		}
 	}
-	if wild != nil {
-		for i := range infos {
-			if !hasCertificate(infos[i].Status) {
-				infos[i].ServedBy = servedBy(infos[i].Listener, infos[i].Hosts, func(key string) (string, bool) {
+	batch := make([]Info, min(len(ms), eachBatch))
+	workers := min(runtime.GOMAXPROCS(0), len(batch))
+	for start := 0; start < len(ms); start += len(batch) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		part := ms[start:min(start+len(batch), len(ms))]
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1) - 1); i < len(part); i = int(next.Add(1) - 1) {
+					batch[i], _ = describe(ctx, s, part[i], now)
+				}
+			}()
+		}
+		wg.Wait()
+		for i := range part {
+			info := batch[i]
+			batch[i] = Info{} // let fn's caller be the only holder
+			if wild != nil && !hasCertificate(info.Status) {
+				info.ServedBy = servedBy(info.Listener, info.Hosts, func(key string) (string, bool) {
 					id, ok := wild[key]
 					return id, ok
 				})
 			}
+			if err := fn(info); err != nil {
+				return err
+			}
 		}
 	}
-	return infos, nil
+	return nil
 }
 
 // hasCertificate reports whether a mapping of this status has a certificate

@@ -33,27 +33,35 @@ func TestServedBy(t *testing.T) {
 		"half": "", "deep": "", "apex": "", "net": "", "info": "", "has-own": "", "wild": "", "wild-pending": "",
 	}
 	cfg := mustConfig(t, s)
-	infos, err := List(context.Background(), s, cfg, "", now0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, info := range infos {
-		if w, ok := want[info.ID]; ok && info.ServedBy != w {
-			t.Errorf("List: %s (%s) served_by %q, want %q", info.ID, info.Status, info.ServedBy, w)
+	// Each describes a batch at a time, in parallel: the answer is the
+	// same whether the wildcards and the mappings they serve fall in one
+	// batch or in different ones.
+	defer func(b int) { eachBatch = b }(eachBatch)
+	for _, batch := range []int{eachBatch, 1, 3} {
+		eachBatch = batch
+		t.Logf("batches of %d", batch)
+		infos, err := List(context.Background(), s, cfg, "", now0)
+		if err != nil {
+			t.Fatal(err)
 		}
-		show, _, err := Show(context.Background(), s, cfg, info.ID, now0)
-		if err != nil || show.ServedBy != info.ServedBy {
-			t.Errorf("Show(%s).ServedBy = %q, %v; List says %q", info.ID, show.ServedBy, err, info.ServedBy)
+		for _, info := range infos {
+			if w, ok := want[info.ID]; ok && info.ServedBy != w {
+				t.Errorf("List: %s (%s) served_by %q, want %q", info.ID, info.Status, info.ServedBy, w)
+			}
+			show, _, err := Show(context.Background(), s, cfg, info.ID, now0)
+			if err != nil || show.ServedBy != info.ServedBy {
+				t.Errorf("Show(%s).ServedBy = %q, %v; List says %q", info.ID, show.ServedBy, err, info.ServedBy)
+			}
 		}
-	}
-	// Filtered by listener: the same answer.
-	infos, err = List(context.Background(), s, cfg, "web", now0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, info := range infos {
-		if info.ServedBy != want[info.ID] {
-			t.Errorf("List(web): %s served_by %q, want %q", info.ID, info.ServedBy, want[info.ID])
+		// Filtered by listener: the same answer.
+		infos, err = List(context.Background(), s, cfg, "web", now0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, info := range infos {
+			if info.ServedBy != want[info.ID] {
+				t.Errorf("List(web): %s served_by %q, want %q", info.ID, info.ServedBy, want[info.ID])
+			}
 		}
 	}
 }
