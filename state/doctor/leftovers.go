@@ -37,7 +37,12 @@ func checkOrphans(ctx context.Context, e *env) Check {
 	if locked {
 		return ok(IDOrphans, "not checked: a change is in progress (the state is locked), and its files are not leftovers")
 	}
-	l, err := state.FindLeftovers(ctx, e.s, e.root)
+	l, err := state.FindLeftoversWith(ctx, e.s, e.root, func() (*state.Config, error) {
+		if e.cfgErr != nil { // the error FindLeftovers would get by loading it
+			return nil, e.cfgErr
+		}
+		return e.cfg, nil
+	})
 	if err != nil {
 		return warn(IDOrphans, "check that this user can read the whole state directory", "%v", err)
 	}

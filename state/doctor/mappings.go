@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -201,9 +204,34 @@ func checkCoverage(ctx context.Context, e *env) Check {
 	for _, info := range e.infos {
 		infos[info.ID] = info
 	}
-	for _, m := range e.cfg.Mappings {
-		hosts += len(m.Hosts)
+	// Loading a certificate and its key (reading, parsing and matching
+	// them) is the cost of this check: one worker per core does it, and
+	// keeps of each only what the findings need.
+	type loaded struct {
+		err     error
+		missing []string // hosts the certificate does not cover
+		covers  string   // what it covers, when some are missing
+	}
+	results := make([]loaded, len(e.cfg.Mappings))
+	parallel(len(results), func(i int) {
+		m := e.cfg.Mappings[i]
 		c, err := mappings.Load(ctx, e.s, m)
+		if err != nil {
+			results[i].err = err
+			return
+		}
+		for _, h := range m.Hosts {
+			if !covers(c.Chain[0].DNSNames, h) {
+				results[i].missing = append(results[i].missing, h)
+			}
+		}
+		if len(results[i].missing) > 0 {
+			results[i].covers = coverList(c.Chain[0])
+		}
+	})
+	for i, m := range e.cfg.Mappings {
+		hosts += len(m.Hosts)
+		err := results[i].err
 		if err != nil && servedMeanwhile(&f, m, err, infos) {
 			continue
 		}
@@ -218,14 +246,8 @@ func checkCoverage(ctx context.Context, e *env) Check {
 			f.fail(issueHint(m), "%v", err)
 			continue
 		}
-		var missing []string
-		for _, h := range m.Hosts {
-			if !covers(c.Chain[0].DNSNames, h) {
-				missing = append(missing, h)
-			}
-		}
-		if len(missing) > 0 {
-			f.fail(issueHint(m), "mapping %s: its certificate does not cover %s (it covers %s)", m.ID, names(missing), coverList(c.Chain[0]))
+		if missing := results[i].missing; len(missing) > 0 {
+			f.fail(issueHint(m), "mapping %s: its certificate does not cover %s (it covers %s)", m.ID, names(missing), results[i].covers)
 		}
 	}
 	return f.check(IDCoverage, fmt.Sprintf("every host of %s (%s) is covered by its mapping's certificate", plural(len(e.cfg.Mappings), "mapping"), plural(hosts, "host")))
@@ -353,4 +375,21 @@ func checkLastRenewal(ctx context.Context, e *env) Check {
 		return ok(IDLastRenewal, "no ACME mappings")
 	}
 	return f.check(IDLastRenewal, fmt.Sprintf("the last attempt of each of %s succeeded (or none was made yet)", plural(n, "ACME mapping")))
+}
+
+// parallel calls fn(i) for every i below n, one worker per core; fn of
+// different i must not share what they write.
+func parallel(n int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -63,42 +63,8 @@ func checkPermissions(ctx context.Context, e *env) Check {
 	if e.root == "" {
 		return ok(IDPermissions, "there is no state directory %s yet; p2ptls creates it 0700", e.local.Root())
 	}
-	var secrets, dirs, files, secretPaths []string
-	err := filepath.WalkDir(e.root, func(p string, de fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // removed while we looked
-			}
-			return err
-		}
-		if de.Type()&fs.ModeSymlink != 0 {
-			return nil
-		}
-		info, err := de.Info()
-		if err != nil {
-			return nil
-		}
-		rel, _ := filepath.Rel(e.root, p)
-		rel = filepath.ToSlash(rel)
-		perm := info.Mode().Perm()
-		shown := fmt.Sprintf("%s (%04o)", rel, perm)
-		switch {
-		case de.IsDir():
-			if perm&0o077 != 0 {
-				dirs = append(dirs, shown)
-			}
-		case isSecret(rel):
-			if perm&0o077 != 0 {
-				secrets = append(secrets, shown)
-				secretPaths = append(secretPaths, p)
-			}
-		default:
-			if perm&0o022 != 0 {
-				files = append(files, shown)
-			}
-		}
-		return nil
-	})
+	found, err := scanModes(e.root)
+	secrets, dirs, files, secretPaths := found.secrets, found.dirs, found.files, found.secretPaths
 	if err != nil {
 		return warn(IDPermissions, "check that this user can read the whole state directory", "not all of %s could be read: %v", e.root, err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -54,4 +56,49 @@ func TestCheckOrphansPendingChange(t *testing.T) {
 	c := run(input(s), checkOrphans)
 	want(t, c, IDOrphans, Warn, "cut short after it was committed", state.JournalFile)
 	wantHint(t, c, "finishes the change")
+}
+
+// recordReads counts the reads of each mapping record: a local directory
+// (Root is the Dir's) whose reads are counted.
+type recordReads struct {
+	*state.Dir
+	mu    sync.Mutex
+	reads map[string]int
+}
+
+func (r *recordReads) Read(ctx context.Context, name string) ([]byte, error) {
+	r.mu.Lock()
+	r.reads[name]++
+	r.mu.Unlock()
+	return r.Dir.Read(ctx, name)
+}
+
+// TestRunLoadsTheStateOnce: doctor reads each record once, for every
+// check (the orphans check included): a second load of 100k records costs
+// seconds. Orphans are still found against that one load.
+func TestRunLoadsTheStateOnce(t *testing.T) {
+	s := healthy(t)
+	addMapping(t, s, state.Mapping{ID: "second", Listener: "web", Hosts: []string{"second.example.com"}, Source: state.SourceSelfSigned})
+	mustWrite(t, s, "certs/public/gone/key.pem", []byte("key"), state.SecretMode)
+	r := &recordReads{Dir: s, reads: map[string]int{}}
+	in := input(s)
+	in.Store = r
+	rep := Run(context.Background(), in)
+	for _, c := range rep.Checks {
+		if c.ID == IDOrphans {
+			want(t, c, IDOrphans, Warn, "certs/public/gone")
+		}
+	}
+	records := 0
+	for name, n := range r.reads {
+		if strings.HasPrefix(name, state.RecordsDir+"/") {
+			records++
+			if n != 1 {
+				t.Errorf("%s read %d times, want once", name, n)
+			}
+		}
+	}
+	if records < 2 {
+		t.Fatalf("%d records read, want every mapping's: %v", records, r.reads)
+	}
 }
