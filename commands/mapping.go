@@ -153,7 +153,7 @@ func mappingAddAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	for _, w := range warnings {
 		g.Warnf("%s", w)
 	}
-	return printMapping(ctx, g, added.ID, warnings, "added mapping %s on listener %s for %s", added.ID, added.Listener, strings.Join(added.Hosts, ", "))
+	return printMapping(ctx, g, added, warnings, "added mapping %s on listener %s for %s", added.ID, added.Listener, strings.Join(added.Hosts, ", "))
 }
 
 // onlyWithSource refuses flags that belong to another source, so a typo
@@ -189,13 +189,12 @@ type mappingAdded struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// printMapping prints one mapping as "mapping list" does, after a message.
-func printMapping(ctx context.Context, g *Globals, id string, warnings []string, format string, args ...any) error {
-	cfg, err := state.LoadConfig(ctx, g.Store())
-	if err != nil {
-		return err
-	}
-	info, _, err := mappings.Show(ctx, g.Store(), cfg, id, time.Now())
+// printMapping prints mapping m, as saved, as "mapping list" does, after a
+// message.
+func printMapping(ctx context.Context, g *Globals, m state.Mapping, warnings []string, format string, args ...any) error {
+	info, _, err := mappings.Describe(ctx, g.Store(), m, time.Now(), func() (*state.Config, error) {
+		return state.LoadConfig(ctx, g.Store())
+	})
 	if err != nil {
 		return err
 	}

@@ -231,6 +231,22 @@ func Show(ctx context.Context, s state.Store, cfg *state.Config, id string, now 
 	return info, details(chain, now), nil
 }
 
+// Describe is Show for mapping m, which the caller has (one just added),
+// without the config: load is called for it only when m has no usable
+// certificate and ServedBy must look at the other mappings. "mapping add"
+// then reads every record once, not twice.
+func Describe(ctx context.Context, s state.Store, m state.Mapping, now time.Time, load func() (*state.Config, error)) (Info, *Details, error) {
+	info, chain := describe(ctx, s, m, now)
+	if chain != nil {
+		return info, details(chain, now), nil
+	}
+	cfg, err := load()
+	if err != nil {
+		return Info{}, nil, err
+	}
+	return Show(ctx, s, cfg, m.ID, now)
+}
+
 // wildcardWithCertificate finds the mapping holding the wildcard host of key
 // (listener+"\x00"+host) and reports its id when it has a certificate.
 func wildcardWithCertificate(ctx context.Context, s state.Store, cfg *state.Config, key string, now time.Time) (string, bool) {

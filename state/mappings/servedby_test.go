@@ -3,7 +3,10 @@ package mappings
 import (
 	"context"
 	"os"
+	"reflect"
 	"testing"
+
+	"github.com/p2pstream/p2ptls/state"
 )
 
 // A mapping without a usable certificate is served meanwhile by a wildcard
@@ -63,5 +66,47 @@ func TestServedBy(t *testing.T) {
 				t.Errorf("List(web): %s served_by %q, want %q", info.ID, info.ServedBy, want[info.ID])
 			}
 		}
+	}
+}
+
+// TestDescribeIsShow: Describe, which "mapping add" prints its mapping
+// with, says what Show says, and loads the config only for a mapping
+// without a certificate (ServedBy looks at the others then): adding to
+// 100k mappings must not read every record a second time to print one.
+func TestDescribeIsShow(t *testing.T) {
+	s, _ := newStore(t)
+	wild := mustAdd(t, s, selfSignedIn("wild", "web", 0, "*.example.com"))
+	pending := mustAdd(t, s, acmeIn("dns", "dns-01", "cf", "dns.example.com"))
+	cfg := mustConfig(t, s)
+	tests := []struct {
+		desc     string
+		m        state.Mapping
+		loads    int
+		servedBy string
+	}{
+		{desc: "with a certificate", m: wild, loads: 0},
+		{desc: "without one, served by a wildcard", m: pending, loads: 1, servedBy: "wild"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			loads := 0
+			info, d, err := Describe(context.Background(), s, tc.m, now0, func() (*state.Config, error) {
+				loads++
+				return cfg, nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			show, sd, err := Show(context.Background(), s, cfg, tc.m.ID, now0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(info, show) || !reflect.DeepEqual(d, sd) {
+				t.Errorf("Describe:\n%+v %+v\nShow:\n%+v %+v", info, d, show, sd)
+			}
+			if loads != tc.loads || info.ServedBy != tc.servedBy {
+				t.Errorf("%d loads, served_by %q; want %d, %q", loads, info.ServedBy, tc.loads, tc.servedBy)
+			}
+		})
 	}
 }
