@@ -133,9 +133,9 @@ func run(sizesFlag string, runs, acmePct int, keep, only string) error {
 		})
 	}
 	type cell struct {
-		wall time.Duration
-		rss  int64 // KiB
-		err  error
+		wall, cpu time.Duration // cpu: user + system, steadier than wall on a shared machine
+		rss       int64         // KiB
+		err       error
 	}
 	results := map[string]map[int]cell{}
 	for _, n := range sizes {
@@ -146,7 +146,7 @@ func run(sizesFlag string, runs, acmePct int, keep, only string) error {
 		}
 		fmt.Fprintf(os.Stderr, "generated %d mappings in %s\n", n, time.Since(start).Round(time.Millisecond))
 		for _, b := range benches {
-			var walls []time.Duration
+			var walls, cpus []time.Duration
 			var rsss []int64
 			var failed error
 			for range runs {
@@ -162,7 +162,7 @@ func run(sizesFlag string, runs, acmePct int, keep, only string) error {
 						args = a
 					}
 				}
-				wall, rss, err := timeRun(bin, sdir, args, b.codes)
+				wall, cpu, rss, err := timeRun(bin, sdir, args, b.codes)
 				if err != nil {
 					failed = err
 					break
@@ -173,25 +173,21 @@ func run(sizesFlag string, runs, acmePct int, keep, only string) error {
 						break
 					}
 				}
-				walls, rsss = append(walls, wall), append(rsss, rss)
+				walls, cpus, rsss = append(walls, wall), append(cpus, cpu), append(rsss, rss)
 			}
 			c := cell{err: failed}
-			if failed == nil {
-				slices.Sort(walls)
-				slices.Sort(rsss)
-				c.wall, c.rss = walls[len(walls)/2], rsss[len(rsss)/2]
-			} else if len(walls) > 0 {
-				failed = nil // a later run failed: report the runs that did not
+			if len(walls) > 0 { // a later run that failed leaves the ones before it
 				c.err = nil
 				slices.Sort(walls)
+				slices.Sort(cpus)
 				slices.Sort(rsss)
-				c.wall, c.rss = walls[len(walls)/2], rsss[len(rsss)/2]
+				c.wall, c.cpu, c.rss = walls[len(walls)/2], cpus[len(cpus)/2], rsss[len(rsss)/2]
 			}
 			if results[b.name] == nil {
 				results[b.name] = map[int]cell{}
 			}
 			results[b.name][n] = c
-			fmt.Fprintf(os.Stderr, "%d %s: %s %d MiB %v\n", n, b.name, c.wall.Round(time.Millisecond), c.rss/1024, c.err)
+			fmt.Fprintf(os.Stderr, "%d %s: %s (cpu %s) %d MiB %v\n", n, b.name, c.wall.Round(time.Millisecond), c.cpu.Round(time.Millisecond), c.rss/1024, c.err)
 		}
 		if keep == "" {
 			_ = os.RemoveAll(dir)
@@ -200,7 +196,7 @@ func run(sizesFlag string, runs, acmePct int, keep, only string) error {
 	tw := tabwriter.NewWriter(os.Stdout, 2, 8, 2, ' ', 0)
 	head := []string{"COMMAND"}
 	for _, n := range sizes {
-		head = append(head, fmt.Sprintf("%dk TIME", n/1000), fmt.Sprintf("%dk PEAK RSS", n/1000))
+		head = append(head, fmt.Sprintf("%dk TIME", n/1000), fmt.Sprintf("%dk CPU", n/1000), fmt.Sprintf("%dk PEAK RSS", n/1000))
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	for _, b := range benches {
@@ -208,11 +204,11 @@ func run(sizesFlag string, runs, acmePct int, keep, only string) error {
 		for _, n := range sizes {
 			c := results[b.name][n]
 			if c.err != nil {
-				row = append(row, "error", "-")
+				row = append(row, "error", "-", "-")
 				fmt.Fprintf(os.Stderr, "%s at %d: %v\n", b.name, n, c.err)
 				continue
 			}
-			row = append(row, c.wall.Round(time.Millisecond).String(), fmt.Sprintf("%d MiB", c.rss/1024))
+			row = append(row, c.wall.Round(time.Millisecond).String(), c.cpu.Round(time.Millisecond).String(), fmt.Sprintf("%d MiB", c.rss/1024))
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
@@ -220,9 +216,9 @@ func run(sizesFlag string, runs, acmePct int, keep, only string) error {
 	return tw.Flush()
 }
 
-// timeRun runs the binary once against dir and returns its wall time and
-// peak resident memory.
-func timeRun(bin, dir string, args []string, codes []int) (time.Duration, int64, error) {
+// timeRun runs the binary once against dir and returns its wall time, CPU
+// time (user + system) and peak resident memory.
+func timeRun(bin, dir string, args []string, codes []int) (wall, cpu time.Duration, rss int64, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -230,20 +226,18 @@ func timeRun(bin, dir string, args []string, codes []int) (time.Duration, int64,
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr // stdout: nil is /dev/null, as is stdin
 	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
+	err = cmd.Run()
+	wall = time.Since(start)
 	if ctx.Err() != nil {
-		return 0, 0, fmt.Errorf("%s: longer than %s", strings.Join(args, " "), commandTimeout)
+		return 0, 0, 0, fmt.Errorf("%s: longer than %s", strings.Join(args, " "), commandTimeout)
 	}
 	if code := cmd.ProcessState.ExitCode(); err != nil && !slices.Contains(codes, code) {
-		return 0, 0, fmt.Errorf("%s: exit %d: %v: %s", strings.Join(args, " "), code, err, lastLines(stderr.String()))
+		return 0, 0, 0, fmt.Errorf("%s: exit %d: %v: %s", strings.Join(args, " "), code, err, lastLines(stderr.String()))
 	}
-	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	var rss int64
-	if ru != nil {
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		rss = ru.Maxrss
 	}
-	return wall, rss, nil
+	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), rss, nil
 }
 
 func runQuiet(bin, dir string, args ...string) error {
