@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-acme/lego/v4/certificate"
+	"github.com/go-acme/lego/v4/lego"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/mappings"
@@ -65,6 +66,7 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 	}
 	r := &Report{Renewed: []string{}, Failed: []string{}, Skipped: []string{}, DryRun: o.DryRun, Errors: map[string]string{}, Reasons: map[string]string{}}
 	waited := o.BeforeRenewal == nil
+	ari := &ariClients{}
 	for _, m := range cfg.Mappings {
 		if ctx.Err() != nil {
 			break // stopped: the mappings not reached are not reported
@@ -72,7 +74,7 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 		if m.Source != state.SourceACME || (len(o.Only) > 0 && !slices.Contains(o.Only, m.ID)) {
 			continue
 		}
-		due, why, _ := isDue(ctx, s, cfg, m, now(), o)
+		due, why, _ := isDue(ctx, s, cfg, m, now(), o, ari)
 		if !due || o.DryRun {
 			r.Reasons[m.ID] = why
 			if due {
@@ -95,7 +97,7 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 			var why string
 			var leaf *x509.Certificate
 			m = cur
-			due, why, leaf = isDue(ctx, w, cfg, m, now(), o)
+			due, why, leaf = isDue(ctx, w, cfg, m, now(), o, ari)
 			r.Reasons[m.ID] = why
 			if !due || o.DryRun {
 				return nil
@@ -118,8 +120,9 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 	return r, nil
 }
 
-// isDue decides whether m's certificate should be renewed now, and why.
-func isDue(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, now time.Time, o RenewOptions) (bool, string, *x509.Certificate) {
+// isDue decides whether m's certificate should be renewed now, and why;
+// ari holds the run's clients for the renewal info.
+func isDue(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, now time.Time, o RenewOptions, ari *ariClients) (bool, string, *x509.Certificate) {
 	meta, _ := mappings.LoadMeta(ctx, s, m.ID)
 	if !o.Force && now.Before(meta.RetryAt) {
 		return false, fmt.Sprintf("backing off after %d failed attempts until %s", meta.Attempts, meta.RetryAt.Format(time.RFC3339)), nil
@@ -138,7 +141,7 @@ func isDue(ctx context.Context, s state.Store, cfg *state.Config, m state.Mappin
 		left := leaf.NotAfter.Sub(now)
 		return left < time.Duration(o.Days)*24*time.Hour, fmt.Sprintf("%d days left, renewing below %d", int(left.Hours()/24), o.Days), leaf
 	}
-	if at, ok := ariDue(ctx, s, cfg, m, leaf, now); ok {
+	if at, ok := ari.due(ctx, s, cfg, m, leaf, now); ok {
 		if at == nil {
 			return false, "outside the ACME server's renewal window", leaf
 		}
@@ -150,14 +153,29 @@ func isDue(ctx context.Context, s state.Store, cfg *state.Config, m state.Mappin
 	return false, "renews from " + pki.RenewalTime(leaf).Format(time.RFC3339), leaf
 }
 
-// ariDue asks the server's renewal info; ok is false when it has none.
-func ariDue(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, leaf *x509.Certificate, now time.Time) (*time.Time, bool) {
-	acct, err := LoadAccount(ctx, s, cfg.ACME.Directory)
-	if err != nil {
-		return nil, false
+// ariClients are the clients one renewal run asks for renewal info with,
+// by directory and key type: made once, they fetch the directory once
+// and keep their connection, where a client per mapping cost a TLS
+// handshake and a directory request for each of 10k ACME mappings.
+// Failures are kept too: a server that is away is not asked again.
+type ariClients struct {
+	clients map[[2]string]*lego.Client // nil: no account, or unreachable
+}
+
+// due asks the server's renewal info; ok is false when it has none.
+func (a *ariClients) due(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, leaf *x509.Certificate, now time.Time) (*time.Time, bool) {
+	key := [2]string{cfg.ACME.Directory, m.KeyType}
+	client, seen := a.clients[key]
+	if !seen {
+		if acct, err := LoadAccount(ctx, s, cfg.ACME.Directory); err == nil {
+			client, _ = newClient(ctx, acct, m.KeyType)
+		}
+		if a.clients == nil {
+			a.clients = map[[2]string]*lego.Client{}
+		}
+		a.clients[key] = client
 	}
-	client, err := newClient(ctx, acct, m.KeyType)
-	if err != nil {
+	if client == nil {
 		return nil, false
 	}
 	info, err := client.Certificate.GetRenewalInfo(certificate.RenewalInfoRequest{Cert: leaf})

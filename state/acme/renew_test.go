@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,7 +122,7 @@ func TestIsDue(t *testing.T) {
 			if tc.hosts != nil {
 				m.Hosts = tc.hosts
 			}
-			due, why, _ := isDue(context.Background(), s, cfg, m, now, tc.opts)
+			due, why, _ := isDue(context.Background(), s, cfg, m, now, tc.opts, &ariClients{})
 			if due != tc.due || !strings.Contains(why, tc.why) {
 				t.Errorf("isDue = %v, %q; want %v, %q", due, why, tc.due, tc.why)
 			}
@@ -218,5 +219,56 @@ func TestRenewNotDueTakesNoLock(t *testing.T) {
 				t.Errorf("%d locks, want %d", s.locks, tc.locks)
 			}
 		})
+	}
+}
+
+// TestRenewAsksOneClientForRenewalInfo: one renewal run asks the renewal
+// info of every certificate with one client, which fetches the directory
+// once; a client per mapping fetched it (over a new TLS connection) for
+// each of them.
+func TestRenewAsksOneClientForRenewalInfo(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	requests := map[string]int{}
+	future := func() (time.Time, time.Time) { return now.Add(24 * time.Hour), now.Add(48 * time.Hour) }
+	inner := ariServer(t, true, future)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests[strings.SplitN(strings.TrimPrefix(r.URL.Path, "/"), "/", 2)[0]]++
+		mu.Unlock()
+		inner.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	// The directory names the inner server's endpoints; requests to them
+	// are not counted, only the directory's, which go to srv.
+	s := renewState(t, srv, now.Add(-24*time.Hour), 90*24*time.Hour)
+	for _, id := range []string{"m2", "m3"} {
+		m := state.Mapping{ID: id, Listener: "web", Hosts: []string{id + ".example.test"}, Source: state.SourceACME, Challenge: state.ChallengeHTTP01}
+		if _, _, err := mappings.Add(ctx, s, mappings.Input{Mapping: m}, now); err != nil {
+			t.Fatal(err)
+		}
+		kp, err := pki.SelfSigned(pki.ParseNames(m.Hosts), now.Add(-24*time.Hour), 90*24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := mappings.WriteCertificate(ctx, s, id, kp, mappings.Meta{Source: state.SourceACME}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := Renew(ctx, s, func() time.Time { return now }, RenewOptions{Options: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Skipped) != 3 {
+		t.Fatalf("report %+v, want 3 skipped", r)
+	}
+	for id, why := range r.Reasons {
+		if why != "outside the ACME server's renewal window" {
+			t.Errorf("%s: %q, want the renewal info's answer", id, why)
+		}
+	}
+	if requests["dir"] != 1 {
+		t.Errorf("the directory was fetched %d times, want once: %v", requests["dir"], requests)
 	}
 }
