@@ -7,8 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -67,14 +70,36 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 	r := &Report{Renewed: []string{}, Failed: []string{}, Skipped: []string{}, DryRun: o.DryRun, Errors: map[string]string{}, Reasons: map[string]string{}}
 	waited := o.BeforeRenewal == nil
 	ari := &ariClients{}
+	var todo []state.Mapping
 	for _, m := range cfg.Mappings {
+		if m.Source == state.SourceACME && (len(o.Only) == 0 || slices.Contains(o.Only, m.ID)) {
+			todo = append(todo, m)
+		}
+	}
+	// The first decisions read and parse each certificate (and may ask the
+	// ACME server): one worker per core makes them, in any order.
+	type decision struct {
+		due bool
+		why string
+	}
+	decided := make([]decision, len(todo))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(len(todo), runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(todo) && ctx.Err() == nil; i = int(next.Add(1) - 1) {
+				decided[i].due, decided[i].why, _ = isDue(ctx, s, cfg, todo[i], now(), o, ari)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, m := range todo {
 		if ctx.Err() != nil {
 			break // stopped: the mappings not reached are not reported
 		}
-		if m.Source != state.SourceACME || (len(o.Only) > 0 && !slices.Contains(o.Only, m.ID)) {
-			continue
-		}
-		due, why, _ := isDue(ctx, s, cfg, m, now(), o, ari)
+		due, why := decided[i].due, decided[i].why
 		if !due || o.DryRun {
 			r.Reasons[m.ID] = why
 			if due {
@@ -159,12 +184,14 @@ func isDue(ctx context.Context, s state.Store, cfg *state.Config, m state.Mappin
 // handshake and a directory request for each of 10k ACME mappings.
 // Failures are kept too: a server that is away is not asked again.
 type ariClients struct {
+	mu      sync.Mutex
 	clients map[[2]string]*lego.Client // nil: no account, or unreachable
 }
 
 // due asks the server's renewal info; ok is false when it has none.
 func (a *ariClients) due(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, leaf *x509.Certificate, now time.Time) (*time.Time, bool) {
 	key := [2]string{cfg.ACME.Directory, m.KeyType}
+	a.mu.Lock() // held while the client is made, so that it is made once
 	client, seen := a.clients[key]
 	if !seen {
 		if acct, err := LoadAccount(ctx, s, cfg.ACME.Directory); err == nil {
@@ -175,6 +202,7 @@ func (a *ariClients) due(ctx context.Context, s state.Store, cfg *state.Config, 
 		}
 		a.clients[key] = client
 	}
+	a.mu.Unlock()
 	if client == nil {
 		return nil, false
 	}
