@@ -3,6 +3,7 @@
 // command, the median of a few runs, as a table.
 //
 //	go run ./state/internal/clibench [-mappings 10000,100000] [-runs 3] [-acme 10]
+//	    [-dir DIR] [-only 'doctor,cert renew'] [-timeout 2m] [-bin OLD-P2PTLS]
 //
 // It builds the real binary (go build ./cmd/p2ptls), writes each state
 // straight to disk (records, certificates, metadata; no lock, no fsync: it
@@ -57,9 +58,10 @@ func main() {
 	acmePct := flag.Int("acme", 10, "percentage of the mappings that are source acme")
 	keep := flag.String("dir", "", "generate the states here and keep them (default: a temporary directory, removed)")
 	only := flag.String("only", "", "comma-separated command names to run (default: all)")
+	prebuilt := flag.String("bin", "", "time this p2ptls binary instead of building ./cmd/p2ptls (e.g. an older one, to compare)")
 	flag.DurationVar(&commandTimeout, "timeout", commandTimeout, "longest run of one command (at most 30m)")
 	flag.Parse()
-	if err := run(*sizes, *runs, *acmePct, *keep, *only); err != nil {
+	if err := run(*sizes, *runs, *acmePct, *keep, *only, *prebuilt); err != nil {
 		fmt.Fprintln(os.Stderr, "clibench:", err)
 		os.Exit(1)
 	}
@@ -75,7 +77,7 @@ type bench struct {
 	after func(stateDir string) error
 }
 
-func run(sizesFlag string, runs, acmePct int, keep, only string) error {
+func run(sizesFlag string, runs, acmePct int, keep, only, prebuilt string) error {
 	if runtime.GOOS != "linux" {
 		return fmt.Errorf("clibench runs on Linux only (peak memory is rusage maxrss)")
 	}
@@ -106,10 +108,18 @@ func run(sizesFlag string, runs, acmePct int, keep, only string) error {
 		work = d
 	}
 	bin := filepath.Join(work, "p2ptls")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/p2ptls")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build p2ptls (run clibench from the module's root): %w", err)
+	if prebuilt != "" {
+		abs, err := filepath.Abs(prebuilt)
+		if err != nil {
+			return err
+		}
+		bin = abs
+	} else {
+		build := exec.Command("go", "build", "-o", bin, "./cmd/p2ptls")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build p2ptls (run clibench from the module's root): %w", err)
+		}
 	}
 	benches := []bench{
 		{name: "mapping add", args: []string{"mapping", "add", "--listener", "web", "--host", "bench-add.example.net", "--id", "bench-add", "--self-signed"},
