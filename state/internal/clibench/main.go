@@ -7,8 +7,10 @@
 //
 // It builds the real binary (go build ./cmd/p2ptls), writes each state
 // straight to disk (records, certificates, metadata; no lock, no fsync: it
-// is generated, not saved) and runs the binary against it with stdin from
-// /dev/null, as cron would. Every certificate is a real self-signed
+// is generated, not saved) and runs the binary against it with stdin an
+// empty pipe and stdout /dev/null, as cron does (cert renew takes
+// /dev/null on stdin for a terminal, and a pipe for cron: its random sleep
+// is on). Every certificate is a real self-signed
 // ECDSA P-256 one for its mapping's host, so that list, doctor and renew
 // see what they would in a real state; a percentage of the mappings
 // (-acme) are source acme with such a certificate, fresh, so that nothing
@@ -234,7 +236,8 @@ func timeRun(bin, dir string, args []string, codes []int) (wall, cpu time.Durati
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = benchEnv(dir)
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr // stdout: nil is /dev/null, as is stdin
+	cmd.Stdin = strings.NewReader("") // a pipe, as from cron
+	cmd.Stderr = &stderr              // stdout: nil is /dev/null
 	start := time.Now()
 	err = cmd.Run()
 	wall = time.Since(start)
