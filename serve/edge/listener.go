@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/netutil"
@@ -37,7 +38,7 @@ func Listen(ln net.Listener, cfg *tls.Config, lim Limits, log *slog.Logger) net.
 		return ln
 	}
 	l := &tlsListener{inner: ln, cfg: cfg, log: log, timeout: lim.HandshakeTimeout,
-		conns: make(chan net.Conn), done: make(chan struct{}), dead: make(chan struct{}), pending: map[net.Conn]struct{}{}}
+		conns: make(chan net.Conn), work: make(chan net.Conn), done: make(chan struct{}), dead: make(chan struct{}), pending: map[net.Conn]struct{}{}}
 	go l.acceptLoop()
 	return l
 }
@@ -48,6 +49,8 @@ type tlsListener struct {
 	log     *slog.Logger
 	timeout time.Duration
 	conns   chan net.Conn // handshaken connections for Accept
+	work    chan net.Conn // accepted connections for an idle worker
+	idle    atomic.Int32  // workers waiting on work
 	done    chan struct{} // closed by Close
 	dead    chan struct{} // closed when acceptLoop ends, err set
 	err     error
@@ -88,7 +91,45 @@ func (l *tlsListener) acceptLoop() {
 			l.err = net.ErrClosed
 			return
 		}
-		go l.handshake(c)
+		l.dispatch(c)
+	}
+}
+
+// maxIdleWorkers bounds the handshake workers kept waiting for the next
+// connection. A full handshake needs a deep stack (the crypto), which a new
+// goroutine grows by copying, several times: about 5 % of a handshake's CPU.
+// A worker that stays keeps its grown stack. Enough for the connections
+// that arrive at once under steady load; a burst beyond it starts
+// goroutines that end after their handshake. A variable so that a
+// benchmark can compare against no reuse (0) in the same run.
+var maxIdleWorkers int32 = 64
+
+// dispatch hands c to an idle worker, or starts one.
+func (l *tlsListener) dispatch(c net.Conn) {
+	select {
+	case l.work <- c:
+	default:
+		go l.worker(c)
+	}
+}
+
+// worker does c's handshake, then the next connection's while fewer than
+// maxIdleWorkers others wait, until the listener closes.
+func (l *tlsListener) worker(c net.Conn) {
+	for {
+		l.handshake(c)
+		c = nil // an idle worker must not keep the last connection alive
+		if l.idle.Add(1) > maxIdleWorkers {
+			l.idle.Add(-1)
+			return
+		}
+		select {
+		case c = <-l.work:
+			l.idle.Add(-1)
+		case <-l.done:
+			l.idle.Add(-1)
+			return
+		}
 	}
 }
 

@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/p2pstream/p2ptls/state/pki"
 )
 
 // A connection still in its handshake when the listener closes is closed
@@ -77,5 +80,83 @@ func TestListenAnswersPlainHTTP(t *testing.T) {
 				t.Errorf("answer %q; want it to start with %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// Handshake workers are reused but bounded: after a burst of concurrent
+// handshakes larger than maxIdleWorkers, at most that many wait for the
+// next connection, each handshake still completes, and Close ends them all.
+func TestListenWorkersBoundedAndEndWithClose(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := pki.SelfSigned(pki.ParseNames([]string{"worker.example.com"}), time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := TLSConfig()
+	cfg.Certificates = []tls.Certificate{cert}
+	ln := Listen(inner, cfg, Limits{HandshakeTimeout: 30 * time.Second}, slog.New(slog.DiscardHandler))
+	tl := ln.(*tlsListener)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+
+	burst := int(2 * maxIdleWorkers)
+	errs := make(chan error, burst)
+	var wg sync.WaitGroup
+	for range burst {
+		wg.Go(func() {
+			c, err := tls.Dial("tcp", inner.Addr().String(), &tls.Config{InsecureSkipVerify: true, ServerName: "worker.example.com"})
+			if err != nil {
+				errs <- err
+				return
+			}
+			c.Close()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("handshake in a burst: %v", err)
+	}
+	// The last workers finish their handshake just after the client's.
+	deadline := time.Now().Add(10 * time.Second)
+	for tl.idle.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := tl.idle.Load(); n < 1 || n > maxIdleWorkers {
+		t.Errorf("%d idle workers after a burst of %d; want 1..%d", n, burst, maxIdleWorkers)
+	}
+	// Sequential handshakes reuse an idle worker rather than pile up.
+	before := tl.idle.Load()
+	for range 5 {
+		c, err := tls.Dial("tcp", inner.Addr().String(), &tls.Config{InsecureSkipVerify: true, ServerName: "worker.example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := tl.idle.Load(); n > before {
+		t.Errorf("%d idle workers after 5 sequential handshakes, %d before: workers are not reused", n, before)
+	}
+	ln.Close()
+	for tl.idle.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := tl.idle.Load(); n != 0 {
+		t.Errorf("%d workers still wait after Close", n)
 	}
 }
