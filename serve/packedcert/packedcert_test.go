@@ -187,8 +187,13 @@ func TestRebuildKeepsKeyAndChain(t *testing.T) {
 						t.Fatal(err)
 					}
 					k := got.PrivateKey.(*ecdsa.PrivateKey)
-					if !k.Equal(key) || k.D.Cmp(key.D) != 0 || k.X.Cmp(key.X) != 0 || k.Y.Cmp(key.Y) != 0 {
-						t.Fatalf("rebuilt key differs: D %x X %x Y %x, want D %x X %x Y %x", k.D, k.X, k.Y, key.D, key.X, key.Y)
+					kb, err := k.Bytes()
+					if err != nil {
+						t.Fatal(err)
+					}
+					want, _ := key.Bytes()
+					if !k.Equal(key) || !bytes.Equal(kb, want) || !k.PublicKey.Equal(&key.PublicKey) {
+						t.Fatalf("rebuilt key differs: %x, want %x", kb, want)
 					}
 					if len(got.Certificate) != n {
 						t.Fatalf("rebuilt chain has %d certificates, want %d", len(got.Certificate), n)
