@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"math/bits"
 )
 
 // Cert is a certificate chain and its private key. The zero Cert holds
@@ -119,26 +120,75 @@ func (c Cert) Certificate() (*tls.Certificate, error) {
 	if len(b) == 0 {
 		return nil, errors.New("no certificate was packed")
 	}
-	chain := make([][]byte, b[0])
+	n := int(b[0])
 	b = b[1:]
-	for i := range chain {
-		n := int(binary.BigEndian.Uint32(b))
-		chain[i] = b[4 : 4+n : 4+n]
-		b = b[4+n:]
+	// Find the key first: an ECDSA pair is built in one allocation.
+	at := b
+	for range n {
+		at = at[4+int(binary.BigEndian.Uint32(at)):]
 	}
-	kind, raw := keyKind(b[0]), b[1:]
-	if kind == keyEd25519 {
+	kind, raw := keyKind(at[0]), at[1:]
+	var r *rebuilt
+	var chain [][]byte
+	switch {
+	case kind == keyEd25519:
+		chain = make([][]byte, n)
+	case curves[kind] == nil:
+		return nil, fmt.Errorf("packed certificate has unknown key kind %d", kind)
+	default:
+		r = new(rebuilt)
+		if n <= len(r.chain) {
+			chain = r.chain[:n:n]
+		} else {
+			chain = make([][]byte, n)
+		}
+	}
+	for i := range chain {
+		l := int(binary.BigEndian.Uint32(b))
+		chain[i] = b[4 : 4+l : 4+l]
+		b = b[4+l:]
+	}
+	if r == nil {
 		return &tls.Certificate{Certificate: chain, PrivateKey: ed25519.PrivateKey(raw[:len(raw):len(raw)])}, nil
 	}
-	curve, ok := curves[kind]
-	if !ok {
-		return nil, fmt.Errorf("packed certificate has unknown key kind %d", kind)
-	}
 	size := len(raw) / 3
+	words := (size*8 + bits.UintSize - 1) / bits.UintSize
 	// crypto/ecdsa validates the key when it first signs with it.
-	key := &ecdsa.PrivateKey{
-		PublicKey: ecdsa.PublicKey{Curve: curve, X: new(big.Int).SetBytes(raw[size : 2*size]), Y: new(big.Int).SetBytes(raw[2*size:])},
-		D:         new(big.Int).SetBytes(raw[:size]),
+	r.key = ecdsa.PrivateKey{
+		PublicKey: ecdsa.PublicKey{Curve: curves[kind],
+			X: setBytes(&r.x, r.words[words:2*words:2*words], raw[size:2*size]),
+			Y: setBytes(&r.y, r.words[2*words:3*words:3*words], raw[2*size:])},
+		D: setBytes(&r.d, r.words[:words:words], raw[:size]),
 	}
-	return &tls.Certificate{Certificate: chain, PrivateKey: key}, nil
+	r.cert = tls.Certificate{Certificate: chain, PrivateKey: &r.key}
+	return &r.cert, nil
+}
+
+// maxKeyWords is how many big.Words the largest coordinate (P-521's, 66
+// bytes) takes.
+const maxKeyWords = (66*8 + bits.UintSize - 1) / bits.UintSize
+
+// rebuilt is what Certificate returns for an ECDSA pair, in one heap
+// object: the tls.Certificate, the key, its three numbers and their words,
+// and a short chain. Apart, they are nine small objects per handshake
+// outside the hot set, and crypto/ecdsa's cache of checked keys adds a
+// weak pointer and a cleanup to the key, which the runtime keeps in a
+// per-span list it searches linearly: with 48-byte keys packed 170 to a
+// span, that search was most of what the cache cost.
+type rebuilt struct {
+	cert    tls.Certificate
+	key     ecdsa.PrivateKey
+	x, y, d big.Int
+	words   [3 * maxKeyWords]big.Word
+	chain   [3][]byte // leaf and up to two intermediates
+}
+
+// setBytes sets z to the big-endian number b, using w (len(w) words, as
+// many as b needs) as z's storage, and returns z.
+func setBytes(z *big.Int, w []big.Word, b []byte) *big.Int {
+	clear(w)
+	for i, j := len(b)-1, 0; i >= 0; i, j = i-1, j+1 {
+		w[j/(bits.UintSize/8)] |= big.Word(b[i]) << (8 * (j % (bits.UintSize / 8)))
+	}
+	return z.SetBits(w)
 }

@@ -1,6 +1,7 @@
 package packedcert
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -10,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"math/big"
 	"net"
 	"testing"
@@ -158,4 +160,69 @@ func handshake(t *testing.T, c Cert, roots *x509.CertPool) tls.ConnectionState {
 		t.Fatalf("server handshake: %v", err)
 	}
 	return conn.ConnectionState()
+}
+
+// A rebuilt ECDSA pair is the key and chain that were packed, for every
+// curve (coordinates with leading zero bytes included) and for chains that
+// fit in the rebuilt object and longer ones.
+func TestRebuildKeepsKeyAndChain(t *testing.T) {
+	for _, curve := range []elliptic.Curve{elliptic.P256(), elliptic.P384(), elliptic.P521()} {
+		for _, n := range []int{1, 3, 4, 7} {
+			t.Run(fmt.Sprintf("%s/chain=%d", curve.Params().Name, n), func(t *testing.T) {
+				for range 20 { // some keys have a coordinate shorter than the curve's size
+					key, err := ecdsa.GenerateKey(curve, rand.Reader)
+					if err != nil {
+						t.Fatal(err)
+					}
+					chain := make([][]byte, n)
+					for i := range chain {
+						chain[i] = fmt.Appendf(nil, "certificate %d of %d", i, n)
+					}
+					c, err := Pack(&tls.Certificate{Certificate: chain, PrivateKey: key})
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := c.Certificate()
+					if err != nil {
+						t.Fatal(err)
+					}
+					k := got.PrivateKey.(*ecdsa.PrivateKey)
+					kb, err := k.Bytes()
+					if err != nil {
+						t.Fatal(err)
+					}
+					want, _ := key.Bytes()
+					if !k.Equal(key) || !bytes.Equal(kb, want) || !k.PublicKey.Equal(&key.PublicKey) {
+						t.Fatalf("rebuilt key differs: %x, want %x", kb, want)
+					}
+					if len(got.Certificate) != n {
+						t.Fatalf("rebuilt chain has %d certificates, want %d", len(got.Certificate), n)
+					}
+					for i := range chain {
+						if !bytes.Equal(got.Certificate[i], chain[i]) {
+							t.Fatalf("certificate %d is %q, want %q", i, got.Certificate[i], chain[i])
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// Rebuilding an ECDSA pair with a chain of up to three certificates is one
+// heap allocation (it was nine), see rebuilt.
+func TestRebuildIsOneAllocation(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	chain, _ := issueChain(t, key)
+	c, err := Pack(&tls.Certificate{Certificate: chain, PrivateKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := c.Certificate(); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 1 {
+		t.Errorf("Certificate allocates %v times, want 1", n)
+	}
 }
