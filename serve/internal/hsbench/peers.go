@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -265,7 +266,7 @@ const caddyModule = "github.com/caddyserver/caddy/v2/cmd/caddy"
 func findCaddy(ctx context.Context, version, cacheDir string, build bool) (peer, error) {
 	bin := filepath.Join(cacheDir, "caddy-"+version, "caddy")
 	if _, err := os.Stat(bin); err != nil {
-		if p, err := exec.LookPath("caddy"); err == nil && firstVersion(p, "", "version") == version {
+		if p, err := exec.LookPath("caddy"); err == nil && caddyVersion(p) == version {
 			bin = p
 		} else if !build {
 			return peer{}, fmt.Errorf("no caddy %s in %s (-peers caddy builds it from the Go module proxy)", version, filepath.Dir(bin))
@@ -273,7 +274,16 @@ func findCaddy(ctx context.Context, version, cacheDir string, build bool) (peer,
 			return peer{}, err
 		}
 	}
-	return peer{name: "caddy", bin: bin, version: firstVersion(bin, "", "version"), config: caddyConfig}, nil
+	return peer{name: "caddy", bin: bin, version: caddyVersion(bin), config: caddyConfig}, nil
+}
+
+// caddyVersion is the module version bin was built from ("caddy version"
+// says "unknown" for a plain go install).
+func caddyVersion(bin string) string {
+	if bi, err := buildinfo.ReadFile(bin); err == nil && bi.Main.Path == "github.com/caddyserver/caddy/v2" {
+		return bi.Main.Version
+	}
+	return "?"
 }
 
 // buildCaddy runs go install for Caddy outside any module, through the
