@@ -287,7 +287,9 @@ func measureCount(ctx context.Context, o options, tmp, bin, self string, refs []
 			return r, err
 		}
 		t.start = time.Since(start)
-		logf("%d mappings: %s serves %s after %v", n, t.name, last, t.start.Round(time.Millisecond))
+		// nginx's worker outlives a master killed by Pdeathsig when hsbench
+		// is killed with -9: the group id is what to kill then.
+		logf("%d mappings: %s serves %s after %v (process group %d)", n, t.name, last, t.start.Round(time.Millisecond), t.p.pid())
 		r.targets = append(r.targets, t)
 	}
 

@@ -317,9 +317,11 @@ func buildCaddy(ctx context.Context, version, dir string) error {
 }
 
 // caddyConfig: one HTTPS server with automatic HTTPS off, the certificates
-// loaded from the bundle folder into a cache big enough for all of them
-// (Caddy's default holds 10,000 and evicts at random beyond), admin off,
-// nothing written outside dir.
+// loaded from the bundle folder into a cache of twice their number, admin
+// off, nothing written outside dir. The cache: Caddy's default holds
+// 10,000 and evicts at random beyond, and once it is 90 % full CertMagic
+// looks a name it lacks up in storage instead of using fallback_sni, so
+// unmapped names would fail.
 func caddyConfig(dir, addr string, cs certSet) ([]string, []string, error) {
 	cfg := map[string]any{
 		"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
@@ -340,7 +342,7 @@ func caddyConfig(dir, addr string, cs certSet) ([]string, []string, error) {
 			}}},
 			"tls": map[string]any{
 				"certificates":    map[string]any{"load_folders": []string{cs.bundleDir}},
-				"cache":           map[string]any{"capacity": cs.n + 64},
+				"cache":           map[string]any{"capacity": 2*cs.n + 64},
 				"session_tickets": map[string]any{"disabled": true},
 			},
 		},
