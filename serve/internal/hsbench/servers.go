@@ -162,41 +162,50 @@ func cleanEnv() []string {
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
-// stop ends the process gracefully (SIGTERM), or kills it after a while.
+// stop ends the process and its group gracefully (SIGTERM: nginx's
+// worker is in the group), or kills the group after a while.
 func (p *proc) stop() {
 	select {
 	case <-p.done:
 		return
 	default:
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	pgid := p.pid() // Setpgid: the server leads its own group
+	syscall.Kill(-pgid, syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(15 * time.Second):
-		p.cmd.Process.Kill()
+		syscall.Kill(-pgid, syscall.SIGKILL)
 		<-p.done
 	}
+	// A worker that outlived its master: the group still exists.
+	syscall.Kill(-pgid, syscall.SIGKILL)
 }
 
-// waitAccept waits until addr accepts TCP connections: for serve that is
-// after it loaded the state and opened the listener.
-func (p *proc) waitAccept(ctx context.Context, addr string, timeout time.Duration) error {
+// waitServed waits until a handshake on addr for name gets a certificate
+// covering name: for p2ptls serve that is after it loaded the state and
+// opened the listener, for nginx after it loaded every server block.
+func (p *proc) waitServed(ctx context.Context, addr, name string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	var last error
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
+		matched, err := handshake(addr, name)
+		if err == nil && matched {
 			return nil
 		}
+		if err == nil {
+			err = fmt.Errorf("the certificate served for %s does not cover it", name)
+		}
+		last = err
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s does not accept on %s after %v:\n%s", p.name, addr, timeout, tail(p.logFile))
+			return fmt.Errorf("%s does not serve %s on %s after %v (last: %v):\n%s", p.name, name, addr, timeout, last, tail(p.logFile))
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited (%v) before accepting on %s:\n%s", p.name, p.waitErr, addr, tail(p.logFile))
+			return fmt.Errorf("%s exited (%v) before serving %s on %s:\n%s", p.name, p.waitErr, name, addr, tail(p.logFile))
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

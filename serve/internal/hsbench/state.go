@@ -38,7 +38,7 @@ func prepareState(ctx context.Context, dir, addr string, n int) (sniMix, error) 
 		Mappings:      make([]state.Mapping, n),
 	}
 	for i := range cfg.Mappings {
-		cfg.Mappings[i] = state.Mapping{ID: fmt.Sprintf("m%06d", i), Listener: "bench", Hosts: []string{host(i)}, Source: state.SourceManual}
+		cfg.Mappings[i] = state.Mapping{ID: mappingID(i), Listener: "bench", Hosts: []string{host(i)}, Source: state.SourceManual}
 	}
 
 	var next atomic.Int64
@@ -100,18 +100,19 @@ type sniMix struct{ n int }
 // table to its bound and keep rewriting the status file.
 const unmappedNames = 16
 
-func (m sniMix) pick(r *rand.Rand) string {
+// pick returns a name and whether a mapping covers it.
+func (m sniMix) pick(r *rand.Rand) (name string, mapped bool) {
 	x := r.IntN(100)
 	switch {
 	case x < 5:
-		return fmt.Sprintf("nomap%02d.example.org", r.IntN(unmappedNames))
+		return fmt.Sprintf("nomap%02d.example.org", r.IntN(unmappedNames)), false
 	case x < 30 && m.n >= 4:
 		i := 4*r.IntN(m.n/4) + 3
-		return fmt.Sprintf("a%d.w%06d.example.net", r.IntN(1000), i)
+		return fmt.Sprintf("a%d.w%06d.example.net", r.IntN(1000), i), true
 	}
 	for {
 		if i := r.IntN(m.n); !isWildcard(i) {
-			return fmt.Sprintf("h%06d.example.com", i)
+			return fmt.Sprintf("h%06d.example.com", i), true
 		}
 	}
 }
