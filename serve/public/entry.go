@@ -26,7 +26,9 @@ import (
 // collector scans every entry up to its last pointer on every cycle.
 type entry struct {
 	id, source, upstream string
-	certFile, keyFile    string // source "file"
+	listener             string
+	hosts                []string // normalised, as in the listener's index
+	certFile, keyFile    string   // source "file"
 	cert                 packedcert.Cert
 	err                  error
 	hot                  atomic.Pointer[tls.Certificate]
@@ -42,7 +44,8 @@ type entry struct {
 }
 
 func newEntry(m *state.Mapping, digest uint64) *entry {
-	return &entry{id: m.ID, source: m.Source, upstream: m.Upstream, certFile: m.CertFile, keyFile: m.KeyFile, digest: digest}
+	return &entry{id: m.ID, source: m.Source, upstream: m.Upstream, listener: m.Listener, hosts: m.Hosts,
+		certFile: m.CertFile, keyFile: m.KeyFile, digest: digest}
 }
 
 // mapping is what the mappings package needs to find e's files.

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,11 +22,31 @@ import (
 // (what "p2ptls mapping add" makes) has just added. Nothing is asserted
 // about speed: the shared CI machine decides that. It fails only when the
 // new mapping is not served at all within a generous bound.
+//
+// P2PTLS_LATENCY_SIZES (e.g. "1000,10000,100000") measures other sizes;
+// building 100k records takes about a minute, too long for every run.
 func TestChangeToServedLatency(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a state of 1000 mappings")
 	}
-	store := benchFixture(t, 1000)
+	sizes := []int{1000}
+	if env := os.Getenv("P2PTLS_LATENCY_SIZES"); env != "" {
+		sizes = nil
+		for _, f := range strings.Split(env, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				t.Fatalf("P2PTLS_LATENCY_SIZES: %q is not a positive count", f)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	for _, n := range sizes {
+		t.Run(strconv.Itoa(n), func(t *testing.T) { changeToServed(t, n) })
+	}
+}
+
+func changeToServed(t *testing.T, n int) {
+	store := benchFixture(t, n)
 	s := New(Options{Store: store, Log: discardLog})
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -73,7 +96,7 @@ func TestChangeToServedLatency(t *testing.T) {
 	s.mu.Lock()
 	reloads := s.reloads
 	s.mu.Unlock()
-	t.Logf("change -> served over 1000 mappings, %d trials: min %v, median %v, max %v; %d reloads", trials, took[0], took[trials/2], took[trials-1], reloads)
+	t.Logf("change -> served over %d mappings, %d trials: min %v, median %v, max %v; %d reloads", n, trials, took[0], took[trials/2], took[trials-1], reloads)
 }
 
 // waitServed handshakes with addr for host, every millisecond, until the

@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,14 +59,19 @@ type Server struct {
 	reloads    int
 	lastStatus []byte
 	loadErrs   []string // certificates that did not load in the last reload
-	trim       edge.Trimmer
-	closed     bool // the listeners are stopped: serve is shutting down
+	// byID is every served entry by mapping id, and recErrs the records
+	// that failed their last incremental reload (and keep their previous
+	// state): what applyChanged needs to touch only the changed mappings.
+	byID    map[string]*entry
+	recErrs map[string]string
+	trim    edge.Trimmer
+	closed  bool // the listeners are stopped: serve is shutting down
 }
 
 // New prepares the server; Start loads the state and opens the listeners.
 func New(o Options) *Server {
 	return &Server{o: o, started: time.Now().UTC().Truncate(time.Second), listeners: map[string]*listener{}, errors: map[string]string{},
-		seed: maphash.MakeSeed()}
+		seed: maphash.MakeSeed(), byID: map[string]*entry{}, recErrs: map[string]string{}}
 }
 
 // Start loads the state and opens every listener. A state that does not
@@ -90,7 +97,8 @@ func (s *Server) Start(ctx context.Context) error {
 // Run follows the state until ctx ends, then closes the listeners,
 // letting connections in flight finish.
 func (s *Server) Run(ctx context.Context) {
-	changes := s.o.Store.Watch(ctx)
+	feed := s.o.Store.WatchChanges(ctx)
+	changes := feed.C
 	t := time.NewTicker(tickInterval)
 	defer t.Stop()
 	// What changed between Start and the subscription.
@@ -99,7 +107,7 @@ func (s *Server) Run(ctx context.Context) {
 	s.mu.Unlock()
 	s.pollOnce(ctx, missed)
 	for {
-		signalled := false
+		var changed state.Changed
 		select {
 		case <-ctx.Done():
 			s.mu.Lock()
@@ -114,24 +122,31 @@ func (s *Server) Run(ctx context.Context) {
 				changes = nil
 				continue
 			}
-			signalled = true
+			changed = feed.Take()
 		case <-t.C:
 		}
-		s.pollOnce(ctx, signalled)
+		s.pollChanged(ctx, changed)
 	}
 }
 
-// pollOnce is one poll with the lock held. A panic in it (an odd state
-// the reload trips over) is recovered and counted; the listeners keep
-// serving what they served, and the next poll tries again.
+// pollOnce is one poll with the lock held, reloading everything when
+// signalled.
 func (s *Server) pollOnce(ctx context.Context, signalled bool) {
+	s.pollChanged(ctx, state.Changed{Full: signalled})
+}
+
+// pollChanged is one poll with the lock held, reloading what c names. A
+// panic in it (an odd state the reload trips over) is recovered and
+// counted; the listeners keep serving what they served, and the next poll
+// tries again.
+func (s *Server) pollChanged(ctx context.Context, c state.Changed) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer edge.Recover(s.o.Log, "state reload")
 	if testHook != nil {
 		testHook("poll")
 	}
-	s.poll(ctx, signalled)
+	s.pollWith(ctx, c)
 }
 
 // revision is the store's, or what it failed with: a state that cannot be
@@ -153,8 +168,16 @@ func (s *Server) revision(ctx context.Context) string {
 // signals only a changed revision, and checking again would stat every
 // record once more per change.
 func (s *Server) poll(ctx context.Context, signalled bool) {
+	s.pollWith(ctx, state.Changed{Full: signalled})
+}
+
+// pollWith is poll told what changed: the mappings c names are reloaded
+// alone (applyChanged); p2ptls.toml, a name it cannot place, or Full
+// reload everything.
+func (s *Server) pollWith(ctx context.Context, c state.Changed) {
 	// Before the load, so that a file changed during it is seen next time.
-	if files := s.filesSignature(ctx); signalled || files != s.filesSig {
+	ids, full := s.affected(c)
+	if files := s.filesSignature(ctx); full || files != s.filesSig {
 		s.filesSig = files
 		start := time.Now()
 		s.loadErrs = nil
@@ -162,18 +185,31 @@ func (s *Server) poll(ctx context.Context, signalled bool) {
 		if err == nil {
 			err = s.apply(ctx, cfg)
 		}
+		if err == nil {
+			clear(s.recErrs)
+		}
 		if err == nil && len(s.loadErrs) > 0 {
 			err = errors.New(strings.Join(s.loadErrs, "; "))
 		}
-		s.lastReload = time.Now().UTC()
-		s.reloads++
-		if err != nil {
-			s.lastErr = err.Error()
-			s.o.Log.Error("state change not fully applied; what did not load keeps its previous state", "err", err)
-		} else {
-			s.lastErr = ""
-			s.o.Log.Info("state reloaded", "took", time.Since(start).Round(time.Millisecond).String())
+		s.reloaded(start, err, "state reloaded", len(s.byID))
+	} else if len(ids) > 0 {
+		start := time.Now()
+		s.loadErrs = nil
+		before := len(s.files)
+		s.applyChanged(ctx, ids)
+		if len(s.files) != before || slices.ContainsFunc(ids, func(id string) bool { e := s.byID[id]; return e != nil && e.source == state.SourceFile }) {
+			s.filesSig = s.filesSignature(ctx)
 		}
+		var errs []string
+		for _, id := range slices.Sorted(maps.Keys(s.recErrs)) {
+			errs = append(errs, s.recErrs[id])
+		}
+		errs = append(errs, s.loadErrs...)
+		var err error
+		if len(errs) > 0 {
+			err = errors.New(strings.Join(errs, "; "))
+		}
+		s.reloaded(start, err, "mappings reloaded", len(ids))
 	}
 	now := time.Now()
 	if s.trim.Observe(edge.OpenConns(), now) {
@@ -186,6 +222,19 @@ func (s *Server) poll(ctx context.Context, signalled bool) {
 	}
 	if err := s.writeStatus(ctx); err != nil {
 		s.o.Log.Error("cannot write runtime status", "err", err)
+	}
+}
+
+// reloaded records the outcome of a reload.
+func (s *Server) reloaded(start time.Time, err error, msg string, n int) {
+	s.lastReload = time.Now().UTC()
+	s.reloads++
+	if err != nil {
+		s.lastErr = err.Error()
+		s.o.Log.Error("state change not fully applied; what did not load keeps its previous state", "err", err)
+	} else {
+		s.lastErr = ""
+		s.o.Log.Info(msg, "mappings", n, "took", time.Since(start).Round(time.Millisecond).String())
 	}
 }
 
@@ -255,8 +304,12 @@ func (s *Server) apply(ctx context.Context, cfg *state.Config) error {
 		}
 	}
 	s.files = nil
+	clear(s.byID)
 	for _, lc := range cfg.Listeners {
 		s.files = append(s.files, views[lc.Name].files...)
+		for _, e := range views[lc.Name].entries {
+			s.byID[e.id] = e
+		}
 	}
 	cfg.Mappings = nil
 	s.cfg = cfg

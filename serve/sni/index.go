@@ -8,6 +8,7 @@ package sni
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/p2pstream/p2ptls/state/hostname"
@@ -101,3 +102,38 @@ func (x *Index[T]) Select(serverName string, usable func(T) bool) (v T, ok, skip
 
 // Len returns the number of hosts, exact and wildcard.
 func (x *Index[T]) Len() int { return len(x.exact) + len(x.wild) }
+
+// Edit starts a Builder holding a copy of x's hosts, for a reload that
+// changes a few mappings: x stays as it is for the lookups in flight, and
+// the Builder's Index replaces it. Copying costs O(hosts) (measured in
+// BenchmarkEdit), far less than reading the mappings again.
+func (x *Index[T]) Edit() *Builder[T] {
+	return &Builder[T]{x: &Index[T]{exact: maps.Clone(x.exact), wild: maps.Clone(x.wild)}}
+}
+
+// Get returns the value that host, a normalised exact name or wildcard as
+// Add takes, is mapped to: who owns the host, for a change that must not
+// take it from another mapping.
+func (b *Builder[T]) Get(host string) (v T, ok bool) {
+	rest, wild := strings.CutPrefix(host, "*.")
+	if wild {
+		v, ok = b.x.wild[rest]
+	} else {
+		v, ok = b.x.exact[rest]
+	}
+	return v, ok
+}
+
+// Remove unmaps host; a host that is not mapped is no error.
+func (b *Builder[T]) Remove(host string) error {
+	if b.built {
+		return errors.New("sni: Remove after Build; the index is immutable once built")
+	}
+	rest, wild := strings.CutPrefix(host, "*.")
+	if wild {
+		delete(b.x.wild, rest)
+	} else {
+		delete(b.x.exact, rest)
+	}
+	return nil
+}
