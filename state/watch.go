@@ -11,6 +11,7 @@ import (
 	"hash/maphash"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -256,6 +257,14 @@ type hub struct {
 	lost    bool                // events were lost or the root was replaced
 	rescan  bool                // the records directory is another one
 	lastErr string              // the last failure signalled, to signal it once
+	// A background restat (fullPoll): its result arrives on scans; gen
+	// tells a result made out of date by a scan since; during holds what
+	// was restatted while it ran.
+	scanning bool
+	gen      uint64
+	during   map[uint64]struct{}
+	scans    chan scanResult
+	scanners sync.WaitGroup
 }
 
 // startHub sets the watches up before Watch returns, so that a change made
@@ -268,7 +277,8 @@ func startHub(d *Dir) *hub {
 	ctx, stop := context.WithCancel(context.Background()) // ends with the last subscriber
 	h := &hub{d: d, stop: stop, done: make(chan struct{}), subs: map[*Feed]struct{}{},
 		root: root, parent: filepath.Dir(root), records: filepath.Join(root, RecordsDir), fullEvery: watchPoll,
-		seed: maphash.MakeSeed(), seen: map[uint64]uint64{}, edits: map[string]struct{}{}, fresh: true}
+		seed: maphash.MakeSeed(), seen: map[uint64]uint64{}, edits: map[string]struct{}{}, fresh: true,
+		during: map[uint64]struct{}{}, scans: make(chan scanResult, 1)}
 	if w, err := newNotifier(); err != nil {
 		warnPollOnly(err)
 	} else {
@@ -394,6 +404,7 @@ func (h *hub) classify(ev fsnotify.Event) (event, string) {
 
 func (h *hub) run(ctx context.Context) {
 	defer close(h.done)
+	defer h.scanners.Wait() // a background scan ends with ctx
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	if h.w != nil {
@@ -453,12 +464,14 @@ func (h *hub) run(ctx context.Context) {
 		case <-debounce.C:
 			armed = false
 			h.check(ctx)
+		case r := <-h.scans:
+			h.merge(r)
 		case now := <-tick.C:
 			rootID, recordsID := identifyDir(h.root), identifyDir(h.records)
 			if rootID != h.rootID || recordsID != h.recordsID {
 				h.replaced(rootID, recordsID)
 			}
-			if !now.Before(nextFull) {
+			if !now.Before(nextFull) && !h.scanning {
 				h.fullPoll(ctx)
 				nextFull = time.Now().Add(h.fullEvery)
 			} else {
@@ -527,30 +540,77 @@ func (h *hub) check(ctx context.Context) {
 	h.deliver(names, full)
 }
 
-// fullPoll restats every record, delivers those that changed unseen, and
-// spaces the next poll by what this one took.
+// fullPoll starts a restat of every record in the background, so that
+// events keep being served while it runs (0.4 s at 100k records); run
+// hands its result to merge.
 func (h *hub) fullPoll(ctx context.Context) {
-	start := time.Now()
 	h.check(ctx)
-	names, full, err := h.scan(ctx)
-	switch {
-	case err != nil && ctx.Err() != nil:
+	if h.scanning {
 		return
-	case err != nil:
+	}
+	h.scanning = true
+	clear(h.during)
+	prev, gen := maps.Clone(h.seen), h.gen
+	h.scanners.Add(1)
+	go func() {
+		defer h.scanners.Done()
+		start := time.Now()
+		r := statAll(ctx, h.root, h.seed, prev)
+		r.gen, r.took = gen, time.Since(start)
+		h.scans <- r // buffered: run may be gone
+	}()
+}
+
+// merge delivers what a background restat found changed unseen. What the
+// hub restatted meanwhile (an event's file) is newer than the scan's look
+// and was delivered already: it is kept, not reported again.
+func (h *hub) merge(r scanResult) {
+	h.scanning = false
+	defer clear(h.during)
+	h.space(r.took)
+	if r.gen != h.gen {
+		return // a scan made since replaced what this one started from
+	}
+	switch {
+	case r.err != nil && errors.Is(r.err, context.Canceled):
+		return
+	case r.err != nil:
 		// An unreadable state is signalled once per failure, so that the
 		// readers report it; the poll keeps trying.
-		if err.Error() != h.lastErr {
-			h.lastErr = err.Error()
+		if r.err.Error() != h.lastErr {
+			h.lastErr = r.err.Error()
 			h.deliver(nil, true)
 		}
-	default:
-		if h.lastErr != "" {
-			h.lastErr = ""
+		return
+	}
+	for k := range h.during {
+		if v, ok := h.seen[k]; ok {
+			r.seen[k] = v
+		} else {
+			delete(r.seen, k)
+		}
+	}
+	var names []string
+	for i, k := range r.keys {
+		if _, ok := h.during[k]; !ok {
+			names = append(names, r.names[i])
+		}
+	}
+	full := false
+	for _, k := range r.vanished {
+		if _, ok := h.during[k]; !ok {
 			full = true
 		}
-		h.deliver(names, full)
 	}
-	h.space(time.Since(start))
+	h.seen = r.seen
+	if h.lastErr != "" {
+		h.lastErr = ""
+		full = true
+	}
+	if len(names) > revNamesMax {
+		names, full = nil, true
+	}
+	h.deliver(names, full)
 }
 
 // readRev reads p2ptls.rev when its stat changed and returns the names of
@@ -610,7 +670,10 @@ func (h *hub) restat(name string) bool {
 		return true // the reader reports what fails
 	}
 	k := maphash.String(h.seed, name)
-	v := h.idHash(id)
+	v := idHash(h.seed, id)
+	if h.scanning {
+		h.during[k] = struct{}{}
+	}
 	old, had := h.seen[k]
 	switch {
 	case id == (fileID{}):
@@ -623,29 +686,58 @@ func (h *hub) restat(name string) bool {
 	return true
 }
 
-func (h *hub) idHash(id fileID) uint64 {
+func idHash(seed maphash.Seed, id fileID) uint64 {
 	var b [40]byte
 	binary.LittleEndian.PutUint64(b[0:], id.dev)
 	binary.LittleEndian.PutUint64(b[8:], id.ino)
 	binary.LittleEndian.PutUint64(b[16:], uint64(id.size))
 	binary.LittleEndian.PutUint64(b[24:], uint64(id.mtime))
 	binary.LittleEndian.PutUint64(b[32:], uint64(id.ctime))
-	return maphash.Bytes(h.seed, b[:])
+	return maphash.Bytes(seed, b[:])
 }
 
-// scan restats p2ptls.toml and every record, makes that what the hub saw,
-// and returns the names whose stat differs from what it saw before; full
-// when a file it saw is gone unseen (a hash does not give the name back).
+// scan restats p2ptls.toml and every record now, makes that what the hub
+// saw, and returns the names whose stat differs from what it saw before;
+// full when a file it saw is gone unseen (a hash does not give the name
+// back).
 func (h *hub) scan(ctx context.Context) (names []string, full bool, err error) {
-	if err := ctx.Err(); err != nil {
-		return nil, false, err
+	h.gen++ // a background scan started before is out of date
+	r := statAll(ctx, h.root, h.seed, h.seen)
+	if r.err != nil {
+		return nil, false, r.err
 	}
-	records := filepath.Join(h.root, RecordsDir)
+	h.seen = r.seen
+	full = len(r.vanished) > 0
+	if len(r.names) > revNamesMax {
+		return nil, true, nil
+	}
+	return r.names, full, nil
+}
+
+// scanResult is what statAll found.
+type scanResult struct {
+	seen     map[uint64]uint64
+	names    []string // changed or new since prev, with their keys
+	keys     []uint64
+	vanished []uint64 // in prev, gone now
+	err      error
+	gen      uint64
+	took     time.Duration
+}
+
+// statAll stats p2ptls.toml and every record under root and compares them
+// with prev, which it does not change.
+func statAll(ctx context.Context, root string, seed maphash.Seed, prev map[uint64]uint64) (r scanResult) {
+	if r.err = ctx.Err(); r.err != nil {
+		return r
+	}
+	records := filepath.Join(root, RecordsDir)
 	entries, err := os.ReadDir(records)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-		return nil, false, fmt.Errorf("state revision: %w", err)
+		r.err = fmt.Errorf("state revision: %w", err)
+		return r
 	}
-	seen := make(map[uint64]uint64, len(entries)+1)
+	r.seen = make(map[uint64]uint64, len(entries)+1)
 	visit := func(name, p string) error {
 		id, err := identify(p)
 		if err != nil {
@@ -654,41 +746,34 @@ func (h *hub) scan(ctx context.Context) (names []string, full bool, err error) {
 		if id == (fileID{}) {
 			return nil
 		}
-		k, v := maphash.String(h.seed, name), h.idHash(id)
-		seen[k] = v
-		if old, ok := h.seen[k]; !ok || old != v {
-			names = append(names, name)
+		k, v := maphash.String(seed, name), idHash(seed, id)
+		r.seen[k] = v
+		if old, ok := prev[k]; !ok || old != v {
+			r.names = append(r.names, name)
+			r.keys = append(r.keys, k)
 		}
 		return nil
 	}
-	if err := visit(ConfigFile, filepath.Join(h.root, ConfigFile)); err != nil {
-		return nil, false, err
+	if r.err = visit(ConfigFile, filepath.Join(root, ConfigFile)); r.err != nil {
+		return r
 	}
 	for _, e := range entries {
 		if e.IsDir() || isTemp(e.Name()) {
 			continue
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, false, err
+		if r.err = ctx.Err(); r.err != nil {
+			return r
 		}
-		if err := visit(RecordsDir+"/"+e.Name(), filepath.Join(records, e.Name())); err != nil {
-			return nil, false, err
-		}
-	}
-	// Every name seen before and now too is counted in seen; one missing
-	// means a file vanished without an event.
-	common := 0
-	for k := range seen {
-		if _, ok := h.seen[k]; ok {
-			common++
+		if r.err = visit(RecordsDir+"/"+e.Name(), filepath.Join(records, e.Name())); r.err != nil {
+			return r
 		}
 	}
-	full = common != len(h.seen)
-	h.seen = seen
-	if len(names) > revNamesMax {
-		names, full = nil, true
+	for k := range prev {
+		if _, ok := r.seen[k]; !ok {
+			r.vanished = append(r.vanished, k)
+		}
 	}
-	return names, full, nil
+	return r
 }
 
 // space sets the time between full polls from what one took.

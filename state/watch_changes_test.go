@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"os"
 	"path/filepath"
 	"slices"
@@ -267,5 +268,61 @@ func TestRevisionSince(t *testing.T) {
 		if ok != c.ok || !slices.Equal(got, c.want) {
 			t.Errorf("since %d: %v %v, want %v %v", c.since, got, ok, c.want, c.ok)
 		}
+	}
+}
+
+// TestWatchMergeBackgroundScan: what a background restat reports is
+// delivered, except what the hub restatted while it ran (an event's file,
+// delivered already, and newer than the scan's look); a scan made out of
+// date by a later one is dropped.
+func TestWatchMergeBackgroundScan(t *testing.T) {
+	key := func(h *hub, n string) uint64 { return maphash.String(h.seed, n) }
+	tests := []struct {
+		name     string
+		during   []string // restatted while the scan ran
+		changed  []string // the scan found changed
+		vanished []string // the scan found gone
+		stale    bool
+		want     Changed
+	}{
+		{"changes found", nil, []string{"mappings/a.toml", "mappings/b.toml"}, nil, false, Changed{Names: []string{"mappings/a.toml", "mappings/b.toml"}}},
+		{"one seen meanwhile", []string{"mappings/a.toml"}, []string{"mappings/a.toml", "mappings/b.toml"}, nil, false, Changed{Names: []string{"mappings/b.toml"}}},
+		{"gone unseen", nil, nil, []string{"mappings/c.toml"}, false, Changed{Full: true}},
+		{"gone, but seen meanwhile", []string{"mappings/c.toml"}, nil, []string{"mappings/c.toml"}, false, Changed{}},
+		{"out of date", nil, []string{"mappings/a.toml"}, []string{"mappings/c.toml"}, true, Changed{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &hub{seed: maphash.MakeSeed(), seen: map[uint64]uint64{}, during: map[uint64]struct{}{}, subs: map[*Feed]struct{}{}, gen: 1, scanning: true}
+			f := newFeed(true)
+			h.subs[f] = struct{}{}
+			r := scanResult{seen: map[uint64]uint64{}, gen: 1}
+			if tc.stale {
+				r.gen = 0
+			}
+			for _, n := range tc.during {
+				h.during[key(h, n)] = struct{}{}
+				h.seen[key(h, n)] = 7
+			}
+			for _, n := range tc.changed {
+				r.names, r.keys = append(r.names, n), append(r.keys, key(h, n))
+				r.seen[key(h, n)] = 1
+			}
+			for _, n := range tc.vanished {
+				r.vanished = append(r.vanished, key(h, n))
+			}
+			h.merge(r)
+			if got := f.Take(); got.Full != tc.want.Full || !slices.Equal(got.Names, tc.want.Names) {
+				t.Errorf("delivered %+v, want %+v", got, tc.want)
+			}
+			for _, n := range tc.during {
+				if !tc.stale && h.seen[key(h, n)] != 7 {
+					t.Errorf("%s: the scan's older look replaced what the hub restatted", n)
+				}
+			}
+			if h.scanning || len(h.during) != 0 {
+				t.Error("merge left the scan running")
+			}
+		})
 	}
 }
