@@ -55,17 +55,38 @@ func TestEditLeavesTheOriginal(t *testing.T) {
 }
 
 // BenchmarkEdit is what an incremental reload pays per listener to change
-// one mapping: copy the index, swap one host.
+// one mapping: edit the index, swap one host, build; each iteration builds
+// on the last, so compactions are counted at their rate.
 func BenchmarkEdit(b *testing.B) {
 	for _, n := range []int{1000, 10000, 100000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			x := buildIndex(b, benchHosts(n, false))
 			for i := 0; b.Loop(); i++ {
 				e := x.Edit()
-				_ = e.Remove("h000001.example.com")
+				_ = e.Remove(fmt.Sprintf("late%d.example.com", i-1))
 				_ = e.Add(fmt.Sprintf("late%d.example.com", i), i)
-				_ = e.Build()
+				x = e.Build()
 			}
 		})
+	}
+}
+
+// TestEditedLookupAllocs: the overlay adds map lookups, not allocations.
+func TestEditedLookupAllocs(t *testing.T) {
+	b := mustBuild(t, "a.example.com", "*.example.net", "gone.example.com").Edit()
+	if err := b.Remove("gone.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Add("new.example.com", "new"); err != nil {
+		t.Fatal(err)
+	}
+	x := b.Build()
+	if x.over == nil {
+		t.Fatal("a small edit was compacted; this test needs an overlay")
+	}
+	for _, name := range []string{"a.example.com", "b.example.net", "new.example.com", "gone.example.com", "nothing.example.org", ""} {
+		if n := testing.AllocsPerRun(100, func() { x.Lookup(name) }); n != 0 {
+			t.Errorf("Lookup(%q): %v allocs, want 0", name, n)
+		}
 	}
 }
