@@ -234,7 +234,7 @@ func (s *Server) reloaded(start time.Time, err error, msg string, n int) {
 		s.o.Log.Error("state change not fully applied; what did not load keeps its previous state", "err", err)
 	} else {
 		s.lastErr = ""
-		s.o.Log.Info(msg, "mappings", n, "took", time.Since(start).Round(time.Millisecond).String())
+		s.o.Log.Info(msg, "mappings", n, "took", time.Since(start).Round(10*time.Microsecond))
 	}
 }
 
