@@ -321,3 +321,44 @@ func TestNoFailedHandshakeWhileChangesLand(t *testing.T) {
 		t.Errorf("reload error: %s", e)
 	}
 }
+
+// TestRotatedFileReloadsOneMapping: the operator's files of a "file"
+// mapping change outside the state; the tick notices and reloads that
+// mapping alone.
+func TestRotatedFileReloadsOneMapping(t *testing.T) {
+	const n = 40
+	f := newIncrFixture(t, n)
+	ext := t.TempDir()
+	certFile, keyFile := filepath.Join(ext, "cert.pem"), filepath.Join(ext, "key.pem")
+	writeExt := func(hosts ...string) {
+		kp, err := pki.SelfSigned(pki.ParseNames(hosts), time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p, b := range map[string][]byte{certFile: kp.CertPEM, keyFile: kp.KeyPEM} {
+			if err := os.WriteFile(p+".new", b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(p+".new", p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	writeExt("ext.example.com")
+	f.update(func(cfg *state.Config) {
+		cfg.Mappings = append(cfg.Mappings, state.Mapping{ID: "ext", Listener: "web", Hosts: []string{"ext.example.com"}, Source: state.SourceFile, CertFile: certFile, KeyFile: keyFile})
+	})
+	f.until("the file mapping served", func() bool { return slices.Equal(f.served("ext.example.com"), []string{"ext.example.com"}) })
+	time.Sleep(2 * tickInterval) // the change's own reloads are over
+	reads := f.store.records.Load()
+	writeExt("ext.example.com", "rotated.example.com")
+	f.until("the rotated file served", func() bool {
+		return slices.Equal(f.served("ext.example.com"), []string{"ext.example.com", "rotated.example.com"})
+	})
+	if read := f.store.records.Load() - reads; read >= n {
+		t.Errorf("a rotated file read %d records, want only its mapping's", read)
+	}
+	if e := f.lastErr(); e != "" {
+		t.Errorf("reload error: %s", e)
+	}
+}

@@ -53,7 +53,7 @@ type Server struct {
 	files      []*entry          // of source "file", whose files change outside p2ptls
 	seed       maphash.Seed      // of the entries' mapping digests
 	rev        string            // the revision Start loaded, for Run's first look
-	filesSig   string            // the files of s.files when last loaded
+	filesSig   []certSig         // the files of s.files when last loaded, in order
 	lastReload time.Time
 	lastErr    string
 	reloads    int
@@ -177,7 +177,20 @@ func (s *Server) poll(ctx context.Context, signalled bool) {
 func (s *Server) pollWith(ctx context.Context, c state.Changed) {
 	// Before the load, so that a file changed during it is seen next time.
 	ids, full := s.affected(c)
-	if files := s.filesSignature(ctx); full || files != s.filesSig {
+	files := s.filesSignature(ctx)
+	if len(files) != len(s.filesSig) {
+		full = true
+	} else if !full {
+		// The operator rotated the files of these "file" mappings.
+		for i := range files {
+			if files[i] != s.filesSig[i] {
+				ids = append(ids, s.files[i].id)
+			}
+		}
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+	}
+	if full {
 		s.filesSig = files
 		start := time.Now()
 		s.loadErrs = nil
@@ -195,10 +208,20 @@ func (s *Server) pollWith(ctx context.Context, c state.Changed) {
 	} else if len(ids) > 0 {
 		start := time.Now()
 		s.loadErrs = nil
-		before := len(s.files)
+		// The signatures taken before the reload, so that a file changed
+		// during it is seen next time; a new entry's are current.
+		before := make(map[*entry]certSig, len(s.files))
+		for i, e := range s.files {
+			before[e] = files[i]
+		}
 		s.applyChanged(ctx, ids)
-		if len(s.files) != before || slices.ContainsFunc(ids, func(id string) bool { e := s.byID[id]; return e != nil && e.source == state.SourceFile }) {
-			s.filesSig = s.filesSignature(ctx)
+		s.filesSig = s.filesSig[:0]
+		for _, e := range s.files {
+			sig, ok := before[e]
+			if !ok {
+				sig = signature(ctx, s.o.Store, e.mapping())
+			}
+			s.filesSig = append(s.filesSig, sig)
 		}
 		var errs []string
 		for _, id := range slices.Sorted(maps.Keys(s.recErrs)) {
@@ -241,12 +264,12 @@ func (s *Server) reloaded(start time.Time, err error, msg string, n int) {
 // filesSignature describes the files of "file" mappings, which change
 // outside p2ptls and so outside the store's revision; it is a stat per
 // such mapping, cheap enough for every tick.
-func (s *Server) filesSignature(ctx context.Context) string {
-	var b bytes.Buffer
-	for _, e := range s.files {
-		fmt.Fprintf(&b, "|%v", signature(ctx, s.o.Store, e.mapping()))
+func (s *Server) filesSignature(ctx context.Context) []certSig {
+	sigs := make([]certSig, len(s.files))
+	for i, e := range s.files {
+		sigs[i] = signature(ctx, s.o.Store, e.mapping())
 	}
-	return b.String()
+	return sigs
 }
 
 // apply makes the running listeners match cfg. Entries whose mapping and
