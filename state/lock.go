@@ -184,12 +184,9 @@ func (d *Dir) bumpOnChange(unlock func() error) func() error {
 		return nil
 	}
 	before := d.writes.Load()
+	// A dead holder's change that finishOnLock rolls forward names its
+	// files as it goes (finishJournal counts them), like any other.
 	d.names.reset()
-	if _, err := os.Lstat(filepath.Join(d.root, JournalFile)); err == nil {
-		// finishOnLock is about to roll a dead holder's change forward:
-		// its names are in a journal this process did not write.
-		d.names.markFull()
-	}
 	return func() error {
 		var err error
 		if d.writes.Load() != before {
@@ -322,12 +319,6 @@ func (l *nameLog) note(name string) {
 	if len(l.names) > revNamesMax {
 		l.full, l.names = true, nil
 	}
-}
-
-func (l *nameLog) markFull() {
-	l.mu.Lock()
-	l.full, l.names = true, nil
-	l.mu.Unlock()
 }
 
 func (l *nameLog) reset() { l.take() }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"hash/maphash"
 	"os"
@@ -324,5 +325,37 @@ func TestWatchMergeBackgroundScan(t *testing.T) {
 				t.Error("merge left the scan running")
 			}
 		})
+	}
+}
+
+// TestRevisionAfterRecovery: a change a dead holder committed, which the
+// next Lock rolls forward, names its files in the revision like any other.
+func TestRevisionAfterRecovery(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "state")
+	d := OpenDir(root, 5*time.Second)
+	if err := os.MkdirAll(filepath.Join(root, "mappings"), DirMode); err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := stageFile(filepath.Join(root, "mappings"), "a.toml", []byte("id = 'a'\n"), SecretMode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, _ := json.Marshal(journal{Version: journalVersion, Writes: []journalWrite{{Temp: "mappings/" + filepath.Base(tmp), Name: "mappings/a.toml"}}})
+	if err := os.WriteFile(filepath.Join(root, JournalFile), j, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := d.Lock(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	r, ok, err := readRevFile(root)
+	if err != nil || !ok || len(r.Log) == 0 {
+		t.Fatalf("no revision after the recovery: %+v %v %v", r, ok, err)
+	}
+	if last := r.Log[len(r.Log)-1]; last.Full || !slices.Equal(last.Names, []string{"mappings/a.toml"}) {
+		t.Errorf("the recovery's revision is %+v, want mappings/a.toml", last)
 	}
 }
