@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/runstatus"
 )
 
 // countingStore counts the records read, which tells an incremental reload
@@ -43,6 +45,12 @@ type incrFixture struct {
 
 func newIncrFixture(t *testing.T, n int) *incrFixture {
 	t.Helper()
+	return newIncrFixtureOver(t, n, func(s state.Store) state.Store { return s })
+}
+
+// newIncrFixtureOver runs serve over wrap(the counting store).
+func newIncrFixtureOver(t *testing.T, n int, wrap func(state.Store) state.Store) *incrFixture {
+	t.Helper()
 	root := filepath.Join(t.TempDir(), "state")
 	dir := state.OpenDir(root, 5*time.Second)
 	cfg := &state.Config{SchemaVersion: state.SchemaVersion, Listeners: []state.Listener{{Name: "web", Addr: freeLocalAddr(t)}}}
@@ -55,7 +63,7 @@ func newIncrFixture(t *testing.T, n int) *incrFixture {
 	if err := state.SaveConfig(context.Background(), dir, cfg); err != nil {
 		t.Fatal(err)
 	}
-	f.s = New(Options{Store: f.store, Log: discardLog})
+	f.s = New(Options{Store: wrap(f.store), Log: discardLog})
 	if err := f.s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -360,5 +368,41 @@ func TestRotatedFileReloadsOneMapping(t *testing.T) {
 	}
 	if e := f.lastErr(); e != "" {
 		t.Errorf("reload error: %s", e)
+	}
+}
+
+// stuckStatusStore never finishes writing the runtime status, as a disk
+// whose fsync stalls.
+type stuckStatusStore struct {
+	state.Store
+	stall   atomic.Bool
+	release chan struct{}
+}
+
+func (s *stuckStatusStore) Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error {
+	if name == runstatus.File && s.stall.Load() {
+		<-s.release
+	}
+	return s.Store.Write(ctx, name, data, perm)
+}
+
+// TestChangeServedWhileStatusWriteStalls: writing the status file (an
+// fsync) does not hold back the next change.
+func TestChangeServedWhileStatusWriteStalls(t *testing.T) {
+	stuck := &stuckStatusStore{release: make(chan struct{})}
+	f := newIncrFixtureOver(t, 2, func(s state.Store) state.Store { stuck.Store = s; return stuck })
+	stuck.stall.Store(true) // from now on, every status write stalls
+	// Released before the fixture's cleanup stops serve (cleanups run
+	// last first), so that its last status write can finish.
+	t.Cleanup(func() { close(stuck.release) })
+	for i := range 3 {
+		id := fmt.Sprintf("late%d", i)
+		f.cert(id, id+".example.com")
+		f.update(func(cfg *state.Config) {
+			cfg.Mappings = append(cfg.Mappings, state.Mapping{ID: id, Listener: "web", Hosts: []string{id + ".example.com"}, Source: state.SourceManual})
+		})
+		f.until(id+" served while the status write stalls", func() bool {
+			return slices.Equal(f.served(id+".example.com"), []string{id + ".example.com"})
+		})
 	}
 }

@@ -65,7 +65,9 @@ type Server struct {
 	byID    map[string]*entry
 	recErrs map[string]string
 	trim    edge.Trimmer
-	closed  bool // the listeners are stopped: serve is shutting down
+	// statusOut, set by Run, writes the status in the background.
+	statusOut func(*runstatus.Status)
+	closed    bool // the listeners are stopped: serve is shutting down
 }
 
 // New prepares the server; Start loads the state and opens the listeners.
@@ -101,6 +103,8 @@ func (s *Server) Run(ctx context.Context) {
 	changes := feed.C
 	t := time.NewTicker(tickInterval)
 	defer t.Stop()
+	hand, stopStatus := s.statusWriter(context.WithoutCancel(ctx))
+	s.statusOut = hand
 	// What changed between Start and the subscription.
 	s.mu.Lock()
 	missed := s.revision(ctx) != s.rev
@@ -110,6 +114,7 @@ func (s *Server) Run(ctx context.Context) {
 		var changed state.Changed
 		select {
 		case <-ctx.Done():
+			stopStatus()
 			s.mu.Lock()
 			// The last status keeps the closed listeners' fallback hits: a
 			// graceful stop must not erase what doctor warns about.
@@ -139,7 +144,49 @@ func (s *Server) pollOnce(ctx context.Context, signalled bool) {
 // panic in it (an odd state the reload trips over) is recovered and
 // counted; the listeners keep serving what they served, and the next poll
 // tries again.
+//
+// The status file is written by statusOut when Run set it, else here
+// after the lock is released: its fsync can take a while on a busy disk,
+// and the next change must not wait for it.
 func (s *Server) pollChanged(ctx context.Context, c state.Changed) {
+	st := s.pollLocked(ctx, c)
+	switch {
+	case st == nil:
+	case s.statusOut != nil:
+		s.statusOut(st)
+	default:
+		s.saveStatus(ctx, st)
+	}
+}
+
+func (s *Server) saveStatus(ctx context.Context, st *runstatus.Status) {
+	if err := runstatus.Write(ctx, s.o.Store, st); err != nil {
+		s.o.Log.Error("cannot write runtime status", "err", err)
+	}
+}
+
+// statusWriter writes the statuses handed to it in the background, the
+// latest one first: one not written yet is replaced by a newer one. stop
+// waits for the write in progress.
+func (s *Server) statusWriter(ctx context.Context) (hand func(*runstatus.Status), stop func()) {
+	pending := make(chan *runstatus.Status, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for st := range pending {
+			s.saveStatus(ctx, st)
+		}
+	})
+	hand = func(st *runstatus.Status) {
+		select {
+		case <-pending: // superseded
+		default:
+		}
+		pending <- st // only Run hands: the slot is free now
+	}
+	return hand, func() { close(pending); wg.Wait() }
+}
+
+func (s *Server) pollLocked(ctx context.Context, c state.Changed) (st *runstatus.Status) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer edge.Recover(s.o.Log, "state reload")
@@ -147,6 +194,7 @@ func (s *Server) pollChanged(ctx context.Context, c state.Changed) {
 		testHook("poll")
 	}
 	s.pollWith(ctx, c)
+	return s.changedStatus()
 }
 
 // revision is the store's, or what it failed with: a state that cannot be
@@ -169,6 +217,9 @@ func (s *Server) revision(ctx context.Context) string {
 // record once more per change.
 func (s *Server) poll(ctx context.Context, signalled bool) {
 	s.pollWith(ctx, state.Changed{Full: signalled})
+	if err := s.writeStatus(ctx); err != nil {
+		s.o.Log.Error("cannot write runtime status", "err", err)
+	}
 }
 
 // pollWith is poll told what changed: the mappings c names are reloaded
@@ -242,9 +293,6 @@ func (s *Server) pollWith(ctx context.Context, c state.Changed) {
 		if err := l.tickets.rotate(l.tls, now); err != nil {
 			s.o.Log.Error("cannot rotate the session ticket key; the previous one stays in use", "listener", l.view.Load().cfg.Name, "err", err)
 		}
-	}
-	if err := s.writeStatus(ctx); err != nil {
-		s.o.Log.Error("cannot write runtime status", "err", err)
 	}
 }
 
@@ -439,11 +487,20 @@ func (s *Server) status() *runstatus.Status {
 
 // writeStatus saves the status for "p2ptls status" when it changed.
 func (s *Server) writeStatus(ctx context.Context) error {
+	if st := s.changedStatus(); st != nil {
+		return runstatus.Write(ctx, s.o.Store, st)
+	}
+	return nil
+}
+
+// changedStatus is the status when it changed since the last one written,
+// else nil.
+func (s *Server) changedStatus() *runstatus.Status {
 	st := s.status()
 	b, err := json.Marshal(st)
 	if err != nil || bytes.Equal(b, s.lastStatus) {
-		return err
+		return nil
 	}
 	s.lastStatus = b
-	return runstatus.Write(ctx, s.o.Store, st)
+	return st
 }
