@@ -35,6 +35,7 @@ type entry struct {
 
 	// digest tells a reload whether the whole mapping changed.
 	digest uint64
+	slot   int // the entry's index in its view's entries (see swapViews)
 	once   sync.Once
 	loaded atomic.Bool // set after cert, err and sig
 	sig    certSig     // the files' signature when they were read

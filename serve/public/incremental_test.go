@@ -134,6 +134,28 @@ func (f *incrFixture) until(what string, cond func() bool) {
 	f.t.Fatalf("%s: not within 15s", what)
 }
 
+// consistent checks that what the listener serves is what serve holds by
+// id: each entry once, in its slot, with its hosts in the index.
+func (f *incrFixture) consistent(what string) {
+	f.t.Helper()
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	v := f.s.listeners["web"].view.Load()
+	hosts := 0
+	for i, e := range v.entries {
+		if e.slot != i {
+			f.t.Errorf("%s: entry %s in slot %d says %d", what, e.id, i, e.slot)
+		}
+		if f.s.byID[e.id] != e {
+			f.t.Errorf("%s: entry %s served is not serve's entry of that id", what, e.id)
+		}
+		hosts += len(e.hosts)
+	}
+	if len(v.entries) != len(f.s.byID) || v.index.Len() != hosts {
+		f.t.Errorf("%s: %d entries, %d by id, %d hosts indexed for %d", what, len(v.entries), len(f.s.byID), v.index.Len(), hosts)
+	}
+}
+
 func (f *incrFixture) lastErr() string {
 	f.s.mu.Lock()
 	defer f.s.mu.Unlock()
@@ -258,6 +280,7 @@ func TestIncrementalReload(t *testing.T) {
 		if !s.full && read >= n {
 			t.Errorf("%s: %d records read, want only the changed ones", s.what, read)
 		}
+		f.consistent(s.what)
 		if s.what == "the first record fixed" && strings.Contains(f.lastErr(), "new.toml") {
 			t.Errorf("%s: last_reload_error still names the fixed record: %s", s.what, f.lastErr())
 		}
@@ -403,6 +426,43 @@ func TestChangeServedWhileStatusWriteStalls(t *testing.T) {
 		})
 		f.until(id+" served while the status write stalls", func() bool {
 			return slices.Equal(f.served(id+".example.com"), []string{id + ".example.com"})
+		})
+	}
+}
+
+// BenchmarkIncrementalReload is serve applying one changed mapping (its
+// record rewritten by hand) over n others: read, validate, index, swap.
+func BenchmarkIncrementalReload(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			store := benchFixture(b, n)
+			s := New(Options{Store: store, Log: discardLog})
+			if err := s.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			defer stopServer(s)
+			name := state.RecordName("m000000")
+			rec, err := os.ReadFile(filepath.Join(store.Root(), filepath.FromSlash(name)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				// Another upstream each time: a changed mapping, new entry.
+				edited := fmt.Appendf(slices.Clone(rec), "upstream = 'http://127.0.0.1:%d'\n", 1024+i%60000)
+				if err := os.WriteFile(filepath.Join(store.Root(), filepath.FromSlash(name)), edited, 0o600); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				s.mu.Lock()
+				s.pollWith(context.Background(), state.Changed{Names: []string{name}})
+				lastErr := s.lastErr
+				s.mu.Unlock()
+				if lastErr != "" {
+					b.Fatal(lastErr)
+				}
+			}
 		})
 	}
 }

@@ -422,6 +422,7 @@ func (s *Server) buildView(ctx context.Context, lc state.Listener, all []state.M
 				e = ne
 			}
 		}
+		e.slot = len(entries)
 		entries = append(entries, e)
 		if m.Source == state.SourceFile {
 			files = append(files, e)
