@@ -247,16 +247,18 @@ type hub struct {
 	// seen is the stat of p2ptls.toml and of every record as last seen,
 	// by hashes of name and of stat: without pointers, the garbage
 	// collector need not scan it at 100k records.
-	seed    maphash.Seed
-	seen    map[uint64]uint64
-	revID   fileID // of p2ptls.rev when last read
-	epoch   string // of the revision log last read ("": none)
-	seq     uint64
-	fresh   bool                // no revision log was there: a new one starts from its first change
-	edits   map[string]struct{} // names of events since the last check
-	lost    bool                // events were lost or the root was replaced
-	rescan  bool                // the records directory is another one
-	lastErr string              // the last failure signalled, to signal it once
+	seed  maphash.Seed
+	seen  map[uint64]uint64
+	revID fileID // of p2ptls.rev when last read
+	epoch string // of the revision log last read ("": none)
+	seq   uint64
+	fresh bool                // no revision log was there: a new one starts from its first change
+	edits map[string]struct{} // names of events since the last check
+	// editsSince is when check first kept edits back (see check).
+	editsSince time.Time
+	lost       bool   // events were lost or the root was replaced
+	rescan     bool   // the records directory is another one
+	lastErr    string // the last failure signalled, to signal it once
 	// A background restat (fullPoll): its result arrives on scans; gen
 	// tells a result made out of date by a scan since; during holds what
 	// was restatted while it ran.
@@ -463,7 +465,9 @@ func (h *hub) run(ctx context.Context) {
 			}
 		case <-debounce.C:
 			armed = false
-			h.check(ctx)
+			if h.check(ctx) {
+				arm()
+			}
 		case r := <-h.scans:
 			h.merge(r)
 		case now := <-tick.C:
@@ -477,7 +481,9 @@ func (h *hub) run(ctx context.Context) {
 			} else {
 				// A stat of p2ptls.rev: locked changes are noticed
 				// within a second even where fsnotify sees nothing.
-				h.check(ctx)
+				if h.check(ctx) {
+					arm()
+				}
 			}
 		}
 	}
@@ -514,11 +520,27 @@ func (h *hub) noteEdit(name string) {
 // stat changed (an event of a locked change's own rename is no second
 // change). When events were lost, or the revision log does not reach back,
 // it restats everything first, so that what changes after is told apart.
-func (h *hub) check(ctx context.Context) {
+//
+// It reports held when it kept the events' files for later: while the lock
+// is held they are most likely a locked change being committed, file by
+// file, and serving part of it (one mapping's host gone, the other's not
+// there yet) would fail handshakes; its p2ptls.rev names all of it at
+// once. A hand edit made while a long change holds the lock waits at most
+// heldEditsMax.
+func (h *hub) check(ctx context.Context) (held bool) {
 	names, full := h.readRev()
 	for _, n := range names {
 		h.restat(n)
 	}
+	if (len(h.edits) > 0 || h.rescan) && len(names) == 0 && !full && !h.lost {
+		if h.editsSince.IsZero() {
+			h.editsSince = time.Now()
+		}
+		if time.Since(h.editsSince) < heldEditsMax && h.locked() {
+			return true
+		}
+	}
+	h.editsSince = time.Time{}
 	for n := range h.edits {
 		if h.restat(n) {
 			names = append(names, n)
@@ -538,6 +560,18 @@ func (h *hub) check(ctx context.Context) {
 		full = full || vanished || err != nil
 	}
 	h.deliver(names, full)
+	return false
+}
+
+// heldEditsMax bounds how long check keeps files that events named while
+// the lock is held.
+const heldEditsMax = time.Second
+
+// locked reports whether a process holds the state lock now (its lock
+// file is there; a dead holder's is taken over by the next Lock).
+func (h *hub) locked() bool {
+	_, err := os.Lstat(filepath.Join(h.root, LockFile))
+	return err == nil
 }
 
 // fullPoll starts a restat of every record in the background, so that

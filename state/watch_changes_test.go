@@ -359,3 +359,47 @@ func TestRevisionAfterRecovery(t *testing.T) {
 		t.Errorf("the recovery's revision is %+v, want mappings/a.toml", last)
 	}
 }
+
+// TestWatchHoldsEditsWhileLocked: the files of a locked change reach a
+// subscriber all at once, with its revision, not one by one as they are
+// renamed in; a hand edit made while a lock is held without a change still
+// arrives (after heldEditsMax).
+func TestWatchHoldsEditsWhileLocked(t *testing.T) {
+	w := newFeedWatched(t, false)
+	ctx := context.Background()
+	unlock, err := w.d.Lock(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b"} {
+		c := Change{Writes: []FileWrite{{Name: RecordName(id), Data: fmt.Appendf(nil, "id = '%s'\n", id), Perm: SecretMode}}}
+		if err := w.d.Apply(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-w.f.C:
+			t.Fatalf("signalled while the change of record %s was not committed yet: %+v", id, w.f.Take())
+		case <-time.After(300 * time.Millisecond): // many debounces
+		}
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.f.C:
+	case <-time.After(signalWait):
+		t.Fatal("no signal after the change was committed")
+	}
+	if got := w.f.Take(); got.Full || !slices.Equal(got.Names, []string{"mappings/a.toml", "mappings/b.toml"}) {
+		t.Errorf("got %+v, want both records at once", got)
+	}
+
+	// A lock held without a change: the hand edit waits, then comes.
+	unlock, err = w.d.Lock(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	w.write("mappings/hand.toml", "id = 'hand'\n")
+	w.until("a hand edit while a lock is held", told("mappings/hand.toml"))
+}
