@@ -466,3 +466,51 @@ func BenchmarkIncrementalReload(b *testing.B) {
 		})
 	}
 }
+
+// TestNoFailedHandshakeWhileAHostMoves: a host moved from one mapping to
+// another in one change is served by one or the other throughout, never
+// by the fallback. Bounded: 20 moves.
+func TestNoFailedHandshakeWhileAHostMoves(t *testing.T) {
+	f := newIncrFixture(t, 2)
+	// Both certificates name the shared host, so either serves it.
+	f.cert("m00", "m00.example.com", "shared.example.com")
+	f.cert("m01", "m01.example.com", "shared.example.com")
+	f.update(func(cfg *state.Config) { cfg.Mappings[0].Hosts = append(cfg.Mappings[0].Hosts, "shared.example.com") })
+	f.until("shared served", func() bool { return slices.Contains(f.served("shared.example.com"), "shared.example.com") })
+	stop := make(chan struct{})
+	done := make(chan [2]int)
+	go func() {
+		var n [2]int // ok, failed
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+			if got := f.served("shared.example.com"); slices.Contains(got, "shared.example.com") {
+				n[0]++
+			} else {
+				n[1]++
+				t.Logf("handshake for the moving host got %v", got)
+			}
+		}
+	}()
+	for i := range 20 {
+		from, to := i%2, (i+1)%2
+		f.update(func(cfg *state.Config) {
+			cfg.Mappings[from].Hosts = cfg.Mappings[from].Hosts[:1]
+			cfg.Mappings[to].Hosts = append(cfg.Mappings[to].Hosts, "shared.example.com")
+		})
+		time.Sleep(30 * time.Millisecond)
+	}
+	close(stop)
+	n := <-done
+	t.Logf("handshakes while the host moved: %d ok, %d failed", n[0], n[1])
+	if n[1] > 0 || n[0] == 0 {
+		t.Errorf("handshakes while the host moved: %d ok, %d failed", n[0], n[1])
+	}
+	if e := f.lastErr(); e != "" {
+		t.Errorf("reload error: %s", e)
+	}
+}
