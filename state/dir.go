@@ -53,6 +53,7 @@ type Dir struct {
 	// touched counts every write and delete, so that unlocking knows
 	// whether a state directory the lock created is still unused.
 	touched atomic.Int64
+	names   nameLog // what this lock holder changed, for the revision
 	// leftoversHeld is set when removeLeftovers left its work to the
 	// recovery of a journal (see finishOnLock).
 	leftoversHeld atomic.Bool
@@ -181,6 +182,7 @@ const (
 // in-flight challenges are not: serve reads those directly when asked.
 func (d *Dir) counted(name string) {
 	d.touched.Add(1)
+	d.names.note(name)
 	if !isRuntime(name) {
 		d.writes.Add(1)
 	}

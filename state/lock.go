@@ -2,12 +2,20 @@ package state
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -168,20 +176,161 @@ func readHolder(p string) Holder {
 }
 
 // bumpOnChange wraps unlock so that it first writes a new revision when
-// anything was written while the lock was held.
+// anything was written while the lock was held. The revision carries the
+// names the change wrote or deleted, so that a watcher re-reads only those
+// (see revFile).
 func (d *Dir) bumpOnChange(unlock func() error) func() error {
 	if unlock == nil {
 		return nil
 	}
 	before := d.writes.Load()
+	// A dead holder's change that finishOnLock rolls forward names its
+	// files as it goes (finishJournal counts them), like any other.
+	d.names.reset()
 	return func() error {
 		var err error
 		if d.writes.Load() != before {
-			rev := fmt.Sprintf("%d %d\n", time.Now().UnixNano(), os.Getpid())
-			err = WriteFileAtomic(filepath.Join(d.root, RevisionFile), []byte(rev), SecretMode)
+			names, full := d.names.take()
+			err = d.writeRevision(names, full)
 		}
 		return errors.Join(err, unlock())
 	}
+}
+
+// The revision file. Every locked change appends one entry with its names
+// (or "full" when it changed more than revNamesMax of them) and keeps the
+// last ones, so that a watcher that slept through several changes still
+// learns each one's names, and one that slept through more learns that it
+// must read everything again.
+const (
+	revNamesMax  = 1000 // per change; beyond, the change is "full"
+	revLogMax    = 64   // changes kept
+	revLogNames  = 4096 // names kept over all entries, bounding the file
+	revFileLimit = 1 << 20
+)
+
+// revFile is the content of RevisionFile. Epoch is drawn when the sequence
+// starts (no revision file yet, or an unreadable one), so that a sequence
+// started afresh is never mistaken for the old one.
+type revFile struct {
+	Epoch string     `json:"epoch"`
+	Seq   uint64     `json:"seq"`
+	Log   []revEntry `json:"log"`
+}
+
+// revEntry is one locked change: its names, or Full when they are not known.
+type revEntry struct {
+	Seq   uint64   `json:"seq"`
+	Full  bool     `json:"full,omitempty"`
+	Names []string `json:"names,omitempty"`
+}
+
+// readRevFile reads RevisionFile; ok is false when it is missing or not a
+// revision log (a state written before revisions carried names).
+func readRevFile(root string) (r revFile, ok bool, err error) {
+	f, err := os.Open(filepath.Join(root, RevisionFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return r, false, nil
+	}
+	if err != nil {
+		return r, false, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, revFileLimit))
+	if err != nil {
+		return r, false, err
+	}
+	if json.Unmarshal(b, &r) != nil || r.Epoch == "" {
+		return revFile{}, false, nil
+	}
+	return r, true, nil
+}
+
+// since returns the names changed after seq, and whether they are all
+// known: the log reaches back to seq+1 and no entry in between is full.
+func (r revFile) since(seq uint64) (names []string, ok bool) {
+	if seq == r.Seq {
+		return nil, true
+	}
+	if seq > r.Seq || len(r.Log) == 0 || r.Log[0].Seq > seq+1 {
+		return nil, false
+	}
+	for _, e := range r.Log {
+		if e.Seq <= seq {
+			continue
+		}
+		if e.Full {
+			return nil, false
+		}
+		names = append(names, e.Names...)
+	}
+	return names, true
+}
+
+// writeRevision appends one change to RevisionFile, under the lock.
+func (d *Dir) writeRevision(names []string, full bool) error {
+	r, ok, err := readRevFile(d.root)
+	if err != nil || !ok {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		r = revFile{Epoch: hex.EncodeToString(b[:])}
+	}
+	r.Seq++
+	e := revEntry{Seq: r.Seq, Full: full}
+	if !full {
+		e.Names = names
+	}
+	r.Log = append(r.Log, e)
+	total := 0
+	for i := len(r.Log) - 1; i >= 0; i-- {
+		total += len(r.Log[i].Names)
+		if len(r.Log)-i > revLogMax || total > revLogNames {
+			r.Log = r.Log[i+1:]
+			break
+		}
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(d.root, RevisionFile), append(b, '\n'), SecretMode)
+}
+
+// nameLog gathers the names a lock holder changes, for its revision entry.
+type nameLog struct {
+	mu    sync.Mutex
+	names map[string]struct{}
+	full  bool
+}
+
+func (l *nameLog) note(name string) {
+	if isRuntime(name) {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.full {
+		return
+	}
+	if l.names == nil {
+		l.names = map[string]struct{}{}
+	}
+	l.names[path.Clean(name)] = struct{}{}
+	if len(l.names) > revNamesMax {
+		l.full, l.names = true, nil
+	}
+}
+
+func (l *nameLog) reset() { l.take() }
+
+// take returns the names gathered, sorted, and forgets them.
+func (l *nameLog) take() (names []string, full bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	names = slices.Sorted(maps.Keys(l.names))
+	full = l.full
+	l.names, l.full = nil, false
+	return names, full
 }
 
 // makeRoot creates the state directory and its missing parents, and

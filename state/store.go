@@ -3,6 +3,9 @@ package state
 import (
 	"context"
 	"io/fs"
+	"maps"
+	"slices"
+	"sync"
 )
 
 // Store is what commands and serve need from the state: read, write
@@ -42,6 +45,78 @@ type Store interface {
 	// caller gets its own channel; a reader that must not miss a change
 	// made before it subscribed compares Revision after subscribing.
 	Watch(ctx context.Context) <-chan struct{}
+	// WatchChanges is Watch that also tells what changed: after a signal
+	// on Feed.C, Feed.Take returns the names of the files changed since
+	// the last Take (by a locked change or by hand), or Full when the
+	// store cannot tell which (events lost, the root replaced, a change
+	// of more than a thousand files). A reader that keeps what it loaded
+	// re-reads only those names.
+	WatchChanges(ctx context.Context) *Feed
+}
+
+// Changed is what a Feed reports.
+type Changed struct {
+	Names []string // store names, sorted, each once
+	Full  bool     // anything may have changed: read everything again
+}
+
+// feedNamesMax bounds the names a Feed holds for a reader that does not
+// take them: past it the reader is told Full instead.
+const feedNamesMax = revNamesMax
+
+// Feed is one subscription of WatchChanges. C receives (coalesced, at
+// most one pending signal) whenever Take has something new; it is closed
+// when the subscription's context ends.
+type Feed struct {
+	C  <-chan struct{}
+	ch chan struct{}
+
+	names bool // keeps names; Watch's subscriptions only signal
+	mu    sync.Mutex
+	got   map[string]struct{}
+	full  bool
+}
+
+func newFeed(names bool) *Feed {
+	ch := make(chan struct{}, 1)
+	return &Feed{C: ch, ch: ch, names: names, got: map[string]struct{}{}}
+}
+
+// add gathers names (or full) for the next Take and signals.
+func (f *Feed) add(names []string, full bool) {
+	if f.names {
+		f.mu.Lock()
+		if full || f.full {
+			f.full = true
+			clear(f.got)
+		} else {
+			for _, n := range names {
+				f.got[n] = struct{}{}
+			}
+			if len(f.got) > feedNamesMax {
+				f.full = true
+				clear(f.got)
+			}
+		}
+		f.mu.Unlock()
+	}
+	select {
+	case f.ch <- struct{}{}:
+	default: // a signal is pending already
+	}
+}
+
+// Take returns what changed since the last Take and forgets it.
+func (f *Feed) Take() Changed {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := Changed{Full: f.full}
+	if !f.full && len(f.got) > 0 {
+		c.Names = slices.Sorted(maps.Keys(f.got))
+	}
+	clear(f.got)
+	f.full = false
+	return c
 }
 
 // Reader is the part of a Store that loading the desired state needs, so

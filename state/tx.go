@@ -188,3 +188,6 @@ func (t *Tx) Revision(ctx context.Context) (string, error) { return t.s.Revision
 
 // Watch is the underlying store's.
 func (t *Tx) Watch(ctx context.Context) <-chan struct{} { return t.s.Watch(ctx) }
+
+// WatchChanges is the underlying store's.
+func (t *Tx) WatchChanges(ctx context.Context) *Feed { return t.s.WatchChanges(ctx) }

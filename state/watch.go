@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/maphash"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -178,13 +180,23 @@ func isTemp(name string) bool {
 	return strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-")
 }
 
-// Watch signals changes of d's desired state (see Store.Watch). Every
-// caller on the same Dir shares one fsnotify instance and one poll.
+// Watch signals changes of d's desired state (see Store.Watch).
 func (d *Dir) Watch(ctx context.Context) <-chan struct{} {
-	ch := make(chan struct{}, 1)
+	return d.subscribe(ctx, false).C
+}
+
+// WatchChanges signals changes of d's desired state with their names (see
+// Store.WatchChanges). Every caller on the same Dir shares one fsnotify
+// instance and one poll.
+func (d *Dir) WatchChanges(ctx context.Context) *Feed {
+	return d.subscribe(ctx, true)
+}
+
+func (d *Dir) subscribe(ctx context.Context, names bool) *Feed {
+	f := newFeed(names)
 	if ctx.Err() != nil {
-		close(ch)
-		return ch
+		close(f.ch)
+		return f
 	}
 	hubs.mu.Lock()
 	h := hubs.m[d]
@@ -193,14 +205,14 @@ func (d *Dir) Watch(ctx context.Context) <-chan struct{} {
 		hubs.m[d] = h
 	}
 	h.mu.Lock()
-	h.subs[ch] = struct{}{}
+	h.subs[f] = struct{}{}
 	h.mu.Unlock()
 	hubs.mu.Unlock()
 	go func() {
 		<-ctx.Done()
-		h.leave(ch)
+		h.leave(f)
 	}()
-	return ch
+	return f
 }
 
 // hubs are the running watches, one per Dir with subscribers.
@@ -210,21 +222,51 @@ var hubs = struct {
 }{m: map[*Dir]*hub{}}
 
 // hub watches one Dir for all its subscribers.
+//
+// What changed comes from three places. A locked change names its files
+// in p2ptls.rev (see revFile): the hub reads the entries after the last
+// one it saw. A hand edit of p2ptls.toml or of a record is an fsnotify
+// event that names the file: the hub restats that one file. The poll
+// restats every record, spaced out on a large state, and reports the
+// records whose stat differs from what the hub last saw; that is the
+// safety net for what fsnotify cannot see.
 type hub struct {
 	d    *Dir
 	stop context.CancelFunc
 	done chan struct{} // closed when run has returned
 
 	mu   sync.Mutex
-	subs map[chan struct{}]struct{}
+	subs map[*Feed]struct{}
 
 	// Only run touches what follows, once startHub has returned.
 	w                     *fsnotify.Watcher // nil: polling alone
 	root, parent, records string            // absolute, clean
 	watched               []string
 	rootID, recordsID     dirID
-	last                  string // the revision last signalled or seen
 	fullEvery             time.Duration
+	// seen is the stat of p2ptls.toml and of every record as last seen,
+	// by hashes of name and of stat: without pointers, the garbage
+	// collector need not scan it at 100k records.
+	seed  maphash.Seed
+	seen  map[uint64]uint64
+	revID fileID // of p2ptls.rev when last read
+	epoch string // of the revision log last read ("": none)
+	seq   uint64
+	fresh bool                // no revision log was there: a new one starts from its first change
+	edits map[string]struct{} // names of events since the last check
+	// editsSince is when check first kept edits back (see check).
+	editsSince time.Time
+	lost       bool   // events were lost or the root was replaced
+	rescan     bool   // the records directory is another one
+	lastErr    string // the last failure signalled, to signal it once
+	// A background restat (fullPoll): its result arrives on scans; gen
+	// tells a result made out of date by a scan since; during holds what
+	// was restatted while it ran.
+	scanning bool
+	gen      uint64
+	during   map[uint64]struct{}
+	scans    chan scanResult
+	scanners sync.WaitGroup
 }
 
 // startHub sets the watches up before Watch returns, so that a change made
@@ -235,8 +277,10 @@ func startHub(d *Dir) *hub {
 		root = filepath.Clean(d.root)
 	}
 	ctx, stop := context.WithCancel(context.Background()) // ends with the last subscriber
-	h := &hub{d: d, stop: stop, done: make(chan struct{}), subs: map[chan struct{}]struct{}{},
-		root: root, parent: filepath.Dir(root), records: filepath.Join(root, RecordsDir), fullEvery: watchPoll}
+	h := &hub{d: d, stop: stop, done: make(chan struct{}), subs: map[*Feed]struct{}{},
+		root: root, parent: filepath.Dir(root), records: filepath.Join(root, RecordsDir), fullEvery: watchPoll,
+		seed: maphash.MakeSeed(), seen: map[uint64]uint64{}, edits: map[string]struct{}{}, fresh: true,
+		during: map[uint64]struct{}{}, scans: make(chan scanResult, 1)}
 	if w, err := newNotifier(); err != nil {
 		warnPollOnly(err)
 	} else {
@@ -245,17 +289,20 @@ func startHub(d *Dir) *hub {
 	h.rootID, h.recordsID = identifyDir(h.root), identifyDir(h.records)
 	h.rewatch()
 	start := time.Now()
-	h.last, _ = h.current(ctx)
+	h.readRev()
+	if _, _, err := h.scan(ctx); err != nil {
+		h.lastErr = err.Error()
+	}
 	h.space(time.Since(start))
 	go h.run(ctx)
 	return h
 }
 
-// leave ends ch's subscription; the last one stops the hub.
-func (h *hub) leave(ch chan struct{}) {
+// leave ends f's subscription; the last one stops the hub.
+func (h *hub) leave(f *Feed) {
 	hubs.mu.Lock()
 	h.mu.Lock()
-	delete(h.subs, ch)
+	delete(h.subs, f)
 	last := len(h.subs) == 0
 	h.mu.Unlock()
 	if last {
@@ -266,18 +313,19 @@ func (h *hub) leave(ch chan struct{}) {
 	if last {
 		<-h.done
 	}
-	close(ch)
+	close(f.ch)
 }
 
-// fire signals every subscriber without waiting for any.
-func (h *hub) fire() {
+// deliver hands names (or "everything", full) to every subscriber and
+// signals them without waiting for any.
+func (h *hub) deliver(names []string, full bool) {
+	if len(names) == 0 && !full {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for ch := range h.subs {
-		select {
-		case ch <- struct{}{}:
-		default: // a signal is pending already
-		}
+	for f := range h.subs {
+		f.add(names, full)
 	}
 }
 
@@ -322,37 +370,43 @@ type event int
 
 const (
 	eventIgnore  event = iota
-	eventChange        // may have changed the revision
+	eventChange        // may have changed the file named
+	eventRev           // a locked change wrote a new revision
 	eventRewatch       // the root or the records directory was replaced
 )
 
-func (h *hub) classify(ev fsnotify.Event) event {
+// classify tells what ev means and, for a file of the desired state, its
+// store name.
+func (h *hub) classify(ev fsnotify.Event) (event, string) {
 	name := filepath.Clean(ev.Name)
 	if name == h.root || name == h.records {
-		return eventRewatch
+		return eventRewatch, ""
 	}
 	base := filepath.Base(name)
 	switch filepath.Dir(name) {
 	case h.root:
 		switch base {
-		case ConfigFile, RevisionFile:
-			return eventChange
+		case ConfigFile:
+			return eventChange, ConfigFile
+		case RevisionFile:
+			return eventRev, ""
 		}
 		// run/, the lock file, challenges, temporary files and the other
 		// directories: a change of those under the lock shows as a new
 		// p2ptls.rev.
-		return eventIgnore
+		return eventIgnore, ""
 	case h.records:
 		if isTemp(base) {
-			return eventIgnore
+			return eventIgnore, ""
 		}
-		return eventChange
+		return eventChange, RecordsDir + "/" + base
 	}
-	return eventIgnore // another entry of the parent
+	return eventIgnore, "" // another entry of the parent
 }
 
 func (h *hub) run(ctx context.Context) {
 	defer close(h.done)
+	defer h.scanners.Wait() // a background scan ends with ctx
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	if h.w != nil {
@@ -363,6 +417,12 @@ func (h *hub) run(ctx context.Context) {
 	debounce.Stop()
 	defer debounce.Stop()
 	armed := false
+	arm := func() {
+		if !armed {
+			debounce.Reset(watchDebounce)
+			armed = true
+		}
+	}
 	tick := time.NewTicker(watchPoll)
 	defer tick.Stop()
 	nextFull := time.Now().Add(h.fullEvery)
@@ -375,81 +435,379 @@ func (h *hub) run(ctx context.Context) {
 				events = nil
 				continue
 			}
-			switch h.classify(ev) {
+			kind, name := h.classify(ev)
+			switch kind {
 			case eventIgnore:
 				continue
+			case eventChange:
+				h.noteEdit(name)
 			case eventRewatch:
 				// Renamed, removed or created: fsnotify may have dropped
 				// the watch, and the path may name another directory now.
 				// Other events (attributes) keep the watches as they are.
 				rootID, recordsID := identifyDir(h.root), identifyDir(h.records)
 				if rootID != h.rootID || recordsID != h.recordsID || ev.Has(fsnotify.Remove|fsnotify.Rename|fsnotify.Create) {
-					h.rootID, h.recordsID = rootID, recordsID
-					h.rewatch()
+					h.replaced(rootID, recordsID)
 				}
 			}
-			if !armed {
-				debounce.Reset(watchDebounce)
-				armed = true
-			}
+			arm()
 		case err, ok := <-errs:
 			if !ok {
 				errs = nil
 				continue
 			}
-			if errors.Is(err, fsnotify.ErrEventOverflow) && !armed {
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
 				// Events were lost: anything may have changed.
-				debounce.Reset(watchDebounce)
-				armed = true
-			} else if !errors.Is(err, fsnotify.ErrEventOverflow) {
+				h.lost = true
+				arm()
+			} else {
 				slog.Debug("state directory watch", "err", err)
 			}
 		case <-debounce.C:
 			armed = false
-			h.check(ctx)
+			if h.check(ctx) {
+				arm()
+			}
+		case r := <-h.scans:
+			h.merge(r)
 		case now := <-tick.C:
 			rootID, recordsID := identifyDir(h.root), identifyDir(h.records)
 			if rootID != h.rootID || recordsID != h.recordsID {
-				h.rootID, h.recordsID = rootID, recordsID
-				h.rewatch()
-				h.check(ctx)
-			} else if !now.Before(nextFull) {
+				h.replaced(rootID, recordsID)
+			}
+			if !now.Before(nextFull) && !h.scanning {
 				h.fullPoll(ctx)
-			}
-			if !now.Before(nextFull) {
 				nextFull = time.Now().Add(h.fullEvery)
+			} else {
+				// A stat of p2ptls.rev: locked changes are noticed
+				// within a second even where fsnotify sees nothing.
+				if h.check(ctx) {
+					arm()
+				}
 			}
 		}
 	}
 }
 
-// check signals when the revision changed since it was last seen.
-func (h *hub) check(ctx context.Context) {
-	if rev, ok := h.current(ctx); ok && rev != h.last {
-		h.last = rev
-		h.fire()
+// replaced follows a root or records directory that is another one now.
+// Another root (a restore) is Full; another records directory (created by
+// the first mapping, or swapped by hand) is rescanned, which tells its
+// records by name.
+func (h *hub) replaced(rootID, recordsID dirID) {
+	if rootID != h.rootID {
+		h.lost = true
+	} else {
+		h.rescan = true
+	}
+	h.rootID, h.recordsID = rootID, recordsID
+	h.rewatch()
+}
+
+// noteEdit remembers a file an event named, for the next check; past
+// revNamesMax of them, the check tells everything.
+func (h *hub) noteEdit(name string) {
+	if h.lost {
+		return
+	}
+	h.edits[name] = struct{}{}
+	if len(h.edits) > revNamesMax {
+		h.lost = true
 	}
 }
 
-// current is the revision now; an unreadable state has a revision of its
-// own, so that it is signalled too and the readers report what fails. It
-// is not ok once ctx has ended.
-func (h *hub) current(ctx context.Context) (string, bool) {
-	rev, err := h.d.Revision(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return "", false
+// check delivers what changed since the last check: the names of the
+// locked changes p2ptls.rev lists since, and the files events named whose
+// stat changed (an event of a locked change's own rename is no second
+// change). When events were lost, or the revision log does not reach back,
+// it restats everything first, so that what changes after is told apart.
+//
+// It reports held when it kept the events' files for later: while the lock
+// is held they are most likely a locked change being committed, file by
+// file, and serving part of it (one mapping's host gone, the other's not
+// there yet) would fail handshakes; its p2ptls.rev names all of it at
+// once. A hand edit made while a long change holds the lock waits at most
+// heldEditsMax.
+func (h *hub) check(ctx context.Context) (held bool) {
+	names, full := h.readRev()
+	for _, n := range names {
+		h.restat(n)
+	}
+	if (len(h.edits) > 0 || h.rescan) && len(names) == 0 && !full && !h.lost {
+		if h.editsSince.IsZero() {
+			h.editsSince = time.Now()
 		}
-		rev = "unreadable: " + err.Error()
+		if time.Since(h.editsSince) < heldEditsMax && h.locked() {
+			return true
+		}
 	}
-	return rev, true
+	h.editsSince = time.Time{}
+	for n := range h.edits {
+		if h.restat(n) {
+			names = append(names, n)
+		}
+	}
+	clear(h.edits)
+	if h.lost {
+		full, h.lost = true, false
+	}
+	if full || h.rescan {
+		h.rescan = false
+		found, vanished, err := h.scan(ctx)
+		if err != nil && ctx.Err() != nil {
+			return
+		}
+		names = append(names, found...)
+		full = full || vanished || err != nil
+	}
+	h.deliver(names, full)
+	return false
 }
 
-// fullPoll is check, timed to space the next one.
+// heldEditsMax bounds how long check keeps files that events named while
+// the lock is held.
+const heldEditsMax = time.Second
+
+// locked reports whether a process holds the state lock now (its lock
+// file is there; a dead holder's is taken over by the next Lock).
+func (h *hub) locked() bool {
+	_, err := os.Lstat(filepath.Join(h.root, LockFile))
+	return err == nil
+}
+
+// fullPoll starts a restat of every record in the background, so that
+// events keep being served while it runs (0.4 s at 100k records); run
+// hands its result to merge.
 func (h *hub) fullPoll(ctx context.Context) {
-	start := time.Now()
 	h.check(ctx)
-	h.space(time.Since(start))
+	if h.scanning {
+		return
+	}
+	h.scanning = true
+	clear(h.during)
+	prev, gen := maps.Clone(h.seen), h.gen
+	h.scanners.Add(1)
+	go func() {
+		defer h.scanners.Done()
+		start := time.Now()
+		r := statAll(ctx, h.root, h.seed, prev)
+		r.gen, r.took = gen, time.Since(start)
+		h.scans <- r // buffered: run may be gone
+	}()
+}
+
+// merge delivers what a background restat found changed unseen. What the
+// hub restatted meanwhile (an event's file) is newer than the scan's look
+// and was delivered already: it is kept, not reported again.
+func (h *hub) merge(r scanResult) {
+	h.scanning = false
+	defer clear(h.during)
+	h.space(r.took)
+	if r.gen != h.gen {
+		return // a scan made since replaced what this one started from
+	}
+	switch {
+	case r.err != nil && errors.Is(r.err, context.Canceled):
+		return
+	case r.err != nil:
+		// An unreadable state is signalled once per failure, so that the
+		// readers report it; the poll keeps trying.
+		if r.err.Error() != h.lastErr {
+			h.lastErr = r.err.Error()
+			h.deliver(nil, true)
+		}
+		return
+	}
+	for k := range h.during {
+		if v, ok := h.seen[k]; ok {
+			r.seen[k] = v
+		} else {
+			delete(r.seen, k)
+		}
+	}
+	var names []string
+	for i, k := range r.keys {
+		if _, ok := h.during[k]; !ok {
+			names = append(names, r.names[i])
+		}
+	}
+	full := false
+	for _, k := range r.vanished {
+		if _, ok := h.during[k]; !ok {
+			full = true
+		}
+	}
+	h.seen = r.seen
+	if h.lastErr != "" {
+		h.lastErr = ""
+		full = true
+	}
+	if len(names) > revNamesMax {
+		names, full = nil, true
+	}
+	h.deliver(names, full)
+}
+
+// readRev reads p2ptls.rev when its stat changed and returns the names of
+// the locked changes since the one last read; full when they are not known
+// (another sequence, a log that does not reach back, a change of more
+// names than a revision lists).
+func (h *hub) readRev() (names []string, full bool) {
+	id, err := identify(filepath.Join(h.root, RevisionFile))
+	if err != nil {
+		return nil, true
+	}
+	if id == h.revID {
+		return nil, false
+	}
+	h.revID = id
+	if id == (fileID{}) {
+		// Removed (by hand; a replaced root is told by its identity): a
+		// log that starts again starts from its first change.
+		had := h.epoch != ""
+		h.epoch, h.seq, h.fresh = "", 0, true
+		return nil, had
+	}
+	r, ok, err := readRevFile(h.root)
+	if err != nil || !ok {
+		// Unreadable, or a revision without names (an older p2ptls wrote
+		// it): a change, but not which.
+		h.epoch, h.seq, h.fresh = "", 0, false
+		return nil, true
+	}
+	if r.Epoch != h.epoch {
+		if !h.fresh {
+			h.epoch, h.seq = r.Epoch, r.Seq
+			return nil, true
+		}
+		h.epoch, h.seq = r.Epoch, 0 // a log begun where there was none
+	}
+	h.fresh = false
+	names, ok = r.since(h.seq)
+	h.seq = r.Seq
+	return names, !ok
+}
+
+// restat updates what the hub saw of store name, p2ptls.toml or a record
+// (other names have no stat kept), and reports whether it changed.
+func (h *hub) restat(name string) bool {
+	var p string
+	switch {
+	case name == ConfigFile:
+		p = filepath.Join(h.root, ConfigFile)
+	case strings.HasPrefix(name, RecordsDir+"/") && !strings.Contains(name[len(RecordsDir)+1:], "/"):
+		p = filepath.Join(h.root, filepath.FromSlash(name))
+	default:
+		return true
+	}
+	id, err := identify(p)
+	if err != nil {
+		return true // the reader reports what fails
+	}
+	k := maphash.String(h.seed, name)
+	v := idHash(h.seed, id)
+	if h.scanning {
+		h.during[k] = struct{}{}
+	}
+	old, had := h.seen[k]
+	switch {
+	case id == (fileID{}):
+		delete(h.seen, k)
+		return had
+	case had && old == v:
+		return false
+	}
+	h.seen[k] = v
+	return true
+}
+
+func idHash(seed maphash.Seed, id fileID) uint64 {
+	var b [40]byte
+	binary.LittleEndian.PutUint64(b[0:], id.dev)
+	binary.LittleEndian.PutUint64(b[8:], id.ino)
+	binary.LittleEndian.PutUint64(b[16:], uint64(id.size))
+	binary.LittleEndian.PutUint64(b[24:], uint64(id.mtime))
+	binary.LittleEndian.PutUint64(b[32:], uint64(id.ctime))
+	return maphash.Bytes(seed, b[:])
+}
+
+// scan restats p2ptls.toml and every record now, makes that what the hub
+// saw, and returns the names whose stat differs from what it saw before;
+// full when a file it saw is gone unseen (a hash does not give the name
+// back).
+func (h *hub) scan(ctx context.Context) (names []string, full bool, err error) {
+	h.gen++ // a background scan started before is out of date
+	r := statAll(ctx, h.root, h.seed, h.seen)
+	if r.err != nil {
+		return nil, false, r.err
+	}
+	h.seen = r.seen
+	full = len(r.vanished) > 0
+	if len(r.names) > revNamesMax {
+		return nil, true, nil
+	}
+	return r.names, full, nil
+}
+
+// scanResult is what statAll found.
+type scanResult struct {
+	seen     map[uint64]uint64
+	names    []string // changed or new since prev, with their keys
+	keys     []uint64
+	vanished []uint64 // in prev, gone now
+	err      error
+	gen      uint64
+	took     time.Duration
+}
+
+// statAll stats p2ptls.toml and every record under root and compares them
+// with prev, which it does not change.
+func statAll(ctx context.Context, root string, seed maphash.Seed, prev map[uint64]uint64) (r scanResult) {
+	if r.err = ctx.Err(); r.err != nil {
+		return r
+	}
+	records := filepath.Join(root, RecordsDir)
+	entries, err := os.ReadDir(records)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+		r.err = fmt.Errorf("state revision: %w", err)
+		return r
+	}
+	r.seen = make(map[uint64]uint64, len(entries)+1)
+	visit := func(name, p string) error {
+		id, err := identify(p)
+		if err != nil {
+			return fmt.Errorf("state revision: %w", err)
+		}
+		if id == (fileID{}) {
+			return nil
+		}
+		k, v := maphash.String(seed, name), idHash(seed, id)
+		r.seen[k] = v
+		if old, ok := prev[k]; !ok || old != v {
+			r.names = append(r.names, name)
+			r.keys = append(r.keys, k)
+		}
+		return nil
+	}
+	if r.err = visit(ConfigFile, filepath.Join(root, ConfigFile)); r.err != nil {
+		return r
+	}
+	for _, e := range entries {
+		if e.IsDir() || isTemp(e.Name()) {
+			continue
+		}
+		if r.err = ctx.Err(); r.err != nil {
+			return r
+		}
+		if r.err = visit(RecordsDir+"/"+e.Name(), filepath.Join(records, e.Name())); r.err != nil {
+			return r
+		}
+	}
+	for k := range prev {
+		if _, ok := r.seen[k]; !ok {
+			r.vanished = append(r.vanished, k)
+		}
+	}
+	return r
 }
 
 // space sets the time between full polls from what one took.

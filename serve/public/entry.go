@@ -26,13 +26,16 @@ import (
 // collector scans every entry up to its last pointer on every cycle.
 type entry struct {
 	id, source, upstream string
-	certFile, keyFile    string // source "file"
+	listener             string
+	hosts                []string // normalised, as in the listener's index
+	certFile, keyFile    string   // source "file"
 	cert                 packedcert.Cert
 	err                  error
 	hot                  atomic.Pointer[tls.Certificate]
 
 	// digest tells a reload whether the whole mapping changed.
 	digest uint64
+	slot   int // the entry's index in its view's entries (see swapViews)
 	once   sync.Once
 	loaded atomic.Bool // set after cert, err and sig
 	sig    certSig     // the files' signature when they were read
@@ -42,7 +45,8 @@ type entry struct {
 }
 
 func newEntry(m *state.Mapping, digest uint64) *entry {
-	return &entry{id: m.ID, source: m.Source, upstream: m.Upstream, certFile: m.CertFile, keyFile: m.KeyFile, digest: digest}
+	return &entry{id: m.ID, source: m.Source, upstream: m.Upstream, listener: m.Listener, hosts: m.Hosts,
+		certFile: m.CertFile, keyFile: m.KeyFile, digest: digest}
 }
 
 // mapping is what the mappings package needs to find e's files.

@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,20 +53,27 @@ type Server struct {
 	files      []*entry          // of source "file", whose files change outside p2ptls
 	seed       maphash.Seed      // of the entries' mapping digests
 	rev        string            // the revision Start loaded, for Run's first look
-	filesSig   string            // the files of s.files when last loaded
+	filesSig   []certSig         // the files of s.files when last loaded, in order
 	lastReload time.Time
 	lastErr    string
 	reloads    int
 	lastStatus []byte
 	loadErrs   []string // certificates that did not load in the last reload
-	trim       edge.Trimmer
-	closed     bool // the listeners are stopped: serve is shutting down
+	// byID is every served entry by mapping id, and recErrs the records
+	// that failed their last incremental reload (and keep their previous
+	// state): what applyChanged needs to touch only the changed mappings.
+	byID    map[string]*entry
+	recErrs map[string]string
+	trim    edge.Trimmer
+	// statusOut, set by Run, writes the status in the background.
+	statusOut func(*runstatus.Status)
+	closed    bool // the listeners are stopped: serve is shutting down
 }
 
 // New prepares the server; Start loads the state and opens the listeners.
 func New(o Options) *Server {
 	return &Server{o: o, started: time.Now().UTC().Truncate(time.Second), listeners: map[string]*listener{}, errors: map[string]string{},
-		seed: maphash.MakeSeed()}
+		seed: maphash.MakeSeed(), byID: map[string]*entry{}, recErrs: map[string]string{}}
 }
 
 // Start loads the state and opens every listener. A state that does not
@@ -90,18 +99,22 @@ func (s *Server) Start(ctx context.Context) error {
 // Run follows the state until ctx ends, then closes the listeners,
 // letting connections in flight finish.
 func (s *Server) Run(ctx context.Context) {
-	changes := s.o.Store.Watch(ctx)
+	feed := s.o.Store.WatchChanges(ctx)
+	changes := feed.C
 	t := time.NewTicker(tickInterval)
 	defer t.Stop()
+	hand, stopStatus := s.statusWriter(context.WithoutCancel(ctx))
+	s.statusOut = hand
 	// What changed between Start and the subscription.
 	s.mu.Lock()
 	missed := s.revision(ctx) != s.rev
 	s.mu.Unlock()
 	s.pollOnce(ctx, missed)
 	for {
-		signalled := false
+		var changed state.Changed
 		select {
 		case <-ctx.Done():
+			stopStatus()
 			s.mu.Lock()
 			// The last status keeps the closed listeners' fallback hits: a
 			// graceful stop must not erase what doctor warns about.
@@ -114,24 +127,74 @@ func (s *Server) Run(ctx context.Context) {
 				changes = nil
 				continue
 			}
-			signalled = true
+			changed = feed.Take()
 		case <-t.C:
 		}
-		s.pollOnce(ctx, signalled)
+		s.pollChanged(ctx, changed)
 	}
 }
 
-// pollOnce is one poll with the lock held. A panic in it (an odd state
-// the reload trips over) is recovered and counted; the listeners keep
-// serving what they served, and the next poll tries again.
+// pollOnce is one poll with the lock held, reloading everything when
+// signalled.
 func (s *Server) pollOnce(ctx context.Context, signalled bool) {
+	s.pollChanged(ctx, state.Changed{Full: signalled})
+}
+
+// pollChanged is one poll with the lock held, reloading what c names. A
+// panic in it (an odd state the reload trips over) is recovered and
+// counted; the listeners keep serving what they served, and the next poll
+// tries again.
+//
+// The status file is written by statusOut when Run set it, else here
+// after the lock is released: its fsync can take a while on a busy disk,
+// and the next change must not wait for it.
+func (s *Server) pollChanged(ctx context.Context, c state.Changed) {
+	st := s.pollLocked(ctx, c)
+	switch {
+	case st == nil:
+	case s.statusOut != nil:
+		s.statusOut(st)
+	default:
+		s.saveStatus(ctx, st)
+	}
+}
+
+func (s *Server) saveStatus(ctx context.Context, st *runstatus.Status) {
+	if err := runstatus.Write(ctx, s.o.Store, st); err != nil {
+		s.o.Log.Error("cannot write runtime status", "err", err)
+	}
+}
+
+// statusWriter writes the statuses handed to it in the background, the
+// latest one first: one not written yet is replaced by a newer one. stop
+// waits for the write in progress.
+func (s *Server) statusWriter(ctx context.Context) (hand func(*runstatus.Status), stop func()) {
+	pending := make(chan *runstatus.Status, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for st := range pending {
+			s.saveStatus(ctx, st)
+		}
+	})
+	hand = func(st *runstatus.Status) {
+		select {
+		case <-pending: // superseded
+		default:
+		}
+		pending <- st // only Run hands: the slot is free now
+	}
+	return hand, func() { close(pending); wg.Wait() }
+}
+
+func (s *Server) pollLocked(ctx context.Context, c state.Changed) (st *runstatus.Status) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer edge.Recover(s.o.Log, "state reload")
 	if testHook != nil {
 		testHook("poll")
 	}
-	s.poll(ctx, signalled)
+	s.pollWith(ctx, c)
+	return s.changedStatus()
 }
 
 // revision is the store's, or what it failed with: a state that cannot be
@@ -153,8 +216,32 @@ func (s *Server) revision(ctx context.Context) string {
 // signals only a changed revision, and checking again would stat every
 // record once more per change.
 func (s *Server) poll(ctx context.Context, signalled bool) {
+	s.pollWith(ctx, state.Changed{Full: signalled})
+	if err := s.writeStatus(ctx); err != nil {
+		s.o.Log.Error("cannot write runtime status", "err", err)
+	}
+}
+
+// pollWith is poll told what changed: the mappings c names are reloaded
+// alone (applyChanged); p2ptls.toml, a name it cannot place, or Full
+// reload everything.
+func (s *Server) pollWith(ctx context.Context, c state.Changed) {
 	// Before the load, so that a file changed during it is seen next time.
-	if files := s.filesSignature(ctx); signalled || files != s.filesSig {
+	ids, full := s.affected(c)
+	files := s.filesSignature(ctx)
+	if len(files) != len(s.filesSig) {
+		full = true
+	} else if !full {
+		// The operator rotated the files of these "file" mappings.
+		for i := range files {
+			if files[i] != s.filesSig[i] {
+				ids = append(ids, s.files[i].id)
+			}
+		}
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+	}
+	if full {
 		s.filesSig = files
 		start := time.Now()
 		s.loadErrs = nil
@@ -162,18 +249,41 @@ func (s *Server) poll(ctx context.Context, signalled bool) {
 		if err == nil {
 			err = s.apply(ctx, cfg)
 		}
+		if err == nil {
+			clear(s.recErrs)
+		}
 		if err == nil && len(s.loadErrs) > 0 {
 			err = errors.New(strings.Join(s.loadErrs, "; "))
 		}
-		s.lastReload = time.Now().UTC()
-		s.reloads++
-		if err != nil {
-			s.lastErr = err.Error()
-			s.o.Log.Error("state change not fully applied; what did not load keeps its previous state", "err", err)
-		} else {
-			s.lastErr = ""
-			s.o.Log.Info("state reloaded", "took", time.Since(start).Round(time.Millisecond).String())
+		s.reloaded(start, err, "state reloaded", len(s.byID))
+	} else if len(ids) > 0 {
+		start := time.Now()
+		s.loadErrs = nil
+		// The signatures taken before the reload, so that a file changed
+		// during it is seen next time; a new entry's are current.
+		before := make(map[*entry]certSig, len(s.files))
+		for i, e := range s.files {
+			before[e] = files[i]
 		}
+		s.applyChanged(ctx, ids)
+		s.filesSig = s.filesSig[:0]
+		for _, e := range s.files {
+			sig, ok := before[e]
+			if !ok {
+				sig = signature(ctx, s.o.Store, e.mapping())
+			}
+			s.filesSig = append(s.filesSig, sig)
+		}
+		var errs []string
+		for _, id := range slices.Sorted(maps.Keys(s.recErrs)) {
+			errs = append(errs, s.recErrs[id])
+		}
+		errs = append(errs, s.loadErrs...)
+		var err error
+		if len(errs) > 0 {
+			err = errors.New(strings.Join(errs, "; "))
+		}
+		s.reloaded(start, err, "mappings reloaded", len(ids))
 	}
 	now := time.Now()
 	if s.trim.Observe(edge.OpenConns(), now) {
@@ -184,20 +294,30 @@ func (s *Server) poll(ctx context.Context, signalled bool) {
 			s.o.Log.Error("cannot rotate the session ticket key; the previous one stays in use", "listener", l.view.Load().cfg.Name, "err", err)
 		}
 	}
-	if err := s.writeStatus(ctx); err != nil {
-		s.o.Log.Error("cannot write runtime status", "err", err)
+}
+
+// reloaded records the outcome of a reload.
+func (s *Server) reloaded(start time.Time, err error, msg string, n int) {
+	s.lastReload = time.Now().UTC()
+	s.reloads++
+	if err != nil {
+		s.lastErr = err.Error()
+		s.o.Log.Error("state change not fully applied; what did not load keeps its previous state", "err", err)
+	} else {
+		s.lastErr = ""
+		s.o.Log.Info(msg, "mappings", n, "took", time.Since(start).Round(10*time.Microsecond))
 	}
 }
 
 // filesSignature describes the files of "file" mappings, which change
 // outside p2ptls and so outside the store's revision; it is a stat per
 // such mapping, cheap enough for every tick.
-func (s *Server) filesSignature(ctx context.Context) string {
-	var b bytes.Buffer
-	for _, e := range s.files {
-		fmt.Fprintf(&b, "|%v", signature(ctx, s.o.Store, e.mapping()))
+func (s *Server) filesSignature(ctx context.Context) []certSig {
+	sigs := make([]certSig, len(s.files))
+	for i, e := range s.files {
+		sigs[i] = signature(ctx, s.o.Store, e.mapping())
 	}
-	return b.String()
+	return sigs
 }
 
 // apply makes the running listeners match cfg. Entries whose mapping and
@@ -255,8 +375,12 @@ func (s *Server) apply(ctx context.Context, cfg *state.Config) error {
 		}
 	}
 	s.files = nil
+	clear(s.byID)
 	for _, lc := range cfg.Listeners {
 		s.files = append(s.files, views[lc.Name].files...)
+		for _, e := range views[lc.Name].entries {
+			s.byID[e.id] = e
+		}
 	}
 	cfg.Mappings = nil
 	s.cfg = cfg
@@ -298,6 +422,7 @@ func (s *Server) buildView(ctx context.Context, lc state.Listener, all []state.M
 				e = ne
 			}
 		}
+		e.slot = len(entries)
 		entries = append(entries, e)
 		if m.Source == state.SourceFile {
 			files = append(files, e)
@@ -363,11 +488,20 @@ func (s *Server) status() *runstatus.Status {
 
 // writeStatus saves the status for "p2ptls status" when it changed.
 func (s *Server) writeStatus(ctx context.Context) error {
+	if st := s.changedStatus(); st != nil {
+		return runstatus.Write(ctx, s.o.Store, st)
+	}
+	return nil
+}
+
+// changedStatus is the status when it changed since the last one written,
+// else nil.
+func (s *Server) changedStatus() *runstatus.Status {
 	st := s.status()
 	b, err := json.Marshal(st)
 	if err != nil || bytes.Equal(b, s.lastStatus) {
-		return err
+		return nil
 	}
 	s.lastStatus = b
-	return runstatus.Write(ctx, s.o.Store, st)
+	return st
 }
