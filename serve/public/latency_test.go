@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/mappings"
 	"github.com/p2pstream/p2ptls/state/pki"
 )
 
@@ -49,6 +50,22 @@ func TestChangeToServedLatency(t *testing.T) {
 
 func changeToServed(t *testing.T, n int) {
 	store := benchFixture(t, n)
+	// The fixture is shared with other tests and runs (-count): take the
+	// trials' mappings out again, so that every run starts from n.
+	t.Cleanup(func() {
+		err := state.Update(context.Background(), store, "test cleanup", func(tx *state.Tx) error {
+			tx.Config.Mappings = slices.DeleteFunc(tx.Config.Mappings, func(m state.Mapping) bool {
+				if !strings.HasPrefix(m.ID, "late") {
+					return false
+				}
+				return tx.Delete(context.Background(), mappings.MappingDir(m.ID)) == nil
+			})
+			return nil
+		})
+		if err != nil {
+			t.Errorf("remove the trials' mappings: %v", err)
+		}
+	})
 	reloads := &reloadLog{}
 	s := New(Options{Store: store, Log: slog.New(reloads)})
 	if err := s.Start(context.Background()); err != nil {
