@@ -10,17 +10,15 @@ import (
 	"io/fs"
 	"maps"
 	"path"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/hostname"
+	"github.com/p2pstream/p2ptls/state/parallel"
 )
 
 // recordExt ends the name of every mapping record.
@@ -113,28 +111,12 @@ func loadRecords(ctx context.Context, s Reader, cfg *Config) error {
 	ms := make([]Mapping, len(ids))
 	found := make([]bool, len(ids))
 	errs := make([]error, len(ids))
-	var next atomic.Int64
-	var failed atomic.Bool
-	var wg sync.WaitGroup
-	for range min(len(ids), runtime.GOMAXPROCS(0)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Work is handed out in order, so once every worker has
-			// stopped the first failing record is the same in every run.
-			for !failed.Load() {
-				i := int(next.Add(1) - 1)
-				if i >= len(ids) {
-					return
-				}
-				ms[i], found[i], errs[i] = loadRecord(ctx, s, ids[i])
-				if errs[i] != nil {
-					failed.Store(true)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	// Work is handed out in order, so once it has stopped the first
+	// failing record is the same in every run.
+	parallel.Each(len(ids), func(i int) bool {
+		ms[i], found[i], errs[i] = loadRecord(ctx, s, ids[i])
+		return errs[i] == nil
+	})
 	if i := slices.IndexFunc(errs, func(e error) bool { return e != nil }); i >= 0 {
 		return errs[i]
 	}

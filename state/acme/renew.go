@@ -7,11 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/parallel"
 	"github.com/p2pstream/p2ptls/state/pki"
 	"github.com/p2pstream/p2ptls/state/text"
 )
@@ -83,18 +82,10 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 		why string
 	}
 	decided := make([]decision, len(todo))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(len(todo), runtime.GOMAXPROCS(0)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(todo) && ctx.Err() == nil; i = int(next.Add(1) - 1) {
-				decided[i].due, decided[i].why, _ = isDue(ctx, s, cfg, todo[i], now(), o, ari)
-			}
-		}()
-	}
-	wg.Wait()
+	parallel.Each(len(todo), func(i int) bool {
+		decided[i].due, decided[i].why, _ = isDue(ctx, s, cfg, todo[i], now(), o, ari)
+		return ctx.Err() == nil
+	})
 	for i, m := range todo {
 		if ctx.Err() != nil {
 			break // stopped: the mappings not reached are not reported

@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -17,6 +14,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/dnscred"
 	"github.com/p2pstream/p2ptls/state/hostname"
 	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/parallel"
 	"github.com/p2pstream/p2ptls/state/text"
 )
 
@@ -213,12 +211,12 @@ func checkCoverage(ctx context.Context, e *env) Check {
 		covers  string   // what it covers, when some are missing
 	}
 	results := make([]loaded, len(e.cfg.Mappings))
-	parallel(len(results), func(i int) {
+	parallel.Each(len(results), func(i int) bool {
 		m := e.cfg.Mappings[i]
 		c, err := mappings.Load(ctx, e.s, m)
 		if err != nil {
 			results[i].err = err
-			return
+			return true
 		}
 		for _, h := range m.Hosts {
 			if !covers(c.Chain[0].DNSNames, h) {
@@ -228,6 +226,7 @@ func checkCoverage(ctx context.Context, e *env) Check {
 		if len(results[i].missing) > 0 {
 			results[i].covers = coverList(c.Chain[0])
 		}
+		return true
 	})
 	for i, m := range e.cfg.Mappings {
 		hosts += len(m.Hosts)
@@ -375,21 +374,4 @@ func checkLastRenewal(ctx context.Context, e *env) Check {
 		return ok(IDLastRenewal, "no ACME mappings")
 	}
 	return f.check(IDLastRenewal, fmt.Sprintf("the last attempt of each of %s succeeded (or none was made yet)", plural(n, "ACME mapping")))
-}
-
-// parallel calls fn(i) for every i below n, one worker per core; fn of
-// different i must not share what they write.
-func parallel(n int, fn func(i int)) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(n, runtime.GOMAXPROCS(0)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				fn(i)
-			}
-		}()
-	}
-	wg.Wait()
 }

@@ -6,16 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/hostname"
+	"github.com/p2pstream/p2ptls/state/parallel"
 	"github.com/p2pstream/p2ptls/state/pki"
 	"github.com/p2pstream/p2ptls/state/text"
 )
@@ -151,24 +149,15 @@ func Each(ctx context.Context, s state.Store, cfg *state.Config, listener string
 		}
 	}
 	batch := make([]Info, min(len(ms), eachBatch))
-	workers := min(runtime.GOMAXPROCS(0), len(batch))
 	for start := 0; start < len(ms); start += len(batch) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		part := ms[start:min(start+len(batch), len(ms))]
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := int(next.Add(1) - 1); i < len(part); i = int(next.Add(1) - 1) {
-					batch[i], _ = describe(ctx, s, part[i], now)
-				}
-			}()
-		}
-		wg.Wait()
+		parallel.Each(len(part), func(i int) bool {
+			batch[i], _ = describe(ctx, s, part[i], now)
+			return true
+		})
 		for i := range part {
 			info := batch[i]
 			batch[i] = Info{} // let fn's caller be the only holder
