@@ -103,6 +103,12 @@ type DNSCredential struct {
 // config. An error of a file is a *ConfigFileError naming that file. It
 // reads a schema_version 1 state as it is: only a change migrates it.
 func LoadConfig(ctx context.Context, s Reader) (*Config, error) {
+	return loadConfig(ctx, s, false)
+}
+
+// loadConfig is LoadConfig; quick is Update's way of reading the records
+// (see recordsMemo).
+func loadConfig(ctx context.Context, s Reader, quick bool) (*Config, error) {
 	b, err := s.Read(ctx, ConfigFile)
 	var cfg *Config
 	version := 0
@@ -123,10 +129,12 @@ func LoadConfig(ctx context.Context, s Reader) (*Config, error) {
 		cfg.loaded = &baseline{version: version}
 		return cfg, nil
 	}
-	if err := loadRecords(ctx, s, cfg); err != nil {
+	trusted, err := loadRecords(ctx, s, cfg, quick)
+	if err != nil {
 		return nil, err
 	}
 	cfg.loaded = newBaseline(version, cfg)
+	cfg.loaded.trusted = trusted
 	return cfg, nil
 }
 

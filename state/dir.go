@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -57,6 +58,12 @@ type Dir struct {
 	// leftoversHeld is set when removeLeftovers left its work to the
 	// recovery of a journal (see finishOnLock).
 	leftoversHeld atomic.Bool
+
+	memosMu sync.Mutex
+	memos   map[string]*Memo
+	// memoNext is what Update committed to the records memo, saved with
+	// the revision the change gets (see bumpOnChange).
+	memoNext atomic.Pointer[recordsCommit]
 }
 
 var _ Store = (*Dir)(nil)

@@ -74,7 +74,7 @@ func journalChange(ctx context.Context, d *Dir) error {
 	})
 }
 
-// tree is everything under root but the lock and the revision: each
+// tree is everything under root but the lock, the revision and the memos: each
 // directory and file with its mode, and each file's content.
 func tree(t *testing.T, root string) map[string]string {
 	t.Helper()
@@ -84,7 +84,10 @@ func tree(t *testing.T, root string) map[string]string {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
-		if rel == "." || rel == LockFile || rel == RevisionFile {
+		if rel == MemoDir {
+			return filepath.SkipDir // derived data, see Memo
+		}
+		if rel == "." || rel == LockFile || rel == RevisionFile || rel == RunDir {
 			return nil
 		}
 		info, err := de.Info()

@@ -64,8 +64,7 @@ func files(t *testing.T, root string) []string {
 	t.Helper()
 	var out []string
 	_ = filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			rel, _ := filepath.Rel(root, p)
+		if rel, _ := filepath.Rel(root, p); err == nil && !info.IsDir() && !strings.HasPrefix(rel, MemoDir+"/") {
 			out = append(out, filepath.ToSlash(rel))
 		}
 		return nil

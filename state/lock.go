@@ -187,11 +187,15 @@ func (d *Dir) bumpOnChange(unlock func() error) func() error {
 	// A dead holder's change that finishOnLock rolls forward names its
 	// files as it goes (finishJournal counts them), like any other.
 	d.names.reset()
+	d.memoNext.Store(nil)
 	return func() error {
 		var err error
 		if d.writes.Load() != before {
 			names, full := d.names.take()
-			err = d.writeRevision(names, full)
+			var r revFile
+			if r, err = d.writeRevision(names, full); err == nil {
+				d.memoRevised(r.Epoch, r.Seq)
+			}
 		}
 		return errors.Join(err, unlock())
 	}
@@ -268,7 +272,7 @@ func (r revFile) since(seq uint64) (names []string, ok bool) {
 }
 
 // writeRevision appends one change to RevisionFile, under the lock.
-func (d *Dir) writeRevision(names []string, full bool) error {
+func (d *Dir) writeRevision(names []string, full bool) (revFile, error) {
 	r, ok, err := readRevFile(d.root)
 	if err != nil || !ok {
 		var b [8]byte
@@ -291,9 +295,9 @@ func (d *Dir) writeRevision(names []string, full bool) error {
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
-		return err
+		return revFile{}, err
 	}
-	return WriteFileAtomic(filepath.Join(d.root, RevisionFile), append(b, '\n'), SecretMode)
+	return r, WriteFileAtomic(filepath.Join(d.root, RevisionFile), append(b, '\n'), SecretMode)
 }
 
 // nameLog gathers the names a lock holder changes, for its revision entry.

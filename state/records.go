@@ -90,19 +90,45 @@ func recordLine(b []byte, field string) int {
 }
 
 // loadRecords reads every record into cfg.Mappings, in the order of their
-// ids, and validates the whole config. Reading 100k small files (about
-// two thirds system calls, one third decoding) is all of the cost of a
-// load, so one worker per core reads and decodes them.
-func loadRecords(ctx context.Context, s Reader, cfg *Config) error {
+// ids, and validates the whole config. A directory reads them through its
+// memo (see recordsMemo; quick: the lock holder's way); any other store
+// reads and decodes each, one worker per core (reading 100k small files,
+// about two thirds system calls and one third decoding, is all the cost).
+// trusted reports that the records came from the memo unchecked.
+func loadRecords(ctx context.Context, s Reader, cfg *Config, quick bool) (trusted bool, err error) {
+	if d, ok := s.(*Dir); ok {
+		if cfg.Mappings, trusted, err = d.loadMappings(ctx, quick); err != nil {
+			return false, err
+		}
+	} else if cfg.Mappings, _, err = readRecords(ctx, s, func(id string) (Mapping, bool, error) { return loadRecord(ctx, s, id) }); err != nil {
+		return false, err
+	}
+	sortMappings(cfg.Mappings)
+	err = cfg.Validate()
+	if d, ok := s.(*Dir); ok {
+		// Saved only for a state that loads, so that its listing says
+		// so, and a refused command writes nothing at all.
+		d.memoLoaded(err == nil)
+	}
+	if err != nil {
+		return false, recordError(ctx, s, cfg, err)
+	}
+	return trusted, nil
+}
+
+// readRecords lists the records of s and loads each with load, which
+// reports a record removed since it was listed as not found; complete is
+// false when one was.
+func readRecords(ctx context.Context, s Reader, load func(id string) (Mapping, bool, error)) (_ []Mapping, complete bool, err error) {
 	names, err := s.List(ctx, RecordsDir)
 	if err != nil {
-		return fmt.Errorf("list %s: %w", RecordsDir, err)
+		return nil, false, fmt.Errorf("list %s: %w", RecordsDir, err)
 	}
 	var ids []string
 	for _, n := range names {
 		id, ok, err := recordID(n)
 		if err != nil {
-			return &ConfigFileError{Path: Locate(s, path.Join(RecordsDir, n)), Err: err}
+			return nil, false, &ConfigFileError{Path: Locate(s, path.Join(RecordsDir, n)), Err: err}
 		}
 		if ok {
 			ids = append(ids, id)
@@ -114,22 +140,16 @@ func loadRecords(ctx context.Context, s Reader, cfg *Config) error {
 	// Work is handed out in order, so once it has stopped the first
 	// failing record is the same in every run.
 	parallel.Each(len(ids), func(i int) bool {
-		ms[i], found[i], errs[i] = loadRecord(ctx, s, ids[i])
+		ms[i], found[i], errs[i] = load(ids[i])
 		return errs[i] == nil
 	})
 	if i := slices.IndexFunc(errs, func(e error) bool { return e != nil }); i >= 0 {
-		return errs[i]
+		return nil, false, errs[i]
 	}
 	if !slices.Contains(found, false) {
-		cfg.Mappings = ms
-	} else {
-		cfg.Mappings = slices.DeleteFunc(ms, func(m Mapping) bool { return m.ID == "" })
+		return ms, true, nil
 	}
-	sortMappings(cfg.Mappings)
-	if err := cfg.Validate(); err != nil {
-		return recordError(ctx, s, cfg, err)
-	}
-	return nil
+	return slices.DeleteFunc(ms, func(m Mapping) bool { return m.ID == "" }), false, nil
 }
 
 // loadRecord reads and decodes the record of id. A record removed since
@@ -197,6 +217,9 @@ type baseline struct {
 	// are unknown: every mapping is written again.
 	ids  []string
 	sums []uint64
+	// trusted: the records came from the memo without a look at their
+	// files (see recordsMemo), so a change checks the ones it replaces.
+	trusted bool
 }
 
 // newBaseline remembers cfg, just loaded from (or saved to) a state of

@@ -53,7 +53,7 @@ func stateFiles(t *testing.T, d *Dir) map[string]string {
 		}
 		rel, _ := filepath.Rel(d.Root(), p)
 		rel = filepath.ToSlash(rel)
-		if rel == LockFile || rel == RevisionFile {
+		if rel == LockFile || rel == RevisionFile || strings.HasPrefix(rel, MemoDir+"/") {
 			return nil
 		}
 		b, err := os.ReadFile(p)

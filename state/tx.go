@@ -37,7 +37,7 @@ func Update(ctx context.Context, s Store, purpose string, fn func(*Tx) error) (e
 		return err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
-	cfg, err := LoadConfig(ctx, s)
+	cfg, err := loadConfig(ctx, s, true)
 	if err != nil {
 		return err
 	}
@@ -55,8 +55,17 @@ func Update(ctx context.Context, s Store, purpose string, fn func(*Tx) error) (e
 	}
 	_ = tx.Apply(ctx, c)
 	if all := tx.change(); !all.Empty() {
+		d, local := s.(*Dir)
+		if local && cfg.loaded.trusted {
+			if err := d.checkCommitted(all); err != nil {
+				return err
+			}
+		}
 		if err := s.Apply(ctx, all); err != nil {
 			return fmt.Errorf("save the change (%s): %w", purpose, err)
+		}
+		if local {
+			d.memoCommitted(all)
 		}
 	}
 	return nil

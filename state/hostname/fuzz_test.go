@@ -17,10 +17,16 @@ func FuzzNormalize(f *testing.F) {
 		"example.com", "*.Example.COM.", "bücher.example", "ｅｘａｍｐｌｅ。com", "xn--bcher-kva.example",
 		"sh\u200bop.example.com", "a\u00adb.example.com", "\u202eexample.com", "a\u0301.example.com",
 		"192.0.2.1", "[::1]", "https://user@example.com:8443/x", "a..b", "*.*.example.com",
+		"ab--c.example.com", "x.123", "-a.example.com", "*.com", "a.b", "xn--a.example",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
+		if canonical(in) {
+			if n, err := normalize(in); err != nil || n != in {
+				t.Fatalf("canonical(%q), but the full check gives %q, %v", in, n, err)
+			}
+		}
 		n, err := Normalize(in)
 		if err != nil {
 			return

@@ -27,6 +27,14 @@ const (
 // host is an exact, fully qualified DNS name or a wildcard over one label,
 // "*.example.com".
 func Normalize(host string) (string, error) {
+	if canonical(host) {
+		return host, nil
+	}
+	return normalize(host)
+}
+
+// normalize is Normalize for a host that is not canonical.
+func normalize(host string) (string, error) {
 	s := strings.TrimSuffix(trimSpace(host), ".")
 	if s == "" {
 		return "", fmt.Errorf("host %q is empty; give a DNS name such as \"example.com\"", host)
@@ -45,6 +53,36 @@ func Normalize(host string) (string, error) {
 		return "", fmt.Errorf("host %q includes a scheme, port or path; give only the host name, e.g. %q", host, b)
 	}
 	return checkDNS(host, s, false)
+}
+
+// canonical reports, without allocating, whether host is already what
+// Normalize returns for it: loading 100k mappings checks every host, and
+// nearly all are stored canonical. It accepts only plain ASCII names
+// (no A-labels, which need IDNA to check): anything else takes the full
+// path. FuzzNormalize checks that Normalize returns every name it accepts
+// unchanged.
+func canonical(host string) bool {
+	name := strings.TrimPrefix(host, "*.")
+	if len(host) > maxHost || name == "" {
+		return false
+	}
+	labels, start := 0, 0
+	for i := 0; i <= len(name); i++ {
+		if i < len(name) && name[i] != '.' {
+			if c := name[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+			continue
+		}
+		l := name[start:i]
+		if l == "" || len(l) > maxLabel || l[0] == '-' || l[len(l)-1] == '-' || (len(l) >= 4 && l[2:4] == "--") {
+			return false
+		}
+		labels++
+		start = i + 1
+	}
+	last := name[strings.LastIndexByte(name, '.')+1:]
+	return labels >= 2 && strings.Trim(last, "0123456789") != ""
 }
 
 // IsWildcard reports whether the normalised host h is a wildcard.

@@ -12,11 +12,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 )
 
 // Snapshot records every file and directory under dir with its mode and,
 // for files, the SHA-256 of its content. A missing dir is an empty snapshot.
+// The memos (state.MemoDir, and the run/ directory a memo creates) are left
+// out: derived data that any command may rewrite, no part of the state.
 func Snapshot(t testing.TB, dir string) map[string]string {
 	t.Helper()
 	snap := map[string]string{}
@@ -26,6 +29,13 @@ func Snapshot(t testing.TB, dir string) map[string]string {
 		}
 		if err != nil {
 			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == state.MemoDir {
+			return filepath.SkipDir
+		}
+		if rel == state.RunDir {
+			return nil
 		}
 		info, err := d.Info()
 		if err != nil {
@@ -40,7 +50,6 @@ func Snapshot(t testing.TB, dir string) map[string]string {
 			sum := sha256.Sum256(b)
 			entry += " " + hex.EncodeToString(sum[:])
 		}
-		rel, _ := filepath.Rel(dir, p)
 		snap[rel] = entry
 		return nil
 	})

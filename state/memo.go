@@ -1,0 +1,439 @@
+package state
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// MemoDir holds memos: data derived from the state's files (a mapping
+// decoded from its record, a certificate's summary), each kept with the
+// identity of the file it came from, so that a command over 100k mappings
+// reads and parses only what changed since. A memo is a cache: it is no
+// part of the state (under run/, it is not backed up, restored or watched),
+// any process may write it without the lock, and a memo that is missing,
+// stale or damaged costs time, never correctness.
+const MemoDir = RunDir + "/cache"
+
+// memoLimit bounds the memo file read: 100k mappings take about 15 MiB.
+const memoLimit = 1 << 30
+
+// memoMagic starts every memo file; its last byte is the format version,
+// raised whenever what a memo holds changes meaning.
+const memoMagic = "p2ptls-memo\x01"
+
+// racyWindow: a file changed this close to when its memo entry was saved
+// may change again within the file system's timestamp granularity without
+// its identity changing, so such an entry is re-checked by content (the
+// "racy git" problem).
+const racyWindow = time.Second
+
+// FileID identifies one version of a file: a rename-replace changes the
+// inode, a write in place the size or the times, and the inode change time
+// cannot be set back by anyone.
+type FileID struct {
+	Dev, Ino     uint64
+	Size         int64
+	Mtime, Ctime int64 // nanoseconds
+}
+
+// fileIDOf is the identity of a file that stat or fstat described.
+func fileIDOf(fi os.FileInfo) (FileID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return FileID{}, false
+	}
+	return FileID{Dev: uint64(st.Dev), Ino: uint64(st.Ino), Size: fi.Size(), Mtime: fi.ModTime().UnixNano(), Ctime: ctimeOf(st)}, true
+}
+
+// racy reports whether a file of this identity changed too close to saved
+// for its entry to be trusted by identity alone.
+func (id FileID) racy(saved time.Time) bool {
+	limit := saved.Add(-racyWindow).UnixNano()
+	return id.Mtime >= limit || id.Ctime >= limit
+}
+
+// memoEntry is what a memo holds for one file.
+type memoEntry struct {
+	name string
+	id   FileID
+	// racy: saved within racyWindow of the file's last change (or never
+	// checked against it), so only Trusted takes it.
+	racy bool
+	val  []byte
+}
+
+// Memo is one memo file (MemoDir/<kind>), loaded once per Dir and kept in
+// memory: safe for concurrent use. A Memo of a store that is not a
+// directory holds nothing and saves nothing.
+type Memo struct {
+	file string // absolute; "" when disabled
+
+	mu      sync.Mutex
+	entries []memoEntry // sorted by name
+	puts    map[string]memoEntry
+	drop    func(name string) bool
+	// listing describes, for the kind that keeps one, the directory
+	// whose every entry the memo holds: see recordsMemo.
+	listing memoListing
+	dirty   bool
+}
+
+// memoListing says the memo holds exactly the entries of one directory
+// as it was at revision Epoch/Seq with identity Dir.
+type memoListing struct {
+	Valid bool
+	Epoch string
+	Seq   uint64
+	Dir   FileID
+}
+
+// memo returns the Dir's memo of kind, loading it on first use.
+func (d *Dir) memo(kind string) *Memo {
+	d.memosMu.Lock()
+	defer d.memosMu.Unlock()
+	if m := d.memos[kind]; m != nil {
+		return m
+	}
+	if d.memos == nil {
+		d.memos = map[string]*Memo{}
+	}
+	m := loadMemo(filepath.Join(d.root, filepath.FromSlash(MemoDir), kind))
+	d.memos[kind] = m
+	return m
+}
+
+// OpenMemo returns the memo of kind kept for s; one that holds nothing
+// when s is not a local directory.
+func OpenMemo(s Store, kind string) *Memo {
+	if d, ok := s.(*Dir); ok {
+		return d.memo(kind)
+	}
+	return &Memo{}
+}
+
+// loadMemo reads the memo file at path; a missing or damaged one is an
+// empty memo.
+func loadMemo(path string) *Memo {
+	m := &Memo{file: path}
+	f, err := os.Open(path)
+	if err != nil {
+		return m
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return m
+	}
+	b, err := io.ReadAll(io.LimitReader(f, memoLimit))
+	if err != nil {
+		return m
+	}
+	if entries, listing, err := decodeMemo(b); err == nil {
+		m.entries, m.listing = entries, listing
+	}
+	return m
+}
+
+// Get returns the value memoized for name (a name in the state, or an
+// absolute path) when the file is still the one it was derived from.
+func (m *Memo) Get(name string, id FileID) ([]byte, bool) {
+	if m.file == "" {
+		return nil, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.lookup(name)
+	if !ok || e.racy || e.id != id {
+		return nil, false
+	}
+	return e.val, true
+}
+
+// Trusted returns the value memoized for name without looking at the file:
+// for a caller that knows from elsewhere (the directory's listing, see
+// recordsMemo) that it has not been replaced.
+func (m *Memo) Trusted(name string) ([]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.lookup(name)
+	return e.val, ok
+}
+
+func (m *Memo) lookup(name string) (memoEntry, bool) {
+	if e, ok := m.puts[name]; ok {
+		return e, e.val != nil
+	}
+	i, ok := slices.BinarySearchFunc(m.entries, name, func(e memoEntry, n string) int { return strings.Compare(e.name, n) })
+	if !ok || (m.drop != nil && m.drop(name)) {
+		return memoEntry{}, false
+	}
+	return m.entries[i], true
+}
+
+// Put memoizes val, derived from name when its file had identity id (taken
+// before or while the file was read: a change after that changes the
+// identity, so a stale value is never trusted). exact says the caller
+// wrote the file itself and knows its content, so that even a fresh file
+// is trusted by identity.
+func (m *Memo) Put(name string, id FileID, val []byte, exact bool) {
+	if m.file == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.puts == nil {
+		m.puts = map[string]memoEntry{}
+	}
+	if val == nil {
+		val = []byte{}
+	}
+	m.puts[name] = memoEntry{name: name, id: id, val: val, racy: !exact && id.racy(time.Now())}
+	m.dirty = true
+}
+
+// Forget drops name's entry.
+func (m *Memo) Forget(name string) {
+	if m.file == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.puts == nil {
+		m.puts = map[string]memoEntry{}
+	}
+	m.puts[name] = memoEntry{name: name}
+	m.dirty = true
+}
+
+// Retain keeps, at the next save, only the entries whose name keep accepts.
+func (m *Memo) Retain(keep func(name string) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.drop = func(name string) bool { return !keep(name) }
+	m.dirty = true
+}
+
+// Save writes the memo when it changed: atomically, without fsync (a memo
+// lost in a crash is rebuilt), and silently not at all where the state
+// directory cannot be written. Entries of files that changed within
+// racyWindow of being read are saved as racy.
+func (m *Memo) Save() {
+	if m.file == "" {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.dirty {
+		return
+	}
+	m.merge()
+	// Never the first to create the state directory: a command refused
+	// on a new one leaves nothing.
+	root := filepath.Dir(filepath.Dir(filepath.Dir(m.file)))
+	if _, err := os.Stat(root); err != nil {
+		return
+	}
+	b := encodeMemo(m.entries, m.listing)
+	if err := MkdirAll(filepath.Dir(m.file)); err != nil {
+		return
+	}
+	_ = writeFileNoSync(m.file, b)
+	m.dirty = false
+}
+
+// merge folds the puts and drops into the sorted entries.
+func (m *Memo) merge() {
+	if len(m.puts) == 0 && m.drop == nil {
+		return
+	}
+	out := make([]memoEntry, 0, len(m.entries)+len(m.puts))
+	for _, e := range m.entries {
+		if _, put := m.puts[e.name]; put || (m.drop != nil && m.drop(e.name)) {
+			continue
+		}
+		out = append(out, e)
+	}
+	for _, e := range m.puts {
+		if e.val != nil && (m.drop == nil || !m.drop(e.name)) {
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, func(a, b memoEntry) int { return strings.Compare(a.name, b.name) })
+	m.entries, m.puts, m.drop = out, nil, nil
+}
+
+// writeFileNoSync replaces path atomically with data, mode 0600.
+func writeFileNoSync(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		_ = os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		_ = os.Remove(f.Name())
+		return err
+	}
+	return nil
+}
+
+var memoCRC = crc32.MakeTable(crc32.Castagnoli)
+
+// encodeMemo lays out a memo: magic, CRC-32C of the rest, the listing,
+// the entry count, then each entry.
+func encodeMemo(entries []memoEntry, l memoListing) []byte {
+	var body []byte
+	body = appendBool(body, l.Valid)
+	body = appendString(body, l.Epoch)
+	body = binary.AppendUvarint(body, l.Seq)
+	body = appendFileID(body, l.Dir)
+	body = binary.AppendUvarint(body, uint64(len(entries)))
+	for _, e := range entries {
+		body = appendString(body, e.name)
+		body = appendFileID(body, e.id)
+		body = appendBool(body, e.racy)
+		body = appendString(body, string(e.val))
+	}
+	out := make([]byte, 0, len(memoMagic)+4+len(body))
+	out = append(out, memoMagic...)
+	out = binary.LittleEndian.AppendUint32(out, crc32.Checksum(body, memoCRC))
+	return append(out, body...)
+}
+
+// decodeMemo reads what encodeMemo wrote; anything else is an error.
+func decodeMemo(b []byte) ([]memoEntry, memoListing, error) {
+	var l memoListing
+	if !bytes.HasPrefix(b, []byte(memoMagic)) || len(b) < len(memoMagic)+4 {
+		return nil, l, errors.New("not a memo of this version")
+	}
+	sum := binary.LittleEndian.Uint32(b[len(memoMagic):])
+	body := b[len(memoMagic)+4:]
+	if crc32.Checksum(body, memoCRC) != sum {
+		return nil, l, errors.New("checksum mismatch")
+	}
+	r := &memoReader{b: body}
+	l.Valid = r.bool()
+	l.Epoch = r.string()
+	l.Seq = r.uvarint()
+	l.Dir = r.fileID()
+	n := r.uvarint()
+	if n > uint64(len(body)) { // every entry takes at least a byte
+		return nil, l, errors.New("entry count out of range")
+	}
+	entries := make([]memoEntry, 0, n)
+	for range n {
+		var e memoEntry
+		e.name = r.string()
+		e.id = r.fileID()
+		e.racy = r.bool()
+		e.val = r.bytes()
+		if r.err != nil {
+			break
+		}
+		if len(entries) > 0 && entries[len(entries)-1].name >= e.name {
+			return nil, l, errors.New("entries out of order")
+		}
+		entries = append(entries, e)
+	}
+	if r.err != nil {
+		return nil, l, r.err
+	}
+	if len(r.b) != 0 {
+		return nil, l, fmt.Errorf("%d bytes after the last entry", len(r.b))
+	}
+	return entries, l, nil
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendFileID(b []byte, id FileID) []byte {
+	b = binary.AppendUvarint(b, id.Dev)
+	b = binary.AppendUvarint(b, id.Ino)
+	b = binary.AppendVarint(b, id.Size)
+	b = binary.AppendVarint(b, id.Mtime)
+	return binary.AppendVarint(b, id.Ctime)
+}
+
+// memoReader decodes with bounds checks; the first problem sticks.
+type memoReader struct {
+	b   []byte
+	err error
+}
+
+func (r *memoReader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("memo truncated or damaged at %s", what)
+	}
+	r.b = nil
+}
+
+func (r *memoReader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail("a number")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *memoReader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail("a number")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *memoReader) bool() bool {
+	if len(r.b) < 1 || r.b[0] > 1 {
+		r.fail("a flag")
+		return false
+	}
+	v := r.b[0] == 1
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *memoReader) bytes() []byte {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail("a string")
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *memoReader) string() string { return string(r.bytes()) }
+
+func (r *memoReader) fileID() FileID {
+	return FileID{Dev: r.uvarint(), Ino: r.uvarint(), Size: r.varint(), Mtime: r.varint(), Ctime: r.varint()}
+}

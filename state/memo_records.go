@@ -1,0 +1,332 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state/fault"
+)
+
+// recordsMemo is the memo of the mapping records: each record decoded, by
+// the record's file identity, and the listing of mappings/ (see
+// memoListing) as of a revision.
+//
+// Two ways to trust it:
+//   - a full load (every reader) lists mappings/, stats each record and
+//     reads only those whose identity changed: it sees every edit, a hand
+//     edit written in place included;
+//   - a change under the lock (Update) trusts the whole memo without
+//     listing the directory when the revision (p2ptls.rev) and the
+//     identity of mappings/ are the ones the memo was saved with: every
+//     p2ptls change moves the first, and a record created, removed or
+//     replaced by a rename (mv, cp to a new name, editors that save by
+//     renaming, sed -i) moves the second. A record rewritten in place (cat
+//     >, nano) is not seen by it; a change never overwrites such a record
+//     unseen, since each record a change writes or deletes is checked
+//     against its file first (checkCommitted).
+const recordsMemo = "records"
+
+// loadMappings reads every record of d, through the memo; quick is the
+// lock holder's way (see recordsMemo).
+func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, trusted bool, err error) {
+	m := d.memo(recordsMemo)
+	rev, _, err := readRevFile(d.root)
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", RevisionFile, err)
+	}
+	dirPath := filepath.Join(d.root, RecordsDir)
+	dirID, dirOK := statID(dirPath)
+	if quick && dirOK {
+		if ms, ok := m.trustedMappings(rev, dirID); ok {
+			return ms, true, nil
+		}
+	}
+	out, complete, err := readRecords(ctx, d, func(id string) (Mapping, bool, error) { return d.loadRecordMemo(ctx, m, id) })
+	if err != nil {
+		return nil, false, err
+	}
+	listed := make(map[string]bool, len(out))
+	for i := range out {
+		listed[RecordName(out[i].ID)] = true
+	}
+	m.Retain(func(name string) bool { return listed[name] })
+	// The listing is taken as of the revision and identity read before
+	// the directory was: a change since moves one of them. Without the
+	// lock, a directory changed too recently to tell (see racyWindow) is
+	// not vouched for.
+	l := memoListing{}
+	if dirOK && rev.Epoch != "" && (quick || !dirID.racy(time.Now())) && complete {
+		l = memoListing{Valid: true, Epoch: rev.Epoch, Seq: rev.Seq, Dir: dirID}
+	}
+	m.setListing(l)
+	return out, false, nil
+}
+
+// memoLoaded saves the records memo after a load whose config validated;
+// after one that did not, the memo vouches for no listing.
+func (d *Dir) memoLoaded(valid bool) {
+	m := d.memo(recordsMemo)
+	if !valid {
+		m.setListing(memoListing{})
+		return
+	}
+	m.Save()
+}
+
+// trustedMappings decodes every record in the memo when its listing is the
+// one of revision rev and directory identity dir.
+func (m *Memo) trustedMappings(rev revFile, dir FileID) ([]Mapping, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.listing
+	if !l.Valid || l.Epoch == "" || l.Epoch != rev.Epoch || l.Seq != rev.Seq || l.Dir != dir || len(m.puts) > 0 || m.drop != nil {
+		return nil, false
+	}
+	ms := make([]Mapping, len(m.entries))
+	for i, e := range m.entries {
+		mp, err := decodeMappingMemo(e.val)
+		if err != nil || RecordName(mp.ID) != e.name {
+			return nil, false
+		}
+		ms[i] = mp
+	}
+	return ms, true
+}
+
+func (m *Memo) setListing(l memoListing) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.listing != l {
+		m.listing, m.dirty = l, true
+	}
+}
+
+// loadRecordMemo is loadRecord through the memo: a record whose file is
+// the one memoized is not read.
+func (d *Dir) loadRecordMemo(ctx context.Context, m *Memo, id string) (Mapping, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return Mapping{}, false, err
+	}
+	name := RecordName(id)
+	p := filepath.Join(d.root, RecordsDir, id+recordExt)
+	if fid, ok := statID(p); ok {
+		if v, ok := m.Get(name, fid); ok {
+			if mp, err := decodeMappingMemo(v); err == nil && mp.ID == id {
+				return mp, true, nil
+			}
+		}
+	}
+	b, fid, err := readWithID(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Mapping{}, false, nil
+	}
+	if err != nil {
+		return Mapping{}, false, fmt.Errorf("read %s: %w", name, err)
+	}
+	mp, err := ParseMapping(id, b)
+	if err != nil {
+		return Mapping{}, false, &ConfigFileError{Path: Locate(d, name), Err: err}
+	}
+	m.Put(name, fid, encodeMappingMemo(&mp), false)
+	return mp, true, nil
+}
+
+// statID is the identity of the file at p, following no symbolic link.
+func statID(p string) (FileID, bool) {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return FileID{}, false
+	}
+	return fileIDOf(fi)
+}
+
+// readWithID reads the file at p and the identity of the file it read.
+func readWithID(p string) ([]byte, FileID, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, FileID{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, FileID{}, err
+	}
+	id, _ := fileIDOf(fi)
+	b := make([]byte, 0, fi.Size()+1)
+	for {
+		n, err := f.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, id, nil
+		}
+		if err != nil {
+			return nil, FileID{}, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
+}
+
+// recordsCommit is what one Update wrote of mappings/: the memo learns
+// it once the change has its revision.
+type recordsCommit struct {
+	listed bool // the memo held the whole listing before the change
+}
+
+// memoCommitted tells the records memo what change c, just applied under
+// the lock, wrote and deleted. The memo's listing moves to the change's
+// revision when bumpOnChange writes it.
+func (d *Dir) memoCommitted(c Change) {
+	m := d.memo(recordsMemo)
+	m.mu.Lock()
+	listed := m.listing.Valid
+	m.mu.Unlock()
+	for _, name := range c.Deletes {
+		if IsRecordName(name) {
+			m.Forget(name)
+		}
+	}
+	for _, w := range c.Writes {
+		if !IsRecordName(w.Name) {
+			continue
+		}
+		id := strings.TrimSuffix(strings.TrimPrefix(w.Name, RecordsDir+"/"), recordExt)
+		fid, ok := statID(filepath.Join(d.root, filepath.FromSlash(w.Name)))
+		mp, err := ParseMapping(id, w.Data)
+		if !ok || err != nil {
+			m.Forget(w.Name)
+			listed = false
+			continue
+		}
+		m.Put(w.Name, fid, encodeMappingMemo(&mp), true)
+	}
+	d.memoNext.Store(&recordsCommit{listed: listed})
+}
+
+// memoRevised saves the records memo with the revision a change just got,
+// when that change was committed through memoCommitted.
+func (d *Dir) memoRevised(epoch string, seq uint64) {
+	c := d.memoNext.Swap(nil)
+	if c == nil {
+		return
+	}
+	m := d.memo(recordsMemo)
+	l := memoListing{}
+	if dirID, ok := statID(filepath.Join(d.root, RecordsDir)); ok && c.listed {
+		l = memoListing{Valid: true, Epoch: epoch, Seq: seq, Dir: dirID}
+	}
+	m.setListing(l)
+	m.Save()
+}
+
+// IsRecordName reports whether name is a record's: mappings/<id>.toml.
+func IsRecordName(name string) bool {
+	rest, ok := strings.CutPrefix(name, RecordsDir+"/")
+	if !ok || strings.Contains(rest, "/") {
+		return false
+	}
+	_, ok, err := recordID(rest)
+	return ok && err == nil
+}
+
+// mappingMemoFields is how many fields encodeMappingMemo writes: a field
+// added to Mapping must be added there too (TestMappingMemoHasEveryField).
+const mappingMemoFields = 12
+
+// encodeMappingMemo is the memo's form of a mapping: every field, strings
+// as length and bytes, in declaration order.
+func encodeMappingMemo(m *Mapping) []byte {
+	b := make([]byte, 0, 128)
+	b = appendString(b, m.ID)
+	b = appendString(b, m.Listener)
+	b = binary.AppendUvarint(b, uint64(len(m.Hosts)))
+	for _, h := range m.Hosts {
+		b = appendString(b, h)
+	}
+	for _, s := range []string{m.Source, m.Upstream, m.CertFile, m.KeyFile} {
+		b = appendString(b, s)
+	}
+	b = binary.AppendVarint(b, int64(m.Days))
+	for _, s := range []string{m.Challenge, m.DNSCredential, m.KeyType, m.Profile} {
+		b = appendString(b, s)
+	}
+	return b
+}
+
+// decodeMappingMemo reads what encodeMappingMemo wrote.
+func decodeMappingMemo(b []byte) (Mapping, error) {
+	r := &memoReader{b: b}
+	var m Mapping
+	m.ID = r.string()
+	m.Listener = r.string()
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		return Mapping{}, errors.New("host count out of range")
+	}
+	if n > 0 {
+		m.Hosts = make([]string, n)
+		for i := range m.Hosts {
+			m.Hosts[i] = r.string()
+		}
+	}
+	m.Source, m.Upstream, m.CertFile, m.KeyFile = r.string(), r.string(), r.string(), r.string()
+	m.Days = int(r.varint())
+	m.Challenge, m.DNSCredential, m.KeyType, m.Profile = r.string(), r.string(), r.string(), r.string()
+	if r.err != nil {
+		return Mapping{}, r.err
+	}
+	if len(r.b) != 0 {
+		return Mapping{}, errors.New("bytes after the mapping")
+	}
+	return m, nil
+}
+
+// checkCommitted refuses change c, about to be made from records the memo
+// vouched for unchecked, when a record it replaces or deletes no longer
+// holds what the memo said (rewritten in place since): the change was
+// decided on a stale mapping. The memo forgets its listing, so that the
+// next command reads every record.
+func (d *Dir) checkCommitted(c Change) error {
+	m := d.memo(recordsMemo)
+	names := slices.Clone(c.Deletes)
+	for _, w := range c.Writes {
+		names = append(names, w.Name)
+	}
+	for _, name := range names {
+		if !IsRecordName(name) {
+			continue
+		}
+		m.mu.Lock()
+		e, known := m.lookup(name)
+		m.mu.Unlock()
+		p := filepath.Join(d.root, filepath.FromSlash(name))
+		fid, exists := statID(p)
+		if !known || (exists && fid == e.id) {
+			continue
+		}
+		if exists {
+			id := strings.TrimSuffix(strings.TrimPrefix(name, RecordsDir+"/"), recordExt)
+			if b, _, err := readWithID(p); err == nil {
+				if mp, err := ParseMapping(id, b); err == nil && bytes.Equal(encodeMappingMemo(&mp), e.val) {
+					continue // touched, not changed
+				}
+			}
+		}
+		m.setListing(memoListing{})
+		m.Save()
+		return fault.Failf("run the command again: it reads every record then",
+			"%s changed on disk since p2ptls last read it (edited in place?), so nothing was changed", Locate(d, name))
+	}
+	return nil
+}
