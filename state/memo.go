@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -78,6 +79,7 @@ type memoEntry struct {
 // directory holds nothing and saves nothing.
 type Memo struct {
 	file string // absolute; "" when disabled
+	root string // the state directory
 
 	mu      sync.Mutex
 	entries []memoEntry // sorted by name
@@ -109,6 +111,7 @@ func (d *Dir) memo(kind string) *Memo {
 		d.memos = map[string]*Memo{}
 	}
 	m := loadMemo(filepath.Join(d.root, filepath.FromSlash(MemoDir), kind))
+	m.root = d.root
 	d.memos[kind] = m
 	return m
 }
@@ -142,6 +145,36 @@ func loadMemo(path string) *Memo {
 		m.entries, m.listing = entries, listing
 	}
 	return m
+}
+
+// Stat returns the identity of name's file (a name in the state, or an
+// absolute path), for Get; ok is false when it cannot be had (no such
+// file, or a memo that holds nothing).
+func (m *Memo) Stat(name string) (FileID, bool) {
+	if m.file == "" {
+		return FileID{}, false
+	}
+	return statID(m.abs(name))
+}
+
+// Read reads name through s and returns, from a memo that keeps anything,
+// the identity of the very file it read (for Put).
+func (m *Memo) Read(ctx context.Context, s Reader, name string) ([]byte, FileID, error) {
+	if m.file == "" {
+		b, err := s.Read(ctx, name)
+		return b, FileID{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, FileID{}, err
+	}
+	return readWithID(m.abs(name))
+}
+
+func (m *Memo) abs(name string) string {
+	if filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(m.root, filepath.FromSlash(name))
 }
 
 // Get returns the value memoized for name (a name in the state, or an

@@ -72,13 +72,13 @@ func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, truste
 	return out, false, nil
 }
 
-// memoLoaded saves the records memo after a load whose config validated;
-// after one that did not, the memo vouches for no listing.
+// memoLoaded saves the records memo after a load; after one whose config
+// did not validate, it vouches for no listing, so that the next change
+// reads every record and refuses too.
 func (d *Dir) memoLoaded(valid bool) {
 	m := d.memo(recordsMemo)
 	if !valid {
 		m.setListing(memoListing{})
-		return
 	}
 	m.Save()
 }

@@ -96,22 +96,23 @@ func recordLine(b []byte, field string) int {
 // about two thirds system calls and one third decoding, is all the cost).
 // trusted reports that the records came from the memo unchecked.
 func loadRecords(ctx context.Context, s Reader, cfg *Config, quick bool) (trusted bool, err error) {
-	if d, ok := s.(*Dir); ok {
-		if cfg.Mappings, trusted, err = d.loadMappings(ctx, quick); err != nil {
-			return false, err
-		}
-	} else if cfg.Mappings, _, err = readRecords(ctx, s, func(id string) (Mapping, bool, error) { return loadRecord(ctx, s, id) }); err != nil {
-		return false, err
+	d, local := s.(*Dir)
+	if local {
+		cfg.Mappings, trusted, err = d.loadMappings(ctx, quick)
+	} else {
+		cfg.Mappings, _, err = readRecords(ctx, s, func(id string) (Mapping, bool, error) { return loadRecord(ctx, s, id) })
 	}
-	sortMappings(cfg.Mappings)
-	err = cfg.Validate()
-	if d, ok := s.(*Dir); ok {
-		// Saved only for a state that loads, so that its listing says
-		// so, and a refused command writes nothing at all.
+	if err == nil {
+		sortMappings(cfg.Mappings)
+		if err = cfg.Validate(); err != nil {
+			err = recordError(ctx, s, cfg, err)
+		}
+	}
+	if local && ctx.Err() == nil {
 		d.memoLoaded(err == nil)
 	}
 	if err != nil {
-		return false, recordError(ctx, s, cfg, err)
+		return false, err
 	}
 	return trusted, nil
 }

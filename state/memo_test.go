@@ -1,0 +1,262 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state/fault"
+)
+
+// Every field of Mapping must survive the memo: a field added to Mapping
+// and not to encodeMappingMemo would silently vanish from every load.
+func TestMappingMemoHasEveryField(t *testing.T) {
+	typ := reflect.TypeFor[Mapping]()
+	if typ.NumField() != mappingMemoFields {
+		t.Fatalf("Mapping has %d fields, encodeMappingMemo writes %d: add the new field to encodeMappingMemo and decodeMappingMemo", typ.NumField(), mappingMemoFields)
+	}
+	var m Mapping
+	v := reflect.ValueOf(&m).Elem()
+	for i := range typ.NumField() {
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("value of " + typ.Field(i).Name)
+		case reflect.Int:
+			f.SetInt(int64(1000 + i))
+		case reflect.Slice:
+			f.Set(reflect.ValueOf([]string{"a.example.com", "*.b.example.com"}))
+		default:
+			t.Fatalf("field %s has kind %s, which this test does not fill", typ.Field(i).Name, f.Kind())
+		}
+	}
+	got, err := decodeMappingMemo(encodeMappingMemo(&m))
+	if err != nil || !reflect.DeepEqual(got, m) {
+		t.Fatalf("round trip = %+v, %v; want %+v", got, err, m)
+	}
+}
+
+// A damaged memo is no memo: every truncation and every flipped byte is
+// refused (the checksum), never a panic or a wrong entry.
+func TestMemoDecodeRefusesDamage(t *testing.T) {
+	entries := []memoEntry{
+		{name: "mappings/a.toml", id: FileID{Dev: 1, Ino: 2, Size: 3, Mtime: 4, Ctime: 5}, val: []byte("x")},
+		{name: "mappings/b.toml", id: FileID{Ino: 9}, racy: true, val: []byte{}},
+	}
+	l := memoListing{Valid: true, Epoch: "e", Seq: 7, Dir: FileID{Ino: 1}}
+	b := encodeMemo(entries, l)
+	got, gotL, err := decodeMemo(b)
+	if err != nil || gotL != l || len(got) != 2 || got[1].name != "mappings/b.toml" || !got[1].racy || !bytes.Equal(got[0].val, []byte("x")) {
+		t.Fatalf("round trip = %+v, %+v, %v", got, gotL, err)
+	}
+	for n := range len(b) {
+		if _, _, err := decodeMemo(b[:n]); err == nil {
+			t.Fatalf("a memo cut to %d of %d bytes decodes", n, len(b))
+		}
+	}
+	for i := range b {
+		c := bytes.Clone(b)
+		c[i] ^= 0x40
+		if _, _, err := decodeMemo(c); err == nil {
+			t.Fatalf("a memo with byte %d flipped decodes", i)
+		}
+	}
+}
+
+func FuzzDecodeMemo(f *testing.F) {
+	f.Add(encodeMemo([]memoEntry{{name: "mappings/a.toml", val: encodeMappingMemo(&Mapping{ID: "a", Hosts: []string{"a.example.com"}})}}, memoListing{}))
+	f.Add([]byte(memoMagic))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		entries, l, err := decodeMemo(b)
+		if err != nil {
+			return
+		}
+		if again, l2, err := decodeMemo(encodeMemo(entries, l)); err != nil || l2 != l || len(again) != len(entries) {
+			t.Fatalf("a decoded memo does not encode back: %v", err)
+		}
+		for _, e := range entries {
+			_, _ = decodeMappingMemo(e.val)
+		}
+	})
+}
+
+// memoState is a state of three self-signed mappings, loaded once so that
+// the memo holds them and vouches for the listing.
+func memoState(t *testing.T) *Dir {
+	t.Helper()
+	d := OpenDir(filepath.Join(t.TempDir(), "state"), time.Second)
+	ctx := context.Background()
+	err := Update(ctx, d, "test", func(tx *Tx) error {
+		tx.Config.Listeners = []Listener{{Name: "web", Addr: "127.0.0.1:8443"}}
+		for _, id := range []string{"a", "b", "c"} {
+			tx.Config.Mappings = append(tx.Config.Mappings, Mapping{ID: id, Listener: "web", Hosts: []string{id + ".example.com"}, Source: SourceSelfSigned})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Past racyWindow, so that the entries are trusted by identity and an
+	// edit made now changes the identity whatever the clock's granularity.
+	time.Sleep(racyWindow + 100*time.Millisecond)
+	if _, err := LoadConfig(ctx, OpenDir(d.Root(), time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return OpenDir(d.Root(), time.Second)
+}
+
+func hostsOf(t *testing.T, s Reader) map[string]string {
+	t.Helper()
+	cfg, err := LoadConfig(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, m := range cfg.Mappings {
+		out[m.ID] = strings.Join(m.Hosts, ",")
+	}
+	return out
+}
+
+// Every load sees every hand edit of a record, whatever the memo holds:
+// written in place (same size, modification time set back: the change time
+// still moves), replaced by a rename, removed, added.
+func TestLoadSeesEveryHandEdit(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(t *testing.T, root string)
+		want map[string]string
+	}{
+		{"in place, same size, old mtime", func(t *testing.T, root string) {
+			p := filepath.Join(root, "mappings", "b.toml")
+			fi, _ := os.Stat(p)
+			b, _ := os.ReadFile(p)
+			writeInPlace(t, p, bytes.Replace(b, []byte("b.example.com"), []byte("x.example.com"), 1))
+			_ = os.Chtimes(p, fi.ModTime(), fi.ModTime())
+		}, map[string]string{"a": "a.example.com", "b": "x.example.com", "c": "c.example.com"}},
+		{"replaced by a rename", func(t *testing.T, root string) {
+			p := filepath.Join(root, "mappings", "b.toml")
+			b, _ := os.ReadFile(p)
+			tmp := filepath.Join(root, "b.new")
+			_ = os.WriteFile(tmp, bytes.Replace(b, []byte("b.example.com"), []byte("renamed.example.com"), 1), 0o600)
+			_ = os.Rename(tmp, p)
+		}, map[string]string{"a": "a.example.com", "b": "renamed.example.com", "c": "c.example.com"}},
+		{"removed", func(t *testing.T, root string) {
+			_ = os.Remove(filepath.Join(root, "mappings", "c.toml"))
+		}, map[string]string{"a": "a.example.com", "b": "b.example.com"}},
+		{"added", func(t *testing.T, root string) {
+			b, _ := os.ReadFile(filepath.Join(root, "mappings", "c.toml"))
+			for _, q := range []string{`'`, `"`} {
+				b = bytes.ReplaceAll(b, []byte(q+"c"), []byte(q+"d"))
+			}
+			_ = os.WriteFile(filepath.Join(root, "mappings", "d.toml"), b, 0o600)
+		}, map[string]string{"a": "a.example.com", "b": "b.example.com", "c": "c.example.com", "d": "d.example.com"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d := memoState(t)
+			tc.edit(t, d.Root())
+			if got := hostsOf(t, d); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("load = %v, want %v", got, tc.want)
+			}
+			// A change sees it too, unless it was written in place (see
+			// recordsMemo), and it keeps the edit.
+			if tc.name != "in place, same size, old mtime" {
+				d2 := OpenDir(d.Root(), time.Second)
+				if err := Update(context.Background(), d2, "test", func(tx *Tx) error {
+					if got := len(tx.Config.Mappings); got != len(tc.want) {
+						t.Errorf("the change sees %d mappings, want %d", got, len(tc.want))
+					}
+					tx.Config.Listeners[0].Addr = "127.0.0.1:9443"
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				if got := hostsOf(t, OpenDir(d.Root(), time.Second)); !reflect.DeepEqual(got, tc.want) {
+					t.Errorf("after a change: %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// writeInPlace rewrites p without a new inode, as nano or "cat >" do.
+func writeInPlace(t *testing.T, p string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A change trusts the memo without looking at each record (that is what
+// makes it O(1)), so a record rewritten in place is not seen by it; but a
+// change that would replace or delete that record is refused, the state
+// left as it is, and the next command reads every record and goes through.
+func TestChangeRefusesToOverwriteARecordEditedInPlace(t *testing.T) {
+	d := memoState(t)
+	ctx := context.Background()
+	p := filepath.Join(d.Root(), "mappings", "b.toml")
+	b, _ := os.ReadFile(p)
+	edited := bytes.Replace(b, []byte("b.example.com"), []byte("nano.example.com"), 1)
+	writeInPlace(t, p, edited)
+	before := stateFiles(t, d)
+	upstream := func(tx *Tx) error {
+		for i := range tx.Config.Mappings {
+			if tx.Config.Mappings[i].ID == "b" {
+				tx.Config.Mappings[i].Upstream = "http://127.0.0.1:8080"
+			}
+		}
+		return nil
+	}
+	err := Update(ctx, d, "test", upstream)
+	if err == nil || fault.KindOf(err) != fault.Failure || !strings.Contains(err.Error(), "mappings/b.toml changed on disk") {
+		t.Fatalf("Update = %v, want the refusal naming mappings/b.toml", err)
+	}
+	if after := stateFiles(t, d); !reflect.DeepEqual(before, after) {
+		t.Fatal("the refused change wrote something")
+	}
+	if err := Update(ctx, d, "test", upstream); err != nil {
+		t.Fatalf("the change run again: %v", err)
+	}
+	got, _ := os.ReadFile(p)
+	if !bytes.Contains(got, []byte("nano.example.com")) || !bytes.Contains(got, []byte("127.0.0.1:8080")) {
+		t.Fatalf("record after the change:\n%s\nwant the hand edit and the change", got)
+	}
+}
+
+// The lock holder's way reads no record when the memo vouches for the
+// listing: shown by a record broken in place that does not stop a change,
+// while every full load refuses it; after that refusal the memo vouches
+// for nothing, and the next change reads every record and refuses too.
+func TestChangeTrustsTheMemoListing(t *testing.T) {
+	d := memoState(t)
+	ctx := context.Background()
+	writeInPlace(t, filepath.Join(d.Root(), "mappings", "a.toml"), []byte("this is not TOML ="))
+	err := Update(ctx, OpenDir(d.Root(), time.Second), "test", func(tx *Tx) error {
+		tx.Config.Listeners[0].Addr = "127.0.0.1:9443"
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update = %v: it read the records instead of trusting the memo", err)
+	}
+	var cfe *ConfigFileError
+	if _, err := LoadConfig(ctx, OpenDir(d.Root(), time.Second)); !errors.As(err, &cfe) {
+		t.Fatalf("a full load = %v, want the broken record's error", err)
+	}
+	if err := Update(ctx, OpenDir(d.Root(), time.Second), "test", func(tx *Tx) error { return nil }); !errors.As(err, &cfe) {
+		t.Fatalf("Update after a refused load = %v, want the record's error", err)
+	}
+}
