@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // MemoDir holds memos: data derived from the state's files (a mapping
@@ -31,7 +32,7 @@ const memoLimit = 1 << 30
 
 // memoMagic starts every memo file; its last byte is the format version,
 // raised whenever what a memo holds changes meaning.
-const memoMagic = "p2ptls-memo\x01"
+const memoMagic = "p2ptls-memo\x02"
 
 // racyWindow: a file changed this close to when its memo entry was saved
 // may change again within the file system's timestamp granularity without
@@ -72,6 +73,9 @@ type memoEntry struct {
 	// checked against it), so only Trusted takes it.
 	racy bool
 	val  []byte
+	// raw is the entry as encoded in the memo file it was read from, so
+	// that saving copies it rather than encoding it again.
+	raw []byte
 }
 
 // Memo is one memo file (MemoDir/<kind>), loaded once per Dir and kept in
@@ -92,12 +96,16 @@ type Memo struct {
 }
 
 // memoListing says the memo holds exactly the entries of one directory
-// as it was at revision Epoch/Seq with identity Dir.
+// as it was at revision Epoch/Seq with identity Dir, and that they formed,
+// with the rest of the config then, a config that validated.
 type memoListing struct {
 	Valid bool
 	Epoch string
 	Seq   uint64
 	Dir   FileID
+	// Names: the listener and credential names the records validated
+	// with (Config.namesKey).
+	Names string
 }
 
 // memo returns the Dir's memo of kind, loading it on first use.
@@ -134,11 +142,14 @@ func loadMemo(path string) *Memo {
 		return m
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > memoLimit {
 		return m
 	}
-	b, err := io.ReadAll(io.LimitReader(f, memoLimit))
-	if err != nil {
+	// One allocation of the file's size: the entries' names and values
+	// point into it, and it is never written to.
+	b := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, b); err != nil {
 		return m
 	}
 	if entries, listing, err := decodeMemo(b); err == nil {
@@ -178,7 +189,8 @@ func (m *Memo) abs(name string) string {
 }
 
 // Get returns the value memoized for name (a name in the state, or an
-// absolute path) when the file is still the one it was derived from.
+// absolute path) when the file is still the one it was derived from. The
+// value is shared: never write to it.
 func (m *Memo) Get(name string, id FileID) ([]byte, bool) {
 	if m.file == "" {
 		return nil, false
@@ -284,24 +296,56 @@ func (m *Memo) Save() {
 	m.dirty = false
 }
 
-// merge folds the puts and drops into the sorted entries.
+// merge folds the puts and drops into the sorted entries: the puts are
+// sorted and merged in, as a change puts a few among 100k entries.
 func (m *Memo) merge() {
 	if len(m.puts) == 0 && m.drop == nil {
 		return
 	}
-	out := make([]memoEntry, 0, len(m.entries)+len(m.puts))
-	for _, e := range m.entries {
-		if _, put := m.puts[e.name]; put || (m.drop != nil && m.drop(e.name)) {
-			continue
+	if m.drop == nil && len(m.puts) <= 64 {
+		// A change's few puts go in place: each moves the entries after
+		// it, which is cheaper than copying all of them.
+		for _, p := range m.puts {
+			i, found := slices.BinarySearchFunc(m.entries, p.name, func(e memoEntry, n string) int { return strings.Compare(e.name, n) })
+			switch {
+			case found && p.val == nil:
+				m.entries = slices.Delete(m.entries, i, i+1)
+			case found:
+				m.entries[i] = p
+			case p.val != nil:
+				m.entries = slices.Insert(m.entries, i, p)
+			}
 		}
-		out = append(out, e)
+		m.puts = nil
+		return
 	}
+	puts := make([]memoEntry, 0, len(m.puts))
 	for _, e := range m.puts {
-		if e.val != nil && (m.drop == nil || !m.drop(e.name)) {
+		puts = append(puts, e)
+	}
+	slices.SortFunc(puts, func(a, b memoEntry) int { return strings.Compare(a.name, b.name) })
+	keep := func(e memoEntry) bool { return e.val != nil && (m.drop == nil || !m.drop(e.name)) }
+	out := make([]memoEntry, 0, len(m.entries)+len(puts))
+	i := 0
+	for _, e := range m.entries {
+		for i < len(puts) && puts[i].name < e.name {
+			if keep(puts[i]) {
+				out = append(out, puts[i])
+			}
+			i++
+		}
+		if i < len(puts) && puts[i].name == e.name {
+			continue // replaced or forgotten: the put comes next
+		}
+		if keep(e) {
 			out = append(out, e)
 		}
 	}
-	slices.SortFunc(out, func(a, b memoEntry) int { return strings.Compare(a.name, b.name) })
+	for ; i < len(puts); i++ {
+		if keep(puts[i]) {
+			out = append(out, puts[i])
+		}
+	}
 	m.entries, m.puts, m.drop = out, nil, nil
 }
 
@@ -329,13 +373,22 @@ var memoCRC = crc32.MakeTable(crc32.Castagnoli)
 // encodeMemo lays out a memo: magic, CRC-32C of the rest, the listing,
 // the entry count, then each entry.
 func encodeMemo(entries []memoEntry, l memoListing) []byte {
-	var body []byte
+	size := 64
+	for i := range entries {
+		size += len(entries[i].name) + len(entries[i].val) + 48
+	}
+	body := make([]byte, 0, size)
 	body = appendBool(body, l.Valid)
 	body = appendString(body, l.Epoch)
 	body = binary.AppendUvarint(body, l.Seq)
 	body = appendFileID(body, l.Dir)
+	body = appendString(body, l.Names)
 	body = binary.AppendUvarint(body, uint64(len(entries)))
 	for _, e := range entries {
+		if e.raw != nil {
+			body = append(body, e.raw...)
+			continue
+		}
 		body = appendString(body, e.name)
 		body = appendFileID(body, e.id)
 		body = appendBool(body, e.racy)
@@ -363,6 +416,7 @@ func decodeMemo(b []byte) ([]memoEntry, memoListing, error) {
 	l.Epoch = r.string()
 	l.Seq = r.uvarint()
 	l.Dir = r.fileID()
+	l.Names = r.string()
 	n := r.uvarint()
 	if n > uint64(len(body)) { // every entry takes at least a byte
 		return nil, l, errors.New("entry count out of range")
@@ -370,13 +424,15 @@ func decodeMemo(b []byte) ([]memoEntry, memoListing, error) {
 	entries := make([]memoEntry, 0, n)
 	for range n {
 		var e memoEntry
-		e.name = r.string()
+		start := r.b
+		e.name = r.view()
 		e.id = r.fileID()
 		e.racy = r.bool()
 		e.val = r.bytes()
 		if r.err != nil {
 			break
 		}
+		e.raw = start[: len(start)-len(r.b) : len(start)-len(r.b)]
 		if len(entries) > 0 && entries[len(entries)-1].name >= e.name {
 			return nil, l, errors.New("entries out of order")
 		}
@@ -466,6 +522,16 @@ func (r *memoReader) bytes() []byte {
 }
 
 func (r *memoReader) string() string { return string(r.bytes()) }
+
+// view is string without a copy: for a memo's own buffer, which is never
+// written to once read.
+func (r *memoReader) view() string {
+	b := r.bytes()
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
 
 func (r *memoReader) fileID() FileID {
 	return FileID{Dev: r.uvarint(), Ino: r.uvarint(), Size: r.varint(), Mtime: r.varint(), Ctime: r.varint()}

@@ -38,22 +38,25 @@ const recordsMemo = "records"
 
 // loadMappings reads every record of d, through the memo; quick is the
 // lock holder's way (see recordsMemo).
-func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, trusted bool, err error) {
+//
+// trusted reports that the records came from the memo unchecked, and
+// names the listener and credential names they validated with.
+func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, trusted bool, names string, err error) {
 	m := d.memo(recordsMemo)
 	rev, _, err := readRevFile(d.root)
 	if err != nil {
-		return nil, false, fmt.Errorf("read %s: %w", RevisionFile, err)
+		return nil, false, "", fmt.Errorf("read %s: %w", RevisionFile, err)
 	}
 	dirPath := filepath.Join(d.root, RecordsDir)
 	dirID, dirOK := statID(dirPath)
 	if quick && dirOK {
-		if ms, ok := m.trustedMappings(rev, dirID); ok {
-			return ms, true, nil
+		if ms, names, ok := m.trustedMappings(rev, dirID); ok {
+			return ms, true, names, nil
 		}
 	}
 	out, complete, err := readRecords(ctx, d, func(id string) (Mapping, bool, error) { return d.loadRecordMemo(ctx, m, id) })
 	if err != nil {
-		return nil, false, err
+		return nil, false, "", err
 	}
 	listed := make(map[string]bool, len(out))
 	for i := range out {
@@ -69,38 +72,43 @@ func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, truste
 		l = memoListing{Valid: true, Epoch: rev.Epoch, Seq: rev.Seq, Dir: dirID}
 	}
 	m.setListing(l)
-	return out, false, nil
+	return out, false, "", nil
 }
 
 // memoLoaded saves the records memo after a load; after one whose config
 // did not validate, it vouches for no listing, so that the next change
 // reads every record and refuses too.
-func (d *Dir) memoLoaded(valid bool) {
+func (d *Dir) memoLoaded(valid bool, names string) {
 	m := d.memo(recordsMemo)
+	m.mu.Lock()
+	l := m.listing
+	m.mu.Unlock()
+	l.Names = names
 	if !valid {
-		m.setListing(memoListing{})
+		l = memoListing{}
 	}
+	m.setListing(l)
 	m.Save()
 }
 
 // trustedMappings decodes every record in the memo when its listing is the
 // one of revision rev and directory identity dir.
-func (m *Memo) trustedMappings(rev revFile, dir FileID) ([]Mapping, bool) {
+func (m *Memo) trustedMappings(rev revFile, dir FileID) ([]Mapping, string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l := m.listing
 	if !l.Valid || l.Epoch == "" || l.Epoch != rev.Epoch || l.Seq != rev.Seq || l.Dir != dir || len(m.puts) > 0 || m.drop != nil {
-		return nil, false
+		return nil, "", false
 	}
 	ms := make([]Mapping, len(m.entries))
 	for i, e := range m.entries {
 		mp, err := decodeMappingMemo(e.val)
 		if err != nil || RecordName(mp.ID) != e.name {
-			return nil, false
+			return nil, "", false
 		}
 		ms[i] = mp
 	}
-	return ms, true
+	return ms, l.Names, true
 }
 
 func (m *Memo) setListing(l memoListing) {
@@ -181,13 +189,14 @@ func readWithID(p string) ([]byte, FileID, error) {
 // recordsCommit is what one Update wrote of mappings/: the memo learns
 // it once the change has its revision.
 type recordsCommit struct {
-	listed bool // the memo held the whole listing before the change
+	listed bool   // the memo held the whole listing before the change
+	names  string // Config.namesKey of the config committed
 }
 
 // memoCommitted tells the records memo what change c, just applied under
 // the lock, wrote and deleted. The memo's listing moves to the change's
 // revision when bumpOnChange writes it.
-func (d *Dir) memoCommitted(c Change) {
+func (d *Dir) memoCommitted(c Change, names string) {
 	m := d.memo(recordsMemo)
 	m.mu.Lock()
 	listed := m.listing.Valid
@@ -211,7 +220,7 @@ func (d *Dir) memoCommitted(c Change) {
 		}
 		m.Put(w.Name, fid, encodeMappingMemo(&mp), true)
 	}
-	d.memoNext.Store(&recordsCommit{listed: listed})
+	d.memoNext.Store(&recordsCommit{listed: listed, names: names})
 }
 
 // memoRevised saves the records memo with the revision a change just got,
@@ -224,7 +233,7 @@ func (d *Dir) memoRevised(epoch string, seq uint64) {
 	m := d.memo(recordsMemo)
 	l := memoListing{}
 	if dirID, ok := statID(filepath.Join(d.root, RecordsDir)); ok && c.listed {
-		l = memoListing{Valid: true, Epoch: epoch, Seq: seq, Dir: dirID}
+		l = memoListing{Valid: true, Epoch: epoch, Seq: seq, Dir: dirID, Names: c.names}
 	}
 	m.setListing(l)
 	m.Save()
@@ -246,8 +255,10 @@ const mappingMemoFields = 12
 
 // encodeMappingMemo is the memo's form of a mapping: every field, strings
 // as length and bytes, in declaration order.
-func encodeMappingMemo(m *Mapping) []byte {
-	b := make([]byte, 0, 128)
+func encodeMappingMemo(m *Mapping) []byte { return appendMappingMemo(make([]byte, 0, 128), m) }
+
+// appendMappingMemo appends the memo's form of m to b.
+func appendMappingMemo(b []byte, m *Mapping) []byte {
 	b = appendString(b, m.ID)
 	b = appendString(b, m.Listener)
 	b = binary.AppendUvarint(b, uint64(len(m.Hosts)))
@@ -264,12 +275,13 @@ func encodeMappingMemo(m *Mapping) []byte {
 	return b
 }
 
-// decodeMappingMemo reads what encodeMappingMemo wrote.
+// decodeMappingMemo reads what encodeMappingMemo wrote. The strings point
+// into b, a memo's buffer, which is never written to.
 func decodeMappingMemo(b []byte) (Mapping, error) {
 	r := &memoReader{b: b}
 	var m Mapping
-	m.ID = r.string()
-	m.Listener = r.string()
+	m.ID = r.view()
+	m.Listener = r.view()
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
 		return Mapping{}, errors.New("host count out of range")
@@ -277,12 +289,12 @@ func decodeMappingMemo(b []byte) (Mapping, error) {
 	if n > 0 {
 		m.Hosts = make([]string, n)
 		for i := range m.Hosts {
-			m.Hosts[i] = r.string()
+			m.Hosts[i] = r.view()
 		}
 	}
-	m.Source, m.Upstream, m.CertFile, m.KeyFile = r.string(), r.string(), r.string(), r.string()
+	m.Source, m.Upstream, m.CertFile, m.KeyFile = r.view(), r.view(), r.view(), r.view()
 	m.Days = int(r.varint())
-	m.Challenge, m.DNSCredential, m.KeyType, m.Profile = r.string(), r.string(), r.string(), r.string()
+	m.Challenge, m.DNSCredential, m.KeyType, m.Profile = r.view(), r.view(), r.view(), r.view()
 	if r.err != nil {
 		return Mapping{}, r.err
 	}

@@ -3,7 +3,6 @@ package state
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -97,24 +96,44 @@ func recordLine(b []byte, field string) int {
 // trusted reports that the records came from the memo unchecked.
 func loadRecords(ctx context.Context, s Reader, cfg *Config, quick bool) (trusted bool, err error) {
 	d, local := s.(*Dir)
+	var names string
 	if local {
-		cfg.Mappings, trusted, err = d.loadMappings(ctx, quick)
+		cfg.Mappings, trusted, names, err = d.loadMappings(ctx, quick)
 	} else {
 		cfg.Mappings, _, err = readRecords(ctx, s, func(id string) (Mapping, bool, error) { return loadRecord(ctx, s, id) })
 	}
 	if err == nil {
 		sortMappings(cfg.Mappings)
-		if err = cfg.Validate(); err != nil {
+		// Records the memo vouches for passed the rules with these
+		// listener and credential names: only their hosts are put in
+		// canonical form again, as the rules would.
+		valid := trusted && names == cfg.namesKey() && normalizeHosts(cfg.Mappings)
+		if err = cfg.validate(valid); err != nil {
 			err = recordError(ctx, s, cfg, err)
 		}
 	}
 	if local && ctx.Err() == nil {
-		d.memoLoaded(err == nil)
+		d.memoLoaded(err == nil, cfg.namesKey())
 	}
 	if err != nil {
 		return false, err
 	}
 	return trusted, nil
+}
+
+// normalizeHosts puts every host of ms in canonical form; false when one
+// is not valid.
+func normalizeHosts(ms []Mapping) bool {
+	for i := range ms {
+		for j, h := range ms[i].Hosts {
+			n, err := hostname.Normalize(h)
+			if err != nil {
+				return false
+			}
+			ms[i].Hosts[j] = n
+		}
+	}
+	return true
 }
 
 // readRecords lists the records of s and loads each with load, which
@@ -221,12 +240,16 @@ type baseline struct {
 	// trusted: the records came from the memo without a look at their
 	// files (see recordsMemo), so a change checks the ones it replaces.
 	trusted bool
+	// valid: the config validated as it is described here, with the
+	// listener and credential names of names (see validateChanged).
+	valid bool
+	names string
 }
 
 // newBaseline remembers cfg, just loaded from (or saved to) a state of
-// schema version.
+// schema version, and validated.
 func newBaseline(version int, cfg *Config) *baseline {
-	b := &baseline{version: version, ids: make([]string, len(cfg.Mappings)), sums: make([]uint64, len(cfg.Mappings))}
+	b := &baseline{version: version, ids: make([]string, len(cfg.Mappings)), sums: make([]uint64, len(cfg.Mappings)), valid: true, names: cfg.namesKey()}
 	b.top, _ = encodeConfig(cfg)
 	sorted := slices.IsSortedFunc(cfg.Mappings, func(x, y Mapping) int { return strings.Compare(x.ID, y.ID) })
 	for i := range cfg.Mappings {
@@ -250,40 +273,28 @@ func newBaseline(version int, cfg *Config) *baseline {
 // find returns the index of id in b.ids.
 func (b *baseline) find(id string) (int, bool) { return slices.BinarySearch(b.ids, id) }
 
+// findNext is find for a walk over mappings that are mostly in the order of
+// their ids, as loaded: it tries the entry after the last one found first.
+func (b *baseline) findNext(id string, next *int) (int, bool) {
+	j, ok := *next, *next < len(b.ids) && b.ids[*next] == id
+	if !ok {
+		j, ok = b.find(id)
+	}
+	if ok {
+		*next = j + 1
+	}
+	return j, ok
+}
+
 // digestSeed is random per process: digests are compared in memory only,
 // and nobody can make two mappings collide without knowing it.
 var digestSeed = maphash.MakeSeed()
 
-// digest sums every field of m. Each string is written with its length,
-// so that no two different mappings write the same bytes.
+// digest sums every field of m, as the memo encodes them (each string
+// with its length, so that no two different mappings give the same bytes).
 func digest(m *Mapping) uint64 {
-	var h maphash.Hash
-	h.SetSeed(digestSeed)
-	var n [8]byte
-	num := func(v uint64) {
-		binary.LittleEndian.PutUint64(n[:], v)
-		_, _ = h.Write(n[:])
-	}
-	str := func(s string) {
-		num(uint64(len(s)))
-		_, _ = h.WriteString(s)
-	}
-	str(m.ID)
-	str(m.Listener)
-	num(uint64(len(m.Hosts)))
-	for _, host := range m.Hosts {
-		str(host)
-	}
-	str(m.Source)
-	str(m.Upstream)
-	str(m.CertFile)
-	str(m.KeyFile)
-	num(uint64(m.Days))
-	str(m.Challenge)
-	str(m.DNSCredential)
-	str(m.KeyType)
-	str(m.Profile)
-	return h.Sum64()
+	var buf [256]byte
+	return maphash.Bytes(digestSeed, appendMappingMemo(buf[:0], m))
 }
 
 // probeBaseline describes what s holds for a config that was not loaded
@@ -369,10 +380,11 @@ func (c *Config) change(ctx context.Context, s Store, now time.Time) (_ Change, 
 		sum uint64
 	}
 	var changed []written
+	next := 0
 	for i := range c.Mappings {
 		m := &c.Mappings[i]
 		sum := digest(m)
-		if j, ok := base.find(m.ID); ok && base.sums != nil && base.sums[j] == sum {
+		if j, ok := base.findNext(m.ID, &next); ok && base.sums != nil && base.sums[j] == sum {
 			continue
 		}
 		b, err := encodeRecord(m)
@@ -406,7 +418,7 @@ func (c *Config) change(ctx context.Context, s Store, now time.Time) (_ Change, 
 		}
 		// The common case, a few mappings added or removed among many,
 		// updates the baseline in place rather than summing all of it.
-		base.version, base.top = SchemaVersion, top
+		base.version, base.top, base.valid, base.names = SchemaVersion, top, true, c.namesKey()
 		for _, id := range removed {
 			if j, ok := base.find(id); ok {
 				base.ids, base.sums = slices.Delete(base.ids, j, j+1), slices.Delete(base.sums, j, j+1)

@@ -65,7 +65,7 @@ func Update(ctx context.Context, s Store, purpose string, fn func(*Tx) error) (e
 			return fmt.Errorf("save the change (%s): %w", purpose, err)
 		}
 		if local {
-			d.memoCommitted(all)
+			d.memoCommitted(all, tx.Config.namesKey())
 		}
 	}
 	return nil

@@ -33,7 +33,12 @@ const ProviderCloudflare = "cloudflare"
 // defaults, host spelling). It is run on every load and before every save,
 // so a hand edit and a command are held to the same rules. It is linear in
 // the number of mappings: a state may hold 100k of them.
-func (c *Config) Validate() error {
+func (c *Config) Validate() error { return c.validate(false) }
+
+// validate is Validate; mappingsValid says the mappings are known to pass
+// the rules with these listener and credential names (see recordsMemo), so
+// that only the rest of the config is checked.
+func (c *Config) validate(mappingsValid bool) error {
 	if !knownSchema(c.SchemaVersion) {
 		return fmt.Errorf("schema_version %d is not supported (want %d)", c.SchemaVersion, SchemaVersion)
 	}
@@ -58,15 +63,25 @@ func (c *Config) Validate() error {
 		}
 		creds[d.Name] = true
 	}
-	v := mappingValidator{listeners: listeners, creds: creds, ids: map[string]bool{}, hosts: map[string]string{}}
-	for i := range c.Mappings {
-		if err := v.check(&c.Mappings[i]); err != nil {
-			return &EntryError{Table: "mappings", Index: i, Err: err}
+	if quick := (mappingValidator{listeners: listeners, creds: creds, ids: map[string]bool{}, hosts: map[ListenerHost]string{}}); !mappingsValid && !c.validateChanged(&quick) {
+		if err := c.validateMappings(listeners, creds); err != nil {
+			return err
 		}
 	}
 	for _, r := range c.ACME.DNSResolvers {
 		if _, _, err := net.SplitHostPort(r); err != nil {
 			return fault.Invalidf("write resolvers as HOST:PORT, e.g. 1.1.1.1:53", "acme.dns_resolvers: %q is not HOST:PORT", r)
+		}
+	}
+	return nil
+}
+
+// validateMappings checks every mapping against the rules.
+func (c *Config) validateMappings(listeners, creds map[string]bool) error {
+	v := mappingValidator{listeners: listeners, creds: creds, ids: make(map[string]bool, len(c.Mappings)), hosts: make(map[ListenerHost]string, len(c.Mappings))}
+	for i := range c.Mappings {
+		if err := v.check(&c.Mappings[i]); err != nil {
+			return &EntryError{Table: "mappings", Index: i, Err: err}
 		}
 	}
 	return nil
@@ -94,8 +109,13 @@ func validateDNSCredential(d DNSCredential, seen map[string]bool) error {
 // mapping is checked in constant time.
 type mappingValidator struct {
 	listeners, creds, ids map[string]bool
-	hosts                 map[string]string // listener + "\x00" + host -> mapping id
+	hosts                 map[ListenerHost]string // -> mapping id
 }
+
+// ListenerHost is a host on a listener: the key of the rule that a host is
+// mapped once per listener. A struct rather than a joined string, so that
+// checking 100k mappings allocates no keys.
+type ListenerHost struct{ Listener, Host string }
 
 func (v *mappingValidator) check(m *Mapping) error {
 	if err := hostname.ValidateName("mapping id", m.ID); err != nil {
@@ -119,7 +139,7 @@ func (v *mappingValidator) check(m *Mapping) error {
 		}
 		m.Hosts[j] = n
 		wildcard = wildcard || hostname.IsWildcard(n)
-		key := m.Listener + "\x00" + n
+		key := ListenerHost{m.Listener, n}
 		if owner, taken := v.hosts[key]; taken {
 			if owner == m.ID {
 				return inField("hosts", fault.Invalidf("list each host once", "mapping %q lists host %q twice", m.ID, n))

@@ -395,11 +395,17 @@ func cutID(id string, n int) string {
 	return strings.TrimRight(id, "-")
 }
 
-// taken is what the config and the mappings of a batch already claim, so
-// that admitting each mapping takes constant time, not a pass over all.
+// taken is what the config and the mappings of a batch already claim. The
+// config's mappings are searched one by one for the first few questions
+// (adding one mapping to 100k asks four or five) and indexed once more are
+// asked (an import), so that admitting each mapping of a large batch takes
+// constant time.
 type taken struct {
-	ids   map[string]int     // mapping id -> its index in the batch, -1 if in the config
-	hosts map[string]claimer // listener + "\x00" + host -> its mapping
+	config    []state.Mapping                // the config's own, not the batch's
+	ids       map[string]int                 // mapping id -> its index in the batch, -1 if in the config
+	hosts     map[state.ListenerHost]claimer // -> its mapping
+	indexed   bool                           // config's mappings are in ids and hosts
+	questions int
 }
 
 type claimer struct {
@@ -407,30 +413,80 @@ type claimer struct {
 	item int // index in the batch, -1 if in the config
 }
 
+// takenScans is how many questions taken answers by a pass over the
+// config before indexing it.
+const takenScans = 16
+
 func newTaken(cfg *state.Config) *taken {
-	t := &taken{ids: make(map[string]int, len(cfg.Mappings)), hosts: make(map[string]claimer, len(cfg.Mappings))}
-	for _, m := range cfg.Mappings {
-		t.add(m, -1)
-	}
-	return t
+	return &taken{config: cfg.Mappings[:len(cfg.Mappings):len(cfg.Mappings)], ids: map[string]int{}, hosts: map[state.ListenerHost]claimer{}}
 }
 
 func (t *taken) add(m state.Mapping, item int) {
 	t.ids[m.ID] = item
 	for _, h := range m.Hosts {
-		t.hosts[m.Listener+"\x00"+h] = claimer{id: m.ID, item: item}
+		t.hosts[state.ListenerHost{Listener: m.Listener, Host: h}] = claimer{id: m.ID, item: item}
 	}
+}
+
+// ask counts a question about the config, indexing it past takenScans;
+// it reports whether the maps now answer for the config too.
+func (t *taken) ask() bool {
+	if !t.indexed {
+		if t.questions++; t.questions > takenScans {
+			for _, m := range t.config {
+				for _, h := range m.Hosts {
+					key := state.ListenerHost{Listener: m.Listener, Host: h}
+					if _, ok := t.hosts[key]; !ok {
+						t.hosts[key] = claimer{id: m.ID, item: -1}
+					}
+				}
+				if _, ok := t.ids[m.ID]; !ok {
+					t.ids[m.ID] = -1
+				}
+			}
+			t.indexed = true
+		}
+	}
+	return t.indexed
+}
+
+// id reports who holds mapping id: its index in the batch, or -1 for the
+// config.
+func (t *taken) id(id string) (int, bool) {
+	if j, ok := t.ids[id]; ok || t.ask() {
+		return j, ok
+	}
+	for i := range t.config {
+		if t.config[i].ID == id {
+			return -1, true
+		}
+	}
+	return 0, false
+}
+
+// host reports who maps host on listener.
+func (t *taken) host(listener, host string) (claimer, bool) {
+	key := state.ListenerHost{Listener: listener, Host: host}
+	if c, ok := t.hosts[key]; ok || t.ask() {
+		return c, ok
+	}
+	for i := range t.config {
+		if m := &t.config[i]; m.Listener == listener && slices.Contains(m.Hosts, host) {
+			return claimer{id: m.ID, item: -1}, true
+		}
+	}
+	return claimer{}, false
 }
 
 // collision refuses a mapping whose id (given, not derived) or host an
 // earlier mapping of the same batch has already: the batch repeats itself,
 // which is bad input, unlike an id that the state already holds.
 func (t *taken) collision(m state.Mapping, generatedID bool) *itemError {
-	if j, ok := t.ids[m.ID]; ok && j >= 0 && !generatedID {
+	if j, ok := t.ids[m.ID]; ok && j >= 0 && !generatedID { // the batch's own
 		return &itemError{Other: j, Err: fault.Invalidf("give each mapping its own id", "mapping id %q is given twice", m.ID)}
 	}
 	for _, h := range m.Hosts {
-		if c, ok := t.hosts[m.Listener+"\x00"+h]; ok && c.item >= 0 {
+		if c, ok := t.hosts[state.ListenerHost{Listener: m.Listener, Host: h}]; ok && c.item >= 0 { // the batch's own
 			return &itemError{Other: c.item, Err: fault.Invalidf("map each host once per listener",
 				"host %q is given twice on listener %q", h, m.Listener)}
 		}
@@ -448,18 +504,18 @@ func admit(cfg *state.Config, t *taken, m *state.Mapping, generatedID bool) ([]s
 		return nil, fault.Invalidf("add it first with 'p2ptls listener add', or see 'p2ptls listener list'",
 			"listener %q does not exist", m.Listener)
 	}
-	if _, used := t.ids[m.ID]; used && !generatedID {
+	if _, used := t.id(m.ID); used && !generatedID {
 		return nil, fault.Failf(fmt.Sprintf("choose another --id, or remove it first with 'p2ptls mapping remove %s'", m.ID),
 			"mapping %q already exists", m.ID)
 	}
 	for _, h := range m.Hosts {
-		if c, ok := t.hosts[m.Listener+"\x00"+h]; ok {
+		if c, ok := t.host(m.Listener, h); ok {
 			return nil, fault.Invalidf(fmt.Sprintf("remove it from mapping %q first, or map it on another listener", c.id),
 				"host %q is already mapped on listener %q by mapping %q", h, m.Listener, c.id)
 		}
 	}
 	for base, n := m.ID, 2; ; n++ {
-		if _, used := t.ids[m.ID]; !used {
+		if _, used := t.id(m.ID); !used {
 			break
 		}
 		suffix := "-" + strconv.Itoa(n)
