@@ -93,6 +93,7 @@ type Memo struct {
 	// whose every entry the memo holds: see recordsMemo.
 	listing memoListing
 	dirty   bool
+	gen     uint64 // see generation
 }
 
 // memoListing says the memo holds exactly the entries of one directory

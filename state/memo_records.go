@@ -41,28 +41,32 @@ const recordsMemo = "records"
 //
 // trusted reports that the records came from the memo unchecked, and
 // names the listener and credential names they validated with.
-func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, trusted bool, names string, err error) {
+//
+// gen is the memo's generation the load saw (see Memo.gen), for
+// memoLoaded.
+func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, trusted bool, names string, gen uint64, err error) {
 	m := d.memo(recordsMemo)
+	gen = m.generation()
 	rev, _, err := readRevFile(d.root)
 	if err != nil {
-		return nil, false, "", fmt.Errorf("read %s: %w", RevisionFile, err)
+		return nil, false, "", gen, fmt.Errorf("read %s: %w", RevisionFile, err)
 	}
 	dirPath := filepath.Join(d.root, RecordsDir)
 	dirID, dirOK := statID(dirPath)
 	if quick && dirOK {
 		if ms, names, ok := m.trustedMappings(rev, dirID); ok {
-			return ms, true, names, nil
+			return ms, true, names, gen, nil
 		}
 	}
-	out, complete, err := readRecords(ctx, d, func(id string) (Mapping, bool, error) { return d.loadRecordMemo(ctx, m, id) })
+	out, complete, err := readRecords(ctx, d, func(id string) (Mapping, bool, error) { return d.loadRecordMemo(ctx, m, gen, id) })
 	if err != nil {
-		return nil, false, "", err
+		return nil, false, "", gen, err
 	}
 	listed := make(map[string]bool, len(out))
 	for i := range out {
 		listed[RecordName(out[i].ID)] = true
 	}
-	m.Retain(func(name string) bool { return listed[name] })
+	m.retainAt(gen, func(name string) bool { return listed[name] })
 	// The listing is taken as of the revision and identity read before
 	// the directory was: a change since moves one of them. Without the
 	// lock, a directory changed too recently to tell (see racyWindow) is
@@ -71,14 +75,14 @@ func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, truste
 	if dirOK && rev.Epoch != "" && (quick || !dirID.racy(time.Now())) && complete {
 		l = memoListing{Valid: true, Epoch: rev.Epoch, Seq: rev.Seq, Dir: dirID}
 	}
-	m.setListing(l)
-	return out, false, "", nil
+	m.setListingAt(gen, l)
+	return out, false, "", gen, nil
 }
 
 // memoLoaded saves the records memo after a load; after one whose config
 // did not validate, it vouches for no listing, so that the next change
 // reads every record and refuses too.
-func (d *Dir) memoLoaded(valid bool, names string) {
+func (d *Dir) memoLoaded(gen uint64, valid bool, names string) {
 	m := d.memo(recordsMemo)
 	m.mu.Lock()
 	l := m.listing
@@ -87,7 +91,7 @@ func (d *Dir) memoLoaded(valid bool, names string) {
 	if !valid {
 		l = memoListing{}
 	}
-	m.setListing(l)
+	m.setListingAt(gen, l)
 	m.Save()
 }
 
@@ -119,9 +123,45 @@ func (m *Memo) setListing(l memoListing) {
 	}
 }
 
+// generation is the number of changes this process committed through the
+// memo (memoCommitted). A load that began before one ends up knowing less
+// than the memo: what it found is dropped (putAt, retainAt, setListingAt),
+// as it may describe records the change has replaced.
+func (m *Memo) generation() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gen
+}
+
+func (m *Memo) setListingAt(gen uint64, l memoListing) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gen == gen && m.listing != l {
+		m.listing, m.dirty = l, true
+	}
+}
+
+func (m *Memo) putAt(gen uint64, name string, id FileID, val []byte) {
+	m.mu.Lock()
+	stale := m.gen != gen
+	m.mu.Unlock()
+	if !stale {
+		m.Put(name, id, val, false)
+	}
+}
+
+func (m *Memo) retainAt(gen uint64, keep func(name string) bool) {
+	m.mu.Lock()
+	stale := m.gen != gen
+	m.mu.Unlock()
+	if !stale {
+		m.Retain(keep)
+	}
+}
+
 // loadRecordMemo is loadRecord through the memo: a record whose file is
 // the one memoized is not read.
-func (d *Dir) loadRecordMemo(ctx context.Context, m *Memo, id string) (Mapping, bool, error) {
+func (d *Dir) loadRecordMemo(ctx context.Context, m *Memo, gen uint64, id string) (Mapping, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return Mapping{}, false, err
 	}
@@ -145,7 +185,7 @@ func (d *Dir) loadRecordMemo(ctx context.Context, m *Memo, id string) (Mapping, 
 	if err != nil {
 		return Mapping{}, false, &ConfigFileError{Path: Locate(d, name), Err: err}
 	}
-	m.Put(name, fid, encodeMappingMemo(&mp), false)
+	m.putAt(gen, name, fid, encodeMappingMemo(&mp))
 	return mp, true, nil
 }
 
@@ -200,6 +240,7 @@ func (d *Dir) memoCommitted(c Change, names string) {
 	m := d.memo(recordsMemo)
 	m.mu.Lock()
 	listed := m.listing.Valid
+	m.gen++
 	m.mu.Unlock()
 	for _, name := range c.Deletes {
 		if IsRecordName(name) {
@@ -324,10 +365,10 @@ func (d *Dir) checkCommitted(c Change) error {
 		m.mu.Unlock()
 		p := filepath.Join(d.root, filepath.FromSlash(name))
 		fid, exists := statID(p)
-		if !known || (exists && fid == e.id) {
+		if (!known && !exists) || (known && exists && fid == e.id) {
 			continue
 		}
-		if exists {
+		if known && exists {
 			id := strings.TrimSuffix(strings.TrimPrefix(name, RecordsDir+"/"), recordExt)
 			if b, _, err := readWithID(p); err == nil {
 				if mp, err := ParseMapping(id, b); err == nil && bytes.Equal(encodeMappingMemo(&mp), e.val) {

@@ -260,3 +260,25 @@ func TestChangeTrustsTheMemoListing(t *testing.T) {
 		t.Fatalf("Update after a refused load = %v, want the record's error", err)
 	}
 }
+
+// A load that overlaps a change committed in the same process (serve's API
+// and its reloads) keeps nothing of what it found: it may have read a
+// record the change then replaced, and the memo must not vouch for that.
+func TestALoadOverlappingACommitKeepsNothing(t *testing.T) {
+	d := memoState(t)
+	m := d.memo(recordsMemo)
+	gen := m.generation()
+	d.memoCommitted(Change{}, "")
+	m.putAt(gen, "mappings/zz.toml", FileID{Ino: 1}, []byte("x"))
+	m.setListingAt(gen, memoListing{Valid: true, Epoch: "e", Seq: 99})
+	m.retainAt(gen, func(string) bool { return false })
+	if _, ok := m.Trusted("mappings/zz.toml"); ok {
+		t.Error("a stale load's entry was kept")
+	}
+	if m.listing.Seq == 99 {
+		t.Error("a stale load's listing was kept")
+	}
+	if _, ok := m.Trusted("mappings/a.toml"); !ok {
+		t.Error("a stale load's prune was applied")
+	}
+}

@@ -97,8 +97,9 @@ func recordLine(b []byte, field string) int {
 func loadRecords(ctx context.Context, s Reader, cfg *Config, quick bool) (trusted bool, err error) {
 	d, local := s.(*Dir)
 	var names string
+	var gen uint64
 	if local {
-		cfg.Mappings, trusted, names, err = d.loadMappings(ctx, quick)
+		cfg.Mappings, trusted, names, gen, err = d.loadMappings(ctx, quick)
 	} else {
 		cfg.Mappings, _, err = readRecords(ctx, s, func(id string) (Mapping, bool, error) { return loadRecord(ctx, s, id) })
 	}
@@ -113,7 +114,7 @@ func loadRecords(ctx context.Context, s Reader, cfg *Config, quick bool) (truste
 		}
 	}
 	if local && ctx.Err() == nil {
-		d.memoLoaded(err == nil, cfg.namesKey())
+		d.memoLoaded(gen, err == nil, cfg.namesKey())
 	}
 	if err != nil {
 		return false, err
