@@ -289,6 +289,12 @@ func (m *Memo) Save() {
 	if _, err := os.Stat(root); err != nil {
 		return
 	}
+	// Nor the first to create run/cache in an empty state, which a
+	// refused first command takes away again.
+	if _, err := os.Lstat(m.file); err != nil && len(m.entries) == 0 {
+		m.dirty = false
+		return
+	}
 	b := encodeMemo(m.entries, m.listing)
 	if err := MkdirAll(filepath.Dir(m.file)); err != nil {
 		return
