@@ -59,6 +59,9 @@ type Config struct {
 	// saved), so that a save writes only what changed; nil for a config
 	// that did not come from a store.
 	loaded *baseline
+	// sums are the digests of Mappings as a load found them in the memo,
+	// for newBaseline; nil when they must be computed.
+	sums []uint64
 }
 
 // ACMESettings are defaults for ACME issuance.

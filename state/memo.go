@@ -428,7 +428,7 @@ func decodeMemo(b []byte) ([]memoEntry, memoListing, error) {
 	if n > uint64(len(body)) { // every entry takes at least a byte
 		return nil, l, errors.New("entry count out of range")
 	}
-	entries := make([]memoEntry, 0, n)
+	entries := make([]memoEntry, 0, n+appendRoom)
 	for range n {
 		var e memoEntry
 		start := r.b

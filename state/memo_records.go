@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"hash/maphash"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -39,28 +40,29 @@ const recordsMemo = "records"
 // loadMappings reads every record of d, through the memo; quick is the
 // lock holder's way (see recordsMemo).
 //
-// trusted reports that the records came from the memo unchecked, and
-// names the listener and credential names they validated with.
+// sums, when not nil, says that the records came from the memo unchecked:
+// their digests; names are the listener and credential names they
+// validated with.
 //
 // gen is the memo's generation the load saw (see Memo.gen), for
 // memoLoaded.
-func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, trusted bool, names string, gen uint64, err error) {
+func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, sums []uint64, names string, gen uint64, err error) {
 	m := d.memo(recordsMemo)
 	gen = m.generation()
 	rev, _, err := readRevFile(d.root)
 	if err != nil {
-		return nil, false, "", gen, fmt.Errorf("read %s: %w", RevisionFile, err)
+		return nil, nil, "", gen, fmt.Errorf("read %s: %w", RevisionFile, err)
 	}
 	dirPath := filepath.Join(d.root, RecordsDir)
 	dirID, dirOK := statID(dirPath)
 	if quick && dirOK {
-		if ms, names, ok := m.trustedMappings(rev, dirID); ok {
-			return ms, true, names, gen, nil
+		if ms, sums, names, ok := m.trustedMappings(rev, dirID); ok {
+			return ms, sums, names, gen, nil
 		}
 	}
 	out, complete, err := readRecords(ctx, d, func(id string) (Mapping, bool, error) { return d.loadRecordMemo(ctx, m, gen, id) })
 	if err != nil {
-		return nil, false, "", gen, err
+		return nil, nil, "", gen, err
 	}
 	listed := make(map[string]bool, len(out))
 	for i := range out {
@@ -76,7 +78,7 @@ func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, truste
 		l = memoListing{Valid: true, Epoch: rev.Epoch, Seq: rev.Seq, Dir: dirID}
 	}
 	m.setListingAt(gen, l)
-	return out, false, "", gen, nil
+	return out, nil, "", gen, nil
 }
 
 // memoLoaded saves the records memo after a load; after one whose config
@@ -97,22 +99,27 @@ func (d *Dir) memoLoaded(gen uint64, valid bool, names string) {
 
 // trustedMappings decodes every record in the memo when its listing is the
 // one of revision rev and directory identity dir.
-func (m *Memo) trustedMappings(rev revFile, dir FileID) ([]Mapping, string, bool) {
+//
+// sums are the mappings' digests, taken from the memo's bytes, which are
+// what digest hashes.
+func (m *Memo) trustedMappings(rev revFile, dir FileID) (_ []Mapping, sums []uint64, names string, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l := m.listing
 	if !l.Valid || l.Epoch == "" || l.Epoch != rev.Epoch || l.Seq != rev.Seq || l.Dir != dir || len(m.puts) > 0 || m.drop != nil {
-		return nil, "", false
+		return nil, nil, "", false
 	}
-	ms := make([]Mapping, len(m.entries))
+	// Room for what the change adds, so that appending does not copy 100k.
+	ms := make([]Mapping, len(m.entries), len(m.entries)+appendRoom)
+	sums = make([]uint64, len(m.entries))
 	for i, e := range m.entries {
 		mp, err := decodeMappingMemo(e.val)
 		if err != nil || RecordName(mp.ID) != e.name {
-			return nil, "", false
+			return nil, nil, "", false
 		}
-		ms[i] = mp
+		ms[i], sums[i] = mp, maphash.Bytes(digestSeed, e.val)
 	}
-	return ms, l.Names, true
+	return ms, sums, l.Names, true
 }
 
 func (m *Memo) setListing(l memoListing) {
@@ -289,6 +296,10 @@ func IsRecordName(name string) bool {
 	_, ok, err := recordID(rest)
 	return ok && err == nil
 }
+
+// appendRoom is the spare capacity of a loaded list (mappings, memo
+// entries) for a change's additions.
+const appendRoom = 64
 
 // mappingMemoFields is how many fields encodeMappingMemo writes: a field
 // added to Mapping must be added there too (TestMappingMemoHasEveryField).

@@ -282,3 +282,30 @@ func TestALoadOverlappingACommitKeepsNothing(t *testing.T) {
 		t.Error("a stale load's prune was applied")
 	}
 }
+
+// A trusted load takes the mappings' digests from the memo's bytes; they
+// must be the digests of the mappings, or a save would write every record
+// (or, worse, none that changed).
+func TestTrustedDigestsAreTheMappings(t *testing.T) {
+	d := memoState(t)
+	// memoState's read made the memo vouch for the listing, and each
+	// change keeps it so.
+	for _, port := range []string{"9441", "9442"} {
+		err := Update(context.Background(), OpenDir(d.Root(), time.Second), "test", func(tx *Tx) error {
+			base := tx.Config.loaded
+			for i := range tx.Config.Mappings {
+				if j, ok := base.find(tx.Config.Mappings[i].ID); !ok || base.sums[j] != digest(&tx.Config.Mappings[i]) {
+					t.Errorf("mapping %s: baseline digest differs from its digest", tx.Config.Mappings[i].ID)
+				}
+			}
+			if !tx.Config.loaded.trusted {
+				t.Errorf("change %s: trusted = %v", port, tx.Config.loaded.trusted)
+			}
+			tx.Config.Listeners[0].Addr = "127.0.0.1:" + port
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -98,20 +98,33 @@ func loadRecords(ctx context.Context, s Reader, cfg *Config, quick bool) (truste
 	d, local := s.(*Dir)
 	var names string
 	var gen uint64
+	var sums []uint64
 	if local {
-		cfg.Mappings, trusted, names, gen, err = d.loadMappings(ctx, quick)
+		cfg.Mappings, sums, names, gen, err = d.loadMappings(ctx, quick)
 	} else {
 		cfg.Mappings, _, err = readRecords(ctx, s, func(id string) (Mapping, bool, error) { return loadRecord(ctx, s, id) })
 	}
+	trusted = sums != nil
 	if err == nil {
-		sortMappings(cfg.Mappings)
+		if !slices.IsSortedFunc(cfg.Mappings, func(a, b Mapping) int { return strings.Compare(a.ID, b.ID) }) {
+			sortMappings(cfg.Mappings)
+			sums = nil
+		}
 		// Records the memo vouches for passed the rules with these
 		// listener and credential names: only their hosts are put in
 		// canonical form again, as the rules would.
-		valid := trusted && names == cfg.namesKey() && normalizeHosts(cfg.Mappings)
+		valid := false
+		if trusted && names == cfg.namesKey() {
+			var changed bool
+			valid, changed = normalizeHosts(cfg.Mappings)
+			if changed {
+				sums = nil
+			}
+		}
 		if err = cfg.validate(valid); err != nil {
 			err = recordError(ctx, s, cfg, err)
 		}
+		cfg.sums = sums
 	}
 	if local && ctx.Err() == nil {
 		d.memoLoaded(gen, err == nil, cfg.namesKey())
@@ -122,19 +135,21 @@ func loadRecords(ctx context.Context, s Reader, cfg *Config, quick bool) (truste
 	return trusted, nil
 }
 
-// normalizeHosts puts every host of ms in canonical form; false when one
-// is not valid.
-func normalizeHosts(ms []Mapping) bool {
+// normalizeHosts puts every host of ms in canonical form; valid is false
+// when one is not valid, changed true when one was not canonical.
+func normalizeHosts(ms []Mapping) (valid, changed bool) {
 	for i := range ms {
 		for j, h := range ms[i].Hosts {
 			n, err := hostname.Normalize(h)
 			if err != nil {
-				return false
+				return false, changed
 			}
-			ms[i].Hosts[j] = n
+			if n != h {
+				ms[i].Hosts[j], changed = n, true
+			}
 		}
 	}
-	return true
+	return true, changed
 }
 
 // readRecords lists the records of s and loads each with load, which
@@ -155,7 +170,7 @@ func readRecords(ctx context.Context, s Reader, load func(id string) (Mapping, b
 			ids = append(ids, id)
 		}
 	}
-	ms := make([]Mapping, len(ids))
+	ms := make([]Mapping, len(ids), len(ids)+appendRoom)
 	found := make([]bool, len(ids))
 	errs := make([]error, len(ids))
 	// Work is handed out in order, so once it has stopped the first
@@ -253,9 +268,16 @@ func newBaseline(version int, cfg *Config) *baseline {
 	b := &baseline{version: version, ids: make([]string, len(cfg.Mappings)), sums: make([]uint64, len(cfg.Mappings)), valid: true, names: cfg.namesKey()}
 	b.top, _ = encodeConfig(cfg)
 	sorted := slices.IsSortedFunc(cfg.Mappings, func(x, y Mapping) int { return strings.Compare(x.ID, y.ID) })
+	known := len(cfg.sums) == len(cfg.Mappings)
 	for i := range cfg.Mappings {
-		b.ids[i], b.sums[i] = cfg.Mappings[i].ID, digest(&cfg.Mappings[i])
+		b.ids[i] = cfg.Mappings[i].ID
+		if known {
+			b.sums[i] = cfg.sums[i]
+		} else {
+			b.sums[i] = digest(&cfg.Mappings[i])
+		}
 	}
+	cfg.sums = nil
 	if !sorted {
 		order := make([]int, len(b.ids))
 		for i := range order {
