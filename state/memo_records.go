@@ -2,11 +2,11 @@ package state
 
 import (
 	"bytes"
-	"hash/maphash"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"io/fs"
 	"os"
