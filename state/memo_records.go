@@ -196,9 +196,10 @@ func (d *Dir) loadRecordMemo(ctx context.Context, m *Memo, gen uint64, id string
 	return mp, true, nil
 }
 
-// statID is the identity of the file at p, following no symbolic link.
+// statID is the identity of the file at p, symbolic links followed as a
+// read follows them.
 func statID(p string) (FileID, bool) {
-	fi, err := os.Lstat(p)
+	fi, err := os.Stat(p)
 	if err != nil {
 		return FileID{}, false
 	}
