@@ -128,6 +128,17 @@ func Each(ctx context.Context, s state.Store, cfg *state.Config, listener string
 			}
 		}
 	}
+	// Certificates and metadata are summarized through the memo: a list
+	// reads and parses only the files that changed since the last one.
+	sums := NewSummaries(s)
+	defer sums.Save()
+	if listener == "" {
+		ids := make(map[string]bool, len(ms))
+		for _, m := range ms {
+			ids[m.ID] = true
+		}
+		sums.retain(ids)
+	}
 	// Wildcard hosts whose mapping has a certificate, for ServedBy: only
 	// the mappings with a wildcard host can serve another's, so they are
 	// described first (and again in their turn).
@@ -136,7 +147,7 @@ func Each(ctx context.Context, s state.Store, cfg *state.Config, listener string
 		if !slices.ContainsFunc(m.Hosts, hostname.IsWildcard) {
 			continue
 		}
-		if _, chain := describe(ctx, s, m, now); chain == nil {
+		if info, _ := describe(ctx, sums, m, now, false); !hasCertificate(info.Status) {
 			continue
 		}
 		for _, h := range m.Hosts {
@@ -155,7 +166,7 @@ func Each(ctx context.Context, s state.Store, cfg *state.Config, listener string
 		}
 		part := ms[start:min(start+len(batch), len(ms))]
 		parallel.Each(len(part), func(i int) bool {
-			batch[i], _ = describe(ctx, s, part[i], now)
+			batch[i], _ = describe(ctx, sums, part[i], now, false)
 			return true
 		})
 		for i := range part {
@@ -210,7 +221,7 @@ func Show(ctx context.Context, s state.Store, cfg *state.Config, id string, now 
 		return Info{}, nil, err
 	}
 	m := cfg.Mappings[i]
-	info, chain := describe(ctx, s, m, now)
+	info, chain := describe(ctx, direct(s), m, now, true)
 	if chain == nil {
 		info.ServedBy = servedBy(m.Listener, m.Hosts, func(key string) (string, bool) {
 			return wildcardWithCertificate(ctx, s, cfg, key, now)
@@ -225,7 +236,7 @@ func Show(ctx context.Context, s state.Store, cfg *state.Config, id string, now 
 // certificate and ServedBy must look at the other mappings. "mapping add"
 // then reads every record once, not twice.
 func Describe(ctx context.Context, s state.Store, m state.Mapping, now time.Time, load func() (*state.Config, error)) (Info, *Details, error) {
-	info, chain := describe(ctx, s, m, now)
+	info, chain := describe(ctx, direct(s), m, now, true)
 	if chain != nil {
 		return info, details(chain, now), nil
 	}
@@ -242,7 +253,7 @@ func wildcardWithCertificate(ctx context.Context, s state.Store, cfg *state.Conf
 	listener, host, _ := strings.Cut(key, "\x00")
 	for _, o := range cfg.Mappings {
 		if o.Listener == listener && slices.Contains(o.Hosts, host) {
-			info, _ := describe(ctx, s, o, now)
+			info, _ := describe(ctx, direct(s), o, now, false)
 			return o.ID, hasCertificate(info.Status)
 		}
 	}
@@ -259,9 +270,11 @@ func Inspect(pemBytes []byte, now time.Time) (*Details, error) {
 	return details(chain, now), nil
 }
 
-// describe returns m's Info and, when it has a usable certificate, its
-// chain.
-func describe(ctx context.Context, s state.Store, m state.Mapping, now time.Time) (Info, []*x509.Certificate) {
+// describe returns m's Info and, when it has a usable certificate and
+// withChain asks for it, its chain (read and parsed: without it, c may
+// describe the certificate from its memo).
+func describe(ctx context.Context, c *Summaries, m state.Mapping, now time.Time, withChain bool) (Info, []*x509.Certificate) {
+	s := c.s
 	info := Info{
 		ID:            m.ID,
 		Listener:      m.Listener,
@@ -278,7 +291,7 @@ func describe(ctx context.Context, s state.Store, m state.Mapping, now time.Time
 	var meta Meta
 	if m.Source == state.SourceACME {
 		var err error
-		if meta, err = LoadMeta(ctx, s, m.ID); err != nil {
+		if meta, err = c.Meta(ctx, m.ID); err != nil {
 			info.LastError = err.Error()
 		} else {
 			info.LastError = meta.LastError
@@ -288,7 +301,16 @@ func describe(ctx context.Context, s state.Store, m state.Mapping, now time.Time
 			info.IssuedAt = timePtr(meta.IssuedAt)
 		}
 	}
-	_, chain, err := readChain(ctx, s, m)
+	var chain []*x509.Certificate
+	var sum CertSummary
+	var err error
+	if withChain {
+		if _, chain, err = readChain(ctx, s, m); err == nil {
+			sum = summarize(chain[0])
+		}
+	} else {
+		sum, err = c.Cert(ctx, m)
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && m.Source == state.SourceACME:
 		info.Status = StatusPending
@@ -305,13 +327,13 @@ func describe(ctx context.Context, s state.Store, m state.Mapping, now time.Time
 		info.LastError = err.Error()
 		return info, nil
 	}
-	leaf := chain[0]
-	notBefore, notAfter, next := leaf.NotBefore.UTC(), leaf.NotAfter.UTC(), pki.RenewalTime(leaf)
+	leaf := sum.Leaf()
+	notBefore, notAfter, next := sum.NotBefore, sum.NotAfter, pki.RenewalTime(leaf)
 	if !meta.NextRenewalAt.IsZero() { // ACME's own schedule (ARI, back-off) wins
 		next = meta.NextRenewalAt.UTC()
 	}
 	info.NotBefore, info.NotAfter, info.NextRenewalAt = &notBefore, &notAfter, &next
-	info.FingerprintSHA256 = pki.Fingerprint(leaf)
+	info.FingerprintSHA256 = sum.FingerprintSHA256()
 	var problem string
 	info.Status, problem = certStatus(leaf, now)
 	if info.LastError == "" {
