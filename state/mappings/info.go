@@ -113,6 +113,15 @@ var eachBatch = 1024
 // per core, a batch at a time; fn runs on the caller's goroutine, and its
 // error ends the walk.
 func Each(ctx context.Context, s state.Store, cfg *state.Config, listener string, now time.Time, fn func(Info) error) error {
+	// Certificates and metadata are summarized through the memo: a list
+	// reads and parses only the files that changed since the last one.
+	sums := NewSummaries(s)
+	defer sums.Save()
+	return each(ctx, sums, cfg, listener, now, fn)
+}
+
+// each is Each reading through sums.
+func each(ctx context.Context, sums *Summaries, cfg *state.Config, listener string, now time.Time, fn func(Info) error) error {
 	if listener != "" {
 		if _, err := cfg.FindListener(listener); err != nil {
 			return err
@@ -128,10 +137,6 @@ func Each(ctx context.Context, s state.Store, cfg *state.Config, listener string
 			}
 		}
 	}
-	// Certificates and metadata are summarized through the memo: a list
-	// reads and parses only the files that changed since the last one.
-	sums := NewSummaries(s)
-	defer sums.Save()
 	if listener == "" {
 		ids := make(map[string]bool, len(ms))
 		for _, m := range ms {

@@ -66,6 +66,15 @@ func (c CertSummary) FingerprintSHA256() string {
 	return string(b)
 }
 
+// readHook, set by tests, learns each file a Summaries reads (a miss).
+var readHook func(name string)
+
+func noteRead(name string) {
+	if readHook != nil {
+		readHook(name)
+	}
+}
+
 // Summaries reads mappings' certificate summaries and metadata through the
 // memo of one store (see certsMemo); safe for concurrent use. Save writes
 // what it learnt.
@@ -85,7 +94,7 @@ func (c *Summaries) Save() { c.memo.Save() }
 
 // retain prunes, at the next save, the entries of mappings not in ids.
 func (c *Summaries) retain(ids map[string]bool) {
-	c.memo.Retain(func(name string) bool {
+	c.memo.Prune(func(name string) bool {
 		id, _, ok := cutMappingFile(name)
 		return ok && ids[id]
 	})
@@ -134,6 +143,7 @@ func (c *Summaries) cert(ctx context.Context, m state.Mapping) (CertSummary, sta
 	if err := ctx.Err(); err != nil {
 		return CertSummary{}, state.FileID{}, err
 	}
+	noteRead(name)
 	b, id, err := c.memo.Read(ctx, c.s, name)
 	if err != nil {
 		return CertSummary{}, state.FileID{}, fmt.Errorf("read %s: %w", name, err)
@@ -157,6 +167,7 @@ func (c *Summaries) Meta(ctx context.Context, id string) (Meta, error) {
 			}
 		}
 	}
+	noteRead(name)
 	b, fid, err := c.memo.Read(ctx, c.s, name)
 	meta, err := parseMeta(name, b, err)
 	if err == nil && fid != (state.FileID{}) {
@@ -192,6 +203,7 @@ func (c *Summaries) Usable(ctx context.Context, m state.Mapping) (CertSummary, e
 	}
 	// The pair check reads the certificate again: one of the identity
 	// certID, or the pair is not memoized.
+	noteRead(name)
 	certPEM, gotID, err := c.memo.Read(ctx, c.s, certName(m.ID))
 	if err != nil {
 		return CertSummary{}, fmt.Errorf("load mapping %q: read %s: %w", m.ID, certName(m.ID), err)
