@@ -288,8 +288,8 @@ func describe(ctx context.Context, c *Summaries, m state.Mapping, now time.Time,
 		Challenge:     m.Challenge,
 		DNSCredential: m.DNSCredential,
 		Upstream:      m.Upstream,
-		CertFile:      certPath(s, m),
-		KeyFile:       keyPath(s, m),
+		CertFile:      c.path(m, CertFileName),
+		KeyFile:       c.path(m, KeyFileName),
 	}
 	// Only ACME records attempts; the other sources' meta.toml says nothing
 	// the certificate does not, and List should read one file per mapping.

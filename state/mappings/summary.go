@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"path/filepath"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -81,11 +82,31 @@ func noteRead(name string) {
 type Summaries struct {
 	s    state.Store
 	memo *state.Memo
+	dir  string // state.Locate(s, PublicDir), for the paths of 100k Infos
 }
 
 // NewSummaries reads through the memo kept for s.
 func NewSummaries(s state.Store) *Summaries {
-	return &Summaries{s: s, memo: state.OpenMemo(s, certsMemo)}
+	return &Summaries{s: s, memo: state.OpenMemo(s, certsMemo), dir: state.Locate(s, PublicDir)}
+}
+
+// direct reads through no memo: for one mapping shown, the files as they
+// are now.
+func direct(s state.Store) *Summaries {
+	return &Summaries{s: s, memo: &state.Memo{}, dir: state.Locate(s, PublicDir)}
+}
+
+// path is certPath or keyPath of mapping m (file is CertFileName or
+// KeyFileName) without cleaning a path per mapping: an id is one clean
+// path element (hostname.ValidateName), so the result is the same.
+func (c *Summaries) path(m state.Mapping, file string) string {
+	switch {
+	case m.Source != state.SourceFile:
+		return c.dir + string(filepath.Separator) + m.ID + string(filepath.Separator) + file
+	case file == CertFileName:
+		return m.CertFile
+	}
+	return m.KeyFile
 }
 
 // Save writes the memo when something was learnt; a memo that cannot be
@@ -226,10 +247,4 @@ func (c *Summaries) Usable(ctx context.Context, m state.Mapping) (CertSummary, e
 		c.memo.Put(name, keyID, encodeKeyPair(gotID), false)
 	}
 	return sum, nil
-}
-
-// direct reads through no memo: for one mapping shown, the files as they
-// are now.
-func direct(s state.Store) *Summaries {
-	return &Summaries{s: s, memo: &state.Memo{}}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/testkit/statetest"
 )
 
 // memoAge is past state's racy window: a file older than this when its
@@ -439,5 +440,41 @@ func TestFingerprintIsPKIs(t *testing.T) {
 	kp := issue(t, now0, 30*day, "fp.example.com")
 	if got, want := summarize(kp.Cert).FingerprintSHA256(), pki.Fingerprint(kp.Cert); got != want {
 		t.Errorf("fingerprint %s, want %s", got, want)
+	}
+}
+
+// TestSummaryPathIsCertPath: the paths a list shows are certPath's and
+// keyPath's, for a directory named uncleanly, a change of it, a store
+// that is no directory, and source file.
+func TestSummaryPathIsCertPath(t *testing.T) {
+	base := t.TempDir()
+	unclean := filepath.Join(base, "x", "..", "state") + "/"
+	d := state.OpenDir(unclean, time.Second)
+	mappings := []state.Mapping{
+		{ID: "a.example.com", Source: state.SourceSelfSigned},
+		{ID: "f", Source: state.SourceFile, CertFile: "../c.pem", KeyFile: "/k.pem"},
+	}
+	check := func(what string, s state.Store) {
+		c := NewSummaries(s)
+		for _, m := range mappings {
+			if got, want := c.path(m, CertFileName), certPath(s, m); got != want {
+				t.Errorf("%s: cert path %q, want %q", what, got, want)
+			}
+			if got, want := c.path(m, KeyFileName), keyPath(s, m); got != want {
+				t.Errorf("%s: key path %q, want %q", what, got, want)
+			}
+		}
+	}
+	check("directory", d)
+	check("no directory", &statetest.Recorder{Dir: d})
+	if _, err := state.AddListener(context.Background(), d, state.Listener{Name: "web", Addr: ":8443"}); err != nil {
+		t.Fatal(err)
+	}
+	err := state.Update(context.Background(), d, "test", func(tx *state.Tx) error {
+		check("change", tx)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
