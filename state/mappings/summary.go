@@ -121,6 +121,15 @@ func (c *Summaries) retain(ids map[string]bool) {
 	})
 }
 
+// stat is the identity of mapping id's stored file (CertFileName,
+// KeyFileName or MetaFileName), for the memo's Get.
+func (c *Summaries) stat(id, file string) (state.FileID, bool) {
+	if filepath.IsAbs(c.dir) { // as Memo.Stat would make it, without a Join
+		return c.memo.Stat(c.dir + string(filepath.Separator) + id + string(filepath.Separator) + file)
+	}
+	return c.memo.Stat(MappingDir(id) + "/" + file)
+}
+
 // cutMappingFile splits "mappings/<id>/<file>".
 func cutMappingFile(name string) (id, file string, ok bool) {
 	const pre = PublicDir + "/"
@@ -154,7 +163,7 @@ func (c *Summaries) Cert(ctx context.Context, m state.Mapping) (CertSummary, err
 // describes (zero without a memo).
 func (c *Summaries) cert(ctx context.Context, m state.Mapping) (CertSummary, state.FileID, error) {
 	name := certName(m.ID)
-	if id, ok := c.memo.Stat(name); ok {
+	if id, ok := c.stat(m.ID, CertFileName); ok {
 		if v, ok := c.memo.Get(name, id); ok {
 			if sum, err := decodeCertSummary(v); err == nil {
 				return sum, id, nil
@@ -181,7 +190,7 @@ func (c *Summaries) cert(ctx context.Context, m state.Mapping) (CertSummary, sta
 // Meta is LoadMeta through the memo.
 func (c *Summaries) Meta(ctx context.Context, id string) (Meta, error) {
 	name := metaName(id)
-	if fid, ok := c.memo.Stat(name); ok {
+	if fid, ok := c.stat(id, MetaFileName); ok {
 		if v, ok := c.memo.Get(name, fid); ok {
 			if meta, err := decodeMeta(v); err == nil {
 				return meta, nil
@@ -214,7 +223,7 @@ func (c *Summaries) Usable(ctx context.Context, m state.Mapping) (CertSummary, e
 	}
 	name := keyName(m.ID)
 	if certID != (state.FileID{}) {
-		if keyID, ok := c.memo.Stat(name); ok {
+		if keyID, ok := c.stat(m.ID, KeyFileName); ok {
 			if v, ok := c.memo.Get(name, keyID); ok {
 				if pairedWith, err := decodeKeyPair(v); err == nil && pairedWith == certID {
 					return sum, nil

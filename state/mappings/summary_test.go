@@ -478,3 +478,23 @@ func TestSummaryPathIsCertPath(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSummaryMemoRelativeRoot: a state directory named by a relative path
+// (CONFIG_DIR=./state) memoizes and sees a change as an absolute one does.
+func TestSummaryMemoRelativeRoot(t *testing.T) {
+	_, root := summaryState(t)
+	t.Chdir(filepath.Dir(root))
+	rel := filepath.Base(root)
+	time.Sleep(memoAge)
+	for i, want := range [][]string{everyRead, reads()} {
+		if _, got := listReads(t, rel); !slices.Equal(got, want) {
+			t.Fatalf("list %d read %q, want %q", i+1, got, want)
+		}
+	}
+	if err := Regenerate(context.Background(), state.OpenDir(rel, time.Second), "ss", now0); err != nil {
+		t.Fatal(err)
+	}
+	if _, got := listReads(t, rel); !slices.Equal(got, reads(certName("ss"))) {
+		t.Fatalf("list after cert issue read %q, want %q", got, reads(certName("ss")))
+	}
+}
