@@ -155,36 +155,36 @@ func (c *Summaries) Cert(ctx context.Context, m state.Mapping) (CertSummary, err
 		}
 		return summarize(chain[0]), nil
 	}
-	sum, _, err := c.cert(ctx, m)
+	sum, _, _, err := c.cert(ctx, m)
 	return sum, err
 }
 
 // cert is Cert for a stored certificate, with the identity of the file it
-// describes (zero without a memo).
-func (c *Summaries) cert(ctx context.Context, m state.Mapping) (CertSummary, state.FileID, error) {
+// describes (zero without a memo) and whether the memo had it.
+func (c *Summaries) cert(ctx context.Context, m state.Mapping) (_ CertSummary, _ state.FileID, hit bool, _ error) {
 	name := certName(m.ID)
 	if id, ok := c.stat(m.ID, CertFileName); ok {
 		if v, ok := c.memo.Get(name, id); ok {
 			if sum, err := decodeCertSummary(v); err == nil {
-				return sum, id, nil
+				return sum, id, true, nil
 			}
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return CertSummary{}, state.FileID{}, err
+		return CertSummary{}, state.FileID{}, false, err
 	}
 	noteRead(name)
 	b, id, err := c.memo.Read(ctx, c.s, name)
 	if err != nil {
-		return CertSummary{}, state.FileID{}, fmt.Errorf("read %s: %w", name, err)
+		return CertSummary{}, state.FileID{}, false, fmt.Errorf("read %s: %w", name, err)
 	}
 	chain, err := pki.ParseCertChain(b)
 	if err != nil {
-		return CertSummary{}, state.FileID{}, fmt.Errorf("%s: %w", certPath(c.s, m), err)
+		return CertSummary{}, state.FileID{}, false, fmt.Errorf("%s: %w", certPath(c.s, m), err)
 	}
 	sum := summarize(chain[0])
 	c.memo.Put(name, id, encodeCertSummary(sum), false)
-	return sum, id, nil
+	return sum, id, false, nil
 }
 
 // Meta is LoadMeta through the memo.
@@ -217,12 +217,15 @@ func (c *Summaries) Usable(ctx context.Context, m state.Mapping) (CertSummary, e
 		}
 		return summarize(cert.Chain[0]), nil
 	}
-	sum, certID, err := c.cert(ctx, m)
+	sum, certID, hit, err := c.cert(ctx, m)
 	if err != nil {
 		return CertSummary{}, fmt.Errorf("load mapping %q: %w", m.ID, err)
 	}
 	name := keyName(m.ID)
-	if certID != (state.FileID{}) {
+	// A pair verdict stands only with a certificate whose summary is
+	// trusted (a hit, so no longer racy): one read again is checked again,
+	// with the key, and a verdict not renewed by that check is dropped.
+	if hit {
 		if keyID, ok := c.stat(m.ID, KeyFileName); ok {
 			if v, ok := c.memo.Get(name, keyID); ok {
 				if pairedWith, err := decodeKeyPair(v); err == nil && pairedWith == certID {
@@ -231,8 +234,9 @@ func (c *Summaries) Usable(ctx context.Context, m state.Mapping) (CertSummary, e
 			}
 		}
 	}
-	// The pair check reads the certificate again: one of the identity
-	// certID, or the pair is not memoized.
+	if _, ok := c.memo.Trusted(name); ok {
+		c.memo.Forget(name)
+	}
 	noteRead(name)
 	certPEM, gotID, err := c.memo.Read(ctx, c.s, certName(m.ID))
 	if err != nil {

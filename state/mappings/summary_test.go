@@ -498,3 +498,35 @@ func TestSummaryMemoRelativeRoot(t *testing.T) {
 		t.Fatalf("list after cert issue read %q, want %q", got, reads(certName("ss")))
 	}
 }
+
+// TestSummaryPairVerdictNeedsATrustedCertificate: a memoized pair verdict
+// is taken only with a certificate summary the memo trusts. Here the
+// verdict claims a key that does not match (as one put while the
+// certificate was racy, then rewritten within the timestamp granularity,
+// would) and the certificate's summary is gone: the pair is checked again,
+// found broken, and the verdict dropped.
+func TestSummaryPairVerdictNeedsATrustedCertificate(t *testing.T) {
+	ctx := context.Background()
+	_, root := summaryState(t)
+	if err := os.WriteFile(storeFile(root, keyName("ss")), otherKeyPEM(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(memoAge)
+	m := state.Mapping{ID: "ss", Source: state.SourceSelfSigned}
+	memo := state.OpenMemo(state.OpenDir(root, time.Second), certsMemo)
+	certID, ok1 := memo.Stat(certName("ss"))
+	keyID, ok2 := memo.Stat(keyName("ss"))
+	if !ok1 || !ok2 {
+		t.Fatal("no identities")
+	}
+	memo.Put(keyName("ss"), keyID, encodeKeyPair(certID), true)
+	memo.Save()
+	c := NewSummaries(state.OpenDir(root, time.Second))
+	if _, err := c.Usable(ctx, m); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("Usable: %v, want the key that does not match", err)
+	}
+	c.Save()
+	if _, ok := state.OpenMemo(state.OpenDir(root, time.Second), certsMemo).Trusted(keyName("ss")); ok {
+		t.Error("the refuted pair verdict is still memoized")
+	}
+}
