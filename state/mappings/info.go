@@ -88,8 +88,10 @@ type ChainCert struct {
 }
 
 // List describes the mappings of cfg, or of one listener when listener is
-// not empty, in config order. It reads each mapping's certificate once (and
-// an ACME mapping's meta.toml), so it is linear in the number of mappings.
+// not empty, in config order. It looks at each mapping's certificate once
+// (and an ACME mapping's meta.toml), through the certs memo: a stat for a
+// file that has not changed since the last list, a read and parse for one
+// that has.
 func List(ctx context.Context, s state.Store, cfg *state.Config, listener string, now time.Time) ([]Info, error) {
 	infos := make([]Info, 0, len(cfg.Mappings)) // [] rather than null in JSON
 	err := Each(ctx, s, cfg, listener, now, func(info Info) error {
@@ -109,9 +111,9 @@ var eachBatch = 1024
 
 // Each calls fn with the Info of each mapping List would return, in the
 // same order, without holding them all: "mapping list --output json"
-// streams 100k of them. The certificates are read and parsed one worker
-// per core, a batch at a time; fn runs on the caller's goroutine, and its
-// error ends the walk.
+// streams 100k of them. The certificates are summarized one worker per
+// core, a batch at a time; fn runs on the caller's goroutine, and its error
+// ends the walk.
 func Each(ctx context.Context, s state.Store, cfg *state.Config, listener string, now time.Time, fn func(Info) error) error {
 	// Certificates and metadata are summarized through the memo: a list
 	// reads and parses only the files that changed since the last one.
