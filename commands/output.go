@@ -10,6 +10,8 @@ import (
 	"github.com/olekukonko/tablewriter/pkg/twwidth"
 	"github.com/olekukonko/tablewriter/renderer"
 	"github.com/olekukonko/tablewriter/tw"
+
+	"github.com/p2pstream/p2ptls/state/mappings"
 )
 
 func init() {
@@ -40,10 +42,18 @@ func printJSON(w io.Writer, v any) error {
 func printJSONList[T any](w io.Writer, each func(yield func(T) error) error) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	n := 0
+	var buf []byte
 	err := each(func(v T) error {
 		// Inside the array every line of an element is indented once more,
 		// as Encoder.SetIndent("", "  ") lays out the whole slice.
-		b, err := json.MarshalIndent(v, "  ", "  ")
+		var b []byte
+		var err error
+		if info, ok := any(v).(mappings.Info); ok {
+			b, err = appendInfoJSON(buf[:0], &info)
+			buf = b
+		} else {
+			b, err = json.MarshalIndent(v, "  ", "  ")
+		}
 		if err != nil {
 			return err
 		}

@@ -75,17 +75,21 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 			todo = append(todo, m)
 		}
 	}
-	// The first decisions read and parse each certificate (and may ask the
-	// ACME server): one worker per core makes them, in any order.
+	// The first decisions summarize each certificate through the certs
+	// memo (a stat per file when nothing changed; see mappings.Summaries)
+	// and may ask the ACME server: one worker per core makes them, in any
+	// order.
 	type decision struct {
 		due bool
 		why string
 	}
+	sums := mappings.NewSummaries(s)
 	decided := make([]decision, len(todo))
 	parallel.Each(len(todo), func(i int) bool {
-		decided[i].due, decided[i].why, _ = isDue(ctx, s, cfg, todo[i], now(), o, ari)
+		decided[i].due, decided[i].why, _ = isDue(ctx, sums, s, cfg, todo[i], now(), o, ari)
 		return ctx.Err() == nil
 	})
+	sums.Save()
 	for i, m := range todo {
 		if ctx.Err() != nil {
 			break // stopped: the mappings not reached are not reported
@@ -113,7 +117,7 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 			var why string
 			var leaf *x509.Certificate
 			m = cur
-			due, why, leaf = isDue(ctx, w, cfg, m, now(), o, ari)
+			due, why, leaf = isDue(ctx, nil, w, cfg, m, now(), o, ari)
 			r.Reasons[m.ID] = why
 			if !due || o.DryRun {
 				return nil
@@ -137,36 +141,64 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 }
 
 // isDue decides whether m's certificate should be renewed now, and why;
-// ari holds the run's clients for the renewal info.
-func isDue(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, now time.Time, o RenewOptions, ari *ariClients) (bool, string, *x509.Certificate) {
-	meta, _ := mappings.LoadMeta(ctx, s, m.ID)
+// ari holds the run's clients for the renewal info. With sums, it decides
+// from the certificate's summary and returns no certificate (the first,
+// unlocked decision); without, it loads and parses the certificate and
+// returns its leaf (the decision under the lock, which obtain is given).
+func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *state.Config, m state.Mapping, now time.Time, o RenewOptions, ari *ariClients) (bool, string, *x509.Certificate) {
+	var meta mappings.Meta
+	if sums != nil {
+		meta, _ = sums.Meta(ctx, m.ID)
+	} else {
+		meta, _ = mappings.LoadMeta(ctx, s, m.ID)
+	}
 	if !o.Force && now.Before(meta.RetryAt) {
 		return false, fmt.Sprintf("backing off after %d failed attempts until %s", meta.Attempts, meta.RetryAt.Format(time.RFC3339)), nil
 	}
-	c, err := mappings.Load(ctx, s, m)
-	if err != nil {
-		return true, "no certificate yet", nil
+	// leaf carries what the rules below read (validity and names); full is
+	// the parsed certificate, which only ARI and obtain need.
+	var leaf, full *x509.Certificate
+	if sums != nil {
+		sum, err := sums.Usable(ctx, m)
+		if err != nil {
+			return true, "no certificate yet", nil
+		}
+		leaf = sum.Leaf()
+	} else {
+		c, err := mappings.Load(ctx, s, m)
+		if err != nil {
+			return true, "no certificate yet", nil
+		}
+		leaf, full = c.Chain[0], c.Chain[0]
 	}
-	leaf := c.Chain[0]
 	switch {
 	case o.Force:
-		return true, "forced", leaf
+		return true, "forced", full
 	case !sameHosts(leaf, m.Hosts):
-		return true, "the mapping's hosts changed", leaf
+		return true, "the mapping's hosts changed", full
 	case o.Days > 0:
 		left := leaf.NotAfter.Sub(now)
-		return left < time.Duration(o.Days)*24*time.Hour, fmt.Sprintf("%d days left, renewing below %d", int(left.Hours()/24), o.Days), leaf
+		return left < time.Duration(o.Days)*24*time.Hour, fmt.Sprintf("%d days left, renewing below %d", int(left.Hours()/24), o.Days), full
 	}
-	if at, ok := ari.due(ctx, s, cfg, m, leaf, now); ok {
-		if at == nil {
-			return false, "outside the ACME server's renewal window", leaf
+	if client := ari.client(ctx, s, cfg, m); client != nil {
+		if full == nil {
+			c, err := mappings.Load(ctx, s, m)
+			if err != nil {
+				return true, "no certificate yet", nil
+			}
+			full = c.Chain[0]
 		}
-		return true, "inside the ACME server's renewal window", leaf
+		if at, ok := askARI(client, full, now); ok {
+			if at == nil {
+				return false, "outside the ACME server's renewal window", full
+			}
+			return true, "inside the ACME server's renewal window", full
+		}
 	}
 	if pki.NeedsRenewal(leaf, now) {
-		return true, "less than a third of its lifetime left", leaf
+		return true, "less than a third of its lifetime left", full
 	}
-	return false, "renews from " + pki.RenewalTime(leaf).Format(time.RFC3339), leaf
+	return false, "renews from " + pki.RenewalTime(leaf).Format(time.RFC3339), full
 }
 
 // ariClients are the clients one renewal run asks for renewal info with,
@@ -179,8 +211,9 @@ type ariClients struct {
 	clients map[[2]string]*lego.Client // nil: no account, or unreachable
 }
 
-// due asks the server's renewal info; ok is false when it has none.
-func (a *ariClients) due(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, leaf *x509.Certificate, now time.Time) (*time.Time, bool) {
+// client is the run's client for m's renewal info; nil without an
+// account, or when the server could not be reached.
+func (a *ariClients) client(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping) *lego.Client {
 	key := [2]string{cfg.ACME.Directory, m.KeyType}
 	a.mu.Lock() // held while the client is made, so that it is made once
 	client, seen := a.clients[key]
@@ -194,9 +227,11 @@ func (a *ariClients) due(ctx context.Context, s state.Store, cfg *state.Config, 
 		a.clients[key] = client
 	}
 	a.mu.Unlock()
-	if client == nil {
-		return nil, false
-	}
+	return client
+}
+
+// askARI asks the server's renewal info; ok is false when it has none.
+func askARI(client *lego.Client, leaf *x509.Certificate, now time.Time) (*time.Time, bool) {
 	info, err := client.Certificate.GetRenewalInfo(certificate.RenewalInfoRequest{Cert: leaf})
 	if err != nil {
 		return nil, false // api.ErrNoARI, or the server is away: the lifetime rule decides

@@ -122,9 +122,21 @@ func TestIsDue(t *testing.T) {
 			if tc.hosts != nil {
 				m.Hosts = tc.hosts
 			}
-			due, why, _ := isDue(context.Background(), s, cfg, m, now, tc.opts, &ariClients{})
-			if due != tc.due || !strings.Contains(why, tc.why) {
-				t.Errorf("isDue = %v, %q; want %v, %q", due, why, tc.due, tc.why)
+			// The first decision (from the certs memo's summaries, twice:
+			// a miss, then a hit) and the one under the lock (the files
+			// parsed) agree.
+			sums := mappings.NewSummaries(s)
+			for _, c := range []struct {
+				how  string
+				sums *mappings.Summaries
+			}{{"summarized", sums}, {"summarized again", sums}, {"parsed", nil}} {
+				due, why, leaf := isDue(context.Background(), c.sums, s, cfg, m, now, tc.opts, &ariClients{})
+				if due != tc.due || !strings.Contains(why, tc.why) {
+					t.Errorf("%s: isDue = %v, %q; want %v, %q", c.how, due, why, tc.due, tc.why)
+				}
+				if c.sums == nil && due && leaf == nil {
+					t.Errorf("%s: isDue gave obtain no certificate to replace", c.how)
+				}
 			}
 		})
 	}

@@ -53,16 +53,21 @@ type Meta struct {
 // LoadMeta reads the metadata of mapping id; a mapping without any (not yet
 // issued, or source "file") has the zero Meta.
 func LoadMeta(ctx context.Context, s state.Store, id string) (Meta, error) {
-	var m Meta
 	b, err := s.Read(ctx, metaName(id))
+	return parseMeta(metaName(id), b, err)
+}
+
+// parseMeta decodes meta.toml store file name as read (b, err).
+func parseMeta(name string, b []byte, err error) (Meta, error) {
+	var m Meta
 	if errors.Is(err, fs.ErrNotExist) {
 		return m, nil
 	}
 	if err != nil {
-		return m, fmt.Errorf("read %s: %w", metaName(id), err)
+		return m, fmt.Errorf("read %s: %w", name, err)
 	}
 	if err := toml.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("parse %s: %w", metaName(id), err)
+		return m, fmt.Errorf("parse %s: %w", name, err)
 	}
 	return m, nil
 }

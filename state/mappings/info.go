@@ -88,8 +88,10 @@ type ChainCert struct {
 }
 
 // List describes the mappings of cfg, or of one listener when listener is
-// not empty, in config order. It reads each mapping's certificate once (and
-// an ACME mapping's meta.toml), so it is linear in the number of mappings.
+// not empty, in config order. It looks at each mapping's certificate once
+// (and an ACME mapping's meta.toml), through the certs memo: a stat for a
+// file that has not changed since the last list, a read and parse for one
+// that has.
 func List(ctx context.Context, s state.Store, cfg *state.Config, listener string, now time.Time) ([]Info, error) {
 	infos := make([]Info, 0, len(cfg.Mappings)) // [] rather than null in JSON
 	err := Each(ctx, s, cfg, listener, now, func(info Info) error {
@@ -109,10 +111,19 @@ var eachBatch = 1024
 
 // Each calls fn with the Info of each mapping List would return, in the
 // same order, without holding them all: "mapping list --output json"
-// streams 100k of them. The certificates are read and parsed one worker
-// per core, a batch at a time; fn runs on the caller's goroutine, and its
-// error ends the walk.
+// streams 100k of them. The certificates are summarized one worker per
+// core, a batch at a time; fn runs on the caller's goroutine, and its error
+// ends the walk.
 func Each(ctx context.Context, s state.Store, cfg *state.Config, listener string, now time.Time, fn func(Info) error) error {
+	// Certificates and metadata are summarized through the memo: a list
+	// reads and parses only the files that changed since the last one.
+	sums := NewSummaries(s)
+	defer sums.Save()
+	return each(ctx, sums, cfg, listener, now, fn)
+}
+
+// each is Each reading through sums.
+func each(ctx context.Context, sums *Summaries, cfg *state.Config, listener string, now time.Time, fn func(Info) error) error {
 	if listener != "" {
 		if _, err := cfg.FindListener(listener); err != nil {
 			return err
@@ -128,6 +139,13 @@ func Each(ctx context.Context, s state.Store, cfg *state.Config, listener string
 			}
 		}
 	}
+	if listener == "" {
+		ids := make(map[string]bool, len(ms))
+		for _, m := range ms {
+			ids[m.ID] = true
+		}
+		sums.retain(ids)
+	}
 	// Wildcard hosts whose mapping has a certificate, for ServedBy: only
 	// the mappings with a wildcard host can serve another's, so they are
 	// described first (and again in their turn).
@@ -136,7 +154,7 @@ func Each(ctx context.Context, s state.Store, cfg *state.Config, listener string
 		if !slices.ContainsFunc(m.Hosts, hostname.IsWildcard) {
 			continue
 		}
-		if _, chain := describe(ctx, s, m, now); chain == nil {
+		if info, _ := describe(ctx, sums, m, now, false); !hasCertificate(info.Status) {
 			continue
 		}
 		for _, h := range m.Hosts {
@@ -155,7 +173,7 @@ func Each(ctx context.Context, s state.Store, cfg *state.Config, listener string
 		}
 		part := ms[start:min(start+len(batch), len(ms))]
 		parallel.Each(len(part), func(i int) bool {
-			batch[i], _ = describe(ctx, s, part[i], now)
+			batch[i], _ = describe(ctx, sums, part[i], now, false)
 			return true
 		})
 		for i := range part {
@@ -210,7 +228,7 @@ func Show(ctx context.Context, s state.Store, cfg *state.Config, id string, now 
 		return Info{}, nil, err
 	}
 	m := cfg.Mappings[i]
-	info, chain := describe(ctx, s, m, now)
+	info, chain := describe(ctx, direct(s), m, now, true)
 	if chain == nil {
 		info.ServedBy = servedBy(m.Listener, m.Hosts, func(key string) (string, bool) {
 			return wildcardWithCertificate(ctx, s, cfg, key, now)
@@ -225,7 +243,7 @@ func Show(ctx context.Context, s state.Store, cfg *state.Config, id string, now 
 // certificate and ServedBy must look at the other mappings. "mapping add"
 // then reads every record once, not twice.
 func Describe(ctx context.Context, s state.Store, m state.Mapping, now time.Time, load func() (*state.Config, error)) (Info, *Details, error) {
-	info, chain := describe(ctx, s, m, now)
+	info, chain := describe(ctx, direct(s), m, now, true)
 	if chain != nil {
 		return info, details(chain, now), nil
 	}
@@ -242,7 +260,7 @@ func wildcardWithCertificate(ctx context.Context, s state.Store, cfg *state.Conf
 	listener, host, _ := strings.Cut(key, "\x00")
 	for _, o := range cfg.Mappings {
 		if o.Listener == listener && slices.Contains(o.Hosts, host) {
-			info, _ := describe(ctx, s, o, now)
+			info, _ := describe(ctx, direct(s), o, now, false)
 			return o.ID, hasCertificate(info.Status)
 		}
 	}
@@ -259,9 +277,11 @@ func Inspect(pemBytes []byte, now time.Time) (*Details, error) {
 	return details(chain, now), nil
 }
 
-// describe returns m's Info and, when it has a usable certificate, its
-// chain.
-func describe(ctx context.Context, s state.Store, m state.Mapping, now time.Time) (Info, []*x509.Certificate) {
+// describe returns m's Info and, when it has a usable certificate and
+// withChain asks for it, its chain (read and parsed: without it, c may
+// describe the certificate from its memo).
+func describe(ctx context.Context, c *Summaries, m state.Mapping, now time.Time, withChain bool) (Info, []*x509.Certificate) {
+	s := c.s
 	info := Info{
 		ID:            m.ID,
 		Listener:      m.Listener,
@@ -270,15 +290,15 @@ func describe(ctx context.Context, s state.Store, m state.Mapping, now time.Time
 		Challenge:     m.Challenge,
 		DNSCredential: m.DNSCredential,
 		Upstream:      m.Upstream,
-		CertFile:      certPath(s, m),
-		KeyFile:       keyPath(s, m),
+		CertFile:      c.path(m, CertFileName),
+		KeyFile:       c.path(m, KeyFileName),
 	}
 	// Only ACME records attempts; the other sources' meta.toml says nothing
 	// the certificate does not, and List should read one file per mapping.
 	var meta Meta
 	if m.Source == state.SourceACME {
 		var err error
-		if meta, err = LoadMeta(ctx, s, m.ID); err != nil {
+		if meta, err = c.Meta(ctx, m.ID); err != nil {
 			info.LastError = err.Error()
 		} else {
 			info.LastError = meta.LastError
@@ -288,7 +308,16 @@ func describe(ctx context.Context, s state.Store, m state.Mapping, now time.Time
 			info.IssuedAt = timePtr(meta.IssuedAt)
 		}
 	}
-	_, chain, err := readChain(ctx, s, m)
+	var chain []*x509.Certificate
+	var sum CertSummary
+	var err error
+	if withChain {
+		if _, chain, err = readChain(ctx, s, m); err == nil {
+			sum = summarize(chain[0])
+		}
+	} else {
+		sum, err = c.Cert(ctx, m)
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && m.Source == state.SourceACME:
 		info.Status = StatusPending
@@ -305,13 +334,13 @@ func describe(ctx context.Context, s state.Store, m state.Mapping, now time.Time
 		info.LastError = err.Error()
 		return info, nil
 	}
-	leaf := chain[0]
-	notBefore, notAfter, next := leaf.NotBefore.UTC(), leaf.NotAfter.UTC(), pki.RenewalTime(leaf)
+	leaf := sum.Leaf()
+	notBefore, notAfter, next := sum.NotBefore, sum.NotAfter, pki.RenewalTime(leaf)
 	if !meta.NextRenewalAt.IsZero() { // ACME's own schedule (ARI, back-off) wins
 		next = meta.NextRenewalAt.UTC()
 	}
 	info.NotBefore, info.NotAfter, info.NextRenewalAt = &notBefore, &notAfter, &next
-	info.FingerprintSHA256 = pki.Fingerprint(leaf)
+	info.FingerprintSHA256 = sum.FingerprintSHA256()
 	var problem string
 	info.Status, problem = certStatus(leaf, now)
 	if info.LastError == "" {

@@ -132,6 +132,12 @@ func run(sizesFlag string, runs, acmePct int, keep, only, prebuilt string) error
 			}},
 		{name: "mapping list --output json", args: []string{"mapping", "list", "--output", "json"}},
 		{name: "cert list --output json", args: []string{"cert", "list", "--output", "json"}},
+		// Every certificate read and parsed again: the first list after
+		// an upgrade, or with run/cache removed.
+		{name: "mapping list --output json (no certs memo)", args: []string{"mapping", "list", "--output", "json"},
+			setup: func(dir string) (string, []string, error) {
+				return dir, nil, removeMemo(dir, "certs")
+			}},
 		{name: "doctor", args: []string{"doctor"}, codes: []int{0, 1}}, // 1: a check failed (no ACME account)
 		{name: "cert renew (nothing due)", args: []string{"cert", "renew"}},
 		{name: "cert renew --dry-run", args: []string{"cert", "renew", "--dry-run"}},
@@ -251,6 +257,15 @@ func timeRun(bin, dir string, args []string, codes []int) (wall, cpu time.Durati
 		rss = ru.Maxrss
 	}
 	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), rss, nil
+}
+
+// removeMemo removes the state's memo of kind (state.OpenMemo).
+func removeMemo(dir, kind string) error {
+	err := os.Remove(filepath.Join(dir, filepath.FromSlash(state.MemoDir), kind))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	return err
 }
 
 func runQuiet(bin, dir string, args ...string) error {
