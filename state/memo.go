@@ -261,11 +261,27 @@ func (m *Memo) Forget(name string) {
 	m.dirty = true
 }
 
-// Retain keeps, at the next save, only the entries whose name keep accepts.
+// Retain keeps, at the next save, only the entries whose name keep
+// accepts. The memo counts as changed, and is written at the next save,
+// only when that drops an entry: a list that prunes on every run rewrites
+// nothing when nothing went.
 func (m *Memo) Retain(keep func(name string) bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.drop = func(name string) bool { return !keep(name) }
+	drop := slices.ContainsFunc(m.entries, func(e memoEntry) bool {
+		return !keep(e.name) && (m.drop == nil || !m.drop(e.name))
+	})
+	for name, e := range m.puts {
+		drop = drop || (e.val != nil && !keep(name))
+	}
+	if !drop {
+		return
+	}
+	if prev := m.drop; prev != nil {
+		m.drop = func(name string) bool { return prev(name) || !keep(name) }
+	} else {
+		m.drop = func(name string) bool { return !keep(name) }
+	}
 	m.dirty = true
 }
 

@@ -115,7 +115,7 @@ func (c *Summaries) Save() { c.memo.Save() }
 
 // retain prunes, at the next save, the entries of mappings not in ids.
 func (c *Summaries) retain(ids map[string]bool) {
-	c.memo.Prune(func(name string) bool {
+	c.memo.Retain(func(name string) bool {
 		id, _, ok := cutMappingFile(name)
 		return ok && ids[id]
 	})

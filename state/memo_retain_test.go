@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// TestMemoPrune: Prune marks the memo changed only when it drops an
+// TestMemoRetain: Retain marks the memo changed only when it drops an
 // entry, saved or put since; a memo with nothing to drop is not rewritten.
-func TestMemoPrune(t *testing.T) {
+func TestMemoRetain(t *testing.T) {
 	tests := []struct {
 		desc     string
 		put      string // put before pruning, "" for none
@@ -44,7 +44,7 @@ func TestMemoPrune(t *testing.T) {
 			if tc.put != "" {
 				m.Put(tc.put, FileID{Ino: 1}, []byte(tc.put), true)
 			}
-			m.Prune(func(name string) bool { return tc.keep[name] })
+			m.Retain(func(name string) bool { return tc.keep[name] })
 			m.Save()
 			after, err := os.Stat(file)
 			if err != nil {
