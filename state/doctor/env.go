@@ -44,6 +44,11 @@ type env struct {
 	lenient bool
 	// infos are the mappings of cfg as "mapping list" describes them.
 	infos []mappings.Info
+	// walked holds what the walk of the state directory (checkPermissions)
+	// saw of each regular file, by store name: checkCoverage's memo takes
+	// the identities of the mappings' files from it instead of an lstat
+	// each. Empty when the walk did not run or failed.
+	walked map[string]os.FileInfo
 
 	// The management CA and auto server certificate, read once.
 	ca        *x509.Certificate
