@@ -44,11 +44,10 @@ type env struct {
 	lenient bool
 	// infos are the mappings of cfg as "mapping list" describes them.
 	infos []mappings.Info
-	// walked holds what the walk of the state directory (checkPermissions)
-	// saw of each regular file, by store name: checkCoverage's memo takes
-	// the identities of the mappings' files from it instead of an lstat
-	// each. Empty when the walk did not run or failed.
-	walked map[string]os.FileInfo
+	// scan is the one walk of the state directory (see tree), nil until
+	// a check needs it.
+	scan    *treeScan
+	scanErr error
 
 	// The management CA and auto server certificate, read once.
 	ca        *x509.Certificate
@@ -209,6 +208,16 @@ func (e *env) where(name string) string {
 		return name
 	}
 	return filepath.Join(e.local.Root(), filepath.FromSlash(name))
+}
+
+// tree walks the state directory once, for the checks that look at its
+// files; only for a local store whose directory exists.
+func (e *env) tree() (*treeScan, error) {
+	if e.scan == nil {
+		t, err := scanTree(e.root)
+		e.scan, e.scanErr = &t, err
+	}
+	return e.scan, e.scanErr
 }
 
 // noDir reports whether the store is a local directory that does not

@@ -37,12 +37,22 @@ func checkOrphans(ctx context.Context, e *env) Check {
 	if locked {
 		return ok(IDOrphans, "not checked: a change is in progress (the state is locked), and its files are not leftovers")
 	}
-	l, err := state.FindLeftoversWith(ctx, e.s, e.root, func() (*state.Config, error) {
+	load := func() (*state.Config, error) {
 		if e.cfgErr != nil { // the error FindLeftovers would get by loading it
 			return nil, e.cfgErr
 		}
 		return e.cfg, nil
-	})
+	}
+	// The temporary files are those the walk of checkPermissions found;
+	// when it could not read everything, FindLeftoversWith walks again
+	// (it skips run/) and says what it could not read.
+	var l state.Leftovers
+	scan, err := e.tree()
+	if err == nil {
+		l, err = state.FindLeftoversIn(ctx, e.s, e.root, scan.temps, load)
+	} else {
+		l, err = state.FindLeftoversWith(ctx, e.s, e.root, load)
+	}
 	if err != nil {
 		return warn(IDOrphans, "check that this user can read the whole state directory", "%v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -213,9 +214,13 @@ func checkCoverage(ctx context.Context, e *env) Check {
 	}
 	results := make([]loaded, len(e.cfg.Mappings))
 	memo := state.OpenMemo(e.s, pairMemoKind)
+	var stored atomic.Int64
 	parallel.Each(len(results), func(i int) bool {
 		m := e.cfg.Mappings[i]
-		dnsNames, covered, err := e.loadPair(ctx, memo, m)
+		dnsNames, covered, put, err := e.loadPair(ctx, memo, m)
+		if put {
+			stored.Add(1)
+		}
 		if err != nil {
 			results[i].err = err
 			return true
@@ -230,10 +235,15 @@ func checkCoverage(ctx context.Context, e *env) Check {
 		}
 		return true
 	})
-	if !e.lenient {
-		e.retainPairs(memo, e.cfg.Mappings)
+	// Only a run that memoized something saves the memo (100k entries
+	// are 15 MB to write): the entries of removed mappings go with the
+	// next one. They are never used meanwhile (their files are gone).
+	if stored.Load() > 0 {
+		if !e.lenient {
+			retainPairs(memo, e.cfg.Mappings)
+		}
+		memo.Save()
 	}
-	memo.Save()
 	for i, m := range e.cfg.Mappings {
 		hosts += len(m.Hosts)
 		err := results[i].err

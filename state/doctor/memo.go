@@ -27,16 +27,17 @@ const pairMemoVersion = 1
 
 // pairOutcome is what checkCoverage needs of one mapping's loaded pair.
 type pairOutcome struct {
-	// MappingID, Source, CertPath and Key are what the outcome was derived
-	// under: a value is used only for the same mapping (two file mappings
-	// may share files), read the same way, with the error naming the
-	// certificate where it is now (a state directory moved keeps its
-	// files' identities).
+	// MappingID, Source and Key are what the outcome was derived under: a
+	// value is used only for the same mapping (two file mappings may
+	// share files), read the same way.
 	MappingID string
 	Source    string
-	CertPath  string
-	Key       string       // the key's name in the state, or its path
-	KeyID     state.FileID // the key file the outcome was derived from
+	Key       string // the key's name in the state, or its path
+	// CertPath is where Err names the certificate ("" without an error):
+	// an error is used only while it is still there (a state directory
+	// moved keeps its files' identities).
+	CertPath string
+	KeyID    state.FileID // the key file the outcome was derived from
 	// Err is mappings.Load's error, "" when the pair loaded.
 	Err string
 	// DNSNames and Covers are the leaf's: what it covers, and how the
@@ -52,7 +53,7 @@ const pairOutcomeFields = 8
 func encodePairOutcome(o *pairOutcome) []byte {
 	b := make([]byte, 0, 160)
 	b = append(b, pairMemoVersion)
-	for _, s := range []string{o.MappingID, o.Source, o.CertPath, o.Key} {
+	for _, s := range []string{o.MappingID, o.Source, o.Key, o.CertPath} {
 		b = appendString(b, s)
 	}
 	b = binary.AppendUvarint(b, o.KeyID.Dev)
@@ -74,7 +75,7 @@ func decodePairOutcome(b []byte) (pairOutcome, error) {
 		return o, errors.New("not a value of this version")
 	}
 	r := &reader{b: b[1:]}
-	o.MappingID, o.Source, o.CertPath, o.Key = r.string(), r.string(), r.string(), r.string()
+	o.MappingID, o.Source, o.Key, o.CertPath = r.string(), r.string(), r.string(), r.string()
 	o.KeyID = state.FileID{Dev: r.uvarint(), Ino: r.uvarint(), Size: r.varint(), Mtime: r.varint(), Ctime: r.varint()}
 	o.Err = r.string()
 	n := r.uvarint()
@@ -146,36 +147,40 @@ func (r *reader) string() string {
 	return s
 }
 
-// pairFiles are a mapping's certificate and key: their names in the state
-// (or paths, for source file), and where the user finds them.
-type pairFiles struct {
-	cert, key         string // memo names
-	certPath, keyPath string // absolute
-	where             string // how Load's errors name the certificate
-}
-
-func (e *env) pairFiles(m state.Mapping) pairFiles {
+// pairFiles are a mapping's certificate and key: their names in the state,
+// or their paths for source file (the memo's names).
+func pairFiles(m state.Mapping) (cert, key string) {
 	if m.Source == state.SourceFile {
-		return pairFiles{cert: m.CertFile, key: m.KeyFile, certPath: m.CertFile, keyPath: m.KeyFile, where: m.CertFile}
+		return m.CertFile, m.KeyFile
 	}
-	cert := mappings.MappingDir(m.ID) + "/" + mappings.CertFileName
-	key := mappings.MappingDir(m.ID) + "/" + mappings.KeyFileName
-	return pairFiles{cert: cert, key: key, certPath: e.where(cert), keyPath: e.where(key), where: state.Locate(e.s, cert)}
+	dir := mappings.MappingDir(m.ID) + "/"
+	return dir + mappings.CertFileName, dir + mappings.KeyFileName
 }
 
-// pairIdentity is the identity of a mapping's file (name, at path) for
-// the memo: only a regular file's (a symlink's own identity does not
-// change with what it points to), from what the walk of the state
-// directory saw, else from an lstat.
-func (e *env) pairIdentity(name, p string) (state.FileID, bool) {
-	fi, ok := e.walked[name]
-	if !ok {
-		var err error
-		if fi, err = os.Lstat(p); err != nil {
-			return state.FileID{}, false
+// certWhere is how Load's errors name m's certificate cert.
+func (e *env) certWhere(m state.Mapping, cert string) string {
+	if m.Source == state.SourceFile {
+		return cert
+	}
+	return state.Locate(e.s, cert)
+}
+
+// pairIdentity is the identity of a mapping's file for the memo: only a
+// regular file's (a symlink's own identity does not change with what it
+// points to), from what the walk of the state directory saw, else from an
+// lstat.
+func (e *env) pairIdentity(m state.Mapping, name string) (state.FileID, bool) {
+	if e.scan != nil && m.Source != state.SourceFile {
+		if id, ok := e.scan.pairs[name]; ok {
+			return id, true
 		}
 	}
-	if !fi.Mode().IsRegular() {
+	p := name
+	if m.Source != state.SourceFile {
+		p = e.where(name)
+	}
+	fi, err := os.Lstat(p)
+	if err != nil || !fi.Mode().IsRegular() {
 		return state.FileID{}, false
 	}
 	return state.FileIDOf(fi)
@@ -183,40 +188,43 @@ func (e *env) pairIdentity(name, p string) (state.FileID, bool) {
 
 // loadPair is mappings.Load of m's pair as checkCoverage needs it: through
 // the memo when both files are the ones an outcome was derived from.
-func (e *env) loadPair(ctx context.Context, memo *state.Memo, m state.Mapping) (names []string, covers string, err error) {
-	files := e.pairFiles(m)
+// stored says its outcome went into the memo.
+func (e *env) loadPair(ctx context.Context, memo *state.Memo, m state.Mapping) (names []string, covers string, stored bool, err error) {
+	cert, key := pairFiles(m)
 	var certID, keyID state.FileID
 	usable := e.local != nil
 	if usable {
 		// Both identities are taken before Load reads the files: a change
 		// after this changes them, so the value is never trusted for it.
 		var ok1, ok2 bool
-		certID, ok1 = e.pairIdentity(files.cert, files.certPath)
-		keyID, ok2 = e.pairIdentity(files.key, files.keyPath)
+		certID, ok1 = e.pairIdentity(m, cert)
+		keyID, ok2 = e.pairIdentity(m, key)
 		usable = ok1 && ok2
 	}
 	if usable {
-		if v, ok := memo.Get(files.cert, certID); ok {
-			if o, derr := decodePairOutcome(v); derr == nil && o.MappingID == m.ID && o.Source == m.Source &&
-				o.CertPath == files.where && o.Key == files.key && o.KeyID == keyID {
-				if o.Err != "" {
-					return nil, "", errors.New(o.Err)
+		if v, ok := memo.Get(cert, certID); ok {
+			if o, derr := decodePairOutcome(v); derr == nil && o.MappingID == m.ID && o.Source == m.Source && o.Key == key && o.KeyID == keyID {
+				if o.Err == "" {
+					return o.DNSNames, o.Covers, false, nil
 				}
-				return o.DNSNames, o.Covers, nil
+				if o.CertPath == e.certWhere(m, cert) {
+					return nil, "", false, errors.New(o.Err)
+				}
 			}
 		}
 	}
 	c, err := loadMapping(ctx, e.s, m)
-	o := pairOutcome{MappingID: m.ID, Source: m.Source, CertPath: files.where, Key: files.key, KeyID: keyID}
+	o := pairOutcome{MappingID: m.ID, Source: m.Source, Key: key, KeyID: keyID}
 	if err != nil {
-		o.Err = err.Error()
+		o.Err, o.CertPath = err.Error(), e.certWhere(m, cert)
 	} else {
 		o.DNSNames, o.Covers = c.Chain[0].DNSNames, coverList(c.Chain[0])
 	}
 	if usable && memoizable(ctx, err) && !keyID.Racy(time.Now()) {
-		memo.Put(files.cert, certID, encodePairOutcome(&o), false)
+		memo.Put(cert, certID, encodePairOutcome(&o), false)
+		stored = true
 	}
-	return o.DNSNames, o.Covers, err
+	return o.DNSNames, o.Covers, stored, err
 }
 
 // loadMapping is mappings.Load; tests count its calls to tell a warm memo.
@@ -237,10 +245,11 @@ func memoizable(ctx context.Context, err error) bool {
 
 // retainPairs keeps, at the memo's next save, only the entries of the
 // mappings in ms.
-func (e *env) retainPairs(memo *state.Memo, ms []state.Mapping) {
+func retainPairs(memo *state.Memo, ms []state.Mapping) {
 	keep := make(map[string]bool, len(ms))
 	for _, m := range ms {
-		keep[e.pairFiles(m).cert] = true
+		cert, _ := pairFiles(m)
+		keep[cert] = true
 	}
 	memo.Retain(func(name string) bool { return keep[name] })
 }

@@ -142,45 +142,62 @@ func TestWarmMemoSeesEveryChange(t *testing.T) {
 	}
 	tests := []struct {
 		desc   string
-		change func(t *testing.T, f fixture)
+		setup  func(t *testing.T, f fixture) // before the memo is warmed
+		change func(t *testing.T, f fixture) (root string)
 		id     string // the check that reports it
 		status Status
 		msg    string
 	}{
 		{desc: "certificate rewritten in place for another host, same key", id: IDCoverage, status: Fail, msg: "mapping a: its certificate does not cover a.example.com (it covers other.example.com)",
-			change: func(t *testing.T, f fixture) {
+			change: func(t *testing.T, f fixture) string {
 				dir := filepath.Join(f.root, "certs", "public", "a")
 				key, err := os.ReadFile(filepath.Join(dir, "key.pem"))
 				if err != nil {
 					t.Fatal(err)
 				}
 				rewrite(t, filepath.Join(dir, "cert.pem"), certForKey(t, key, "other.example.com"))
+				return f.root
 			}},
 		{desc: "key rewritten in place with something that is not a key", id: IDCoverage, status: Fail, msg: `load mapping "a"`,
-			change: func(t *testing.T, f fixture) {
+			change: func(t *testing.T, f fixture) string {
 				rewrite(t, filepath.Join(f.root, "certs", "public", "a", "key.pem"), []byte("not a key\n"))
+				return f.root
 			}},
 		{desc: "key replaced by the valid key of another mapping's certificate", id: IDCoverage, status: Fail, msg: "does not match",
-			change: func(t *testing.T, f fixture) {
+			change: func(t *testing.T, f fixture) string {
 				other, err := os.ReadFile(filepath.Join(f.root, "certs", "public", "b", "key.pem"))
 				if err != nil {
 					t.Fatal(err)
 				}
 				rewrite(t, filepath.Join(f.root, "certs", "public", "a", "key.pem"), other) // same size: a P-256 key
+				return f.root
 			}},
 		{desc: "key mode changed to 0644", id: IDPermissions, status: Fail, msg: "certs/public/a/key.pem (0644)",
-			change: func(t *testing.T, f fixture) {
+			change: func(t *testing.T, f fixture) string {
 				if err := os.Chmod(filepath.Join(f.root, "certs", "public", "a", "key.pem"), 0o644); err != nil {
 					t.Fatal(err)
 				}
+				return f.root
 			}},
 		{desc: "file mapping's certificate symlink: its target rewritten", id: IDCoverage, status: Fail, msg: "does not match",
-			change: func(t *testing.T, f fixture) {
+			change: func(t *testing.T, f fixture) string {
 				kp, err := pki.SelfSigned(pki.ParseNames([]string{"f.example.com"}), now0, 90*day)
 				if err != nil {
 					t.Fatal(err)
 				}
 				rewrite(t, f.certFile, kp.CertPEM) // the symlink itself is unchanged
+				return f.root
+			}},
+		{desc: "certificate that does not parse, state directory moved since", id: IDCoverage, status: Fail, msg: "moved/certs/public/a/cert.pem",
+			setup: func(t *testing.T, f fixture) {
+				rewrite(t, filepath.Join(f.root, "certs", "public", "a", "cert.pem"), []byte("not a certificate\n"))
+			},
+			change: func(t *testing.T, f fixture) string {
+				moved := filepath.Join(filepath.Dir(f.root), "moved")
+				if err := os.Rename(f.root, moved); err != nil {
+					t.Fatal(err)
+				}
+				return moved
 			}},
 	}
 	fixtures := make([]fixture, len(tests))
@@ -206,6 +223,9 @@ func TestWarmMemoSeesEveryChange(t *testing.T) {
 		}
 		addMapping(t, s, state.Mapping{ID: "f", Listener: "web", Hosts: []string{"f.example.com"}, Source: state.SourceFile, CertFile: link, KeyFile: keyFile})
 		fixtures[i] = fixture{root: s.Root(), certFile: certFile, link: link}
+		if tests[i].setup != nil {
+			tests[i].setup(t, fixtures[i])
+		}
 	}
 	// Files changed within the racy window are never trusted by identity:
 	// wait it out once, so that the memo is warm below.
@@ -228,7 +248,7 @@ func TestWarmMemoSeesEveryChange(t *testing.T) {
 			if n := loads.Load(); n != 0 {
 				t.Fatalf("the second run loaded %d pairs: the memo is not warm", n)
 			}
-			tc.change(t, fixtures[i])
+			root = tc.change(t, fixtures[i])
 			got := report(root)
 			if err := os.Remove(filepath.Join(root, filepath.FromSlash(state.MemoDir), pairMemoKind)); err != nil {
 				t.Fatal(err)
