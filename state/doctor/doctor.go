@@ -150,6 +150,7 @@ func Run(ctx context.Context, in Input) Report {
 		}
 		r.Checks = append(r.Checks, c)
 	}
+	e.saveMemo()
 	return r
 }
 

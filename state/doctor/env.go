@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/hostname"
@@ -48,6 +49,10 @@ type env struct {
 	// a check needs it.
 	scan    *treeScan
 	scanErr error
+	// memo is doctor's memo (see pairMemoKind); pairsStored counts the
+	// outcomes checkCoverage put in it.
+	memo        *state.Memo
+	pairsStored atomic.Int64
 
 	// The management CA and auto server certificate, read once.
 	ca        *x509.Certificate
@@ -60,7 +65,7 @@ type env struct {
 }
 
 func newEnv(ctx context.Context, in Input) *env {
-	e := &env{in: in, s: in.Store}
+	e := &env{in: in, s: in.Store, memo: state.OpenMemo(in.Store, pairMemoKind)}
 	if l, ok := in.Store.(state.Local); ok {
 		e.local = l
 		if real, err := filepath.EvalSymlinks(l.Root()); err == nil {
@@ -214,10 +219,46 @@ func (e *env) where(name string) string {
 // files; only for a local store whose directory exists.
 func (e *env) tree() (*treeScan, error) {
 	if e.scan == nil {
-		t, err := scanTree(e.root)
+		t, err := scanTree(e.root, e.memo)
 		e.scan, e.scanErr = &t, err
 	}
 	return e.scan, e.scanErr
+}
+
+// saveMemo saves doctor's memo when a check put something in it, keeping
+// only the entries of the mappings and directories there are now. A run
+// that put nothing in does not write it (100k mappings are 20 MB): the
+// entries of what was removed go with the next save, and are never used
+// meanwhile (their files are gone).
+func (e *env) saveMemo() {
+	stored := e.pairsStored.Load()
+	if e.scan != nil {
+		stored += e.scan.stored
+	}
+	if stored == 0 {
+		return
+	}
+	var certs, dirs map[string]bool
+	if e.cfg != nil && !e.lenient {
+		certs = make(map[string]bool, len(e.cfg.Mappings))
+		for _, m := range e.cfg.Mappings {
+			cert, _ := pairFiles(m)
+			certs[cert] = true
+		}
+	}
+	if e.scan != nil && e.scanErr == nil {
+		dirs = make(map[string]bool, len(e.scan.dirs))
+		for _, d := range e.scan.dirs {
+			dirs[listingName(d)] = true
+		}
+	}
+	e.memo.Retain(func(name string) bool {
+		if strings.HasSuffix(name, "/") {
+			return dirs == nil || dirs[name]
+		}
+		return certs == nil || certs[name]
+	})
+	e.memo.Save()
 }
 
 // noDir reports whether the store is a local directory that does not

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"net"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -213,13 +212,11 @@ func checkCoverage(ctx context.Context, e *env) Check {
 		covers  string   // what it covers, when some are missing
 	}
 	results := make([]loaded, len(e.cfg.Mappings))
-	memo := state.OpenMemo(e.s, pairMemoKind)
-	var stored atomic.Int64
 	parallel.Each(len(results), func(i int) bool {
 		m := e.cfg.Mappings[i]
-		dnsNames, covered, put, err := e.loadPair(ctx, memo, m)
+		dnsNames, covered, put, err := e.loadPair(ctx, e.memo, m)
 		if put {
-			stored.Add(1)
+			e.pairsStored.Add(1)
 		}
 		if err != nil {
 			results[i].err = err
@@ -235,15 +232,6 @@ func checkCoverage(ctx context.Context, e *env) Check {
 		}
 		return true
 	})
-	// Only a run that memoized something saves the memo (100k entries
-	// are 15 MB to write): the entries of removed mappings go with the
-	// next one. They are never used meanwhile (their files are gone).
-	if stored.Load() > 0 {
-		if !e.lenient {
-			retainPairs(memo, e.cfg.Mappings)
-		}
-		memo.Save()
-	}
 	for i, m := range e.cfg.Mappings {
 		hosts += len(m.Hosts)
 		err := results[i].err

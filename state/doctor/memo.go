@@ -242,14 +242,3 @@ func memoizable(ctx context.Context, err error) bool {
 	return ctx.Err() == nil && !errors.Is(err, fs.ErrNotExist) && !errors.As(err, &pe) &&
 		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
-
-// retainPairs keeps, at the memo's next save, only the entries of the
-// mappings in ms.
-func retainPairs(memo *state.Memo, ms []state.Mapping) {
-	keep := make(map[string]bool, len(ms))
-	for _, m := range ms {
-		cert, _ := pairFiles(m)
-		keep[cert] = true
-	}
-	memo.Retain(func(name string) bool { return keep[name] })
-}

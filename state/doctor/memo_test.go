@@ -179,6 +179,16 @@ func TestWarmMemoSeesEveryChange(t *testing.T) {
 				}
 				return f.root
 			}},
+		{desc: "temporary file left in a mapping directory whose listing is memoized", id: IDOrphans, status: Warn, msg: "certs/public/a/.key.pem.tmp-77",
+			change: func(t *testing.T, f fixture) string {
+				writeMode(t, filepath.Join(f.root, "certs", "public", "a", ".key.pem.tmp-77"), 0o600)
+				return f.root
+			}},
+		{desc: "file that others can read added to a mapping directory whose listing is memoized", id: IDPermissions, status: Fail, msg: "1 secret file that group or others can read or change: certs/public/b/notes.txt (0666)",
+			change: func(t *testing.T, f fixture) string {
+				writeMode(t, filepath.Join(f.root, "certs", "public", "b", "notes.txt"), 0o666)
+				return f.root
+			}},
 		{desc: "file mapping's certificate symlink: its target rewritten", id: IDCoverage, status: Fail, msg: "does not match",
 			change: func(t *testing.T, f fixture) string {
 				kp, err := pki.SelfSigned(pki.ParseNames([]string{"f.example.com"}), now0, 90*day)
@@ -240,8 +250,18 @@ func TestWarmMemoSeesEveryChange(t *testing.T) {
 			root := fixtures[i].root
 			before := report(root)
 			loads.Store(0)
+			memoFile := filepath.Join(root, filepath.FromSlash(state.MemoDir), pairMemoKind)
+			saved, err := os.Stat(memoFile)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if again := report(root); !reflect.DeepEqual(again, before) {
 				t.Fatalf("a run with the memo warm reports\n%+v\nnot\n%+v", again, before)
+			}
+			// Nothing new went in (every pair and listing came from the
+			// memo), so it was not written again.
+			if now, err := os.Stat(memoFile); err != nil || !os.SameFile(now, saved) || !now.ModTime().Equal(saved.ModTime()) {
+				t.Fatalf("a run with the memo warm wrote it again (%v)", err)
 			}
 			// The memo is warm: no stored mapping's pair is loaded again
 			// (the file mapping's is: its certificate is a symlink).

@@ -1,12 +1,15 @@
 package doctor
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/mappings"
@@ -40,6 +43,10 @@ type treeScan struct {
 	// pairs are the identities of the regular files named cert.pem and
 	// key.pem in the mapping directories, by store name.
 	pairs map[string]state.FileID
+	// dirs are the directories walked (store names), for the memo's
+	// pruning; stored counts the listings the walk memoized.
+	dirs   []string
+	stored int64
 }
 
 // scanPart is what the walk of one directory found, joined in order.
@@ -47,6 +54,7 @@ type scanPart struct {
 	modes modeFindings
 	temps []state.TempEntry
 	pairs []pairFile
+	dirs  []string
 }
 
 type pairFile struct {
@@ -58,7 +66,24 @@ func (a *scanPart) add(b *scanPart) {
 	a.modes.add(&b.modes)
 	a.temps = append(a.temps, b.temps...)
 	a.pairs = append(a.pairs, b.pairs...)
+	a.dirs = append(a.dirs, b.dirs...)
 }
+
+// dirent is a directory entry before it is stat'ed: its name, and its
+// type as far as the directory says.
+type dirent struct {
+	name string
+	typ  direntType
+}
+
+type direntType uint8
+
+const (
+	typeUnknown direntType = iota // the file system does not say: stat says
+	typeDir
+	typeSymlink
+	typeOther
+)
 
 // walkEntry is one entry of a directory as the walk sees it: its own
 // mode (never a symlink's target's) and identity. stat is false for a
@@ -72,17 +97,28 @@ type walkEntry struct {
 	stat, dir bool
 }
 
+// listingVersion is the first byte of a directory listing in doctor's
+// memo (see treeWalk.listing).
+const listingVersion = 1
+
 // scanTree walks root (root included) once: every entry's mode is
 // classified by checkPermissions' rules, in filepath.WalkDir's order and
 // with its first error (the findings after that error are not kept), with
 // the directories read and their entries stat'ed by one worker per core.
 // How a directory is read is the platform's: see walk_linux.go.
-func scanTree(root string) (treeScan, error) {
+//
+// memo, when not nil, keeps each directory's listing by the directory's
+// identity: creating, removing or renaming an entry changes the
+// directory's modification and change times, so a directory whose
+// identity did not change has the entries it had, and is not read again
+// (its entries are still stat'ed: a chmod changes no directory). At 100k
+// mappings that is 100k directories not opened and read.
+func scanTree(root string, memo *state.Memo) (treeScan, error) {
 	top, err := lstatEntry(root)
 	if err != nil {
 		return treeScan{}, err
 	}
-	w := &treeWalk{root: root, sem: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	w := &treeWalk{root: root, memo: memo, sem: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	var p scanPart
 	if top.stat {
 		w.classify(&p.modes, ".", top)
@@ -91,7 +127,7 @@ func scanTree(root string) (treeScan, error) {
 		d, err := openDir(root)
 		if err == nil {
 			var sub scanPart
-			sub, err = w.dir(d, root, "")
+			sub, err = w.dir(d, root, "", top.id, nil)
 			p.add(&sub)
 		} else if isGone(err) {
 			err = nil
@@ -105,11 +141,14 @@ func scanTree(root string) (treeScan, error) {
 
 type treeWalk struct {
 	root string
+	memo *state.Memo
 	sem  chan struct{} // a slot for each extra worker
+	// stored counts the listings put in the memo.
+	stored atomic.Int64
 }
 
 func (w *treeWalk) result(p *scanPart) treeScan {
-	t := treeScan{modes: p.modes, temps: p.temps, pairs: make(map[string]state.FileID, len(p.pairs))}
+	t := treeScan{modes: p.modes, temps: p.temps, pairs: make(map[string]state.FileID, len(p.pairs)), dirs: p.dirs, stored: w.stored.Load()}
 	for _, f := range p.pairs {
 		t.pairs[f.name] = f.id
 	}
@@ -136,22 +175,96 @@ func (w *treeWalk) classify(f *modeFindings, rel string, e walkEntry) {
 	}
 }
 
-// dir walks what is below the open directory d (at path, rel its store
-// name, "" for the root) and closes it: each entry, then (for a
-// directory) what is below it, in name order. Subdirectories go to
+// listingName is the memo's name for the listing of directory rel: it
+// ends in a slash, which no file's name does.
+func listingName(rel string) string { return rel + "/" }
+
+// listing returns the memoized entries of directory e at rel, when e is
+// still the directory they were listed from.
+func (w *treeWalk) listing(rel string, e walkEntry) ([]dirent, bool) {
+	if w.memo == nil || !e.stat {
+		return nil, false
+	}
+	v, ok := w.memo.Get(listingName(rel), e.id)
+	if !ok {
+		return nil, false
+	}
+	des, err := decodeListing(v)
+	return des, err == nil
+}
+
+// remember memoizes the entries of directory rel (sorted), listed after
+// its identity id was taken.
+func (w *treeWalk) remember(rel string, id state.FileID, des []dirent) {
+	// Not the root, which changes with every change of p2ptls.toml, nor
+	// run/, which serve and every memo's save change.
+	if w.memo == nil || rel == "" || rel == state.RunDir || strings.HasPrefix(rel, state.RunDir+"/") {
+		return
+	}
+	b := make([]byte, 0, 1+len(des)*12)
+	b = append(b, listingVersion)
+	b = binary.AppendUvarint(b, uint64(len(des)))
+	for _, de := range des {
+		b = appendString(b, de.name)
+		b = append(b, byte(de.typ))
+	}
+	w.memo.Put(listingName(rel), id, b, false)
+	w.stored.Add(1)
+}
+
+func decodeListing(b []byte) ([]dirent, error) {
+	if len(b) == 0 || b[0] != listingVersion {
+		return nil, errors.New("not a listing of this version")
+	}
+	r := &reader{b: b[1:]}
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		return nil, errors.New("entry count out of range")
+	}
+	des := make([]dirent, n)
+	for i := range des {
+		des[i].name = r.string()
+		if len(r.b) == 0 {
+			r.fail()
+			break
+		}
+		des[i].typ = direntType(r.b[0])
+		r.b = r.b[1:]
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return nil, errors.New("listing truncated or damaged")
+	}
+	return des, nil
+}
+
+// dir walks what is below the directory d (at path, rel its store name,
+// "" for the root, id its identity): each entry, then (for a directory)
+// what is below it, in name order, and then closes d. listed are d's
+// entries when the memo had them, nil to read d. Subdirectories go to
 // another worker when one is free; the results are joined in order, and
 // the first error in that order is the walk's, as WalkDir stops at it.
-func (w *treeWalk) dir(d dirRef, path, rel string) (scanPart, error) {
+func (w *treeWalk) dir(d dirRef, path, rel string, id state.FileID, listed []dirent) (scanPart, error) {
+	// d is closed once every worker below it has ended: a subdirectory
+	// whose listing came from the memo is reached through d.
+	defer closeDir(d)
 	var p scanPart
-	entries, err := readDir(d, path)
-	if err != nil {
-		closeDir(d)
-		if isGone(err) {
-			err = nil
+	entries := listed
+	if entries == nil {
+		var err error
+		if entries, err = listDir(d, path); err != nil {
+			if isGone(err) {
+				err = nil
+			}
+			return p, err
 		}
-		return p, err
+		slices.SortFunc(entries, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
+		if rel != "" {
+			w.remember(rel, id, entries)
+		}
 	}
-	slices.SortFunc(entries, func(a, b walkEntry) int { return strings.Compare(a.name, b.name) })
+	if rel != "" {
+		p.dirs = append(p.dirs, rel)
+	}
 	pairDir := strings.HasPrefix(rel, mappings.PublicDir+"/") && !strings.Contains(rel[len(mappings.PublicDir)+1:], "/")
 	type sub struct {
 		p    scanPart
@@ -161,7 +274,8 @@ func (w *treeWalk) dir(d dirRef, path, rel string) (scanPart, error) {
 	subs := make([]*sub, len(entries))
 	own := make([]scanPart, len(entries))
 	var openErr []error
-	for i, e := range entries {
+	for i, de := range entries {
+		e := statAt(d, de)
 		childRel := e.name
 		if rel != "" {
 			childRel = rel + "/" + e.name
@@ -179,30 +293,36 @@ func (w *treeWalk) dir(d dirRef, path, rel string) (scanPart, error) {
 			continue
 		}
 		childPath := path + string(filepath.Separator) + e.name
-		cd, err := openSubdir(d, e.name, childPath)
-		if err != nil {
-			if !isGone(err) {
-				if openErr == nil {
-					openErr = make([]error, len(entries))
+		var cd dirRef
+		childListed, ok := w.listing(childRel, e)
+		if ok {
+			cd = viaParent(d, e.name)
+		} else {
+			var err error
+			if cd, err = openSubdir(d, e.name, childPath); err != nil {
+				if !isGone(err) {
+					if openErr == nil {
+						openErr = make([]error, len(entries))
+					}
+					openErr[i] = err
 				}
-				openErr[i] = err
+				continue
 			}
-			continue
 		}
 		s := &sub{done: make(chan struct{})}
 		subs[i] = s
+		childID := e.id
 		select {
 		case w.sem <- struct{}{}:
 			go func() {
 				defer func() { <-w.sem; close(s.done) }()
-				s.p, s.err = w.dir(cd, childPath, childRel)
+				s.p, s.err = w.dir(cd, childPath, childRel, childID, childListed)
 			}()
 		default:
-			s.p, s.err = w.dir(cd, childPath, childRel)
+			s.p, s.err = w.dir(cd, childPath, childRel, childID, childListed)
 			close(s.done)
 		}
 	}
-	closeDir(d)
 	var first error
 	for i := range entries {
 		if first != nil {

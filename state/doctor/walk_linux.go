@@ -14,28 +14,33 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 )
 
-// On Linux the walk reads each directory through its own descriptor
+// On Linux the walk reads each directory through a descriptor
 // (getdents64) and stats each entry relative to it (fstatat): no path is
 // resolved from the root for each of the state's 500k entries, and no
 // os.DirEntry or os.FileInfo is made for them.
 
-// dirRef is an open directory.
-type dirRef = int
+// dirRef is a directory: sub (ending in a slash) below the open directory
+// fd, or fd itself when sub is "". own says closing it closes fd.
+type dirRef struct {
+	fd  int
+	sub string
+	own bool
+}
 
 func openDir(p string) (dirRef, error) {
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, &fs.PathError{Op: "open", Path: p, Err: err}
+		return dirRef{}, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
-	return fd, nil
+	return dirRef{fd: fd, own: true}, nil
 }
 
-// openSubdir opens the entry name of d, a directory when it was stat'ed;
-// one replaced by a symlink since is not followed (it is gone, for the
-// walk, as a removed one is).
+// openSubdir opens the entry name of d (at path p), a directory when it
+// was stat'ed; one replaced by a symlink since is not followed (it is
+// gone, for the walk, as a removed one is).
 func openSubdir(d dirRef, name, p string) (dirRef, error) {
 	for {
-		fd, err := unix.Openat(d, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(d.fd, d.sub+name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err == unix.EINTR {
 			continue
 		}
@@ -43,25 +48,36 @@ func openSubdir(d dirRef, name, p string) (dirRef, error) {
 			err = unix.ENOENT
 		}
 		if err != nil {
-			return -1, &fs.PathError{Op: "open", Path: p, Err: err}
+			return dirRef{}, &fs.PathError{Op: "open", Path: p, Err: err}
 		}
-		return fd, nil
+		return dirRef{fd: fd, own: true}, nil
 	}
 }
 
-func closeDir(d dirRef) { _ = unix.Close(d) }
+// viaParent is the subdirectory name of d, not opened: for one whose
+// entries are known, only stat'ed.
+func viaParent(d dirRef, name string) dirRef { return dirRef{fd: d.fd, sub: d.sub + name + "/"} }
+
+func closeDir(d dirRef) {
+	if d.own {
+		_ = unix.Close(d.fd)
+	}
+}
 
 // direntBufs are getdents64 buffers, one per worker at a time.
 var direntBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// readDir lists d and stats each entry but symlinks, unsorted.
-func readDir(d dirRef, p string) ([]walkEntry, error) {
+// listDir lists d (opened, at path p), unsorted.
+func listDir(d dirRef, p string) ([]dirent, error) {
+	if d.sub != "" {
+		return nil, &fs.PathError{Op: "readdirent", Path: p, Err: unix.EBADF} // never: only listed directories are not opened
+	}
 	bp := direntBufs.Get().(*[]byte)
 	defer direntBufs.Put(bp)
 	buf := *bp
-	var out []walkEntry
+	var out []dirent
 	for {
-		n, err := unix.Getdents(d, buf)
+		n, err := unix.Getdents(d.fd, buf)
 		if err == unix.EINTR {
 			continue
 		}
@@ -77,48 +93,57 @@ func readDir(d dirRef, p string) ([]walkEntry, error) {
 			if reclen < 19 || reclen > len(b) {
 				return out, &fs.PathError{Op: "readdirent", Path: p, Err: unix.EIO}
 			}
-			typ, nameb := b[18], b[19:reclen]
+			typ, name := b[18], b[19:reclen]
 			b = b[reclen:]
-			if i := indexZero(nameb); i >= 0 {
-				nameb = nameb[:i]
-			}
-			if len(nameb) == 0 || string(nameb) == "." || string(nameb) == ".." {
-				continue
-			}
-			e := walkEntry{name: string(nameb), dir: typ == unix.DT_DIR}
-			if typ == unix.DT_LNK {
-				out = append(out, e)
-				continue
-			}
-			var st unix.Stat_t
-			for {
-				err = unix.Fstatat(d, e.name, &st, unix.AT_SYMLINK_NOFOLLOW)
-				if err != unix.EINTR {
+			for i, c := range name {
+				if c == 0 {
+					name = name[:i]
 					break
 				}
 			}
-			// An entry that cannot be stat'ed was removed while we looked
-			// (or cannot be searched): not classified, as WalkDir's
-			// DirEntry.Info fails for it.
-			if err == nil {
-				e.mode, e.id = modeOf(&st), idOf(&st)
-				e.stat = e.mode&fs.ModeSymlink == 0
-				if typ == unix.DT_UNKNOWN {
-					e.dir = e.mode.IsDir()
-				}
+			if len(name) == 0 || string(name) == "." || string(name) == ".." {
+				continue
 			}
-			out = append(out, e)
+			de := dirent{name: string(name)}
+			switch typ {
+			case unix.DT_DIR:
+				de.typ = typeDir
+			case unix.DT_LNK:
+				de.typ = typeSymlink
+			case unix.DT_UNKNOWN:
+			default:
+				de.typ = typeOther
+			}
+			out = append(out, de)
 		}
 	}
 }
 
-func indexZero(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
+// statAt is the walk's view of entry de of d. An entry that cannot be
+// stat'ed was removed while we looked (or cannot be searched): it is not
+// classified, as WalkDir's DirEntry.Info fails for it.
+func statAt(d dirRef, de dirent) walkEntry {
+	e := walkEntry{name: de.name, dir: de.typ == typeDir}
+	if de.typ == typeSymlink {
+		return e
+	}
+	var st unix.Stat_t
+	var err error
+	for {
+		err = unix.Fstatat(d.fd, d.sub+de.name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err != unix.EINTR {
+			break
 		}
 	}
-	return -1
+	if err != nil {
+		return e
+	}
+	e.mode, e.id = modeOf(&st), idOf(&st)
+	e.stat = e.mode&fs.ModeSymlink == 0
+	if de.typ == typeUnknown {
+		e.dir = e.mode.IsDir()
+	}
+	return e
 }
 
 // modeOf is os.FileMode's reading of st_mode: the type and permission

@@ -20,26 +20,48 @@ func openDir(p string) (dirRef, error) { return p, nil }
 
 func openSubdir(_ dirRef, _ string, p string) (dirRef, error) { return p, nil }
 
+func viaParent(d dirRef, name string) dirRef { return filepath.Join(d, name) }
+
 func closeDir(dirRef) {}
 
-// readDir lists d and lstats each entry but symlinks, unsorted.
-func readDir(d dirRef, _ string) ([]walkEntry, error) {
+// listDir lists d, unsorted.
+func listDir(d dirRef, _ string) ([]dirent, error) {
 	des, err := os.ReadDir(d)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]walkEntry, 0, len(des))
-	for _, de := range des {
-		e := walkEntry{name: de.Name(), dir: de.IsDir()}
-		if de.Type()&fs.ModeSymlink == 0 {
-			if fi, err := de.Info(); err == nil {
-				e.mode, e.stat = fi.Mode(), true
-				e.id, _ = state.FileIDOf(fi)
-			}
+	out := make([]dirent, len(des))
+	for i, de := range des {
+		out[i].name = de.Name()
+		switch t := de.Type(); {
+		case t.IsDir():
+			out[i].typ = typeDir
+		case t&fs.ModeSymlink != 0:
+			out[i].typ = typeSymlink
+		default:
+			out[i].typ = typeOther
 		}
-		out = append(out, e)
 	}
 	return out, nil
+}
+
+// statAt is the walk's view of entry de of d; one that cannot be stat'ed
+// was removed while we looked, and is not classified.
+func statAt(d dirRef, de dirent) walkEntry {
+	e := walkEntry{name: de.name, dir: de.typ == typeDir}
+	if de.typ == typeSymlink {
+		return e
+	}
+	fi, err := os.Lstat(filepath.Join(d, de.name))
+	if err != nil {
+		return e
+	}
+	e.mode, e.stat = fi.Mode(), fi.Mode()&fs.ModeSymlink == 0
+	e.id, _ = state.FileIDOf(fi)
+	if de.typ == typeUnknown {
+		e.dir = fi.IsDir()
+	}
+	return e
 }
 
 // lstatEntry is the walk's view of the file at p.

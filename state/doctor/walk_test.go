@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/p2pstream/p2ptls/state"
 )
@@ -137,37 +138,92 @@ func TestScanTreeIsWalkDir(t *testing.T) {
 			}
 		}},
 	}
-	for _, tc := range tests {
+	roots := make([]string, len(tests))
+	for i, tc := range tests {
+		roots[i] = t.TempDir()
+		mustMkdir(t, filepath.Join(roots[i], "mappings"), 0o700)
+		tc.build(t, roots[i])
+	}
+	// Directories changed within the racy window are not trusted by
+	// their identity: wait it out once, so that the memo's listings are
+	// used below.
+	time.Sleep(time.Second + 100*time.Millisecond)
+	for i, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			root := t.TempDir()
-			mustMkdir(t, filepath.Join(root, "mappings"), 0o700)
-			tc.build(t, root)
-			want, wantTemps, ids, werr := walkModes(root)
+			root := roots[i]
 			for range 5 { // workers take different subtrees in each run
-				got, err := scanTree(root)
-				if !reflect.DeepEqual(got.modes, want) || (err == nil) != (werr == nil) {
-					t.Fatalf("scanTree:\n%+v, %v\nWalkDir:\n%+v, %v", got.modes, err, want, werr)
-				}
-				if !reflect.DeepEqual(got.temps, wantTemps) {
-					t.Fatalf("scanTree's temporary names:\n%+v\nWalkDir's:\n%+v", got.temps, wantTemps)
-				}
-				for name, id := range got.pairs {
-					if path.Base(name) != "cert.pem" && path.Base(name) != "key.pem" || !strings.HasPrefix(name, "certs/public/") || strings.Count(name, "/") != 3 {
-						t.Fatalf("scanTree keeps the identity of %s, which is no mapping's certificate or key", name)
-					}
-					if ids[name] != id {
-						t.Fatalf("scanTree: identity of %s %+v, lstat's %+v", name, id, ids[name])
-					}
-				}
-				if pairs := countPairs(ids); len(got.pairs) != pairs {
-					t.Fatalf("scanTree keeps %d identities, want %d", len(got.pairs), pairs)
-				}
+				compareScan(t, root, nil)
 			}
-			if tc.desc != "empty" && len(want.secrets)+len(want.files)+len(want.dirs) == 0 {
+			if want, _, _, _ := walkModes(root); tc.desc != "empty" && len(want.secrets)+len(want.files)+len(want.dirs) == 0 {
 				t.Fatal("the tree has no open modes: the test compares nothing")
 			}
+			// With the memo of listings: the first walk fills it, the
+			// next ones read no directory whose listing it has, and see
+			// the same.
+			memo := state.OpenMemo(state.OpenDir(root, time.Second), pairMemoKind)
+			if first := compareScan(t, root, memo); tc.desc != "empty" && first.stored == 0 {
+				t.Fatal("the first walk memoized no listing")
+			}
+			if again := compareScan(t, root, memo); again.stored != 0 {
+				t.Fatalf("the second walk listed %d directories again: the memo is not used", again.stored)
+			}
+			if tc.desc == "empty" {
+				return
+			}
+			// What changes inside directories whose listings are
+			// memoized is seen: a new file (the directory's times move),
+			// a new temporary file, a chmod (the directory's do not).
+			var dirs []string
+			_ = filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+				if err == nil && de.IsDir() && p != root && !strings.HasPrefix(p, filepath.Join(root, "run")) {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			for j, d := range dirs {
+				switch j % 3 {
+				case 0:
+					writeMode(t, filepath.Join(d, "new.txt"), 0o666)
+				case 1:
+					writeMode(t, filepath.Join(d, ".new.tmp-1"), 0o600)
+				case 2:
+					if err := os.Chmod(d, 0o750); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := os.Chmod(filepath.Join(root, "mappings"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			compareScan(t, root, memo)
 		})
 	}
+}
+
+// compareScan walks root with scanTree (through memo, when not nil) and
+// fails unless it finds what walkModes finds.
+func compareScan(t *testing.T, root string, memo *state.Memo) treeScan {
+	t.Helper()
+	want, wantTemps, ids, werr := walkModes(root)
+	got, err := scanTree(root, memo)
+	if !reflect.DeepEqual(got.modes, want) || (err == nil) != (werr == nil) {
+		t.Fatalf("scanTree:\n%+v, %v\nWalkDir:\n%+v, %v", got.modes, err, want, werr)
+	}
+	if !reflect.DeepEqual(got.temps, wantTemps) {
+		t.Fatalf("scanTree's temporary names:\n%+v\nWalkDir's:\n%+v", got.temps, wantTemps)
+	}
+	for name, id := range got.pairs {
+		if path.Base(name) != "cert.pem" && path.Base(name) != "key.pem" || !strings.HasPrefix(name, "certs/public/") || strings.Count(name, "/") != 3 {
+			t.Fatalf("scanTree keeps the identity of %s, which is no mapping's certificate or key", name)
+		}
+		if ids[name] != id {
+			t.Fatalf("scanTree: identity of %s %+v, lstat's %+v", name, id, ids[name])
+		}
+	}
+	if pairs := countPairs(ids); len(got.pairs) != pairs {
+		t.Fatalf("scanTree keeps %d identities, want %d", len(got.pairs), pairs)
+	}
+	return got
 }
 
 // countPairs counts the mappings' certificates and keys among the regular
