@@ -115,7 +115,7 @@ func Run(ctx context.Context, in Input) Report {
 	if in.Resolve == nil {
 		in.Resolve = defaultResolve
 	}
-	e := newEnv(ctx, in)
+	e := newEnvWalking(ctx, in, true)
 	checks := []func(context.Context, *env) Check{
 		checkConfig,
 		checkPermissions,

@@ -46,9 +46,11 @@ type env struct {
 	// infos are the mappings of cfg as "mapping list" describes them.
 	infos []mappings.Info
 	// scan is the one walk of the state directory (see tree), nil until
-	// a check needs it.
-	scan    *treeScan
-	scanErr error
+	// a check needs it; scanDone is closed when a walk started in the
+	// background has set them.
+	scan     *treeScan
+	scanErr  error
+	scanDone chan struct{}
 	// memo is doctor's memo (see pairMemoKind); pairsStored counts the
 	// outcomes checkCoverage put in it.
 	memo        *state.Memo
@@ -64,7 +66,12 @@ type env struct {
 	providedErr error
 }
 
-func newEnv(ctx context.Context, in Input) *env {
+func newEnv(ctx context.Context, in Input) *env { return newEnvWalking(ctx, in, false) }
+
+// newEnvWalking is newEnv; walk starts the walk of the state directory
+// (see tree) before the config and the mappings are loaded, so that it
+// overlaps their serial parts.
+func newEnvWalking(ctx context.Context, in Input, walk bool) *env {
 	e := &env{in: in, s: in.Store, memo: state.OpenMemo(in.Store, pairMemoKind)}
 	if l, ok := in.Store.(state.Local); ok {
 		e.local = l
@@ -73,6 +80,14 @@ func newEnv(ctx context.Context, in Input) *env {
 				e.root = real
 			}
 		}
+	}
+	if walk && e.root != "" {
+		e.scanDone = make(chan struct{})
+		go func() {
+			defer close(e.scanDone)
+			t, err := scanTree(e.root, e.memo)
+			e.scan, e.scanErr = &t, err
+		}()
 	}
 	e.settings()
 	e.loadConfig(ctx)
@@ -218,11 +233,23 @@ func (e *env) where(name string) string {
 // tree walks the state directory once, for the checks that look at its
 // files; only for a local store whose directory exists.
 func (e *env) tree() (*treeScan, error) {
+	if e.scanDone != nil {
+		<-e.scanDone
+	}
 	if e.scan == nil {
 		t, err := scanTree(e.root, e.memo)
 		e.scan, e.scanErr = &t, err
 	}
 	return e.scan, e.scanErr
+}
+
+// walked is the walk of the state directory when one was made or
+// started (waiting for it), nil otherwise.
+func (e *env) walked() *treeScan {
+	if e.scanDone != nil {
+		<-e.scanDone
+	}
+	return e.scan
 }
 
 // saveMemo saves doctor's memo when a check put something in it, keeping
@@ -231,6 +258,7 @@ func (e *env) tree() (*treeScan, error) {
 // entries of what was removed go with the next save, and are never used
 // meanwhile (their files are gone).
 func (e *env) saveMemo() {
+	e.walked()
 	stored := e.pairsStored.Load()
 	if e.scan != nil {
 		stored += e.scan.stored

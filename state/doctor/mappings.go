@@ -212,9 +212,10 @@ func checkCoverage(ctx context.Context, e *env) Check {
 		covers  string   // what it covers, when some are missing
 	}
 	results := make([]loaded, len(e.cfg.Mappings))
+	scan := e.walked()
 	parallel.Each(len(results), func(i int) bool {
 		m := e.cfg.Mappings[i]
-		dnsNames, covered, put, err := e.loadPair(ctx, e.memo, m)
+		dnsNames, covered, put, err := e.loadPair(ctx, e.memo, scan, m)
 		if put {
 			e.pairsStored.Add(1)
 		}

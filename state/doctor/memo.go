@@ -169,9 +169,9 @@ func (e *env) certWhere(m state.Mapping, cert string) string {
 // regular file's (a symlink's own identity does not change with what it
 // points to), from what the walk of the state directory saw, else from an
 // lstat.
-func (e *env) pairIdentity(m state.Mapping, name string) (state.FileID, bool) {
-	if e.scan != nil && m.Source != state.SourceFile {
-		if id, ok := e.scan.pairs[name]; ok {
+func (e *env) pairIdentity(scan *treeScan, m state.Mapping, name string) (state.FileID, bool) {
+	if scan != nil && m.Source != state.SourceFile {
+		if id, ok := scan.pairs[name]; ok {
 			return id, true
 		}
 	}
@@ -189,7 +189,7 @@ func (e *env) pairIdentity(m state.Mapping, name string) (state.FileID, bool) {
 // loadPair is mappings.Load of m's pair as checkCoverage needs it: through
 // the memo when both files are the ones an outcome was derived from.
 // stored says its outcome went into the memo.
-func (e *env) loadPair(ctx context.Context, memo *state.Memo, m state.Mapping) (names []string, covers string, stored bool, err error) {
+func (e *env) loadPair(ctx context.Context, memo *state.Memo, scan *treeScan, m state.Mapping) (names []string, covers string, stored bool, err error) {
 	cert, key := pairFiles(m)
 	var certID, keyID state.FileID
 	usable := e.local != nil
@@ -197,8 +197,8 @@ func (e *env) loadPair(ctx context.Context, memo *state.Memo, m state.Mapping) (
 		// Both identities are taken before Load reads the files: a change
 		// after this changes them, so the value is never trusted for it.
 		var ok1, ok2 bool
-		certID, ok1 = e.pairIdentity(m, cert)
-		keyID, ok2 = e.pairIdentity(m, key)
+		certID, ok1 = e.pairIdentity(scan, m, cert)
+		keyID, ok2 = e.pairIdentity(scan, m, key)
 		usable = ok1 && ok2
 	}
 	if usable {
