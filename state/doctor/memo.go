@@ -22,7 +22,9 @@ import (
 const pairMemoKind = "doctor"
 
 // pairMemoVersion is the first byte of every value; raise it when what a
-// value holds changes meaning.
+// value holds changes meaning, and when mappings.Load or pki come to
+// accept or refuse other pairs (key strength, parsing): an outcome is the
+// verdict of the code that derived it.
 const pairMemoVersion = 1
 
 // pairOutcome is what checkCoverage needs of one mapping's loaded pair.
@@ -167,8 +169,8 @@ func (e *env) certWhere(m state.Mapping, cert string) string {
 
 // pairIdentity is the identity of a mapping's file for the memo: only a
 // regular file's (a symlink's own identity does not change with what it
-// points to), from what the walk of the state directory saw, else from an
-// lstat.
+// points to), from what the walk of the state directory saw (scan, when
+// it ran), else from an lstat.
 func (e *env) pairIdentity(scan *treeScan, m state.Mapping, name string) (state.FileID, bool) {
 	if scan != nil && m.Source != state.SourceFile {
 		if id, ok := scan.pairs[name]; ok {
