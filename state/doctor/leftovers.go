@@ -72,8 +72,15 @@ func checkOrphans(ctx context.Context, e *env) Check {
 		paths = append(paths, p)
 	}
 	for _, tmp := range l.TempFiles {
+		p := filepath.Join(e.root, filepath.FromSlash(tmp))
+		// The walk was made while the config and mappings loaded: a
+		// writer that held the lock then and has finished since renamed
+		// or removed its temporary files, which are not leftovers.
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		items = append(items, tmp)
-		paths = append(paths, filepath.Join(e.root, filepath.FromSlash(tmp)))
+		paths = append(paths, p)
 	}
 	unchecked := ""
 	if l.Unchecked != "" {
