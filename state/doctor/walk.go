@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -53,8 +54,6 @@ type treeScan struct {
 type scanPart struct {
 	modes modeFindings
 	temps []state.TempEntry
-	pairs []pairFile
-	dirs  []string
 }
 
 type pairFile struct {
@@ -65,8 +64,6 @@ type pairFile struct {
 func (a *scanPart) add(b *scanPart) {
 	a.modes.add(&b.modes)
 	a.temps = append(a.temps, b.temps...)
-	a.pairs = append(a.pairs, b.pairs...)
-	a.dirs = append(a.dirs, b.dirs...)
 }
 
 // dirent is a directory entry before it is stat'ed: its name, and its
@@ -127,7 +124,7 @@ func scanTree(root string, memo *state.Memo) (treeScan, error) {
 		d, err := openDir(root)
 		if err == nil {
 			var sub scanPart
-			sub, err = w.dir(d, root, "", top.id, nil)
+			sub, err = w.dir(d, dirPath{parent: root}, "", top.id, nil)
 			p.add(&sub)
 		} else if isGone(err) {
 			err = nil
@@ -145,11 +142,18 @@ type treeWalk struct {
 	sem  chan struct{} // a slot for each extra worker
 	// stored counts the listings put in the memo.
 	stored atomic.Int64
+	// pairs and dirs are what treeScan keeps of them, in no order: each
+	// directory adds its own once it has read them.
+	mu    sync.Mutex
+	pairs []pairFile
+	dirs  []string
 }
 
 func (w *treeWalk) result(p *scanPart) treeScan {
-	t := treeScan{modes: p.modes, temps: p.temps, pairs: make(map[string]state.FileID, len(p.pairs)), dirs: p.dirs, stored: w.stored.Load()}
-	for _, f := range p.pairs {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t := treeScan{modes: p.modes, temps: p.temps, pairs: make(map[string]state.FileID, len(w.pairs)), dirs: w.dirs, stored: w.stored.Load()}
+	for _, f := range w.pairs {
 		t.pairs[f.name] = f.id
 	}
 	return t
@@ -173,6 +177,18 @@ func (w *treeWalk) classify(f *modeFindings, rel string, e walkEntry) {
 	case perm&0o022 != 0:
 		f.files = append(f.files, shown())
 	}
+}
+
+// dirPath is a directory's path as the walk's errors name it, joined only
+// when needed: most of the state's directories are read from the memo and
+// never named.
+type dirPath struct{ parent, name string }
+
+func (p dirPath) String() string {
+	if p.name == "" {
+		return p.parent
+	}
+	return p.parent + string(filepath.Separator) + p.name
 }
 
 // listingName is the memo's name for the listing of directory rel: it
@@ -243,15 +259,22 @@ func decodeListing(b []byte) ([]dirent, error) {
 // entries when the memo had them, nil to read d. Subdirectories go to
 // another worker when one is free; the results are joined in order, and
 // the first error in that order is the walk's, as WalkDir stops at it.
-func (w *treeWalk) dir(d dirRef, path, rel string, id state.FileID, listed []dirent) (scanPart, error) {
+func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed []dirent) (scanPart, error) {
 	// d is closed once every worker below it has ended: a subdirectory
 	// whose listing came from the memo is reached through d.
 	defer closeDir(d)
 	var p scanPart
+	path := ""
+	pathOf := func() string { // made only for a directory that needs it
+		if path == "" {
+			path = at.String()
+		}
+		return path
+	}
 	entries := listed
 	if entries == nil {
 		var err error
-		if entries, err = listDir(d, path); err != nil {
+		if entries, err = listDir(d, pathOf()); err != nil {
 			if isGone(err) {
 				err = nil
 			}
@@ -262,53 +285,85 @@ func (w *treeWalk) dir(d dirRef, path, rel string, id state.FileID, listed []dir
 			w.remember(rel, id, entries)
 		}
 	}
-	if rel != "" {
-		p.dirs = append(p.dirs, rel)
-	}
+	var pairs [2]pairFile // a mapping directory's certificate and key
+	npairs := 0
+	defer func() {
+		w.mu.Lock()
+		w.pairs = append(w.pairs, pairs[:npairs]...)
+		if rel != "" {
+			w.dirs = append(w.dirs, rel)
+		}
+		w.mu.Unlock()
+	}()
 	pairDir := strings.HasPrefix(rel, mappings.PublicDir+"/") && !strings.Contains(rel[len(mappings.PublicDir)+1:], "/")
 	// A slot holds, in entry order, what one entry found and what was
 	// found below it: only entries that found something or are
 	// directories have one (a 100k-entry directory of 0700 directories
-	// costs no 100k empty findings).
+	// costs no 100k empty findings). The identities of the pairs and the
+	// directories walked have no order: they go straight into p.
 	type slot struct {
-		own   scanPart
+		own   *scanPart // nil: nothing
 		below scanPart
 		err   error         // the first error below, or opening it
 		done  chan struct{} // closed when a worker is done below; nil when walked inline
 	}
-	var slots []*slot
+	// Made once, with room for every entry: a worker writes into its
+	// slot, which appending must never move.
+	var slots []slot
+	newSlot := func(own *scanPart) *slot {
+		if slots == nil {
+			slots = make([]slot, 0, len(entries))
+		}
+		slots = append(slots, slot{own: own})
+		return &slots[len(slots)-1]
+	}
 	for _, de := range entries {
 		e := statAt(d, de)
-		childRel := e.name
-		if rel != "" {
-			childRel = rel + "/" + e.name
+		childRel := ""
+		relOf := func() string { // made only for an entry that needs it
+			if childRel == "" {
+				childRel = e.name
+				if rel != "" {
+					childRel = rel + "/" + e.name
+				}
+			}
+			return childRel
 		}
-		var own scanPart
+		var own *scanPart
 		if state.IsTempName(e.name) {
-			own.temps = append(own.temps, state.TempEntry{Name: childRel, Dir: e.dir})
+			own = &scanPart{temps: []state.TempEntry{{Name: relOf(), Dir: e.dir}}}
 		}
 		if e.stat {
-			w.classify(&own.modes, childRel, e)
-			if pairDir && e.mode.IsRegular() && (e.name == mappings.CertFileName || e.name == mappings.KeyFileName) {
-				own.pairs = append(own.pairs, pairFile{name: childRel, id: e.id})
+			if e.mode.Perm()&0o077 != 0 {
+				var f modeFindings
+				if w.classify(&f, relOf(), e); len(f.dirs)+len(f.secrets)+len(f.files) > 0 {
+					if own == nil {
+						own = &scanPart{}
+					}
+					own.modes = f
+				}
+			}
+			if pairDir && npairs < len(pairs) && e.mode.IsRegular() && (e.name == mappings.CertFileName || e.name == mappings.KeyFileName) {
+				pairs[npairs] = pairFile{name: relOf(), id: e.id}
+				npairs++
 			}
 		}
 		if !e.dir {
-			if !own.empty() {
-				slots = append(slots, &slot{own: own})
+			if own != nil {
+				newSlot(own)
 			}
 			continue
 		}
-		sl := &slot{own: own}
-		slots = append(slots, sl)
-		childPath := path + string(filepath.Separator) + e.name
+		sl := newSlot(own)
+		childAt := dirPath{parent: pathOf(), name: e.name}
 		var cd dirRef
+		childRel = relOf()
 		childListed, ok := w.listing(childRel, e)
 		if ok {
 			cd = viaParent(d, e.name)
 		} else {
 			var err error
-			if cd, err = openSubdir(d, e.name, childPath); err != nil {
+			if cd, err = openSubdir(d, e.name, childAt.String()); err != nil {
 				if !isGone(err) {
 					sl.err = err
 				}
@@ -321,28 +376,26 @@ func (w *treeWalk) dir(d dirRef, path, rel string, id state.FileID, listed []dir
 			sl.done = make(chan struct{})
 			go func() {
 				defer func() { <-w.sem; close(sl.done) }()
-				sl.below, sl.err = w.dir(cd, childPath, childRel, childID, childListed)
+				sl.below, sl.err = w.dir(cd, childAt, childRel, childID, childListed)
 			}()
 		default:
-			sl.below, sl.err = w.dir(cd, childPath, childRel, childID, childListed)
+			sl.below, sl.err = w.dir(cd, childAt, childRel, childID, childListed)
 		}
 	}
 	var first error
-	for _, sl := range slots {
+	for i := range slots {
+		sl := &slots[i]
 		if sl.done != nil {
 			<-sl.done // every worker ends before the walk does
 		}
 		if first != nil {
 			continue
 		}
-		p.add(&sl.own)
+		if sl.own != nil {
+			p.add(sl.own)
+		}
 		p.add(&sl.below)
 		first = sl.err
 	}
 	return p, first
-}
-
-func (p *scanPart) empty() bool {
-	return len(p.temps) == 0 && len(p.pairs) == 0 && len(p.dirs) == 0 &&
-		len(p.modes.secrets) == 0 && len(p.modes.dirs) == 0 && len(p.modes.files) == 0
 }
