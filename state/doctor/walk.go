@@ -253,8 +253,8 @@ func decodeListing(b []byte) ([]dirent, error) {
 	return des, nil
 }
 
-// dir walks what is below the directory d (at path, rel its store name,
-// "" for the root, id its identity): each entry, then (for a directory)
+// dir walks what is below the directory d (at at, rel its store name, ""
+// for the root, id its identity): each entry, then (for a directory)
 // what is below it, in name order, and then closes d. listed are d's
 // entries when the memo had them, nil to read d. Subdirectories go to
 // another worker when one is free; the results are joined in order, and
@@ -300,7 +300,8 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 	// found below it: only entries that found something or are
 	// directories have one (a 100k-entry directory of 0700 directories
 	// costs no 100k empty findings). The identities of the pairs and the
-	// directories walked have no order: they go straight into p.
+	// directories walked have no order: they go to w, once (the defer
+	// above).
 	type slot struct {
 		own   *scanPart // nil: nothing
 		below scanPart
