@@ -64,9 +64,7 @@ func FindLeftovers(ctx context.Context, s Store, root string) (Leftovers, error)
 // a caller that has loaded it already (doctor: a second load of 100k
 // records costs seconds).
 func FindLeftoversWith(ctx context.Context, s Store, root string, load func() (*Config, error)) (Leftovers, error) {
-	var l Leftovers
-	var journaled map[string]bool
-	journaled, l.Pending = journalNames(root)
+	var temps []TempEntry
 	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -80,9 +78,7 @@ func FindLeftoversWith(ctx context.Context, s Store, root string, load func() (*
 			return fs.SkipDir
 		}
 		if p != root && IsTempName(de.Name()) {
-			if !journaled[rel] {
-				l.TempFiles = append(l.TempFiles, rel)
-			}
+			temps = append(temps, TempEntry{Name: rel, Dir: de.IsDir()})
 			if de.IsDir() {
 				return fs.SkipDir // put aside as a whole
 			}
@@ -90,8 +86,26 @@ func FindLeftoversWith(ctx context.Context, s Store, root string, load func() (*
 		return nil
 	})
 	if err != nil {
-		return l, fmt.Errorf("look for temporary files in %s: %w", root, err)
+		return tempLeftovers(root, temps), fmt.Errorf("look for temporary files in %s: %w", root, err)
 	}
+	return FindLeftoversIn(ctx, s, root, temps, load)
+}
+
+// TempEntry is an entry of the state directory with a temporary name
+// (IsTempName of its base), as a walk found it.
+type TempEntry struct {
+	Name string // store name
+	Dir  bool
+}
+
+// FindLeftoversIn is FindLeftoversWith for a caller that walked the whole
+// state directory itself (doctor walks it once for the file modes too):
+// temps are every entry with a temporary name the walk found, in the
+// order of filepath.WalkDir, anywhere. Those under run/ (serve writes it
+// without the lock) or inside a temporary directory (put aside as a
+// whole) are not leftovers of their own.
+func FindLeftoversIn(ctx context.Context, s Store, root string, temps []TempEntry, load func() (*Config, error)) (Leftovers, error) {
+	l := tempLeftovers(root, temps)
 	if l.Pending {
 		return l, nil
 	}
@@ -126,6 +140,27 @@ func FindLeftoversWith(ctx context.Context, s Store, root string, load func() (*
 	}
 	l.TempFiles = kept
 	return l, nil
+}
+
+// tempLeftovers are the temporary files among temps (see FindLeftoversIn)
+// that no committed change's journal names, and whether one is pending.
+func tempLeftovers(root string, temps []TempEntry) Leftovers {
+	var l Leftovers
+	var journaled map[string]bool
+	journaled, l.Pending = journalNames(root)
+	var aside string // the last temporary directory: what is below it goes with it
+	for _, t := range temps {
+		if strings.HasPrefix(t.Name, RunDir+"/") || (aside != "" && strings.HasPrefix(t.Name, aside)) {
+			continue
+		}
+		if t.Dir {
+			aside = t.Name + "/"
+		}
+		if !journaled[t.Name] {
+			l.TempFiles = append(l.TempFiles, t.Name)
+		}
+	}
+	return l
 }
 
 // removeLeftovers removes what a killed writer left, under the lock just

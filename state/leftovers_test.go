@@ -2,9 +2,11 @@ package state
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -169,5 +171,78 @@ func TestLockRemovesLeftoversOfAKilledWriter(t *testing.T) {
 	}
 	if got := files(t, root); !slices.Equal(got, afterCleanup) {
 		t.Errorf("after the killed writer:\n%q\nwant\n%q", got, afterCleanup)
+	}
+}
+
+// allTemps is every entry with a temporary name under root, run/ and
+// temporary directories included, in WalkDir's order: what a walk that
+// does not skip anything (doctor's) hands FindLeftoversIn.
+func allTemps(t *testing.T, root string) []TempEntry {
+	t.Helper()
+	var out []TempEntry
+	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if rel, _ := filepath.Rel(root, p); p != root && IsTempName(de.Name()) {
+			out = append(out, TempEntry{Name: filepath.ToSlash(rel), Dir: de.IsDir()})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestFindLeftoversInIsFindLeftovers: given every temporary name of a
+// walk that skips nothing, FindLeftoversIn finds what FindLeftovers finds
+// with its own walk: not serve's temporary files under run/ (a temporary
+// directory there included), not what is inside a directory put aside
+// (temporary names in it included), not what a pending journal names.
+func TestFindLeftoversInIsFindLeftovers(t *testing.T) {
+	tests := []struct {
+		desc  string
+		extra map[string]string // more files, by store name
+		want  int               // temporary files found
+		// orphans is how many orphan directories are found: none while a
+		// committed change is pending.
+		orphans int
+	}{
+		{desc: "the leftovers of a killed writer", want: 3, orphans: 1},
+		{desc: "a pending change (a journal that does not parse names nothing)", want: 3, extra: map[string]string{JournalFile: "garbage"}},
+		{desc: "temporary directories, in run/ and elsewhere", want: 6, orphans: 1, extra: map[string]string{
+			"run/.cache.tmp-3/.records.tmp-4":              "serve's",
+			"certs/public/.old.tmp-55/key.pem":             "put aside",
+			"certs/public/.old.tmp-55/.cert.pem.tmp-56":    "inside it",
+			"certs/public/.old.tmp-55/.sub.tmp-57/x":       "deeper",
+			"certs/public/keep/.meta.toml.tmp-58":          "half",
+			"certs/public/keep.tmp-9/notes":                "not a temporary name: no leading dot",
+			"certs/public/keep/.cert.pem.tmp-1/.x.tmp-2/y": "a directory with a temporary name",
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			d, root := leftoverState(t)
+			for name, body := range tc.extra {
+				p := filepath.Join(root, filepath.FromSlash(name))
+				if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx := context.Background()
+			want, werr := FindLeftovers(ctx, d, root)
+			load := func() (*Config, error) { return LoadConfig(ctx, d) }
+			got, err := FindLeftoversIn(ctx, d, root, allTemps(t, root), load)
+			if err != nil || werr != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("FindLeftoversIn = %+v, %v\nFindLeftovers = %+v, %v", got, err, want, werr)
+			}
+			if len(got.TempFiles) != tc.want || len(got.Orphans) != tc.orphans || got.Pending != (tc.orphans == 0) {
+				t.Fatalf("found %d temporary files and %d orphans: %+v; want %d and %d", len(got.TempFiles), len(got.Orphans), got, tc.want, tc.orphans)
+			}
+		})
 	}
 }

@@ -8,8 +8,11 @@
 // Every check has a stable id, a status (ok, warn or fail), a message and,
 // unless it is ok, a hint that names the fix. A check with nothing to look at
 // is ok and says so; one that cannot look because something it needs is
-// broken warns and names the check that reports that. Doctor only reads: it
-// never takes the state lock, creates or changes a file.
+// broken warns and names the check that reports that. Doctor only reads
+// the state: it never takes the state lock, creates or changes a file of
+// it. What it derives from the mappings' certificates and keys it keeps in
+// a memo (state.MemoDir/doctor: derived data, not state), so that a run
+// over files that did not change does not parse them again.
 package doctor
 
 import (
@@ -112,7 +115,7 @@ func Run(ctx context.Context, in Input) Report {
 	if in.Resolve == nil {
 		in.Resolve = defaultResolve
 	}
-	e := newEnv(ctx, in)
+	e := newEnvWalking(ctx, in, true)
 	checks := []func(context.Context, *env) Check{
 		checkConfig,
 		checkPermissions,
@@ -147,6 +150,7 @@ func Run(ctx context.Context, in Input) Report {
 		}
 		r.Checks = append(r.Checks, c)
 	}
+	e.saveMemo()
 	return r
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/hostname"
@@ -44,6 +45,16 @@ type env struct {
 	lenient bool
 	// infos are the mappings of cfg as "mapping list" describes them.
 	infos []mappings.Info
+	// scan is the one walk of the state directory (see tree), nil until
+	// a check needs it; scanDone is closed when a walk started in the
+	// background has set them.
+	scan     *treeScan
+	scanErr  error
+	scanDone chan struct{}
+	// memo is doctor's memo (see pairMemoKind); pairsStored counts the
+	// outcomes checkCoverage put in it.
+	memo        *state.Memo
+	pairsStored atomic.Int64
 
 	// The management CA and auto server certificate, read once.
 	ca        *x509.Certificate
@@ -55,8 +66,13 @@ type env struct {
 	providedErr error
 }
 
-func newEnv(ctx context.Context, in Input) *env {
-	e := &env{in: in, s: in.Store}
+func newEnv(ctx context.Context, in Input) *env { return newEnvWalking(ctx, in, false) }
+
+// newEnvWalking is newEnv; walk starts the walk of the state directory
+// (see tree) before the config and the mappings are loaded, so that it
+// overlaps their serial parts.
+func newEnvWalking(ctx context.Context, in Input, walk bool) *env {
+	e := &env{in: in, s: in.Store, memo: state.OpenMemo(in.Store, pairMemoKind)}
 	if l, ok := in.Store.(state.Local); ok {
 		e.local = l
 		if real, err := filepath.EvalSymlinks(l.Root()); err == nil {
@@ -64,6 +80,14 @@ func newEnv(ctx context.Context, in Input) *env {
 				e.root = real
 			}
 		}
+	}
+	if walk && e.root != "" {
+		e.scanDone = make(chan struct{})
+		go func() {
+			defer close(e.scanDone)
+			t, err := scanTree(e.root, e.memo)
+			e.scan, e.scanErr = &t, err
+		}()
 	}
 	e.settings()
 	e.loadConfig(ctx)
@@ -204,6 +228,65 @@ func (e *env) where(name string) string {
 		return name
 	}
 	return filepath.Join(e.local.Root(), filepath.FromSlash(name))
+}
+
+// tree walks the state directory once, for the checks that look at its
+// files; only for a local store whose directory exists.
+func (e *env) tree() (*treeScan, error) {
+	if e.scanDone != nil {
+		<-e.scanDone
+	}
+	if e.scan == nil {
+		t, err := scanTree(e.root, e.memo)
+		e.scan, e.scanErr = &t, err
+	}
+	return e.scan, e.scanErr
+}
+
+// walked is the walk of the state directory when one was made or
+// started (waiting for it), nil otherwise.
+func (e *env) walked() *treeScan {
+	if e.scanDone != nil {
+		<-e.scanDone
+	}
+	return e.scan
+}
+
+// saveMemo saves doctor's memo when a check put something in it, keeping
+// only the entries of the mappings and directories there are now. A run
+// that put nothing in does not write it (100k mappings are 20 MB): the
+// entries of what was removed go with the next save, and are never used
+// meanwhile (their files are gone).
+func (e *env) saveMemo() {
+	e.walked()
+	stored := e.pairsStored.Load()
+	if e.scan != nil {
+		stored += e.scan.stored
+	}
+	if stored == 0 {
+		return
+	}
+	var certs, dirs map[string]bool
+	if e.cfg != nil && !e.lenient {
+		certs = make(map[string]bool, len(e.cfg.Mappings))
+		for _, m := range e.cfg.Mappings {
+			cert, _ := pairFiles(m)
+			certs[cert] = true
+		}
+	}
+	if e.scan != nil && e.scanErr == nil {
+		dirs = make(map[string]bool, len(e.scan.dirs))
+		for _, d := range e.scan.dirs {
+			dirs[listingName(d)] = true
+		}
+	}
+	e.memo.Retain(func(name string) bool {
+		if strings.HasSuffix(name, "/") {
+			return dirs == nil || dirs[name]
+		}
+		return certs == nil || certs[name]
+	})
+	e.memo.Save()
 }
 
 // noDir reports whether the store is a local directory that does not

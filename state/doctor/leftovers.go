@@ -37,12 +37,22 @@ func checkOrphans(ctx context.Context, e *env) Check {
 	if locked {
 		return ok(IDOrphans, "not checked: a change is in progress (the state is locked), and its files are not leftovers")
 	}
-	l, err := state.FindLeftoversWith(ctx, e.s, e.root, func() (*state.Config, error) {
+	load := func() (*state.Config, error) {
 		if e.cfgErr != nil { // the error FindLeftovers would get by loading it
 			return nil, e.cfgErr
 		}
 		return e.cfg, nil
-	})
+	}
+	// The temporary files are those the walk of checkPermissions found;
+	// when it could not read everything, FindLeftoversWith walks again
+	// (it skips run/) and says what it could not read.
+	var l state.Leftovers
+	scan, err := e.tree()
+	if err == nil {
+		l, err = state.FindLeftoversIn(ctx, e.s, e.root, scan.temps, load)
+	} else {
+		l, err = state.FindLeftoversWith(ctx, e.s, e.root, load)
+	}
 	if err != nil {
 		return warn(IDOrphans, "check that this user can read the whole state directory", "%v", err)
 	}
@@ -62,8 +72,15 @@ func checkOrphans(ctx context.Context, e *env) Check {
 		paths = append(paths, p)
 	}
 	for _, tmp := range l.TempFiles {
+		p := filepath.Join(e.root, filepath.FromSlash(tmp))
+		// The walk was made while the config and mappings loaded: a
+		// writer that held the lock then and has finished since renamed
+		// or removed its temporary files, which are not leftovers.
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		items = append(items, tmp)
-		paths = append(paths, filepath.Join(e.root, filepath.FromSlash(tmp)))
+		paths = append(paths, p)
 	}
 	unchecked := ""
 	if l.Unchecked != "" {

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +41,19 @@ func TestCheckOrphans(t *testing.T) {
 		if strings.Contains(c.Message, "run/") {
 			t.Errorf("serve's temporary file is reported: %s", c.Message)
 		}
+	})
+	t.Run("a writer that finished after the walk left nothing", func(t *testing.T) {
+		s := seed(t)
+		mustWrite(t, s, ".p2ptls.toml.tmp-78", []byte("half"), state.SecretMode)
+		ctx := context.Background()
+		e := newEnvWalking(ctx, input(s), true) // the walk sees the writer's temporary file
+		if _, err := e.tree(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(s.Root(), ".p2ptls.toml.tmp-78")); err != nil { // the writer renames it and unlocks
+			t.Fatal(err)
+		}
+		want(t, checkOrphans(ctx, e), IDOrphans, OK, "no orphan mapping directories or temporary files")
 	})
 	t.Run("stale lock: the next change removes them", func(t *testing.T) {
 		s := seed(t)

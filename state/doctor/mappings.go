@@ -204,27 +204,32 @@ func checkCoverage(ctx context.Context, e *env) Check {
 	}
 	// Loading a certificate and its key (reading, parsing and matching
 	// them) is the cost of this check: one worker per core does it, and
-	// keeps of each only what the findings need.
+	// keeps of each only what the findings need, in doctor's memo, so that
+	// the next run parses only the pairs whose files changed.
 	type loaded struct {
 		err     error
 		missing []string // hosts the certificate does not cover
 		covers  string   // what it covers, when some are missing
 	}
 	results := make([]loaded, len(e.cfg.Mappings))
+	scan := e.walked()
 	parallel.Each(len(results), func(i int) bool {
 		m := e.cfg.Mappings[i]
-		c, err := mappings.Load(ctx, e.s, m)
+		dnsNames, covered, put, err := e.loadPair(ctx, e.memo, scan, m)
+		if put {
+			e.pairsStored.Add(1)
+		}
 		if err != nil {
 			results[i].err = err
 			return true
 		}
 		for _, h := range m.Hosts {
-			if !covers(c.Chain[0].DNSNames, h) {
+			if !covers(dnsNames, h) {
 				results[i].missing = append(results[i].missing, h)
 			}
 		}
 		if len(results[i].missing) > 0 {
-			results[i].covers = coverList(c.Chain[0])
+			results[i].covers = covered
 		}
 		return true
 	})

@@ -63,8 +63,8 @@ func checkPermissions(ctx context.Context, e *env) Check {
 	if e.root == "" {
 		return ok(IDPermissions, "there is no state directory %s yet; p2ptls creates it 0700", e.local.Root())
 	}
-	found, err := scanModes(e.root)
-	secrets, dirs, files, secretPaths := found.secrets, found.dirs, found.files, found.secretPaths
+	scan, err := e.tree()
+	secrets, dirs, files, secretPaths := scan.modes.secrets, scan.modes.dirs, scan.modes.files, scan.modes.secretPaths
 	if err != nil {
 		return warn(IDPermissions, "check that this user can read the whole state directory", "not all of %s could be read: %v", e.root, err)
 	}

@@ -1,12 +1,19 @@
 package doctor
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/mappings"
 )
 
 // modeFindings are the entries of the state directory whose mode is too
@@ -22,112 +29,374 @@ func (a *modeFindings) add(b *modeFindings) {
 	a.secretPaths = append(a.secretPaths, b.secretPaths...)
 }
 
-// scanModes finds the entries under root (root included) whose mode is too
-// open: what filepath.WalkDir with checkPermissions' rules finds, in the
-// same order and with the same first error, but with the directories read
-// and their entries stat'ed by one worker per core. A state of 100k
-// mappings is 400k entries, each an lstat.
-func scanModes(root string) (modeFindings, error) {
-	info, err := os.Lstat(root)
+// treeScan is what one walk of the state directory finds for the checks
+// that look at its files: checkPermissions' modes, checkOrphans'
+// temporary files, and the identities of the mappings' certificates and
+// keys for checkCoverage's memo. A state of 100k mappings is 500k
+// entries: one walk, not one per check.
+type treeScan struct {
+	modes modeFindings
+	// temps are the entries with a temporary name (state.IsTempName), in
+	// walk order, wherever they are: state.FindLeftoversIn applies its own
+	// rules (run/ and what is inside a temporary directory are not
+	// leftovers).
+	temps []state.TempEntry
+	// pairs are the identities of the regular files named cert.pem and
+	// key.pem in the mapping directories, by store name.
+	pairs map[string]state.FileID
+	// dirs are the directories walked (store names), for the memo's
+	// pruning; stored counts the listings the walk memoized.
+	dirs   []string
+	stored int64
+}
+
+// scanPart is what the walk of one directory found, joined in order.
+type scanPart struct {
+	modes modeFindings
+	temps []state.TempEntry
+}
+
+type pairFile struct {
+	name string
+	id   state.FileID
+}
+
+func (a *scanPart) add(b *scanPart) {
+	a.modes.add(&b.modes)
+	a.temps = append(a.temps, b.temps...)
+}
+
+// dirent is a directory entry before it is stat'ed: its name, and its
+// type as far as the directory says.
+type dirent struct {
+	name string
+	typ  direntType
+}
+
+type direntType uint8
+
+const (
+	typeUnknown direntType = iota // the file system does not say: stat says
+	typeDir
+	typeSymlink
+	typeOther
+)
+
+// walkEntry is one entry of a directory as the walk sees it: its own
+// mode (never a symlink's target's) and identity. stat is false for a
+// symlink, which is not classified, and for an entry removed while the
+// walk looked; dir says the directory lists it as one (a symlink is not
+// followed).
+type walkEntry struct {
+	name      string
+	mode      fs.FileMode
+	id        state.FileID
+	stat, dir bool
+}
+
+// listingVersion is the first byte of a directory listing in doctor's
+// memo (see treeWalk.listing).
+const listingVersion = 1
+
+// scanTree walks root (root included) once: every entry's mode is
+// classified by checkPermissions' rules, in filepath.WalkDir's order and
+// with its first error (the findings after that error are not kept), with
+// the directories read and their entries stat'ed by one worker per core.
+// How a directory is read is the platform's: see walk_linux.go.
+//
+// memo, when not nil, keeps each directory's listing by the directory's
+// identity: creating, removing or renaming an entry changes the
+// directory's modification and change times, so a directory whose
+// identity did not change has the entries it had, and is not read again
+// (its entries are still stat'ed: a chmod changes no directory). At 100k
+// mappings that is 100k directories not opened and read.
+func scanTree(root string, memo *state.Memo) (treeScan, error) {
+	top, err := lstatEntry(root)
 	if err != nil {
-		return modeFindings{}, err
+		return treeScan{}, err
 	}
-	w := &modeWalk{root: root, sem: make(chan struct{}, runtime.GOMAXPROCS(0))}
-	var f modeFindings
-	w.classify(&f, root, fs.FileInfoToDirEntry(info))
-	if !info.IsDir() {
-		return f, nil
+	w := &treeWalk{root: root, memo: memo, sem: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	var p scanPart
+	if top.stat {
+		w.classify(&p.modes, ".", top)
 	}
-	sub, err := w.dir(root)
-	f.add(&sub)
-	return f, err
+	if top.dir {
+		d, err := openDir(root)
+		if err == nil {
+			var sub scanPart
+			sub, err = w.dir(d, dirPath{parent: root}, "", top.id, nil)
+			p.add(&sub)
+		} else if isGone(err) {
+			err = nil
+		}
+		if err != nil {
+			return w.result(&p), err
+		}
+	}
+	return w.result(&p), nil
 }
 
-type modeWalk struct {
+type treeWalk struct {
 	root string
+	memo *state.Memo
 	sem  chan struct{} // a slot for each extra worker
+	// stored counts the listings put in the memo.
+	stored atomic.Int64
+	// pairs and dirs are what treeScan keeps of them, in no order: each
+	// directory adds its own once it has read them.
+	mu    sync.Mutex
+	pairs []pairFile
+	dirs  []string
 }
 
-// classify notes entry p if its mode is too open (checkPermissions' rules).
-func (w *modeWalk) classify(f *modeFindings, p string, de fs.DirEntry) {
-	if de.Type()&fs.ModeSymlink != 0 {
+func (w *treeWalk) result(p *scanPart) treeScan {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t := treeScan{modes: p.modes, temps: p.temps, pairs: make(map[string]state.FileID, len(w.pairs)), dirs: w.dirs, stored: w.stored.Load()}
+	for _, f := range w.pairs {
+		t.pairs[f.name] = f.id
+	}
+	return t
+}
+
+// classify notes entry e at rel if its mode is too open
+// (checkPermissions' rules). Most entries are not (0600 files, 0700
+// directories), and cost no string.
+func (w *treeWalk) classify(f *modeFindings, rel string, e walkEntry) {
+	perm := e.mode.Perm()
+	if perm&0o077 == 0 {
 		return
 	}
-	info, err := de.Info()
-	if err != nil {
-		return // removed while we looked
-	}
-	rel, _ := filepath.Rel(w.root, p)
-	rel = filepath.ToSlash(rel)
-	perm := info.Mode().Perm()
-	shown := fmt.Sprintf("%s (%04o)", rel, perm)
+	shown := func() string { return fmt.Sprintf("%s (%04o)", rel, perm) }
 	switch {
-	case de.IsDir():
-		if perm&0o077 != 0 {
-			f.dirs = append(f.dirs, shown)
-		}
+	case e.mode.IsDir():
+		f.dirs = append(f.dirs, shown())
 	case isSecret(rel):
-		if perm&0o077 != 0 {
-			f.secrets = append(f.secrets, shown)
-			f.secretPaths = append(f.secretPaths, p)
-		}
-	default:
-		if perm&0o022 != 0 {
-			f.files = append(f.files, shown)
-		}
+		f.secrets = append(f.secrets, shown())
+		f.secretPaths = append(f.secretPaths, filepath.Join(w.root, filepath.FromSlash(rel)))
+	case perm&0o022 != 0:
+		f.files = append(f.files, shown())
 	}
 }
 
-// dir walks what is below dir: each entry, then (for a directory) what is
-// below it, in name order. Subdirectories go to another worker when one is
-// free; the results are joined in order, and the first error in that
-// order is the walk's, as WalkDir stops at it.
-func (w *modeWalk) dir(dir string) (modeFindings, error) {
-	var f modeFindings
-	entries, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return f, err
+// dirPath is a directory's path as the walk's errors name it, joined only
+// when needed: most of the state's directories are read from the memo and
+// never named.
+type dirPath struct{ parent, name string }
+
+func (p dirPath) String() string {
+	if p.name == "" {
+		return p.parent
 	}
-	type sub struct {
-		f    modeFindings
-		err  error
-		done chan struct{}
+	return p.parent + string(filepath.Separator) + p.name
+}
+
+// listingName is the memo's name for the listing of directory rel: it
+// ends in a slash, which no file's name does.
+func listingName(rel string) string { return rel + "/" }
+
+// listing returns the memoized entries of directory e at rel, when e is
+// still the directory they were listed from.
+func (w *treeWalk) listing(rel string, e walkEntry) ([]dirent, bool) {
+	if w.memo == nil || !e.stat {
+		return nil, false
 	}
-	subs := make([]*sub, len(entries))
-	own := make([]modeFindings, len(entries))
-	for i, de := range entries {
-		p := filepath.Join(dir, de.Name())
-		w.classify(&own[i], p, de)
-		if !de.IsDir() {
-			continue
+	v, ok := w.memo.Get(listingName(rel), e.id)
+	if !ok {
+		return nil, false
+	}
+	des, err := decodeListing(v)
+	return des, err == nil
+}
+
+// remember memoizes the entries of directory rel (sorted), listed after
+// its identity id was taken.
+func (w *treeWalk) remember(rel string, id state.FileID, des []dirent) {
+	// Not the root, which changes with every change of p2ptls.toml, nor
+	// run/, which serve and every memo's save change.
+	if w.memo == nil || rel == "" || rel == state.RunDir || strings.HasPrefix(rel, state.RunDir+"/") {
+		return
+	}
+	b := make([]byte, 0, 1+len(des)*12)
+	b = append(b, listingVersion)
+	b = binary.AppendUvarint(b, uint64(len(des)))
+	for _, de := range des {
+		b = appendString(b, de.name)
+		b = append(b, byte(de.typ))
+	}
+	w.memo.Put(listingName(rel), id, b, false)
+	w.stored.Add(1)
+}
+
+func decodeListing(b []byte) ([]dirent, error) {
+	if len(b) == 0 || b[0] != listingVersion {
+		return nil, errors.New("not a listing of this version")
+	}
+	r := &reader{b: b[1:]}
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		return nil, errors.New("entry count out of range")
+	}
+	des := make([]dirent, n)
+	for i := range des {
+		des[i].name = r.string()
+		if len(r.b) == 0 {
+			r.fail()
+			break
 		}
-		s := &sub{done: make(chan struct{})}
-		subs[i] = s
-		select {
-		case w.sem <- struct{}{}:
-			go func() {
-				defer func() { <-w.sem; close(s.done) }()
-				s.f, s.err = w.dir(p)
-			}()
-		default:
-			s.f, s.err = w.dir(p)
-			close(s.done)
+		des[i].typ = direntType(r.b[0])
+		r.b = r.b[1:]
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return nil, errors.New("listing truncated or damaged")
+	}
+	return des, nil
+}
+
+// dir walks what is below the directory d (at at, rel its store name, ""
+// for the root, id its identity): each entry, then (for a directory)
+// what is below it, in name order, and then closes d. listed are d's
+// entries when the memo had them, nil to read d. Subdirectories go to
+// another worker when one is free; the results are joined in order, and
+// the first error in that order is the walk's, as WalkDir stops at it.
+func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed []dirent) (scanPart, error) {
+	// d is closed once every worker below it has ended: a subdirectory
+	// whose listing came from the memo is reached through d.
+	defer closeDir(d)
+	var p scanPart
+	path := ""
+	pathOf := func() string { // made only for a directory that needs it
+		if path == "" {
+			path = at.String()
+		}
+		return path
+	}
+	entries := listed
+	if entries == nil {
+		var err error
+		if entries, err = listDir(d, pathOf()); err != nil {
+			if isGone(err) {
+				err = nil
+			}
+			return p, err
+		}
+		slices.SortFunc(entries, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
+		if rel != "" {
+			w.remember(rel, id, entries)
 		}
 	}
-	var first error
-	for i := range entries {
-		if first != nil {
-			if subs[i] != nil {
-				<-subs[i].done // every worker ends before the walk does
+	var pairs [2]pairFile // a mapping directory's certificate and key
+	npairs := 0
+	defer func() {
+		w.mu.Lock()
+		w.pairs = append(w.pairs, pairs[:npairs]...)
+		if rel != "" {
+			w.dirs = append(w.dirs, rel)
+		}
+		w.mu.Unlock()
+	}()
+	pairDir := strings.HasPrefix(rel, mappings.PublicDir+"/") && !strings.Contains(rel[len(mappings.PublicDir)+1:], "/")
+	// A slot holds, in entry order, what one entry found and what was
+	// found below it: only entries that found something or are
+	// directories have one (a 100k-entry directory of 0700 directories
+	// costs no 100k empty findings). The identities of the pairs and the
+	// directories walked have no order: they go to w, once (the defer
+	// above).
+	type slot struct {
+		own   *scanPart // nil: nothing
+		below scanPart
+		err   error         // the first error below, or opening it
+		done  chan struct{} // closed when a worker is done below; nil when walked inline
+	}
+	// Made once, with room for every entry: a worker writes into its
+	// slot, which appending must never move.
+	var slots []slot
+	newSlot := func(own *scanPart) *slot {
+		if slots == nil {
+			slots = make([]slot, 0, len(entries))
+		}
+		slots = append(slots, slot{own: own})
+		return &slots[len(slots)-1]
+	}
+	for _, de := range entries {
+		e := statAt(d, de)
+		childRel := ""
+		relOf := func() string { // made only for an entry that needs it
+			if childRel == "" {
+				childRel = e.name
+				if rel != "" {
+					childRel = rel + "/" + e.name
+				}
+			}
+			return childRel
+		}
+		var own *scanPart
+		if state.IsTempName(e.name) {
+			own = &scanPart{temps: []state.TempEntry{{Name: relOf(), Dir: e.dir}}}
+		}
+		if e.stat {
+			if e.mode.Perm()&0o077 != 0 {
+				var f modeFindings
+				if w.classify(&f, relOf(), e); len(f.dirs)+len(f.secrets)+len(f.files) > 0 {
+					if own == nil {
+						own = &scanPart{}
+					}
+					own.modes = f
+				}
+			}
+			if pairDir && npairs < len(pairs) && e.mode.IsRegular() && (e.name == mappings.CertFileName || e.name == mappings.KeyFileName) {
+				pairs[npairs] = pairFile{name: relOf(), id: e.id}
+				npairs++
+			}
+		}
+		if !e.dir {
+			if own != nil {
+				newSlot(own)
 			}
 			continue
 		}
-		f.add(&own[i])
-		if s := subs[i]; s != nil {
-			<-s.done
-			f.add(&s.f)
-			first = s.err
+		sl := newSlot(own)
+		childAt := dirPath{parent: pathOf(), name: e.name}
+		var cd dirRef
+		childRel = relOf()
+		childListed, ok := w.listing(childRel, e)
+		if ok {
+			cd = viaParent(d, e.name)
+		} else {
+			var err error
+			if cd, err = openSubdir(d, e.name, childAt.String()); err != nil {
+				if !isGone(err) {
+					sl.err = err
+				}
+				continue
+			}
+		}
+		childID := e.id
+		select {
+		case w.sem <- struct{}{}:
+			sl.done = make(chan struct{})
+			go func() {
+				defer func() { <-w.sem; close(sl.done) }()
+				sl.below, sl.err = w.dir(cd, childAt, childRel, childID, childListed)
+			}()
+		default:
+			sl.below, sl.err = w.dir(cd, childAt, childRel, childID, childListed)
 		}
 	}
-	return f, first
+	var first error
+	for i := range slots {
+		sl := &slots[i]
+		if sl.done != nil {
+			<-sl.done // every worker ends before the walk does
+		}
+		if first != nil {
+			continue
+		}
+		if sl.own != nil {
+			p.add(sl.own)
+		}
+		p.add(&sl.below)
+		first = sl.err
+	}
+	return p, first
 }

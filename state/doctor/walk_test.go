@@ -5,17 +5,25 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state"
 )
 
-// walkModes is checkPermissions' walk as it was, one entry at a time: the
-// reference scanModes must agree with, order included (the message names
-// the first ten).
-func walkModes(root string) (modeFindings, error) {
-	w := &modeWalk{root: root}
+// walkModes is checkPermissions' walk as it was, one entry at a time with
+// filepath.WalkDir: the reference scanTree must agree with, order included
+// (the message names the first ten). It also returns every entry with a
+// temporary name, and the identity of every regular file.
+func walkModes(root string) (modeFindings, []state.TempEntry, map[string]state.FileID, error) {
 	var f modeFindings
+	var temps []state.TempEntry
+	ids := map[string]state.FileID{}
 	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -23,18 +31,50 @@ func walkModes(root string) (modeFindings, error) {
 			}
 			return err
 		}
-		w.classify(&f, p, de)
+		rel, _ := filepath.Rel(root, p)
+		rel = filepath.ToSlash(rel)
+		if p != root && state.IsTempName(de.Name()) {
+			temps = append(temps, state.TempEntry{Name: rel, Dir: de.IsDir()})
+		}
+		if de.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		info, err := de.Info()
+		if err != nil {
+			return nil
+		}
+		if info.Mode().IsRegular() {
+			ids[rel], _ = state.FileIDOf(info)
+		}
+		perm := info.Mode().Perm()
+		shown := fmt.Sprintf("%s (%04o)", rel, perm)
+		switch {
+		case de.IsDir():
+			if perm&0o077 != 0 {
+				f.dirs = append(f.dirs, shown)
+			}
+		case isSecret(rel):
+			if perm&0o077 != 0 {
+				f.secrets = append(f.secrets, shown)
+				f.secretPaths = append(f.secretPaths, p)
+			}
+		default:
+			if perm&0o022 != 0 {
+				f.files = append(f.files, shown)
+			}
+		}
 		return nil
 	})
-	return f, err
+	return f, temps, ids, err
 }
 
-// TestScanModesIsWalkDir: the parallel walk finds what WalkDir finds, in
+// TestScanTreeIsWalkDir: the parallel walk finds what WalkDir finds, in
 // WalkDir's order, over a tree of many directories (so that workers take
 // subtrees) with open modes at every depth, names that sort differently
 // as paths than as names ("a.b" and "a/b"), and symlinks, which are not
-// followed.
-func TestScanModesIsWalkDir(t *testing.T) {
+// followed: the open modes, every temporary name, and the identities of
+// the mappings' certificates and keys that are regular files.
+func TestScanTreeIsWalkDir(t *testing.T) {
 	tests := []struct {
 		desc  string
 		build func(t *testing.T, root string)
@@ -69,24 +109,133 @@ func TestScanModesIsWalkDir(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.desc, func(t *testing.T) {
-			root := t.TempDir()
-			mustMkdir(t, filepath.Join(root, "mappings"), 0o700)
-			tc.build(t, root)
-			want, werr := walkModes(root)
-			for range 5 { // workers take different subtrees in each run
-				got, err := scanModes(root)
-				if !reflect.DeepEqual(got, want) || (err == nil) != (werr == nil) {
-					t.Fatalf("scanModes:\n%+v, %v\nWalkDir:\n%+v, %v", got, err, want, werr)
+		{desc: "temporary names everywhere, a FIFO, a symlinked certificate", build: func(t *testing.T, root string) {
+			for i := range 40 {
+				dir := filepath.Join(root, "certs", "public", fmt.Sprintf("m%02d", i))
+				mustMkdir(t, dir, 0o700)
+				writeMode(t, filepath.Join(dir, "key.pem"), 0o600)
+				writeMode(t, filepath.Join(dir, "cert.pem"), 0o644)
+				if i%4 == 0 {
+					writeMode(t, filepath.Join(dir, ".key.pem.tmp-123"), 0o600)
 				}
 			}
-			if tc.desc != "empty" && len(want.secrets)+len(want.files)+len(want.dirs) == 0 {
+			writeMode(t, filepath.Join(root, ".p2ptls.toml.tmp-42"), 0o600)
+			writeMode(t, filepath.Join(root, "mappings", ".m01.toml.tmp-7"), 0o644)
+			aside := filepath.Join(root, "certs", "public", ".m03.tmp-99")
+			mustMkdir(t, aside, 0o755)
+			writeMode(t, filepath.Join(aside, "key.pem"), 0o640)
+			writeMode(t, filepath.Join(aside, ".cert.pem.tmp-5"), 0o600)
+			mustMkdir(t, filepath.Join(root, "run", "cache"), 0o700)
+			writeMode(t, filepath.Join(root, "run", "cache", ".records.tmp-1"), 0o600)
+			if err := syscall.Mkfifo(filepath.Join(root, "certs", "public", "m05", "fifo"), 0o666); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(filepath.Join(root, "certs", "public", "m06", "cert.pem")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(filepath.Join(root, "certs", "public", "m07", "cert.pem"), filepath.Join(root, "certs", "public", "m06", "cert.pem")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	roots := make([]string, len(tests))
+	for i, tc := range tests {
+		roots[i] = t.TempDir()
+		mustMkdir(t, filepath.Join(roots[i], "mappings"), 0o700)
+		tc.build(t, roots[i])
+	}
+	// Directories changed within the racy window are not trusted by
+	// their identity: wait it out once, so that the memo's listings are
+	// used below.
+	time.Sleep(time.Second + 100*time.Millisecond)
+	for i, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			root := roots[i]
+			for range 5 { // workers take different subtrees in each run
+				compareScan(t, root, nil)
+			}
+			if want, _, _, _ := walkModes(root); tc.desc != "empty" && len(want.secrets)+len(want.files)+len(want.dirs) == 0 {
 				t.Fatal("the tree has no open modes: the test compares nothing")
 			}
+			// With the memo of listings: the first walk fills it, the
+			// next ones read no directory whose listing it has, and see
+			// the same.
+			memo := state.OpenMemo(state.OpenDir(root, time.Second), pairMemoKind)
+			if first := compareScan(t, root, memo); tc.desc != "empty" && first.stored == 0 {
+				t.Fatal("the first walk memoized no listing")
+			}
+			if again := compareScan(t, root, memo); again.stored != 0 {
+				t.Fatalf("the second walk listed %d directories again: the memo is not used", again.stored)
+			}
+			if tc.desc == "empty" {
+				return
+			}
+			// What changes inside directories whose listings are
+			// memoized is seen: a new file (the directory's times move),
+			// a new temporary file, a chmod (the directory's do not).
+			var dirs []string
+			_ = filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+				if err == nil && de.IsDir() && p != root && !strings.HasPrefix(p, filepath.Join(root, "run")) {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			for j, d := range dirs {
+				switch j % 3 {
+				case 0:
+					writeMode(t, filepath.Join(d, "new.txt"), 0o666)
+				case 1:
+					writeMode(t, filepath.Join(d, ".new.tmp-1"), 0o600)
+				case 2:
+					if err := os.Chmod(d, 0o750); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := os.Chmod(filepath.Join(root, "mappings"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			compareScan(t, root, memo)
 		})
 	}
+}
+
+// compareScan walks root with scanTree (through memo, when not nil) and
+// fails unless it finds what walkModes finds.
+func compareScan(t *testing.T, root string, memo *state.Memo) treeScan {
+	t.Helper()
+	want, wantTemps, ids, werr := walkModes(root)
+	got, err := scanTree(root, memo)
+	if !reflect.DeepEqual(got.modes, want) || (err == nil) != (werr == nil) {
+		t.Fatalf("scanTree:\n%+v, %v\nWalkDir:\n%+v, %v", got.modes, err, want, werr)
+	}
+	if !reflect.DeepEqual(got.temps, wantTemps) {
+		t.Fatalf("scanTree's temporary names:\n%+v\nWalkDir's:\n%+v", got.temps, wantTemps)
+	}
+	for name, id := range got.pairs {
+		if path.Base(name) != "cert.pem" && path.Base(name) != "key.pem" || !strings.HasPrefix(name, "certs/public/") || strings.Count(name, "/") != 3 {
+			t.Fatalf("scanTree keeps the identity of %s, which is no mapping's certificate or key", name)
+		}
+		if ids[name] != id {
+			t.Fatalf("scanTree: identity of %s %+v, lstat's %+v", name, id, ids[name])
+		}
+	}
+	if pairs := countPairs(ids); len(got.pairs) != pairs {
+		t.Fatalf("scanTree keeps %d identities, want %d", len(got.pairs), pairs)
+	}
+	return got
+}
+
+// countPairs counts the mappings' certificates and keys among the regular
+// files.
+func countPairs(ids map[string]state.FileID) int {
+	n := 0
+	for name := range ids {
+		if strings.HasPrefix(name, "certs/public/") && strings.Count(name, "/") == 3 && (path.Base(name) == "cert.pem" || path.Base(name) == "key.pem") {
+			n++
+		}
+	}
+	return n
 }
 
 func mustMkdir(t *testing.T, dir string, mode os.FileMode) {

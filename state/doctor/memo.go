@@ -1,0 +1,246 @@
+package doctor
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/mappings"
+)
+
+// pairMemoKind is doctor's memo (state.MemoDir/doctor): what loading each
+// mapping's certificate and key found (mappings.coverage's cost at 100k
+// mappings: two x509 parses, a PKCS#8 parse and a key match each), kept
+// by the identities of BOTH files, so that a key replaced alone is checked
+// again. The entry is named by the certificate; the key's identity is in
+// the value.
+const pairMemoKind = "doctor"
+
+// pairMemoVersion is the first byte of every value; raise it when what a
+// value holds changes meaning, and when mappings.Load or pki come to
+// accept or refuse other pairs (key strength, parsing): an outcome is the
+// verdict of the code that derived it.
+const pairMemoVersion = 1
+
+// pairOutcome is what checkCoverage needs of one mapping's loaded pair.
+type pairOutcome struct {
+	// MappingID, Source and Key are what the outcome was derived under: a
+	// value is used only for the same mapping (two file mappings may
+	// share files), read the same way.
+	MappingID string
+	Source    string
+	Key       string // the key's name in the state, or its path
+	// CertPath is where Err names the certificate ("" without an error):
+	// an error is used only while it is still there (a state directory
+	// moved keeps its files' identities).
+	CertPath string
+	KeyID    state.FileID // the key file the outcome was derived from
+	// Err is mappings.Load's error, "" when the pair loaded.
+	Err string
+	// DNSNames and Covers are the leaf's: what it covers, and how the
+	// finding names it.
+	DNSNames []string
+	Covers   string
+}
+
+// pairOutcomeFields is how many fields encodePairOutcome writes; a test
+// fails when pairOutcome has another number.
+const pairOutcomeFields = 8
+
+func encodePairOutcome(o *pairOutcome) []byte {
+	b := make([]byte, 0, 160)
+	b = append(b, pairMemoVersion)
+	for _, s := range []string{o.MappingID, o.Source, o.Key, o.CertPath} {
+		b = appendString(b, s)
+	}
+	b = binary.AppendUvarint(b, o.KeyID.Dev)
+	b = binary.AppendUvarint(b, o.KeyID.Ino)
+	b = binary.AppendVarint(b, o.KeyID.Size)
+	b = binary.AppendVarint(b, o.KeyID.Mtime)
+	b = binary.AppendVarint(b, o.KeyID.Ctime)
+	b = appendString(b, o.Err)
+	b = binary.AppendUvarint(b, uint64(len(o.DNSNames)))
+	for _, n := range o.DNSNames {
+		b = appendString(b, n)
+	}
+	return appendString(b, o.Covers)
+}
+
+func decodePairOutcome(b []byte) (pairOutcome, error) {
+	var o pairOutcome
+	if len(b) == 0 || b[0] != pairMemoVersion {
+		return o, errors.New("not a value of this version")
+	}
+	r := &reader{b: b[1:]}
+	o.MappingID, o.Source, o.Key, o.CertPath = r.string(), r.string(), r.string(), r.string()
+	o.KeyID = state.FileID{Dev: r.uvarint(), Ino: r.uvarint(), Size: r.varint(), Mtime: r.varint(), Ctime: r.varint()}
+	o.Err = r.string()
+	n := r.uvarint()
+	if n > uint64(len(r.b)) { // every name takes at least a byte
+		return pairOutcome{}, errors.New("name count out of range")
+	}
+	if n > 0 {
+		o.DNSNames = make([]string, n)
+		for i := range o.DNSNames {
+			o.DNSNames[i] = r.string()
+		}
+	}
+	o.Covers = r.string()
+	if r.err != nil {
+		return pairOutcome{}, r.err
+	}
+	if len(r.b) != 0 {
+		return pairOutcome{}, fmt.Errorf("%d bytes after the value", len(r.b))
+	}
+	return o, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// reader decodes with bounds checks; the first problem sticks.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail() {
+	if r.err == nil {
+		r.err = errors.New("value truncated or damaged")
+	}
+	r.b = nil
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) string() string {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+// pairFiles are a mapping's certificate and key: their names in the state,
+// or their paths for source file (the memo's names).
+func pairFiles(m state.Mapping) (cert, key string) {
+	if m.Source == state.SourceFile {
+		return m.CertFile, m.KeyFile
+	}
+	dir := mappings.MappingDir(m.ID) + "/"
+	return dir + mappings.CertFileName, dir + mappings.KeyFileName
+}
+
+// certWhere is how Load's errors name m's certificate cert.
+func (e *env) certWhere(m state.Mapping, cert string) string {
+	if m.Source == state.SourceFile {
+		return cert
+	}
+	return state.Locate(e.s, cert)
+}
+
+// pairIdentity is the identity of a mapping's file for the memo: only a
+// regular file's (a symlink's own identity does not change with what it
+// points to), from what the walk of the state directory saw (scan, when
+// it ran), else from an lstat.
+func (e *env) pairIdentity(scan *treeScan, m state.Mapping, name string) (state.FileID, bool) {
+	if scan != nil && m.Source != state.SourceFile {
+		if id, ok := scan.pairs[name]; ok {
+			return id, true
+		}
+	}
+	p := name
+	if m.Source != state.SourceFile {
+		p = e.where(name)
+	}
+	fi, err := os.Lstat(p)
+	if err != nil || !fi.Mode().IsRegular() {
+		return state.FileID{}, false
+	}
+	return state.FileIDOf(fi)
+}
+
+// loadPair is mappings.Load of m's pair as checkCoverage needs it: through
+// the memo when both files are the ones an outcome was derived from.
+// stored says its outcome went into the memo.
+func (e *env) loadPair(ctx context.Context, memo *state.Memo, scan *treeScan, m state.Mapping) (names []string, covers string, stored bool, err error) {
+	cert, key := pairFiles(m)
+	var certID, keyID state.FileID
+	usable := e.local != nil
+	if usable {
+		// Both identities are taken before Load reads the files: a change
+		// after this changes them, so the value is never trusted for it.
+		var ok1, ok2 bool
+		certID, ok1 = e.pairIdentity(scan, m, cert)
+		keyID, ok2 = e.pairIdentity(scan, m, key)
+		usable = ok1 && ok2
+	}
+	if usable {
+		if v, ok := memo.Get(cert, certID); ok {
+			if o, derr := decodePairOutcome(v); derr == nil && o.MappingID == m.ID && o.Source == m.Source && o.Key == key && o.KeyID == keyID {
+				if o.Err == "" {
+					return o.DNSNames, o.Covers, false, nil
+				}
+				if o.CertPath == e.certWhere(m, cert) {
+					return nil, "", false, errors.New(o.Err)
+				}
+			}
+		}
+	}
+	c, err := loadMapping(ctx, e.s, m)
+	o := pairOutcome{MappingID: m.ID, Source: m.Source, Key: key, KeyID: keyID}
+	if err != nil {
+		o.Err, o.CertPath = err.Error(), e.certWhere(m, cert)
+	} else {
+		o.DNSNames, o.Covers = c.Chain[0].DNSNames, coverList(c.Chain[0])
+	}
+	if usable && memoizable(ctx, err) && !keyID.Racy(time.Now()) {
+		memo.Put(cert, certID, encodePairOutcome(&o), false)
+		stored = true
+	}
+	return o.DNSNames, o.Covers, stored, err
+}
+
+// loadMapping is mappings.Load; tests count its calls to tell a warm memo.
+var loadMapping = mappings.Load
+
+// memoizable reports whether Load's outcome is the files' content's: a
+// pair that loaded, or one that does not parse or match. A file that could
+// not be read (missing, no permission, an I/O error) or a cancelled read
+// says nothing about the content, and is looked at again next time.
+func memoizable(ctx context.Context, err error) bool {
+	if err == nil {
+		return true
+	}
+	var pe *fs.PathError
+	return ctx.Err() == nil && !errors.Is(err, fs.ErrNotExist) && !errors.As(err, &pe) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
