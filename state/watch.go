@@ -14,6 +14,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -288,12 +289,24 @@ func startHub(d *Dir) *hub {
 	}
 	h.rootID, h.recordsID = identifyDir(h.root), identifyDir(h.records)
 	h.rewatch()
-	start := time.Now()
 	h.readRev()
-	if _, _, err := h.scan(ctx); err != nil {
-		h.lastErr = err.Error()
+	if h.w != nil && slices.Contains(h.watched, h.records) {
+		// The first restat of every record (0.3 s at 100k) runs in the
+		// background: fsnotify already reports what changes meanwhile,
+		// and a reader subscribing before it loads (serve's start) need
+		// not wait for it. p2ptls.toml is one stat: it is taken now, so
+		// that a change of it is never mistaken for a recent one.
+		h.restat(ConfigFile)
+		h.backgroundScan(ctx, true)
+	} else {
+		// Without events for the records only the poll tells a change,
+		// and it needs to know what was there when Watch returned.
+		start := time.Now()
+		if _, _, err := h.scan(ctx); err != nil {
+			h.lastErr = err.Error()
+		}
+		h.space(time.Since(start))
 	}
-	h.space(time.Since(start))
 	go h.run(ctx)
 	return h
 }
@@ -582,6 +595,20 @@ func (h *hub) fullPoll(ctx context.Context) {
 	if h.scanning {
 		return
 	}
+	h.backgroundScan(ctx, false)
+}
+
+// initialScanSlack: a first scan in the background reports the files
+// changed this little before it started, or after. An event of a change
+// made while it runs may reach the hub only after the scan saw the change
+// (and made it what was there); the change's time tells it. The kernel
+// stamps files with a clock a tick behind the one Go reads.
+const initialScanSlack = 50 * time.Millisecond
+
+// backgroundScan restats every record in the background; initial: the
+// first one, whose findings are what was there, not changes, but for
+// recent ones (see initialScanSlack).
+func (h *hub) backgroundScan(ctx context.Context, initial bool) {
 	h.scanning = true
 	clear(h.during)
 	prev, gen := maps.Clone(h.seen), h.gen
@@ -589,8 +616,12 @@ func (h *hub) fullPoll(ctx context.Context) {
 	go func() {
 		defer h.scanners.Done()
 		start := time.Now()
-		r := statAll(ctx, h.root, h.seed, prev)
-		r.gen, r.took = gen, time.Since(start)
+		var since int64
+		if initial {
+			since = start.Add(-initialScanSlack).UnixNano()
+		}
+		r := statAll(ctx, h.root, h.seed, prev, since)
+		r.gen, r.took, r.initial = gen, time.Since(start), initial
 		h.scans <- r // buffered: run may be gone
 	}()
 }
@@ -608,6 +639,11 @@ func (h *hub) merge(r scanResult) {
 	switch {
 	case r.err != nil && errors.Is(r.err, context.Canceled):
 		return
+	case r.err != nil && r.initial:
+		// As a first scan in the foreground has it: the subscriber's own
+		// load reports the failure; the next scan that works signals.
+		h.lastErr = r.err.Error()
+		return
 	case r.err != nil:
 		// An unreadable state is signalled once per failure, so that the
 		// readers report it; the poll keeps trying.
@@ -623,6 +659,21 @@ func (h *hub) merge(r scanResult) {
 		} else {
 			delete(r.seen, k)
 		}
+	}
+	if r.initial {
+		// Everything is new to a first scan: it names only the records
+		// changed recently, which may have changed since the
+		// subscription. p2ptls.toml's stat is the hub's own.
+		if v, ok := h.seen[maphash.String(h.seed, ConfigFile)]; ok {
+			r.seen[maphash.String(h.seed, ConfigFile)] = v
+		}
+		h.seen = r.seen
+		if len(r.names) > revNamesMax {
+			h.deliver(nil, true)
+		} else {
+			h.deliver(r.names, false)
+		}
+		return
 	}
 	var names []string
 	for i, k := range r.keys {
@@ -736,7 +787,7 @@ func idHash(seed maphash.Seed, id fileID) uint64 {
 // back).
 func (h *hub) scan(ctx context.Context) (names []string, full bool, err error) {
 	h.gen++ // a background scan started before is out of date
-	r := statAll(ctx, h.root, h.seed, h.seen)
+	r := statAll(ctx, h.root, h.seed, h.seen, 0)
 	if r.err != nil {
 		return nil, false, r.err
 	}
@@ -757,11 +808,14 @@ type scanResult struct {
 	err      error
 	gen      uint64
 	took     time.Duration
+	initial  bool // the hub's first scan (see backgroundScan)
 }
 
 // statAll stats p2ptls.toml and every record under root and compares them
-// with prev, which it does not change.
-func statAll(ctx context.Context, root string, seed maphash.Seed, prev map[uint64]uint64) (r scanResult) {
+// with prev, which it does not change. With since (UnixNano, not 0) it
+// stats only the records and names only those changed (ctime or mtime) at
+// or after since, rather than every one prev lacks.
+func statAll(ctx context.Context, root string, seed maphash.Seed, prev map[uint64]uint64, since int64) (r scanResult) {
 	if r.err = ctx.Err(); r.err != nil {
 		return r
 	}
@@ -782,14 +836,21 @@ func statAll(ctx context.Context, root string, seed maphash.Seed, prev map[uint6
 		}
 		k, v := maphash.String(seed, name), idHash(seed, id)
 		r.seen[k] = v
-		if old, ok := prev[k]; !ok || old != v {
+		if since != 0 {
+			if id.ctime >= since || id.mtime >= since {
+				r.names = append(r.names, name)
+				r.keys = append(r.keys, k)
+			}
+		} else if old, ok := prev[k]; !ok || old != v {
 			r.names = append(r.names, name)
 			r.keys = append(r.keys, k)
 		}
 		return nil
 	}
-	if r.err = visit(ConfigFile, filepath.Join(root, ConfigFile)); r.err != nil {
-		return r
+	if since == 0 {
+		if r.err = visit(ConfigFile, filepath.Join(root, ConfigFile)); r.err != nil {
+			return r
+		}
 	}
 	for _, e := range entries {
 		if e.IsDir() || isTemp(e.Name()) {
