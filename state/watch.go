@@ -248,8 +248,12 @@ type hub struct {
 	// seen is the stat of p2ptls.toml and of every record as last seen,
 	// by hashes of name and of stat: without pointers, the garbage
 	// collector need not scan it at 100k records.
-	seed  maphash.Seed
-	seen  map[uint64]uint64
+	seed maphash.Seed
+	seen map[uint64]uint64
+	// since is when the hub began (UnixNano, less firstScanSlack) while
+	// seen lacks the records: until the first scan, which names the ones
+	// changed since; 0 after it.
+	since int64
 	revID fileID // of p2ptls.rev when last read
 	epoch string // of the revision log last read ("": none)
 	seq   uint64
@@ -291,13 +295,15 @@ func startHub(d *Dir) *hub {
 	h.rewatch()
 	h.readRev()
 	if h.w != nil && slices.Contains(h.watched, h.records) {
-		// The first restat of every record (0.3 s at 100k) runs in the
-		// background: fsnotify already reports what changes meanwhile,
-		// and a reader subscribing before it loads (serve's start) need
-		// not wait for it. p2ptls.toml is one stat: it is taken now, so
-		// that a change of it is never mistaken for a recent one.
+		// The first restat of every record (0.3 s at 100k) waits for the
+		// first full poll, in the background: fsnotify reports what
+		// changes until then, a reader subscribing before it loads
+		// (serve's start) need not wait for it nor share a core with it,
+		// and the poll tells by their time the records changed since
+		// (see firstScanSlack). p2ptls.toml is one stat: it is taken
+		// now.
 		h.restat(ConfigFile)
-		h.backgroundScan(ctx, true)
+		h.since = time.Now().Add(-firstScanSlack).UnixNano()
 	} else {
 		// Without events for the records only the poll tells a change,
 		// and it needs to know what was there when Watch returned.
@@ -595,36 +601,26 @@ func (h *hub) fullPoll(ctx context.Context) {
 	if h.scanning {
 		return
 	}
-	h.backgroundScan(ctx, false)
-}
-
-// initialScanSlack: a first scan in the background reports the files
-// changed this little before it started, or after. An event of a change
-// made while it runs may reach the hub only after the scan saw the change
-// (and made it what was there); the change's time tells it. The kernel
-// stamps files with a clock a tick behind the one Go reads.
-const initialScanSlack = 50 * time.Millisecond
-
-// backgroundScan restats every record in the background; initial: the
-// first one, whose findings are what was there, not changes, but for
-// recent ones (see initialScanSlack).
-func (h *hub) backgroundScan(ctx context.Context, initial bool) {
 	h.scanning = true
 	clear(h.during)
-	prev, gen := maps.Clone(h.seen), h.gen
+	prev, gen, since := maps.Clone(h.seen), h.gen, h.since
 	h.scanners.Add(1)
 	go func() {
 		defer h.scanners.Done()
 		start := time.Now()
-		var since int64
-		if initial {
-			since = start.Add(-initialScanSlack).UnixNano()
-		}
 		r := statAll(ctx, h.root, h.seed, prev, since)
-		r.gen, r.took, r.initial = gen, time.Since(start), initial
+		r.gen, r.took, r.initial = gen, time.Since(start), since != 0
 		h.scans <- r // buffered: run may be gone
 	}()
 }
+
+// firstScanSlack: the first scan, made after Watch returned, names the
+// records changed since Watch began, and this little before: their
+// events may have been delivered already, or may reach the hub only after
+// the scan saw the change (and made it what was there); the change's time
+// tells it. The kernel stamps files with a clock a tick behind the one Go
+// reads.
+const firstScanSlack = 50 * time.Millisecond
 
 // merge delivers what a background restat found changed unseen. What the
 // hub restatted meanwhile (an event's file) is newer than the scan's look
@@ -661,18 +657,8 @@ func (h *hub) merge(r scanResult) {
 		}
 	}
 	if r.initial {
-		// Everything is new to a first scan: it names only the records
-		// changed recently, which may have changed since the
-		// subscription. p2ptls.toml's stat is the hub's own.
-		if v, ok := h.seen[maphash.String(h.seed, ConfigFile)]; ok {
-			r.seen[maphash.String(h.seed, ConfigFile)] = v
-		}
-		h.seen = r.seen
-		if len(r.names) > revNamesMax {
-			h.deliver(nil, true)
-		} else {
-			h.deliver(r.names, false)
-		}
+		names, full := h.adoptFirst(r)
+		h.deliver(names, full)
 		return
 	}
 	var names []string
@@ -763,7 +749,9 @@ func (h *hub) restat(name string) bool {
 	switch {
 	case id == (fileID{}):
 		delete(h.seen, k)
-		return had
+		// Before the first scan the hub does not know what was there: a
+		// file gone may have been.
+		return had || h.since != 0
 	case had && old == v:
 		return false
 	}
@@ -787,9 +775,13 @@ func idHash(seed maphash.Seed, id fileID) uint64 {
 // back).
 func (h *hub) scan(ctx context.Context) (names []string, full bool, err error) {
 	h.gen++ // a background scan started before is out of date
-	r := statAll(ctx, h.root, h.seed, h.seen, 0)
+	r := statAll(ctx, h.root, h.seed, h.seen, h.since)
 	if r.err != nil {
 		return nil, false, r.err
+	}
+	if h.since != 0 {
+		names, full := h.adoptFirst(r)
+		return names, full, nil
 	}
 	h.seen = r.seen
 	full = len(r.vanished) > 0
@@ -797,6 +789,21 @@ func (h *hub) scan(ctx context.Context) (names []string, full bool, err error) {
 		return nil, true, nil
 	}
 	return r.names, full, nil
+}
+
+// adoptFirst makes the first scan's look what the hub saw, but for
+// p2ptls.toml, whose stat the hub took itself, and returns the records
+// that scan found changed since Watch began (see firstScanSlack).
+func (h *hub) adoptFirst(r scanResult) (names []string, full bool) {
+	k := maphash.String(h.seed, ConfigFile)
+	if v, ok := h.seen[k]; ok {
+		r.seen[k] = v
+	}
+	h.seen, h.since = r.seen, 0
+	if len(r.names) > revNamesMax {
+		return nil, true
+	}
+	return r.names, false
 }
 
 // scanResult is what statAll found.
@@ -808,7 +815,7 @@ type scanResult struct {
 	err      error
 	gen      uint64
 	took     time.Duration
-	initial  bool // the hub's first scan (see backgroundScan)
+	initial  bool // the hub's first scan (see firstScanSlack)
 }
 
 // statAll stats p2ptls.toml and every record under root and compares them

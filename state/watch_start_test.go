@@ -68,10 +68,11 @@ func TestWatchIgnoresCache(t *testing.T) {
 }
 
 // TestWatchFirstScanInBackground: with fsnotify the first restat of every
-// record runs after Watch returned; a record changed meanwhile is told,
-// and the records that were there are not.
+// record waits for the first full poll; a record changed or removed
+// before it is told (the hub does not know yet what was there), and the
+// first scan tells no record that was there before Watch began.
 func TestWatchFirstScanInBackground(t *testing.T) {
-	watchPoll = time.Hour // fsnotify alone
+	watchPoll = 100 * time.Millisecond
 	t.Cleanup(func() { watchPoll = time.Second })
 	root := filepath.Join(t.TempDir(), "state")
 	d := OpenDir(root, 5*time.Second)
@@ -82,7 +83,7 @@ func TestWatchFirstScanInBackground(t *testing.T) {
 	if err := SaveConfig(context.Background(), d, cfg); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * initialScanSlack) // the records are not recent
+	time.Sleep(3 * firstScanSlack) // the records are not recent
 	ctx, cancel := context.WithCancel(context.Background())
 	f := d.WatchChanges(ctx)
 	t.Cleanup(func() {
@@ -91,14 +92,25 @@ func TestWatchFirstScanInBackground(t *testing.T) {
 		}
 	})
 	w := &feedWatched{watched: &watched{t: t, d: d, root: root}, f: f}
-	// In place, at once: most likely while the first scan runs.
+	// At once, before the first scan.
 	w.write("mappings/m1999.toml", "id = 'm1999'\n")
-	got := w.until("a record edited as the watch began", told("mappings/m1999.toml"))
-	w.write("mappings/m0000.toml", "id = 'm0000'\n")
-	got = w.until("a record edited after the first scan", told("mappings/m0000.toml"))
-	if len(got.Names) > 3 {
-		t.Errorf("told %d names; the records that were there are no change", len(got.Names))
+	if err := os.Remove(filepath.Join(root, "mappings", "m1998.toml")); err != nil {
+		t.Fatal(err)
 	}
+	w.until("a record edited and one removed as the watch began", told("mappings/m1999.toml", "mappings/m1998.toml"))
+	// Several full polls later: whatever the first scan told.
+	time.Sleep(10 * watchPoll)
+	got := f.Take()
+	for _, n := range got.Names {
+		if n != "mappings/m1999.toml" && n != "mappings/m1998.toml" {
+			t.Errorf("the first scan told %q, which did not change", n)
+		}
+	}
+	if got.Full {
+		t.Error("the first scan told Full")
+	}
+	w.write("mappings/m0000.toml", "id = 'm0000'\n")
+	w.until("a record edited after the first scan", told("mappings/m0000.toml"))
 }
 
 // TestStatAllSince: a first scan in the background names only the records
@@ -117,8 +129,8 @@ func TestStatAllSince(t *testing.T) {
 	for _, rel := range []string{ConfigFile, "mappings/old.toml", "mappings/edited.toml"} {
 		write(rel)
 	}
-	time.Sleep(3 * initialScanSlack)
-	since := time.Now().Add(-initialScanSlack).UnixNano()
+	time.Sleep(3 * firstScanSlack)
+	since := time.Now().Add(-firstScanSlack).UnixNano()
 	write("mappings/edited.toml")
 	write("mappings/new.toml")
 	write(ConfigFile)
@@ -163,7 +175,7 @@ func TestWatchMergeFirstScan(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &hub{seed: maphash.MakeSeed(), seen: map[uint64]uint64{}, during: map[uint64]struct{}{}, subs: map[*Feed]struct{}{}, gen: 1, scanning: true}
+			h := &hub{seed: maphash.MakeSeed(), seen: map[uint64]uint64{}, during: map[uint64]struct{}{}, subs: map[*Feed]struct{}{}, gen: 1, scanning: true, since: 1}
 			key := func(n string) uint64 { return maphash.String(h.seed, n) }
 			f := newFeed(true)
 			h.subs[f] = struct{}{}
@@ -179,6 +191,9 @@ func TestWatchMergeFirstScan(t *testing.T) {
 			}
 			if (h.lastErr != "") != tc.lastErr {
 				t.Errorf("lastErr %q", h.lastErr)
+			}
+			if (h.since == 0) != (tc.err == nil) {
+				t.Errorf("since = %d after the first scan (error %v): a scan that worked is the baseline, one that failed is not", h.since, tc.err)
 			}
 			if tc.err == nil {
 				if h.seen[key(ConfigFile)] != 5 || h.seen[key("mappings/b.toml")] != 7 || h.seen[key("mappings/c.toml")] != 2 {
