@@ -245,6 +245,7 @@ type hub struct {
 	watched               []string
 	rootID, recordsID     dirID
 	fullEvery             time.Duration
+	firstFull             time.Duration // the least time until the first full poll
 	// seen is the stat of p2ptls.toml and of every record as last seen,
 	// by hashes of name and of stat: without pointers, the garbage
 	// collector need not scan it at 100k records.
@@ -304,6 +305,7 @@ func startHub(d *Dir) *hub {
 		// now.
 		h.restat(ConfigFile)
 		h.since = time.Now().Add(-firstScanSlack).UnixNano()
+		h.firstFull = firstScanDelay * watchPoll
 	} else {
 		// Without events for the records only the poll tells a change,
 		// and it needs to know what was there when Watch returned.
@@ -444,7 +446,7 @@ func (h *hub) run(ctx context.Context) {
 	}
 	tick := time.NewTicker(watchPoll)
 	defer tick.Stop()
-	nextFull := time.Now().Add(h.fullEvery)
+	nextFull := time.Now().Add(max(h.fullEvery, h.firstFull))
 	for {
 		select {
 		case <-ctx.Done():
@@ -621,6 +623,11 @@ func (h *hub) fullPoll(ctx context.Context) {
 // tells it. The kernel stamps files with a clock a tick behind the one Go
 // reads.
 const firstScanSlack = 50 * time.Millisecond
+
+// firstScanDelay (in polls) puts the first scan after what a subscriber
+// does as it begins: serve loads 100k records in a second or two, and on
+// one core a scan meanwhile would share it.
+const firstScanDelay = 10
 
 // merge delivers what a background restat found changed unseen. What the
 // hub restatted meanwhile (an event's file) is newer than the scan's look

@@ -68,7 +68,7 @@ func TestWatchIgnoresCache(t *testing.T) {
 }
 
 // TestWatchFirstScanInBackground: with fsnotify the first restat of every
-// record waits for the first full poll; a record changed or removed
+// record waits for the first full poll (firstScanDelay polls); a record changed or removed
 // before it is told (the hub does not know yet what was there), and the
 // first scan tells no record that was there before Watch began.
 func TestWatchFirstScanInBackground(t *testing.T) {
@@ -99,7 +99,7 @@ func TestWatchFirstScanInBackground(t *testing.T) {
 	}
 	w.until("a record edited and one removed as the watch began", told("mappings/m1999.toml", "mappings/m1998.toml"))
 	// Several full polls later: whatever the first scan told.
-	time.Sleep(10 * watchPoll)
+	time.Sleep(2 * firstScanDelay * watchPoll)
 	got := f.Take()
 	for _, n := range got.Names {
 		if n != "mappings/m1999.toml" && n != "mappings/m1998.toml" {
