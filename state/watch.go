@@ -787,8 +787,11 @@ func (h *hub) scan(ctx context.Context) (names []string, full bool, err error) {
 		return nil, false, r.err
 	}
 	if h.since != 0 {
-		names, full := h.adoptFirst(r)
-		return names, full, nil
+		// Without a first look there is nothing to compare with: a
+		// records directory swapped in holds records older than the
+		// watch, which their time does not tell.
+		h.adoptFirst(r)
+		return nil, true, nil
 	}
 	h.seen = r.seen
 	full = len(r.vanished) > 0

@@ -206,3 +206,41 @@ func TestWatchMergeFirstScan(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchFullWhenRecordsSwappedBeforeFirstScan: a records directory
+// swapped in before the first scan holds records older than the watch;
+// with nothing to compare them with, the watch tells Full.
+func TestWatchFullWhenRecordsSwappedBeforeFirstScan(t *testing.T) {
+	watchPoll = time.Hour // fsnotify alone: no first scan
+	t.Cleanup(func() { watchPoll = time.Second })
+	root := filepath.Join(t.TempDir(), "state")
+	d := OpenDir(root, 5*time.Second)
+	cfg := &Config{SchemaVersion: SchemaVersion, Listeners: []Listener{{Name: "web", Addr: "127.0.0.1:8443"}},
+		Mappings: []Mapping{{ID: "a", Listener: "web", Hosts: []string{"a.example.com"}, Source: SourceManual}}}
+	if err := SaveConfig(context.Background(), d, cfg); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(filepath.Dir(root), "other-mappings")
+	if err := os.Mkdir(other, DirMode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "b.toml"), []byte("id = 'b'\nlistener = 'web'\nhosts = ['b.example.com']\nsource = 'manual'\n"), SecretMode); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * firstScanSlack) // b.toml is older than the watch
+	ctx, cancel := context.WithCancel(context.Background())
+	f := d.WatchChanges(ctx)
+	t.Cleanup(func() {
+		cancel()
+		for range f.C {
+		}
+	})
+	w := &feedWatched{watched: &watched{t: t, d: d, root: root}, f: f}
+	if err := os.Rename(filepath.Join(root, RecordsDir), filepath.Join(filepath.Dir(root), "old-mappings")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(other, filepath.Join(root, RecordsDir)); err != nil {
+		t.Fatal(err)
+	}
+	w.until("the records directory swapped", full)
+}
