@@ -2,8 +2,10 @@ package public
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -160,5 +162,35 @@ func TestStartEndsItsSubscription(t *testing.T) {
 			}
 			fs.ended(t, tc.name)
 		})
+	}
+}
+
+// TestTrimAfterLargeLoad: a full load of trimAfterLoadMin mappings or more
+// hands its garbage back to the operating system; a smaller one does not
+// pay for the collection.
+func TestTrimAfterLargeLoad(t *testing.T) {
+	called := make(chan struct{}, 1)
+	freeOSMemory = func() { called <- struct{}{} }
+	t.Cleanup(func() { freeOSMemory = debug.FreeOSMemory })
+	for _, tc := range []struct {
+		n    int
+		trim bool
+	}{{trimAfterLoadMin - 1, false}, {trimAfterLoadMin, true}} {
+		s := New(Options{Log: discardLog})
+		for i := range tc.n {
+			s.byID[fmt.Sprint(i)] = &entry{}
+		}
+		s.trimAfterLoad()
+		select {
+		case <-called:
+			if !tc.trim {
+				t.Errorf("%d mappings: trimmed", tc.n)
+			}
+		case <-time.After(2 * time.Second):
+			// Generous: a call would come at once; none is the other case.
+			if tc.trim {
+				t.Errorf("%d mappings: not trimmed", tc.n)
+			}
+		}
 	}
 }
