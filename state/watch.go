@@ -14,6 +14,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -244,11 +245,16 @@ type hub struct {
 	watched               []string
 	rootID, recordsID     dirID
 	fullEvery             time.Duration
+	firstFull             time.Duration // the least time until the first full poll
 	// seen is the stat of p2ptls.toml and of every record as last seen,
 	// by hashes of name and of stat: without pointers, the garbage
 	// collector need not scan it at 100k records.
-	seed  maphash.Seed
-	seen  map[uint64]uint64
+	seed maphash.Seed
+	seen map[uint64]uint64
+	// since is when the hub began (UnixNano, less firstScanSlack) while
+	// seen lacks the records: until the first scan, which names the ones
+	// changed since; 0 after it.
+	since int64
 	revID fileID // of p2ptls.rev when last read
 	epoch string // of the revision log last read ("": none)
 	seq   uint64
@@ -288,12 +294,27 @@ func startHub(d *Dir) *hub {
 	}
 	h.rootID, h.recordsID = identifyDir(h.root), identifyDir(h.records)
 	h.rewatch()
-	start := time.Now()
 	h.readRev()
-	if _, _, err := h.scan(ctx); err != nil {
-		h.lastErr = err.Error()
+	if h.w != nil && slices.Contains(h.watched, h.records) {
+		// The first restat of every record (0.3 s at 100k) waits for the
+		// first full poll, in the background: fsnotify reports what
+		// changes until then, a reader subscribing before it loads
+		// (serve's start) need not wait for it nor share a core with it,
+		// and the poll tells by their time the records changed since
+		// (see firstScanSlack). p2ptls.toml is one stat: it is taken
+		// now.
+		h.restat(ConfigFile)
+		h.since = time.Now().Add(-firstScanSlack).UnixNano()
+		h.firstFull = firstScanDelay * watchPoll
+	} else {
+		// Without events for the records only the poll tells a change,
+		// and it needs to know what was there when Watch returned.
+		start := time.Now()
+		if _, _, err := h.scan(ctx); err != nil {
+			h.lastErr = err.Error()
+		}
+		h.space(time.Since(start))
 	}
-	h.space(time.Since(start))
 	go h.run(ctx)
 	return h
 }
@@ -425,7 +446,7 @@ func (h *hub) run(ctx context.Context) {
 	}
 	tick := time.NewTicker(watchPoll)
 	defer tick.Stop()
-	nextFull := time.Now().Add(h.fullEvery)
+	nextFull := time.Now().Add(max(h.fullEvery, h.firstFull))
 	for {
 		select {
 		case <-ctx.Done():
@@ -584,16 +605,29 @@ func (h *hub) fullPoll(ctx context.Context) {
 	}
 	h.scanning = true
 	clear(h.during)
-	prev, gen := maps.Clone(h.seen), h.gen
+	prev, gen, since := maps.Clone(h.seen), h.gen, h.since
 	h.scanners.Add(1)
 	go func() {
 		defer h.scanners.Done()
 		start := time.Now()
-		r := statAll(ctx, h.root, h.seed, prev)
-		r.gen, r.took = gen, time.Since(start)
+		r := statAll(ctx, h.root, h.seed, prev, since)
+		r.gen, r.took, r.initial = gen, time.Since(start), since != 0
 		h.scans <- r // buffered: run may be gone
 	}()
 }
+
+// firstScanSlack: the first scan, made after Watch returned, names the
+// records changed since Watch began, and this little before: their
+// events may have been delivered already, or may reach the hub only after
+// the scan saw the change (and made it what was there); the change's time
+// tells it. The kernel stamps files with a clock a tick behind the one Go
+// reads.
+const firstScanSlack = 50 * time.Millisecond
+
+// firstScanDelay (in polls) puts the first scan after what a subscriber
+// does as it begins: serve loads 100k records in a second or two, and on
+// one core a scan meanwhile would share it.
+const firstScanDelay = 10
 
 // merge delivers what a background restat found changed unseen. What the
 // hub restatted meanwhile (an event's file) is newer than the scan's look
@@ -607,6 +641,11 @@ func (h *hub) merge(r scanResult) {
 	}
 	switch {
 	case r.err != nil && errors.Is(r.err, context.Canceled):
+		return
+	case r.err != nil && r.initial:
+		// As a first scan in the foreground has it: the subscriber's own
+		// load reports the failure; the next scan that works signals.
+		h.lastErr = r.err.Error()
 		return
 	case r.err != nil:
 		// An unreadable state is signalled once per failure, so that the
@@ -623,6 +662,11 @@ func (h *hub) merge(r scanResult) {
 		} else {
 			delete(r.seen, k)
 		}
+	}
+	if r.initial {
+		names, full := h.adoptFirst(r)
+		h.deliver(names, full)
+		return
 	}
 	var names []string
 	for i, k := range r.keys {
@@ -712,7 +756,9 @@ func (h *hub) restat(name string) bool {
 	switch {
 	case id == (fileID{}):
 		delete(h.seen, k)
-		return had
+		// Before the first scan the hub does not know what was there: a
+		// file gone may have been.
+		return had || h.since != 0
 	case had && old == v:
 		return false
 	}
@@ -736,9 +782,16 @@ func idHash(seed maphash.Seed, id fileID) uint64 {
 // back).
 func (h *hub) scan(ctx context.Context) (names []string, full bool, err error) {
 	h.gen++ // a background scan started before is out of date
-	r := statAll(ctx, h.root, h.seed, h.seen)
+	r := statAll(ctx, h.root, h.seed, h.seen, h.since)
 	if r.err != nil {
 		return nil, false, r.err
+	}
+	if h.since != 0 {
+		// Without a first look there is nothing to compare with: a
+		// records directory swapped in holds records older than the
+		// watch, which their time does not tell.
+		h.adoptFirst(r)
+		return nil, true, nil
 	}
 	h.seen = r.seen
 	full = len(r.vanished) > 0
@@ -746,6 +799,21 @@ func (h *hub) scan(ctx context.Context) (names []string, full bool, err error) {
 		return nil, true, nil
 	}
 	return r.names, full, nil
+}
+
+// adoptFirst makes the first scan's look what the hub saw, but for
+// p2ptls.toml, whose stat the hub took itself, and returns the records
+// that scan found changed since Watch began (see firstScanSlack).
+func (h *hub) adoptFirst(r scanResult) (names []string, full bool) {
+	k := maphash.String(h.seed, ConfigFile)
+	if v, ok := h.seen[k]; ok {
+		r.seen[k] = v
+	}
+	h.seen, h.since = r.seen, 0
+	if len(r.names) > revNamesMax {
+		return nil, true
+	}
+	return r.names, false
 }
 
 // scanResult is what statAll found.
@@ -757,11 +825,14 @@ type scanResult struct {
 	err      error
 	gen      uint64
 	took     time.Duration
+	initial  bool // the hub's first scan (see firstScanSlack)
 }
 
 // statAll stats p2ptls.toml and every record under root and compares them
-// with prev, which it does not change.
-func statAll(ctx context.Context, root string, seed maphash.Seed, prev map[uint64]uint64) (r scanResult) {
+// with prev, which it does not change. With since (UnixNano, not 0) it
+// stats only the records and names only those changed (ctime or mtime) at
+// or after since, rather than every one prev lacks.
+func statAll(ctx context.Context, root string, seed maphash.Seed, prev map[uint64]uint64, since int64) (r scanResult) {
 	if r.err = ctx.Err(); r.err != nil {
 		return r
 	}
@@ -782,14 +853,21 @@ func statAll(ctx context.Context, root string, seed maphash.Seed, prev map[uint6
 		}
 		k, v := maphash.String(seed, name), idHash(seed, id)
 		r.seen[k] = v
-		if old, ok := prev[k]; !ok || old != v {
+		if since != 0 {
+			if id.ctime >= since || id.mtime >= since {
+				r.names = append(r.names, name)
+				r.keys = append(r.keys, k)
+			}
+		} else if old, ok := prev[k]; !ok || old != v {
 			r.names = append(r.names, name)
 			r.keys = append(r.keys, k)
 		}
 		return nil
 	}
-	if r.err = visit(ConfigFile, filepath.Join(root, ConfigFile)); r.err != nil {
-		return r
+	if since == 0 {
+		if r.err = visit(ConfigFile, filepath.Join(root, ConfigFile)); r.err != nil {
+			return r
+		}
 	}
 	for _, e := range entries {
 		if e.IsDir() || isTemp(e.Name()) {

@@ -20,6 +20,7 @@ package packedcert
 //lint:file-ignore SA1019 rebuilding keys from D, X and Y is 50 times cheaper than ParseRawPrivateKey
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -27,6 +28,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"math/bits"
 )
@@ -36,7 +38,7 @@ import (
 type Cert struct {
 	// packed is the chain and the key: a count byte, each certificate as a
 	// 4-byte big-endian length and its DER, then a key-kind byte and the
-	// key's raw bytes (see keyKind).
+	// key's raw bytes (see keyKind and pointInLeaf).
 	packed []byte
 	// parsed is the certificate as given, for keys that are not packed.
 	parsed *tls.Certificate
@@ -46,13 +48,20 @@ type Cert struct {
 type keyKind byte
 
 const (
-	// ECDSA keys are D, X and Y, each as long as the curve's byte size.
+	// ECDSA keys are D, X and Y, each as long as the curve's byte size
+	// (with pointInLeaf: D and where X and Y are in the leaf).
 	keyP256 keyKind = iota + 1
 	keyP384
 	keyP521
 	// An Ed25519 key is its 64-byte private key.
 	keyEd25519
 )
+
+// pointInLeaf, added to an ECDSA kind, says that the raw bytes are D and a
+// 2-byte big-endian offset into the leaf's DER where X and Y are: the
+// leaf's public key is the uncompressed point 0x04||X||Y, so keeping them
+// again would be 64 more bytes per P-256 pair (6 MB at 100k mappings).
+const pointInLeaf keyKind = 0x10
 
 var curves = map[keyKind]elliptic.Curve{keyP256: elliptic.P256(), keyP384: elliptic.P384(), keyP521: elliptic.P521()}
 
@@ -75,10 +84,19 @@ func Pack(c *tls.Certificate) (Cert, error) {
 			break
 		}
 		size := (k.Curve.Params().BitSize + 7) / 8
-		raw = make([]byte, 3*size)
-		k.D.FillBytes(raw[:size])
-		k.X.FillBytes(raw[size : 2*size])
-		k.Y.FillBytes(raw[2*size:])
+		raw = make([]byte, 1+3*size)
+		raw[0] = 4 // uncompressed
+		k.D.FillBytes(raw[1+2*size:])
+		k.X.FillBytes(raw[1 : 1+size])
+		k.Y.FillBytes(raw[1+size : 1+2*size])
+		// Any place the leaf holds these bytes will do, the public key's
+		// or not: they are X and Y.
+		if at := bytes.Index(c.Certificate[0], raw[:1+2*size]); at >= 0 && at+1 <= math.MaxUint16 {
+			kind |= pointInLeaf
+			raw = binary.BigEndian.AppendUint16(raw[1+2*size:], uint16(at+1))
+		} else {
+			raw = append(raw[1+2*size:], raw[1:1+2*size]...) // D, X, Y
+		}
 	case ed25519.PrivateKey:
 		kind, raw = keyEd25519, k
 	}
@@ -133,7 +151,7 @@ func (c Cert) Certificate() (*tls.Certificate, error) {
 	switch {
 	case kind == keyEd25519:
 		chain = make([][]byte, n)
-	case curves[kind] == nil:
+	case curves[kind&^pointInLeaf] == nil:
 		return nil, fmt.Errorf("packed certificate has unknown key kind %d", kind)
 	default:
 		r = new(rebuilt)
@@ -151,14 +169,23 @@ func (c Cert) Certificate() (*tls.Certificate, error) {
 	if r == nil {
 		return &tls.Certificate{Certificate: chain, PrivateKey: ed25519.PrivateKey(raw[:len(raw):len(raw)])}, nil
 	}
-	size := len(raw) / 3
+	curve := curves[kind&^pointInLeaf]
+	size := (curve.Params().BitSize + 7) / 8
+	d, xy := raw[:size], raw[size:]
+	if kind&pointInLeaf != 0 {
+		at, leaf := int(binary.BigEndian.Uint16(raw[size:])), chain[0]
+		if len(raw) != size+2 || at+2*size > len(leaf) {
+			return nil, errors.New("packed certificate's public key is not in its leaf")
+		}
+		xy = leaf[at : at+2*size]
+	}
 	words := (size*8 + bits.UintSize - 1) / bits.UintSize
 	// crypto/ecdsa validates the key when it first signs with it.
 	r.key = ecdsa.PrivateKey{
-		PublicKey: ecdsa.PublicKey{Curve: curves[kind],
-			X: setBytes(&r.x, r.words[words:2*words:2*words], raw[size:2*size]),
-			Y: setBytes(&r.y, r.words[2*words:3*words:3*words], raw[2*size:])},
-		D: setBytes(&r.d, r.words[:words:words], raw[:size]),
+		PublicKey: ecdsa.PublicKey{Curve: curve,
+			X: setBytes(&r.x, r.words[words:2*words:2*words], xy[:size]),
+			Y: setBytes(&r.y, r.words[2*words:3*words:3*words], xy[size:2*size])},
+		D: setBytes(&r.d, r.words[:words:words], d),
 	}
 	r.cert = tls.Certificate{Certificate: chain, PrivateKey: &r.key}
 	return &r.cert, nil

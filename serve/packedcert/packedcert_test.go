@@ -226,3 +226,68 @@ func TestRebuildIsOneAllocation(t *testing.T) {
 		t.Errorf("Certificate allocates %v times, want 1", n)
 	}
 }
+
+// An ECDSA pair keeps its public point once, in the leaf, where the
+// certificate has it; a leaf without it (a pair assembled by hand) keeps
+// the point beside the key. Either rebuilds the key it was given, and a
+// packed offset outside the leaf is an error, not a panic.
+func TestPublicPointFromTheLeaf(t *testing.T) {
+	keyOf := func(t *testing.T, curve elliptic.Curve) *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(curve, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	for _, curve := range []elliptic.Curve{elliptic.P256(), elliptic.P384(), elliptic.P521()} {
+		size := (curve.Params().BitSize + 7) / 8
+		t.Run(curve.Params().Name, func(t *testing.T) {
+			key := keyOf(t, curve)
+			own, _ := issueChain(t, key)
+			other, _ := issueChain(t, keyOf(t, curve))
+			for _, tc := range []struct {
+				name    string
+				chain   [][]byte
+				keyLen  int // raw key bytes packed
+				inLeaf  bool
+				corrupt bool
+			}{
+				{"its own leaf", own, size + 2, true, false},
+				{"a leaf of another key", other, 3 * size, false, false},
+				{"an offset past the leaf", own, size + 2, true, true},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					c, err := Pack(&tls.Certificate{Certificate: tc.chain, PrivateKey: key})
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := 1 + 1 + tc.keyLen
+					for _, der := range tc.chain {
+						want += 4 + len(der)
+					}
+					if len(c.packed) != want {
+						t.Errorf("packed %d bytes, want %d", len(c.packed), want)
+					}
+					kind := keyKind(c.packed[len(c.packed)-tc.keyLen-1])
+					if got := kind&pointInLeaf != 0; got != tc.inLeaf {
+						t.Errorf("point in leaf = %v, want %v", got, tc.inLeaf)
+					}
+					if tc.corrupt {
+						c.packed[len(c.packed)-2], c.packed[len(c.packed)-1] = 0xff, 0xf0
+						if _, err := c.Certificate(); err == nil {
+							t.Fatal("an offset past the leaf rebuilt a key")
+						}
+						return
+					}
+					got, err := c.Certificate()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !got.PrivateKey.(*ecdsa.PrivateKey).Equal(key) {
+						t.Error("the rebuilt key is not the one packed")
+					}
+				})
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/p2pstream/p2ptls/state"
 )
@@ -90,5 +91,39 @@ func TestMappingDigestCoversEveryField(t *testing.T) {
 	c := state.Mapping{ID: "", Listener: "a", Hosts: a.Hosts}
 	if d := mappingDigest(seed, &a); d == mappingDigest(seed, &b) || d == mappingDigest(seed, &c) {
 		t.Fatal("mappings that differ only in where the bytes are have the same digest")
+	}
+}
+
+// TestEntryIsSmall: an entry per mapping is most of what serve keeps
+// besides the certificates (at 100k, each 8 bytes are 0.8 MB of heap and
+// about twice that in RSS). Its strings that many entries hold alike share
+// one copy, and a "file" mapping's paths are kept, the others' are not.
+func TestEntryIsSmall(t *testing.T) {
+	if size := unsafe.Sizeof(entry{}); size > 224 {
+		t.Errorf("an entry is %d bytes; keep it at most 224 (a size class of the allocator)", size)
+	}
+	fresh := func(s string) string { return string([]byte(s)) } // as the TOML decoder makes them
+	listener := "web"
+	for _, tc := range []struct {
+		m    state.Mapping
+		want string
+	}{
+		{state.Mapping{ID: "a", Source: fresh(state.SourceManual), Listener: fresh("web")}, state.SourceManual},
+		{state.Mapping{ID: "b", Source: fresh(state.SourceACME), Listener: fresh("web")}, state.SourceACME},
+		{state.Mapping{ID: "c", Source: fresh(state.SourceFile), Listener: fresh("web"), CertFile: "/etc/c.pem", KeyFile: "/etc/c.key"}, state.SourceFile},
+	} {
+		e := newEntry(&tc.m, listener, 1)
+		if unsafe.StringData(e.source) != unsafe.StringData(tc.want) {
+			t.Errorf("%s: the entry keeps its own copy of source %q", tc.m.ID, e.source)
+		}
+		if unsafe.StringData(e.listener) != unsafe.StringData(listener) {
+			t.Errorf("%s: the entry keeps its own copy of the listener's name", tc.m.ID)
+		}
+		if (e.files != nil) != (tc.m.Source == state.SourceFile) {
+			t.Errorf("%s: files %+v", tc.m.ID, e.files)
+		}
+		if got := e.mapping(); got.ID != tc.m.ID || got.Source != tc.m.Source || got.CertFile != tc.m.CertFile || got.KeyFile != tc.m.KeyFile {
+			t.Errorf("%s: mapping() = %+v, want the files of %+v", tc.m.ID, got, tc.m)
+		}
 	}
 }

@@ -239,7 +239,7 @@ func (s *Server) swapViews(edits map[string]*sni.Builder[*entry], cs []*changedM
 			if c.e == nil || c.e.listener != name {
 				continue
 			}
-			c.e.slot = len(nv.entries)
+			c.e.slot = int32(len(nv.entries))
 			nv.entries = append(nv.entries, c.e)
 			if c.e.source == state.SourceFile {
 				nv.files = append(nv.files, c.e)
@@ -251,7 +251,7 @@ func (s *Server) swapViews(edits map[string]*sni.Builder[*entry], cs []*changedM
 
 // removeEntry takes e out of list, moving the last entry into its slot.
 func removeEntry(list []*entry, e *entry) []*entry {
-	i := e.slot
+	i := int(e.slot)
 	if i >= len(list) || list[i] != e {
 		// Not where it says: it is not in this list (a listener that did
 		// not start), or the slot is stale.
@@ -260,7 +260,7 @@ func removeEntry(list []*entry, e *entry) []*entry {
 		}
 	}
 	last := list[len(list)-1]
-	list[i], last.slot = last, i
+	list[i], last.slot = last, int32(i)
 	return list[:len(list)-1]
 }
 
@@ -270,9 +270,9 @@ func (s *Server) entryFor(ctx context.Context, m *state.Mapping, old *entry) *en
 	digest := mappingDigest(s.seed, m)
 	switch {
 	case old == nil || old.digest != digest:
-		return newEntry(m, digest)
+		return newEntry(m, s.listenerName(m.Listener), digest)
 	case old.changed(ctx, s.o.Store):
-		ne := newEntry(m, digest)
+		ne := newEntry(m, s.listenerName(m.Listener), digest)
 		if err := ne.load(s.o.Store); err != nil {
 			s.o.Log.Warn("certificate changed but does not load; still serving the previous one", "mapping", m.ID, "err", err)
 			s.loadErrs = append(s.loadErrs, err.Error())
@@ -281,6 +281,16 @@ func (s *Server) entryFor(ctx context.Context, m *state.Mapping, old *entry) *en
 		return ne
 	}
 	return old
+}
+
+// listenerName is the name of the listener served as name, else name.
+func (s *Server) listenerName(name string) string {
+	for _, lc := range s.cfg.Listeners {
+		if lc.Name == name {
+			return lc.Name
+		}
+	}
+	return name
 }
 
 // readMapping reads and validates mapping id's record against the

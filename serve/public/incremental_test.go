@@ -143,7 +143,7 @@ func (f *incrFixture) consistent(what string) {
 	v := f.s.listeners["web"].view.Load()
 	hosts := 0
 	for i, e := range v.entries {
-		if e.slot != i {
+		if int(e.slot) != i {
 			f.t.Errorf("%s: entry %s in slot %d says %d", what, e.id, i, e.slot)
 		}
 		if f.s.byID[e.id] != e {

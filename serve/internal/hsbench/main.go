@@ -4,6 +4,7 @@
 // /work/shared/notes/benchmarking.md:
 //
 //	go run ./serve/internal/hsbench [-mappings 1,10000,100000] [-rounds 6] [-round-time 4s] [-clients 8] [-peers haproxy,nginx,caddy]
+//	go run ./serve/internal/hsbench -start-only [-starts 3] [-state-dir DIR] [-mappings 10000,100000]
 //
 // It builds the real binary, prepares a state directory per mapping count
 // (distinct ECDSA P-256 certificates: parsed certificates live on the heap,
@@ -58,6 +59,9 @@ func main() {
 	caddyVersion := flag.String("caddy-version", "v2.11.9", "Caddy `VERSION` to build from the Go module proxy for -peers caddy")
 	cache, _ := os.UserCacheDir()
 	peerCache := flag.String("peer-cache", filepath.Join(cache, "p2ptls-hsbench"), "`DIR` where built peers (caddy) are kept between runs")
+	startOnlyMode := flag.Bool("start-only", false, "measure only p2ptls serve's start and memory, -starts times per count, without handshake rounds or peers")
+	starts := flag.Int("starts", 3, "with -start-only, starts per mapping count")
+	stateDir := flag.String("state-dir", "", "with -start-only, keep the generated states in `DIR` and reuse them in later runs")
 	flag.Parse()
 
 	if *baseline != "" {
@@ -80,6 +84,20 @@ func main() {
 	if o.rounds < 1 || o.clients < 1 || o.roundTime <= 0 {
 		fmt.Fprintln(os.Stderr, "hsbench: -rounds, -clients and -round-time must be positive")
 		os.Exit(2)
+	}
+	if *startOnlyMode {
+		if *starts < 1 {
+			fmt.Fprintln(os.Stderr, "hsbench: -starts must be positive")
+			os.Exit(2)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := startOnly(ctx, o, *stateDir, *starts)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "hsbench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if o.rounds < 6 || o.roundTime < 3*time.Second || o.roundTime > 5*time.Second {
 		logf("note: the method asks for at least 6 rounds of 3-5 s")

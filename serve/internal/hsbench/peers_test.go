@@ -372,3 +372,65 @@ func TestFreeAddrIsLoopback(t *testing.T) {
 		t.Errorf("freeAddr() = %s", a)
 	}
 }
+
+// TestReusableState: a kept state is generated once, reused by the next
+// run with the listener moved to that run's address, and refused when its
+// p2ptls.toml no longer holds the address hsbench wrote; the certificate
+// bytes count both files of every mapping, as PEM and as DER.
+func TestReusableState(t *testing.T) {
+	keep := t.TempDir()
+	const n = 3
+	first, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := reusableState(context.Background(), keep, first, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := filepath.Join(dir, "certs", "public", mappingID(0), "cert.pem")
+	before, err := os.Stat(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := "127.0.0.1:1"
+	if _, err := reusableState(context.Background(), keep, second, n); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(filepath.Join(dir, "p2ptls.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), "addr = '"+second+"'") || strings.Contains(string(cfg), first) {
+		t.Errorf("the kept state's listener is not on the second run's address:\n%s", cfg)
+	}
+	if after, err := os.Stat(cert); err != nil || !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) {
+		t.Error("the kept state was generated again")
+	}
+
+	b, err := measureCertBytes(dir, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pemBytes int64
+	for i := range n {
+		for _, f := range []string{"cert.pem", "key.pem"} {
+			fi, err := os.Stat(filepath.Join(dir, "certs", "public", mappingID(i), f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pemBytes += fi.Size()
+		}
+	}
+	// Base64 is 4/3 of the DER, plus the armour lines.
+	if b.pem != pemBytes || b.der <= 0 || b.der*4/3 > b.pem {
+		t.Errorf("certificate bytes %+v; the PEM files hold %d", b, pemBytes)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "p2ptls.toml"), []byte("schema_version = 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reusableState(context.Background(), keep, first, n); err == nil || !strings.Contains(err.Error(), "remove") {
+		t.Errorf("a kept state whose address hsbench cannot find: %v, want the advice to remove it", err)
+	}
+}
