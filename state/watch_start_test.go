@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// TestWatchIgnoresCache: derived data under cache/ (the memo of loaded
+// TestWatchIgnoresCache: derived data under run/cache/ (the memos of loaded
 // records, written by readers without the lock) is no change of the
 // desired state: creating the directory, files renamed into it, rewritten
 // and removed change neither the revision nor signal Watch or
@@ -29,8 +29,8 @@ func TestWatchIgnoresCache(t *testing.T) {
 				}
 			})
 			before := w.rev()
-			cache := filepath.Join(w.root, "cache")
-			if err := os.Mkdir(cache, DirMode); err != nil {
+			cache := filepath.Join(w.root, filepath.FromSlash(MemoDir))
+			if err := os.MkdirAll(cache, DirMode); err != nil {
 				t.Fatal(err)
 			}
 			for i := range 3 {
@@ -44,14 +44,14 @@ func TestWatchIgnoresCache(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			w.write("cache/sub/other", "x")
+			w.write(MemoDir+"/sub/other", "x")
 			if err := os.RemoveAll(cache); err != nil {
 				t.Fatal(err)
 			}
-			w.silent("writes under cache/", before)
+			w.silent("writes under run/cache/", before)
 			select {
 			case <-feed.C:
-				t.Errorf("writes under cache/ signalled WatchChanges: %+v", feed.Take())
+				t.Errorf("writes under run/cache/ signalled WatchChanges: %+v", feed.Take())
 			default:
 			}
 			b, err := os.ReadFile(filepath.Join(w.root, ConfigFile))

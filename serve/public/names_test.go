@@ -8,7 +8,7 @@ import (
 )
 
 // TestMappingOf: what each changed store name is to the public listeners.
-// Derived data under cache/ (the memo of loaded records, written by
+// Derived data under run/cache/ (the memo of loaded records, written by
 // readers) and the runtime's files decide nothing served.
 func TestMappingOf(t *testing.T) {
 	tests := []struct {
@@ -23,10 +23,10 @@ func TestMappingOf(t *testing.T) {
 		{"mappings/Bad Id.toml", "", nameAll},
 		{"certs/public/app/cert.pem", "app", nameMapping},
 		{"certs/public", "", nameAll},
-		{"cache", "", nameOther},
-		{"cache/records", "", nameOther},
-		{"cache/mappings/app.toml", "", nameOther},
-		{"cache/.records.tmp-1", "", nameOther},
+		{"run/cache", "", nameOther},
+		{"run/cache/records", "", nameOther},
+		{"run/cache/mappings/app.toml", "", nameOther},
+		{"run/cache/.records.tmp-1", "", nameOther},
 		{"run/status.json", "", nameOther},
 	}
 	for _, tc := range tests {
@@ -38,7 +38,7 @@ func TestMappingOf(t *testing.T) {
 }
 
 // TestCacheChangesReloadNothing: a change that names only files under
-// cache/ reloads no mapping, and one that names a record beside them
+// run/cache/ reloads no mapping, and one that names a record beside them
 // reloads that record alone.
 func TestCacheChangesReloadNothing(t *testing.T) {
 	s := New(Options{Log: discardLog})
@@ -47,8 +47,8 @@ func TestCacheChangesReloadNothing(t *testing.T) {
 		names []string
 		ids   []string
 	}{
-		{[]string{"cache", "cache/records"}, nil},
-		{[]string{"cache/records", "mappings/app.toml"}, []string{"app"}},
+		{[]string{"run/cache", "run/cache/records"}, nil},
+		{[]string{"run/cache/records", "mappings/app.toml"}, []string{"app"}},
 	} {
 		ids, full := s.affected(state.Changed{Names: tc.names})
 		if full || !slices.Equal(ids, tc.ids) {
