@@ -59,8 +59,9 @@ type Dir struct {
 	// recovery of a journal (see finishOnLock).
 	leftoversHeld atomic.Bool
 
-	memosMu sync.Mutex
-	memos   map[string]*Memo
+	memosMu  sync.Mutex
+	memos    map[string]*Memo
+	memoPins int
 	// memoNext is what Update committed to the records memo, saved with
 	// the revision the change gets (see bumpOnChange).
 	memoNext atomic.Pointer[recordsCommit]

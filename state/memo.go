@@ -82,8 +82,10 @@ type memoEntry struct {
 // memory: safe for concurrent use. A Memo of a store that is not a
 // directory holds nothing and saves nothing.
 type Memo struct {
-	file string // absolute; "" when disabled
-	root string // the state directory
+	file  string // absolute; "" when disabled
+	root  string // the state directory
+	owner *Dir
+	kind  string
 
 	mu      sync.Mutex
 	entries []memoEntry // sorted by name
@@ -120,9 +122,35 @@ func (d *Dir) memo(kind string) *Memo {
 		d.memos = map[string]*Memo{}
 	}
 	m := loadMemo(filepath.Join(d.root, filepath.FromSlash(MemoDir), kind))
-	m.root = d.root
+	m.root, m.owner, m.kind = d.root, d, kind
 	d.memos[kind] = m
 	return m
+}
+
+// pinMemos keeps the Dir's memos in memory until the matching unpinMemos:
+// a change under the lock uses the records memo from its load to its
+// commit (memoCommitted, memoRevised).
+func (d *Dir) pinMemos() {
+	d.memosMu.Lock()
+	defer d.memosMu.Unlock()
+	d.memoPins++
+}
+
+func (d *Dir) unpinMemos() {
+	d.memosMu.Lock()
+	defer d.memosMu.Unlock()
+	if d.memoPins--; d.memoPins == 0 {
+		clear(d.memos)
+	}
+}
+
+// releaseMemo lets go of m unless the memos are pinned.
+func (d *Dir) releaseMemo(m *Memo) {
+	d.memosMu.Lock()
+	defer d.memosMu.Unlock()
+	if d.memoPins == 0 && d.memos[m.kind] == m {
+		delete(d.memos, m.kind)
+	}
 }
 
 // OpenMemo returns the memo of kind kept for s; one that holds nothing
@@ -289,9 +317,17 @@ func (m *Memo) Retain(keep func(name string) bool) {
 // lost in a crash is rebuilt), and silently not at all where the state
 // directory cannot be written. Entries of files that changed within
 // racyWindow of being read are saved as racy.
+//
+// Saving ends a use of the memo: unless a change under the lock is in
+// progress (see Dir.pinMemos), the Dir lets go of it, so that a long-lived
+// process (serve) does not keep 100k entries between its loads; the next
+// use reads the file again.
 func (m *Memo) Save() {
 	if m.file == "" {
 		return
+	}
+	if m.owner != nil {
+		defer m.owner.releaseMemo(m)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

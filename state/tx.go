@@ -32,6 +32,10 @@ var _ Store = (*Tx)(nil)
 // or deleted through the Tx as one change. When fn or validation fails, or
 // the state does not load, nothing is written.
 func Update(ctx context.Context, s Store, purpose string, fn func(*Tx) error) (err error) {
+	if d, ok := s.(*Dir); ok {
+		d.pinMemos() // from the load to the revision, which unlock writes
+		defer d.unpinMemos()
+	}
 	unlock, err := s.Lock(ctx, purpose)
 	if err != nil {
 		return err
