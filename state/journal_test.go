@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -491,5 +492,134 @@ func TestApplyRefusedOnceTheContextEnded(t *testing.T) {
 	}
 	if diff := diffTrees(tree(t, root), before); diff != "" {
 		t.Errorf("a refused Apply wrote:\n%s", diff)
+	}
+}
+
+// A change whose staging fails part-way (here a file name too long for the
+// file system, after hundreds staged at once) is refused with that error,
+// and every file staged before it is removed: nothing changed, nothing left.
+func TestApplyStagingFailsPartWay(t *testing.T) {
+	long := strings.Repeat("x", 250) // ".NAME.tmp-N" is longer than 255 bytes
+	tests := []struct {
+		desc string
+		at   int // index of the write that fails
+		n    int
+	}{
+		{"first of one", 0, 1},
+		{"first of many", 0, 300},
+		{"in the middle", 150, 300},
+		{"last", 299, 300},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "state")
+			d := journalOld(t, root)
+			before := tree(t, root)
+			unlock, err := d.Lock(context.Background(), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unlock()
+			var c Change
+			for i := range tc.n {
+				name := fmt.Sprintf("certs/public/n%03d/cert.pem", i)
+				if i%2 == 1 {
+					name = fmt.Sprintf("mappings/n%03d.toml", i)
+				}
+				if i == tc.at {
+					name = "certs/public/a/" + long
+				}
+				c.Writes = append(c.Writes, FileWrite{Name: name, Data: []byte("new"), Perm: SecretMode})
+			}
+			err = d.Apply(context.Background(), c)
+			if err == nil || !strings.Contains(err.Error(), long) {
+				t.Fatalf("Apply = %v, want the error about the long name", err)
+			}
+			got := tree(t, root)
+			for name := range got {
+				if IsTempName(filepath.Base(name)) {
+					t.Errorf("staged file left: %s", name)
+				}
+			}
+			// The directories staging made may stay (empty); no file may.
+			for name, v := range got {
+				if _, ok := before[name]; !ok && !strings.HasPrefix(v, "d") {
+					t.Errorf("file left by a refused change: %s", name)
+				}
+			}
+			for name, v := range before {
+				if got[name] != v {
+					t.Errorf("%s = %q, want %q", name, got[name], v)
+				}
+			}
+		})
+	}
+}
+
+// ioEach does every index once, returns the error of the lowest index that
+// failed, and starts no index once one failed.
+func TestIOEach(t *testing.T) {
+	tests := []struct {
+		n    int
+		fail []int
+	}{
+		{0, nil}, {1, nil}, {1, []int{0}}, {7, nil}, {1000, nil},
+		{1000, []int{999}}, {1000, []int{3, 2}}, {1000, []int{500, 10}},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%d/%v", tc.n, tc.fail), func(t *testing.T) {
+			seen := make([]atomic.Int32, tc.n)
+			err := ioEach(tc.n, func(i int) error {
+				seen[i].Add(1)
+				if slices.Contains(tc.fail, i) {
+					return fmt.Errorf("failed %d", i)
+				}
+				return nil
+			})
+			if len(tc.fail) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range seen {
+					if got := seen[i].Load(); got != 1 {
+						t.Fatalf("index %d done %d times", i, got)
+					}
+				}
+				return
+			}
+			// The lowest failing index is reached before any index above
+			// it is handed out, so its error is the one returned.
+			want := fmt.Sprintf("failed %d", slices.Min(tc.fail))
+			if err == nil || err.Error() != want {
+				t.Errorf("err = %v, want %q", err, want)
+			}
+			for i := range seen {
+				if got := seen[i].Load(); got > 1 {
+					t.Fatalf("index %d done %d times", i, got)
+				}
+			}
+		})
+	}
+}
+
+// Once an index fails, ioEach hands out no new one: those in flight finish.
+func TestIOEachStops(t *testing.T) {
+	const n = 10_000
+	var done atomic.Int32
+	err := ioEach(n, func(i int) error {
+		done.Add(1)
+		if i == 0 {
+			return errors.New("first")
+		}
+		// Slow, so that the work could not finish before the failure is
+		// seen, however the workers are scheduled.
+		time.Sleep(time.Millisecond)
+		return nil
+	})
+	if err == nil || err.Error() != "first" {
+		t.Errorf("err = %v", err)
+	}
+	if d := done.Load(); d == n {
+		t.Errorf("all %d indexes done after index 0 failed", d)
 	}
 }
