@@ -198,7 +198,7 @@ func TestImportNamesTheFirstBadLineOfMany(t *testing.T) {
 		return fmt.Sprintf(`{"listener":"web","hosts":["h%03d.example.com"],"source":"self-signed","days":30}`, i)
 	}
 	unprepared := `{"listener":"web","hosts":["bad..example.com"],"source":"self-signed"}` // refused by prepare
-	unread := `{"listener":"web",`                                                      // refused when read
+	unread := `{"listener":"web",`                                                         // refused when read
 	tests := []struct {
 		name string
 		bad  map[int]string // line (1-based) -> content
