@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -258,15 +259,10 @@ func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
 			}
 		}
 	}()
-	// Each staging directory once, and every directory above it (MkdirAll
-	// may have made them) to sync after.
-	var mkdirs []string
+	// Each staging directory, and every directory above it (MkdirAll
+	// may have made them), to sync after.
 	dirs := map[string]bool{}
 	for _, dir := range p.stageIn {
-		if dirs[dir] {
-			continue
-		}
-		mkdirs = append(mkdirs, dir)
 		// Those above a directory already listed are listed. The root is
 		// synced too: a file staged in it needs that, and MkdirAll may
 		// have made the first directory in it.
@@ -275,11 +271,6 @@ func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
 			if up == "" {
 				break
 			}
-		}
-	}
-	for _, dir := range mkdirs {
-		if err := MkdirAll(d.abs(dir)); err != nil {
-			return j, err
 		}
 	}
 	if err := stageFiles(d, p, temps); err != nil {
@@ -340,52 +331,88 @@ func ioEach(n int, fn func(i int) error) error {
 	return nil
 }
 
-// stageFiles writes each file of p to a new temporary file (its path in
-// temps[i]) and syncs it. The files are made one at a time: creating them
-// in parallel makes them contend for their directory's lock (10k records
-// share mappings/), which costs more CPU than it saves. The syncs, which
-// wait for the disk, run ioWorkers at a time: one at a time, each fsync
-// waited for its own commit of the file system's journal, while
-// concurrent ones share one.
+// stageFiles makes each staging directory of p and writes each file of p
+// to a new temporary file in it (its path in temps[i]), synced.
+//
+// Files are made by one worker per core, each taking a whole staging
+// directory: files made in one directory at once contend for its lock
+// (10k records share mappings/), which costs more CPU than it saves. The
+// largest directory goes first, so that it does not finish alone. The
+// syncs, which wait for the disk, run ioWorkers at a time: one by one,
+// each fsync waited for its own commit of the file system's journal (an
+// import of 10k mappings stages 40k files), while concurrent ones share
+// one.
 func stageFiles(d *Dir, p *applyPlan, temps []string) error {
+	var units [][]int // indexes of the writes staged in one directory
+	unitOf := map[string]int{}
+	for i, dir := range p.stageIn {
+		u, ok := unitOf[dir]
+		if !ok {
+			u = len(units)
+			unitOf[dir] = u
+			units = append(units, nil)
+		}
+		units[u] = append(units[u], i)
+	}
+	slices.SortStableFunc(units, func(a, b []int) int { return len(b) - len(a) })
+
 	type staged struct {
 		i int
 		f *os.File
 	}
 	errs := make([]error, len(p.writes))
-	todo := make(chan staged, ioWorkers)
 	var failed atomic.Bool
-	var wg sync.WaitGroup
+	fail := func(i int, err error) {
+		errs[i] = err
+		failed.Store(true)
+	}
+	todo := make(chan staged, ioWorkers)
+	var syncers sync.WaitGroup
 	for range min(len(p.writes), ioWorkers) {
-		wg.Go(func() {
+		syncers.Go(func() {
 			for s := range todo {
 				if err := s.f.Sync(); err != nil {
-					errs[s.i] = fmt.Errorf("sync %s: %w", s.f.Name(), err)
-					failed.Store(true)
+					fail(s.i, fmt.Errorf("sync %s: %w", s.f.Name(), err))
 				}
 				if err := s.f.Close(); err != nil && errs[s.i] == nil {
-					errs[s.i] = fmt.Errorf("close %s: %w", s.f.Name(), err)
-					failed.Store(true)
+					fail(s.i, fmt.Errorf("close %s: %w", s.f.Name(), err))
 				}
 			}
 		})
 	}
-	for i, w := range p.writes {
-		if failed.Load() {
-			break
-		}
-		f, err := createStaged(d.abs(p.stageIn[i]), path.Base(w.Name), w.Data, w.Perm)
-		if f != nil {
-			temps[i] = f.Name()
-		}
-		if err != nil {
-			errs[i] = err
-			break
-		}
-		todo <- staged{i, f}
+	var next atomic.Int64
+	var makers sync.WaitGroup
+	for range min(len(units), runtime.GOMAXPROCS(0)) {
+		makers.Go(func() {
+			for !failed.Load() {
+				u := int(next.Add(1) - 1)
+				if u >= len(units) {
+					return
+				}
+				first := units[u][0]
+				if err := MkdirAll(d.abs(p.stageIn[first])); err != nil {
+					fail(first, err)
+					return
+				}
+				for _, i := range units[u] {
+					if failed.Load() {
+						return
+					}
+					w := p.writes[i]
+					f, err := createStaged(d.abs(p.stageIn[i]), path.Base(w.Name), w.Data, w.Perm)
+					if err != nil {
+						fail(i, err)
+						return
+					}
+					temps[i] = f.Name()
+					todo <- staged{i, f}
+				}
+			}
+		})
 	}
+	makers.Wait()
 	close(todo)
-	wg.Wait()
+	syncers.Wait()
 	for _, err := range errs {
 		if err != nil {
 			return err
