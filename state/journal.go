@@ -131,7 +131,7 @@ func (d *Dir) Apply(ctx context.Context, c Change) error {
 		return fmt.Errorf("commit the change: %w", err)
 	}
 	step("committed")
-	if err := d.roll(j); err != nil {
+	if err := d.roll(j, true); err != nil {
 		return fmt.Errorf("finish the change (it is committed: the next p2ptls command that takes the lock finishes it): %w", err)
 	}
 	return nil
@@ -196,6 +196,7 @@ func (d *Dir) plan(c Change) (*applyPlan, error) {
 	// What is true of a directory is true for every write below it: each
 	// is looked at once, not once per file of a batch of thousands.
 	seen := map[string]bool{}
+	missing := map[string]bool{} // directories not there: nothing is inside
 	for _, w := range p.writes {
 		for dir := path.Dir(w.Name); dir != "." && !seen[dir]; dir = path.Dir(dir) {
 			seen[dir] = true
@@ -205,14 +206,19 @@ func (d *Dir) plan(c Change) (*applyPlan, error) {
 			if _, gone := deleted(dir); gone {
 				break
 			}
-			if info, err := os.Lstat(d.abs(dir)); err == nil && !info.IsDir() {
+			info, err := os.Lstat(d.abs(dir))
+			if err == nil && !info.IsDir() {
 				return nil, fmt.Errorf("cannot write %s: %s is not a directory", w.Name, d.abs(dir))
 			}
+			missing[dir] = errors.Is(err, fs.ErrNotExist)
 		}
 		del, gone := deleted(w.Name)
 		if !gone {
-			if info, err := os.Lstat(d.abs(w.Name)); err == nil && info.IsDir() {
-				return nil, fmt.Errorf("cannot write %s: it is a directory", d.abs(w.Name))
+			// A file of a new directory has no directory in its way.
+			if !missing[path.Dir(w.Name)] {
+				if info, err := os.Lstat(d.abs(w.Name)); err == nil && info.IsDir() {
+					return nil, fmt.Errorf("cannot write %s: it is a directory", d.abs(w.Name))
+				}
 			}
 			p.stageIn = append(p.stageIn, parentName(w.Name))
 			continue
@@ -477,8 +483,10 @@ func asideName(dir, base string) (string, error) {
 }
 
 // roll does steps 3-5 of j, skipping what is already done, so that it can
-// run again after a crash part-way through.
-func (d *Dir) roll(j *journal) error {
+// run again after a crash part-way through. fresh says that j was staged
+// by this process just now: nothing of it is done yet, so that the thousands
+// of staged files of a large change need no look each.
+func (d *Dir) roll(j *journal, fresh bool) error {
 	dirs := map[string]bool{}
 	renamesBegun := false
 	if len(j.Writes) > 0 {
@@ -506,8 +514,10 @@ func (d *Dir) roll(j *journal) error {
 	}
 	made := map[string]bool{}
 	for _, w := range j.Writes {
-		if _, err := os.Lstat(d.abs(w.Temp)); errors.Is(err, fs.ErrNotExist) {
-			continue // renamed before the crash
+		if !fresh {
+			if _, err := os.Lstat(d.abs(w.Temp)); errors.Is(err, fs.ErrNotExist) {
+				continue // renamed before the crash
+			}
 		}
 		dir := parentName(w.Name)
 		// A file staged in its own directory finds it there (the staged
@@ -587,7 +597,7 @@ func (d *Dir) finishJournal() (bool, error) {
 	for _, w := range j.Writes {
 		d.counted(w.Name)
 	}
-	if err := d.roll(j); err != nil {
+	if err := d.roll(j, false); err != nil {
 		return true, fault.Failf("fix what the error names (permissions, a full disk) and run the command again: it finishes the change then",
 			"cannot finish the interrupted change that %s lists: %v", filepath.Join(d.root, JournalFile), err)
 	}
