@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -28,22 +29,24 @@ import (
 // Apply, in order:
 //
 //  1. stage: every write becomes a synced temporary file (".NAME.tmp-N",
-//     the name WriteFileAtomic uses) in its target's directory, or, when a
-//     delete of the same change removes that directory, in the directory
-//     above the delete;
+//     the name WriteFileAtomic uses) in its target's directory; the writes
+//     below a directory that is not there when the renames begin (new, or
+//     removed by a delete of the same change) become one synced temporary
+//     tree (".DIR.tmp-N", in that directory's parent) holding them under
+//     their own names, renamed as a whole;
 //  2. commit: write the journal (0600, synced);
 //  3. delete: rename each deleted file or directory aside to a temporary
 //     name in its directory;
-//  4. rename each staged file to its name;
+//  4. rename each staged file and tree to its name;
 //  5. clean up: remove what was put aside, then the journal.
 //
 // Every step of 3-5 can be done again after a crash part-way through it:
-// a delete whose aside name exists is done; a staged file that is gone was
-// renamed; removing what is gone is no error. Deletes are done again only
-// while the first staged file is still there, since once the renames have
-// begun a delete's name may hold the new file. A crash before the journal
-// exists leaves temporary files, which the next lock after the dead
-// holder removes (removeLeftovers).
+// a delete whose aside name exists is done; a staged file or tree that is
+// gone was renamed; removing what is gone is no error. Deletes are done
+// again only while the first staged file or tree is still there, since
+// once the renames have begun a delete's name may hold the new one. A
+// crash before the journal exists leaves temporary files and trees, which
+// the next lock after the dead holder removes (removeLeftovers).
 //
 // Readers that do not take the lock (serve, shell completion) may see the
 // change half-applied for the moment steps 3-5 take; the revision written
@@ -139,11 +142,22 @@ func (d *Dir) Apply(ctx context.Context, c Change) error {
 
 // applyPlan is a checked Change: deletes without those inside another
 // delete, writes without duplicates (the last write of a name wins, at
-// the place of its first), each with the directory it is staged in.
+// the place of its first), each with the new directory it is staged in.
 type applyPlan struct {
 	deletes []string
 	writes  []FileWrite
-	stageIn []string // store name of each write's staging directory, "" for the root
+	// tree of each write is the directory above it nearest the root that
+	// is not there when the renames begin (missing, or deleted by the
+	// change), "" when there is none. All the writes below one are staged
+	// as one temporary tree, under their own names, renamed into place
+	// at once: an import of 10k mappings into an empty state renames two
+	// directories, not 40k files, and a reader never sees half of a new
+	// mapping's directory. The other writes are staged as temporary files
+	// in their own directory.
+	tree []string
+	// stageIn is each write's staging directory (store name, "" for the
+	// root), set by stage.
+	stageIn []string
 }
 
 // plan checks c before anything is written: names inside the root, no
@@ -175,7 +189,7 @@ func (d *Dir) plan(c Change) (*applyPlan, error) {
 			return nil, err
 		}
 		w.Name = path.Clean(w.Name)
-		if w.Name == JournalFile || w.Name == LockFile {
+		if under(w.Name, JournalFile) || under(w.Name, LockFile) {
 			return nil, fmt.Errorf("a change cannot write %s", w.Name)
 		}
 		if i, ok := at[w.Name]; ok {
@@ -212,19 +226,35 @@ func (d *Dir) plan(c Change) (*applyPlan, error) {
 			}
 			missing[dir] = errors.Is(err, fs.ErrNotExist)
 		}
-		del, gone := deleted(w.Name)
-		if !gone {
-			// A file of a new directory has no directory in its way.
-			if !missing[path.Dir(w.Name)] {
-				if info, err := os.Lstat(d.abs(w.Name)); err == nil && info.IsDir() {
-					return nil, fmt.Errorf("cannot write %s: it is a directory", d.abs(w.Name))
+		// A file of a new directory has no directory in its way.
+		if _, gone := deleted(w.Name); !gone && !missing[path.Dir(w.Name)] {
+			if info, err := os.Lstat(d.abs(w.Name)); err == nil && info.IsDir() {
+				return nil, fmt.Errorf("cannot write %s: it is a directory", d.abs(w.Name))
+			}
+		}
+	}
+	// The tree of a directory is its parent's, or itself when it is the
+	// first that is not there. A directory below a delete that the walk
+	// above did not look at is not there either way.
+	trees := map[string]string{}
+	var treeOf func(dir string) string
+	treeOf = func(dir string) string {
+		if dir == "." {
+			return ""
+		}
+		t, ok := trees[dir]
+		if !ok {
+			if t = treeOf(path.Dir(dir)); t == "" {
+				if _, gone := deleted(dir); gone || missing[dir] {
+					t = dir
 				}
 			}
-			p.stageIn = append(p.stageIn, parentName(w.Name))
-			continue
+			trees[dir] = t
 		}
-		// Not inside what the delete puts aside, or it would go too.
-		p.stageIn = append(p.stageIn, parentName(del))
+		return t
+	}
+	for _, w := range p.writes {
+		p.tree = append(p.tree, treeOf(path.Dir(w.Name)))
 	}
 	return p, nil
 }
@@ -245,26 +275,48 @@ func (d *Dir) abs(name string) string {
 	return filepath.Join(d.root, filepath.FromSlash(name))
 }
 
-// stage writes every file of p as a synced temporary file, picks the aside
-// name of every delete, and syncs the directories that hold them, so that
-// the journal, once written, names only durable files. On error it
-// removes what it staged.
-//
-// The files are written and synced ioWorkers at a time: one by one, each
-// fsync waited for its own journal commit of the file system (an import
-// of 10k mappings stages 40k files), while concurrent ones share a commit.
+// stage writes every file of p, synced, as a temporary file or into a
+// temporary tree (see applyPlan), picks the aside name of every delete,
+// and syncs the directories that hold them, so that the journal, once
+// written, names only durable files. On error it removes what it staged.
 func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
 	j = &journal{Version: journalVersion, Deletes: []journalDelete{}, Writes: make([]journalWrite, 0, len(p.writes))}
 	temps := make([]string, len(p.writes)) // file path of each staged file, "" until it is
+	treeRoot := map[string]string{}        // new directory -> store name of its staged tree
 	defer func() {
 		if err != nil {
-			for _, tmp := range temps {
-				if tmp != "" {
+			for i, tmp := range temps {
+				if tmp != "" && p.tree[i] == "" {
 					_ = os.Remove(tmp)
 				}
 			}
+			for _, root := range treeRoot {
+				_ = os.RemoveAll(d.abs(root))
+			}
 		}
 	}()
+	p.stageIn = make([]string, len(p.writes))
+	for i, w := range p.writes {
+		t := p.tree[i]
+		if t == "" {
+			p.stageIn[i] = parentName(w.Name)
+			continue
+		}
+		if treeRoot[t] == "" {
+			// In the new directory's parent, which is there unless the
+			// new directory is the first of several (MkdirAll).
+			parent := parentName(t)
+			if err := MkdirAll(d.abs(parent)); err != nil {
+				return j, err
+			}
+			tmp, err := os.MkdirTemp(d.abs(parent), "."+path.Base(t)+".tmp-*")
+			if err != nil {
+				return j, fmt.Errorf("create temporary directory in %s: %w", d.abs(parent), err)
+			}
+			treeRoot[t] = path.Join(parent, filepath.Base(tmp))
+		}
+		p.stageIn[i] = treeRoot[t] + strings.TrimPrefix(path.Dir(w.Name), t)
+	}
 	// Each staging directory, and every directory above it (MkdirAll
 	// may have made them), to sync after.
 	dirs := map[string]bool{}
@@ -282,8 +334,15 @@ func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
 	if err := stageFiles(d, p, temps); err != nil {
 		return j, err
 	}
+	inJournal := map[string]bool{}
 	for i, w := range p.writes {
-		j.Writes = append(j.Writes, journalWrite{Temp: path.Join(p.stageIn[i], filepath.Base(temps[i])), Name: w.Name})
+		switch t := p.tree[i]; {
+		case t == "":
+			j.Writes = append(j.Writes, journalWrite{Temp: path.Join(p.stageIn[i], filepath.Base(temps[i])), Name: w.Name})
+		case !inJournal[t]:
+			inJournal[t] = true
+			j.Writes = append(j.Writes, journalWrite{Temp: treeRoot[t], Name: t})
+		}
 	}
 	for _, name := range p.deletes {
 		aside, err := asideName(d.abs(parentName(name)), path.Base(name))
@@ -338,7 +397,8 @@ func ioEach(n int, fn func(i int) error) error {
 }
 
 // stageFiles makes each staging directory of p and writes each file of p
-// to a new temporary file in it (its path in temps[i]), synced.
+// into it (its path in temps[i]), synced: a temporary file, or under its
+// own name in a staged tree.
 //
 // Files are made by one worker per core, each taking a whole staging
 // directory: files made in one directory at once contend for its lock
@@ -405,7 +465,7 @@ func stageFiles(d *Dir, p *applyPlan, temps []string) error {
 						return
 					}
 					w := p.writes[i]
-					f, err := createStaged(d.abs(p.stageIn[i]), path.Base(w.Name), w.Data, w.Perm)
+					f, err := createStaged(d.abs(p.stageIn[i]), path.Base(w.Name), p.tree[i] != "", w.Data, w.Perm)
 					if err != nil {
 						fail(i, err)
 						return
@@ -430,7 +490,7 @@ func stageFiles(d *Dir, p *applyPlan, temps []string) error {
 // stageFile writes data to a new temporary file in dir, named as
 // WriteFileAtomic names its own, with mode perm, synced.
 func stageFile(dir, base string, data []byte, perm fs.FileMode) (string, error) {
-	f, err := createStaged(dir, base, data, perm)
+	f, err := createStaged(dir, base, false, data, perm)
 	if err != nil {
 		return "", err
 	}
@@ -446,12 +506,16 @@ func stageFile(dir, base string, data []byte, perm fs.FileMode) (string, error) 
 	return f.Name(), nil
 }
 
-// createStaged writes data to a new temporary file in dir, named as
-// WriteFileAtomic names its own, with mode perm, and returns it open and
-// not synced. On error the file is closed and removed (nil when it was
-// not even created).
-func createStaged(dir, base string, data []byte, perm fs.FileMode) (_ *os.File, err error) {
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+// createStaged writes data to a new file in dir, named base (exact) or a
+// temporary name as WriteFileAtomic names its own, with mode perm, and
+// returns it open and not synced. On error the file is closed and
+// removed (nil when it was not even created).
+func createStaged(dir, base string, exact bool, data []byte, perm fs.FileMode) (f *os.File, err error) {
+	if exact {
+		f, err = os.OpenFile(filepath.Join(dir, base), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	} else {
+		f, err = os.CreateTemp(dir, "."+base+".tmp-*")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create temporary file in %s: %w", dir, err)
 	}
