@@ -8,9 +8,11 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -198,8 +200,10 @@ func TestApplyHelperProcess(t *testing.T) {
 // revision so that serve reloads.
 func TestApplyKilledAtEachStep(t *testing.T) {
 	steps, before, after := applySteps(t)
+	// a's directory is replaced by a staged tree, c's is a new one, and
+	// c's record a file in a directory that is there.
 	for _, want := range []string{"staged", "committed", "deleted certs/public/b", "deleted certs/public/a",
-		"renamed certs/public/a/cert.pem", "renamed certs/public/c/key.pem", "renamed mappings/c.toml", "cleaned"} {
+		"renamed certs/public/a", "renamed certs/public/c", "renamed mappings/c.toml", "cleaned"} {
 		if !slices.Contains(steps, want) {
 			t.Fatalf("steps %q lack %q", steps, want)
 		}
@@ -494,5 +498,268 @@ func TestApplyRefusedOnceTheContextEnded(t *testing.T) {
 	}
 	if diff := diffTrees(tree(t, root), before); diff != "" {
 		t.Errorf("a refused Apply wrote:\n%s", diff)
+	}
+}
+
+// A change whose staging fails part-way (here a file name too long for the
+// file system, after hundreds staged at once) is refused with that error,
+// and every file staged before it is removed: nothing changed, nothing left.
+func TestApplyStagingFailsPartWay(t *testing.T) {
+	long := strings.Repeat("x", 250)   // ".NAME.tmp-N" is longer than 255 bytes
+	longer := strings.Repeat("y", 256) // too long as it is, in a staged tree
+	tests := []struct {
+		desc string
+		at   int // index of the write that fails
+		n    int
+		name string
+	}{
+		{"first of one", 0, 1, "certs/public/a/" + long},
+		{"first of many", 0, 300, "certs/public/a/" + long},
+		{"in the middle", 150, 300, "certs/public/a/" + long},
+		{"last", 299, 300, "certs/public/a/" + long},
+		{"in a new directory", 150, 300, "certs/public/n150/" + longer},
+		{"in a deleted directory", 150, 300, "certs/public/b/" + longer},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "state")
+			d := journalOld(t, root)
+			before := tree(t, root)
+			unlock, err := d.Lock(context.Background(), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unlock()
+			var c Change
+			for i := range tc.n {
+				name := fmt.Sprintf("certs/public/n%03d/cert.pem", i)
+				if i%2 == 1 {
+					name = fmt.Sprintf("mappings/n%03d.toml", i)
+				}
+				if i == tc.at {
+					name = tc.name
+				}
+				c.Writes = append(c.Writes, FileWrite{Name: name, Data: []byte("new"), Perm: SecretMode})
+			}
+			if strings.HasPrefix(tc.name, "certs/public/b/") {
+				c.Deletes = []string{"certs/public/b"}
+			}
+			err = d.Apply(context.Background(), c)
+			if err == nil || !strings.Contains(err.Error(), path.Base(tc.name)) {
+				t.Fatalf("Apply = %v, want the error about the long name", err)
+			}
+			got := tree(t, root)
+			for name := range got {
+				if IsTempName(filepath.Base(name)) {
+					t.Errorf("staged file left: %s", name)
+				}
+			}
+			// The directories staging made may stay (empty); no file may.
+			for name, v := range got {
+				if _, ok := before[name]; !ok && !strings.HasPrefix(v, "d") {
+					t.Errorf("file left by a refused change: %s", name)
+				}
+			}
+			for name, v := range before {
+				if got[name] != v {
+					t.Errorf("%s = %q, want %q", name, got[name], v)
+				}
+			}
+		})
+	}
+}
+
+// ioEach does every index once, returns the error of the lowest index that
+// failed, and starts no index once one failed.
+func TestIOEach(t *testing.T) {
+	tests := []struct {
+		n    int
+		fail []int
+	}{
+		{0, nil}, {1, nil}, {1, []int{0}}, {7, nil}, {1000, nil},
+		{1000, []int{999}}, {1000, []int{3, 2}}, {1000, []int{500, 10}},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%d/%v", tc.n, tc.fail), func(t *testing.T) {
+			seen := make([]atomic.Int32, tc.n)
+			err := ioEach(tc.n, func(i int) error {
+				seen[i].Add(1)
+				if slices.Contains(tc.fail, i) {
+					return fmt.Errorf("failed %d", i)
+				}
+				return nil
+			})
+			if len(tc.fail) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range seen {
+					if got := seen[i].Load(); got != 1 {
+						t.Fatalf("index %d done %d times", i, got)
+					}
+				}
+				return
+			}
+			// The lowest failing index is reached before any index above
+			// it is handed out, so its error is the one returned.
+			want := fmt.Sprintf("failed %d", slices.Min(tc.fail))
+			if err == nil || err.Error() != want {
+				t.Errorf("err = %v, want %q", err, want)
+			}
+			for i := range seen {
+				if got := seen[i].Load(); got > 1 {
+					t.Fatalf("index %d done %d times", i, got)
+				}
+			}
+		})
+	}
+}
+
+// Once an index fails, ioEach hands out no new one: those in flight finish.
+func TestIOEachStops(t *testing.T) {
+	const n = 10_000
+	var done atomic.Int32
+	err := ioEach(n, func(i int) error {
+		done.Add(1)
+		if i == 0 {
+			return errors.New("first")
+		}
+		// Slow, so that the work could not finish before the failure is
+		// seen, however the workers are scheduled.
+		time.Sleep(time.Millisecond)
+		return nil
+	})
+	if err == nil || err.Error() != "first" {
+		t.Errorf("err = %v", err)
+	}
+	if d := done.Load(); d == n {
+		t.Errorf("all %d indexes done after index 0 failed", d)
+	}
+}
+
+// A journal written by an earlier p2ptls, which staged a file of a
+// replaced directory above it (in the deleted directory's parent), is
+// finished by the next Lock: the directory is made again, once, for all
+// its files.
+func TestLockFinishesAJournalOfFilesStagedAboveADeletedDirectory(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "state")
+	d := journalOld(t, root)
+	var writes []journalWrite
+	for _, f := range []string{"cert.pem", "key.pem"} {
+		tmp, err := stageFile(filepath.Join(root, "certs/public"), f, []byte("staged "+f), SecretMode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writes = append(writes, journalWrite{Temp: "certs/public/" + filepath.Base(tmp), Name: "certs/public/a/sub/" + f})
+	}
+	j, _ := json.Marshal(journal{Version: journalVersion,
+		Deletes: []journalDelete{{Name: "certs/public/a", Aside: "certs/public/.a.tmp-1"}}, Writes: writes})
+	if err := os.WriteFile(filepath.Join(root, JournalFile), j, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := d.Lock(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	got := tree(t, root)
+	for name, want := range map[string]string{
+		"certs/public/a/sub/cert.pem": "-rw------- staged cert.pem",
+		"certs/public/a/sub/key.pem":  "-rw------- staged key.pem",
+		"certs/public/a/sub":          "drwx------",
+		"certs/public/a/cert.pem":     "",
+		"certs/public/a/meta.toml":    "",
+		JournalFile:                   "",
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %q, want %q", name, got[name], want)
+		}
+	}
+	for name := range got {
+		if IsTempName(filepath.Base(name)) {
+			t.Errorf("temporary name left: %s", name)
+		}
+	}
+}
+
+// Writes below a directory that is not there when the renames begin (new,
+// or deleted by the change) are staged as one tree and renamed into place
+// at once, with the modes Apply gives everything; the other writes are
+// renamed one by one.
+func TestApplyStagesNewDirectoriesWhole(t *testing.T) {
+	mapping := func(id string) []FileWrite {
+		return []FileWrite{
+			{Name: "certs/public/" + id + "/cert.pem", Data: []byte(id + " cert"), Perm: PublicMode},
+			{Name: "certs/public/" + id + "/key.pem", Data: []byte(id + " key"), Perm: SecretMode},
+			{Name: "mappings/" + id + ".toml", Data: []byte(id + " record"), Perm: SecretMode},
+		}
+	}
+	tests := []struct {
+		desc    string
+		old     bool // start from journalOld's state, not an empty one
+		deletes []string
+		ids     []string
+		renamed []string
+	}{
+		{"empty state", false, nil, []string{"x", "y", "z"}, []string{"certs", "mappings"}},
+		{"new mapping directories", true, nil, []string{"x", "y"}, []string{"certs/public/x", "mappings/x.toml", "certs/public/y", "mappings/y.toml"}},
+		{"a replaced directory", true, []string{"certs/public/a"}, []string{"a"}, []string{"certs/public/a", "mappings/a.toml"}},
+		{"a replaced file", true, []string{"certs/public/b/key.pem"}, []string{"b"}, []string{"certs/public/b/cert.pem", "certs/public/b/key.pem", "mappings/b.toml"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "state")
+			d := OpenDir(root, 5*time.Second)
+			if tc.old {
+				d = journalOld(t, root)
+			}
+			unlock, err := d.Lock(context.Background(), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unlock()
+			c := Change{Deletes: tc.deletes}
+			for _, id := range tc.ids {
+				c.Writes = append(c.Writes, mapping(id)...)
+			}
+			var renamed []string
+			applyStep = func(s string) {
+				if name, ok := strings.CutPrefix(s, "renamed "); ok {
+					renamed = append(renamed, name)
+				}
+			}
+			defer func() { applyStep = nil }()
+			if err := d.Apply(context.Background(), c); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(renamed, tc.renamed) {
+				t.Errorf("renamed %q, want %q", renamed, tc.renamed)
+			}
+			got := tree(t, root)
+			for _, id := range tc.ids {
+				for name, want := range map[string]string{
+					"certs/public/" + id:               "drwx------",
+					"certs/public/" + id + "/cert.pem": "-rw-r--r-- " + id + " cert",
+					"certs/public/" + id + "/key.pem":  "-rw------- " + id + " key",
+					"mappings/" + id + ".toml":         "-rw------- " + id + " record",
+				} {
+					if got[name] != want {
+						t.Errorf("%s = %q, want %q", name, got[name], want)
+					}
+				}
+			}
+			for _, dir := range []string{"certs", "certs/public", "mappings"} {
+				if got[dir] != "drwx------" {
+					t.Errorf("%s = %q, want drwx------", dir, got[dir])
+				}
+			}
+			for name := range got {
+				if IsTempName(filepath.Base(name)) {
+					t.Errorf("temporary name left: %s", name)
+				}
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/parallel"
 	"github.com/p2pstream/p2ptls/state/userfile"
 )
 
@@ -125,31 +126,53 @@ func Import(ctx context.Context, s state.Store, r io.Reader, name string, now ti
 }
 
 func importRecords(ctx context.Context, s state.Store, lr *lineReader, now time.Time) ([]Imported, []string, error) {
-	// Each record becomes its prepared mapping as it is read, so that only
-	// one copy of the certificates is held, and the slow part (reading
-	// files, generating keys) happens before the lock is taken.
-	var batch []prepared
+	// Every record is read first (reading is quick), then prepared, one
+	// worker per core: the slow part (reading files, generating keys,
+	// signing) happens before the lock is taken. A record is dropped once
+	// prepared, so that only one copy of the certificates is held.
+	var recs []Record
 	var lines []int
+	var readErr error
+	readLine := 0
 	for {
 		rec, line, err := lr.next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		if err == nil {
-			var in Input
-			if in, err = rec.Input(); err == nil {
-				var p prepared
-				if p, err = prepare(in, now); err == nil {
-					batch, lines = append(batch, p), append(lines, line)
-				}
-			}
-		}
 		if err != nil {
-			return nil, nil, atLine(line, err)
+			readErr, readLine = err, line
+			break
 		}
-		if err := ctx.Err(); err != nil {
+		recs, lines = append(recs, rec), append(lines, line)
+	}
+	batch := make([]prepared, len(recs))
+	errs := make([]error, len(recs))
+	parallel.Each(len(recs), func(i int) bool {
+		if errs[i] = ctx.Err(); errs[i] != nil {
+			return false
+		}
+		var in Input
+		if in, errs[i] = recs[i].Input(); errs[i] == nil {
+			batch[i], errs[i] = prepare(in, now)
+		}
+		recs[i] = Record{}
+		return errs[i] == nil
+	})
+	// The first line refused is named, as if they were checked one by one:
+	// every record before the first that failed has been prepared.
+	for i, err := range errs {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, nil, err
 		}
+		if err != nil {
+			return nil, nil, atLine(lines[i], err)
+		}
+	}
+	if readErr != nil {
+		return nil, nil, atLine(readLine, readErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
 	}
 	if len(batch) == 0 {
 		return nil, nil, nil // nothing to add: the state is not even locked

@@ -3,6 +3,7 @@ package mappings
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -186,6 +187,70 @@ func TestImportRefusesTheFirstBadLineAndWritesNothing(t *testing.T) {
 			statetest.AssertSame(t, before, statetest.Snapshot(t, root))
 		})
 	}
+}
+
+// In an import of hundreds of records, prepared in parallel, the line
+// named is the first one refused, whether it is refused when read (not a
+// record) or when prepared (not a valid mapping), and nothing is written.
+func TestImportNamesTheFirstBadLineOfMany(t *testing.T) {
+	const n = 300
+	good := func(i int) string {
+		return fmt.Sprintf(`{"listener":"web","hosts":["h%03d.example.com"],"source":"self-signed","days":30}`, i)
+	}
+	unprepared := `{"listener":"web","hosts":["bad..example.com"],"source":"self-signed"}` // refused by prepare
+	unread := `{"listener":"web",`                                                         // refused when read
+	tests := []struct {
+		name string
+		bad  map[int]string // line (1-based) -> content
+		want string
+	}{
+		{"one unprepared", map[int]string{200: unprepared}, "line 200: "},
+		{"two unprepared", map[int]string{250: unprepared, 40: unprepared}, "line 40: "},
+		{"unread after unprepared", map[int]string{30: unread, 100: unprepared}, "line 30: "},
+		{"unprepared before unread", map[int]string{100: unprepared, 150: unread}, "line 100: "},
+		{"last unprepared", map[int]string{n: unprepared}, fmt.Sprintf("line %d: ", n)},
+	}
+	s, root := newStore(t)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var lines []string
+			for i := 1; i <= n; i++ {
+				if b, ok := tc.bad[i]; ok {
+					lines = append(lines, b)
+				} else {
+					lines = append(lines, good(i))
+				}
+			}
+			before := statetest.Snapshot(t, root)
+			added, _, err := Import(context.Background(), s, strings.NewReader(importLines(lines...)), "test", now0)
+			statetest.WantFault(t, err, fault.Invalid, tc.want)
+			if !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to start with %q", err, tc.want)
+			}
+			if added != nil {
+				t.Errorf("refused, yet added %d", len(added))
+			}
+			statetest.AssertSame(t, before, statetest.Snapshot(t, root))
+		})
+	}
+}
+
+// An import whose context ends while its records are prepared stops with
+// the context's error and writes nothing.
+func TestImportStoppedWritesNothing(t *testing.T) {
+	s, root := newStore(t)
+	var input strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&input, `{"listener":"web","hosts":["h%03d.example.com"],"source":"self-signed"}`+"\n", i)
+	}
+	before := statetest.Snapshot(t, root)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	added, _, err := Import(ctx, s, strings.NewReader(input.String()), "test", now0)
+	if !errors.Is(err, context.Canceled) || added != nil {
+		t.Fatalf("Import = %d added, %v; want context.Canceled", len(added), err)
+	}
+	statetest.AssertSame(t, before, statetest.Snapshot(t, root))
 }
 
 func TestImportIdsAndBlankLines(t *testing.T) {
