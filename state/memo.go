@@ -15,7 +15,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 )
 
 // MemoDir holds memos: data derived from the state's files (a mapping
@@ -437,21 +436,21 @@ func encodeMemo(entries []memoEntry, l memoListing) []byte {
 		size += len(entries[i].name) + len(entries[i].val) + 48
 	}
 	body := make([]byte, 0, size)
-	body = appendBool(body, l.Valid)
-	body = appendString(body, l.Epoch)
+	body = AppendMemoBool(body, l.Valid)
+	body = AppendMemoString(body, l.Epoch)
 	body = binary.AppendUvarint(body, l.Seq)
-	body = appendFileID(body, l.Dir)
-	body = appendString(body, l.Names)
+	body = AppendFileID(body, l.Dir)
+	body = AppendMemoString(body, l.Names)
 	body = binary.AppendUvarint(body, uint64(len(entries)))
 	for _, e := range entries {
 		if e.raw != nil {
 			body = append(body, e.raw...)
 			continue
 		}
-		body = appendString(body, e.name)
-		body = appendFileID(body, e.id)
-		body = appendBool(body, e.racy)
-		body = appendString(body, string(e.val))
+		body = AppendMemoString(body, e.name)
+		body = AppendFileID(body, e.id)
+		body = AppendMemoBool(body, e.racy)
+		body = AppendMemoString(body, string(e.val))
 	}
 	out := make([]byte, 0, len(memoMagic)+4+len(body))
 	out = append(out, memoMagic...)
@@ -470,128 +469,35 @@ func decodeMemo(b []byte) ([]memoEntry, memoListing, error) {
 	if crc32.Checksum(body, memoCRC) != sum {
 		return nil, l, errors.New("checksum mismatch")
 	}
-	r := &memoReader{b: body}
-	l.Valid = r.bool()
-	l.Epoch = r.string()
-	l.Seq = r.uvarint()
-	l.Dir = r.fileID()
-	l.Names = r.string()
-	n := r.uvarint()
-	if n > uint64(len(body)) { // every entry takes at least a byte
-		return nil, l, errors.New("entry count out of range")
-	}
+	r := NewMemoReader(body)
+	l.Valid = r.Bool()
+	l.Epoch = r.Str()
+	l.Seq = r.Uvarint()
+	l.Dir = r.FileID()
+	l.Names = r.Str()
+	n := r.Count()
 	entries := make([]memoEntry, 0, n+appendRoom)
 	for range n {
 		var e memoEntry
 		start := r.b
-		e.name = r.view()
-		e.id = r.fileID()
-		e.racy = r.bool()
-		e.val = r.bytes()
-		if r.err != nil {
+		e.name = r.View()
+		e.id = r.FileID()
+		e.racy = r.Bool()
+		e.val = r.Bytes()
+		if r.Err() != nil {
 			break
 		}
-		e.raw = start[: len(start)-len(r.b) : len(start)-len(r.b)]
+		e.raw = start[: len(start)-r.Len() : len(start)-r.Len()]
 		if len(entries) > 0 && entries[len(entries)-1].name >= e.name {
 			return nil, l, errors.New("entries out of order")
 		}
 		entries = append(entries, e)
 	}
-	if r.err != nil {
-		return nil, l, r.err
+	if r.Err() != nil {
+		return nil, l, r.Err()
 	}
-	if len(r.b) != 0 {
-		return nil, l, fmt.Errorf("%d bytes after the last entry", len(r.b))
+	if r.Len() != 0 {
+		return nil, l, fmt.Errorf("%d bytes after the last entry", r.Len())
 	}
 	return entries, l, nil
-}
-
-func appendBool(b []byte, v bool) []byte {
-	if v {
-		return append(b, 1)
-	}
-	return append(b, 0)
-}
-
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendFileID(b []byte, id FileID) []byte {
-	b = binary.AppendUvarint(b, id.Dev)
-	b = binary.AppendUvarint(b, id.Ino)
-	b = binary.AppendVarint(b, id.Size)
-	b = binary.AppendVarint(b, id.Mtime)
-	return binary.AppendVarint(b, id.Ctime)
-}
-
-// memoReader decodes with bounds checks; the first problem sticks.
-type memoReader struct {
-	b   []byte
-	err error
-}
-
-func (r *memoReader) fail(what string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("memo truncated or damaged at %s", what)
-	}
-	r.b = nil
-}
-
-func (r *memoReader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail("a number")
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *memoReader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail("a number")
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *memoReader) bool() bool {
-	if len(r.b) < 1 || r.b[0] > 1 {
-		r.fail("a flag")
-		return false
-	}
-	v := r.b[0] == 1
-	r.b = r.b[1:]
-	return v
-}
-
-func (r *memoReader) bytes() []byte {
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		r.fail("a string")
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *memoReader) string() string { return string(r.bytes()) }
-
-// view is string without a copy: for a memo's own buffer, which is never
-// written to once read.
-func (r *memoReader) view() string {
-	b := r.bytes()
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
-}
-
-func (r *memoReader) fileID() FileID {
-	return FileID{Dev: r.uvarint(), Ino: r.uvarint(), Size: r.varint(), Mtime: r.varint(), Ctime: r.varint()}
 }

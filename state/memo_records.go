@@ -312,18 +312,18 @@ func encodeMappingMemo(m *Mapping) []byte { return appendMappingMemo(make([]byte
 
 // appendMappingMemo appends the memo's form of m to b.
 func appendMappingMemo(b []byte, m *Mapping) []byte {
-	b = appendString(b, m.ID)
-	b = appendString(b, m.Listener)
+	b = AppendMemoString(b, m.ID)
+	b = AppendMemoString(b, m.Listener)
 	b = binary.AppendUvarint(b, uint64(len(m.Hosts)))
 	for _, h := range m.Hosts {
-		b = appendString(b, h)
+		b = AppendMemoString(b, h)
 	}
 	for _, s := range []string{m.Source, m.Upstream, m.CertFile, m.KeyFile} {
-		b = appendString(b, s)
+		b = AppendMemoString(b, s)
 	}
 	b = binary.AppendVarint(b, int64(m.Days))
 	for _, s := range []string{m.Challenge, m.DNSCredential, m.KeyType, m.Profile} {
-		b = appendString(b, s)
+		b = AppendMemoString(b, s)
 	}
 	return b
 }
@@ -331,28 +331,21 @@ func appendMappingMemo(b []byte, m *Mapping) []byte {
 // decodeMappingMemo reads what encodeMappingMemo wrote. The strings point
 // into b, a memo's buffer, which is never written to.
 func decodeMappingMemo(b []byte) (Mapping, error) {
-	r := &memoReader{b: b}
+	r := NewMemoReader(b)
 	var m Mapping
-	m.ID = r.view()
-	m.Listener = r.view()
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		return Mapping{}, errors.New("host count out of range")
-	}
-	if n > 0 {
+	m.ID = r.View()
+	m.Listener = r.View()
+	if n := r.Count(); n > 0 {
 		m.Hosts = make([]string, n)
 		for i := range m.Hosts {
-			m.Hosts[i] = r.view()
+			m.Hosts[i] = r.View()
 		}
 	}
-	m.Source, m.Upstream, m.CertFile, m.KeyFile = r.view(), r.view(), r.view(), r.view()
-	m.Days = int(r.varint())
-	m.Challenge, m.DNSCredential, m.KeyType, m.Profile = r.view(), r.view(), r.view(), r.view()
-	if r.err != nil {
-		return Mapping{}, r.err
-	}
-	if len(r.b) != 0 {
-		return Mapping{}, errors.New("bytes after the mapping")
+	m.Source, m.Upstream, m.CertFile, m.KeyFile = r.View(), r.View(), r.View(), r.View()
+	m.Days = int(r.Varint())
+	m.Challenge, m.DNSCredential, m.KeyType, m.Profile = r.View(), r.View(), r.View(), r.View()
+	if err := r.Done(); err != nil {
+		return Mapping{}, err
 	}
 	return m, nil
 }

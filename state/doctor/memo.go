@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"time"
@@ -56,19 +55,15 @@ func encodePairOutcome(o *pairOutcome) []byte {
 	b := make([]byte, 0, 160)
 	b = append(b, pairMemoVersion)
 	for _, s := range []string{o.MappingID, o.Source, o.Key, o.CertPath} {
-		b = appendString(b, s)
+		b = state.AppendMemoString(b, s)
 	}
-	b = binary.AppendUvarint(b, o.KeyID.Dev)
-	b = binary.AppendUvarint(b, o.KeyID.Ino)
-	b = binary.AppendVarint(b, o.KeyID.Size)
-	b = binary.AppendVarint(b, o.KeyID.Mtime)
-	b = binary.AppendVarint(b, o.KeyID.Ctime)
-	b = appendString(b, o.Err)
+	b = state.AppendFileID(b, o.KeyID)
+	b = state.AppendMemoString(b, o.Err)
 	b = binary.AppendUvarint(b, uint64(len(o.DNSNames)))
 	for _, n := range o.DNSNames {
-		b = appendString(b, n)
+		b = state.AppendMemoString(b, n)
 	}
-	return appendString(b, o.Covers)
+	return state.AppendMemoString(b, o.Covers)
 }
 
 func decodePairOutcome(b []byte) (pairOutcome, error) {
@@ -76,77 +71,21 @@ func decodePairOutcome(b []byte) (pairOutcome, error) {
 	if len(b) == 0 || b[0] != pairMemoVersion {
 		return o, errors.New("not a value of this version")
 	}
-	r := &reader{b: b[1:]}
-	o.MappingID, o.Source, o.Key, o.CertPath = r.string(), r.string(), r.string(), r.string()
-	o.KeyID = state.FileID{Dev: r.uvarint(), Ino: r.uvarint(), Size: r.varint(), Mtime: r.varint(), Ctime: r.varint()}
-	o.Err = r.string()
-	n := r.uvarint()
-	if n > uint64(len(r.b)) { // every name takes at least a byte
-		return pairOutcome{}, errors.New("name count out of range")
-	}
-	if n > 0 {
+	r := state.NewMemoReader(b[1:])
+	o.MappingID, o.Source, o.Key, o.CertPath = r.Str(), r.Str(), r.Str(), r.Str()
+	o.KeyID = r.FileID()
+	o.Err = r.Str()
+	if n := r.Count(); n > 0 {
 		o.DNSNames = make([]string, n)
 		for i := range o.DNSNames {
-			o.DNSNames[i] = r.string()
+			o.DNSNames[i] = r.Str()
 		}
 	}
-	o.Covers = r.string()
-	if r.err != nil {
-		return pairOutcome{}, r.err
-	}
-	if len(r.b) != 0 {
-		return pairOutcome{}, fmt.Errorf("%d bytes after the value", len(r.b))
+	o.Covers = r.Str()
+	if err := r.Done(); err != nil {
+		return pairOutcome{}, err
 	}
 	return o, nil
-}
-
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-// reader decodes with bounds checks; the first problem sticks.
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) fail() {
-	if r.err == nil {
-		r.err = errors.New("value truncated or damaged")
-	}
-	r.b = nil
-}
-
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) string() string {
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		r.fail()
-		return ""
-	}
-	s := string(r.b[:n])
-	r.b = r.b[n:]
-	return s
 }
 
 // pairFiles are a mapping's certificate and key: their names in the state,

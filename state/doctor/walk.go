@@ -221,7 +221,7 @@ func (w *treeWalk) remember(rel string, id state.FileID, des []dirent) {
 	b = append(b, listingVersion)
 	b = binary.AppendUvarint(b, uint64(len(des)))
 	for _, de := range des {
-		b = appendString(b, de.name)
+		b = state.AppendMemoString(b, de.name)
 		b = append(b, byte(de.typ))
 	}
 	w.memo.Put(listingName(rel), id, b, false)
@@ -232,23 +232,14 @@ func decodeListing(b []byte) ([]dirent, error) {
 	if len(b) == 0 || b[0] != listingVersion {
 		return nil, errors.New("not a listing of this version")
 	}
-	r := &reader{b: b[1:]}
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		return nil, errors.New("entry count out of range")
-	}
-	des := make([]dirent, n)
+	r := state.NewMemoReader(b[1:])
+	des := make([]dirent, r.Count())
 	for i := range des {
-		des[i].name = r.string()
-		if len(r.b) == 0 {
-			r.fail()
-			break
-		}
-		des[i].typ = direntType(r.b[0])
-		r.b = r.b[1:]
+		des[i].name = r.Str()
+		des[i].typ = direntType(r.Byte())
 	}
-	if r.err != nil || len(r.b) != 0 {
-		return nil, errors.New("listing truncated or damaged")
+	if err := r.Done(); err != nil {
+		return nil, err
 	}
 	return des, nil
 }
