@@ -351,20 +351,34 @@ func decodeMappingMemo(b []byte) (Mapping, error) {
 }
 
 // checkCommitted refuses change c, about to be made from records the memo
-// vouched for unchecked, when a record it replaces or deletes no longer
-// holds what the memo said (rewritten in place since): the change was
-// decided on a stale mapping. The memo forgets its listing, so that the
+// vouched for unchecked, when a record it replaces or deletes, or the
+// record of a mapping whose files it writes, no longer holds what the memo
+// said (rewritten in place since): the change was decided on a stale
+// mapping. The memo forgets its listing, so that the
 // next command reads every record.
 func (d *Dir) checkCommitted(c Change) error {
 	m := d.memo(recordsMemo)
-	names := slices.Clone(c.Deletes)
+	changed := slices.Clone(c.Deletes)
 	for _, w := range c.Writes {
-		names = append(names, w.Name)
+		changed = append(changed, w.Name)
 	}
-	for _, name := range names {
-		if !IsRecordName(name) {
-			continue
+	// The records behind the change: each one it writes or deletes, and
+	// the record of each mapping whose files it writes (a certificate
+	// issued for the hosts the memo said, when the record says others, is
+	// as stale as a record overwritten).
+	var names []string
+	for _, name := range changed {
+		if IsRecordName(name) {
+			names = append(names, name)
+		} else if rest, ok := strings.CutPrefix(name, MappingsDir+"/"); ok {
+			id, _, _ := strings.Cut(rest, "/")
+			if r := RecordName(id); IsRecordName(r) {
+				names = append(names, r)
+			}
 		}
+	}
+	slices.Sort(names)
+	for _, name := range slices.Compact(names) {
 		m.mu.Lock()
 		e, known := m.lookup(name)
 		m.mu.Unlock()

@@ -241,12 +241,36 @@ func TestChangeRefusesToOverwriteARecordEditedInPlace(t *testing.T) {
 	if after := stateFiles(t, d); !reflect.DeepEqual(before, after) {
 		t.Fatal("the refused change wrote something")
 	}
-	if err := Update(ctx, d, "test", upstream); err != nil {
+	if err := Update(ctx, OpenDir(d.Root(), time.Second), "test", upstream); err != nil {
 		t.Fatalf("the change run again: %v", err)
 	}
 	got, _ := os.ReadFile(p)
 	if !bytes.Contains(got, []byte("nano.example.com")) || !bytes.Contains(got, []byte("127.0.0.1:8080")) {
 		t.Fatalf("record after the change:\n%s\nwant the hand edit and the change", got)
+	}
+}
+
+// Nor does a change write only the files of a mapping whose record was
+// rewritten in place: a certificate issued for the hosts the memo says,
+// when the record says others, is as stale as the record overwritten.
+func TestChangeRefusesToWriteTheFilesOfARecordEditedInPlace(t *testing.T) {
+	d := memoState(t)
+	ctx := context.Background()
+	p := filepath.Join(d.Root(), "mappings", "b.toml")
+	b, _ := os.ReadFile(p)
+	writeInPlace(t, p, bytes.Replace(b, []byte("b.example.com"), []byte("nano.example.com"), 1))
+	before := stateFiles(t, d)
+	issue := func(tx *Tx) error { return tx.Write(ctx, "certs/public/b/cert.pem", []byte("x"), 0o644) }
+	err := Update(ctx, d, "test", issue)
+	if err == nil || !strings.Contains(err.Error(), "mappings/b.toml changed on disk") {
+		t.Fatalf("a change of b's files = %v, want the refusal naming mappings/b.toml", err)
+	}
+	if after := stateFiles(t, d); !reflect.DeepEqual(before, after) {
+		t.Fatal("the refused change wrote something")
+	}
+	// Run again, the change reads every record and goes through.
+	if err := Update(ctx, OpenDir(d.Root(), time.Second), "test", issue); err != nil {
+		t.Fatalf("the change run again, every record read: %v", err)
 	}
 }
 
