@@ -351,10 +351,18 @@ func (d *Dir) makeRoot() (string, error) {
 			break
 		}
 	}
-	if err := MkdirAll(d.root); err != nil {
-		return "", err
+	// Another process may make the directory and remove it again unused
+	// (removeUnused) between os.MkdirAll's mkdir, which then fails with
+	// EEXIST, and its look at what is there: try again.
+	for attempt := 0; ; attempt++ {
+		err := MkdirAll(d.root)
+		if err == nil {
+			return top, nil
+		}
+		if !errors.Is(err, fs.ErrExist) || attempt == 100 {
+			return "", err
+		}
 	}
-	return top, nil
 }
 
 // removeUnused wraps unlock so that a lock taken on a state directory that

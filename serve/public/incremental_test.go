@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -290,9 +291,19 @@ func TestIncrementalReload(t *testing.T) {
 // TestNoFailedHandshakeWhileChangesLand: handshakes for a mapping that
 // stays keep succeeding, with its certificate, while other mappings are
 // added and removed and its own certificate is renewed: each holds the view
-// it started with. Bounded: 30 changes, or 60 s.
+// it started with. Bounded: 30 changes, or 60 s. P2PTLS_CHURN_MAPPINGS
+// (e.g. 100000) runs it over that many mappings instead of 20; building
+// 100k certificates takes a minute or two.
 func TestNoFailedHandshakeWhileChangesLand(t *testing.T) {
-	f := newIncrFixture(t, 20)
+	size := 20
+	if env := os.Getenv("P2PTLS_CHURN_MAPPINGS"); env != "" {
+		v, err := strconv.Atoi(env)
+		if err != nil || v < 1 {
+			t.Fatalf("P2PTLS_CHURN_MAPPINGS: %q is not a positive count", env)
+		}
+		size = v
+	}
+	f := newIncrFixture(t, size)
 	f.until("m00 served", func() bool { return slices.Contains(f.served("m00.example.com"), "m00.example.com") })
 	stop := make(chan struct{})
 	type tally struct{ ok, failed int }
