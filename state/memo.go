@@ -165,7 +165,8 @@ func OpenMemo(s Store, kind string) *Memo {
 // empty memo.
 func loadMemo(path string) *Memo {
 	m := &Memo{file: path}
-	f, err := os.Open(path)
+	// Not blocking: a FIFO put here must not hang every command.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return m
 	}

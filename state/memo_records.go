@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state/fault"
@@ -208,7 +209,9 @@ func statID(p string) (FileID, bool) {
 
 // readWithID reads the file at p and the identity of the file it read.
 func readWithID(p string) ([]byte, FileID, error) {
-	f, err := os.Open(p)
+	// Not blocking, and only a regular file: a FIFO or device in place
+	// of a record is an error, not a command that hangs or reads forever.
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, FileID{}, err
 	}
@@ -216,6 +219,9 @@ func readWithID(p string) ([]byte, FileID, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, FileID{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, FileID{}, fmt.Errorf("%s is not a regular file (%s); replace it with the file it should be", p, fi.Mode().Type())
 	}
 	id, _ := fileIDOf(fi)
 	b := make([]byte, 0, fi.Size()+1)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -344,5 +345,43 @@ func TestTrustedDigestsAreTheMappings(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A FIFO where the memo or a record belongs never hangs a command: the
+// memo is then no memo, and the record is an error naming it.
+func TestFIFOsInTheStateDoNotHang(t *testing.T) {
+	d := memoState(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	memo := filepath.Join(d.Root(), filepath.FromSlash(MemoDir), recordsMemo)
+	if err := os.Remove(memo); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(memo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := LoadConfig(ctx, OpenDir(d.Root(), time.Second)); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("a FIFO for the memo: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("a FIFO for the memo hangs the load")
+	}
+	rec := filepath.Join(d.Root(), "mappings", "fifo.toml")
+	if err := syscall.Mkfifo(rec, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, err := LoadConfig(ctx, OpenDir(d.Root(), time.Second)); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "fifo.toml is not a regular file") {
+			t.Fatalf("a FIFO for a record: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("a FIFO for a record hangs the load")
 	}
 }
