@@ -252,6 +252,13 @@ func checkDNS(input, s string, listen bool) (string, error) {
 		}
 		last = l
 	}
+	// Each A-label may decode alone and the name still break the IDNA
+	// rules across labels (bidi: "xn--0xb.0a"), which CAs and clients check.
+	if strings.Contains(name, "xn--") {
+		if _, err := idna.Lookup.ToUnicode(name); err != nil {
+			return "", fmt.Errorf("host %q is not a valid internationalised domain name (%v); check its spelling", input, err)
+		}
+	}
 	if strings.Trim(last, "0123456789") == "" {
 		return "", fmt.Errorf("host %q ends in a numeric label, so it is neither a DNS name nor an IP address; check the address or use a DNS name", input)
 	}
