@@ -35,7 +35,9 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	serve := firstCommand(NewApp(io.Discard, io.Discard), args) == "serve"
+	first := firstCommand(NewApp(io.Discard, io.Discard), args)
+	serve := first == "serve"
+	applyGCPolicy(first)
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	done := make(chan int, 1)
