@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -31,7 +32,7 @@ const memoLimit = 1 << 30
 
 // memoMagic starts every memo file; its last byte is the format version,
 // raised whenever what a memo holds changes meaning.
-const memoMagic = "p2ptls-memo\x02"
+const memoMagic = "p2ptls-memo\x03"
 
 // racyWindow: a file changed this close to when its memo entry was saved
 // may change again within the file system's timestamp granularity without
@@ -72,9 +73,29 @@ type memoEntry struct {
 	// checked against it), so only Trusted takes it.
 	racy bool
 	val  []byte
-	// raw is the entry as encoded in the memo file it was read from, so
-	// that saving copies it rather than encoding it again.
+	// raw is the entry as encoded in the memo file it was read from (or
+	// last saved to), so that saving copies it rather than encoding it
+	// again.
 	raw []byte
+	// tail is racy and id as encoded, when not decoded yet: a load of
+	// 100k entries decodes only names and values, and a lookup the rest
+	// (decodeTail).
+	tail []byte
+}
+
+// decodeTail decodes e.tail into e.racy and e.id; false when it does not
+// decode, an entry to ignore.
+func (e *memoEntry) decodeTail() bool {
+	if e.tail == nil {
+		return true
+	}
+	r := NewMemoReader(e.tail)
+	racy, id := r.Bool(), r.FileID()
+	if r.Done() != nil {
+		return false
+	}
+	e.racy, e.id, e.tail = racy, id, nil
+	return true
 }
 
 // Memo is one memo file (MemoDir/<kind>), loaded once per Dir and kept in
@@ -248,7 +269,7 @@ func (m *Memo) lookup(name string) (memoEntry, bool) {
 		return e, e.val != nil
 	}
 	i, ok := slices.BinarySearchFunc(m.entries, name, func(e memoEntry, n string) int { return strings.Compare(e.name, n) })
-	if !ok || (m.drop != nil && m.drop(name)) {
+	if !ok || (m.drop != nil && m.drop(name)) || !m.entries[i].decodeTail() {
 		return memoEntry{}, false
 	}
 	return m.entries[i], true
@@ -347,11 +368,10 @@ func (m *Memo) Save() {
 		m.dirty = false
 		return
 	}
-	b := encodeMemo(m.entries, m.listing)
 	if err := MkdirAll(filepath.Dir(m.file)); err != nil {
 		return
 	}
-	_ = writeFileNoSync(m.file, b)
+	_ = writeMemoFile(m.file, m.entries, m.listing)
 	m.dirty = false
 }
 
@@ -408,13 +428,28 @@ func (m *Memo) merge() {
 	m.entries, m.puts, m.drop = out, nil, nil
 }
 
-// writeFileNoSync replaces path atomically with data, mode 0600.
-func writeFileNoSync(path string, data []byte) error {
+// writeMemoFile replaces path atomically with the memo of entries and l,
+// mode 0600, without fsync. The entries are written as they are (raw)
+// through a buffer, rather than copied into one 10 MB slice first.
+func writeMemoFile(path string, entries []memoEntry, l memoListing) error {
+	head, sum := memoLayout(entries, l)
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
-	_, werr := f.Write(data)
+	w := bufio.NewWriterSize(f, 256<<10)
+	_, werr := w.WriteString(memoMagic)
+	_, err = w.Write(binary.LittleEndian.AppendUint32(nil, sum))
+	werr = errors.Join(werr, err)
+	_, err = w.Write(head)
+	werr = errors.Join(werr, err)
+	for i := range entries {
+		if werr != nil {
+			break
+		}
+		_, werr = w.Write(entries[i].raw)
+	}
+	werr = errors.Join(werr, w.Flush())
 	cerr := f.Close()
 	if err := errors.Join(werr, cerr); err != nil {
 		_ = os.Remove(f.Name())
@@ -430,33 +465,44 @@ func writeFileNoSync(path string, data []byte) error {
 var memoCRC = crc32.MakeTable(crc32.Castagnoli)
 
 // encodeMemo lays out a memo: magic, CRC-32C of the rest, the listing,
-// the entry count, then each entry.
+// the entry count, then each entry: its name, and the length and bytes of
+// the rest (value, racy, file identity), which a load skips over.
 func encodeMemo(entries []memoEntry, l memoListing) []byte {
-	size := 64
-	for i := range entries {
-		size += len(entries[i].name) + len(entries[i].val) + 48
-	}
-	body := make([]byte, 0, size)
-	body = AppendMemoBool(body, l.Valid)
-	body = AppendMemoString(body, l.Epoch)
-	body = binary.AppendUvarint(body, l.Seq)
-	body = AppendFileID(body, l.Dir)
-	body = AppendMemoString(body, l.Names)
-	body = binary.AppendUvarint(body, uint64(len(entries)))
+	entries = slices.Clone(entries)
+	head, sum := memoLayout(entries, l)
+	out := append([]byte(memoMagic), binary.LittleEndian.AppendUint32(nil, sum)...)
+	out = append(out, head...)
 	for _, e := range entries {
-		if e.raw != nil {
-			body = append(body, e.raw...)
-			continue
-		}
-		body = AppendMemoString(body, e.name)
-		body = AppendFileID(body, e.id)
-		body = AppendMemoBool(body, e.racy)
-		body = AppendMemoString(body, string(e.val))
+		out = append(out, e.raw...)
 	}
-	out := make([]byte, 0, len(memoMagic)+4+len(body))
-	out = append(out, memoMagic...)
-	out = binary.LittleEndian.AppendUint32(out, crc32.Checksum(body, memoCRC))
-	return append(out, body...)
+	return out
+}
+
+// memoLayout encodes what entries lack of their raw form, and returns the
+// memo's head (the listing and the entry count) and the checksum of head
+// and entries.
+func memoLayout(entries []memoEntry, l memoListing) (head []byte, sum uint32) {
+	head = AppendMemoBool(nil, l.Valid)
+	head = AppendMemoString(head, l.Epoch)
+	head = binary.AppendUvarint(head, l.Seq)
+	head = AppendFileID(head, l.Dir)
+	head = AppendMemoString(head, l.Names)
+	head = binary.AppendUvarint(head, uint64(len(entries)))
+	sum = crc32.Update(0, memoCRC, head)
+	var body []byte
+	for i := range entries {
+		e := &entries[i]
+		if e.raw == nil {
+			body = AppendMemoString(body[:0], string(e.val))
+			body = AppendMemoBool(body, e.racy)
+			body = AppendFileID(body, e.id)
+			raw := AppendMemoString(make([]byte, 0, len(e.name)+len(body)+8), e.name)
+			raw = binary.AppendUvarint(raw, uint64(len(body)))
+			e.raw = append(raw, body...)
+		}
+		sum = crc32.Update(sum, memoCRC, e.raw)
+	}
+	return head, sum
 }
 
 // decodeMemo reads what encodeMemo wrote; anything else is an error.
@@ -482,12 +528,16 @@ func decodeMemo(b []byte) ([]memoEntry, memoListing, error) {
 		var e memoEntry
 		start := r.b
 		e.name = r.View()
-		e.id = r.FileID()
-		e.racy = r.Bool()
-		e.val = r.Bytes()
+		rest := r.Bytes()
 		if r.Err() != nil {
 			break
 		}
+		br := NewMemoReader(rest)
+		e.val = br.Bytes()
+		if br.Err() != nil || br.Len() == 0 {
+			return nil, l, ErrMemoDamaged
+		}
+		e.tail = rest[len(rest)-br.Len():]
 		e.raw = start[: len(start)-r.Len() : len(start)-r.Len()]
 		if len(entries) > 0 && entries[len(entries)-1].name >= e.name {
 			return nil, l, errors.New("entries out of order")

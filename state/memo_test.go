@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -53,8 +54,14 @@ func TestMemoDecodeRefusesDamage(t *testing.T) {
 	l := memoListing{Valid: true, Epoch: "e", Seq: 7, Dir: FileID{Ino: 1}}
 	b := encodeMemo(entries, l)
 	got, gotL, err := decodeMemo(b)
-	if err != nil || gotL != l || len(got) != 2 || got[1].name != "mappings/b.toml" || !got[1].racy || !bytes.Equal(got[0].val, []byte("x")) {
+	if err != nil || gotL != l || len(got) != 2 || got[1].name != "mappings/b.toml" || !bytes.Equal(got[0].val, []byte("x")) {
 		t.Fatalf("round trip = %+v, %+v, %v", got, gotL, err)
+	}
+	// The rest of an entry is decoded on first use.
+	for i := range got {
+		if !got[i].decodeTail() || got[i].id != entries[i].id || got[i].racy != entries[i].racy {
+			t.Fatalf("entry %d decodes as %+v, want %+v", i, got[i], entries[i])
+		}
 	}
 	for n := range len(b) {
 		if _, _, err := decodeMemo(b[:n]); err == nil {
@@ -83,6 +90,7 @@ func FuzzDecodeMemo(f *testing.F) {
 		}
 		for _, e := range entries {
 			_, _ = decodeMappingMemo(e.val)
+			_ = e.decodeTail()
 		}
 	})
 }
@@ -383,5 +391,64 @@ func TestFIFOsInTheStateDoNotHang(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("a FIFO for a record hangs the load")
+	}
+}
+
+// The identity of an entry is decoded only when the entry is looked up: one
+// that does not decode then (a memo written wrong, with a right checksum)
+// is no entry, never a wrong one.
+func TestMemoEntryWhoseIdentityDoesNotDecodeIsNoEntry(t *testing.T) {
+	id := FileID{Dev: 1, Ino: 2, Size: 3, Mtime: 4, Ctime: 5}
+	good := memoEntry{name: "a", id: id, val: []byte("x")}
+	tests := []struct {
+		name string
+		tail []byte
+	}{
+		{"racy is not a bool", []byte{7, 1, 2, 6, 8, 10}},
+		{"identity cut short", []byte{0, 1, 2}},
+		{"bytes after the identity", []byte{0, 1, 2, 6, 8, 10, 0}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := append(AppendMemoString(nil, "x"), tc.tail...)
+			raw := binary.AppendUvarint(AppendMemoString(nil, "b"), uint64(len(body)))
+			bad := memoEntry{name: "b", raw: append(raw, body...)}
+			path := filepath.Join(t.TempDir(), "memo")
+			if err := os.WriteFile(path, encodeMemo([]memoEntry{good, bad}, memoListing{}), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			m := loadMemo(path)
+			m.file = path
+			if v, ok := m.Get("a", id); !ok || string(v) != "x" {
+				t.Fatalf("the good entry: %q, %v", v, ok)
+			}
+			if v, ok := m.Get("b", FileID{}); ok {
+				t.Fatalf("the entry whose identity does not decode is %q", v)
+			}
+			if _, ok := m.Trusted("b"); ok {
+				t.Fatal("Trusted takes the entry whose identity does not decode")
+			}
+		})
+	}
+}
+
+func TestIsRecordNameOf(t *testing.T) {
+	for _, tc := range []struct {
+		name, id string
+		want     bool
+	}{
+		{"mappings/a.toml", "a", true},
+		{"mappings/shop-1.toml", "shop-1", true},
+		{"mappings/a.toml", "b", false},
+		{"mappings/ab.toml", "a", false},
+		{"mappings/a.toml", "a.toml", false},
+		{"mappings/a.tomx", "a", false},
+		{"mapping/a.toml", "a", false},
+		{"mappings/a.toml", "", false},
+		{"mappings/.toml", "", true},
+	} {
+		if got := isRecordNameOf(tc.name, tc.id); got != tc.want || got != (RecordName(tc.id) == tc.name) {
+			t.Errorf("isRecordNameOf(%q, %q) = %v, want %v", tc.name, tc.id, got, tc.want)
+		}
 	}
 }
