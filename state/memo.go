@@ -81,6 +81,10 @@ type memoEntry struct {
 	// 100k entries decodes only names and values, and a lookup the rest
 	// (decodeTail).
 	tail []byte
+	// at is 1 + the offset of raw in the memo file's bytes (Memo.buf),
+	// 0 for an entry not read from it: entries next to each other there
+	// are checksummed and written as one span.
+	at int
 }
 
 // decodeTail decodes e.tail into e.racy and e.id; false when it does not
@@ -108,6 +112,7 @@ type Memo struct {
 	kind  string
 
 	mu      sync.Mutex
+	buf     []byte      // the memo file as read, which entries point into
 	entries []memoEntry // sorted by name
 	puts    map[string]memoEntry
 	drop    func(name string) bool
@@ -203,7 +208,7 @@ func loadMemo(path string) *Memo {
 		return m
 	}
 	if entries, listing, err := decodeMemo(b); err == nil {
-		m.entries, m.listing = entries, listing
+		m.buf, m.entries, m.listing = b, entries, listing
 	}
 	return m
 }
@@ -371,7 +376,7 @@ func (m *Memo) Save() {
 	if err := MkdirAll(filepath.Dir(m.file)); err != nil {
 		return
 	}
-	_ = writeMemoFile(m.file, m.entries, m.listing)
+	_ = writeMemoFile(m.file, m.buf, m.entries, m.listing)
 	m.dirty = false
 }
 
@@ -431,8 +436,8 @@ func (m *Memo) merge() {
 // writeMemoFile replaces path atomically with the memo of entries and l,
 // mode 0600, without fsync. The entries are written as they are (raw)
 // through a buffer, rather than copied into one 10 MB slice first.
-func writeMemoFile(path string, entries []memoEntry, l memoListing) error {
-	head, sum := memoLayout(entries, l)
+func writeMemoFile(path string, buf []byte, entries []memoEntry, l memoListing) error {
+	head, spans, sum := memoLayout(buf, entries, l)
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
@@ -443,11 +448,11 @@ func writeMemoFile(path string, entries []memoEntry, l memoListing) error {
 	werr = errors.Join(werr, err)
 	_, err = w.Write(head)
 	werr = errors.Join(werr, err)
-	for i := range entries {
+	for _, b := range spans {
 		if werr != nil {
 			break
 		}
-		_, werr = w.Write(entries[i].raw)
+		_, werr = w.Write(b)
 	}
 	werr = errors.Join(werr, w.Flush())
 	cerr := f.Close()
@@ -469,19 +474,20 @@ var memoCRC = crc32.MakeTable(crc32.Castagnoli)
 // the rest (value, racy, file identity), which a load skips over.
 func encodeMemo(entries []memoEntry, l memoListing) []byte {
 	entries = slices.Clone(entries)
-	head, sum := memoLayout(entries, l)
+	head, spans, sum := memoLayout(nil, entries, l)
 	out := append([]byte(memoMagic), binary.LittleEndian.AppendUint32(nil, sum)...)
 	out = append(out, head...)
-	for _, e := range entries {
-		out = append(out, e.raw...)
+	for _, b := range spans {
+		out = append(out, b...)
 	}
 	return out
 }
 
 // memoLayout encodes what entries lack of their raw form, and returns the
-// memo's head (the listing and the entry count) and the checksum of head
-// and entries.
-func memoLayout(entries []memoEntry, l memoListing) (head []byte, sum uint32) {
+// memo's head (the listing and the entry count), the entries as spans of
+// bytes to write in order (entries next to each other in buf, the memo file
+// they were read from, as one span), and the checksum of it all.
+func memoLayout(buf []byte, entries []memoEntry, l memoListing) (head []byte, spans [][]byte, sum uint32) {
 	head = AppendMemoBool(nil, l.Valid)
 	head = AppendMemoString(head, l.Epoch)
 	head = binary.AppendUvarint(head, l.Seq)
@@ -490,6 +496,7 @@ func memoLayout(entries []memoEntry, l memoListing) (head []byte, sum uint32) {
 	head = binary.AppendUvarint(head, uint64(len(entries)))
 	sum = crc32.Update(0, memoCRC, head)
 	var body []byte
+	start, end := -1, -1 // the span of buf being gathered
 	for i := range entries {
 		e := &entries[i]
 		if e.raw == nil {
@@ -500,9 +507,30 @@ func memoLayout(entries []memoEntry, l memoListing) (head []byte, sum uint32) {
 			raw = binary.AppendUvarint(raw, uint64(len(body)))
 			e.raw = append(raw, body...)
 		}
-		sum = crc32.Update(sum, memoCRC, e.raw)
+		if at := e.at - 1; at >= 0 && at <= len(buf)-len(e.raw) {
+			if at == end {
+				end += len(e.raw)
+				continue
+			}
+			if start >= 0 {
+				spans = append(spans, buf[start:end])
+			}
+			start, end = at, at+len(e.raw)
+			continue
+		}
+		if start >= 0 {
+			spans = append(spans, buf[start:end])
+			start, end = -1, -1
+		}
+		spans = append(spans, e.raw)
 	}
-	return head, sum
+	if start >= 0 {
+		spans = append(spans, buf[start:end])
+	}
+	for _, b := range spans {
+		sum = crc32.Update(sum, memoCRC, b)
+	}
+	return head, spans, sum
 }
 
 // decodeMemo reads what encodeMemo wrote; anything else is an error.
@@ -539,6 +567,7 @@ func decodeMemo(b []byte) ([]memoEntry, memoListing, error) {
 		}
 		e.tail = rest[len(rest)-br.Len():]
 		e.raw = start[: len(start)-r.Len() : len(start)-r.Len()]
+		e.at = 1 + len(b) - len(start)
 		if len(entries) > 0 && entries[len(entries)-1].name >= e.name {
 			return nil, l, errors.New("entries out of order")
 		}

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -449,6 +451,70 @@ func TestIsRecordNameOf(t *testing.T) {
 	} {
 		if got := isRecordNameOf(tc.name, tc.id); got != tc.want || got != (RecordName(tc.id) == tc.name) {
 			t.Errorf("isRecordNameOf(%q, %q) = %v, want %v", tc.name, tc.id, got, tc.want)
+		}
+	}
+}
+
+// A save after a few puts and forgets writes every entry the memo holds,
+// those read from the file (copied as spans of it) and the new ones alike.
+func TestMemoSaveWritesWhatItHolds(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "memo")
+	var entries []memoEntry
+	for i := range 50 {
+		e := memoEntry{name: fmt.Sprintf("k%03d", i*2), id: FileID{Ino: uint64(i), Mtime: 1}, val: []byte(fmt.Sprint(i))}
+		entries = append(entries, e)
+	}
+	if err := os.WriteFile(path, encodeMemo(entries, memoListing{}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		apply func(m *Memo)
+	}{
+		{"put first", func(m *Memo) { m.Put("a", FileID{Ino: 1000}, []byte("first"), true) }},
+		{"put in the middle", func(m *Memo) { m.Put("k051", FileID{Ino: 1001}, []byte("mid"), true) }},
+		{"put last", func(m *Memo) { m.Put("z", FileID{Ino: 1002}, []byte("last"), true) }},
+		{"replace one", func(m *Memo) { m.Put("k010", FileID{Ino: 1003}, []byte("new"), true) }},
+		{"forget one", func(m *Memo) { m.Forget("k020") }},
+		{"forget the first", func(m *Memo) { m.Forget("k000") }},
+		{"retain some", func(m *Memo) { m.Retain(func(n string) bool { return n != "k030" && n != "k032" }) }},
+	} {
+		m := loadMemo(path)
+		tc.apply(m)
+		m.Save()
+		// What the memo says of every name it should hold.
+		m2 := loadMemo(path)
+		m2.mu.Lock()
+		var got []string
+		for i := range m2.entries {
+			got = append(got, m2.entries[i].name)
+		}
+		m2.mu.Unlock()
+		m.mu.Lock()
+		var exp []string
+		for i := range m.entries {
+			e := m.entries[i]
+			exp = append(exp, e.name)
+			g, ok := m2.lookup(e.name)
+			if !ok || !bytes.Equal(g.val, e.val) || !e.decodeTail() || g.id != e.id {
+				t.Errorf("%s: %s saved as %+v, want %+v", tc.name, e.name, g, e)
+			}
+		}
+		m.mu.Unlock()
+		if !slices.Equal(got, exp) {
+			t.Fatalf("%s: saved names %q, want %q", tc.name, got, exp)
+		}
+	}
+	m := loadMemo(path)
+	for _, name := range []string{"a", "k051", "z", "k010", "k002", "k098"} {
+		if _, ok := m.Trusted(name); !ok {
+			t.Errorf("%s lost across saves", name)
+		}
+	}
+	for _, name := range []string{"k020", "k000", "k030", "k032"} {
+		if _, ok := m.Trusted(name); ok {
+			t.Errorf("%s still there", name)
 		}
 	}
 }
