@@ -518,3 +518,27 @@ func TestMemoSaveWritesWhatItHolds(t *testing.T) {
 		}
 	}
 }
+
+// Mappings decoded together share chunks for their hosts, but an append to
+// one's hosts never reaches another's.
+func TestDecodedHostsAreEachTheirOwn(t *testing.T) {
+	var chunks hostChunks
+	var ms []Mapping
+	for i := range 5000 { // more than one chunk
+		m := Mapping{ID: fmt.Sprint("m", i), Hosts: []string{fmt.Sprint("a", i, ".example.com"), fmt.Sprint("b", i, ".example.com")}}
+		got, err := decodeMappingMemoWith(encodeMappingMemo(&m), &chunks)
+		if err != nil || !reflect.DeepEqual(got, m) {
+			t.Fatalf("decoded %+v, %v; want %+v", got, err, m)
+		}
+		ms = append(ms, got)
+	}
+	for i := range ms {
+		ms[i].Hosts = append(ms[i].Hosts, "new.example.com")
+	}
+	for i, m := range ms {
+		want := []string{fmt.Sprint("a", i, ".example.com"), fmt.Sprint("b", i, ".example.com"), "new.example.com"}
+		if !slices.Equal(m.Hosts, want) {
+			t.Fatalf("mapping %d's hosts became %q, want %q", i, m.Hosts, want)
+		}
+	}
+}
