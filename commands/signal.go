@@ -35,7 +35,9 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	serve := firstCommand(NewApp(io.Discard, io.Discard), args) == "serve"
+	app := NewApp(io.Discard, io.Discard)
+	serve := firstCommand(app, args) == "serve"
+	applyGCPolicy(commandPath(app, args))
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	done := make(chan int, 1)

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -31,7 +32,7 @@ const memoLimit = 1 << 30
 
 // memoMagic starts every memo file; its last byte is the format version,
 // raised whenever what a memo holds changes meaning.
-const memoMagic = "p2ptls-memo\x02"
+const memoMagic = "p2ptls-memo\x03"
 
 // racyWindow: a file changed this close to when its memo entry was saved
 // may change again within the file system's timestamp granularity without
@@ -72,9 +73,33 @@ type memoEntry struct {
 	// checked against it), so only Trusted takes it.
 	racy bool
 	val  []byte
-	// raw is the entry as encoded in the memo file it was read from, so
-	// that saving copies it rather than encoding it again.
+	// raw is the entry as encoded in the memo file it was read from (or
+	// last saved to), so that saving copies it rather than encoding it
+	// again.
 	raw []byte
+	// tail is racy and id as encoded, when not decoded yet: a load of
+	// 100k entries decodes only names and values, and a lookup the rest
+	// (decodeTail).
+	tail []byte
+	// at is 1 + the offset of raw in the memo file's bytes (Memo.buf),
+	// 0 for an entry not read from it: entries next to each other there
+	// are checksummed and written as one span.
+	at int
+}
+
+// decodeTail decodes e.tail into e.racy and e.id; false when it does not
+// decode, an entry to ignore.
+func (e *memoEntry) decodeTail() bool {
+	if e.tail == nil {
+		return true
+	}
+	r := NewMemoReader(e.tail)
+	racy, id := r.Bool(), r.FileID()
+	if r.Done() != nil {
+		return false
+	}
+	e.racy, e.id, e.tail = racy, id, nil
+	return true
 }
 
 // Memo is one memo file (MemoDir/<kind>), loaded once per Dir and kept in
@@ -87,6 +112,7 @@ type Memo struct {
 	kind  string
 
 	mu      sync.Mutex
+	buf     []byte      // the memo file as read, which entries point into
 	entries []memoEntry // sorted by name
 	puts    map[string]memoEntry
 	drop    func(name string) bool
@@ -182,7 +208,7 @@ func loadMemo(path string) *Memo {
 		return m
 	}
 	if entries, listing, err := decodeMemo(b); err == nil {
-		m.entries, m.listing = entries, listing
+		m.buf, m.entries, m.listing = b, entries, listing
 	}
 	return m
 }
@@ -248,7 +274,7 @@ func (m *Memo) lookup(name string) (memoEntry, bool) {
 		return e, e.val != nil
 	}
 	i, ok := slices.BinarySearchFunc(m.entries, name, func(e memoEntry, n string) int { return strings.Compare(e.name, n) })
-	if !ok || (m.drop != nil && m.drop(name)) {
+	if !ok || (m.drop != nil && m.drop(name)) || !m.entries[i].decodeTail() {
 		return memoEntry{}, false
 	}
 	return m.entries[i], true
@@ -347,11 +373,10 @@ func (m *Memo) Save() {
 		m.dirty = false
 		return
 	}
-	b := encodeMemo(m.entries, m.listing)
 	if err := MkdirAll(filepath.Dir(m.file)); err != nil {
 		return
 	}
-	_ = writeFileNoSync(m.file, b)
+	_ = writeMemoFile(m.file, m.buf, m.entries, m.listing)
 	m.dirty = false
 }
 
@@ -408,13 +433,28 @@ func (m *Memo) merge() {
 	m.entries, m.puts, m.drop = out, nil, nil
 }
 
-// writeFileNoSync replaces path atomically with data, mode 0600.
-func writeFileNoSync(path string, data []byte) error {
+// writeMemoFile replaces path atomically with the memo of entries and l,
+// mode 0600, without fsync. The entries are written as they are (raw)
+// through a buffer, rather than copied into one 10 MB slice first.
+func writeMemoFile(path string, buf []byte, entries []memoEntry, l memoListing) error {
+	head, spans, sum := memoLayout(buf, entries, l)
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
-	_, werr := f.Write(data)
+	w := bufio.NewWriterSize(f, 256<<10)
+	_, werr := w.WriteString(memoMagic)
+	_, err = w.Write(binary.LittleEndian.AppendUint32(nil, sum))
+	werr = errors.Join(werr, err)
+	_, err = w.Write(head)
+	werr = errors.Join(werr, err)
+	for _, b := range spans {
+		if werr != nil {
+			break
+		}
+		_, werr = w.Write(b)
+	}
+	werr = errors.Join(werr, w.Flush())
 	cerr := f.Close()
 	if err := errors.Join(werr, cerr); err != nil {
 		_ = os.Remove(f.Name())
@@ -430,33 +470,67 @@ func writeFileNoSync(path string, data []byte) error {
 var memoCRC = crc32.MakeTable(crc32.Castagnoli)
 
 // encodeMemo lays out a memo: magic, CRC-32C of the rest, the listing,
-// the entry count, then each entry.
+// the entry count, then each entry: its name, and the length and bytes of
+// the rest (value, racy, file identity), which a load skips over.
 func encodeMemo(entries []memoEntry, l memoListing) []byte {
-	size := 64
-	for i := range entries {
-		size += len(entries[i].name) + len(entries[i].val) + 48
+	entries = slices.Clone(entries)
+	head, spans, sum := memoLayout(nil, entries, l)
+	out := append([]byte(memoMagic), binary.LittleEndian.AppendUint32(nil, sum)...)
+	out = append(out, head...)
+	for _, b := range spans {
+		out = append(out, b...)
 	}
-	body := make([]byte, 0, size)
-	body = AppendMemoBool(body, l.Valid)
-	body = AppendMemoString(body, l.Epoch)
-	body = binary.AppendUvarint(body, l.Seq)
-	body = AppendFileID(body, l.Dir)
-	body = AppendMemoString(body, l.Names)
-	body = binary.AppendUvarint(body, uint64(len(entries)))
-	for _, e := range entries {
-		if e.raw != nil {
-			body = append(body, e.raw...)
+	return out
+}
+
+// memoLayout encodes what entries lack of their raw form, and returns the
+// memo's head (the listing and the entry count), the entries as spans of
+// bytes to write in order (entries next to each other in buf, the memo file
+// they were read from, as one span), and the checksum of it all.
+func memoLayout(buf []byte, entries []memoEntry, l memoListing) (head []byte, spans [][]byte, sum uint32) {
+	head = AppendMemoBool(nil, l.Valid)
+	head = AppendMemoString(head, l.Epoch)
+	head = binary.AppendUvarint(head, l.Seq)
+	head = AppendFileID(head, l.Dir)
+	head = AppendMemoString(head, l.Names)
+	head = binary.AppendUvarint(head, uint64(len(entries)))
+	sum = crc32.Update(0, memoCRC, head)
+	var body []byte
+	start, end := -1, -1 // the span of buf being gathered
+	for i := range entries {
+		e := &entries[i]
+		if e.raw == nil {
+			body = AppendMemoString(body[:0], string(e.val))
+			body = AppendMemoBool(body, e.racy)
+			body = AppendFileID(body, e.id)
+			raw := AppendMemoString(make([]byte, 0, len(e.name)+len(body)+8), e.name)
+			raw = binary.AppendUvarint(raw, uint64(len(body)))
+			e.raw = append(raw, body...)
+		}
+		if at := e.at - 1; at >= 0 && at <= len(buf)-len(e.raw) {
+			if at == end {
+				end += len(e.raw)
+				continue
+			}
+			if start >= 0 {
+				spans = append(spans, buf[start:end])
+			}
+			start, end = at, at+len(e.raw)
 			continue
 		}
-		body = AppendMemoString(body, e.name)
-		body = AppendFileID(body, e.id)
-		body = AppendMemoBool(body, e.racy)
-		body = AppendMemoString(body, string(e.val))
+		if start >= 0 {
+			spans = append(spans, buf[start:end])
+			start, end = -1, -1
+		}
+		spans = append(spans, e.raw)
 	}
-	out := make([]byte, 0, len(memoMagic)+4+len(body))
-	out = append(out, memoMagic...)
-	out = binary.LittleEndian.AppendUint32(out, crc32.Checksum(body, memoCRC))
-	return append(out, body...)
+	if start >= 0 {
+		spans = append(spans, buf[start:end])
+	}
+	for _, b := range spans {
+		sum = crc32.Update(sum, memoCRC, b)
+	}
+	return head, spans, sum
 }
 
 // decodeMemo reads what encodeMemo wrote; anything else is an error.
@@ -482,13 +556,18 @@ func decodeMemo(b []byte) ([]memoEntry, memoListing, error) {
 		var e memoEntry
 		start := r.b
 		e.name = r.View()
-		e.id = r.FileID()
-		e.racy = r.Bool()
-		e.val = r.Bytes()
+		rest := r.Bytes()
 		if r.Err() != nil {
 			break
 		}
+		br := NewMemoReader(rest)
+		e.val = br.Bytes()
+		if br.Err() != nil || br.Len() == 0 {
+			return nil, l, ErrMemoDamaged
+		}
+		e.tail = rest[len(rest)-br.Len():]
 		e.raw = start[: len(start)-r.Len() : len(start)-r.Len()]
+		e.at = 1 + len(b) - len(start)
 		if len(entries) > 0 && entries[len(entries)-1].name >= e.name {
 			return nil, l, errors.New("entries out of order")
 		}

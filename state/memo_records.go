@@ -113,14 +113,22 @@ func (m *Memo) trustedMappings(rev revFile, dir FileID) (_ []Mapping, sums []uin
 	// Room for what the change adds, so that appending does not copy 100k.
 	ms := make([]Mapping, len(m.entries), len(m.entries)+appendRoom)
 	sums = make([]uint64, len(m.entries))
+	var hosts hostChunks
 	for i, e := range m.entries {
-		mp, err := decodeMappingMemo(e.val)
-		if err != nil || RecordName(mp.ID) != e.name {
+		mp, err := decodeMappingMemoWith(e.val, &hosts)
+		if err != nil || !isRecordNameOf(e.name, mp.ID) {
 			return nil, nil, "", false
 		}
 		ms[i], sums[i] = mp, maphash.Bytes(digestSeed, e.val)
 	}
 	return ms, sums, l.Names, true
+}
+
+// isRecordNameOf reports whether name is RecordName(id), without making
+// that string: a trusted load asks it of 100k entries.
+func isRecordNameOf(name, id string) bool {
+	rest, ok := strings.CutPrefix(name, RecordsDir+"/")
+	return ok && len(rest) == len(id)+len(recordExt) && rest[:len(id)] == id && rest[len(id):] == recordExt
 }
 
 func (m *Memo) setListing(l memoListing) {
@@ -336,13 +344,34 @@ func appendMappingMemo(b []byte, m *Mapping) []byte {
 
 // decodeMappingMemo reads what encodeMappingMemo wrote. The strings point
 // into b, a memo's buffer, which is never written to.
-func decodeMappingMemo(b []byte) (Mapping, error) {
+func decodeMappingMemo(b []byte) (Mapping, error) { return decodeMappingMemoWith(b, nil) }
+
+// hostChunks hands out the Hosts of many decoded mappings from a few large
+// slices rather than one allocation each; each one's capacity is its
+// length, so that an append to it copies rather than runs into the next.
+type hostChunks struct{ buf []string }
+
+func (c *hostChunks) take(n int) []string {
+	if c == nil {
+		return make([]string, n)
+	}
+	if n > cap(c.buf)-len(c.buf) {
+		c.buf = make([]string, 0, max(n, 4096))
+	}
+	i := len(c.buf)
+	c.buf = c.buf[:i+n]
+	return c.buf[i : i+n : i+n]
+}
+
+// decodeMappingMemoWith is decodeMappingMemo, its hosts from chunks (nil:
+// their own allocation).
+func decodeMappingMemoWith(b []byte, chunks *hostChunks) (Mapping, error) {
 	r := NewMemoReader(b)
 	var m Mapping
 	m.ID = r.View()
 	m.Listener = r.View()
 	if n := r.Count(); n > 0 {
-		m.Hosts = make([]string, n)
+		m.Hosts = chunks.take(n)
 		for i := range m.Hosts {
 			m.Hosts[i] = r.View()
 		}

@@ -3,10 +3,13 @@ package state
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,8 +56,14 @@ func TestMemoDecodeRefusesDamage(t *testing.T) {
 	l := memoListing{Valid: true, Epoch: "e", Seq: 7, Dir: FileID{Ino: 1}}
 	b := encodeMemo(entries, l)
 	got, gotL, err := decodeMemo(b)
-	if err != nil || gotL != l || len(got) != 2 || got[1].name != "mappings/b.toml" || !got[1].racy || !bytes.Equal(got[0].val, []byte("x")) {
+	if err != nil || gotL != l || len(got) != 2 || got[1].name != "mappings/b.toml" || !bytes.Equal(got[0].val, []byte("x")) {
 		t.Fatalf("round trip = %+v, %+v, %v", got, gotL, err)
+	}
+	// The rest of an entry is decoded on first use.
+	for i := range got {
+		if !got[i].decodeTail() || got[i].id != entries[i].id || got[i].racy != entries[i].racy {
+			t.Fatalf("entry %d decodes as %+v, want %+v", i, got[i], entries[i])
+		}
 	}
 	for n := range len(b) {
 		if _, _, err := decodeMemo(b[:n]); err == nil {
@@ -83,6 +92,7 @@ func FuzzDecodeMemo(f *testing.F) {
 		}
 		for _, e := range entries {
 			_, _ = decodeMappingMemo(e.val)
+			_ = e.decodeTail()
 		}
 	})
 }
@@ -383,5 +393,152 @@ func TestFIFOsInTheStateDoNotHang(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("a FIFO for a record hangs the load")
+	}
+}
+
+// The identity of an entry is decoded only when the entry is looked up: one
+// that does not decode then (a memo written wrong, with a right checksum)
+// is no entry, never a wrong one.
+func TestMemoEntryWhoseIdentityDoesNotDecodeIsNoEntry(t *testing.T) {
+	id := FileID{Dev: 1, Ino: 2, Size: 3, Mtime: 4, Ctime: 5}
+	good := memoEntry{name: "a", id: id, val: []byte("x")}
+	tests := []struct {
+		name string
+		tail []byte
+	}{
+		{"racy is not a bool", []byte{7, 1, 2, 6, 8, 10}},
+		{"identity cut short", []byte{0, 1, 2}},
+		{"bytes after the identity", []byte{0, 1, 2, 6, 8, 10, 0}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := append(AppendMemoString(nil, "x"), tc.tail...)
+			raw := binary.AppendUvarint(AppendMemoString(nil, "b"), uint64(len(body)))
+			bad := memoEntry{name: "b", raw: append(raw, body...)}
+			path := filepath.Join(t.TempDir(), "memo")
+			if err := os.WriteFile(path, encodeMemo([]memoEntry{good, bad}, memoListing{}), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			m := loadMemo(path)
+			m.file = path
+			if v, ok := m.Get("a", id); !ok || string(v) != "x" {
+				t.Fatalf("the good entry: %q, %v", v, ok)
+			}
+			if v, ok := m.Get("b", FileID{}); ok {
+				t.Fatalf("the entry whose identity does not decode is %q", v)
+			}
+			if _, ok := m.Trusted("b"); ok {
+				t.Fatal("Trusted takes the entry whose identity does not decode")
+			}
+		})
+	}
+}
+
+func TestIsRecordNameOf(t *testing.T) {
+	for _, tc := range []struct {
+		name, id string
+		want     bool
+	}{
+		{"mappings/a.toml", "a", true},
+		{"mappings/shop-1.toml", "shop-1", true},
+		{"mappings/a.toml", "b", false},
+		{"mappings/ab.toml", "a", false},
+		{"mappings/a.toml", "a.toml", false},
+		{"mappings/a.tomx", "a", false},
+		{"mapping/a.toml", "a", false},
+		{"mappings/a.toml", "", false},
+		{"mappings/.toml", "", true},
+	} {
+		if got := isRecordNameOf(tc.name, tc.id); got != tc.want || got != (RecordName(tc.id) == tc.name) {
+			t.Errorf("isRecordNameOf(%q, %q) = %v, want %v", tc.name, tc.id, got, tc.want)
+		}
+	}
+}
+
+// A save after a few puts and forgets writes every entry the memo holds,
+// those read from the file (copied as spans of it) and the new ones alike.
+func TestMemoSaveWritesWhatItHolds(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "memo")
+	var entries []memoEntry
+	for i := range 50 {
+		e := memoEntry{name: fmt.Sprintf("k%03d", i*2), id: FileID{Ino: uint64(i), Mtime: 1}, val: []byte(fmt.Sprint(i))}
+		entries = append(entries, e)
+	}
+	if err := os.WriteFile(path, encodeMemo(entries, memoListing{}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		apply func(m *Memo)
+	}{
+		{"put first", func(m *Memo) { m.Put("a", FileID{Ino: 1000}, []byte("first"), true) }},
+		{"put in the middle", func(m *Memo) { m.Put("k051", FileID{Ino: 1001}, []byte("mid"), true) }},
+		{"put last", func(m *Memo) { m.Put("z", FileID{Ino: 1002}, []byte("last"), true) }},
+		{"replace one", func(m *Memo) { m.Put("k010", FileID{Ino: 1003}, []byte("new"), true) }},
+		{"forget one", func(m *Memo) { m.Forget("k020") }},
+		{"forget the first", func(m *Memo) { m.Forget("k000") }},
+		{"retain some", func(m *Memo) { m.Retain(func(n string) bool { return n != "k030" && n != "k032" }) }},
+	} {
+		m := loadMemo(path)
+		tc.apply(m)
+		m.Save()
+		// What the memo says of every name it should hold.
+		m2 := loadMemo(path)
+		m2.mu.Lock()
+		var got []string
+		for i := range m2.entries {
+			got = append(got, m2.entries[i].name)
+		}
+		m2.mu.Unlock()
+		m.mu.Lock()
+		var exp []string
+		for i := range m.entries {
+			e := m.entries[i]
+			exp = append(exp, e.name)
+			g, ok := m2.lookup(e.name)
+			if !ok || !bytes.Equal(g.val, e.val) || !e.decodeTail() || g.id != e.id {
+				t.Errorf("%s: %s saved as %+v, want %+v", tc.name, e.name, g, e)
+			}
+		}
+		m.mu.Unlock()
+		if !slices.Equal(got, exp) {
+			t.Fatalf("%s: saved names %q, want %q", tc.name, got, exp)
+		}
+	}
+	m := loadMemo(path)
+	for _, name := range []string{"a", "k051", "z", "k010", "k002", "k098"} {
+		if _, ok := m.Trusted(name); !ok {
+			t.Errorf("%s lost across saves", name)
+		}
+	}
+	for _, name := range []string{"k020", "k000", "k030", "k032"} {
+		if _, ok := m.Trusted(name); ok {
+			t.Errorf("%s still there", name)
+		}
+	}
+}
+
+// Mappings decoded together share chunks for their hosts, but an append to
+// one's hosts never reaches another's.
+func TestDecodedHostsAreEachTheirOwn(t *testing.T) {
+	var chunks hostChunks
+	var ms []Mapping
+	for i := range 5000 { // more than one chunk
+		m := Mapping{ID: fmt.Sprint("m", i), Hosts: []string{fmt.Sprint("a", i, ".example.com"), fmt.Sprint("b", i, ".example.com")}}
+		got, err := decodeMappingMemoWith(encodeMappingMemo(&m), &chunks)
+		if err != nil || !reflect.DeepEqual(got, m) {
+			t.Fatalf("decoded %+v, %v; want %+v", got, err, m)
+		}
+		ms = append(ms, got)
+	}
+	for i := range ms {
+		ms[i].Hosts = append(ms[i].Hosts, "new.example.com")
+	}
+	for i, m := range ms {
+		want := []string{fmt.Sprint("a", i, ".example.com"), fmt.Sprint("b", i, ".example.com"), "new.example.com"}
+		if !slices.Equal(m.Hosts, want) {
+			t.Fatalf("mapping %d's hosts became %q, want %q", i, m.Hosts, want)
+		}
 	}
 }

@@ -367,8 +367,20 @@ const bulkChange = 64
 // state. saved, called once the change is made, makes the change c's new
 // baseline.
 func (c *Config) change(ctx context.Context, s Store, now time.Time) (_ Change, saved func(), err error) {
-	if err := c.Validate(); err != nil {
+	return c.changeWith(ctx, s, now, true)
+}
+
+// changeWith is change; useDiff false compares every mapping with the
+// baseline again, as a reference for the tests.
+func (c *Config) changeWith(ctx context.Context, s Store, now time.Time, useDiff bool) (_ Change, saved func(), err error) {
+	// What the check found changed, when it could tell, so that each
+	// mapping is not digested again below.
+	diff, err := c.validateDiff(false)
+	if err != nil {
 		return Change{}, nil, err
+	}
+	if !useDiff {
+		diff = nil
 	}
 	base := c.loaded
 	if base == nil {
@@ -403,22 +415,48 @@ func (c *Config) change(ctx context.Context, s Store, now time.Time) (_ Change, 
 		sum uint64
 	}
 	var changed []written
-	next := 0
-	for i := range c.Mappings {
-		m := &c.Mappings[i]
-		sum := digest(m)
-		if j, ok := base.findNext(m.ID, &next); ok && base.sums != nil && base.sums[j] == sum {
-			continue
-		}
+	write := func(m *Mapping, sum uint64) error {
 		b, err := encodeRecord(m)
 		if err != nil {
-			return Change{}, nil, err
+			return err
 		}
 		ch.Writes = append(ch.Writes, FileWrite{Name: RecordName(m.ID), Data: b, Perm: SecretMode})
 		changed = append(changed, written{m.ID, sum})
+		return nil
 	}
 	var removed []string
-	if len(base.ids) > 0 {
+	diffed := diff != nil && diff.base == base && base.sums != nil
+	if diffed {
+		for k, i := range diff.changed {
+			// A host spelt otherwise may be the same once normalised.
+			sum := digest(&c.Mappings[i])
+			if j := diff.was[k]; j >= 0 && base.sums[j] == sum {
+				continue
+			}
+			if err := write(&c.Mappings[i], sum); err != nil {
+				return Change{}, nil, err
+			}
+		}
+		for j, id := range base.ids {
+			if !diff.kept[j] {
+				removed = append(removed, id)
+				ch.Deletes = append(ch.Deletes, RecordName(id))
+			}
+		}
+	} else {
+		next := 0
+		for i := range c.Mappings {
+			m := &c.Mappings[i]
+			sum := digest(m)
+			if j, ok := base.findNext(m.ID, &next); ok && base.sums != nil && base.sums[j] == sum {
+				continue
+			}
+			if err := write(m, sum); err != nil {
+				return Change{}, nil, err
+			}
+		}
+	}
+	if len(base.ids) > 0 && !diffed {
 		ids := make(map[string]bool, len(c.Mappings))
 		for i := range c.Mappings {
 			ids[c.Mappings[i].ID] = true

@@ -39,41 +39,51 @@ func (c *Config) Validate() error { return c.validate(false) }
 // the rules with these listener and credential names (see recordsMemo), so
 // that only the rest of the config is checked.
 func (c *Config) validate(mappingsValid bool) error {
+	_, err := c.validateDiff(mappingsValid)
+	return err
+}
+
+// validateDiff is validate, and what validateChanged found changed since
+// the config was loaded, when it could tell: nil when it could not.
+func (c *Config) validateDiff(mappingsValid bool) (diff *mappingDiff, err error) {
 	if !knownSchema(c.SchemaVersion) {
-		return fmt.Errorf("schema_version %d is not supported (want %d)", c.SchemaVersion, SchemaVersion)
+		return nil, fmt.Errorf("schema_version %d is not supported (want %d)", c.SchemaVersion, SchemaVersion)
 	}
 	listeners := make(map[string]bool, len(c.Listeners))
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		if err := l.normalize(); err != nil {
-			return &EntryError{Table: "listeners", Index: i, Err: err}
+			return nil, &EntryError{Table: "listeners", Index: i, Err: err}
 		}
 		if listeners[l.Name] {
-			return fault.Invalidf("", "listeners[%d]: listener name %q is used twice", i, l.Name)
+			return nil, fault.Invalidf("", "listeners[%d]: listener name %q is used twice", i, l.Name)
 		}
 		listeners[l.Name] = true
 		if err := c.checkAddrConflicts(*l); err != nil {
-			return &EntryError{Table: "listeners", Index: i, Err: err}
+			return nil, &EntryError{Table: "listeners", Index: i, Err: err}
 		}
 	}
 	creds := make(map[string]bool, len(c.DNSCredentials))
 	for i, d := range c.DNSCredentials {
 		if err := validateDNSCredential(d, creds); err != nil {
-			return &EntryError{Table: "dns_credentials", Index: i, Err: err}
+			return nil, &EntryError{Table: "dns_credentials", Index: i, Err: err}
 		}
 		creds[d.Name] = true
 	}
-	if quick := (mappingValidator{listeners: listeners, creds: creds, ids: map[string]bool{}, hosts: map[ListenerHost]string{}}); !mappingsValid && !c.validateChanged(&quick) {
-		if err := c.validateMappings(listeners, creds); err != nil {
-			return err
+	if !mappingsValid {
+		quick := mappingValidator{listeners: listeners, creds: creds, ids: map[string]bool{}, hosts: map[ListenerHost]string{}}
+		if diff = c.validateChanged(&quick); diff == nil {
+			if err := c.validateMappings(listeners, creds); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for _, r := range c.ACME.DNSResolvers {
 		if _, _, err := net.SplitHostPort(r); err != nil {
-			return fault.Invalidf("write resolvers as HOST:PORT, e.g. 1.1.1.1:53", "acme.dns_resolvers: %q is not HOST:PORT", r)
+			return nil, fault.Invalidf("write resolvers as HOST:PORT, e.g. 1.1.1.1:53", "acme.dns_resolvers: %q is not HOST:PORT", r)
 		}
 	}
-	return nil
+	return diff, nil
 }
 
 // validateMappings checks every mapping against the rules.

@@ -100,9 +100,10 @@ func (e *itemError) Unwrap() error { return e.Err }
 // *itemError. On success batch holds the mappings as saved and every
 // warning.
 func commit(ctx context.Context, s state.Store, purpose string, batch []prepared, now time.Time) error {
-	return state.Update(ctx, s, purpose, func(tx *state.Tx) error {
+	first := -1 // the index of the batch's first mapping, once admitted
+	err := state.Update(ctx, s, purpose, func(tx *state.Tx) error {
 		cfg := tx.Config
-		first := len(cfg.Mappings)
+		start := len(cfg.Mappings)
 		t := newTaken(cfg)
 		for i := range batch {
 			p := &batch[i]
@@ -118,25 +119,23 @@ func commit(ctx context.Context, s state.Store, purpose string, batch []prepared
 			t.add(p.m, i)
 			cfg.Mappings = append(cfg.Mappings, p.m)
 		}
-		// Update checks the rules of p2ptls.toml too, but here a broken
-		// rule is traced to the mapping of the batch that breaks it.
-		if err := cfg.Validate(); err != nil {
-			var ee *state.EntryError
-			if errors.As(err, &ee) && ee.Table == "mappings" && ee.Index >= first {
-				return &itemError{Index: ee.Index - first, Other: -1, Err: ee.Err}
-			}
-			return err
-		}
-		for i := range batch {
-			batch[i].m = cfg.Mappings[first+i]
-		}
+		// The mappings are as prepare normalised them, which is what the
+		// rules would make of them: Update checks them once, with the rest
+		// of the config, before anything is written.
 		if err := install(ctx, tx, batch, now); err != nil {
 			return err
 		}
+		first = start
 		// Stopped now, nothing is written; once the change is committed,
 		// an interrupted command waits for it, all of a batch or none.
 		return ctx.Err()
 	})
+	// A broken rule is traced to the mapping of the batch that breaks it.
+	var ee *state.EntryError
+	if first >= 0 && errors.As(err, &ee) && ee.Table == "mappings" && ee.Index >= first && ee.Index-first < len(batch) {
+		return &itemError{Index: ee.Index - first, Other: -1, Err: ee.Err}
+	}
+	return err
 }
 
 // install puts the files of every mapping of batch into the change tx.
