@@ -158,7 +158,9 @@ func (e *env) loadConfig(ctx context.Context) {
 		}
 	}
 	if e.cfg != nil {
-		e.infos, _ = mappings.List(ctx, e.s, e.cfg, "", e.in.Now)
+		// The walk has stat'ed every mapping's files: the summaries take
+		// their identities from it (waiting for it) instead of a stat each.
+		e.infos, _ = mappings.ListSeen(ctx, e.s, e.cfg, e.in.Now, e.walked().fileID)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -112,7 +113,7 @@ func (e *env) certWhere(m state.Mapping, cert string) string {
 // it ran), else from an lstat.
 func (e *env) pairIdentity(scan *treeScan, m state.Mapping, name string) (state.FileID, bool) {
 	if scan != nil && m.Source != state.SourceFile {
-		if id, ok := scan.pairs[name]; ok {
+		if id, ok := scan.fileID(m.ID, path.Base(name)); ok {
 			return id, true
 		}
 	}

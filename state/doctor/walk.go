@@ -41,9 +41,11 @@ type treeScan struct {
 	// rules (run/ and what is inside a temporary directory are not
 	// leftovers).
 	temps []state.TempEntry
-	// pairs are the identities of the regular files named cert.pem and
-	// key.pem in the mapping directories, by store name.
-	pairs map[string]state.FileID
+	// files are the identities of the regular files cert.pem, key.pem
+	// and meta.toml in each mapping directory, by mapping id (the
+	// directory's name): checkCoverage's memo and the certificate
+	// summaries of mappings.List take them instead of a stat each.
+	files map[string]mappingFiles
 	// dirs are the directories walked (store names), for the memo's
 	// pruning; stored counts the listings the walk memoized.
 	dirs   []string
@@ -56,9 +58,39 @@ type scanPart struct {
 	temps []state.TempEntry
 }
 
-type pairFile struct {
-	name string
-	id   state.FileID
+// mappingFiles are the identities of one mapping directory's stored
+// files, in the order of storedFiles; ok says the walk saw a regular file.
+type mappingFiles struct {
+	ids [len(storedFiles)]state.FileID
+	ok  [len(storedFiles)]bool
+}
+
+// storedFiles are the files of a mapping directory whose identities the
+// walk keeps.
+var storedFiles = [...]string{mappings.CertFileName, mappings.KeyFileName, mappings.MetaFileName}
+
+// fileID is the identity the walk saw of file (one of storedFiles) of
+// mapping id's directory.
+func (t *treeScan) fileID(id, file string) (state.FileID, bool) {
+	if t == nil {
+		return state.FileID{}, false
+	}
+	f, ok := t.files[id]
+	if !ok {
+		return state.FileID{}, false
+	}
+	for i, name := range storedFiles {
+		if name == file && f.ok[i] {
+			return f.ids[i], true
+		}
+	}
+	return state.FileID{}, false
+}
+
+// mappingDirFiles is what the walk of one mapping directory keeps.
+type mappingDirFiles struct {
+	id    string
+	files mappingFiles
 }
 
 func (a *scanPart) add(b *scanPart) {
@@ -142,19 +174,19 @@ type treeWalk struct {
 	sem  chan struct{} // a slot for each extra worker
 	// stored counts the listings put in the memo.
 	stored atomic.Int64
-	// pairs and dirs are what treeScan keeps of them, in no order: each
+	// files and dirs are what treeScan keeps of them, in no order: each
 	// directory adds its own once it has read them.
 	mu    sync.Mutex
-	pairs []pairFile
+	files []mappingDirFiles
 	dirs  []string
 }
 
 func (w *treeWalk) result(p *scanPart) treeScan {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	t := treeScan{modes: p.modes, temps: p.temps, pairs: make(map[string]state.FileID, len(w.pairs)), dirs: w.dirs, stored: w.stored.Load()}
-	for _, f := range w.pairs {
-		t.pairs[f.name] = f.id
+	t := treeScan{modes: p.modes, temps: p.temps, files: make(map[string]mappingFiles, len(w.files)), dirs: w.dirs, stored: w.stored.Load()}
+	for _, f := range w.files {
+		t.files[f.id] = f.files
 	}
 	return t
 }
@@ -276,17 +308,18 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 			w.remember(rel, id, entries)
 		}
 	}
-	var pairs [2]pairFile // a mapping directory's certificate and key
-	npairs := 0
+	pairDir := strings.HasPrefix(rel, mappings.PublicDir+"/") && !strings.Contains(rel[len(mappings.PublicDir)+1:], "/")
+	var files mappingFiles // a mapping directory's stored files
 	defer func() {
 		w.mu.Lock()
-		w.pairs = append(w.pairs, pairs[:npairs]...)
+		if pairDir {
+			w.files = append(w.files, mappingDirFiles{id: at.name, files: files})
+		}
 		if rel != "" {
 			w.dirs = append(w.dirs, rel)
 		}
 		w.mu.Unlock()
 	}()
-	pairDir := strings.HasPrefix(rel, mappings.PublicDir+"/") && !strings.Contains(rel[len(mappings.PublicDir)+1:], "/")
 	// A slot holds, in entry order, what one entry found and what was
 	// found below it: only entries that found something or are
 	// directories have one (a 100k-entry directory of 0700 directories
@@ -294,10 +327,9 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 	// directories walked have no order: they go to w, once (the defer
 	// above).
 	type slot struct {
-		own   *scanPart // nil: nothing
-		below scanPart
-		err   error         // the first error below, or opening it
-		done  chan struct{} // closed when a worker is done below; nil when walked inline
+		own, below *scanPart     // nil: nothing
+		err        error         // the first error below, or opening it
+		done       chan struct{} // closed when a worker is done below; nil when walked inline
 	}
 	// Made once, with room for every entry: a worker writes into its
 	// slot, which appending must never move.
@@ -335,9 +367,12 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 					own.modes = f
 				}
 			}
-			if pairDir && npairs < len(pairs) && e.mode.IsRegular() && (e.name == mappings.CertFileName || e.name == mappings.KeyFileName) {
-				pairs[npairs] = pairFile{name: relOf(), id: e.id}
-				npairs++
+			if pairDir && e.mode.IsRegular() {
+				for i, name := range storedFiles {
+					if e.name == name {
+						files.ids[i], files.ok[i] = e.id, true
+					}
+				}
 			}
 		}
 		if !e.dir {
@@ -368,10 +403,10 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 			sl.done = make(chan struct{})
 			go func() {
 				defer func() { <-w.sem; close(sl.done) }()
-				sl.below, sl.err = w.dir(cd, childAt, childRel, childID, childListed)
+				sl.below, sl.err = w.below(cd, childAt, childRel, childID, childListed)
 			}()
 		default:
-			sl.below, sl.err = w.dir(cd, childAt, childRel, childID, childListed)
+			sl.below, sl.err = w.below(cd, childAt, childRel, childID, childListed)
 		}
 	}
 	var first error
@@ -386,8 +421,26 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 		if sl.own != nil {
 			p.add(sl.own)
 		}
-		p.add(&sl.below)
+		if sl.below != nil {
+			p.add(sl.below)
+		}
 		first = sl.err
 	}
 	return p, first
+}
+
+// below is dir, with what it found as a pointer, nil when nothing: most
+// directories (100k mapping directories) find nothing, and their slots
+// stay small.
+func (w *treeWalk) below(d dirRef, at dirPath, rel string, id state.FileID, listed []dirent) (*scanPart, error) {
+	p, err := w.dir(d, at, rel, id, listed)
+	if p.empty() {
+		return nil, err
+	}
+	return &p, err
+}
+
+func (a *scanPart) empty() bool {
+	m := &a.modes
+	return len(a.temps)+len(m.secrets)+len(m.dirs)+len(m.files)+len(m.secretPaths) == 0
 }

@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -212,26 +213,34 @@ func compareScan(t *testing.T, root string, memo *state.Memo) treeScan {
 	if !reflect.DeepEqual(got.temps, wantTemps) {
 		t.Fatalf("scanTree's temporary names:\n%+v\nWalkDir's:\n%+v", got.temps, wantTemps)
 	}
-	for name, id := range got.pairs {
-		if path.Base(name) != "cert.pem" && path.Base(name) != "key.pem" || !strings.HasPrefix(name, "certs/public/") || strings.Count(name, "/") != 3 {
-			t.Fatalf("scanTree keeps the identity of %s, which is no mapping's certificate or key", name)
-		}
-		if ids[name] != id {
-			t.Fatalf("scanTree: identity of %s %+v, lstat's %+v", name, id, ids[name])
+	kept := 0
+	for mid, f := range got.files {
+		for i, file := range storedFiles {
+			if !f.ok[i] {
+				continue
+			}
+			kept++
+			name := "certs/public/" + mid + "/" + file
+			if ids[name] != f.ids[i] {
+				t.Fatalf("scanTree: identity of %s %+v, lstat's %+v", name, f.ids[i], ids[name])
+			}
+			if id, ok := got.fileID(mid, file); !ok || id != f.ids[i] {
+				t.Fatalf("fileID(%s, %s) = %+v, %v", mid, file, id, ok)
+			}
 		}
 	}
-	if pairs := countPairs(ids); len(got.pairs) != pairs {
-		t.Fatalf("scanTree keeps %d identities, want %d", len(got.pairs), pairs)
+	if pairs := countPairs(ids); kept != pairs {
+		t.Fatalf("scanTree keeps %d identities, want %d", kept, pairs)
 	}
 	return got
 }
 
-// countPairs counts the mappings' certificates and keys among the regular
-// files.
+// countPairs counts the mappings' certificates, keys and metadata among
+// the regular files.
 func countPairs(ids map[string]state.FileID) int {
 	n := 0
 	for name := range ids {
-		if strings.HasPrefix(name, "certs/public/") && strings.Count(name, "/") == 3 && (path.Base(name) == "cert.pem" || path.Base(name) == "key.pem") {
+		if strings.HasPrefix(name, "certs/public/") && strings.Count(name, "/") == 3 && slices.Contains(storedFiles[:], path.Base(name)) {
 			n++
 		}
 	}
