@@ -72,17 +72,19 @@ func decodePairOutcome(b []byte) (pairOutcome, error) {
 	if len(b) == 0 || b[0] != pairMemoVersion {
 		return o, errors.New("not a value of this version")
 	}
+	// The strings point into b, a memo's value, which is never written
+	// to: 100k outcomes copied would be 600k allocations.
 	r := state.NewMemoReader(b[1:])
-	o.MappingID, o.Source, o.Key, o.CertPath = r.Str(), r.Str(), r.Str(), r.Str()
+	o.MappingID, o.Source, o.Key, o.CertPath = r.View(), r.View(), r.View(), r.View()
 	o.KeyID = r.FileID()
-	o.Err = r.Str()
+	o.Err = r.View()
 	if n := r.Count(); n > 0 {
 		o.DNSNames = make([]string, n)
 		for i := range o.DNSNames {
-			o.DNSNames[i] = r.Str()
+			o.DNSNames[i] = r.View()
 		}
 	}
-	o.Covers = r.Str()
+	o.Covers = r.View()
 	if err := r.Done(); err != nil {
 		return pairOutcome{}, err
 	}

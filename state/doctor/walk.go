@@ -41,11 +41,16 @@ type treeScan struct {
 	// rules (run/ and what is inside a temporary directory are not
 	// leftovers).
 	temps []state.TempEntry
-	// files are the identities of the regular files cert.pem, key.pem
-	// and meta.toml in each mapping directory, by mapping id (the
-	// directory's name): checkCoverage's memo and the certificate
-	// summaries of mappings.List take them instead of a stat each.
-	files map[string]mappingFiles
+	// pubNames are the entries of certs/public (sorted), and pubFiles,
+	// for each one that is a mapping directory, the identities of its
+	// regular files cert.pem, key.pem and meta.toml: checkCoverage's memo
+	// and the certificate summaries of mappings.List take them instead of
+	// a stat each. Kept by position, not in a map: 100k mappings.
+	pubNames []dirent
+	pubFiles []mappingFiles
+	// pubWalked says certs/public was walked (a directory, not a
+	// symlink), so that pubNames are all its entries.
+	pubWalked bool
 	// dirs are the directories walked (store names), for the memo's
 	// pruning; stored counts the listings the walk memoized.
 	dirs   []string
@@ -56,6 +61,19 @@ type treeScan struct {
 type scanPart struct {
 	modes modeFindings
 	temps []state.TempEntry
+}
+
+// publicNames are the names in certs/public as the walk read them
+// (sorted); ok is false when it did not read that directory.
+func (t *treeScan) publicNames() (names []string, ok bool) {
+	if !t.pubWalked {
+		return nil, false
+	}
+	names = make([]string, len(t.pubNames))
+	for i, de := range t.pubNames {
+		names[i] = de.name
+	}
+	return names, true
 }
 
 // mappingFiles are the identities of one mapping directory's stored
@@ -75,22 +93,17 @@ func (t *treeScan) fileID(id, file string) (state.FileID, bool) {
 	if t == nil {
 		return state.FileID{}, false
 	}
-	f, ok := t.files[id]
-	if !ok {
+	j, ok := slices.BinarySearchFunc(t.pubNames, id, func(de dirent, id string) int { return strings.Compare(de.name, id) })
+	if !ok || j >= len(t.pubFiles) {
 		return state.FileID{}, false
 	}
+	f := &t.pubFiles[j]
 	for i, name := range storedFiles {
 		if name == file && f.ok[i] {
 			return f.ids[i], true
 		}
 	}
 	return state.FileID{}, false
-}
-
-// mappingDirFiles is what the walk of one mapping directory keeps.
-type mappingDirFiles struct {
-	id    string
-	files mappingFiles
 }
 
 func (a *scanPart) add(b *scanPart) {
@@ -156,7 +169,7 @@ func scanTree(root string, memo *state.Memo) (treeScan, error) {
 		d, err := openDir(root)
 		if err == nil {
 			var sub scanPart
-			sub, err = w.dir(d, dirPath{parent: root}, "", top.id, nil)
+			sub, err = w.dir(d, dirPath{parent: root}, "", top.id, nil, nil)
 			p.add(&sub)
 		} else if isGone(err) {
 			err = nil
@@ -174,21 +187,20 @@ type treeWalk struct {
 	sem  chan struct{} // a slot for each extra worker
 	// stored counts the listings put in the memo.
 	stored atomic.Int64
-	// files and dirs are what treeScan keeps of them, in no order: each
-	// directory adds its own once it has read them.
-	mu    sync.Mutex
-	files []mappingDirFiles
-	dirs  []string
+	// dirs are the directories walked, in no order: each adds itself
+	// once it has read its entries; pubNames and pubFiles are set by
+	// certs/public's.
+	mu        sync.Mutex
+	pubNames  []dirent
+	pubFiles  []mappingFiles
+	pubWalked bool
+	dirs      []string
 }
 
 func (w *treeWalk) result(p *scanPart) treeScan {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	t := treeScan{modes: p.modes, temps: p.temps, files: make(map[string]mappingFiles, len(w.files)), dirs: w.dirs, stored: w.stored.Load()}
-	for _, f := range w.files {
-		t.files[f.id] = f.files
-	}
-	return t
+	return treeScan{modes: p.modes, temps: p.temps, pubNames: w.pubNames, pubFiles: w.pubFiles, pubWalked: w.pubWalked, dirs: w.dirs, stored: w.stored.Load()}
 }
 
 // classify notes entry e at rel if its mode is too open
@@ -267,7 +279,7 @@ func decodeListing(b []byte) ([]dirent, error) {
 	r := state.NewMemoReader(b[1:])
 	des := make([]dirent, r.Count())
 	for i := range des {
-		des[i].name = r.Str()
+		des[i].name = r.View() // into the memo's value, never written to
 		des[i].typ = direntType(r.Byte())
 	}
 	if err := r.Done(); err != nil {
@@ -282,7 +294,10 @@ func decodeListing(b []byte) ([]dirent, error) {
 // entries when the memo had them, nil to read d. Subdirectories go to
 // another worker when one is free; the results are joined in order, and
 // the first error in that order is the walk's, as WalkDir stops at it.
-func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed []dirent) (scanPart, error) {
+//
+// files, for a mapping directory (below certs/public), gets the
+// identities of its stored files.
+func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed []dirent, files *mappingFiles) (scanPart, error) {
 	// d is closed once every worker below it has ended: a subdirectory
 	// whose listing came from the memo is reached through d.
 	defer closeDir(d)
@@ -308,13 +323,17 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 			w.remember(rel, id, entries)
 		}
 	}
-	pairDir := strings.HasPrefix(rel, mappings.PublicDir+"/") && !strings.Contains(rel[len(mappings.PublicDir)+1:], "/")
-	var files mappingFiles // a mapping directory's stored files
+	// The mapping directories' files go where certs/public's walk says,
+	// by their position in its entries.
+	var pub []mappingFiles
+	if rel == mappings.PublicDir {
+		pub = make([]mappingFiles, len(entries))
+		w.mu.Lock()
+		w.pubNames, w.pubFiles, w.pubWalked = entries, pub, true
+		w.mu.Unlock()
+	}
 	defer func() {
 		w.mu.Lock()
-		if pairDir {
-			w.files = append(w.files, mappingDirFiles{id: at.name, files: files})
-		}
 		if rel != "" {
 			w.dirs = append(w.dirs, rel)
 		}
@@ -341,7 +360,7 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 		slots = append(slots, slot{own: own})
 		return &slots[len(slots)-1]
 	}
-	for _, de := range entries {
+	for i, de := range entries {
 		e := statAt(d, de)
 		childRel := ""
 		relOf := func() string { // made only for an entry that needs it
@@ -367,10 +386,10 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 					own.modes = f
 				}
 			}
-			if pairDir && e.mode.IsRegular() {
-				for i, name := range storedFiles {
+			if files != nil && e.mode.IsRegular() {
+				for j, name := range storedFiles {
 					if e.name == name {
-						files.ids[i], files.ok[i] = e.id, true
+						files.ids[j], files.ok[j] = e.id, true
 					}
 				}
 			}
@@ -398,15 +417,19 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 			}
 		}
 		childID := e.id
+		var childFiles *mappingFiles
+		if pub != nil {
+			childFiles = &pub[i]
+		}
 		select {
 		case w.sem <- struct{}{}:
 			sl.done = make(chan struct{})
 			go func() {
 				defer func() { <-w.sem; close(sl.done) }()
-				sl.below, sl.err = w.below(cd, childAt, childRel, childID, childListed)
+				sl.below, sl.err = w.below(cd, childAt, childRel, childID, childListed, childFiles)
 			}()
 		default:
-			sl.below, sl.err = w.below(cd, childAt, childRel, childID, childListed)
+			sl.below, sl.err = w.below(cd, childAt, childRel, childID, childListed, childFiles)
 		}
 	}
 	var first error
@@ -432,8 +455,8 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 // below is dir, with what it found as a pointer, nil when nothing: most
 // directories (100k mapping directories) find nothing, and their slots
 // stay small.
-func (w *treeWalk) below(d dirRef, at dirPath, rel string, id state.FileID, listed []dirent) (*scanPart, error) {
-	p, err := w.dir(d, at, rel, id, listed)
+func (w *treeWalk) below(d dirRef, at dirPath, rel string, id state.FileID, listed []dirent, files *mappingFiles) (*scanPart, error) {
+	p, err := w.dir(d, at, rel, id, listed, files)
 	if p.empty() {
 		return nil, err
 	}

@@ -214,7 +214,8 @@ func compareScan(t *testing.T, root string, memo *state.Memo) treeScan {
 		t.Fatalf("scanTree's temporary names:\n%+v\nWalkDir's:\n%+v", got.temps, wantTemps)
 	}
 	kept := 0
-	for mid, f := range got.files {
+	for k, f := range got.pubFiles {
+		mid := got.pubNames[k].name
 		for i, file := range storedFiles {
 			if !f.ok[i] {
 				continue
@@ -231,6 +232,22 @@ func compareScan(t *testing.T, root string, memo *state.Memo) treeScan {
 	}
 	if pairs := countPairs(ids); kept != pairs {
 		t.Fatalf("scanTree keeps %d identities, want %d", kept, pairs)
+	}
+	// checkOrphans takes certs/public's names from the walk: they are
+	// what listing it gives.
+	pub := filepath.Join(root, "certs", "public")
+	var listed []string
+	des, rerr := os.ReadDir(pub)
+	for _, de := range des {
+		listed = append(listed, de.Name())
+	}
+	names, ok := got.publicNames()
+	if fi, lerr := os.Lstat(pub); lerr == nil && fi.IsDir() && rerr == nil {
+		if !ok || !slices.Equal(names, listed) {
+			t.Fatalf("the walk's names in certs/public: %q, %v; ReadDir's %q", names, ok, listed)
+		}
+	} else if ok && err == nil {
+		t.Fatalf("the walk says it read certs/public, which is no directory it can read: %q", names)
 	}
 	return got
 }
