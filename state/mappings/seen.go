@@ -13,23 +13,15 @@ import (
 // see one, and the file is then stat'ed.
 type Seen func(id, file string) (state.FileID, bool)
 
-// ListSeen is List of every listener's mappings with the identities of
+// EachSeen is Each over every listener's mappings with the identities of
 // their files taken from seen rather than one stat each: doctor has walked
 // the whole state directory (its file modes) just before, and 100k stats
 // more cost a quarter of a second. An identity seen earlier than now is as
 // good as a stat for the memo: a value is used only for the file it was
 // derived from, and a file read again is described as read.
-func ListSeen(ctx context.Context, s state.Store, cfg *state.Config, now time.Time, seen Seen) ([]Info, error) {
+func EachSeen(ctx context.Context, s state.Store, cfg *state.Config, now time.Time, seen Seen, fn func(Info) error) error {
 	sums := NewSummaries(s)
 	sums.seen = seen
 	defer sums.Save()
-	infos := make([]Info, 0, len(cfg.Mappings))
-	err := each(ctx, sums, cfg, "", now, func(info Info) error {
-		infos = append(infos, info)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return infos, nil
+	return each(ctx, sums, cfg, "", now, fn)
 }

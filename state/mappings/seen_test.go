@@ -12,12 +12,12 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 )
 
-// TestListSeen: with the identities a walk saw, ListSeen asks seen for
+// TestEachSeen: with the identities a walk saw, EachSeen asks seen for
 // each stored file instead of a stat, reads nothing a warm memo has, and
 // describes what List describes; an identity that is not the memo's (the
 // file changed since it was seen, or seen wrong) makes it read the file,
 // never trust the memo, and one it was not given is stat'ed.
-func TestListSeen(t *testing.T) {
+func TestEachSeen(t *testing.T) {
 	_, root := summaryState(t)
 	time.Sleep(memoAge)
 	listReads(t, root) // fills the memo
@@ -68,18 +68,22 @@ func TestListSeen(t *testing.T) {
 				got = append(got, name)
 			}
 			defer func() { readHook = nil }()
-			infos, err := ListSeen(context.Background(), state.OpenDir(root, 2*time.Second), cfg, now0, func(id, file string) (state.FileID, bool) {
+			infos := []Info{}
+			err = EachSeen(context.Background(), state.OpenDir(root, 2*time.Second), cfg, now0, func(id, file string) (state.FileID, bool) {
 				mu.Lock()
 				asked++
 				mu.Unlock()
 				return tc.seen(id, file)
+			}, func(info Info) error {
+				infos = append(infos, info)
+				return nil
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
 			sort.Strings(got)
 			if !reflect.DeepEqual(infos, want) {
-				t.Errorf("ListSeen:\n%+v\nList:\n%+v", infos, want)
+				t.Errorf("EachSeen:\n%+v\nList:\n%+v", infos, want)
 			}
 			if asked != tc.asked {
 				t.Errorf("seen asked %d times, want %d", asked, tc.asked)

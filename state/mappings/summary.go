@@ -83,7 +83,7 @@ type Summaries struct {
 	s    state.Store
 	memo *state.Memo
 	dir  string // state.Locate(s, PublicDir), for the paths of 100k Infos
-	seen Seen   // nil: stat each file (see ListSeen)
+	seen Seen   // nil: stat each file (see EachSeen)
 }
 
 // NewSummaries reads through the memo kept for s.
