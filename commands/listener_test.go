@@ -21,11 +21,11 @@ func runIn(t *testing.T, dir string, args ...string) (code int, stdout, stderr s
 	return code, out.String(), errOut.String()
 }
 
-// TestListenerReadsOnlyTheTopFile: "listener list" and "listener show"
-// print what p2ptls.toml holds without reading the mapping records (100k
-// of them cost half a second), so a record that does not load does not
-// stop them, while a p2ptls.toml that does not load still does, with
-// LoadConfig's error.
+// TestListenerReadsOnlyTheTopFile: "listener list", "listener show" and
+// "acme account list" print what p2ptls.toml holds without reading the
+// mapping records (100k of them cost half a second), so a record that does
+// not load does not stop them, while a p2ptls.toml that does not load
+// still does, with LoadConfig's error.
 func TestListenerReadsOnlyTheTopFile(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -48,6 +48,10 @@ func TestListenerReadsOnlyTheTopFile(t *testing.T) {
 			args: []string{"listener", "list"}, code: 2, stderr: "p2ptls.toml: line 3"},
 		{name: "show, p2ptls.toml broken", damage: badTop,
 			args: []string{"listener", "show", "web"}, code: 2, stderr: "p2ptls.toml: line 3"},
+		{name: "acme account list, a record that does not parse", damage: badRecord,
+			args: []string{"--output", "json", "acme", "account", "list"}, stdout: "[]"},
+		{name: "acme account list, p2ptls.toml broken", damage: badTop,
+			args: []string{"acme", "account", "list"}, code: 2, stderr: "p2ptls.toml: line 3"},
 		{name: "list, no state yet", damage: func(t *testing.T, dir string) {
 			if err := os.RemoveAll(dir); err != nil {
 				t.Fatal(err)
@@ -117,5 +121,39 @@ func badTop(t *testing.T, dir string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, state.ConfigFile), []byte("schema_version = 2\n\n[[listeners]\n"), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCompletionOfListenersReadsOnlyTheTopFile: completing a listener or
+// DNS credential name reads p2ptls.toml alone (a broken record does not
+// hide them); a mapping id still needs the records.
+func TestCompletionOfListenersReadsOnlyTheTopFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	if code, _, stderr := runIn(t, dir, "listener", "add", "web", "--addr", "127.0.0.1:8443"); code != 0 {
+		t.Fatalf("listener add: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := runIn(t, dir, "mapping", "add", "--listener", "web", "--host", "a.example.com", "--id", "a", "--self-signed"); code != 0 {
+		t.Fatalf("mapping add: exit %d: %s", code, stderr)
+	}
+	if got := readNames(context.Background(), liveMappings, state.OpenDir(dir, 0)); len(got) != 1 {
+		t.Fatalf("mapping ids before the damage: %v", got)
+	}
+	badRecord(t, dir)
+	tests := []struct {
+		kind liveKind
+		want []string
+	}{
+		{liveListeners, []string{"web"}},
+		{liveDNSCredentials, nil},
+		{liveMappings, nil}, // the records do not load
+	}
+	for _, tc := range tests {
+		var got []string
+		for _, c := range readNames(context.Background(), tc.kind, state.OpenDir(dir, 0)) {
+			got = append(got, c.value)
+		}
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("names of kind %v: %q, want %q", tc.kind, got, tc.want)
+		}
 	}
 }
