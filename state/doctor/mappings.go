@@ -211,7 +211,7 @@ func checkCoverage(ctx context.Context, e *env) Check {
 	scan := e.walked()
 	parallel.Each(len(results), func(i int) bool {
 		m := e.cfg.Mappings[i]
-		dnsNames, covered, put, err := e.loadPair(ctx, e.memo, scan, m)
+		dnsNames, covered, put, err := e.loadPair(ctx, e.memo, scan, m, i)
 		if put {
 			e.pairsStored.Add(1)
 		}

@@ -111,11 +111,11 @@ func (e *env) certWhere(m state.Mapping, cert string) string {
 
 // pairIdentity is the identity of a mapping's file for the memo: only a
 // regular file's (a symlink's own identity does not change with what it
-// points to), from what the walk of the state directory saw (scan, when
-// it ran), else from an lstat.
-func (e *env) pairIdentity(scan *treeScan, m state.Mapping, name string) (state.FileID, bool) {
-	if scan != nil && m.Source != state.SourceFile {
-		if id, ok := scan.fileID(m.ID, path.Base(name)); ok {
+// points to), from what the walk of the state directory saw in the
+// mapping's directory (seen, when it ran), else from an lstat.
+func (e *env) pairIdentity(seen *mappingFiles, m state.Mapping, name string) (state.FileID, bool) {
+	if m.Source != state.SourceFile {
+		if id, ok := seen.id(path.Base(name)); ok {
 			return id, true
 		}
 	}
@@ -132,17 +132,22 @@ func (e *env) pairIdentity(scan *treeScan, m state.Mapping, name string) (state.
 
 // loadPair is mappings.Load of m's pair as checkCoverage needs it: through
 // the memo when both files are the ones an outcome was derived from.
-// stored says its outcome went into the memo.
-func (e *env) loadPair(ctx context.Context, memo *state.Memo, scan *treeScan, m state.Mapping) (names []string, covers string, stored bool, err error) {
+// stored says its outcome went into the memo. hint is m's position in
+// the config (see treeScan.filesOf).
+func (e *env) loadPair(ctx context.Context, memo *state.Memo, scan *treeScan, m state.Mapping, hint int) (names []string, covers string, stored bool, err error) {
 	cert, key := pairFiles(m)
 	var certID, keyID state.FileID
 	usable := e.local != nil
 	if usable {
 		// Both identities are taken before Load reads the files: a change
 		// after this changes them, so the value is never trusted for it.
+		var seen *mappingFiles
+		if m.Source != state.SourceFile {
+			seen = scan.filesOf(m.ID, hint)
+		}
 		var ok1, ok2 bool
-		certID, ok1 = e.pairIdentity(scan, m, cert)
-		keyID, ok2 = e.pairIdentity(scan, m, key)
+		certID, ok1 = e.pairIdentity(seen, m, cert)
+		keyID, ok2 = e.pairIdentity(seen, m, key)
 		usable = ok1 && ok2
 	}
 	if usable {

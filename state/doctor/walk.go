@@ -90,14 +90,32 @@ var storedFiles = [...]string{mappings.CertFileName, mappings.KeyFileName, mappi
 // fileID is the identity the walk saw of file (one of storedFiles) of
 // mapping id's directory.
 func (t *treeScan) fileID(id, file string) (state.FileID, bool) {
+	return t.filesOf(id, -1).id(file)
+}
+
+// filesOf are the identities the walk saw in mapping id's directory, nil
+// when it saw none. hint is where id likely is among certs/public's
+// entries (a mapping's position in the config, sorted by id as they are),
+// -1 for none: 100k binary searches are not free.
+func (t *treeScan) filesOf(id string, hint int) *mappingFiles {
 	if t == nil {
-		return state.FileID{}, false
+		return nil
+	}
+	if hint >= 0 && hint < len(t.pubNames) && hint < len(t.pubFiles) && t.pubNames[hint].name == id {
+		return &t.pubFiles[hint]
 	}
 	j, ok := slices.BinarySearchFunc(t.pubNames, id, func(de dirent, id string) int { return strings.Compare(de.name, id) })
 	if !ok || j >= len(t.pubFiles) {
+		return nil
+	}
+	return &t.pubFiles[j]
+}
+
+// id is the identity of file (one of storedFiles) in f.
+func (f *mappingFiles) id(file string) (state.FileID, bool) {
+	if f == nil {
 		return state.FileID{}, false
 	}
-	f := &t.pubFiles[j]
 	for i, name := range storedFiles {
 		if name == file && f.ok[i] {
 			return f.ids[i], true

@@ -216,6 +216,11 @@ func compareScan(t *testing.T, root string, memo *state.Memo) treeScan {
 	kept := 0
 	for k, f := range got.pubFiles {
 		mid := got.pubNames[k].name
+		for _, hint := range []int{k, -1, k + 1, len(got.pubFiles)} {
+			if got.filesOf(mid, hint) != &got.pubFiles[k] {
+				t.Fatalf("filesOf(%s, %d) is not the walk's entry %d", mid, hint, k)
+			}
+		}
 		for i, file := range storedFiles {
 			if !f.ok[i] {
 				continue
