@@ -320,16 +320,22 @@ func (e *env) saveMemo() {
 	stored := e.pairsStored.Load()
 	if e.scan != nil {
 		stored += e.scan.stored
+		e.scan.putMappingDirs(e.memo)
 	}
 	if stored == 0 {
 		return
 	}
+	// Entries by certificate are the file mappings' (and, without a
+	// walk, every mapping's); a mapping directory's pair is in the
+	// directory's entry.
 	var certs, dirs map[string]bool
 	if e.cfg != nil && !e.lenient {
-		certs = make(map[string]bool, len(e.cfg.Mappings))
+		certs = make(map[string]bool)
 		for _, m := range e.cfg.Mappings {
-			cert, _ := pairFiles(m)
-			certs[cert] = true
+			if m.Source == state.SourceFile || e.scan == nil {
+				cert, _ := pairFiles(m)
+				certs[cert] = true
+			}
 		}
 	}
 	if e.scan != nil && e.scanErr == nil {

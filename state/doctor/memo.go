@@ -25,7 +25,7 @@ const pairMemoKind = "doctor"
 // value holds changes meaning, and when mappings.Load or pki come to
 // accept or refuse other pairs (key strength, parsing): an outcome is the
 // verdict of the code that derived it.
-const pairMemoVersion = 1
+const pairMemoVersion = 2
 
 // pairOutcome is what checkCoverage needs of one mapping's loaded pair.
 type pairOutcome struct {
@@ -40,6 +40,10 @@ type pairOutcome struct {
 	// moved keeps its files' identities).
 	CertPath string
 	KeyID    state.FileID // the key file the outcome was derived from
+	// CertID is the certificate file's, for the entry of a mapping
+	// directory (see mappingDirVersion), read without the memo's check
+	// of the identity it is kept by.
+	CertID state.FileID
 	// Err is mappings.Load's error, "" when the pair loaded.
 	Err string
 	// DNSNames and Covers are the leaf's: what it covers, and how the
@@ -50,7 +54,7 @@ type pairOutcome struct {
 
 // pairOutcomeFields is how many fields encodePairOutcome writes; a test
 // fails when pairOutcome has another number.
-const pairOutcomeFields = 8
+const pairOutcomeFields = 9
 
 func encodePairOutcome(o *pairOutcome) []byte {
 	b := make([]byte, 0, 160)
@@ -59,6 +63,7 @@ func encodePairOutcome(o *pairOutcome) []byte {
 		b = state.AppendMemoString(b, s)
 	}
 	b = state.AppendFileID(b, o.KeyID)
+	b = state.AppendFileID(b, o.CertID)
 	b = state.AppendMemoString(b, o.Err)
 	b = binary.AppendUvarint(b, uint64(len(o.DNSNames)))
 	for _, n := range o.DNSNames {
@@ -77,6 +82,7 @@ func decodePairOutcome(b []byte) (pairOutcome, error) {
 	r := state.NewMemoReader(b[1:])
 	o.MappingID, o.Source, o.Key, o.CertPath = r.View(), r.View(), r.View(), r.View()
 	o.KeyID = r.FileID()
+	o.CertID = r.FileID()
 	o.Err = r.View()
 	if n := r.Count(); n > 0 {
 		o.DNSNames = make([]string, n)
@@ -138,10 +144,10 @@ func (e *env) loadPair(ctx context.Context, memo *state.Memo, scan *treeScan, m 
 	cert, key := pairFiles(m)
 	var certID, keyID state.FileID
 	usable := e.local != nil
+	var seen *mappingFiles // what the walk saw in m's directory
 	if usable {
 		// Both identities are taken before Load reads the files: a change
 		// after this changes them, so the value is never trusted for it.
-		var seen *mappingFiles
 		if m.Source != state.SourceFile {
 			seen = scan.filesOf(m.ID, hint)
 		}
@@ -151,26 +157,39 @@ func (e *env) loadPair(ctx context.Context, memo *state.Memo, scan *treeScan, m 
 		usable = ok1 && ok2
 	}
 	if usable {
-		if v, ok := memo.Get(cert, certID); ok {
-			if o, derr := decodePairOutcome(v); derr == nil && o.MappingID == m.ID && o.Source == m.Source && o.Key == key && o.KeyID == keyID {
-				if o.Err == "" {
-					return o.DNSNames, o.Covers, false, nil
-				}
-				if o.CertPath == e.certWhere(m, cert) {
-					return nil, "", false, errors.New(o.Err)
-				}
+		// A mapping directory the walk saw has its outcome in the
+		// directory's entry; a file mapping's is by its certificate.
+		var o pairOutcome
+		var found bool
+		if seen != nil {
+			o, found = seen.storedOutcome()
+		} else if v, ok := memo.Get(cert, certID); ok {
+			var derr error
+			o, derr = decodePairOutcome(v)
+			found = derr == nil && o.KeyID == keyID
+		}
+		if found && o.MappingID == m.ID && o.Source == m.Source && o.Key == key {
+			if o.Err == "" {
+				return o.DNSNames, o.Covers, false, nil
+			}
+			if o.CertPath == e.certWhere(m, cert) {
+				return nil, "", false, errors.New(o.Err)
 			}
 		}
 	}
 	c, err := loadMapping(ctx, e.s, m)
-	o := pairOutcome{MappingID: m.ID, Source: m.Source, Key: key, KeyID: keyID}
+	o := pairOutcome{MappingID: m.ID, Source: m.Source, Key: key, KeyID: keyID, CertID: certID}
 	if err != nil {
 		o.Err, o.CertPath = err.Error(), e.certWhere(m, cert)
 	} else {
 		o.DNSNames, o.Covers = c.Chain[0].DNSNames, coverList(c.Chain[0])
 	}
-	if usable && memoizable(ctx, err) && !keyID.Racy(time.Now()) {
-		memo.Put(cert, certID, encodePairOutcome(&o), false)
+	if now := time.Now(); usable && memoizable(ctx, err) && !keyID.Racy(now) && !certID.Racy(now) {
+		if seen != nil {
+			putMappingDir(memo, mappings.MappingDir(m.ID), seen, encodePairOutcome(&o))
+		} else {
+			memo.Put(cert, certID, encodePairOutcome(&o), false)
+		}
 		stored = true
 	}
 	return o.DNSNames, o.Covers, stored, err

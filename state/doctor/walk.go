@@ -81,6 +81,12 @@ func (t *treeScan) publicNames() (names []string, ok bool) {
 type mappingFiles struct {
 	ids [len(storedFiles)]state.FileID
 	ok  [len(storedFiles)]bool
+	// The directory's entry in doctor's memo (see mappingDirVersion):
+	// outcome is its outcome part as the memo had it (a view), listing
+	// the listing part to keep (the memo's when still the directory's,
+	// or the one just read: fresh); put says the entry was put again.
+	outcome, listing []byte
+	fresh, put       bool
 }
 
 // storedFiles are the files of a mapping directory whose identities the
@@ -337,7 +343,11 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 			return p, err
 		}
 		slices.SortFunc(entries, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
-		if rel != "" {
+		switch {
+		case files != nil:
+			rememberMappingDir(files, id, entries)
+			w.stored.Add(1)
+		case rel != "":
 			w.remember(rel, id, entries)
 		}
 	}
@@ -422,7 +432,13 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 		childAt := dirPath{parent: pathOf(), name: e.name}
 		var cd dirRef
 		childRel = relOf()
-		childListed, ok := w.listing(childRel, e)
+		var childListed []dirent
+		var ok bool
+		if pub != nil {
+			childListed, ok = w.mappingDirListing(childRel, e, &pub[i])
+		} else {
+			childListed, ok = w.listing(childRel, e)
+		}
 		if ok {
 			cd = viaParent(d, e.name)
 		} else {
