@@ -17,8 +17,10 @@ import (
 // mapping's certificate and key found (mappings.coverage's cost at 100k
 // mappings: two x509 parses, a PKCS#8 parse and a key match each), kept
 // by the identities of BOTH files, so that a key replaced alone is checked
-// again. The entry is named by the certificate; the key's identity is in
-// the value.
+// again. A stored mapping's outcome is part of its directory's entry (see
+// mappingDirVersion); a file mapping's entry is named by its
+// certificate's path, the key's identity in the value. The memo also
+// keeps the directory listings of the walk (see scanTree).
 const pairMemoKind = "doctor"
 
 // pairMemoVersion is the first byte of every value; raise it when what a
