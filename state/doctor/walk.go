@@ -494,7 +494,8 @@ func (w *treeWalk) below(d dirRef, at dirPath, rel string, id state.FileID, list
 	if p.empty() {
 		return nil, err
 	}
-	return &p, err
+	found := p // only this escapes: p itself stays on the stack
+	return &found, err
 }
 
 func (a *scanPart) empty() bool {
