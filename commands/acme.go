@@ -127,9 +127,11 @@ func acmeShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
 }
 
 func accounts(ctx context.Context, g *Globals) ([]acme.Account, error) {
-	cfg, err := state.LoadConfig(ctx, g.Store())
+	// Only p2ptls.toml: which account issues is an ACME setting, and the
+	// mapping records are not what it prints.
+	top, err := state.LoadTopConfig(ctx, g.Store())
 	if err != nil {
 		return nil, err
 	}
-	return acme.ListAccounts(ctx, g.Store(), cfg)
+	return acme.ListAccounts(ctx, g.Store(), top.Unmapped())
 }

@@ -395,21 +395,29 @@ func readNames(ctx context.Context, k liveKind, s *state.Dir) []candidate {
 		}
 		return cands
 	}
-	cfg, err := state.LoadConfig(ctx, s)
+	if k == liveMappings {
+		cfg, err := state.LoadConfig(ctx, s)
+		if err != nil {
+			return nil
+		}
+		for _, m := range cfg.Mappings {
+			cands = append(cands, candidate{m.ID, strings.Join(m.Hosts, ",") + " on " + m.Listener})
+		}
+		return cands
+	}
+	// Listeners and credentials are p2ptls.toml's: a tab press does not
+	// read 100k mapping records for them.
+	top, err := state.LoadTopConfig(ctx, s)
 	if err != nil {
 		return nil
 	}
 	switch k {
-	case liveMappings:
-		for _, m := range cfg.Mappings {
-			cands = append(cands, candidate{m.ID, strings.Join(m.Hosts, ",") + " on " + m.Listener})
-		}
 	case liveListeners:
-		for _, l := range cfg.Listeners {
+		for _, l := range top.Listeners {
 			cands = append(cands, candidate{l.Name, l.Addr})
 		}
 	case liveDNSCredentials:
-		for _, d := range cfg.DNSCredentials {
+		for _, d := range top.DNSCredentials {
 			desc := d.Provider
 			if !d.Enabled {
 				desc += ", disabled"

@@ -77,15 +77,16 @@ func listenerListAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	cfg, err := state.LoadConfig(ctx, g.Store())
+	// Only p2ptls.toml: the mapping records are not what it prints.
+	ls, err := state.LoadListeners(ctx, g.Store())
 	if err != nil {
 		return err
 	}
 	if g.JSON() {
-		return printJSON(g.Stdout, text.NonNil(cfg.Listeners))
+		return printJSON(g.Stdout, text.NonNil(ls))
 	}
-	rows := make([][]string, 0, len(cfg.Listeners))
-	for _, l := range cfg.Listeners {
+	rows := make([][]string, 0, len(ls))
+	for _, l := range ls {
 		rows = append(rows, []string{l.Name, l.Addr, orDash(l.HTTPAddr), l.Fallback, orDash(l.Upstream)})
 	}
 	return printTable(g.Stdout, []string{"NAME", "ADDR", "HTTP ADDR", "FALLBACK", "UPSTREAM"}, rows)
@@ -96,11 +97,11 @@ func listenerShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := state.LoadConfig(ctx, g.Store())
+	ls, err := state.LoadListeners(ctx, g.Store())
 	if err != nil {
 		return err
 	}
-	l, err := cfg.FindListener(name)
+	l, err := state.FindListenerIn(ls, name)
 	if err != nil {
 		return err
 	}

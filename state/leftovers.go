@@ -105,6 +105,12 @@ type TempEntry struct {
 // without the lock) or inside a temporary directory (put aside as a
 // whole) are not leftovers of their own.
 func FindLeftoversIn(ctx context.Context, s Store, root string, temps []TempEntry, load func() (*Config, error)) (Leftovers, error) {
+	return findLeftoversIn(ctx, s, root, temps, load, func() ([]string, error) { return s.List(ctx, MappingsDir) })
+}
+
+// findLeftoversIn is FindLeftoversIn with the names in MappingsDir from
+// list (sorted).
+func findLeftoversIn(ctx context.Context, s Store, root string, temps []TempEntry, load func() (*Config, error), list func() ([]string, error)) (Leftovers, error) {
 	l := tempLeftovers(root, temps)
 	if l.Pending {
 		return l, nil
@@ -118,7 +124,7 @@ func FindLeftoversIn(ctx context.Context, s Store, root string, temps []TempEntr
 	for _, m := range cfg.Mappings {
 		ids[m.ID] = true
 	}
-	names, err := s.List(ctx, MappingsDir)
+	names, err := list()
 	if err != nil {
 		return l, fmt.Errorf("list %s: %w", MappingsDir, err)
 	}

@@ -125,10 +125,7 @@ func notFound(kind, name, listCmd string) error {
 
 // FindListener returns the listener called name or a not-found error.
 func (c *Config) FindListener(name string) (Listener, error) {
-	if l, ok := c.Listener(name); ok {
-		return *l, nil
-	}
-	return Listener{}, notFound("listener", name, "p2ptls listener list")
+	return FindListenerIn(c.Listeners, name)
 }
 
 // checkAddrConflicts refuses a listener whose addresses would collide with

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/hostname"
@@ -43,8 +44,12 @@ type env struct {
 	cfg     *state.Config
 	cfgErr  error
 	lenient bool
-	// infos are the mappings of cfg as "mapping list" describes them.
-	infos []mappings.Info
+	// infos are the mappings of cfg as "mapping list" describes them, in
+	// cfg's order: infos[i] is cfg.Mappings[i]'s, with m nil for one not
+	// described. Nil when the list failed.
+	infos []mappingState
+	// stateIndex is infos by mapping id, made when first needed.
+	stateIndex map[string]int32
 	// scan is the one walk of the state directory (see tree), nil until
 	// a check needs it; scanDone is closed when a walk started in the
 	// background has set them.
@@ -158,8 +163,61 @@ func (e *env) loadConfig(ctx context.Context) {
 		}
 	}
 	if e.cfg != nil {
-		e.infos, _ = mappings.List(ctx, e.s, e.cfg, "", e.in.Now)
+		// The walk has stat'ed every mapping's files: the summaries take
+		// their identities from it (waiting for it) instead of a stat each.
+		e.infos = make([]mappingState, len(e.cfg.Mappings))
+		next := 0
+		err := mappings.EachSeen(ctx, e.s, e.cfg, e.in.Now, e.walked().fileID, func(info mappings.Info) error {
+			// In cfg's order: the mapping is at or after the last one's.
+			for next < len(e.cfg.Mappings) && e.cfg.Mappings[next].ID != info.ID {
+				next++
+			}
+			if next < len(e.cfg.Mappings) {
+				e.infos[next] = stateOf(&e.cfg.Mappings[next], &info)
+				next++
+			}
+			return nil
+		})
+		if err != nil {
+			e.infos = nil
+		}
 	}
+}
+
+// mappingState is what the checks need of a mapping's mappings.Info: 100k
+// of them are kept for the whole run, so not the rest (hosts, paths,
+// fingerprint).
+type mappingState struct {
+	m                           *state.Mapping // in cfg.Mappings
+	Status, LastError, ServedBy string
+	NotBefore, NotAfter         *time.Time
+	NextRenewalAt               *time.Time
+	LastAttemptAt, RetryAt      *time.Time
+}
+
+func stateOf(m *state.Mapping, info *mappings.Info) mappingState {
+	return mappingState{
+		m: m, Status: info.Status, LastError: info.LastError, ServedBy: info.ServedBy,
+		NotBefore: info.NotBefore, NotAfter: info.NotAfter,
+		NextRenewalAt: info.NextRenewalAt, LastAttemptAt: info.LastAttemptAt, RetryAt: info.RetryAt,
+	}
+}
+
+// stateOfID is the state of mapping id, and whether it was described.
+func (e *env) stateOfID(id string) (mappingState, bool) {
+	if e.stateIndex == nil {
+		e.stateIndex = make(map[string]int32, len(e.infos))
+		for i, info := range e.infos {
+			if info.m != nil {
+				e.stateIndex[info.m.ID] = int32(i)
+			}
+		}
+	}
+	i, ok := e.stateIndex[id]
+	if !ok {
+		return mappingState{}, false
+	}
+	return e.infos[i], true
 }
 
 // looseHost is a host of a file that does not validate, in canonical form
@@ -262,16 +320,22 @@ func (e *env) saveMemo() {
 	stored := e.pairsStored.Load()
 	if e.scan != nil {
 		stored += e.scan.stored
+		e.scan.putMappingDirs(e.memo)
 	}
 	if stored == 0 {
 		return
 	}
+	// Entries by certificate are the file mappings' (and, without a
+	// walk, every mapping's); a mapping directory's pair is in the
+	// directory's entry.
 	var certs, dirs map[string]bool
 	if e.cfg != nil && !e.lenient {
-		certs = make(map[string]bool, len(e.cfg.Mappings))
+		certs = make(map[string]bool)
 		for _, m := range e.cfg.Mappings {
-			cert, _ := pairFiles(m)
-			certs[cert] = true
+			if m.Source == state.SourceFile || e.scan == nil {
+				cert, _ := pairFiles(m)
+				certs[cert] = true
+			}
 		}
 	}
 	if e.scan != nil && e.scanErr == nil {

@@ -49,7 +49,12 @@ func checkOrphans(ctx context.Context, e *env) Check {
 	var l state.Leftovers
 	scan, err := e.tree()
 	if err == nil {
-		l, err = state.FindLeftoversIn(ctx, e.s, e.root, scan.temps, load)
+		// The walk has read certs/public: not again (100k names).
+		if names, ok := scan.publicNames(); ok {
+			l, err = state.FindLeftoversListed(ctx, e.s, e.root, scan.temps, load, names)
+		} else {
+			l, err = state.FindLeftoversIn(ctx, e.s, e.root, scan.temps, load)
+		}
 	} else {
 		l, err = state.FindLeftoversWith(ctx, e.s, e.root, load)
 	}

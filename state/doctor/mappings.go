@@ -198,10 +198,6 @@ func checkCoverage(ctx context.Context, e *env) Check {
 	}
 	var f findings
 	hosts := 0
-	infos := make(map[string]mappings.Info, len(e.infos))
-	for _, info := range e.infos {
-		infos[info.ID] = info
-	}
 	// Loading a certificate and its key (reading, parsing and matching
 	// them) is the cost of this check: one worker per core does it, and
 	// keeps of each only what the findings need, in doctor's memo, so that
@@ -215,7 +211,7 @@ func checkCoverage(ctx context.Context, e *env) Check {
 	scan := e.walked()
 	parallel.Each(len(results), func(i int) bool {
 		m := e.cfg.Mappings[i]
-		dnsNames, covered, put, err := e.loadPair(ctx, e.memo, scan, m)
+		dnsNames, covered, put, err := e.loadPair(ctx, e.memo, scan, m, i)
 		if put {
 			e.pairsStored.Add(1)
 		}
@@ -236,7 +232,7 @@ func checkCoverage(ctx context.Context, e *env) Check {
 	for i, m := range e.cfg.Mappings {
 		hosts += len(m.Hosts)
 		err := results[i].err
-		if err != nil && servedMeanwhile(&f, m, err, infos) {
+		if err != nil && servedMeanwhile(&f, m, err, e) {
 			continue
 		}
 		switch {
@@ -263,8 +259,8 @@ func checkCoverage(ctx context.Context, e *env) Check {
 // Clients get a certificate they accept while that one is valid, so it is a
 // warning, not a failure; it returns false when no wildcard serves it, or
 // one whose certificate clients refuse, and the caller fails it as before.
-func servedMeanwhile(f *findings, m state.Mapping, err error, infos map[string]mappings.Info) bool {
-	info := infos[m.ID]
+func servedMeanwhile(f *findings, m state.Mapping, err error, e *env) bool {
+	info, _ := e.stateOfID(m.ID)
 	if info.ServedBy == "" {
 		return false
 	}
@@ -273,7 +269,7 @@ func servedMeanwhile(f *findings, m state.Mapping, err error, infos map[string]m
 		why = err.Error()
 	}
 	for _, id := range strings.Split(info.ServedBy, ",") {
-		if w := infos[id]; w.Status != mappings.StatusValid && w.Status != mappings.StatusExpiring {
+		if w, _ := e.stateOfID(id); w.Status != mappings.StatusValid && w.Status != mappings.StatusExpiring {
 			return false
 		}
 	}
@@ -297,15 +293,6 @@ func covers(sans []string, host string) bool {
 	return false
 }
 
-// mappingByID indexes the config's mappings.
-func (e *env) mappingByID() map[string]state.Mapping {
-	out := make(map[string]state.Mapping, len(e.cfg.Mappings))
-	for _, m := range e.cfg.Mappings {
-		out[m.ID] = m
-	}
-	return out
-}
-
 // checkExpiry: no certificate is expired, and none is inside its renewal
 // window without having been renewed.
 func checkExpiry(ctx context.Context, e *env) Check {
@@ -315,28 +302,27 @@ func checkExpiry(ctx context.Context, e *env) Check {
 	if len(e.infos) == 0 {
 		return ok(IDExpiry, "no mappings")
 	}
-	byID := e.mappingByID()
 	var f findings
 	withCert := 0
 	for _, info := range e.infos {
-		if info.NotAfter == nil {
+		if info.m == nil || info.NotAfter == nil {
 			continue // no certificate: mappings.coverage reports it
 		}
 		withCert++
-		m := byID[info.ID]
+		m := *info.m
 		switch {
 		case info.Status == mappings.StatusExpired && e.in.Now.Before(*info.NotBefore):
-			f.fail(issueHint(m), "mapping %s: its certificate is not valid before %s, and clients refuse it", info.ID, text.Stamp(*info.NotBefore))
+			f.fail(issueHint(m), "mapping %s: its certificate is not valid before %s, and clients refuse it", info.m.ID, text.Stamp(*info.NotBefore))
 		case info.Status == mappings.StatusExpired:
-			f.fail(issueHint(m), "mapping %s: its certificate expired on %s, and clients refuse it", info.ID, text.Stamp(*info.NotAfter))
+			f.fail(issueHint(m), "mapping %s: its certificate expired on %s, and clients refuse it", info.m.ID, text.Stamp(*info.NotAfter))
 		case info.Status == mappings.StatusExpiring && m.Source == state.SourceACME:
 			f.warn("renew it with 'p2ptls cert renew' (from cron) or keep serve running; "+IDLastRenewal+" says whether an attempt failed",
-				"mapping %s: its certificate expires on %s and is inside its renewal window, but has not been renewed", info.ID, text.Stamp(*info.NotAfter))
+				"mapping %s: its certificate expires on %s and is inside its renewal window, but has not been renewed", info.m.ID, text.Stamp(*info.NotAfter))
 		case info.Status == mappings.StatusExpiring:
-			f.warn(issueHint(m), "mapping %s: its certificate expires on %s and is due for renewal", info.ID, text.Stamp(*info.NotAfter))
+			f.warn(issueHint(m), "mapping %s: its certificate expires on %s and is due for renewal", info.m.ID, text.Stamp(*info.NotAfter))
 		case m.Source == state.SourceACME && info.NextRenewalAt != nil && e.in.Now.Sub(*info.NextRenewalAt) > renewOverdue:
 			f.warn("renew it with 'p2ptls cert renew' (from cron) or keep serve running; "+IDLastRenewal+" says whether an attempt failed",
-				"mapping %s: its renewal was due on %s and has not happened (the certificate expires on %s)", info.ID, text.Stamp(*info.NextRenewalAt), text.Stamp(*info.NotAfter))
+				"mapping %s: its renewal was due on %s and has not happened (the certificate expires on %s)", info.m.ID, text.Stamp(*info.NextRenewalAt), text.Stamp(*info.NotAfter))
 		}
 	}
 	return f.check(IDExpiry, fmt.Sprintf("no certificate is expired or overdue for renewal (%s checked)", plural(withCert, "certificate")))
@@ -352,7 +338,7 @@ func checkLastRenewal(ctx context.Context, e *env) Check {
 	var f findings
 	n := 0
 	for _, info := range e.infos {
-		if info.Source != state.SourceACME {
+		if info.m == nil || info.m.Source != state.SourceACME {
 			continue
 		}
 		n++
@@ -367,12 +353,12 @@ func checkLastRenewal(ctx context.Context, e *env) Check {
 		if info.RetryAt != nil {
 			retry = "; the next attempt is not before " + text.Stamp(*info.RetryAt)
 		}
-		hint := fmt.Sprintf("fix the cause, then 'p2ptls cert issue %s' (serve and 'cert renew' retry by themselves with back-off)", info.ID)
+		hint := fmt.Sprintf("fix the cause, then 'p2ptls cert issue %s' (serve and 'cert renew' retry by themselves with back-off)", info.m.ID)
 		switch info.Status {
 		case mappings.StatusValid, mappings.StatusExpiring:
-			f.warn(hint, "mapping %s: the last attempt%s failed: %s; the current certificate serves until %s%s", info.ID, when, info.LastError, text.Stamp(*info.NotAfter), retry)
+			f.warn(hint, "mapping %s: the last attempt%s failed: %s; the current certificate serves until %s%s", info.m.ID, when, info.LastError, text.Stamp(*info.NotAfter), retry)
 		default:
-			f.fail(hint, "mapping %s: the last attempt%s failed: %s; no valid certificate serves its hosts%s", info.ID, when, info.LastError, retry)
+			f.fail(hint, "mapping %s: the last attempt%s failed: %s; no valid certificate serves its hosts%s", info.m.ID, when, info.LastError, retry)
 		}
 	}
 	if n == 0 {

@@ -41,9 +41,16 @@ type treeScan struct {
 	// rules (run/ and what is inside a temporary directory are not
 	// leftovers).
 	temps []state.TempEntry
-	// pairs are the identities of the regular files named cert.pem and
-	// key.pem in the mapping directories, by store name.
-	pairs map[string]state.FileID
+	// pubNames are the entries of certs/public (sorted), and pubFiles,
+	// for each one that is a mapping directory, the identities of its
+	// regular files cert.pem, key.pem and meta.toml: checkCoverage's memo
+	// and the certificate summaries of mappings.List take them instead of
+	// a stat each. Kept by position, not in a map: 100k mappings.
+	pubNames []dirent
+	pubFiles []mappingFiles
+	// pubWalked says certs/public was walked (a directory, not a
+	// symlink), so that pubNames are all its entries.
+	pubWalked bool
 	// dirs are the directories walked (store names), for the memo's
 	// pruning; stored counts the listings the walk memoized.
 	dirs   []string
@@ -56,9 +63,71 @@ type scanPart struct {
 	temps []state.TempEntry
 }
 
-type pairFile struct {
-	name string
-	id   state.FileID
+// publicNames are the names in certs/public as the walk read them
+// (sorted); ok is false when it did not read that directory.
+func (t *treeScan) publicNames() (names []string, ok bool) {
+	if !t.pubWalked {
+		return nil, false
+	}
+	names = make([]string, len(t.pubNames))
+	for i, de := range t.pubNames {
+		names[i] = de.name
+	}
+	return names, true
+}
+
+// mappingFiles are the identities of one mapping directory's stored
+// files, in the order of storedFiles; ok says the walk saw a regular file.
+type mappingFiles struct {
+	ids [len(storedFiles)]state.FileID
+	ok  [len(storedFiles)]bool
+	// The directory's entry in doctor's memo (see mappingDirVersion):
+	// outcome is its outcome part as the memo had it (a view), listing
+	// the listing part to keep (the memo's when still the directory's,
+	// or the one just read: fresh); put says the entry was put again.
+	outcome, listing []byte
+	fresh, put       bool
+}
+
+// storedFiles are the files of a mapping directory whose identities the
+// walk keeps.
+var storedFiles = [...]string{mappings.CertFileName, mappings.KeyFileName, mappings.MetaFileName}
+
+// fileID is the identity the walk saw of file (one of storedFiles) of
+// mapping id's directory.
+func (t *treeScan) fileID(id, file string) (state.FileID, bool) {
+	return t.filesOf(id, -1).id(file)
+}
+
+// filesOf are the identities the walk saw in mapping id's directory, nil
+// when it saw none. hint is where id likely is among certs/public's
+// entries (a mapping's position in the config, sorted by id as they are),
+// -1 for none: 100k binary searches are not free.
+func (t *treeScan) filesOf(id string, hint int) *mappingFiles {
+	if t == nil {
+		return nil
+	}
+	if hint >= 0 && hint < len(t.pubNames) && hint < len(t.pubFiles) && t.pubNames[hint].name == id {
+		return &t.pubFiles[hint]
+	}
+	j, ok := slices.BinarySearchFunc(t.pubNames, id, func(de dirent, id string) int { return strings.Compare(de.name, id) })
+	if !ok || j >= len(t.pubFiles) {
+		return nil
+	}
+	return &t.pubFiles[j]
+}
+
+// id is the identity of file (one of storedFiles) in f.
+func (f *mappingFiles) id(file string) (state.FileID, bool) {
+	if f == nil {
+		return state.FileID{}, false
+	}
+	for i, name := range storedFiles {
+		if name == file && f.ok[i] {
+			return f.ids[i], true
+		}
+	}
+	return state.FileID{}, false
 }
 
 func (a *scanPart) add(b *scanPart) {
@@ -124,7 +193,7 @@ func scanTree(root string, memo *state.Memo) (treeScan, error) {
 		d, err := openDir(root)
 		if err == nil {
 			var sub scanPart
-			sub, err = w.dir(d, dirPath{parent: root}, "", top.id, nil)
+			sub, err = w.dir(d, dirPath{parent: root}, "", top.id, nil, nil)
 			p.add(&sub)
 		} else if isGone(err) {
 			err = nil
@@ -142,21 +211,20 @@ type treeWalk struct {
 	sem  chan struct{} // a slot for each extra worker
 	// stored counts the listings put in the memo.
 	stored atomic.Int64
-	// pairs and dirs are what treeScan keeps of them, in no order: each
-	// directory adds its own once it has read them.
-	mu    sync.Mutex
-	pairs []pairFile
-	dirs  []string
+	// dirs are the directories walked, in no order: each adds itself
+	// once it has read its entries; pubNames and pubFiles are set by
+	// certs/public's.
+	mu        sync.Mutex
+	pubNames  []dirent
+	pubFiles  []mappingFiles
+	pubWalked bool
+	dirs      []string
 }
 
 func (w *treeWalk) result(p *scanPart) treeScan {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	t := treeScan{modes: p.modes, temps: p.temps, pairs: make(map[string]state.FileID, len(w.pairs)), dirs: w.dirs, stored: w.stored.Load()}
-	for _, f := range w.pairs {
-		t.pairs[f.name] = f.id
-	}
-	return t
+	return treeScan{modes: p.modes, temps: p.temps, pubNames: w.pubNames, pubFiles: w.pubFiles, pubWalked: w.pubWalked, dirs: w.dirs, stored: w.stored.Load()}
 }
 
 // classify notes entry e at rel if its mode is too open
@@ -235,7 +303,7 @@ func decodeListing(b []byte) ([]dirent, error) {
 	r := state.NewMemoReader(b[1:])
 	des := make([]dirent, r.Count())
 	for i := range des {
-		des[i].name = r.Str()
+		des[i].name = r.View() // into the memo's value, never written to
 		des[i].typ = direntType(r.Byte())
 	}
 	if err := r.Done(); err != nil {
@@ -250,7 +318,10 @@ func decodeListing(b []byte) ([]dirent, error) {
 // entries when the memo had them, nil to read d. Subdirectories go to
 // another worker when one is free; the results are joined in order, and
 // the first error in that order is the walk's, as WalkDir stops at it.
-func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed []dirent) (scanPart, error) {
+//
+// files, for a mapping directory (below certs/public), gets the
+// identities of its stored files.
+func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed []dirent, files *mappingFiles) (scanPart, error) {
 	// d is closed once every worker below it has ended: a subdirectory
 	// whose listing came from the memo is reached through d.
 	defer closeDir(d)
@@ -272,21 +343,30 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 			return p, err
 		}
 		slices.SortFunc(entries, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
-		if rel != "" {
+		switch {
+		case files != nil:
+			rememberMappingDir(files, id, entries)
+			w.stored.Add(1)
+		case rel != "":
 			w.remember(rel, id, entries)
 		}
 	}
-	var pairs [2]pairFile // a mapping directory's certificate and key
-	npairs := 0
+	// The mapping directories' files go where certs/public's walk says,
+	// by their position in its entries.
+	var pub []mappingFiles
+	if rel == mappings.PublicDir {
+		pub = make([]mappingFiles, len(entries))
+		w.mu.Lock()
+		w.pubNames, w.pubFiles, w.pubWalked = entries, pub, true
+		w.mu.Unlock()
+	}
 	defer func() {
 		w.mu.Lock()
-		w.pairs = append(w.pairs, pairs[:npairs]...)
 		if rel != "" {
 			w.dirs = append(w.dirs, rel)
 		}
 		w.mu.Unlock()
 	}()
-	pairDir := strings.HasPrefix(rel, mappings.PublicDir+"/") && !strings.Contains(rel[len(mappings.PublicDir)+1:], "/")
 	// A slot holds, in entry order, what one entry found and what was
 	// found below it: only entries that found something or are
 	// directories have one (a 100k-entry directory of 0700 directories
@@ -294,10 +374,9 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 	// directories walked have no order: they go to w, once (the defer
 	// above).
 	type slot struct {
-		own   *scanPart // nil: nothing
-		below scanPart
-		err   error         // the first error below, or opening it
-		done  chan struct{} // closed when a worker is done below; nil when walked inline
+		own, below *scanPart     // nil: nothing
+		err        error         // the first error below, or opening it
+		done       chan struct{} // closed when a worker is done below; nil when walked inline
 	}
 	// Made once, with room for every entry: a worker writes into its
 	// slot, which appending must never move.
@@ -309,7 +388,7 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 		slots = append(slots, slot{own: own})
 		return &slots[len(slots)-1]
 	}
-	for _, de := range entries {
+	for i, de := range entries {
 		e := statAt(d, de)
 		childRel := ""
 		relOf := func() string { // made only for an entry that needs it
@@ -335,9 +414,12 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 					own.modes = f
 				}
 			}
-			if pairDir && npairs < len(pairs) && e.mode.IsRegular() && (e.name == mappings.CertFileName || e.name == mappings.KeyFileName) {
-				pairs[npairs] = pairFile{name: relOf(), id: e.id}
-				npairs++
+			if files != nil && e.mode.IsRegular() {
+				for j, name := range storedFiles {
+					if e.name == name {
+						files.ids[j], files.ok[j] = e.id, true
+					}
+				}
 			}
 		}
 		if !e.dir {
@@ -350,7 +432,13 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 		childAt := dirPath{parent: pathOf(), name: e.name}
 		var cd dirRef
 		childRel = relOf()
-		childListed, ok := w.listing(childRel, e)
+		var childListed []dirent
+		var ok bool
+		if pub != nil {
+			childListed, ok = w.mappingDirListing(childRel, e, &pub[i])
+		} else {
+			childListed, ok = w.listing(childRel, e)
+		}
 		if ok {
 			cd = viaParent(d, e.name)
 		} else {
@@ -363,15 +451,19 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 			}
 		}
 		childID := e.id
+		var childFiles *mappingFiles
+		if pub != nil {
+			childFiles = &pub[i]
+		}
 		select {
 		case w.sem <- struct{}{}:
 			sl.done = make(chan struct{})
 			go func() {
 				defer func() { <-w.sem; close(sl.done) }()
-				sl.below, sl.err = w.dir(cd, childAt, childRel, childID, childListed)
+				sl.below, sl.err = w.below(cd, childAt, childRel, childID, childListed, childFiles)
 			}()
 		default:
-			sl.below, sl.err = w.dir(cd, childAt, childRel, childID, childListed)
+			sl.below, sl.err = w.below(cd, childAt, childRel, childID, childListed, childFiles)
 		}
 	}
 	var first error
@@ -386,8 +478,27 @@ func (w *treeWalk) dir(d dirRef, at dirPath, rel string, id state.FileID, listed
 		if sl.own != nil {
 			p.add(sl.own)
 		}
-		p.add(&sl.below)
+		if sl.below != nil {
+			p.add(sl.below)
+		}
 		first = sl.err
 	}
 	return p, first
+}
+
+// below is dir, with what it found as a pointer, nil when nothing: most
+// directories (100k mapping directories) find nothing, and their slots
+// stay small.
+func (w *treeWalk) below(d dirRef, at dirPath, rel string, id state.FileID, listed []dirent, files *mappingFiles) (*scanPart, error) {
+	p, err := w.dir(d, at, rel, id, listed, files)
+	if p.empty() {
+		return nil, err
+	}
+	found := p // only this escapes: p itself stays on the stack
+	return &found, err
+}
+
+func (a *scanPart) empty() bool {
+	m := &a.modes
+	return len(a.temps)+len(m.secrets)+len(m.dirs)+len(m.files)+len(m.secretPaths) == 0
 }

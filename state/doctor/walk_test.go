@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -206,32 +207,67 @@ func compareScan(t *testing.T, root string, memo *state.Memo) treeScan {
 	t.Helper()
 	want, wantTemps, ids, werr := walkModes(root)
 	got, err := scanTree(root, memo)
+	if memo != nil {
+		// The mapping directories' listings go in with their outcomes,
+		// when doctor saves its memo.
+		got.putMappingDirs(memo)
+	}
 	if !reflect.DeepEqual(got.modes, want) || (err == nil) != (werr == nil) {
 		t.Fatalf("scanTree:\n%+v, %v\nWalkDir:\n%+v, %v", got.modes, err, want, werr)
 	}
 	if !reflect.DeepEqual(got.temps, wantTemps) {
 		t.Fatalf("scanTree's temporary names:\n%+v\nWalkDir's:\n%+v", got.temps, wantTemps)
 	}
-	for name, id := range got.pairs {
-		if path.Base(name) != "cert.pem" && path.Base(name) != "key.pem" || !strings.HasPrefix(name, "certs/public/") || strings.Count(name, "/") != 3 {
-			t.Fatalf("scanTree keeps the identity of %s, which is no mapping's certificate or key", name)
+	kept := 0
+	for k, f := range got.pubFiles {
+		mid := got.pubNames[k].name
+		for _, hint := range []int{k, -1, k + 1, len(got.pubFiles)} {
+			if got.filesOf(mid, hint) != &got.pubFiles[k] {
+				t.Fatalf("filesOf(%s, %d) is not the walk's entry %d", mid, hint, k)
+			}
 		}
-		if ids[name] != id {
-			t.Fatalf("scanTree: identity of %s %+v, lstat's %+v", name, id, ids[name])
+		for i, file := range storedFiles {
+			if !f.ok[i] {
+				continue
+			}
+			kept++
+			name := "certs/public/" + mid + "/" + file
+			if ids[name] != f.ids[i] {
+				t.Fatalf("scanTree: identity of %s %+v, lstat's %+v", name, f.ids[i], ids[name])
+			}
+			if id, ok := got.fileID(mid, file); !ok || id != f.ids[i] {
+				t.Fatalf("fileID(%s, %s) = %+v, %v", mid, file, id, ok)
+			}
 		}
 	}
-	if pairs := countPairs(ids); len(got.pairs) != pairs {
-		t.Fatalf("scanTree keeps %d identities, want %d", len(got.pairs), pairs)
+	if pairs := countPairs(ids); kept != pairs {
+		t.Fatalf("scanTree keeps %d identities, want %d", kept, pairs)
+	}
+	// checkOrphans takes certs/public's names from the walk: they are
+	// what listing it gives.
+	pub := filepath.Join(root, "certs", "public")
+	var listed []string
+	des, rerr := os.ReadDir(pub)
+	for _, de := range des {
+		listed = append(listed, de.Name())
+	}
+	names, ok := got.publicNames()
+	if fi, lerr := os.Lstat(pub); lerr == nil && fi.IsDir() && rerr == nil {
+		if !ok || !slices.Equal(names, listed) {
+			t.Fatalf("the walk's names in certs/public: %q, %v; ReadDir's %q", names, ok, listed)
+		}
+	} else if ok && err == nil {
+		t.Fatalf("the walk says it read certs/public, which is no directory it can read: %q", names)
 	}
 	return got
 }
 
-// countPairs counts the mappings' certificates and keys among the regular
-// files.
+// countPairs counts the mappings' certificates, keys and metadata among
+// the regular files.
 func countPairs(ids map[string]state.FileID) int {
 	n := 0
 	for name := range ids {
-		if strings.HasPrefix(name, "certs/public/") && strings.Count(name, "/") == 3 && (path.Base(name) == "cert.pem" || path.Base(name) == "key.pem") {
+		if strings.HasPrefix(name, "certs/public/") && strings.Count(name, "/") == 3 && slices.Contains(storedFiles[:], path.Base(name)) {
 			n++
 		}
 	}

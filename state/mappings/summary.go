@@ -83,6 +83,7 @@ type Summaries struct {
 	s    state.Store
 	memo *state.Memo
 	dir  string // state.Locate(s, PublicDir), for the paths of 100k Infos
+	seen Seen   // nil: stat each file (see EachSeen)
 }
 
 // NewSummaries reads through the memo kept for s.
@@ -124,6 +125,11 @@ func (c *Summaries) retain(ids map[string]bool) {
 // stat is the identity of mapping id's stored file (CertFileName,
 // KeyFileName or MetaFileName), for the memo's Get.
 func (c *Summaries) stat(id, file string) (state.FileID, bool) {
+	if c.seen != nil {
+		if fid, ok := c.seen(id, file); ok {
+			return fid, true
+		}
+	}
 	if filepath.IsAbs(c.dir) { // as Memo.Stat would make it, without a Join
 		return c.memo.Stat(c.dir + string(filepath.Separator) + id + string(filepath.Separator) + file)
 	}

@@ -142,6 +142,7 @@ func run(sizesFlag string, runs, acmePct int, keep, only, prebuilt string) error
 				return dir, nil, removeMemo(dir, "certs")
 			}},
 		{name: "doctor", args: []string{"doctor"}, codes: []int{0, 1}}, // 1: a check failed (no ACME account)
+		{name: "listener list", args: []string{"listener", "list"}},
 		{name: "cert renew (nothing due)", args: []string{"cert", "renew"}},
 		{name: "cert renew --dry-run", args: []string{"cert", "renew", "--dry-run"}},
 		{name: fmt.Sprintf("mapping import (%dk, empty state)", importRecords/1000),
