@@ -45,25 +45,28 @@ const recordsMemo = "records"
 // their digests; names are the listener and credential names they
 // validated with.
 //
-// gen is the memo's generation the load saw (see Memo.gen), for
-// memoLoaded.
-func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, sums []uint64, names string, gen uint64, err error) {
+// gen is the memo's generation the load saw (see Memo.gen), and listing
+// what the records read vouch for (nil: the memo's own, untouched), both
+// for memoLoaded: the listing is set once, with the names the config
+// validated with, so that a load of an unchanged state leaves the memo
+// as it was and does not rewrite it.
+func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, sums []uint64, names string, gen uint64, listing *memoListing, err error) {
 	m := d.memo(recordsMemo)
 	gen = m.generation()
 	rev, _, err := readRevFile(d.root)
 	if err != nil {
-		return nil, nil, "", gen, fmt.Errorf("read %s: %w", RevisionFile, err)
+		return nil, nil, "", gen, nil, fmt.Errorf("read %s: %w", RevisionFile, err)
 	}
 	dirPath := filepath.Join(d.root, RecordsDir)
 	dirID, dirOK := statID(dirPath)
 	if quick && dirOK {
 		if ms, sums, names, ok := m.trustedMappings(rev, dirID); ok {
-			return ms, sums, names, gen, nil
+			return ms, sums, names, gen, nil, nil
 		}
 	}
 	out, complete, err := readRecords(ctx, d, func(id string) (Mapping, bool, error) { return d.loadRecordMemo(ctx, m, gen, id) })
 	if err != nil {
-		return nil, nil, "", gen, err
+		return nil, nil, "", gen, &memoListing{}, err
 	}
 	listed := make(map[string]bool, len(out))
 	for i := range out {
@@ -74,22 +77,25 @@ func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, sums [
 	// the directory was: a change since moves one of them. Without the
 	// lock, a directory changed too recently to tell (see racyWindow) is
 	// not vouched for.
-	l := memoListing{}
+	l := &memoListing{}
 	if dirOK && rev.Epoch != "" && (quick || !dirID.racy(time.Now())) && complete {
-		l = memoListing{Valid: true, Epoch: rev.Epoch, Seq: rev.Seq, Dir: dirID}
+		l = &memoListing{Valid: true, Epoch: rev.Epoch, Seq: rev.Seq, Dir: dirID}
 	}
-	m.setListingAt(gen, l)
-	return out, nil, "", gen, nil
+	return out, nil, "", gen, l, nil
 }
 
-// memoLoaded saves the records memo after a load; after one whose config
-// did not validate, it vouches for no listing, so that the next change
+// memoLoaded sets the records memo's listing after a load (listing from
+// loadMappings) and saves it; after one whose config did not validate, it
+// vouches for no listing, so that the next change
 // reads every record and refuses too.
-func (d *Dir) memoLoaded(gen uint64, valid bool, names string) {
+func (d *Dir) memoLoaded(gen uint64, listing *memoListing, valid bool, names string) {
 	m := d.memo(recordsMemo)
 	m.mu.Lock()
 	l := m.listing
 	m.mu.Unlock()
+	if listing != nil {
+		l = *listing
+	}
 	l.Names = names
 	if !valid {
 		l = memoListing{}

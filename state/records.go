@@ -99,8 +99,9 @@ func loadRecords(ctx context.Context, s Reader, cfg *Config, quick bool) (truste
 	var names string
 	var gen uint64
 	var sums []uint64
+	var listing *memoListing
 	if local {
-		cfg.Mappings, sums, names, gen, err = d.loadMappings(ctx, quick)
+		cfg.Mappings, sums, names, gen, listing, err = d.loadMappings(ctx, quick)
 	} else {
 		cfg.Mappings, _, err = readRecords(ctx, s, func(id string) (Mapping, bool, error) { return loadRecord(ctx, s, id) })
 	}
@@ -126,8 +127,12 @@ func loadRecords(ctx context.Context, s Reader, cfg *Config, quick bool) (truste
 		}
 		cfg.sums = sums
 	}
-	if local && ctx.Err() == nil {
-		d.memoLoaded(gen, err == nil, cfg.namesKey())
+	if local {
+		if ctx.Err() == nil {
+			d.memoLoaded(gen, listing, err == nil, cfg.namesKey())
+		} else { // a load cut short vouches for nothing
+			d.memo(recordsMemo).setListingAt(gen, memoListing{})
+		}
 	}
 	if err != nil {
 		return false, err
