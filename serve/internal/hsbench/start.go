@@ -172,7 +172,27 @@ func startOnly(ctx context.Context, o options, keep string, starts int) error {
 	}
 	w.Flush()
 	fmt.Println("\nmemory in MiB; warm = after one handshake for every mapping (every certificate parsed and kept)")
+	fmt.Println()
+	for _, r := range rows {
+		fmt.Println(rssGoalLine(r.n, r.runs[len(r.runs)-1].afterWarm.rss, r.bytes))
+	}
 	return nil
+}
+
+// rssGoal is issue 14's memory goal: serve's RSS, warm, at most this many
+// times the certificates' own bytes (their PEM files).
+const rssGoal = 1.2
+
+// rssGoalLine states the memory goal's verdict for one count, so that a
+// run checks it rather than a reader's arithmetic.
+func rssGoalLine(n int, rssKB int64, c certBytes) string {
+	ratio, _ := c.ratio(rssKB)
+	verdict := "met"
+	if ratio > rssGoal {
+		verdict = "NOT met"
+	}
+	return fmt.Sprintf("%s mappings: RSS warm / certificate PEM = %.2f (goal <= %.2f: %s; %d MiB against %.1f MiB)",
+		countName(n), ratio, rssGoal, verdict, rssKB/1024, rssGoal*float64(c.pem)/(1<<20))
 }
 
 // startOnce starts serve on dir once, times it and reads its memory.
