@@ -36,7 +36,7 @@ import (
 type entry struct {
 	id, source, upstream string
 	listener             string
-	hosts                string // normalised, as in the listener's index, each ended by hostEnd
+	hosts                string   // normalised, as in the listener's index, each ended by hostEnd
 	files                *fileRef // source "file" only
 	cert                 packedcert.Cert
 	err                  error
