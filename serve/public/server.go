@@ -69,6 +69,7 @@ type Server struct {
 	byID    map[string]*entry
 	recErrs map[string]string
 	trim    edge.Trimmer
+	gc      gcPacer
 	// statusOut, set by Run, writes the status in the background.
 	statusOut func(*runstatus.Status)
 	closed    bool // the listeners are stopped: serve is shutting down
@@ -322,6 +323,7 @@ func (s *Server) pollWith(ctx context.Context, c state.Changed) {
 		}
 		s.reloaded(start, err, "mappings reloaded", len(ids))
 	}
+	s.gc.pace()
 	now := time.Now()
 	if s.trim.Observe(edge.OpenConns(), now) {
 		s.o.Log.Debug("a burst of connections is over; returned its memory to the operating system", "open_connections", edge.OpenConns())
