@@ -123,6 +123,7 @@ func startOnly(ctx context.Context, o options, keep string, starts int) error {
 		n     int
 		bytes certBytes
 		runs  []startRun
+		warm  startRun // the last start, the one warmed up
 	}
 	var rows []row
 	for _, n := range o.counts {
@@ -157,6 +158,7 @@ func startOnly(ctx context.Context, o options, keep string, starts int) error {
 		if keep == "" {
 			os.RemoveAll(dir)
 		}
+		r.warm = r.runs[len(r.runs)-1] // before the runs are sorted
 		rows = append(rows, r)
 	}
 
@@ -164,13 +166,13 @@ func startOnly(ctx context.Context, o options, keep string, starts int) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "N\tstart\tCPU start\tCPU warm-up\tcert PEM MiB\tcert DER MiB\tVmHWM at start\tVmRSS at start\tVmHWM warm\tVmRSS warm\tRSS warm / PEM\tRSS warm / DER\t")
 	for _, r := range rows {
-		warm := r.runs[len(r.runs)-1].afterWarm
+		warm := r.warm.afterWarm
 		slices.SortFunc(r.runs, func(a, b startRun) int { return int(a.start - b.start) })
 		m := r.runs[len(r.runs)/2]
 		pemR, derR := r.bytes.ratio(warm.rss)
 		fmt.Fprintf(w, "%s\t%v (%v-%v)\t%v\t%v\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%.2f\t%.2f\t\n", countName(r.n),
 			m.start.Round(10*time.Millisecond), r.runs[0].start.Round(10*time.Millisecond), r.runs[len(r.runs)-1].start.Round(10*time.Millisecond),
-			m.startCPU.Round(10*time.Millisecond), r.runs[len(r.runs)-1].warmCPU.Round(10*time.Millisecond),
+			m.startCPU.Round(10*time.Millisecond), r.warm.warmCPU.Round(10*time.Millisecond),
 			float64(r.bytes.pem)/(1<<20), float64(r.bytes.der)/(1<<20),
 			m.atStart.hwm/1024, m.atStart.rss/1024, warm.hwm/1024, warm.rss/1024, pemR, derR)
 	}
@@ -178,7 +180,7 @@ func startOnly(ctx context.Context, o options, keep string, starts int) error {
 	fmt.Println("\nmemory in MiB; warm = after one handshake for every mapping (every certificate parsed and kept);\nCPU = serve's user+system time: until the last name was served (median start), during the warm-up (last start)")
 	fmt.Println()
 	for _, r := range rows {
-		fmt.Println(rssGoalLine(r.n, r.runs[len(r.runs)-1].afterWarm.rss, r.bytes))
+		fmt.Println(rssGoalLine(r.n, r.warm.afterWarm.rss, r.bytes))
 	}
 	return nil
 }
@@ -190,6 +192,9 @@ const rssGoal = 1.2
 // rssGoalLine states the memory goal's verdict for one count, so that a
 // run checks it rather than a reader's arithmetic.
 func rssGoalLine(n int, rssKB int64, c certBytes) string {
+	if rssKB <= 0 {
+		return fmt.Sprintf("%s mappings: RSS warm not measured", countName(n))
+	}
 	ratio, _ := c.ratio(rssKB)
 	verdict := "met"
 	if ratio > rssGoal {
