@@ -36,12 +36,22 @@ import (
 // Cert is a certificate chain and its private key. The zero Cert holds
 // nothing; Certificate then fails.
 type Cert struct {
-	// packed is the chain and the key: a count byte, each certificate as a
-	// 4-byte big-endian length and its DER, then a key-kind byte and the
-	// key's raw bytes (see keyKind and pointInLeaf).
-	packed []byte
+	// at[off:off+n] is the chain and the key, in a chunk off the Go heap
+	// (see arena.go): a count byte, each certificate as a 4-byte
+	// big-endian length and its DER, then a key-kind byte and the key's
+	// raw bytes (see keyKind and pointInLeaf). at keeps the chunk mapped.
+	at     *chunk
+	off, n uint32
 	// parsed is the certificate as given, for keys that are not packed.
 	parsed *tls.Certificate
+}
+
+// packed is c's bytes, nil for none.
+func (c Cert) packed() []byte {
+	if c.at == nil {
+		return nil
+	}
+	return c.at.mem[c.off : c.off+c.n : c.off+c.n]
 }
 
 // keyKind is how the raw key bytes at the end of packed read.
@@ -108,7 +118,8 @@ func Pack(c *tls.Certificate) (Cert, error) {
 	for _, der := range c.Certificate {
 		n += 4 + len(der)
 	}
-	b := make([]byte, 0, n)
+	at, off := place(n)
+	b := at.mem[off : off : off+n]
 	b = append(b, byte(len(c.Certificate)))
 	for _, der := range c.Certificate {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(der)))
@@ -116,7 +127,10 @@ func Pack(c *tls.Certificate) (Cert, error) {
 	}
 	b = append(b, byte(kind))
 	b = append(b, raw...)
-	return Cert{packed: b}, nil
+	if len(b) != n {
+		panic("packedcert: packed size miscounted") // append would have left the chunk
+	}
+	return Cert{at: at, off: uint32(off), n: uint32(n)}, nil
 }
 
 func curveKind(c elliptic.Curve) keyKind {
@@ -134,7 +148,7 @@ func (c Cert) Certificate() (*tls.Certificate, error) {
 	if c.parsed != nil {
 		return c.parsed, nil
 	}
-	b := c.packed
+	b := c.packed()
 	if len(b) == 0 {
 		return nil, errors.New("no certificate was packed")
 	}
@@ -147,14 +161,20 @@ func (c Cert) Certificate() (*tls.Certificate, error) {
 	}
 	kind, raw := keyKind(at[0]), at[1:]
 	var r *rebuilt
+	var ed *rebuiltEd25519
 	var chain [][]byte
 	switch {
 	case kind == keyEd25519:
-		chain = make([][]byte, n)
+		ed = &rebuiltEd25519{at: c.at}
+		if n <= len(ed.chain) {
+			chain = ed.chain[:n:n]
+		} else {
+			chain = make([][]byte, n)
+		}
 	case curves[kind&^pointInLeaf] == nil:
 		return nil, fmt.Errorf("packed certificate has unknown key kind %d", kind)
 	default:
-		r = new(rebuilt)
+		r = &rebuilt{at: c.at}
 		if n <= len(r.chain) {
 			chain = r.chain[:n:n]
 		} else {
@@ -166,8 +186,15 @@ func (c Cert) Certificate() (*tls.Certificate, error) {
 		chain[i] = b[4 : 4+l : 4+l]
 		b = b[4+l:]
 	}
-	if r == nil {
-		return &tls.Certificate{Certificate: chain, PrivateKey: ed25519.PrivateKey(raw[:len(raw):len(raw)])}, nil
+	if ed != nil {
+		if len(raw) != len(ed.key) {
+			return nil, errors.New("packed Ed25519 key has the wrong size")
+		}
+		// On the heap: crypto/ed25519 caches each key by a weak pointer
+		// to it, which the runtime makes only for heap memory.
+		copy(ed.key[:], raw)
+		ed.cert = tls.Certificate{Certificate: chain, PrivateKey: ed25519.PrivateKey(ed.key[:])}
+		return &ed.cert, nil
 	}
 	curve := curves[kind&^pointInLeaf]
 	size := (curve.Params().BitSize + 7) / 8
@@ -202,12 +229,25 @@ const maxKeyWords = (66*8 + bits.UintSize - 1) / bits.UintSize
 // weak pointer and a cleanup to the key, which the runtime keeps in a
 // per-span list it searches linearly: with 48-byte keys packed 170 to a
 // span, that search was most of what the cache cost.
+//
+// Its chain is in c's chunk, which at keeps mapped for as long as the
+// certificate is held (see arena.go).
 type rebuilt struct {
 	cert    tls.Certificate
 	key     ecdsa.PrivateKey
 	x, y, d big.Int
 	words   [3 * maxKeyWords]big.Word
 	chain   [3][]byte // leaf and up to two intermediates
+	at      *chunk
+}
+
+// rebuiltEd25519 is what Certificate returns for an Ed25519 pair: its
+// chain is in the chunk at keeps mapped.
+type rebuiltEd25519 struct {
+	cert  tls.Certificate
+	key   [ed25519.PrivateKeySize]byte
+	chain [3][]byte
+	at    *chunk
 }
 
 // setBytes sets z to the big-endian number b, using w (len(w) words, as

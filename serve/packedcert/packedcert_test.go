@@ -132,6 +132,12 @@ func issueChain(t testing.TB, leafKey crypto.Signer) ([][]byte, *x509.CertPool) 
 // loopback TCP and returns what the verifying client saw.
 func handshake(t *testing.T, c Cert, roots *x509.CertPool) tls.ConnectionState {
 	t.Helper()
+	return handshakeGet(t, func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.Certificate() }, roots)
+}
+
+// handshakeGet is handshake with the server's GetCertificate.
+func handshakeGet(t *testing.T, get func(*tls.ClientHelloInfo) (*tls.Certificate, error), roots *x509.CertPool) tls.ConnectionState {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +153,7 @@ func handshake(t *testing.T, c Cert, roots *x509.CertPool) tls.ConnectionState {
 		defer conn.Close()
 		srv := tls.Server(conn, &tls.Config{
 			MinVersion:     tls.VersionTLS13,
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.Certificate() },
+			GetCertificate: get,
 		})
 		srvErr <- srv.Handshake()
 	}()
@@ -265,15 +271,16 @@ func TestPublicPointFromTheLeaf(t *testing.T) {
 					for _, der := range tc.chain {
 						want += 4 + len(der)
 					}
-					if len(c.packed) != want {
-						t.Errorf("packed %d bytes, want %d", len(c.packed), want)
+					packed := c.packed()
+					if len(packed) != want {
+						t.Errorf("packed %d bytes, want %d", len(packed), want)
 					}
-					kind := keyKind(c.packed[len(c.packed)-tc.keyLen-1])
+					kind := keyKind(packed[len(packed)-tc.keyLen-1])
 					if got := kind&pointInLeaf != 0; got != tc.inLeaf {
 						t.Errorf("point in leaf = %v, want %v", got, tc.inLeaf)
 					}
 					if tc.corrupt {
-						c.packed[len(c.packed)-2], c.packed[len(c.packed)-1] = 0xff, 0xf0
+						packed[len(packed)-2], packed[len(packed)-1] = 0xff, 0xf0
 						if _, err := c.Certificate(); err == nil {
 							t.Fatal("an offset past the leaf rebuilt a key")
 						}

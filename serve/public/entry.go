@@ -6,10 +6,13 @@ import (
 	"crypto/tls"
 	"fmt"
 	"hash/maphash"
+	"iter"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"github.com/p2pstream/p2ptls/serve/packedcert"
 	"github.com/p2pstream/p2ptls/state"
@@ -26,11 +29,14 @@ import (
 // one per mapping (at 100k, each 8 bytes are 0.8 MB of heap and, with the
 // heap goal, about twice that in RSS) and the garbage collector scans every
 // entry up to its last pointer on every cycle. Its strings share what
-// many entries hold alike (source, listener) instead of keeping a copy.
+// many entries hold alike (source, listener) instead of keeping a copy,
+// and the others are copied into a strArena: the loaded mapping's strings
+// are views of the records memo's buffer, which one kept string would
+// keep whole (about 100 bytes per mapping).
 type entry struct {
 	id, source, upstream string
 	listener             string
-	hosts                []string // normalised, as in the listener's index
+	hosts                string   // normalised, as in the listener's index, each ended by hostEnd
 	files                *fileRef // source "file" only
 	cert                 packedcert.Cert
 	err                  error
@@ -51,14 +57,92 @@ type entry struct {
 type fileRef struct{ cert, key string }
 
 // newEntry is m's entry on listener, the listener's own name: m's copy
-// of it is one more string per mapping.
-func newEntry(m *state.Mapping, listener string, digest uint64) *entry {
-	e := &entry{id: m.ID, source: intern(m.Source, state.SourceManual, state.SourceACME, state.SourceSelfSigned, state.SourceFile),
-		upstream: m.Upstream, listener: intern(m.Listener, listener), hosts: m.Hosts, digest: digest}
+// of it is one more string per mapping. Its own strings are copied into a.
+func newEntry(m *state.Mapping, listener string, digest uint64, a *strArena) *entry {
+	e := &entry{id: a.str(m.ID), source: intern(m.Source, state.SourceManual, state.SourceACME, state.SourceSelfSigned, state.SourceFile),
+		upstream: a.str(m.Upstream), listener: intern(m.Listener, listener), hosts: a.hosts(m.Hosts), digest: digest}
 	if m.CertFile != "" || m.KeyFile != "" {
-		e.files = &fileRef{cert: m.CertFile, key: m.KeyFile}
+		e.files = &fileRef{cert: strings.Clone(m.CertFile), key: strings.Clone(m.KeyFile)}
 	}
 	return e
+}
+
+// hostEnd ends each host in entry.hosts: no normalised host holds it.
+const hostEnd = "\x00"
+
+// eachHost yields e's hosts, in the order of its mapping.
+func (e *entry) eachHost() iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for h := range strings.SplitSeq(strings.TrimSuffix(e.hosts, hostEnd), hostEnd) {
+			if h != "" && !yield(h) {
+				return
+			}
+		}
+	}
+}
+
+// hostCount is the number of e's hosts.
+func (e *entry) hostCount() int { return strings.Count(e.hosts, hostEnd) }
+
+// strArena copies strings into large shared blocks: a string per field
+// of every mapping is an object each, which the garbage collector marks
+// on every cycle, and a block holds thousands of them. A block is kept
+// while any of its strings is; the bytes it has handed out are never
+// written again. The zero strArena is ready; a nil one copies each string
+// on its own (a change of a few mappings).
+type strArena struct{ block []byte }
+
+// strBlock is the size of a strArena's blocks.
+const strBlock = 64 << 10
+
+func (a *strArena) str(s string) string {
+	if s == "" {
+		return ""
+	}
+	if a == nil {
+		return strings.Clone(s)
+	}
+	b := a.grow(len(s))
+	b = append(b, s...)
+	return a.keep(b)
+}
+
+// hosts is hosts as entry.hosts keeps them.
+func (a *strArena) hosts(hosts []string) string {
+	n := 0
+	for _, h := range hosts {
+		n += len(h) + len(hostEnd)
+	}
+	if n == 0 {
+		return ""
+	}
+	var b []byte
+	if a == nil {
+		b = make([]byte, 0, n)
+	} else {
+		b = a.grow(n)
+	}
+	for _, h := range hosts {
+		b = append(append(b, h...), hostEnd...)
+	}
+	if a == nil {
+		return string(b)
+	}
+	return a.keep(b)
+}
+
+// grow returns the free end of the block, with room for n bytes.
+func (a *strArena) grow(n int) []byte {
+	if cap(a.block)-len(a.block) < n {
+		a.block = make([]byte, 0, max(strBlock, n))
+	}
+	return a.block[len(a.block):len(a.block):cap(a.block)]
+}
+
+// keep hands out b, filled from grow's slice, as a string.
+func (a *strArena) keep(b []byte) string {
+	a.block = a.block[:len(a.block)+len(b)]
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // intern returns the one of known equal to s, else s.

@@ -2,8 +2,11 @@ package public
 
 import (
 	"crypto/tls"
+	"fmt"
 	"hash/maphash"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"unsafe"
@@ -112,7 +115,7 @@ func TestEntryIsSmall(t *testing.T) {
 		{state.Mapping{ID: "b", Source: fresh(state.SourceACME), Listener: fresh("web")}, state.SourceACME},
 		{state.Mapping{ID: "c", Source: fresh(state.SourceFile), Listener: fresh("web"), CertFile: "/etc/c.pem", KeyFile: "/etc/c.key"}, state.SourceFile},
 	} {
-		e := newEntry(&tc.m, listener, 1)
+		e := newEntry(&tc.m, listener, 1, nil)
 		if unsafe.StringData(e.source) != unsafe.StringData(tc.want) {
 			t.Errorf("%s: the entry keeps its own copy of source %q", tc.m.ID, e.source)
 		}
@@ -124,6 +127,80 @@ func TestEntryIsSmall(t *testing.T) {
 		}
 		if got := e.mapping(); got.ID != tc.m.ID || got.Source != tc.m.Source || got.CertFile != tc.m.CertFile || got.KeyFile != tc.m.KeyFile {
 			t.Errorf("%s: mapping() = %+v, want the files of %+v", tc.m.ID, got, tc.m)
+		}
+	}
+}
+
+// An entry keeps none of its mapping's strings: a loaded mapping's are
+// views of the records memo's buffer (one string kept keeps all of it),
+// so the entry copies them, many entries into one block of a strArena.
+func TestEntryKeepsNoViewOfTheRecord(t *testing.T) {
+	memo := strings.Repeat("x", 1<<10) + "m01web" + "https://up.example.com" + "a.example.com*.b.example.com" + "/etc/c.pem/etc/c.key"
+	at := strings.Index(memo, "m01")
+	view := func(n int) string { s := memo[at : at+n]; at += n; return s }
+	m := state.Mapping{ID: view(3), Listener: view(3), Upstream: view(22), Hosts: []string{view(13), view(15)},
+		Source: state.SourceFile, CertFile: view(10), KeyFile: view(10)}
+	inMemo := func(s string) bool {
+		p, lo := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(memo)))
+		return s != "" && p >= lo && p < lo+uintptr(len(memo))
+	}
+	for _, a := range []*strArena{nil, new(strArena)} {
+		e := newEntry(&m, "web", 1, a)
+		hosts := slices.Collect(e.eachHost())
+		for _, s := range append([]string{e.id, e.listener, e.upstream, e.files.cert, e.files.key}, hosts...) {
+			if inMemo(s) {
+				t.Errorf("arena %v: the entry keeps %q, a view of the record's buffer", a != nil, s)
+			}
+		}
+		if e.id != m.ID || e.upstream != m.Upstream || !slices.Equal(hosts, m.Hosts) || e.hostCount() != 2 || e.mapping().CertFile != m.CertFile {
+			t.Errorf("arena %v: entry %+v does not hold mapping %+v", a != nil, e, m)
+		}
+	}
+}
+
+// A strArena's strings stay as they were handed out while it hands out
+// more, across blocks and for strings larger than a block.
+func TestStrArenaKeepsWhatItHandedOut(t *testing.T) {
+	var a strArena
+	want := []string{}
+	got := []string{}
+	for i := range 3 * strBlock / 100 {
+		s := fmt.Sprintf("%0*d", 1+i%200, i)
+		if i == 700 {
+			s = strings.Repeat("L", strBlock+1)
+		}
+		want = append(want, s)
+		got = append(got, a.str(s))
+	}
+	got = append(got, a.hosts([]string{"a.example.com", "*.b.example.com"}), a.str(""), a.hosts(nil))
+	want = append(want, "a.example.com\x00*.b.example.com\x00", "", "")
+	if !slices.Equal(got, want) {
+		t.Fatal("a string the arena handed out changed")
+	}
+}
+
+// What serve keeps of the loaded config holds no mapping and not the
+// store's baseline of them (every id and digest, the ids views of the
+// records memo): the entries hold what is served.
+func TestServeKeepsNoLoadedMappings(t *testing.T) {
+	f := newFixture(t, []state.Mapping{{ID: "a", Hosts: []string{"a.example.com"}}, {ID: "b", Hosts: []string{"b.example.com"}}}, nil, Options{})
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	if len(f.s.cfg.Mappings) != 0 || len(f.s.cfg.Listeners) != 1 {
+		t.Errorf("serve keeps %d mappings and %d listeners of the config, want 0 and 1", len(f.s.cfg.Mappings), len(f.s.cfg.Listeners))
+	}
+	// Every other field of the config that holds memory is one serve
+	// chose to keep: a field added to state.Config is decided here.
+	keep := map[string]bool{"SchemaVersion": true, "ACME": true, "Listeners": true, "DNSCredentials": true, "Mappings": false}
+	v := reflect.ValueOf(f.s.cfg).Elem()
+	for i := range v.NumField() {
+		name := v.Type().Field(i).Name
+		if k, ok := keep[name]; !ok {
+			if !v.Field(i).IsZero() {
+				t.Errorf("serve keeps the config's field %s", name)
+			}
+		} else if !k && !v.Field(i).IsZero() {
+			t.Errorf("serve keeps the config's field %s", name)
 		}
 	}
 }

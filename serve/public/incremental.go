@@ -126,7 +126,7 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 	for _, c := range cs {
 		if c.err == nil && c.old != nil {
 			if b := edit(c.old.listener); b != nil {
-				for _, h := range c.old.hosts {
+				for h := range c.old.eachHost() {
 					_ = b.Remove(h)
 				}
 			}
@@ -145,7 +145,7 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 			continue
 		}
 		c.e = s.entryFor(ctx, c.m, c.old)
-		for _, h := range c.m.Hosts {
+		for h := range c.e.eachHost() {
 			_ = b.Add(h, c.e) // claim checked every host
 		}
 	}
@@ -160,13 +160,13 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 			continue
 		}
 		restore := true
-		for _, h := range c.old.hosts {
+		for h := range c.old.eachHost() {
 			if owner, ok := b.Get(h); ok && owner != c.old {
 				restore = false
 			}
 		}
 		if !restore {
-			for _, h := range c.old.hosts {
+			for h := range c.old.eachHost() {
 				if owner, ok := b.Get(h); ok && owner == c.old {
 					_ = b.Remove(h)
 				}
@@ -174,7 +174,7 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 			c.err = fmt.Errorf("%w; its previous state is no longer served either, since another mapping now has one of its hosts", c.err)
 			continue
 		}
-		for _, h := range c.old.hosts {
+		for h := range c.old.eachHost() {
 			if _, ok := b.Get(h); !ok {
 				_ = b.Add(h, c.old)
 			}
@@ -270,9 +270,9 @@ func (s *Server) entryFor(ctx context.Context, m *state.Mapping, old *entry) *en
 	digest := mappingDigest(s.seed, m)
 	switch {
 	case old == nil || old.digest != digest:
-		return newEntry(m, s.listenerName(m.Listener), digest)
+		return newEntry(m, s.listenerName(m.Listener), digest, nil)
 	case old.changed(ctx, s.o.Store):
-		ne := newEntry(m, s.listenerName(m.Listener), digest)
+		ne := newEntry(m, s.listenerName(m.Listener), digest, nil)
 		if err := ne.load(s.o.Store); err != nil {
 			s.o.Log.Warn("certificate changed but does not load; still serving the previous one", "mapping", m.ID, "err", err)
 			s.loadErrs = append(s.loadErrs, err.Error())

@@ -150,7 +150,7 @@ func (f *incrFixture) consistent(what string) {
 		if f.s.byID[e.id] != e {
 			f.t.Errorf("%s: entry %s served is not serve's entry of that id", what, e.id)
 		}
-		hosts += len(e.hosts)
+		hosts += e.hostCount()
 	}
 	if len(v.entries) != len(f.s.byID) || v.index.Len() != hosts {
 		f.t.Errorf("%s: %d entries, %d by id, %d hosts indexed for %d", what, len(v.entries), len(f.s.byID), v.index.Len(), hosts)

@@ -275,6 +275,35 @@ func treeMem(pid int) (memInfo, error) {
 	return m, nil
 }
 
+// clockTicks is the unit of /proc/PID/stat's times: USER_HZ, 100 on every
+// Linux architecture hsbench runs on.
+const clockTicks = 100
+
+// procCPU reads the user and system CPU time a process has used from its
+// /proc/PID/stat file.
+func procCPU(file string) (time.Duration, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: fields are
+	// counted after its closing parenthesis (state is field 3).
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("%s: not a /proc stat file", file)
+	}
+	var ticks int64
+	for _, s := range f[11:13] { // utime, stime: fields 14 and 15
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", file, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
 // procKB reads the "Key:   123 kB" lines named by keys from a /proc file.
 func procKB(file string, keys ...string) ([]int64, error) {
 	b, err := os.ReadFile(file)

@@ -29,6 +29,9 @@ type startRun struct {
 	start     time.Duration
 	atStart   memInfo
 	afterWarm memInfo
+	// serve's CPU time (user+system) until it served the last name, and
+	// for the warm-up: what a memory policy costs shows here.
+	startCPU, warmCPU time.Duration
 }
 
 // certBytes is what a state's certificates weigh.
@@ -120,6 +123,7 @@ func startOnly(ctx context.Context, o options, keep string, starts int) error {
 		n     int
 		bytes certBytes
 		runs  []startRun
+		warm  startRun // the last start, the one warmed up
 	}
 	var rows []row
 	for _, n := range o.counts {
@@ -154,25 +158,50 @@ func startOnly(ctx context.Context, o options, keep string, starts int) error {
 		if keep == "" {
 			os.RemoveAll(dir)
 		}
+		r.warm = r.runs[len(r.runs)-1] // before the runs are sorted
 		rows = append(rows, r)
 	}
 
 	fmt.Printf("\np2ptls serve start (from exec until the last mapping's name is served its certificate) and memory, %d starts\nper count: median (min-max) of the starts; memory at start of the median start, warm of the last\n\n", starts)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "N\tstart\tcert PEM MiB\tcert DER MiB\tVmHWM at start\tVmRSS at start\tVmHWM warm\tVmRSS warm\tRSS warm / PEM\tRSS warm / DER\t")
+	fmt.Fprintln(w, "N\tstart\tCPU start\tCPU warm-up\tcert PEM MiB\tcert DER MiB\tVmHWM at start\tVmRSS at start\tVmHWM warm\tVmRSS warm\tRSS warm / PEM\tRSS warm / DER\t")
 	for _, r := range rows {
-		warm := r.runs[len(r.runs)-1].afterWarm
+		warm := r.warm.afterWarm
 		slices.SortFunc(r.runs, func(a, b startRun) int { return int(a.start - b.start) })
 		m := r.runs[len(r.runs)/2]
 		pemR, derR := r.bytes.ratio(warm.rss)
-		fmt.Fprintf(w, "%s\t%v (%v-%v)\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%.2f\t%.2f\t\n", countName(r.n),
+		fmt.Fprintf(w, "%s\t%v (%v-%v)\t%v\t%v\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%.2f\t%.2f\t\n", countName(r.n),
 			m.start.Round(10*time.Millisecond), r.runs[0].start.Round(10*time.Millisecond), r.runs[len(r.runs)-1].start.Round(10*time.Millisecond),
+			m.startCPU.Round(10*time.Millisecond), r.warm.warmCPU.Round(10*time.Millisecond),
 			float64(r.bytes.pem)/(1<<20), float64(r.bytes.der)/(1<<20),
 			m.atStart.hwm/1024, m.atStart.rss/1024, warm.hwm/1024, warm.rss/1024, pemR, derR)
 	}
 	w.Flush()
-	fmt.Println("\nmemory in MiB; warm = after one handshake for every mapping (every certificate parsed and kept)")
+	fmt.Println("\nmemory in MiB; warm = after one handshake for every mapping (every certificate parsed and kept);\nCPU = serve's user+system time: until the last name was served (median start), during the warm-up (last start)")
+	fmt.Println()
+	for _, r := range rows {
+		fmt.Println(rssGoalLine(r.n, r.warm.afterWarm.rss, r.bytes))
+	}
 	return nil
+}
+
+// rssGoal is issue 14's memory goal: serve's RSS, warm, at most this many
+// times the certificates' own bytes (their PEM files).
+const rssGoal = 1.2
+
+// rssGoalLine states the memory goal's verdict for one count, so that a
+// run checks it rather than a reader's arithmetic.
+func rssGoalLine(n int, rssKB int64, c certBytes) string {
+	if rssKB <= 0 {
+		return fmt.Sprintf("%s mappings: RSS warm not measured", countName(n))
+	}
+	ratio, _ := c.ratio(rssKB)
+	verdict := "met"
+	if ratio > rssGoal {
+		verdict = "NOT met"
+	}
+	return fmt.Sprintf("%s mappings: RSS warm / certificate PEM = %.2f (goal <= %.2f: %s; %d MiB against %.1f MiB)",
+		countName(n), ratio, rssGoal, verdict, rssKB/1024, rssGoal*float64(c.pem)/(1<<20))
 }
 
 // startOnce starts serve on dir once, times it and reads its memory.
@@ -196,6 +225,10 @@ func startOnce(ctx context.Context, o options, tmp, bin, dir, addr string, n, i 
 	if r.atStart, err = treeMem(p.pid()); err != nil {
 		return r, err
 	}
+	stat := fmt.Sprintf("/proc/%d/stat", p.pid())
+	if r.startCPU, err = procCPU(stat); err != nil {
+		return r, err
+	}
 	logf("%d mappings: start %d: served %s after %v; VmRSS %d MiB (VmHWM %d MiB)", n, i+1, warmName(n-1),
 		r.start.Round(time.Millisecond), r.atStart.rss/1024, r.atStart.hwm/1024)
 	if !warm {
@@ -207,6 +240,11 @@ func startOnce(ctx context.Context, o options, tmp, bin, dir, addr string, n, i 
 	if r.afterWarm, err = treeMem(p.pid()); err != nil {
 		return r, err
 	}
+	cpu, err := procCPU(stat)
+	if err != nil {
+		return r, err
+	}
+	r.warmCPU = cpu - r.startCPU
 	logf("%d mappings: every mapping served: VmRSS %d MiB (VmHWM %d MiB)", n, r.afterWarm.rss/1024, r.afterWarm.hwm/1024)
 	return r, nil
 }

@@ -1,0 +1,25 @@
+package public
+
+import "testing"
+
+// The heap goal counts three quarters of the certificates off the heap, and GOGC stays
+// within [100, gcPercentMax].
+func TestGCPercentFor(t *testing.T) {
+	const MiB = 1 << 20
+	tests := []struct {
+		live, offHeap uint64
+		want          int
+	}{
+		{0, 0, 100},
+		{0, 46 * MiB, 100},
+		{35 * MiB, 0, 100},
+		{35 * MiB, 46 * MiB, 198}, // 100k mappings: goal 35+35+34.5 MiB
+		{5 * MiB, 4 * MiB, 160},
+		{1 * MiB, 100 * MiB, gcPercentMax},
+	}
+	for _, tt := range tests {
+		if got := gcPercentFor(tt.live, tt.offHeap); got != tt.want {
+			t.Errorf("gcPercentFor(%d MiB, %d MiB) = %d, want %d", tt.live/MiB, tt.offHeap/MiB, got, tt.want)
+		}
+	}
+}
