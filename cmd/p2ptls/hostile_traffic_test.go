@@ -266,9 +266,17 @@ func TestPublicHostileTraffic(t *testing.T) {
 		upBefore := len(hung)
 		hungMu.Unlock()
 		streams := rapidReset(t, web, "hang.example.test", 2000, 10*time.Second)
-		hungMu.Lock()
-		upAfter := len(hung)
-		hungMu.Unlock()
+		// The client is done writing when rapidReset returns, not the
+		// server reading: wait (bounded) for the upstream dials it makes.
+		var upAfter int
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			hungMu.Lock()
+			upAfter = len(hung)
+			hungMu.Unlock()
+			if upAfter > upBefore || time.Now().After(deadline) {
+				break
+			}
+		}
 		// The streams reached the proxy (it dialled the upstream for them),
 		// and their resets canceled the upstream requests.
 		t.Logf("rapid reset: %d streams opened and reset; the proxy opened %d upstream connections for them", streams, upAfter-upBefore)
