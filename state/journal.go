@@ -528,7 +528,7 @@ func stageFiles(d *Dir, p *applyPlan, temps []string, syncEach bool) error {
 					return
 				}
 				first := units[u][0]
-				if err := MkdirAll(d.abs(p.stageIn[first])); err != nil {
+				if err := mkdirStaging(d.abs(p.stageIn[first])); err != nil {
 					fail(first, err)
 					return
 				}
@@ -564,6 +564,17 @@ func stageFiles(d *Dir, p *applyPlan, temps []string, syncEach bool) error {
 		}
 	}
 	return nil
+}
+
+// mkdirStaging makes staging directory dir, or finds it there: one mkdir
+// for a directory of a staged tree, whose parent is there (MkdirAll would
+// stat it and its parent first: 20k calls for an import of 10k mappings),
+// MkdirAll for everything else, which also gives the error.
+func mkdirStaging(dir string) error {
+	if os.Mkdir(dir, DirMode) == nil {
+		return nil
+	}
+	return MkdirAll(dir)
 }
 
 // stageFile writes data to a new temporary file in dir, named as
