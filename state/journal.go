@@ -33,7 +33,9 @@ import (
 //     below a directory that is not there when the renames begin (new, or
 //     removed by a delete of the same change) become one synced temporary
 //     tree (".DIR.tmp-N", in that directory's parent) holding them under
-//     their own names, renamed as a whole;
+//     their own names, renamed as a whole; a change of wholeSyncMin
+//     files or more is synced by syncfs(2) of the file system instead
+//     of an fsync of each file and directory (wholeFSFor);
 //  2. commit: write the journal (0600, synced);
 //  3. delete: rename each deleted file or directory aside to a temporary
 //     name in its directory;
@@ -277,8 +279,9 @@ func (d *Dir) abs(name string) string {
 
 // stage writes every file of p, synced, as a temporary file or into a
 // temporary tree (see applyPlan), picks the aside name of every delete,
-// and syncs the directories that hold them, so that the journal, once
-// written, names only durable files. On error it removes what it staged.
+// and syncs the directories that hold them (a large change: the whole
+// file system, see wholeFSFor), so that the journal, once written, names
+// only durable files. On error it removes what it staged.
 func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
 	j = &journal{Version: journalVersion, Deletes: []journalDelete{}, Writes: make([]journalWrite, 0, len(p.writes))}
 	temps := make([]string, len(p.writes)) // file path of each staged file, "" until it is
