@@ -344,10 +344,7 @@ func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
 			}
 		}
 	}
-	early := make(chan error, 1)
-	err = stageFiles(d, p, temps, whole, early)
-	earlyErr := <-early // waited for on failure too: it uses whole
-	if err != nil {
+	if err := stageFiles(d, p, temps, whole == nil); err != nil {
 		return j, err
 	}
 	inJournal := map[string]bool{}
@@ -369,9 +366,7 @@ func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
 	}
 	if whole != nil {
 		step("staged unsynced")
-		// The early sync's result, then the last: each reports the
-		// write errors since the one before.
-		if err := errors.Join(earlyErr, whole.sync()); err != nil {
+		if err := whole.sync(); err != nil {
 			return j, err
 		}
 		return j, nil
@@ -475,8 +470,7 @@ func ioEach(n int, fn func(i int) error) error {
 
 // stageFiles makes each staging directory of p and writes each file of p
 // into it (its path in temps[i]), synced: a temporary file, or under its
-// own name in a staged tree. whole is the file system the caller syncs
-// at the end, nil to sync each file here.
+// own name in a staged tree.
 //
 // Files are made by one worker per core, each taking a whole staging
 // directory: files made in one directory at once contend for its lock
@@ -486,21 +480,7 @@ func ioEach(n int, fn func(i int) error) error {
 // each fsync waited for its own commit of the file system's journal (an
 // import of 10k mappings stages 40k files), while concurrent ones share
 // one.
-func stageFiles(d *Dir, p *applyPlan, temps []string, whole *wholeFS, early chan<- error) error {
-	syncEach := whole == nil
-	// When the caller syncs the whole file system at the end, a first
-	// sync starts once half the files are made, so that the disk writes
-	// them while the rest are made (an import of 10k mappings waited
-	// 0.4-0.6 s for its one syncfs, 0.05-0.17 s for the second of two).
-	// Its result is sent on early, nil when there is none.
-	half := int64(len(p.writes) / 2)
-	var made atomic.Int64
-	var earlyStarted atomic.Bool
-	defer func() {
-		if !earlyStarted.Load() {
-			early <- nil
-		}
-	}()
+func stageFiles(d *Dir, p *applyPlan, temps []string, syncEach bool) error {
 	var units [][]int // indexes of the writes staged in one directory
 	unitOf := map[string]int{}
 	for i, dir := range p.stageIn {
@@ -570,10 +550,6 @@ func stageFiles(d *Dir, p *applyPlan, temps []string, whole *wholeFS, early chan
 						if err := f.Close(); err != nil {
 							fail(i, fmt.Errorf("close %s: %w", f.Name(), err))
 							return
-						}
-						if made.Add(1) == half {
-							earlyStarted.Store(true)
-							go func() { early <- whole.sync() }()
 						}
 						continue
 					}
