@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -156,7 +157,7 @@ func applySteps(t *testing.T) (steps []string, before, after map[string]string) 
 func killedAt(t *testing.T, root, mode, step string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestApplyHelperProcess$")
-	cmd.Env = append(os.Environ(), "P2PTLS_TEST_APPLY="+mode+"\n"+step+"\n"+root)
+	cmd.Env = append(os.Environ(), "P2PTLS_TEST_APPLY="+mode+"\n"+step+"\n"+strconv.Itoa(wholeSyncMin)+"\n"+root)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
@@ -171,8 +172,13 @@ func TestApplyHelperProcess(t *testing.T) {
 	if v == "" {
 		t.Skip("helper process of the kill tests")
 	}
-	args := strings.SplitN(v, "\n", 3)
-	mode, at, root := args[0], args[1], args[2]
+	args := strings.SplitN(v, "\n", 4)
+	mode, at, root := args[0], args[1], args[3]
+	min, err := strconv.Atoi(args[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	wholeSyncMin = min
 	applyStep = func(s string) {
 		if s == at {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -180,7 +186,6 @@ func TestApplyHelperProcess(t *testing.T) {
 		}
 	}
 	d := OpenDir(root, 5*time.Second)
-	var err error
 	switch mode {
 	case "apply":
 		err = journalChange(context.Background(), d)
@@ -199,14 +204,43 @@ func TestApplyHelperProcess(t *testing.T) {
 // the new one (after), and the Lock that finishes a change writes a new
 // revision so that serve reloads.
 func TestApplyKilledAtEachStep(t *testing.T) {
+	eachSync(t, testApplyKilledAtEachStep)
+}
+
+// eachSync runs a kill test both ways a change is made durable: an fsync
+// of each file and directory, and one syncfs of the file system (a large
+// change; here every change is large).
+func eachSync(t *testing.T, test func(t *testing.T, syncfs bool)) {
+	t.Run("fsync each", func(t *testing.T) { test(t, false) })
+	t.Run("syncfs", func(t *testing.T) {
+		if w := openWholeFS(t.TempDir()); w == nil {
+			t.Skip("no syncfs here (not Linux 5.8 or later, or not a local file system that has one): every change fsyncs each file")
+		} else {
+			w.close()
+		}
+		old := wholeSyncMin
+		wholeSyncMin = 1
+		t.Cleanup(func() { wholeSyncMin = old })
+		test(t, true)
+	})
+}
+
+func testApplyKilledAtEachStep(t *testing.T, syncfs bool) {
 	steps, before, after := applySteps(t)
 	// a's directory is replaced by a staged tree, c's is a new one, and
 	// c's record a file in a directory that is there.
-	for _, want := range []string{"staged", "committed", "deleted certs/public/b", "deleted certs/public/a",
-		"renamed certs/public/a", "renamed certs/public/c", "renamed mappings/c.toml", "cleaned"} {
+	wantSteps := []string{"staged", "committed", "deleted certs/public/b", "deleted certs/public/a",
+		"renamed certs/public/a", "renamed certs/public/c", "renamed mappings/c.toml", "cleaned"}
+	if syncfs {
+		wantSteps = append(wantSteps, "staged unsynced")
+	}
+	for _, want := range wantSteps {
 		if !slices.Contains(steps, want) {
 			t.Fatalf("steps %q lack %q", steps, want)
 		}
+	}
+	if !syncfs && slices.Contains(steps, "staged unsynced") {
+		t.Fatalf("a small change synced the whole file system: steps %q", steps)
 	}
 	for _, s := range steps {
 		t.Run(s, func(t *testing.T) {
@@ -222,7 +256,7 @@ func TestApplyKilledAtEachStep(t *testing.T) {
 				t.Fatal(err)
 			}
 			want, name := after, "new"
-			if s == "staged" {
+			if s == "staged" || s == "staged unsynced" {
 				want, name = before, "old"
 			}
 			if diff := diffTrees(tree(t, root), want); diff != "" {
@@ -238,6 +272,10 @@ func TestApplyKilledAtEachStep(t *testing.T) {
 
 // A recovery killed at any of its steps is finished by the next Lock.
 func TestApplyRecoveryKilledAtEachStep(t *testing.T) {
+	eachSync(t, func(t *testing.T, _ bool) { testApplyRecoveryKilledAtEachStep(t) })
+}
+
+func testApplyRecoveryKilledAtEachStep(t *testing.T) {
 	steps, _, after := applySteps(t)
 	i := slices.Index(steps, "committed")
 	for _, s := range steps[i+1:] {

@@ -23,6 +23,10 @@ const (
 	MaxImportLine  = 2 << 20
 )
 
+// importBlock is the size of the blocks the lines of an import are read
+// into before they are decoded.
+const importBlock = 1 << 20
+
 const hintImportSize = "split the import into smaller files, one JSON object per line"
 
 // lineReader yields the records of an import with their line numbers: one
@@ -47,31 +51,41 @@ func newLineReader(r io.Reader, name string, maxTotal int64, maxLine int) *lineR
 
 // next returns the next record and its line number; io.EOF after the last.
 func (lr *lineReader) next() (Record, int, error) {
+	b, line, err := lr.nextLine()
+	if err != nil {
+		return Record{}, line, err
+	}
+	r, err := decodeRecord(b)
+	return r, line, err
+}
+
+// nextLine returns the next line that is not blank, undecoded (valid until
+// the next call), and its number; io.EOF after the last.
+func (lr *lineReader) nextLine() ([]byte, int, error) {
 	for lr.sc.Scan() {
 		lr.line++
 		if lr.src.N == 0 {
-			return Record{}, lr.line, fault.Invalidf(hintImportSize, "cannot read %s: it is larger than the %s limit of an import", lr.name, userfile.Size(lr.total))
+			return nil, lr.line, fault.Invalidf(hintImportSize, "cannot read %s: it is larger than the %s limit of an import", lr.name, userfile.Size(lr.total))
 		}
 		b := lr.sc.Bytes()
 		if len(b) > lr.maxLine {
-			return Record{}, lr.line, lr.tooLong()
+			return nil, lr.line, lr.tooLong()
 		}
 		if len(bytes.Trim(b, " \t\r")) == 0 {
 			continue
 		}
-		r, err := decodeRecord(b)
-		return r, lr.line, err
+		return b, lr.line, nil
 	}
 	err := lr.sc.Err()
 	switch {
 	case errors.Is(err, bufio.ErrTooLong):
-		return Record{}, lr.line + 1, lr.tooLong()
+		return nil, lr.line + 1, lr.tooLong()
 	case err != nil:
-		return Record{}, lr.line + 1, fmt.Errorf("read %s: %w", lr.name, err)
+		return nil, lr.line + 1, fmt.Errorf("read %s: %w", lr.name, err)
 	case lr.src.N == 0:
-		return Record{}, lr.line, fault.Invalidf(hintImportSize, "cannot read %s: it is larger than the %s limit of an import", lr.name, userfile.Size(lr.total))
+		return nil, lr.line, fault.Invalidf(hintImportSize, "cannot read %s: it is larger than the %s limit of an import", lr.name, userfile.Size(lr.total))
 	}
-	return Record{}, lr.line, io.EOF
+	return nil, lr.line, io.EOF
 }
 
 func (lr *lineReader) tooLong() error {
@@ -126,16 +140,19 @@ func Import(ctx context.Context, s state.Store, r io.Reader, name string, now ti
 }
 
 func importRecords(ctx context.Context, s state.Store, lr *lineReader, now time.Time) ([]Imported, []string, error) {
-	// Every record is read first (reading is quick), then prepared, one
-	// worker per core: the slow part (reading files, generating keys,
-	// signing) happens before the lock is taken. A record is dropped once
-	// prepared, so that only one copy of the certificates is held.
-	var recs []Record
+	// Every line is read first (reading is quick), then decoded and
+	// prepared, one worker per core: the slow part (decoding JSON,
+	// reading files, generating keys, signing) happens before the lock is
+	// taken. The lines are held in blocks of importBlock, not one
+	// allocation each; a line is dropped once decoded, and a block goes
+	// with its last line.
+	var raw [][]byte
 	var lines []int
 	var readErr error
 	readLine := 0
+	var block []byte
 	for {
-		rec, line, err := lr.next()
+		b, line, err := lr.nextLine()
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -143,19 +160,26 @@ func importRecords(ctx context.Context, s state.Store, lr *lineReader, now time.
 			readErr, readLine = err, line
 			break
 		}
-		recs, lines = append(recs, rec), append(lines, line)
+		if cap(block)-len(block) < len(b) {
+			block = make([]byte, 0, max(len(b), importBlock))
+		}
+		block = append(block, b...)
+		raw, lines = append(raw, block[len(block)-len(b):len(block):len(block)]), append(lines, line)
 	}
-	batch := make([]prepared, len(recs))
-	errs := make([]error, len(recs))
-	parallel.Each(len(recs), func(i int) bool {
+	batch := make([]prepared, len(raw))
+	errs := make([]error, len(raw))
+	parallel.Each(len(raw), func(i int) bool {
 		if errs[i] = ctx.Err(); errs[i] != nil {
 			return false
 		}
+		rec, err := decodeRecord(raw[i])
+		raw[i] = nil
 		var in Input
-		if in, errs[i] = recs[i].Input(); errs[i] == nil {
-			batch[i], errs[i] = prepare(in, now)
+		if errs[i] = err; errs[i] == nil {
+			if in, errs[i] = rec.Input(); errs[i] == nil {
+				batch[i], errs[i] = prepare(in, now)
+			}
 		}
-		recs[i] = Record{}
 		return errs[i] == nil
 	})
 	// The first line refused is named, as if they were checked one by one:

@@ -209,6 +209,9 @@ func TestImportNamesTheFirstBadLineOfMany(t *testing.T) {
 		{"unread after unprepared", map[int]string{30: unread, 100: unprepared}, "line 30: "},
 		{"unprepared before unread", map[int]string{100: unprepared, 150: unread}, "line 100: "},
 		{"last unprepared", map[int]string{n: unprepared}, fmt.Sprintf("line %d: ", n)},
+		// Lines are decoded in parallel too: the first still wins.
+		{"two unread", map[int]string{260: unread, 20: unread}, "line 20: "},
+		{"last unread", map[int]string{n: unread}, fmt.Sprintf("line %d: ", n)},
 	}
 	s, root := newStore(t)
 	for _, tc := range tests {

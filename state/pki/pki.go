@@ -108,7 +108,10 @@ func SelfSigned(names Names, now time.Time, validity time.Duration) (*KeyPair, e
 	if err != nil {
 		return nil, err
 	}
-	return create(tmpl, nil, key, key)
+	if err := identify(tmpl, key); err != nil {
+		return nil, err
+	}
+	return selfSignLeaf(tmpl, key)
 }
 
 // leafTemplate checks names and validity and returns a server certificate
@@ -150,16 +153,14 @@ func leafTemplate(names Names, now time.Time, validity time.Duration) (*x509.Cer
 	}, key, nil
 }
 
-// create fills in the serial and subject key ID, signs tmpl with signer
-// (self-signed when parent is nil) and returns the result parsed and as PEM.
+// create fills in the serial and subject key ID (unless tmpl has them),
+// signs tmpl with signer (self-signed when parent is nil) and returns the
+// result parsed and as PEM.
 func create(tmpl, parent *x509.Certificate, key *ecdsa.PrivateKey, signer crypto.Signer) (*KeyPair, error) {
-	serial, err := newSerial()
-	if err != nil {
-		return nil, err
-	}
-	tmpl.SerialNumber = serial
-	if tmpl.SubjectKeyId, err = subjectKeyID(&key.PublicKey); err != nil {
-		return nil, err
+	if tmpl.SerialNumber == nil {
+		if err := identify(tmpl, key); err != nil {
+			return nil, err
+		}
 	}
 	if parent == nil {
 		parent = tmpl
@@ -177,6 +178,17 @@ func create(tmpl, parent *x509.Certificate, key *ecdsa.PrivateKey, signer crypto
 		return nil, err
 	}
 	return &KeyPair{CertPEM: EncodeCert(der), KeyPEM: keyPEM, Cert: cert, Key: key}, nil
+}
+
+// identify gives tmpl a new serial and key's subject key ID.
+func identify(tmpl *x509.Certificate, key *ecdsa.PrivateKey) error {
+	serial, err := newSerial()
+	if err != nil {
+		return err
+	}
+	tmpl.SerialNumber = serial
+	tmpl.SubjectKeyId, err = subjectKeyID(&key.PublicKey)
+	return err
 }
 
 // newSerial returns a random positive 128-bit serial number: unpredictable

@@ -1,0 +1,108 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// wholeFS is a file system a large change is made durable on by one
+// syncfs(2) instead of an fsync of each of its files and directories.
+type wholeFS struct {
+	f   *os.File
+	dev uint64
+}
+
+// Local file systems whose syncfs writes and waits for every file, every
+// directory and their metadata, as fsync of each would. Others (NFS, FUSE,
+// overlays) keep one fsync per file: what their syncfs promises varies.
+var syncfsTypes = map[int64]bool{
+	unix.EXT4_SUPER_MAGIC:  true, // ext2, ext3 and ext4
+	unix.XFS_SUPER_MAGIC:   true,
+	unix.BTRFS_SUPER_MAGIC: true,
+	unix.TMPFS_MAGIC:       true,
+}
+
+// syncfsReportsErrors says whether this kernel's syncfs returns the write
+// errors of files (Linux 5.8 and later: errors since the descriptor was
+// opened); before, it could return success for a file that failed to write.
+var syncfsReportsErrors = sync.OnceValue(func() bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	return kernelAtLeast(unix.ByteSliceToString(u.Release[:]), 5, 8)
+})
+
+// kernelAtLeast reports whether release ("6.1.0-18-amd64") is major.minor
+// or later.
+func kernelAtLeast(release string, major, minor int) bool {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	minorDigits := parts[1]
+	if i := strings.IndexFunc(minorDigits, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		minorDigits = minorDigits[:i] // "8-rc1"
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(minorDigits)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}
+
+// openWholeFS opens the file system of dir for one syncfs, or returns nil
+// where that is not as good as fsync of each file (see syncfsTypes,
+// syncfsReportsErrors). It must be opened before the writes it is to make
+// durable: syncfs reports the write errors since then.
+func openWholeFS(dir string) *wholeFS {
+	if !syncfsReportsErrors() {
+		return nil
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil
+	}
+	var sfs unix.Statfs_t
+	var st unix.Stat_t
+	if unix.Fstatfs(int(f.Fd()), &sfs) != nil || !syncfsTypes[int64(sfs.Type)] || unix.Fstat(int(f.Fd()), &st) != nil {
+		_ = f.Close()
+		return nil
+	}
+	return &wholeFS{f: f, dev: uint64(st.Dev)}
+}
+
+// syncfsCall is syncfs(2); a test makes it fail.
+var syncfsCall = unix.Syncfs
+
+// holds reports whether dir (which exists) is on this file system.
+func (w *wholeFS) holds(dir string) bool {
+	var st unix.Stat_t
+	return unix.Stat(dir, &st) == nil && uint64(st.Dev) == w.dev
+}
+
+// sync writes and waits for everything written to the file system.
+func (w *wholeFS) sync() error {
+	err := ignoringEINTR(func() error { return syncfsCall(int(w.f.Fd())) })
+	if err != nil {
+		return fmt.Errorf("sync the file system of %s: %w", w.f.Name(), err)
+	}
+	return nil
+}
+
+func (w *wholeFS) close() { _ = w.f.Close() }
+
+func ignoringEINTR(fn func() error) error {
+	for {
+		if err := fn(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
