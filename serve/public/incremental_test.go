@@ -145,10 +145,10 @@ func (f *incrFixture) consistent(what string) {
 	hosts := 0
 	for i, e := range v.entries {
 		if int(e.slot) != i {
-			f.t.Errorf("%s: entry %s in slot %d says %d", what, e.id, i, e.slot)
+			f.t.Errorf("%s: entry %s in slot %d says %d", what, e.id(), i, e.slot)
 		}
-		if f.s.byID[e.id] != e {
-			f.t.Errorf("%s: entry %s served is not serve's entry of that id", what, e.id)
+		if f.s.byID[e.id()] != e {
+			f.t.Errorf("%s: entry %s served is not serve's entry of that id", what, e.id())
 		}
 		hosts += e.hostCount()
 	}

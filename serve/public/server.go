@@ -272,7 +272,7 @@ func (s *Server) pollWith(ctx context.Context, c state.Changed) {
 		// The operator rotated the files of these "file" mappings.
 		for i := range files {
 			if files[i] != s.filesSig[i] {
-				ids = append(ids, s.files[i].id)
+				ids = append(ids, s.files[i].id())
 			}
 		}
 		slices.Sort(ids)
@@ -374,7 +374,7 @@ func (s *Server) apply(ctx context.Context, cfg *state.Config) error {
 			list := l.view.Load().entries
 			old = make(map[string]*entry, len(list))
 			for _, e := range list {
-				old[e.id] = e
+				old[e.id()] = e
 			}
 		}
 		v, err := s.buildView(ctx, lc, cfg.Mappings, counts[lc.Name], old, &strs)
@@ -423,7 +423,7 @@ func (s *Server) apply(ctx context.Context, cfg *state.Config) error {
 	for _, lc := range cfg.Listeners {
 		s.files = append(s.files, views[lc.Name].files...)
 		for _, e := range views[lc.Name].entries {
-			s.byID[e.id] = e
+			s.byID[e.id()] = e
 		}
 	}
 	s.cfg = servedConfig(cfg)
