@@ -94,7 +94,8 @@ func (e *entry) sourceName() string {
 // newEntry is m's entry on listener, the listener's own name: m's copy
 // of it is one more string per mapping. Its own strings are copied into a.
 func newEntry(m *state.Mapping, listener string, digest uint64, a *strArena) *entry {
-	e := &entry{strs: a.entryStrs(m), listener: intern(m.Listener, listener), digest: digest,
+	e := a.entry()
+	*e = entry{strs: a.entryStrs(m), listener: intern(m.Listener, listener), digest: digest,
 		idEnd: uint32(len(m.ID)), upEnd: uint32(len(m.ID) + len(m.Upstream))}
 	for k, name := range sourceNames {
 		if k != int(sourceOther) && m.Source == name {
@@ -127,16 +128,39 @@ func (e *entry) eachHost() iter.Seq[string] {
 // hostCount is the number of e's hosts.
 func (e *entry) hostCount() int { return strings.Count(e.hosts(), hostEnd) }
 
-// strArena copies strings into large shared blocks: a string per field
-// of every mapping is an object each, which the garbage collector marks
-// on every cycle, and a block holds thousands of them. A block is kept
-// while any of its strings is; the bytes it has handed out are never
-// written again. The zero strArena is ready; a nil one copies each string
-// on its own (a change of a few mappings).
-type strArena struct{ block []byte }
+// strArena copies strings into large shared blocks, and hands out entries
+// from slabs: a string per field of every mapping, or an entry, is an
+// object each, which the garbage collector marks on every cycle, and a
+// block or slab holds hundreds or thousands of them. A block or slab is
+// kept while any of what it handed out is (an entry kept across reloads
+// keeps its slab's 32 KiB: a full reload keeps the unchanged entries
+// whole, and a change of a few mappings makes its own); what it has handed
+// out is never handed out again. The zero strArena is ready; a nil one
+// allocates each string and entry on its own (a change of a few mappings).
+type strArena struct {
+	block []byte
+	slab  []entry
+}
 
-// strBlock is the size of a strArena's blocks.
-const strBlock = 64 << 10
+// strBlock is the size of a strArena's blocks; entrySlab the entries of
+// a slab.
+const (
+	strBlock  = 64 << 10
+	entrySlab = 256
+)
+
+// entry is a zero entry to fill.
+func (a *strArena) entry() *entry {
+	if a == nil {
+		return new(entry)
+	}
+	if len(a.slab) == 0 {
+		a.slab = make([]entry, entrySlab)
+	}
+	e := &a.slab[0]
+	a.slab = a.slab[1:]
+	return e
+}
 
 // entryStrs is m's id, upstream and hosts as entry.strs keeps them.
 func (a *strArena) entryStrs(m *state.Mapping) string {

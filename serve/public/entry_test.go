@@ -206,3 +206,30 @@ func TestServeKeepsNoLoadedMappings(t *testing.T) {
 		}
 	}
 }
+
+// A strArena hands out entries from slabs (one object per entrySlab
+// entries for the collector to mark, not one each), each entry once, and
+// an entry filled later leaves those handed out before as they were.
+func TestStrArenaHandsOutEntriesFromSlabs(t *testing.T) {
+	var a strArena
+	var es []*entry
+	for i := range 2*entrySlab + 3 {
+		m := state.Mapping{ID: fmt.Sprintf("m%d", i), Source: state.SourceACME, Hosts: []string{fmt.Sprintf("h%d.example.com", i)}}
+		es = append(es, newEntry(&m, "web", uint64(i), &a))
+	}
+	adjacent := 0
+	for i, e := range es {
+		if e.id() != fmt.Sprintf("m%d", i) || e.digest != uint64(i) || e.hosts() != fmt.Sprintf("h%d.example.com", i)+hostEnd {
+			t.Fatalf("entry %d holds %q, digest %d: it was handed out again", i, e.id(), e.digest)
+		}
+		if i > 0 && uintptr(unsafe.Pointer(e))-uintptr(unsafe.Pointer(es[i-1])) == unsafe.Sizeof(entry{}) {
+			adjacent++
+		}
+	}
+	if want := len(es) - 3; adjacent < want {
+		t.Errorf("%d of %d entries follow the one before in memory; want %d (slabs of %d)", adjacent, len(es), want, entrySlab)
+	}
+	if e := (*strArena)(nil).entry(); e == nil || e.loaded.Load() {
+		t.Error("a nil strArena hands out no zero entry")
+	}
+}
