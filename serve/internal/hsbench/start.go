@@ -245,6 +245,7 @@ func startOnce(ctx context.Context, o options, tmp, bin, dir, addr string, n, i 
 		return r, err
 	}
 	r.warmCPU = cpu - r.startCPU
-	logf("%d mappings: every mapping served: VmRSS %d MiB (VmHWM %d MiB)", n, r.afterWarm.rss/1024, r.afterWarm.hwm/1024)
+	logf("%d mappings: every mapping served: VmRSS %d MiB (anonymous %d MiB, file-backed %d MiB; VmHWM %d MiB)", n,
+		r.afterWarm.rss/1024, r.afterWarm.anon/1024, r.afterWarm.file/1024, r.afterWarm.hwm/1024)
 	return r, nil
 }
