@@ -104,7 +104,7 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 	slices.Sort(ids)
 	cs := make([]*changedMapping, 0, len(ids))
 	for _, id := range ids {
-		c := &changedMapping{id: id, old: s.byID[id]}
+		c := &changedMapping{id: id, old: s.byID.get(id)}
 		c.m, c.err = s.readMapping(ctx, id)
 		cs = append(cs, c)
 	}
@@ -189,9 +189,9 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 			delete(s.recErrs, c.id)
 		}
 		if c.e != nil {
-			s.byID[c.id] = c.e
+			s.byID.set(c.e)
 		} else {
-			delete(s.byID, c.id)
+			s.byID.del(c.id)
 		}
 	}
 	s.files = s.files[:0]
