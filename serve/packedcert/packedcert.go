@@ -24,6 +24,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -31,6 +32,7 @@ import (
 	"math"
 	"math/big"
 	"math/bits"
+	"runtime"
 )
 
 // Cert is a certificate chain and its private key. The zero Cert holds
@@ -140,6 +142,26 @@ func curveKind(c elliptic.Curve) keyKind {
 		}
 	}
 	return 0
+}
+
+// Fingerprint is the SHA-256 of the leaf's DER; the zero value when c
+// holds nothing. It is computed when asked (about a microsecond) rather
+// than kept: 32 bytes per certificate on the Go heap cost more at 100k
+// mappings than the few handshakes that ask.
+func (c Cert) Fingerprint() [sha256.Size]byte {
+	if c.parsed != nil {
+		if len(c.parsed.Certificate) == 0 {
+			return [sha256.Size]byte{}
+		}
+		return sha256.Sum256(c.parsed.Certificate[0])
+	}
+	b := c.packed()
+	if len(b) < 5 || b[0] == 0 {
+		return [sha256.Size]byte{}
+	}
+	sum := sha256.Sum256(b[5 : 5+binary.BigEndian.Uint32(b[1:])])
+	runtime.KeepAlive(c.at) // b is in c.at's chunk
+	return sum
 }
 
 // Certificate returns a tls.Certificate for one handshake. Its chain shares

@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -48,6 +49,9 @@ func TestHandshakeWithEveryKeyType(t *testing.T) {
 			if got := c.parsed == nil; got != tt.packed {
 				t.Errorf("packed = %v, want %v", got, tt.packed)
 			}
+			if got, want := c.Fingerprint(), sha256.Sum256(chain[0]); got != want {
+				t.Errorf("Fingerprint() = %x, want the leaf's SHA-256 %x", got, want)
+			}
 			state := handshake(t, c, roots)
 			if got := len(state.PeerCertificates); got != len(chain) {
 				t.Fatalf("client received %d certificates, want the chain of %d", got, len(chain))
@@ -62,6 +66,9 @@ func TestHandshakeWithEveryKeyType(t *testing.T) {
 }
 
 func TestPackRefusesAnEmptyChain(t *testing.T) {
+	if (Cert{}).Fingerprint() != [sha256.Size]byte{} {
+		t.Error("the zero Cert has a fingerprint")
+	}
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if _, err := Pack(&tls.Certificate{PrivateKey: key}); err == nil {
 		t.Fatal("Pack accepted a pair without certificates")

@@ -28,41 +28,85 @@ import (
 // Its fields are few and small, and pointers come first, because there is
 // one per mapping (at 100k, each 8 bytes are 0.8 MB of heap and, with the
 // heap goal, about twice that in RSS) and the garbage collector scans every
-// entry up to its last pointer on every cycle. Its strings share what
-// many entries hold alike (source, listener) instead of keeping a copy,
-// and the others are copied into a strArena: the loaded mapping's strings
-// are views of the records memo's buffer, which one kept string would
-// keep whole (about 100 bytes per mapping).
+// entry up to its last pointer on every cycle: 128 bytes and 7 pointer
+// words, where one string field each for id, upstream and hosts, the
+// source as a string, a sync.Once and the leaf's fingerprint made 208 and
+// 12. Its listener is shared with the view's name instead of a copy; its
+// id, upstream and hosts are one string, copied into a strArena: the
+// loaded mapping's strings are views of the records memo's buffer, which
+// one kept string would keep whole (about 100 bytes per mapping).
 type entry struct {
-	id, source, upstream string
-	listener             string
-	hosts                string   // normalised, as in the listener's index, each ended by hostEnd
-	files                *fileRef // source "file" only
-	cert                 packedcert.Cert
-	err                  error
-	hot                  atomic.Pointer[tls.Certificate]
+	strs     string   // id, upstream, then hosts (each ended by hostEnd, normalised as in the listener's index)
+	listener string   // the listener's own name
+	files    *fileRef // source "file" (and a source serve does not know) only
+	cert     packedcert.Cert
+	fail     *loadError // why the certificate did not load; nil if it did
+	hot      atomic.Pointer[tls.Certificate]
 
 	// digest tells a reload whether the whole mapping changed.
-	digest uint64
-	sig    uint64      // the files' signature (certSig.hash) when they were read
-	slot   int32       // the entry's index in its view's entries (see swapViews)
-	loaded atomic.Bool // set after cert, err and sig
-	once   sync.Once
-	// fingerprint is the SHA-256 of the leaf, set with cert: resumed
-	// sessions are bound to it (see tickets.go).
-	fingerprint [sha256.Size]byte
+	digest       uint64
+	sig          uint64      // the files' signature (certSig.hash) when they were read
+	idEnd, upEnd uint32      // where id and upstream end in strs
+	slot         int32       // the entry's index in its view's entries (see swapViews)
+	loaded       atomic.Bool // set after cert, fail and sig
+	source       sourceKind
+	mu           sync.Mutex // serialises the one load
 }
 
-// fileRef is where a "file" mapping's certificate and key are.
-type fileRef struct{ cert, key string }
+// loadError is an entry's load failure: a pointer, half an error's size,
+// since nearly every entry has none.
+type loadError struct{ err error }
+
+// fileRef is where a "file" mapping's certificate and key are, and a
+// source serve does not know by name.
+type fileRef struct{ cert, key, source string }
+
+// sourceKind is a mapping's source in one byte; sourceOther keeps its
+// name in files.
+type sourceKind uint8
+
+const (
+	sourceOther sourceKind = iota
+	sourceManual
+	sourceACME
+	sourceSelfSigned
+	sourceFile
+)
+
+var sourceNames = [...]string{sourceManual: state.SourceManual, sourceACME: state.SourceACME,
+	sourceSelfSigned: state.SourceSelfSigned, sourceFile: state.SourceFile}
+
+func (e *entry) id() string       { return e.strs[:e.idEnd] }
+func (e *entry) upstream() string { return e.strs[e.idEnd:e.upEnd] }
+func (e *entry) hosts() string    { return e.strs[e.upEnd:] }
+
+// sourceName is e's mapping's source.
+func (e *entry) sourceName() string {
+	if e.source == sourceOther {
+		if e.files == nil {
+			return ""
+		}
+		return e.files.source
+	}
+	return sourceNames[e.source]
+}
 
 // newEntry is m's entry on listener, the listener's own name: m's copy
 // of it is one more string per mapping. Its own strings are copied into a.
 func newEntry(m *state.Mapping, listener string, digest uint64, a *strArena) *entry {
-	e := &entry{id: a.str(m.ID), source: intern(m.Source, state.SourceManual, state.SourceACME, state.SourceSelfSigned, state.SourceFile),
-		upstream: a.str(m.Upstream), listener: intern(m.Listener, listener), hosts: a.hosts(m.Hosts), digest: digest}
-	if m.CertFile != "" || m.KeyFile != "" {
+	e := a.entry()
+	*e = entry{strs: a.entryStrs(m), listener: intern(m.Listener, listener), digest: digest,
+		idEnd: uint32(len(m.ID)), upEnd: uint32(len(m.ID) + len(m.Upstream))}
+	for k, name := range sourceNames {
+		if k != int(sourceOther) && m.Source == name {
+			e.source = sourceKind(k)
+		}
+	}
+	if m.CertFile != "" || m.KeyFile != "" || e.source == sourceOther {
 		e.files = &fileRef{cert: strings.Clone(m.CertFile), key: strings.Clone(m.KeyFile)}
+		if e.source == sourceOther {
+			e.files.source = strings.Clone(m.Source)
+		}
 	}
 	return e
 }
@@ -73,7 +117,7 @@ const hostEnd = "\x00"
 // eachHost yields e's hosts, in the order of its mapping.
 func (e *entry) eachHost() iter.Seq[string] {
 	return func(yield func(string) bool) {
-		for h := range strings.SplitSeq(strings.TrimSuffix(e.hosts, hostEnd), hostEnd) {
+		for h := range strings.SplitSeq(strings.TrimSuffix(e.hosts(), hostEnd), hostEnd) {
 			if h != "" && !yield(h) {
 				return
 			}
@@ -82,35 +126,46 @@ func (e *entry) eachHost() iter.Seq[string] {
 }
 
 // hostCount is the number of e's hosts.
-func (e *entry) hostCount() int { return strings.Count(e.hosts, hostEnd) }
+func (e *entry) hostCount() int { return strings.Count(e.hosts(), hostEnd) }
 
-// strArena copies strings into large shared blocks: a string per field
-// of every mapping is an object each, which the garbage collector marks
-// on every cycle, and a block holds thousands of them. A block is kept
-// while any of its strings is; the bytes it has handed out are never
-// written again. The zero strArena is ready; a nil one copies each string
-// on its own (a change of a few mappings).
-type strArena struct{ block []byte }
-
-// strBlock is the size of a strArena's blocks.
-const strBlock = 64 << 10
-
-func (a *strArena) str(s string) string {
-	if s == "" {
-		return ""
-	}
-	if a == nil {
-		return strings.Clone(s)
-	}
-	b := a.grow(len(s))
-	b = append(b, s...)
-	return a.keep(b)
+// strArena copies strings into large shared blocks, and hands out entries
+// from slabs: a string per field of every mapping, or an entry, is an
+// object each, which the garbage collector marks on every cycle, and a
+// block or slab holds hundreds or thousands of them. A block or slab is
+// kept while any of what it handed out is (an entry kept across reloads
+// keeps its slab's 32 KiB: a full reload keeps the unchanged entries
+// whole, and a change of a few mappings makes its own); what it has handed
+// out is never handed out again. The zero strArena is ready; a nil one
+// allocates each string and entry on its own (a change of a few mappings).
+type strArena struct {
+	block []byte
+	slab  []entry
 }
 
-// hosts is hosts as entry.hosts keeps them.
-func (a *strArena) hosts(hosts []string) string {
-	n := 0
-	for _, h := range hosts {
+// strBlock is the size of a strArena's blocks; entrySlab the entries of
+// a slab.
+const (
+	strBlock  = 64 << 10
+	entrySlab = 256
+)
+
+// entry is a zero entry to fill.
+func (a *strArena) entry() *entry {
+	if a == nil {
+		return new(entry)
+	}
+	if len(a.slab) == 0 {
+		a.slab = make([]entry, entrySlab)
+	}
+	e := &a.slab[0]
+	a.slab = a.slab[1:]
+	return e
+}
+
+// entryStrs is m's id, upstream and hosts as entry.strs keeps them.
+func (a *strArena) entryStrs(m *state.Mapping) string {
+	n := len(m.ID) + len(m.Upstream)
+	for _, h := range m.Hosts {
 		n += len(h) + len(hostEnd)
 	}
 	if n == 0 {
@@ -122,7 +177,8 @@ func (a *strArena) hosts(hosts []string) string {
 	} else {
 		b = a.grow(n)
 	}
-	for _, h := range hosts {
+	b = append(append(b, m.ID...), m.Upstream...)
+	for _, h := range m.Hosts {
 		b = append(append(b, h...), hostEnd...)
 	}
 	if a == nil {
@@ -157,7 +213,7 @@ func intern(s string, known ...string) string {
 
 // mapping is what the mappings package needs to find e's files.
 func (e *entry) mapping() state.Mapping {
-	m := state.Mapping{ID: e.id, Source: e.source}
+	m := state.Mapping{ID: e.id(), Source: e.sourceName()}
 	if e.files != nil {
 		m.CertFile, m.KeyFile = e.files.cert, e.files.key
 	}
@@ -168,14 +224,35 @@ func (e *entry) mapping() state.Mapping {
 // entry shares the result, so no one caller's end (a client gone) may
 // become the entry's error: the read runs on a context of its own.
 func (e *entry) load(store state.Store) error {
-	ctx := context.Background()
-	e.once.Do(func() {
-		e.sig = signature(ctx, store, e.mapping()).hash()
-		e.cert, e.fingerprint, e.err = e.read(ctx, store)
-		e.loaded.Store(true)
-	})
-	return e.err
+	if !e.loaded.Load() {
+		e.loadOnce(store)
+	}
+	if e.fail != nil {
+		return e.fail.err
+	}
+	return nil
 }
+
+// loadOnce is load's first call, serialised: a sync.Once would be 4 more
+// bytes per entry, beside loaded.
+func (e *entry) loadOnce(store state.Store) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.loaded.Load() {
+		return
+	}
+	ctx := context.Background()
+	e.sig = signature(ctx, store, e.mapping()).hash()
+	var err error
+	if e.cert, err = e.read(ctx, store); err != nil {
+		e.fail = &loadError{err}
+	}
+	e.loaded.Store(true)
+}
+
+// fingerprint is the SHA-256 of e's leaf, once it loaded: resumed sessions
+// are bound to it (see tickets.go).
+func (e *entry) fingerprint() [sha256.Size]byte { return e.cert.Fingerprint() }
 
 // certificate returns the certificate for a handshake.
 func (e *entry) certificate(store state.Store, hot *hotSet) (*tls.Certificate, error) {
@@ -193,20 +270,19 @@ func (e *entry) certificate(store state.Store, hot *hotSet) (*tls.Certificate, e
 	return c, nil
 }
 
-func (e *entry) read(ctx context.Context, store state.Store) (c packedcert.Cert, fp [sha256.Size]byte, err error) {
+func (e *entry) read(ctx context.Context, store state.Store) (packedcert.Cert, error) {
 	certPEM, keyPEM, err := mappings.ReadFiles(ctx, store, e.mapping())
 	if err != nil {
-		return c, fp, err
+		return packedcert.Cert{}, err
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return c, fp, fmt.Errorf("load certificate of mapping %q: %w", e.id, err)
+		return packedcert.Cert{}, fmt.Errorf("load certificate of mapping %q: %w", e.id(), err)
 	}
 	// Packed, the pair is one object the garbage collector need not scan;
 	// parsed, it is a dozen, and at 100k mappings marking them on every
 	// GC cycle is most of what the mappings add to a handshake's cost.
-	c, err = packedcert.Pack(&pair)
-	return c, sha256.Sum256(pair.Certificate[0]), err
+	return packedcert.Pack(&pair)
 }
 
 // hotSetSize bounds how many entries of a listener keep their certificate

@@ -99,34 +99,37 @@ func TestMappingDigestCoversEveryField(t *testing.T) {
 
 // TestEntryIsSmall: an entry per mapping is most of what serve keeps
 // besides the certificates (at 100k, each 8 bytes are 0.8 MB of heap and
-// about twice that in RSS). Its strings that many entries hold alike share
-// one copy, and a "file" mapping's paths are kept, the others' are not.
+// about twice that in RSS). The listener's name is shared, the source is
+// a byte, and a "file" mapping's paths (or a source serve does not know)
+// are kept, the others' are not.
 func TestEntryIsSmall(t *testing.T) {
-	if size := unsafe.Sizeof(entry{}); size > 224 {
-		t.Errorf("an entry is %d bytes; keep it at most 224 (a size class of the allocator)", size)
+	if size := unsafe.Sizeof(entry{}); size > 128 {
+		t.Errorf("an entry is %d bytes; keep it at most 128 (a size class of the allocator)", size)
 	}
 	fresh := func(s string) string { return string([]byte(s)) } // as the TOML decoder makes them
 	listener := "web"
 	for _, tc := range []struct {
-		m    state.Mapping
-		want string
+		m     state.Mapping
+		files bool
 	}{
-		{state.Mapping{ID: "a", Source: fresh(state.SourceManual), Listener: fresh("web")}, state.SourceManual},
-		{state.Mapping{ID: "b", Source: fresh(state.SourceACME), Listener: fresh("web")}, state.SourceACME},
-		{state.Mapping{ID: "c", Source: fresh(state.SourceFile), Listener: fresh("web"), CertFile: "/etc/c.pem", KeyFile: "/etc/c.key"}, state.SourceFile},
+		{state.Mapping{ID: "a", Source: fresh(state.SourceManual), Listener: fresh("web")}, false},
+		{state.Mapping{ID: "b", Source: fresh(state.SourceACME), Listener: fresh("web")}, false},
+		{state.Mapping{ID: "s", Source: fresh(state.SourceSelfSigned), Listener: fresh("web")}, false},
+		{state.Mapping{ID: "c", Source: fresh(state.SourceFile), Listener: fresh("web"), CertFile: "/etc/c.pem", KeyFile: "/etc/c.key"}, true},
+		{state.Mapping{ID: "d", Source: fresh("future"), Listener: fresh("web")}, true},
 	} {
 		e := newEntry(&tc.m, listener, 1, nil)
-		if unsafe.StringData(e.source) != unsafe.StringData(tc.want) {
-			t.Errorf("%s: the entry keeps its own copy of source %q", tc.m.ID, e.source)
-		}
 		if unsafe.StringData(e.listener) != unsafe.StringData(listener) {
 			t.Errorf("%s: the entry keeps its own copy of the listener's name", tc.m.ID)
 		}
-		if (e.files != nil) != (tc.m.Source == state.SourceFile) {
+		if (e.files != nil) != tc.files {
 			t.Errorf("%s: files %+v", tc.m.ID, e.files)
 		}
 		if got := e.mapping(); got.ID != tc.m.ID || got.Source != tc.m.Source || got.CertFile != tc.m.CertFile || got.KeyFile != tc.m.KeyFile {
 			t.Errorf("%s: mapping() = %+v, want the files of %+v", tc.m.ID, got, tc.m)
+		}
+		if (e.source == sourceFile) != (tc.m.Source == state.SourceFile) {
+			t.Errorf("%s: source %d", tc.m.ID, e.source)
 		}
 	}
 }
@@ -147,12 +150,12 @@ func TestEntryKeepsNoViewOfTheRecord(t *testing.T) {
 	for _, a := range []*strArena{nil, new(strArena)} {
 		e := newEntry(&m, "web", 1, a)
 		hosts := slices.Collect(e.eachHost())
-		for _, s := range append([]string{e.id, e.listener, e.upstream, e.files.cert, e.files.key}, hosts...) {
+		for _, s := range append([]string{e.strs, e.listener, e.files.cert, e.files.key}, hosts...) {
 			if inMemo(s) {
 				t.Errorf("arena %v: the entry keeps %q, a view of the record's buffer", a != nil, s)
 			}
 		}
-		if e.id != m.ID || e.upstream != m.Upstream || !slices.Equal(hosts, m.Hosts) || e.hostCount() != 2 || e.mapping().CertFile != m.CertFile {
+		if e.id() != m.ID || e.upstream() != m.Upstream || !slices.Equal(hosts, m.Hosts) || e.hostCount() != 2 || e.mapping().CertFile != m.CertFile {
 			t.Errorf("arena %v: entry %+v does not hold mapping %+v", a != nil, e, m)
 		}
 	}
@@ -162,18 +165,17 @@ func TestEntryKeepsNoViewOfTheRecord(t *testing.T) {
 // more, across blocks and for strings larger than a block.
 func TestStrArenaKeepsWhatItHandedOut(t *testing.T) {
 	var a strArena
-	want := []string{}
-	got := []string{}
+	var want, got []string
 	for i := range 3 * strBlock / 100 {
-		s := fmt.Sprintf("%0*d", 1+i%200, i)
+		m := state.Mapping{ID: fmt.Sprintf("%0*d", 1+i%200, i), Upstream: "u", Hosts: []string{"h.example.com"}}
 		if i == 700 {
-			s = strings.Repeat("L", strBlock+1)
+			m.ID = strings.Repeat("L", strBlock+1)
 		}
-		want = append(want, s)
-		got = append(got, a.str(s))
+		want = append(want, m.ID+"uh.example.com"+hostEnd)
+		got = append(got, a.entryStrs(&m))
 	}
-	got = append(got, a.hosts([]string{"a.example.com", "*.b.example.com"}), a.str(""), a.hosts(nil))
-	want = append(want, "a.example.com\x00*.b.example.com\x00", "", "")
+	got = append(got, a.entryStrs(&state.Mapping{ID: "a", Hosts: []string{"a.example.com", "*.b.example.com"}}), a.entryStrs(&state.Mapping{}))
+	want = append(want, "aa.example.com\x00*.b.example.com\x00", "")
 	if !slices.Equal(got, want) {
 		t.Fatal("a string the arena handed out changed")
 	}
@@ -202,5 +204,32 @@ func TestServeKeepsNoLoadedMappings(t *testing.T) {
 		} else if !k && !v.Field(i).IsZero() {
 			t.Errorf("serve keeps the config's field %s", name)
 		}
+	}
+}
+
+// A strArena hands out entries from slabs (one object per entrySlab
+// entries for the collector to mark, not one each), each entry once, and
+// an entry filled later leaves those handed out before as they were.
+func TestStrArenaHandsOutEntriesFromSlabs(t *testing.T) {
+	var a strArena
+	var es []*entry
+	for i := range 2*entrySlab + 3 {
+		m := state.Mapping{ID: fmt.Sprintf("m%d", i), Source: state.SourceACME, Hosts: []string{fmt.Sprintf("h%d.example.com", i)}}
+		es = append(es, newEntry(&m, "web", uint64(i), &a))
+	}
+	adjacent := 0
+	for i, e := range es {
+		if e.id() != fmt.Sprintf("m%d", i) || e.digest != uint64(i) || e.hosts() != fmt.Sprintf("h%d.example.com", i)+hostEnd {
+			t.Fatalf("entry %d holds %q, digest %d: it was handed out again", i, e.id(), e.digest)
+		}
+		if i > 0 && uintptr(unsafe.Pointer(e))-uintptr(unsafe.Pointer(es[i-1])) == unsafe.Sizeof(entry{}) {
+			adjacent++
+		}
+	}
+	if want := len(es) - 3; adjacent < want {
+		t.Errorf("%d of %d entries follow the one before in memory; want %d (slabs of %d)", adjacent, len(es), want, entrySlab)
+	}
+	if e := (*strArena)(nil).entry(); e == nil || e.loaded.Load() {
+		t.Error("a nil strArena hands out no zero entry")
 	}
 }

@@ -24,22 +24,22 @@ func (l *listener) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		writePage(w, http.StatusMisdirectedRequest)
 		return
 	}
-	upstream := e.upstream
+	upstream := e.upstream()
 	if upstream == "" {
 		upstream = v.cfg.Upstream
 	}
 	if upstream == "" {
 		// A misconfiguration, so 503 for monitoring to see; the page says
 		// nothing of it, the log says what to fix.
-		if ok, suppressed := l.pageLog.ShouldLog(e.id, time.Now()); ok {
-			l.log.Warn("no upstream for this mapping or its listener; answered 503", "mapping", e.id, "sni", r.TLS.ServerName, "suppressed", suppressed)
+		if ok, suppressed := l.pageLog.ShouldLog(e.id(), time.Now()); ok {
+			l.log.Warn("no upstream for this mapping or its listener; answered 503", "mapping", e.id(), "sni", r.TLS.ServerName, "suppressed", suppressed)
 		}
 		writePage(w, http.StatusServiceUnavailable)
 		return
 	}
 	p, err := l.proxy.get(upstream)
 	if err != nil {
-		l.log.Warn("invalid upstream; answered 502", "mapping", e.id, "upstream", upstream, "err", err)
+		l.log.Warn("invalid upstream; answered 502", "mapping", e.id(), "upstream", upstream, "err", err)
 		writePage(w, http.StatusBadGateway)
 		return
 	}

@@ -104,7 +104,7 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 	slices.Sort(ids)
 	cs := make([]*changedMapping, 0, len(ids))
 	for _, id := range ids {
-		c := &changedMapping{id: id, old: s.byID[id]}
+		c := &changedMapping{id: id, old: s.byID.get(id)}
 		c.m, c.err = s.readMapping(ctx, id)
 		cs = append(cs, c)
 	}
@@ -189,9 +189,9 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 			delete(s.recErrs, c.id)
 		}
 		if c.e != nil {
-			s.byID[c.id] = c.e
+			s.byID.set(c.e)
 		} else {
-			delete(s.byID, c.id)
+			s.byID.del(c.id)
 		}
 	}
 	s.files = s.files[:0]
@@ -205,9 +205,9 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 // claim checks that m's hosts are free on its listener, but for m's own.
 func claim(b *sni.Builder[*entry], m *state.Mapping) error {
 	for _, h := range m.Hosts {
-		if owner, ok := b.Get(h); ok && owner.id != m.ID {
+		if owner, ok := b.Get(h); ok && owner.id() != m.ID {
 			return fault.Invalidf("remove it from one of the mappings",
-				"mapping %q: host %q is already mapped on listener %q by mapping %q", m.ID, h, m.Listener, owner.id)
+				"mapping %q: host %q is already mapped on listener %q by mapping %q", m.ID, h, m.Listener, owner.id())
 		}
 	}
 	return nil
@@ -226,7 +226,7 @@ func (s *Server) swapViews(edits map[string]*sni.Builder[*entry], cs []*changedM
 		for _, c := range cs {
 			if c.old != nil && c.old.listener == name {
 				nv.entries = removeEntry(nv.entries, c.old)
-				if c.old.source == state.SourceFile {
+				if c.old.source == sourceFile {
 					if files == nil {
 						files = map[string]bool{}
 					}
@@ -234,14 +234,14 @@ func (s *Server) swapViews(edits map[string]*sni.Builder[*entry], cs []*changedM
 				}
 			}
 		}
-		nv.files = slices.DeleteFunc(slices.Clone(v.files), func(e *entry) bool { return files[e.id] })
+		nv.files = slices.DeleteFunc(slices.Clone(v.files), func(e *entry) bool { return files[e.id()] })
 		for _, c := range cs {
 			if c.e == nil || c.e.listener != name {
 				continue
 			}
 			c.e.slot = int32(len(nv.entries))
 			nv.entries = append(nv.entries, c.e)
-			if c.e.source == state.SourceFile {
+			if c.e.source == sourceFile {
 				nv.files = append(nv.files, c.e)
 			}
 		}

@@ -145,15 +145,15 @@ func (f *incrFixture) consistent(what string) {
 	hosts := 0
 	for i, e := range v.entries {
 		if int(e.slot) != i {
-			f.t.Errorf("%s: entry %s in slot %d says %d", what, e.id, i, e.slot)
+			f.t.Errorf("%s: entry %s in slot %d says %d", what, e.id(), i, e.slot)
 		}
-		if f.s.byID[e.id] != e {
-			f.t.Errorf("%s: entry %s served is not serve's entry of that id", what, e.id)
+		if f.s.byID.get(e.id()) != e {
+			f.t.Errorf("%s: entry %s served is not serve's entry of that id", what, e.id())
 		}
 		hosts += e.hostCount()
 	}
-	if len(v.entries) != len(f.s.byID) || v.index.Len() != hosts {
-		f.t.Errorf("%s: %d entries, %d by id, %d hosts indexed for %d", what, len(v.entries), len(f.s.byID), v.index.Len(), hosts)
+	if len(v.entries) != f.s.byID.len() || v.index.Len() != hosts {
+		f.t.Errorf("%s: %d entries, %d by id, %d hosts indexed for %d", what, len(v.entries), f.s.byID.len(), v.index.Len(), hosts)
 	}
 }
 

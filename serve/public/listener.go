@@ -187,7 +187,7 @@ func (l *listener) choose(v *view, serverName string) *entry {
 		return nil
 	}
 	if skipped {
-		v.byWildcard.note(hostname.NormalizeSNI(serverName), e.id)
+		v.byWildcard.note(hostname.NormalizeSNI(serverName), e.id())
 	}
 	return e
 }

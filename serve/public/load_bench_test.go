@@ -133,18 +133,19 @@ func BenchmarkWarmHeapGC(b *testing.B) {
 			}
 			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
 			b.ReportMetric(float64(after.scan-before.scan)/(1<<20), "scan-MiB")
+			b.ReportMetric(float64(after.live-before.live)/(1<<20), "live-MiB")
 			b.ReportMetric(float64(packedcert.MappedBytes())/(1<<20), "offheap-MiB")
 			b.ReportMetric(float64(after.objects-before.objects)/float64(n), "objects/mapping")
 		})
 	}
 }
 
-type heapStat struct{ scan, objects int64 }
+type heapStat struct{ scan, objects, live int64 }
 
 func heapStats() heapStat {
-	s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}, {Name: "/gc/heap/objects:objects"}}
+	s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}, {Name: "/gc/heap/objects:objects"}, {Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
-	return heapStat{int64(s[0].Value.Uint64()), int64(s[1].Value.Uint64())}
+	return heapStat{int64(s[0].Value.Uint64()), int64(s[1].Value.Uint64()), int64(s[2].Value.Uint64())}
 }
 
 var discardLog = slog.New(slog.DiscardHandler)

@@ -66,7 +66,7 @@ type Server struct {
 	// byID is every served entry by mapping id, and recErrs the records
 	// that failed their last incremental reload (and keep their previous
 	// state): what applyChanged needs to touch only the changed mappings.
-	byID    map[string]*entry
+	byID    idIndex
 	recErrs map[string]string
 	trim    edge.Trimmer
 	gc      gcPacer
@@ -78,7 +78,7 @@ type Server struct {
 // New prepares the server; Start loads the state and opens the listeners.
 func New(o Options) *Server {
 	return &Server{o: o, started: time.Now().UTC().Truncate(time.Second), listeners: map[string]*listener{}, errors: map[string]string{},
-		seed: maphash.MakeSeed(), byID: map[string]*entry{}, recErrs: map[string]string{}}
+		seed: maphash.MakeSeed(), recErrs: map[string]string{}}
 }
 
 // Start loads the state and opens every listener. A state that does not
@@ -116,7 +116,7 @@ const trimAfterLoadMin = 10_000
 // trimAfterLoad returns a large full load's garbage to the operating
 // system, in the background: handshakes are served meanwhile.
 func (s *Server) trimAfterLoad() {
-	if len(s.byID) >= trimAfterLoadMin {
+	if s.byID.len() >= trimAfterLoadMin {
 		go freeOSMemory()
 	}
 }
@@ -272,7 +272,7 @@ func (s *Server) pollWith(ctx context.Context, c state.Changed) {
 		// The operator rotated the files of these "file" mappings.
 		for i := range files {
 			if files[i] != s.filesSig[i] {
-				ids = append(ids, s.files[i].id)
+				ids = append(ids, s.files[i].id())
 			}
 		}
 		slices.Sort(ids)
@@ -292,7 +292,7 @@ func (s *Server) pollWith(ctx context.Context, c state.Changed) {
 		if err == nil && len(s.loadErrs) > 0 {
 			err = errors.New(strings.Join(s.loadErrs, "; "))
 		}
-		s.reloaded(start, err, "state reloaded", len(s.byID))
+		s.reloaded(start, err, "state reloaded", s.byID.len())
 		s.trimAfterLoad()
 	} else if len(ids) > 0 {
 		start := time.Now()
@@ -374,7 +374,7 @@ func (s *Server) apply(ctx context.Context, cfg *state.Config) error {
 			list := l.view.Load().entries
 			old = make(map[string]*entry, len(list))
 			for _, e := range list {
-				old[e.id] = e
+				old[e.id()] = e
 			}
 		}
 		v, err := s.buildView(ctx, lc, cfg.Mappings, counts[lc.Name], old, &strs)
@@ -415,15 +415,12 @@ func (s *Server) apply(ctx context.Context, cfg *state.Config) error {
 		}
 	}
 	s.files = nil
-	if len(s.byID) == 0 {
-		// Sized at once: growing it to 100k entries costs 50 ms at start.
-		s.byID = make(map[string]*entry, len(cfg.Mappings))
-	}
-	clear(s.byID)
+	// Sized at once: growing it to 100k entries costs 50 ms at start.
+	s.byID.reset(len(cfg.Mappings))
 	for _, lc := range cfg.Listeners {
 		s.files = append(s.files, views[lc.Name].files...)
 		for _, e := range views[lc.Name].entries {
-			s.byID[e.id] = e
+			s.byID.set(e)
 		}
 	}
 	s.cfg = servedConfig(cfg)

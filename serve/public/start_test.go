@@ -178,7 +178,7 @@ func TestTrimAfterLargeLoad(t *testing.T) {
 	}{{trimAfterLoadMin - 1, false}, {trimAfterLoadMin, true}} {
 		s := New(Options{Log: discardLog})
 		for i := range tc.n {
-			s.byID[fmt.Sprint(i)] = &entry{}
+			s.byID.set(newEntry(&state.Mapping{ID: fmt.Sprint(i)}, "web", 0, nil))
 		}
 		s.trimAfterLoad()
 		select {

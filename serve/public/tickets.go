@@ -38,13 +38,14 @@ func (l *listener) binding(cs tls.ConnectionState) []byte {
 		return nil
 	}
 	name := hostname.NormalizeSNI(cs.ServerName)
-	b := make([]byte, 0, len(bindingPrefix)+len(name)+len(e.id)+2+len(e.fingerprint))
+	id, fp := e.id(), e.fingerprint()
+	b := make([]byte, 0, len(bindingPrefix)+len(name)+len(id)+2+len(fp))
 	b = append(b, bindingPrefix...)
 	b = append(b, name...)
 	b = append(b, 0)
-	b = append(b, e.id...)
+	b = append(b, id...)
 	b = append(b, 0)
-	return append(b, e.fingerprint[:]...)
+	return append(b, fp[:]...)
 }
 
 // wrapSession is tls.Config.WrapSession: the default ticket, with the

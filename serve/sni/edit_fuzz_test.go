@@ -112,7 +112,7 @@ func TestEditCompacts(t *testing.T) {
 	if y.over != nil {
 		t.Errorf("overlay of %d hosts not compacted (compactAt %d)", y.over.size(), compactAt(y.n))
 	}
-	if x.Len() != 1 || len(x.exact) != 1 {
+	if x.Len() != 1 || x.exact.live != 1 {
 		t.Errorf("the first Index changed: %d hosts", x.Len())
 	}
 	if _, ok := y.Lookup("a.example.com"); !ok || y.Len() != compactAt(1)+2 {

@@ -23,11 +23,14 @@ import (
 // mapping of 100k costs a copy of the overlay, not of the base. Once the
 // overlay outgrows compactAt, Build folds it into a new base: O(hosts)
 // once every so many changes.
+//
+// The base is two tables (see table) the garbage collector walks only the
+// values of.
 type Index[T any] struct {
-	exact map[string]T
+	exact *table[T]
 	// wild is keyed by what follows "*.", so a lookup slices the name after
 	// its first dot instead of building "*.rest" on every handshake.
-	wild map[string]T
+	wild *table[T]
 	over *overlay[T] // nil: none
 	n    int         // hosts mapped
 }
@@ -68,7 +71,7 @@ type Builder[T any] struct {
 
 // NewBuilder starts an Index; size is a capacity hint (0 is fine).
 func NewBuilder[T any](size int) *Builder[T] {
-	return &Builder[T]{x: &Index[T]{exact: make(map[string]T, size), wild: map[string]T{}}}
+	return &Builder[T]{x: &Index[T]{exact: newTable[T](size), wild: newTable[T](0)}}
 }
 
 // split is host's map key and whether it is a wildcard.
@@ -86,11 +89,9 @@ func (x *Index[T]) get(key string, wild bool) (v T, ok bool) {
 		}
 	}
 	if wild {
-		v, ok = x.wild[key]
-	} else {
-		v, ok = x.exact[key]
+		return x.wild.get(key)
 	}
-	return v, ok
+	return x.exact.get(key)
 }
 
 // set maps key, or unmaps it (gone), in the overlay when there is one,
@@ -104,14 +105,14 @@ func (x *Index[T]) set(key string, wild bool, v T, gone bool) {
 		m[key] = slot[T]{v: v, gone: gone}
 		return
 	}
-	m := x.exact
+	t := x.exact
 	if wild {
-		m = x.wild
+		t = x.wild
 	}
 	if gone {
-		delete(m, key)
+		t.del(key)
 	} else {
-		m[key] = v
+		t.set(key, v)
 	}
 }
 
@@ -142,25 +143,30 @@ func (b *Builder[T]) Build() *Index[T] {
 	if !b.built && b.x.over != nil && b.x.over.size() > compactAt(b.x.n) {
 		b.x.compact()
 	}
+	if !b.built && b.x.over == nil {
+		b.x.exact.trim()
+		b.x.wild.trim()
+	}
 	b.built = true
 	return b.x
 }
 
 // compact folds the overlay into a new base.
 func (x *Index[T]) compact() {
-	fold := func(base map[string]T, over map[string]slot[T]) map[string]T {
-		m := maps.Clone(base)
-		if m == nil {
-			m = map[string]T{}
-		}
+	fold := func(base *table[T], over map[string]slot[T]) *table[T] {
+		t := newTable[T](base.live + len(over))
+		base.each(func(k string, v T) {
+			if _, changed := over[k]; !changed {
+				t.set(k, v)
+			}
+		})
 		for k, s := range over {
-			if s.gone {
-				delete(m, k)
-			} else {
-				m[k] = s.v
+			if !s.gone {
+				t.set(k, s.v)
 			}
 		}
-		return m
+		t.trim()
+		return t
 	}
 	x.exact, x.wild = fold(x.exact, x.over.exact), fold(x.wild, x.over.wild)
 	x.over = nil

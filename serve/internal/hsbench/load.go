@@ -252,8 +252,10 @@ func cpuTicks(pid int) (int64, error) {
 // memInfo is the memory of a server's process tree, in kB: hwm is the
 // largest VmHWM (peak resident) of one process, rss the sum of VmRSS, pss
 // the sum of Pss (pages shared between nginx's master and worker counted
-// once).
-type memInfo struct{ hwm, rss, pss int64 }
+// once), anon and file the sums of RssAnon and RssFile (VmRSS is both, and
+// shared memory): what the process allocated against the pages of its
+// binary and of files it maps.
+type memInfo struct{ hwm, rss, pss, anon, file int64 }
 
 func treeMem(pid int) (memInfo, error) {
 	var m memInfo
@@ -267,6 +269,11 @@ func treeMem(pid int) (memInfo, error) {
 		}
 		m.hwm = max(m.hwm, st[0])
 		m.rss += st[1]
+		// RssAnon and RssFile need Linux 4.5; without them both stay 0.
+		if split, err := procKB(fmt.Sprintf("/proc/%d/status", p), "RssAnon:", "RssFile:"); err == nil {
+			m.anon += split[0]
+			m.file += split[1]
+		}
 		// smaps_rollup needs Linux 4.14; without it pss stays 0.
 		if pss, err := procKB(fmt.Sprintf("/proc/%d/smaps_rollup", p), "Pss:"); err == nil {
 			m.pss += pss[0]

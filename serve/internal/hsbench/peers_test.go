@@ -330,6 +330,7 @@ func TestProcKB(t *testing.T) {
 		wantErr bool
 	}{
 		{"testdata/status", []string{"VmHWM:", "VmRSS:"}, []int64{170432, 164012}, false},
+		{"testdata/status", []string{"RssAnon:", "RssFile:"}, []int64{116, 1640}, false},
 		{"testdata/smaps_rollup", []string{"Pss:"}, []int64{160321}, false},
 		{"testdata/status", []string{"Pss:"}, nil, true},
 	}
@@ -340,7 +341,7 @@ func TestProcKB(t *testing.T) {
 		}
 	}
 	m, err := treeMem(os.Getpid())
-	if err != nil || m.hwm <= 0 || m.rss <= 0 {
+	if err != nil || m.hwm <= 0 || m.rss <= 0 || m.anon <= 0 || m.anon+m.file > m.rss {
 		t.Errorf("treeMem(self) = %+v, %v", m, err)
 	}
 }

@@ -32,7 +32,16 @@ type startRun struct {
 	// serve's CPU time (user+system) until it served the last name, and
 	// for the warm-up: what a memory policy costs shows here.
 	startCPU, warmCPU time.Duration
+	// steadyMin and steadyMax bound VmRSS (kB) over a second pass of
+	// handshakes after the warm-up: VmRSS warm is one reading at wherever
+	// the collector's cycle happened to be (between the live heap and the
+	// heap goal), these are the range it moves in while serving.
+	steadyMin, steadyMax int64
 }
+
+// steadyHandshakes is the second pass's length: its allocations are many
+// times any heap goal, so VmRSS reaches its peak in it.
+const steadyHandshakes = 20000
 
 // certBytes is what a state's certificates weigh.
 type certBytes struct {
@@ -181,6 +190,12 @@ func startOnly(ctx context.Context, o options, keep string, starts int) error {
 	fmt.Println()
 	for _, r := range rows {
 		fmt.Println(rssGoalLine(r.n, r.warm.afterWarm.rss, r.bytes))
+		if r.warm.steadyMax > 0 {
+			lo, _ := r.bytes.ratio(r.warm.steadyMin)
+			hi, _ := r.bytes.ratio(r.warm.steadyMax)
+			fmt.Printf("%s mappings: over a second pass of handshakes VmRSS is %d-%d MiB, %.2f-%.2f x certificate PEM\n",
+				countName(r.n), r.warm.steadyMin/1024, r.warm.steadyMax/1024, lo, hi)
+		}
 	}
 	return nil
 }
@@ -245,6 +260,48 @@ func startOnce(ctx context.Context, o options, tmp, bin, dir, addr string, n, i 
 		return r, err
 	}
 	r.warmCPU = cpu - r.startCPU
-	logf("%d mappings: every mapping served: VmRSS %d MiB (VmHWM %d MiB)", n, r.afterWarm.rss/1024, r.afterWarm.hwm/1024)
+	logf("%d mappings: every mapping served: VmRSS %d MiB (anonymous %d MiB, file-backed %d MiB; VmHWM %d MiB)", n,
+		r.afterWarm.rss/1024, r.afterWarm.anon/1024, r.afterWarm.file/1024, r.afterWarm.hwm/1024)
+	if r.steadyMin, r.steadyMax, err = steadyRSS(ctx, p.pid(), addr, min(n, steadyHandshakes), o.clients); err != nil {
+		return r, fmt.Errorf("second pass: %w", err)
+	}
+	logf("%d mappings: over a second pass of %d handshakes: VmRSS %d-%d MiB", n, min(n, steadyHandshakes), r.steadyMin/1024, r.steadyMax/1024)
 	return r, nil
+}
+
+// steadyRSS runs k more handshakes (names already served) and returns the
+// least and the most VmRSS of pid read meanwhile, every 50 ms.
+func steadyRSS(ctx context.Context, pid int, addr string, k, clients int) (lo, hi int64, err error) {
+	done := make(chan struct{})
+	var samples []int64
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if m, err := treeMem(pid); err == nil {
+				samples = append(samples, m.rss)
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	// Bounded in time as well as count: a server that stalls fails the
+	// run instead of hanging it.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	_, err = warmAll(ctx, addr, sniMix{n: k}, clients)
+	close(done)
+	<-sampled
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(samples) == 0 {
+		return 0, 0, fmt.Errorf("no VmRSS of process %d could be read", pid)
+	}
+	return slices.Min(samples), slices.Max(samples), nil
 }

@@ -1,0 +1,153 @@
+package sni
+
+import (
+	"hash/maphash"
+	"math/bits"
+	"unsafe"
+)
+
+// table is an Index's base: keys to values by open addressing, the keys'
+// bytes back to back in one slice. A map[string]T is about 40 bytes per
+// host that the garbage collector walks on every cycle, a key pointer and
+// a value per slot; a table's keys, ends and slots hold no pointers, so the
+// collector walks only vals (at 100k hosts, 0.8 of about 4.5 MiB). The
+// zero table is empty and ready.
+type table[T any] struct {
+	keys  []byte   // every key set, back to back
+	ends  []uint32 // where each key ends in keys (see key)
+	vals  []T
+	slots []uint32 // 0 empty, tomb removed, else 1+i; a power of two long
+	used  int      // slots not empty, removed ones included
+	live  int      // keys mapped
+}
+
+// tomb marks a removed key's slot: lookups probe past it.
+const tomb = ^uint32(0)
+
+// tableSeed seeds every table's hash: one per process, so that a client
+// cannot choose server names that collide.
+var tableSeed = maphash.MakeSeed()
+
+// newTable is a table with room for n keys before it grows.
+func newTable[T any](n int) *table[T] {
+	t := &table[T]{}
+	if n > 0 {
+		t.slots = make([]uint32, slotsFor(n))
+		t.ends = make([]uint32, 0, n)
+		t.vals = make([]T, 0, n)
+	}
+	return t
+}
+
+// slotsFor is the power of two that holds n keys at most three quarters
+// full: probes stay short.
+func slotsFor(n int) int {
+	return 1 << bits.Len(uint(max(8, n+n/3)))
+}
+
+// key is key i, a view of keys: their bytes are never written again once
+// set (an append that moves them leaves the old array as it was).
+func (t *table[T]) key(i uint32) string {
+	start := uint32(0)
+	if i > 0 {
+		start = t.ends[i-1]
+	}
+	if start == t.ends[i] {
+		return ""
+	}
+	return unsafe.String(&t.keys[start], t.ends[i]-start)
+}
+
+// find is key's slot, or the empty slot where it would go (found false).
+func (t *table[T]) find(key string) (slot int, found bool) {
+	mask := len(t.slots) - 1
+	for i := int(maphash.String(tableSeed, key)) & mask; ; i = (i + 1) & mask {
+		s := t.slots[i]
+		switch {
+		case s == 0:
+			return i, false
+		case s != tomb && t.key(s-1) == key:
+			return i, true
+		}
+	}
+}
+
+func (t *table[T]) get(key string) (v T, ok bool) {
+	if t.live == 0 {
+		return v, false
+	}
+	i, ok := t.find(key)
+	if !ok {
+		return v, false
+	}
+	return t.vals[t.slots[i]-1], true
+}
+
+// set maps key to v. Only a table no Index serves yet may be set.
+func (t *table[T]) set(key string, v T) {
+	if 4*(t.used+1) > 3*len(t.slots) {
+		t.rehash(slotsFor(t.live + 1))
+	}
+	i, ok := t.find(key)
+	if ok {
+		t.vals[t.slots[i]-1] = v
+		return
+	}
+	t.keys = append(t.keys, key...)
+	t.ends = append(t.ends, uint32(len(t.keys)))
+	t.vals = append(t.vals, v)
+	t.slots[i] = uint32(len(t.vals))
+	t.used++
+	t.live++
+}
+
+// del unmaps key; its bytes stay until the table is copied (each).
+func (t *table[T]) del(key string) {
+	if t.live == 0 {
+		return
+	}
+	if i, ok := t.find(key); ok {
+		var zero T
+		t.vals[t.slots[i]-1] = zero // not kept alive by the table
+		t.slots[i] = tomb
+		t.live--
+	}
+}
+
+// rehash makes the slots n long, dropping removed keys' marks.
+func (t *table[T]) rehash(n int) {
+	old := t.slots
+	t.slots = make([]uint32, n)
+	t.used = 0
+	for _, s := range old {
+		if s == 0 || s == tomb {
+			continue
+		}
+		i, _ := t.find(t.key(s - 1))
+		t.slots[i] = s
+		t.used++
+	}
+}
+
+// each calls fn with every mapped key and its value.
+func (t *table[T]) each(fn func(key string, v T)) {
+	for _, s := range t.slots {
+		if s != 0 && s != tomb {
+			fn(t.key(s-1), t.vals[s-1])
+		}
+	}
+}
+
+// trim gives back what appends reserved beyond the keys set: a table is
+// built once and kept for many lookups.
+func (t *table[T]) trim() {
+	if cap(t.keys) > len(t.keys)+len(t.keys)/8 {
+		t.keys = append([]byte(nil), t.keys...)
+	}
+	if cap(t.ends) > len(t.ends)+len(t.ends)/8 {
+		t.ends = append([]uint32(nil), t.ends...)
+	}
+	if cap(t.vals) > len(t.vals)+len(t.vals)/8 {
+		t.vals = append([]T(nil), t.vals...)
+	}
+}
