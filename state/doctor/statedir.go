@@ -31,7 +31,7 @@ func checkConfig(ctx context.Context, e *env) Check {
 		if hint == "" {
 			hint = "fix the file by hand"
 		}
-		return fail(IDConfig, hint+"; until then every other p2ptls command refuses to run, and a running serve keeps its last good state",
+		return fail(IDConfig, hint+"; until then every p2ptls command that reads the mappings refuses to run, and a running serve keeps its last good state",
 			"%v (%s)", e.cfgErr, then)
 	}
 	if e.noDir() {
