@@ -53,6 +53,12 @@ func statusAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if st.Panics > 0 {
 		g.Warnf("serve recovered from %d panic(s) and kept serving; its log has each one at ERROR with the stack (a bug to report)", st.Panics)
 	}
+	// The last reload is how an operator sees that a change was (or was
+	// not) applied: a row of its own, with the error in full.
+	if err := printTable(g.Stdout, []string{"LAST RELOAD", "RELOADS", "RESULT"},
+		[][]string{{reloadTime(st.LastReloadAt), fmt.Sprint(st.Reloads), reloadResult(st.LastReloadError)}}); err != nil {
+		return err
+	}
 	rows := make([][]string, 0, len(st.Listeners))
 	for _, l := range st.Listeners {
 		state := "listening"
@@ -92,4 +98,21 @@ func fallbackSummary(hits map[string]int64) string {
 		return "none"
 	}
 	return strings.Join(runstatus.FallbackList(hits), " ")
+}
+
+// reloadTime is when serve last applied a change of the state; "none
+// since start" while it serves what it loaded at start.
+func reloadTime(at time.Time) string {
+	if at.IsZero() {
+		return "none since start"
+	}
+	return at.Format(time.RFC3339)
+}
+
+// reloadResult is "ok", or why the last change was not applied.
+func reloadResult(err string) string {
+	if err == "" {
+		return "ok"
+	}
+	return "failed: " + err
 }

@@ -139,6 +139,7 @@ func (m *Server) Serve(ctx context.Context) error {
 		scheme = "https"
 	}
 	m.o.Log.Info("management listening", "url", scheme+"://"+m.ln.Addr().String(), "mode", m.o.Settings.Mode)
+	m.o.Log.Info("web UI: open "+uiURL(scheme, m.ln.Addr())+" and sign in with an admin token from 'p2ptls admin token create NAME'")
 	errc := make(chan error, 1)
 	go func() { errc <- m.srv.Serve(m.ln) }()
 	select {
@@ -226,4 +227,18 @@ func renew(log *slog.Logger, ensure func() error) {
 	if err := ensure(); err != nil {
 		log.Error("cannot renew the management server certificate", "err", err)
 	}
+}
+
+// uiURL is the address a browser on this machine opens for the UI: an
+// unspecified listen address ([::]:8443, 0.0.0.0:8443) is not one it can
+// open, so it becomes localhost, which the auto server certificate names.
+func uiURL(scheme string, addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return scheme + "://" + addr.String() + "/ui/"
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port) + "/ui/"
 }
