@@ -34,6 +34,9 @@ var (
 	unitTimers   = []string{"p2ptls-renew.timer", "p2ptls-backup.timer"}
 )
 
+// unitDropIn is the drop-in for p2ptls-backup.service that encrypts.
+const unitDropIn = "encrypted-backup.conf"
+
 // toolOrSkip finds a tool, or skips; in CI (CI=true) a missing tool fails,
 // as the browser and completion tests do.
 func toolOrSkip(t *testing.T, name string) string {
@@ -128,6 +131,8 @@ func splitExec(v string) ([]string, error) {
 		switch {
 		case c == '\\':
 			return nil, fmt.Errorf("backslash at %d: not supported by this test", i)
+		case c == '$' && i+1 < len(v) && (v[i+1] == '{' || v[i+1] == '$'):
+			return nil, fmt.Errorf("systemd variable expansion at %d: not supported by this test", i)
 		case c == '%':
 			if i+1 >= len(v) || v[i+1] != '%' {
 				return nil, fmt.Errorf("specifier at %d: only %%%% is supported by this test", i)
@@ -202,6 +207,18 @@ func installUnits(t *testing.T, h unitHost, dir string) []string {
 		}
 		paths = append(paths, p)
 	}
+	// The drop-in, where systemd looks for it beside the unit.
+	b, err := os.ReadFile(filepath.Join("systemd", unitDropIn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropDir := filepath.Join(dir, "p2ptls-backup.service.d")
+	if err := os.Mkdir(dropDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dropDir, unitDropIn), []byte(h.replace(string(b))), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return paths
 }
 
@@ -227,7 +244,7 @@ func TestSystemdUnits(t *testing.T) {
 		backups: filepath.Join(tmp, "backups"),
 	}
 	units := map[string]unitFile{}
-	for _, name := range append(slices.Clone(unitServices), unitTimers...) {
+	for _, name := range append(append(slices.Clone(unitServices), unitTimers...), unitDropIn) {
 		units[name] = readUnit(t, filepath.Join("systemd", name))
 	}
 
@@ -279,10 +296,10 @@ func TestSystemdUnits(t *testing.T) {
 	})
 
 	t.Run("every command runs the installed binary", func(t *testing.T) {
-		for _, name := range unitServices {
+		for _, name := range append(slices.Clone(unitServices), unitDropIn) {
 			u := units[name]
 			for _, e := range u.entries {
-				if !strings.HasPrefix(e.key, "Exec") {
+				if !strings.HasPrefix(e.key, "Exec") || e.value == "" { // an empty one resets the list
 					continue
 				}
 				if _, err := splitExec(e.value); err != nil {
@@ -551,6 +568,47 @@ func TestSystemdUnits(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(h.backups, name)); err != nil {
 				t.Errorf("pruning removed %s: %v", name, err)
 			}
+		}
+	})
+
+	// The drop-in replaces ExecStart (an empty one first, as systemd
+	// requires) and hands the passphrase over as a credential.
+	t.Run("encrypted backup drop-in", func(t *testing.T) {
+		d := units[unitDropIn]
+		execs := d.values("Service", "ExecStart")
+		if len(execs) != 2 || execs[0] != "" {
+			t.Fatalf("%s: ExecStart=%q, want an empty one, then the command", unitDropIn, execs)
+		}
+		name, file, ok := strings.Cut(d.value(t, "Service", "LoadCredential"), ":")
+		if !ok || !strings.HasPrefix(file, "/etc/p2ptls/") {
+			t.Fatalf("%s: LoadCredential=%q", unitDropIn, d.value(t, "Service", "LoadCredential"))
+		}
+		creds := t.TempDir()
+		if err := os.WriteFile(filepath.Join(creds, name), []byte("correct horse battery staple\n"), 0o400); err != nil {
+			t.Fatal(err)
+		}
+		backups := t.TempDir()
+		hh := h
+		hh.backups = backups
+		argv, err := splitExec(hh.replace(execs[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Env = env(units["p2ptls-backup.service"], "CREDENTIALS_DIRECTORY="+creds)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", argv, err, out)
+		}
+		names := backupNames(t, backups)
+		if len(names) != 1 || !regexp.MustCompile(`^p2ptls-\d{8}T\d{6}Z\.tar\.gz\.age$`).MatchString(names[0]) {
+			t.Fatalf("backups = %q, want one p2ptls-YYYYMMDDTHHMMSSZ.tar.gz.age", names)
+		}
+		restore := exec.Command(h.binary, "restore", filepath.Join(backups, names[0]), "--dry-run", "--passphrase-file", filepath.Join(creds, name))
+		restore.Env = []string{"CONFIG_DIR=" + filepath.Join(t.TempDir(), "restored"), "HOME=/nonexistent"}
+		if out, err := restore.CombinedOutput(); err != nil {
+			t.Fatalf("the encrypted archive does not restore with the passphrase: %v\n%s", err, out)
 		}
 	})
 
