@@ -24,7 +24,8 @@ import (
 // The paths the units name on a real host; the tests substitute their own.
 const (
 	unitBinary  = "/usr/local/bin/p2ptls"
-	unitState   = "/var/lib/p2ptls"
+	unitHome    = "/var/lib/p2ptls" // StateDirectory=p2ptls, the user's home
+	unitState   = "/var/lib/p2ptls/state"
 	unitBackups = "/var/backups/p2ptls"
 	unitUser    = "p2ptls"
 )
@@ -439,8 +440,8 @@ func TestSystemdUnits(t *testing.T) {
 				found = true
 				fmt.Sscan(f[2], &uid)
 				fmt.Sscan(f[3], &gid)
-				if f[5] != unitState || f[6] != "/usr/sbin/nologin" {
-					t.Errorf("user %s: home %q shell %q, want %s and /usr/sbin/nologin", unitUser, f[5], f[6], unitState)
+				if f[5] != unitHome || f[6] != "/usr/sbin/nologin" {
+					t.Errorf("user %s: home %q shell %q, want %s and /usr/sbin/nologin", unitUser, f[5], f[6], unitHome)
 				}
 			}
 		}
@@ -452,15 +453,20 @@ func TestSystemdUnits(t *testing.T) {
 		if err != nil || len(out) > 0 {
 			t.Fatalf("systemd-tmpfiles --create: %v\n%s", err, out)
 		}
-		// The backup unit's writable directory, which must exist before it starts.
+		// The backup unit's writable directory, which must exist before it
+		// starts, and the StateDirectory, where p2ptls commands run as
+		// p2ptls create the state before serve first starts.
 		rw := units["p2ptls-backup.service"].value(t, "Service", "ReadWritePaths")
-		fi, err := os.Stat(filepath.Join(root, rw))
-		if err != nil {
-			t.Fatalf("tmpfiles did not create ReadWritePaths=%s: %v", rw, err)
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		if !fi.IsDir() || fi.Mode().Perm() != 0o700 || int(st.Uid) != uid || int(st.Gid) != gid {
-			t.Errorf("%s: %v owned by %d:%d, want a 0700 directory of %d:%d", rw, fi.Mode(), st.Uid, st.Gid, uid, gid)
+		for _, dir := range []string{rw, unitHome} {
+			fi, err := os.Stat(filepath.Join(root, dir))
+			if err != nil {
+				t.Errorf("tmpfiles did not create %s: %v", dir, err)
+				continue
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			if !fi.IsDir() || fi.Mode().Perm() != 0o700 || int(st.Uid) != uid || int(st.Gid) != gid {
+				t.Errorf("%s: %v owned by %d:%d, want a 0700 directory of %d:%d", dir, fi.Mode(), st.Uid, st.Gid, uid, gid)
+			}
 		}
 	})
 
@@ -680,6 +686,8 @@ func TestSystemdUnits(t *testing.T) {
 		}
 	})
 
+	t.Run("boot", func(t *testing.T) { testSystemdBoot(t, h.binary) })
+
 	// RestartPreventExitStatus=2 holds serve's exit code for a setting it
 	// cannot start with: no restart loop on a configuration error.
 	t.Run("serve exits 2 on a bad setting", func(t *testing.T) {
@@ -741,4 +749,147 @@ func unitFreeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// bootInstall is the README's install, run inside the booted container:
+// the units from /mnt/p2ptls-units, the binary from /mnt/p2ptls-bin.
+const bootInstall = `set -e
+install -m 0755 /mnt/p2ptls-bin/p2ptls /usr/local/bin/p2ptls
+install -D -m 0644 /mnt/p2ptls-units/p2ptls.sysusers /etc/sysusers.d/p2ptls.conf
+systemd-sysusers
+install -D -m 0644 /mnt/p2ptls-units/p2ptls.tmpfiles /etc/tmpfiles.d/p2ptls.conf
+systemd-tmpfiles --create p2ptls.conf
+install -m 0644 /mnt/p2ptls-units/p2ptls*.service /mnt/p2ptls-units/p2ptls*.timer /etc/systemd/system/
+install -D -m 0644 /mnt/p2ptls-units/env.example /etc/p2ptls/env
+echo MANAGEMENT_LISTEN=127.0.0.1:8443 >> /etc/p2ptls/env
+systemctl daemon-reload
+systemctl enable --now p2ptls.service p2ptls-renew.timer p2ptls-backup.timer
+`
+
+// testSystemdBoot boots systemd as PID 1 in a podman container whose root
+// is an overlay of this machine's (so the same systemd, nothing written
+// here), installs the units as the README says and runs them for real:
+// the sandbox, the capability, the shared user and state, backup and
+// renew, a restore under a running serve, and the stop.
+func testSystemdBoot(t *testing.T, binary string) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("booting systemd in a container needs root")
+		}
+		t.Skip("booting systemd in a container needs root")
+	}
+	podman := toolOrSkip(t, "podman")
+	runc := toolOrSkip(t, "runc")
+	for _, p := range []string{"/lib/systemd/systemd", "/usr/sbin/runuser"} {
+		if _, err := os.Stat(p); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is missing: %v", p, err)
+			}
+			t.Skipf("%s is missing", p)
+		}
+	}
+	units, err := filepath.Abs("systemd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The two settings this machine's podman needs (shared/notes/containers.md).
+	conf := filepath.Join(t.TempDir(), "containers.conf")
+	if err := os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("p2ptls-units-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	pod := func(timeout time.Duration, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, podman, append([]string{"--runtime", runc, "--cgroup-manager=cgroupfs"}, args...)...)
+		cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	// sh runs a script in the container and fails the test when it fails.
+	sh := func(t *testing.T, script string) string {
+		t.Helper()
+		out, err := pod(2*time.Minute, "exec", name, "/bin/sh", "-c", script)
+		if err != nil {
+			t.Fatalf("in the container: %s: %v\n%s", script, err, out)
+		}
+		return out
+	}
+	// The container's /tmp, /run and journal are its own: copying the
+	// host's up would copy this machine's test files.
+	args := []string{"run", "-d", "--name", name, "--privileged", "--network", "none", "--systemd=always"}
+	for _, dir := range []string{"/tmp", "/run", "/run/lock", "/var/log/journal"} {
+		args = append(args, "--mount", "type=tmpfs,destination="+dir+",notmpcopyup")
+	}
+	args = append(args, "-v", filepath.Dir(binary)+":/mnt/p2ptls-bin:ro", "-v", units+":/mnt/p2ptls-units:ro",
+		"--rootfs", "/:O", "/lib/systemd/systemd", "--unit=basic.target")
+	if out, err := pod(2*time.Minute, args...); err != nil {
+		t.Fatalf("podman run: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := pod(2*time.Minute, "rm", "-f", name); err != nil {
+			t.Errorf("podman rm: %v\n%s", err, out)
+		}
+	})
+	waitFor := func(t *testing.T, what, script string, ok func(string) bool) string {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			out, _ := pod(30*time.Second, "exec", name, "/bin/sh", "-c", script)
+			if ok(out) {
+				return out
+			}
+			if time.Now().After(deadline) {
+				logs, _ := pod(30*time.Second, "exec", name, "journalctl", "--no-pager", "-n", "60")
+				t.Fatalf("%s: still %q after 60 s; journal:\n%s", what, out, logs)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	waitFor(t, "systemd boots", "systemctl is-system-running", func(s string) bool { return s == "running" || s == "degraded" })
+	sh(t, bootInstall)
+
+	as := "runuser -u " + unitUser + " -- env CONFIG_DIR=" + unitState + " " + unitBinary + " "
+	waitFor(t, "p2ptls.service is active", "systemctl is-active p2ptls.service", func(s string) bool { return s == "active" })
+	if user := sh(t, "stat -c %U /proc/$(systemctl show -p MainPID --value p2ptls.service)"); user != unitUser {
+		t.Errorf("serve runs as %q, want %s", user, unitUser)
+	}
+	// Ports 443 and 80 as p2ptls: the ambient capability works.
+	sh(t, as+"listener add web --addr 127.0.0.1:443 --http-addr 127.0.0.1:80 && "+as+"mapping add --listener web --host app.example.com --self-signed")
+	waitFor(t, "serve binds 443 and 80", "journalctl -u p2ptls --no-pager -q", func(s string) bool {
+		return strings.Contains(s, `msg="public listener started" listener=web addr=127.0.0.1:443 http_addr=127.0.0.1:80`)
+	})
+	sh(t, "MANAGEMENT_PUBLIC_URL=https://127.0.0.1:8443 MANAGEMENT_CA_FILE="+unitState+"/certs/management/ca.crt "+unitBinary+" agent check")
+
+	// The oneshots, started as their timers would.
+	sh(t, "systemctl start p2ptls-backup.service && systemctl start p2ptls-renew.service")
+	archive := sh(t, "ls /var/backups/p2ptls/")
+	if !regexp.MustCompile(`^p2ptls-\d{8}T\d{6}Z\.tar\.gz$`).MatchString(archive) {
+		t.Fatalf("/var/backups/p2ptls holds %q, want one dated archive", archive)
+	}
+	for _, timer := range unitTimers {
+		if got := sh(t, "systemctl is-enabled "+timer+"; systemctl is-active "+timer); got != "enabled\nactive" {
+			t.Errorf("%s: %q, want enabled and active", timer, got)
+		}
+	}
+
+	// A restore by the p2ptls user while serve runs; serve must keep
+	// writing to the state afterwards (its run status, later changes).
+	sh(t, as+"mapping add --listener web --host b.example.com --self-signed")
+	sh(t, as+"restore /var/backups/p2ptls/"+archive+" --force")
+	sh(t, as+"mapping add --listener web --host c.example.com --self-signed")
+	waitFor(t, "serve loads the change after the restore", "journalctl -u p2ptls --no-pager -q | tail -n 1", func(s string) bool {
+		return strings.Contains(s, "mappings=2")
+	})
+	if errs := sh(t, "journalctl -u p2ptls --no-pager -q | grep -E 'level=(ERROR|WARN)' || true"); errs != "" {
+		t.Errorf("serve logged errors:\n%s", errs)
+	}
+
+	sh(t, "systemctl stop p2ptls.service")
+	if got := sh(t, "systemctl show -p Result -p ExecMainStatus p2ptls.service"); got != "Result=success\nExecMainStatus=0" {
+		t.Errorf("after systemctl stop: %q, want success and exit 0", got)
+	}
+	if failed := sh(t, "systemctl list-units --failed --plain --no-legend 'p2ptls*'"); failed != "" {
+		t.Errorf("failed units: %s", failed)
+	}
 }
