@@ -885,6 +885,14 @@ func testSystemdBoot(t *testing.T, binary string) {
 		t.Errorf("serve logged errors:\n%s", errs)
 	}
 
+	// A stray SIGHUP ends serve (Go's default); systemd starts it again.
+	pid := sh(t, "systemctl show -p MainPID --value p2ptls.service")
+	sh(t, "systemctl kill -s SIGHUP p2ptls.service")
+	waitFor(t, "serve restarts after SIGHUP", "systemctl show -p MainPID --value p2ptls.service; systemctl is-active p2ptls.service", func(s string) bool {
+		p, state, _ := strings.Cut(s, "\n")
+		return p != pid && p != "0" && state == "active"
+	})
+
 	sh(t, "systemctl stop p2ptls.service")
 	if got := sh(t, "systemctl show -p Result -p ExecMainStatus p2ptls.service"); got != "Result=success\nExecMainStatus=0" {
 		t.Errorf("after systemctl stop: %q, want success and exit 0", got)
