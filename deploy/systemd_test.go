@@ -885,6 +885,21 @@ func testSystemdBoot(t *testing.T, binary string) {
 		t.Errorf("serve logged errors:\n%s", errs)
 	}
 
+	// The README's way to run a command as the service does: its user and
+	// environment file; the exit code comes back.
+	run := "systemd-run --quiet --wait --pipe --collect -p User=" + unitUser +
+		" -p EnvironmentFile=-/etc/p2ptls/env -p Environment=CONFIG_DIR=" + unitState + " " + unitBinary + " "
+	if got := sh(t, run+"mapping list --output json"); !strings.Contains(got, `"app-example-com"`) || !strings.Contains(got, `"c-example-com"`) {
+		t.Errorf("mapping list through systemd-run: %s", got)
+	}
+	if got := sh(t, run+"mapping show nope; echo exit=$?"); !strings.HasSuffix(got, "exit=1") {
+		t.Errorf("a failing command through systemd-run: %q, want exit=1", got)
+	}
+	// doctor reads MANAGEMENT_PUBLIC_URL, set only in /etc/p2ptls/env.
+	if got := sh(t, run+"doctor --output json || true"); !strings.Contains(got, "https://mgmt.example.com:8443") {
+		t.Errorf("doctor through systemd-run does not see MANAGEMENT_PUBLIC_URL from /etc/p2ptls/env: %s", got)
+	}
+
 	// A stray SIGHUP ends serve (Go's default); systemd starts it again.
 	pid := sh(t, "systemctl show -p MainPID --value p2ptls.service")
 	sh(t, "systemctl kill -s SIGHUP p2ptls.service")
