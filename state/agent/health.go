@@ -106,7 +106,7 @@ func Health(ctx context.Context, in HealthInput) (*HealthResult, error) {
 		return nil, fault.Invalidf("use auto, provided or off", "unknown MANAGEMENT_TLS_MODE %q", set.Mode)
 	}
 
-	cs, err := healthGet(ctx, addr, cfg, res.URL, set.Listen)
+	cs, err := healthGet(ctx, addr, cfg, res.URL, set.Listen, set.Mode)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +198,7 @@ func stateWhere(s state.Store) string {
 // healthGet dials addr, shakes hands with cfg (nil: plain HTTP) and asks
 // for endpoint, one step after the other so that a failure names its step:
 // nothing listening, a TLS mistake, or an answer that is not "200 OK".
-func healthGet(ctx context.Context, addr string, cfg *tls.Config, endpoint, listen string) (tls.ConnectionState, error) {
+func healthGet(ctx context.Context, addr string, cfg *tls.Config, endpoint, listen, mode string) (tls.ConnectionState, error) {
 	var none tls.ConnectionState
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", addr)
@@ -225,7 +225,7 @@ func healthGet(ctx context.Context, addr string, cfg *tls.Config, endpoint, list
 	if cfg != nil {
 		tconn = tls.Client(raw, cfg)
 		if err := tconn.Handshake(); err != nil {
-			return none, healthHandshakeFailure(addr, cfg, err)
+			return none, healthHandshakeFailure(addr, cfg, err, mode)
 		}
 		conn = tconn
 	}
@@ -257,8 +257,14 @@ func healthGet(ctx context.Context, addr string, cfg *tls.Config, endpoint, list
 }
 
 // healthHandshakeFailure explains a failed handshake with the local serve.
-func healthHandshakeFailure(addr string, cfg *tls.Config, err error) error {
+func healthHandshakeFailure(addr string, cfg *tls.Config, err error, mode string) error {
 	base := &url.URL{Scheme: "https", Host: addr}
+	var host x509.HostnameError
+	if mode == management.ModeProvided && errors.As(err, &host) {
+		// The check dials loopback but verifies the name agents use.
+		return fault.Failf("set MANAGEMENT_PUBLIC_URL, as serve has it, to the https:// URL whose host the provided certificate covers",
+			"the provided management certificate does not cover %s, the name the health check verifies (it covers %s)", host.Host, strings.Join(certNames(host.Certificate), ", "))
+	}
 	if ferr := certFailure(base, err); ferr != nil {
 		return ferr
 	}
