@@ -55,6 +55,7 @@ func commandTree() []*cli.Command {
 		doctorCommand(),
 		statusCommand(),
 		serveCommand(),
+		healthcheckCommand(),
 		agentCommand(),
 		adminCommand(),
 		completionCommand(),
