@@ -540,6 +540,18 @@ func stageFiles(d *Dir, p *applyPlan, temps []string, syncEach bool) error {
 						return
 					}
 					w := p.writes[i]
+					if !syncEach && p.tree[i] != "" {
+						// A new file in a new directory, that the
+						// caller's syncfs makes durable: the fewest
+						// system calls (see writeOnce).
+						name := filepath.Join(d.abs(p.stageIn[i]), path.Base(w.Name))
+						if err := writeOnce(name, w.Data, w.Perm); err != nil {
+							fail(i, err)
+							return
+						}
+						temps[i] = name
+						continue
+					}
 					f, err := createStaged(d.abs(p.stageIn[i]), path.Base(w.Name), p.tree[i] != "", w.Data, w.Perm)
 					if err != nil {
 						fail(i, err)
