@@ -309,6 +309,7 @@ func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
 		defer whole.close()
 	}
 	p.stageIn = make([]string, len(p.writes))
+	var madeAbove []string // directories MkdirAll may have made, and those above them
 	for i, w := range p.writes {
 		t := p.tree[i]
 		if t == "" {
@@ -319,8 +320,11 @@ func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
 			// In the new directory's parent, which is there unless the
 			// new directory is the first of several (MkdirAll).
 			parent := parentName(t)
-			if err := MkdirAll(d.abs(parent)); err != nil {
-				return j, err
+			if _, err := os.Lstat(d.abs(parent)); err != nil {
+				if err := MkdirAll(d.abs(parent)); err != nil {
+					return j, err
+				}
+				madeAbove = append(madeAbove, parent)
 			}
 			tmp, err := os.MkdirTemp(d.abs(parent), "."+path.Base(t)+".tmp-*")
 			if err != nil {
@@ -330,14 +334,31 @@ func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
 		}
 		p.stageIn[i] = treeRoot[t] + strings.TrimPrefix(path.Dir(w.Name), t)
 	}
-	// Each staging directory, and every directory above it (MkdirAll
-	// may have made them), to sync after.
+	// The directories that gain an entry, to sync after: each staging
+	// directory; for a staged tree every directory of it and the one it
+	// was made in; and whatever MkdirAll made, with everything above.
+	// Not the directories above those, which hold nothing new: an add
+	// into an existing certs/public syncs neither its parent nor the
+	// root here.
 	dirs := map[string]bool{}
-	for _, dir := range p.stageIn {
-		// Those above a directory already listed are listed. The root is
-		// synced too: a file staged in it needs that, and MkdirAll may
-		// have made the first directory in it.
-		for up := dir; !dirs[up]; up = parentName(up) {
+	for i, dir := range p.stageIn {
+		dirs[dir] = true
+		t := p.tree[i]
+		if t == "" {
+			continue
+		}
+		top := parentName(treeRoot[t])
+		// Those above a directory already listed are listed up to top.
+		for up := dir; up != top; {
+			up = parentName(up)
+			if dirs[up] {
+				break
+			}
+			dirs[up] = true
+		}
+	}
+	for _, dir := range madeAbove {
+		for up := dir; ; up = parentName(up) {
 			dirs[up] = true
 			if up == "" {
 				break
@@ -722,11 +743,21 @@ func (d *Dir) roll(j *journal, fresh bool) error {
 		return err
 	}
 	step("cleaned")
+	// The removal is not synced: the next sync of the root covers it (the
+	// revision written when the lock is released, or the journal of the
+	// next change, before which nothing else can be changed), and a
+	// journal that a crash brings back until then names only steps that
+	// are done, which a roll does again as nothing (as after a crash at
+	// "cleaned").
 	if err := os.Remove(filepath.Join(d.root, JournalFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return syncDir(d.root)
+	return nil
 }
+
+// syncedDirs, when set by a test, is told the directories each syncDirs
+// syncs.
+var syncedDirs func(names []string)
 
 // syncDirs syncs the directories named (store names, "" for the root); one
 // that is gone needs no sync.
@@ -736,6 +767,9 @@ func (d *Dir) syncDirs(dirs map[string]bool) error {
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	if syncedDirs != nil {
+		syncedDirs(names)
+	}
 	return ioEach(len(names), func(i int) error {
 		if err := syncDir(d.abs(names[i])); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
