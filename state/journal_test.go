@@ -806,7 +806,8 @@ func TestApplyStagesNewDirectoriesWhole(t *testing.T) {
 // directory that gained an entry (a staged file, a staged tree and each
 // directory in it) and no other: an add into an existing certs/public
 // syncs neither certs nor the root (that was two fsyncs of the sixteen
-// of a mapping add).
+// of a mapping add). The journal is staged with the rest, naming what
+// was staged: its fsync runs with theirs, and the commit is its rename.
 func TestApplyStageSyncsTheDirectoriesThatGainedAnEntry(t *testing.T) {
 	add := func(id string) []FileWrite {
 		return []FileWrite{
@@ -864,9 +865,31 @@ func TestApplyStageSyncsTheDirectoriesThatGainedAnEntry(t *testing.T) {
 			if staged == nil {
 				t.Fatal("no step \"staged\"")
 			}
+			var journals []string
 			for name := range staged {
-				if _, ok := before[name]; !ok && !slices.Contains(synced, parentName(name)) {
+				if _, ok := before[name]; ok {
+					continue
+				}
+				if strings.HasPrefix(name, "."+JournalFile+".tmp-") {
+					// Staged (and synced) with the rest; its name in
+					// the root is the commit's rename, synced then.
+					journals = append(journals, name)
+					continue
+				}
+				if !slices.Contains(synced, parentName(name)) {
 					t.Errorf("%s was staged, and %q, which holds it, was not synced (synced %q)", name, parentName(name), synced)
+				}
+			}
+			if len(journals) != 1 {
+				t.Fatalf("staged journals %q, want one", journals)
+			}
+			j, err := d.parseJournal([]byte(strings.TrimPrefix(staged[journals[0]], "-rw------- ")))
+			if err != nil {
+				t.Fatalf("staged journal: %v", err)
+			}
+			for _, w := range j.Writes {
+				if _, ok := staged[w.Temp]; !ok {
+					t.Errorf("the staged journal names %s, which was not staged", w.Temp)
 				}
 			}
 			if len(synced) != tc.want {
