@@ -35,12 +35,16 @@ import (
 //     tree (".DIR.tmp-N", in that directory's parent) holding them under
 //     their own names, renamed as a whole; a change of wholeSyncMin
 //     files or more is synced by syncfs(2) of the file system instead
-//     of an fsync of each file and directory (wholeFSFor);
-//  2. commit: write the journal (0600, synced);
+//     of an fsync of each file and directory (wholeFSFor); the journal
+//     (0600) is staged and synced with them, as a temporary file in
+//     the root;
+//  2. commit: rename the journal into place and sync the root;
 //  3. delete: rename each deleted file or directory aside to a temporary
 //     name in its directory;
 //  4. rename each staged file and tree to its name;
-//  5. clean up: remove what was put aside, then the journal.
+//  5. clean up: remove what was put aside, then the journal (unsynced:
+//     the next sync of the root covers it, and a journal brought back
+//     by a crash before then rolls as nothing).
 //
 // Every step of 3-5 can be done again after a crash part-way through it:
 // a delete whose aside name exists is done; a staged file or tree that is
