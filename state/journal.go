@@ -35,12 +35,16 @@ import (
 //     tree (".DIR.tmp-N", in that directory's parent) holding them under
 //     their own names, renamed as a whole; a change of wholeSyncMin
 //     files or more is synced by syncfs(2) of the file system instead
-//     of an fsync of each file and directory (wholeFSFor);
-//  2. commit: write the journal (0600, synced);
+//     of an fsync of each file and directory (wholeFSFor); the journal
+//     (0600) is staged and synced with them, as a temporary file in
+//     the root;
+//  2. commit: rename the journal into place and sync the root;
 //  3. delete: rename each deleted file or directory aside to a temporary
 //     name in its directory;
 //  4. rename each staged file and tree to its name;
-//  5. clean up: remove what was put aside, then the journal.
+//  5. clean up: remove what was put aside, then the journal (unsynced:
+//     the next sync of the root covers it, and a journal brought back
+//     by a crash before then rolls as nothing).
 //
 // Every step of 3-5 can be done again after a crash part-way through it:
 // a delete whose aside name exists is done; a staged file or tree that is
@@ -120,18 +124,21 @@ func (d *Dir) Apply(ctx context.Context, c Change) error {
 	for _, w := range p.writes {
 		d.counted(w.Name)
 	}
-	j, err := d.stage(p)
+	j, journalTemp, err := d.stage(p)
 	if err != nil {
 		return err
 	}
 	step("staged")
-	b, err := json.Marshal(j)
+	// The commit point: the journal, staged and synced with the rest, is
+	// renamed into place and the root synced.
+	err = os.Rename(journalTemp, filepath.Join(d.root, JournalFile))
 	if err == nil {
-		err = WriteFileAtomic(filepath.Join(d.root, JournalFile), b, SecretMode)
+		err = syncDir(d.root)
 	}
 	if err != nil {
+		_ = os.Remove(journalTemp)
 		for _, w := range j.Writes {
-			_ = os.Remove(d.abs(w.Temp))
+			_ = os.RemoveAll(d.abs(w.Temp))
 		}
 		return fmt.Errorf("commit the change: %w", err)
 	}
@@ -279,15 +286,22 @@ func (d *Dir) abs(name string) string {
 
 // stage writes every file of p, synced, as a temporary file or into a
 // temporary tree (see applyPlan), picks the aside name of every delete,
-// and syncs the directories that hold them (a large change: the whole
-// file system, see wholeFSFor), so that the journal, once written, names
-// only durable files. On error it removes what it staged.
-func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
+// writes the journal naming them as a temporary file in the root
+// (journalTemp, its file path), and syncs all of it (a large change: the
+// whole file system, see wholeFSFor), so that the journal, once renamed
+// into place, names only durable files. The journal's own fsync runs with
+// those of the directories: one wait for the disk fewer before the commit
+// point than writing it after. On error it removes what it staged.
+func (d *Dir) stage(p *applyPlan) (j *journal, journalTemp string, err error) {
 	j = &journal{Version: journalVersion, Deletes: []journalDelete{}, Writes: make([]journalWrite, 0, len(p.writes))}
 	temps := make([]string, len(p.writes)) // file path of each staged file, "" until it is
 	treeRoot := map[string]string{}        // new directory -> store name of its staged tree
 	defer func() {
 		if err != nil {
+			if journalTemp != "" {
+				_ = os.Remove(journalTemp)
+				journalTemp = ""
+			}
 			for i, tmp := range temps {
 				if tmp != "" && p.tree[i] == "" {
 					_ = os.Remove(tmp)
@@ -309,6 +323,7 @@ func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
 		defer whole.close()
 	}
 	p.stageIn = make([]string, len(p.writes))
+	var madeAbove []string // directories MkdirAll may have made, and those above them
 	for i, w := range p.writes {
 		t := p.tree[i]
 		if t == "" {
@@ -319,25 +334,45 @@ func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
 			// In the new directory's parent, which is there unless the
 			// new directory is the first of several (MkdirAll).
 			parent := parentName(t)
-			if err := MkdirAll(d.abs(parent)); err != nil {
-				return j, err
+			if _, err := os.Lstat(d.abs(parent)); err != nil {
+				if err := MkdirAll(d.abs(parent)); err != nil {
+					return j, "", err
+				}
+				madeAbove = append(madeAbove, parent)
 			}
 			tmp, err := os.MkdirTemp(d.abs(parent), "."+path.Base(t)+".tmp-*")
 			if err != nil {
-				return j, fmt.Errorf("create temporary directory in %s: %w", d.abs(parent), err)
+				return j, "", fmt.Errorf("create temporary directory in %s: %w", d.abs(parent), err)
 			}
 			treeRoot[t] = path.Join(parent, filepath.Base(tmp))
 		}
 		p.stageIn[i] = treeRoot[t] + strings.TrimPrefix(path.Dir(w.Name), t)
 	}
-	// Each staging directory, and every directory above it (MkdirAll
-	// may have made them), to sync after.
+	// The directories that gain an entry, to sync after: each staging
+	// directory; for a staged tree every directory of it and the one it
+	// was made in; and whatever MkdirAll made, with everything above.
+	// Not the directories above those, which hold nothing new: an add
+	// into an existing certs/public syncs neither its parent nor the
+	// root here.
 	dirs := map[string]bool{}
-	for _, dir := range p.stageIn {
-		// Those above a directory already listed are listed. The root is
-		// synced too: a file staged in it needs that, and MkdirAll may
-		// have made the first directory in it.
-		for up := dir; !dirs[up]; up = parentName(up) {
+	for i, dir := range p.stageIn {
+		dirs[dir] = true
+		t := p.tree[i]
+		if t == "" {
+			continue
+		}
+		top := parentName(treeRoot[t])
+		// Those above a directory already listed are listed up to top.
+		for up := dir; up != top; {
+			up = parentName(up)
+			if dirs[up] {
+				break
+			}
+			dirs[up] = true
+		}
+	}
+	for _, dir := range madeAbove {
+		for up := dir; ; up = parentName(up) {
 			dirs[up] = true
 			if up == "" {
 				break
@@ -345,7 +380,7 @@ func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
 		}
 	}
 	if err := stageFiles(d, p, temps, whole == nil); err != nil {
-		return j, err
+		return j, "", err
 	}
 	inJournal := map[string]bool{}
 	for i, w := range p.writes {
@@ -360,21 +395,48 @@ func (d *Dir) stage(p *applyPlan) (j *journal, err error) {
 	for _, name := range p.deletes {
 		aside, err := asideName(d.abs(parentName(name)), path.Base(name))
 		if err != nil {
-			return j, err
+			return j, "", err
 		}
 		j.Deletes = append(j.Deletes, journalDelete{Name: name, Aside: path.Join(parentName(name), aside)})
 	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return j, "", fmt.Errorf("commit the change: %w", err)
+	}
+	f, err := createStaged(d.root, JournalFile, false, b, SecretMode)
+	if err != nil {
+		return j, "", fmt.Errorf("commit the change: %w", err)
+	}
+	journalTemp = f.Name()
 	if whole != nil {
+		if err := f.Close(); err != nil {
+			return j, journalTemp, fmt.Errorf("commit the change: close %s: %w", journalTemp, err)
+		}
 		step("staged unsynced")
 		if err := whole.sync(); err != nil {
-			return j, err
+			return j, journalTemp, err
 		}
-		return j, nil
+		return j, journalTemp, nil
 	}
-	if err := d.syncDirs(dirs); err != nil {
-		return j, err
+	journalSynced := make(chan error, 1)
+	go func() {
+		err := f.Sync()
+		if err != nil {
+			err = fmt.Errorf("commit the change: sync %s: %w", journalTemp, err)
+		}
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("commit the change: close %s: %w", journalTemp, cerr)
+		}
+		journalSynced <- err
+	}()
+	err = d.syncDirs(dirs)
+	if jerr := <-journalSynced; err == nil {
+		err = jerr
 	}
-	return j, nil
+	if err != nil {
+		return j, journalTemp, err
+	}
+	return j, journalTemp, nil
 }
 
 // wholeSyncMin is the size of a change (files written) from which one
@@ -540,6 +602,18 @@ func stageFiles(d *Dir, p *applyPlan, temps []string, syncEach bool) error {
 						return
 					}
 					w := p.writes[i]
+					if !syncEach && p.tree[i] != "" {
+						// A new file in a new directory, that the
+						// caller's syncfs makes durable: the fewest
+						// system calls (see writeOnce).
+						name := filepath.Join(d.abs(p.stageIn[i]), path.Base(w.Name))
+						if err := writeOnce(name, w.Data, w.Perm); err != nil {
+							fail(i, err)
+							return
+						}
+						temps[i] = name
+						continue
+					}
 					f, err := createStaged(d.abs(p.stageIn[i]), path.Base(w.Name), p.tree[i] != "", w.Data, w.Perm)
 					if err != nil {
 						fail(i, err)
@@ -710,11 +784,21 @@ func (d *Dir) roll(j *journal, fresh bool) error {
 		return err
 	}
 	step("cleaned")
+	// The removal is not synced: the next sync of the root covers it (the
+	// revision written when the lock is released, or the journal of the
+	// next change, before which nothing else can be changed), and a
+	// journal that a crash brings back until then names only steps that
+	// are done, which a roll does again as nothing (as after a crash at
+	// "cleaned").
 	if err := os.Remove(filepath.Join(d.root, JournalFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return syncDir(d.root)
+	return nil
 }
+
+// syncedDirs, when set by a test, is told the directories each syncDirs
+// syncs.
+var syncedDirs func(names []string)
 
 // syncDirs syncs the directories named (store names, "" for the root); one
 // that is gone needs no sync.
@@ -724,6 +808,9 @@ func (d *Dir) syncDirs(dirs map[string]bool) error {
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	if syncedDirs != nil {
+		syncedDirs(names)
+	}
 	return ioEach(len(names), func(i int) error {
 		if err := syncDir(d.abs(names[i])); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err

@@ -801,3 +801,140 @@ func TestApplyStagesNewDirectoriesWhole(t *testing.T) {
 		})
 	}
 }
+
+// A change fsynced file by file syncs, before its commit point, every
+// directory that gained an entry (a staged file, a staged tree and each
+// directory in it) and no other: an add into an existing certs/public
+// syncs neither certs nor the root (that was two fsyncs of the sixteen
+// of a mapping add). The journal is staged with the rest, naming what
+// was staged: its fsync runs with theirs, and the commit is its rename.
+func TestApplyStageSyncsTheDirectoriesThatGainedAnEntry(t *testing.T) {
+	add := func(id string) []FileWrite {
+		return []FileWrite{
+			{Name: "certs/public/" + id + "/cert.pem", Data: []byte(id + " cert"), Perm: PublicMode},
+			{Name: "certs/public/" + id + "/key.pem", Data: []byte(id + " key"), Perm: SecretMode},
+			{Name: "mappings/" + id + ".toml", Data: []byte(id + " record"), Perm: SecretMode},
+		}
+	}
+	tests := []struct {
+		desc string
+		old  bool // start from journalOld's state (certs/public and mappings there)
+		c    Change
+		want int // directories synced
+	}{
+		// The staged tree of x, the certs/public it is made in, mappings.
+		{"add to existing directories", true, Change{Writes: add("x")}, 3},
+		// .certs.tmp-N/public/x, .certs.tmp-N/public, .certs.tmp-N, the
+		// root, .mappings.tmp-N.
+		{"add to an empty state", false, Change{Writes: add("x")}, 5},
+		// The replaced directory's staged tree and certs/public (the
+		// delete's aside name is made after the commit point).
+		{"replace a directory", true, Change{Deletes: []string{"certs/public/a"}, Writes: add("a")[:2]}, 2},
+		// A temporary file in certs/public/b only.
+		{"replace a file", true, Change{Writes: []FileWrite{{Name: "certs/public/b/key.pem", Data: []byte("k"), Perm: SecretMode}}}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "state")
+			d := OpenDir(root, 5*time.Second)
+			if tc.old {
+				d = journalOld(t, root)
+			}
+			unlock, err := d.Lock(context.Background(), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unlock()
+			before := tree(t, root)
+			var synced []string
+			var staged map[string]string
+			syncedDirs = func(names []string) {
+				if staged == nil {
+					synced = append(synced, names...)
+				}
+			}
+			applyStep = func(s string) {
+				if s == "staged" {
+					staged = tree(t, root)
+				}
+			}
+			defer func() { syncedDirs, applyStep = nil, nil }()
+			if err := d.Apply(context.Background(), tc.c); err != nil {
+				t.Fatal(err)
+			}
+			if staged == nil {
+				t.Fatal("no step \"staged\"")
+			}
+			var journals []string
+			for name := range staged {
+				if _, ok := before[name]; ok {
+					continue
+				}
+				if strings.HasPrefix(name, "."+JournalFile+".tmp-") {
+					// Staged (and synced) with the rest; its name in
+					// the root is the commit's rename, synced then.
+					journals = append(journals, name)
+					continue
+				}
+				if !slices.Contains(synced, parentName(name)) {
+					t.Errorf("%s was staged, and %q, which holds it, was not synced (synced %q)", name, parentName(name), synced)
+				}
+			}
+			if len(journals) != 1 {
+				t.Fatalf("staged journals %q, want one", journals)
+			}
+			j, err := d.parseJournal([]byte(strings.TrimPrefix(staged[journals[0]], "-rw------- ")))
+			if err != nil {
+				t.Fatalf("staged journal: %v", err)
+			}
+			for _, w := range j.Writes {
+				if _, ok := staged[w.Temp]; !ok {
+					t.Errorf("the staged journal names %s, which was not staged", w.Temp)
+				}
+			}
+			if len(synced) != tc.want {
+				t.Errorf("synced %d directories %q before the commit point, want %d", len(synced), synced, tc.want)
+			}
+		})
+	}
+}
+
+// A journal that a crash brings back after its change finished (its
+// removal is not synced: the next sync of the root covers it) changes
+// nothing when the next Lock rolls it again, even after the revision and
+// the memos were written.
+func TestAJournalBroughtBackAfterItsChangeChangesNothing(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "state")
+	d := journalOld(t, root)
+	var journal []byte
+	applyStep = func(s string) {
+		if s == "cleaned" {
+			journal, _ = os.ReadFile(filepath.Join(root, JournalFile))
+		}
+	}
+	err := journalChange(context.Background(), d)
+	applyStep = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(journal) == 0 {
+		t.Fatal("no journal at step \"cleaned\"")
+	}
+	after := tree(t, root)
+	if err := os.WriteFile(filepath.Join(root, JournalFile), journal, SecretMode); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := d.Lock(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if diff := diffTrees(tree(t, root), after); diff != "" {
+		t.Errorf("a journal rolled again changed the state:\n%s", diff)
+	}
+	if cfg, err := LoadConfig(context.Background(), d); err != nil || len(cfg.Mappings) != 2 || cfg.Mappings[1].ID != "c" {
+		t.Errorf("config after the journal rolled again: %v, %v", cfg, err)
+	}
+}

@@ -3,7 +3,10 @@ package state
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,6 +106,93 @@ func ignoringEINTR(fn func() error) error {
 	for {
 		if err := fn(); !errors.Is(err, unix.EINTR) {
 			return err
+		}
+	}
+}
+
+// umask is the process's file mode creation mask as the kernel reports it
+// (/proc/self/status, Linux 4.7 and later), -1 when it cannot be read.
+// Nothing in p2ptls changes it, so one read serves every file.
+var umask = sync.OnceValue(readUmask)
+
+func readUmask() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			if err != nil {
+				return -1
+			}
+			return int(m)
+		}
+	}
+	return -1
+}
+
+// writeOnce creates path, which must not exist, holding data with mode
+// perm, for a change that one syncfs makes durable (wholeFS): open, write
+// and close, where os.OpenFile, Write, Chmod and Close make nine system
+// calls (the runtime tries to add every file it opens to its poller). The
+// mode is set explicitly only when the umask would take bits of perm away:
+// the umask must not decide. Before the close it asks the kernel to start
+// writing the file back (sync_file_range, SYNC_FILE_RANGE_WRITE, which does
+// not wait), so that the disk writes the first files of a change while the
+// rest are made and the syncfs finds little left to do. That is a hint
+// only: the syncfs before the journal is what makes the change durable,
+// and it reports any write error since the file system was opened. On
+// error the file is removed.
+func writeOnce(path string, data []byte, perm fs.FileMode) (err error) {
+	fd, err := ignoringEINTRFd(func() (int, error) {
+		return unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, uint32(perm.Perm()))
+	})
+	if err != nil {
+		return fmt.Errorf("create temporary file in %s: %w", filepath.Dir(path), &fs.PathError{Op: "open", Path: path, Err: err})
+	}
+	defer func() {
+		if cerr := unix.Close(fd); cerr != nil && err == nil {
+			err = fmt.Errorf("close %s: %w", path, cerr)
+		}
+		if err != nil {
+			_ = unix.Unlink(path)
+		}
+	}()
+	for b := data; len(b) > 0; {
+		n, err := unix.Write(fd, b)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return fmt.Errorf("write %s: %w", path, err)
+		case n == 0:
+			return fmt.Errorf("write %s: %w", path, io.ErrShortWrite)
+		}
+		b = b[n:]
+	}
+	if m := umask(); m < 0 || int(perm.Perm())&m != 0 {
+		if err := ignoringEINTR(func() error { return unix.Fchmod(fd, uint32(perm.Perm())) }); err != nil {
+			return fmt.Errorf("set mode of %s: %w", path, err)
+		}
+	}
+	if len(data) > 0 {
+		_ = startWriteback(fd)
+	}
+	return nil
+}
+
+// startWriteback is sync_file_range(SYNC_FILE_RANGE_WRITE) of the whole
+// file; a test counts its calls.
+var startWriteback = func(fd int) error {
+	return ignoringEINTR(func() error { return unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE) })
+}
+
+func ignoringEINTRFd(fn func() (int, error)) (int, error) {
+	for {
+		fd, err := fn()
+		if !errors.Is(err, unix.EINTR) {
+			return fd, err
 		}
 	}
 }

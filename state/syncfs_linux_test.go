@@ -2,11 +2,16 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,6 +122,101 @@ func TestApplySyncfsFailureChangesNothing(t *testing.T) {
 	for name, v := range before {
 		if got[name] != v {
 			t.Errorf("%s = %q, want %q", name, got[name], v)
+		}
+	}
+}
+
+// writeOnce sets the mode asked for whatever the umask (it leaves out the
+// chmod only when the umask takes nothing away), writes the data whole,
+// and refuses a name that is there without touching it.
+func TestWriteOnceModeIsPermUnderAnyUmask(t *testing.T) {
+	oldMask := unix.Umask(0o022)
+	oldRead := umask
+	defer func() { unix.Umask(oldMask); umask = oldRead }()
+	dir := t.TempDir()
+	data := []byte("-----BEGIN CERTIFICATE-----\nx\n")
+	for _, mask := range []int{0o000, 0o022, 0o027, 0o077, 0o277} {
+		for _, perm := range []os.FileMode{SecretMode, PublicMode} {
+			unix.Umask(mask)
+			umask = sync.OnceValue(readUmask)
+			if got := umask(); got != mask {
+				t.Fatalf("umask read as %#o, want %#o", got, mask)
+			}
+			name := filepath.Join(dir, fmt.Sprintf("f-%o-%o", mask, perm))
+			if err := writeOnce(name, data, perm); err != nil {
+				t.Fatalf("umask %#o, mode %v: %v", mask, perm, err)
+			}
+			info, err := os.Stat(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Mode().Perm() != perm {
+				t.Errorf("umask %#o: mode %v, want %v", mask, info.Mode().Perm(), perm)
+			}
+			if b, _ := os.ReadFile(name); string(b) != string(data) {
+				t.Errorf("umask %#o: content %q, want %q", mask, b, data)
+			}
+			err = writeOnce(name, []byte("other"), perm)
+			if !errors.Is(err, fs.ErrExist) {
+				t.Errorf("writeOnce onto an existing file = %v, want fs.ErrExist", err)
+			}
+			if b, _ := os.ReadFile(name); string(b) != string(data) {
+				t.Errorf("a refused writeOnce changed the file: %q", b)
+			}
+		}
+	}
+	// An umask that cannot be read makes it set the mode every time.
+	unix.Umask(0o077)
+	umask = func() int { return -1 }
+	name := filepath.Join(dir, "unknown-umask")
+	if err := writeOnce(name, data, PublicMode); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := os.Stat(name); err != nil || info.Mode().Perm() != PublicMode {
+		t.Errorf("unknown umask: %v, %v; want mode %v", info, err, PublicMode)
+	}
+}
+
+// A change synced whole asks for the write-back of each file of its new
+// directories as soon as it is written (so that the syncfs waits for
+// little), and still gives each its content and mode.
+func TestApplyStartsWritebackOfEachStagedFile(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "state")
+	d := OpenDir(root, 5*time.Second)
+	unlock, err := d.Lock(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	needSyncfs(t, root)
+	var calls atomic.Int64
+	old := startWriteback
+	startWriteback = func(fd int) error { calls.Add(1); return old(fd) }
+	defer func() { startWriteback = old }()
+	var c Change
+	n := wholeSyncMin + 10
+	for i := range n {
+		c.Writes = append(c.Writes,
+			FileWrite{Name: fmt.Sprintf("certs/public/w%d/cert.pem", i), Data: []byte("c" + strconv.Itoa(i)), Perm: PublicMode},
+			FileWrite{Name: fmt.Sprintf("certs/public/w%d/key.pem", i), Data: []byte("k" + strconv.Itoa(i)), Perm: SecretMode})
+	}
+	if err := d.Apply(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	if got := calls.Load(); got != int64(2*n) {
+		t.Errorf("write-back started for %d files, want %d", got, 2*n)
+	}
+	for _, w := range c.Writes {
+		p := filepath.Join(root, filepath.FromSlash(w.Name))
+		info, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode().Perm() != w.Perm {
+			t.Errorf("%s: mode %v, want %v", w.Name, info.Mode().Perm(), w.Perm)
+		}
+		if b, _ := os.ReadFile(p); string(b) != string(w.Data) {
+			t.Errorf("%s = %q, want %q", w.Name, b, w.Data)
 		}
 	}
 }

@@ -22,7 +22,9 @@ var now = time.Date(2026, time.March, 1, 12, 0, 0, 0, time.UTC)
 
 func goLeaf(t testing.TB, tmpl *x509.Certificate, key *ecdsa.PrivateKey) *x509.Certificate {
 	t.Helper()
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	// No randomness: the key signs deterministically (RFC 6979), as
+	// selfSignLeaf has it sign.
+	der, err := x509.CreateCertificate(nil, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatalf("CreateCertificate: %v", err)
 	}
@@ -34,9 +36,9 @@ func goLeaf(t testing.TB, tmpl *x509.Certificate, key *ecdsa.PrivateKey) *x509.C
 }
 
 // checkSameAsGo holds selfSignLeaf's certificate for tmpl to the one
-// x509.CreateCertificate makes: the same TBSCertificate byte for byte (the
-// signatures differ: ECDSA signing is randomized), a valid self-signature,
-// and the outer SEQUENCE as encoding/asn1 writes it.
+// x509.CreateCertificate makes with no randomness (the key signs by RFC
+// 6979): the same certificate byte for byte, a valid self-signature, and
+// the outer SEQUENCE as encoding/asn1 writes it.
 func checkSameAsGo(t testing.TB, tmpl *x509.Certificate, key *ecdsa.PrivateKey) {
 	t.Helper()
 	want := goLeaf(t, tmpl, key)
@@ -47,6 +49,9 @@ func checkSameAsGo(t testing.TB, tmpl *x509.Certificate, key *ecdsa.PrivateKey) 
 	got := kp.Cert
 	if !bytes.Equal(got.RawTBSCertificate, want.RawTBSCertificate) {
 		t.Fatalf("TBSCertificate differs from CreateCertificate's\n got %x\nwant %x", got.RawTBSCertificate, want.RawTBSCertificate)
+	}
+	if !bytes.Equal(got.Raw, want.Raw) {
+		t.Fatalf("certificate differs from CreateCertificate's (the signature: %v)\n got %x\nwant %x", !bytes.Equal(got.Signature, want.Signature), got.Raw, want.Raw)
 	}
 	if err := got.CheckSignature(got.SignatureAlgorithm, got.RawTBSCertificate, got.Signature); err != nil {
 		t.Fatalf("self-signature: %v", err)
