@@ -281,3 +281,21 @@ func setBytes(z *big.Int, w []big.Word, b []byte) *big.Int {
 	}
 	return z.SetBits(w)
 }
+
+// Owner keeps the chunk a packed Cert lies in mapped. With Loc it lets a
+// holder of many Certs keep their locations apart from what keeps them
+// mapped: serve's entries hold no pointers, so the collector need not scan
+// them, and a slab of entries holds the owners of theirs.
+type Owner struct{ at *chunk }
+
+// Loc is where a packed Cert lies in its Owner's chunk.
+type Loc struct{ off, n uint32 }
+
+// Split is c's owner and location; ok is false when c is not packed (the
+// zero Cert, or one kept as given), which Join cannot make again.
+func (c Cert) Split() (o Owner, l Loc, ok bool) {
+	return Owner{c.at}, Loc{c.off, c.n}, c.at != nil
+}
+
+// Join is the packed Cert at l in o's chunk, as Split found it.
+func Join(o Owner, l Loc) Cert { return Cert{at: o.at, off: l.off, n: l.n} }

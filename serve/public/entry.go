@@ -25,37 +25,159 @@ import (
 // packedcert) and rebuilt per handshake unless the entry is in its
 // listener's hot set.
 //
-// Its fields are few and small, and pointers come first, because there is
-// one per mapping (at 100k, each 8 bytes are 0.8 MB of heap and, with the
-// heap goal, about twice that in RSS) and the garbage collector scans every
-// entry up to its last pointer on every cycle: 128 bytes and 7 pointer
-// words, where one string field each for id, upstream and hosts, the
-// source as a string, a sync.Once and the leaf's fingerprint made 208 and
-// 12. Its listener is shared with the view's name instead of a copy; its
-// id, upstream and hosts are one string, copied into a strArena: the
-// loaded mapping's strings are views of the records memo's buffer, which
-// one kept string would keep whole (about 100 bytes per mapping).
+// An entry holds no pointer, so the garbage collector never scans it: at
+// 100k mappings entries with seven pointer words each (strings, listener,
+// files, certificate, error, hot certificate) were 12 of the 15 MiB every
+// cycle scanned. What it refers to is kept by its slab's header
+// (slabHdr), which it finds by its place in the slab (at), and indexes:
+// the string block its id, upstream and hosts lie in, its listener's
+// name, the chunk its packed certificate lies in, and the rare rest
+// (entryExtra: a "file" mapping's paths, a load error, a certificate not
+// packed). Its id, upstream and hosts are copied into a strArena block:
+// the loaded mapping's strings are views of the records memo's buffer,
+// which one kept string would keep whole (about 100 bytes per mapping).
 type entry struct {
-	strs     string   // id, upstream, then hosts (each ended by hostEnd, normalised as in the listener's index)
-	listener string   // the listener's own name
-	files    *fileRef // source "file" (and a source serve does not know) only
-	cert     packedcert.Cert
-	fail     *loadError // why the certificate did not load; nil if it did
-	hot      atomic.Pointer[tls.Certificate]
-
 	// digest tells a reload whether the whole mapping changed.
-	digest       uint64
-	sig          uint64      // the files' signature (certSig.hash) when they were read
-	idEnd, upEnd uint32      // where id and upstream end in strs
-	slot         int32       // the entry's index in its view's entries (see swapViews)
-	loaded       atomic.Bool // set after cert, fail and sig
-	source       sourceKind
-	mu           sync.Mutex // serialises the one load
+	digest uint64
+	sig    uint64         // the files' signature (certSig.hash) when they were read
+	loc    packedcert.Loc // the packed certificate in hdr().chunks[chunk-1]
+	// strs is hdr().blocks[block][strOff:][:strEnd]: id, upstream, then
+	// hosts (each ended by hostEnd, normalised as in the listener's index).
+	strOff               uint32
+	idEnd, upEnd, strEnd uint32
+	slot                 int32         // the entry's index in its view's entries (see swapViews)
+	hot                  atomic.Uint32 // 1 + its slot in its listener's hotSet, 0 for none
+	extra                atomic.Uint32 // 1 + its index in hdr().extras, 0 for none
+	mu                   sync.Mutex    // serialises the one load
+	chunk                uint16        // 1 + the index of its certificate's chunk in hdr().chunks
+	block, listener      uint16        // indexes in hdr().blocks and hdr().listeners
+	at                   uint8         // its index in its slab
+	source               sourceKind
+	loaded               atomic.Bool // set after loc, chunk, extra's fail and sig
 }
 
-// loadError is an entry's load failure: a pointer, half an error's size,
-// since nearly every entry has none.
-type loadError struct{ err error }
+// slabHdr is what the entries of one slab refer to, by index: the one
+// part of a slab the collector scans.
+type slabHdr struct {
+	blocks    [][]byte // written only before the entries are served
+	listeners []string // likewise
+	mu        sync.Mutex
+	chunks    []packedcert.Owner // guarded by mu: entries load their certificates concurrently
+	extras    []*entryExtra      // guarded by mu; each replaced, never changed
+}
+
+// slab is entrySlab entries and their header; slab1 is one entry and its
+// header, for a change of a few mappings. Entries find their header at the
+// same offset before the first entry in both.
+type (
+	slab struct {
+		slabHdr
+		ents [entrySlab]entry
+	}
+	slab1 struct {
+		slabHdr
+		ents [1]entry
+	}
+)
+
+const slabEnts = unsafe.Offsetof(slab{}.ents)
+
+// Both kinds of slab keep their entries where hdr looks for them.
+var _ = [1]int{}[slabEnts-unsafe.Offsetof(slab1{}.ents)]
+
+// hdr is the header of e's slab.
+func (e *entry) hdr() *slabHdr {
+	return (*slabHdr)(unsafe.Add(unsafe.Pointer(e), -int(slabEnts)-int(e.at)*int(unsafe.Sizeof(entry{}))))
+}
+
+// entryExtra is what few entries have: a pointer's worth of them lives in
+// the slab's header rather than a field of each.
+type entryExtra struct {
+	files *fileRef        // source "file" (and a source serve does not know) only
+	fail  error           // why the certificate did not load; nil if it did
+	cert  packedcert.Cert // a certificate packedcert keeps as given (not packed)
+}
+
+// getExtra is e's extra, nil for none.
+func (e *entry) getExtra() *entryExtra {
+	i := e.extra.Load()
+	if i == 0 {
+		return nil
+	}
+	h := e.hdr()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.extras[i-1]
+}
+
+// setExtra replaces e's extra by a copy that fn changed.
+func (e *entry) setExtra(fn func(*entryExtra)) {
+	h := e.hdr()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var x entryExtra
+	i := e.extra.Load()
+	if i != 0 {
+		x = *h.extras[i-1]
+	}
+	fn(&x)
+	if i == 0 {
+		h.extras = append(h.extras, &x)
+		e.extra.Store(uint32(len(h.extras)))
+		return
+	}
+	h.extras[i-1] = &x
+}
+
+// files is where e's certificate files are, nil unless it names them.
+func (e *entry) files() *fileRef {
+	if x := e.getExtra(); x != nil {
+		return x.files
+	}
+	return nil
+}
+
+// loadErr is why e's certificate did not load, nil if it did.
+func (e *entry) loadErr() error {
+	if x := e.getExtra(); x != nil {
+		return x.fail
+	}
+	return nil
+}
+
+// setCert keeps c as e's certificate; e.mu is held.
+func (e *entry) setCert(c packedcert.Cert) {
+	o, loc, ok := c.Split()
+	if !ok {
+		if c != (packedcert.Cert{}) {
+			e.setExtra(func(x *entryExtra) { x.cert = c })
+		}
+		return
+	}
+	h := e.hdr()
+	h.mu.Lock()
+	if n := len(h.chunks); n == 0 || h.chunks[n-1] != o {
+		h.chunks = append(h.chunks, o)
+	}
+	e.chunk = uint16(len(h.chunks))
+	h.mu.Unlock()
+	e.loc = loc
+}
+
+// cert is e's certificate, once it loaded.
+func (e *entry) cert() packedcert.Cert {
+	if e.chunk == 0 {
+		if x := e.getExtra(); x != nil {
+			return x.cert
+		}
+		return packedcert.Cert{}
+	}
+	h := e.hdr()
+	h.mu.Lock()
+	o := h.chunks[e.chunk-1]
+	h.mu.Unlock()
+	return packedcert.Join(o, e.loc)
+}
 
 // fileRef is where a "file" mapping's certificate and key are, and a
 // source serve does not know by name.
@@ -76,17 +198,29 @@ const (
 var sourceNames = [...]string{sourceManual: state.SourceManual, sourceACME: state.SourceACME,
 	sourceSelfSigned: state.SourceSelfSigned, sourceFile: state.SourceFile}
 
-func (e *entry) id() string       { return e.strs[:e.idEnd] }
-func (e *entry) upstream() string { return e.strs[e.idEnd:e.upEnd] }
-func (e *entry) hosts() string    { return e.strs[e.upEnd:] }
+// strs is e's id, upstream and hosts.
+func (e *entry) strs() string {
+	if e.strEnd == 0 {
+		return ""
+	}
+	return unsafe.String(&e.hdr().blocks[e.block][e.strOff], e.strEnd)
+}
+
+func (e *entry) id() string       { return e.strs()[:e.idEnd] }
+func (e *entry) upstream() string { return e.strs()[e.idEnd:e.upEnd] }
+func (e *entry) hosts() string    { return e.strs()[e.upEnd:] }
+
+// listenerName is the name of e's listener.
+func (e *entry) listenerName() string { return e.hdr().listeners[e.listener] }
 
 // sourceName is e's mapping's source.
 func (e *entry) sourceName() string {
 	if e.source == sourceOther {
-		if e.files == nil {
+		f := e.files()
+		if f == nil {
 			return ""
 		}
-		return e.files.source
+		return f.source
 	}
 	return sourceNames[e.source]
 }
@@ -94,19 +228,31 @@ func (e *entry) sourceName() string {
 // newEntry is m's entry on listener, the listener's own name: m's copy
 // of it is one more string per mapping. Its own strings are copied into a.
 func newEntry(m *state.Mapping, listener string, digest uint64, a *strArena) *entry {
-	e := a.entry()
-	*e = entry{strs: a.entryStrs(m), listener: intern(m.Listener, listener), digest: digest,
-		idEnd: uint32(len(m.ID)), upEnd: uint32(len(m.ID) + len(m.Upstream))}
+	e, h := a.entry()
+	at := e.at
+	*e = entry{digest: digest, at: at, idEnd: uint32(len(m.ID)), upEnd: uint32(len(m.ID) + len(m.Upstream))}
+	if b, off, n := a.entryStrs(m); n > 0 {
+		if k := len(h.blocks); k == 0 || unsafe.SliceData(h.blocks[k-1]) != unsafe.SliceData(b) {
+			h.blocks = append(h.blocks, b)
+		}
+		e.block, e.strOff, e.strEnd = uint16(len(h.blocks)-1), off, uint32(n)
+	}
+	name := intern(m.Listener, listener)
+	if k := len(h.listeners); k == 0 || h.listeners[k-1] != name {
+		h.listeners = append(h.listeners, name)
+	}
+	e.listener = uint16(len(h.listeners) - 1)
 	for k, name := range sourceNames {
 		if k != int(sourceOther) && m.Source == name {
 			e.source = sourceKind(k)
 		}
 	}
 	if m.CertFile != "" || m.KeyFile != "" || e.source == sourceOther {
-		e.files = &fileRef{cert: strings.Clone(m.CertFile), key: strings.Clone(m.KeyFile)}
+		f := &fileRef{cert: strings.Clone(m.CertFile), key: strings.Clone(m.KeyFile)}
 		if e.source == sourceOther {
-			e.files.source = strings.Clone(m.Source)
+			f.source = strings.Clone(m.Source)
 		}
+		e.setExtra(func(x *entryExtra) { x.files = f })
 	}
 	return e
 }
@@ -133,72 +279,68 @@ func (e *entry) hostCount() int { return strings.Count(e.hosts(), hostEnd) }
 // object each, which the garbage collector marks on every cycle, and a
 // block or slab holds hundreds or thousands of them. A block or slab is
 // kept while any of what it handed out is (an entry kept across reloads
-// keeps its slab's 32 KiB: a full reload keeps the unchanged entries
-// whole, and a change of a few mappings makes its own); what it has handed
-// out is never handed out again. The zero strArena is ready; a nil one
-// allocates each string and entry on its own (a change of a few mappings).
+// keeps its slab's 18 KiB and the blocks its slab's entries use: a full
+// reload keeps the unchanged entries whole, and a change of a few mappings
+// makes its own); what it has handed out is never handed out again. The
+// zero strArena is ready; a nil one gives each entry a slab and a block of
+// its own (a change of a few mappings).
 type strArena struct {
 	block []byte
-	slab  []entry
+	slab  *slab
+	used  int // entries of slab handed out
 }
 
 // strBlock is the size of a strArena's blocks; entrySlab the entries of
-// a slab.
+// a slab (at most 256: entry.at is a byte).
 const (
 	strBlock  = 64 << 10
 	entrySlab = 256
 )
 
-// entry is a zero entry to fill.
-func (a *strArena) entry() *entry {
+// entry is a zero entry to fill (but for at) and its slab's header.
+func (a *strArena) entry() (*entry, *slabHdr) {
 	if a == nil {
-		return new(entry)
+		s := new(slab1)
+		return &s.ents[0], &s.slabHdr
 	}
-	if len(a.slab) == 0 {
-		a.slab = make([]entry, entrySlab)
+	if a.slab == nil || a.used == entrySlab {
+		a.slab, a.used = new(slab), 0
 	}
-	e := &a.slab[0]
-	a.slab = a.slab[1:]
-	return e
+	e := &a.slab.ents[a.used]
+	e.at = uint8(a.used)
+	a.used++
+	return e, &a.slab.slabHdr
 }
 
-// entryStrs is m's id, upstream and hosts as entry.strs keeps them.
-func (a *strArena) entryStrs(m *state.Mapping) string {
-	n := len(m.ID) + len(m.Upstream)
+// entryStrs copies m's id, upstream and hosts, as entry.strs keeps them,
+// into a block: they are b[off:off+n], n zero for none.
+func (a *strArena) entryStrs(m *state.Mapping) (b []byte, off uint32, n int) {
+	n = len(m.ID) + len(m.Upstream)
 	for _, h := range m.Hosts {
 		n += len(h) + len(hostEnd)
 	}
 	if n == 0 {
-		return ""
+		return nil, 0, 0
 	}
-	var b []byte
+	var w []byte
 	if a == nil {
 		b = make([]byte, 0, n)
+		w = b
 	} else {
-		b = a.grow(n)
+		if cap(a.block)-len(a.block) < n {
+			a.block = make([]byte, 0, max(strBlock, n))
+		}
+		b, off = a.block, uint32(len(a.block))
+		w = a.block[off:off:cap(a.block)]
 	}
-	b = append(append(b, m.ID...), m.Upstream...)
+	w = append(append(w, m.ID...), m.Upstream...)
 	for _, h := range m.Hosts {
-		b = append(append(b, h...), hostEnd...)
+		w = append(append(w, h...), hostEnd...)
 	}
-	if a == nil {
-		return string(b)
+	if a != nil {
+		a.block = a.block[:int(off)+n]
 	}
-	return a.keep(b)
-}
-
-// grow returns the free end of the block, with room for n bytes.
-func (a *strArena) grow(n int) []byte {
-	if cap(a.block)-len(a.block) < n {
-		a.block = make([]byte, 0, max(strBlock, n))
-	}
-	return a.block[len(a.block):len(a.block):cap(a.block)]
-}
-
-// keep hands out b, filled from grow's slice, as a string.
-func (a *strArena) keep(b []byte) string {
-	a.block = a.block[:len(a.block)+len(b)]
-	return unsafe.String(unsafe.SliceData(b), len(b))
+	return b[:cap(b)], off, n
 }
 
 // intern returns the one of known equal to s, else s.
@@ -214,8 +356,8 @@ func intern(s string, known ...string) string {
 // mapping is what the mappings package needs to find e's files.
 func (e *entry) mapping() state.Mapping {
 	m := state.Mapping{ID: e.id(), Source: e.sourceName()}
-	if e.files != nil {
-		m.CertFile, m.KeyFile = e.files.cert, e.files.key
+	if f := e.files(); f != nil {
+		m.CertFile, m.KeyFile = f.cert, f.key
 	}
 	return m
 }
@@ -227,10 +369,7 @@ func (e *entry) load(store state.Store) error {
 	if !e.loaded.Load() {
 		e.loadOnce(store)
 	}
-	if e.fail != nil {
-		return e.fail.err
-	}
-	return nil
+	return e.loadErr()
 }
 
 // loadOnce is load's first call, serialised: a sync.Once would be 4 more
@@ -243,26 +382,27 @@ func (e *entry) loadOnce(store state.Store) {
 	}
 	ctx := context.Background()
 	e.sig = signature(ctx, store, e.mapping()).hash()
-	var err error
-	if e.cert, err = e.read(ctx, store); err != nil {
-		e.fail = &loadError{err}
+	if c, err := e.read(ctx, store); err != nil {
+		e.setExtra(func(x *entryExtra) { x.fail = err })
+	} else {
+		e.setCert(c)
 	}
 	e.loaded.Store(true)
 }
 
 // fingerprint is the SHA-256 of e's leaf, once it loaded: resumed sessions
 // are bound to it (see tickets.go).
-func (e *entry) fingerprint() [sha256.Size]byte { return e.cert.Fingerprint() }
+func (e *entry) fingerprint() [sha256.Size]byte { return e.cert().Fingerprint() }
 
 // certificate returns the certificate for a handshake.
 func (e *entry) certificate(store state.Store, hot *hotSet) (*tls.Certificate, error) {
-	if c := e.hot.Load(); c != nil {
+	if c := hot.cert(e); c != nil {
 		return c, nil
 	}
 	if err := e.load(store); err != nil {
 		return nil, err
 	}
-	c, err := e.cert.Certificate()
+	c, err := e.cert().Certificate()
 	if err != nil {
 		return nil, err
 	}
@@ -292,19 +432,36 @@ func (e *entry) read(ctx context.Context, store state.Store) (packedcert.Cert, e
 const hotSetSize = 1024
 
 // hotSet holds the entries whose rebuilt certificate is kept, replacing
-// the oldest admitted first. It needs no lock: a race can only clear an
-// entry's certificate early, which costs one rebuild.
+// the oldest admitted first. It needs no lock: an entry names its slot,
+// and a slot's pair names its entry, so a race can only miss a kept
+// certificate, which costs one rebuild, never hand out another's.
 type hotSet struct {
 	next  atomic.Uint64
-	slots [hotSetSize]atomic.Pointer[entry]
+	slots [hotSetSize]atomic.Pointer[hotPair]
+}
+
+// hotPair is a kept certificate and its entry.
+type hotPair struct {
+	e *entry
+	c *tls.Certificate
 }
 
 func (h *hotSet) admit(e *entry, c *tls.Certificate) {
-	e.hot.Store(c)
 	i := h.next.Add(1) % hotSetSize
-	if old := h.slots[i].Swap(e); old != nil && old != e {
-		old.hot.Store(nil)
+	h.slots[i].Store(&hotPair{e, c})
+	e.hot.Store(uint32(i) + 1)
+}
+
+// cert is e's kept certificate, nil for none.
+func (h *hotSet) cert(e *entry) *tls.Certificate {
+	i := e.hot.Load()
+	if i == 0 {
+		return nil
 	}
+	if p := h.slots[i-1].Load(); p != nil && p.e == e {
+		return p.c
+	}
+	return nil
 }
 
 // changed reports whether e read its files and they have changed since. An

@@ -125,7 +125,7 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 	// mappings are no conflict.
 	for _, c := range cs {
 		if c.err == nil && c.old != nil {
-			if b := edit(c.old.listener); b != nil {
+			if b := edit(c.old.listenerName()); b != nil {
 				for h := range c.old.eachHost() {
 					_ = b.Remove(h)
 				}
@@ -155,7 +155,7 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 		if c.err == nil || c.old == nil {
 			continue
 		}
-		b := edit(c.old.listener)
+		b := edit(c.old.listenerName())
 		if b == nil {
 			continue
 		}
@@ -224,7 +224,7 @@ func (s *Server) swapViews(edits map[string]*sni.Builder[*entry], cs []*changedM
 		nv := &view{cfg: v.cfg, index: b.Build(), entries: slices.Clone(v.entries)}
 		var files map[string]bool
 		for _, c := range cs {
-			if c.old != nil && c.old.listener == name {
+			if c.old != nil && c.old.listenerName() == name {
 				nv.entries = removeEntry(nv.entries, c.old)
 				if c.old.source == sourceFile {
 					if files == nil {
@@ -236,7 +236,7 @@ func (s *Server) swapViews(edits map[string]*sni.Builder[*entry], cs []*changedM
 		}
 		nv.files = slices.DeleteFunc(slices.Clone(v.files), func(e *entry) bool { return files[e.id()] })
 		for _, c := range cs {
-			if c.e == nil || c.e.listener != name {
+			if c.e == nil || c.e.listenerName() != name {
 				continue
 			}
 			c.e.slot = int32(len(nv.entries))

@@ -62,6 +62,7 @@ func main() {
 	startOnlyMode := flag.Bool("start-only", false, "measure only p2ptls serve's start and memory, -starts times per count, without handshake rounds or peers")
 	starts := flag.Int("starts", 3, "with -start-only, starts per mapping count")
 	stateDir := flag.String("state-dir", "", "with -start-only, keep the generated states in `DIR` and reuse them in later runs")
+	bin := flag.String("bin", "", "with -start-only, start this p2ptls `BINARY` instead of building one: two builds compared on the same machine and load")
 	flag.Parse()
 
 	if *baseline != "" {
@@ -91,7 +92,7 @@ func main() {
 			os.Exit(2)
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := startOnly(ctx, o, *stateDir, *starts)
+		err := startOnly(ctx, o, *stateDir, *starts, *bin)
 		stop()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "hsbench:", err)

@@ -118,15 +118,18 @@ func reusableState(ctx context.Context, keep, addr string, n int) (dir string, e
 }
 
 // startOnly runs the start-only mode for every count and prints its table.
-func startOnly(ctx context.Context, o options, keep string, starts int) error {
+func startOnly(ctx context.Context, o options, keep string, starts int, prebuilt string) error {
 	tmp, err := os.MkdirTemp("", "hsbench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "p2ptls")
-	if err := buildP2ptls(ctx, bin); err != nil {
-		return err
+	bin := prebuilt
+	if bin == "" {
+		bin = filepath.Join(tmp, "p2ptls")
+		if err := buildP2ptls(ctx, bin); err != nil {
+			return err
+		}
 	}
 	type row struct {
 		n     int
