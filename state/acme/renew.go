@@ -298,7 +298,9 @@ func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *st
 	}
 	v.leaf = full
 	at := pki.RenewalTime(leaf)
-	if pki.NeedsRenewal(leaf, now) {
+	// Due at the renewal time itself, not a moment after it: that is the
+	// time serve wakes at (Report.Next).
+	if !now.Before(at) || pki.NeedsRenewal(leaf, now) {
 		v.due, v.why = true, "less than a third of its lifetime left"
 		return v
 	}
