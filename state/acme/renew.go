@@ -461,6 +461,16 @@ func (a *ariClients) ask(client *lego.Client, leaf *x509.Certificate, fp string,
 		info: mappings.ARI{WindowStart: start, WindowEnd: end, CheckAt: now.Add(wait).UTC().Truncate(time.Second)}}
 }
 
+// replacesRefused reports whether an order failed because of the
+// certificate it named as replaced: one this server did not issue (a
+// certificate from another CA, put in place by hand), or one already
+// replaced. Ordered again without, it renews; before, such a mapping
+// failed every attempt and never renewed.
+func replacesRefused(err error) bool {
+	var problem *legoacme.ProblemDetails
+	return errors.As(err, &problem) && (problem.Type == legoacme.AlreadyReplacedErr || problem.Type == "urn:ietf:params:acme:error:malformed")
+}
+
 // sameHosts reports whether the certificate covers exactly the mapping's hosts.
 func sameHosts(leaf *x509.Certificate, hosts []string) bool {
 	return pki.ParseNames(hosts).Equal(leaf)
