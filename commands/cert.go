@@ -27,6 +27,7 @@ const (
 const (
 	flgDryRun        = "dry-run"
 	flgDeployHook    = "deploy-hook"
+	flgHookTimeout   = "deploy-hook-timeout"
 	flgNoRandomSleep = "no-random-sleep"
 	flgDNSResolvers  = "dns-resolvers"
 )
@@ -70,9 +71,14 @@ func certCommand() *cli.Command {
 					"(cron) and a certificate is due, it first sleeps a random time of up to 5\n" +
 					"minutes; a run with nothing due, or --dry-run, ends at once. Monitoring\n" +
 					"scripts that run it by hand pass --no-random-sleep.\n\n" +
-					"The deploy hook runs with /bin/sh after each renewal, with P2PTLS_MAPPING_ID,\n" +
-					"P2PTLS_LISTENER, P2PTLS_HOSTS, P2PTLS_CERT_FILE and P2PTLS_KEY_FILE set.\n" +
-					"Exit status 1 when any mapping failed." + examples(
+					"The deploy hook (--deploy-hook, else acme.deploy_hook in p2ptls.toml) runs with\n" +
+					"/bin/sh once per renewed mapping, after the state lock is released (it may run\n" +
+					"p2ptls itself), with P2PTLS_MAPPING_ID, P2PTLS_LISTENER, P2PTLS_HOSTS (space-\n" +
+					"separated), P2PTLS_CERT_FILE, P2PTLS_KEY_FILE and CONFIG_DIR set. It is stopped\n" +
+					"(SIGTERM to its process group, SIGKILL 5 s later) after --deploy-hook-timeout\n" +
+					"(else acme.deploy_hook_timeout, else 5m); its output goes to the log. A hook\n" +
+					"that fails leaves the renewal done.\n\n" +
+					"Exit status 1 when any mapping failed, or its deploy hook did." + examples(
 					"p2ptls cert renew --quiet --deploy-hook 'systemctl reload p2pstream'",
 					"p2ptls cert renew --dry-run --no-random-sleep",
 					"p2ptls cert renew --days 30 --no-random-sleep --output json"),
@@ -80,7 +86,8 @@ func certCommand() *cli.Command {
 					&cli.IntFlag{Name: flgDays, Usage: "renew certificates with fewer days left (overrides ARI and the lifetime rule)"},
 					&cli.BoolFlag{Name: flgDryRun, Usage: "say what is due without renewing"},
 					&cli.BoolFlag{Name: flgForce, Usage: "renew every ACME certificate now, ignoring back-off"},
-					&cli.StringFlag{Name: flgDeployHook, Usage: "shell command run after each successful renewal"},
+					&cli.StringFlag{Name: flgDeployHook, Usage: "shell command run after each successful renewal (default: acme.deploy_hook)"},
+					&cli.DurationFlag{Name: flgHookTimeout, Usage: "stop the deploy hook after this long (default: acme.deploy_hook_timeout, else 5m)"},
 					&cli.BoolFlag{Name: flgNoRandomSleep, Usage: "do not sleep a random time before the first renewal (for monitoring scripts)"},
 					resolversFlag(),
 				},
@@ -158,8 +165,13 @@ func certRenewAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if c.Int(flgDays) < 0 {
 		return fault.Invalidf("give a number of days, e.g. --days 30", "--days must not be negative")
 	}
+	hookTimeout := c.Duration(flgHookTimeout)
+	if c.IsSet(flgHookTimeout) && (hookTimeout < time.Second || hookTimeout > 24*time.Hour) {
+		return fault.Invalidf("give a duration between 1s and 24h, e.g. --deploy-hook-timeout 5m", "--deploy-hook-timeout %s is not between 1s and 24h", hookTimeout)
+	}
 	report, err := acme.Renew(ctx, g.Store(), time.Now, acme.RenewOptions{
-		Options: opts, Days: c.Int(flgDays), DryRun: c.Bool(flgDryRun), Force: c.Bool(flgForce), DeployHook: c.String(flgDeployHook),
+		Options: opts, Days: c.Int(flgDays), DryRun: c.Bool(flgDryRun), Force: c.Bool(flgForce),
+		DeployHook: c.String(flgDeployHook), DeployHookTimeout: hookTimeout,
 		BeforeRenewal: randomSleep(c.Bool(flgNoRandomSleep), isTerminal(os.Stdin), sleepRandom),
 	})
 	if err != nil {
@@ -194,6 +206,10 @@ func certRenewAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if len(report.Failed) > 0 {
 		return fault.Failf("'p2ptls cert list' shows each one's last error; the previous certificates keep serving",
 			"%d mapping(s) failed to renew: %s", len(report.Failed), strings.Join(report.Failed, ", "))
+	}
+	if len(report.HookFailed) > 0 {
+		return fault.Failf("the new certificates are in place and served; fix the hook (its output is in the log above) and run it by hand",
+			"the deploy hook failed for %d renewed mapping(s): %s", len(report.HookFailed), strings.Join(report.HookFailed, ", "))
 	}
 	return nil
 }

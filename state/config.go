@@ -72,6 +72,78 @@ type ACMESettings struct {
 	// DNSResolvers (HOST:PORT) check DNS-01 propagation; empty means the
 	// system's resolvers.
 	DNSResolvers []string `toml:"dns_resolvers,omitempty"`
+	// DeployHook is the /bin/sh command run after each certificate that
+	// serve or "cert renew" (without --deploy-hook) renews or issues.
+	DeployHook string `toml:"deploy_hook,omitempty"`
+	// DeployHookTimeout bounds it, as a Go duration ("5m", "30s"); empty
+	// means 5m.
+	DeployHookTimeout string `toml:"deploy_hook_timeout,omitempty"`
+}
+
+// defaultHookTimeout is acme.deploy_hook_timeout when it is not set.
+const defaultHookTimeout = 5 * time.Minute
+
+// maxHookTimeout keeps a hook that hangs from holding the renewals that
+// follow it for longer than a day.
+const maxHookTimeout = 24 * time.Hour
+
+// HookTimeout is acme.deploy_hook_timeout, validated when the file was
+// read: the default when it is not set.
+func (a ACMESettings) HookTimeout() time.Duration {
+	d, err := parseHookTimeout(a.DeployHookTimeout)
+	if err != nil || d == 0 {
+		return defaultHookTimeout
+	}
+	return d
+}
+
+// parseHookTimeout reads a deploy hook timeout; "" is 0 (the default).
+func parseHookTimeout(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Second || d > maxHookTimeout {
+		return 0, fault.Invalidf(`write a duration between 1s and 24h, e.g. "5m"`, "deploy_hook_timeout %q is not a duration between 1s and 24h", s)
+	}
+	return d, nil
+}
+
+// validateHook checks the [acme] deploy hook settings of p2ptls.toml
+// content b, naming the line of the field at fault.
+func (a ACMESettings) validateHook(b []byte) error {
+	var err error
+	field := "deploy_hook_timeout"
+	if _, err = parseHookTimeout(a.DeployHookTimeout); err == nil && a.DeployHook != "" && strings.TrimSpace(a.DeployHook) == "" {
+		field, err = "deploy_hook", fault.Invalidf("give a shell command, or remove the line", "deploy_hook is blank")
+	}
+	if err == nil && strings.ContainsRune(a.DeployHook, 0) {
+		field, err = "deploy_hook", fault.Invalidf("remove the NUL byte", "deploy_hook contains a NUL byte")
+	}
+	if err == nil {
+		return nil
+	}
+	if line := tableFieldLine(b, "acme", field); line > 0 {
+		return fmt.Errorf("line %d, field %q: %w", line, "acme."+field, err)
+	}
+	return fmt.Errorf("field %q: %w", "acme."+field, err)
+}
+
+// tableFieldLine is the line of key field in [table] of TOML content b,
+// or 0 when it is not found.
+func tableFieldLine(b []byte, table, field string) int {
+	in := false
+	for i, l := range strings.Split(string(b), "\n") {
+		t := strings.ReplaceAll(strings.TrimSpace(l), " ", "")
+		if strings.HasPrefix(t, "[") {
+			in = t == "["+table+"]"
+			continue
+		}
+		if key, _, ok := strings.Cut(t, "="); ok && in && strings.Trim(key, `"'`) == field {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // Mapping binds hosts on one HTTPS listener to a certificate source.
@@ -192,6 +264,9 @@ func ParseConfig(b []byte) (*Config, error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fault.AsInvalid(locateEntry(b, err), hintFixFile)
+	}
+	if err := cfg.ACME.validateHook(b); err != nil {
+		return nil, fault.AsInvalid(err, hintFixFile)
 	}
 	return &cfg, nil
 }

@@ -14,92 +14,168 @@ import (
 	"github.com/p2pstream/p2ptls/state/issuance"
 )
 
-// renewInterval is how often serve runs a full renewal pass. Six hours
-// follows the Retry-After that ACME servers give for renewal info, and
-// keeps a state of 100k mappings from asking the server about each of them
-// every hour. New ACME mappings do not wait for it: a change of the state
-// (the store's signal) or the end of a back-off starts a prompt pass.
-const renewInterval = 6 * time.Hour
+// The loop runs a full renewal pass at start, then whenever something may
+// be due: the earliest renewal time, end of a back-off or renewal info to
+// ask again that the last pass found, and at least every maxSleep, so that
+// a certificate put in place by hand, a clock that jumped or a pass that
+// failed is looked at again soon. A pass with nothing due reads the certs
+// memo (a stat per file) and asks the ACME server only about the
+// certificates whose renewal info is due to be asked (acme.Renew), so
+// that one every 10 minutes stays cheap at 100k mappings. minSleep keeps
+// a time that is already past (a renewal that cannot be saved) from
+// making passes back to back.
+const (
+	maxSleep = 10 * time.Minute
+	minSleep = 5 * time.Second
+)
 
-// testHook, when a test sets it, runs at the start of every prompt pass so
-// that the test can make it panic. Production code never sets it.
-var testHook func()
+// testHook, when a test sets it, runs at the start of every pass ("full"
+// or "prompt") so that the test can see it, or make it panic. Production
+// code never sets it.
+var testHook func(kind string)
+
+// Clock is the loop's time: real unless a test gives its own.
+type Clock interface {
+	Now() time.Time
+	// Timer returns a channel that receives once d has passed, and a
+	// function that stops it.
+	Timer(d time.Duration) (<-chan time.Time, func())
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) Timer(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTimer(d)
+	return t.C, func() { t.Stop() }
+}
 
 // Options configure the loop.
 type Options struct {
 	Store        state.Store
 	Log          *slog.Logger
 	DNSResolvers []string
+	// Clock is nil for the real one.
+	Clock Clock
+	// Observe, when set, is called after each ACME order the loop makes
+	// (a first issuance or a renewal), from the loop's goroutine, once
+	// the result is saved and before the deploy hook runs: err is nil when
+	// the new certificate is in place, else the failure recorded in the
+	// mapping (which then backs off). It must not block: the loop waits
+	// for it.
+	Observe func(id string, err error)
 }
 
 // Run issues and renews until ctx ends. A panic in one pass (an odd
 // mapping the ACME code trips over) is recovered and counted, and the loop
 // goes on with the next one.
 func Run(ctx context.Context, o Options) {
+	clk := o.Clock
+	if clk == nil {
+		clk = realClock{}
+	}
 	changes := o.Store.Watch(ctx)
-	renew := time.NewTicker(renewInterval)
-	defer renew.Stop()
-	// retry ends the earliest back-off; it first fires at once, for the
-	// mappings added before serve started.
-	retry := time.NewTimer(0)
-	defer retry.Stop()
 	opts := acme.Options{Log: o.Log, DNSResolvers: o.DNSResolvers}
+	var wake time.Time // the next full pass; zero: at once
 	for {
+		if now := clk.Now(); !now.Before(wake) {
+			next := fullPass(ctx, o, opts, clk)
+			wake = bound(next, clk.Now())
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		fired, stop := clk.Timer(wake.Sub(clk.Now()))
 		select {
 		case <-ctx.Done():
+			stop()
 			return
 		case _, ok := <-changes:
+			stop()
 			if !ok { // ctx ended
 				return
 			}
-		case <-retry.C:
-		case <-renew.C:
-			fullPass(ctx, o, opts)
-			continue
-		}
-		// Scanning 100k mappings costs: it runs only when the state may
-		// have changed or a back-off ended. A pass that issues changes
-		// the state, and the signal of that change makes the next one.
-		if next := promptPass(ctx, o, opts); !next.IsZero() {
-			retry.Reset(time.Until(next))
-		} else {
-			retry.Stop()
+			// A change may have added an ACME mapping: it is issued now,
+			// not at the next full pass. Scanning for them costs a stat
+			// per ACME mapping; a pass that issues changes the state, and
+			// the signal of that change makes the next one.
+			if next := promptPass(ctx, o, opts, clk); !next.IsZero() {
+				if at := bound(next, clk.Now()); at.Before(wake) {
+					wake = at
+				}
+			}
+		case <-fired:
 		}
 	}
 }
 
+// bound is when to run the pass after one that found next (zero: nothing
+// known), at now: within [now+minSleep, now+maxSleep].
+func bound(next, now time.Time) time.Time {
+	switch {
+	case next.IsZero() || next.After(now.Add(maxSleep)):
+		return now.Add(maxSleep)
+	case next.Before(now.Add(minSleep)):
+		return now.Add(minSleep)
+	}
+	return next
+}
+
 // promptPass issues ACME mappings that have no certificate yet. It returns
-// the earliest end of a back-off (zero for none); after a panic, what it
-// had found by then.
-func promptPass(ctx context.Context, o Options, opts acme.Options) (retry time.Time) {
+// when to look again (the earliest end of a back-off; zero for none);
+// after a panic, zero.
+func promptPass(ctx context.Context, o Options, opts acme.Options, clk Clock) (next time.Time) {
 	defer edge.Recover(o.Log, "certificate issuance loop")
 	if testHook != nil {
-		testHook()
+		testHook("prompt")
 	}
-	ids, retry, err := issuance.Pending(ctx, o.Store, time.Now())
+	ids, retry, err := issuance.Pending(ctx, o.Store, clk.Now())
 	if err != nil {
 		// serve's reload reports a state that does not load; the next
 		// change tries again.
 		return retry
 	}
 	if len(ids) > 0 {
-		pass(ctx, o, acme.RenewOptions{Options: opts, Only: ids})
+		if r := pass(ctx, o, clk, acme.RenewOptions{Options: opts, Only: ids}); r != nil {
+			return earliest(r.Next, retry)
+		}
 	}
 	return retry
 }
 
-func fullPass(ctx context.Context, o Options, opts acme.Options) {
+// fullPass renews what is due and returns when something may be due
+// next (zero: nothing known, or a panic).
+func fullPass(ctx context.Context, o Options, opts acme.Options, clk Clock) time.Time {
 	defer edge.Recover(o.Log, "renewal loop")
-	pass(ctx, o, acme.RenewOptions{Options: opts})
+	if testHook != nil {
+		testHook("full")
+	}
+	if r := pass(ctx, o, clk, acme.RenewOptions{Options: opts}); r != nil {
+		return r.Next
+	}
+	return time.Time{}
 }
 
-func pass(ctx context.Context, o Options, ro acme.RenewOptions) {
-	r, err := acme.Renew(ctx, o.Store, time.Now, ro)
+func pass(ctx context.Context, o Options, clk Clock, ro acme.RenewOptions) *acme.Report {
+	ro.Attempted = o.Observe
+	r, err := acme.Renew(ctx, o.Store, clk.Now, ro)
 	if err != nil {
-		o.Log.Error("renewal pass failed", "err", err)
-		return
+		if ctx.Err() == nil {
+			o.Log.Error("renewal pass failed", "err", err)
+		}
+		return nil
 	}
 	if len(r.Renewed)+len(r.Failed) > 0 {
-		o.Log.Info("renewal pass", "renewed", r.Renewed, "failed", r.Failed)
+		o.Log.Info("renewal pass", "renewed", r.Renewed, "failed", r.Failed, "deploy_hook_failed", r.HookFailed)
 	}
+	return r
+}
+
+// earliest is the earlier of two times, zero meaning none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }

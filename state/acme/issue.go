@@ -199,12 +199,16 @@ func order(ctx context.Context, s state.Store, cfg *state.Config, m state.Mappin
 	}
 	defer release()
 	req := certificate.ObtainRequest{Domains: m.Hosts, Bundle: true, Profile: m.Profile}
-	if replaces != nil {
+	if replaces != nil && len(replaces.AuthorityKeyId) > 0 { // no ARI id without one
 		if _, err := client.Certificate.GetRenewalInfo(certificate.RenewalInfoRequest{Cert: replaces}); err == nil {
 			req.ReplacesCertID, _ = certificate.MakeARICertID(replaces)
 		}
 	}
 	res, err := client.Certificate.Obtain(req)
+	if err != nil && req.ReplacesCertID != "" && replacesRefused(err) {
+		req.ReplacesCertID = ""
+		res, err = client.Certificate.Obtain(req)
+	}
 	if err != nil {
 		return nil, time.Time{}, errors.New(text.OneLine(err.Error()))
 	}

@@ -3,16 +3,16 @@ package acme
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"log/slog"
+	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	legoacme "github.com/go-acme/lego/v4/acme"
+	"github.com/go-acme/lego/v4/acme/api"
 	"github.com/go-acme/lego/v4/certificate"
 	"github.com/go-acme/lego/v4/lego"
 
@@ -33,8 +33,12 @@ type RenewOptions struct {
 	DryRun bool
 	// Force renews every ACME certificate and ignores back-off.
 	Force bool
-	// DeployHook is a shell command run after each successful renewal.
+	// DeployHook is a shell command run after each successful renewal;
+	// empty: p2ptls.toml's acme.deploy_hook, if any.
 	DeployHook string
+	// DeployHookTimeout bounds each run of the hook; 0: p2ptls.toml's
+	// acme.deploy_hook_timeout, else DefaultDeployHookTimeout.
+	DeployHookTimeout time.Duration
 	// Only limits the run to these mapping ids (serve's prompt issuance).
 	Only []string
 	// BeforeRenewal, when set, runs once before the first renewal, only
@@ -42,6 +46,12 @@ type RenewOptions struct {
 	// that a pass with nothing to do ends at once. Its error (the context
 	// ended while it waited) ends the run.
 	BeforeRenewal func(ctx context.Context) error
+	// Attempted, when set, is called after each ACME order the run made,
+	// once its result is saved and before the deploy hook runs: err is nil
+	// when the new certificate is in place, else the failure recorded in
+	// the mapping. Orders cut short by ctx, and mappings found not due
+	// under the lock, are no attempts.
+	Attempted func(id string, err error)
 }
 
 // Report says what happened to each ACME mapping, by id.
@@ -52,7 +62,35 @@ type Report struct {
 	DryRun  bool              `json:"dry_run"`
 	Errors  map[string]string `json:"errors"`
 	Reasons map[string]string `json:"reasons"`
+	// HookFailed are the renewed mappings whose deploy hook failed (their
+	// error is in Errors): the renewal is done, the deploy is not.
+	HookFailed []string `json:"-"`
+	// Next is the earliest time at which a mapping of the run may need
+	// something again: a renewal time, the end of a back-off, a renewal
+	// info to ask again. Zero when none is known. Serve sleeps until then.
+	Next time.Time `json:"-"`
 }
+
+// soonest folds t into r.Next.
+func (r *Report) soonest(t time.Time) {
+	if !t.IsZero() && (r.Next.IsZero() || t.Before(r.Next)) {
+		r.Next = t
+	}
+}
+
+// How often the renewal info of a certificate is asked: the server's
+// Retry-After, within these bounds (a server that says nothing: 6 h). At
+// 100k certificates and the lower bound, that is at most 100k requests an
+// hour, and a pass every 10 minutes asks about the few whose time came,
+// never about every certificate.
+const (
+	ariRecheckDefault = 6 * time.Hour
+	ariRecheckMin     = time.Hour
+	ariRecheckMax     = 24 * time.Hour
+	// ariRecheckFailed is the wait after a renewal info request that the
+	// server answered with an error for this certificate.
+	ariRecheckFailed = time.Hour
+)
 
 // Renew renews every ACME certificate that is due. Each mapping is first
 // decided from the state as loaded, without the lock: one that is not due
@@ -60,13 +98,16 @@ type Report struct {
 // change that loads every record again. One that is due is decided again
 // and issued under the state lock, so two renewals at once (cron and
 // serve, or two crons) never issue the same certificate twice: the second
-// sees the first's result and skips.
+// sees the first's result and skips. The renewal info answers the first
+// decisions got are recorded in the mappings' meta.toml, in one change,
+// so that the next run asks again only when the server said to.
 func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOptions) (*Report, error) {
 	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return nil, err
 	}
 	r := &Report{Renewed: []string{}, Failed: []string{}, Skipped: []string{}, DryRun: o.DryRun, Errors: map[string]string{}, Reasons: map[string]string{}}
+	hook := o.hook(cfg)
 	waited := o.BeforeRenewal == nil
 	ari := &ariClients{}
 	var todo []state.Mapping
@@ -79,28 +120,28 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 	// memo (a stat per file when nothing changed; see mappings.Summaries)
 	// and may ask the ACME server: one worker per core makes them, in any
 	// order.
-	type decision struct {
-		due bool
-		why string
-	}
 	sums := mappings.NewSummaries(s)
-	decided := make([]decision, len(todo))
+	decided := make([]verdict, len(todo))
 	parallel.Each(len(todo), func(i int) bool {
-		decided[i].due, decided[i].why, _ = isDue(ctx, sums, s, cfg, todo[i], now(), o, ari)
+		decided[i] = isDue(ctx, sums, s, cfg, todo[i], now(), o, ari)
 		return ctx.Err() == nil
 	})
 	sums.Save()
+	if !o.DryRun {
+		recordARI(ctx, s, todo, decided, o.log())
+	}
 	for i, m := range todo {
 		if ctx.Err() != nil {
 			break // stopped: the mappings not reached are not reported
 		}
-		due, why := decided[i].due, decided[i].why
-		if !due || o.DryRun {
-			r.Reasons[m.ID] = why
-			if due {
+		v := decided[i]
+		if !v.due || o.DryRun {
+			r.Reasons[m.ID] = v.why
+			if v.due {
 				r.Renewed = append(r.Renewed, m.ID)
 			} else {
 				r.Skipped = append(r.Skipped, m.ID)
+				r.soonest(v.next)
 			}
 			continue
 		}
@@ -113,25 +154,47 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 				break
 			}
 		}
+		attempted := false
 		err := withMapping(ctx, s, "cert renew "+m.ID, m.ID, func(w state.Store, cfg *state.Config, cur state.Mapping) error {
-			var why string
-			var leaf *x509.Certificate
 			m = cur
-			due, why, leaf = isDue(ctx, nil, w, cfg, m, now(), o, ari)
-			r.Reasons[m.ID] = why
-			if !due || o.DryRun {
+			v = isDue(ctx, nil, w, cfg, m, now(), o, ari)
+			r.Reasons[m.ID] = v.why
+			if !v.due {
+				if v.ari != nil { // asked under the lock: recorded with the decision
+					return saveARI(ctx, w, m.ID, v.ari)
+				}
 				return nil
 			}
-			return obtain(ctx, s, w, cfg, m, leaf, now(), &o.Options)
+			attempted = true
+			return obtain(ctx, s, w, cfg, m, v.leaf, now(), &o.Options)
 		})
-		if err == nil && due && !o.DryRun {
-			err = deploy(ctx, o.DeployHook, s, m)
+		if attempted && ctx.Err() == nil {
+			if o.Attempted != nil {
+				o.Attempted(m.ID, err)
+			}
+			// The new certificate's renewal time, or the back-off's end.
+			if meta, merr := mappings.LoadMeta(ctx, s, m.ID); merr == nil {
+				if err != nil {
+					r.soonest(meta.RetryAt)
+				} else {
+					r.soonest(meta.NextRenewalAt)
+				}
+			}
+		}
+		if !v.due {
+			r.soonest(v.next)
+		}
+		if err == nil && attempted {
+			if herr := deploy(ctx, hook, o.log(), s, m); herr != nil {
+				r.HookFailed = append(r.HookFailed, m.ID)
+				r.Errors[m.ID] = text.OneLine(herr.Error())
+			}
 		}
 		switch {
 		case err != nil:
 			r.Failed = append(r.Failed, m.ID)
 			r.Errors[m.ID] = text.OneLine(err.Error())
-		case due:
+		case attempted:
 			r.Renewed = append(r.Renewed, m.ID)
 		default:
 			r.Skipped = append(r.Skipped, m.ID)
@@ -140,12 +203,35 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 	return r, nil
 }
 
+// verdict is one decision of isDue.
+type verdict struct {
+	due bool
+	why string
+	// leaf is the certificate in place, parsed, for obtain's "replaces":
+	// decisions under the lock only.
+	leaf *x509.Certificate
+	// next is when to look again, when not due (zero: nothing known).
+	next time.Time
+	// ari is a renewal info answer to record, when the server was asked.
+	ari *ariAnswer
+}
+
+// ariAnswer is what the server said about the certificate with
+// fingerprint fp.
+type ariAnswer struct {
+	fp      string
+	info    mappings.ARI
+	renewAt time.Time // chosen in the window; zero without one
+}
+
 // isDue decides whether m's certificate should be renewed now, and why;
 // ari holds the run's clients for the renewal info. With sums, it decides
 // from the certificate's summary and returns no certificate (the first,
 // unlocked decision); without, it loads and parses the certificate and
 // returns its leaf (the decision under the lock, which obtain is given).
-func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *state.Config, m state.Mapping, now time.Time, o RenewOptions, ari *ariClients) (bool, string, *x509.Certificate) {
+// The renewal info is asked only when the answer recorded in the meta is
+// not about this certificate, or its Retry-After has passed.
+func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *state.Config, m state.Mapping, now time.Time, o RenewOptions, ari *ariClients) verdict {
 	var meta mappings.Meta
 	if sums != nil {
 		meta, _ = sums.Meta(ctx, m.ID)
@@ -153,52 +239,146 @@ func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *st
 		meta, _ = mappings.LoadMeta(ctx, s, m.ID)
 	}
 	if !o.Force && now.Before(meta.RetryAt) {
-		return false, fmt.Sprintf("backing off after %d failed attempts until %s", meta.Attempts, meta.RetryAt.Format(time.RFC3339)), nil
+		return verdict{why: fmt.Sprintf("backing off after %d failed attempts until %s", meta.Attempts, meta.RetryAt.Format(time.RFC3339)), next: meta.RetryAt}
 	}
 	// leaf carries what the rules below read (validity and names); full is
 	// the parsed certificate, which only ARI and obtain need.
 	var leaf, full *x509.Certificate
+	var fp string
 	if sums != nil {
 		sum, err := sums.Usable(ctx, m)
 		if err != nil {
-			return true, "no certificate yet", nil
+			return verdict{due: true, why: "no certificate yet"}
 		}
-		leaf = sum.Leaf()
+		leaf, fp = sum.Leaf(), sum.FingerprintSHA256()
 	} else {
 		c, err := mappings.Load(ctx, s, m)
 		if err != nil {
-			return true, "no certificate yet", nil
+			return verdict{due: true, why: "no certificate yet"}
 		}
 		leaf, full = c.Chain[0], c.Chain[0]
+		fp = pki.Fingerprint(full)
 	}
 	switch {
 	case o.Force:
-		return true, "forced", full
+		return verdict{due: true, why: "forced", leaf: full}
 	case !sameHosts(leaf, m.Hosts):
-		return true, "the mapping's hosts changed", full
+		return verdict{due: true, why: "the mapping's hosts changed", leaf: full}
 	case o.Days > 0:
 		left := leaf.NotAfter.Sub(now)
-		return left < time.Duration(o.Days)*24*time.Hour, fmt.Sprintf("%d days left, renewing below %d", int(left.Hours()/24), o.Days), full
+		limit := time.Duration(o.Days) * 24 * time.Hour
+		return verdict{due: left < limit, why: fmt.Sprintf("%d days left, renewing below %d", int(left.Hours()/24), o.Days), leaf: full, next: leaf.NotAfter.Add(-limit)}
 	}
-	if client := ari.client(ctx, s, cfg, m); client != nil {
-		if full == nil {
-			c, err := mappings.Load(ctx, s, m)
-			if err != nil {
-				return true, "no certificate yet", nil
-			}
-			full = c.Chain[0]
+	var v verdict
+	switch {
+	case meta.ARIFresh(fp, now):
+		// The recorded answer stands until the server's Retry-After.
+		if meta.ARI.HasWindow() {
+			return windowVerdict(meta.NextRenewalAt, meta.ARI.CheckAt, now, full)
 		}
-		if at, ok := askARI(client, full, now); ok {
-			if at == nil {
-				return false, "outside the ACME server's renewal window", full
+		v.next = meta.ARI.CheckAt
+	default:
+		if client := ari.client(ctx, s, cfg, m); client != nil {
+			if full == nil {
+				c, err := mappings.Load(ctx, s, m)
+				if err != nil {
+					return verdict{due: true, why: "no certificate yet"}
+				}
+				full = c.Chain[0]
 			}
-			return true, "inside the ACME server's renewal window", full
+			if ans := ari.ask(client, full, fp, now); ans != nil {
+				if ans.info.HasWindow() {
+					v = windowVerdict(ans.renewAt, ans.info.CheckAt, now, full)
+					v.ari = ans
+					return v
+				}
+				v.ari, v.next = ans, ans.info.CheckAt
+			}
 		}
 	}
-	if pki.NeedsRenewal(leaf, now) {
-		return true, "less than a third of its lifetime left", full
+	v.leaf = full
+	at := pki.RenewalTime(leaf)
+	// Due at the renewal time itself, not a moment after it: that is the
+	// time serve wakes at (Report.Next).
+	if !now.Before(at) || pki.NeedsRenewal(leaf, now) {
+		v.due, v.why = true, "less than a third of its lifetime left"
+		return v
 	}
-	return false, "renews from " + pki.RenewalTime(leaf).Format(time.RFC3339), full
+	v.why = "renews from " + at.Format(time.RFC3339)
+	if v.next.IsZero() || at.Before(v.next) {
+		v.next = at
+	}
+	return v
+}
+
+// windowVerdict decides from the renewal time chosen in the server's
+// window; checkAt is when the server is to be asked again.
+func windowVerdict(renewAt, checkAt, now time.Time, full *x509.Certificate) verdict {
+	if !now.Before(renewAt) {
+		return verdict{due: true, why: "inside the ACME server's renewal window", leaf: full}
+	}
+	next := renewAt
+	if checkAt.Before(next) {
+		next = checkAt
+	}
+	return verdict{why: "outside the ACME server's renewal window: renews from " + renewAt.UTC().Format(time.RFC3339), leaf: full, next: next}
+}
+
+// recordARI saves the renewal info answers of a run's first decisions, in
+// one change: each goes into its mapping's meta.toml when the certificate
+// it was about is still the one recorded there. A change that fails costs
+// the next run the same requests, never a renewal: it is logged.
+func recordARI(ctx context.Context, s state.Store, todo []state.Mapping, decided []verdict, log *slog.Logger) {
+	var ids []string
+	var answers []*ariAnswer
+	for i, v := range decided {
+		if v.ari != nil {
+			ids, answers = append(ids, todo[i].ID), append(answers, v.ari)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	wrote := false
+	err := state.Update(ctx, s, "record renewal info", func(tx *state.Tx) error {
+		for i, id := range ids {
+			if _, ok := tx.Config.Mapping(id); !ok {
+				continue // removed since
+			}
+			meta, err := mappings.LoadMeta(ctx, tx, id)
+			if err != nil || meta.FingerprintSHA256 != answers[i].fp {
+				continue // renewed since, or a certificate p2ptls did not record
+			}
+			meta.ARI, meta.NextRenewalAt = answers[i].info, answers[i].renewAt
+			if meta.NextRenewalAt.IsZero() {
+				meta.NextRenewalAt = meta.ARI.CheckAt // no window: look again then
+			}
+			if err := mappings.SaveMeta(ctx, tx, id, meta); err != nil {
+				return err
+			}
+			wrote = true
+		}
+		if !wrote {
+			return errUnchanged
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errUnchanged) && ctx.Err() == nil {
+		log.Warn("renewal info answers not recorded; the next pass asks again", "mappings", len(ids), "err", err)
+	}
+}
+
+// saveARI records one answer into a change (a decision under the lock).
+func saveARI(ctx context.Context, w state.Store, id string, a *ariAnswer) error {
+	meta, err := mappings.LoadMeta(ctx, w, id)
+	if err != nil || meta.FingerprintSHA256 != a.fp {
+		return err
+	}
+	meta.ARI = a.info
+	if !a.renewAt.IsZero() {
+		meta.NextRenewalAt = a.renewAt
+	}
+	return mappings.SaveMeta(ctx, w, id, meta)
 }
 
 // ariClients are the clients one renewal run asks for renewal info with,
@@ -230,83 +410,68 @@ func (a *ariClients) client(ctx context.Context, s state.Store, cfg *state.Confi
 	return client
 }
 
-// askARI asks the server's renewal info; ok is false when it has none.
-func askARI(client *lego.Client, leaf *x509.Certificate, now time.Time) (*time.Time, bool) {
-	info, err := client.Certificate.GetRenewalInfo(certificate.RenewalInfoRequest{Cert: leaf})
-	if err != nil {
-		return nil, false // api.ErrNoARI, or the server is away: the lifetime rule decides
+// forget drops client from the run: its server could not be reached.
+func (a *ariClients) forget(client *lego.Client) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, c := range a.clients {
+		if c == client {
+			a.clients[k] = nil
+		}
 	}
-	return info.ShouldRenewAt(now, 0), true
+}
+
+// ask asks the server's renewal info about leaf (fingerprint fp). It
+// returns nil when the server has no renewal info (the lifetime rule
+// decides) or could not be reached, which also stops the run asking it
+// again; a server that answered with an error for this certificate is
+// recorded without a window, to be asked again in ariRecheckFailed, as is
+// one whose answer has no usable window.
+func (a *ariClients) ask(client *lego.Client, leaf *x509.Certificate, fp string, now time.Time) *ariAnswer {
+	info, err := client.Certificate.GetRenewalInfo(certificate.RenewalInfoRequest{Cert: leaf})
+	var problem *legoacme.ProblemDetails
+	switch {
+	case errors.Is(err, api.ErrNoARI):
+		return nil
+	case errors.As(err, &problem):
+		return &ariAnswer{fp: fp, info: mappings.ARI{CheckAt: now.Add(ariRecheckFailed).UTC().Truncate(time.Second)}}
+	case err != nil:
+		a.forget(client)
+		return nil
+	}
+	wait := info.RetryAfter
+	if wait <= 0 {
+		wait = ariRecheckDefault
+	}
+	wait = min(max(wait, ariRecheckMin), ariRecheckMax)
+	start, end := info.SuggestedWindow.Start.UTC(), info.SuggestedWindow.End.UTC()
+	if start.IsZero() || end.Before(start) {
+		// No usable window (lego reads an error status without a problem
+		// document as an empty answer): as an error.
+		return &ariAnswer{fp: fp, info: mappings.ARI{CheckAt: now.Add(ariRecheckFailed).UTC().Truncate(time.Second)}}
+	}
+	// One time chosen at random in the window (RFC 9773, section 4.2),
+	// kept until the next answer, so that the many certificates of one
+	// window do not renew in the same pass.
+	at := start
+	if w := end.Sub(start); w > 0 {
+		at = start.Add(time.Duration(rand.Int64N(int64(w))))
+	}
+	return &ariAnswer{fp: fp, renewAt: at.Truncate(time.Second),
+		info: mappings.ARI{WindowStart: start, WindowEnd: end, CheckAt: now.Add(wait).UTC().Truncate(time.Second)}}
+}
+
+// replacesRefused reports whether an order failed because of the
+// certificate it named as replaced: one this server did not issue (a
+// certificate from another CA, put in place by hand), or one already
+// replaced. Ordered again without, it renews; before, such a mapping
+// failed every attempt and never renewed.
+func replacesRefused(err error) bool {
+	var problem *legoacme.ProblemDetails
+	return errors.As(err, &problem) && (problem.Type == legoacme.AlreadyReplacedErr || problem.Type == "urn:ietf:params:acme:error:malformed")
 }
 
 // sameHosts reports whether the certificate covers exactly the mapping's hosts.
 func sameHosts(leaf *x509.Certificate, hosts []string) bool {
 	return pki.ParseNames(hosts).Equal(leaf)
-}
-
-// hookWaitDelay is how long a cancelled deploy hook has after SIGTERM.
-const hookWaitDelay = 500 * time.Millisecond
-
-// deploy runs the deploy hook for a renewed mapping with its files in the
-// environment, once the change that wrote them is saved (and the lock
-// released: a hook may run p2ptls). A signal must not leave it running for
-// long: cancelled, the hook gets SIGTERM, and SIGKILL if it has not ended
-// a moment later.
-func deploy(ctx context.Context, hook string, s state.Store, m state.Mapping) error {
-	if hook == "" {
-		return nil
-	}
-	certFile, keyFile, cleanup, err := hookFiles(ctx, s, m.ID)
-	if err != nil {
-		return fmt.Errorf("renewed, but the deploy hook cannot be given the files: %w", err)
-	}
-	defer cleanup()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", hook)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = hookWaitDelay
-	cmd.Env = append(os.Environ(),
-		"P2PTLS_MAPPING_ID="+m.ID,
-		"P2PTLS_LISTENER="+m.Listener,
-		"P2PTLS_HOSTS="+strings.Join(m.Hosts, " "),
-		"P2PTLS_CERT_FILE="+certFile,
-		"P2PTLS_KEY_FILE="+keyFile,
-	)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("renewed, but the deploy hook failed: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-// hookFiles names the deploy hook's certificate and key files. In a local
-// state directory they are the mapping's own files. A store that is no
-// directory (a remote backend, or a change not yet committed) has no such
-// paths: the files are read through it into a private temporary directory
-// that cleanup removes once the hook has run.
-func hookFiles(ctx context.Context, s state.Store, id string) (certFile, keyFile string, cleanup func(), err error) {
-	dir := mappings.MappingDir(id)
-	if l, ok := s.(state.Local); ok {
-		root := filepath.Join(l.Root(), filepath.FromSlash(dir))
-		return filepath.Join(root, mappings.CertFileName), filepath.Join(root, mappings.KeyFileName), func() {}, nil
-	}
-	tmp, err := os.MkdirTemp("", "p2ptls-deploy-")
-	if err != nil {
-		return "", "", nil, err
-	}
-	cleanup = func() { _ = os.RemoveAll(tmp) }
-	for _, f := range []struct {
-		name string
-		mode os.FileMode
-		path *string
-	}{{mappings.CertFileName, state.PublicMode, &certFile}, {mappings.KeyFileName, state.SecretMode, &keyFile}} {
-		b, err := s.Read(ctx, dir+"/"+f.name)
-		if err == nil {
-			*f.path = filepath.Join(tmp, f.name)
-			err = state.WriteFileAtomic(*f.path, b, f.mode)
-		}
-		if err != nil {
-			cleanup()
-			return "", "", nil, err
-		}
-	}
-	return certFile, keyFile, cleanup, nil
 }

@@ -69,7 +69,7 @@ func renewState(t *testing.T, srv *httptest.Server, issued time.Time, lifetime t
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := mappings.WriteCertificate(ctx, s, "m", leaf, mappings.Meta{Source: state.SourceACME}); err != nil {
+	if err := mappings.WriteCertificate(ctx, s, "m", leaf, mappings.Meta{Source: state.SourceACME, FingerprintSHA256: pki.Fingerprint(leaf.Cert)}); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -130,7 +130,8 @@ func TestIsDue(t *testing.T) {
 				how  string
 				sums *mappings.Summaries
 			}{{"summarized", sums}, {"summarized again", sums}, {"parsed", nil}} {
-				due, why, leaf := isDue(context.Background(), c.sums, s, cfg, m, now, tc.opts, &ariClients{})
+				v := isDue(context.Background(), c.sums, s, cfg, m, now, tc.opts, &ariClients{})
+				due, why, leaf := v.due, v.why, v.leaf
 				if due != tc.due || !strings.Contains(why, tc.why) {
 					t.Errorf("%s: isDue = %v, %q; want %v, %q", c.how, due, why, tc.due, tc.why)
 				}
@@ -276,11 +277,182 @@ func TestRenewAsksOneClientForRenewalInfo(t *testing.T) {
 		t.Fatalf("report %+v, want 3 skipped", r)
 	}
 	for id, why := range r.Reasons {
-		if why != "outside the ACME server's renewal window" {
+		if !strings.HasPrefix(why, "outside the ACME server's renewal window: renews from ") {
 			t.Errorf("%s: %q, want the renewal info's answer", id, why)
 		}
 	}
 	if requests["dir"] != 1 {
 		t.Errorf("the directory was fetched %d times, want once: %v", requests["dir"], requests)
+	}
+}
+
+// ariAsker is an ACME directory whose renewal info answers window with
+// the Retry-After header retryAfter (none when empty), or status when it
+// is not 200; it counts the renewal info requests.
+type ariAsker struct {
+	srv        *httptest.Server
+	mu         sync.Mutex
+	asked      int
+	retryAfter string
+	status     int
+}
+
+func newARIAsker(t *testing.T, start, end time.Time) *ariAsker {
+	a := &ariAsker{status: http.StatusOK}
+	a.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/dir":
+			json.NewEncoder(w).Encode(map[string]string{"newNonce": a.srv.URL + "/nonce", "newAccount": a.srv.URL + "/acct",
+				"newOrder": a.srv.URL + "/order", "renewalInfo": a.srv.URL + "/renewal-info"})
+		case strings.HasPrefix(r.URL.Path, "/renewal-info/"):
+			a.mu.Lock()
+			a.asked++
+			retry, status := a.retryAfter, a.status
+			a.mu.Unlock()
+			if status != http.StatusOK {
+				w.Header().Set("Content-Type", "application/problem+json")
+				w.WriteHeader(status)
+				json.NewEncoder(w).Encode(map[string]any{"type": "urn:ietf:params:acme:error:malformed", "detail": "no such certificate", "status": status})
+				return
+			}
+			if retry != "" {
+				w.Header().Set("Retry-After", retry)
+			}
+			json.NewEncoder(w).Encode(map[string]any{"suggestedWindow": map[string]time.Time{"start": start, "end": end}})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(a.srv.Close)
+	return a
+}
+
+func (a *ariAsker) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := a.asked
+	a.asked = 0
+	return n
+}
+
+// TestRenewAsksRenewalInfoOnSchedule: the renewal info of a certificate is
+// asked once, its answer (window, the time chosen in it, and when to ask
+// again: the server's Retry-After within 1 h and 24 h, 6 h when it says
+// nothing) recorded in meta.toml, and asked again only once that time
+// has passed, or for a certificate that is not the one the answer was
+// about. A pass every 10 minutes over 100k certificates asked the server
+// 100k times before.
+func TestRenewAsksRenewalInfoOnSchedule(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	start, end := now.Add(24*time.Hour), now.Add(48*time.Hour)
+	tests := []struct {
+		desc       string
+		retryAfter string
+		status     int
+		recheck    time.Duration
+		window     bool
+	}{
+		{"Retry-After of 2 h", "7200", http.StatusOK, 2 * time.Hour, true},
+		{"no Retry-After", "", http.StatusOK, 6 * time.Hour, true},
+		{"Retry-After below an hour", "10", http.StatusOK, time.Hour, true},
+		{"Retry-After above a day", "172800", http.StatusOK, 24 * time.Hour, true},
+		{"an error for the certificate", "", http.StatusNotFound, time.Hour, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			a := newARIAsker(t, start, end)
+			a.retryAfter, a.status = tc.retryAfter, tc.status
+			s := renewState(t, a.srv, now.Add(-24*time.Hour), 90*24*time.Hour)
+			run := func(at time.Time) *Report {
+				t.Helper()
+				r, err := Renew(ctx, s, func() time.Time { return at }, RenewOptions{Options: quiet})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(r.Skipped) != 1 {
+					t.Fatalf("at %s: %+v, want m skipped", at, r)
+				}
+				return r
+			}
+			r := run(now)
+			if n := a.count(); n != 1 {
+				t.Fatalf("first run asked %d times, want 1", n)
+			}
+			meta, err := mappings.LoadMeta(ctx, s, "m")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := now.Add(tc.recheck); !meta.ARI.CheckAt.Equal(want) {
+				t.Errorf("ari_check_at %s, want %s", meta.ARI.CheckAt, want)
+			}
+			if tc.window {
+				if !meta.ARI.WindowStart.Equal(start) || !meta.ARI.WindowEnd.Equal(end) || meta.NextRenewalAt.Before(start) || meta.NextRenewalAt.After(end) {
+					t.Errorf("recorded %+v, next_renewal_at %s: want the window %s to %s and a time in it", meta.ARI, meta.NextRenewalAt, start, end)
+				}
+				want := meta.NextRenewalAt
+				if meta.ARI.CheckAt.Before(want) {
+					want = meta.ARI.CheckAt
+				}
+				if !r.Next.Equal(want) {
+					t.Errorf("Next %s, want %s", r.Next, want)
+				}
+			} else if meta.ARI.HasWindow() || !r.Next.Equal(meta.ARI.CheckAt) {
+				t.Errorf("recorded %+v, Next %s: want no window and the next look at ari_check_at", meta.ARI, r.Next)
+			}
+			run(now.Add(tc.recheck - time.Second))
+			if n := a.count(); n != 0 {
+				t.Errorf("asked %d times before ari_check_at, want 0", n)
+			}
+			run(now.Add(tc.recheck))
+			if n := a.count(); n != 1 {
+				t.Errorf("asked %d times at ari_check_at, want 1", n)
+			}
+		})
+	}
+}
+
+// TestRecordedRenewalInfoIsAboutOneCertificate: an answer recorded for
+// one certificate says nothing about another put in its place (by hand,
+// or a restore): that one is asked about, and due by its own answer.
+func TestRecordedRenewalInfoIsAboutOneCertificate(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	a := newARIAsker(t, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
+	s := renewState(t, a.srv, now.Add(-24*time.Hour), 90*24*time.Hour)
+	meta, err := mappings.LoadMeta(ctx, s, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An answer about this certificate that says "not yet" for a day.
+	meta.ARI = mappings.ARI{WindowStart: now.Add(24 * time.Hour), WindowEnd: now.Add(48 * time.Hour), CheckAt: now.Add(24 * time.Hour)}
+	meta.NextRenewalAt = now.Add(30 * time.Hour)
+	if err := mappings.SaveMeta(ctx, s, "m", meta); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Renew(ctx, s, func() time.Time { return now }, RenewOptions{Options: quiet, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := a.count(); n != 0 || len(r.Skipped) != 1 {
+		t.Fatalf("with a fresh answer: asked %d times, %+v; want 0 and skipped", n, r)
+	}
+	// Another certificate in place, as a hand copy would leave it.
+	kp, err := pki.SelfSigned(pki.ParseNames([]string{"a.example.test"}), now.Add(-time.Hour), 90*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, mappings.MappingDir("m")+"/"+mappings.KeyFileName, kp.KeyPEM, state.SecretMode); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, mappings.MappingDir("m")+"/"+mappings.CertFileName, kp.CertPEM, state.PublicMode); err != nil {
+		t.Fatal(err)
+	}
+	r, err = Renew(ctx, s, func() time.Time { return now }, RenewOptions{Options: quiet, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := a.count(); n != 1 || len(r.Renewed) != 1 || r.Reasons["m"] != "inside the ACME server's renewal window" {
+		t.Errorf("another certificate: asked %d times, %+v; want 1 and due by its answer", n, r)
 	}
 }

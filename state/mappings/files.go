@@ -48,6 +48,8 @@ type Meta struct {
 	// ACME: failed attempts in a row, and when to try again (back-off).
 	Attempts int       `toml:"attempts,omitempty"`
 	RetryAt  time.Time `toml:"retry_at,omitempty"`
+	// ACME renewal info (ARI) of this certificate; see meta_ari.go.
+	ARI
 }
 
 // LoadMeta reads the metadata of mapping id; a mapping without any (not yet

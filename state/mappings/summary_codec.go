@@ -14,8 +14,8 @@ import (
 // are misses, not misread.
 const (
 	tagCertSummary byte = 1
-	tagMeta        byte = 2
 	tagKeyPair     byte = 3
+	tagMeta        byte = 4 // 2 was Meta without the ARI fields
 )
 
 var errMemoValue = errors.New("damaged memo value")
@@ -72,7 +72,10 @@ func encodeMeta(m Meta) []byte {
 	b = state.AppendMemoString(b, m.LastError)
 	b = appendTime(b, m.NextRenewalAt)
 	b = binary.AppendVarint(b, int64(m.Attempts))
-	return appendTime(b, m.RetryAt)
+	b = appendTime(b, m.RetryAt)
+	b = appendTime(b, m.ARI.WindowStart)
+	b = appendTime(b, m.ARI.WindowEnd)
+	return appendTime(b, m.ARI.CheckAt)
 }
 
 func decodeMeta(v []byte) (Meta, error) {
@@ -90,6 +93,9 @@ func decodeMeta(v []byte) (Meta, error) {
 	m.NextRenewalAt = readTime(r)
 	m.Attempts = int(r.Varint())
 	m.RetryAt = readTime(r)
+	m.ARI.WindowStart = readTime(r)
+	m.ARI.WindowEnd = readTime(r)
+	m.ARI.CheckAt = readTime(r)
 	return m, r.Done()
 }
 

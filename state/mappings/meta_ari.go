@@ -1,0 +1,28 @@
+package mappings
+
+import "time"
+
+// ARI is what the ACME server's renewal info (RFC 9773) last said about
+// a mapping's certificate: its suggested window and when to ask again (the
+// server's Retry-After). The renewal time chosen in the window is the
+// Meta's NextRenewalAt. It describes the certificate whose fingerprint the
+// Meta records, and only that one: a certificate put in place since (by
+// hand, or restored) is asked about afresh.
+type ARI struct {
+	WindowStart time.Time `toml:"ari_window_start,omitempty"`
+	WindowEnd   time.Time `toml:"ari_window_end,omitempty"`
+	// CheckAt is when to ask again; zero: never asked.
+	CheckAt time.Time `toml:"ari_check_at,omitempty"`
+}
+
+// ARIFresh reports whether m holds a renewal info answer about the
+// certificate with fingerprint fp (CertSummary.FingerprintSHA256) that is not due to be
+// asked again at now.
+func (m Meta) ARIFresh(fp string, now time.Time) bool {
+	return !m.ARI.CheckAt.IsZero() && now.Before(m.ARI.CheckAt) && m.FingerprintSHA256 == fp
+}
+
+// HasWindow reports whether the answer held a window (a server that
+// could not answer for the certificate is recorded without one, so that it
+// is not asked again at once).
+func (a ARI) HasWindow() bool { return !a.WindowStart.IsZero() }
