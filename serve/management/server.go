@@ -139,7 +139,7 @@ func (m *Server) Serve(ctx context.Context) error {
 		scheme = "https"
 	}
 	m.o.Log.Info("management listening", "url", scheme+"://"+m.ln.Addr().String(), "mode", m.o.Settings.Mode)
-	m.o.Log.Info("web UI: open "+uiURL(scheme, m.ln.Addr())+" and sign in with an admin token from 'p2ptls admin token create NAME'")
+	m.o.Log.Info("web UI: open " + uiURL(scheme, m.ln.Addr()) + " and sign in with an admin token from 'p2ptls admin token create NAME'")
 	errc := make(chan error, 1)
 	go func() { errc <- m.srv.Serve(m.ln) }()
 	select {
