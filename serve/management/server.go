@@ -43,6 +43,8 @@ type Options struct {
 	// open connections. The zero value means edge.DefaultLimits(); a
 	// WriteTimeout of 0 means the management default (writeTimeout).
 	Limits edge.Limits
+	// Metrics, when not nil, answers GET /metrics for an admin token.
+	Metrics http.Handler
 
 	// testRoutes, set only by tests of this package, adds routes (such as
 	// one that panics) to the handler.
@@ -139,7 +141,7 @@ func (m *Server) Serve(ctx context.Context) error {
 		scheme = "https"
 	}
 	m.o.Log.Info("management listening", "url", scheme+"://"+m.ln.Addr().String(), "mode", m.o.Settings.Mode)
-	m.o.Log.Info("web UI: open "+uiURL(scheme, m.ln.Addr())+" and sign in with an admin token from 'p2ptls admin token create NAME'")
+	m.o.Log.Info("web UI: open " + uiURL(scheme, m.ln.Addr()) + " and sign in with an admin token from 'p2ptls admin token create NAME'")
 	errc := make(chan error, 1)
 	go func() { errc <- m.srv.Serve(m.ln) }()
 	select {
