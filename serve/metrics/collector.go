@@ -10,18 +10,6 @@ import (
 // README's table use them; changing one breaks both. No label ever holds a
 // name a client sent (SNI), nor a certificate's common name.
 var (
-	mappingLabels = []string{"listener", "mapping", "source"}
-
-	descNotAfter = prometheus.NewDesc("p2ptls_cert_not_after_seconds",
-		"End of validity of the mapping's usable certificate, in Unix seconds.", mappingLabels, nil)
-	descNotBefore = prometheus.NewDesc("p2ptls_cert_not_before_seconds",
-		"Start of validity of the mapping's usable certificate, in Unix seconds.", mappingLabels, nil)
-	descRenewalAt = prometheus.NewDesc("p2ptls_cert_renewal_at_seconds",
-		"When the mapping's certificate is due for renewal (as 'cert list' shows next_renewal_at), in Unix seconds.", mappingLabels, nil)
-	descRenewalFailures = prometheus.NewDesc("p2ptls_cert_renewal_failures_total",
-		"Failed renewal or issuance attempts serve's renewal loop made for the ACME mapping since serve started.", mappingLabels, nil)
-	descLastRenewalOK = prometheus.NewDesc("p2ptls_cert_last_renewal_success",
-		"1 unless the ACME mapping's last issuance or renewal attempt (by serve or cron) failed, then 0.", mappingLabels, nil)
 	descFallback = prometheus.NewDesc("p2ptls_fallback_handshakes_total",
 		"Handshakes for a name no mapping with a usable certificate serves (fallback served or rejected), since the listener opened.", []string{"listener"}, nil)
 	descHandshakes = prometheus.NewDesc("p2ptls_handshakes_total",
@@ -38,12 +26,12 @@ var (
 		"Always 1; the labels name the build.", []string{"version", "goversion"}, nil)
 )
 
-// collector reports the snapshot and the live counters at scrape time.
+// collector reports the live counters and what the snapshot holds besides
+// the mappings (see render.go) at scrape time.
 type collector struct{ m *Metrics }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNotAfter, descNotBefore, descRenewalAt, descRenewalFailures, descLastRenewalOK,
-		descFallback, descHandshakes, descReloads, descLastReloadOK, descCANotAfter, descMgmtNotAfter, descBuildInfo} {
+	for _, d := range []*prometheus.Desc{descFallback, descHandshakes, descReloads, descLastReloadOK, descCANotAfter, descMgmtNotAfter, descBuildInfo} {
 		ch <- d
 	}
 }
@@ -71,19 +59,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFallback, prometheus.CounterValue, float64(l.FallbackHandshakes()), l.Name)
 		for result, n := range l.Handshakes() {
 			ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(n), l.Name, public.HandshakeResults[result])
-		}
-	}
-	failures := m.renewalFailures()
-	for i := range snap.mappings {
-		s := &snap.mappings[i]
-		if s.cert {
-			ch <- prometheus.MustNewConstMetric(descNotAfter, prometheus.GaugeValue, float64(s.notAfter), s.listener, s.id, s.source)
-			ch <- prometheus.MustNewConstMetric(descNotBefore, prometheus.GaugeValue, float64(s.notBefore), s.listener, s.id, s.source)
-			ch <- prometheus.MustNewConstMetric(descRenewalAt, prometheus.GaugeValue, float64(s.renewAt), s.listener, s.id, s.source)
-		}
-		if s.acme {
-			ch <- prometheus.MustNewConstMetric(descRenewalFailures, prometheus.CounterValue, float64(failures[s.id]), s.listener, s.id, s.source)
-			ch <- prometheus.MustNewConstMetric(descLastRenewalOK, prometheus.GaugeValue, b2f(s.renewOK), s.listener, s.id, s.source)
 		}
 	}
 }

@@ -14,15 +14,12 @@ package metrics
 import (
 	"crypto/x509"
 	"log/slog"
-	"net/http"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/p2pstream/p2ptls/serve/public"
 	"github.com/p2pstream/p2ptls/state"
@@ -51,6 +48,8 @@ type Metrics struct {
 	o    Options
 	reg  *prometheus.Registry
 	snap atomic.Pointer[snapshot]
+	// scrapes holds a token per scrape in progress (see maxScrapes).
+	scrapes chan struct{}
 
 	mu       sync.Mutex
 	failures map[string]uint64 // renewal failures by mapping id, since start
@@ -58,36 +57,13 @@ type Metrics struct {
 
 // New prepares the metrics; Run keeps the mappings' snapshot current.
 func New(o Options) *Metrics {
-	m := &Metrics{o: o, reg: prometheus.NewRegistry(), failures: map[string]uint64{}}
+	m := &Metrics{o: o, reg: prometheus.NewRegistry(), failures: map[string]uint64{}, scrapes: make(chan struct{}, maxScrapes)}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collector{m},
 	)
 	return m
-}
-
-// Handler answers a scrape in the Prometheus exposition formats. Scrapes
-// run one at a time: a second waits for the first (they read the same
-// snapshot), so a burst of scrapers cannot multiply the work.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
-		ErrorLog:      slogLogger{m.o.Log},
-		ErrorHandling: promhttp.ContinueOnError,
-		// One scrape renders 100k mappings' series; more at once only
-		// multiply the memory.
-		MaxRequestsInFlight: 4,
-		Timeout:             30 * time.Second,
-	})
-}
-
-// slogLogger is promhttp's error log.
-type slogLogger struct{ log *slog.Logger }
-
-func (l slogLogger) Println(v ...any) {
-	if l.log != nil {
-		l.log.Error("metrics scrape", "err", v)
-	}
 }
 
 // ObserveRenewal is the renewal loop's report of one attempt on mapping

@@ -1,16 +1,19 @@
 package metrics
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -315,4 +318,79 @@ func (f *reloadingServed) Reloads() public.Reloads {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.reloads
+}
+
+// A scraper that asks for gzip gets the same metrics compressed; one that
+// refuses it (q=0) or does not ask gets them plain.
+func TestScrapeGzip(t *testing.T) {
+	h := benchMetrics(50).Handler()
+	for _, tc := range []struct {
+		accept string
+		gzip   bool
+	}{
+		{"gzip", true}, {"deflate, gzip;q=1.0, *;q=0.5", true}, {"GZIP", true},
+		{"", false}, {"gzip;q=0", false}, {"deflate", false}, {"gzip; q=0.0", false},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.Header.Set("Accept-Encoding", tc.accept)
+		h.ServeHTTP(rec, req)
+		var body io.Reader = rec.Body
+		if got := rec.Header().Get("Content-Encoding") == "gzip"; got != tc.gzip {
+			t.Errorf("Accept-Encoding %q: gzip %v, want %v", tc.accept, got, tc.gzip)
+			continue
+		}
+		if tc.gzip {
+			zr, err := gzip.NewReader(rec.Body)
+			if err != nil {
+				t.Fatalf("Accept-Encoding %q: %v", tc.accept, err)
+			}
+			body = zr
+		}
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(body)
+		if err != nil {
+			t.Fatalf("Accept-Encoding %q: %v", tc.accept, err)
+		}
+		if n := len(fams["p2ptls_cert_not_after_seconds"].GetMetric()); n != 50 {
+			t.Errorf("Accept-Encoding %q: %d mappings, want 50", tc.accept, n)
+		}
+	}
+}
+
+// Label values are escaped as the text format wants: a listener name
+// from a hand-edited p2ptls.toml must not break the exposition.
+func TestScrapeEscapesLabels(t *testing.T) {
+	m := benchMetrics(0)
+	odd := []string{`back\slash`, `qu"ote`, "new\nline", "plain-name", `all\"` + "\n"}
+	var list []sample
+	for i, l := range odd {
+		list = append(list, sample{listener: l, id: "m" + strconv.Itoa(i), source: "manual", cert: true, notAfter: int64(i)})
+	}
+	m.snap.Store(&snapshot{mappings: list})
+	got := series(scrape(t, m.Handler()), "p2ptls_cert_not_after_seconds", "listener", "mapping")
+	for i, l := range odd {
+		if v, ok := got["listener="+l+",mapping=m"+strconv.Itoa(i)]; !ok || v != float64(i) {
+			t.Errorf("listener %q: %v %v, want %d (all: %v)", l, v, ok, i, got)
+		}
+	}
+}
+
+// Beyond maxScrapes at once, a scrape is answered 503 rather than queued.
+func TestScrapesBounded(t *testing.T) {
+	m := benchMetrics(1)
+	for range maxScrapes {
+		m.scrapes <- struct{}{}
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("with %d scrapes running: %d, want 503", maxScrapes, rec.Code)
+	}
+	<-m.scrapes
+	rec = httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("with a slot free: %d, want 200", rec.Code)
+	}
 }
