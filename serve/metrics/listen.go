@@ -54,6 +54,9 @@ func ListenPlain(addr string, h http.Handler, lim edge.Limits, log *slog.Logger)
 		MaxHeaderBytes:    lim.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	// Logged here, before management's "listening", which tells a reader
+	// of the log that serve is up.
+	log.Info("metrics listening (plain HTTP, no token)", "url", "http://"+p.ln.Addr().String()+"/metrics")
 	return p, nil
 }
 
@@ -62,7 +65,6 @@ func (p *Plain) Addr() net.Addr { return p.ln.Addr() }
 
 // Serve answers until ctx ends, then shuts down gracefully.
 func (p *Plain) Serve(ctx context.Context) {
-	p.log.Info("metrics listening (plain HTTP, no token)", "url", "http://"+p.ln.Addr().String()+"/metrics")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
