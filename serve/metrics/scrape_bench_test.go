@@ -1,9 +1,11 @@
 package metrics
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"syscall"
 	"testing"
@@ -94,3 +96,34 @@ func TestScrapeOfManyMappings(t *testing.T) {
 
 // benchN is BenchmarkScrape's mapping count.
 var benchN = 100_000
+
+// BenchmarkRefresh rebuilds the snapshot of a generated state, as Run does
+// after a reload: P2PTLS_BENCH_STATE names a copy of one (the refresh
+// writes its memo), e.g. "go run ./state/internal/clibench -mappings
+// 100000 -runs 1 -dir DIR -only 'mapping add'". The first refresh reads
+// what the memo does not hold; the ones measured find it warm, as serve's
+// do.
+func BenchmarkRefresh(b *testing.B) {
+	dir := os.Getenv("P2PTLS_BENCH_STATE")
+	if dir == "" {
+		b.Skip("set P2PTLS_BENCH_STATE to a copy of a generated state")
+	}
+	ctx := context.Background()
+	store := state.OpenDir(dir, time.Minute)
+	cfg, err := state.LoadConfig(ctx, store)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := New(Options{Store: store, Log: discard, Public: &fakeServed{listener: "web", ms: cfg.Mappings}})
+	m.Refresh(ctx)
+	if got := len(m.snap.Load().mappings); got != len(cfg.Mappings) {
+		b.Fatalf("snapshot of %d mappings, want %d", got, len(cfg.Mappings))
+	}
+	b.ReportAllocs()
+	cpu := processCPU()
+	for b.Loop() {
+		m.Refresh(ctx)
+	}
+	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(len(cfg.Mappings)), "mappings")
+}

@@ -36,14 +36,17 @@ type sample struct {
 const (
 	// pollEvery is how often Run looks whether serve reloaded.
 	pollEvery = time.Second
-	// refreshEvery bounds the snapshot's age without reloads: the files
-	// of "file" mappings change outside the state, and cron's renewals
-	// are reloads.
-	refreshEvery = time.Minute
+	// refreshEvery bounds the snapshot's age without reloads, a safety
+	// net: what changes a certificate (a command, cron's renewals, a
+	// "file" mapping's files rotated, which serve's tick notices) makes
+	// serve reload, and the snapshot's values are times, which do not
+	// age. At 100k mappings a refresh costs 0.7-0.8 s of CPU
+	// (BenchmarkRefresh).
+	refreshEvery = 5 * time.Minute
 	// refreshGapFactor spaces refreshes during a stream of changes: the
 	// next waits this many times as long as the last took (at 100k
-	// mappings a refresh stats 300k files), so refreshing takes at most
-	// a tenth of a core.
+	// mappings a refresh stats 300k files: 2 s on a busy machine), so
+	// refreshing takes at most a tenth of a core.
 	refreshGapFactor = 10
 	minRefreshGap    = time.Second
 )
