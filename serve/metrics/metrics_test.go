@@ -363,11 +363,11 @@ func TestScrapeGzip(t *testing.T) {
 func TestScrapeEscapesLabels(t *testing.T) {
 	m := benchMetrics(0)
 	odd := []string{`back\slash`, `qu"ote`, "new\nline", "plain-name", `all\"` + "\n"}
-	var list []sample
+	b := newBuilder(0)
 	for i, l := range odd {
-		list = append(list, sample{listener: l, id: "m" + strconv.Itoa(i), source: "manual", cert: true, notAfter: int64(i)})
+		b.add(l, "m"+strconv.Itoa(i), "manual", sample{cert: true, notAfter: int64(i)})
 	}
-	m.snap.Store(&snapshot{mappings: list})
+	m.snap.Store(b.snap)
 	got := series(scrape(t, m.Handler()), "p2ptls_cert_not_after_seconds", "listener", "mapping")
 	for i, l := range odd {
 		if v, ok := got["listener="+l+",mapping=m"+strconv.Itoa(i)]; !ok || v != float64(i) {

@@ -23,20 +23,20 @@ import (
 type mappingFamily struct {
 	name, help, typ string
 	// value is s's sample, ok false for none.
-	value func(s *sample, failures map[string]uint64) (v int64, ok bool)
+	value func(s *sample, failures uint64) (v int64, ok bool)
 }
 
 var mappingFamilies = []mappingFamily{
 	{"p2ptls_cert_not_after_seconds", "End of validity of the mapping's usable certificate, in Unix seconds.", "gauge",
-		func(s *sample, _ map[string]uint64) (int64, bool) { return s.notAfter, s.cert }},
+		func(s *sample, _ uint64) (int64, bool) { return s.notAfter, s.cert }},
 	{"p2ptls_cert_not_before_seconds", "Start of validity of the mapping's usable certificate, in Unix seconds.", "gauge",
-		func(s *sample, _ map[string]uint64) (int64, bool) { return s.notBefore, s.cert }},
+		func(s *sample, _ uint64) (int64, bool) { return s.notBefore, s.cert }},
 	{"p2ptls_cert_renewal_at_seconds", "When the mapping's certificate is due for renewal (next_renewal_at of 'cert list'), in Unix seconds.", "gauge",
-		func(s *sample, _ map[string]uint64) (int64, bool) { return s.renewAt, s.cert }},
+		func(s *sample, _ uint64) (int64, bool) { return s.renewAt, s.cert }},
 	{"p2ptls_cert_renewal_failures_total", "Failed issuance or renewal attempts serve's renewal loop made for the ACME mapping since serve started.", "counter",
-		func(s *sample, f map[string]uint64) (int64, bool) { return int64(f[s.id]), s.acme }},
+		func(s *sample, failures uint64) (int64, bool) { return int64(failures), s.acme }},
 	{"p2ptls_cert_last_renewal_success", "1 unless the ACME mapping's last issuance or renewal attempt (by serve or cron) failed, then 0.", "gauge",
-		func(s *sample, _ map[string]uint64) (int64, bool) {
+		func(s *sample, _ uint64) (int64, bool) {
 			if s.renewOK {
 				return 1, s.acme
 			}
@@ -121,14 +121,19 @@ func (m *Metrics) writeMappings(w *bufio.Writer) {
 		w.Write(line)
 		for i := range snap.mappings {
 			s := &snap.mappings[i]
-			v, ok := f.value(s, failures)
+			id := snap.id(s)
+			var n uint64
+			if len(failures) > 0 {
+				n = failures[string(id)] // no copy: the compiler looks bytes up as they are
+			}
+			v, ok := f.value(s, n)
 			if !ok {
 				continue
 			}
 			line = append(line[:0], f.name...)
-			line = appendLabel(append(line, '{'), "listener", s.listener)
-			line = appendLabel(append(line, ','), "mapping", s.id)
-			line = appendLabel(append(line, ','), "source", s.source)
+			line = appendLabel(append(line, '{'), "listener", snap.names[s.listener])
+			line = appendLabel(append(line, ','), "mapping", id)
+			line = appendLabel(append(line, ','), "source", snap.names[s.source])
 			line = strconv.AppendInt(append(line, "} "...), v, 10)
 			line = append(line, '\n')
 			if _, err := w.Write(line); err != nil {
@@ -140,11 +145,8 @@ func (m *Metrics) writeMappings(w *bufio.Writer) {
 
 // appendLabel appends name="value", value escaped as the text format
 // wants (backslash, double quote, newline).
-func appendLabel(b []byte, name, value string) []byte {
+func appendLabel[T string | []byte](b []byte, name string, value T) []byte {
 	b = append(append(b, name...), '=', '"')
-	if !strings.ContainsAny(value, "\\\"\n") {
-		return append(append(b, value...), '"')
-	}
 	for i := 0; i < len(value); i++ {
 		switch c := value[i]; c {
 		case '\\':

@@ -29,16 +29,18 @@ func (w *countingWriter) Write(b []byte) (int, error) { w.n += int64(len(b)); re
 func benchMetrics(n int) *Metrics {
 	m := New(Options{Log: discard, Public: &fakeServed{}})
 	now := time.Now()
-	list := make([]sample, n)
-	for i := range list {
-		list[i] = sample{listener: []string{"web", "api"}[i%2], id: "m" + strconv.Itoa(i) + "-example-com", source: state.SourceACME,
+	b := newBuilder(n)
+	for i := range n {
+		id := "m" + strconv.Itoa(i) + "-example-com"
+		b.add([]string{"web", "api"}[i%2], id, state.SourceACME, sample{
 			cert: true, notBefore: now.Unix(), notAfter: now.Add(90 * 24 * time.Hour).Unix(), renewAt: now.Add(60 * 24 * time.Hour).Unix(),
-			acme: true, renewOK: i%100 != 0}
+			acme: true, renewOK: i%100 != 0})
 		if i%1000 == 0 {
-			m.ObserveRenewal(list[i].id, io.EOF)
+			m.ObserveRenewal(id, io.EOF)
 		}
 	}
-	m.snap.Store(&snapshot{mappings: list, caNotAfter: now.Unix()})
+	b.snap.caNotAfter = now.Unix()
+	m.snap.Store(b.snap)
 	return m
 }
 

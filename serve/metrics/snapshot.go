@@ -12,10 +12,15 @@ import (
 	"github.com/p2pstream/p2ptls/state/pki"
 )
 
-// snapshot is what a scrape reports of the listeners and mappings.
+// snapshot is what a scrape reports of the listeners and mappings. Its
+// mappings hold no pointer (their strings are offsets into ids and
+// indexes into names): at 100k mappings the garbage collector would
+// otherwise mark 300k more strings on every cycle.
 type snapshot struct {
 	listeners []public.ListenerCounts
 	mappings  []sample
+	ids       []byte   // every sample's mapping id, end to end
+	names     []string // listener and source names, by sample's index
 	// caNotAfter is the management CA's end of validity (Unix seconds),
 	// 0 when the state has none.
 	caNotAfter int64
@@ -23,14 +28,47 @@ type snapshot struct {
 
 // sample is one served mapping's certificate, as "cert list" describes it.
 type sample struct {
-	listener, id, source string
-	// cert: the mapping has a usable certificate, described by the times
-	// (Unix seconds).
-	cert                         bool
-	notBefore, notAfter, renewAt int64
+	notBefore, notAfter, renewAt int64  // Unix seconds, when cert
+	idStart, idEnd               uint32 // in snapshot.ids
+	listener, source             uint16 // in snapshot.names
+	// cert: the mapping has a usable certificate, described by the times.
+	cert bool
 	// acme: the mapping renews by ACME; renewOK is false when its last
 	// attempt failed (meta.toml's last_error).
 	acme, renewOK bool
+}
+
+// id is s's mapping id, as bytes of snap.ids.
+func (snap *snapshot) id(s *sample) []byte { return snap.ids[s.idStart:s.idEnd] }
+
+// builder makes a snapshot.
+type builder struct {
+	snap  *snapshot
+	index map[string]uint16 // snap.names by name
+}
+
+func newBuilder(n int) *builder {
+	return &builder{snap: &snapshot{mappings: make([]sample, 0, n)}, index: map[string]uint16{}}
+}
+
+// name is name's index in snap.names.
+func (b *builder) name(name string) uint16 {
+	i, ok := b.index[name]
+	if !ok {
+		i = uint16(len(b.snap.names))
+		b.snap.names = append(b.snap.names, name)
+		b.index[name] = i
+	}
+	return i
+}
+
+// add appends s, the sample of mapping id on listener with source.
+func (b *builder) add(listener, id, source string, s sample) {
+	s.listener, s.source = b.name(listener), b.name(source)
+	s.idStart = uint32(len(b.snap.ids))
+	b.snap.ids = append(b.snap.ids, id...)
+	s.idEnd = uint32(len(b.snap.ids))
+	b.snap.mappings = append(b.snap.mappings, s)
 }
 
 const (
@@ -87,14 +125,15 @@ func (m *Metrics) Refresh(ctx context.Context) {
 	defer edge.Recover(m.o.Log, "metrics refresh")
 	sums := mappings.NewSummaries(m.o.Store)
 	defer sums.Save()
-	var list []sample
+	n := 0
 	if old := m.snap.Load(); old != nil {
-		list = make([]sample, 0, len(old.mappings))
+		n = len(old.mappings)
 	}
-	ls := m.o.Public.Metrics(func(listener string, mp state.Mapping) {
-		list = append(list, describe(ctx, sums, listener, mp))
+	b := newBuilder(n)
+	b.snap.listeners = m.o.Public.Metrics(func(listener string, mp state.Mapping) {
+		b.add(listener, mp.ID, mp.Source, describe(ctx, sums, mp))
 	})
-	snap := &snapshot{listeners: ls, mappings: list}
+	snap := b.snap
 	if _, ca, err := statemgmt.CACertificate(ctx, m.o.Store); err == nil {
 		snap.caNotAfter = ca.NotAfter.Unix()
 	}
@@ -104,8 +143,8 @@ func (m *Metrics) Refresh(ctx context.Context) {
 // describe is mp's sample, by the rules of "cert list" (mappings.Info):
 // a usable certificate's validity, renewal at pki.RenewalTime unless
 // ACME's own schedule (meta.toml's next_renewal_at) says otherwise.
-func describe(ctx context.Context, sums *mappings.Summaries, listener string, mp state.Mapping) sample {
-	s := sample{listener: listener, id: mp.ID, source: mp.Source, acme: mp.Source == state.SourceACME, renewOK: true}
+func describe(ctx context.Context, sums *mappings.Summaries, mp state.Mapping) sample {
+	s := sample{acme: mp.Source == state.SourceACME, renewOK: true}
 	var meta mappings.Meta
 	if s.acme {
 		var err error
