@@ -93,11 +93,13 @@ const (
 // after each reload serve makes (spaced, see refreshGapFactor), and one
 // every refreshEvery.
 func (m *Metrics) Run(ctx context.Context) {
+	// The reloads are counted before each refresh: one made during it
+	// makes the next.
+	r := m.o.Public.Reloads()
+	seen := r.OK + r.Failed
 	m.Refresh(ctx)
 	t := time.NewTicker(pollEvery)
 	defer t.Stop()
-	r := m.o.Public.Reloads()
-	seen := r.OK + r.Failed
 	last, gap := time.Now(), minRefreshGap
 	for {
 		select {
