@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -214,6 +215,12 @@ func TestMetricsScrape(t *testing.T) {
 		if fams[name] == nil {
 			t.Errorf("no %s: the Go and process collectors are missing", name)
 		}
+	}
+	// Prometheus's own linter reads it as valid, conventional metrics.
+	lint := exec.Command(shell(t, "promtool"), "check", "metrics")
+	lint.Stdin = strings.NewReader(body)
+	if out, err := lint.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 	// No client SNI anywhere in a label.
 	if strings.Contains(body, "nobody.example.test") {
