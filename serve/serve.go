@@ -38,7 +38,7 @@ type Options struct {
 func Run(ctx context.Context, o Options) error {
 	pub := public.New(public.Options{Store: o.Store, Log: o.Log, Limits: o.Limits})
 	var mgmtRef atomic.Pointer[management.Server]
-	met := metrics.New(metrics.Options{Store: o.Store, Log: o.Log, Public: pub, Version: o.Version,
+	met := metrics.New(metrics.Options{Store: o.Store, Log: o.Log, Public: pub, Version: o.Version, Management: o.Management,
 		ManagementCert: func() *x509.Certificate {
 			if m := mgmtRef.Load(); m != nil {
 				return m.Certificate()

@@ -19,7 +19,7 @@ var (
 	descLastReloadOK = prometheus.NewDesc("p2ptls_last_reload_success_timestamp_seconds",
 		"When the last reload that succeeded ended (serve's start before any), in Unix seconds.", nil, nil)
 	descCANotAfter = prometheus.NewDesc("p2ptls_ca_not_after_seconds",
-		"End of validity of the management CA in the state, in Unix seconds.", nil, nil)
+		"End of validity of the management CA agents trust (the auto CA, or the top of mode provided's chain), in Unix seconds.", nil, nil)
 	descMgmtNotAfter = prometheus.NewDesc("p2ptls_management_cert_not_after_seconds",
 		"End of validity of the certificate the management listener serves, in Unix seconds.", nil, nil)
 	descBuildInfo = prometheus.NewDesc("p2ptls_build_info",

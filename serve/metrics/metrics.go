@@ -23,6 +23,7 @@ import (
 
 	"github.com/p2pstream/p2ptls/serve/public"
 	"github.com/p2pstream/p2ptls/state"
+	statemgmt "github.com/p2pstream/p2ptls/state/management"
 )
 
 // Served is what metrics reads of the public listeners (*public.Server).
@@ -41,6 +42,9 @@ type Options struct {
 	ManagementCert func() *x509.Certificate
 	// Version is the build's version, for p2ptls_build_info.
 	Version string
+	// Management is serve's management settings (validated): which CA
+	// p2ptls_ca_not_after_seconds describes.
+	Management statemgmt.Settings
 }
 
 // Metrics collects serve's metrics; see Handler and Run.

@@ -224,10 +224,17 @@ func TestScrapeMatchesState(t *testing.T) {
 		t.Errorf("p2ptls_cert_not_after_seconds is a %v, want a gauge", got)
 	}
 
-	// Mode off: no management certificate, no series.
+	// Mode off: no management certificate, and the CA left in the state
+	// is not in use: no series.
 	mgmtCert = nil
-	if got := series(scrape(t, m.Handler()), "p2ptls_management_cert_not_after_seconds"); got != nil {
-		t.Errorf("without a management certificate: %v, want no series", got)
+	off := New(Options{Store: store, Log: discard, Public: fake, ManagementCert: func() *x509.Certificate { return mgmtCert },
+		Management: statemgmt.Settings{Mode: statemgmt.ModeOff}})
+	off.Refresh(ctx)
+	fams = scrape(t, off.Handler())
+	for _, name := range []string{"p2ptls_management_cert_not_after_seconds", "p2ptls_ca_not_after_seconds"} {
+		if got := series(fams, name); got != nil {
+			t.Errorf("mode off: %s %v, want no series", name, got)
+		}
 	}
 }
 

@@ -136,10 +136,27 @@ func (m *Metrics) Refresh(ctx context.Context) {
 		b.add(listener, mp.ID, mp.Source, describe(ctx, sums, mp))
 	})
 	snap := b.snap
-	if _, ca, err := statemgmt.CACertificate(ctx, m.o.Store); err == nil {
-		snap.caNotAfter = ca.NotAfter.Unix()
-	}
+	snap.caNotAfter = m.caNotAfter(ctx)
 	m.snap.Store(snap)
+}
+
+// caNotAfter is the end of validity (Unix seconds) of the CA agents are
+// told to trust (statemgmt.AgentCA: the auto CA, or the top of mode
+// provided's chain), 0 for none: mode off serves no TLS, and a CA left in
+// the state from an earlier mode is not in use.
+func (m *Metrics) caNotAfter(ctx context.Context) int64 {
+	if m.o.Management.Mode == statemgmt.ModeOff {
+		return 0
+	}
+	caPEM, err := statemgmt.AgentCA(ctx, m.o.Store, m.o.Management)
+	if err != nil {
+		return 0
+	}
+	chain, err := pki.ParseCertChain(caPEM)
+	if err != nil {
+		return 0
+	}
+	return chain[0].NotAfter.Unix()
 }
 
 // describe is mp's sample, by the rules of "cert list" (mappings.Info):
