@@ -29,6 +29,7 @@ ENVIRONMENT:
    MANAGEMENT_PUBLIC_URL            URL agents use to reach management
    MANAGEMENT_TLS_EXTRA_HOSTS       extra names and IPs for the auto server certificate
    MANAGEMENT_LISTEN                management listen address (default :8443)
+   METRICS_LISTEN                   serve: plain-HTTP /metrics address, no token (off by default)
    MANAGEMENT_CA_FILE               agent side: CA file that verifies management TLS
    MANAGEMENT_CA_PEM_BASE64         agent side: the same CA as base64 PEM
 

@@ -11,6 +11,7 @@ import (
 	"github.com/p2pstream/p2ptls/serve"
 	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/hostname"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
 )
 
@@ -23,8 +24,10 @@ func serveCommand() *cli.Command {
 			"and logs where the CA is and its fingerprint; provided serves\n" +
 			"MANAGEMENT_TLS_CERT_FILE/MANAGEMENT_TLS_KEY_FILE and picks up rotated files;\n" +
 			"off serves plain HTTP and needs MANAGEMENT_ALLOW_INSECURE_HTTP=true.\n" +
-			"Endpoints: /healthz, /ca.crt, and the JSON API under /api/v1 (admin token):\n" +
-			"status, listeners, mappings, certificates, dns-credentials, acme/accounts, doctor.\n\n" +
+			"Endpoints: /healthz, /ca.crt, /metrics (Prometheus, admin token as Bearer), and the\n" +
+			"JSON API under /api/v1 (admin token): status, listeners, mappings, certificates,\n" +
+			"dns-credentials, acme/accounts, doctor. --metrics-listen (METRICS_LISTEN) also\n" +
+			"serves /metrics over plain HTTP without a token, for scrapers on a trusted network.\n\n" +
 			"Every HTTPS listener of the state picks certificates by SNI from its mappings\n" +
 			"(exact host, then wildcard, then the fallback, which is counted and logged as a\n" +
 			"deployment failure) and proxies to the mapping's or listener's upstream. Changes\n" +
@@ -39,6 +42,7 @@ func serveCommand() *cli.Command {
 			"p2ptls serve --tls-mode provided --tls-cert-file /etc/ssl/mgmt.pem --tls-key-file /etc/ssl/mgmt.key"),
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: flgListen, Usage: "management listen address HOST:PORT", Value: statemgmt.DefaultListen, EnvVars: []string{"MANAGEMENT_LISTEN"}},
+			&cli.StringFlag{Name: flgMetricsListen, Usage: "also serve /metrics over plain HTTP without a token on HOST:PORT (trusted networks only; off by default)", EnvVars: []string{"METRICS_LISTEN"}},
 		}, modeFlags()...), append(append(namesFlags(), resolversFlag()), limitFlags()...)...),
 	}, serveAction)
 }
@@ -99,6 +103,21 @@ func limits(c *cli.Context) (edge.Limits, error) {
 	return l, nil
 }
 
+const flgMetricsListen = "metrics-listen"
+
+// metricsAddr is --metrics-listen, validated; "" when off.
+func metricsAddr(c *cli.Context) (string, error) {
+	addr := c.String(flgMetricsListen)
+	if addr == "" {
+		return "", nil
+	}
+	v, err := hostname.ValidateListenAddr(addr)
+	if err != nil {
+		return "", fault.AsInvalid(fmt.Errorf("--%s (METRICS_LISTEN): %w", flgMetricsListen, err), "give HOST:PORT, e.g. 127.0.0.1:9443, or leave it unset")
+	}
+	return v, nil
+}
+
 // minHeaderBytes is the smallest header limit serve takes: browsers send a
 // few kB of headers and cookies, and net/http would read 0 as 1 MiB.
 const minHeaderBytes = 4096
@@ -119,5 +138,10 @@ func serveAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return serve.Run(ctx, serve.Options{Store: g.Store(), Log: slog.Default(), Management: set, DNSResolvers: opts.DNSResolvers, Limits: lim})
+	metricsListen, err := metricsAddr(c)
+	if err != nil {
+		return err
+	}
+	return serve.Run(ctx, serve.Options{Store: g.Store(), Log: slog.Default(), Management: set, DNSResolvers: opts.DNSResolvers, Limits: lim,
+		MetricsListen: metricsListen, Version: Version()})
 }

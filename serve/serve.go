@@ -4,11 +4,14 @@ package serve
 
 import (
 	"context"
+	"crypto/x509"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/serve/management"
+	"github.com/p2pstream/p2ptls/serve/metrics"
 	"github.com/p2pstream/p2ptls/serve/public"
 	"github.com/p2pstream/p2ptls/serve/renewal"
 	"github.com/p2pstream/p2ptls/state"
@@ -24,19 +27,44 @@ type Options struct {
 	DNSResolvers []string
 	// Limits bound every listener, public and management (see edge.Limits).
 	Limits edge.Limits
+	// MetricsListen, when not empty, is a validated HOST:PORT where
+	// /metrics is served over plain HTTP without a token.
+	MetricsListen string
+	// Version is the build's, for p2ptls_build_info.
+	Version string
 }
 
 // Run serves until ctx ends, then shuts everything down gracefully.
 func Run(ctx context.Context, o Options) error {
 	pub := public.New(public.Options{Store: o.Store, Log: o.Log, Limits: o.Limits})
+	var mgmtRef atomic.Pointer[management.Server]
+	met := metrics.New(metrics.Options{Store: o.Store, Log: o.Log, Public: pub, Version: o.Version, Management: o.Management,
+		ManagementCert: func() *x509.Certificate {
+			if m := mgmtRef.Load(); m != nil {
+				return m.Certificate()
+			}
+			return nil
+		}})
 	// Management first: its refusals (mode, files) come before any public
 	// listener opens or any runtime status is written.
-	mgmt, err := management.Listen(management.Options{Settings: o.Management, Store: o.Store, Log: o.Log, Status: pub.Status, DNSResolvers: o.DNSResolvers, Limits: o.Limits})
+	mgmt, err := management.Listen(management.Options{Settings: o.Management, Store: o.Store, Log: o.Log, Status: pub.Status, DNSResolvers: o.DNSResolvers, Limits: o.Limits,
+		Metrics: met.Handler()})
 	if err != nil {
 		return err
 	}
+	mgmtRef.Store(mgmt)
+	var plain *metrics.Plain
+	if o.MetricsListen != "" {
+		if plain, err = metrics.ListenPlain(o.MetricsListen, met.Handler(), o.Limits, o.Log); err != nil {
+			mgmt.Close()
+			return err
+		}
+	}
 	if err := pub.Start(ctx); err != nil {
 		mgmt.Close()
+		if plain != nil {
+			plain.Close()
+		}
 		return err
 	}
 	pctx, cancel := context.WithCancel(ctx)
@@ -47,6 +75,10 @@ func Run(ctx context.Context, o Options) error {
 		defer wg.Done()
 		renewal.Run(pctx, renewal.Options{Store: o.Store, Log: o.Log, DNSResolvers: o.DNSResolvers})
 	}()
+	wg.Go(func() { met.Run(pctx) })
+	if plain != nil {
+		wg.Go(func() { plain.Serve(pctx) })
+	}
 	err = mgmt.Serve(ctx)
 	cancel()
 	wg.Wait()

@@ -30,6 +30,13 @@ import (
 // counted, and closes that connection only. Open connections are counted
 // in OpenConns.
 func Listen(ln net.Listener, cfg *tls.Config, lim Limits, log *slog.Logger) net.Listener {
+	return ListenCounting(ln, cfg, lim, log, nil)
+}
+
+// ListenCounting is Listen that adds one to failed, when not nil, for
+// each handshake that does not complete (an error, a timeout, a client
+// that refused the certificate): serve's metrics.
+func ListenCounting(ln net.Listener, cfg *tls.Config, lim Limits, log *slog.Logger, failed *atomic.Uint64) net.Listener {
 	ln = countingListener{ln}
 	if lim.MaxConns > 0 {
 		ln = netutil.LimitListener(ln, lim.MaxConns)
@@ -37,7 +44,7 @@ func Listen(ln net.Listener, cfg *tls.Config, lim Limits, log *slog.Logger) net.
 	if cfg == nil {
 		return ln
 	}
-	l := &tlsListener{inner: ln, cfg: cfg, log: log, timeout: lim.HandshakeTimeout,
+	l := &tlsListener{inner: ln, cfg: cfg, log: log, timeout: lim.HandshakeTimeout, failed: failed,
 		conns: make(chan net.Conn), work: make(chan net.Conn), done: make(chan struct{}), dead: make(chan struct{}), pending: map[net.Conn]struct{}{}}
 	go l.acceptLoop()
 	return l
@@ -54,6 +61,7 @@ type tlsListener struct {
 	done    chan struct{} // closed by Close
 	dead    chan struct{} // closed when acceptLoop ends, err set
 	err     error
+	failed  *atomic.Uint64 // failed handshakes, or nil
 
 	mu      sync.Mutex
 	pending map[net.Conn]struct{} // connections in their handshake, closed by Close
@@ -190,6 +198,9 @@ func (l *tlsListener) handshake(c net.Conn) {
 		c.SetDeadline(time.Now().Add(l.timeout))
 	}
 	if err := tc.Handshake(); err != nil {
+		if l.failed != nil {
+			l.failed.Add(1)
+		}
 		answerPlainHTTP(err)
 		return
 	}

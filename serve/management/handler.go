@@ -46,6 +46,9 @@ func newRoutes(o Options) (http.Handler, []string) {
 	(&api{o: o}).register(apiMux)
 	ss := newSessions()
 	mux.Handle("/api/v1/", requireToken(o, ss, apiMux))
+	if o.Metrics != nil {
+		mux.Handle("GET /metrics", requireBearer(o, o.Metrics))
+	}
 	(&ui{o: o, sessions: ss}).register(mux)
 	if o.testRoutes != nil {
 		o.testRoutes(mux.ServeMux)

@@ -43,6 +43,8 @@ type Options struct {
 	// open connections. The zero value means edge.DefaultLimits(); a
 	// WriteTimeout of 0 means the management default (writeTimeout).
 	Limits edge.Limits
+	// Metrics, when not nil, answers GET /metrics for an admin token.
+	Metrics http.Handler
 
 	// testRoutes, set only by tests of this package, adds routes (such as
 	// one that panics) to the handler.

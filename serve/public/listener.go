@@ -74,6 +74,7 @@ type listener struct {
 	fallback *tls.Certificate
 	hot      hotSet
 	hits     *sni.FallbackCounter
+	hs       handshakeCounts // by result, for metrics (see metricsview.go)
 	logLimit *sni.LogLimiter // fallback handshakes, by SNI
 	pageLog  *sni.LogLimiter // 503 for mappings without upstream, by mapping
 	store    state.Store
@@ -123,7 +124,7 @@ func startListener(v *view, store state.Store, log *slog.Logger, lim edge.Limits
 	}
 	l.addr = ln.Addr()
 	l.https = l.server("public HTTPS handler", l.serveHTTPS)
-	tlsLn := edge.Listen(ln, l.tls, lim, l.log)
+	tlsLn := edge.ListenCounting(ln, l.tls, lim, l.log, &l.hs[HandshakeFailed])
 	go l.serve(func() error { return l.https.Serve(tlsLn) })
 	if httpLn != nil {
 		l.http = l.server("public HTTP handler", l.serveHTTP)
@@ -205,11 +206,13 @@ func (l *listener) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate,
 	}
 	if challenge.OffersALPN(hello) {
 		// A TLS-ALPN-01 validation: only the challenge certificate will do.
+		l.hs.add(HandshakeChallenge)
 		return challenge.TLSALPN01(ctx, l.store, hello.ServerName)
 	}
 	v := l.view.Load()
 	if e := l.choose(v, hello.ServerName); e != nil {
 		if c, err := e.certificate(l.store, &l.hot); err == nil {
+			l.hs.add(HandshakeOK)
 			return c, nil
 		}
 	}
@@ -221,7 +224,9 @@ func (l *listener) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate,
 	if v.cfg.Fallback == state.FallbackReject {
 		// No certificate and no error makes crypto/tls answer with an
 		// unrecognized_name alert.
+		l.hs.add(HandshakeRejected)
 		return nil, nil
 	}
+	l.hs.add(HandshakeFallback)
 	return l.fallback, nil
 }

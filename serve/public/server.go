@@ -61,6 +61,7 @@ type Server struct {
 	lastReload time.Time
 	lastErr    string
 	reloads    int
+	rc         reloadCounts // the same outcomes, for metrics (see metricsview.go)
 	lastStatus []byte
 	loadErrs   []string // certificates that did not load in the last reload
 	// byID is every served entry by mapping id, and recErrs the records
@@ -339,6 +340,7 @@ func (s *Server) pollWith(ctx context.Context, c state.Changed) {
 func (s *Server) reloaded(start time.Time, err error, msg string, n int) {
 	s.lastReload = time.Now().UTC()
 	s.reloads++
+	s.rc.note(err, s.lastReload)
 	if err != nil {
 		s.lastErr = err.Error()
 		s.o.Log.Error("state change not fully applied; what did not load keeps its previous state", "err", err)

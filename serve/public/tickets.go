@@ -74,6 +74,7 @@ func (l *listener) unwrapSession(identity []byte, cs tls.ConnectionState) (*tls.
 	}
 	for _, x := range ss.Extra {
 		if bytes.Equal(x, want) {
+			l.hs.add(HandshakeResumed)
 			return ss, nil
 		}
 	}

@@ -232,7 +232,7 @@ func placeholder(f cli.Flag) string {
 		return "DIR"
 	case strings.HasSuffix(name, "url") || name == "upstream":
 		return "URL"
-	case strings.HasSuffix(name, "addr") || name == "listen":
+	case strings.HasSuffix(name, "addr") || name == "listen" || strings.HasSuffix(name, "-listen"):
 		return "HOST:PORT"
 	}
 	return strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
