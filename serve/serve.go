@@ -73,7 +73,7 @@ func Run(ctx context.Context, o Options) error {
 	go func() { defer wg.Done(); pub.Run(pctx) }()
 	go func() {
 		defer wg.Done()
-		renewal.Run(pctx, renewal.Options{Store: o.Store, Log: o.Log, DNSResolvers: o.DNSResolvers})
+		renewal.Run(pctx, renewal.Options{Store: o.Store, Log: o.Log, DNSResolvers: o.DNSResolvers, Observe: met.ObserveRenewal})
 	}()
 	wg.Go(func() { met.Run(pctx) })
 	if plain != nil {
