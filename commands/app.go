@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/p2pstream/p2ptls/state"
 )
 
 // appName is the program name everywhere: help, completions, man page.
@@ -90,6 +92,13 @@ func leaf(cmd *cli.Command, act leafAction) *cli.Command {
 		g, err := resolveGlobals(c)
 		if err != nil {
 			return err
+		}
+		// A restore into a mount point cut short is finished (or waited
+		// for) before any command reads the state.
+		if g.ConfigDir != "" {
+			if err := state.SettleSwap(c.Context, g.Store()); err != nil {
+				return err
+			}
 		}
 		return act(c.Context, g, c)
 	}

@@ -164,7 +164,7 @@ func (d *Dir) replaceContents(ctx context.Context, target string, fill func(Stag
 	swapping := false // from the journal on, the staging directory is the swap's
 	defer func() {
 		if !swapping {
-			_ = os.RemoveAll(staged)
+			_ = removeStaging(staged)
 		}
 	}()
 	if err := fill(st); err != nil {
@@ -385,4 +385,28 @@ func (d *Dir) finishContentSwap() error {
 	}
 	slog.Info("finished a restore that was interrupted while swapping the state in", "dir", d.root, "staged", j.Staged)
 	return nil
+}
+
+// SettleSwap is settleSwap for a command about to run on d, whatever it
+// reads (ca show reads certs/management alone).
+func SettleSwap(ctx context.Context, d *Dir) error { return settleSwap(ctx, d) }
+
+// settleSwap lets a reader of a state directory (a read-only command,
+// serve's reload) that finds a content swap's journal take the lock: that
+// finishes a swap whose restore died, or waits for the restore still
+// doing it, so that nothing reads a half-swapped state. Without a journal
+// it costs one stat.
+func settleSwap(ctx context.Context, s Reader) error {
+	d, ok := s.(*Dir)
+	if !ok {
+		return nil
+	}
+	if _, err := os.Lstat(filepath.Join(d.root, SwapJournalFile)); err != nil {
+		return nil
+	}
+	unlock, err := d.Lock(ctx, "finish an interrupted restore")
+	if err != nil {
+		return fmt.Errorf("a restore into %s is swapping the state in: %w", d.root, err)
+	}
+	return unlock()
 }

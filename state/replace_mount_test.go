@@ -458,3 +458,77 @@ func TestWatchSeesContentSwap(t *testing.T) {
 		return
 	}
 }
+
+// A staging directory whose removal stops half-way (here at an entry that
+// is a mount point, as a kill stops it anywhere) keeps its marker: it is
+// still known for a dead restore's and removed by the next restore, not
+// taken for a previous state. Found by TestKilledRestoreIntoMountPoint:
+// restores killed while removing an earlier one's staging directory left
+// marker-less halves.
+func TestRemoveStagingKeepsMarkerToTheEnd(t *testing.T) {
+	for _, inside := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inside=%v", inside), func(t *testing.T) {
+			target := filepath.Join(t.TempDir(), "state")
+			if err := os.Mkdir(target, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			st, err := makeStaging(target, inside)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []string{"a", "b", "z"} {
+				if err := os.MkdirAll(filepath.Join(st.dir, n, "sub"), 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st.release() // its restore died
+			busy := mountPoint(t, "tmpfs")
+			// Bind the tmpfs over b: removing b fails with EBUSY.
+			if out, err := exec.Command("mount", "--bind", busy, filepath.Join(st.dir, "b", "sub")).CombinedOutput(); err != nil {
+				t.Fatalf("mount: %v %s", err, out)
+			}
+			t.Cleanup(func() { _ = exec.Command("umount", filepath.Join(st.dir, "b", "sub")).Run() })
+			removed, _, warns := cleanStaging(target)
+			if len(removed) != 0 || len(warns) != 1 {
+				t.Fatalf("removed %v, warnings %v", removed, warns)
+			}
+			if l := RestoreLeftovers(target); len(l) != 1 || l[0].Kind != LeftoverStaging {
+				t.Errorf("after a removal cut short: %+v, want one staging leftover", l)
+			}
+			if err := exec.Command("umount", filepath.Join(st.dir, "b", "sub")).Run(); err != nil {
+				t.Fatal(err)
+			}
+			if removed, _, warns := cleanStaging(target); len(removed) != 1 || len(warns) != 0 {
+				t.Errorf("next clean: removed %v, warnings %v", removed, warns)
+			}
+		})
+	}
+}
+
+// A reader that does not lock (a read-only command, serve's reload) and
+// finds a swap cut short finishes it first, so it reads the new state,
+// never half of each. Found by TestKilledRestoreIntoMountPoint, whose next
+// command after a kill is "listener list".
+func TestReaderFinishesInterruptedSwap(t *testing.T) {
+	for _, s := range []string{"journaled", "moved out certs", "moved in certs", "moved in p2ptls.toml"} {
+		t.Run(s, func(t *testing.T) {
+			f := newMountFixture(t, "tmpfs")
+			killedReplaceAt(t, f, "replace", s, false)
+			cfg, err := LoadConfig(context.Background(), OpenDir(f.mnt, 5*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, m := range cfg.Mappings {
+				ids = append(ids, m.ID)
+			}
+			if !slices.Equal(ids, []string{"a", "c"}) {
+				t.Errorf("read mappings %v, want the new state's [a c]", ids)
+			}
+			if diff := diffTrees(stateTree(t, f.mnt), f.new); diff != "" {
+				t.Errorf("not the new state:\n%s", diff)
+			}
+			checkSwapLeftovers(t, f, false)
+		})
+	}
+}

@@ -202,7 +202,7 @@ func cleanStaging(target string) (removed []string, left []RestoreLeftover, warn
 		switch kind {
 		case LeftoverStaging:
 			// Holding the flock: no restore can be using it.
-			err := os.RemoveAll(c.path)
+			err := removeStaging(c.path)
 			unlock()
 			if err != nil {
 				warns = append(warns, fmt.Sprintf("cannot remove %s, left from an interrupted restore (%v); remove it by hand: rm -rf %s", c.path, unwrapPath(err), c.path))
@@ -214,6 +214,31 @@ func cleanStaging(target string) (removed []string, left []RestoreLeftover, warn
 		}
 	}
 	return removed, left, warns
+}
+
+// removeStaging removes a staging directory with its marker last, so that
+// a process killed half-way leaves a directory that is still known for a
+// dead restore's staging (marker, flock free), not one that may hold a
+// previous state.
+func removeStaging(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() != RestoreStagingMarker {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.Remove(filepath.Join(dir, RestoreStagingMarker)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.Remove(dir)
 }
 
 // Warning is what restore says about a leftover it did not remove.
