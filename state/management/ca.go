@@ -122,21 +122,20 @@ func retire(ctx context.Context, tx *state.Tx, now time.Time) (string, error) {
 		}
 		dir = fmt.Sprintf("%s-%d", base, i)
 	}
-	for _, f := range []struct {
-		name string
-		perm fs.FileMode
-	}{{CACertFile, state.PublicMode}, {CAKeyFile, state.SecretMode}, {ServerCertFile, state.PublicMode}, {ServerKeyFile, state.SecretMode}} {
-		b, err := tx.Read(ctx, f.name)
+	// All 0600: nothing reads a retired certificate but a person, and the
+	// state's rules (doctor, backup) know only the live ones for public.
+	for _, name := range []string{CACertFile, CAKeyFile, ServerCertFile, ServerKeyFile} {
+		b, err := tx.Read(ctx, name)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return "", fmt.Errorf("read %s: %w", f.name, err)
+			return "", fmt.Errorf("read %s: %w", name, err)
 		}
-		if err := tx.Write(ctx, dir+"/"+path.Base(f.name), b, f.perm); err != nil {
+		if err := tx.Write(ctx, dir+"/"+path.Base(name), b, state.SecretMode); err != nil {
 			return "", err
 		}
-		if err := tx.Delete(ctx, f.name); err != nil {
+		if err := tx.Delete(ctx, name); err != nil {
 			return "", err
 		}
 	}

@@ -28,14 +28,14 @@ const CARecordFile = "management-ca.toml"
 
 // How the record came to name its CA, in CARecord.By.
 const (
-	RecordByCreate = "created"    // the CA was created (ca init, serve)
-	RecordByExport = "ca export"  // handed out
-	RecordByEnv    = "agent env"  // handed out
-	RecordByBackup = "backup"     // a backup archived it
-	RecordByServe  = "serve"      // serve found the CA without a record
-	RecordByInit   = "ca init"    // recorded as ca init found it
-	recordVersion  = 1            // of the record's format
-	recordLimit    = 4096         // bytes; the record is a few lines
+	RecordByCreate = "created"   // the CA was created (ca init, serve)
+	RecordByExport = "ca export" // handed out
+	RecordByEnv    = "agent env" // handed out
+	RecordByBackup = "backup"    // a backup archived it
+	RecordByServe  = "serve"     // serve found the CA without a record
+	RecordByInit   = "ca init"   // recorded as ca init found it
+	recordVersion  = 1           // of the record's format
+	recordLimit    = 4096        // bytes; the record is a few lines
 )
 
 // CARecord is the content of CARecordFile.
