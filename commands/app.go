@@ -94,13 +94,17 @@ func leaf(cmd *cli.Command, act leafAction) *cli.Command {
 			return err
 		}
 		// A restore into a mount point cut short is finished (or waited
-		// for) before any command reads the state.
-		if g.ConfigDir != "" {
-			if err := state.SettleSwap(c.Context, g.Store()); err != nil {
+		// for) before any command reads the state; doctor, which never
+		// takes the lock, reports it instead.
+		ctx := c.Context
+		if cmd.Name == "doctor" {
+			ctx = state.WithoutSettle(ctx)
+		} else if g.ConfigDir != "" {
+			if err := state.SettleSwap(ctx, g.Store()); err != nil {
 				return err
 			}
 		}
-		return act(c.Context, g, c)
+		return act(ctx, g, c)
 	}
 	return cmd
 }

@@ -387,6 +387,15 @@ func (d *Dir) finishContentSwap() error {
 	return nil
 }
 
+type noSettleKey struct{}
+
+// WithoutSettle marks ctx as a reader's that never takes the lock (doctor):
+// it reads a state whose swap was cut short as it finds it, and reports
+// the swap (state.restore_staging) instead of finishing it.
+func WithoutSettle(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noSettleKey{}, true)
+}
+
 // SettleSwap is settleSwap for a command about to run on d, whatever it
 // reads (ca show reads certs/management alone).
 func SettleSwap(ctx context.Context, d *Dir) error { return settleSwap(ctx, d) }
@@ -398,7 +407,7 @@ func SettleSwap(ctx context.Context, d *Dir) error { return settleSwap(ctx, d) }
 // it costs one stat.
 func settleSwap(ctx context.Context, s Reader) error {
 	d, ok := s.(*Dir)
-	if !ok {
+	if !ok || ctx.Value(noSettleKey{}) != nil {
 		return nil
 	}
 	if _, err := os.Lstat(filepath.Join(d.root, SwapJournalFile)); err != nil {

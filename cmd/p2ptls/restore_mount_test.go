@@ -237,3 +237,39 @@ func TestKilledRestoreIntoMountPoint(t *testing.T) {
 		})
 	}
 }
+
+// doctor never takes the lock: a swap cut short (its journal there) is
+// reported, not finished; the next other command finishes it.
+func TestDoctorReportsAnInterruptedSwap(t *testing.T) {
+	t.Parallel()
+	p, _ := newBackupState(t)
+	staged := filepath.Join(p.dir, ".p2ptls-restore-0123456789ab")
+	if err := os.MkdirAll(filepath.Join(staged, "extra"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(staged, ".restore-staging"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	journal := filepath.Join(p.dir, "p2ptls.restore-journal")
+	body := `{"version":1,"phase":"swap","staged":".p2ptls-restore-0123456789ab","old":".p2ptls-old-0123456789ab","old_entries":[],"new_entries":["extra"]}`
+	if err := os.WriteFile(journal, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := runDoctor(t, p.env)
+	if status, msg, hint := doc.check(t, "state.restore_staging"); status != "warn" || !strings.Contains(msg, staged) || !strings.Contains(hint, "finishes the restore") {
+		t.Errorf("doctor: %s %q hint %q", status, msg, hint)
+	}
+	if _, err := os.Stat(journal); err != nil {
+		t.Fatalf("doctor finished the swap: %v", err)
+	}
+	p.must(t, "ca", "show")
+	if _, err := os.Stat(journal); !os.IsNotExist(err) {
+		t.Errorf("the next command left the journal: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(p.dir, "extra")); err != nil {
+		t.Errorf("the swap was not finished: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(p.dir, ".p2ptls-*")); len(left) != 0 {
+		t.Errorf("left: %v", left)
+	}
+}
