@@ -112,6 +112,12 @@ func agentEnvAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if set.Mode != statemgmt.ModeProvided {
+		// The auto CA handed out: recorded, so that its loss is noticed.
+		if err := statemgmt.RecordCA(ctx, g.Store(), statemgmt.RecordByEnv, true, time.Now()); err != nil {
+			g.Warnf("the management CA was not recorded in %s (%v): doctor and serve cannot tell if it is lost later", statemgmt.CARecordFile, err)
+		}
+	}
 	if set.PublicURL == "" {
 		g.Warnf("MANAGEMENT_PUBLIC_URL is not set: agents also need the URL they reach management at (set it, or pass --public-url)")
 	}

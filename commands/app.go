@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/p2pstream/p2ptls/state"
 )
 
 // appName is the program name everywhere: help, completions, man page.
@@ -92,7 +94,18 @@ func leaf(cmd *cli.Command, act leafAction) *cli.Command {
 		if err != nil {
 			return err
 		}
-		return act(c.Context, g, c)
+		// A restore into a mount point cut short is finished (or waited
+		// for) before any command reads the state; doctor, which never
+		// takes the lock, reports it instead.
+		ctx := c.Context
+		if cmd.Name == "doctor" {
+			ctx = state.WithoutSettle(ctx)
+		} else if g.ConfigDir != "" {
+			if err := state.SettleSwap(ctx, g.Store()); err != nil {
+				return err
+			}
+		}
+		return act(ctx, g, c)
 	}
 	return cmd
 }

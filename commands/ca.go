@@ -29,6 +29,7 @@ const (
 	flgAllowInsecure = "allow-insecure-http"
 	flgFormat        = "format"
 	flgOut           = "out"
+	flgConfirmNewCA  = "confirm-new-ca" // with flgReplace (dnscredential.go)
 )
 
 func namesFlags() []cli.Flag {
@@ -90,15 +91,25 @@ func caCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			leaf(&cli.Command{
 				Name:  "init",
-				Usage: "create the management CA and server certificate (never replaces an existing CA)",
+				Usage: "create the management CA and server certificate (replaces one only with --replace --confirm-new-ca)",
 				Description: "The CA (ECDSA P-256, 10 years) and the server certificate (ECDSA P-256, 397 days)\n" +
 					"go to certs/management. The server certificate carries the host of\n" +
 					"MANAGEMENT_PUBLIC_URL, every MANAGEMENT_TLS_EXTRA_HOSTS entry, localhost,\n" +
 					"127.0.0.1, ::1 and this machine's host name. 'p2ptls serve' does the same on\n" +
-					"its first start in auto mode." + examples(
+					"its first start in auto mode.\n\n" +
+					"management-ca.toml records the CA that was created or given to agents. While it\n" +
+					"names one, a missing certs/management is a lost CA: serve refuses to start and\n" +
+					"ca init refuses, until certs/management is restored from a backup or a new CA is\n" +
+					"accepted with --replace --confirm-new-ca. That makes a new CA, keeps the old one\n" +
+					"(if any) in certs/management/retired/<time>/, and every agent then needs the new\n" +
+					"CA ('p2ptls agent env')." + examples(
 					"p2ptls ca init --public-url https://mgmt.example.com:8443",
-					"p2ptls ca init --public-url https://mgmt.example.com:8443 --extra-hosts 10.0.0.5,mgmt.internal"),
-				Flags: namesFlags(),
+					"p2ptls ca init --public-url https://mgmt.example.com:8443 --extra-hosts 10.0.0.5,mgmt.internal",
+					"p2ptls ca init --replace --confirm-new-ca --public-url https://mgmt.example.com:8443"),
+				Flags: append(namesFlags(),
+					&cli.BoolFlag{Name: flgReplace, Usage: "make a new CA even though this state has (or had) one; needs --confirm-new-ca"},
+					&cli.BoolFlag{Name: flgConfirmNewCA, Usage: "with --replace: confirm that every agent must then be given the new CA"},
+				),
 			}, caInitAction),
 			leaf(&cli.Command{
 				Name:  "show",
@@ -132,14 +143,34 @@ func caInitAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
+	replace, confirm := c.Bool(flgReplace), c.Bool(flgConfirmNewCA)
+	switch {
+	case replace && !confirm:
+		return fault.Invalidf("pass --confirm-new-ca too, then give every agent the new CA ('p2ptls agent env'); to keep the CA agents trust, restore certs/management from a backup instead",
+			"--replace makes a new management CA, and every agent that trusts the current one refuses management until it is given the new one")
+	case confirm && !replace:
+		return fault.Invalidf("use --replace --confirm-new-ca together", "--confirm-new-ca confirms --replace, which was not given")
+	}
 	set, err := managementSettings(c)
 	if err != nil {
 		return err
 	}
-	if err := statemgmt.Init(ctx, g.Store(), set.WantedNames(), time.Now()); err != nil {
+	if !replace {
+		if err := statemgmt.Init(ctx, g.Store(), set.WantedNames(), time.Now()); err != nil {
+			return err
+		}
+		return printCAInfo(ctx, g, set, "created the management CA")
+	}
+	r, err := statemgmt.Replace(ctx, g.Store(), set.WantedNames(), time.Now())
+	if err != nil {
 		return err
 	}
-	return printCAInfo(ctx, g, set, "created the management CA")
+	headline := "created a new management CA " + r.New
+	if r.Old != "" {
+		headline += fmt.Sprintf("; the old CA %s is kept in %s", r.Old, state.Locate(g.Store(), r.Kept))
+	}
+	headline += "; give every agent the new CA ('p2ptls agent env')"
+	return printCAInfo(ctx, g, set, headline)
 }
 
 func caShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
@@ -221,6 +252,11 @@ func caExportAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	caPEM, _, err := statemgmt.CACertificate(ctx, g.Store())
 	if err != nil {
 		return err
+	}
+	// Handed out: from now on agents trust it, and its loss must not go
+	// unnoticed (see statemgmt.CARecordFile).
+	if err := statemgmt.RecordCA(ctx, g.Store(), statemgmt.RecordByExport, true, time.Now()); err != nil {
+		g.Warnf("the management CA was not recorded in %s (%v): doctor and serve cannot tell if it is lost later", statemgmt.CARecordFile, err)
 	}
 	out := caPEM
 	if format == "base64" {

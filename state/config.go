@@ -184,6 +184,9 @@ func LoadConfig(ctx context.Context, s Reader) (*Config, error) {
 // loadConfig is LoadConfig; quick is Update's way of reading the records
 // (see recordsMemo).
 func loadConfig(ctx context.Context, s Reader, quick bool) (*Config, error) {
+	if err := settleSwap(ctx, s); err != nil {
+		return nil, err
+	}
 	b, err := s.Read(ctx, ConfigFile)
 	var cfg *Config
 	version := 0

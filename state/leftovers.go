@@ -74,8 +74,8 @@ func FindLeftoversWith(ctx context.Context, s Store, root string, load func() (*
 		}
 		rel, _ := filepath.Rel(root, p)
 		rel = filepath.ToSlash(rel)
-		if de.IsDir() && rel == RunDir {
-			return fs.SkipDir
+		if de.IsDir() && (rel == RunDir || IsRestoreEntry(rel)) {
+			return fs.SkipDir // a restore's directories are not the state's
 		}
 		if p != root && IsTempName(de.Name()) {
 			temps = append(temps, TempEntry{Name: rel, Dir: de.IsDir()})
@@ -156,8 +156,9 @@ func tempLeftovers(root string, temps []TempEntry) Leftovers {
 	journaled, l.Pending = journalNames(root)
 	var aside string // the last temporary directory: what is below it goes with it
 	for _, t := range temps {
-		if strings.HasPrefix(t.Name, RunDir+"/") || (aside != "" && strings.HasPrefix(t.Name, aside)) {
-			continue
+		top, _, _ := strings.Cut(t.Name, "/")
+		if strings.HasPrefix(t.Name, RunDir+"/") || (aside != "" && strings.HasPrefix(t.Name, aside)) || (top != t.Name && IsRestoreEntry(top)) {
+			continue // what a restore stages or keeps is its own
 		}
 		if t.Dir {
 			aside = t.Name + "/"

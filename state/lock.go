@@ -99,6 +99,13 @@ func (d *Dir) Lock(ctx context.Context, purpose string) (func() error, error) {
 		if err == nil {
 			stale := staleHolder(p) // read before claim replaces the record
 			if unlock, ok, err := d.claim(f, p, purpose); ok || err != nil {
+				if ok {
+					// A restore into a mount point that died mid-swap is
+					// finished before anything reads or cleans the state.
+					if err := d.finishContentSwap(); err != nil {
+						return nil, errors.Join(err, unlock())
+					}
+				}
 				if ok && stale {
 					d.removeLeftovers(ctx)
 				}

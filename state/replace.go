@@ -64,7 +64,8 @@ type Replaced struct {
 // <dir>.pre-restore-<time> (Check said keep) or is removed. The new state
 // gets a new revision, so that a running serve reloads everything.
 //
-// The directory must not be a mount point: a rename cannot replace one.
+// A directory that is a mount point cannot be renamed: its content is
+// swapped instead, under a journal (see replaceContents).
 func (d *Dir) Replace(ctx context.Context, fill func(Staging) error, opts ReplaceOptions) (*Replaced, error) {
 	warn := opts.Warn
 	if warn == nil {
@@ -94,7 +95,16 @@ func (d *Dir) Replace(ctx context.Context, fill func(Staging) error, opts Replac
 	for _, l := range unknown {
 		warn(l.Warning(target))
 	}
-	st, err := makeStaging(target, exists)
+	if exists {
+		mount, err := IsMountPoint(target)
+		if err != nil {
+			return nil, err
+		}
+		if mount {
+			return d.replaceContents(ctx, target, fill, opts, warn)
+		}
+	}
+	st, err := makeStaging(target, false)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +140,11 @@ func (t *Tx) Replace(context.Context, func(Staging) error, ReplaceOptions) (*Rep
 // RefuseReplace is the refusal of a Replace of target, which holds a
 // state, without being told to.
 func RefuseReplace(target string) error {
-	return fault.Failf("pass --force to replace it; the current state is then kept beside it as "+filepath.Base(target)+".pre-restore-<time>",
+	kept := "beside it as " + filepath.Base(target) + ".pre-restore-<time>"
+	if mount, err := IsMountPoint(target); err == nil && mount {
+		kept = "inside it as " + filepath.Join(target, KeptPrefix+"<time>")
+	}
+	return fault.Failf("pass --force to replace it; the current state is then kept "+kept,
 		"the state directory %s is not empty", target)
 }
 
@@ -186,21 +200,29 @@ func danglingLink(p string) (string, bool) {
 	return p, false
 }
 
-// sameFilesystem refuses a target that is a mount point (a Docker volume
-// mounted at CONFIG_DIR): it cannot be replaced by a rename.
-func sameFilesystem(target, parent string) error {
+// IsMountPoint reports whether target, an existing directory, is a mount
+// point (a Docker volume or a systemd StateDirectory mounted at
+// CONFIG_DIR): a rename cannot replace it, so Replace swaps its content
+// instead. A bind mount of a directory of the same file system has the
+// parent's device; its mount id tells it.
+func IsMountPoint(target string) (bool, error) {
+	parent := filepath.Dir(target)
+	if parent == target {
+		return true, nil // "/"
+	}
 	var ts, ps syscall.Stat_t
 	if err := syscall.Stat(target, &ts); err != nil {
-		return err
+		return false, err
 	}
 	if err := syscall.Stat(parent, &ps); err != nil {
-		return err
+		return false, err
 	}
 	if ts.Dev != ps.Dev {
-		return fault.Failf("mount the volume one level up and keep the state in a directory inside it (e.g. CONFIG_DIR=/data/p2ptls), or restore into an empty directory and copy it over while serve is stopped",
-			"the state directory %s is a mount point, and restore replaces the directory with a rename, which a mount point does not allow", target)
+		return true, nil
 	}
-	return nil
+	tm, ok1 := mountID(target)
+	pm, ok2 := mountID(parent)
+	return ok1 && ok2 && tm != pm, nil
 }
 
 // Target names the directory the staging directory replaces.

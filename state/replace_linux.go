@@ -19,3 +19,13 @@ func exchange(a, b string) error {
 	}
 	return &os.LinkError{Op: "exchange", Old: a, New: b, Err: err}
 }
+
+// mountID is the id of the mount p is on (statx STATX_MNT_ID, Linux 5.8);
+// ok is false where the kernel does not tell it.
+func mountID(p string) (id uint64, ok bool) {
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, p, 0, unix.STATX_MNT_ID, &st); err != nil || st.Mask&unix.STATX_MNT_ID == 0 {
+		return 0, false
+	}
+	return st.Mnt_id, true
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/p2pstream/p2ptls/state/fault"
@@ -49,30 +50,95 @@ const (
 	// LeftoverUnknown has no staging marker: it may hold the state from
 	// before a restore that died just after the swap.
 	LeftoverUnknown = "unknown"
+	// LeftoverSwapping is a directory of a restore into a mount point that
+	// died while swapping the content: the next p2ptls command that takes
+	// the lock finishes the swap (see SwapJournalFile).
+	LeftoverSwapping = "swapping"
+	// LeftoverKept is the previous state a restore into a mount point kept
+	// inside it (--force): <dir>/pre-restore-<time>.
+	LeftoverKept = "kept"
 )
 
 // RestoreLeftover is a directory beside the state directory at a staging
-// name.
+// name, or inside it at a name of a restore into a mount point.
 type RestoreLeftover struct {
 	Path string
 	Kind string
+	// Inside says it is inside the state directory (a mount point).
+	Inside bool
 }
 
 // RestoreLeftovers lists the directories beside target that a restore
-// left or is using, without changing anything (doctor uses it).
+// left or is using, and those inside it of a restore into a mount point,
+// without changing anything (doctor uses it).
 func RestoreLeftovers(target string) []RestoreLeftover {
-	found, _ := filepath.Glob(globEscape(target) + RestoreStagingInfix + "*")
-	sort.Strings(found)
 	var out []RestoreLeftover
-	for _, p := range found {
-		if info, err := os.Lstat(p); err != nil || !info.IsDir() {
-			continue // a file or link at such a name is no restore's
+	for _, c := range leftoverCandidates(target) {
+		kind := c.kind
+		if kind == "" {
+			var unlock func()
+			kind, unlock = probe(c.path, syscall.LOCK_SH)
+			if unlock != nil {
+				unlock()
+			}
 		}
-		kind, unlock := probe(p, syscall.LOCK_SH)
-		if unlock != nil {
-			unlock()
+		out = append(out, RestoreLeftover{Path: c.path, Kind: kind, Inside: c.inside})
+	}
+	return out
+}
+
+// leftoverCandidate is a directory at a restore's name; kind is set when
+// its name alone tells it, "" when probe must.
+type leftoverCandidate struct {
+	path   string
+	inside bool
+	kind   string
+}
+
+// leftoverCandidates finds the directories at restore names beside and
+// inside target, sorted by path within each place.
+func leftoverCandidates(target string) []leftoverCandidate {
+	var out []leftoverCandidate
+	isDir := func(p string) bool {
+		info, err := os.Lstat(p)
+		return err == nil && info.IsDir() // a file or link at such a name is no restore's
+	}
+	beside, _ := filepath.Glob(globEscape(target) + RestoreStagingInfix + "*")
+	sort.Strings(beside)
+	for _, p := range beside {
+		if isDir(p) {
+			out = append(out, leftoverCandidate{path: p})
 		}
-		out = append(out, RestoreLeftover{Path: p, Kind: kind})
+	}
+	entries, err := os.ReadDir(target)
+	if err != nil {
+		return out
+	}
+	// The directories a pending swap names are its own, whatever their
+	// marker says.
+	var pending swapJournal
+	havePending := false
+	if j, err := readSwapJournal(target); err == nil && j != nil {
+		pending, havePending = *j, true
+	}
+	for _, e := range entries {
+		n := e.Name()
+		p := filepath.Join(target, n)
+		c := leftoverCandidate{path: p, inside: true}
+		switch {
+		case havePending && (n == pending.Staged || n == pending.Old):
+			c.kind = LeftoverSwapping
+		case strings.HasPrefix(n, InsideStagingPrefix):
+		case strings.HasPrefix(n, InsideOldPrefix):
+			c.kind = LeftoverUnknown
+		case strings.HasPrefix(n, KeptPrefix):
+			c.kind = LeftoverKept
+		default:
+			continue
+		}
+		if isDir(p) {
+			out = append(out, c)
+		}
 	}
 	return out
 }
@@ -121,41 +187,82 @@ func probe(dir string, how int) (kind string, unlock func()) {
 }
 
 // cleanStaging removes the staging directories of dead restores beside
-// target. It returns what it removed, what is left that a person should
-// look at, and warnings about what it could not remove (which does not
-// stop the restore: the directory is not in its way).
+// target and inside it. It returns what it removed, what is left that a
+// person should look at, and warnings about what it could not remove
+// (which does not stop the restore: the directory is not in its way).
 func cleanStaging(target string) (removed []string, left []RestoreLeftover, warns []string) {
-	found, _ := filepath.Glob(globEscape(target) + RestoreStagingInfix + "*")
-	sort.Strings(found)
-	for _, p := range found {
-		if info, err := os.Lstat(p); err != nil || !info.IsDir() {
-			continue
+	for _, c := range leftoverCandidates(target) {
+		if c.kind != "" {
+			if c.kind == LeftoverUnknown {
+				left = append(left, RestoreLeftover{Path: c.path, Kind: c.kind, Inside: c.inside})
+			}
+			continue // a pending swap's (its Lock finishes it) or a kept state
 		}
-		kind, unlock := probe(p, syscall.LOCK_EX)
+		kind, unlock := probe(c.path, syscall.LOCK_EX)
 		switch kind {
 		case LeftoverStaging:
 			// Holding the flock: no restore can be using it.
-			err := os.RemoveAll(p)
+			err := removeStaging(c.path)
 			unlock()
 			if err != nil {
-				warns = append(warns, fmt.Sprintf("cannot remove %s, left from an interrupted restore (%v); remove it by hand: rm -rf %s", p, unwrapPath(err), p))
+				warns = append(warns, fmt.Sprintf("cannot remove %s, left from an interrupted restore (%v); remove it by hand: rm -rf %s", c.path, unwrapPath(err), c.path))
 				continue
 			}
-			removed = append(removed, p)
+			removed = append(removed, c.path)
 		case LeftoverUnknown:
-			left = append(left, RestoreLeftover{Path: p, Kind: kind})
+			left = append(left, RestoreLeftover{Path: c.path, Kind: kind, Inside: c.inside})
 		}
 	}
 	return removed, left, warns
 }
 
+// removeStaging removes a staging directory with its marker last, so that
+// a process killed half-way leaves a directory that is still known for a
+// dead restore's staging (marker, flock free), not one that may hold a
+// previous state.
+func removeStaging(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() != RestoreStagingMarker {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.Remove(filepath.Join(dir, RestoreStagingMarker)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.Remove(dir)
+}
+
 // Warning is what restore says about a leftover it did not remove.
 func (l RestoreLeftover) Warning(target string) string {
-	if l.Kind == LeftoverStaging {
+	switch l.Kind {
+	case LeftoverStaging:
 		return fmt.Sprintf("%s is left from an interrupted restore that died while extracting; the next restore removes it, or remove it now: rm -rf %s", l.Path, l.Path)
+	case LeftoverSwapping:
+		return fmt.Sprintf("%s belongs to a restore that was interrupted while swapping the state in; the next p2ptls command finishes it", l.Path)
+	case LeftoverKept:
+		return fmt.Sprintf("%s is the state from before a restore, kept by --force; remove it when you no longer need it: rm -rf %s", l.Path, l.Path)
 	}
-	return fmt.Sprintf("%s is left from an interrupted restore and may hold the state from before it; look into it, then remove it (rm -rf %s) or keep it (mv %s %s.pre-restore-<time>)",
-		l.Path, l.Path, l.Path, target)
+	return fmt.Sprintf("%s is left from an interrupted restore and may hold the state from before it; look into it, then remove it (rm -rf %s) or keep it (mv %s %s)",
+		l.Path, l.Path, l.Path, l.KeepAs(target))
+}
+
+// KeepAs is where a person keeps an unknown leftover that holds a
+// previous state: beside the target as a directory restore keeps one, or
+// inside it for a mount point.
+func (l RestoreLeftover) KeepAs(target string) string {
+	if l.Inside {
+		return filepath.Join(target, KeptPrefix+"<time>")
+	}
+	return target + ".pre-restore-<time>"
 }
 
 // staging is the directory a restore extracts into, with the flock that
@@ -174,15 +281,13 @@ type stagedDir struct {
 }
 
 // makeStaging creates the empty directory the archive is extracted into,
-// beside the target so that the swap is a rename within one filesystem,
-// with its marker locked.
-func makeStaging(target string, exists bool) (*staging, error) {
+// on the target's file system so that the swap is a rename: beside the
+// target (<target>.restore-tmp-<random>), or inside it for a mount point
+// (<target>/.p2ptls-restore-<random>), with its marker locked.
+func makeStaging(target string, inside bool) (*staging, error) {
 	parent := filepath.Dir(target)
-	if err := MkdirAll(parent); err != nil {
-		return nil, err
-	}
-	if exists {
-		if err := sameFilesystem(target, parent); err != nil {
+	if !inside {
+		if err := MkdirAll(parent); err != nil {
 			return nil, err
 		}
 	}
@@ -191,9 +296,13 @@ func makeStaging(target string, exists bool) (*staging, error) {
 		return nil, err
 	}
 	dir := target + RestoreStagingInfix + hex.EncodeToString(rnd[:])
+	hint := "restore needs to write beside the state directory; check that its parent is writable"
+	if inside {
+		dir = filepath.Join(target, InsideStagingPrefix+hex.EncodeToString(rnd[:]))
+		hint = "restore into a mount point stages inside it; check that the state directory is writable"
+	}
 	if err := os.Mkdir(dir, DirMode); err != nil {
-		return nil, fault.Failf("restore needs to write beside the state directory; check that its parent is writable",
-			"cannot create %s: %v", dir, unwrapPath(err))
+		return nil, fault.Failf(hint, "cannot create %s: %v", dir, unwrapPath(err))
 	}
 	f, err := os.OpenFile(filepath.Join(dir, RestoreStagingMarker), os.O_RDWR|os.O_CREATE|os.O_EXCL, SecretMode)
 	if err == nil {

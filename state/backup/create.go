@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -59,6 +60,12 @@ func create(ctx context.Context, s state.Store, w io.Writer, opts CreateOptions)
 		} else if err != nil {
 			return nil, err
 		}
+	}
+	// A CA this backup archives is one agents may be given from it: the
+	// state records it, if it did not yet, and the archive carries the
+	// record (see management.CARecordFile). A failure is no failed backup.
+	if err := management.RecordCA(ctx, s, management.RecordByBackup, false, opts.Now); err != nil {
+		slog.Warn("the management CA was not recorded", "file", management.CARecordFile, "err", err)
 	}
 	unlock, err := s.Lock(ctx, "backup")
 	if err != nil {

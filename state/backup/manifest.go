@@ -117,6 +117,11 @@ func excluded(rel string) bool {
 	if rel == state.RunDir || strings.HasPrefix(rel, state.RunDir+"/") || rel == state.LockFile || rel == state.RevisionFile || rel == state.RestoreStagingMarker || rel == state.JournalFile {
 		return true
 	}
+	// A restore into a mount point stages, swaps and keeps the previous
+	// state inside the directory: none of it is this state.
+	if top, _, _ := strings.Cut(rel, "/"); state.IsRestoreEntry(top) {
+		return true
+	}
 	return isTemp(path.Base(rel))
 }
 

@@ -45,6 +45,9 @@ type sink interface {
 	create(rel string, mode fs.FileMode) (io.WriteCloser, error)
 }
 
+// manifestSink is a sink told the (verified) manifest before any entry.
+type manifestSink interface{ sawManifest(*Manifest) }
+
 // keep lists the files a restore reads beyond checking them: the desired
 // state (with the mapping records, state.IsRecordFile) and the CA, to
 // report what changes.
@@ -104,6 +107,9 @@ func readArchive(ctx context.Context, r io.Reader, passphrase string, maxLogN in
 	tr := tar.NewReader(gz)
 	if a.manifest, err = readManifest(tr); err != nil {
 		return nil, err
+	}
+	if ms, ok := out.(manifestSink); ok {
+		ms.sawManifest(a.manifest)
 	}
 	if err := readEntries(ctx, tr, a, out); err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pelletier/go-toml/v2"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
@@ -85,12 +88,20 @@ func Restore(ctx context.Context, s state.Store, r io.Reader, opts RestoreOption
 			return err
 		}
 		var out sink = discard{}
+		into := &staged{st: st, allowMissingCA: opts.AllowMissingCA}
 		if !opts.DryRun {
-			out = staged{st}
+			out = into
 		}
 		a, err := readArchive(ctx, r, opts.Passphrase, ScryptWorkFactor, out)
 		if err != nil {
 			return err
+		}
+		if opts.AllowMissingCA && !a.manifest.HasCA() && slices.ContainsFunc(a.manifest.Files, func(f File) bool { return f.Path == management.CARecordFile }) {
+			fp := into.dropped
+			if fp == "" { // a dry run reads the record nowhere
+				fp = "that " + management.CARecordFile + " names"
+			}
+			res.Warnings = append(res.Warnings, fmt.Sprintf("the backup records the management CA %s but does not hold it; with --allow-missing-management-ca that record is not restored, so serve creates a new CA, which every agent must be given ('p2ptls agent env')", fp))
 		}
 		if err := res.describe(a, cur); err != nil {
 			return err
@@ -268,11 +279,27 @@ func diff[T any](before, after []T, key func(T) string) Change {
 }
 
 // staged is the sink that writes into the store's staging area.
-type staged struct{ st state.Staging }
+//
+// A backup without the management CA that still records one (the CA was
+// lost before it was taken) restores that record only without
+// AllowMissingCA: the flag accepts a new CA, and the record would make
+// serve refuse to create it (management.CARecordFile). dropped is then
+// the fingerprint it named.
+type staged struct {
+	st             state.Staging
+	allowMissingCA bool
+	drop           bool
+	dropped        string
+}
 
-func (s staged) mkdir(rel string, mode fs.FileMode) error { return s.st.Mkdir(rel, mode) }
+func (s *staged) sawManifest(m *Manifest) { s.drop = s.allowMissingCA && !m.HasCA() }
 
-func (s staged) create(rel string, mode fs.FileMode) (io.WriteCloser, error) {
+func (s *staged) mkdir(rel string, mode fs.FileMode) error { return s.st.Mkdir(rel, mode) }
+
+func (s *staged) create(rel string, mode fs.FileMode) (io.WriteCloser, error) {
+	if s.drop && rel == management.CARecordFile {
+		return &recordCatcher{s: s}, nil
+	}
 	w, err := s.st.Create(rel, mode)
 	if err != nil {
 		return nil, err
@@ -289,6 +316,28 @@ func (w stagedFile) Write(p []byte) (int, error) {
 		err = &writeError{err}
 	}
 	return n, err
+}
+
+// recordCatcher takes the dropped record's content, for the warning.
+type recordCatcher struct {
+	s   *staged
+	buf bytes.Buffer
+}
+
+func (c *recordCatcher) Write(p []byte) (int, error) {
+	if c.buf.Len() < 4096 {
+		c.buf.Write(p)
+	}
+	return len(p), nil
+}
+
+func (c *recordCatcher) Close() error {
+	var rec management.CARecord
+	c.s.dropped = "(unreadable)"
+	if toml.Unmarshal(c.buf.Bytes(), &rec) == nil && rec.FingerprintSHA256 != "" {
+		c.s.dropped = rec.FingerprintSHA256
+	}
+	return nil
 }
 
 // discard is the sink of a dry run: it checks and keeps nothing.

@@ -19,6 +19,9 @@ import (
 // refusesToStart ends the message of a setting serve cannot start with.
 const refusesToStart = "; serve refuses to start with it (exit 2)"
 
+// refusesToStart1 ends the message of a state serve cannot start on.
+const refusesToStart1 = "; serve refuses to start on it (exit 1)"
+
 // hintOf is err's hint, or def.
 func hintOf(err error, def string) string {
 	if h := fault.HintOf(err); h != "" {
@@ -224,7 +227,18 @@ func checkCA(ctx context.Context, e *env) Check {
 		return fail(IDCA, "restore certs/management from a backup; a new CA would break every agent's trust",
 			"the management CA %s is damaged: %v", e.where(management.CACertFile), e.caErr)
 	}
+	rec, recErr := management.ReadCARecord(ctx, e.s)
 	if e.ca == nil {
+		// The record outlives certs/management: a CA that existed is not
+		// one serve may quietly make anew (it refuses to start).
+		if recErr != nil {
+			return fail(IDCA, hintOf(recErr, "restore it from a backup"), "there is no management CA, and %v%s", recErr, refusesToStart1)
+		}
+		if rec != nil {
+			return fail(IDCA, fmt.Sprintf("restore certs/management from a backup that holds the CA %s ('p2ptls restore BACKUP --force'), or accept a new CA with 'p2ptls ca init --replace --confirm-new-ca' and give every agent the new one ('p2ptls agent env')", rec.FingerprintSHA256),
+				"the management CA is missing from %s, but this state had the CA %s (recorded %s by %s): agents that trust CA %s will not trust the new one, and serve refuses to create one (exit 1)",
+				e.where(management.Dir), rec.FingerprintSHA256, text.Stamp(rec.RecordedAt), rec.By, rec.FingerprintSHA256)
+		}
 		return warn(IDCA, "create it now with 'p2ptls ca init --public-url URL' (or start serve), then give agents 'p2ptls agent env'",
 			"there is no management CA yet: serve creates one on its first start, and agents can only be given it after that")
 	}
@@ -237,6 +251,10 @@ func checkCA(ctx context.Context, e *env) Check {
 			"the management CA key %s cannot be used (%v): the server certificate cannot be re-issued", e.where(management.CAKeyFile), err)
 	}
 	fp := pki.Fingerprint(e.ca)
+	if rec != nil && rec.FingerprintSHA256 != fp {
+		return warn(IDCA, "if agents were given "+rec.FingerprintSHA256+", restore certs/management from a backup that holds it; else record this CA by giving it out ('p2ptls agent env' or 'p2ptls ca export')",
+			"the management CA %s is not the CA %s that this state recorded (%s by %s): agents given that one refuse management", fp, rec.FingerprintSHA256, text.Stamp(rec.RecordedAt), rec.By)
+	}
 	switch left := e.ca.NotAfter.Sub(e.in.Now); {
 	case left <= 0:
 		return fail(IDCA, "create a new CA deliberately: move certs/management aside, run 'p2ptls ca init', then give every agent the new CA ('p2ptls agent env')",

@@ -196,6 +196,54 @@ func TestCA(t *testing.T) {
 		mustWrite(t, s, management.CACertFile, []byte("garbage"), state.PublicMode)
 		want(t, run(input(s), checkCA), IDCA, Fail, "damaged")
 	})
+	t.Run("lost after it was recorded", func(t *testing.T) {
+		// The seed's restore mistake: certs/management gone from a state
+		// that had a CA. Not "serve creates one": agents trust the old.
+		s := newStore(t)
+		initCA(t, s)
+		_, ca, err := management.CACertificate(context.Background(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fp := pki.Fingerprint(ca)
+		if err := s.Delete(context.Background(), management.Dir); err != nil {
+			t.Fatal(err)
+		}
+		c := run(input(s), checkCA)
+		want(t, c, IDCA, Fail, "agents that trust CA "+fp+" will not trust the new one", "serve refuses")
+		wantHint(t, c, "p2ptls restore")
+		wantHint(t, c, "ca init --replace --confirm-new-ca")
+	})
+	t.Run("lost, with a damaged record", func(t *testing.T) {
+		s := newStore(t)
+		initCA(t, s)
+		if err := s.Delete(context.Background(), management.Dir); err != nil {
+			t.Fatal(err)
+		}
+		mustWrite(t, s, management.CARecordFile, []byte("not = [toml"), state.SecretMode)
+		want(t, run(input(s), checkCA), IDCA, Fail, "damaged")
+	})
+	t.Run("another CA than recorded", func(t *testing.T) {
+		s := newStore(t)
+		initCA(t, s)
+		// certs/management replaced by hand with another CA.
+		if err := s.Delete(context.Background(), management.Dir); err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := management.ReadCARecord(context.Background(), s)
+		other := newStore(t)
+		initCA(t, other)
+		for _, f := range []string{management.CACertFile, management.CAKeyFile, management.ServerCertFile, management.ServerKeyFile} {
+			b, err := other.Read(context.Background(), f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustWrite(t, s, f, b, state.SecretMode)
+		}
+		c := run(input(s), checkCA)
+		want(t, c, IDCA, Warn, "is not the CA "+rec.FingerprintSHA256)
+		wantHint(t, c, "restore certs/management")
+	})
 	t.Run("near its end", func(t *testing.T) {
 		s := newStore(t)
 		initCA(t, s)
@@ -258,9 +306,12 @@ func TestCABackup(t *testing.T) {
 		s := newStore(t)
 		initCA(t, s)
 		backupNow(t, s)
-		// The CA was replaced after the backup (by hand: p2ptls never does).
-		if err := s.Delete(context.Background(), management.Dir); err != nil {
-			t.Fatal(err)
+		// The CA was replaced after the backup (by hand, record and all:
+		// p2ptls never does).
+		for _, name := range []string{management.Dir, management.CARecordFile} {
+			if err := s.Delete(context.Background(), name); err != nil {
+				t.Fatal(err)
+			}
 		}
 		initCA(t, s)
 		c := run(input(s), checkCABackup)

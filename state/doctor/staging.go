@@ -2,7 +2,9 @@ package doctor
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/p2pstream/p2ptls/state"
 )
@@ -28,21 +30,31 @@ func checkRestoreStaging(_ context.Context, e *env) Check {
 	}
 	var f findings
 	active := 0
+	var kept []string
 	for _, l := range state.RestoreLeftovers(target) {
 		switch l.Kind {
 		case state.LeftoverActive:
 			active++
+		case state.LeftoverKept:
+			// Asked for (--force into a mount point): named, not warned.
+			kept = append(kept, l.Path)
+		case state.LeftoverSwapping:
+			f.warn("run any p2ptls command (p2ptls status) or start serve: it finishes the restore",
+				"%s belongs to a restore into a mount point that was interrupted while swapping the state in", l.Path)
 		case state.LeftoverStaging:
 			f.warn("remove it: rm -rf "+l.Path+" (the next restore also removes it)",
 				"%s is left by a restore that was interrupted while extracting: a copy of the backup's private keys that nothing uses", l.Path)
 		default:
-			f.warn("look into it: if "+target+" holds the state you want, remove it (rm -rf "+l.Path+"), else keep it as a pre-restore copy (mv "+l.Path+" "+target+".pre-restore-<time>)",
+			f.warn("look into it: if "+target+" holds the state you want, remove it (rm -rf "+l.Path+"), else keep it as a pre-restore copy (mv "+l.Path+" "+l.KeepAs(target)+")",
 				"%s is left by an interrupted restore and may hold the state from before it", l.Path)
 		}
 	}
 	msg := "no restore left a staging directory beside " + target
 	if active > 0 {
 		msg = "a restore is extracting beside " + target + " right now; nothing is left from interrupted ones"
+	}
+	if len(kept) > 0 {
+		msg += fmt.Sprintf("; the state from before a restore is kept in %s (remove it when no longer needed: rm -rf)", strings.Join(kept, ", "))
 	}
 	return f.check(IDRestoreStaging, msg)
 }

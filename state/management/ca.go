@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -32,30 +33,130 @@ const caCommonName = "p2ptls management CA"
 const ServerValidity = pki.ServerMaxValidity
 
 // Init creates the CA and the server certificate, in one change. It
-// refuses to replace an existing CA.
+// refuses to replace an existing CA, and to create one where the record
+// says a CA existed (see CARecordFile): Replace does that, deliberately.
 func Init(ctx context.Context, s state.Store, names pki.Names, now time.Time) error {
 	return state.Update(ctx, s, "ca init", func(tx *state.Tx) error {
 		if _, err := tx.Read(ctx, CACertFile); err == nil {
-			return fault.Failf("'p2ptls ca show' shows it; 'p2ptls ca renew-server' re-issues the server certificate from it",
-				"a management CA already exists and is never replaced, because every agent trusts it")
+			return fault.Failf("'p2ptls ca show' shows it; 'p2ptls ca renew-server' re-issues the server certificate from it; 'p2ptls ca init --replace --confirm-new-ca' replaces it, and then every agent needs the new one",
+				"a management CA already exists and is never replaced silently, because every agent trusts it")
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("read %s: %w", CACertFile, err)
 		}
-		_, err := createCA(ctx, tx, names, now)
+		if err := refuseIfRecorded(ctx, tx); err != nil {
+			return err
+		}
+		_, _, err := createCA(ctx, tx, names, now)
 		return err
 	})
 }
 
-// createCA writes a new CA and a server certificate from it.
-func createCA(ctx context.Context, s state.Store, names pki.Names, now time.Time) (*pki.KeyPair, error) {
-	ca, err := pki.NewCA(caCommonName, now, pki.CAValidity)
+// refuseIfRecorded refuses to create a CA in a state whose record names
+// one that existed.
+func refuseIfRecorded(ctx context.Context, s state.Store) error {
+	rec, err := ReadCARecord(ctx, s)
 	if err != nil {
-		return nil, fmt.Errorf("generate management CA: %w", err)
+		return err
 	}
-	if err := writePair(ctx, s, CAKeyFile, CACertFile, ca); err != nil {
+	if rec != nil {
+		return refuseNewCA(s, rec)
+	}
+	return nil
+}
+
+// Retired holds the CAs that Replace put aside, one directory each.
+const Retired = Dir + "/retired"
+
+// Replaced is what Replace did.
+type Replaced struct {
+	// Old is the fingerprint of the CA replaced, "" when there was none
+	// (only its record); Kept is where its files went.
+	Old, Kept string
+	// New is the new CA's fingerprint.
+	New string
+}
+
+// Replace creates a new CA and server certificate, deliberately: the
+// operator accepts that every agent needs the new CA. An existing CA,
+// with its key and server certificate, is kept aside in
+// certs/management/retired/<UTC time>/ (so that a mistaken replace can be
+// undone by moving it back), and the record names the new one. One
+// change: a crash leaves the old CA or the new one.
+func Replace(ctx context.Context, s state.Store, names pki.Names, now time.Time) (*Replaced, error) {
+	var r Replaced
+	err := state.Update(ctx, s, "ca init --replace", func(tx *state.Tx) error {
+		r = Replaced{}
+		if b, err := tx.Read(ctx, CACertFile); err == nil {
+			if certs, err := pki.ParseCertChain(b); err == nil {
+				r.Old = pki.Fingerprint(certs[0])
+			}
+			if r.Kept, err = retire(ctx, tx, now); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("read %s: %w", CACertFile, err)
+		}
+		ca, _, err := createCA(ctx, tx, names, now)
+		if err != nil {
+			return err
+		}
+		r.New = pki.Fingerprint(ca.Cert)
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	return issueServer(ctx, s, ca, names, now)
+	return &r, nil
+}
+
+// retire moves the files of the current CA into a new directory under
+// Retired and returns its store name.
+func retire(ctx context.Context, tx *state.Tx, now time.Time) (string, error) {
+	base := Retired + "/" + now.UTC().Format("20060102T150405Z")
+	dir := base
+	for i := 2; ; i++ {
+		if _, err := tx.Stat(ctx, dir); errors.Is(err, fs.ErrNotExist) {
+			break
+		} else if err != nil {
+			return "", err
+		}
+		dir = fmt.Sprintf("%s-%d", base, i)
+	}
+	// All 0600: nothing reads a retired certificate but a person, and the
+	// state's rules (doctor, backup) know only the live ones for public.
+	for _, name := range []string{CACertFile, CAKeyFile, ServerCertFile, ServerKeyFile} {
+		b, err := tx.Read(ctx, name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", name, err)
+		}
+		if err := tx.Write(ctx, dir+"/"+path.Base(name), b, state.SecretMode); err != nil {
+			return "", err
+		}
+		if err := tx.Delete(ctx, name); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// createCA writes a new CA and a server certificate from it, and records
+// the CA (see CARecordFile).
+func createCA(ctx context.Context, s state.Store, names pki.Names, now time.Time) (ca, srv *pki.KeyPair, err error) {
+	ca, err = pki.NewCA(caCommonName, now, pki.CAValidity)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate management CA: %w", err)
+	}
+	if err := writePair(ctx, s, CAKeyFile, CACertFile, ca); err != nil {
+		return nil, nil, err
+	}
+	if err := writeCARecord(ctx, s, ca.Cert, RecordByCreate, now); err != nil {
+		return nil, nil, err
+	}
+	srv, err = issueServer(ctx, s, ca, names, now)
+	return ca, srv, err
 }
 
 // writePair writes a key and its certificate.
@@ -119,13 +220,18 @@ func Ensure(ctx context.Context, s state.Store, names pki.Names, now time.Time) 
 	// without loading the desired state (2 s at 100k mappings), which a
 	// change under state.Update must.
 	if ca, err := loadCA(ctx, s); err == nil {
-		if srv, why := currentServer(ctx, s, ca, names, now); why == "" {
+		if srv, why := currentServer(ctx, s, ca, names, now); why == "" && recorded(ctx, s) {
 			return srv, "", nil
 		}
 	}
 	err = state.Update(ctx, s, "serve: management certificates", func(tx *state.Tx) error {
 		if _, err := tx.Read(ctx, CACertFile); errors.Is(err, fs.ErrNotExist) {
-			srv, err = createCA(ctx, tx, names, now)
+			// A new CA only where none existed: one lost (a restore of
+			// the wrong archive) is the operator's to restore or replace.
+			if err := refuseIfRecorded(ctx, tx); err != nil {
+				return err
+			}
+			_, srv, err = createCA(ctx, tx, names, now)
 			did = "created the management CA and server certificate"
 			return err
 		}
@@ -133,8 +239,19 @@ func Ensure(ctx context.Context, s state.Store, names pki.Names, now time.Time) 
 		if err != nil {
 			return err
 		}
+		wrote := false
+		if !recorded(ctx, tx) {
+			// A CA from before the record existed: recorded once.
+			if err := writeCARecord(ctx, tx, ca.Cert, RecordByServe, now); err != nil {
+				return err
+			}
+			wrote = true
+		}
 		var why string
 		if srv, why = currentServer(ctx, tx, ca, names, now); why == "" {
+			if wrote {
+				return nil
+			}
 			return errUnchanged
 		}
 		srv, err = issueServer(ctx, tx, ca, names, now)
@@ -148,6 +265,13 @@ func Ensure(ctx context.Context, s state.Store, names pki.Names, now time.Time) 
 		return nil, "", err
 	}
 	return srv, did, nil
+}
+
+// recorded reports whether the record is there (a damaged one counts:
+// it is doctor's to report, not serve's to overwrite).
+func recorded(ctx context.Context, s state.Reader) bool {
+	_, err := s.Read(ctx, CARecordFile)
+	return err == nil
 }
 
 // errUnchanged ends a change that has nothing to do, so that nothing is

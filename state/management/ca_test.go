@@ -315,13 +315,15 @@ func TestEnsureBrokenCA(t *testing.T) {
 	})
 
 	t.Run("CA key without its certificate makes a fresh CA", func(t *testing.T) {
-		// A crash between writing ca.key and ca.crt: the CA exists exactly
-		// when ca.crt exists, so there is none yet and nobody trusts the
-		// orphaned key.
+		// A state from before the CA record, whose ca.crt is gone: the CA
+		// exists exactly when ca.crt exists, so there is none and nobody
+		// trusts the orphaned key. (With the record, TestEnsureRefusesLostCA.)
 		s, _ := newStore(t)
 		mustInit(t, s, testNames(), now0)
-		if err := s.Delete(context.Background(), CACertFile); err != nil {
-			t.Fatal(err)
+		for _, name := range []string{CACertFile, CARecordFile} {
+			if err := s.Delete(context.Background(), name); err != nil {
+				t.Fatal(err)
+			}
 		}
 		before := snapshot(t, s)
 

@@ -16,7 +16,7 @@ import (
 func TestEveryChangeIsOneApply(t *testing.T) {
 	ctx := context.Background()
 	server := []string{ServerCertFile, ServerKeyFile}
-	all := []string{CACertFile, CAKeyFile, ServerCertFile, ServerKeyFile, state.ConfigFile}
+	all := []string{CACertFile, CAKeyFile, ServerCertFile, ServerKeyFile, CARecordFile, state.ConfigFile}
 	tests := []struct {
 		name   string
 		withCA bool
