@@ -1,6 +1,11 @@
 package public
 
-import "testing"
+import (
+	"runtime"
+	"testing"
+
+	"github.com/p2pstream/p2ptls/state"
+)
 
 // The heap goal counts a third of the certificates off the heap, and GOGC stays
 // within [100, gcPercentMax].
@@ -21,5 +26,20 @@ func TestGCPercentFor(t *testing.T) {
 		if got := gcPercentFor(tt.live, tt.offHeap); got != tt.want {
 			t.Errorf("gcPercentFor(%d MiB, %d MiB) = %d, want %d", tt.live/MiB, tt.offHeap/MiB, got, tt.want)
 		}
+	}
+}
+
+// Start turns heap profiling off: nobody reads the samples, and their
+// buckets stay resident.
+func TestStartStopsHeapProfiling(t *testing.T) {
+	if keepMemProfile {
+		t.Skip("this run writes a memory profile")
+	}
+	rate := runtime.MemProfileRate
+	t.Cleanup(func() { runtime.MemProfileRate = rate })
+	runtime.MemProfileRate = 512 << 10
+	newFixture(t, []state.Mapping{{ID: "a", Hosts: []string{"a.example.com"}, Upstream: upstream(t, "a")}}, nil, Options{})
+	if runtime.MemProfileRate != 0 {
+		t.Errorf("after Start, runtime.MemProfileRate = %d, want 0", runtime.MemProfileRate)
 	}
 }

@@ -89,6 +89,7 @@ func New(o Options) *Server {
 // instead would stat every record twice (0.3 s each at 100k). The
 // subscription ends with Run, or with a Start that fails.
 func (s *Server) Start(ctx context.Context) error {
+	stopMemProfile()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.subscribe(ctx)
