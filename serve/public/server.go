@@ -449,7 +449,7 @@ func cmpErr(first, err error) error {
 // mappings are kept, with their parsed certificates; only entries already
 // in use are checked for changed files.
 func (s *Server) buildView(ctx context.Context, lc state.Listener, all []state.Mapping, count int, old map[string]*entry, strs *strArena) (*view, error) {
-	b := sni.NewBuilder[*entry](count)
+	b := sni.NewBuilderOn(count, (*entry).hosts)
 	entries := make([]*entry, 0, count)
 	var files []*entry
 	for i := range all {
