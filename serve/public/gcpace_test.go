@@ -7,8 +7,8 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 )
 
-// The heap goal counts a third of the certificates off the heap, and GOGC stays
-// within [100, gcPercentMax].
+// The heap goal counts three eighths of the certificates off the heap,
+// and GOGC stays within [100, gcPercentMax].
 func TestGCPercentFor(t *testing.T) {
 	const MiB = 1 << 20
 	tests := []struct {
@@ -18,8 +18,8 @@ func TestGCPercentFor(t *testing.T) {
 		{0, 0, 100},
 		{0, 46 * MiB, 100},
 		{35 * MiB, 0, 100},
-		{25 * MiB, 45 * MiB, 160}, // 100k mappings: goal 25+25+15 MiB
-		{5 * MiB, 6 * MiB, 140},
+		{17 * MiB, 45 * MiB, 199}, // 100k mappings: goal 17+17+16.9 MiB
+		{5 * MiB, 6 * MiB, 145},
 		{1 * MiB, 100 * MiB, gcPercentMax},
 	}
 	for _, tt := range tests {
