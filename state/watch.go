@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -252,7 +253,7 @@ type hub struct {
 	// by hashes of name and of stat: without pointers, the garbage
 	// collector need not scan it at 100k records.
 	seed maphash.Seed
-	seen map[uint64]uint64
+	seen seenSet
 	// since is when the hub began (UnixNano, less firstScanSlack) while
 	// seen lacks the records: until the first scan, which names the ones
 	// changed since; 0 after it.
@@ -287,7 +288,7 @@ func startHub(d *Dir) *hub {
 	ctx, stop := context.WithCancel(context.Background()) // ends with the last subscriber
 	h := &hub{d: d, stop: stop, done: make(chan struct{}), subs: map[*Feed]struct{}{},
 		root: root, parent: filepath.Dir(root), records: filepath.Join(root, RecordsDir), fullEvery: watchPoll,
-		seed: maphash.MakeSeed(), seen: map[uint64]uint64{}, edits: map[string]struct{}{}, fresh: true,
+		seed: maphash.MakeSeed(), edits: map[string]struct{}{}, fresh: true,
 		during: map[uint64]struct{}{}, scans: make(chan scanResult, 1)}
 	if w, err := newNotifier(); err != nil {
 		warnPollOnly(err)
@@ -607,7 +608,7 @@ func (h *hub) fullPoll(ctx context.Context) {
 	}
 	h.scanning = true
 	clear(h.during)
-	prev, gen, since := maps.Clone(h.seen), h.gen, h.since
+	prev, gen, since := h.seen.snapshot(), h.gen, h.since
 	h.scanners.Add(1)
 	go func() {
 		defer h.scanners.Done()
@@ -659,10 +660,10 @@ func (h *hub) merge(r scanResult) {
 		return
 	}
 	for k := range h.during {
-		if v, ok := h.seen[k]; ok {
-			r.seen[k] = v
+		if v, ok := h.seen.get(k); ok {
+			r.seen.set(k, v)
 		} else {
-			delete(r.seen, k)
+			r.seen.del(k)
 		}
 	}
 	if r.initial {
@@ -754,17 +755,17 @@ func (h *hub) restat(name string) bool {
 	if h.scanning {
 		h.during[k] = struct{}{}
 	}
-	old, had := h.seen[k]
+	old, had := h.seen.get(k)
 	switch {
 	case id == (fileID{}):
-		delete(h.seen, k)
+		h.seen.del(k)
 		// Before the first scan the hub does not know what was there: a
 		// file gone may have been.
 		return had || h.since != 0
 	case had && old == v:
 		return false
 	}
-	h.seen[k] = v
+	h.seen.set(k, v)
 	return true
 }
 
@@ -808,8 +809,8 @@ func (h *hub) scan(ctx context.Context) (names []string, full bool, err error) {
 // that scan found changed since Watch began (see firstScanSlack).
 func (h *hub) adoptFirst(r scanResult) (names []string, full bool) {
 	k := maphash.String(h.seed, ConfigFile)
-	if v, ok := h.seen[k]; ok {
-		r.seen[k] = v
+	if v, ok := h.seen.get(k); ok {
+		r.seen.set(k, v)
 	}
 	h.seen, h.since = r.seen, 0
 	if len(r.names) > revNamesMax {
@@ -820,7 +821,7 @@ func (h *hub) adoptFirst(r scanResult) (names []string, full bool) {
 
 // scanResult is what statAll found.
 type scanResult struct {
-	seen     map[uint64]uint64
+	seen     seenSet
 	names    []string // changed or new since prev, with their keys
 	keys     []uint64
 	vanished []uint64 // in prev, gone now
@@ -834,7 +835,7 @@ type scanResult struct {
 // with prev, which it does not change. With since (UnixNano, not 0) it
 // stats only the records and names only those changed (ctime or mtime) at
 // or after since, rather than every one prev lacks.
-func statAll(ctx context.Context, root string, seed maphash.Seed, prev map[uint64]uint64, since int64) (r scanResult) {
+func statAll(ctx context.Context, root string, seed maphash.Seed, prev seenSet, since int64) (r scanResult) {
 	if r.err = ctx.Err(); r.err != nil {
 		return r
 	}
@@ -851,7 +852,8 @@ func statAll(ctx context.Context, root string, seed maphash.Seed, prev map[uint6
 	if dir != nil {
 		defer dir.Close()
 	}
-	r.seen = make(map[uint64]uint64, len(prev)+1)
+	// Sized at once: growing a slice of 100k would leave copies behind.
+	seen := make([]seenKV, 0, prev.len()+prev.len()/64+1)
 	visit := func(name, p string) error {
 		id, err := identify(p)
 		if err != nil {
@@ -861,13 +863,13 @@ func statAll(ctx context.Context, root string, seed maphash.Seed, prev map[uint6
 			return nil
 		}
 		k, v := maphash.String(seed, name), idHash(seed, id)
-		r.seen[k] = v
+		seen = append(seen, seenKV{k, v})
 		if since != 0 {
 			if id.ctime >= since || id.mtime >= since {
 				r.names = append(r.names, name)
 				r.keys = append(r.keys, k)
 			}
-		} else if old, ok := prev[k]; !ok || old != v {
+		} else if old, ok := prev.get(k); !ok || old != v {
 			r.names = append(r.names, name)
 			r.keys = append(r.keys, k)
 		}
@@ -906,12 +908,114 @@ func statAll(ctx context.Context, root string, seed maphash.Seed, prev map[uint6
 	// In name order, as os.ReadDir gave them: a batch comes in the
 	// directory's order.
 	sort.Sort(namesByName{r.names[first:], r.keys[first:]})
-	for k := range prev {
-		if _, ok := r.seen[k]; !ok {
+	r.seen = makeSeen(seen)
+	prev.each(func(k, _ uint64) {
+		if _, ok := r.seen.get(k); !ok {
 			r.vanished = append(r.vanished, k)
 		}
-	}
+	})
 	return r
+}
+
+// seenSet is what the hub saw of each file, by the hashes of its name
+// (k) and of its stat (v): a slice sorted by k, and the few changes since
+// it was made in a small map. A map[uint64]uint64 of 100k files was about
+// 2.3 MiB, and a background scan cloned it, so while one ran three of
+// them were live (the hub's, the clone, the scan's new one); the slice is
+// 1.6 MiB and is never written once made, so the scan shares it. The zero
+// seenSet is empty and ready.
+type seenSet struct {
+	base []seenKV           // sorted by k; never written once made
+	over map[uint64]seenVal // what changed since base was made
+}
+
+type seenKV struct{ k, v uint64 }
+
+// seenVal is a change of over: a new stat, or gone.
+type seenVal struct {
+	v    uint64
+	gone bool
+}
+
+// makeSeen is the seenSet of kvs, which it sorts and keeps.
+func makeSeen(kvs []seenKV) seenSet {
+	slices.SortFunc(kvs, func(a, b seenKV) int { return cmp.Compare(a.k, b.k) })
+	return seenSet{base: kvs}
+}
+
+func (s *seenSet) get(k uint64) (uint64, bool) {
+	if c, ok := s.over[k]; ok {
+		return c.v, !c.gone
+	}
+	return s.inBase(k)
+}
+
+func (s *seenSet) inBase(k uint64) (uint64, bool) {
+	i, ok := slices.BinarySearchFunc(s.base, k, func(e seenKV, k uint64) int { return cmp.Compare(e.k, k) })
+	if !ok {
+		return 0, false
+	}
+	return s.base[i].v, true
+}
+
+func (s *seenSet) set(k, v uint64) { s.change(k, seenVal{v: v}) }
+
+func (s *seenSet) del(k uint64) {
+	if _, ok := s.get(k); ok {
+		s.change(k, seenVal{gone: true})
+	}
+}
+
+// change records c for k in over, and folds over into a new base once
+// it is no longer small: a change of many records restats each.
+func (s *seenSet) change(k uint64, c seenVal) {
+	if s.over == nil {
+		s.over = map[uint64]seenVal{}
+	}
+	s.over[k] = c
+	if len(s.over) > seenOverMax+len(s.base)/16 {
+		kvs := make([]seenKV, 0, len(s.base)+len(s.over))
+		s.each(func(k, v uint64) { kvs = append(kvs, seenKV{k, v}) })
+		*s = makeSeen(kvs)
+	}
+}
+
+// seenOverMax is the least number of changes kept beside the base.
+const seenOverMax = 256
+
+// snapshot is a copy of s that a change of s does not change: it shares
+// the base, which no one writes.
+func (s *seenSet) snapshot() seenSet {
+	return seenSet{base: s.base, over: maps.Clone(s.over)}
+}
+
+// each calls fn with every file's k and v.
+func (s *seenSet) each(fn func(k, v uint64)) {
+	for _, e := range s.base {
+		if _, changed := s.over[e.k]; !changed {
+			fn(e.k, e.v)
+		}
+	}
+	for k, c := range s.over {
+		if !c.gone {
+			fn(k, c.v)
+		}
+	}
+}
+
+// len is the number of files in s.
+func (s *seenSet) len() int {
+	n := len(s.base)
+	for k, c := range s.over {
+		_, inBase := s.inBase(k)
+		switch {
+		case inBase && c.gone:
+			n--
+		case !inBase && !c.gone:
+			n++
+		}
+	}
+	return n
 }
 
 // statBatch is how many directory entries statAll reads at a time.

@@ -294,20 +294,20 @@ func TestWatchMergeBackgroundScan(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &hub{seed: maphash.MakeSeed(), seen: map[uint64]uint64{}, during: map[uint64]struct{}{}, subs: map[*Feed]struct{}{}, gen: 1, scanning: true}
+			h := &hub{seed: maphash.MakeSeed(), during: map[uint64]struct{}{}, subs: map[*Feed]struct{}{}, gen: 1, scanning: true}
 			f := newFeed(true)
 			h.subs[f] = struct{}{}
-			r := scanResult{seen: map[uint64]uint64{}, gen: 1}
+			r := scanResult{gen: 1}
 			if tc.stale {
 				r.gen = 0
 			}
 			for _, n := range tc.during {
 				h.during[key(h, n)] = struct{}{}
-				h.seen[key(h, n)] = 7
+				h.seen.set(key(h, n), 7)
 			}
 			for _, n := range tc.changed {
 				r.names, r.keys = append(r.names, n), append(r.keys, key(h, n))
-				r.seen[key(h, n)] = 1
+				r.seen.set(key(h, n), 1)
 			}
 			for _, n := range tc.vanished {
 				r.vanished = append(r.vanished, key(h, n))
@@ -317,7 +317,7 @@ func TestWatchMergeBackgroundScan(t *testing.T) {
 				t.Errorf("delivered %+v, want %+v", got, tc.want)
 			}
 			for _, n := range tc.during {
-				if !tc.stale && h.seen[key(h, n)] != 7 {
+				if !tc.stale && seenAt(h.seen, key(h, n)) != 7 {
 					t.Errorf("%s: the scan's older look replaced what the hub restatted", n)
 				}
 			}

@@ -33,9 +33,9 @@ func TestStatAllAcrossBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	seed := maphash.MakeSeed()
-	first := statAll(context.Background(), root, seed, nil, 0)
-	if first.err != nil || len(first.seen) != n+1 || len(first.names) != n+1 || first.names[0] != ConfigFile {
-		t.Fatalf("first scan: err %v, %d seen, %d names (first %q); want %d, %d, %q", first.err, len(first.seen), len(first.names), first.names[0], n+1, n+1, ConfigFile)
+	first := statAll(context.Background(), root, seed, seenSet{}, 0)
+	if first.err != nil || first.seen.len() != n+1 || len(first.names) != n+1 || first.names[0] != ConfigFile {
+		t.Fatalf("first scan: err %v, %d seen, %d names (first %q); want %d, %d, %q", first.err, first.seen.len(), len(first.names), first.names[0], n+1, n+1, ConfigFile)
 	}
 	if !slices.IsSorted(first.names[1:]) {
 		t.Error("the records are not named in name order")
@@ -69,7 +69,80 @@ func TestStatAllAcrossBatches(t *testing.T) {
 	if err := os.WriteFile(recs, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r := statAll(context.Background(), root, seed, nil, 0); r.err != nil || len(r.seen) != 1 {
-		t.Errorf("records path a file: err %v, %d seen; want only p2ptls.toml", r.err, len(r.seen))
+	if r := statAll(context.Background(), root, seed, seenSet{}, 0); r.err != nil || r.seen.len() != 1 {
+		t.Errorf("records path a file: err %v, %d seen; want only p2ptls.toml", r.err, r.seen.len())
+	}
+}
+
+// seenAt is what s holds for k, 0 for nothing.
+func seenAt(s seenSet, k uint64) uint64 {
+	v, _ := s.get(k)
+	return v
+}
+
+// A seenSet keeps what a map would, through changes past the point where
+// it folds them into a new base, and a snapshot does not see the changes
+// made after it.
+func TestSeenSet(t *testing.T) {
+	tests := []struct {
+		name    string
+		base    int // files in the first base
+		changes int // set, then every third removed
+	}{
+		{"empty", 0, 0},
+		{"changes only", 0, 50},
+		{"few changes", 1000, 10},
+		{"folded", 1000, 3 * (seenOverMax + 1000/16)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := map[uint64]uint64{}
+			var kvs []seenKV
+			for i := range tt.base {
+				k := uint64(i)*7919 + 1
+				kvs = append(kvs, seenKV{k, uint64(i)})
+				want[k] = uint64(i)
+			}
+			s := makeSeen(kvs)
+			snap := s.snapshot()
+			for i := range tt.changes {
+				k := uint64(i)*104729 + 3 // some in the base, some new
+				if i%3 == 2 {
+					k = uint64(i%max(tt.base, 1))*7919 + 1
+					s.del(k)
+					delete(want, k)
+					continue
+				}
+				s.set(k, 1000+uint64(i))
+				want[k] = 1000 + uint64(i)
+			}
+			s.del(1 << 60) // not there: no change
+			if s.len() != len(want) {
+				t.Errorf("len %d, want %d", s.len(), len(want))
+			}
+			for k, v := range want {
+				if got, ok := s.get(k); !ok || got != v {
+					t.Fatalf("get(%d) = %d, %v; want %d", k, got, ok, v)
+				}
+			}
+			n := 0
+			s.each(func(k, v uint64) {
+				n++
+				if want[k] != v {
+					t.Errorf("each: %d = %d, want %d", k, v, want[k])
+				}
+			})
+			if n != len(want) {
+				t.Errorf("each saw %d, want %d", n, len(want))
+			}
+			if snap.len() != tt.base {
+				t.Errorf("the snapshot holds %d, want the base's %d", snap.len(), tt.base)
+			}
+			for _, e := range kvs {
+				if got, ok := snap.get(e.k); !ok || got != e.v {
+					t.Fatalf("snapshot get(%d) = %d, %v; want %d", e.k, got, ok, e.v)
+				}
+			}
+		})
 	}
 }

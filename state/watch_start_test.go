@@ -135,7 +135,7 @@ func TestStatAllSince(t *testing.T) {
 	write("mappings/new.toml")
 	write(ConfigFile)
 	seed := maphash.MakeSeed()
-	r := statAll(context.Background(), root, seed, map[uint64]uint64{}, since)
+	r := statAll(context.Background(), root, seed, seenSet{}, since)
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
@@ -143,10 +143,10 @@ func TestStatAllSince(t *testing.T) {
 	if want := []string{"mappings/edited.toml", "mappings/new.toml"}; !slices.Equal(r.names, want) {
 		t.Errorf("named %q, want %q", r.names, want)
 	}
-	if len(r.seen) != 3 {
-		t.Errorf("saw %d files, want the 3 records", len(r.seen))
+	if r.seen.len() != 3 {
+		t.Errorf("saw %d files, want the 3 records", r.seen.len())
 	}
-	if _, ok := r.seen[maphash.String(seed, ConfigFile)]; ok {
+	if _, ok := r.seen.get(maphash.String(seed, ConfigFile)); ok {
 		t.Error("the first scan took p2ptls.toml's stat, which the hub took before")
 	}
 }
@@ -175,13 +175,14 @@ func TestWatchMergeFirstScan(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &hub{seed: maphash.MakeSeed(), seen: map[uint64]uint64{}, during: map[uint64]struct{}{}, subs: map[*Feed]struct{}{}, gen: 1, scanning: true, since: 1}
+			h := &hub{seed: maphash.MakeSeed(), during: map[uint64]struct{}{}, subs: map[*Feed]struct{}{}, gen: 1, scanning: true, since: 1}
 			key := func(n string) uint64 { return maphash.String(h.seed, n) }
 			f := newFeed(true)
 			h.subs[f] = struct{}{}
-			h.seen[key(ConfigFile)] = 5
-			h.seen[key("mappings/b.toml")], h.during[key("mappings/b.toml")] = 7, struct{}{}
-			r := scanResult{seen: map[uint64]uint64{key("mappings/b.toml"): 1, key("mappings/c.toml"): 2}, gen: 1, initial: true, err: tc.err}
+			h.seen.set(key(ConfigFile), 5)
+			h.seen.set(key("mappings/b.toml"), 7)
+			h.during[key("mappings/b.toml")] = struct{}{}
+			r := scanResult{seen: makeSeen([]seenKV{{key("mappings/b.toml"), 1}, {key("mappings/c.toml"), 2}}), gen: 1, initial: true, err: tc.err}
 			for _, n := range tc.recent {
 				r.names, r.keys = append(r.names, n), append(r.keys, key(n))
 			}
@@ -196,7 +197,7 @@ func TestWatchMergeFirstScan(t *testing.T) {
 				t.Errorf("since = %d after the first scan (error %v): a scan that worked is the baseline, one that failed is not", h.since, tc.err)
 			}
 			if tc.err == nil {
-				if h.seen[key(ConfigFile)] != 5 || h.seen[key("mappings/b.toml")] != 7 || h.seen[key("mappings/c.toml")] != 2 {
+				if seenAt(h.seen, key(ConfigFile)) != 5 || seenAt(h.seen, key("mappings/b.toml")) != 7 || seenAt(h.seen, key("mappings/c.toml")) != 2 {
 					t.Errorf("seen after the first scan: %v", h.seen)
 				}
 			}

@@ -2,6 +2,7 @@ package public
 
 import (
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 
@@ -25,8 +26,14 @@ import (
 // headroom shrank to half the certificates' bytes. With entries that hold
 // no pointer (72 bytes, never scanned) a cycle costs about 14.5 ms, so the
 // headroom may shrink by that ratio again at the same CPU per handshake:
-// a third of the certificates' bytes: a headroom of 40 MiB at 100k
-// mappings (a live heap of 25 MiB and 45 MiB off it) where it was 55.
+// a third of the certificates' bytes. Then the live heap lost 2.1 MiB at
+// 100k that no cycle scanned (the SNI index's copies of the hosts): a
+// cycle costs what it did (13 ms), but the headroom, which counts live
+// bytes, shrank by as much, and cycles per handshake grew by a tenth
+// (BenchmarkHandshake: 4.75-5.0 a thousand, 4.5 before). Three eighths of
+// the certificates' bytes give the headroom back: 33.5 MiB at 100k (a live
+// heap of 16.6 MiB and 45 MiB off it), the heap goal 50 MiB where it was
+// 52.
 
 // gcPercentMax bounds the GOGC serve sets: a heap of a few mappings and
 // many certificates must not grow without limit.
@@ -36,12 +43,12 @@ const gcPercentMax = 400
 var gcUserSet = os.Getenv("GOGC") != ""
 
 // gcPercentFor is the GOGC that makes the heap goal live + live +
-// offHeap/3 for a live heap of live bytes: at least the default 100.
+// 3*offHeap/8 for a live heap of live bytes: at least the default 100.
 func gcPercentFor(live, offHeap uint64) int {
 	if live == 0 {
 		return 100
 	}
-	p := 100 + 100*(offHeap/3)/live
+	p := 100 + 100*(3*offHeap/8)/live
 	return int(min(p, gcPercentMax))
 }
 
@@ -70,4 +77,19 @@ func abs(x int) int {
 		return -x
 	}
 	return x
+}
+
+// keepMemProfile leaves heap profiling as it is: a test run that writes a
+// memory profile (go test -memprofile) sets it.
+var keepMemProfile = false
+
+// stopMemProfile turns heap profiling off. Serve has no profiling
+// endpoint, so nobody reads the samples, yet the runtime keeps a bucket per
+// sampled allocation's stack for the life of the process: about 1.7 MiB
+// at 100k mappings, mostly from the load, which serve's resident memory
+// should not carry. Start calls it before the load allocates.
+func stopMemProfile() {
+	if !keepMemProfile {
+		runtime.MemProfileRate = 0
+	}
 }

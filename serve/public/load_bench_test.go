@@ -2,6 +2,7 @@ package public
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -171,6 +172,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	// A memory profile of a benchmark needs the sampling Start turns off.
+	keepMemProfile = flag.Lookup("test.memprofile").Value.String() != ""
 	code := m.Run()
 	if fixtureRoot != "" {
 		os.RemoveAll(fixtureRoot)

@@ -90,6 +90,7 @@ func New(o Options) *Server {
 // instead would stat every record twice (0.3 s each at 100k). The
 // subscription ends with Run, or with a Start that fails.
 func (s *Server) Start(ctx context.Context) error {
+	stopMemProfile()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.subscribe(ctx)
@@ -450,7 +451,7 @@ func cmpErr(first, err error) error {
 // mappings are kept, with their parsed certificates; only entries already
 // in use are checked for changed files.
 func (s *Server) buildView(ctx context.Context, lc state.Listener, all []state.Mapping, count int, old map[string]*entry, strs *strArena) (*view, error) {
-	b := sni.NewBuilder[*entry](count)
+	b := sni.NewBuilderOn(count, (*entry).hosts)
 	entries := make([]*entry, 0, count)
 	var files []*entry
 	for i := range all {

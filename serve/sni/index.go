@@ -70,8 +70,14 @@ type Builder[T any] struct {
 }
 
 // NewBuilder starts an Index; size is a capacity hint (0 is fine).
-func NewBuilder[T any](size int) *Builder[T] {
-	return &Builder[T]{x: &Index[T]{exact: newTable[T](size), wild: newTable[T](0)}}
+func NewBuilder[T any](size int) *Builder[T] { return NewBuilderOn[T](size, nil) }
+
+// NewBuilderOn starts an Index that keeps no copy of its hosts: every host
+// Add maps to v (without its "*." for a wildcard) must lie in keyOf(v),
+// which must return the same bytes for as long as an Index holds v, and
+// the Index keeps only where it lies. A nil keyOf is NewBuilder.
+func NewBuilderOn[T any](size int, keyOf func(T) string) *Builder[T] {
+	return &Builder[T]{x: &Index[T]{exact: newTable(size, keyOf), wild: newTable(0, keyOf)}}
 }
 
 // split is host's map key and whether it is a wildcard.
@@ -132,6 +138,9 @@ func (b *Builder[T]) Add(host string, v T) error {
 	if _, dup := b.x.get(rest, wild); dup {
 		return fmt.Errorf("host %q is added twice; each host can select only one certificate on a listener", host)
 	}
+	if !b.x.exact.keyable(rest, v) {
+		return fmt.Errorf("host %q is not in its value's key; NewBuilderOn's keyOf must hold every host of a value", host)
+	}
 	b.x.set(rest, wild, v, false)
 	b.x.n++
 	return nil
@@ -154,7 +163,7 @@ func (b *Builder[T]) Build() *Index[T] {
 // compact folds the overlay into a new base.
 func (x *Index[T]) compact() {
 	fold := func(base *table[T], over map[string]slot[T]) *table[T] {
-		t := newTable[T](base.live + len(over))
+		t := newTable(base.live+len(over), base.keyOf)
 		base.each(func(k string, v T) {
 			if _, changed := over[k]; !changed {
 				t.set(k, v)

@@ -3,23 +3,35 @@ package sni
 import (
 	"hash/maphash"
 	"math/bits"
+	"strings"
 	"unsafe"
 )
 
-// table is an Index's base: keys to values by open addressing, the keys'
-// bytes back to back in one slice. A map[string]T is about 40 bytes per
-// host that the garbage collector walks on every cycle, a key pointer and
-// a value per slot; a table's keys, ends and slots hold no pointers, so the
-// collector walks only vals (at 100k hosts, 0.8 of about 4.5 MiB). The
-// zero table is empty and ready.
+// table is an Index's base: keys to values by open addressing. A
+// map[string]T is about 40 bytes per host that the garbage collector walks
+// on every cycle, a key pointer and a value per slot; a table's keys, refs
+// and slots hold no pointers, so the collector walks only vals (at 100k
+// hosts, 0.8 of about 4.5 MiB).
+//
+// A table either copies its keys, back to back in keys, or, when it has a
+// keyOf, keeps only where each key lies in keyOf of its value: at 100k
+// hosts the copies were 2.3 MiB of live heap, a second copy of the hosts
+// serve keeps with its entries anyway. The zero table copies, is empty
+// and ready.
 type table[T any] struct {
-	keys  []byte   // every key set, back to back
-	ends  []uint32 // where each key ends in keys (see key)
+	keys  []byte   // every key set, back to back (no keyOf)
+	ends  []uint32 // where each key ends in keys (no keyOf; see key)
+	refs  []keyRef // where each key lies in keyOf(vals[i]) (keyOf)
+	keyOf func(T) string
 	vals  []T
 	slots []uint32 // 0 empty, tomb removed, else 1+i; a power of two long
 	used  int      // slots not empty, removed ones included
 	live  int      // keys mapped
 }
+
+// keyRef is a key's place in its value's keyOf: 8 bytes where a copy of
+// the key and its end were 4 more than the key's length.
+type keyRef struct{ off, n uint32 }
 
 // tomb marks a removed key's slot: lookups probe past it.
 const tomb = ^uint32(0)
@@ -28,12 +40,17 @@ const tomb = ^uint32(0)
 // cannot choose server names that collide.
 var tableSeed = maphash.MakeSeed()
 
-// newTable is a table with room for n keys before it grows.
-func newTable[T any](n int) *table[T] {
-	t := &table[T]{}
+// newTable is a table with room for n keys before it grows, that keeps
+// its keys in keyOf of their values unless keyOf is nil (see table).
+func newTable[T any](n int, keyOf func(T) string) *table[T] {
+	t := &table[T]{keyOf: keyOf}
 	if n > 0 {
 		t.slots = make([]uint32, slotsFor(n))
-		t.ends = make([]uint32, 0, n)
+		if keyOf != nil {
+			t.refs = make([]keyRef, 0, n)
+		} else {
+			t.ends = make([]uint32, 0, n)
+		}
 		t.vals = make([]T, 0, n)
 	}
 	return t
@@ -45,9 +62,14 @@ func slotsFor(n int) int {
 	return 1 << bits.Len(uint(max(8, n+n/3)))
 }
 
-// key is key i, a view of keys: their bytes are never written again once
-// set (an append that moves them leaves the old array as it was).
+// key is key i: a view of keys, whose bytes are never written again once
+// set (an append that moves them leaves the old array as it was), or of
+// keyOf(vals[i]). A removed key (vals[i] zero) has none; no slot names it.
 func (t *table[T]) key(i uint32) string {
+	if t.keyOf != nil {
+		r := t.refs[i]
+		return t.keyOf(t.vals[i])[r.off:][:r.n]
+	}
 	start := uint32(0)
 	if i > 0 {
 		start = t.ends[i-1]
@@ -83,18 +105,38 @@ func (t *table[T]) get(key string) (v T, ok bool) {
 	return t.vals[t.slots[i]-1], true
 }
 
-// set maps key to v. Only a table no Index serves yet may be set.
+// keyable reports whether set may map key to v: with a keyOf, key must
+// lie in keyOf(v).
+func (t *table[T]) keyable(key string, v T) bool {
+	return t.keyOf == nil || strings.Contains(t.keyOf(v), key)
+}
+
+// refIn is where key lies in keyOf(v); keyable(key, v) holds.
+func (t *table[T]) refIn(key string, v T) keyRef {
+	return keyRef{off: uint32(strings.Index(t.keyOf(v), key)), n: uint32(len(key))}
+}
+
+// set maps key to v; keyable(key, v) holds. Only a table no Index serves
+// yet may be set.
 func (t *table[T]) set(key string, v T) {
 	if 4*(t.used+1) > 3*len(t.slots) {
 		t.rehash(slotsFor(t.live + 1))
 	}
 	i, ok := t.find(key)
 	if ok {
-		t.vals[t.slots[i]-1] = v
+		k := t.slots[i] - 1
+		if t.keyOf != nil {
+			t.refs[k] = t.refIn(key, v) // the key now lies in v
+		}
+		t.vals[k] = v
 		return
 	}
-	t.keys = append(t.keys, key...)
-	t.ends = append(t.ends, uint32(len(t.keys)))
+	if t.keyOf != nil {
+		t.refs = append(t.refs, t.refIn(key, v))
+	} else {
+		t.keys = append(t.keys, key...)
+		t.ends = append(t.ends, uint32(len(t.keys)))
+	}
 	t.vals = append(t.vals, v)
 	t.slots[i] = uint32(len(t.vals))
 	t.used++
@@ -146,6 +188,9 @@ func (t *table[T]) trim() {
 	}
 	if cap(t.ends) > len(t.ends)+len(t.ends)/8 {
 		t.ends = append([]uint32(nil), t.ends...)
+	}
+	if cap(t.refs) > len(t.refs)+len(t.refs)/8 {
+		t.refs = append([]keyRef(nil), t.refs...)
 	}
 	if cap(t.vals) > len(t.vals)+len(t.vals)/8 {
 		t.vals = append([]T(nil), t.vals...)

@@ -4,77 +4,168 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/metrics"
+	"strings"
 	"testing"
+	"unsafe"
 )
 
+// tkv is a test table's value: its key behind a prefix, so that a table
+// with a keyOf finds its keys inside its values, not at their start.
+type tkv struct {
+	s string
+	n int
+}
+
+func tval(k string, n int) tkv { return tkv{fmt.Sprintf("v%d|%s", n, k), n} }
+
 // A table maps, overwrites, removes and maps again through growth and
-// through the removed keys' marks, and each sees what is mapped, once.
+// through the removed keys' marks, and each sees what is mapped, once:
+// with its keys copied and with them kept in its values.
 func TestTable(t *testing.T) {
 	tests := []struct {
-		name string
-		n    int // keys set
-		del  int // of them removed, every other one up to del
-		hint int
+		name     string
+		n        int // keys set
+		del      int // of them removed, every other one up to del
+		hint     int
+		emptyKey bool
 	}{
-		{"empty", 0, 0, 0},
-		{"one", 1, 0, 0},
-		{"grows from zero", 1000, 0, 0},
-		{"sized", 1000, 0, 1000},
-		{"removals", 1000, 800, 10},
-		{"all removed", 64, 64, 0},
-		{"empty key", 0, 0, 0},
+		{"empty", 0, 0, 0, false},
+		{"one", 1, 0, 0, false},
+		{"grows from zero", 1000, 0, 0, false},
+		{"sized", 1000, 0, 1000, false},
+		{"removals", 1000, 800, 10, false},
+		{"all removed", 64, 64, 0, false},
+		{"empty key", 0, 0, 0, true},
 	}
+	keyOfs := []struct {
+		name  string
+		keyOf func(tkv) string
+	}{{"copied", nil}, {"in values", func(v tkv) string { return v.s }}}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tb := newTable[int](tt.hint)
-			want := map[string]int{}
-			for i := range tt.n {
-				k := fmt.Sprintf("h%d.example.com", i)
-				tb.set(k, -1)
-				tb.set(k, i) // overwrite
-				want[k] = i
-			}
-			if tt.name == "empty key" {
-				tb.set("", 7)
-				want[""] = 7
-			}
-			for i := 0; i < tt.del; i += 2 {
-				k := fmt.Sprintf("h%d.example.com", i)
-				tb.del(k)
-				tb.del(k) // twice is no error
-				delete(want, k)
-			}
-			// Mapped again after removal, and new keys past the marks.
-			for i := 0; i < tt.del; i += 4 {
-				k := fmt.Sprintf("h%d.example.com", i)
-				tb.set(k, 10*i)
-				want[k] = 10 * i
-			}
-			tb.trim()
-			if tb.live != len(want) {
-				t.Errorf("live = %d, want %d", tb.live, len(want))
-			}
-			for k, v := range want {
-				if got, ok := tb.get(k); !ok || got != v {
-					t.Errorf("get(%q) = %d, %v; want %d", k, got, ok, v)
+		for _, k := range keyOfs {
+			t.Run(tt.name+"/"+k.name, func(t *testing.T) {
+				tb := newTable(tt.hint, k.keyOf)
+				want := map[string]int{}
+				for i := range tt.n {
+					k := fmt.Sprintf("h%d.example.com", i)
+					tb.set(k, tval(k, -1))
+					tb.set(k, tval(k, i)) // overwrite
+					want[k] = i
 				}
-			}
-			for _, k := range []string{"h0.example.co", "x.example.com", fmt.Sprintf("h%d.example.com", tt.n)} {
-				if _, ok := tb.get(k); ok {
-					t.Errorf("get(%q) found a key never set", k)
+				if tt.emptyKey {
+					tb.set("", tval("", 7))
+					want[""] = 7
 				}
-			}
-			seen := map[string]int{}
-			tb.each(func(k string, v int) {
-				if _, dup := seen[k]; dup {
-					t.Errorf("each: %q twice", k)
+				for i := 0; i < tt.del; i += 2 {
+					k := fmt.Sprintf("h%d.example.com", i)
+					tb.del(k)
+					tb.del(k) // twice is no error
+					delete(want, k)
 				}
-				seen[k] = v
+				// Mapped again after removal, and new keys past the marks.
+				for i := 0; i < tt.del; i += 4 {
+					k := fmt.Sprintf("h%d.example.com", i)
+					tb.set(k, tval(k, 10*i))
+					want[k] = 10 * i
+				}
+				tb.trim()
+				if tb.live != len(want) {
+					t.Errorf("live = %d, want %d", tb.live, len(want))
+				}
+				for k, v := range want {
+					if got, ok := tb.get(k); !ok || got.n != v {
+						t.Errorf("get(%q) = %d, %v; want %d", k, got.n, ok, v)
+					}
+				}
+				for _, k := range []string{"h0.example.co", "x.example.com", fmt.Sprintf("h%d.example.com", tt.n)} {
+					if _, ok := tb.get(k); ok {
+						t.Errorf("get(%q) found a key never set", k)
+					}
+				}
+				seen := map[string]int{}
+				tb.each(func(k string, v tkv) {
+					if _, dup := seen[k]; dup {
+						t.Errorf("each: %q twice", k)
+					}
+					seen[k] = v.n
+				})
+				if fmt.Sprint(seen) != fmt.Sprint(want) {
+					t.Errorf("each saw %d keys, want %d", len(seen), len(want))
+				}
+				if k.keyOf != nil && len(tb.keys) != 0 {
+					t.Errorf("a table with keyOf copied %d bytes of keys", len(tb.keys))
+				}
 			})
-			if fmt.Sprint(seen) != fmt.Sprint(want) {
-				t.Errorf("each saw %d keys, want %d", len(seen), len(want))
+		}
+	}
+}
+
+// An Index built with NewBuilderOn holds no copy of its hosts: every key
+// it compares is a view of its value's keyOf, through edits and
+// compaction; a host that is not in keyOf is refused.
+func TestIndexOnKeepsNoCopyOfHosts(t *testing.T) {
+	old := compactMin
+	compactMin = 2
+	defer func() { compactMin = old }()
+	keyOf := func(v *tkv) string { return v.s }
+	inValue := func(x *Index[*tkv]) {
+		t.Helper()
+		for _, tb := range []*table[*tkv]{x.exact, x.wild} {
+			if len(tb.keys) != 0 {
+				t.Errorf("the base copied %d bytes of hosts", len(tb.keys))
 			}
-		})
+			tb.each(func(k string, v *tkv) {
+				p, s := uintptr(unsafe.Pointer(unsafe.StringData(k))), uintptr(unsafe.Pointer(unsafe.StringData(v.s)))
+				if len(k) > 0 && (p < s || p+uintptr(len(k)) > s+uintptr(len(v.s))) {
+					t.Errorf("key %q is not a view of its value %q", k, v.s)
+				}
+			})
+		}
+	}
+	b := NewBuilderOn(0, keyOf)
+	vals := map[string]*tkv{}
+	for i := range 40 {
+		h := fmt.Sprintf("h%d.example.com", i)
+		if i%4 == 3 {
+			h = fmt.Sprintf("*.w%d.example.net", i)
+		}
+		v := &tkv{s: fmt.Sprintf("m%d|up|%s\x00", i, h), n: i}
+		vals[h] = v
+		if err := b.Add(h, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Add("stranger.example.com", &tkv{s: "m99|other.example.com"}); err == nil {
+		t.Error("Add of a host its value's keyOf does not hold: no error")
+	}
+	x := b.Build()
+	inValue(x)
+	// Edits past compactAt fold the overlay into new bases.
+	for i := range 20 {
+		b := x.Edit()
+		h := fmt.Sprintf("h%d.example.com", 4*i)
+		if err := b.Remove(h); err != nil {
+			t.Fatal(err)
+		}
+		v := &tkv{s: "moved|" + h, n: 100 + i}
+		vals[h] = v
+		if err := b.Add(h, v); err != nil {
+			t.Fatal(err)
+		}
+		x = b.Build()
+	}
+	if x.over != nil && x.over.size() > compactAt(x.n) {
+		t.Fatalf("not compacted: overlay of %d", x.over.size())
+	}
+	inValue(x)
+	for h, v := range vals {
+		name := h
+		if rest, ok := strings.CutPrefix(h, "*."); ok {
+			name = "a." + rest
+		}
+		if got, ok := x.Lookup(name); !ok || got != v {
+			t.Errorf("Lookup(%q) = %v, %v; want %v", name, got, ok, v)
+		}
 	}
 }
 

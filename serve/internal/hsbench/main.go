@@ -45,6 +45,7 @@ type options struct {
 	roundTime time.Duration
 	clients   int
 	peers     []peer
+	serveEnv  []string // -serve-env: more of serve's environment, for -start-only
 }
 
 func main() {
@@ -63,6 +64,7 @@ func main() {
 	starts := flag.Int("starts", 3, "with -start-only, starts per mapping count")
 	stateDir := flag.String("state-dir", "", "with -start-only, keep the generated states in `DIR` and reuse them in later runs")
 	bin := flag.String("bin", "", "with -start-only, start this p2ptls `BINARY` instead of building one: two builds compared on the same machine and load")
+	serveEnv := flag.String("serve-env", "", "with -start-only, more `VARS` for serve's environment, comma-separated NAME=VALUE (GOGC=100,GOMEMLIMIT=60MiB): a pacing tried without a build")
 	flag.Parse()
 
 	if *baseline != "" {
@@ -74,6 +76,16 @@ func main() {
 		return
 	}
 	o := options{rounds: *rounds, roundTime: *roundTime, clients: *clients}
+	for _, kv := range strings.Split(*serveEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		if name, _, ok := strings.Cut(kv, "="); !ok || name == "" {
+			fmt.Fprintf(os.Stderr, "hsbench: -serve-env: %q is not NAME=VALUE\n", kv)
+			os.Exit(2)
+		}
+		o.serveEnv = append(o.serveEnv, kv)
+	}
 	for _, s := range strings.Split(*counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 || n > 999999 {

@@ -229,7 +229,7 @@ func startOnce(ctx context.Context, o options, tmp, bin, dir, addr string, n, i 
 	if err != nil {
 		return r, err
 	}
-	env := []string{"CONFIG_DIR=" + dir, "MANAGEMENT_LISTEN=" + mgmt, "GOMAXPROCS=1"}
+	env := append([]string{"CONFIG_DIR=" + dir, "MANAGEMENT_LISTEN=" + mgmt, "GOMAXPROCS=1"}, o.serveEnv...)
 	start := time.Now()
 	p, err := startProc(bin, []string{"serve"}, env, filepath.Join(tmp, fmt.Sprintf("serve-%d-%d.log", n, i)))
 	if err != nil {
