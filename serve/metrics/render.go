@@ -3,6 +3,7 @@ package metrics
 import (
 	"bufio"
 	"compress/gzip"
+	"context"
 	"io"
 	"net/http"
 	"strconv"
@@ -62,6 +63,7 @@ func (m *Metrics) Handler() http.Handler {
 			http.Error(w, "too many scrapes at once; try again", http.StatusServiceUnavailable)
 			return
 		}
+		m.awaitSnapshot(r.Context())
 		fams, err := m.reg.Gather()
 		if err != nil && m.o.Log != nil {
 			// Gather returns what it could; a collector's error is logged.
@@ -91,6 +93,17 @@ func (m *Metrics) Handler() http.Handler {
 		m.writeMappings(bw)
 		bw.Flush()
 	})
+}
+
+// awaitSnapshot asks Run for the mappings' snapshot and, on the first
+// scrape, waits until it is built (or the scraper gives up: the scrape
+// then has every series but the mappings').
+func (m *Metrics) awaitSnapshot(ctx context.Context) {
+	m.wantedOnce.Do(func() { close(m.wanted) })
+	select {
+	case <-m.ready:
+	case <-ctx.Done():
+	}
 }
 
 // acceptsGzip reports whether an Accept-Encoding value admits gzip.

@@ -40,7 +40,7 @@ func benchMetrics(n int) *Metrics {
 		}
 	}
 	b.snap.caNotAfter = now.Unix()
-	m.snap.Store(b.snap)
+	m.publish(b.snap)
 	return m
 }
 

@@ -89,12 +89,17 @@ const (
 	minRefreshGap    = time.Second
 )
 
-// Run keeps the snapshot current until ctx ends: one refresh at once, one
-// after each reload serve makes (spaced, see refreshGapFactor), and one
-// every refreshEvery.
+// Run keeps the snapshot current until ctx ends, from the first scrape
+// on: one refresh then, one after each reload serve makes (spaced, see
+// refreshGapFactor), and one every refreshEvery.
 func (m *Metrics) Run(ctx context.Context) {
 	// The reloads are counted before each refresh: one made during it
 	// makes the next.
+	select {
+	case <-ctx.Done():
+		return
+	case <-m.wanted:
+	}
 	r := m.o.Public.Reloads()
 	seen := r.OK + r.Failed
 	m.Refresh(ctx)
@@ -137,7 +142,14 @@ func (m *Metrics) Refresh(ctx context.Context) {
 	})
 	snap := b.snap
 	snap.caNotAfter = m.caNotAfter(ctx)
+	m.publish(snap)
+}
+
+// publish makes snap the one scrapes read; the first one also ends the
+// first scrape's wait.
+func (m *Metrics) publish(snap *snapshot) {
 	m.snap.Store(snap)
+	m.readyOnce.Do(func() { close(m.ready) })
 }
 
 // caNotAfter is the end of validity (Unix seconds) of the CA agents are
