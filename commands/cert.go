@@ -241,12 +241,6 @@ func sleepRandom(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// isTerminal reports whether f is a terminal (an interactive run).
-func isTerminal(f *os.File) bool {
-	info, err := f.Stat()
-	return err == nil && info.Mode()&os.ModeCharDevice != 0
-}
-
 func certShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	id, err := oneArg(c, "ID")
 	if err != nil {

@@ -131,8 +131,9 @@ func TestMappingExportImportRoundTrip(t *testing.T) {
 		t.Errorf("after the pipe:\n got %+v\nwant %+v", got, want)
 	}
 
-	// Keys are never written to a terminal (a character device, here
-	// /dev/null); without keys, or with no manual mapping, they may be.
+	// Keys are never written to a terminal (a pseudo-terminal here; not
+	// /dev/null, which cron gives and is no terminal); without keys, or
+	// with no manual mapping, they may be.
 	before := snapshot(t, srcDir)
 	for _, tc := range []struct {
 		args []string
@@ -142,7 +143,7 @@ func TestMappingExportImportRoundTrip(t *testing.T) {
 		{[]string{"mapping", "export", "--no-keys"}, 0},
 		{[]string{"mapping", "export", "--listener", "api"}, 0},
 	} {
-		if r := runTo(t, src, "/dev/null", tc.args...); r.code != tc.code {
+		if r := runTo(t, src, openTerminal(t), tc.args...); r.code != tc.code {
 			t.Errorf("%v to a terminal: exit %d, want %d: %s", tc.args, r.code, tc.code, r.stderr)
 		}
 	}
@@ -152,18 +153,13 @@ func TestMappingExportImportRoundTrip(t *testing.T) {
 	}
 }
 
-// runTo runs the binary with stdout to the file path.
-func runTo(t *testing.T, env []string, path string, args ...string) result {
+// runTo runs the binary with stdout to f.
+func runTo(t *testing.T, env []string, f *os.File, args ...string) result {
 	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	cmd := command(env, args...)
 	var errb strings.Builder
 	cmd.Stdout, cmd.Stderr = f, &errb
-	err = cmd.Run()
+	err := cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -242,14 +238,9 @@ func TestMappingImportRefusals(t *testing.T) {
 		})
 	}
 
-	// Standard input that is a terminal (a character device) is refused.
-	f, err := os.Open("/dev/null")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	// Standard input that is a terminal is refused.
 	cmd := command(env, "mapping", "import", "-")
-	cmd.Stdin = f
+	cmd.Stdin = openTerminal(t)
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "standard input, which is a terminal") {
 		t.Errorf("import - from a terminal: %v: %s", err, out)
 	}

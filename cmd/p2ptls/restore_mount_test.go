@@ -58,12 +58,11 @@ func mountPoint(t *testing.T, kind string) string {
 // mountArchives are two backups of one state, b with one more mapping,
 // and the snapshot each restores to.
 type mountArchives struct {
-	a, b       string
-	want       map[string]map[string]string
-	listener   string // the address of their listener
-	took       time.Duration
-	laterCert  string // b's extra mapping's certificate, in the source
-	sourceEnvs []string
+	a, b      string
+	want      map[string]map[string]string
+	listener  string // the address of their listener
+	took      time.Duration
+	laterCert string // b's extra mapping's certificate, in the source
 }
 
 func newMountArchives(t *testing.T, extra int) mountArchives {

@@ -383,8 +383,7 @@ func TestSignalEndsRenewalSleep(t *testing.T) {
 	before := snapshot(t, dir)
 	cmd := command([]string{"CONFIG_DIR=" + dir}, "cert", "renew")
 	stderr := &announcer{want: "sleeping before renewal", seen: make(chan struct{})}
-	// A pipe, not /dev/null (a character device, taken for a terminal):
-	// the sleep is on, as from cron.
+	// Not a terminal: the sleep is on, as from cron.
 	cmd.Stdin, cmd.Stderr = strings.NewReader(""), stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
