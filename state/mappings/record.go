@@ -85,6 +85,14 @@ var recordFields = strictjson.FieldsOf(&Record{})
 // a request body: a single JSON object, each key a field of Record spelled
 // exactly and given once, values of the field's type, nothing after it.
 func decodeRecord(line []byte) (Record, error) {
+	if r, ok := decodeRecordFast(line); ok {
+		return r, nil
+	}
+	return decodeRecordStrict(line)
+}
+
+// decodeRecordStrict is decodeRecord without its fast path.
+func decodeRecordStrict(line []byte) (Record, error) {
 	var r Record
 	if problem := strictjson.CheckKeys(line, recordFields); problem != "" {
 		return r, fault.Invalidf(hintRecord, "invalid JSON: %s", problem)
