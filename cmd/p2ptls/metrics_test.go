@@ -200,7 +200,7 @@ func TestMetricsScrape(t *testing.T) {
 		want{name: "p2ptls_fallback_handshakes_total", labels: web1, value: 2},
 		want{name: "p2ptls_reloads_total", labels: map[string]string{"result": "failure"}, value: 1},
 		want{name: "p2ptls_reloads_total", labels: map[string]string{"result": "success"}, value: 1, atLeast: true},
-		want{name: "p2ptls_build_info", labels: map[string]string{"version": "dev"}, value: 1},
+		want{name: "p2ptls_build_info", labels: map[string]string{"version": buildVersion(t, p.env)}, value: 1},
 	)
 	for _, w := range wants {
 		got, ok := metricValue(fams, w.name, w.labels)
@@ -274,4 +274,18 @@ func TestMetricsListenRefused(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "METRICS_LISTEN") {
 		t.Errorf("METRICS_LISTEN taken: exit %d %s, want exit 1 naming METRICS_LISTEN", r.code, r.stderr)
 	}
+}
+
+// buildVersion is what "p2ptls version" says: "dev", or the version the
+// toolchain stamped from the checkout (a clean clone gets a pseudo-version).
+func buildVersion(t *testing.T, env []string) string {
+	t.Helper()
+	r := p2ptls(t, env, "version", "--output", "json")
+	var v struct {
+		Version string `json:"version"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.Version == "" {
+		t.Fatalf("p2ptls version: %v: %q", err, r.stdout)
+	}
+	return v.Version
 }
