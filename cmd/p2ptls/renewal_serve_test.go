@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/x509"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -153,5 +154,35 @@ func TestServeRenewsDueCertificateAtStart(t *testing.T) {
 	eventually(t, 30*time.Second, func() error {
 		_, err := servedSerial(a.web, "hooked.example.test")
 		return err
+	})
+}
+
+// A renewal serve attempts and fails is counted in
+// p2ptls_cert_renewal_failures_total for its mapping, and the mapping's
+// p2ptls_cert_last_renewal_success drops to 0: the renewal loop reports
+// each attempt to the metrics.
+func TestServeCountsFailedRenewalsInMetrics(t *testing.T) {
+	t.Parallel()
+	a := newACMEState(t)
+	const host = "fails.example.test"
+	a.must(t, "mapping", "add", "--listener", "web", "--host", host, "--acme", "--challenge", "http-01", "--id", "fails")
+	putDueCertificate(t, a.dir, "fails", false, host)
+	a.env.StopPebble() // the CA is away: serve's renewal at start fails
+	plain := freeAddr(t)
+	a.serve = startServe(t, append(a.env2(), "METRICS_LISTEN="+plain))
+	c := &http.Client{Timeout: 10 * time.Second}
+	labels := map[string]string{"listener": "web", "mapping": "fails", "source": "acme"}
+	eventually(t, 90*time.Second, func() error {
+		code, fams, body := scrapeMetrics(t, c, "http://"+plain+"/metrics", "")
+		if code != http.StatusOK {
+			return fmt.Errorf("scrape: %d %s", code, body)
+		}
+		if n, ok := metricValue(fams, "p2ptls_cert_renewal_failures_total", labels); !ok || n < 1 {
+			return fmt.Errorf("renewal failures %v (present %v), want at least 1\n%s", n, ok, a.serve.output())
+		}
+		if v, ok := metricValue(fams, "p2ptls_cert_last_renewal_success", labels); !ok || v != 0 {
+			return fmt.Errorf("last renewal success %v (present %v), want 0", v, ok)
+		}
+		return nil
 	})
 }
