@@ -351,12 +351,22 @@ func moveEntries(root, old, staged string, j *swapJournal) error {
 }
 
 // writeSwapJournal writes j to root's journal, atomically and durably.
+// It is written in the staging directory first and renamed into root, so
+// that a kill mid-write leaves its temporary file in the staging (which
+// goes with it), never a stray file in the state.
 func writeSwapJournal(root string, j *swapJournal) error {
 	b, err := json.Marshal(j)
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(root, SwapJournalFile), append(b, '\n'), SecretMode)
+	staged := filepath.Join(root, j.Staged)
+	if err := WriteFileAtomic(filepath.Join(staged, SwapJournalFile), append(b, '\n'), SecretMode); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(staged, SwapJournalFile), filepath.Join(root, SwapJournalFile)); err != nil {
+		return err
+	}
+	return errors.Join(syncDir(root), syncDir(staged))
 }
 
 // renameIfThere renames from to to; a from that is gone was renamed by an

@@ -13,52 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// mountPoint makes a fresh mount point for a test: a tmpfs, or a bind mount
-// of a directory of the test's own file system (the same device as its
-// parent: only the mount id tells it). It needs root; without root the
-// test skips, except with CI=true (CI runs as root), where it fails.
-func mountPoint(t *testing.T, kind string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but not root: the mount-point restore tests mount a tmpfs and a bind mount")
-		}
-		t.Skip("not root: the mount-point restore tests mount a tmpfs and a bind mount")
-	}
-	base := t.TempDir()
-	mnt := filepath.Join(base, "mnt")
-	if err := os.Mkdir(mnt, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	var args []string
-	switch kind {
-	case "tmpfs":
-		args = []string{"-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", mnt}
-	case "bind":
-		src := filepath.Join(base, "src")
-		if err := os.Mkdir(src, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		args = []string{"--bind", src, mnt}
-	default:
-		t.Fatalf("mount kind %q", kind)
-	}
-	if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mount %v: %v\n%s", args, err, out)
-		}
-		t.Skipf("cannot mount here (%v): %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v\n%s", mnt, err, out)
-			_ = exec.Command("umount", "-l", mnt).Run()
-		}
-	})
-	return mnt
-}
+	"github.com/p2pstream/p2ptls/state/testkit/mounttest"
+)
 
 // copyFill stages the state at src as a restore of its backup would: all
 // but the lock, the revision and run/.
@@ -127,7 +84,7 @@ type mountFixture struct {
 
 func newMountFixture(t *testing.T, kind string) mountFixture {
 	t.Helper()
-	f := mountFixture{mnt: mountPoint(t, kind), src: filepath.Join(t.TempDir(), "new")}
+	f := mountFixture{mnt: mounttest.MountPoint(t, kind), src: filepath.Join(t.TempDir(), "new")}
 	journalOld(t, f.mnt)
 	// serve's runtime status, which a restore leaves where it is.
 	f.runStatus, f.runContents = filepath.Join(f.mnt, RunDir, "serve.json"), `{"pid":1}`
@@ -175,7 +132,7 @@ func TestIsMountPoint(t *testing.T) {
 	}
 	for _, kind := range []string{"tmpfs", "bind"} {
 		t.Run(kind, func(t *testing.T) {
-			if m, err := IsMountPoint(mountPoint(t, kind)); err != nil || !m {
+			if m, err := IsMountPoint(mounttest.MountPoint(t, kind)); err != nil || !m {
 				t.Errorf("mount point %v, %v", m, err)
 			}
 		})
@@ -482,7 +439,7 @@ func TestRemoveStagingKeepsMarkerToTheEnd(t *testing.T) {
 				}
 			}
 			st.release() // its restore died
-			busy := mountPoint(t, "tmpfs")
+			busy := mounttest.MountPoint(t, "tmpfs")
 			// Bind the tmpfs over b: removing b fails with EBUSY.
 			if out, err := exec.Command("mount", "--bind", busy, filepath.Join(st.dir, "b", "sub")).CombinedOutput(); err != nil {
 				t.Fatalf("mount: %v %s", err, out)

@@ -6,54 +6,14 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/testkit/mounttest"
 )
-
-// mountPoint makes a fresh mount point: a tmpfs, or a bind mount of a
-// directory of the test's own file system (same device as its parent). It
-// needs root; without root the test skips, except with CI=true (CI runs
-// as root), where it fails.
-func mountPoint(t *testing.T, kind string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but not root: the mount-point restore tests mount a tmpfs and a bind mount")
-		}
-		t.Skip("not root: the mount-point restore tests mount a tmpfs and a bind mount")
-	}
-	base := t.TempDir()
-	mnt := filepath.Join(base, "mnt")
-	if err := os.Mkdir(mnt, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", mnt}
-	if kind == "bind" {
-		src := filepath.Join(base, "src")
-		if err := os.Mkdir(src, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		args = []string{"--bind", src, mnt}
-	}
-	if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mount %v: %v\n%s", args, err, out)
-		}
-		t.Skipf("cannot mount here (%v): %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v\n%s", mnt, err, out)
-			_ = exec.Command("umount", "-l", mnt).Run()
-		}
-	})
-	return mnt
-}
 
 // mountArchives are two backups of one state, b with one more mapping,
 // and the snapshot each restores to.
@@ -119,7 +79,7 @@ func TestRestoreIntoMountPoint(t *testing.T) {
 	m := newMountArchives(t, 0)
 	for _, kind := range []string{"tmpfs", "bind"} {
 		t.Run(kind, func(t *testing.T) {
-			mnt := mountPoint(t, kind)
+			mnt := mounttest.MountPoint(t, kind)
 			env := []string{"CONFIG_DIR=" + mnt, "MANAGEMENT_LISTEN=" + freeAddr(t)}
 			if r := p2ptls(t, env, "restore", m.a); r.code != 0 {
 				t.Fatalf("restore into the empty mount point: exit %d %s", r.code, r.stderr)
@@ -180,7 +140,7 @@ func TestKilledRestoreIntoMountPoint(t *testing.T) {
 	archives := map[string]string{"a": m.a, "b": m.b}
 	for _, kind := range []string{"tmpfs", "bind"} {
 		t.Run(kind, func(t *testing.T) {
-			mnt := mountPoint(t, kind)
+			mnt := mounttest.MountPoint(t, kind)
 			env := []string{"CONFIG_DIR=" + mnt}
 			if r := p2ptls(t, env, "restore", m.a); r.code != 0 {
 				t.Fatal(r.stderr)
