@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	legoacme "github.com/go-acme/lego/v4/acme"
@@ -148,4 +149,25 @@ func ProfileSource(s state.Store) mappings.ProfileSource {
 		}
 		return mappings.ProfileOffer{Directory: dir, Names: meta.ProfileNames()}
 	}
+}
+
+// profileRefused makes an order the CA refused over the mapping's profile
+// (a profile it dropped after the mapping was added) say so, with the fix,
+// in the one line recorded as last_error; other errors are returned as
+// they are. acct's directory is read again to list what it offers now.
+func profileRefused(ctx context.Context, acct *Account, m state.Mapping, err error) error {
+	// The problem type (":invalidProfile") is in lego's error text; an
+	// older server may only say "profile" in the detail.
+	if m.Profile == "" || !strings.Contains(strings.ToLower(err.Error()), "profile") {
+		return err
+	}
+	offers := ""
+	if meta, derr := FetchDirectory(ctx, acct); derr == nil {
+		offers = " (it offers " + strings.Join(meta.ProfileNames(), ", ") + ")"
+		if len(meta.Profiles) == 0 {
+			offers = " (it offers none)"
+		}
+	}
+	return fault.Failf("", "the ACME server refused the profile %q of mapping %s%s: remove the mapping and add it again with another --profile or none ('p2ptls mapping remove %s', then 'p2ptls mapping add … --profile NAME'): %s",
+		m.Profile, m.ID, offers, m.ID, text.OneLine(err.Error()))
 }
