@@ -79,6 +79,11 @@ func TestAPIReadEndpoints(t *testing.T) {
 	if a.status != 200 || strings.TrimSpace(a.body) != "[]" {
 		t.Errorf("accounts: %d %s", a.status, a.body)
 	}
+	// No account: the profiles are unknown, and the answer says why.
+	a = ta.get("/api/v1/acme/profiles")
+	if a.status != 200 || !strings.Contains(a.body, `"profiles": null`) || !strings.Contains(a.body, `"error": "there is no ACME account yet"`) {
+		t.Errorf("profiles: %d %s", a.status, a.body)
+	}
 
 	for _, q := range []string{"", "?strict=true"} {
 		a = ta.get("/api/v1/doctor" + q)

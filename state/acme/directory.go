@@ -147,7 +147,7 @@ func ProfileSource(s state.Store) mappings.ProfileSource {
 		if err != nil {
 			return mappings.ProfileOffer{Directory: dir, Unchecked: text.OneLine(err.Error())}
 		}
-		return mappings.ProfileOffer{Directory: dir, Names: meta.ProfileNames()}
+		return mappings.ProfileOffer{Directory: dir, Names: meta.ProfileNames(), Descriptions: meta.Profiles}
 	}
 }
 

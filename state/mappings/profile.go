@@ -21,6 +21,8 @@ type ProfileOffer struct {
 	// Names are the profiles it advertises, sorted; empty when it offers
 	// none.
 	Names []string
+	// Descriptions are the server's words for each name.
+	Descriptions map[string]string
 	// Unchecked, when not empty, says why the offer could not be read (no
 	// account yet, the server unreachable): profiles are then stored
 	// unchecked, with a warning.
