@@ -68,30 +68,7 @@ func checkCAA(ctx context.Context, e *env) Check {
 	if err != nil {
 		return warn(IDCAA, "give --dns-resolvers HOST:PORT", "not checked: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, caaTimeCap)
-	defer cancel()
-	l := &caaLookup{resolvers: resolvers, cache: map[string]*caaAnswer{}}
-	results := make([]caaResult, len(targets))
-	var next int
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for range min(caaWorkers, len(targets)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				mu.Lock()
-				i := next
-				next++
-				mu.Unlock()
-				if i >= len(targets) {
-					return
-				}
-				results[i] = l.relevant(ctx, targets[i].name)
-			}
-		}()
-	}
-	wg.Wait()
+	results := lookupAll(ctx, resolvers, targets)
 
 	var f findings
 	checked, restricted := 0, 0
@@ -120,6 +97,36 @@ func checkCAA(ctx context.Context, e *env) Check {
 	}
 	return f.check(IDCAA, fmt.Sprintf("%s checked against %s for %s: %d with CAA records that allow it, %d without any",
 		plural(len(targets), "name"), strings.Join(resolvers, ","), strings.Join(meta.CAAIdentities, ", "), restricted, len(targets)-restricted))
+}
+
+// lookupAll finds the relevant CAA set of every target, caaWorkers at a
+// time, for at most caaTimeCap; a result not done was not reached.
+func lookupAll(ctx context.Context, resolvers []string, targets []caaTarget) []caaResult {
+	ctx, cancel := context.WithTimeout(ctx, caaTimeCap)
+	defer cancel()
+	l := &caaLookup{resolvers: resolvers, cache: map[string]*caaAnswer{}}
+	results := make([]caaResult, len(targets))
+	var next int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range min(caaWorkers, len(targets)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= len(targets) {
+					return
+				}
+				results[i] = l.relevant(ctx, targets[i].name)
+			}
+		}()
+	}
+	wg.Wait()
+	return results
 }
 
 func displayTarget(t caaTarget) string {
