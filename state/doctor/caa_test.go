@@ -234,3 +234,24 @@ func startDNS(t *testing.T, handler dns.HandlerFunc) string {
 	t.Cleanup(func() { srv.Shutdown() })
 	return pc.LocalAddr().String()
 }
+
+// TestCAATargets: IP hosts are left out, a wildcard is checked at its base
+// name, and a name is checked once per challenge however many mappings
+// have it.
+func TestCAATargets(t *testing.T) {
+	cfg := &state.Config{Mappings: []state.Mapping{
+		{ID: "a", Source: state.SourceACME, Challenge: "http-01", Hosts: []string{"WWW.Example.com", "192.0.2.1", "2001:db8::1"}},
+		{ID: "b", Source: state.SourceACME, Challenge: "dns-01", Hosts: []string{"*.example.com", "www.example.com"}},
+		{ID: "c", Source: state.SourceACME, Challenge: "http-01", Hosts: []string{"www.example.com"}},
+		{ID: "d", Source: state.SourceSelfSigned, Hosts: []string{"self.example.com"}},
+	}}
+	targets, owners := caaTargets(cfg)
+	want := []caaTarget{
+		{name: "www.example.com.", challenge: "http-01"},
+		{name: "example.com.", wildcard: true, challenge: "dns-01"},
+		{name: "www.example.com.", challenge: "dns-01"},
+	}
+	if fmt.Sprint(targets) != fmt.Sprint(want) || strings.Join(owners, ",") != "a,b,b" {
+		t.Errorf("targets %v owners %v, want %v a,b,b", targets, owners, want)
+	}
+}
