@@ -3,12 +3,14 @@ package commands
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/acme"
+	"github.com/p2pstream/p2ptls/state/text"
 	"github.com/p2pstream/p2ptls/state/userfile"
 )
 
@@ -47,7 +49,7 @@ func acmeCommand() *cli.Command {
 					},
 				}, acmeRegisterAction),
 				leaf(&cli.Command{Name: "list", Usage: "list registered ACME accounts"}, acmeListAction),
-				leaf(&cli.Command{Name: "show", Usage: "show the account that issues"}, acmeShowAction),
+				leaf(&cli.Command{Name: "show", Usage: "show the account that issues and the profiles its ACME server offers"}, acmeShowAction),
 			},
 		}},
 	}
@@ -117,10 +119,22 @@ func acmeShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		if !a.Current {
 			continue
 		}
-		if g.JSON() {
-			return printJSON(g.Stdout, a)
+		shown := accountShown{Account: a}
+		profiles := "unknown (the ACME server was not reached)"
+		if meta, err := accountDirectory(ctx, g, a.Directory); err != nil {
+			g.Warnf("the profiles the ACME server offers are unknown: %v", err)
+		} else {
+			shown.Profiles = meta.Profiles
+			if shown.Profiles == nil { // offers none: {}, not null (unknown)
+				shown.Profiles = map[string]string{}
+			}
+			profiles = profileList(meta)
 		}
-		return printFields(g.Stdout, [][2]string{{"email", a.Email}, {"directory", a.Directory}, {"account", a.URI}, {"registered", a.RegisteredAt.Format(time.RFC3339)}})
+		if g.JSON() {
+			return printJSON(g.Stdout, shown)
+		}
+		return printFields(g.Stdout, [][2]string{{"email", a.Email}, {"directory", a.Directory}, {"account", a.URI},
+			{"registered", a.RegisteredAt.Format(time.RFC3339)}, {"profiles", profiles}})
 	}
 	_, err = acme.LoadAccount(ctx, g.Store(), "")
 	return err
@@ -134,4 +148,35 @@ func accounts(ctx context.Context, g *Globals) ([]acme.Account, error) {
 		return nil, err
 	}
 	return acme.ListAccounts(ctx, g.Store(), top.Unmapped())
+}
+
+// accountShown is what "acme account show --output json" prints: the
+// account and the profiles its ACME server advertises (null when the
+// server could not be reached).
+type accountShown struct {
+	acme.Account
+	Profiles map[string]string `json:"profiles"`
+}
+
+// accountDirectory reads the directory of the account at directory.
+func accountDirectory(ctx context.Context, g *Globals, directory string) (*acme.DirectoryMeta, error) {
+	acct, err := acme.LoadAccount(ctx, g.Store(), directory)
+	if err != nil {
+		return nil, err
+	}
+	return acme.FetchDirectory(ctx, acct)
+}
+
+// profileList is the profiles line of "acme account show".
+func profileList(meta *acme.DirectoryMeta) string {
+	names := meta.ProfileNames()
+	if len(names) == 0 {
+		return "none (the server does not offer profiles)"
+	}
+	for i, n := range names {
+		if d := text.OneLine(meta.Profiles[n]); d != "" {
+			names[i] = n + " (" + d + ")"
+		}
+	}
+	return strings.Join(names, ", ")
 }

@@ -264,6 +264,9 @@ func certShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		{"id", info.ID}, {"listener", info.Listener}, {"hosts", strings.Join(info.Hosts, ", ")},
 		{"source", info.Source}, {"status", info.Status},
 	}
+	if info.Profile != "" {
+		fields = append(fields, [2]string{"profile", info.Profile})
+	}
 	if info.Upstream != "" {
 		fields = append(fields, [2]string{"upstream", info.Upstream})
 	}

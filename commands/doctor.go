@@ -24,7 +24,7 @@ func doctorCommand() *cli.Command {
 	return leaf(&cli.Command{
 		Name:      "doctor",
 		Usage:     "check for the common deployment mistakes; exit 1 on a failure",
-		ArgsUsage: "[--strict] [--network]",
+		ArgsUsage: "[--strict] [--network [--dns-resolvers HOST:PORT,…]]",
 		Description: "Checks the state directory and the management settings (read from the same\n" +
 			"environment as serve: MANAGEMENT_TLS_MODE, MANAGEMENT_PUBLIC_URL,\n" +
 			"MANAGEMENT_TLS_EXTRA_HOSTS, …) for the mistakes that break a deployment: a\n" +
@@ -36,12 +36,17 @@ func doctorCommand() *cli.Command {
 			"running serve, loose file modes and a stale lock. Every check prints its id,\n" +
 			"status (ok, warn, fail), a message and, unless ok, a hint that names the fix.\n" +
 			"It only reads. --network also connects to MANAGEMENT_PUBLIC_URL as an agent\n" +
-			"does ('p2ptls agent check'), trusting only the management CA. With --quiet only\n" +
+			"does ('p2ptls agent check'), trusting only the management CA, and looks up the\n" +
+			"CAA records of every ACME host (at most 32 at once, 60 s in all) with the\n" +
+			"DNS-01 resolvers (--dns-resolvers, acme.dns_resolvers, else the system's): the\n" +
+			"CA of the account must be allowed, with its accounturi and the mapping's\n" +
+			"challenge in validationmethods where those are given. With --quiet only\n" +
 			"the checks that are not ok are printed. Exit 1 when a check fails, or with\n" +
 			"--strict when one warns.",
 		Flags: append(append([]cli.Flag{
 			&cli.BoolFlag{Name: flgStrict, Usage: "exit 1 on warnings too"},
-			&cli.BoolFlag{Name: flgNetwork, Usage: "also connect to MANAGEMENT_PUBLIC_URL and verify it with the management CA, as an agent does"},
+			&cli.BoolFlag{Name: flgNetwork, Usage: "also connect to MANAGEMENT_PUBLIC_URL as an agent does, and look up the ACME hosts' CAA records"},
+			resolversFlag(),
 			&cli.StringFlag{Name: flgListen, Usage: "management listen address HOST:PORT", Value: statemgmt.DefaultListen, EnvVars: []string{"MANAGEMENT_LISTEN"}},
 		}, modeFlags()...), namesFlags()...),
 	}, doctorAction)
@@ -55,13 +60,19 @@ func doctorAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	// checks: the validation error is not returned here.
 	set, _ := managementSettings(c)
 	strict := c.Bool(flgStrict)
+	opts, err := acmeOptions(c)
+	if err != nil {
+		return err
+	}
 	rep := doctor.Run(ctx, doctor.Input{
 		Store:    g.Store(),
 		Settings: set,
 		Network:  c.Bool(flgNetwork),
 		Strict:   strict,
-		Now:      time.Now(),
-		Check:    agent.Checker(agentTimeout),
+		// Where CAA is looked up: the resolvers DNS-01 uses.
+		DNSResolvers: opts.DNSResolvers,
+		Now:          time.Now(),
+		Check:        agent.Checker(agentTimeout),
 	})
 	if g.JSON() {
 		if err := printJSON(g.Stdout, rep); err != nil {

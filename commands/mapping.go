@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/acme"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/mappings"
 )
@@ -50,7 +51,9 @@ func mappingCommand() *cli.Command {
 					"are lower-cased, a trailing dot is dropped and IDNs are stored as punycode. A\n" +
 					"wildcard needs DNS-01. An uploaded or file certificate must cover every host and\n" +
 					"be valid now; --allow-expired accepts an expired or not yet valid one with a\n" +
-					"warning. The id defaults to one made from the first host." + examples(
+					"warning. The id defaults to one made from the first host. --profile must be one\n" +
+					"the ACME server advertises ('p2ptls acme account show' lists them); when the\n" +
+					"server cannot be reached it is stored with a warning." + examples(
 					"p2ptls mapping add --listener web --host app.example.com --acme --challenge http-01",
 					"p2ptls mapping add --listener web --host '*.example.com' --host example.com --acme --challenge dns-01 --dns-credential cf",
 					"p2ptls mapping add --listener web --host app.example.com --manual --cert-file fullchain.pem --key-file privkey.pem",
@@ -70,7 +73,7 @@ func mappingCommand() *cli.Command {
 					&cli.StringFlag{Name: flgChallenge, Usage: "ACME challenge: http-01, tls-alpn-01 or dns-01"},
 					&cli.StringFlag{Name: flgDNSCredential, Usage: "DNS credential for dns-01"},
 					&cli.StringFlag{Name: flgKeyType, Usage: "ACME key type: ec256, ec384, rsa2048 or rsa4096", Value: "ec256"},
-					&cli.StringFlag{Name: flgProfile, Usage: "ACME profile name"},
+					&cli.StringFlag{Name: flgProfile, Usage: "ACME profile (e.g. shortlived), checked against the ones the ACME server offers"},
 					&cli.BoolFlag{Name: flgAllowExpired, Usage: "accept an expired or not yet valid manual/file certificate"},
 				},
 			}, mappingAddAction),
@@ -144,7 +147,7 @@ func mappingAddAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		return err
 	}
 	in.Mapping = m
-	added, warnings, err := mappings.Add(ctx, g.Store(), in, time.Now())
+	added, warnings, err := mappings.AddChecked(ctx, g.Store(), in, time.Now(), acme.ProfileSource(g.Store()))
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/acme"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/mappings"
 	"github.com/p2pstream/p2ptls/state/userfile"
@@ -86,7 +87,7 @@ func mappingImportAction(ctx context.Context, g *Globals, c *cli.Context) error 
 		defer f.Close()
 		r, name = f, src
 	}
-	added, warnings, err := mappings.Import(ctx, g.Store(), r, name, time.Now())
+	added, warnings, err := mappings.ImportChecked(ctx, g.Store(), r, name, time.Now(), acme.ProfileSource(g.Store()))
 	if err != nil {
 		return err
 	}

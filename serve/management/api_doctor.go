@@ -36,8 +36,10 @@ func (a *api) runDoctor(w http.ResponseWriter, r *http.Request) {
 		Settings: a.o.Settings,
 		Network:  flags["network"],
 		Strict:   flags["strict"],
-		Now:      time.Now(),
-		Check:    agent.Checker(doctorCheckTimeout),
+		// CAA is looked up where serve checks DNS-01 propagation.
+		DNSResolvers: a.o.DNSResolvers,
+		Now:          time.Now(),
+		Check:        agent.Checker(doctorCheckTimeout),
 	})
 	writeJSON(w, http.StatusOK, rep)
 }

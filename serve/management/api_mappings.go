@@ -69,7 +69,7 @@ func (a *api) addMapping(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	added, warnings, err := mappings.Add(r.Context(), a.o.Store, in, time.Now())
+	added, warnings, err := mappings.AddChecked(r.Context(), a.o.Store, in, time.Now(), acme.ProfileSource(a.o.Store))
 	if err != nil {
 		a.writeError(w, r, err)
 		return

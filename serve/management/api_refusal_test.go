@@ -32,6 +32,7 @@ var endpoints = []request{
 	{method: "POST", path: "/api/v1/dns-credentials/spare/test"},
 	{method: "DELETE", path: "/api/v1/dns-credentials/spare"},
 	{method: "GET", path: "/api/v1/acme/accounts"},
+	{method: "GET", path: "/api/v1/acme/profiles"},
 	{method: "GET", path: "/api/v1/doctor"},
 	{method: "GET", path: "/api/v1/nothing-here"},
 }

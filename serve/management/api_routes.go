@@ -33,6 +33,7 @@ func (a *api) register(mux *router) {
 	mux.HandleFunc("POST /api/v1/dns-credentials/{name}/test", a.testDNSCredential)
 
 	mux.HandleFunc("GET /api/v1/acme/accounts", a.listACMEAccounts)
+	mux.HandleFunc("GET /api/v1/acme/profiles", a.listACMEProfiles)
 
 	mux.HandleFunc("GET /api/v1/doctor", a.runDoctor)
 

@@ -79,6 +79,11 @@ func TestAPIReadEndpoints(t *testing.T) {
 	if a.status != 200 || strings.TrimSpace(a.body) != "[]" {
 		t.Errorf("accounts: %d %s", a.status, a.body)
 	}
+	// No account: the profiles are unknown, and the answer says why.
+	a = ta.get("/api/v1/acme/profiles")
+	if a.status != 200 || !strings.Contains(a.body, `"profiles": null`) || !strings.Contains(a.body, `"error": "there is no ACME account yet"`) {
+		t.Errorf("profiles: %d %s", a.status, a.body)
+	}
 
 	for _, q := range []string{"", "?strict=true"} {
 		a = ta.get("/api/v1/doctor" + q)
@@ -202,6 +207,16 @@ func TestAPIMappingLifecycle(t *testing.T) {
 	a.json(t, &am)
 	if a.status != 201 || len(am.Warnings) != 1 || !strings.Contains(am.Warnings[0], "disabled") {
 		t.Errorf("add on a disabled credential: %d %s", a.status, a.body)
+	}
+	// A profile without an account to check it against: stored, with a
+	// warning in the answer.
+	a = ta.post("/api/v1/mappings", map[string]any{"listener": "api", "hosts": []string{"prof.example.com"}, "source": "acme", "challenge": "http-01", "profile": "shortlived"})
+	a.json(t, &am)
+	if a.status != 201 || am.Profile != "shortlived" || len(am.Warnings) != 1 || !strings.Contains(am.Warnings[0], `profile "shortlived" was not checked against the ACME server (there is no ACME account yet)`) {
+		t.Errorf("add with an unchecked profile: %d %s", a.status, a.body)
+	}
+	if a := ta.del("/api/v1/mappings/prof-example-com"); a.status != 200 {
+		t.Fatalf("remove: %d %s", a.status, a.body)
 	}
 
 	// Issuing an ACME mapping without an account fails at the ACME step:

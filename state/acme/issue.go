@@ -210,7 +210,7 @@ func order(ctx context.Context, s state.Store, cfg *state.Config, m state.Mappin
 		res, err = client.Certificate.Obtain(req)
 	}
 	if err != nil {
-		return nil, time.Time{}, errors.New(text.OneLine(err.Error()))
+		return nil, time.Time{}, profileRefused(ctx, acct, m, errors.New(text.OneLine(err.Error())))
 	}
 	kp, err := pki.LoadKeyPair(res.Certificate, res.PrivateKey)
 	if err != nil {

@@ -89,6 +89,9 @@ type Input struct {
 	// Network also connects to MANAGEMENT_PUBLIC_URL as an agent does
 	// (with Check).
 	Network bool
+	// DNSResolvers (HOST:PORT) are where Network looks CAA records up;
+	// empty means p2ptls.toml's acme.dns_resolvers, then the system's.
+	DNSResolvers []string
 	// Strict makes warnings count against Report.OK.
 	Strict bool
 	// Now is the clock; zero means time.Now().
@@ -133,6 +136,7 @@ func Run(ctx context.Context, in Input) Report {
 		checkCABackup,
 		checkNetwork,
 		checkACMEAccount,
+		checkCAA,
 		checkWildcardChallenge,
 		checkDNSCredential,
 		checkChallengePorts,
@@ -183,6 +187,7 @@ const (
 	IDCABackup          = "management.ca_backup"
 	IDNetwork           = "management.network"
 	IDACMEAccount       = "acme.account"
+	IDCAA               = "acme.caa"
 	IDWildcardChallenge = "mappings.wildcard_challenge"
 	IDDNSCredential     = "mappings.dns_credential"
 	IDChallengePorts    = "mappings.challenge_ports"

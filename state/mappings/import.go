@@ -136,10 +136,12 @@ type Imported struct {
 // MaxImportLine and an input larger than MaxImportBytes are refused. name
 // is how messages call r. The warnings are Add's, each naming its mapping.
 func Import(ctx context.Context, s state.Store, r io.Reader, name string, now time.Time) ([]Imported, []string, error) {
-	return importRecords(ctx, s, newLineReader(r, name, MaxImportBytes, MaxImportLine), now)
+	return importRecords(ctx, s, newLineReader(r, name, MaxImportBytes, MaxImportLine), now, nil)
 }
 
-func importRecords(ctx context.Context, s state.Store, lr *lineReader, now time.Time) ([]Imported, []string, error) {
+// importRecords is Import; src, when not nil, checks the profiles (see
+// ImportChecked).
+func importRecords(ctx context.Context, s state.Store, lr *lineReader, now time.Time, src ProfileSource) ([]Imported, []string, error) {
 	// Every line is read first (reading is quick), then decoded and
 	// prepared, one worker per core: the slow part (decoding JSON,
 	// reading files, generating keys, signing) happens before the lock is
@@ -201,7 +203,12 @@ func importRecords(ctx context.Context, s state.Store, lr *lineReader, now time.
 	if len(batch) == 0 {
 		return nil, nil, nil // nothing to add: the state is not even locked
 	}
-	err := commit(ctx, s, fmt.Sprintf("mapping import (%d mappings)", len(batch)), batch, now)
+	// Before the lock: the offer may come over the network.
+	profileWarnings, err := checkBatchProfiles(ctx, batch, lines, src)
+	if err != nil {
+		return nil, nil, err
+	}
+	err = commit(ctx, s, fmt.Sprintf("mapping import (%d mappings)", len(batch)), batch, now)
 	var ie *itemError
 	if errors.As(err, &ie) {
 		if ie.Other >= 0 {
@@ -213,7 +220,7 @@ func importRecords(ctx context.Context, s state.Store, lr *lineReader, now time.
 		return nil, nil, err
 	}
 	added := make([]Imported, len(batch))
-	var warnings []string
+	warnings := profileWarnings
 	for i, p := range batch {
 		added[i] = Imported{Mapping: p.m, Line: lines[i]}
 		for _, w := range p.warnings {

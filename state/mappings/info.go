@@ -38,6 +38,7 @@ type Info struct {
 	Source            string     `json:"source"`
 	Challenge         string     `json:"challenge"`
 	DNSCredential     string     `json:"dns_credential"`
+	Profile           string     `json:"profile"` // ACME profile sent with every order; "" for the CA's default
 	Upstream          string     `json:"upstream"`
 	Status            string     `json:"status"`
 	NotBefore         *time.Time `json:"not_before"`
@@ -289,6 +290,7 @@ func describe(ctx context.Context, c *Summaries, m state.Mapping, now time.Time,
 		Source:        m.Source,
 		Challenge:     m.Challenge,
 		DNSCredential: m.DNSCredential,
+		Profile:       m.Profile,
 		Upstream:      m.Upstream,
 		CertFile:      c.path(m, CertFileName),
 		KeyFile:       c.path(m, KeyFileName),

@@ -247,7 +247,31 @@ function openMappingForm() {
   form.dns_credential.replaceChildren(...credentials.map((c) =>
     el("option", { value: c.name, disabled: !c.enabled }, c.name + " (" + c.provider + (c.enabled ? "" : ", disabled") + ")")));
   syncForm();
+  loadProfiles();
   $("#mapping-dialog").showModal();
+}
+
+// loadProfiles offers the profiles the ACME server advertises as the
+// profile field's suggestions; the field stays free text, and the server
+// checks what is typed (422 for a profile it does not offer).
+async function loadProfiles() {
+  const list = $("#profile-list");
+  const note = $("#profile-note");
+  list.replaceChildren();
+  note.hidden = true;
+  try {
+    const p = await api("GET", "/acme/profiles");
+    if (p.profiles) {
+      const names = Object.keys(p.profiles).sort();
+      list.replaceChildren(...names.map((n) => el("option", { value: n }, p.profiles[n])));
+      note.textContent = names.length ? "The CA offers: " + names.join(", ") + "." : "The CA offers no profiles.";
+    } else {
+      note.textContent = "The CA's profiles are unknown (" + p.error + "): a profile is stored unchecked.";
+    }
+    note.hidden = false;
+  } catch (err) {
+    // The form works without suggestions.
+  }
 }
 
 function readFile(input) {
@@ -278,6 +302,7 @@ async function submitMapping(ev) {
       body.challenge = form.challenge.value;
       body.key_type = form.key_type.value;
       if (body.challenge === "dns-01") body.dns_credential = form.dns_credential.value;
+      if (form.profile.value.trim()) body.profile = form.profile.value.trim();
       break;
   }
   const submit = $("#mapping-submit");

@@ -107,6 +107,12 @@ type Env struct {
 	inters   []*x509.Certificate
 	procsMu  sync.Mutex
 	allProcs []*proc
+
+	// For RestartPebble: the binaries, the working directory and Start's
+	// options.
+	bins binaries
+	dir  string
+	opts Options
 }
 
 // startAttempts is how often a process is restarted with new ports when a
@@ -215,7 +221,17 @@ func Start(t testing.TB, o Options) *Env {
 	e.cf.Store(e.Cloudflare)
 
 	// pebble, resolving through the DNS front.
-	cfgPath := filepath.Join(dir, "pebble-config.json")
+	e.bins, e.dir, e.opts = bins, dir, o
+	e.startPebble(o)
+	return e
+}
+
+// startPebble starts pebble with o's profiles and EAB keys on new ports,
+// resolving through the DNS front, and fetches its new hierarchy.
+func (e *Env) startPebble(o Options) {
+	e.t.Helper()
+	o.HTTPPort, o.TLSPort = e.HTTPPort, e.TLSPort
+	cfgPath := filepath.Join(e.dir, "pebble-config.json")
 	e.pebble = e.startWithRetry("pebble", func() (*proc, func() error, error) {
 		lport, err := freePort(false)
 		if err != nil {
@@ -227,10 +243,10 @@ func Start(t testing.TB, o Options) *Env {
 		}
 		listen := fmt.Sprintf("127.0.0.1:%d", lport)
 		mgmt := fmt.Sprintf("127.0.0.1:%d", mport)
-		if err := writePebbleConfig(cfgPath, bins.pebbleDir, listen, mgmt, o); err != nil {
+		if err := writePebbleConfig(cfgPath, e.bins.pebbleDir, listen, mgmt, o); err != nil {
 			return nil, nil, err
 		}
-		p, err := startProc("pebble", bins.pebble, dir, []string{
+		p, err := startProc("pebble", e.bins.pebble, e.dir, []string{
 			"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0",
 		}, []string{"-config", cfgPath, "-dnsserver", e.DNSResolver})
 		if err != nil {
@@ -251,7 +267,6 @@ func Start(t testing.TB, o Options) *Env {
 	// fetch it now so that Roots works after StopPebble too.
 	e.roots = e.fetchCerts(e.PebbleManagementURL + "/roots/0")
 	e.inters = e.fetchCerts(e.PebbleManagementURL + "/intermediates/0")
-	return e
 }
 
 // startWithRetry starts a process with start and waits until ready succeeds.
