@@ -273,6 +273,12 @@ func certShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if info.LastError != "" {
 		fields = append(fields, [2]string{"last error", info.LastError})
 	}
+	if info.ARIWindowStart != nil && info.ARIWindowEnd != nil {
+		fields = append(fields, [2]string{"ARI window", info.ARIWindowStart.Format(time.RFC3339) + " to " + info.ARIWindowEnd.Format(time.RFC3339)})
+	}
+	if info.ARIExplanationURL != "" {
+		fields = append(fields, [2]string{"ARI explanation", info.ARIExplanationURL})
+	}
 	if err := printFields(g.Stdout, append(fields, detailFields(details)...)); err != nil {
 		return err
 	}

@@ -13,6 +13,9 @@ type ARI struct {
 	WindowEnd   time.Time `toml:"ari_window_end,omitempty"`
 	// CheckAt is when to ask again; zero: never asked.
 	CheckAt time.Time `toml:"ari_check_at,omitempty"`
+	// ExplanationURL is the server's page about this window (RFC 9773,
+	// 4.2: e.g. a mass revocation), for the operator; "" when it gave none.
+	ExplanationURL string `toml:"ari_explanation_url,omitempty"`
 }
 
 // ARIFresh reports whether m holds a renewal info answer about the
