@@ -315,3 +315,42 @@ func TestRenewalInfoScheduleAtScale(t *testing.T) {
 		}
 	}
 }
+
+// TestRenewalTimeKeptWhileTheWindowStays: asked again (each Retry-After),
+// a server answering the same window keeps the time chosen in it; a moved
+// window gets a new one. Drawn again at every ask, the renewal came early
+// in the window nearly always (found by serve/renewal's pebble test).
+func TestRenewalTimeKeptWhileTheWindowStays(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	a := newARIScript(t)
+	start, end := now.Add(24*time.Hour), now.Add(30*24*time.Hour) // wide: two draws alike are unlikely
+	a.answer(start, end, "", "3600")
+	s := renewState(t, a.srv, now.Add(-24*time.Hour), 90*24*time.Hour)
+	chosen := func(at time.Time) time.Time {
+		t.Helper()
+		if _, err := Renew(ctx, s, func() time.Time { return at }, RenewOptions{Options: quiet}); err != nil {
+			t.Fatal(err)
+		}
+		meta, err := mappings.LoadMeta(ctx, s, "m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return meta.NextRenewalAt
+	}
+	first := chosen(now)
+	for i := 1; i <= 5; i++ {
+		if got := chosen(now.Add(time.Duration(i) * time.Hour)); !got.Equal(first) {
+			t.Fatalf("ask %d: renewal time %s, want the one chosen first, %s", i+1, got, first)
+		}
+	}
+	if n := a.count(); n != 6 {
+		t.Fatalf("asked %d times, want 6", n)
+	}
+	// Moved: a time in the new window.
+	start2, end2 := now.Add(40*24*time.Hour), now.Add(41*24*time.Hour)
+	a.answer(start2, end2, "", "3600")
+	if got := chosen(now.Add(6 * time.Hour)); got.Before(start2) || got.After(end2) {
+		t.Errorf("moved window: renewal time %s, want one in [%s, %s]", got, start2, end2)
+	}
+}
