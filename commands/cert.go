@@ -170,7 +170,7 @@ func certRenewAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		return fault.Invalidf("give a duration between 1s and 24h, e.g. --deploy-hook-timeout 5m", "--deploy-hook-timeout %s is not between 1s and 24h", hookTimeout)
 	}
 	report, err := acme.Renew(ctx, g.Store(), time.Now, acme.RenewOptions{
-		Options: opts, Days: c.Int(flgDays), DryRun: c.Bool(flgDryRun), Force: c.Bool(flgForce),
+		Options: opts, Days: c.Int(flgDays), DryRun: c.Bool(flgDryRun), Force: c.Bool(flgForce), RunEvery: acme.TimerInterval,
 		DeployHook: c.String(flgDeployHook), DeployHookTimeout: hookTimeout,
 		BeforeRenewal: randomSleep(c.Bool(flgNoRandomSleep), isTerminal(os.Stdin), sleepRandom),
 	})

@@ -40,6 +40,12 @@ type RenewOptions struct {
 	// DeployHookTimeout bounds each run of the hook; 0: p2ptls.toml's
 	// acme.deploy_hook_timeout, else DefaultDeployHookTimeout.
 	DeployHookTimeout time.Duration
+	// RunEvery is how often this renewal runs when it is not serve's loop
+	// (which wakes at the very renewal time): 'cert renew' from the
+	// timer, TimerInterval. A time chosen in an ARI window that comes
+	// before the next run is renewed at once (RFC 9773, 4.2), rather than
+	// up to a run later, past the window.
+	RunEvery time.Duration
 	// Only limits the run to these mapping ids (serve's prompt issuance).
 	Only []string
 	// BeforeRenewal, when set, runs once before the first renewal, only
@@ -78,6 +84,11 @@ func (r *Report) soonest(t time.Time) {
 		r.Next = t
 	}
 }
+
+// TimerInterval is how often the shipped timer runs 'cert renew'
+// (deploy/systemd/p2ptls-renew.timer: 00:00 and 12:00, up to 1 h late):
+// its RunEvery.
+const TimerInterval = 12 * time.Hour
 
 // How often the renewal info of a certificate is asked (RFC 9773, section
 // 4.3): again once the server's Retry-After has passed, which the RFC
@@ -301,7 +312,7 @@ func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *st
 	case meta.ARIFresh(fp, now):
 		// The recorded answer stands until the server's Retry-After.
 		if meta.ARI.HasWindow() {
-			return windowVerdict(meta.NextRenewalAt, meta.ARI.CheckAt, now, full)
+			return windowVerdict(meta.NextRenewalAt, meta.ARI, now, o.RunEvery, full)
 		}
 		v.next = meta.ARI.CheckAt
 	default:
@@ -317,7 +328,7 @@ func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *st
 				keepRenewalTime(meta, ans)
 				logMovedWindow(o.log(), m.ID, meta, ans, now)
 				if ans.info.HasWindow() {
-					v = windowVerdict(ans.renewAt, ans.info.CheckAt, now, full)
+					v = windowVerdict(ans.renewAt, ans.info, now, o.RunEvery, full)
 					v.ari = ans
 					return v
 				}
@@ -387,14 +398,20 @@ func logMovedWindow(log *slog.Logger, id string, meta mappings.Meta, ans *ariAns
 }
 
 // windowVerdict decides from the renewal time chosen in the server's
-// window; checkAt is when the server is to be asked again.
-func windowVerdict(renewAt, checkAt, now time.Time, full *x509.Certificate) verdict {
+// window w; w.CheckAt is when the server is to be asked again. A run that
+// comes back only every runEvery renews now when that time comes before
+// its next run (RFC 9773, 4.2, to the letter: even a little before the
+// window opens, rather than up to a run after the time, past the window).
+func windowVerdict(renewAt time.Time, w mappings.ARI, now time.Time, runEvery time.Duration, full *x509.Certificate) verdict {
 	if !now.Before(renewAt) {
 		return verdict{due: true, why: "inside the ACME server's renewal window", leaf: full}
 	}
+	if runEvery > 0 && now.Add(runEvery).After(renewAt) {
+		return verdict{due: true, why: "inside the ACME server's renewal window, and its time " + renewAt.UTC().Format(time.RFC3339) + " comes before the next run", leaf: full}
+	}
 	next := renewAt
-	if checkAt.Before(next) {
-		next = checkAt
+	if w.CheckAt.Before(next) {
+		next = w.CheckAt
 	}
 	return verdict{why: "outside the ACME server's renewal window: renews from " + renewAt.UTC().Format(time.RFC3339), leaf: full, next: next}
 }
