@@ -19,7 +19,8 @@ import (
 // marks the order a replacement), and renewing again from that same old
 // certificate (put back, as a restore of an old backup leaves it) is
 // refused by the server as alreadyReplaced, ordered again without
-// "replaces", and renews.
+// "replaces" (lego v4.35 does that itself for a 409 alreadyReplaced;
+// replacesRefused covers the rest), and renews.
 func TestRenewTwiceFromTheSameCertificate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts pebble")
