@@ -353,6 +353,9 @@ func describe(ctx context.Context, c *Summaries, m state.Mapping, now time.Time,
 	info.FingerprintSHA256 = sum.FingerprintSHA256()
 	var problem string
 	info.Status, problem = certStatus(leaf, now)
+	if info.Status == StatusValid && ariDue(meta, info.FingerprintSHA256, now) {
+		info.Status = StatusExpiring // the ARI window's time came: renewal is due
+	}
 	if info.LastError == "" {
 		info.LastError = problem
 	}

@@ -29,3 +29,11 @@ func (m Meta) ARIFresh(fp string, now time.Time) bool {
 // could not answer for the certificate is recorded without one, so that it
 // is not asked again at once).
 func (a ARI) HasWindow() bool { return !a.WindowStart.IsZero() }
+
+// ariDue reports whether the renewal time chosen in the ACME server's
+// window for the certificate with fingerprint fp has come at now: its
+// renewal is due (status "expiring") although the lifetime rule would
+// wait, e.g. a window moved earlier by a revocation.
+func ariDue(m Meta, fp string, now time.Time) bool {
+	return m.ARI.HasWindow() && m.FingerprintSHA256 == fp && !m.NextRenewalAt.IsZero() && !now.Before(m.NextRenewalAt)
+}
