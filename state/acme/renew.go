@@ -358,7 +358,7 @@ func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *st
 // every 6 h), against the spread the window is for.
 func keepRenewalTime(meta mappings.Meta, ans *ariAnswer) {
 	prev, w := meta.ARI, ans.info
-	if !w.HasWindow() || !prev.HasWindow() || meta.FingerprintSHA256 != ans.fp ||
+	if !w.HasWindow() || !prev.HasWindow() || !meta.ARIAbout(ans.fp) ||
 		!prev.WindowStart.Equal(w.WindowStart) || !prev.WindowEnd.Equal(w.WindowEnd) {
 		return
 	}
@@ -378,7 +378,7 @@ func logMovedWindow(log *slog.Logger, id string, meta mappings.Meta, ans *ariAns
 		return
 	}
 	prev := meta.ARI
-	moved := prev.HasWindow() && meta.FingerprintSHA256 == ans.fp && w.WindowStart.Before(prev.WindowStart)
+	moved := prev.HasWindow() && meta.ARIAbout(ans.fp) && w.WindowStart.Before(prev.WindowStart)
 	over := !now.Before(w.WindowEnd)
 	if !moved && !over {
 		return
@@ -442,6 +442,7 @@ func recordARI(ctx context.Context, s state.Store, todo []state.Mapping, decided
 				continue // renewed since, or a certificate p2ptls did not record
 			}
 			meta.ARI, meta.NextRenewalAt = answers[i].info, answers[i].renewAt
+			meta.ARI.FingerprintSHA256 = answers[i].fp
 			if meta.NextRenewalAt.IsZero() {
 				meta.NextRenewalAt = meta.ARI.CheckAt // no window: look again then
 			}
@@ -467,6 +468,7 @@ func saveARI(ctx context.Context, w state.Store, id string, a *ariAnswer) error 
 		return err
 	}
 	meta.ARI = a.info
+	meta.ARI.FingerprintSHA256 = a.fp
 	if !a.renewAt.IsZero() {
 		meta.NextRenewalAt = a.renewAt
 	}

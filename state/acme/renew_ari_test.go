@@ -380,3 +380,60 @@ func TestRenewalTimeKeptWhileTheWindowStays(t *testing.T) {
 		t.Errorf("moved window: renewal time %s, want one in [%s, %s]", got, start2, end2)
 	}
 }
+
+// TestRenewedCertificateIsAskedAboutAtOnce: a renewal keeps the old
+// certificate's renewal info in meta.toml (obtain changes the fingerprint
+// and leaves the rest); the new certificate is asked about on the next
+// run (RFC 9773, 4.3: at once after issuance), and the old window is
+// neither shown nor used for it. Before, the old answer passed for the
+// new certificate's until its ari_check_at, up to 24 h.
+func TestRenewedCertificateIsAskedAboutAtOnce(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	a := newARIScript(t)
+	oldStart, oldEnd := now.Add(24*time.Hour), now.Add(48*time.Hour)
+	a.answer(oldStart, oldEnd, "https://ca.example/old", "86400")
+	s := renewState(t, a.srv, now.Add(-24*time.Hour), 90*24*time.Hour)
+	if _, err := Renew(ctx, s, func() time.Time { return now }, RenewOptions{Options: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	// What obtain leaves after a renewal: a new certificate, the meta
+	// loaded, its fingerprint and times changed, its ARI fields kept.
+	meta, err := mappings.LoadMeta(ctx, s, "m")
+	if err != nil || !meta.ARI.HasWindow() {
+		t.Fatalf("meta %+v, %v: want the first answer recorded", meta, err)
+	}
+	kp, err := pki.SelfSigned(pki.ParseNames([]string{"a.example.test"}), now, 90*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta.FingerprintSHA256, meta.NextRenewalAt = pki.Fingerprint(kp.Cert), pki.RenewalTime(kp.Cert)
+	if err := mappings.WriteCertificate(ctx, s, "m", kp, meta); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := state.LoadConfig(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _, err := mappings.Show(ctx, s, cfg, "m", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ARIWindowStart != nil || info.ARIExplanationURL != "" {
+		t.Errorf("the new certificate shows the old one's window %v (%q)", info.ARIWindowStart, info.ARIExplanationURL)
+	}
+	a.count()
+	newStart, newEnd := now.Add(50*24*time.Hour), now.Add(52*24*time.Hour)
+	a.answer(newStart, newEnd, "", "21600")
+	later := now.Add(time.Hour)
+	if _, err := Renew(ctx, s, func() time.Time { return later }, RenewOptions{Options: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	if n := a.count(); n != 1 {
+		t.Errorf("the new certificate was asked about %d times on the next run, want 1", n)
+	}
+	meta, _ = mappings.LoadMeta(ctx, s, "m")
+	if !meta.ARI.WindowStart.Equal(newStart) || meta.ARI.FingerprintSHA256 != pki.Fingerprint(kp.Cert) || meta.ARI.ExplanationURL != "" {
+		t.Errorf("recorded %+v, want the new certificate's window", meta.ARI)
+	}
+}

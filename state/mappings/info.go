@@ -346,7 +346,7 @@ func describe(ctx context.Context, c *Summaries, m state.Mapping, now time.Time,
 		next = meta.NextRenewalAt.UTC()
 	}
 	info.NotBefore, info.NotAfter, info.NextRenewalAt = &notBefore, &notAfter, &next
-	if meta.FingerprintSHA256 == sum.FingerprintSHA256() { // about this certificate
+	if meta.ARIAbout(sum.FingerprintSHA256()) { // about this certificate
 		info.ARIWindowStart, info.ARIWindowEnd = timePtr(meta.ARI.WindowStart), timePtr(meta.ARI.WindowEnd)
 		info.ARIExplanationURL = meta.ARI.ExplanationURL
 	}
