@@ -170,7 +170,7 @@ func certRenewAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		return fault.Invalidf("give a duration between 1s and 24h, e.g. --deploy-hook-timeout 5m", "--deploy-hook-timeout %s is not between 1s and 24h", hookTimeout)
 	}
 	report, err := acme.Renew(ctx, g.Store(), time.Now, acme.RenewOptions{
-		Options: opts, Days: c.Int(flgDays), DryRun: c.Bool(flgDryRun), Force: c.Bool(flgForce),
+		Options: opts, Days: c.Int(flgDays), DryRun: c.Bool(flgDryRun), Force: c.Bool(flgForce), RunEvery: acme.TimerInterval,
 		DeployHook: c.String(flgDeployHook), DeployHookTimeout: hookTimeout,
 		BeforeRenewal: randomSleep(c.Bool(flgNoRandomSleep), isTerminal(os.Stdin), sleepRandom),
 	})
@@ -275,6 +275,12 @@ func certShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	}
 	if info.LastError != "" {
 		fields = append(fields, [2]string{"last error", info.LastError})
+	}
+	if info.ARIWindowStart != nil && info.ARIWindowEnd != nil {
+		fields = append(fields, [2]string{"ARI window", info.ARIWindowStart.Format(time.RFC3339) + " to " + info.ARIWindowEnd.Format(time.RFC3339)})
+	}
+	if info.ARIExplanationURL != "" {
+		fields = append(fields, [2]string{"ARI explanation", info.ARIExplanationURL})
 	}
 	if err := printFields(g.Stdout, append(fields, detailFields(details)...)); err != nil {
 		return err

@@ -67,6 +67,15 @@ func appendInfoJSON(b []byte, info *mappings.Info) ([]byte, error) {
 	if b, err = appendJSONTime(b, field, "retry_at", info.RetryAt); err != nil {
 		return nil, err
 	}
+	for _, f := range []struct {
+		key string
+		t   *time.Time
+	}{{"ari_window_start", info.ARIWindowStart}, {"ari_window_end", info.ARIWindowEnd}} {
+		if b, err = appendJSONTime(b, field, f.key, f.t); err != nil {
+			return nil, err
+		}
+	}
+	b = appendJSONField(b, field, "ari_explanation_url", info.ARIExplanationURL, false)
 	b = appendJSONField(b, field, "served_by", info.ServedBy, false)
 	return append(b, "\n  }"...), nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -39,6 +40,12 @@ type RenewOptions struct {
 	// DeployHookTimeout bounds each run of the hook; 0: p2ptls.toml's
 	// acme.deploy_hook_timeout, else DefaultDeployHookTimeout.
 	DeployHookTimeout time.Duration
+	// RunEvery is how often this renewal runs when it is not serve's loop
+	// (which wakes at the very renewal time): 'cert renew' from the
+	// timer, TimerInterval. A time chosen in an ARI window that comes
+	// before the next run is renewed at once (RFC 9773, 4.2), rather than
+	// up to a run later, past the window.
+	RunEvery time.Duration
 	// Only limits the run to these mapping ids (serve's prompt issuance).
 	Only []string
 	// BeforeRenewal, when set, runs once before the first renewal, only
@@ -78,19 +85,45 @@ func (r *Report) soonest(t time.Time) {
 	}
 }
 
-// How often the renewal info of a certificate is asked: the server's
-// Retry-After, within these bounds (a server that says nothing: 6 h). At
-// 100k certificates and the lower bound, that is at most 100k requests an
-// hour, and a pass every 10 minutes asks about the few whose time came,
-// never about every certificate.
+// TimerInterval is how often the shipped timer runs 'cert renew'
+// (deploy/systemd/p2ptls-renew.timer: 00:00 and 12:00, up to 1 h late):
+// its RunEvery.
+const TimerInterval = 12 * time.Hour
+
+// How often the renewal info of a certificate is asked (RFC 9773, section
+// 4.3): again once the server's Retry-After has passed, which the RFC
+// makes both the least and the most time to wait, within limits the
+// client sets (4.3.2):
+//   - at most 24 h, the RFC's own example: a CA has 24 hours to revoke a
+//     certificate for key compromise, and the renewal info is how it asks
+//     for an early renewal; a Retry-After of 10 days would leave a 6-day
+//     certificate deaf to that for its whole life.
+//   - at least 1 h: at 100k certificates that is at most 100k requests an
+//     hour, and serve's pass every 10 minutes asks about the few whose
+//     time came, never about every certificate. Windows are hours to days
+//     wide; a finer look gains nothing.
+//
+// A server that sends no Retry-After is asked again in 6 h, as is one
+// whose answer is a long-term error (4.3.3: an error status, a window
+// that is not one, a body or Retry-After that does not parse): lego reads
+// every error status as an answer without a window, so a 5xx (temporary)
+// is not told from a 4xx, and both wait the server's Retry-After when it
+// sent one, else 6 h. A certificate that has expired is never asked
+// about (4.3: MUST NOT).
 const (
 	ariRecheckDefault = 6 * time.Hour
 	ariRecheckMin     = time.Hour
 	ariRecheckMax     = 24 * time.Hour
-	// ariRecheckFailed is the wait after a renewal info request that the
-	// server answered with an error for this certificate.
-	ariRecheckFailed = time.Hour
 )
+
+// ariWait is how long to wait before asking again, for a Retry-After of
+// retryAfter (zero: none).
+func ariWait(retryAfter time.Duration) time.Duration {
+	if retryAfter <= 0 {
+		return ariRecheckDefault
+	}
+	return min(max(retryAfter, ariRecheckMin), ariRecheckMax)
+}
 
 // Renew renews every ACME certificate that is due. Each mapping is first
 // decided from the state as loaded, without the lock: one that is not due
@@ -269,12 +302,17 @@ func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *st
 		limit := time.Duration(o.Days) * 24 * time.Hour
 		return verdict{due: left < limit, why: fmt.Sprintf("%d days left, renewing below %d", int(left.Hours()/24), o.Days), leaf: full, next: leaf.NotAfter.Add(-limit)}
 	}
+	if !now.Before(leaf.NotAfter) {
+		// Due whatever a server would say, and RFC 9773 (4.3) forbids
+		// asking about an expired certificate.
+		return verdict{due: true, why: "expired on " + leaf.NotAfter.UTC().Format(time.RFC3339), leaf: full}
+	}
 	var v verdict
 	switch {
 	case meta.ARIFresh(fp, now):
 		// The recorded answer stands until the server's Retry-After.
 		if meta.ARI.HasWindow() {
-			return windowVerdict(meta.NextRenewalAt, meta.ARI.CheckAt, now, full)
+			return windowVerdict(meta.NextRenewalAt, meta.ARI, now, o.RunEvery, full)
 		}
 		v.next = meta.ARI.CheckAt
 	default:
@@ -287,8 +325,10 @@ func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *st
 				full = c.Chain[0]
 			}
 			if ans := ari.ask(client, full, fp, now); ans != nil {
+				keepRenewalTime(meta, ans)
+				logMovedWindow(o.log(), m.ID, meta, ans, now)
 				if ans.info.HasWindow() {
-					v = windowVerdict(ans.renewAt, ans.info.CheckAt, now, full)
+					v = windowVerdict(ans.renewAt, ans.info, now, o.RunEvery, full)
 					v.ari = ans
 					return v
 				}
@@ -311,15 +351,67 @@ func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *st
 	return v
 }
 
+// keepRenewalTime keeps the renewal time chosen from the answer recorded
+// in meta when the new answer is about the same certificate and has the
+// same window: drawn again at every ask (each Retry-After), the time fell
+// early in the window nearly always (8 draws over a 2-day window asked
+// every 6 h), against the spread the window is for.
+func keepRenewalTime(meta mappings.Meta, ans *ariAnswer) {
+	prev, w := meta.ARI, ans.info
+	if !w.HasWindow() || !prev.HasWindow() || !meta.ARIAbout(ans.fp) ||
+		!prev.WindowStart.Equal(w.WindowStart) || !prev.WindowEnd.Equal(w.WindowEnd) {
+		return
+	}
+	if at := meta.NextRenewalAt; !at.Before(w.WindowStart) && !at.After(w.WindowEnd) {
+		ans.renewAt = at
+	}
+}
+
+// logMovedWindow tells the operator when the server's answer asks for an
+// earlier renewal than the answer recorded about the same certificate (a
+// window moved earlier), or for one at once (a window already over, the
+// RFC 9773 way of saying "renew now", e.g. after a revocation), with the
+// server's explanation when it gave one (4.2: SHOULD be shown).
+func logMovedWindow(log *slog.Logger, id string, meta mappings.Meta, ans *ariAnswer, now time.Time) {
+	w := ans.info
+	if !w.HasWindow() {
+		return
+	}
+	prev := meta.ARI
+	moved := prev.HasWindow() && meta.ARIAbout(ans.fp) && w.WindowStart.Before(prev.WindowStart)
+	over := !now.Before(w.WindowEnd)
+	if !moved && !over {
+		return
+	}
+	attrs := []any{"mapping", id, "window_start", w.WindowStart, "window_end", w.WindowEnd}
+	if moved {
+		attrs = append(attrs, "previous_window_start", prev.WindowStart)
+	}
+	if w.ExplanationURL != "" {
+		attrs = append(attrs, "explanation_url", w.ExplanationURL)
+	}
+	msg := "the ACME server moved the renewal window of this certificate earlier"
+	if over {
+		msg = "the ACME server asks for this certificate to be renewed now (its renewal window is over)"
+	}
+	log.Warn(msg, attrs...)
+}
+
 // windowVerdict decides from the renewal time chosen in the server's
-// window; checkAt is when the server is to be asked again.
-func windowVerdict(renewAt, checkAt, now time.Time, full *x509.Certificate) verdict {
+// window w; w.CheckAt is when the server is to be asked again. A run that
+// comes back only every runEvery renews now when that time comes before
+// its next run (RFC 9773, 4.2, to the letter: even a little before the
+// window opens, rather than up to a run after the time, past the window).
+func windowVerdict(renewAt time.Time, w mappings.ARI, now time.Time, runEvery time.Duration, full *x509.Certificate) verdict {
 	if !now.Before(renewAt) {
 		return verdict{due: true, why: "inside the ACME server's renewal window", leaf: full}
 	}
+	if runEvery > 0 && now.Add(runEvery).After(renewAt) {
+		return verdict{due: true, why: "inside the ACME server's renewal window, and its time " + renewAt.UTC().Format(time.RFC3339) + " comes before the next run", leaf: full}
+	}
 	next := renewAt
-	if checkAt.Before(next) {
-		next = checkAt
+	if w.CheckAt.Before(next) {
+		next = w.CheckAt
 	}
 	return verdict{why: "outside the ACME server's renewal window: renews from " + renewAt.UTC().Format(time.RFC3339), leaf: full, next: next}
 }
@@ -350,6 +442,7 @@ func recordARI(ctx context.Context, s state.Store, todo []state.Mapping, decided
 				continue // renewed since, or a certificate p2ptls did not record
 			}
 			meta.ARI, meta.NextRenewalAt = answers[i].info, answers[i].renewAt
+			meta.ARI.FingerprintSHA256 = answers[i].fp
 			if meta.NextRenewalAt.IsZero() {
 				meta.NextRenewalAt = meta.ARI.CheckAt // no window: look again then
 			}
@@ -375,6 +468,7 @@ func saveARI(ctx context.Context, w state.Store, id string, a *ariAnswer) error 
 		return err
 	}
 	meta.ARI = a.info
+	meta.ARI.FingerprintSHA256 = a.fp
 	if !a.renewAt.IsZero() {
 		meta.NextRenewalAt = a.renewAt
 	}
@@ -424,41 +518,46 @@ func (a *ariClients) forget(client *lego.Client) {
 // ask asks the server's renewal info about leaf (fingerprint fp). It
 // returns nil when the server has no renewal info (the lifetime rule
 // decides) or could not be reached, which also stops the run asking it
-// again; a server that answered with an error for this certificate is
-// recorded without a window, to be asked again in ariRecheckFailed, as is
-// one whose answer has no usable window.
+// again. Any other failure (an error status, no usable window, a body or
+// Retry-After that does not parse, a certificate without the identifiers
+// ARI needs) is recorded without a window, so that the lifetime rule
+// decides meanwhile and the server is asked again after its Retry-After
+// (within the limits above), else in 6 h; an invalid window always in 6 h
+// (RFC 9773, 4.3.3).
 func (a *ariClients) ask(client *lego.Client, leaf *x509.Certificate, fp string, now time.Time) *ariAnswer {
 	info, err := client.Certificate.GetRenewalInfo(certificate.RenewalInfoRequest{Cert: leaf})
-	var problem *legoacme.ProblemDetails
+	var unreachable *url.Error
 	switch {
 	case errors.Is(err, api.ErrNoARI):
 		return nil
-	case errors.As(err, &problem):
-		return &ariAnswer{fp: fp, info: mappings.ARI{CheckAt: now.Add(ariRecheckFailed).UTC().Truncate(time.Second)}}
-	case err != nil:
+	case errors.As(err, &unreachable):
 		a.forget(client)
 		return nil
 	}
-	wait := info.RetryAfter
-	if wait <= 0 {
-		wait = ariRecheckDefault
+	var retryAfter time.Duration
+	if err == nil {
+		retryAfter = info.RetryAfter
 	}
-	wait = min(max(wait, ariRecheckMin), ariRecheckMax)
+	checkAt := now.Add(ariWait(retryAfter)).UTC().Truncate(time.Second)
+	if err != nil {
+		return &ariAnswer{fp: fp, info: mappings.ARI{CheckAt: checkAt}}
+	}
 	start, end := info.SuggestedWindow.Start.UTC(), info.SuggestedWindow.End.UTC()
-	if start.IsZero() || end.Before(start) {
-		// No usable window (lego reads an error status without a problem
-		// document as an empty answer): as an error.
-		return &ariAnswer{fp: fp, info: mappings.ARI{CheckAt: now.Add(ariRecheckFailed).UTC().Truncate(time.Second)}}
+	switch {
+	case start.IsZero():
+		// No window: lego reads an error status as an empty answer.
+		return &ariAnswer{fp: fp, info: mappings.ARI{CheckAt: checkAt}}
+	case !start.Before(end):
+		// 4.2: an end at or before the start is invalid, and 4.3.3 makes
+		// an invalid answer a long-term error, whatever its Retry-After.
+		return &ariAnswer{fp: fp, info: mappings.ARI{CheckAt: now.Add(ariRecheckDefault).UTC().Truncate(time.Second)}}
 	}
 	// One time chosen at random in the window (RFC 9773, section 4.2),
-	// kept until the next answer, so that the many certificates of one
-	// window do not renew in the same pass.
-	at := start
-	if w := end.Sub(start); w > 0 {
-		at = start.Add(time.Duration(rand.Int64N(int64(w))))
-	}
+	// kept while the window stays (keepRenewalTime), so that the many
+	// certificates of one window do not renew in the same pass.
+	at := start.Add(time.Duration(rand.Int64N(int64(end.Sub(start)))))
 	return &ariAnswer{fp: fp, renewAt: at.Truncate(time.Second),
-		info: mappings.ARI{WindowStart: start, WindowEnd: end, CheckAt: now.Add(wait).UTC().Truncate(time.Second)}}
+		info: mappings.ARI{WindowStart: start, WindowEnd: end, ExplanationURL: info.ExplanationURL, CheckAt: checkAt}}
 }
 
 // replacesRefused reports whether an order failed because of the

@@ -309,14 +309,14 @@ func newARIAsker(t *testing.T, start, end time.Time) *ariAsker {
 			a.asked++
 			retry, status := a.retryAfter, a.status
 			a.mu.Unlock()
+			if retry != "" {
+				w.Header().Set("Retry-After", retry)
+			}
 			if status != http.StatusOK {
 				w.Header().Set("Content-Type", "application/problem+json")
 				w.WriteHeader(status)
 				json.NewEncoder(w).Encode(map[string]any{"type": "urn:ietf:params:acme:error:malformed", "detail": "no such certificate", "status": status})
 				return
-			}
-			if retry != "" {
-				w.Header().Set("Retry-After", retry)
 			}
 			json.NewEncoder(w).Encode(map[string]any{"suggestedWindow": map[string]time.Time{"start": start, "end": end}})
 		default:
@@ -338,7 +338,7 @@ func (a *ariAsker) count() int {
 // TestRenewAsksRenewalInfoOnSchedule: the renewal info of a certificate is
 // asked once, its answer (window, the time chosen in it, and when to ask
 // again: the server's Retry-After within 1 h and 24 h, 6 h when it says
-// nothing) recorded in meta.toml, and asked again only once that time
+// nothing or answers with an error without one) recorded in meta.toml, and asked again only once that time
 // has passed, or for a certificate that is not the one the answer was
 // about. A pass every 10 minutes over 100k certificates asked the server
 // 100k times before.
@@ -357,7 +357,10 @@ func TestRenewAsksRenewalInfoOnSchedule(t *testing.T) {
 		{"no Retry-After", "", http.StatusOK, 6 * time.Hour, true},
 		{"Retry-After below an hour", "10", http.StatusOK, time.Hour, true},
 		{"Retry-After above a day", "172800", http.StatusOK, 24 * time.Hour, true},
-		{"an error for the certificate", "", http.StatusNotFound, time.Hour, false},
+		// RFC 9773, 4.3.3: an error is asked again after its
+		// Retry-After, else 6 h (a long-term error).
+		{"an error for the certificate", "", http.StatusNotFound, 6 * time.Hour, false},
+		{"an error with a Retry-After", "7200", http.StatusServiceUnavailable, 2 * time.Hour, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

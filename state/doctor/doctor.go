@@ -142,6 +142,7 @@ func Run(ctx context.Context, in Input) Report {
 		checkChallengePorts,
 		checkCoverage,
 		checkExpiry,
+		checkRenewalDue,
 		checkLastRenewal,
 		checkServing,
 		checkFallback,

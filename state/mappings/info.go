@@ -54,6 +54,12 @@ type Info struct {
 	LastAttemptAt *time.Time `json:"last_attempt_at"`
 	Attempts      int        `json:"attempts"`
 	RetryAt       *time.Time `json:"retry_at"`
+	// ACME renewal info (RFC 9773) last recorded about the certificate in
+	// place: the server's suggested window and its explanation page; nil
+	// and "" when none is recorded.
+	ARIWindowStart    *time.Time `json:"ari_window_start"`
+	ARIWindowEnd      *time.Time `json:"ari_window_end"`
+	ARIExplanationURL string     `json:"ari_explanation_url"`
 	// ServedBy is set while the mapping has no usable certificate (status
 	// pending, failed or missing) and every one of its hosts is covered by
 	// a wildcard mapping on the same listener that has one: serve then
@@ -342,9 +348,16 @@ func describe(ctx context.Context, c *Summaries, m state.Mapping, now time.Time,
 		next = meta.NextRenewalAt.UTC()
 	}
 	info.NotBefore, info.NotAfter, info.NextRenewalAt = &notBefore, &notAfter, &next
+	if meta.ARIAbout(sum.FingerprintSHA256()) { // about this certificate
+		info.ARIWindowStart, info.ARIWindowEnd = timePtr(meta.ARI.WindowStart), timePtr(meta.ARI.WindowEnd)
+		info.ARIExplanationURL = meta.ARI.ExplanationURL
+	}
 	info.FingerprintSHA256 = sum.FingerprintSHA256()
 	var problem string
 	info.Status, problem = certStatus(leaf, now)
+	if info.Status == StatusValid && ariDue(meta, info.FingerprintSHA256, now) {
+		info.Status = StatusExpiring // the ARI window's time came: renewal is due
+	}
 	if info.LastError == "" {
 		info.LastError = problem
 	}

@@ -15,7 +15,7 @@ import (
 const (
 	tagCertSummary byte = 1
 	tagKeyPair     byte = 3
-	tagMeta        byte = 4 // 2 was Meta without the ARI fields
+	tagMeta        byte = 5 // 2 was Meta without the ARI fields, 4 without ari_explanation_url and ari_fingerprint_sha256
 )
 
 var errMemoValue = errors.New("damaged memo value")
@@ -75,7 +75,9 @@ func encodeMeta(m Meta) []byte {
 	b = appendTime(b, m.RetryAt)
 	b = appendTime(b, m.ARI.WindowStart)
 	b = appendTime(b, m.ARI.WindowEnd)
-	return appendTime(b, m.ARI.CheckAt)
+	b = appendTime(b, m.ARI.CheckAt)
+	b = state.AppendMemoString(b, m.ARI.FingerprintSHA256)
+	return state.AppendMemoString(b, m.ARI.ExplanationURL)
 }
 
 func decodeMeta(v []byte) (Meta, error) {
@@ -96,6 +98,8 @@ func decodeMeta(v []byte) (Meta, error) {
 	m.ARI.WindowStart = readTime(r)
 	m.ARI.WindowEnd = readTime(r)
 	m.ARI.CheckAt = readTime(r)
+	m.ARI.FingerprintSHA256 = r.Str()
+	m.ARI.ExplanationURL = r.Str()
 	return m, r.Done()
 }
 
