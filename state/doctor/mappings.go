@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"net"
 	"strings"
-	"time"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/acme"
@@ -17,10 +16,6 @@ import (
 	"github.com/p2pstream/p2ptls/state/parallel"
 	"github.com/p2pstream/p2ptls/state/text"
 )
-
-// renewOverdue is how long past its next_renewal_at an ACME certificate may
-// wait for cron (daily) or serve (hourly) before doctor warns.
-const renewOverdue = 24 * time.Hour
 
 // checkACMEAccount: ACME mappings need a registered account.
 func checkACMEAccount(ctx context.Context, e *env) Check {
@@ -315,14 +310,10 @@ func checkExpiry(ctx context.Context, e *env) Check {
 			f.fail(issueHint(m), "mapping %s: its certificate is not valid before %s, and clients refuse it", info.m.ID, text.Stamp(*info.NotBefore))
 		case info.Status == mappings.StatusExpired:
 			f.fail(issueHint(m), "mapping %s: its certificate expired on %s, and clients refuse it", info.m.ID, text.Stamp(*info.NotAfter))
-		case info.Status == mappings.StatusExpiring && m.Source == state.SourceACME:
-			f.warn("renew it with 'p2ptls cert renew' (from cron) or keep serve running; "+IDLastRenewal+" says whether an attempt failed",
-				"mapping %s: its certificate expires on %s and is inside its renewal window, but has not been renewed", info.m.ID, text.Stamp(*info.NotAfter))
-		case info.Status == mappings.StatusExpiring:
-			f.warn(issueHint(m), "mapping %s: its certificate expires on %s and is due for renewal", info.m.ID, text.Stamp(*info.NotAfter))
-		case m.Source == state.SourceACME && info.NextRenewalAt != nil && e.in.Now.Sub(*info.NextRenewalAt) > renewOverdue:
-			f.warn("renew it with 'p2ptls cert renew' (from cron) or keep serve running; "+IDLastRenewal+" says whether an attempt failed",
-				"mapping %s: its renewal was due on %s and has not happened (the certificate expires on %s)", info.m.ID, text.Stamp(*info.NextRenewalAt), text.Stamp(*info.NotAfter))
+		case info.Status == mappings.StatusExpiring && m.Source != state.SourceACME:
+			// An ACME certificate past its renewal time is mappings.renewal_due's
+			// warning, after a grace for serve or the timer to renew it.
+			f.warn(issueHint(m), "mapping %s: its %s certificate is due for renewal; replace it before it expires on %s", info.m.ID, m.Source, text.Stamp(*info.NotAfter))
 		}
 	}
 	return f.check(IDExpiry, fmt.Sprintf("no certificate is expired or overdue for renewal (%s checked)", plural(withCert, "certificate")))

@@ -28,13 +28,12 @@ func renewalGrace(lifetime time.Duration) time.Duration {
 	return max(renewalGraceMin, lifetime/20)
 }
 
-// checkRenewalDue: every certificate still valid is renewed (ACME) or
-// replaced (the other sources) within a grace after its renewal time:
-// next_renewal_at for ACME (the time chosen in the ARI window, else when a
-// third, for 10 days or less half, of the lifetime is left), the lifetime
-// rule for the others. One past it warns, naming the time, and for ACME
-// what renews it (serve, the timer) and the last error. An expired one is
-// mappings.expiry's failure, not this warning.
+// checkRenewalDue: every valid ACME certificate is renewed within a grace
+// after its next_renewal_at (the time chosen in the ARI window, else when a
+// third, for 10 days or less half, of the lifetime is left). One past it
+// warns, naming the time, what renews it (serve, the timer) and the last
+// error. Certificates p2ptls does not renew are mappings.expiry's warning
+// as soon as they are due; an expired one is its failure.
 func checkRenewalDue(ctx context.Context, e *env) Check {
 	if e.cfg == nil {
 		return skipped(IDRenewalDue)
@@ -45,6 +44,9 @@ func checkRenewalDue(ctx context.Context, e *env) Check {
 	for _, info := range e.infos {
 		if info.m == nil || info.NotAfter == nil || info.NotBefore == nil || info.NextRenewalAt == nil {
 			continue // no certificate: mappings.coverage reports it
+		}
+		if info.m.Source != state.SourceACME {
+			continue // p2ptls does not renew it: mappings.expiry warns once it is due
 		}
 		now := e.in.Now
 		if !now.Before(*info.NotAfter) || now.Before(*info.NotBefore) {
@@ -57,11 +59,6 @@ func checkRenewalDue(ctx context.Context, e *env) Check {
 			continue
 		}
 		m := *info.m
-		if m.Source != state.SourceACME {
-			f.warn(issueHint(m), "mapping %s: its %s certificate should have been replaced on %s; replace it before it expires on %s",
-				m.ID, m.Source, text.Stamp(due), text.Stamp(*info.NotAfter))
-			continue
-		}
 		if serve == nil {
 			if serve, _ = runstatus.Read(ctx, e.s); serve == nil {
 				serve = &runstatus.Status{}
