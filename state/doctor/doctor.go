@@ -136,6 +136,7 @@ func Run(ctx context.Context, in Input) Report {
 		checkWildcardChallenge,
 		checkDNSCredential,
 		checkChallengePorts,
+		checkIPReachable,
 		checkCoverage,
 		checkExpiry,
 		checkLastRenewal,
