@@ -178,7 +178,7 @@ func prepareMapping(in Input, now time.Time) (state.Mapping, *pki.KeyPair, []str
 	for i, h := range m.Hosts {
 		n, err := hostname.Normalize(h)
 		if err != nil {
-			return m, nil, nil, fault.AsInvalid(err, "give each host as a DNS name, e.g. shop.example.com or *.example.com")
+			return m, nil, nil, fault.AsInvalid(err, "give each host as a DNS name or an IP address, e.g. shop.example.com, *.example.com or 192.0.2.1")
 		}
 		m.Hosts[i] = n
 	}
