@@ -151,3 +151,24 @@ func TestIPCertificates(t *testing.T) {
 		}
 	}
 }
+
+// TestIPCertificateWithoutServe: with no serve running, 'cert issue' binds
+// the listener itself and its own TLS-ALPN-01 answerer maps the reverse-DNS
+// SNI pebble sends back to the address.
+func TestIPCertificateWithoutServe(t *testing.T) {
+	t.Parallel()
+	web := freeAddr(t)
+	env := acmetest.Start(t, acmetest.Options{TLSPort: port(t, web)})
+	p := newPublicState(t)
+	a := &acmeState{publicServe: p, env: env, web: web}
+	a.mappingCertFile = func(id string) string { return p.dir + "/certs/public/" + id + "/cert.pem" }
+	p.must(t, "acme", "account", "register", "--email", "ops@example.test", "--directory", env.DirectoryURL, "--ca-file", env.CAFile, "--agree-tos")
+	p.must(t, "listener", "add", "web", "--addr", web)
+	p.must(t, "mapping", "add", "--listener", "web", "--host", "127.0.0.1", "--acme", "--challenge", "tls-alpn-01", "--id", "ip4")
+	if r := p2ptls(t, p.env, "cert", "issue", "ip4"); r.code != 0 {
+		t.Fatalf("cert issue without serve: exit %d %s", r.code, r.stderr)
+	}
+	if leaf := a.verifyIssued(t, "ip4", "127.0.0.1"); len(leaf.IPAddresses) != 1 || len(leaf.DNSNames) != 0 {
+		t.Errorf("leaf SANs: IPs %v DNS %v, want only 127.0.0.1", leaf.IPAddresses, leaf.DNSNames)
+	}
+}
