@@ -60,7 +60,7 @@ func mappingCommand() *cli.Command {
 					"p2ptls mapping add --listener web --host dev.example.test --id dev --self-signed --days 30"),
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: flgListener, Usage: "HTTPS listener the hosts are served on (required)"},
-					&cli.StringSliceFlag{Name: flgHost, Usage: "host name, repeatable (required)"},
+					&cli.StringSliceFlag{Name: flgHost, Usage: "host name, wildcard (*.example.com) or IP address (not with dns-01), repeatable (required)"},
 					&cli.StringFlag{Name: flgID, Usage: "mapping id (default: made from the first host)"},
 					&cli.StringFlag{Name: flgUpstream, Usage: "reverse-proxy target URL for these hosts (default: the listener's)"},
 					&cli.BoolFlag{Name: flgManual, Usage: "source: upload --cert-file and --key-file into the state"},

@@ -149,6 +149,10 @@ func (v *mappingValidator) check(m *Mapping) error {
 		}
 		m.Hosts[j] = n
 		wildcard = wildcard || hostname.IsWildcard(n)
+		if m.Source == SourceACME && m.Challenge == ChallengeDNS01 && hostname.IsIP(n) {
+			return inField("challenge", fault.Invalidf("use --challenge http-01 or tls-alpn-01 for an IP address",
+				"mapping %q: IP address %s cannot be validated with DNS-01; a CA validates an IP by connecting to it, not through DNS", m.ID, n))
+		}
 		key := ListenerHost{m.Listener, n}
 		if owner, taken := v.hosts[key]; taken {
 			if owner == m.ID {

@@ -146,7 +146,8 @@ func TestAPIRefusals(t *testing.T) {
 		// Mapping content refused by mappings.Add.
 		{"bad hostname", request{method: "POST", path: "/api/v1/mappings", contentType: js, body: mapping(map[string]any{"hosts": []string{"bad_host!.example.com"}})}, 422, "bad_host"},
 		{"double wildcard", request{method: "POST", path: "/api/v1/mappings", contentType: js, body: mapping(map[string]any{"hosts": []string{"*.*.example.com"}})}, 422, "*.*.example.com"},
-		{"IP as host", request{method: "POST", path: "/api/v1/mappings", contentType: js, body: mapping(map[string]any{"hosts": []string{"10.0.0.1"}})}, 422, "10.0.0.1"},
+		{"IP host with DNS-01", request{method: "POST", path: "/api/v1/mappings", contentType: js, body: mapping(map[string]any{"hosts": []string{"10.0.0.1"}, "source": "acme", "challenge": "dns-01", "dns_credential": "spare"})}, 422, "IP address 10.0.0.1 cannot be validated with DNS-01"},
+		{"IP host with a zone", request{method: "POST", path: "/api/v1/mappings", contentType: js, body: mapping(map[string]any{"hosts": []string{"fe80::1%eth0"}})}, 422, "has the zone"},
 		{"single label", request{method: "POST", path: "/api/v1/mappings", contentType: js, body: mapping(map[string]any{"hosts": []string{"localhost"}})}, 422, "localhost"},
 		{"no hosts", request{method: "POST", path: "/api/v1/mappings", contentType: js, body: mapping(map[string]any{"hosts": nil})}, 422, "at least one host"},
 		{"host twice", request{method: "POST", path: "/api/v1/mappings", contentType: js, body: mapping(map[string]any{"hosts": []string{"m.example.com", "M.example.com."}})}, 422, "twice"},

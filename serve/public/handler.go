@@ -11,14 +11,15 @@ import (
 )
 
 // serveHTTPS proxies to the mapping's upstream, else the listener's, else
-// answers 503. Routing follows the SNI through choose, so a request goes to
-// the mapping whose certificate was served.
+// answers 503. Routing follows the SNI (or the local address) through
+// chooseAt, so a request goes to the mapping whose certificate was served.
 func (l *listener) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	if testHook != nil {
 		testHook("handler")
 	}
 	v := l.view.Load()
-	e := l.choose(v, r.TLS.ServerName)
+	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	e := l.chooseAt(v, r.TLS.ServerName, addrConn{local})
 	if e == nil {
 		// Logged at WARN when the handshake served the fallback.
 		writePage(w, http.StatusMisdirectedRequest)

@@ -196,8 +196,9 @@ func (l *listener) choose(v *view, serverName string) *entry {
 // usable reports whether e's certificate loads; it reads the files once.
 func (l *listener) usable(e *entry) bool { return e.load(l.store) == nil }
 
-// getCertificate picks the certificate by SNI (see choose); the fallback is
-// counted and logged as the deployment failure it is.
+// getCertificate picks the certificate by SNI, or by the local address
+// without one (see chooseAt); the fallback is counted and logged as the
+// deployment failure it is.
 func (l *listener) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	ctx := hello.Context()
 	defer edge.Recover(l.log, "public certificate selection")
@@ -210,7 +211,7 @@ func (l *listener) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate,
 		return challenge.TLSALPN01(ctx, l.store, hello.ServerName)
 	}
 	v := l.view.Load()
-	if e := l.choose(v, hello.ServerName); e != nil {
+	if e := l.chooseAt(v, hello.ServerName, hello.Conn); e != nil {
 		if c, err := e.certificate(l.store, &l.hot); err == nil {
 			l.hs.add(HandshakeOK)
 			return c, nil

@@ -7,7 +7,9 @@ package challenge
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 
 	"github.com/go-acme/lego/v4/challenge/tlsalpn01"
@@ -92,13 +94,26 @@ func RemoveTLSALPN01(ctx context.Context, s state.Store, domain string) error {
 	return s.Delete(ctx, name)
 }
 
-// TLSALPN01 is the challenge certificate published for serverName.
+// TLSALPN01 is the challenge certificate published for serverName: a DNS
+// name, or the reverse-DNS name of an IP identifier (see reverse.go), which
+// finds the certificate published for that address.
 func TLSALPN01(ctx context.Context, s state.Store, serverName string) (*tls.Certificate, error) {
-	name, err := tlsALPNName(serverName)
+	lookup := serverName
+	if ip, ok := IPFromReverse(serverName); ok {
+		lookup = ip.String()
+	}
+	name, err := tlsALPNName(lookup)
 	if err != nil {
 		return nil, err
 	}
 	b, err := s.Read(ctx, name)
+	if errors.Is(err, fs.ErrNotExist) && lookup != serverName {
+		// Not published for the address: a DNS identifier that is itself
+		// a reverse name ("1.2.0.192.in-addr.arpa") is filed under it.
+		if n, nerr := tlsALPNName(serverName); nerr == nil {
+			b, err = s.Read(ctx, n)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -140,6 +140,7 @@ func Run(ctx context.Context, in Input) Report {
 		checkWildcardChallenge,
 		checkDNSCredential,
 		checkChallengePorts,
+		checkIPReachable,
 		checkCoverage,
 		checkExpiry,
 		checkRenewalDue,

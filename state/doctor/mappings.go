@@ -276,11 +276,19 @@ func servedMeanwhile(f *findings, m state.Mapping, err error, e *env) bool {
 	return true
 }
 
-// covers reports whether a certificate with these DNS SANs is accepted for
-// host: an exact SAN, or a wildcard SAN over its leftmost label. A wildcard
-// host needs the wildcard SAN itself.
+// covers reports whether a certificate with these SANs (coverNames) is
+// accepted for host: an IP host needs its IP SAN; a DNS host an exact DNS
+// SAN, or a wildcard SAN over its leftmost label. A wildcard host needs the
+// wildcard SAN itself.
 func covers(sans []string, host string) bool {
+	ip := hostname.IsIP(host)
 	for _, san := range sans {
+		if addr, isIP := strings.CutPrefix(san, ipSANPrefix); isIP || ip {
+			if isIP && ip && addr == host {
+				return true
+			}
+			continue
+		}
 		if hostname.Matches(strings.ToLower(strings.TrimSuffix(san, ".")), host) {
 			return true
 		}

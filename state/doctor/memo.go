@@ -48,8 +48,8 @@ type pairOutcome struct {
 	CertID state.FileID
 	// Err is mappings.Load's error, "" when the pair loaded.
 	Err string
-	// DNSNames and Covers are the leaf's: what it covers, and how the
-	// finding names it.
+	// DNSNames (coverNames: IP SANs too) and Covers are the leaf's: what
+	// it covers, and how the finding names it.
 	DNSNames []string
 	Covers   string
 }
@@ -184,7 +184,7 @@ func (e *env) loadPair(ctx context.Context, memo *state.Memo, scan *treeScan, m 
 	if err != nil {
 		o.Err, o.CertPath = err.Error(), e.certWhere(m, cert)
 	} else {
-		o.DNSNames, o.Covers = c.Chain[0].DNSNames, coverList(c.Chain[0])
+		o.DNSNames, o.Covers = coverNames(c.Chain[0]), coverList(c.Chain[0])
 	}
 	if now := time.Now(); usable && memoizable(ctx, err) && !keyID.Racy(now) && !certID.Racy(now) {
 		if seen != nil {

@@ -18,17 +18,29 @@ func FuzzNormalize(f *testing.F) {
 		"sh\u200bop.example.com", "a\u00adb.example.com", "\u202eexample.com", "a\u0301.example.com",
 		"192.0.2.1", "[::1]", "https://user@example.com:8443/x", "a..b", "*.*.example.com",
 		"ab--c.example.com", "x.123", "-a.example.com", "*.com", "a.b", "xn--a.example",
+		"::0001", "2001:DB8::1", "::ffff:1.2.3.4", "fe80::1%eth0", "10.0.0.0/8", "010.1.2.3", "*.1.2.3.4", "127.1",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		if canonical(in) {
+		if canonical(in) || canonicalIP(in) {
 			if n, err := normalize(in); err != nil || n != in {
 				t.Fatalf("canonical(%q), but the full check gives %q, %v", in, n, err)
 			}
 		}
 		n, err := Normalize(in)
 		if err != nil {
+			return
+		}
+		if ip, ok := ParseIP(n); ok {
+			// An IP host is the address in netip's form: RFC 5952, no
+			// zone, never IPv4-mapped.
+			if ip.String() != n || ip.Zone() != "" || ip.Is4In6() || !IsIP(n) {
+				t.Fatalf("Normalize(%q) = %q, which is not an address in its stored form", in, n)
+			}
+			if again, err := Normalize(n); err != nil || again != n {
+				t.Fatalf("Normalize(%q) = %q, but Normalize(%q) = %q, %v", in, n, n, again, err)
+			}
 			return
 		}
 		if again, err := Normalize(n); err != nil || again != n {

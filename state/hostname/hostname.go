@@ -25,9 +25,10 @@ const (
 // Normalize validates a mapping host and returns its canonical form: trimmed,
 // lower-case, without a trailing dot and with IDNs as punycode A-labels. A
 // host is an exact, fully qualified DNS name or a wildcard over one label,
-// "*.example.com".
+// "*.example.com", or an IP address (see ip.go for its form and what is
+// refused).
 func Normalize(host string) (string, error) {
-	if canonical(host) {
+	if canonical(host) || canonicalIP(host) {
 		return host, nil
 	}
 	return normalize(host)
@@ -39,13 +40,13 @@ func normalize(host string) (string, error) {
 	if s == "" {
 		return "", fmt.Errorf("host %q is empty; give a DNS name such as \"example.com\"", host)
 	}
-	if isIP(s) {
-		return "", ipError(host)
+	if n, ok, err := normalizeIP(host, s); ok {
+		return n, err
 	}
 	if strings.ContainsAny(s, ":/?#@[]") {
-		b := bareHost(s)
+		b := strings.TrimSuffix(strings.TrimPrefix(bareHost(s), "["), "]")
 		if isIP(b) {
-			return "", ipError(host)
+			return "", fmt.Errorf("host %q includes a scheme, port or path; give only the address, e.g. %q", host, b)
 		}
 		if b == "" || strings.ContainsAny(b, ":/?#@[]") {
 			return "", fmt.Errorf("host %q includes a scheme, port or path; give only the host name", host)
@@ -93,20 +94,22 @@ func IsWildcard(h string) bool { return strings.HasPrefix(h, "*.") }
 // fewer than three labels (a wildcard directly under a TLD is never valid).
 func WildcardFor(name string) string {
 	i := strings.IndexByte(name, '.')
-	if i <= 0 || IsWildcard(name) || strings.IndexByte(name[i+1:], '.') < 0 {
+	if i <= 0 || IsWildcard(name) || strings.IndexByte(name[i+1:], '.') < 0 || ipShaped(name) {
 		return ""
 	}
 	return "*" + name[i:]
 }
 
 // Matches reports whether the normalised pattern covers the normalised name:
-// equal, or a wildcard standing for exactly the leftmost label of name.
+// equal, or a wildcard standing for exactly the leftmost label of name. No
+// wildcard covers an IP address (a certificate's "*.2.3.4" does not cover
+// 1.2.3.4 for any client).
 func Matches(pattern, name string) bool {
 	if pattern == name {
 		return true
 	}
 	i := strings.IndexByte(name, '.')
-	return IsWildcard(pattern) && i > 0 && name[i:] == pattern[1:]
+	return IsWildcard(pattern) && i > 0 && name[i:] == pattern[1:] && !ipShaped(name)
 }
 
 // NormalizeSNI puts a TLS server name in the form mapping hosts are stored
@@ -372,10 +375,6 @@ func isASCII(s string) bool {
 func isIP(s string) bool {
 	_, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
 	return err == nil
-}
-
-func ipError(host string) error {
-	return fmt.Errorf("host %q is an IP address, which is not supported as a mapping host; use a DNS name", host)
 }
 
 // bareHost guesses the host in a URL or HOST:PORT, to suggest it in an error.

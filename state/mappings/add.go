@@ -116,6 +116,7 @@ func commit(ctx context.Context, s state.Store, purpose string, batch []prepared
 				return &itemError{Index: i, Other: -1, Err: err}
 			}
 			p.warnings = append(p.warnings, more...)
+			p.warnings = append(p.warnings, ipWarnings(cfg.ACME.Directory, p.m)...)
 			t.add(p.m, i)
 			cfg.Mappings = append(cfg.Mappings, p.m)
 		}
@@ -177,7 +178,7 @@ func prepareMapping(in Input, now time.Time) (state.Mapping, *pki.KeyPair, []str
 	for i, h := range m.Hosts {
 		n, err := hostname.Normalize(h)
 		if err != nil {
-			return m, nil, nil, fault.AsInvalid(err, "give each host as a DNS name, e.g. shop.example.com or *.example.com")
+			return m, nil, nil, fault.AsInvalid(err, "give each host as a DNS name or an IP address, e.g. shop.example.com, *.example.com or 192.0.2.1")
 		}
 		m.Hosts[i] = n
 	}
@@ -349,29 +350,25 @@ func checkPair(hosts []string, certPEM, keyPEM []byte, certWhat, keyWhat string,
 	return kp, append([]string{problem + "; clients refuse it until it is replaced"}, warnings...), nil
 }
 
-// uncovered returns the hosts leaf's DNS names do not cover, the way a TLS
+// uncovered returns the hosts leaf does not cover (pki.Covers), the way a TLS
 // client matches them: exactly, or by a wildcard over the leftmost label.
 // A wildcard host needs the same wildcard name.
 func uncovered(hosts []string, leaf *x509.Certificate) []string {
-	sans := make([]string, len(leaf.DNSNames))
-	for i, n := range leaf.DNSNames {
-		sans[i] = strings.ToLower(strings.TrimSuffix(n, "."))
-	}
 	var missing []string
 	for _, h := range hosts {
-		if !slices.ContainsFunc(sans, func(san string) bool { return hostname.Matches(san, h) }) {
+		if !pki.Covers(leaf, h) {
 			missing = append(missing, h)
 		}
 	}
 	return missing
 }
 
-// namesOf lists a certificate's DNS names for a message.
+// namesOf lists a certificate's DNS names and IP addresses for a message.
 func namesOf(c *x509.Certificate) string {
-	if len(c.DNSNames) == 0 {
-		return "none"
+	if n := pki.SANList(c); len(n) > 0 {
+		return strings.Join(n, ", ")
 	}
-	return strings.Join(c.DNSNames, ", ")
+	return "none"
 }
 
 // idFromHost derives a mapping id from a normalised host:
@@ -380,6 +377,9 @@ func namesOf(c *x509.Certificate) string {
 // letters, digits, "-" and "." after normalisation, so the result is a
 // valid name.
 func idFromHost(h string) string {
+	if strings.Contains(h, ":") {
+		return ipv6ID(h)
+	}
 	if rest, ok := strings.CutPrefix(h, "*."); ok {
 		h = "wildcard." + rest
 	}

@@ -43,7 +43,7 @@ func TestAddRefuses(t *testing.T) {
 	}{
 		{"no host", selfSignedIn("x", "web", 0), fault.Invalid, []string{"at least one host"}, "--host"},
 		{"host with scheme", selfSignedIn("", "web", 0, "https://a.example.com/"), fault.Invalid, []string{"scheme, port or path"}, "DNS name"},
-		{"IP host", selfSignedIn("", "web", 0, "10.0.0.1"), fault.Invalid, []string{"IP address"}, ""},
+		{"IP host with a zone", selfSignedIn("", "web", 0, "fe80::1%eth0"), fault.Invalid, []string{"has the zone"}, ""},
 		{"single-label host", selfSignedIn("", "web", 0, "intranet"), fault.Invalid, []string{"single label"}, ""},
 		{"host twice in the mapping", selfSignedIn("", "web", 0, "a.example.com", "A.example.com."), fault.Invalid, []string{`lists host "a.example.com" twice`}, "list each host once"},
 		{"bad id", selfSignedIn("Bad/ID", "web", 0, "a.example.com"), fault.Invalid, []string{`mapping id "Bad/ID" is invalid`}, "--id"},

@@ -3,7 +3,10 @@ package pki
 import (
 	"crypto/x509"
 	"net"
+	"net/netip"
 	"strings"
+
+	"github.com/p2pstream/p2ptls/state/hostname"
 )
 
 // Names are the subject alternative names of a server certificate.
@@ -111,4 +114,36 @@ func normalizeIP(ip net.IP) net.IP {
 		return v4
 	}
 	return ip
+}
+
+// Covers reports whether cert is accepted for host the way a TLS client
+// checks it: an IP host needs that address among the IP SANs (no DNS SAN
+// covers an address); a DNS host an exact DNS SAN or a wildcard SAN over
+// its leftmost label; a wildcard host needs the wildcard SAN itself. host
+// is normalised (hostname.Normalize).
+func Covers(cert *x509.Certificate, host string) bool {
+	if ip, ok := hostname.ParseIP(host); ok {
+		for _, san := range cert.IPAddresses {
+			if a, ok := netip.AddrFromSlice(san); ok && a.Unmap() == ip {
+				return true
+			}
+		}
+		return false
+	}
+	for _, san := range cert.DNSNames {
+		if hostname.Matches(strings.ToLower(strings.TrimSuffix(san, ".")), host) {
+			return true
+		}
+	}
+	return false
+}
+
+// SANList lists cert's DNS names, then its IP addresses, for a message.
+func SANList(cert *x509.Certificate) []string {
+	out := make([]string, 0, len(cert.DNSNames)+len(cert.IPAddresses))
+	out = append(out, cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		out = append(out, normalizeIP(ip).String())
+	}
+	return out
 }
