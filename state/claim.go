@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sync"
 	"syscall"
@@ -97,7 +98,6 @@ var localClaims struct {
 
 // ClaimLocal takes claim name on s: through s when it is a Claimer, else
 // within this process only (a test store, which no other process sees).
-// s must be comparable (a pointer).
 func ClaimLocal(ctx context.Context, s Store, name string) (func(), bool, error) {
 	if c, ok := s.(Claimer); ok {
 		return c.TryClaim(ctx, name)
@@ -105,18 +105,22 @@ func ClaimLocal(ctx context.Context, s Store, name string) (func(), bool, error)
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
+	var key any = s
+	if !reflect.TypeOf(s).Comparable() {
+		key = reflect.TypeOf(s).String() // a value store: one per type
+	}
 	localClaims.mu.Lock()
 	defer localClaims.mu.Unlock()
 	if localClaims.held == nil {
 		localClaims.held = map[any]map[string]bool{}
 	}
-	names := localClaims.held[s]
+	names := localClaims.held[key]
 	if names[name] {
 		return nil, false, nil
 	}
 	if names == nil {
 		names = map[string]bool{}
-		localClaims.held[s] = names
+		localClaims.held[key] = names
 	}
 	names[name] = true
 	var once sync.Once
@@ -126,7 +130,7 @@ func ClaimLocal(ctx context.Context, s Store, name string) (func(), bool, error)
 			defer localClaims.mu.Unlock()
 			delete(names, name)
 			if len(names) == 0 {
-				delete(localClaims.held, s)
+				delete(localClaims.held, key)
 			}
 		})
 	}, true, nil
