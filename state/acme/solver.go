@@ -100,11 +100,21 @@ func setSolver(ctx context.Context, client *lego.Client, s state.Store, cfg *sta
 		if len(resolvers) > 0 {
 			// Check propagation at the given resolvers only, and compare
 			// the TXT value there rather than at the zone's own servers.
-			opts = append(opts, dns01.AddRecursiveNameservers(resolvers),
-				dns01.DisableAuthoritativeNssPropagationRequirement(),
+			opts = append(opts, dns01.DisableAuthoritativeNssPropagationRequirement(),
 				dns01.RecursiveNSsPropagationRequirement())
 		}
-		return func() {}, client.Challenge.SetDNS01Provider(provider, opts...)
+		// lego's resolver list is one for the process: the gate puts these
+		// in place (none: the system's) and holds them until the order is
+		// done, while orders with another list wait.
+		leave, err := resolverGate.enter(ctx, resolvers)
+		if err != nil {
+			return nil, err
+		}
+		if err := client.Challenge.SetDNS01Provider(provider, opts...); err != nil {
+			leave()
+			return nil, err
+		}
+		return leave, nil
 	}
 	return nil, fault.Invalidf("", "mapping %q: unknown challenge %q", m.ID, m.Challenge)
 }
