@@ -155,7 +155,34 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 	}
 	outs := make([]outcome, len(due))
 	var observe sync.Mutex // Attempted is called one at a time
+	// The deploy hooks run one at a time, in the order of p2ptls.toml, on
+	// a goroutine of their own: an order that finished waits for those
+	// before it to deploy, but never holds up the orders after it.
+	finished := make(chan int, len(due))
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		ready := make([]bool, len(due))
+		next := 0
+		runHook := func(k int) {
+			if out := &outs[k]; out.err == nil && out.attempted {
+				out.hookErr = deployOne(ctx, hook, &o.Options, s, out.m)
+			}
+		}
+		for k := range finished {
+			ready[k] = true
+			for ; next < len(due) && ready[next]; next++ {
+				runHook(next)
+			}
+		}
+		for ; next < len(due); next++ { // stopped: the rest that finished
+			if ready[next] {
+				runHook(next)
+			}
+		}
+	}()
 	reached := Bounded(ctx, o.Limit(cfg), len(due), func(k int) {
+		defer func() { finished <- k }()
 		out := &outs[k]
 		out.m = todo[due[k]]
 		_, attempted, err := issueClaimed(ctx, s, "cert renew "+out.m.ID, out.m.ID, now, &o.Options, func(cfg *state.Config, cur state.Mapping) (decision, error) {
@@ -189,10 +216,9 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 				}
 			}
 		}
-		if err == nil && attempted {
-			out.hookErr = deployOne(ctx, hook, &o.Options, s, out.m)
-		}
 	})
+	close(finished)
+	<-hooksDone
 	k := 0
 	for i, m := range todo {
 		v := decided[i]
