@@ -318,3 +318,30 @@ func TestRenewCancelEndsEveryOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestRenewHooksInConfigOrder: with orders at once finishing in another
+// order (the first one last), the deploy hooks still run one at a time in
+// the order of p2ptls.toml.
+func TestRenewHooksInConfigOrder(t *testing.T) {
+	f := useFakeOrders(t)
+	close(f.release)
+	d := claimState(t, 4)
+	slow := orderFunc
+	orderFunc = func(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping, r *x509.Certificate, now time.Time, o *Options) (*pki.KeyPair, time.Time, error) {
+		if m.ID == "m0" {
+			time.Sleep(300 * time.Millisecond)
+		}
+		return slow(ctx, s, cfg, m, r, now, o)
+	}
+	out := t.TempDir() + "/hooks"
+	o := RenewOptions{Options: quiet, DeployHook: `echo "start $P2PTLS_MAPPING_ID" >> ` + out + `; sleep 0.05; echo "end $P2PTLS_MAPPING_ID" >> ` + out}
+	o.Concurrency = 4
+	r, err := Renew(context.Background(), d, time.Now, o)
+	if err != nil || len(r.Renewed) != 4 || len(r.HookFailed) != 0 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	want := "start m0\nend m0\nstart m1\nend m1\nstart m2\nend m2\nstart m3\nend m3\n"
+	if got := string(mustReadFile(t, out)); got != want {
+		t.Errorf("hooks ran\n%s\nwant\n%s", got, want)
+	}
+}
