@@ -30,6 +30,7 @@ const (
 	flgHookTimeout   = "deploy-hook-timeout"
 	flgNoRandomSleep = "no-random-sleep"
 	flgDNSResolvers  = "dns-resolvers"
+	flgConcurrency   = "concurrency"
 )
 
 // maxRandomSleep spreads cron renewals of many installations over time.
@@ -37,6 +38,10 @@ const maxRandomSleep = 5 * time.Minute
 
 func resolversFlag() cli.Flag {
 	return &cli.StringFlag{Name: flgDNSResolvers, Usage: "HOST:PORT,… resolvers that check DNS-01 propagation (default: acme.dns_resolvers, then the system's)", EnvVars: []string{"P2PTLS_DNS_RESOLVERS"}}
+}
+
+func concurrencyFlag() cli.Flag {
+	return &cli.IntFlag{Name: flgConcurrency, Usage: fmt.Sprintf("ACME orders at once, 1 to %d (default: acme.concurrency, else %d)", acme.MaxConcurrency, acme.DefaultConcurrency)}
 }
 
 func certCommand() *cli.Command {
@@ -51,7 +56,10 @@ func certCommand() *cli.Command {
 				Description: "Named mappings are issued whether or not they are due. --all takes every ACME\n" +
 					"and self-signed mapping without a valid certificate, or every one with --force.\n" +
 					"Challenges are published in acme/challenges/; a running serve answers them,\n" +
-					"otherwise this command binds the listener's address itself for the validation." + examples(
+					"otherwise this command binds the listener's address itself for the validation.\n\n" +
+					"ACME orders run --concurrency at a time (default: acme.concurrency, else 8),\n" +
+					"each outside the state lock under its mapping's claim: a mapping that another\n" +
+					"process (serve, cron) is issuing is skipped, not ordered twice." + examples(
 					"p2ptls cert issue app-example-com",
 					"p2ptls cert issue --all",
 					"p2ptls cert issue --all --force --dns-resolvers 1.1.1.1:53,8.8.8.8:53"),
@@ -59,6 +67,7 @@ func certCommand() *cli.Command {
 					&cli.BoolFlag{Name: flgAll, Usage: "every ACME and self-signed mapping that needs a certificate"},
 					&cli.BoolFlag{Name: flgForce, Usage: "with --all: every one, valid or not"},
 					resolversFlag(),
+					concurrencyFlag(),
 				},
 			}, certIssueAction),
 			leaf(&cli.Command{
@@ -77,7 +86,8 @@ func certCommand() *cli.Command {
 					"separated), P2PTLS_CERT_FILE, P2PTLS_KEY_FILE and CONFIG_DIR set. It is stopped\n" +
 					"(SIGTERM to its process group, SIGKILL 5 s later) after --deploy-hook-timeout\n" +
 					"(else acme.deploy_hook_timeout, else 5m); its output goes to the log. A hook\n" +
-					"that fails leaves the renewal done.\n\n" +
+					"that fails leaves the renewal done. Orders run --concurrency at a time (default:\n" +
+					"acme.concurrency, else 8); hooks run one at a time.\n\n" +
 					"Exit status 1 when any mapping failed, or its deploy hook did." + examples(
 					"p2ptls cert renew --quiet --deploy-hook 'systemctl reload p2pstream'",
 					"p2ptls cert renew --dry-run --no-random-sleep",
@@ -90,6 +100,7 @@ func certCommand() *cli.Command {
 					&cli.DurationFlag{Name: flgHookTimeout, Usage: "stop the deploy hook after this long (default: acme.deploy_hook_timeout, else 5m)"},
 					&cli.BoolFlag{Name: flgNoRandomSleep, Usage: "do not sleep a random time before the first renewal (for monitoring scripts)"},
 					resolversFlag(),
+					concurrencyFlag(),
 				},
 			}, certRenewAction),
 			leaf(&cli.Command{Name: "list", Usage: "list certificates and their status"}, mappingListAction),
@@ -111,7 +122,12 @@ func acmeOptions(c *cli.Context) (acme.Options, error) {
 		}
 		resolvers = append(resolvers, r)
 	}
-	return acme.Options{Log: slog.Default(), DNSResolvers: resolvers}, nil
+	n := c.Int(flgConcurrency)
+	if c.IsSet(flgConcurrency) && (n < 1 || n > acme.MaxConcurrency) {
+		return acme.Options{}, fault.Invalidf(fmt.Sprintf("give a number of orders from 1 to %d, e.g. --concurrency %d", acme.MaxConcurrency, acme.DefaultConcurrency),
+			"--concurrency %d is not between 1 and %d", n, acme.MaxConcurrency)
+	}
+	return acme.Options{Log: slog.Default(), DNSResolvers: resolvers, Concurrency: n}, nil
 }
 
 func certIssueAction(ctx context.Context, g *Globals, c *cli.Context) error {
@@ -139,6 +155,8 @@ func certIssueAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		case g.JSON():
 		case err == nil:
 			g.Infof("issued a new certificate for mapping %s", id)
+		case acme.Busy(err) && len(ids) > 1:
+			g.Infof("skipped mapping %s: another process is issuing it", id)
 		case len(ids) > 1: // one mapping's error is the command's
 			report(g.Stderr, err)
 		}

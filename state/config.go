@@ -78,7 +78,13 @@ type ACMESettings struct {
 	// DeployHookTimeout bounds it, as a Go duration ("5m", "30s"); empty
 	// means 5m.
 	DeployHookTimeout string `toml:"deploy_hook_timeout,omitempty"`
+	// Concurrency is how many ACME orders "cert issue", "cert renew" and
+	// serve make at once; 0 (unset) means the default (acme package).
+	Concurrency int `toml:"concurrency,omitempty"`
 }
+
+// MaxACMEConcurrency bounds acme.concurrency.
+const MaxACMEConcurrency = 64
 
 // defaultHookTimeout is acme.deploy_hook_timeout when it is not set.
 const defaultHookTimeout = 5 * time.Minute
@@ -119,6 +125,10 @@ func (a ACMESettings) validateHook(b []byte) error {
 	}
 	if err == nil && strings.ContainsRune(a.DeployHook, 0) {
 		field, err = "deploy_hook", fault.Invalidf("remove the NUL byte", "deploy_hook contains a NUL byte")
+	}
+	if err == nil && (a.Concurrency < 0 || a.Concurrency > MaxACMEConcurrency) {
+		field, err = "concurrency", fault.Invalidf(fmt.Sprintf("give a number of orders from 1 to %d, or remove the line for the default", MaxACMEConcurrency),
+			"concurrency %d is not between 1 and %d", a.Concurrency, MaxACMEConcurrency)
 	}
 	if err == nil {
 		return nil

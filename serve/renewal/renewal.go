@@ -1,6 +1,8 @@
 // Package renewal is serve's in-process ACME loop: new ACME mappings are
 // issued promptly, and every certificate is renewed when due, with the same
-// code and under the same lock as "p2ptls cert renew" from cron.
+// code as "p2ptls cert renew" from cron: at most acme.concurrency orders at
+// once, each under its mapping's claim, so that serve and cron never order
+// one mapping twice, and serve's shutdown ends every order at once.
 package renewal
 
 import (
@@ -59,11 +61,12 @@ type Options struct {
 	// Clock is nil for the real one.
 	Clock Clock
 	// Observe, when set, is called after each ACME order the loop makes
-	// (a first issuance or a renewal), from the loop's goroutine, once
-	// the result is saved and before the deploy hook runs: err is nil when
-	// the new certificate is in place, else the failure recorded in the
-	// mapping (which then backs off). It must not block: the loop waits
-	// for it.
+	// (a first issuance or a renewal), once the result is saved and
+	// before the deploy hook runs: err is nil when the new certificate is
+	// in place, else the failure recorded in the mapping (which then backs
+	// off). Orders run acme.concurrency at once (acme.Renew); Observe is
+	// called one at a time, from the goroutine of the order. It must not
+	// block: the next order waits for it.
 	Observe func(id string, err error)
 }
 

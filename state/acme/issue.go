@@ -31,6 +31,10 @@ type Options struct {
 	// DNSResolvers (HOST:PORT) check DNS-01 propagation; empty means
 	// p2ptls.toml's acme.dns_resolvers, then the system's.
 	DNSResolvers []string
+	// Concurrency is how many orders a run (Renew, issuance.Run) makes at
+	// once; 0 means p2ptls.toml's acme.concurrency, then
+	// DefaultConcurrency.
+	Concurrency int
 }
 
 func (o *Options) log() *slog.Logger {
@@ -50,17 +54,22 @@ func backoff(n int) time.Duration {
 }
 
 // Issue obtains a certificate for ACME mapping id now, whether or not it is
-// due, under the state lock: the new certificate, its key and record are
-// one change. A failed order is recorded in the mapping (last_error,
-// attempts, retry_at) and returned; Attempted reports it.
+// due. The order runs outside the state lock, under the mapping's claim
+// (see issueClaimed): the new certificate, its key and record are one
+// change, made once the order is done. A failed order is recorded in the
+// mapping (last_error, attempts, retry_at) and returned; Attempted reports
+// it. A mapping another process is issuing is not ordered again: Busy
+// reports that error.
 func Issue(ctx context.Context, s state.Store, id string, now time.Time, o Options) error {
-	return withMapping(ctx, s, "cert issue "+id, id, func(w state.Store, cfg *state.Config, m state.Mapping) error {
-		var current *x509.Certificate
-		if c, err := mappings.Load(ctx, w, m); err == nil {
-			current = c.Chain[0]
-		}
-		return obtain(ctx, s, w, cfg, m, current, now, &o)
-	})
+	_, _, err := issueClaimed(ctx, s, "cert issue "+id, id, func() time.Time { return now }, &o,
+		func(cfg *state.Config, m state.Mapping) (decision, error) {
+			var current *x509.Certificate
+			if c, err := mappings.Load(ctx, s, m); err == nil {
+				current = c.Chain[0]
+			}
+			return decision{due: true, replaces: current}, nil
+		})
+	return err
 }
 
 // attemptError is an ACME order that failed and is recorded as an attempt.
@@ -79,43 +88,6 @@ func Attempted(err error) bool {
 
 // errUnchanged ends a change that wrote nothing, so that nothing is saved.
 var errUnchanged = errors.New("nothing to change")
-
-// withMapping runs fn in one change of the state (state.Update) with the
-// current config and the ACME mapping id. fn writes through w, into the
-// change; a change fn wrote nothing into saves nothing (a renewal that is
-// not due). A failed attempt fn recorded (an *attemptError) is saved, then
-// returned.
-func withMapping(ctx context.Context, s state.Store, purpose, id string, fn func(w state.Store, cfg *state.Config, m state.Mapping) error) error {
-	var failed *attemptError
-	err := state.Update(ctx, s, purpose, func(tx *state.Tx) error {
-		m, ok := tx.Config.Mapping(id)
-		if !ok {
-			return fault.NotFoundf("see 'p2ptls mapping list'", "mapping %q does not exist", id)
-		}
-		if m.Source != state.SourceACME {
-			return fault.Failf("", "mapping %q is not an ACME mapping (source %s)", id, m.Source)
-		}
-		w := &staged{Tx: tx}
-		err := fn(w, tx.Config, *m)
-		if errors.As(err, &failed) {
-			err = nil
-		}
-		if err == nil && !w.wrote {
-			return errUnchanged
-		}
-		return err
-	})
-	switch {
-	case failed != nil && err != nil && !errors.Is(err, errUnchanged):
-		// The attempt is not recorded: no back-off follows it.
-		return fmt.Errorf("%w (and recording the attempt failed: %v)", failed.err, err)
-	case failed != nil:
-		return failed
-	case errors.Is(err, errUnchanged):
-		return nil
-	}
-	return err
-}
 
 // staged is a change that notes whether anything was written into it.
 type staged struct {
@@ -138,14 +110,21 @@ func (w *staged) Apply(ctx context.Context, c state.Change) error {
 	return w.Tx.Apply(ctx, c)
 }
 
-// obtain runs one ACME order for m and records the attempt into the change
-// w. On failure the certificate in place stays: only a success replaces
-// it. s is the store itself, where challenges are published at once for
-// the ACME server to fetch while the order runs. current is the serving
-// leaf when renewing, for ARI's "replaces". An order cut short by ctx (a
-// signal, serve shutting down) is no attempt: nothing is recorded, and no
-// back-off follows.
-func obtain(ctx context.Context, s, w state.Store, cfg *state.Config, m state.Mapping, replaces *x509.Certificate, now time.Time, o *Options) error {
+// ordered is the outcome of one ACME order, to be recorded: the new key
+// pair and its renewal time, or the order's error.
+type ordered struct {
+	kp   *pki.KeyPair
+	next time.Time
+	err  error
+}
+
+// obtain records the outcome of one ACME order for m into the change w,
+// made once the order is done (issueClaimed). On failure the certificate
+// in place stays: only a success replaces it. now is when the order
+// started. An order cut short by ctx (a signal, serve shutting down) is no
+// attempt and never gets here: nothing is recorded, and no back-off
+// follows.
+func obtain(ctx context.Context, w state.Store, m state.Mapping, res ordered, now time.Time, o *Options) error {
 	log := o.log().With("mapping", m.ID)
 	meta, err := mappings.LoadMeta(ctx, w, m.ID)
 	if err != nil {
@@ -153,10 +132,7 @@ func obtain(ctx context.Context, s, w state.Store, cfg *state.Config, m state.Ma
 	}
 	meta.Source = state.SourceACME
 	meta.LastAttemptAt = now.UTC().Truncate(time.Second)
-	kp, next, err := order(ctx, s, cfg, m, replaces, now, o)
-	if err != nil && ctx.Err() != nil {
-		return fmt.Errorf("mapping %q: certificate not issued: %w", m.ID, context.Cause(ctx))
-	}
+	kp, next, err := res.kp, res.next, res.err
 	if err != nil {
 		meta.Attempts++
 		meta.LastError = text.OneLine(err.Error())

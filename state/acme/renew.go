@@ -128,12 +128,15 @@ func ariWait(retryAfter time.Duration) time.Duration {
 // Renew renews every ACME certificate that is due. Each mapping is first
 // decided from the state as loaded, without the lock: one that is not due
 // (nearly all of them, nearly always) costs a read of its files, not a
-// change that loads every record again. One that is due is decided again
-// and issued under the state lock, so two renewals at once (cron and
-// serve, or two crons) never issue the same certificate twice: the second
-// sees the first's result and skips. The renewal info answers the first
-// decisions got are recorded in the mappings' meta.toml, in one change,
-// so that the next run asks again only when the server said to.
+// change that loads every record again. The renewal info answers the
+// first decisions got are recorded in the mappings' meta.toml, in one
+// change, so that the next run asks again only when the server said to.
+// The due ones are renewed at most o.Concurrency at once, each under its
+// mapping's claim and outside the state lock (issueClaimed): decided
+// again there, so that two renewals at once (cron and serve, or two
+// crons) never issue the same certificate twice. A mapping whose claim
+// another process holds is skipped this time. The report lists mappings
+// in the order of p2ptls.toml, however the orders finished.
 func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOptions) (*Report, error) {
 	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
@@ -141,7 +144,6 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 	}
 	r := &Report{Renewed: []string{}, Failed: []string{}, Skipped: []string{}, DryRun: o.DryRun, Errors: map[string]string{}, Reasons: map[string]string{}}
 	hook := o.hook(cfg)
-	waited := o.BeforeRenewal == nil
 	ari := &ariClients{}
 	var todo []state.Mapping
 	for _, m := range cfg.Mappings {
@@ -163,12 +165,100 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 	if !o.DryRun {
 		recordARI(ctx, s, todo, decided, o.log())
 	}
-	for i, m := range todo {
-		if ctx.Err() != nil {
-			break // stopped: the mappings not reached are not reported
+	var due []int // indexes into todo
+	for i, v := range decided {
+		if v.due && !o.DryRun {
+			due = append(due, i)
 		}
+	}
+	if len(due) > 0 && o.BeforeRenewal != nil && ctx.Err() == nil {
+		if err := o.BeforeRenewal(ctx); err != nil {
+			return nil, err
+		}
+	}
+	// Each due mapping's outcome, by index into due; the report is made
+	// from them in order once every order is done.
+	type outcome struct {
+		m         state.Mapping
+		v         verdict
+		attempted bool
+		err       error
+		hookErr   error
+		next      time.Time
+	}
+	outs := make([]outcome, len(due))
+	var observe sync.Mutex // Attempted is called one at a time
+	// The deploy hooks run one at a time, in the order of p2ptls.toml, on
+	// a goroutine of their own: an order that finished waits for those
+	// before it to deploy, but never holds up the orders after it.
+	finished := make(chan int, len(due))
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		ready := make([]bool, len(due))
+		next := 0
+		runHook := func(k int) {
+			if out := &outs[k]; out.err == nil && out.attempted {
+				out.hookErr = deployOne(ctx, hook, &o.Options, s, out.m)
+			}
+		}
+		for k := range finished {
+			ready[k] = true
+			for ; next < len(due) && ready[next]; next++ {
+				runHook(next)
+			}
+		}
+		for ; next < len(due); next++ { // stopped: the rest that finished
+			if ready[next] {
+				runHook(next)
+			}
+		}
+	}()
+	reached := Bounded(ctx, o.Limit(cfg), len(due), func(k int) {
+		defer func() { finished <- k }()
+		out := &outs[k]
+		out.m = todo[due[k]]
+		_, attempted, err := issueClaimed(ctx, s, "cert renew "+out.m.ID, out.m.ID, now, &o.Options, func(cfg *state.Config, cur state.Mapping) (decision, error) {
+			out.m = cur
+			v := isDue(ctx, nil, s, cfg, cur, now(), o, ari)
+			out.v = v
+			d := decision{due: v.due, replaces: v.leaf}
+			if !v.due {
+				d.ari = v.ari // asked under the claim: recorded with the decision
+			}
+			return d, nil
+		})
+		out.attempted, out.err = attempted, err
+		if Busy(err) {
+			out.v = verdict{why: "being issued by another process"}
+			out.err = nil
+			return
+		}
+		if attempted && ctx.Err() == nil {
+			if o.Attempted != nil {
+				observe.Lock()
+				o.Attempted(out.m.ID, err)
+				observe.Unlock()
+			}
+			// The new certificate's renewal time, or the back-off's end.
+			if meta, merr := mappings.LoadMeta(ctx, s, out.m.ID); merr == nil {
+				if err != nil {
+					out.next = meta.RetryAt
+				} else {
+					out.next = meta.NextRenewalAt
+				}
+			}
+		}
+	})
+	close(finished)
+	<-hooksDone
+	k := 0
+	for i, m := range todo {
 		v := decided[i]
 		if !v.due || o.DryRun {
+			if ctx.Err() != nil {
+				continue // stopped: only the orders that ran are reported
+			}
 			r.Reasons[m.ID] = v.why
 			if v.due {
 				r.Renewed = append(r.Renewed, m.ID)
@@ -178,59 +268,35 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 			}
 			continue
 		}
-		if !waited {
-			waited = true
-			if err := o.BeforeRenewal(ctx); err != nil {
-				return nil, err
-			}
-			if ctx.Err() != nil {
-				break
-			}
+		out := outs[k]
+		if !reached[k] {
+			k++
+			continue // stopped before its turn: not reported
 		}
-		attempted := false
-		err := withMapping(ctx, s, "cert renew "+m.ID, m.ID, func(w state.Store, cfg *state.Config, cur state.Mapping) error {
-			m = cur
-			v = isDue(ctx, nil, w, cfg, m, now(), o, ari)
-			r.Reasons[m.ID] = v.why
-			if !v.due {
-				if v.ari != nil { // asked under the lock: recorded with the decision
-					return saveARI(ctx, w, m.ID, v.ari)
-				}
-				return nil
-			}
-			attempted = true
-			return obtain(ctx, s, w, cfg, m, v.leaf, now(), &o.Options)
-		})
-		if attempted && ctx.Err() == nil {
-			if o.Attempted != nil {
-				o.Attempted(m.ID, err)
-			}
-			// The new certificate's renewal time, or the back-off's end.
-			if meta, merr := mappings.LoadMeta(ctx, s, m.ID); merr == nil {
-				if err != nil {
-					r.soonest(meta.RetryAt)
-				} else {
-					r.soonest(meta.NextRenewalAt)
-				}
-			}
+		k++
+		if ctx.Err() != nil && !out.attempted {
+			continue // cut short: not reported
 		}
-		if !v.due {
-			r.soonest(v.next)
+		id := out.m.ID
+		if out.v.why != "" {
+			r.Reasons[id] = out.v.why
 		}
-		if err == nil && attempted {
-			if herr := deploy(ctx, hook, o.log(), s, m); herr != nil {
-				r.HookFailed = append(r.HookFailed, m.ID)
-				r.Errors[m.ID] = text.OneLine(herr.Error())
-			}
+		r.soonest(out.next)
+		if !out.v.due {
+			r.soonest(out.v.next)
+		}
+		if out.hookErr != nil {
+			r.HookFailed = append(r.HookFailed, id)
+			r.Errors[id] = text.OneLine(out.hookErr.Error())
 		}
 		switch {
-		case err != nil:
-			r.Failed = append(r.Failed, m.ID)
-			r.Errors[m.ID] = text.OneLine(err.Error())
-		case attempted:
-			r.Renewed = append(r.Renewed, m.ID)
+		case out.err != nil:
+			r.Failed = append(r.Failed, id)
+			r.Errors[id] = text.OneLine(out.err.Error())
+		case out.attempted:
+			r.Renewed = append(r.Renewed, id)
 		default:
-			r.Skipped = append(r.Skipped, m.ID)
+			r.Skipped = append(r.Skipped, id)
 		}
 	}
 	return r, nil

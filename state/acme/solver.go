@@ -64,13 +64,13 @@ func setSolver(ctx context.Context, client *lego.Client, s state.Store, cfg *sta
 			return nil, fault.Failf(fmt.Sprintf("give listener %q an HTTP address (--http-addr :80), or use another challenge", l.Name),
 				"listener %q has no HTTP address, and HTTP-01 validation connects to it", l.Name)
 		}
-		stop, err := answerIfNoServe(ctx, s, *l, l.HTTPAddr, httpAnswerer(ctx, s))
+		stop, err := answerIfNoServe(ctx, s, *l, l.HTTPAddr, "http-01", httpAnswerer(s))
 		if err != nil {
 			return nil, err
 		}
 		return stop, client.Challenge.SetHTTP01Provider(httpProvider{ctx, s})
 	case state.ChallengeTLSALPN01:
-		stop, err := answerIfNoServe(ctx, s, *l, l.Addr, alpnAnswerer(ctx, s))
+		stop, err := answerIfNoServe(ctx, s, *l, l.Addr, "tls-alpn-01", alpnAnswerer(s))
 		if err != nil {
 			return nil, err
 		}
@@ -100,18 +100,29 @@ func setSolver(ctx context.Context, client *lego.Client, s state.Store, cfg *sta
 		if len(resolvers) > 0 {
 			// Check propagation at the given resolvers only, and compare
 			// the TXT value there rather than at the zone's own servers.
-			opts = append(opts, dns01.AddRecursiveNameservers(resolvers),
-				dns01.DisableAuthoritativeNssPropagationRequirement(),
+			opts = append(opts, dns01.DisableAuthoritativeNssPropagationRequirement(),
 				dns01.RecursiveNSsPropagationRequirement())
 		}
-		return func() {}, client.Challenge.SetDNS01Provider(provider, opts...)
+		// lego's resolver list is one for the process: the gate puts these
+		// in place (none: the system's) and holds them until the order is
+		// done, while orders with another list wait.
+		leave, err := resolverGate.enter(ctx, resolvers)
+		if err != nil {
+			return nil, err
+		}
+		if err := client.Challenge.SetDNS01Provider(provider, opts...); err != nil {
+			leave()
+			return nil, err
+		}
+		return leave, nil
 	}
 	return nil, fault.Invalidf("", "mapping %q: unknown challenge %q", m.ID, m.Challenge)
 }
 
 // answerIfNoServe binds addr for the duration of the validation when no
-// running serve answers challenges on listener l.
-func answerIfNoServe(ctx context.Context, s state.Store, l state.Listener, addr string, serve func(net.Listener) func()) (func(), error) {
+// running serve answers challenges on listener l; orders that run at once
+// share the socket (bindShared).
+func answerIfNoServe(ctx context.Context, s state.Store, l state.Listener, addr, kind string, serve func(context.Context, net.Listener) func()) (func(), error) {
 	if st, err := runstatus.Read(ctx, s); err == nil && st.ServeRunning {
 		for _, rl := range st.Listeners {
 			if rl.Name == l.Name && rl.Listening {
@@ -119,17 +130,17 @@ func answerIfNoServe(ctx context.Context, s state.Store, l state.Listener, addr 
 			}
 		}
 	}
-	ln, err := net.Listen("tcp", addr)
+	stop, err := bindShared(s, addr, kind, serve)
 	if err != nil {
 		return nil, fault.Failf("start 'p2ptls serve' (it answers challenges), or run this as a user that may bind the port",
 			"no serve answers for listener %q and %s cannot be bound for validation: %v", l.Name, addr, err)
 	}
-	return serve(ln), nil
+	return stop, nil
 }
 
 // httpAnswerer answers HTTP-01 from the state until stopped.
-func httpAnswerer(ctx context.Context, s state.Store) func(net.Listener) func() {
-	return func(ln net.Listener) func() {
+func httpAnswerer(s state.Store) func(context.Context, net.Listener) func() {
+	return func(ctx context.Context, ln net.Listener) func() {
 		srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			token, ok := strings.CutPrefix(r.URL.Path, challenge.HTTP01Path)
 			b, err := challenge.HTTP01(ctx, s, token)
@@ -145,8 +156,8 @@ func httpAnswerer(ctx context.Context, s state.Store) func(net.Listener) func() 
 }
 
 // alpnAnswerer completes TLS-ALPN-01 handshakes from the state until stopped.
-func alpnAnswerer(ctx context.Context, s state.Store) func(net.Listener) func() {
-	return func(ln net.Listener) func() {
+func alpnAnswerer(s state.Store) func(context.Context, net.Listener) func() {
+	return func(ctx context.Context, ln net.Listener) func() {
 		cfg := &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			NextProtos: []string{challenge.ALPNProto},

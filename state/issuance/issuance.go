@@ -5,7 +5,8 @@
 // issue --all" takes, and which ACME mappings still wait for their first
 // certificate. "cert issue" and POST /api/v1/mappings/{id}/issue only parse,
 // call it and print; each mapping is one change of the state, under the
-// lock (state/acme, state/mappings).
+// lock (state/acme, state/mappings), and an ACME order runs before it,
+// outside the lock, under the mapping's claim.
 package issuance
 
 import (
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -111,52 +113,83 @@ func Select(ctx context.Context, s state.Store, sel Selection, now time.Time) ([
 }
 
 // Report is what "cert issue" did, by mapping id; its JSON is the command's
-// output. Every id issued is in Issued or Failed.
+// output. Every id issued is in Issued, Failed or Skipped (another process
+// was issuing it), in the order given.
 type Report struct {
-	Issued []string          `json:"issued"`
-	Failed []string          `json:"failed"`
-	Errors map[string]string `json:"errors"`
+	Issued  []string          `json:"issued"`
+	Failed  []string          `json:"failed"`
+	Skipped []string          `json:"skipped"`
+	Errors  map[string]string `json:"errors"`
 
 	errs []error // of Failed, in order
+	busy error   // of the first one skipped
 }
 
 // Err is the error of the run as a whole: nil when every mapping was
-// issued, the mapping's own error when it was the only one, else a failure
-// that counts and names the mappings that failed.
+// issued (or skipped among others), the mapping's own error when it was
+// the only one, else a failure that counts and names the mappings that
+// failed. A mapping skipped because another process is issuing it is no
+// failure, unless it was all the run was asked for.
 func (r *Report) Err() error {
 	switch {
+	case len(r.Failed) == 0 && len(r.Issued) == 0 && len(r.Skipped) == 1:
+		return r.busy
 	case len(r.Failed) == 0:
 		return nil
-	case len(r.Issued) == 0 && len(r.Failed) == 1:
+	case len(r.Issued) == 0 && len(r.Failed) == 1 && len(r.Skipped) == 0:
 		return r.errs[0]
 	}
 	return &fault.Error{Kind: fault.Failure,
-		Msg:  fmt.Sprintf("%d of %d mappings failed: %s", len(r.Failed), len(r.Issued)+len(r.Failed), strings.Join(r.Failed, ", ")),
+		Msg:  fmt.Sprintf("%d of %d mappings failed: %s", len(r.Failed), len(r.Issued)+len(r.Failed)+len(r.Skipped), strings.Join(r.Failed, ", ")),
 		Hint: "'p2ptls cert list' shows each one's last error"}
 }
 
-// Run issues the mappings ids (from Select), one after another, each as
-// its own change: one that fails does not stop the others. done, when set,
-// is called after each mapping with its error (nil when issued). The
-// config is read once, not once per mapping; when it does not load,
-// nothing is tried and that is the error.
+// Run issues the mappings ids (from Select), at most o.ACME.Limit at once
+// (ACME orders take seconds to minutes, each under its mapping's claim and
+// outside the state lock), each as its own change: one that fails does not
+// stop the others. done, when set, is called after each mapping with its
+// error (nil when issued), one call at a time, in the order of ids, as
+// is the report. The config is read once, not once per
+// mapping; when it does not load, nothing is tried and that is the error.
+// Once ctx ends no further mapping starts, and those not started are not
+// reported.
 func Run(ctx context.Context, s state.Store, ids []string, now func() time.Time, o Options, done func(id string, err error)) (*Report, error) {
 	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{Issued: []string{}, Failed: []string{}, Errors: map[string]string{}}
-	for _, id := range ids {
-		err := issue(ctx, s, cfg, id, now(), o)
-		if err != nil {
+	r := &Report{Issued: []string{}, Failed: []string{}, Skipped: []string{}, Errors: map[string]string{}}
+	errs := make([]error, len(ids))
+	// done is called in the order of ids: a mapping that finished early
+	// waits for those before it, so that what a person reads is in order.
+	var mu sync.Mutex
+	finished := make([]bool, len(ids))
+	told := 0
+	reached := acme.Bounded(ctx, o.ACME.Limit(cfg), len(ids), func(i int) {
+		err := issue(ctx, s, cfg, ids[i], now(), o)
+		mu.Lock()
+		defer mu.Unlock()
+		errs[i], finished[i] = err, true
+		for ; told < len(ids) && finished[told]; told++ {
+			if done != nil {
+				done(ids[told], errs[told])
+			}
+		}
+	})
+	for i, id := range ids {
+		switch err := errs[i]; {
+		case !reached[i]:
+		case acme.Busy(err):
+			r.Skipped = append(r.Skipped, id)
+			if r.busy == nil {
+				r.busy = err
+			}
+		case err != nil:
 			r.Failed = append(r.Failed, id)
 			r.Errors[id] = strings.Join(strings.Fields(err.Error()), " ")
 			r.errs = append(r.errs, err)
-		} else {
+		default:
 			r.Issued = append(r.Issued, id)
-		}
-		if done != nil {
-			done(id, err)
 		}
 	}
 	return r, nil

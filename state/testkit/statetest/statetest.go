@@ -19,7 +19,9 @@ import (
 // Snapshot records every file and directory under dir with its mode and,
 // for files, the SHA-256 of its content. A missing dir is an empty snapshot.
 // The memos (state.MemoDir, and the run/ directory a memo creates) are left
-// out: derived data that any command may rewrite, no part of the state.
+// out: derived data that any command may rewrite, no part of the state; so
+// are the ACME order claims (state.ClaimsDir), which an interrupted order
+// may leave, unlocked.
 func Snapshot(t testing.TB, dir string) map[string]string {
 	t.Helper()
 	snap := map[string]string{}
@@ -31,7 +33,7 @@ func Snapshot(t testing.TB, dir string) map[string]string {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if rel == state.MemoDir {
+		if rel == state.MemoDir || rel == filepath.FromSlash(state.ClaimsDir) {
 			return filepath.SkipDir
 		}
 		if rel == state.RunDir {
