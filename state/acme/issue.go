@@ -16,7 +16,6 @@ import (
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/mappings"
 	"github.com/p2pstream/p2ptls/state/pki"
-	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // Back-off after failed attempts: 5 minutes, doubling, at most a day.
@@ -158,9 +157,7 @@ func obtain(ctx context.Context, s, w state.Store, cfg *state.Config, m state.Ma
 		return fmt.Errorf("mapping %q: certificate not issued: %w", m.ID, context.Cause(ctx))
 	}
 	if err != nil {
-		meta.Attempts++
-		meta.LastError = text.OneLine(err.Error())
-		meta.RetryAt = meta.LastAttemptAt.Add(backoff(meta.Attempts))
+		err = recordFailure(&meta, err)
 		if serr := mappings.SaveMeta(ctx, w, m.ID, meta); serr != nil {
 			return fmt.Errorf("record the failed attempt of mapping %q: %w", m.ID, serr)
 		}
@@ -170,6 +167,7 @@ func obtain(ctx context.Context, s, w state.Store, cfg *state.Config, m state.Ma
 	meta.IssuedAt, meta.NotAfter = meta.LastAttemptAt, kp.Cert.NotAfter.UTC()
 	meta.FingerprintSHA256 = pki.Fingerprint(kp.Cert)
 	meta.LastError, meta.Attempts, meta.RetryAt = "", 0, time.Time{}
+	meta.LastErrorDetail, meta.BackoffReason = "", ""
 	meta.NextRenewalAt = next
 	if err := mappings.WriteCertificate(ctx, w, m.ID, kp, meta); err != nil {
 		return fmt.Errorf("save the certificate of mapping %q: %w", m.ID, err)
@@ -210,7 +208,7 @@ func order(ctx context.Context, s state.Store, cfg *state.Config, m state.Mappin
 		res, err = client.Certificate.Obtain(req)
 	}
 	if err != nil {
-		return nil, time.Time{}, errors.New(text.OneLine(err.Error()))
+		return nil, time.Time{}, err // its types are the summary's (problem.go)
 	}
 	kp, err := pki.LoadKeyPair(res.Certificate, res.PrivateKey)
 	if err != nil {

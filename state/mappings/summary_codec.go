@@ -15,7 +15,7 @@ import (
 const (
 	tagCertSummary byte = 1
 	tagKeyPair     byte = 3
-	tagMeta        byte = 4 // 2 was Meta without the ARI fields
+	tagMeta        byte = 5 // 2: without the ARI fields, 4: without the error detail and back-off reason
 )
 
 var errMemoValue = errors.New("damaged memo value")
@@ -62,7 +62,7 @@ func decodeCertSummary(v []byte) (CertSummary, error) {
 }
 
 func encodeMeta(m Meta) []byte {
-	b := make([]byte, 0, 128+len(m.LastError))
+	b := make([]byte, 0, 128+len(m.LastError)+len(m.LastErrorDetail))
 	b = append(b, tagMeta)
 	b = state.AppendMemoString(b, m.Source)
 	b = appendTime(b, m.IssuedAt)
@@ -75,7 +75,9 @@ func encodeMeta(m Meta) []byte {
 	b = appendTime(b, m.RetryAt)
 	b = appendTime(b, m.ARI.WindowStart)
 	b = appendTime(b, m.ARI.WindowEnd)
-	return appendTime(b, m.ARI.CheckAt)
+	b = appendTime(b, m.ARI.CheckAt)
+	b = state.AppendMemoString(b, m.LastErrorDetail)
+	return state.AppendMemoString(b, m.BackoffReason)
 }
 
 func decodeMeta(v []byte) (Meta, error) {
@@ -96,6 +98,8 @@ func decodeMeta(v []byte) (Meta, error) {
 	m.ARI.WindowStart = readTime(r)
 	m.ARI.WindowEnd = readTime(r)
 	m.ARI.CheckAt = readTime(r)
+	m.LastErrorDetail = r.Str()
+	m.BackoffReason = r.Str()
 	return m, r.Done()
 }
 
