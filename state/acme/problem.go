@@ -151,8 +151,13 @@ func Summarize(err error, now time.Time) Problem {
 			parts[i] = strings.Join(s.domains, ", ") + ": " + s.line
 		}
 	}
-	p.Summary = bound(strings.Join(parts, "; "), summaryMax)
-	p.Detail = bound(strings.Join(detail, "\n"), detailMax)
+	// A server's bytes that are not UTF-8 become U+FFFD: the texts go into
+	// TOML and JSON.
+	p.Summary = bound(strings.ToValidUTF8(text.OneLine(strings.Join(parts, "; ")), "\uFFFD"), summaryMax)
+	if p.Summary == "" { // an empty last_error would read as no failure
+		p.Summary = "the ACME order failed without saying why"
+	}
+	p.Detail = bound(strings.ToValidUTF8(strings.Join(detail, "\n"), "\uFFFD"), detailMax)
 	return p
 }
 
@@ -215,9 +220,14 @@ func walk(err error, domain string, out *[]leaf, depth int) {
 		return
 	}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		all := err.Error()
 		for _, e := range j.Unwrap() {
 			if e != nil {
-				walk(e, domain, out, depth+1)
+				d := joinedDomain(all, e.Error())
+				if d == "" {
+					d = domain
+				}
+				walk(e, d, out, depth+1)
 			}
 		}
 		return
@@ -270,6 +280,25 @@ func domainPrefix(msg, inner string) (string, bool) {
 	return d, true
 }
 
+// joinedDomain is the identifier of one of lego's per-identifier errors
+// in their joined text all: the challenge resolver's errors unwrap
+// without their domain and name it only there, "[DOMAIN] " + inner.
+func joinedDomain(all, inner string) string {
+	i := strings.Index(all, "] "+inner)
+	if i < 0 {
+		return ""
+	}
+	j := strings.LastIndexByte(all[:i], '[')
+	if j < 0 {
+		return ""
+	}
+	d := all[j+1 : i]
+	if strings.ContainsAny(d, " \t\n[]") {
+		return ""
+	}
+	return d
+}
+
 // kind is what a leaf says about the back-off.
 type kind struct {
 	reason string
@@ -284,6 +313,8 @@ var (
 	unpauseLink    = regexp.MustCompile(`https://\S+/unpause\S*`)
 	visitLink      = regexp.MustCompile(`(?i)please visit:?\s+(https://\S+)`)
 	fetchAddr      = regexp.MustCompile(`(?i)^(\S+): Fetching (https?://\S+?):? `)
+	goFetch        = regexp.MustCompile(`Get "(https?://[^"]*)": dial tcp (\S+): `)
+	dialAddr       = regexp.MustCompile(`dial tcp (\S+): `)
 	legoProblem    = regexp.MustCompile(`acme: error: \d+ :: (?:\S+ :: \S+ :: )?(\S+) :: `)
 	bracketDomain  = regexp.MustCompile(`^\[[^\]]*\] `)
 	cloudflareZone = regexp.MustCompile(`cloudflare: (?:could not find zone for domain "([^"]+)"|failed to find zone ([^ :]+))`)
@@ -385,7 +416,7 @@ func tellValidation(typ, detail string) (string, bool) {
 	case strings.Contains(lower, "connection reset"):
 		what = "connection reset"
 	case strings.Contains(lower, "acme-tls/1") || strings.Contains(lower, "no application protocol"):
-		return "the listener did not answer the TLS-ALPN-01 challenge (acme-tls/1): is serve running on it? " + firstSentence(detail), true
+		return "TLS-ALPN-01: the listener's address answered TLS without acme-tls/1 (is another TLS server on that port?)", true
 	default:
 		return "", false
 	}
@@ -393,7 +424,15 @@ func tellValidation(typ, detail string) (string, bool) {
 		return "", false
 	}
 	challenge, addr := "TLS-ALPN-01", ""
-	if m := fetchAddr.FindStringSubmatch(detail); m != nil {
+	if m := goFetch.FindStringSubmatch(detail); m != nil {
+		// pebble: Get "URL": dial tcp ADDR: connect: REASON
+		challenge, addr = "HTTP-01", m[2]
+		if strings.HasPrefix(m[1], "https://") {
+			challenge = "HTTP-01 (redirected to https)"
+		}
+	} else if m := dialAddr.FindStringSubmatch(detail); m != nil {
+		addr = m[1]
+	} else if m := fetchAddr.FindStringSubmatch(detail); m != nil {
 		challenge = "HTTP-01"
 		addr = m[1]
 		if u := m[2]; strings.HasPrefix(u, "https://") {
