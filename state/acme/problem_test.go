@@ -62,7 +62,7 @@ func TestSummarize(t *testing.T) {
 			want: "badCSR: CSR contains a weak key", reason: mappings.BackoffFailed,
 			detail: []string{"a.example.com: urn:ietf:params:acme:error:badCSR :: CSR contains a weak key\nb.example.com: "}},
 		{name: "different problems name their identifiers",
-			err: errors.Join(fmt.Errorf("b.example.com: %w", errors.New("boom")), fmt.Errorf("a.example.com: %w", errors.New("bang"))),
+			err:  errors.Join(fmt.Errorf("b.example.com: %w", errors.New("boom")), fmt.Errorf("a.example.com: %w", errors.New("bang"))),
 			want: "a.example.com: bang; b.example.com: boom", reason: mappings.BackoffFailed},
 		{name: "subproblems stay in the detail", err: &legoacme.ProblemDetails{Type: "urn:ietf:params:acme:error:rejectedIdentifier", Detail: "Error creating new order :: Cannot issue for \"x.local\"",
 			SubProblems: []legoacme.SubProblem{{Type: "urn:ietf:params:acme:error:rejectedIdentifier", Detail: "Domain name does not end with a valid public suffix", Identifier: legoacme.Identifier{Type: "dns", Value: "x.local"}}}},
