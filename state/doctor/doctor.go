@@ -139,6 +139,7 @@ func Run(ctx context.Context, in Input) Report {
 		checkCoverage,
 		checkExpiry,
 		checkLastRenewal,
+		checkBackoff,
 		checkServing,
 		checkFallback,
 	}
