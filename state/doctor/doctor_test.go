@@ -20,7 +20,7 @@ import (
 var allIDs = []string{
 	IDConfig, IDPermissions, IDLock, IDRestoreStaging, IDOrphans, IDMode, IDListen, IDProvidedFiles, IDPublicURL, IDPublicURLCovered,
 	IDExtraHosts, IDCA, IDServerCertificate, IDCABackup, IDNetwork, IDACMEAccount, IDWildcardChallenge,
-	IDDNSCredential, IDChallengePorts, IDCoverage, IDExpiry, IDLastRenewal, IDListenersServing, IDListenersFallback,
+	IDDNSCredential, IDChallengePorts, IDCoverage, IDExpiry, IDLastRenewal, IDBackoff, IDListenersServing, IDListenersFallback,
 }
 
 // healthy is a state in which every check is ok.
