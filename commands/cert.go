@@ -273,6 +273,13 @@ func certShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if info.LastError != "" {
 		fields = append(fields, [2]string{"last error", info.LastError})
 	}
+	if info.BackoffReason != "" && info.RetryAt != nil {
+		fields = append(fields, [2]string{"backing off", info.BackoffReason + " until " + info.RetryAt.Format(time.RFC3339)})
+	}
+	if info.LastErrorDetail != "" && info.LastErrorDetail != info.LastError {
+		// The full text, one identifier's problem a line, indented.
+		fields = append(fields, [2]string{"error detail", strings.ReplaceAll(info.LastErrorDetail, "\n", "\n  ")})
+	}
 	if err := printFields(g.Stdout, append(fields, detailFields(details)...)); err != nil {
 		return err
 	}
