@@ -66,6 +66,8 @@ func appendInfoJSON(b []byte, info *mappings.Info) ([]byte, error) {
 	if b, err = appendJSONTime(b, field, "retry_at", info.RetryAt); err != nil {
 		return nil, err
 	}
+	b = appendJSONField(b, field, "last_error_detail", info.LastErrorDetail, false)
+	b = appendJSONField(b, field, "backoff_reason", info.BackoffReason, false)
 	b = appendJSONField(b, field, "served_by", info.ServedBy, false)
 	return append(b, "\n  }"...), nil
 }

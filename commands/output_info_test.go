@@ -23,6 +23,7 @@ func fullInfo() mappings.Info {
 		LastError:         "\"quoted\" \\ \b\f\n\r\t\x00\x01\x1f\x7f \u2028\u2029 \xff\xfe bad \xe2\x82 end",
 		FingerprintSHA256: "AB:CD", CertFile: "/state/mappings/m1/cert.pem", KeyFile: "/state/mappings/m1/key.pem",
 		IssuedAt: &at, LastAttemptAt: &at, Attempts: -3, RetryAt: &later, ServedBy: "w1,w2",
+		LastErrorDetail: "a.example.com: \"full\"\n*.ünï.example: \xff text", BackoffReason: "rate_limited",
 	}
 }
 
