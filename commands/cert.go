@@ -48,8 +48,10 @@ func certCommand() *cli.Command {
 				Name:      "issue",
 				Usage:     "obtain (ACME) or generate (self-signed) certificates now",
 				ArgsUsage: "ID... | --all",
-				Description: "Named mappings are issued whether or not they are due. --all takes every ACME\n" +
-					"and self-signed mapping without a valid certificate, or every one with --force.\n" +
+				Description: "Named mappings are issued whether or not they are due, and while they back off\n" +
+					"(with a warning when the ACME server rate-limited them or paused the account).\n" +
+					"--all takes every ACME and self-signed mapping without a valid certificate that\n" +
+					"is not backing off after a failed attempt, or every one with --force.\n" +
 					"Challenges are published in acme/challenges/; a running serve answers them,\n" +
 					"otherwise this command binds the listener's address itself for the validation." + examples(
 					"p2ptls cert issue app-example-com",
@@ -57,7 +59,7 @@ func certCommand() *cli.Command {
 					"p2ptls cert issue --all --force --dns-resolvers 1.1.1.1:53,8.8.8.8:53"),
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: flgAll, Usage: "every ACME and self-signed mapping that needs a certificate"},
-					&cli.BoolFlag{Name: flgForce, Usage: "with --all: every one, valid or not"},
+					&cli.BoolFlag{Name: flgForce, Usage: "with --all: every one, valid or backing off or not"},
 					resolversFlag(),
 				},
 			}, certIssueAction),
