@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/p2pstream/p2ptls/state/pki"
 	"github.com/p2pstream/p2ptls/state/testkit/acmetest"
@@ -176,5 +181,75 @@ func TestACMERateLimitedAndPaused(t *testing.T) {
 	}
 	if out := p.must(t, "mapping", "show", "old"); !strings.Contains(out, "account_paused until") {
 		t.Errorf("mapping show does not say it backs off:\n%s", out)
+	}
+}
+
+// TestUIShowsBackoff: the mappings table shows a rate-limited mapping's
+// one-line error and "rate limited until …"; its Details dialog shows the
+// full error text, the reason and the retry time.
+func TestUIShowsBackoff(t *testing.T) {
+	ctx := newBrowser(t)
+	p := newPublicState(t)
+	p.must(t, "listener", "add", "web", "--addr", freeAddr(t), "--http-addr", freeAddr(t))
+	p.must(t, "mapping", "add", "--listener", "web", "--host", "rl.example.test", "--acme", "--challenge", "http-01", "--id", "rl")
+	// As a rate-limited order leaves it (see TestACMERateLimitedAndPaused);
+	// retry_at is an hour away, so serve does not order meanwhile.
+	at := time.Now().UTC().Truncate(time.Second)
+	retry := at.Add(time.Hour)
+	detail := "rl.example.test: urn:ietf:params:acme:error:rateLimited :: too many new orders (300) from this account in the last 3h0m0s"
+	md := filepath.Join(p.dir, "certs", "public", "rl")
+	if err := os.MkdirAll(md, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	meta := fmt.Sprintf("source = \"acme\"\nlast_attempt_at = %s\nlast_error = \"rate limited by the ACME server until %s\"\nlast_error_detail = %q\nattempts = 1\nretry_at = %s\nbackoff_reason = \"rate_limited\"\n",
+		at.Format(time.RFC3339), retry.Format(time.RFC3339), detail, retry.Format(time.RFC3339))
+	if err := os.WriteFile(filepath.Join(md, "meta.toml"), []byte(meta), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startServe(t, p.env)
+	var created struct{ Token string }
+	if err := json.Unmarshal([]byte(p.must(t, "admin", "token", "create", "browser", "--output", "json")), &created); err != nil || created.Token == "" {
+		t.Fatalf("admin token create: %v", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	row := `tr[data-id="rl"]`
+	fail := func(err error) {
+		t.Helper()
+		page, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("body")))
+		t.Fatalf("%v:\n%s", err, page)
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(sctx, chromedp.TextContent(chromedp.CSS(sel)))
+		if err != nil {
+			fail(err)
+		}
+		return s
+	}
+	if err := chromedp.Do(sctx,
+		chromedp.Navigate("https://"+p.mgmt+"/ui/"),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), created.Token),
+		chromedp.Click(chromedp.CSS("#sign-in")),
+		chromedp.WaitVisible(chromedp.CSS(row+" .backoff")),
+	); err != nil {
+		fail(err)
+	}
+	backoff, lastError := text(row+" .backoff"), text(row+" td.error")
+	if err := chromedp.Do(sctx,
+		chromedp.Click(chromedp.CSS(row+" td.actions button.secondary")),
+		chromedp.WaitVisible(chromedp.CSS(`#cert-details dd[data-field="Error detail"]`)),
+	); err != nil {
+		fail(err)
+	}
+	details := text("#cert-details")
+	if !strings.HasPrefix(backoff, "rate limited until ") || !strings.HasPrefix(lastError, "rate limited by the ACME server until "+retry.Format(time.RFC3339)) {
+		t.Errorf("table: error %q, back-off %q", lastError, backoff)
+	}
+	for _, want := range []string{detail, "Backing off", "rate limited until"} {
+		if !strings.Contains(details, want) {
+			t.Errorf("details dialog lacks %q: %s", want, details)
+		}
 	}
 }
