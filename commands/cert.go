@@ -53,8 +53,10 @@ func certCommand() *cli.Command {
 				Name:      "issue",
 				Usage:     "obtain (ACME) or generate (self-signed) certificates now",
 				ArgsUsage: "ID... | --all",
-				Description: "Named mappings are issued whether or not they are due. --all takes every ACME\n" +
-					"and self-signed mapping without a valid certificate, or every one with --force.\n" +
+				Description: "Named mappings are issued whether or not they are due, and while they back off\n" +
+					"(with a warning when the ACME server rate-limited them or paused the account).\n" +
+					"--all takes every ACME and self-signed mapping without a valid certificate that\n" +
+					"is not backing off after a failed attempt, or every one with --force.\n" +
 					"Challenges are published in acme/challenges/; a running serve answers them,\n" +
 					"otherwise this command binds the listener's address itself for the validation.\n\n" +
 					"ACME orders run --concurrency at a time (default: acme.concurrency, else 8),\n" +
@@ -65,7 +67,7 @@ func certCommand() *cli.Command {
 					"p2ptls cert issue --all --force --dns-resolvers 1.1.1.1:53,8.8.8.8:53"),
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: flgAll, Usage: "every ACME and self-signed mapping that needs a certificate"},
-					&cli.BoolFlag{Name: flgForce, Usage: "with --all: every one, valid or not"},
+					&cli.BoolFlag{Name: flgForce, Usage: "with --all: every one, valid or backing off or not"},
 					resolversFlag(),
 					concurrencyFlag(),
 				},
@@ -299,6 +301,13 @@ func certShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	}
 	if info.ARIExplanationURL != "" {
 		fields = append(fields, [2]string{"ARI explanation", info.ARIExplanationURL})
+	}
+	if info.BackoffReason != "" && info.RetryAt != nil {
+		fields = append(fields, [2]string{"backing off", info.BackoffReason + " until " + info.RetryAt.Format(time.RFC3339)})
+	}
+	if info.LastErrorDetail != "" && info.LastErrorDetail != info.LastError {
+		// The full text, one identifier's problem a line, indented.
+		fields = append(fields, [2]string{"error detail", strings.ReplaceAll(info.LastErrorDetail, "\n", "\n  ")})
 	}
 	if err := printFields(g.Stdout, append(fields, detailFields(details)...)); err != nil {
 		return err

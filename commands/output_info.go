@@ -76,6 +76,8 @@ func appendInfoJSON(b []byte, info *mappings.Info) ([]byte, error) {
 		}
 	}
 	b = appendJSONField(b, field, "ari_explanation_url", info.ARIExplanationURL, false)
+	b = appendJSONField(b, field, "last_error_detail", info.LastErrorDetail, false)
+	b = appendJSONField(b, field, "backoff_reason", info.BackoffReason, false)
 	b = appendJSONField(b, field, "served_by", info.ServedBy, false)
 	return append(b, "\n  }"...), nil
 }

@@ -24,6 +24,7 @@ func fullInfo() mappings.Info {
 		FingerprintSHA256: "AB:CD", CertFile: "/state/mappings/m1/cert.pem", KeyFile: "/state/mappings/m1/key.pem",
 		IssuedAt: &at, LastAttemptAt: &at, Attempts: -3, RetryAt: &later, ServedBy: "w1,w2",
 		ARIWindowStart: &zone, ARIWindowEnd: &later, ARIExplanationURL: "https://ca.example/why?a=1&b=<2>",
+		LastErrorDetail: "a.example.com: \"full\"\n*.ünï.example: \xff text", BackoffReason: "rate_limited",
 	}
 }
 

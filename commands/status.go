@@ -9,6 +9,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/mappings"
 	"github.com/p2pstream/p2ptls/state/runstatus"
 )
 
@@ -21,7 +23,10 @@ func statusCommand() *cli.Command {
 			"what the last serve reported. Any fallback hit is a public deployment failure.\n" +
 			"SERVED BY WILDCARD (served_by_wildcard) names hosts whose mapping has no usable\n" +
 			"certificate yet, and the wildcard mapping that serves them meanwhile. panics\n" +
-			"counts the panics serve recovered from; each is logged at ERROR.",
+			"counts the panics serve recovered from; each is logged at ERROR.\n" +
+			"ACME BACK-OFF (acme_backoff) counts the ACME mappings waiting after a failed\n" +
+			"attempt, by reason (rate_limited: the server's Retry-After; account_paused:\n" +
+			"until the account is unpaused; failed: any other error), with the earliest retry.",
 	}, statusAction)
 }
 
@@ -33,8 +38,29 @@ func statusAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Back-offs are the state's, not serve's: shown whether serve runs or
+	// not (cron's "cert renew" records them too).
+	// A state that does not load is still one whose serve status is
+	// wanted: the back-offs are then left out (null).
+	var backoff *mappings.Backoff
+	cfg, err := state.LoadConfig(ctx, g.Store())
+	if err == nil {
+		var b mappings.Backoff
+		if b, err = mappings.Backoffs(ctx, g.Store(), cfg, time.Now()); err == nil {
+			backoff = &b
+		}
+	}
+	if err != nil {
+		g.Warnf("ACME back-offs not counted: %v", err)
+	}
 	if g.JSON() {
-		return printJSON(g.Stdout, st)
+		return printJSON(g.Stdout, struct {
+			*runstatus.Status
+			ACMEBackoff *mappings.Backoff `json:"acme_backoff"`
+		}{st, backoff})
+	}
+	if backoff != nil {
+		defer printBackoff(g, *backoff)
 	}
 	// Every line is what status is run for: --quiet keeps them all.
 	out := func(format string, args ...any) { fmt.Fprintf(g.Stdout, format+"\n", args...) }
@@ -115,4 +141,17 @@ func reloadResult(err string) string {
 		return "ok"
 	}
 	return "failed: " + err
+}
+
+// printBackoff is the line of the ACME mappings backing off, by reason.
+func printBackoff(g *Globals, b mappings.Backoff) {
+	if b.Total() == 0 {
+		fmt.Fprintln(g.Stdout, "acme back-off: none")
+		return
+	}
+	fmt.Fprintf(g.Stdout, "acme back-off: %d rate limited, %d account paused, %d failed; earliest retry %s\n",
+		b.RateLimited, b.AccountPaused, b.Failed, b.EarliestRetryAt.Format(time.RFC3339))
+	if b.AccountPaused > 0 {
+		g.Warnf("%d mapping(s) wait for the ACME account to be unpaused: 'p2ptls doctor' lists them with the link", b.AccountPaused)
+	}
 }

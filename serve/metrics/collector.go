@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/p2pstream/p2ptls/serve/public"
@@ -22,6 +24,8 @@ var (
 		"End of validity of the management CA agents trust (the auto CA, or the top of mode provided's chain), in Unix seconds.", nil, nil)
 	descMgmtNotAfter = prometheus.NewDesc("p2ptls_management_cert_not_after_seconds",
 		"End of validity of the certificate the management listener serves, in Unix seconds.", nil, nil)
+	descACMEBackoff = prometheus.NewDesc("p2ptls_acme_backoff_mappings",
+		"Served ACME mappings waiting after a failed attempt, by reason (rate_limited: until the ACME server's Retry-After; account_paused: until the account is unpaused; failed: any other error, exponential back-off).", []string{"reason"}, nil)
 	descBuildInfo = prometheus.NewDesc("p2ptls_build_info",
 		"Always 1; the labels name the build.", []string{"version", "goversion"}, nil)
 )
@@ -31,7 +35,7 @@ var (
 type collector struct{ m *Metrics }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFallback, descHandshakes, descReloads, descLastReloadOK, descCANotAfter, descMgmtNotAfter, descBuildInfo} {
+	for _, d := range []*prometheus.Desc{descFallback, descHandshakes, descReloads, descLastReloadOK, descCANotAfter, descMgmtNotAfter, descACMEBackoff, descBuildInfo} {
 		ch <- d
 	}
 }
@@ -51,6 +55,17 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	snap := m.snap.Load()
 	if snap == nil {
 		return
+	}
+	// Back-offs end with time, not with a refresh: counted at the scrape.
+	var backoffs [len(backoffReasons)]int
+	now := time.Now().Unix()
+	for i := range snap.mappings {
+		if s := &snap.mappings[i]; s.backoff != 0 && s.retryAt > now {
+			backoffs[s.backoff]++
+		}
+	}
+	for i, reason := range backoffReasons[1:] {
+		ch <- prometheus.MustNewConstMetric(descACMEBackoff, prometheus.GaugeValue, float64(backoffs[i+1]), reason)
 	}
 	if snap.caNotAfter != 0 {
 		ch <- prometheus.MustNewConstMetric(descCANotAfter, prometheus.GaugeValue, float64(snap.caNotAfter))

@@ -146,8 +146,10 @@ func TestScrapeMatchesState(t *testing.T) {
 	self := writeMapping(t, dir, "self", now.Add(-time.Hour), 30, "")
 	short := writeMapping(t, dir, "short", now.Add(-time.Hour), 6, "")
 	acmeOK := writeMapping(t, dir, "acme-ok", now.Add(-time.Hour), 90, "next_renewal_at = "+next.Format(time.RFC3339)+"\n")
-	acmeBad := writeMapping(t, dir, "acme-bad", now.Add(-time.Hour), 90, "last_error = \"the ACME server said no\"\nattempts = 2\n")
-	writeMapping(t, dir, "pending", now, 0, "")
+	acmeBad := writeMapping(t, dir, "acme-bad", now.Add(-time.Hour), 90, "last_error = \"the ACME server said no\"\nattempts = 2\n"+
+		"backoff_reason = \"rate_limited\"\nretry_at = "+now.Add(time.Hour).UTC().Format(time.RFC3339)+"\n")
+	// A back-off that has ended is not counted.
+	writeMapping(t, dir, "pending", now, 0, "last_error = \"no\"\nbackoff_reason = \"account_paused\"\nretry_at = "+now.Add(-time.Minute).UTC().Format(time.RFC3339)+"\n")
 	writeMapping(t, dir, "nokey", now, 0, "")
 	// A certificate without its key is not usable: no validity series.
 	writeMapping(t, dir, "tmp", now, 30, "")
@@ -194,10 +196,13 @@ func TestScrapeMatchesState(t *testing.T) {
 			key("acme-bad", "acme"):    unix(pki.RenewalTime(acmeBad)), // no next_renewal_at in its meta
 		}},
 		{"p2ptls_cert_last_renewal_success", series(fams, "p2ptls_cert_last_renewal_success", lbl...), map[string]float64{
-			key("acme-ok", "acme"): 1, key("acme-bad", "acme"): 0, key("pending", "acme"): 1,
+			key("acme-ok", "acme"): 1, key("acme-bad", "acme"): 0, key("pending", "acme"): 0,
 		}},
 		{"p2ptls_cert_renewal_failures_total", series(fams, "p2ptls_cert_renewal_failures_total", lbl...), map[string]float64{
 			key("acme-ok", "acme"): 0, key("acme-bad", "acme"): 2, key("pending", "acme"): 0,
+		}},
+		{"p2ptls_acme_backoff_mappings", series(fams, "p2ptls_acme_backoff_mappings", "reason"), map[string]float64{
+			"reason=rate_limited": 1, "reason=account_paused": 0, "reason=failed": 0,
 		}},
 		{"p2ptls_reloads_total", series(fams, "p2ptls_reloads_total", "result"), map[string]float64{"result=success": 3, "result=failure": 2}},
 		{"p2ptls_last_reload_success_timestamp_seconds", series(fams, "p2ptls_last_reload_success_timestamp_seconds"), map[string]float64{"": unix(lastOK)}},

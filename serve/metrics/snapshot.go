@@ -36,6 +36,26 @@ type sample struct {
 	// acme: the mapping renews by ACME; renewOK is false when its last
 	// attempt failed (meta.toml's last_error).
 	acme, renewOK bool
+	// backoff is the reason of an ACME mapping's back-off (an index of
+	// backoffReasons, 0 for none) until retryAt (Unix seconds): a scrape
+	// counts those whose time has not come (p2ptls_acme_backoff_mappings).
+	backoff uint8
+	retryAt int64
+}
+
+// backoffReasons are the values of p2ptls_acme_backoff_mappings' reason
+// label, by sample.backoff (0: not backing off).
+var backoffReasons = [...]string{"", mappings.BackoffRateLimited, mappings.BackoffAccountPaused, mappings.BackoffFailed}
+
+// backoffIndex is reason's index in backoffReasons (failed for an
+// unknown one: a meta written before reasons were recorded).
+func backoffIndex(reason string) uint8 {
+	for i, r := range backoffReasons[1:] {
+		if r == reason {
+			return uint8(i + 1)
+		}
+	}
+	return uint8(len(backoffReasons) - 1)
 }
 
 // id is s's mapping id, as bytes of snap.ids.
@@ -181,6 +201,9 @@ func describe(ctx context.Context, sums *mappings.Summaries, mp state.Mapping) s
 		var err error
 		meta, err = sums.Meta(ctx, mp.ID)
 		s.renewOK = err == nil && meta.LastError == ""
+		if !meta.RetryAt.IsZero() {
+			s.backoff, s.retryAt = backoffIndex(meta.BackoffReason), meta.RetryAt.Unix()
+		}
 	}
 	sum, err := sums.Usable(ctx, mp)
 	if err != nil {

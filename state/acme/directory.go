@@ -168,6 +168,17 @@ func profileRefused(ctx context.Context, acct *Account, m state.Mapping, err err
 			offers = " (it offers none)"
 		}
 	}
-	return fault.Failf("", "the ACME server refused the profile %q of mapping %s%s: remove the mapping and add it again with another --profile or none ('p2ptls mapping remove %s', then 'p2ptls mapping add … --profile NAME'): %s",
-		m.Profile, m.ID, offers, m.ID, text.OneLine(err.Error()))
+	return &profileError{err: err, line: fmt.Sprintf("the ACME server refused the profile %q of mapping %s%s: remove the mapping and add it again with another --profile or none",
+		m.Profile, m.ID, offers)}
 }
+
+// profileError is an order refused over the mapping's profile: its text is
+// the line to record (last_error), the server's own words stay in the
+// error it wraps (last_error_detail).
+type profileError struct {
+	line string
+	err  error
+}
+
+func (e *profileError) Error() string { return e.line }
+func (e *profileError) Unwrap() error { return e.err }

@@ -16,7 +16,6 @@ import (
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/mappings"
 	"github.com/p2pstream/p2ptls/state/pki"
-	"github.com/p2pstream/p2ptls/state/text"
 )
 
 // Back-off after failed attempts: 5 minutes, doubling, at most a day.
@@ -134,9 +133,7 @@ func obtain(ctx context.Context, w state.Store, m state.Mapping, res ordered, no
 	meta.LastAttemptAt = now.UTC().Truncate(time.Second)
 	kp, next, err := res.kp, res.next, res.err
 	if err != nil {
-		meta.Attempts++
-		meta.LastError = text.OneLine(err.Error())
-		meta.RetryAt = meta.LastAttemptAt.Add(backoff(meta.Attempts))
+		err = recordFailure(&meta, err)
 		if serr := mappings.SaveMeta(ctx, w, m.ID, meta); serr != nil {
 			return fmt.Errorf("record the failed attempt of mapping %q: %w", m.ID, serr)
 		}
@@ -146,6 +143,7 @@ func obtain(ctx context.Context, w state.Store, m state.Mapping, res ordered, no
 	meta.IssuedAt, meta.NotAfter = meta.LastAttemptAt, kp.Cert.NotAfter.UTC()
 	meta.FingerprintSHA256 = pki.Fingerprint(kp.Cert)
 	meta.LastError, meta.Attempts, meta.RetryAt = "", 0, time.Time{}
+	meta.LastErrorDetail, meta.BackoffReason = "", ""
 	meta.NextRenewalAt = next
 	if err := mappings.WriteCertificate(ctx, w, m.ID, kp, meta); err != nil {
 		return fmt.Errorf("save the certificate of mapping %q: %w", m.ID, err)
@@ -186,7 +184,7 @@ func order(ctx context.Context, s state.Store, cfg *state.Config, m state.Mappin
 		res, err = client.Certificate.Obtain(req)
 	}
 	if err != nil {
-		return nil, time.Time{}, profileRefused(ctx, acct, m, errors.New(text.OneLine(err.Error())))
+		return nil, time.Time{}, profileRefused(ctx, acct, m, err) // lego's error types are the summary's (problem.go)
 	}
 	kp, err := pki.LoadKeyPair(res.Certificate, res.PrivateKey)
 	if err != nil {

@@ -145,6 +145,7 @@ func Run(ctx context.Context, in Input) Report {
 		checkExpiry,
 		checkRenewalDue,
 		checkLastRenewal,
+		checkBackoff,
 		checkServing,
 		checkFallback,
 	}

@@ -20,7 +20,7 @@ import (
 var allIDs = []string{
 	IDConfig, IDPermissions, IDLock, IDRestoreStaging, IDOrphans, IDMode, IDListen, IDProvidedFiles, IDPublicURL, IDPublicURLCovered,
 	IDExtraHosts, IDCA, IDServerCertificate, IDCABackup, IDNetwork, IDACMEAccount, IDCAA, IDWildcardChallenge,
-	IDDNSCredential, IDChallengePorts, IDIPReachable, IDCoverage, IDExpiry, IDRenewalDue, IDLastRenewal, IDListenersServing, IDListenersFallback,
+	IDDNSCredential, IDChallengePorts, IDIPReachable, IDCoverage, IDExpiry, IDRenewalDue, IDLastRenewal, IDBackoff, IDListenersServing, IDListenersFallback,
 }
 
 // healthy is a state in which every check is ok.

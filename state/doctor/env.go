@@ -193,6 +193,7 @@ type mappingState struct {
 	NotBefore, NotAfter         *time.Time
 	NextRenewalAt               *time.Time
 	LastAttemptAt, RetryAt      *time.Time
+	BackoffReason               string // see checkBackoff
 }
 
 func stateOf(m *state.Mapping, info *mappings.Info) mappingState {
@@ -200,6 +201,7 @@ func stateOf(m *state.Mapping, info *mappings.Info) mappingState {
 		m: m, Status: info.Status, LastError: info.LastError, ServedBy: info.ServedBy,
 		NotBefore: info.NotBefore, NotAfter: info.NotAfter,
 		NextRenewalAt: info.NextRenewalAt, LastAttemptAt: info.LastAttemptAt, RetryAt: info.RetryAt,
+		BackoffReason: info.BackoffReason,
 	}
 }
 

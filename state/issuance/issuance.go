@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -70,8 +71,12 @@ func issue(ctx context.Context, s state.Store, cfg *state.Config, id string, now
 
 // Selection names the mappings of "cert issue": IDs, in the order given,
 // or, with All, every ACME and self-signed mapping without a valid
-// certificate (pending, failed, missing, expiring or expired), in the order
-// of p2ptls.toml; with Force too, every ACME and self-signed mapping.
+// certificate (pending, failed, missing, expiring or expired) that is not
+// backing off after a failed attempt, in the order of p2ptls.toml; with
+// Force too, every ACME and self-signed mapping, backing off or not. A
+// named mapping is issued even while it backs off: the operator asked for
+// it (after unpausing the account, or fixing DNS), and a warning says
+// that the ACME server refused it until then.
 type Selection struct {
 	IDs   []string
 	All   bool
@@ -87,6 +92,7 @@ type Skip struct {
 // Named ids are returned as given: Issue says which do not exist.
 func Select(ctx context.Context, s state.Store, sel Selection, now time.Time) ([]string, []Skip, error) {
 	if !sel.All {
+		warnBackingOff(ctx, s, sel.IDs, now)
 		return sel.IDs, nil, nil
 	}
 	cfg, err := state.LoadConfig(ctx, s)
@@ -105,11 +111,34 @@ func Select(ctx context.Context, s state.Store, sel Selection, now time.Time) ([
 			skipped = append(skipped, Skip{m.ID, fmt.Sprintf("source %s: p2ptls cannot issue its certificate", m.Source)})
 		case m.Status == mappings.StatusValid && !sel.Force:
 			skipped = append(skipped, Skip{m.ID, "its certificate is valid (--force issues it anyway)"})
+		case m.BackoffReason != "" && !sel.Force:
+			skipped = append(skipped, Skip{m.ID, fmt.Sprintf("backing off (%s) until %s (--force issues it anyway)", m.BackoffReason, m.RetryAt.Format(time.RFC3339))})
 		default:
 			ids = append(ids, m.ID)
 		}
 	}
 	return ids, skipped, nil
+}
+
+// warnBackingOff warns about the named ACME mappings the ACME server
+// refused until later (rate limited, account paused): issuing them now
+// is asked for, and likely refused again. An ordinary failure's back-off
+// is the point of naming a mapping, and is not warned about.
+func warnBackingOff(ctx context.Context, s state.Store, ids []string, now time.Time) {
+	for _, id := range ids {
+		meta, err := mappings.LoadMeta(ctx, s, id)
+		if err != nil {
+			continue // Issue says what is wrong with it
+		}
+		switch reason, _ := meta.BackingOff(now); reason {
+		case mappings.BackoffRateLimited:
+			slog.Warn("the ACME server rate-limited this mapping; issuing it anyway because it was named, and the server may refuse it again",
+				"mapping", id, "retry_at", meta.RetryAt.UTC().Format(time.RFC3339))
+		case mappings.BackoffAccountPaused:
+			slog.Warn("the ACME account is paused for this mapping; issuing it anyway because it was named, which fails until the account is unpaused",
+				"mapping", id, "last_error", meta.LastError)
+		}
+	}
 }
 
 // Report is what "cert issue" did, by mapping id; its JSON is the command's

@@ -108,9 +108,10 @@ func TestSelect(t *testing.T) {
 		skipped map[string]string // id -> a part of the reason
 	}{
 		{"named, as given", Selection{IDs: []string{"up", "nope", "ss-valid"}}, []string{"up", "nope", "ss-valid"}, nil},
-		{"all: ACME and self-signed without a valid certificate", Selection{All: true},
-			[]string{"acme-backoff", "acme-pending", "ss-expired", "ss-expiring"}, // in id order, as records load
-			map[string]string{"ss-valid": "is valid", "acme-valid": "is valid", "up": "source manual", "disk": "source file"}},
+		{"all: ACME and self-signed without a valid certificate, not backing off", Selection{All: true},
+			[]string{"acme-pending", "ss-expired", "ss-expiring"}, // in id order, as records load
+			map[string]string{"ss-valid": "is valid", "acme-valid": "is valid", "up": "source manual", "disk": "source file",
+				"acme-backoff": "backing off (failed) until 2026-03-01T13:00:00Z"}},
 		{"all with force: every ACME and self-signed one", Selection{All: true, Force: true},
 			[]string{"acme-backoff", "acme-pending", "acme-valid", "ss-expired", "ss-expiring", "ss-valid"},
 			map[string]string{"up": "cannot issue", "disk": "cannot issue"}},

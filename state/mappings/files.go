@@ -45,11 +45,41 @@ type Meta struct {
 	LastAttemptAt     time.Time `toml:"last_attempt_at,omitempty"`
 	LastError         string    `toml:"last_error,omitempty"`
 	NextRenewalAt     time.Time `toml:"next_renewal_at,omitempty"`
+	// LastErrorDetail is the full text of the last error (bounded);
+	// LastError is its one-line summary.
+	LastErrorDetail string `toml:"last_error_detail,omitempty"`
 	// ACME: failed attempts in a row, and when to try again (back-off).
 	Attempts int       `toml:"attempts,omitempty"`
 	RetryAt  time.Time `toml:"retry_at,omitempty"`
+	// BackoffReason says why RetryAt holds: BackoffRateLimited,
+	// BackoffAccountPaused or BackoffFailed; empty when not backing off.
+	BackoffReason string `toml:"backoff_reason,omitempty"`
 	// ACME renewal info (ARI) of this certificate; see meta_ari.go.
 	ARI
+}
+
+// Reasons of a back-off (Meta.BackoffReason).
+const (
+	// BackoffRateLimited: the ACME server answered rateLimited; RetryAt is
+	// its Retry-After.
+	BackoffRateLimited = "rate_limited"
+	// BackoffAccountPaused: the ACME server paused the account for these
+	// hosts; an operator unpauses it (the link is in LastError).
+	BackoffAccountPaused = "account_paused"
+	// BackoffFailed: any other failure; RetryAt doubles with each attempt.
+	BackoffFailed = "failed"
+)
+
+// BackingOff reports whether m is in a back-off at now, and why (a meta
+// written before reasons were recorded counts as BackoffFailed).
+func (m Meta) BackingOff(now time.Time) (string, bool) {
+	if !now.Before(m.RetryAt) {
+		return "", false
+	}
+	if m.BackoffReason == "" {
+		return BackoffFailed, true
+	}
+	return m.BackoffReason, true
 }
 
 // LoadMeta reads the metadata of mapping id; a mapping without any (not yet

@@ -60,6 +60,11 @@ type Info struct {
 	ARIWindowStart    *time.Time `json:"ari_window_start"`
 	ARIWindowEnd      *time.Time `json:"ari_window_end"`
 	ARIExplanationURL string     `json:"ari_explanation_url"`
+	// LastErrorDetail is the full text of LastError (bounded; LastError
+	// is its one-line summary), and BackoffReason why RetryAt holds
+	// (rate_limited, account_paused or failed); "" when not backing off.
+	LastErrorDetail string `json:"last_error_detail"`
+	BackoffReason   string `json:"backoff_reason"`
 	// ServedBy is set while the mapping has no usable certificate (status
 	// pending, failed or missing) and every one of its hosts is covered by
 	// a wildcard mapping on the same listener that has one: serve then
@@ -314,6 +319,8 @@ func describe(ctx context.Context, c *Summaries, m state.Mapping, now time.Time,
 			info.LastAttemptAt = timePtr(meta.LastAttemptAt)
 			info.RetryAt = timePtr(meta.RetryAt)
 			info.IssuedAt = timePtr(meta.IssuedAt)
+			info.LastErrorDetail = meta.LastErrorDetail
+			info.BackoffReason, _ = meta.BackingOff(now)
 		}
 	}
 	var chain []*x509.Certificate

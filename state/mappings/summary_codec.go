@@ -15,7 +15,7 @@ import (
 const (
 	tagCertSummary byte = 1
 	tagKeyPair     byte = 3
-	tagMeta        byte = 5 // 2 was Meta without the ARI fields, 4 without ari_explanation_url and ari_fingerprint_sha256
+	tagMeta        byte = 6 // 2: without the ARI fields, 4: without ari_explanation_url and ari_fingerprint_sha256, 5: without the error detail and back-off reason
 )
 
 var errMemoValue = errors.New("damaged memo value")
@@ -62,7 +62,7 @@ func decodeCertSummary(v []byte) (CertSummary, error) {
 }
 
 func encodeMeta(m Meta) []byte {
-	b := make([]byte, 0, 128+len(m.LastError))
+	b := make([]byte, 0, 128+len(m.LastError)+len(m.LastErrorDetail))
 	b = append(b, tagMeta)
 	b = state.AppendMemoString(b, m.Source)
 	b = appendTime(b, m.IssuedAt)
@@ -77,7 +77,9 @@ func encodeMeta(m Meta) []byte {
 	b = appendTime(b, m.ARI.WindowEnd)
 	b = appendTime(b, m.ARI.CheckAt)
 	b = state.AppendMemoString(b, m.ARI.FingerprintSHA256)
-	return state.AppendMemoString(b, m.ARI.ExplanationURL)
+	b = state.AppendMemoString(b, m.ARI.ExplanationURL)
+	b = state.AppendMemoString(b, m.LastErrorDetail)
+	return state.AppendMemoString(b, m.BackoffReason)
 }
 
 func decodeMeta(v []byte) (Meta, error) {
@@ -100,6 +102,8 @@ func decodeMeta(v []byte) (Meta, error) {
 	m.ARI.CheckAt = readTime(r)
 	m.ARI.FingerprintSHA256 = r.Str()
 	m.ARI.ExplanationURL = r.Str()
+	m.LastErrorDetail = r.Str()
+	m.BackoffReason = r.Str()
 	return m, r.Done()
 }
 

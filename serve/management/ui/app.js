@@ -153,7 +153,7 @@ function servedBy(m, byID) {
 
 function mappingRow(m, byID) {
   const actions = el("td", { class: "actions" },
-    el("button", { type: "button", class: "secondary", onclick: () => showCert(m.id) }, "Details"));
+    el("button", { type: "button", class: "secondary", onclick: () => showCert(m.id, m) }, "Details"));
   if (m.source === "acme" || m.source === "self-signed") {
     const label = m.source === "acme" ? "Issue/renew now" : "Regenerate";
     actions.append(el("button", { type: "button", onclick: (ev) => issue(m.id, ev.target) }, label));
@@ -167,8 +167,23 @@ function mappingRow(m, byID) {
     el("td", {}, fmtTime(m.not_after), el("br"), el("span", { class: "muted" }, daysLeft(m.not_after))),
     el("td", {}, fmtTime(m.next_renewal_at)),
     el("td", {}, fmtTime(m.last_attempt_at)),
-    el("td", { class: "error" }, m.last_error || ""),
+    el("td", { class: "error" }, m.last_error || "", backoffNote(m)),
     actions);
+}
+
+// backoffReasons say, for a table, why a mapping waits (backoff_reason).
+const backoffReasons = {
+  rate_limited: "rate limited until",
+  account_paused: "account paused; retries once a day, next",
+  failed: "retries from",
+};
+
+// backoffNote is the line under the error of a mapping backing off:
+// "rate limited until …" (absent from older servers: nothing).
+function backoffNote(m) {
+  if (!m.backoff_reason || !m.retry_at) return null;
+  const what = backoffReasons[m.backoff_reason] || "backing off until";
+  return el("div", { class: "muted backoff", "data-reason": m.backoff_reason }, what + " " + fmtTime(m.retry_at));
 }
 
 async function issue(id, button) {
@@ -195,12 +210,23 @@ async function removeMapping(m) {
   await load();
 }
 
-async function showCert(id) {
+async function showCert(id, m) {
   const d = $("#cert-dialog");
   const dl = $("#cert-details");
   $("#cert-id").textContent = id;
   dl.replaceChildren();
   $("#cert-chain").replaceChildren();
+  // The last attempt's error in full and the back-off, before the
+  // certificate (which a failed mapping may not have).
+  if (m && m.last_error) {
+    dl.append(el("dt", {}, "Last error"), el("dd", { class: "error", "data-field": "Last error" }, m.last_error));
+    if (m.last_error_detail && m.last_error_detail !== m.last_error) {
+      dl.append(el("dt", {}, "Error detail"), el("dd", { "data-field": "Error detail" }, el("pre", { class: "error-detail" }, m.last_error_detail)));
+    }
+  }
+  if (m && m.backoff_reason && m.retry_at) {
+    dl.append(el("dt", {}, "Backing off"), el("dd", { "data-field": "Backing off" }, m.backoff_reason.replace("_", " ") + " until " + fmtTime(m.retry_at)));
+  }
   try {
     const c = await api("GET", "/certificates/" + encodeURIComponent(id));
     const rows = [
