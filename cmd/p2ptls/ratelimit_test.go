@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -191,7 +192,36 @@ func TestUIShowsBackoff(t *testing.T) {
 	ctx := newBrowser(t)
 	p := newPublicState(t)
 	p.must(t, "listener", "add", "web", "--addr", freeAddr(t), "--http-addr", freeAddr(t))
-	p.must(t, "mapping", "add", "--listener", "web", "--host", "rl.example.test", "--acme", "--challenge", "http-01", "--id", "rl")
+	p.must(t, "mapping", "add", "--listener", "web", "--host", "rl.example.test", "--acme", "--challenge", "http-01", "--id", "rl", "--profile", "shortlived")
+	// An ACME certificate in place with a renewal window and the CA's
+	// explanation page, as renew.go records them: a self-signed one made on
+	// another listener, moved into an ACME mapping with its meta.
+	p.must(t, "listener", "add", "gen", "--addr", freeAddr(t))
+	p.must(t, "mapping", "add", "--listener", "gen", "--host", "ari.example.test", "--self-signed", "--id", "gen")
+	gen := filepath.Join(p.dir, "certs", "public", "gen")
+	b, err := os.ReadFile(filepath.Join(gen, "meta.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := regexp.MustCompile(`(?m)^fingerprint_sha256 = ['"]([^'"]+)['"]`).FindSubmatch(b)
+	if fp == nil {
+		t.Fatalf("no fingerprint in %s", b)
+	}
+	p.must(t, "mapping", "add", "--listener", "web", "--host", "ari.example.test", "--acme", "--challenge", "http-01", "--id", "ari")
+	ariDir := filepath.Join(p.dir, "certs", "public", "ari")
+	if err := os.MkdirAll(ariDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"cert.pem", "key.pem"} {
+		if err := os.Rename(filepath.Join(gen, name), filepath.Join(ariDir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.must(t, "mapping", "remove", "gen")
+	ariMeta := fmt.Sprintf("source = \"acme\"\nfingerprint_sha256 = %q\nnext_renewal_at = 2026-12-21T00:00:00Z\nari_window_start = 2026-12-20T00:00:00Z\nari_window_end = 2026-12-22T00:00:00Z\nari_check_at = 2099-01-01T00:00:00Z\nari_fingerprint_sha256 = %q\nari_explanation_url = \"https://ca.example/why\"\n", fp[1], fp[1])
+	if err := os.WriteFile(filepath.Join(ariDir, "meta.toml"), []byte(ariMeta), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// As a rate-limited order leaves it (see TestACMERateLimitedAndPaused);
 	// retry_at is an hour away, so serve does not order meanwhile.
 	at := time.Now().UTC().Truncate(time.Second)
@@ -247,9 +277,25 @@ func TestUIShowsBackoff(t *testing.T) {
 	if !strings.HasPrefix(backoff, "rate limited until ") || !strings.HasPrefix(lastError, "rate limited by the ACME server until "+retry.Format(time.RFC3339)) {
 		t.Errorf("table: error %q, back-off %q", lastError, backoff)
 	}
-	for _, want := range []string{detail, "Backing off", "rate limited until"} {
+	for _, want := range []string{detail, "Backing off", "rate limited until", "Profile", "shortlived"} {
 		if !strings.Contains(details, want) {
 			t.Errorf("details dialog lacks %q: %s", want, details)
 		}
+	}
+	ariRow := `tr[data-id="ari"]`
+	if err := chromedp.Do(sctx,
+		chromedp.Click(chromedp.CSS("#cert-dialog button[data-close]")),
+		chromedp.Click(chromedp.CSS(ariRow+" td.actions button.secondary")),
+		chromedp.WaitVisible(chromedp.CSS(`#cert-details dd[data-field="Renewal window"]`)),
+	); err != nil {
+		fail(err)
+	}
+	details = text("#cert-details")
+	href, err := chromedp.Run(sctx, chromedp.AttributeValue(chromedp.CSS(`#cert-details dd[data-field="CA's explanation"] a`), "href"))
+	if err != nil {
+		fail(err)
+	}
+	if !strings.Contains(details, "Renewal window") || href.Value != "https://ca.example/why" {
+		t.Errorf("details dialog of a certificate with a renewal window: href %q, %s", href.Value, details)
 	}
 }

@@ -227,6 +227,17 @@ async function showCert(id, m) {
   if (m && m.backoff_reason && m.retry_at) {
     dl.append(el("dt", {}, "Backing off"), el("dd", { "data-field": "Backing off" }, m.backoff_reason.replace("_", " ") + " until " + fmtTime(m.retry_at)));
   }
+  if (m && m.profile) dl.append(el("dt", {}, "Profile"), el("dd", { "data-field": "Profile" }, m.profile));
+  if (m && m.ari_window_start && m.ari_window_end) {
+    dl.append(el("dt", {}, "Renewal window"), el("dd", { "data-field": "Renewal window" },
+      fmtTime(m.ari_window_start) + " to " + fmtTime(m.ari_window_end)));
+  }
+  // The CA's explanation page is a link only when it is http(s): the URL
+  // comes from the ACME server, not from the operator.
+  if (m && /^https?:\/\//i.test(m.ari_explanation_url || "")) {
+    dl.append(el("dt", {}, "CA's explanation"), el("dd", { "data-field": "CA's explanation" },
+      el("a", { href: m.ari_explanation_url, rel: "noopener noreferrer", target: "_blank" }, m.ari_explanation_url)));
+  }
   try {
     const c = await api("GET", "/certificates/" + encodeURIComponent(id));
     const rows = [
