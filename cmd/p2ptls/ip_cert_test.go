@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -114,6 +115,12 @@ func TestIPCertificates(t *testing.T) {
 	// its own, which the lock orders before or after this one.
 	if r := p2ptls(t, p.env, "cert", "issue", "ip4", "ip6"); r.code != 0 {
 		t.Fatalf("cert issue: exit %d %s", r.code, r.stderr)
+	}
+	// A mapping serve was ordering at that moment is skipped by cert issue
+	// (its claim is held) and issued by serve: wait for both.
+	for _, id := range []string{"ip4", "ip6"} {
+		cert := a.mappingCertFile(id)
+		eventually(t, 60*time.Second, func() error { _, err := os.Stat(cert); return err })
 	}
 	leaf4 := a.verifyIssued(t, "ip4", "127.0.0.1")
 	leaf6 := a.verifyIssued(t, "ip6", "::1")

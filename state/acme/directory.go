@@ -168,7 +168,7 @@ func profileRefused(ctx context.Context, acct *Account, m state.Mapping, err err
 			offers = " (it offers none)"
 		}
 	}
-	return &profileError{err: err, line: fmt.Sprintf("the ACME server refused the profile %q of mapping %s%s: remove the mapping and add it again with another --profile or none",
+	return &profileError{err: err, line: fmt.Sprintf("the ACME server refused the profile %q of mapping %s%s: remove the mapping and add it again with 'p2ptls mapping add … --profile NAME' (another profile, or none)",
 		m.Profile, m.ID, offers)}
 }
 
