@@ -84,11 +84,18 @@ type Summaries struct {
 	memo *state.Memo
 	dir  string // state.Locate(s, PublicDir), for the paths of 100k Infos
 	seen Seen   // nil: stat each file (see EachSeen)
+	// at stats the stored files relative to dir (see state.StatDir),
+	// until Save; nil without a memo or with a relative dir.
+	at *state.StatDir
 }
 
 // NewSummaries reads through the memo kept for s.
 func NewSummaries(s state.Store) *Summaries {
-	return &Summaries{s: s, memo: state.OpenMemo(s, certsMemo), dir: state.Locate(s, PublicDir)}
+	c := &Summaries{s: s, memo: state.OpenMemo(s, certsMemo), dir: state.Locate(s, PublicDir)}
+	if c.memo.Keeps() && filepath.IsAbs(c.dir) {
+		c.at = state.OpenStatDir(c.dir)
+	}
+	return c
 }
 
 // direct reads through no memo: for one mapping shown, the files as they
@@ -111,8 +118,13 @@ func (c *Summaries) path(m state.Mapping, file string) string {
 }
 
 // Save writes the memo when something was learnt; a memo that cannot be
-// written costs the next command time, never correctness.
-func (c *Summaries) Save() { c.memo.Save() }
+// written costs the next command time, never correctness. It ends the
+// pass: the directory held open for stats is let go, so that a state
+// swapped in since (a restore) is what any later call sees.
+func (c *Summaries) Save() {
+	c.at.Close()
+	c.memo.Save()
+}
 
 // retain prunes, at the next save, the entries of mappings not in ids.
 func (c *Summaries) retain(ids map[string]bool) {
@@ -129,6 +141,9 @@ func (c *Summaries) stat(id, file string) (state.FileID, bool) {
 		if fid, ok := c.seen(id, file); ok {
 			return fid, true
 		}
+	}
+	if c.at != nil {
+		return c.at.Stat(id + "/" + file)
 	}
 	if filepath.IsAbs(c.dir) { // as Memo.Stat would make it, without a Join
 		return c.memo.Stat(c.dir + string(filepath.Separator) + id + string(filepath.Separator) + file)
