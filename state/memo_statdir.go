@@ -1,9 +1,8 @@
 package state
 
 import (
-	"os"
 	"path/filepath"
-	"syscall"
+	"sync"
 )
 
 // StatDir stats the files of one directory for a memo's Get, as Memo.Stat
@@ -16,53 +15,46 @@ import (
 // It holds the directory open until Close: a directory replaced meanwhile
 // (a restore swaps the state) is still the old one to it, so a holder
 // closes it at the end of each pass (Summaries.Save), and what comes
-// after sees the new one. A nil StatDir, and one that could not open its
+// after sees the new one. A nil StatDir stats nothing; one that could not open its
 // directory or was closed, stat by path. Safe for concurrent use, Close
-// included (the file's own reference counting keeps the descriptor open
-// while a stat uses it).
+// included. Whoever opens one closes it: nothing else will.
 type StatDir struct {
 	path string
-	raw  syscall.RawConn // nil: by path
-	f    *os.File
+	mu   sync.RWMutex // held to read while fd is used, to write to close it
+	fd   int          // -1: by path
 }
 
-// OpenStatDir opens the directory at the absolute path p.
+// OpenStatDir opens the directory at p.
 func OpenStatDir(p string) *StatDir {
-	d := &StatDir{path: p}
-	if !statAtSupported {
-		return d
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return d
-	}
-	raw, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return d
-	}
-	d.f, d.raw = f, raw
-	return d
+	return &StatDir{path: p, fd: openDirFD(p)}
 }
 
 // Stat is the identity of the file rel (clean, relative, slash-separated)
 // under the directory.
 func (d *StatDir) Stat(rel string) (FileID, bool) {
-	if d != nil && d.raw != nil {
-		var id FileID
-		var ok bool
-		if d.raw.Control(func(fd uintptr) { id, ok = statAt(int(fd), rel) }) == nil {
-			return id, ok
-		}
-		// Closed meanwhile: by path.
+	if d == nil {
+		return FileID{}, false
 	}
+	d.mu.RLock()
+	if d.fd >= 0 {
+		id, ok := statAt(d.fd, rel)
+		d.mu.RUnlock()
+		return id, ok
+	}
+	d.mu.RUnlock()
 	return statID(filepath.Join(d.path, filepath.FromSlash(rel)))
 }
 
 // Close releases the directory; the StatDir stats by path after it.
 func (d *StatDir) Close() {
-	if d != nil && d.f != nil {
-		d.f.Close()
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fd >= 0 {
+		closeDirFD(d.fd)
+		d.fd = -1
 	}
 }
 

@@ -2,7 +2,20 @@ package state
 
 import "golang.org/x/sys/unix"
 
-const statAtSupported = true
+func openDirFD(p string) int {
+	for {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1
+		}
+		return fd
+	}
+}
+
+func closeDirFD(fd int) { unix.Close(fd) }
 
 // statAt is statID of rel under the directory fd: fstatat without
 // AT_SYMLINK_NOFOLLOW follows links as os.Stat does, and the identity is

@@ -53,3 +53,17 @@ func TestSummariesSaveLetsGoOfTheDirectory(t *testing.T) {
 		t.Errorf("after the swap: not after %v, want the new certificate's %v", sum.NotAfter, want)
 	}
 }
+
+// TestStoredNameIsTheFileNames: the names Summaries look files up by are
+// the ones the memo is written with.
+func TestStoredNameIsTheFileNames(t *testing.T) {
+	for _, id := range []string{"a", "m000050", "x.example.com"} {
+		for _, tc := range []struct{ file, want string }{
+			{CertFileName, certName(id)}, {KeyFileName, keyName(id)}, {MetaFileName, metaName(id)},
+		} {
+			if got := storedName(id, tc.file); got != tc.want {
+				t.Errorf("storedName(%q, %q) = %q, want %q", id, tc.file, got, tc.want)
+			}
+		}
+	}
+}
