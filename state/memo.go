@@ -121,6 +121,7 @@ type Memo struct {
 	listing memoListing
 	dirty   bool
 	gen     uint64 // see generation
+	hint    int    // the entry lookup found last (see find)
 }
 
 // memoListing says the memo holds exactly the entries of one directory
@@ -273,7 +274,7 @@ func (m *Memo) lookup(name string) (memoEntry, bool) {
 	if e, ok := m.puts[name]; ok {
 		return e, e.val != nil
 	}
-	i, ok := slices.BinarySearchFunc(m.entries, name, func(e memoEntry, n string) int { return strings.Compare(e.name, n) })
+	i, ok := m.find(name)
 	if !ok || (m.drop != nil && m.drop(name)) || !m.entries[i].decodeTail() {
 		return memoEntry{}, false
 	}

@@ -66,7 +66,11 @@ func (d *Dir) loadMappings(ctx context.Context, quick bool) (_ []Mapping, sums [
 			return ms, sums, names, gen, nil, nil
 		}
 	}
-	out, complete, err := readRecords(ctx, d, func(id string) (Mapping, bool, error) { return d.loadRecordMemo(ctx, m, gen, id) })
+	// Each record is stat'ed relative to the state directory, by its
+	// name (see StatDir), which is let go once read.
+	at := OpenStatDir(d.root)
+	out, complete, err := readRecords(ctx, d, func(id string) (Mapping, bool, error) { return d.loadRecordMemo(ctx, m, gen, at, id) })
+	at.Close()
 	if err != nil {
 		return nil, nil, "", gen, &memoListing{}, err
 	}
@@ -200,19 +204,19 @@ func (m *Memo) retainAt(gen uint64, keep func(name string) bool) {
 
 // loadRecordMemo is loadRecord through the memo: a record whose file is
 // the one memoized is not read.
-func (d *Dir) loadRecordMemo(ctx context.Context, m *Memo, gen uint64, id string) (Mapping, bool, error) {
+func (d *Dir) loadRecordMemo(ctx context.Context, m *Memo, gen uint64, at *StatDir, id string) (Mapping, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return Mapping{}, false, err
 	}
 	name := RecordName(id)
-	p := filepath.Join(d.root, RecordsDir, id+recordExt)
-	if fid, ok := statID(p); ok {
+	if fid, ok := at.Stat(name); ok {
 		if v, ok := m.Get(name, fid); ok {
 			if mp, err := decodeMappingMemo(v); err == nil && mp.ID == id {
 				return mp, true, nil
 			}
 		}
 	}
+	p := filepath.Join(d.root, RecordsDir, id+recordExt)
 	b, fid, err := readWithID(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Mapping{}, false, nil

@@ -84,11 +84,18 @@ type Summaries struct {
 	memo *state.Memo
 	dir  string // state.Locate(s, PublicDir), for the paths of 100k Infos
 	seen Seen   // nil: stat each file (see EachSeen)
+	// at stats the stored files relative to dir (see state.StatDir),
+	// until Save; nil without a memo or with a relative dir.
+	at *state.StatDir
 }
 
 // NewSummaries reads through the memo kept for s.
 func NewSummaries(s state.Store) *Summaries {
-	return &Summaries{s: s, memo: state.OpenMemo(s, certsMemo), dir: state.Locate(s, PublicDir)}
+	c := &Summaries{s: s, memo: state.OpenMemo(s, certsMemo), dir: state.Locate(s, PublicDir)}
+	if c.memo.Keeps() && filepath.IsAbs(c.dir) {
+		c.at = state.OpenStatDir(c.dir)
+	}
+	return c
 }
 
 // direct reads through no memo: for one mapping shown, the files as they
@@ -111,8 +118,13 @@ func (c *Summaries) path(m state.Mapping, file string) string {
 }
 
 // Save writes the memo when something was learnt; a memo that cannot be
-// written costs the next command time, never correctness.
-func (c *Summaries) Save() { c.memo.Save() }
+// written costs the next command time, never correctness. It ends the
+// pass: the directory held open for stats is let go, so that a state
+// swapped in since (a restore) is what any later call sees.
+func (c *Summaries) Save() {
+	c.at.Close()
+	c.memo.Save()
+}
 
 // retain prunes, at the next save, the entries of mappings not in ids.
 func (c *Summaries) retain(ids map[string]bool) {
@@ -123,18 +135,28 @@ func (c *Summaries) retain(ids map[string]bool) {
 }
 
 // stat is the identity of mapping id's stored file (CertFileName,
-// KeyFileName or MetaFileName), for the memo's Get.
-func (c *Summaries) stat(id, file string) (state.FileID, bool) {
+// KeyFileName or MetaFileName), whose store name is name, for the memo's
+// Get.
+func (c *Summaries) stat(id, file, name string) (state.FileID, bool) {
 	if c.seen != nil {
 		if fid, ok := c.seen(id, file); ok {
 			return fid, true
 		}
 	}
+	if c.at != nil {
+		// name is PublicDir/<id>/<file>: relative to the directory at
+		// holds, without a string made for it.
+		return c.at.Stat(name[len(PublicDir)+1:])
+	}
 	if filepath.IsAbs(c.dir) { // as Memo.Stat would make it, without a Join
 		return c.memo.Stat(c.dir + string(filepath.Separator) + id + string(filepath.Separator) + file)
 	}
-	return c.memo.Stat(MappingDir(id) + "/" + file)
+	return c.memo.Stat(name)
 }
+
+// storedName is certName, keyName or metaName of id (file is the file's
+// name) in one allocation: a pass makes 300k of them.
+func storedName(id, file string) string { return PublicDir + "/" + id + "/" + file }
 
 // cutMappingFile splits "mappings/<id>/<file>".
 func cutMappingFile(name string) (id, file string, ok bool) {
@@ -168,8 +190,8 @@ func (c *Summaries) Cert(ctx context.Context, m state.Mapping) (CertSummary, err
 // cert is Cert for a stored certificate, with the identity of the file it
 // describes (zero without a memo) and whether the memo had it.
 func (c *Summaries) cert(ctx context.Context, m state.Mapping) (_ CertSummary, _ state.FileID, hit bool, _ error) {
-	name := certName(m.ID)
-	if id, ok := c.stat(m.ID, CertFileName); ok {
+	name := storedName(m.ID, CertFileName)
+	if id, ok := c.stat(m.ID, CertFileName, name); ok {
 		if v, ok := c.memo.Get(name, id); ok {
 			if sum, err := decodeCertSummary(v); err == nil {
 				return sum, id, true, nil
@@ -195,8 +217,8 @@ func (c *Summaries) cert(ctx context.Context, m state.Mapping) (_ CertSummary, _
 
 // Meta is LoadMeta through the memo.
 func (c *Summaries) Meta(ctx context.Context, id string) (Meta, error) {
-	name := metaName(id)
-	if fid, ok := c.stat(id, MetaFileName); ok {
+	name := storedName(id, MetaFileName)
+	if fid, ok := c.stat(id, MetaFileName, name); ok {
 		if v, ok := c.memo.Get(name, fid); ok {
 			if meta, err := decodeMeta(v); err == nil {
 				return meta, nil
@@ -227,12 +249,12 @@ func (c *Summaries) Usable(ctx context.Context, m state.Mapping) (CertSummary, e
 	if err != nil {
 		return CertSummary{}, fmt.Errorf("load mapping %q: %w", m.ID, err)
 	}
-	name := keyName(m.ID)
+	name := storedName(m.ID, KeyFileName)
 	// A pair verdict stands only with a certificate whose summary is
 	// trusted (a hit, so no longer racy): one read again is checked again,
 	// with the key, and a verdict not renewed by that check is dropped.
 	if hit {
-		if keyID, ok := c.stat(m.ID, KeyFileName); ok {
+		if keyID, ok := c.stat(m.ID, KeyFileName, name); ok {
 			if v, ok := c.memo.Get(name, keyID); ok {
 				if pairedWith, err := decodeKeyPair(v); err == nil && pairedWith == certID {
 					return sum, nil
