@@ -46,13 +46,11 @@ func busy(id string) error {
 }
 
 // decision is what an issuance decided under the claim: whether to order,
-// the certificate the order replaces (ARI), why (for reports), and a
-// renewal info answer to record when not ordering.
+// the certificate the order replaces (ARI), and a renewal info answer to
+// record when not ordering.
 type decision struct {
 	due      bool
 	replaces *x509.Certificate
-	why      string
-	next     time.Time
 	ari      *ariAnswer
 }
 
