@@ -37,7 +37,7 @@ func BenchmarkFullPass(b *testing.B) {
 			renewed++
 		}
 	}
-	fullPass(ctx, o, opts, realClock{}) // warm: the memo, the page cache
+	fullPass(ctx, o, opts, realClock{}, nil) // warm: the memo, the page cache
 	cpu := func() time.Duration {
 		var ru syscall.Rusage
 		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
@@ -48,7 +48,7 @@ func BenchmarkFullPass(b *testing.B) {
 	b.ResetTimer()
 	start := cpu()
 	for range b.N {
-		fullPass(ctx, o, opts, realClock{})
+		fullPass(ctx, o, opts, realClock{}, nil)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64((cpu()-start).Milliseconds())/float64(b.N), "cpu-ms/op")
