@@ -228,8 +228,8 @@ func (b *backoffs) publish(ctx context.Context, o Options, now time.Time) {
 	if ctx.Err() != nil {
 		return // a pass cut short counted only part of the mappings
 	}
-	st := &runstatus.Backoff{Backoff: mappings.CountBackoffs(b.set, now), CountedAt: now.UTC(), PID: os.Getpid()}
-	if err := runstatus.WriteBackoff(ctx, o.Store, st); err != nil && ctx.Err() == nil {
+	st := runstatus.Backoff{Backoff: mappings.CountBackoffs(b.set, now), CountedAt: now.UTC()}
+	if err := runstatus.WriteBackoff(ctx, o.Store, st, os.Getpid()); err != nil && ctx.Err() == nil {
 		o.Log.Warn("ACME back-off count not saved for status", "err", err)
 	}
 }

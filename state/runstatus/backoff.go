@@ -25,34 +25,39 @@ const BackoffFile = state.RunDir + "/acme_backoff.json"
 type Backoff struct {
 	mappings.Backoff
 	CountedAt time.Time `json:"counted_at"`
-	// PID is the serve that counted it: one left by an earlier serve is
-	// not the running one's count.
-	PID int `json:"pid,omitempty"`
 }
 
-// WriteBackoff saves b for status and the API.
-func WriteBackoff(ctx context.Context, s state.Store, b *Backoff) error {
-	out, err := json.MarshalIndent(b, "", "  ")
+// backoffFile is BackoffFile: the count and the serve that made it, since
+// one left by an earlier serve is not the running one's.
+type backoffFile struct {
+	Backoff
+	PID int `json:"pid"`
+}
+
+// WriteBackoff saves b, counted by the serve of pid, for status and the API.
+func WriteBackoff(ctx context.Context, s state.Store, b Backoff, pid int) error {
+	out, err := json.MarshalIndent(backoffFile{b, pid}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode ACME back-off: %w", err)
 	}
 	return s.Write(ctx, BackoffFile, append(out, '\n'), state.SecretMode)
 }
 
-// ReadBackoff loads the last count serve wrote; nil when there is none.
-func ReadBackoff(ctx context.Context, s state.Store) (*Backoff, error) {
+// ReadBackoff loads the last count serve wrote and the pid of that serve;
+// nil when there is none.
+func ReadBackoff(ctx context.Context, s state.Store) (*Backoff, int, error) {
 	raw, err := s.Read(ctx, BackoffFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", BackoffFile, err)
+		return nil, 0, fmt.Errorf("read %s: %w", BackoffFile, err)
 	}
-	var b Backoff
-	if err := json.Unmarshal(raw, &b); err != nil {
-		return nil, fmt.Errorf("read %s: %w", BackoffFile, err)
+	var f backoffFile
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return nil, 0, fmt.Errorf("read %s: %w", BackoffFile, err)
 	}
-	return &b, nil
+	return &f.Backoff, f.PID, nil
 }
 
 // Reported is a status with its ACME back-off count: the JSON of
@@ -70,8 +75,8 @@ func ServeBackoff(ctx context.Context, s state.Store, st *Status) (*Backoff, err
 	if !st.ServeRunning {
 		return nil, nil
 	}
-	b, err := ReadBackoff(ctx, s)
-	if err != nil || b == nil || b.PID != st.PID {
+	b, pid, err := ReadBackoff(ctx, s)
+	if err != nil || b == nil || pid != st.PID {
 		return nil, err
 	}
 	return b, nil
