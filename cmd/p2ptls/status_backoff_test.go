@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/p2pstream/p2ptls/state/testkit/acmetest"
 )
@@ -145,4 +150,57 @@ func TestStatusBackoffFromServe(t *testing.T) {
 	if b := st.ACMEBackoff; st.ServeRunning || b == nil || b.RateLimited != 1 || b.CountedAt.Before(before.Add(-time.Second)) {
 		t.Errorf("status without serve: running %v, acme_backoff %+v", st.ServeRunning, b)
 	}
+}
+
+// TestUIShowsBackoffCount: the UI's serve line shows serve's back-off
+// count from GET /api/v1/status.
+func TestUIShowsBackoffCount(t *testing.T) {
+	ctx := newBrowser(t)
+	p := newPublicState(t)
+	p.must(t, "listener", "add", "web", "--addr", freeAddr(t), "--http-addr", freeAddr(t))
+	p.must(t, "mapping", "add", "--listener", "web", "--host", "rl.example.test", "--acme", "--challenge", "http-01", "--id", "rl")
+	// As a rate-limited order leaves it; retry_at is an hour away, so
+	// serve does not order meanwhile and its first pass counts it.
+	at := time.Now().UTC().Truncate(time.Second)
+	retry := at.Add(time.Hour)
+	md := filepath.Join(p.dir, "certs", "public", "rl")
+	if err := os.MkdirAll(md, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	meta := fmt.Sprintf("source = \"acme\"\nlast_attempt_at = %s\nlast_error = \"rate limited by the ACME server until %s\"\nattempts = 1\nretry_at = %s\nbackoff_reason = \"rate_limited\"\n",
+		at.Format(time.RFC3339), retry.Format(time.RFC3339), retry.Format(time.RFC3339))
+	if err := os.WriteFile(filepath.Join(md, "meta.toml"), []byte(meta), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startServe(t, p.env)
+	var created struct{ Token string }
+	if err := json.Unmarshal([]byte(p.must(t, "admin", "token", "create", "browser", "--output", "json")), &created); err != nil || created.Token == "" {
+		t.Fatalf("admin token create: %v", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	want := "ACME back-off: 1 rate limited, 0 account paused, 0 failed, earliest retry " + strings.Replace(retry.Format("2006-01-02T15:04"), "T", " ", 1) + " UTC"
+	var line string
+	// The first load may come before serve's first pass counted: reload
+	// until the line shows it.
+	if err := chromedp.Do(sctx,
+		chromedp.Navigate("https://"+p.mgmt+"/ui/"),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), created.Token),
+		chromedp.Click(chromedp.CSS("#sign-in")),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-id="rl"]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		var err error
+		if line, err = chromedp.Run(sctx, chromedp.TextContent(chromedp.CSS("#serve-state"))); err != nil {
+			return err
+		}
+		if !strings.Contains(line, want) {
+			_ = chromedp.Do(sctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`tr[data-id="rl"]`)))
+			return fmt.Errorf("serve line %q, want %q", line, want)
+		}
+		return nil
+	})
 }
