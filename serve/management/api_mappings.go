@@ -152,6 +152,15 @@ func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
+	// A mapping the ACME server refused until later is issued anyway, as
+	// "cert issue ID" does, with its warning in the answer.
+	var warnings []string
+	if meta, err := mappings.LoadMeta(r.Context(), a.o.Store, id); err == nil {
+		if warn := mappings.BackoffWarning(id, meta, time.Now()); warn != "" {
+			a.o.Log.Warn(warn, "mapping", id)
+			warnings = append(warnings, warn)
+		}
+	}
 	err := issuance.Issue(r.Context(), a.o.Store, id, time.Now(), issuance.Options{
 		ACME: acme.Options{Log: a.o.Log, DNSResolvers: a.o.DNSResolvers},
 		BeforeOrder: func() {
@@ -175,5 +184,5 @@ func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, info)
+	writeJSON(w, http.StatusOK, mappingCreated{Info: info, Warnings: warnings})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/state/admintoken"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
+	"github.com/p2pstream/p2ptls/state/runstatus"
 )
 
 // apiError is the JSON error answer of the API.
@@ -40,8 +41,15 @@ func newRoutes(o Options) (http.Handler, []string) {
 		w.Write(caPEM)
 	})
 	apiMux := newRouter()
-	apiMux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, o.Status())
+	apiMux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) {
+		// The ACME back-off count is the renewal loop's last (a small
+		// file it writes after each pass), as "status" shows it.
+		st := o.Status()
+		b, err := runstatus.ServeBackoff(r.Context(), o.Store, st)
+		if err != nil {
+			o.Log.Warn("ACME back-off count not read for the status API", "err", err)
+		}
+		writeJSON(w, http.StatusOK, runstatus.Reported{Status: st, ACMEBackoff: b})
 	})
 	(&api{o: o}).register(apiMux)
 	ss := newSessions()

@@ -37,7 +37,7 @@ func BenchmarkFullPass(b *testing.B) {
 			renewed++
 		}
 	}
-	fullPass(ctx, o, opts, realClock{}) // warm: the memo, the page cache
+	fullPass(ctx, o, opts, realClock{}, nil) // warm: the memo, the page cache
 	// user and system CPU apart: the system part is the stats (three per
 	// mapping, one per record), which no user-space change makes cheaper.
 	cpu := func() (user, sys time.Duration) {
@@ -50,7 +50,7 @@ func BenchmarkFullPass(b *testing.B) {
 	b.ResetTimer()
 	user0, sys0 := cpu()
 	for range b.N {
-		fullPass(ctx, o, opts, realClock{})
+		fullPass(ctx, o, opts, realClock{}, nil)
 	}
 	b.StopTimer()
 	user1, sys1 := cpu()

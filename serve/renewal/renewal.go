@@ -8,12 +8,15 @@ package renewal
 import (
 	"context"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/acme"
 	"github.com/p2pstream/p2ptls/state/issuance"
+	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/runstatus"
 )
 
 // The loop runs a full renewal pass at start, then whenever something may
@@ -80,10 +83,11 @@ func Run(ctx context.Context, o Options) {
 	}
 	changes := o.Store.Watch(ctx)
 	opts := acme.Options{Log: o.Log, DNSResolvers: o.DNSResolvers}
+	bo := &backoffs{set: map[string]mappings.BackoffMapping{}}
 	var wake time.Time // the next full pass; zero: at once
 	for {
 		if now := clk.Now(); !now.Before(wake) {
-			next := fullPass(ctx, o, opts, clk)
+			next := fullPass(ctx, o, opts, clk, bo)
 			wake = bound(next, clk.Now())
 		}
 		if ctx.Err() != nil {
@@ -103,7 +107,7 @@ func Run(ctx context.Context, o Options) {
 			// not at the next full pass. Scanning for them costs a stat
 			// per ACME mapping; a pass that issues changes the state, and
 			// the signal of that change makes the next one.
-			if next := promptPass(ctx, o, opts, clk); !next.IsZero() {
+			if next := promptPass(ctx, o, opts, clk, bo); !next.IsZero() {
 				if at := bound(next, clk.Now()); at.Before(wake) {
 					wake = at
 				}
@@ -128,7 +132,7 @@ func bound(next, now time.Time) time.Time {
 // promptPass issues ACME mappings that have no certificate yet. It returns
 // when to look again (the earliest end of a back-off; zero for none);
 // after a panic, zero.
-func promptPass(ctx context.Context, o Options, opts acme.Options, clk Clock) (next time.Time) {
+func promptPass(ctx context.Context, o Options, opts acme.Options, clk Clock, bo *backoffs) (next time.Time) {
 	defer edge.Recover(o.Log, "certificate issuance loop")
 	if testHook != nil {
 		testHook("prompt")
@@ -139,8 +143,19 @@ func promptPass(ctx context.Context, o Options, opts acme.Options, clk Clock) (n
 		// change tries again.
 		return retry
 	}
+	if bo != nil && len(ids) == 0 {
+		// The change may have ended a back-off (an issue by the API or
+		// "cert issue", a mapping removed): the count says so now.
+		bo.recheck(ctx, o.Store, clk.Now())
+		bo.publish(ctx, o, clk.Now())
+	}
 	if len(ids) > 0 {
 		if r := pass(ctx, o, clk, acme.RenewOptions{Options: opts, Only: ids}); r != nil {
+			if bo != nil {
+				bo.recheck(ctx, o.Store, clk.Now())
+				bo.merge(ids, r.Backoffs)
+				bo.publish(ctx, o, clk.Now())
+			}
 			return earliest(r.Next, retry)
 		}
 	}
@@ -149,15 +164,74 @@ func promptPass(ctx context.Context, o Options, opts acme.Options, clk Clock) (n
 
 // fullPass renews what is due and returns when something may be due
 // next (zero: nothing known, or a panic).
-func fullPass(ctx context.Context, o Options, opts acme.Options, clk Clock) time.Time {
+func fullPass(ctx context.Context, o Options, opts acme.Options, clk Clock, bo *backoffs) time.Time {
 	defer edge.Recover(o.Log, "renewal loop")
 	if testHook != nil {
 		testHook("full")
 	}
 	if r := pass(ctx, o, clk, acme.RenewOptions{Options: opts}); r != nil {
+		if bo != nil { // nil: a benchmark's pass, nothing published
+			bo.set = r.Backoffs // every ACME mapping: the whole count
+			bo.publish(ctx, o, clk.Now())
+		}
 		return r.Next
 	}
 	return time.Time{}
+}
+
+// backoffs are the ACME mappings backing off as the loop's passes found
+// them, by id: a full pass replaces them, a prompt pass updates the
+// mappings it looked at. Each pass publishes their count in
+// runstatus.BackoffFile, which status and GET /api/v1/status read instead
+// of a meta per mapping.
+type backoffs struct {
+	set map[string]mappings.BackoffMapping
+}
+
+// merge replaces the back-offs of ids (a prompt pass's) with found.
+func (b *backoffs) merge(ids []string, found map[string]mappings.BackoffMapping) {
+	for _, id := range ids {
+		delete(b.set, id)
+	}
+	for id, e := range found {
+		b.set[id] = e
+	}
+}
+
+// recheck reads again the meta of each mapping backing off (through the
+// certs memo: a stat when it has not changed), and drops those that no
+// longer do. Only those: a back-off that another process recorded for a
+// mapping with a certificate ("cert renew" from cron beside serve) is
+// counted by the next full pass.
+func (b *backoffs) recheck(ctx context.Context, s state.Store, now time.Time) {
+	if len(b.set) == 0 {
+		return
+	}
+	sums := mappings.NewSummaries(s)
+	defer sums.Save()
+	for id := range b.set {
+		meta, err := sums.Meta(ctx, id)
+		if err != nil {
+			continue // unreadable: kept as last seen
+		}
+		if e, ok := mappings.BackoffOf(id, meta, now); ok {
+			b.set[id] = e
+		} else {
+			delete(b.set, id)
+		}
+	}
+}
+
+// publish writes the count at now. A failure to write is logged: status
+// then shows the previous count with its time.
+func (b *backoffs) publish(ctx context.Context, o Options, now time.Time) {
+	if ctx.Err() != nil {
+		return // a pass cut short counted only part of the mappings
+	}
+	st := runstatus.Backoff{Backoff: mappings.CountBackoffs(b.set, now), CountedAt: now.UTC()}
+	if err := runstatus.WriteBackoff(ctx, o.Store, st, os.Getpid()); err != nil && ctx.Err() == nil {
+		o.Log.Warn("ACME back-off count not saved for status", "err", err)
+	}
 }
 
 func pass(ctx context.Context, o Options, clk Clock, ro acme.RenewOptions) *acme.Report {

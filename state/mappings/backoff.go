@@ -2,7 +2,9 @@ package mappings
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -54,13 +56,38 @@ func Backoffs(ctx context.Context, s state.Store, cfg *state.Config, now time.Ti
 	if err := ctx.Err(); err != nil {
 		return Backoff{}, err
 	}
-	var b Backoff
+	set := make(map[string]BackoffMapping)
 	for i, meta := range metas {
-		reason, ok := meta.BackingOff(now)
-		if !ok || meta.Source != state.SourceACME {
-			continue
+		if e, ok := BackoffOf(acme[i], meta, now); ok {
+			set[acme[i]] = e
 		}
-		switch reason {
+	}
+	return CountBackoffs(set, now), nil
+}
+
+// BackoffOf is mapping id's back-off at now, from its meta, when it backs
+// off: what a renewal pass keeps per mapping so that serve counts without
+// reading every meta again (CountBackoffs).
+func BackoffOf(id string, meta Meta, now time.Time) (BackoffMapping, bool) {
+	if meta.Source != state.SourceACME {
+		return BackoffMapping{}, false
+	}
+	reason, ok := meta.BackingOff(now)
+	if !ok {
+		return BackoffMapping{}, false
+	}
+	return BackoffMapping{ID: id, Reason: reason, LastError: meta.LastError, RetryAt: meta.RetryAt.UTC()}, true
+}
+
+// CountBackoffs counts the back-offs of set still running at now, as
+// Backoffs does from the files.
+func CountBackoffs(set map[string]BackoffMapping, now time.Time) Backoff {
+	var b Backoff
+	for _, e := range set {
+		if !now.Before(e.RetryAt) {
+			continue // over since it was recorded
+		}
+		switch e.Reason {
 		case BackoffRateLimited:
 			b.RateLimited++
 		case BackoffAccountPaused:
@@ -68,14 +95,35 @@ func Backoffs(ctx context.Context, s state.Store, cfg *state.Config, now time.Ti
 		default:
 			b.Failed++
 		}
-		if b.EarliestRetryAt == nil || meta.RetryAt.Before(*b.EarliestRetryAt) {
-			t := meta.RetryAt.UTC()
+		if b.EarliestRetryAt == nil || e.RetryAt.Before(*b.EarliestRetryAt) {
+			t := e.RetryAt
 			b.EarliestRetryAt = &t
 		}
-		if reason == BackoffRateLimited || reason == BackoffAccountPaused {
-			b.Mappings = append(b.Mappings, BackoffMapping{ID: acme[i], Reason: reason, LastError: meta.LastError, RetryAt: meta.RetryAt.UTC()})
+		if e.Reason == BackoffRateLimited || e.Reason == BackoffAccountPaused {
+			b.Mappings = append(b.Mappings, e)
 		}
 	}
-	slices.SortFunc(b.Mappings, func(x, y BackoffMapping) int { return x.RetryAt.Compare(y.RetryAt) })
-	return b, nil
+	slices.SortFunc(b.Mappings, func(x, y BackoffMapping) int {
+		if c := x.RetryAt.Compare(y.RetryAt); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	return b
+}
+
+// BackoffWarning is the warning for issuing mapping id now although the
+// ACME server refused it until later (rate limited, account paused), as
+// "cert issue ID" logs it; "" when it is not refused. An ordinary
+// failure's back-off is the point of issuing by hand: no warning.
+func BackoffWarning(id string, meta Meta, now time.Time) string {
+	switch reason, _ := meta.BackingOff(now); reason {
+	case BackoffRateLimited:
+		return fmt.Sprintf("the ACME server rate-limited mapping %s until %s; issued anyway because it was named, and the server may refuse it again",
+			id, meta.RetryAt.UTC().Format(time.RFC3339))
+	case BackoffAccountPaused:
+		return fmt.Sprintf("the ACME account is paused for mapping %s; issued anyway because it was named, which fails until the account is unpaused (%s)",
+			id, meta.LastError)
+	}
+	return ""
 }

@@ -103,7 +103,8 @@ async function load() {
 function renderTLS(status, ls, maps) {
   $("#serve-state").textContent = status.serve_running
     ? "serve is running (pid " + status.pid + "), " + status.reloads + " reloads" +
-      (status.last_reload_error ? "; last reload failed: " + status.last_reload_error : "")
+      (status.last_reload_error ? "; last reload failed: " + status.last_reload_error : "") +
+      backoffSummary(status.acme_backoff)
     : "serve is not running";
   const box = $("#listeners");
   box.replaceChildren();
@@ -130,6 +131,15 @@ function renderTLS(status, ls, maps) {
     }
     box.append(sec);
   }
+}
+
+// backoffSummary is serve's count of the ACME mappings backing off, as
+// "p2ptls status" prints it; "" until serve's first renewal pass counted.
+function backoffSummary(b) {
+  if (!b) return "";
+  if (b.rate_limited + b.account_paused + b.failed === 0) return "; ACME back-off: none";
+  return "; ACME back-off: " + b.rate_limited + " rate limited, " + b.account_paused + " account paused, " +
+    b.failed + " failed, earliest retry " + fmtTime(b.earliest_retry_at) + " (counted " + fmtTime(b.counted_at) + ")";
 }
 
 function fallbackBanner(st) {
