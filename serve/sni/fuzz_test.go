@@ -40,8 +40,12 @@ func refSelect(hosts []string, usable map[string]bool, serverName string) (host 
 		}
 	}
 	first, rest, dotted := strings.Cut(name, ".")
+	// No wildcard covers an IP-shaped name: one with a ":" or whose last
+	// label is all digits.
+	last := name[strings.LastIndex(name, ".")+1:]
+	ipShaped := strings.Contains(name, ":") || (last != "" && strings.Trim(last, "0123456789") == "")
 	for _, h := range hosts {
-		if strings.HasPrefix(h, "*.") && dotted && first != "" && h[2:] == rest && usable[h] {
+		if strings.HasPrefix(h, "*.") && dotted && first != "" && !ipShaped && h[2:] == rest && usable[h] {
 			return h, true, skipped
 		}
 	}

@@ -205,8 +205,8 @@ func (x *Index[T]) Select(serverName string, usable func(T) bool) (v T, ok, skip
 		skipped = true
 	}
 	// i <= 0: no dot, or an empty first label (".example.com"), which no
-	// wildcard covers.
-	if i := strings.IndexByte(name, '.'); i > 0 {
+	// wildcard covers; nor does one cover an IP-shaped name (hostname.Matches).
+	if i := strings.IndexByte(name, '.'); i > 0 && !hostname.IPShaped(name) {
 		if v, ok = x.get(name[i+1:], true); ok && (usable == nil || usable(v)) {
 			return v, true, skipped
 		}

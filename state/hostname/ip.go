@@ -128,6 +128,11 @@ func ipShaped(h string) bool {
 	return last != "" && strings.Trim(last, "0123456789") == ""
 }
 
+// IPShaped reports whether the normalised name has an IP address's shape
+// (a ":" or a numeric last label), which no wildcard covers: the check an
+// SNI lookup makes before it tries the wildcard.
+func IPShaped(name string) bool { return ipShaped(name) }
+
 // ParseIP returns the address of the normalised IP host h.
 func ParseIP(h string) (netip.Addr, bool) {
 	if !ipShaped(h) {
