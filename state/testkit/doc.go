@@ -7,6 +7,8 @@
 //   - acmetest: a real ACME environment on 127.0.0.1 (pebble,
 //     pebble-challtestsrv, a DNS front, a Cloudflare emulator).
 //   - cftest: an in-memory emulator of the Cloudflare API v4.
+//   - etcdtest: real etcd servers in the test process (one node or a
+//     cluster) for the etcd store.
 //   - statetest: proof that a refused command or request left a state
 //     directory exactly as it was, and the hostile files tests feed it.
 package testkit
