@@ -106,6 +106,19 @@ func (f *Feed) add(names []string, full bool) {
 	}
 }
 
+// NewFeed returns a subscription for a Store kept outside this package (a
+// remote backend, a test store): it Publishes what changed and Closes the
+// feed once, when the subscriber's context ends. names false makes a
+// Watch subscription, which only signals.
+func NewFeed(names bool) *Feed { return newFeed(names) }
+
+// Publish records names (or, with full, everything) for the next Take and
+// signals C.
+func (f *Feed) Publish(names []string, full bool) { f.add(names, full) }
+
+// Close closes C; call it once.
+func (f *Feed) Close() { close(f.ch) }
+
 // Take returns what changed since the last Take and forgets it.
 func (f *Feed) Take() Changed {
 	f.mu.Lock()
