@@ -115,24 +115,7 @@ func portFreeOn(t *testing.T, hosts ...string) string {
 func newReboundFixture(t *testing.T, host string, mappings []state.Mapping) *fixture {
 	t.Helper()
 	port, httpPort := portFreeOn(t, host, "127.0.0.1"), portFreeOn(t, host, "127.0.0.1")
-	dir := filepath.Join(t.TempDir(), "state")
-	f := &fixture{t: t, dir: dir, store: state.OpenDir(dir, time.Second)}
-	f.cfg = &state.Config{SchemaVersion: state.SchemaVersion, Listeners: []state.Listener{
-		{Name: "web", Addr: "127.0.0.1:" + port, HTTPAddr: "127.0.0.1:" + httpPort}}}
-	for _, m := range mappings {
-		m.Listener, m.Source = "web", state.SourceManual
-		f.cfg.Mappings = append(f.cfg.Mappings, m)
-		f.writeCert(m)
-	}
-	if err := state.SaveConfig(context.Background(), f.store, f.cfg); err != nil {
-		t.Fatal(err)
-	}
-	f.s = New(Options{Store: f.store, Log: discardLog, ListenHost: host})
-	if err := f.s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stopServer(f.s) })
-	return f
+	return newFixtureWith(t, state.Listener{Name: "web", Addr: "127.0.0.1:" + port, HTTPAddr: "127.0.0.1:" + httpPort}, mappings, Options{ListenHost: host})
 }
 
 // refused fails unless nothing accepts connections on addr.
