@@ -292,3 +292,32 @@ func TestBindErrorNamesTheFix(t *testing.T) {
 		})
 	}
 }
+
+// TestListenHostOtherForms: an IPv6 listen host binds in brackets and the
+// no-SNI selection finds its mapping; a host name binds one of its
+// addresses, and the status names the address, not the name.
+func TestListenHostOtherForms(t *testing.T) {
+	t.Run("IPv6", func(t *testing.T) {
+		f := newReboundFixture(t, "::1", []state.Mapping{{ID: "v6", Hosts: []string{"::1"}}})
+		_, port, _ := net.SplitHostPort(f.cfg.Listeners[0].Addr)
+		if got, want := f.addr(), "[::1]:"+port; got != want {
+			t.Fatalf("bound on %s, want %s", got, want)
+		}
+		f.wantServed("::1", "::1", "")
+		refused(t, f.cfg.Listeners[0].Addr)
+	})
+	t.Run("a host name", func(t *testing.T) {
+		// 192.0.2.5 is on no machine: only the rebinding makes it bindable.
+		port := portFreeOn(t, "127.0.0.1")
+		f := newFixtureWith(t, state.Listener{Name: "web", Addr: "192.0.2.5:" + port}, []state.Mapping{{ID: "app", Hosts: []string{"app.example.com"}}},
+			Options{ListenHost: "localhost"})
+		ls := f.s.Status().Listeners[0]
+		host, bport, _ := net.SplitHostPort(ls.BoundAddr)
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() || ls.BoundAddr != f.addr() || bport != port {
+			t.Errorf("bound_addr %q (socket %s), want a loopback address with the configured port of %s", ls.BoundAddr, f.addr(), f.cfg.Listeners[0].Addr)
+		}
+		if _, _, _, err := f.get(&tls.Config{}, "app.example.com"); err != nil {
+			t.Errorf("handshake on %s: %v", f.addr(), err)
+		}
+	})
+}
