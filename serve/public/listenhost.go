@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/hostname"
 )
@@ -66,6 +67,34 @@ func rebind(addr, host string) string {
 		return addr
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// rebindClashes names the listeners that the listen host would bind on
+// an address a listener before them (or their own other address) has
+// already: configured on different hosts with the same port, they are
+// all bound on one host. nil without a listen host.
+func rebindClashes(ls []state.Listener, host string) map[string]error {
+	if host == "" {
+		return nil
+	}
+	type bound struct{ name, what, configured, addr string }
+	var seen []bound
+	clashes := map[string]error{}
+	for _, l := range ls {
+		for _, b := range []bound{{l.Name, "address", l.Addr, rebind(l.Addr, host)}, {l.Name, "HTTP address", l.HTTPAddr, rebind(l.HTTPAddr, host)}} {
+			if b.addr == "" {
+				continue
+			}
+			for _, o := range seen {
+				if _, ok := clashes[l.Name]; !ok && hostname.Conflicts(o.addr, b.addr) {
+					clashes[l.Name] = fault.Failf(fmt.Sprintf("give listeners %s and %s different ports: with --listen-host each is bound on %s with its configured port", o.name, l.Name, host),
+						"its %s %s and the %s %s of listener %s are both bound on %s with --listen-host %s", b.what, b.configured, o.what, o.configured, o.name, b.addr, host)
+				}
+			}
+			seen = append(seen, b)
+		}
+	}
+	return clashes
 }
 
 // bind listens on addr, the listener's configured address with the listen

@@ -321,3 +321,80 @@ func TestListenHostOtherForms(t *testing.T) {
 		}
 	})
 }
+
+// TestListenHostClash: listeners configured on different hosts with one
+// port would all be bound on the listen host; the later one is refused
+// with a sentence naming both, at start and on reload, and the other
+// keeps serving.
+func TestListenHostClash(t *testing.T) {
+	port := portFreeOn(t, "127.0.0.2")
+	a := state.Listener{Name: "a", Addr: "192.0.2.5:" + port}
+	b := state.Listener{Name: "b", Addr: "192.0.2.6:" + port}
+	wantMsg := `listener "b": its address 192.0.2.6:` + port + ` and the address 192.0.2.5:` + port + ` of listener a are both bound on 127.0.0.2:` + port + ` with --listen-host 127.0.0.2`
+
+	dir := filepath.Join(t.TempDir(), "state")
+	store := state.OpenDir(dir, time.Second)
+	if err := state.SaveConfig(context.Background(), store, &state.Config{SchemaVersion: state.SchemaVersion, Listeners: []state.Listener{a, b}}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{Store: store, Log: discardLog, ListenHost: "127.0.0.2"})
+	err := s.Start(context.Background())
+	if err == nil {
+		stopServer(s)
+		t.Fatal("Start bound two listeners on one address")
+	}
+	if err.Error() != wantMsg || !strings.Contains(fault.HintOf(err), "give listeners a and b different ports") {
+		t.Errorf("at start: %q (hint %q)\nwant %q", err, fault.HintOf(err), wantMsg)
+	}
+
+	f := newFixtureWith(t, state.Listener{Name: "web", Addr: a.Addr, HTTPAddr: "192.0.2.5:" + portFreeOn(t, "127.0.0.2")},
+		[]state.Mapping{{ID: "app", Hosts: []string{"app.example.com"}}}, Options{ListenHost: "127.0.0.2"})
+	f.cfg.Listeners = append(f.cfg.Listeners, state.Listener{Name: "late", Addr: "10.0.0.5:" + port})
+	f.reload()
+	for _, ls := range f.s.Status().Listeners {
+		switch ls.Name {
+		case "web":
+			if !ls.Listening {
+				t.Errorf("web stopped listening: %q", ls.Error)
+			}
+		case "late":
+			if ls.Listening || !strings.Contains(ls.Error, "both bound on 127.0.0.2:"+port) {
+				t.Errorf("late: listening %v, error %q; want it refused for sharing 127.0.0.2:%s", ls.Listening, ls.Error, port)
+			}
+		}
+	}
+	if _, _, _, err := f.get(&tls.Config{}, "app.example.com"); err != nil {
+		t.Errorf("web after the refused reload: %v", err)
+	}
+}
+
+func TestRebindClashes(t *testing.T) {
+	tests := []struct {
+		desc string
+		ls   []state.Listener
+		host string
+		want map[string]string // listener -> part of its error
+	}{
+		{"no listen host", []state.Listener{{Name: "a", Addr: "10.0.0.1:443"}, {Name: "b", Addr: "10.0.0.2:443"}}, "", nil},
+		{"different ports", []state.Listener{{Name: "a", Addr: "10.0.0.1:443", HTTPAddr: ":80"}, {Name: "b", Addr: "10.0.0.2:8443", HTTPAddr: ":8080"}}, "127.0.0.2", nil},
+		{"same port", []state.Listener{{Name: "a", Addr: "10.0.0.1:443"}, {Name: "b", Addr: "10.0.0.2:443"}, {Name: "c", Addr: ":443"}}, "127.0.0.2",
+			map[string]string{"b": "its address 10.0.0.2:443 and the address 10.0.0.1:443 of listener a", "c": "its address :443 and the address 10.0.0.1:443 of listener a"}},
+		{"HTTP on another's HTTPS port", []state.Listener{{Name: "a", Addr: "10.0.0.1:8443"}, {Name: "b", Addr: "10.0.0.2:443", HTTPAddr: "10.0.0.2:8443"}}, "::1",
+			map[string]string{"b": "its HTTP address 10.0.0.2:8443 and the address 10.0.0.1:8443 of listener a are both bound on [::1]:8443"}},
+		{"its own two addresses", []state.Listener{{Name: "a", Addr: "10.0.0.1:443", HTTPAddr: "10.0.0.2:443"}}, "127.0.0.2",
+			map[string]string{"a": "its HTTP address 10.0.0.2:443 and the address 10.0.0.1:443 of listener a"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			got := rebindClashes(tc.ls, tc.host)
+			if len(got) != len(tc.want) {
+				t.Fatalf("clashes %v, want %d", got, len(tc.want))
+			}
+			for name, part := range tc.want {
+				if err := got[name]; err == nil || !strings.Contains(err.Error(), part) {
+					t.Errorf("listener %s: %v, want it to say %q", name, err, part)
+				}
+			}
+		})
+	}
+}

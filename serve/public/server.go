@@ -400,12 +400,17 @@ func (s *Server) apply(ctx context.Context, cfg *state.Config) error {
 		delete(s.listeners, name)
 	}
 	var firstErr error
+	clashes := rebindClashes(cfg.Listeners, s.o.ListenHost)
 	for name, v := range views {
 		if l, ok := s.listeners[name]; ok {
 			l.view.Store(v)
 			continue
 		}
-		l, err := startListener(v, s.o)
+		err := clashes[name]
+		var l *listener
+		if err == nil {
+			l, err = startListener(v, s.o)
+		}
 		if err != nil {
 			err = fmt.Errorf("listener %q: %w", name, err)
 			s.errors[name] = err.Error()
