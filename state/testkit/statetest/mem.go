@@ -3,6 +3,8 @@ package statetest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -514,4 +517,46 @@ func (w *memWriter) Close() error {
 	}
 	w.s.tree.files[w.name] = memFile{data: data, perm: w.perm, mod: time.Now()}
 	return nil
+}
+
+// SnapshotStore is Snapshot for any store, read through List, Stat and
+// Read: every entry but those named in skip (and what is under them),
+// with its mode and, for files, its size and SHA-256.
+func SnapshotStore(t testing.TB, s state.Store, skip ...string) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	snap := map[string]string{}
+	var walk func(dir string)
+	walk = func(dir string) {
+		names, err := s.List(ctx, dir)
+		if err != nil {
+			t.Fatalf("snapshot: list %q: %v", dir, err)
+		}
+		for _, n := range names {
+			rel := path.Join(dir, n)
+			if slices.Contains(skip, rel) {
+				continue
+			}
+			info, err := s.Stat(ctx, rel)
+			if err != nil {
+				t.Fatalf("snapshot: %v", err)
+			}
+			if info.IsDir() {
+				snap[rel] = info.Mode().String()
+				walk(rel)
+				continue
+			}
+			b, err := s.Read(ctx, rel)
+			if err != nil {
+				t.Fatalf("snapshot: %v", err)
+			}
+			if int64(len(b)) != info.Size() {
+				t.Errorf("snapshot: Stat of %s says %d bytes, Read gives %d", rel, info.Size(), len(b))
+			}
+			sum := sha256.Sum256(b)
+			snap[rel] = fmt.Sprintf("%s %d %s", info.Mode(), len(b), hex.EncodeToString(sum[:]))
+		}
+	}
+	walk("")
+	return snap
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"path"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -16,44 +15,10 @@ import (
 	"github.com/p2pstream/p2ptls/state/fault"
 )
 
-// walk lists every file and directory of s with its mode and content, the
-// way List, Stat and Read show them.
+// walk snapshots s, leaving out a directory's own bookkeeping.
 func walk(t *testing.T, s state.Store) map[string]string {
 	t.Helper()
-	ctx := context.Background()
-	got := map[string]string{}
-	var rec func(dir string)
-	rec = func(dir string) {
-		names, err := s.List(ctx, dir)
-		if err != nil {
-			t.Fatalf("list %q: %v", dir, err)
-		}
-		for _, n := range names {
-			rel := path.Join(dir, n)
-			if rel == state.LockFile || rel == state.RevisionFile {
-				continue // a directory's own bookkeeping
-			}
-			info, err := s.Stat(ctx, rel)
-			if err != nil {
-				t.Fatalf("stat %s: %v", rel, err)
-			}
-			if info.IsDir() {
-				got[rel] = info.Mode().String()
-				rec(rel)
-				continue
-			}
-			b, err := s.Read(ctx, rel)
-			if err != nil {
-				t.Fatalf("read %s: %v", rel, err)
-			}
-			if int64(len(b)) != info.Size() {
-				t.Errorf("%s: Stat says %d bytes, Read gives %d", rel, info.Size(), len(b))
-			}
-			got[rel] = info.Mode().String() + " " + string(b)
-		}
-	}
-	rec("")
-	return got
+	return SnapshotStore(t, s, state.LockFile, state.RevisionFile)
 }
 
 // Mem and Dir given the same operations show the same tree, and refuse
@@ -344,8 +309,13 @@ func TestMemReplace(t *testing.T) {
 		if rep.Kept != "mem:t.pre-restore-20260301T120000Z" {
 			t.Errorf("Kept = %q", rep.Kept)
 		}
-		want := map[string]string{"certs": "drwx------", "certs/new.pem": "-rw-r--r-- new", "run": "drwx------", "run/status.json": "-rw------- {}"}
-		if got := walk(t, m); !reflect.DeepEqual(got, want) {
+		want := NewMem("want", time.Second)
+		for _, w := range []state.FileWrite{{Name: "certs/new.pem", Data: []byte("new"), Perm: 0o644}, {Name: "run/status.json", Data: []byte("{}"), Perm: 0o600}} {
+			if err := want.Write(ctx, w.Name, w.Data, w.Perm); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, want := walk(t, m), walk(t, want); !reflect.DeepEqual(got, want) {
 			t.Errorf("after Replace: %v, want %v", got, want)
 		}
 		kept, ok := m.Kept(rep.Kept)
