@@ -24,7 +24,7 @@ var now0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // fill gives s a state: a listener, the management CA, a DNS token, an
 // ACME account key, and runtime status that a copy leaves out.
-func fill(t *testing.T, s state.Store, withCA bool) {
+func fill(t testing.TB, s state.Store, withCA bool) {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := state.AddListener(ctx, s, state.Listener{Name: "web", Addr: ":1443"}); err != nil {
@@ -46,7 +46,7 @@ func fill(t *testing.T, s state.Store, withCA bool) {
 	}
 }
 
-func newDir(t *testing.T, name string) Side {
+func newDir(t testing.TB, name string) Side {
 	root := filepath.Join(t.TempDir(), name)
 	return Side{Name: root, Store: state.OpenDir(root, 200*time.Millisecond)}
 }
@@ -78,9 +78,9 @@ var opts0 = Options{Version: "v-test", Now: now0}
 // files and directories, modes (secrets 0600) and management CA, and the
 // source is only read.
 func TestCopyBetweenBackends(t *testing.T) {
-	kinds := map[string]func(t *testing.T, name string) Side{
+	kinds := map[string]func(t testing.TB, name string) Side{
 		"dir": newDir,
-		"mem": func(_ *testing.T, name string) Side { return newMem(name) },
+		"mem": func(_ testing.TB, name string) Side { return newMem(name) },
 	}
 	for _, pair := range [][2]string{{"dir", "dir"}, {"dir", "mem"}, {"mem", "dir"}, {"mem", "mem"}} {
 		t.Run(pair[0]+" to "+pair[1], func(t *testing.T) {
