@@ -78,8 +78,24 @@ func excluded(name string) bool {
 	return strings.HasPrefix(base, ".") && strings.Contains(base, ".tmp-")
 }
 
+// runtimeLocal reports whether name is runtime status that a Store whose
+// primary is away keeps in the copy's directory: serve writes its status
+// as it starts and runs on the copy, and must not fail for it. The copy's
+// own memos and claims are not among them.
+func runtimeLocal(name string) bool {
+	in := func(dir string) bool { return name == dir || strings.HasPrefix(name, dir+"/") }
+	return in(state.RunDir) && !in(state.MemoDir) && !in(state.ClaimsDir)
+}
+
+// hidden reports whether the copy, as served, has no name.
+func hidden(name string) bool {
+	n := path.Clean(name)
+	return excluded(n) && !runtimeLocal(n)
+}
+
 // local is the copy as it is served: the directory without what is no
-// part of the primary's state (its lock, the marker, run/).
+// part of the primary's state (its lock, the marker, its memos), but with
+// the runtime status written while the primary was away.
 type local struct{ d *state.Dir }
 
 func notExist(op, name string) error {
@@ -87,28 +103,28 @@ func notExist(op, name string) error {
 }
 
 func (l local) Read(ctx context.Context, name string) ([]byte, error) {
-	if excluded(path.Clean(name)) {
+	if hidden(name) {
 		return nil, notExist("read", name)
 	}
 	return l.d.Read(ctx, name)
 }
 
 func (l local) Stat(ctx context.Context, name string) (fs.FileInfo, error) {
-	if excluded(path.Clean(name)) {
+	if hidden(name) {
 		return nil, notExist("stat", name)
 	}
 	return l.d.Stat(ctx, name)
 }
 
 func (l local) List(ctx context.Context, dir string) ([]string, error) {
-	if dir != "" && excluded(path.Clean(dir)) {
+	if dir != "" && hidden(dir) {
 		return nil, nil
 	}
 	names, err := l.d.List(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(names, func(n string) bool { return excluded(path.Join(dir, n)) }), nil
+	return slices.DeleteFunc(names, func(n string) bool { return hidden(path.Join(dir, n)) }), nil
 }
 
 // inspect checks the copy's directory before anything uses it and returns

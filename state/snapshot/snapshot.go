@@ -29,6 +29,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -337,10 +338,14 @@ func (s *Store) Revision(ctx context.Context) (string, error) {
 	return s.mark.Revision, nil
 }
 
-// Write writes to the primary; refused while it is away.
+// Write writes to the primary; refused while it is away, but for runtime
+// status (run/), which is then kept in the copy's directory.
 func (s *Store) Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error {
 	p, err := s.writable()
 	if err != nil {
+		if runtimeLocal(path.Clean(name)) {
+			return s.copy.Write(ctx, name, data, perm)
+		}
 		return err
 	}
 	err = p.Write(ctx, name, data, perm)
@@ -348,10 +353,14 @@ func (s *Store) Write(ctx context.Context, name string, data []byte, perm fs.Fil
 	return err
 }
 
-// Delete deletes from the primary; refused while it is away.
+// Delete deletes from the primary; refused while it is away, but for
+// runtime status (see Write).
 func (s *Store) Delete(ctx context.Context, name string) error {
 	p, err := s.writable()
 	if err != nil {
+		if runtimeLocal(path.Clean(name)) {
+			return s.copy.Delete(ctx, name)
+		}
 		return err
 	}
 	err = p.Delete(ctx, name)

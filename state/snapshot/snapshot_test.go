@@ -65,7 +65,11 @@ func TestCopyFollowsPrimary(t *testing.T) {
 	if err := p.Write(ctx, state.HTTP01Dir+"/token", []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { if t.Failed() { t.Logf("primary %v\ncopy %v\nhealth %+v", content(t, p.Root()), content(t, dir), s.Health()) } })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("primary %v\ncopy %v\nhealth %+v", content(t, p.Root()), content(t, dir), s.Health())
+		}
+	})
 	eventually(t, "the copy holds b and c and not a", func() bool {
 		return slices.Equal(mappingIDs(t, state.OpenDir(dir, time.Second)), []string{"b", "c"}) && sameContent(t, p, dir) && s.Health().Current
 	})
@@ -125,7 +129,7 @@ func TestPrimaryCutServesCopy(t *testing.T) {
 			_, _, err := mappings.Add(ctx, s, mappings.Input{Mapping: state.Mapping{ID: "c", Listener: "web", Hosts: []string{"c.example.com"}, Source: state.SourceSelfSigned}}, time.Now())
 			return err
 		}},
-		{"write", func() error { return s.Write(ctx, "run/status.json", []byte("{}"), 0o600) }},
+		{"write", func() error { return s.Write(ctx, "certs/public/a/cert.pem", []byte("x"), 0o644) }},
 		{"delete", func() error { return s.Delete(ctx, "mappings/a.toml") }},
 		{"apply", func() error { return s.Apply(ctx, state.Change{Deletes: []string{"mappings"}}) }},
 		{"lock", func() error { _, err := s.Lock(ctx, "renew"); return err }},
@@ -144,6 +148,26 @@ func TestPrimaryCutServesCopy(t *testing.T) {
 	}
 	statetest.AssertSame(t, beforeP, statetest.Snapshot(t, p.Root()))
 	statetest.AssertSame(t, beforeC, statetest.Snapshot(t, dir))
+
+	// Runtime status is kept beside the copy meanwhile, so that serve
+	// runs; the primary does not get it.
+	const status = "run/status.json"
+	if err := s.Write(ctx, status, []byte(`{"pid":1}`), 0o600); err != nil {
+		t.Fatalf("write runtime status with the primary cut: %v", err)
+	}
+	if b, err := s.Read(ctx, status); err != nil || string(b) != `{"pid":1}` {
+		t.Errorf("read runtime status back = %q, %v", b, err)
+	}
+	if err := s.Delete(ctx, status); err != nil {
+		t.Errorf("delete runtime status with the primary cut: %v", err)
+	}
+	if _, err := s.Read(ctx, status); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("runtime status after its delete: %v", err)
+	}
+	if _, err := s.Read(ctx, state.MemoDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the copy's memos are served: %v", err)
+	}
+	statetest.AssertSame(t, beforeP, statetest.Snapshot(t, p.Root()))
 }
 
 func TestRestartWhilePrimaryDownThenCatchUp(t *testing.T) {
