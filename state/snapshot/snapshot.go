@@ -160,6 +160,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			stop()
 			return nil, err
 		}
+	} else if !s.hasCopy() && found {
+		s.adoptCopy(ctx) // the primary's state did not load: keep the last good one to fall back to
 	}
 	go s.run(runCtx, feed)
 	return s, nil
@@ -201,6 +203,27 @@ func (s *Store) serveCopy(ctx context.Context, found bool, cause error) error {
 	s.log.Warn("the store is unreachable: serving its snapshot until it answers", "store", s.o.Source, "snapshot", s.o.Dir,
 		"revision", s.mark.Revision, "synced_at", s.mark.SyncedAt, "err", oneLine(cause))
 	return nil
+}
+
+func (s *Store) hasCopy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.have
+}
+
+// adoptCopy takes the copy found at Open as the one to fall back to when
+// it is of o.Source and loads.
+func (s *Store) adoptCopy(ctx context.Context) {
+	if s.mark.Source != s.o.Source {
+		return
+	}
+	if _, err := state.LoadConfig(ctx, s.view); err != nil {
+		s.log.Warn("the snapshot does not load; it is re-made once the store's state loads", "snapshot", s.o.Dir, "err", oneLine(err))
+		return
+	}
+	s.mu.Lock()
+	s.have = true
+	s.mu.Unlock()
 }
 
 // primaryUp returns the primary and whether it is to be asked.

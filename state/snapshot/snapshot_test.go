@@ -394,8 +394,12 @@ func TestCopyWaitsForChangeInTheMaking(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the copy did not try to lock the primary")
 	}
+	time.Sleep(200 * time.Millisecond) // a copy that did not wait for the lock would be done by now
 	if _, err := os.Stat(filepath.Join(dir, "certs/public/a/half-1")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("half a change reached the copy: %v", err)
+	}
+	if s.Health().Connected {
+		t.Error("connected before the copy was re-synced")
 	}
 	if err := p.Dir.Write(ctx, "certs/public/a/half-2", []byte("2"), 0o600); err != nil {
 		t.Fatal(err)
@@ -404,4 +408,26 @@ func TestCopyWaitsForChangeInTheMaking(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the whole change is copied", func() bool { return s.Health().Current && sameContent(t, p, dir) })
+}
+
+// A start while the primary answers with a state that does not load keeps
+// the copy found as the one to fall back to.
+func TestStartWithInvalidPrimaryKeepsCopy(t *testing.T) {
+	p := newPrimary(t)
+	seed(t, p, "127.0.0.1:8443", "a")
+	dir := filepath.Join(t.TempDir(), "snapshot")
+	open(t, p, dir).Close()
+	if err := os.WriteFile(filepath.Join(p.Root(), state.ConfigFile), []byte("schema_version = 2\n[[listeners]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := content(t, dir)
+	s := open(t, p, dir)
+	if h := s.Health(); !h.Connected || h.Current || !strings.Contains(h.Error, "does not load") {
+		t.Errorf("health with the primary's state invalid = %+v", h)
+	}
+	p.cut.Store(true)
+	if ids := mappingIDs(t, s); !slices.Equal(ids, []string{"a"}) {
+		t.Errorf("mappings served from the copy = %v", ids)
+	}
+	statetest.AssertSame(t, before, content(t, dir))
 }
