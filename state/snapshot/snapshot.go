@@ -294,71 +294,52 @@ func (s *Store) fromCopy() (local, error) {
 	return s.view, nil
 }
 
-// Read reads name from the primary, or from the copy while it is away.
-func (s *Store) Read(ctx context.Context, name string) ([]byte, error) {
+// answer asks the primary while it is up, and the copy while it is away
+// or when the primary does not answer.
+func answer[T any](s *Store, primary func(state.Store) (T, error), inCopy func(local) (T, error)) (T, error) {
 	if p, up := s.primaryUp(); up {
-		b, err := p.Read(ctx, name)
+		v, err := primary(p)
 		if !errors.Is(err, state.ErrUnreachable) {
-			return b, err
+			return v, err
 		}
 		s.markDown(err)
 	}
 	v, err := s.fromCopy()
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
-	return v.Read(ctx, name)
+	return inCopy(v)
+}
+
+// Read reads name from the primary, or from the copy while it is away.
+func (s *Store) Read(ctx context.Context, name string) ([]byte, error) {
+	return answer(s, func(p state.Store) ([]byte, error) { return p.Read(ctx, name) },
+		func(c local) ([]byte, error) { return c.Read(ctx, name) })
 }
 
 // Stat describes name in the primary, or in the copy while it is away.
 func (s *Store) Stat(ctx context.Context, name string) (fs.FileInfo, error) {
-	if p, up := s.primaryUp(); up {
-		info, err := p.Stat(ctx, name)
-		if !errors.Is(err, state.ErrUnreachable) {
-			return info, err
-		}
-		s.markDown(err)
-	}
-	v, err := s.fromCopy()
-	if err != nil {
-		return nil, err
-	}
-	return v.Stat(ctx, name)
+	return answer(s, func(p state.Store) (fs.FileInfo, error) { return p.Stat(ctx, name) },
+		func(c local) (fs.FileInfo, error) { return c.Stat(ctx, name) })
 }
 
 // List lists dir in the primary, or in the copy while it is away.
 func (s *Store) List(ctx context.Context, dir string) ([]string, error) {
-	if p, up := s.primaryUp(); up {
-		names, err := p.List(ctx, dir)
-		if !errors.Is(err, state.ErrUnreachable) {
-			return names, err
-		}
-		s.markDown(err)
-	}
-	v, err := s.fromCopy()
-	if err != nil {
-		return nil, err
-	}
-	return v.List(ctx, dir)
+	return answer(s, func(p state.Store) ([]string, error) { return p.List(ctx, dir) },
+		func(c local) ([]string, error) { return c.List(ctx, dir) })
 }
 
 // Revision is the primary's, or while it is away the primary's revision
 // the copy holds: the same token when the copy was current, so that a
 // reader sees no change where there is none.
 func (s *Store) Revision(ctx context.Context) (string, error) {
-	if p, up := s.primaryUp(); up {
-		rev, err := p.Revision(ctx)
-		if !errors.Is(err, state.ErrUnreachable) {
-			return rev, err
-		}
-		s.markDown(err)
-	}
-	if _, err := s.fromCopy(); err != nil {
-		return "", err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.mark.Revision, nil
+	return answer(s, func(p state.Store) (string, error) { return p.Revision(ctx) },
+		func(local) (string, error) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.mark.Revision, nil
+		})
 }
 
 // Write writes to the primary; refused while it is away, but for runtime
