@@ -16,7 +16,8 @@ import (
 func benchPrimary(b *testing.B, n int) *primary {
 	b.Helper()
 	ctx := context.Background()
-	p := &primary{Dir: state.OpenDir(filepath.Join(b.TempDir(), "primary"), 5*time.Second)}
+	d := state.OpenDir(filepath.Join(b.TempDir(), "primary"), 5*time.Second)
+	p := &primary{backend: d, Dir: d}
 	err := state.Update(ctx, p, "bench", func(tx *state.Tx) error {
 		tx.Config.Listeners = []state.Listener{{Name: "web", Addr: "127.0.0.1:8443"}}
 		for i := range n {

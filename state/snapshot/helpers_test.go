@@ -22,11 +22,18 @@ const source = "etcd://127.0.0.1:2379/p2ptls"
 // errCut is what a cut primary answers, as the etcd store would.
 var errCut = fmt.Errorf("etcd %s: context deadline exceeded: %w", "127.0.0.1:2379", state.ErrUnreachable)
 
-// primary is a state directory standing in for a shared store that a test
-// can cut off: while cut, every call fails with errCut. The test changes
-// the store behind the cut (another replica's writes) through Dir.
+// backend is what a primary stands in front of.
+type backend interface {
+	state.Store
+	state.Claimer
+}
+
+// primary is a store standing in for a shared one that a test can cut
+// off: while cut, every call fails with errCut. The test changes the store
+// behind the cut (another replica's writes) through backend.
 type primary struct {
-	*state.Dir
+	backend
+	Dir *state.Dir // the backend, when it is a directory
 	cut atomic.Bool
 	// locking, when set, is told of every Lock before it waits.
 	locking atomic.Pointer[chan string]
@@ -34,7 +41,13 @@ type primary struct {
 
 func newPrimary(t *testing.T) *primary {
 	t.Helper()
-	return &primary{Dir: state.OpenDir(filepath.Join(t.TempDir(), "primary"), 5*time.Second)}
+	d := state.OpenDir(filepath.Join(t.TempDir(), "primary"), 5*time.Second)
+	return &primary{backend: d, Dir: d}
+}
+
+// newMemPrimary is a primary that is no directory, as etcd is not.
+func newMemPrimary() *primary {
+	return &primary{backend: statetest.NewMem("shared", 5*time.Second)}
 }
 
 func (p *primary) err() error {
@@ -48,49 +61,49 @@ func (p *primary) Read(ctx context.Context, name string) ([]byte, error) {
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	return p.Dir.Read(ctx, name)
+	return p.backend.Read(ctx, name)
 }
 
 func (p *primary) Stat(ctx context.Context, name string) (fs.FileInfo, error) {
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	return p.Dir.Stat(ctx, name)
+	return p.backend.Stat(ctx, name)
 }
 
 func (p *primary) List(ctx context.Context, dir string) ([]string, error) {
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	return p.Dir.List(ctx, dir)
+	return p.backend.List(ctx, dir)
 }
 
 func (p *primary) Write(ctx context.Context, name string, data []byte, perm fs.FileMode) error {
 	if err := p.err(); err != nil {
 		return err
 	}
-	return p.Dir.Write(ctx, name, data, perm)
+	return p.backend.Write(ctx, name, data, perm)
 }
 
 func (p *primary) Delete(ctx context.Context, name string) error {
 	if err := p.err(); err != nil {
 		return err
 	}
-	return p.Dir.Delete(ctx, name)
+	return p.backend.Delete(ctx, name)
 }
 
 func (p *primary) Apply(ctx context.Context, c state.Change) error {
 	if err := p.err(); err != nil {
 		return err
 	}
-	return p.Dir.Apply(ctx, c)
+	return p.backend.Apply(ctx, c)
 }
 
 func (p *primary) Replace(ctx context.Context, fill func(state.Staging) error, opts state.ReplaceOptions) (*state.Replaced, error) {
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	return p.Dir.Replace(ctx, fill, opts)
+	return p.backend.Replace(ctx, fill, opts)
 }
 
 func (p *primary) Lock(ctx context.Context, purpose string) (func() error, error) {
@@ -100,21 +113,21 @@ func (p *primary) Lock(ctx context.Context, purpose string) (func() error, error
 	if ch := p.locking.Load(); ch != nil {
 		*ch <- purpose
 	}
-	return p.Dir.Lock(ctx, purpose)
+	return p.backend.Lock(ctx, purpose)
 }
 
 func (p *primary) Revision(ctx context.Context) (string, error) {
 	if err := p.err(); err != nil {
 		return "", err
 	}
-	return p.Dir.Revision(ctx)
+	return p.backend.Revision(ctx)
 }
 
 func (p *primary) TryClaim(ctx context.Context, name string) (func(), bool, error) {
 	if err := p.err(); err != nil {
 		return nil, false, err
 	}
-	return p.Dir.TryClaim(ctx, name)
+	return p.backend.TryClaim(ctx, name)
 }
 
 // opener opens p, or fails as a cut store does.
@@ -190,9 +203,23 @@ func content(t *testing.T, dir string) map[string]string {
 	return snap
 }
 
+// storeContent is content for any store, read through it.
+func storeContent(t *testing.T, s state.Store) map[string]string {
+	t.Helper()
+	snap := statetest.SnapshotStore(t, s, state.LockFile, state.RevisionFile, state.RunDir, snapshot.MarkerFile,
+		state.JournalFile, "acme/challenges")
+	for p, entry := range snap {
+		if strings.HasPrefix(entry, "d") {
+			delete(snap, p)
+		}
+	}
+	return snap
+}
+
 // sameContent reports whether the copy in dir holds what p holds.
 func sameContent(t *testing.T, p *primary, dir string) bool {
-	a, b := content(t, p.Root()), content(t, dir)
+	t.Helper()
+	a, b := storeContent(t, p.backend), storeContent(t, state.OpenDir(dir, time.Second))
 	if len(a) != len(b) {
 		return false
 	}

@@ -27,7 +27,7 @@ func TestCopyFollowsPrimary(t *testing.T) {
 	s := open(t, p, dir)
 
 	if !sameContent(t, p, dir) {
-		t.Fatalf("the first copy differs from the primary:\n%v\n%v", content(t, p.Root()), content(t, dir))
+		t.Fatalf("the first copy differs from the primary:\n%v\n%v", content(t, p.Dir.Root()), content(t, dir))
 	}
 	if h := s.Health(); !h.Connected || !h.Current || h.Error != "" || h.SnapshotAt.IsZero() || h.SnapshotRevision == "" {
 		t.Errorf("health after the first copy = %+v", h)
@@ -67,7 +67,7 @@ func TestCopyFollowsPrimary(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("primary %v\ncopy %v\nhealth %+v", content(t, p.Root()), content(t, dir), s.Health())
+			t.Logf("primary %v\ncopy %v\nhealth %+v", content(t, p.Dir.Root()), content(t, dir), s.Health())
 		}
 	})
 	eventually(t, "the copy holds b and c and not a", func() bool {
@@ -93,7 +93,7 @@ func TestPrimaryCutServesCopy(t *testing.T) {
 	want, _ := p.Read(ctx, state.ConfigFile)
 
 	p.cut.Store(true)
-	beforeP, beforeC := statetest.Snapshot(t, p.Root()), statetest.Snapshot(t, dir)
+	beforeP, beforeC := statetest.Snapshot(t, p.Dir.Root()), statetest.Snapshot(t, dir)
 	got, err := s.Read(ctx, state.ConfigFile)
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("read p2ptls.toml with the primary cut = %q, %v", got, err)
@@ -146,7 +146,7 @@ func TestPrimaryCutServesCopy(t *testing.T) {
 			}
 		})
 	}
-	statetest.AssertSame(t, beforeP, statetest.Snapshot(t, p.Root()))
+	statetest.AssertSame(t, beforeP, statetest.Snapshot(t, p.Dir.Root()))
 	statetest.AssertSame(t, beforeC, statetest.Snapshot(t, dir))
 
 	// Runtime status is kept beside the copy meanwhile, so that serve
@@ -167,12 +167,24 @@ func TestPrimaryCutServesCopy(t *testing.T) {
 	if _, err := s.Read(ctx, state.MemoDir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the copy's memos are served: %v", err)
 	}
-	statetest.AssertSame(t, beforeP, statetest.Snapshot(t, p.Root()))
+	statetest.AssertSame(t, beforeP, statetest.Snapshot(t, p.Dir.Root()))
 }
 
+// On a directory and on a store that is none (as etcd is not).
 func TestRestartWhilePrimaryDownThenCatchUp(t *testing.T) {
+	for _, tc := range []struct {
+		desc string
+		new  func(t *testing.T) *primary
+	}{
+		{"directory", newPrimary},
+		{"memory", func(*testing.T) *primary { return newMemPrimary() }},
+	} {
+		t.Run(tc.desc, func(t *testing.T) { restartThenCatchUp(t, tc.new(t)) })
+	}
+}
+
+func restartThenCatchUp(t *testing.T, p *primary) {
 	ctx := context.Background()
-	p := newPrimary(t)
 	seed(t, p, "127.0.0.1:8443", "a")
 	dir := filepath.Join(t.TempDir(), "snapshot")
 	first := open(t, p, dir)
@@ -196,7 +208,7 @@ func TestRestartWhilePrimaryDownThenCatchUp(t *testing.T) {
 
 	// Another replica changes the store meanwhile; this one sees it only
 	// once the store is back, as Full, with the copy re-synced first.
-	addMapping(t, p.Dir, "b")
+	addMapping(t, p.backend, "b")
 	time.Sleep(100 * time.Millisecond) // reconnection attempts fail meanwhile
 	if ids := mappingIDs(t, state.OpenDir(dir, time.Second)); !slices.Equal(ids, []string{"a"}) {
 		t.Fatalf("the copy changed while the primary was cut: %v", ids)
@@ -221,9 +233,12 @@ func TestRestartWhilePrimaryDownThenCatchUp(t *testing.T) {
 	if h := s.Health(); !h.Connected || !h.Current || h.Error != "" {
 		t.Errorf("health once the primary is back = %+v", h)
 	}
+	if !sameContent(t, p, dir) {
+		t.Errorf("the copy differs from the primary once back:\n%v\n%v", storeContent(t, p.backend), content(t, dir))
+	}
 	// Changes go to the primary again.
 	addMapping(t, s, "c")
-	if ids := mappingIDs(t, p.Dir); !slices.Equal(ids, []string{"a", "b", "c"}) {
+	if ids := mappingIDs(t, p.backend); !slices.Equal(ids, []string{"a", "b", "c"}) {
 		t.Errorf("primary after a change once back = %v", ids)
 	}
 }
@@ -327,7 +342,7 @@ func TestDamagedCopyIsRemadeWhilePrimaryUp(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "mappings", "stray.toml"), []byte("garbage ["), 0o600)
 	open(t, p, dir)
 	if !sameContent(t, p, dir) {
-		t.Errorf("the damaged copy was not re-made:\n%v\n%v", content(t, p.Root()), content(t, dir))
+		t.Errorf("the damaged copy was not re-made:\n%v\n%v", content(t, p.Dir.Root()), content(t, dir))
 	}
 }
 
@@ -347,7 +362,7 @@ func TestInvalidPrimaryStateNeverReachesCopy(t *testing.T) {
 	if bytes.Equal(bad, good) {
 		t.Fatalf("record has no listener line:\n%s", good)
 	}
-	if err := os.WriteFile(filepath.Join(p.Root(), rec), bad, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(p.Dir.Root(), rec), bad, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the failed copy shows in health", func() bool { return strings.Contains(s.Health().Error, "nope") })
@@ -356,7 +371,7 @@ func TestInvalidPrimaryStateNeverReachesCopy(t *testing.T) {
 	}
 	statetest.AssertSame(t, before, content(t, dir))
 
-	if err := os.WriteFile(filepath.Join(p.Root(), rec), good, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(p.Dir.Root(), rec), good, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the copy is current again", func() bool { return s.Health().Current && s.Health().Error == "" })
@@ -417,7 +432,7 @@ func TestStartWithInvalidPrimaryKeepsCopy(t *testing.T) {
 	seed(t, p, "127.0.0.1:8443", "a")
 	dir := filepath.Join(t.TempDir(), "snapshot")
 	open(t, p, dir).Close()
-	if err := os.WriteFile(filepath.Join(p.Root(), state.ConfigFile), []byte("schema_version = 2\n[[listeners]\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(p.Dir.Root(), state.ConfigFile), []byte("schema_version = 2\n[[listeners]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	before := content(t, dir)
