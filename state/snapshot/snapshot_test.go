@@ -255,7 +255,11 @@ func TestPrimaryLostAndBackWhileRunning(t *testing.T) {
 	eventually(t, "the heartbeat notices the cut", func() bool { return !s.Health().Connected })
 	p.cut.Store(false)
 	eventually(t, "the store is back", func() bool { return s.Health().Connected })
-	<-feed.C
+	select {
+	case <-feed.C:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no signal once the store was back")
+	}
 	if c := feed.Take(); !c.Full {
 		t.Errorf("after the store came back subscribers were told %+v, want Full", c)
 	}
