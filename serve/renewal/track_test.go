@@ -428,3 +428,59 @@ func TestNote(t *testing.T) {
 		}
 	}
 }
+
+// Under Run, with the store's feed: after the complete pass at start, a
+// certificate rewritten in place by hand and a record edited by hand are
+// each ordered at the next timed pass, which is not a complete one.
+func TestLoopDecidesHandEditsAtItsNextPass(t *testing.T) {
+	store := newStore(t)
+	clock := newFakeClock()
+	addACME(t, store, "a", clock.Now().Add(-time.Hour), 365*24*time.Hour)
+	addACME(t, store, "b", clock.Now().Add(-time.Hour), 365*24*time.Hour)
+	l := startLoop(t, store, clock, false)
+	l.pass(t, "complete", "at start")
+	time.Sleep(1100 * time.Millisecond) // the files older than the racy window
+	at := l.clock.sleeping(t)
+	l.clock.advance(at)
+	l.pass(t, "full", "10 minutes on")
+	l.noAttempt(t, "nothing changed")
+
+	kp := selfSigned(t, []string{"a.example.com"}, clock.Now().Add(-48*time.Hour), 2*time.Hour)
+	dir := filepath.Join(store.Root(), filepath.FromSlash(mappings.MappingDir("a")))
+	inPlace(t, filepath.Join(dir, mappings.KeyFileName), kp.KeyPEM)
+	inPlace(t, filepath.Join(dir, mappings.CertFileName), kp.CertPEM)
+	rec := filepath.Join(store.Root(), filepath.FromSlash(state.RecordName("b")))
+	b, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inPlace(t, rec, []byte(strings.Replace(string(b), "b.example.com", "b2.example.com", 1)))
+	l.pass(t, "prompt", "after the record changed")
+	at = l.clock.sleeping(t)
+	l.noAttempt(t, "before the next pass")
+	l.clock.advance(at)
+	passes := []string{}
+	got := map[string]bool{}
+	for range 2 {
+		select {
+		case o := <-l.observed:
+			got[o.id] = true
+		case <-time.After(30 * time.Second):
+			t.Fatalf("ordered only %v at the next pass", got)
+		}
+	}
+	for drained := false; !drained; {
+		select {
+		case k := <-l.passes:
+			passes = append(passes, k)
+		default:
+			drained = true
+		}
+	}
+	if !got["a"] || !got["b"] {
+		t.Fatalf("ordered %v at the next pass, want a (certificate expired by hand) and b (hosts changed by hand)", got)
+	}
+	if slices.Contains(passes, "complete") {
+		t.Errorf("passes %v: the pass after hand edits was complete, want one that decides what changed", passes)
+	}
+}
