@@ -138,7 +138,7 @@ func (t *tracker) pass(ctx context.Context, o Options, opts acme.Options, clk Cl
 		t.reconcile(cfg, bo)
 		settings, t.reload = settingsOf(cfg), false
 	}
-	picks := t.stat(ctx, dir, now)
+	picks := t.stat(ctx, dir, now, false)
 	if ctx.Err() != nil {
 		return time.Time{}
 	}
@@ -184,10 +184,7 @@ func (t *tracker) completePass(ctx context.Context, o Options, opts acme.Options
 	ro := acme.RenewOptions{Options: opts, Config: cfg}
 	var picks []pick
 	if local {
-		for i := range t.entries {
-			t.entries[i].files, t.entries[i].next = 0, 0 // every one is decided
-		}
-		picks = t.stat(ctx, dir, began)
+		picks = t.stat(ctx, dir, began, true)
 		ro.Seen = t.seen(picks)
 	}
 	r := pass(ctx, o, clk, ro)
@@ -268,9 +265,10 @@ func (t *tracker) reconcile(cfg *state.Config, bo *backoffs) {
 const statChunk = 256
 
 // stat stats the files of every entry, at now, and returns those to
-// decide again, in the order of the entries: whose files changed since
-// the decision, that the feed named, or whose time came.
-func (t *tracker) stat(ctx context.Context, dir string, now time.Time) []pick {
+// decide again, in the order of the entries: all of them, or those whose
+// files changed since the decision, that the feed named, or whose time
+// came.
+func (t *tracker) stat(ctx context.Context, dir string, now time.Time, all bool) []pick {
 	sd := state.OpenStatDir(dir)
 	defer sd.Close()
 	at := now.UnixNano()
@@ -279,23 +277,33 @@ func (t *tracker) stat(ctx context.Context, dir string, now time.Time) []pick {
 	// next look on (state.FileID.Racy). The kernel's clock, not the
 	// loop's.
 	wall := time.Now()
+	// Every entry's pick in place (a complete pass: 13 MB at 100k), or
+	// the few of each chunk.
+	var every []pick
+	if all {
+		every = make([]pick, len(t.entries))
+	}
 	chunks := make([][]pick, (len(t.entries)+statChunk-1)/statChunk)
 	parallel.Each(len(chunks), func(c int) bool {
 		for i := c * statChunk; i < min(len(t.entries), (c+1)*statChunk); i++ {
 			e := &t.entries[i]
-			var ids fileIDs
-			racy := false
+			p := pick{i: i}
 			for f, name := range trackedFiles {
-				ids[f], _ = sd.Stat(e.id + "/" + name)
-				racy = racy || (ids[f] != state.FileID{} && ids[f].Racy(wall))
+				p.files[f], _ = sd.Stat(e.id + "/" + name)
+				p.racy = p.racy || (p.files[f] != state.FileID{} && p.files[f].Racy(wall))
 			}
-			if e.files != 0 && e.next > at && !t.named[e.id] && t.sum(&ids) == e.files {
-				continue
+			switch {
+			case all:
+				every[i] = p
+			case e.files == 0 || e.next <= at || t.named[e.id] || t.sum(&p.files) != e.files:
+				chunks[c] = append(chunks[c], p)
 			}
-			chunks[c] = append(chunks[c], pick{i: i, files: ids, racy: racy})
 		}
 		return ctx.Err() == nil
 	})
+	if all {
+		return every
+	}
 	return slices.Concat(chunks...)
 }
 

@@ -66,7 +66,7 @@ func (r *rig) picked() []string {
 		r.t.Fatal("not a local store")
 	}
 	var ids []string
-	for _, p := range r.tr.stat(context.Background(), dir, r.clock.Now()) {
+	for _, p := range r.tr.stat(context.Background(), dir, r.clock.Now(), false) {
 		ids = append(ids, r.tr.entries[p.i].id)
 	}
 	return ids
@@ -443,6 +443,7 @@ func TestLoopDecidesHandEditsAtItsNextPass(t *testing.T) {
 	at := l.clock.sleeping(t)
 	l.clock.advance(at)
 	l.pass(t, "full", "10 minutes on")
+	l.clock.sleeping(t) // the pass has ended
 	l.noAttempt(t, "nothing changed")
 
 	kp := selfSigned(t, []string{"a.example.com"}, clock.Now().Add(-48*time.Hour), 2*time.Hour)
