@@ -93,9 +93,10 @@ type Report struct {
 	// and the API (mappings.CountBackoffs) without reading them again.
 	Backoffs map[string]mappings.BackoffMapping `json:"-"`
 	// Waits are the mappings of the run found not due, in the run's
-	// order, each with the time it may need something (Next's part): as
-	// long as its files stay the same and that time has not come, a
-	// decision again would be the same. A mapping of the run not among
+	// order, each with the time it may need something (Next's part, or
+	// its certificate's expiry when that comes first): as long as its
+	// files stay the same and that time has not come, a decision again
+	// would be the same. A mapping of the run not among
 	// them (due, skipped, cut short, or decided from a renewal info
 	// server that could not be reached) is to be decided again at the
 	// next run. Serve's loop decides again only what changed or came due.
@@ -331,7 +332,7 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 				r.Skipped = append(r.Skipped, m.ID)
 				r.soonest(v.next)
 				if !v.again {
-					r.Waits = append(r.Waits, Wait{ID: m.ID, Next: v.next})
+					r.Waits = append(r.Waits, Wait{ID: m.ID, Next: v.stands()})
 				}
 			}
 			continue
@@ -390,6 +391,18 @@ type verdict struct {
 	// again: decided without the renewal info the server is to be asked
 	// for, because it could not be reached; the next run asks again.
 	again bool
+	// expires is when the certificate a window decided about expires,
+	// which makes it due whatever the window says (before next, when the
+	// window lies past it).
+	expires time.Time
+}
+
+// stands is until when a verdict of not due stands, its files unchanged.
+func (v verdict) stands() time.Time {
+	if !v.expires.IsZero() && v.expires.Before(v.next) {
+		return v.expires
+	}
+	return v.next
 }
 
 // ariAnswer is what the server said about the certificate with
@@ -455,7 +468,9 @@ func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *st
 	case meta.ARIFresh(fp, now):
 		// The recorded answer stands until the server's Retry-After.
 		if meta.ARI.HasWindow() {
-			return windowVerdict(meta.NextRenewalAt, meta.ARI, now, o.RunEvery, full)
+			v = windowVerdict(meta.NextRenewalAt, meta.ARI, now, o.RunEvery, full)
+			v.expires = leaf.NotAfter
+			return v
 		}
 		v.next = meta.ARI.CheckAt
 	default:
@@ -472,7 +487,7 @@ func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *st
 				logMovedWindow(o.log(), m.ID, meta, ans, now)
 				if ans.info.HasWindow() {
 					v = windowVerdict(ans.renewAt, ans.info, now, o.RunEvery, full)
-					v.ari = ans
+					v.ari, v.expires = ans, leaf.NotAfter
 					return v
 				}
 				v.ari, v.next = ans, ans.info.CheckAt

@@ -111,6 +111,36 @@ func TestWaits(t *testing.T) {
 	}
 }
 
+// TestWaitEndsAtExpiry: a window that lies past the certificate's expiry
+// does not keep it waiting past it: expired, it is due whatever the
+// window says. Report.Next stays the window's.
+func TestWaitEndsAtExpiry(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	a := newARIScript(t)
+	a.answer(now.Add(24*time.Hour), now.Add(48*time.Hour), "", "86400")
+	s := renewState(t, a.srv, now.Add(-time.Hour), 6*time.Hour)
+	r, err := Renew(ctx, s, func() time.Time { return now }, RenewOptions{Options: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := state.LoadConfig(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := mappings.Load(ctx, s, cfg.Mappings[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	notAfter := c.Chain[0].NotAfter
+	if len(r.Waits) != 1 || !r.Waits[0].Next.Equal(notAfter) {
+		t.Errorf("waits %+v (reason %q), want m until its expiry %s", r.Waits, r.Reasons["m"], notAfter)
+	}
+	if !r.Next.Equal(now.Add(24 * time.Hour)) {
+		t.Errorf("Report.Next %s, want the renewal info's Retry-After, %s", r.Next, now.Add(24*time.Hour))
+	}
+}
+
 // TestRenewDecidesFromTheConfigGiven: with RenewOptions.Config the run
 // decides the mappings of that config (of Only, if given), as serve's loop
 // holds them, without loading the state's.
