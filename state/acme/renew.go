@@ -96,10 +96,10 @@ type Report struct {
 	// order, each with the time it may need something (Next's part, or
 	// its certificate's expiry when that comes first): as long as its
 	// files stay the same and that time has not come, a decision again
-	// would be the same. A mapping of the run not among
-	// them (due, skipped, cut short, or decided from a renewal info
-	// server that could not be reached) is to be decided again at the
-	// next run. Serve's loop decides again only what changed or came due.
+	// would be the same. A mapping of the run not among them (due,
+	// skipped, cut short, or decided without the renewal info of a server
+	// that could not be reached) is to be decided again at the next run.
+	// Serve's loop decides again only what changed or came due.
 	Waits []Wait `json:"-"`
 }
 
