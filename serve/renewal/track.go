@@ -334,7 +334,10 @@ func (t *tracker) seen(picks []pick) mappings.Seen {
 		if !ok {
 			return state.FileID{}, false
 		}
-		k, ok := slices.BinarySearchFunc(picks, i, func(p pick, i int) int { return cmp.Compare(p.i, i) })
+		k := i // a complete pass picks every entry
+		if len(picks) != len(t.entries) {
+			k, ok = slices.BinarySearchFunc(picks, i, func(p pick, i int) int { return cmp.Compare(p.i, i) })
+		}
 		f := slices.Index(trackedFiles[:], file)
 		if !ok || f < 0 {
 			return state.FileID{}, false
