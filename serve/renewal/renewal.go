@@ -19,24 +19,25 @@ import (
 	"github.com/p2pstream/p2ptls/state/runstatus"
 )
 
-// The loop runs a full renewal pass at start, then whenever something may
-// be due: the earliest renewal time, end of a back-off or renewal info to
+// The loop runs a renewal pass at start, then whenever something may be
+// due: the earliest renewal time, end of a back-off or renewal info to
 // ask again that the last pass found, and at least every maxSleep, so that
 // a certificate put in place by hand, a clock that jumped or a pass that
-// failed is looked at again soon. A pass with nothing due reads the certs
-// memo (a stat per file) and asks the ACME server only about the
-// certificates whose renewal info is due to be asked (acme.Renew), so
-// that one every 10 minutes stays cheap at 100k mappings. minSleep keeps
-// a time that is already past (a renewal that cannot be saved) from
-// making passes back to back.
+// failed is looked at again soon. A pass decides again only the mappings
+// whose files changed or whose time came (see tracker), and asks the ACME
+// server only about the certificates whose renewal info is due to be
+// asked (acme.Renew), so that one every 10 minutes stays cheap at 100k
+// mappings. minSleep keeps a time that is already past (a renewal that
+// cannot be saved) from making passes back to back.
 const (
 	maxSleep = 10 * time.Minute
 	minSleep = 5 * time.Second
 )
 
 // testHook, when a test sets it, runs at the start of every pass ("full"
-// or "prompt") so that the test can see it, or make it panic. Production
-// code never sets it.
+// for the timed one, "prompt"), and again with "complete" when the timed
+// pass decides every mapping, so that the test can see it, or make it
+// panic. Production code never sets it.
 var testHook func(kind string)
 
 // Clock is the loop's time: real unless a test gives its own.
@@ -81,13 +82,14 @@ func Run(ctx context.Context, o Options) {
 	if clk == nil {
 		clk = realClock{}
 	}
-	changes := o.Store.Watch(ctx)
+	feed := o.Store.WatchChanges(ctx)
 	opts := acme.Options{Log: o.Log, DNSResolvers: o.DNSResolvers}
 	bo := &backoffs{set: map[string]mappings.BackoffMapping{}}
-	var wake time.Time // the next full pass; zero: at once
+	t := newTracker()
+	var wake time.Time // the next timed pass; zero: at once
 	for {
 		if now := clk.Now(); !now.Before(wake) {
-			next := fullPass(ctx, o, opts, clk, bo)
+			next := timedPass(ctx, o, opts, clk, bo, t)
 			wake = bound(next, clk.Now())
 		}
 		if ctx.Err() != nil {
@@ -98,11 +100,12 @@ func Run(ctx context.Context, o Options) {
 		case <-ctx.Done():
 			stop()
 			return
-		case _, ok := <-changes:
+		case _, ok := <-feed.C:
 			stop()
 			if !ok { // ctx ended
 				return
 			}
+			t.note(feed.Take()) // decided again at the next timed pass
 			// A change may have added an ACME mapping: it is issued now,
 			// not at the next full pass. Scanning for them costs a stat
 			// per ACME mapping; a pass that issues changes the state, and
@@ -162,21 +165,15 @@ func promptPass(ctx context.Context, o Options, opts acme.Options, clk Clock, bo
 	return retry
 }
 
-// fullPass renews what is due and returns when something may be due
-// next (zero: nothing known, or a panic).
-func fullPass(ctx context.Context, o Options, opts acme.Options, clk Clock, bo *backoffs) time.Time {
+// timedPass renews what is due and returns when something may be due
+// next (zero: nothing known, or a panic, after which the next one is
+// complete).
+func timedPass(ctx context.Context, o Options, opts acme.Options, clk Clock, bo *backoffs, t *tracker) time.Time {
 	defer edge.Recover(o.Log, "renewal loop")
 	if testHook != nil {
 		testHook("full")
 	}
-	if r := pass(ctx, o, clk, acme.RenewOptions{Options: opts}); r != nil {
-		if bo != nil { // nil: a benchmark's pass, nothing published
-			bo.set = r.Backoffs // every ACME mapping: the whole count
-			bo.publish(ctx, o, clk.Now())
-		}
-		return r.Next
-	}
-	return time.Time{}
+	return t.pass(ctx, o, opts, clk, bo)
 }
 
 // backoffs are the ACME mappings backing off as the loop's passes found
@@ -238,15 +235,21 @@ func pass(ctx context.Context, o Options, clk Clock, ro acme.RenewOptions) *acme
 	ro.Attempted = o.Observe
 	r, err := acme.Renew(ctx, o.Store, clk.Now, ro)
 	if err != nil {
-		if ctx.Err() == nil {
-			o.Log.Error("renewal pass failed", "err", err)
-		}
+		logPassFailed(ctx, o, err)
 		return nil
 	}
 	if len(r.Renewed)+len(r.Failed) > 0 {
 		o.Log.Info("renewal pass", "renewed", r.Renewed, "failed", r.Failed, "deploy_hook_failed", r.HookFailed)
 	}
 	return r
+}
+
+// logPassFailed logs a pass that could not run (a state that does not
+// load), unless it stopped because the loop did.
+func logPassFailed(ctx context.Context, o Options, err error) {
+	if ctx.Err() == nil {
+		o.Log.Error("renewal pass failed", "err", err)
+	}
 }
 
 // earliest is the earlier of two times, zero meaning none.

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,8 +46,20 @@ type RenewOptions struct {
 	// before the next run is renewed at once (RFC 9773, 4.2), rather than
 	// up to a run later, past the window.
 	RunEvery time.Duration
-	// Only limits the run to these mapping ids (serve's prompt issuance).
+	// Only limits the run to these mapping ids (serve's prompt issuance,
+	// and the mappings its loop decides again).
 	Only []string
+	// Config, when set, is the desired state as the caller holds it
+	// (serve's loop, which follows the store's changes), instead of one
+	// loaded for the run: its ACME mappings (those of Only, if given) are
+	// decided. A renewal decides again under its mapping's claim from the
+	// state as loaded then, so a Config a change made stale since costs
+	// at most a decision, never a wrong renewal.
+	Config *state.Config
+	// Seen, when set, gives the identities of the mappings' files as the
+	// caller stat'ed them just before (see mappings.Seen), so that the
+	// first decisions do not stat them again.
+	Seen mappings.Seen
 	// BeforeRenewal, when set, runs once before the first renewal, only
 	// when one is due and this is not a dry run: cron's random delay, so
 	// that a pass with nothing to do ends at once. Its error (the context
@@ -81,6 +92,21 @@ type Report struct {
 	// from the metas the run read anyway: serve counts them for status
 	// and the API (mappings.CountBackoffs) without reading them again.
 	Backoffs map[string]mappings.BackoffMapping `json:"-"`
+	// Waits are the mappings of the run found not due, in the run's
+	// order, each with the time it may need something (Next's part, or
+	// its certificate's expiry when that comes first): as long as its
+	// files stay the same and that time has not come, a decision again
+	// would be the same. A mapping of the run not among them (due,
+	// skipped, cut short, or decided without the renewal info of a server
+	// that could not be reached) is to be decided again at the next run.
+	// Serve's loop decides again only what changed or came due.
+	Waits []Wait `json:"-"`
+}
+
+// Wait is one mapping found not due, and when to look at it again.
+type Wait struct {
+	ID   string
+	Next time.Time
 }
 
 // soonest folds t into r.Next.
@@ -143,17 +169,27 @@ func ariWait(retryAfter time.Duration) time.Duration {
 // another process holds is skipped this time. The report lists mappings
 // in the order of p2ptls.toml, however the orders finished.
 func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOptions) (*Report, error) {
-	cfg, err := state.LoadConfig(ctx, s)
-	if err != nil {
-		return nil, err
+	cfg := o.Config
+	if cfg == nil {
+		var err error
+		if cfg, err = state.LoadConfig(ctx, s); err != nil {
+			return nil, err
+		}
 	}
 	r := &Report{Renewed: []string{}, Failed: []string{}, Skipped: []string{}, DryRun: o.DryRun, Errors: map[string]string{}, Reasons: map[string]string{},
 		Backoffs: map[string]mappings.BackoffMapping{}}
 	hook := o.hook(cfg)
 	ari := &ariClients{}
+	var only map[string]bool // a set: serve's loop may name thousands
+	if len(o.Only) > 0 {
+		only = make(map[string]bool, len(o.Only))
+		for _, id := range o.Only {
+			only[id] = true
+		}
+	}
 	var todo []state.Mapping
 	for _, m := range cfg.Mappings {
-		if m.Source == state.SourceACME && (len(o.Only) == 0 || slices.Contains(o.Only, m.ID)) {
+		if m.Source == state.SourceACME && (only == nil || only[m.ID]) {
 			todo = append(todo, m)
 		}
 	}
@@ -161,7 +197,7 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 	// memo (a stat per file when nothing changed; see mappings.Summaries)
 	// and may ask the ACME server: one worker per core makes them, in any
 	// order.
-	sums := mappings.NewSummaries(s)
+	sums := mappings.NewSummariesSeen(s, o.Seen)
 	decided := make([]verdict, len(todo))
 	// Each mapping's back-off as the first decision saw it (nil for the
 	// many that do not back off). Only a verdict of backing off reads the
@@ -295,6 +331,9 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 			} else {
 				r.Skipped = append(r.Skipped, m.ID)
 				r.soonest(v.next)
+				if !v.again {
+					r.Waits = append(r.Waits, Wait{ID: m.ID, Next: v.stands()})
+				}
 			}
 			continue
 		}
@@ -349,6 +388,21 @@ type verdict struct {
 	next time.Time
 	// ari is a renewal info answer to record, when the server was asked.
 	ari *ariAnswer
+	// again: decided without the renewal info the server is to be asked
+	// for, because it could not be reached; the next run asks again.
+	again bool
+	// expires is when the certificate a window decided about expires,
+	// which makes it due whatever the window says (before next, when the
+	// window lies past it).
+	expires time.Time
+}
+
+// stands is until when a verdict of not due stands, its files unchanged.
+func (v verdict) stands() time.Time {
+	if !v.expires.IsZero() && v.expires.Before(v.next) {
+		return v.expires
+	}
+	return v.next
 }
 
 // ariAnswer is what the server said about the certificate with
@@ -414,7 +468,9 @@ func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *st
 	case meta.ARIFresh(fp, now):
 		// The recorded answer stands until the server's Retry-After.
 		if meta.ARI.HasWindow() {
-			return windowVerdict(meta.NextRenewalAt, meta.ARI, now, o.RunEvery, full)
+			v = windowVerdict(meta.NextRenewalAt, meta.ARI, now, o.RunEvery, full)
+			v.expires = leaf.NotAfter
+			return v
 		}
 		v.next = meta.ARI.CheckAt
 	default:
@@ -431,12 +487,16 @@ func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *st
 				logMovedWindow(o.log(), m.ID, meta, ans, now)
 				if ans.info.HasWindow() {
 					v = windowVerdict(ans.renewAt, ans.info, now, o.RunEvery, full)
-					v.ari = ans
+					v.ari, v.expires = ans, leaf.NotAfter
 					return v
 				}
 				v.ari, v.next = ans, ans.info.CheckAt
 			}
 		}
+		// No answer: the server has no renewal info, the account is
+		// not there, or the server could not be reached, the one case a
+		// run soon after may find otherwise.
+		v.again = v.ari == nil && ari.unreachable(cfg, m)
 	}
 	v.leaf = full
 	at := pki.RenewalTime(leaf)
@@ -585,17 +645,21 @@ func saveARI(ctx context.Context, w state.Store, id string, a *ariAnswer) error 
 type ariClients struct {
 	mu      sync.Mutex
 	clients map[[2]string]*lego.Client // nil: no account, or unreachable
+	down    map[[2]string]bool         // unreachable: the client could not be made, or forgotten
 }
 
 // client is the run's client for m's renewal info; nil without an
 // account, or when the server could not be reached.
 func (a *ariClients) client(ctx context.Context, s state.Store, cfg *state.Config, m state.Mapping) *lego.Client {
-	key := [2]string{cfg.ACME.Directory, m.KeyType}
+	key := ariKey(cfg, m)
 	a.mu.Lock() // held while the client is made, so that it is made once
 	client, seen := a.clients[key]
 	if !seen {
 		if acct, err := LoadAccount(ctx, s, cfg.ACME.Directory); err == nil {
-			client, _ = newClient(ctx, acct, m.KeyType)
+			var err error
+			if client, err = newClient(ctx, acct, m.KeyType); err != nil {
+				a.markDown(key)
+			}
 		}
 		if a.clients == nil {
 			a.clients = map[[2]string]*lego.Client{}
@@ -606,6 +670,26 @@ func (a *ariClients) client(ctx context.Context, s state.Store, cfg *state.Confi
 	return client
 }
 
+func ariKey(cfg *state.Config, m state.Mapping) [2]string {
+	return [2]string{cfg.ACME.Directory, m.KeyType}
+}
+
+// markDown records key's server as unreachable; a.mu is held.
+func (a *ariClients) markDown(key [2]string) {
+	if a.down == nil {
+		a.down = map[[2]string]bool{}
+	}
+	a.down[key] = true
+}
+
+// unreachable reports whether the run found m's renewal info server
+// unreachable (a client it could not make, or one forgotten).
+func (a *ariClients) unreachable(cfg *state.Config, m state.Mapping) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.down[ariKey(cfg, m)]
+}
+
 // forget drops client from the run: its server could not be reached.
 func (a *ariClients) forget(client *lego.Client) {
 	a.mu.Lock()
@@ -613,6 +697,7 @@ func (a *ariClients) forget(client *lego.Client) {
 	for k, c := range a.clients {
 		if c == client {
 			a.clients[k] = nil
+			a.markDown(k)
 		}
 	}
 }

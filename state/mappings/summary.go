@@ -90,8 +90,13 @@ type Summaries struct {
 }
 
 // NewSummaries reads through the memo kept for s.
-func NewSummaries(s state.Store) *Summaries {
-	c := &Summaries{s: s, memo: state.OpenMemo(s, certsMemo), dir: state.Locate(s, PublicDir)}
+func NewSummaries(s state.Store) *Summaries { return NewSummariesSeen(s, nil) }
+
+// NewSummariesSeen is NewSummaries taking the identities of the files
+// from seen (nil: none) where it has them, for a caller that has just
+// stat'ed them itself (see Seen).
+func NewSummariesSeen(s state.Store, seen Seen) *Summaries {
+	c := &Summaries{s: s, memo: state.OpenMemo(s, certsMemo), dir: state.Locate(s, PublicDir), seen: seen}
 	if c.memo.Keeps() && filepath.IsAbs(c.dir) {
 		c.at = state.OpenStatDir(c.dir)
 	}

@@ -2,7 +2,7 @@
 // many mappings: wall time and peak memory (the child's maxrss) of each
 // command, the median of a few runs, as a table.
 //
-//	go run ./state/internal/clibench [-mappings 10000,100000] [-runs 3] [-acme 10]
+//	go run ./state/internal/clibench [-mappings 10000,100000] [-runs 3] [-acme 10] [-ari]
 //	    [-dir DIR] [-only 'doctor,cert renew'] [-timeout 2m] [-bin OLD-P2PTLS]
 //
 // It builds the real binary (go build ./cmd/p2ptls), writes each state
@@ -15,7 +15,12 @@
 // see what they would in a real state; a percentage of the mappings
 // (-acme) are source acme with such a certificate, fresh, so that nothing
 // is due. No ACME account is registered: renew decides by the lifetime
-// rule without asking a server, and nothing goes over the network.
+// rule without asking a server, and nothing goes over the network. With
+// -ari each ACME mapping's meta.toml also records a fresh renewal info
+// answer about its certificate (a window a month before it expires, to be
+// asked again a day after the state was generated), as a state whose
+// account asked has: a renewal pass then decides from the window, and
+// would ask no server for a day.
 //
 // Linux only (peak memory is rusage maxrss, in KiB on Linux).
 package main
@@ -57,6 +62,14 @@ const importRecords = 10_000
 // importRuns counts the import's runs, each in its own directory.
 var importRuns int
 
+// withARI is -ari.
+var withARI bool
+
+// ariRecheck is when a generated renewal info answer is to be asked
+// again, after the state was generated: a day, the longest a renewal
+// waits (acme's ariRecheckMax).
+const ariRecheck = 24 * time.Hour
+
 func main() {
 	sizes := flag.String("mappings", "10000,100000", "comma-separated state sizes")
 	runs := flag.Int("runs", 3, "runs of each command (the median is shown)")
@@ -65,6 +78,7 @@ func main() {
 	only := flag.String("only", "", "comma-separated command names to run (default: all)")
 	prebuilt := flag.String("bin", "", "time this p2ptls binary instead of building ./cmd/p2ptls (e.g. an older one, to compare)")
 	flag.DurationVar(&commandTimeout, "timeout", commandTimeout, "longest run of one command (at most 30m)")
+	flag.BoolVar(&withARI, "ari", false, "record a fresh renewal info answer in each ACME mapping's meta.toml (applies when a state is generated, not to one kept in -dir)")
 	flag.Parse()
 	if err := run(*sizes, *runs, *acmePct, *keep, *only, *prebuilt); err != nil {
 		fmt.Fprintln(os.Stderr, "clibench:", err)
@@ -380,6 +394,14 @@ func writeMapping(dir string, i int, isACME bool, now time.Time) error {
 	meta := mappings.Meta{
 		Source: m.Source, IssuedAt: now.UTC().Truncate(time.Second), NotAfter: kp.Cert.NotAfter.UTC(),
 		FingerprintSHA256: pki.Fingerprint(kp.Cert), LastAttemptAt: now.UTC().Truncate(time.Second), NextRenewalAt: pki.RenewalTime(kp.Cert),
+	}
+	if isACME && withARI {
+		// A window as Let's Encrypt suggests one: two days, a month before
+		// the end; the time chosen in it spread over the mappings.
+		end := kp.Cert.NotAfter.UTC().Add(-30 * 24 * time.Hour).Truncate(time.Second)
+		start := end.Add(-48 * time.Hour)
+		meta.ARI = mappings.ARI{WindowStart: start, WindowEnd: end, CheckAt: now.UTC().Add(ariRecheck).Truncate(time.Second), FingerprintSHA256: meta.FingerprintSHA256}
+		meta.NextRenewalAt = start.Add(time.Duration(i%48) * time.Hour)
 	}
 	mb, err := toml.Marshal(meta)
 	if err != nil {
