@@ -108,6 +108,12 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 		c.m, c.err = s.readMapping(ctx, id)
 		cs = append(cs, c)
 	}
+	// Many changes at once (an import) share slabs and string blocks as
+	// a full load's entries do; a few get a slab of one entry each.
+	var strs *strArena
+	if len(ids) >= entrySlab {
+		strs = new(strArena)
+	}
 	edits := map[string]*sni.Builder[*entry]{}
 	edit := func(listener string) *sni.Builder[*entry] {
 		if b, ok := edits[listener]; ok {
@@ -144,7 +150,7 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 			c.err = &state.ConfigFileError{Path: state.Locate(s.o.Store, state.RecordName(c.id)), Err: err}
 			continue
 		}
-		c.e = s.entryFor(ctx, c.m, c.old)
+		c.e = s.entryFor(ctx, c.m, c.old, strs)
 		for h := range c.e.eachHost() {
 			_ = b.Add(h, c.e) // claim checked every host
 		}
@@ -200,6 +206,43 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 			s.files = append(s.files, l.view.Load().files...)
 		}
 	}
+	if d := s.byID.dir; d != nil && d.stale() {
+		s.renumber()
+	}
+}
+
+// renumber moves the views and the by-id table to a new entryDir that
+// numbers only the slabs of the entries served now (see entryDir.stale):
+// each listener gets a new host index over the entries it has. A listener
+// whose index cannot be rebuilt keeps its view, and the directory that
+// view refers by: nothing requires one directory for all.
+func (s *Server) renumber() {
+	var a strArena
+	dir := a.refs()
+	for name, l := range s.listeners {
+		v := l.view.Load()
+		if nv, err := v.renumbered(dir); err != nil {
+			s.o.Log.Error("cannot rebuild the host index; it keeps its previous one", "listener", name, "err", err)
+		} else {
+			l.view.Store(nv)
+		}
+	}
+	old := s.byID
+	s.byID.reset(old.len(), dir)
+	old.each(s.byID.set)
+}
+
+// renumbered is v with a host index whose references are dir's.
+func (v *view) renumbered(dir *entryDir) (*view, error) {
+	b := sni.NewBuilderOn(v.index.Len(), (*entry).hosts, dir)
+	for _, e := range v.entries {
+		for h := range e.eachHost() {
+			if err := b.Add(h, e); err != nil {
+				return nil, fmt.Errorf("mapping %q: %w", e.id(), err)
+			}
+		}
+	}
+	return &view{cfg: v.cfg, index: b.Build(), entries: v.entries, files: v.files}, nil
 }
 
 // claim checks that m's hosts are free on its listener, but for m's own.
@@ -265,14 +308,15 @@ func removeEntry(list []*entry, e *entry) []*entry {
 }
 
 // entryFor is the entry serving m: old when m and its files are as they
-// were, a new one otherwise (read on first use), as a full reload has it.
-func (s *Server) entryFor(ctx context.Context, m *state.Mapping, old *entry) *entry {
+// were, a new one otherwise (read on first use, from strs, see newEntry),
+// as a full reload has it.
+func (s *Server) entryFor(ctx context.Context, m *state.Mapping, old *entry, strs *strArena) *entry {
 	digest := mappingDigest(s.seed, m)
 	switch {
 	case old == nil || old.digest != digest:
-		return newEntry(m, s.listenerName(m.Listener), digest, nil)
+		return newEntry(m, s.listenerName(m.Listener), digest, strs)
 	case old.changed(ctx, s.o.Store):
-		ne := newEntry(m, s.listenerName(m.Listener), digest, nil)
+		ne := newEntry(m, s.listenerName(m.Listener), digest, strs)
 		if err := ne.load(s.o.Store); err != nil {
 			s.o.Log.Warn("certificate changed but does not load; still serving the previous one", "mapping", m.ID, "err", err)
 			s.loadErrs = append(s.loadErrs, err.Error())

@@ -419,7 +419,7 @@ func (s *Server) apply(ctx context.Context, cfg *state.Config) error {
 	}
 	s.files = nil
 	// Sized at once: growing it to 100k entries costs 50 ms at start.
-	s.byID.reset(len(cfg.Mappings))
+	s.byID.reset(len(cfg.Mappings), strs.refs())
 	for _, lc := range cfg.Listeners {
 		s.files = append(s.files, views[lc.Name].files...)
 		for _, e := range views[lc.Name].entries {
@@ -451,7 +451,7 @@ func cmpErr(first, err error) error {
 // mappings are kept, with their parsed certificates; only entries already
 // in use are checked for changed files.
 func (s *Server) buildView(ctx context.Context, lc state.Listener, all []state.Mapping, count int, old map[string]*entry, strs *strArena) (*view, error) {
-	b := sni.NewBuilderOn(count, (*entry).hosts)
+	b := sni.NewBuilderOn(count, (*entry).hosts, strs.refs())
 	entries := make([]*entry, 0, count)
 	var files []*entry
 	for i := range all {
