@@ -2,6 +2,8 @@ package public
 
 import (
 	"fmt"
+	"iter"
+	"slices"
 	"sync/atomic"
 	"unsafe"
 )
@@ -81,3 +83,68 @@ func (d *entryDir) stale() bool { return d.len()-d.built > max(renumberMin, d.bu
 // renumberMin is the least growth renumbered; a variable so that a test
 // can make it happen often.
 var renumberMin = 1024
+
+// entryList is a view's entries, each by its reference in dir: as
+// pointers they were 100k more at 100k mappings for every GC cycle to
+// mark. An entry's slot is its index in the list.
+type entryList struct {
+	dir  *entryDir
+	refs []uint32
+}
+
+// newEntryList is an empty list referring by dir, with room for n.
+func newEntryList(dir *entryDir, n int) entryList {
+	return entryList{dir: dir, refs: make([]uint32, 0, n)}
+}
+
+func (l entryList) len() int { return len(l.refs) }
+
+// at is entry i.
+func (l entryList) at(i int) *entry { return l.dir.Deref(l.refs[i]) }
+
+// all yields every entry and its index.
+func (l entryList) all() iter.Seq2[int, *entry] {
+	return func(yield func(int, *entry) bool) {
+		for i, r := range l.refs {
+			if !yield(i, l.dir.Deref(r)) {
+				return
+			}
+		}
+	}
+}
+
+// add appends e, which takes its slot.
+func (l *entryList) add(e *entry) {
+	e.slot = int32(len(l.refs))
+	l.refs = append(l.refs, l.dir.Ref(e))
+}
+
+// clone is a copy of l to change: l may be a view's, which handshakes
+// read.
+func (l entryList) clone() entryList { return entryList{dir: l.dir, refs: slices.Clone(l.refs)} }
+
+// remove takes e out of l, moving the last entry into its slot.
+func (l *entryList) remove(e *entry) {
+	i := int(e.slot)
+	if i >= l.len() || l.at(i) != e {
+		// Not where it says: it is not in this list (a listener that did
+		// not start), or the slot is stale.
+		if i = l.index(e); i < 0 {
+			return
+		}
+	}
+	n := len(l.refs) - 1
+	last := l.at(n)
+	l.refs[i], last.slot = l.refs[n], int32(i)
+	l.refs = l.refs[:n]
+}
+
+// index is e's index in l, -1 for none.
+func (l entryList) index(e *entry) int {
+	for i, x := range l.all() {
+		if x == e {
+			return i
+		}
+	}
+	return -1
+}

@@ -235,14 +235,16 @@ func (s *Server) renumber() {
 // renumbered is v with a host index whose references are dir's.
 func (v *view) renumbered(dir *entryDir) (*view, error) {
 	b := sni.NewBuilderOn(v.index.Len(), (*entry).hosts, dir)
-	for _, e := range v.entries {
+	entries := newEntryList(dir, v.entries.len())
+	for _, e := range v.entries.all() {
+		entries.add(e)
 		for h := range e.eachHost() {
 			if err := b.Add(h, e); err != nil {
 				return nil, fmt.Errorf("mapping %q: %w", e.id(), err)
 			}
 		}
 	}
-	return &view{cfg: v.cfg, index: b.Build(), entries: v.entries, files: v.files}, nil
+	return &view{cfg: v.cfg, index: b.Build(), entries: entries, files: v.files}, nil
 }
 
 // claim checks that m's hosts are free on its listener, but for m's own.
@@ -264,11 +266,11 @@ func (s *Server) swapViews(edits map[string]*sni.Builder[*entry], cs []*changedM
 	for name, b := range edits {
 		l := s.listeners[name]
 		v := l.view.Load()
-		nv := &view{cfg: v.cfg, index: b.Build(), entries: slices.Clone(v.entries)}
+		nv := &view{cfg: v.cfg, index: b.Build(), entries: v.entries.clone()}
 		var files map[string]bool
 		for _, c := range cs {
 			if c.old != nil && c.old.listenerName() == name {
-				nv.entries = removeEntry(nv.entries, c.old)
+				nv.entries.remove(c.old)
 				if c.old.source == sourceFile {
 					if files == nil {
 						files = map[string]bool{}
@@ -282,29 +284,13 @@ func (s *Server) swapViews(edits map[string]*sni.Builder[*entry], cs []*changedM
 			if c.e == nil || c.e.listenerName() != name {
 				continue
 			}
-			c.e.slot = int32(len(nv.entries))
-			nv.entries = append(nv.entries, c.e)
+			nv.entries.add(c.e)
 			if c.e.source == sourceFile {
 				nv.files = append(nv.files, c.e)
 			}
 		}
 		l.view.Store(nv)
 	}
-}
-
-// removeEntry takes e out of list, moving the last entry into its slot.
-func removeEntry(list []*entry, e *entry) []*entry {
-	i := int(e.slot)
-	if i >= len(list) || list[i] != e {
-		// Not where it says: it is not in this list (a listener that did
-		// not start), or the slot is stale.
-		if i = slices.Index(list, e); i < 0 {
-			return list
-		}
-	}
-	last := list[len(list)-1]
-	list[i], last.slot = last, int32(i)
-	return list[:len(list)-1]
 }
 
 // entryFor is the entry serving m: old when m and its files are as they

@@ -375,8 +375,8 @@ func (s *Server) apply(ctx context.Context, cfg *state.Config) error {
 		var old map[string]*entry
 		if l, ok := s.listeners[lc.Name]; ok {
 			list := l.view.Load().entries
-			old = make(map[string]*entry, len(list))
-			for _, e := range list {
+			old = make(map[string]*entry, list.len())
+			for _, e := range list.all() {
 				old[e.id()] = e
 			}
 		}
@@ -422,7 +422,7 @@ func (s *Server) apply(ctx context.Context, cfg *state.Config) error {
 	s.byID.reset(len(cfg.Mappings), strs.refs())
 	for _, lc := range cfg.Listeners {
 		s.files = append(s.files, views[lc.Name].files...)
-		for _, e := range views[lc.Name].entries {
+		for _, e := range views[lc.Name].entries.all() {
 			s.byID.set(e)
 		}
 	}
@@ -452,7 +452,7 @@ func cmpErr(first, err error) error {
 // in use are checked for changed files.
 func (s *Server) buildView(ctx context.Context, lc state.Listener, all []state.Mapping, count int, old map[string]*entry, strs *strArena) (*view, error) {
 	b := sni.NewBuilderOn(count, (*entry).hosts, strs.refs())
-	entries := make([]*entry, 0, count)
+	entries := newEntryList(strs.refs(), count)
 	var files []*entry
 	for i := range all {
 		m := &all[i]
@@ -475,8 +475,7 @@ func (s *Server) buildView(ctx context.Context, lc state.Listener, all []state.M
 				e = ne
 			}
 		}
-		e.slot = int32(len(entries))
-		entries = append(entries, e)
+		entries.add(e)
 		if m.Source == state.SourceFile {
 			files = append(files, e)
 		}
@@ -530,7 +529,7 @@ func (s *Server) status() *runstatus.Status {
 		if l, ok := s.listeners[lc.Name]; ok {
 			v := l.view.Load()
 			ls.Listening = !s.closed
-			ls.Mappings = len(v.entries)
+			ls.Mappings = v.entries.len()
 			ls.ServedByWildcard = v.byWildcard.snapshot()
 			ls.FallbackHits = l.hits.Snapshot()
 			ls.FallbackTotal = l.hits.Total()
