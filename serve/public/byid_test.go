@@ -2,6 +2,7 @@ package public
 
 import (
 	"fmt"
+	"reflect"
 	"testing"
 	"unsafe"
 
@@ -28,7 +29,7 @@ func TestIDIndex(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var x idIndex
 			if tc.reset >= 0 {
-				x.reset(tc.reset)
+				x.reset(tc.reset, newEntryDir())
 			}
 			want := map[string]uint64{}
 			for i := range tc.n {
@@ -68,12 +69,16 @@ func TestIDIndex(t *testing.T) {
 	}
 }
 
-// An idIndex of 100k entries is at most 1 MiB, all the collector walks of
-// it: a map[string]*entry was about 3.3 MiB.
+// An idIndex of 100k entries is at most 512 KiB, none of which the
+// collector walks: a map[string]*entry was about 3.3 MiB, all walked, a
+// table of pointers 1 MiB.
 func TestIDIndexIsSmall(t *testing.T) {
 	var x idIndex
-	x.reset(100_000)
-	if size := uintptr(len(x.slots)) * unsafe.Sizeof(x.slots[0]); size > 1<<20 {
-		t.Errorf("an idIndex for 100k entries is %d bytes; want at most 1 MiB", size)
+	x.reset(100_000, newEntryDir())
+	if size := uintptr(len(x.slots)) * unsafe.Sizeof(x.slots[0]); size > 512<<10 {
+		t.Errorf("an idIndex for 100k entries is %d bytes; want at most 512 KiB", size)
+	}
+	if reflect.TypeOf(x.slots).Elem().Kind() != reflect.Uint32 {
+		t.Errorf("an idIndex's slots are %v, not references without pointers", reflect.TypeOf(x.slots))
 	}
 }

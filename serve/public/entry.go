@@ -64,6 +64,9 @@ type slabHdr struct {
 	mu        sync.Mutex
 	chunks    []packedcert.Owner // guarded by mu: entries load their certificates concurrently
 	extras    []*entryExtra      // guarded by mu; each replaced, never changed
+	// gen and num are the slab's number in the entryDir of generation
+	// gen; only the goroutine that builds views uses them.
+	gen, num uint32
 }
 
 // slab is entrySlab entries and their header; slab1 is one entry and its
@@ -287,7 +290,16 @@ func (e *entry) hostCount() int { return strings.Count(e.hosts(), hostEnd) }
 type strArena struct {
 	block []byte
 	slab  *slab
-	used  int // entries of slab handed out
+	used  int       // entries of slab handed out
+	dir   *entryDir // the generation the views built with it refer by
+}
+
+// refs is the entryDir of the views built with a: a new generation.
+func (a *strArena) refs() *entryDir {
+	if a.dir == nil {
+		a.dir = newEntryDir()
+	}
+	return a.dir
 }
 
 // strBlock is the size of a strArena's blocks; entrySlab the entries of

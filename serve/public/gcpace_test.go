@@ -7,24 +7,25 @@ import (
 	"github.com/p2pstream/p2ptls/state"
 )
 
-// The heap goal counts three eighths of the certificates off the heap,
-// and GOGC stays within [100, gcPercentMax].
+// The headroom is half the live heap and at least gcMinHeadroom, and GOGC
+// at most gcPercentMax.
 func TestGCPercentFor(t *testing.T) {
 	const MiB = 1 << 20
 	tests := []struct {
-		live, offHeap uint64
-		want          int
+		live uint64
+		want int
 	}{
-		{0, 0, 100},
-		{0, 46 * MiB, 100},
-		{35 * MiB, 0, 100},
-		{17 * MiB, 45 * MiB, 199}, // 100k mappings: goal 17+17+16.9 MiB
-		{5 * MiB, 6 * MiB, 145},
-		{1 * MiB, 100 * MiB, gcPercentMax},
+		{0, 100},
+		{17 * MiB, 50}, // 100k mappings: a goal of 25.5 MiB
+		{200 * MiB, 50},
+		{8 * MiB, 50},
+		{5 * MiB, 80}, // 4 MiB over 5
+		{4 * MiB, 100},
+		{1 * MiB, gcPercentMax},
 	}
 	for _, tt := range tests {
-		if got := gcPercentFor(tt.live, tt.offHeap); got != tt.want {
-			t.Errorf("gcPercentFor(%d MiB, %d MiB) = %d, want %d", tt.live/MiB, tt.offHeap/MiB, got, tt.want)
+		if got := gcPercentFor(tt.live); got != tt.want {
+			t.Errorf("gcPercentFor(%d MiB) = %d, want %d", tt.live/MiB, got, tt.want)
 		}
 	}
 }

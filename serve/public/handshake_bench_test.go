@@ -56,7 +56,7 @@ func BenchmarkHandshake(b *testing.B) {
 			l := s.listeners["bench"]
 			// A serve that has run a while has read every certificate;
 			// the first handshake of each would otherwise dominate.
-			for _, e := range l.view.Load().entries {
+			for _, e := range l.view.Load().entries.all() {
 				if err := e.load(store); err != nil {
 					b.Fatal(err)
 				}

@@ -108,6 +108,12 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 		c.m, c.err = s.readMapping(ctx, id)
 		cs = append(cs, c)
 	}
+	// Many changes at once (an import) share slabs and string blocks as
+	// a full load's entries do; a few get a slab of one entry each.
+	var strs *strArena
+	if len(ids) >= entrySlab {
+		strs = new(strArena)
+	}
 	edits := map[string]*sni.Builder[*entry]{}
 	edit := func(listener string) *sni.Builder[*entry] {
 		if b, ok := edits[listener]; ok {
@@ -144,7 +150,7 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 			c.err = &state.ConfigFileError{Path: state.Locate(s.o.Store, state.RecordName(c.id)), Err: err}
 			continue
 		}
-		c.e = s.entryFor(ctx, c.m, c.old)
+		c.e = s.entryFor(ctx, c.m, c.old, strs)
 		for h := range c.e.eachHost() {
 			_ = b.Add(h, c.e) // claim checked every host
 		}
@@ -200,6 +206,45 @@ func (s *Server) applyChanged(ctx context.Context, ids []string) {
 			s.files = append(s.files, l.view.Load().files...)
 		}
 	}
+	if d := s.byID.dir; d != nil && d.stale() {
+		s.renumber()
+	}
+}
+
+// renumber moves the views and the by-id table to a new entryDir that
+// numbers only the slabs of the entries served now (see entryDir.stale):
+// each listener gets a new host index over the entries it has. A listener
+// whose index cannot be rebuilt keeps its view, and the directory that
+// view refers by: nothing requires one directory for all.
+func (s *Server) renumber() {
+	var a strArena
+	dir := a.refs()
+	for name, l := range s.listeners {
+		v := l.view.Load()
+		if nv, err := v.renumbered(dir); err != nil {
+			s.o.Log.Error("cannot rebuild the host index; it keeps its previous one", "listener", name, "err", err)
+		} else {
+			l.view.Store(nv)
+		}
+	}
+	old := s.byID
+	s.byID.reset(old.len(), dir)
+	old.each(s.byID.set)
+}
+
+// renumbered is v with a host index whose references are dir's.
+func (v *view) renumbered(dir *entryDir) (*view, error) {
+	b := sni.NewBuilderOn(v.index.Len(), (*entry).hosts, dir)
+	entries := newEntryList(dir, v.entries.len())
+	for _, e := range v.entries.all() {
+		entries.add(e)
+		for h := range e.eachHost() {
+			if err := b.Add(h, e); err != nil {
+				return nil, fmt.Errorf("mapping %q: %w", e.id(), err)
+			}
+		}
+	}
+	return &view{cfg: v.cfg, index: b.Build(), entries: entries, files: v.files}, nil
 }
 
 // claim checks that m's hosts are free on its listener, but for m's own.
@@ -221,11 +266,11 @@ func (s *Server) swapViews(edits map[string]*sni.Builder[*entry], cs []*changedM
 	for name, b := range edits {
 		l := s.listeners[name]
 		v := l.view.Load()
-		nv := &view{cfg: v.cfg, index: b.Build(), entries: slices.Clone(v.entries)}
+		nv := &view{cfg: v.cfg, index: b.Build(), entries: v.entries.clone()}
 		var files map[string]bool
 		for _, c := range cs {
 			if c.old != nil && c.old.listenerName() == name {
-				nv.entries = removeEntry(nv.entries, c.old)
+				nv.entries.remove(c.old)
 				if c.old.source == sourceFile {
 					if files == nil {
 						files = map[string]bool{}
@@ -239,8 +284,7 @@ func (s *Server) swapViews(edits map[string]*sni.Builder[*entry], cs []*changedM
 			if c.e == nil || c.e.listenerName() != name {
 				continue
 			}
-			c.e.slot = int32(len(nv.entries))
-			nv.entries = append(nv.entries, c.e)
+			nv.entries.add(c.e)
 			if c.e.source == sourceFile {
 				nv.files = append(nv.files, c.e)
 			}
@@ -249,30 +293,16 @@ func (s *Server) swapViews(edits map[string]*sni.Builder[*entry], cs []*changedM
 	}
 }
 
-// removeEntry takes e out of list, moving the last entry into its slot.
-func removeEntry(list []*entry, e *entry) []*entry {
-	i := int(e.slot)
-	if i >= len(list) || list[i] != e {
-		// Not where it says: it is not in this list (a listener that did
-		// not start), or the slot is stale.
-		if i = slices.Index(list, e); i < 0 {
-			return list
-		}
-	}
-	last := list[len(list)-1]
-	list[i], last.slot = last, int32(i)
-	return list[:len(list)-1]
-}
-
 // entryFor is the entry serving m: old when m and its files are as they
-// were, a new one otherwise (read on first use), as a full reload has it.
-func (s *Server) entryFor(ctx context.Context, m *state.Mapping, old *entry) *entry {
+// were, a new one otherwise (read on first use, from strs, see newEntry),
+// as a full reload has it.
+func (s *Server) entryFor(ctx context.Context, m *state.Mapping, old *entry, strs *strArena) *entry {
 	digest := mappingDigest(s.seed, m)
 	switch {
 	case old == nil || old.digest != digest:
-		return newEntry(m, s.listenerName(m.Listener), digest, nil)
+		return newEntry(m, s.listenerName(m.Listener), digest, strs)
 	case old.changed(ctx, s.o.Store):
-		ne := newEntry(m, s.listenerName(m.Listener), digest, nil)
+		ne := newEntry(m, s.listenerName(m.Listener), digest, strs)
 		if err := ne.load(s.o.Store); err != nil {
 			s.o.Log.Warn("certificate changed but does not load; still serving the previous one", "mapping", m.ID, "err", err)
 			s.loadErrs = append(s.loadErrs, err.Error())

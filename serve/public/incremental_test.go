@@ -143,7 +143,7 @@ func (f *incrFixture) consistent(what string) {
 	defer f.s.mu.Unlock()
 	v := f.s.listeners["web"].view.Load()
 	hosts := 0
-	for i, e := range v.entries {
+	for i, e := range v.entries.all() {
 		if int(e.slot) != i {
 			f.t.Errorf("%s: entry %s in slot %d says %d", what, e.id(), i, e.slot)
 		}
@@ -152,8 +152,8 @@ func (f *incrFixture) consistent(what string) {
 		}
 		hosts += e.hostCount()
 	}
-	if len(v.entries) != f.s.byID.len() || v.index.Len() != hosts {
-		f.t.Errorf("%s: %d entries, %d by id, %d hosts indexed for %d", what, len(v.entries), f.s.byID.len(), v.index.Len(), hosts)
+	if v.entries.len() != f.s.byID.len() || v.index.Len() != hosts {
+		f.t.Errorf("%s: %d entries, %d by id, %d hosts indexed for %d", what, v.entries.len(), f.s.byID.len(), v.index.Len(), hosts)
 	}
 }
 

@@ -34,8 +34,8 @@ var testHook func(where string)
 type view struct {
 	cfg     state.Listener
 	index   *sni.Index[*entry]
-	entries []*entry // every mapping's entry, for the count and a full reload
-	files   []*entry // of source "file"
+	entries entryList // every mapping's entry, for the count and a full reload
+	files   []*entry  // of source "file"
 	// byWildcard is what serve saw while this view was served: exact
 	// hosts whose mapping had no usable certificate, served by a wildcard.
 	// A reload starts it afresh, so it follows certificates that arrive.

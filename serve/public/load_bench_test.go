@@ -121,7 +121,7 @@ func BenchmarkWarmHeapGC(b *testing.B) {
 			}
 			defer stopServer(s)
 			l := s.listeners["bench"]
-			for _, e := range l.view.Load().entries {
+			for _, e := range l.view.Load().entries.all() {
 				if _, err := e.certificate(store, &l.hot); err != nil {
 					b.Fatal(err)
 				}

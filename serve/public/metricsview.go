@@ -122,7 +122,7 @@ func (s *Server) Metrics(fn func(listener string, m state.Mapping)) []ListenerCo
 	}
 	if fn != nil {
 		for _, v := range views {
-			for _, e := range v.entries {
+			for _, e := range v.entries.all() {
 				fn(v.cfg.Name, e.mapping())
 			}
 		}

@@ -46,8 +46,8 @@ func TestEntriesOfASlabLoadConcurrently(t *testing.T) {
 	l := f.s.listeners["web"]
 	f.s.mu.Unlock()
 	entries := l.view.Load().entries
-	if len(entries) != n || entries[0].hdr() != entries[n-1].hdr() {
-		t.Fatalf("%d entries, the first and last in one slab: %v", len(entries), entries[0].hdr() == entries[n-1].hdr())
+	if entries.len() != n || entries.at(0).hdr() != entries.at(n-1).hdr() {
+		t.Fatalf("%d entries, the first and last in one slab: %v", entries.len(), entries.at(0).hdr() == entries.at(n-1).hdr())
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 4*n)
@@ -55,7 +55,7 @@ func TestEntriesOfASlabLoadConcurrently(t *testing.T) {
 		wg.Go(func() {
 			for k := range n {
 				i := (k + g*7) % n
-				e := entries[i]
+				e := entries.at(i)
 				c, err := e.certificate(f.store, &l.hot)
 				switch {
 				case kind(i) == "missing":

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/p2pstream/p2ptls/state"
 )
@@ -53,4 +54,56 @@ func TestListenerIndexKeepsNoCopyOfHosts(t *testing.T) {
 			t.Errorf("Lookup(%q) = %v, %v; want mapping %s", name, e, ok, ms[i].ID)
 		}
 	}
+}
+
+// What refers to every entry holds no pointer: the host index, the view's
+// list and the by-id table keep references (see entryDir), so a view and
+// the table add to the scannable heap only the slabs. With pointers the
+// list and the index's values were 8 bytes each a mapping of one host,
+// the table's slots about 13 more. (The
+// runtime counts a slab whole as scannable, though the collector reads
+// only its header, since its entries hold no pointer: its size is taken
+// off.)
+func TestViewAndByIDHoldNoPointers(t *testing.T) {
+	const n = 20000
+	ms := make([]state.Mapping, n)
+	host := func(i int) string {
+		if i%2 == 1 {
+			return fmt.Sprintf("*.w%05d.example.net", i)
+		}
+		return fmt.Sprintf("h%05d.example.com", i)
+	}
+	for i := range ms {
+		ms[i] = state.Mapping{ID: fmt.Sprintf("m%05d", i), Listener: "web", Source: state.SourceManual, Hosts: []string{host(i)}}
+	}
+	s := New(Options{Log: discardLog})
+	var strs strArena
+	runtime.GC()
+	before := heapStats().scan
+	v, err := s.buildView(context.Background(), state.Listener{Name: "web"}, ms, n, nil, &strs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x idIndex
+	x.reset(n, strs.refs())
+	for _, e := range v.entries.all() {
+		x.set(e)
+	}
+	runtime.GC()
+	after := heapStats().scan - int64(strs.dir.len())*int64(unsafe.Sizeof(slab{}))
+	if per := float64(after-before) / n; per > 2 {
+		t.Errorf("a view of %d mappings and its by-id table add %.1f scannable bytes per mapping; want at most 2", n, per)
+	}
+	for i := 0; i < n; i += 999 {
+		name := strings.Replace(host(i), "*", "a", 1)
+		if e, ok := v.index.Lookup(name); !ok || e.id() != ms[i].ID {
+			t.Errorf("Lookup(%q) = %v, %v; want mapping %s", name, e, ok, ms[i].ID)
+		}
+		if e := x.get(ms[i].ID); e == nil || e.id() != ms[i].ID {
+			t.Errorf("by id %s: %v", ms[i].ID, e)
+		}
+	}
+	runtime.KeepAlive(v)
+	runtime.KeepAlive(&x)
+	runtime.KeepAlive(ms)
 }

@@ -66,8 +66,14 @@ func FuzzLookup(f *testing.F) {
 			hosts = hosts[:64]
 		}
 		b := NewBuilder[string](len(hosts))
-		if len(serverName)%2 == 1 { // and half the inputs keep no copy of the hosts
-			b = NewBuilderOn(len(hosts), func(h string) string { return h })
+		// Half the inputs keep no copy of the hosts, and half of those
+		// keep their values by Refs.
+		if len(serverName)%2 == 1 {
+			var refs Refs[string]
+			if len(serverName)%4 == 3 {
+				refs = newListRefs[string]()
+			}
+			b = NewBuilderOn(len(hosts), func(h string) string { return h }, refs)
 		}
 		usable := map[string]bool{}
 		var accepted []string

@@ -70,14 +70,28 @@ type Builder[T any] struct {
 }
 
 // NewBuilder starts an Index; size is a capacity hint (0 is fine).
-func NewBuilder[T any](size int) *Builder[T] { return NewBuilderOn[T](size, nil) }
+func NewBuilder[T any](size int) *Builder[T] { return NewBuilderOn[T](size, nil, nil) }
 
 // NewBuilderOn starts an Index that keeps no copy of its hosts: every host
 // Add maps to v (without its "*." for a wildcard) must lie in keyOf(v),
 // which must return the same bytes for as long as an Index holds v, and
-// the Index keeps only where it lies. A nil keyOf is NewBuilder.
-func NewBuilderOn[T any](size int, keyOf func(T) string) *Builder[T] {
-	return &Builder[T]{x: &Index[T]{exact: newTable(size, keyOf), wild: newTable(0, keyOf)}}
+// the Index keeps only where it lies. With refs its base keeps each value
+// as refs.Ref of it, which holds no pointer. A nil keyOf and a nil refs
+// are NewBuilder.
+func NewBuilderOn[T any](size int, keyOf func(T) string, refs Refs[T]) *Builder[T] {
+	return &Builder[T]{x: &Index[T]{exact: newTable(size, keyOf, refs), wild: newTable(0, keyOf, refs)}}
+}
+
+// Refs turns an Index's values into 32-bit references and back, so that
+// its base holds no pointer for the garbage collector to follow: at 100k
+// hosts a pointer each was 100k pointers every cycle marked, all into a
+// few hundred objects (serve's slabs of entries). Deref(Ref(v)) must be v
+// for as long as an Index made by the Builder, or by an Edit of it, holds
+// v. Ref is called only while a Builder adds or builds, Deref also by
+// concurrent lookups.
+type Refs[T any] interface {
+	Ref(v T) uint32
+	Deref(ref uint32) T
 }
 
 // split is host's map key and whether it is a wildcard.
@@ -163,7 +177,7 @@ func (b *Builder[T]) Build() *Index[T] {
 // compact folds the overlay into a new base.
 func (x *Index[T]) compact() {
 	fold := func(base *table[T], over map[string]slot[T]) *table[T] {
-		t := newTable(base.live+len(over), base.keyOf)
+		t := newTable(base.live+len(over), base.keyOf, base.enc)
 		base.each(func(k string, v T) {
 			if _, changed := over[k]; !changed {
 				t.set(k, v)

@@ -11,7 +11,8 @@ import (
 // map[string]T is about 40 bytes per host that the garbage collector walks
 // on every cycle, a key pointer and a value per slot; a table's keys, refs
 // and slots hold no pointers, so the collector walks only vals (at 100k
-// hosts, 0.8 of about 4.5 MiB).
+// hosts, 0.8 of about 4.5 MiB), and with Refs not even those: it keeps
+// each value as its 32-bit Ref in ids instead.
 //
 // A table either copies its keys, back to back in keys, or, when it has a
 // keyOf, keeps only where each key lies in keyOf of its value: at 100k
@@ -23,7 +24,9 @@ type table[T any] struct {
 	ends  []uint32 // where each key ends in keys (no keyOf; see key)
 	refs  []keyRef // where each key lies in keyOf(vals[i]) (keyOf)
 	keyOf func(T) string
-	vals  []T
+	enc   Refs[T]  // nil: values kept in vals
+	vals  []T      // value i (no enc)
+	ids   []uint32 // enc.Ref of value i (enc)
 	slots []uint32 // 0 empty, tomb removed, else 1+i; a power of two long
 	used  int      // slots not empty, removed ones included
 	live  int      // keys mapped
@@ -41,9 +44,10 @@ const tomb = ^uint32(0)
 var tableSeed = maphash.MakeSeed()
 
 // newTable is a table with room for n keys before it grows, that keeps
-// its keys in keyOf of their values unless keyOf is nil (see table).
-func newTable[T any](n int, keyOf func(T) string) *table[T] {
-	t := &table[T]{keyOf: keyOf}
+// its keys in keyOf of their values unless keyOf is nil, and its values
+// as enc's Refs unless enc is nil (see table).
+func newTable[T any](n int, keyOf func(T) string, enc Refs[T]) *table[T] {
+	t := &table[T]{keyOf: keyOf, enc: enc}
 	if n > 0 {
 		t.slots = make([]uint32, slotsFor(n))
 		if keyOf != nil {
@@ -51,10 +55,39 @@ func newTable[T any](n int, keyOf func(T) string) *table[T] {
 		} else {
 			t.ends = make([]uint32, 0, n)
 		}
-		t.vals = make([]T, 0, n)
+		if enc != nil {
+			t.ids = make([]uint32, 0, n)
+		} else {
+			t.vals = make([]T, 0, n)
+		}
 	}
 	return t
 }
+
+// val is value i.
+func (t *table[T]) val(i uint32) T {
+	if t.enc != nil {
+		return t.enc.Deref(t.ids[i])
+	}
+	return t.vals[i]
+}
+
+// putVal makes v value i; i == the values' count appends it.
+func (t *table[T]) putVal(i uint32, v T) {
+	switch {
+	case t.enc == nil && int(i) == len(t.vals):
+		t.vals = append(t.vals, v)
+	case t.enc == nil:
+		t.vals[i] = v
+	case int(i) == len(t.ids):
+		t.ids = append(t.ids, t.enc.Ref(v))
+	default:
+		t.ids[i] = t.enc.Ref(v)
+	}
+}
+
+// nvals is the count of values, removed ones included.
+func (t *table[T]) nvals() int { return max(len(t.vals), len(t.ids)) }
 
 // slotsFor is the power of two that holds n keys at most three quarters
 // full: probes stay short.
@@ -64,11 +97,11 @@ func slotsFor(n int) int {
 
 // key is key i: a view of keys, whose bytes are never written again once
 // set (an append that moves them leaves the old array as it was), or of
-// keyOf(vals[i]). A removed key (vals[i] zero) has none; no slot names it.
+// keyOf(val(i)). A removed key (value i zero) has none; no slot names it.
 func (t *table[T]) key(i uint32) string {
 	if t.keyOf != nil {
 		r := t.refs[i]
-		return t.keyOf(t.vals[i])[r.off:][:r.n]
+		return t.keyOf(t.val(i))[r.off:][:r.n]
 	}
 	start := uint32(0)
 	if i > 0 {
@@ -102,7 +135,7 @@ func (t *table[T]) get(key string) (v T, ok bool) {
 	if !ok {
 		return v, false
 	}
-	return t.vals[t.slots[i]-1], true
+	return t.val(t.slots[i] - 1), true
 }
 
 // keyable reports whether set may map key to v: with a keyOf, key must
@@ -128,7 +161,7 @@ func (t *table[T]) set(key string, v T) {
 		if t.keyOf != nil {
 			t.refs[k] = t.refIn(key, v) // the key now lies in v
 		}
-		t.vals[k] = v
+		t.putVal(k, v)
 		return
 	}
 	if t.keyOf != nil {
@@ -137,8 +170,9 @@ func (t *table[T]) set(key string, v T) {
 		t.keys = append(t.keys, key...)
 		t.ends = append(t.ends, uint32(len(t.keys)))
 	}
-	t.vals = append(t.vals, v)
-	t.slots[i] = uint32(len(t.vals))
+	n := uint32(t.nvals())
+	t.putVal(n, v)
+	t.slots[i] = n + 1
 	t.used++
 	t.live++
 }
@@ -149,8 +183,10 @@ func (t *table[T]) del(key string) {
 		return
 	}
 	if i, ok := t.find(key); ok {
-		var zero T
-		t.vals[t.slots[i]-1] = zero // not kept alive by the table
+		if t.enc == nil {
+			var zero T
+			t.vals[t.slots[i]-1] = zero // not kept alive by the table
+		}
 		t.slots[i] = tomb
 		t.live--
 	}
@@ -175,7 +211,7 @@ func (t *table[T]) rehash(n int) {
 func (t *table[T]) each(fn func(key string, v T)) {
 	for _, s := range t.slots {
 		if s != 0 && s != tomb {
-			fn(t.key(s-1), t.vals[s-1])
+			fn(t.key(s-1), t.val(s-1))
 		}
 	}
 }
@@ -194,5 +230,8 @@ func (t *table[T]) trim() {
 	}
 	if cap(t.vals) > len(t.vals)+len(t.vals)/8 {
 		t.vals = append([]T(nil), t.vals...)
+	}
+	if cap(t.ids) > len(t.ids)+len(t.ids)/8 {
+		t.ids = append([]uint32(nil), t.ids...)
 	}
 }
