@@ -1,0 +1,15 @@
+package statetest
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/p2pstream/p2ptls/state"
+)
+
+func TestConformanceDir(t *testing.T) {
+	Conformance(t, func(t *testing.T) state.Store {
+		return state.OpenDir(filepath.Join(t.TempDir(), "state"), 300*time.Millisecond)
+	})
+}
