@@ -64,13 +64,13 @@ const toolName = "p2ptls"
 // goroutines; its lock and claims exclude other processes and other
 // callers in this one.
 type Store struct {
-	cfg   Config
-	cli   *clientv3.Client
-	root  string // "/PREFIX/v1/"
-	base  string // "/PREFIX/"
-	wait  time.Duration
-	ctx   context.Context // ends with Close
-	stop  context.CancelFunc
+	cfg    Config
+	cli    *clientv3.Client
+	root   string // "/PREFIX/v1/"
+	base   string // "/PREFIX/"
+	wait   time.Duration
+	ctx    context.Context // ends with Close
+	stop   context.CancelFunc
 	marked chan struct{} // closed once the marker is known to be written
 
 	lockSem chan struct{} // one lock holder per Store
