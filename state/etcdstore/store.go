@@ -3,10 +3,12 @@ package etcdstore
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"path"
 	"slices"
 	"strconv"
@@ -124,17 +126,50 @@ func Open(ctx context.Context, cfg Config, lockTimeout time.Duration) (*Store, e
 		Context:     context.WithoutCancel(ctx),
 	})
 	if err != nil {
-		return nil, connectError(cfg, eps, err)
+		return nil, connectError(cfg, eps, tlsCause(cfg, tc, err))
 	}
 	base := "/" + cfg.Prefix + "/"
 	sctx, stop := context.WithCancel(context.Background())
 	s := &Store{cfg: cfg, cli: cli, base: base, root: base + "v1/", wait: lockTimeout,
 		ctx: sctx, stop: stop, marked: make(chan struct{}), lockSem: make(chan struct{}, 1), claims: map[string]*concurrency.Mutex{}}
-	if err := s.checkPrefix(ctx, eps); err != nil {
+	if err := s.checkPrefix(ctx, eps, tc); err != nil {
 		_ = s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// tlsCause finds why a TLS connection timed out: gRPC retries a failed
+// handshake until the deadline and reports only that. A direct handshake
+// with the same settings says what is wrong (an unknown CA, a missing
+// client certificate).
+func tlsCause(cfg Config, tc *tls.Config, err error) error {
+	if tc == nil || !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	for _, ep := range cfg.Endpoints {
+		host, _, _ := net.SplitHostPort(ep)
+		c := tc.Clone()
+		c.ServerName = host
+		conn, herr := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", ep, c)
+		if herr == nil {
+			// The server may still refuse the client's certificate after
+			// the handshake: a read tells.
+			_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+			_, herr = conn.Read(make([]byte, 1))
+			_ = conn.Close()
+			var ne net.Error
+			if herr == nil || errors.As(herr, &ne) && ne.Timeout() {
+				continue
+			}
+		}
+		var ne *net.OpError
+		if errors.As(herr, &ne) && ne.Op == "dial" {
+			continue // nothing listens there: not a TLS matter
+		}
+		return fmt.Errorf("TLS with %s failed: %w", ep, herr)
+	}
+	return err
 }
 
 // connectError is the one sentence for a cluster that does not answer.
@@ -154,7 +189,7 @@ func connectError(cfg Config, eps string, err error) error {
 
 // checkPrefix refuses a prefix that holds other keys than p2ptls's, or a
 // layout this build does not know.
-func (s *Store) checkPrefix(ctx context.Context, eps string) error {
+func (s *Store) checkPrefix(ctx context.Context, eps string, tc *tls.Config) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).Then(
@@ -162,7 +197,7 @@ func (s *Store) checkPrefix(ctx context.Context, eps string) error {
 		clientv3.OpGet(s.base, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1)),
 	).Commit()
 	if err != nil {
-		return connectError(s.cfg, eps, err)
+		return connectError(s.cfg, eps, tlsCause(s.cfg, tc, err))
 	}
 	metaKVs := resp.Responses[0].GetResponseRange().Kvs
 	anyKVs := resp.Responses[1].GetResponseRange().Kvs

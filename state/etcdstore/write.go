@@ -213,6 +213,18 @@ func (s *Store) setMarked() {
 	}
 }
 
+// crashAt, when a test sets it, is called at each step of a large
+// change ("staged", "pending", "applied"); an error stops the change
+// there, as a crash of the process would.
+var crashAt func(step string) error
+
+func crashPoint(step string) error {
+	if crashAt == nil {
+		return nil
+	}
+	return crashAt(step)
+}
+
 // pendingRecord names a large change that is being applied.
 type pendingRecord struct {
 	ID      string   `json:"id"`
@@ -253,6 +265,9 @@ func (s *Store) applyLarge(ctx context.Context, p *plan, replaceAll bool) error 
 	if err := b.flush(); err != nil {
 		return err
 	}
+	if err := crashPoint("staged"); err != nil {
+		return err
+	}
 	recJSON, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -271,6 +286,9 @@ func (s *Store) applyLarge(ctx context.Context, p *plan, replaceAll bool) error 
 		if errors.Is(err, errLost) {
 			return fmt.Errorf("record the large change: %w", err)
 		}
+		return err
+	}
+	if err := crashPoint("pending"); err != nil {
 		return err
 	}
 	return s.finish(cctx, rec)
@@ -309,6 +327,9 @@ func (s *Store) finish(ctx context.Context, rec pendingRecord) error {
 	})
 	if err == nil {
 		err = b.flush()
+	}
+	if err == nil {
+		err = crashPoint("applied")
 	}
 	if err != nil {
 		return fmt.Errorf("apply the large change %s: %w", rec.ID, err)
