@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -54,6 +55,51 @@ func (s *Store) session(ctx context.Context) (*concurrency.Session, error) {
 	return sess, nil
 }
 
+// lockOnSession takes the mutex at key with take (Lock or TryLock) on the
+// live session. A lease that etcd no longer has (revoked, or expired in a
+// stall before the keep-alive noticed) gets a new session, once.
+func (s *Store) lockOnSession(ctx context.Context, key string, take func(*concurrency.Mutex, context.Context) error) (*concurrency.Session, *concurrency.Mutex, error) {
+	for attempt := 0; ; attempt++ {
+		sess, err := s.session(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		m := concurrency.NewMutex(sess, s.root+key)
+		err = take(m, ctx)
+		if attempt == 0 && errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			s.dropSession(sess)
+			continue
+		}
+		return sess, m, err
+	}
+}
+
+// dropSession forgets sess, whose lease is gone.
+func (s *Store) dropSession(sess *concurrency.Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sess == sess {
+		sess.Orphan()
+		s.sess = nil
+	}
+}
+
+// mark writes the prefix's marker if it is not known to be there, before
+// the first key of a lock or claim: Open takes keys under the prefix
+// without it for another tool's.
+func (s *Store) mark(ctx context.Context) error {
+	if s.isMarked() {
+		return nil
+	}
+	m, _ := json.Marshal(meta{Tool: toolName, Layout: Layout})
+	k := s.root + keyMeta
+	if _, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, string(m))).Commit(); err != nil {
+		return s.opError("mark the etcd prefix as p2ptls's", err)
+	}
+	s.setMarked()
+	return nil
+}
+
 // Lock takes the state lock: an etcd mutex on the session's lease, so a
 // holder that dies frees it within the TTL. It waits up to the lock
 // timeout, then fails with fault.Locked naming the holder. Taking it
@@ -74,12 +120,11 @@ func (s *Store) Lock(ctx context.Context, purpose string) (func() error, error) 
 		<-s.lockSem
 		return nil, err
 	}
-	sess, err := s.session(lctx)
-	if err != nil {
+	if err := s.mark(lctx); err != nil {
 		return fail(err)
 	}
-	m := concurrency.NewMutex(sess, s.root+dirLock)
-	if err := m.Lock(lctx); err != nil {
+	sess, m, err := s.lockOnSession(lctx, dirLock, (*concurrency.Mutex).Lock)
+	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return fail(ctxErr)
 		}
@@ -204,13 +249,12 @@ func (s *Store) TryClaim(ctx context.Context, name string) (func(), bool, error)
 		delete(s.claims, name)
 		s.mu.Unlock()
 	}
-	sess, err := s.session(ctx)
-	if err != nil {
+	if err := s.mark(ctx); err != nil {
 		drop()
 		return nil, false, err
 	}
-	m := concurrency.NewMutex(sess, s.root+dirClaims+name)
-	if err := m.TryLock(ctx); err != nil {
+	_, m, err := s.lockOnSession(ctx, dirClaims+name, (*concurrency.Mutex).TryLock)
+	if err != nil {
 		drop()
 		if errors.Is(err, concurrency.ErrLocked) {
 			return nil, false, nil

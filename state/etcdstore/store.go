@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"path"
@@ -167,23 +168,49 @@ func tlsCause(cfg Config, tc *tls.Config, err error) error {
 		if errors.As(herr, &ne) && ne.Op == "dial" {
 			continue // nothing listens there: not a TLS matter
 		}
-		return fmt.Errorf("TLS with %s failed: %w", ep, herr)
+		return &tlsError{ep: ep, err: herr}
 	}
 	return err
 }
 
+// tlsError is a failed handshake with an endpoint.
+type tlsError struct {
+	ep  string
+	err error
+}
+
+func (e *tlsError) Error() string {
+	if errors.Is(e.err, io.EOF) {
+		return fmt.Sprintf("the TLS handshake with %s was cut off (does it serve TLS?)", e.ep)
+	}
+	return fmt.Sprintf("the TLS handshake with %s failed: %v", e.ep, e.err)
+}
+
+func (e *tlsError) Unwrap() error { return e.err }
+
 // connectError is the one sentence for a cluster that does not answer.
 func connectError(cfg Config, eps string, err error) error {
 	msg := err.Error()
+	var te *tlsError
 	switch {
-	case strings.Contains(msg, "authentication failed") || strings.Contains(msg, "invalid auth token") || strings.Contains(msg, "user name is empty") || strings.Contains(msg, "permission denied"):
+	case strings.Contains(msg, "user name is empty"):
+		return fault.Failf(fmt.Sprintf("set %s and %s", EnvUser, EnvPasswordFile),
+			"etcd at %s requires a user and password", eps)
+	case errors.As(err, &te):
+		return fault.Failf(fmt.Sprintf("check %s (the CA of etcd's server certificate) and %s/%s", EnvCAFile, EnvCertFile, EnvKeyFile),
+			"cannot talk TLS to etcd at %s: %v", eps, err)
+	case strings.Contains(msg, "authentication failed") || strings.Contains(msg, "invalid auth token") || strings.Contains(msg, "permission denied"):
 		return fault.Failf(fmt.Sprintf("check %s and the password in %s", EnvUser, EnvPasswordFile),
 			"etcd at %s refused the credentials of user %q: %v", eps, cfg.User, err)
 	case strings.Contains(msg, "certificate") || strings.Contains(msg, "tls:") || strings.Contains(msg, "x509"):
 		return fault.Failf(fmt.Sprintf("check %s (the CA of etcd's server certificate) and %s/%s", EnvCAFile, EnvCertFile, EnvKeyFile),
 			"cannot talk TLS to etcd at %s: %v", eps, err)
 	}
-	return fault.Failf("check that etcd runs there and answers; with TLS set "+EnvCAFile,
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fault.Failf("check that etcd runs there and answers; if it serves TLS, set "+EnvCAFile,
+			"cannot reach etcd at %s: no answer within %s", eps, cfg.DialTimeout)
+	}
+	return fault.Failf("check that etcd runs there and answers; if it serves TLS, set "+EnvCAFile,
 		"cannot reach etcd at %s: %v", eps, err)
 }
 
@@ -224,15 +251,15 @@ func (s *Store) checkPrefix(ctx context.Context, eps string, tc *tls.Config) err
 // Close ends the store's watches, gives up its lease (freeing a lock or
 // claims still held) and closes the connection.
 func (s *Store) Close() error {
-	s.stop()
 	s.mu.Lock()
 	sess := s.sess
 	s.sess = nil
 	s.mu.Unlock()
 	var err error
 	if sess != nil {
-		err = sess.Close()
+		err = sess.Close() // revokes the lease, under s.ctx: before stop
 	}
+	s.stop()
 	return errors.Join(err, s.cli.Close())
 }
 
