@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -419,5 +420,64 @@ func TestLeaderLossMidChange(t *testing.T) {
 	mustDo(t, err)
 	if (large == nil && len(names) != 400) || (len(names) != 0 && len(names) != 400) {
 		t.Fatalf("large change (err %v): %d of 400 records", large, len(names))
+	}
+}
+
+// TestCachedReadsFollowOtherWriters: a store whose List cached a
+// directory's values reads another process's change of one of them once
+// its feed says so, and at once under the lock.
+func TestCachedReadsFollowOtherWriters(t *testing.T) {
+	c := etcdtest.Start(t)
+	prefix := newPrefix("cache")
+	reader := openTest(t, c, prefix)
+	writer := openTest(t, c, prefix)
+	ctx := testCtx(t)
+	mustDo(t, locked(t, writer, func(ctx context.Context) error { return writer.Apply(ctx, records(50, "v1")) }))
+	feed := reader.WatchChanges(ctx)
+	for v := 2; v <= 20; v++ {
+		names, err := reader.List(ctx, "records")
+		if err != nil || len(names) != 50 {
+			t.Fatalf("list: %d, %v", len(names), err)
+		}
+		want := fmt.Sprintf("v%d", v)
+		change := state.Change{Writes: []state.FileWrite{{Name: "records/m00007.toml", Data: []byte(want), Perm: state.SecretMode}}}
+		mustDo(t, locked(t, writer, func(ctx context.Context) error { return writer.Apply(ctx, change) }))
+		if v%2 == 0 {
+			// Under the lock: what the last holder wrote, whatever the
+			// watch has delivered.
+			err = locked(t, reader, func(ctx context.Context) error {
+				b, err := reader.Read(ctx, "records/m00007.toml")
+				if err == nil && string(b) != want {
+					err = fmt.Errorf("read under the lock = %q, want %q", b, want)
+				}
+				return err
+			})
+			mustDo(t, err)
+			continue
+		}
+		deadline := time.After(10 * time.Second)
+		for got := false; !got; {
+			select {
+			case <-feed.C:
+			case <-deadline:
+				t.Fatal("no signal for the change")
+			}
+			got = slices.Contains(feed.Take().Names, "records/m00007.toml")
+		}
+		b, err := reader.Read(ctx, "records/m00007.toml")
+		if err != nil || string(b) != want {
+			t.Fatalf("read after the signal = %q, %v; want %q", b, err, want)
+		}
+	}
+	// The reader's own writes are read back at once.
+	for v := range 10 {
+		want := fmt.Sprintf("own%d", v)
+		mustDo(t, reader.Write(ctx, "records/m00003.toml", []byte(want), state.SecretMode))
+		if b, err := reader.Read(ctx, "records/m00003.toml"); err != nil || string(b) != want {
+			t.Fatalf("read after own write = %q, %v", b, err)
+		}
+		if _, err := reader.List(ctx, "records"); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

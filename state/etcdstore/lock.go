@@ -133,6 +133,8 @@ func (s *Store) Lock(ctx context.Context, purpose string) (func() error, error) 
 		}
 		return fail(s.opError("take the state lock", err))
 	}
+	// What the previous holder wrote may not have reached the watch yet.
+	s.cache.lockTaken(m.Header().Revision)
 	host, _ := os.Hostname()
 	rec, _ := json.Marshal(state.Holder{PID: os.Getpid(), Host: host, Since: time.Now().UTC().Truncate(time.Second), Purpose: purpose})
 	holderKey := s.root + dirHolders + strconv.FormatInt(int64(sess.Lease()), 16)

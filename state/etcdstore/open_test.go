@@ -31,7 +31,7 @@ func TestOpenRefusesWhatItCannotUse(t *testing.T) {
 	plain := etcdtest.Start(t)
 	files := etcdtest.NewTLSFiles(t)
 	secure := etcdtest.StartClusterWith(t, 1, files.ServeTLS(true))
-	authed := etcdtest.Start(t)
+	authed := etcdtest.StartClusterWith(t, 1, etcdtest.CheapPasswords)
 	etcdtest.EnableAuth(t, authed, "right")
 	down := closedAddr(t)
 
@@ -98,7 +98,7 @@ func TestOpenRefusesWhatItCannotUse(t *testing.T) {
 }
 
 func TestOpenURLReadsPasswordFile(t *testing.T) {
-	c := etcdtest.Start(t)
+	c := etcdtest.StartClusterWith(t, 1, etcdtest.CheapPasswords)
 	etcdtest.EnableAuth(t, c, "from-a-file")
 	pw := filepath.Join(t.TempDir(), "pw")
 	if err := os.WriteFile(pw, []byte("from-a-file\n"), 0o600); err != nil {

@@ -87,7 +87,7 @@ func (s *Store) keepAside(ctx context.Context, now time.Time) (string, error) {
 	to := name + "/v1/"
 	b := s.batcher(ctx, false)
 	files := s.root + dirFiles
-	err := s.scan(ctx, files, 0, func(k string, v []byte) error {
+	err := s.scan(ctx, files, 0, scanPage, func(k string, v []byte) error {
 		rel := strings.TrimPrefix(k, files)
 		if isRuntime(rel) {
 			return nil

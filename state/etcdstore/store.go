@@ -78,6 +78,9 @@ type Store struct {
 
 	lockSem chan struct{} // one lock holder per Store
 
+	cache     cache // values of listed directories, kept true by the watch
+	watchOnce sync.Once
+
 	mu     sync.Mutex
 	sess   *concurrency.Session
 	held   *concurrency.Mutex            // the state lock, while held
@@ -132,7 +135,8 @@ func Open(ctx context.Context, cfg Config, lockTimeout time.Duration) (*Store, e
 	base := "/" + cfg.Prefix + "/"
 	sctx, stop := context.WithCancel(context.Background())
 	s := &Store{cfg: cfg, cli: cli, base: base, root: base + "v1/", wait: lockTimeout,
-		ctx: sctx, stop: stop, marked: make(chan struct{}), lockSem: make(chan struct{}, 1), claims: map[string]*concurrency.Mutex{}}
+		ctx: sctx, stop: stop, marked: make(chan struct{}), lockSem: make(chan struct{}, 1), claims: map[string]*concurrency.Mutex{},
+		cache: newCache()}
 	if err := s.checkPrefix(ctx, eps, tc); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -328,27 +332,28 @@ func decodeValue(v []byte) (data []byte, perm fs.FileMode, at time.Time, err err
 // get reads key (with opts) as readers must see it: while a large change
 // is pending, at the etcd revision before it began, so that a reader never
 // sees half of it. Runtime names are read as they are now.
-func (s *Store) get(ctx context.Context, key string, runtime bool, opts ...clientv3.OpOption) ([]*mvccpb.KeyValue, error) {
+func (s *Store) get(ctx context.Context, key string, runtime bool, opts ...clientv3.OpOption) ([]*mvccpb.KeyValue, int64, error) {
 	if runtime {
 		r, err := s.cli.Get(ctx, key, opts...)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		return r.Kvs, nil
+		return r.Kvs, r.Header.Revision, nil
 	}
 	t, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.root+keyPending, clientv3.WithKeysOnly()), clientv3.OpGet(key, opts...)).Commit()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	pend := t.Responses[0].GetResponseRange().Kvs
 	if len(pend) == 0 {
-		return t.Responses[1].GetResponseRange().Kvs, nil
+		return t.Responses[1].GetResponseRange().Kvs, t.Header.Revision, nil
 	}
-	r, err := s.cli.Get(ctx, key, append(opts, clientv3.WithRev(pend[0].CreateRevision-1))...)
+	before := pend[0].CreateRevision - 1
+	r, err := s.cli.Get(ctx, key, append(opts, clientv3.WithRev(before))...)
 	if err != nil {
-		return nil, fmt.Errorf("read while a large change is being applied: %w", err)
+		return nil, 0, fmt.Errorf("read while a large change is being applied: %w", err)
 	}
-	return r.Kvs, nil
+	return r.Kvs, before, nil
 }
 
 // Read returns the content of name; a missing file gives an error
@@ -358,14 +363,21 @@ func (s *Store) Read(ctx context.Context, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	kvs, err := s.get(ctx, k, isRuntime(name))
-	if err != nil {
-		return nil, s.opError("read "+name, err)
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	if len(kvs) == 0 {
-		return nil, &fs.PathError{Op: "read", Path: name, Err: fs.ErrNotExist}
+	v, ok := s.cache.get(k)
+	if !ok {
+		kvs, _, err := s.get(ctx, k, isRuntime(name))
+		if err != nil {
+			return nil, s.opError("read "+name, err)
+		}
+		if len(kvs) == 0 {
+			return nil, &fs.PathError{Op: "read", Path: name, Err: fs.ErrNotExist}
+		}
+		v = kvs[0].Value
 	}
-	data, _, _, err := decodeValue(kvs[0].Value)
+	data, _, _, err := decodeValue(v)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
@@ -395,7 +407,7 @@ func (s *Store) Stat(ctx context.Context, name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	kvs, err := s.get(ctx, k, isRuntime(name))
+	kvs, _, err := s.get(ctx, k, isRuntime(name))
 	if err != nil {
 		return nil, s.opError("stat "+name, err)
 	}
@@ -406,7 +418,7 @@ func (s *Store) Stat(ctx context.Context, name string) (fs.FileInfo, error) {
 		}
 		return fileInfo{name: path.Base(name), size: int64(len(data)), mode: perm, mtime: at}, nil
 	}
-	kvs, err = s.get(ctx, k+"/", isRuntime(name+"/"), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1))
+	kvs, _, err = s.get(ctx, k+"/", isRuntime(name+"/"), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1))
 	if err != nil {
 		return nil, s.opError("stat "+name, err)
 	}
@@ -424,18 +436,46 @@ func (s *Store) List(ctx context.Context, dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	kvs, err := s.get(ctx, pfx, dir != "" && isRuntime(dir+"/"), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	runtime := dir != "" && isRuntime(dir+"/")
+	kvs, rev, err := s.get(ctx, pfx, runtime, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return nil, s.opError("list "+dir, err)
 	}
 	names := make([]string, 0, len(kvs))
+	flat := true
 	for _, kv := range kvs {
-		first, _, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), pfx), "/")
+		first, _, sub := strings.Cut(strings.TrimPrefix(string(kv.Key), pfx), "/")
+		flat = flat && !sub
 		if n := len(names); n == 0 || names[n-1] != first {
 			names = append(names, first) // keys come sorted: a directory's keys are adjacent
 		}
 	}
+	if flat && !runtime && s.cache.missing(kvs) >= prefetchMin {
+		s.prefetch(ctx, pfx, rev)
+	}
 	return slices.Compact(names), nil
+}
+
+// prefetchMin is the fewest files of a directory whose values List
+// fetches for the cache: below it, reading them one by one costs as much.
+const prefetchMin = 2
+
+// prefetchPage is how many values one request of prefetch reads: etcd
+// counts the whole range for every page, so pages are large (records are
+// a few hundred bytes; a flat directory of large files is not p2ptls's).
+const prefetchPage = 10_000
+
+// prefetch caches the values under pfx as they were at rev (see cache.go).
+// It is an optimisation: when it fails, reads go to etcd.
+func (s *Store) prefetch(ctx context.Context, pfx string, rev int64) {
+	s.startWatch()
+	vals := map[string][]byte{}
+	if err := s.scan(ctx, pfx, rev, prefetchPage, func(k string, v []byte) error {
+		vals[k] = v
+		return nil
+	}); err == nil {
+		s.cache.put(vals, rev)
+	}
 }
 
 // opError names the endpoints of a request that failed for want of etcd.

@@ -41,25 +41,55 @@ func (s *Store) WatchChanges(ctx context.Context) *state.Feed {
 // rewatchDelay spaces the restarts of a watch that etcd ended.
 const rewatchDelay = 200 * time.Millisecond
 
-// subscribe runs one etcd watch on the prefix for one subscriber (the
-// client multiplexes watches on one stream). Names of a large change are
-// held back until it ends, when the reader's reads see all of it.
+// subscribe adds a feed to the store's one watch, which also keeps the
+// read cache true (see cache.go): the cache forgets a changed value before
+// any feed is told of the change, so a reader woken by a feed reads the
+// new value.
 func (s *Store) subscribe(ctx context.Context, names bool) *state.Feed {
 	f := state.NewFeed(names)
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(s.ctx, cancel)
-	go func() {
-		defer f.Close()
-		defer stop()
-		defer cancel()
-		s.watchLoop(ctx, f)
-	}()
+	c := &s.cache
+	c.mu.Lock()
+	c.subs[f] = struct{}{}
+	c.mu.Unlock()
+	s.startWatch()
+	context.AfterFunc(ctx, func() { s.unsubscribe(f) })
+	context.AfterFunc(s.ctx, func() { s.unsubscribe(f) })
 	return f
 }
 
-func (s *Store) watchLoop(ctx context.Context, f *state.Feed) {
+func (s *Store) unsubscribe(f *state.Feed) {
+	c := &s.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.subs[f]; ok {
+		delete(c.subs, f)
+		f.Close()
+	}
+}
+
+// startWatch starts the store's watch once and waits until it knows the
+// revision it watches from.
+func (s *Store) startWatch() {
+	s.watchOnce.Do(func() {
+		started := make(chan struct{})
+		go s.watchLoop(started)
+		select {
+		case <-started:
+		case <-time.After(s.cfg.DialTimeout):
+			// etcd is away: the loop goes on trying; the cache stays off
+			// until it has started.
+		case <-s.ctx.Done():
+		}
+	})
+}
+
+// watchLoop runs the store's watch on its prefix until Close. Names of a
+// large change are held back until it ends, when reads see all of it.
+func (s *Store) watchLoop(started chan struct{}) {
+	ctx := s.ctx
+	c := &s.cache
 	var (
-		rev     int64 // last revision seen; 0 until the first answer
+		rev     int64 // last revision seen; 0 until (re)started
 		pending bool
 		held    []string
 	)
@@ -69,6 +99,13 @@ func (s *Store) watchLoop(ctx context.Context, f *state.Feed) {
 			return false
 		}
 		rev, pending, held = r.Header.Revision, len(r.Kvs) == 1, nil
+		c.mu.Lock()
+		c.restart(rev)
+		c.mu.Unlock()
+		if started != nil {
+			close(started)
+			started = nil
+		}
 		return true
 	}
 	for ctx.Err() == nil {
@@ -81,17 +118,22 @@ func (s *Store) watchLoop(ctx context.Context, f *state.Feed) {
 			if wr.CompactRevision != 0 || wr.Canceled {
 				// Events were lost (compacted away) or the watch was
 				// refused: anything may have changed.
-				f.Publish(nil, true)
+				c.mu.Lock()
+				c.off()
+				c.publish(nil, true)
+				c.mu.Unlock()
 				rev = 0
 				break
 			}
 			if err := wr.Err(); err != nil {
-				break // restarted from rev below
+				break // resumed from rev below
 			}
 			var got []string
 			signal := false
+			c.mu.Lock()
 			for _, ev := range wr.Events {
 				k := string(ev.Kv.Key)
+				c.changed(k, ev.Kv.ModRevision)
 				switch {
 				case k == s.root+keyPending:
 					pending = ev.Type == clientv3.EventTypePut
@@ -116,13 +158,18 @@ func (s *Store) watchLoop(ctx context.Context, f *state.Feed) {
 			}
 			if len(wr.Events) > 0 {
 				rev = wr.Events[len(wr.Events)-1].Kv.ModRevision
+				c.seen(rev)
 			}
 			if len(got) > 0 || signal {
-				f.Publish(got, false)
+				c.publish(got, false)
 			}
+			c.mu.Unlock()
 		}
 		sleep(ctx, rewatchDelay)
 	}
+	c.mu.Lock()
+	c.off()
+	c.mu.Unlock()
 }
 
 func sleep(ctx context.Context, d time.Duration) {

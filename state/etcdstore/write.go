@@ -185,11 +185,22 @@ func (s *Store) commitIf(ctx context.Context, ops []clientv3.Op, desired bool, e
 	}
 	r, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
+		// The commit may or may not have been made: forget the values.
+		s.cache.lockTaken(0)
 		return s.opError("write", err)
 	}
 	if !r.Succeeded {
 		return errLost
 	}
+	var keys, prefixes []string
+	for _, op := range ops {
+		if len(op.RangeBytes()) > 0 {
+			prefixes = append(prefixes, string(op.KeyBytes()))
+		} else {
+			keys = append(keys, string(op.KeyBytes()))
+		}
+	}
+	s.cache.committed(r.Header.Revision, keys, prefixes)
 	if marking {
 		s.setMarked()
 	}
@@ -322,7 +333,7 @@ func (s *Store) finish(ctx context.Context, rec pendingRecord) error {
 		return err
 	}
 	staging := s.root + dirStaging + rec.ID + "/"
-	err := s.scan(ctx, staging, 0, func(k string, v []byte) error {
+	err := s.scan(ctx, staging, 0, scanPage, func(k string, v []byte) error {
 		return b.add(clientv3.OpPut(files+strings.TrimPrefix(k, staging), string(v)), len(k)+len(v))
 	})
 	if err == nil {
@@ -340,16 +351,17 @@ func (s *Store) finish(ctx context.Context, rec pendingRecord) error {
 	}, rec.Desired)
 }
 
-// scanPage is how many keys one request of scan reads.
-const scanPage = 500
+// scanPage is how many values of up to MaxValue one request of scan
+// reads.
+const scanPage = 100
 
 // scan calls fn for every key under prefix, in pages, at revision rev (0:
 // the current one, fixed at the first page).
-func (s *Store) scan(ctx context.Context, prefix string, rev int64, fn func(k string, v []byte) error) error {
+func (s *Store) scan(ctx context.Context, prefix string, rev int64, page int64, fn func(k string, v []byte) error) error {
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	from := prefix
 	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(scanPage)}
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(page)}
 		if rev > 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}

@@ -70,6 +70,11 @@ func (f *TLSFiles) ServeTLS(clientCerts bool) func(*embed.Config) {
 	}
 }
 
+// CheapPasswords is a configure hook of StartClusterWith that hashes
+// passwords with bcrypt's least cost: the default takes seconds under the
+// race detector, longer than a client's dial timeout.
+func CheapPasswords(cfg *embed.Config) { cfg.BcryptCost = 4 }
+
 // EnableAuth turns on etcd's authentication with the user root and
 // password, which every client must then give.
 func EnableAuth(t testing.TB, c *Cluster, password string) {
