@@ -27,7 +27,7 @@ func testCtx(t *testing.T) context.Context {
 // openTest opens a store on c under prefix with short timeouts.
 func openTest(t *testing.T, c *etcdtest.Cluster, prefix string) *Store {
 	t.Helper()
-	s, err := Open(testCtx(t), Config{Endpoints: c.Endpoints(), Prefix: prefix, SessionTTL: testTTL}, 500*time.Millisecond)
+	s, err := Open(testCtx(t), Config{Endpoints: c.Endpoints(), Prefix: prefix, SessionTTL: testTTL}, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

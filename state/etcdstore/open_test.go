@@ -117,11 +117,7 @@ func TestOpenURLReadsPasswordFile(t *testing.T) {
 
 func TestOpenRefusesAForeignPrefix(t *testing.T) {
 	c := etcdtest.Start(t)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := rawClient(t, c)
 	ctx := testCtx(t)
 	put := func(k, v string) {
 		if _, err := cli.Put(ctx, k, v); err != nil {
@@ -132,17 +128,7 @@ func TestOpenRefusesAForeignPrefix(t *testing.T) {
 	put("/wrongtool/v1/meta", `{"tool":"vault","layout":1}`)
 	put("/future/v1/meta", `{"tool":"p2ptls","layout":9}`)
 	put("/near", "a key beside the prefix, not under it")
-	snapshot := func() map[string]string {
-		r, err := cli.Get(ctx, "", clientv3.WithFromKey())
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := map[string]string{}
-		for _, kv := range r.Kvs {
-			m[string(kv.Key)] = string(kv.Value)
-		}
-		return m
-	}
+	snapshot := func() map[string]string { return kvMap(t, cli, "", clientv3.WithFromKey()) }
 	before := snapshot()
 	for _, tc := range []struct{ prefix, says string }{
 		{"other", "etcd prefix /other holds keys that are not p2ptls's"},
