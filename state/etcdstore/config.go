@@ -30,7 +30,8 @@ const Scheme = "etcd://"
 // Defaults of Config.
 const (
 	DefaultSessionTTL  = 10 * time.Second
-	DefaultDialTimeout = 5 * time.Second
+	DefaultDialTimeout    = 5 * time.Second
+	DefaultRequestTimeout = 15 * time.Second
 )
 
 // Config says where the store is and how to reach it.
@@ -48,6 +49,10 @@ type Config struct {
 	// DialTimeout bounds connecting and the first answer.
 	// DefaultDialTimeout when zero.
 	DialTimeout time.Duration
+	// RequestTimeout bounds each request, so that a command facing a
+	// cluster that went away fails rather than waits (the client waits
+	// for a connection otherwise). DefaultRequestTimeout when zero.
+	RequestTimeout time.Duration
 }
 
 // URL is the store's URL, without credentials.

@@ -235,6 +235,8 @@ func (s *Store) TryClaim(ctx context.Context, name string) (func(), bool, error)
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	if !claimName.MatchString(name) {
 		sum := sha256.Sum256([]byte(name))
 		name = hex.EncodeToString(sum[:16])

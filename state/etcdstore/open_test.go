@@ -172,3 +172,38 @@ func TestOpenBoundedByDialTimeout(t *testing.T) {
 		t.Errorf("took %s, want about the dial timeout", d)
 	}
 }
+
+// TestEtcdAwayAfterOpen: once the cluster has gone, reads, writes, the
+// lock and claims fail within the request timeout with one sentence naming
+// the endpoints, and never as "locked".
+func TestEtcdAwayAfterOpen(t *testing.T) {
+	c := etcdtest.Start(t)
+	s, err := Open(testCtx(t), Config{Endpoints: c.Endpoints(), Prefix: newPrefix("away"), RequestTimeout: time.Second, DialTimeout: time.Second}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := testCtx(t)
+	if err := s.Write(ctx, "p2ptls.toml", []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(0)
+	ep := c.Endpoints()[0]
+	for name, op := range map[string]func() error{
+		"read":     func() error { _, err := s.Read(ctx, "p2ptls.toml"); return err },
+		"list":     func() error { _, err := s.List(ctx, "records"); return err },
+		"revision": func() error { _, err := s.Revision(ctx); return err },
+		"lock":     func() error { _, err := s.Lock(ctx, "test"); return err },
+		"claim":    func() error { _, _, err := s.TryClaim(ctx, "m1"); return err },
+	} {
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			err := op()
+			t.Log(err)
+			statetest.WantFault(t, err, fault.Failure, ep)
+			if d := time.Since(start); d > 20*time.Second {
+				t.Errorf("took %s", d)
+			}
+		})
+	}
+}

@@ -115,6 +115,9 @@ func Open(ctx context.Context, cfg Config, lockTimeout time.Duration) (*Store, e
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
 	tc, err := cfg.tlsConfig()
 	if err != nil {
 		return nil, err
@@ -333,6 +336,8 @@ func decodeValue(v []byte) (data []byte, perm fs.FileMode, at time.Time, err err
 // is pending, at the etcd revision before it began, so that a reader never
 // sees half of it. Runtime names are read as they are now.
 func (s *Store) get(ctx context.Context, key string, runtime bool, opts ...clientv3.OpOption) ([]*mvccpb.KeyValue, int64, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	if runtime {
 		r, err := s.cli.Get(ctx, key, opts...)
 		if err != nil {
@@ -478,6 +483,11 @@ func (s *Store) prefetch(ctx context.Context, pfx string, rev int64) {
 	}
 }
 
+// bounded is ctx limited to one request's time.
+func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.RequestTimeout)
+}
+
 // opError names the endpoints of a request that failed for want of etcd.
 func (s *Store) opError(what string, err error) error {
 	if ctxErr := context.Cause(s.ctx); ctxErr != nil && errors.Is(err, context.Canceled) {
@@ -487,7 +497,11 @@ func (s *Store) opError(what string, err error) error {
 	if errors.As(err, &fe) || errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Unavailable") || strings.Contains(err.Error(), "no leader") {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fault.Failf("check that etcd runs there and answers",
+			"%s: etcd at %s does not answer", what, strings.Join(s.cfg.Endpoints, ","))
+	}
+	if strings.Contains(err.Error(), "Unavailable") || strings.Contains(err.Error(), "no leader") {
 		return fault.Failf("check that etcd runs there and answers",
 			"%s: etcd at %s does not answer: %v", what, strings.Join(s.cfg.Endpoints, ","), err)
 	}

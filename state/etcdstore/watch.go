@@ -16,6 +16,8 @@ import (
 // runtime writes do not. Another cluster (a restored or moved store) gives
 // another token.
 func (s *Store) Revision(ctx context.Context) (string, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	r, err := s.cli.Get(ctx, s.root+keyRev)
 	if err != nil {
 		return "", s.opError("read the state revision", err)

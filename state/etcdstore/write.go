@@ -365,7 +365,9 @@ func (s *Store) scan(ctx context.Context, prefix string, rev int64, page int64, 
 		if rev > 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}
-		r, err := s.cli.Get(ctx, from, opts...)
+		pctx, cancel := s.bounded(ctx)
+		r, err := s.cli.Get(pctx, from, opts...)
+		cancel()
 		if err != nil {
 			return s.opError("read "+prefix, err)
 		}
@@ -413,7 +415,9 @@ func (b *batcher) flush() error {
 	if err := b.ctx.Err(); err != nil {
 		return err
 	}
-	err := b.s.commit(b.ctx, b.ops, b.desired)
+	ctx, cancel := b.s.bounded(b.ctx)
+	defer cancel()
+	err := b.s.commit(ctx, b.ops, b.desired)
 	b.ops, b.bytes = nil, 0
 	return err
 }
