@@ -29,7 +29,7 @@ const Scheme = "etcd://"
 
 // Defaults of Config.
 const (
-	DefaultSessionTTL  = 10 * time.Second
+	DefaultSessionTTL     = 10 * time.Second
 	DefaultDialTimeout    = 5 * time.Second
 	DefaultRequestTimeout = 15 * time.Second
 )
