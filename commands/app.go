@@ -54,6 +54,7 @@ func commandTree() []*cli.Command {
 		acmeCommand(),
 		backupCommand(),
 		restoreCommand(),
+		storeCommand(),
 		doctorCommand(),
 		statusCommand(),
 		serveCommand(),

@@ -10,6 +10,7 @@ import (
 
 	"github.com/p2pstream/p2ptls/serve"
 	"github.com/p2pstream/p2ptls/serve/edge"
+	"github.com/p2pstream/p2ptls/serve/public"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/hostname"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
@@ -33,16 +34,23 @@ func serveCommand() *cli.Command {
 			"deployment failure) and proxies to the mapping's or listener's upstream. Changes\n" +
 			"to the state directory are served within 2 s without a restart. SIGINT or\n" +
 			"SIGTERM shut everything down gracefully.\n\n" +
+			"--listen-host HOST (P2PTLS_LISTEN_HOST) binds every public listener, HTTPS and\n" +
+			"HTTP, on HOST with the port its configuration gives, also one whose configured\n" +
+			"host is specific, and so does every listener added or changed while serve runs:\n" +
+			"replicas whose hosts differ share one configuration. status shows each\n" +
+			"listener's configured addr and its bound_addr.\n\n" +
 			"Every listener is bounded by the limit flags below (timeouts, header size,\n" +
 			"open connections); a stalled upstream is answered with 504. Every listener\n" +
 			"offers TLS 1.2 with ECDHE and AEAD suites only, and TLS 1.3. The write timeout\n" +
 			"of 0 means none on public listeners and 60 s on management." + examples(
 			"p2ptls serve --public-url https://mgmt.example.com:8443",
 			"p2ptls serve --listen 127.0.0.1:8443 --max-conns 2048 --write-timeout 0 --log-format json",
+			"MANAGEMENT_LISTEN=127.0.0.2:8443 p2ptls serve --listen-host 127.0.0.2",
 			"p2ptls serve --tls-mode provided --tls-cert-file /etc/ssl/mgmt.pem --tls-key-file /etc/ssl/mgmt.key"),
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: flgListen, Usage: "management listen address HOST:PORT", Value: statemgmt.DefaultListen, EnvVars: []string{"MANAGEMENT_LISTEN"}},
 			&cli.StringFlag{Name: flgMetricsListen, Usage: "also serve /metrics over plain HTTP without a token on HOST:PORT (trusted networks only; off by default)", EnvVars: []string{"METRICS_LISTEN"}},
+			&cli.StringFlag{Name: flgListenHost, Usage: "bind every public HTTPS and HTTP listener on HOST (an IP address or host name of this machine), keeping each one's port: replicas that share one configuration each serve on their own address; management keeps MANAGEMENT_LISTEN", EnvVars: []string{envListenHost}},
 		}, modeFlags()...), append(append(namesFlags(), resolversFlag()), limitFlags()...)...),
 	}, serveAction)
 }
@@ -103,7 +111,11 @@ func limits(c *cli.Context) (edge.Limits, error) {
 	return l, nil
 }
 
-const flgMetricsListen = "metrics-listen"
+const (
+	flgMetricsListen = "metrics-listen"
+	flgListenHost    = "listen-host"
+	envListenHost    = "P2PTLS_LISTEN_HOST"
+)
 
 // metricsAddr is --metrics-listen, validated; "" when off.
 func metricsAddr(c *cli.Context) (string, error) {
@@ -118,6 +130,16 @@ func metricsAddr(c *cli.Context) (string, error) {
 	return v, nil
 }
 
+// listenHost is --listen-host, validated; "" when not given.
+func listenHost(c *cli.Context) (string, error) {
+	host, err := public.ParseListenHost(c.String(flgListenHost))
+	if err != nil {
+		return "", fault.AsInvalid(fmt.Errorf("--%s (%s): %w", flgListenHost, envListenHost, err),
+			"give this replica's IP address, e.g. 127.0.0.2 or ::1, or a host name such as localhost, without a port")
+	}
+	return host, nil
+}
+
 // minHeaderBytes is the smallest header limit serve takes: browsers send a
 // few kB of headers and cookies, and net/http would read 0 as 1 MiB.
 const minHeaderBytes = 4096
@@ -127,6 +149,10 @@ func serveAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		return err
 	}
 	set, err := managementSettings(c)
+	if err != nil {
+		return err
+	}
+	host, err := listenHost(c)
 	if err != nil {
 		return err
 	}
@@ -143,5 +169,5 @@ func serveAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		return err
 	}
 	return serve.Run(ctx, serve.Options{Store: g.Store(), Log: slog.Default(), Management: set, DNSResolvers: opts.DNSResolvers, Limits: lim,
-		MetricsListen: metricsListen, Version: Version()})
+		MetricsListen: metricsListen, ListenHost: host, Version: Version()})
 }

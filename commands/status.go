@@ -24,6 +24,10 @@ func statusCommand() *cli.Command {
 			"SERVED BY WILDCARD (served_by_wildcard) names hosts whose mapping has no usable\n" +
 			"certificate yet, and the wildcard mapping that serves them meanwhile. panics\n" +
 			"counts the panics serve recovered from; each is logged at ERROR.\n" +
+			"ADDR and HTTP ADDR (addr, http_addr) are the configured addresses; bound_addr and\n" +
+			"bound_http_addr are where serve binds them. A serve run with --listen-host\n" +
+			"(listen_host) rebinds them onto that host, and the table adds BOUND ADDR and\n" +
+			"BOUND HTTP ADDR.\n" +
 			"ACME BACK-OFF (acme_backoff) counts the ACME mappings waiting after a failed\n" +
 			"attempt, by reason (rate_limited: the server's Retry-After; account_paused:\n" +
 			"until the account is unpaused; failed: any other error), with the earliest retry\n" +
@@ -76,20 +80,39 @@ func statusAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		[][]string{{reloadTime(st.LastReloadAt), fmt.Sprint(st.Reloads), reloadResult(st.LastReloadError)}}); err != nil {
 		return err
 	}
+	if st.ListenHost != "" {
+		out("listeners rebound onto %s (--listen-host)", st.ListenHost)
+	}
+	header, rows := listenerTable(st)
+	if err := printTable(g.Stdout, header, rows); err != nil {
+		return err
+	}
+	out("panics recovered: %d", st.Panics)
+	return nil
+}
+
+// listenerTable is the header and rows of the listeners; the bound
+// addresses are columns of their own when serve rebound them.
+func listenerTable(st *runstatus.Status) ([]string, [][]string) {
+	rebound := st.ListenHost != ""
+	header := []string{"LISTENER", "ADDR", "HTTP ADDR"}
+	if rebound {
+		header = append(header, "BOUND ADDR", "BOUND HTTP ADDR")
+	}
+	header = append(header, "STATE", "MAPPINGS", "FALLBACK HITS", "SERVED BY WILDCARD")
 	rows := make([][]string, 0, len(st.Listeners))
 	for _, l := range st.Listeners {
 		state := "listening"
 		if !l.Listening {
 			state = "down: " + l.Error
 		}
-		rows = append(rows, []string{l.Name, l.Addr, orDash(l.HTTPAddr), state, fmt.Sprint(l.Mappings), fallbackSummary(l.FallbackHits),
-			wildcardSummary(l.ServedByWildcard)})
+		row := []string{l.Name, l.Addr, orDash(l.HTTPAddr)}
+		if rebound {
+			row = append(row, l.BoundAddr, orDash(l.BoundHTTPAddr))
+		}
+		rows = append(rows, append(row, state, fmt.Sprint(l.Mappings), fallbackSummary(l.FallbackHits), wildcardSummary(l.ServedByWildcard)))
 	}
-	if err := printTable(g.Stdout, []string{"LISTENER", "ADDR", "HTTP ADDR", "STATE", "MAPPINGS", "FALLBACK HITS", "SERVED BY WILDCARD"}, rows); err != nil {
-		return err
-	}
-	out("panics recovered: %d", st.Panics)
-	return nil
+	return header, rows
 }
 
 // wildcardSummary lists "host=wildcard-mapping" for hosts whose mapping has

@@ -30,13 +30,16 @@ type Options struct {
 	// MetricsListen, when not empty, is a validated HOST:PORT where
 	// /metrics is served over plain HTTP without a token.
 	MetricsListen string
+	// ListenHost, when not empty, is the host every public listener is
+	// bound on instead of its configured one (public.ParseListenHost).
+	ListenHost string
 	// Version is the build's, for p2ptls_build_info.
 	Version string
 }
 
 // Run serves until ctx ends, then shuts everything down gracefully.
 func Run(ctx context.Context, o Options) error {
-	pub := public.New(public.Options{Store: o.Store, Log: o.Log, Limits: o.Limits})
+	pub := public.New(public.Options{Store: o.Store, Log: o.Log, Limits: o.Limits, ListenHost: o.ListenHost})
 	var mgmtRef atomic.Pointer[management.Server]
 	met := metrics.New(metrics.Options{Store: o.Store, Log: o.Log, Public: pub, Version: o.Version, Management: o.Management,
 		ManagementCert: func() *x509.Certificate {

@@ -41,11 +41,11 @@ func (p *serveProc) output() string {
 	return p.logs.String()
 }
 
-// startServe runs serve with env and waits until it listens; the test ends
-// it with SIGTERM and checks that it shut down cleanly.
-func startServe(t *testing.T, env []string) *serveProc {
+// startServe runs serve with env and args and waits until it listens; the
+// test ends it with SIGTERM and checks that it shut down cleanly.
+func startServe(t *testing.T, env []string, args ...string) *serveProc {
 	t.Helper()
-	p := &serveProc{cmd: command(env, "serve"), done: make(chan struct{})}
+	p := &serveProc{cmd: command(env, append([]string{"serve"}, args...)...), done: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

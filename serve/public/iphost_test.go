@@ -27,9 +27,16 @@ func newFixtureOn(t *testing.T, addr string, mappings []state.Mapping) *fixture 
 	}
 	addr = ln.Addr().String()
 	ln.Close()
+	return newFixtureWith(t, state.Listener{Name: "web", Addr: addr}, mappings, Options{})
+}
+
+// newFixtureWith is a fixture over listener lc, named "web", with
+// mappings, each with a certificate, served with opts.
+func newFixtureWith(t *testing.T, lc state.Listener, mappings []state.Mapping, opts Options) *fixture {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "state")
 	f := &fixture{t: t, dir: dir, store: state.OpenDir(dir, time.Second)}
-	f.cfg = &state.Config{SchemaVersion: state.SchemaVersion, Listeners: []state.Listener{{Name: "web", Addr: addr}}}
+	f.cfg = &state.Config{SchemaVersion: state.SchemaVersion, Listeners: []state.Listener{lc}}
 	for _, m := range mappings {
 		m.Listener, m.Source = "web", state.SourceManual
 		f.cfg.Mappings = append(f.cfg.Mappings, m)
@@ -38,7 +45,8 @@ func newFixtureOn(t *testing.T, addr string, mappings []state.Mapping) *fixture 
 	if err := state.SaveConfig(context.Background(), f.store, f.cfg); err != nil {
 		t.Fatal(err)
 	}
-	f.s = New(Options{Store: f.store, Log: discardLog})
+	opts.Store, opts.Log = f.store, discardLog
+	f.s = New(opts)
 	if err := f.s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -85,11 +85,15 @@ type listener struct {
 	tickets  ticketKeys
 
 	https, http *http.Server
-	addr        net.Addr
+	// addr and httpAddr are where the sockets are bound (httpAddr nil
+	// without an HTTP listener): the configured addresses with the listen
+	// host applied, resolved.
+	addr, httpAddr net.Addr
 }
 
-// start binds the listener's addresses and serves them until stop.
-func startListener(v *view, store state.Store, log *slog.Logger, lim edge.Limits) (*listener, error) {
+// startListener binds the listener's addresses, with o.ListenHost applied,
+// and serves them until stop.
+func startListener(v *view, o Options) (*listener, error) {
 	fb, err := pki.SelfSigned(pki.ParseNames([]string{"p2ptls-fallback.invalid"}), time.Now(), fallbackValidity)
 	if err != nil {
 		return nil, fmt.Errorf("generate fallback certificate: %w", err)
@@ -98,8 +102,9 @@ func startListener(v *view, store state.Store, log *slog.Logger, lim edge.Limits
 	if err != nil {
 		return nil, err
 	}
+	lim := o.Limits
 	l := &listener{fallback: &fbCert, hits: sni.NewFallbackCounter(), logLimit: sni.NewLogLimiter(), pageLog: sni.NewLogLimiter(),
-		store: store, log: log.With("listener", v.cfg.Name), limits: lim}
+		store: o.Store, log: o.Log.With("listener", v.cfg.Name), limits: lim}
 	l.proxy.init(l.log, lim)
 	l.view.Store(v)
 	l.tls = edge.TLSConfig()
@@ -111,16 +116,17 @@ func startListener(v *view, store state.Store, log *slog.Logger, lim edge.Limits
 		return nil, err
 	}
 
-	ln, err := net.Listen("tcp", v.cfg.Addr)
+	ln, err := bind(v.cfg.Name, "address", v.cfg.Addr, rebind(v.cfg.Addr, o.ListenHost), o.ListenHost)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", v.cfg.Addr, err)
+		return nil, err
 	}
 	var httpLn net.Listener
 	if v.cfg.HTTPAddr != "" {
-		if httpLn, err = net.Listen("tcp", v.cfg.HTTPAddr); err != nil {
+		if httpLn, err = bind(v.cfg.Name, "HTTP address", v.cfg.HTTPAddr, rebind(v.cfg.HTTPAddr, o.ListenHost), o.ListenHost); err != nil {
 			ln.Close()
-			return nil, fmt.Errorf("listen on %s: %w", v.cfg.HTTPAddr, err)
+			return nil, err
 		}
+		l.httpAddr = httpLn.Addr()
 	}
 	l.addr = ln.Addr()
 	l.https = l.server("public HTTPS handler", l.serveHTTPS)
@@ -131,8 +137,22 @@ func startListener(v *view, store state.Store, log *slog.Logger, lim edge.Limits
 		plainLn := edge.Listen(httpLn, nil, lim, l.log)
 		go l.serve(func() error { return l.http.Serve(plainLn) })
 	}
-	l.log.Info("public listener started", "addr", v.cfg.Addr, "http_addr", v.cfg.HTTPAddr, "mappings", v.index.Len())
+	// addr is where the listener is bound, as its socket says; a rebound
+	// one also names what the configuration says.
+	attrs := []any{"addr", l.addr.String(), "http_addr", l.boundHTTP(), "mappings", v.index.Len()}
+	if o.ListenHost != "" {
+		attrs = append(attrs, "configured_addr", v.cfg.Addr, "configured_http_addr", v.cfg.HTTPAddr, "listen_host", o.ListenHost)
+	}
+	l.log.Info("public listener started", attrs...)
 	return l, nil
+}
+
+// boundHTTP is the address the HTTP listener is bound to, "" without one.
+func (l *listener) boundHTTP() string {
+	if l.httpAddr == nil {
+		return ""
+	}
+	return l.httpAddr.String()
 }
 
 // server is an http.Server with the listener's limits, its handler guarded

@@ -40,6 +40,10 @@ type Options struct {
 	// Limits bound every public listener (HTTPS and HTTP) and the reverse
 	// proxy's wait for upstreams; zero fields mean no limit.
 	Limits edge.Limits
+	// ListenHost, when not empty, replaces the host of every listener's
+	// address and HTTP address, keeping the port (see listenhost.go); it
+	// is what ParseListenHost returns.
+	ListenHost string
 }
 
 // Server runs every configured listener and follows the state directory.
@@ -396,12 +400,17 @@ func (s *Server) apply(ctx context.Context, cfg *state.Config) error {
 		delete(s.listeners, name)
 	}
 	var firstErr error
+	clashes := rebindClashes(cfg.Listeners, s.o.ListenHost)
 	for name, v := range views {
 		if l, ok := s.listeners[name]; ok {
 			l.view.Store(v)
 			continue
 		}
-		l, err := startListener(v, s.o.Store, s.o.Log, s.o.Limits)
+		err := clashes[name]
+		var l *listener
+		if err == nil {
+			l, err = startListener(v, s.o)
+		}
 		if err != nil {
 			err = fmt.Errorf("listener %q: %w", name, err)
 			s.errors[name] = err.Error()
@@ -519,16 +528,17 @@ func (s *Server) status() *runstatus.Status {
 	st := &runstatus.Status{
 		ServeRunning: true, PID: os.Getpid(), Host: host, StartedAt: s.started,
 		LastReloadAt: s.lastReload, LastReloadError: s.lastErr, Reloads: s.reloads,
-		Listeners: []runstatus.Listener{}, Panics: edge.Panics(),
+		ListenHost: s.o.ListenHost, Listeners: []runstatus.Listener{}, Panics: edge.Panics(),
 	}
 	if s.cfg == nil {
 		return st
 	}
 	for _, lc := range s.cfg.Listeners {
 		ls := runstatus.Listener{Name: lc.Name, Addr: lc.Addr, HTTPAddr: lc.HTTPAddr, Error: s.errors[lc.Name], FallbackHits: map[string]int64{},
-			ServedByWildcard: map[string]string{}}
+			ServedByWildcard: map[string]string{}, BoundAddr: rebind(lc.Addr, s.o.ListenHost), BoundHTTPAddr: rebind(lc.HTTPAddr, s.o.ListenHost)}
 		if l, ok := s.listeners[lc.Name]; ok {
 			v := l.view.Load()
+			ls.BoundAddr, ls.BoundHTTPAddr = l.addr.String(), l.boundHTTP()
 			ls.Listening = !s.closed
 			ls.Mappings = len(v.entries)
 			ls.ServedByWildcard = v.byWildcard.snapshot()

@@ -34,6 +34,10 @@ type CreateOptions struct {
 	Version string
 	// Now is the creation time recorded in the manifest.
 	Now time.Time
+	// NoRecord only reads the state: neither the management CA record
+	// nor the record of the backup is written (a store copy, which hands
+	// the state on exactly as it is).
+	NoRecord bool
 }
 
 // Create writes an archive of s to w. It holds the state lock from the
@@ -43,7 +47,7 @@ type CreateOptions struct {
 // RecordFile.
 func Create(ctx context.Context, s state.Store, w io.Writer, opts CreateOptions) (*Manifest, error) {
 	m, err := create(ctx, s, w, opts)
-	if err == nil {
+	if err == nil && !opts.NoRecord {
 		writeRecord(ctx, s, m, "", opts)
 	}
 	return m, err
@@ -64,28 +68,19 @@ func create(ctx context.Context, s state.Store, w io.Writer, opts CreateOptions)
 	// A CA this backup archives is one agents may be given from it: the
 	// state records it, if it did not yet, and the archive carries the
 	// record (see management.CARecordFile). A failure is no failed backup.
-	if err := management.RecordCA(ctx, s, management.RecordByBackup, false, opts.Now); err != nil {
-		slog.Warn("the management CA was not recorded", "file", management.CARecordFile, "err", err)
+	if !opts.NoRecord {
+		if err := management.RecordCA(ctx, s, management.RecordByBackup, false, opts.Now); err != nil {
+			slog.Warn("the management CA was not recorded", "file", management.CARecordFile, "err", err)
+		}
 	}
 	unlock, err := s.Lock(ctx, "backup")
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	t := tree{s: s, where: func(rel string) string { return rel }}
-	if isLocal {
-		root, err := filepath.EvalSymlinks(local.Root())
-		if err != nil {
-			return nil, err
-		}
-		t.where = func(rel string) string { return filepath.Join(root, filepath.FromSlash(rel)) }
-		t.kind = func(rel string) (fs.FileMode, error) {
-			info, err := os.Lstat(t.where(rel))
-			if err != nil {
-				return 0, err
-			}
-			return info.Mode().Type(), nil
-		}
+	t, err := newTree(s)
+	if err != nil {
+		return nil, err
 	}
 	m, err := t.scan(ctx)
 	if err != nil {
@@ -97,6 +92,29 @@ func create(ctx context.Context, s state.Store, w io.Writer, opts CreateOptions)
 		return nil, err
 	}
 	return m, nil
+}
+
+// newTree reads s; a local directory's files are named by their paths,
+// and their types are checked (see tree.kind).
+func newTree(s state.Store) (tree, error) {
+	t := tree{s: s, where: func(rel string) string { return rel }}
+	local, ok := s.(state.Local)
+	if !ok {
+		return t, nil
+	}
+	root, err := filepath.EvalSymlinks(local.Root())
+	if err != nil {
+		return t, err
+	}
+	t.where = func(rel string) string { return filepath.Join(root, filepath.FromSlash(rel)) }
+	t.kind = func(rel string) (fs.FileMode, error) {
+		info, err := os.Lstat(t.where(rel))
+		if err != nil {
+			return 0, err
+		}
+		return info.Mode().Type(), nil
+	}
+	return t, nil
 }
 
 // tree is the state a backup reads, through the Store.

@@ -7,8 +7,11 @@
 // (p2ptls-backup.json): format version, creation time, p2ptls version, the
 // management CA fingerprint and every directory and file with its mode, and
 // for files size and SHA-256. The state follows under "state/". Restore
-// checks every entry against the manifest while extracting beside the
-// target, and only then swaps the directories.
+// checks every entry against the manifest while staging it (beside the
+// target for a directory), and only then has the store swap it in
+// (state.Store.Replace). Both read and write through the Store, so that an
+// archive moves between backends (a directory, etcd) unchanged; Verify
+// reads a restored state back against the manifest.
 package backup
 
 import (

@@ -26,8 +26,9 @@ type RestoreOptions struct {
 	// DryRun reads and verifies the whole archive and reports what would
 	// change, writing nothing at all.
 	DryRun bool
-	// Force replaces a state that is not empty; the old one is kept beside
-	// it as <dir>.pre-restore-<time>.
+	// Force replaces a state that is not empty; the old one is kept aside
+	// (a directory's beside it as <dir>.pre-restore-<time>; Result.
+	// PreviousState says where).
 	Force bool
 	// AllowMissingCA restores an archive without a management CA.
 	AllowMissingCA bool
@@ -111,7 +112,7 @@ func Restore(ctx context.Context, s state.Store, r io.Reader, opts RestoreOption
 				"the backup holds no management CA (certs/management): serve would create a new one, which no agent trusts")
 		}
 		if res.ReplacesState && !opts.Force && !opts.DryRun {
-			return state.RefuseReplace(res.Target)
+			return refuseReplace(s, res.Target)
 		}
 		return nil
 	}
@@ -121,9 +122,9 @@ func Restore(ctx context.Context, s state.Store, r io.Reader, opts RestoreOption
 		Warn:   func(w string) { res.Warnings = append(res.Warnings, w) },
 		// The state may have changed while the archive was read.
 		Check: func(ctx context.Context, cur state.Store) (bool, error) {
-			had, err := hasState(ctx, cur)
+			had, err := HasState(ctx, cur)
 			if err == nil && had && !opts.Force {
-				err = state.RefuseReplace(res.Target)
+				err = refuseReplace(s, res.Target)
 			}
 			return had, err
 		},
@@ -133,6 +134,16 @@ func Restore(ctx context.Context, s state.Store, r io.Reader, opts RestoreOption
 	}
 	res.PreviousState = rep.Kept
 	return res, nil
+}
+
+// refuseReplace is the refusal to replace target, the state in s, without
+// Force: a directory says where its state would be kept.
+func refuseReplace(s state.Store, target string) error {
+	if _, ok := s.(state.Local); ok {
+		return state.RefuseReplace(target)
+	}
+	return fault.Failf("pass --force to replace it; the current state is then kept aside, and the message says where",
+		"the store %s is not empty", target)
 }
 
 // current is what the target holds now, for the report.
@@ -147,7 +158,7 @@ type current struct {
 func inspect(ctx context.Context, s state.Store) (*current, error) {
 	c := &current{cfg: &state.Config{}}
 	var err error
-	if c.hasState, err = hasState(ctx, s); err != nil {
+	if c.hasState, err = HasState(ctx, s); err != nil {
 		return nil, err
 	}
 	if c.cfg, c.cfgErr = state.LoadConfig(ctx, s); c.cfgErr != nil {
@@ -161,9 +172,9 @@ func inspect(ctx context.Context, s state.Store) (*current, error) {
 	return c, nil
 }
 
-// hasState reports whether s holds anything a backup would carry other
+// HasState reports whether s holds anything a backup would carry other
 // than directories: what a restore would throw away.
-func hasState(ctx context.Context, s state.Store) (bool, error) {
+func HasState(ctx context.Context, s state.Store) (bool, error) {
 	var walk func(dir string) (bool, error)
 	walk = func(dir string) (bool, error) {
 		names, err := s.List(ctx, dir)

@@ -30,6 +30,9 @@ type Status struct {
 	LastReloadAt    time.Time `json:"last_reload_at"`
 	LastReloadError string    `json:"last_reload_error"`
 	Reloads         int       `json:"reloads"`
+	// ListenHost is serve's --listen-host (P2PTLS_LISTEN_HOST): the host
+	// every listener's address was rebound onto, "" when none was given.
+	ListenHost string `json:"listen_host"`
 	// Panics counts the panics serve recovered from since it started (in
 	// a handler, a handshake, a reload or the renewal loop); each one is
 	// logged at ERROR with its stack and is a bug to report.
@@ -39,12 +42,20 @@ type Status struct {
 
 // Listener is one public HTTPS listener as serve runs it.
 type Listener struct {
-	Name      string `json:"name"`
-	Addr      string `json:"addr"`
-	HTTPAddr  string `json:"http_addr"`
-	Listening bool   `json:"listening"`
-	Error     string `json:"error"`
-	Mappings  int    `json:"mappings"`
+	Name string `json:"name"`
+	// Addr and HTTPAddr are the listener's configured addresses, as
+	// "listener list" shows them.
+	Addr     string `json:"addr"`
+	HTTPAddr string `json:"http_addr"`
+	// BoundAddr and BoundHTTPAddr are where serve binds them: the
+	// configured address with ListenHost applied, as the socket reports it
+	// while listening ("[::]:443" for ":443"). BoundHTTPAddr is "" without
+	// an HTTP address.
+	BoundAddr     string `json:"bound_addr"`
+	BoundHTTPAddr string `json:"bound_http_addr"`
+	Listening     bool   `json:"listening"`
+	Error         string `json:"error"`
+	Mappings      int    `json:"mappings"`
 	// FallbackHits counts fallback handshakes since serve started, by SNI
 	// name ("" for none): each one is a public deployment failure.
 	FallbackHits  map[string]int64 `json:"fallback_hits"`
