@@ -2,6 +2,7 @@ package etcdstore
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/testkit/etcdtest"
 	"github.com/p2pstream/p2ptls/state/testkit/statetest"
@@ -201,6 +203,9 @@ func TestEtcdAwayAfterOpen(t *testing.T) {
 			err := op()
 			t.Log(err)
 			statetest.WantFault(t, err, fault.Failure, ep)
+			if !errors.Is(err, state.ErrUnreachable) {
+				t.Errorf("%v is not state.ErrUnreachable", err)
+			}
 			if d := time.Since(start); d > 20*time.Second {
 				t.Errorf("took %s", d)
 			}

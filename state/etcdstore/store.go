@@ -498,15 +498,24 @@ func (s *Store) opError(what string, err error) error {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fault.Failf("check that etcd runs there and answers",
-			"%s: etcd at %s does not answer", what, strings.Join(s.cfg.Endpoints, ","))
+		return unreachable(fault.Failf("check that etcd runs there and answers",
+			"%s: etcd at %s does not answer", what, strings.Join(s.cfg.Endpoints, ",")))
 	}
 	if strings.Contains(err.Error(), "Unavailable") || strings.Contains(err.Error(), "no leader") {
-		return fault.Failf("check that etcd runs there and answers",
-			"%s: etcd at %s does not answer: %v", what, strings.Join(s.cfg.Endpoints, ","), err)
+		return unreachable(fault.Failf("check that etcd runs there and answers",
+			"%s: etcd at %s does not answer: %v", what, strings.Join(s.cfg.Endpoints, ","), err))
 	}
 	return fmt.Errorf("%s in etcd at %s: %w", what, strings.Join(s.cfg.Endpoints, ","), err)
 }
+
+// unreachableError is a request etcd did not answer: it is also
+// state.ErrUnreachable, so that a reader keeping a copy of the state
+// (state/snapshot) serves from it.
+type unreachableError struct{ err error }
+
+func unreachable(err error) error           { return &unreachableError{err} }
+func (e *unreachableError) Error() string   { return e.err.Error() }
+func (e *unreachableError) Unwrap() []error { return []error{e.err, state.ErrUnreachable} }
 
 // checkSize refuses a file too large for one etcd value.
 func checkSize(name string, n int) error {

@@ -229,7 +229,9 @@ func confReaderAtomic(t *testing.T, s state.Store) {
 			reads.Add(1)
 		}
 	})
-	for i := 1; i <= changes; i++ {
+	// At least changes, and on until the reader has read a few times
+	// (a fast store may finish before the reader starts), within a bound.
+	for i := 1; i <= changes || (reads.Load() < 20 && i <= 50*changes); i++ {
 		update(t, s, pair(i))
 	}
 	done.Store(true)

@@ -13,3 +13,7 @@ func TestConformanceDir(t *testing.T) {
 		return state.OpenDir(filepath.Join(t.TempDir(), "state"), 300*time.Millisecond)
 	})
 }
+
+func TestConformanceMem(t *testing.T) {
+	Conformance(t, func(t *testing.T) state.Store { return NewMem("mem", 300*time.Millisecond) })
+}
