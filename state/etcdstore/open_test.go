@@ -63,6 +63,12 @@ func TestOpenRefusesWhatItCannotUse(t *testing.T) {
 			}
 			t.Log(err)
 			statetest.WantFault(t, err, tc.kind, tc.says...)
+			// A plain client at a TLS port gets no answer it can read: that
+			// looks like a cluster that is away.
+			away := tc.name == "nothing listens" || tc.name == "plain to a TLS server"
+			if got := errors.Is(err, state.ErrUnreachable); got != away {
+				t.Errorf("errors.Is(%v, state.ErrUnreachable) = %v", err, got)
+			}
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("message is not one line: %q", err)
 			}

@@ -213,12 +213,14 @@ func connectError(cfg Config, eps string, err error) error {
 		return fault.Failf(fmt.Sprintf("check %s (the CA of etcd's server certificate) and %s/%s", EnvCAFile, EnvCertFile, EnvKeyFile),
 			"cannot talk TLS to etcd at %s: %v", eps, err)
 	}
+	// Only a cluster that does not answer is unreachable: one that refused
+	// the credentials or the TLS settings answered.
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fault.Failf("check that etcd runs there and answers; if it serves TLS, set "+EnvCAFile,
-			"cannot reach etcd at %s: no answer within %s", eps, cfg.DialTimeout)
+		return unreachable(fault.Failf("check that etcd runs there and answers; if it serves TLS, set "+EnvCAFile,
+			"cannot reach etcd at %s: no answer within %s", eps, cfg.DialTimeout))
 	}
-	return fault.Failf("check that etcd runs there and answers; if it serves TLS, set "+EnvCAFile,
-		"cannot reach etcd at %s: %v", eps, err)
+	return unreachable(fault.Failf("check that etcd runs there and answers; if it serves TLS, set "+EnvCAFile,
+		"cannot reach etcd at %s: %v", eps, err))
 }
 
 // checkPrefix refuses a prefix that holds other keys than p2ptls's, or a
