@@ -95,13 +95,15 @@ func leaf(cmd *cli.Command, act leafAction) *cli.Command {
 		if err != nil {
 			return err
 		}
+		g.ctx = c.Context
+		defer g.close()
 		// A restore into a mount point cut short is finished (or waited
 		// for) before any command reads the state; doctor, which never
 		// takes the lock, reports it instead.
 		ctx := c.Context
 		if cmd.Name == "doctor" {
 			ctx = state.WithoutSettle(ctx)
-		} else if g.ConfigDir != "" {
+		} else if g.ConfigDir != "" && g.StoreURL == "" {
 			if err := state.SettleSwap(ctx, g.Store()); err != nil {
 				return err
 			}

@@ -200,7 +200,7 @@ func caRenewServerAction(ctx context.Context, g *Globals, c *cli.Context) error 
 
 // printCAInfo prints what "ca show" shows, after an optional headline.
 func printCAInfo(ctx context.Context, g *Globals, set statemgmt.Settings, headline string) error {
-	info, err := statemgmt.Show(ctx, g.Store(), g.ConfigDir, set)
+	info, err := statemgmt.Show(ctx, g.Store(), set)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/etcdstore"
 	"github.com/p2pstream/p2ptls/state/fault"
 )
 
@@ -24,6 +26,7 @@ const (
 	flgLogLevel    = "log-level"
 	flgLogFormat   = "log-format"
 	flgLockTimeout = "lock-timeout"
+	flgStore       = "store"
 )
 
 // Environment variables bound to global flags.
@@ -32,6 +35,7 @@ const (
 	envLogLevel    = "P2PTLS_LOG_LEVEL"
 	envLogFormat   = "P2PTLS_LOG_FORMAT"
 	envLockTimeout = "P2PTLS_LOCK_TIMEOUT"
+	envStore       = "P2PTLS_STORE"
 )
 
 // globalFlags returns fresh instances: urfave records "was set" on the flag
@@ -51,6 +55,7 @@ func globalFlags(withEnv bool) []cli.Flag {
 		&cli.BoolFlag{Name: flgQuiet, Aliases: []string{"q"}, Usage: "print nothing on success but requested data (lists, shows, exports, JSON); log at warn unless --log-level is given"},
 		&cli.StringFlag{Name: flgLogLevel, Usage: "log level: debug, info, warn or error", Value: "info", EnvVars: env(envLogLevel)},
 		&cli.StringFlag{Name: flgLogFormat, Usage: "log format: text or json", Value: "text", EnvVars: env(envLogFormat)},
+		&cli.StringFlag{Name: flgStore, Usage: "keep the state in etcd instead of the state directory: etcd://HOST:PORT[,HOST:PORT...]/PREFIX (TLS and credentials from the P2PTLS_ETCD_* variables; the directory then holds only this machine's runtime files)", EnvVars: env(envStore)},
 		&cli.DurationFlag{Name: flgLockTimeout, Usage: "how long to wait for another p2ptls process that holds the state lock", Value: state.DefaultLockTimeout, EnvVars: env(envLockTimeout)},
 	}
 }
@@ -58,6 +63,10 @@ func globalFlags(withEnv bool) []cli.Flag {
 // Globals are the resolved global options handed to every run function.
 type Globals struct {
 	ConfigDir   string
+	StoreURL    string // --store: a shared store instead of ConfigDir
+	ctx         context.Context
+	store       state.Store // the shared store, once opened
+	closeStore  func() error
 	Output      string
 	Quiet       bool
 	LockTimeout time.Duration
@@ -103,9 +112,35 @@ func (g *Globals) Warnf(format string, args ...any) {
 	fmt.Fprintf(g.Stderr, "p2ptls: warning: "+format+"\n", args...)
 }
 
-// Store opens the state directory.
-func (g *Globals) Store() *state.Dir {
-	return state.OpenDir(g.ConfigDir, g.LockTimeout)
+// Store is the state: the directory, or the shared store --store names,
+// connected to on first use (a command that never reads the state, such
+// as version, does not need etcd to answer) and closed when the command
+// ends. A store that cannot be opened fails every call with why.
+func (g *Globals) Store() state.Store {
+	if g.StoreURL == "" {
+		return state.OpenDir(g.ConfigDir, g.LockTimeout)
+	}
+	if g.store == nil {
+		ctx := g.ctx
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		s, closeStore, err := openStore(ctx, g, g.StoreURL)
+		if err != nil {
+			g.store = state.Unavailable(err)
+		} else {
+			g.store, g.closeStore = s, closeStore
+		}
+	}
+	return g.store
+}
+
+// close lets go of a shared store the command opened.
+func (g *Globals) close() {
+	if g.closeStore != nil {
+		_ = g.closeStore()
+		g.store, g.closeStore = nil, nil
+	}
 }
 
 // globalValue returns the context that holds a global flag's value: the
@@ -163,5 +198,14 @@ func resolveGlobals(c *cli.Context) (*Globals, error) {
 		return nil, err
 	}
 	g.ConfigDir = dir
+	g.StoreURL = strings.TrimSpace(globalValue(c, flgStore).String(flgStore))
+	if g.StoreURL != "" {
+		if scheme, _, _ := strings.Cut(g.StoreURL, "://"); !strings.EqualFold(scheme, schemeEtcd) {
+			return nil, fault.Invalidf("give etcd://HOST:PORT[,HOST:PORT...]/PREFIX; a state directory is --config-dir", "--%s (%s) %q is no store URL", flgStore, envStore, redactURL(g.StoreURL))
+		}
+		if _, err := etcdstore.ParseURL(g.StoreURL); err != nil {
+			return nil, fmt.Errorf("--%s (%s): %w", flgStore, envStore, err)
+		}
+	}
 	return g, nil
 }

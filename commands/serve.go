@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -11,9 +12,11 @@ import (
 	"github.com/p2pstream/p2ptls/serve"
 	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/serve/public"
+	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/hostname"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
+	"github.com/p2pstream/p2ptls/state/snapshot"
 )
 
 func serveCommand() *cli.Command {
@@ -168,6 +171,35 @@ func serveAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return serve.Run(ctx, serve.Options{Store: g.Store(), Log: slog.Default(), Management: set, DNSResolvers: opts.DNSResolvers, Limits: lim,
+	store, closeStore, err := serveStore(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	return serve.Run(ctx, serve.Options{Store: store, Log: slog.Default(), Management: set, DNSResolvers: opts.DNSResolvers, Limits: lim,
 		MetricsListen: metricsListen, ListenHost: host, Version: Version()})
+}
+
+// snapshotDir is where serve on a shared store keeps its copy of the last
+// good state, inside this machine's state directory.
+const snapshotDir = "snapshot"
+
+// serveStore is the store serve runs on: the state directory, or the
+// shared store behind the local snapshot that serve falls back to while
+// the shared store is unreachable (and starts from, if it is down).
+func serveStore(ctx context.Context, g *Globals) (state.Store, func(), error) {
+	if g.StoreURL == "" {
+		return g.Store(), func() {}, nil
+	}
+	snap, err := snapshot.Open(ctx, snapshot.Options{
+		Open: func(ctx context.Context) (state.Store, error) {
+			s, _, err := openStore(ctx, g, g.StoreURL)
+			return s, err
+		},
+		Dir: filepath.Join(g.ConfigDir, snapshotDir), Source: redactURL(g.StoreURL), Log: slog.Default(), LockTimeout: g.LockTimeout,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return snap, func() { _ = snap.Close() }, nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/etcdstore"
 	"github.com/p2pstream/p2ptls/state/fault"
 )
 
@@ -24,18 +25,14 @@ func openStore(ctx context.Context, g *Globals, spec string) (state.Store, func(
 		return nil, nil, fault.Invalidf("give a state directory or a store URL such as etcd://127.0.0.1:2379/p2ptls", "an empty store was given")
 	}
 	if scheme, _, ok := strings.Cut(spec, "://"); ok {
-		u, err := url.Parse(spec)
-		if err != nil {
-			return nil, nil, fault.Invalidf("write it as etcd://HOST:PORT[,HOST:PORT…]/PREFIX", "the store URL %q does not parse: %v", spec, err)
+		if strings.EqualFold(scheme, schemeEtcd) {
+			s, err := etcdstore.OpenURL(ctx, spec, os.Getenv, g.LockTimeout)
+			if err != nil {
+				return nil, nil, err
+			}
+			return s, s.Close, nil
 		}
-		switch strings.ToLower(u.Scheme) {
-		case schemeEtcd:
-			// The etcd backend (state/etcdstore) is opened here, from the
-			// URL and the P2PTLS_ETCD_* settings, returning its Close.
-			return nil, nil, fault.Invalidf("copy between state directories with this build",
-				"this build of p2ptls cannot open %s: it has no etcd store", u.Redacted())
-		}
-		return nil, nil, fault.Invalidf("give a state directory or an etcd://HOST:PORT/PREFIX URL", "unknown store URL scheme %q in %q", scheme, spec)
+		return nil, nil, fault.Invalidf("give a state directory or an etcd://HOST:PORT/PREFIX URL", "unknown store URL scheme %q in %q", scheme, redactURL(spec))
 	}
 	dir, err := state.ResolveDir(spec, os.Getenv)
 	if err != nil {
@@ -48,4 +45,12 @@ func openStore(ctx context.Context, g *Globals, spec string) (state.Store, func(
 		return nil, nil, err
 	}
 	return d, func() error { return nil }, nil
+}
+
+// redactURL hides a password written into a URL by mistake.
+func redactURL(spec string) string {
+	if u, err := url.Parse(spec); err == nil {
+		return u.Redacted()
+	}
+	return spec
 }

@@ -48,6 +48,10 @@ func Run(ctx context.Context, o Options) error {
 			}
 			return nil
 		}})
+	// A shared store behind a snapshot tells whether it answers.
+	if h, ok := o.Store.(metrics.StoreHealth); ok {
+		met.WatchStore(h)
+	}
 	// Management first: its refusals (mode, files) come before any public
 	// listener opens or any runtime status is written.
 	mgmt, err := management.Listen(management.Options{Settings: o.Management, Store: o.Store, Log: o.Log, Status: pub.Status, DNSResolvers: o.DNSResolvers, Limits: o.Limits,

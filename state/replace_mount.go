@@ -406,9 +406,9 @@ func WithoutSettle(ctx context.Context) context.Context {
 	return context.WithValue(ctx, noSettleKey{}, true)
 }
 
-// SettleSwap is settleSwap for a command about to run on d, whatever it
-// reads (ca show reads certs/management alone).
-func SettleSwap(ctx context.Context, d *Dir) error { return settleSwap(ctx, d) }
+// SettleSwap is settleSwap for a command about to run on s, whatever it
+// reads (ca show reads certs/management alone); only a directory swaps.
+func SettleSwap(ctx context.Context, s Store) error { return settleSwap(ctx, s) }
 
 // settleSwap lets a reader of a state directory (a read-only command,
 // serve's reload) that finds a content swap's journal take the lock: that

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/p2pstream/p2ptls/state/testkit/etcdtest"
 )
 
 // storeCopyOut is store copy's JSON output.
@@ -65,6 +67,42 @@ func TestStoreCopyDirToDir(t *testing.T) {
 	info, err := os.Stat(filepath.Join(dst, "certs", "management", "ca.key"))
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("ca.key in the copy: %v, %v", info, err)
+	}
+}
+
+// A state moves into etcd and back out unchanged: the CLI on the etcd
+// store shows what it showed on the directory, and the copy out is the
+// source file for file, modes included.
+func TestStoreCopyThroughEtcd(t *testing.T) {
+	p, _ := newBackupState(t)
+	c := etcdtest.Start(t)
+	url := c.URL("p2ptls/moved")
+	r := p2ptls(t, nil, "store", "copy", "--from", p.dir, "--to", url, "--output", "json")
+	if r.code != 0 {
+		t.Fatalf("copy in: exit %d: %s", r.code, r.stderr)
+	}
+	var in storeCopyOut
+	if err := json.Unmarshal([]byte(r.stdout), &in); err != nil || !in.Verified || in.To != url || in.Files == 0 {
+		t.Fatalf("copy in: %v %+v", err, in)
+	}
+	env, _ := etcdEnv(t, url)
+	for _, args := range [][]string{{"listener", "list"}, {"mapping", "list"}} {
+		onEtcd, onDir := p2ptls(t, env, args...), p2ptls(t, []string{"CONFIG_DIR=" + p.dir}, args...)
+		if onEtcd.code != 0 || onEtcd.stdout != onDir.stdout {
+			t.Errorf("%v on etcd (exit %d):\n%s%s\non the directory:\n%s", args, onEtcd.code, onEtcd.stdout, onEtcd.stderr, onDir.stdout)
+		}
+	}
+	// Into a store that holds a state only with --force.
+	if r := p2ptls(t, nil, "store", "copy", "--from", p.dir, "--to", url); r.code != 1 || !strings.Contains(r.stderr, "not empty") {
+		t.Errorf("copy into a full etcd store: exit %d: %s", r.code, r.stderr)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if r := p2ptls(t, nil, "store", "copy", "--from", url, "--to", out); r.code != 0 {
+		t.Fatalf("copy out: exit %d: %s", r.code, r.stderr)
+	}
+	assertSameSnapshot(t, stateSnapshot(t, p.dir), stateSnapshot(t, out))
+	if got, want := caFingerprintOf(t, out), caFingerprintOf(t, p.dir); got != want {
+		t.Errorf("CA %s after the round trip, want %s", got, want)
 	}
 }
 
@@ -137,6 +175,7 @@ func TestStoreCopyRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	newDir := filepath.Join(base, "new")
+	down := "127.0.0.1:" + strings.Split(freeAddr(t), ":")[1]
 	tests := []struct {
 		desc string
 		args []string
@@ -154,7 +193,8 @@ func TestStoreCopyRefusals(t *testing.T) {
 		{"a destination with a state", []string{"--from", p.dir, "--to", full}, 1, "is not empty"},
 		{"a destination that cannot be made", []string{"--from", p.dir, "--to", filepath.Join(file, "state")}, 1, "not a directory"},
 		{"an unknown scheme", []string{"--from", p.dir, "--to", "s3://bucket/p2ptls"}, 2, `unknown store URL scheme "s3"`},
-		{"etcd in this build", []string{"--from", p.dir, "--to", "etcd://127.0.0.1:2379/p2ptls"}, 2, "cannot open etcd://127.0.0.1:2379/p2ptls"},
+		{"an etcd that does not answer", []string{"--from", p.dir, "--to", "etcd://" + down + "/p2ptls"}, 1, "cannot reach etcd at " + down},
+		{"an etcd URL without a prefix", []string{"--from", p.dir, "--to", "etcd://" + down}, 2, "has no key prefix"},
 		{"an unknown flag", []string{"--from", p.dir, "--to", newDir, "--frobnicate"}, 2, "frobnicate"},
 	}
 	// Each state on its own, so that its derived memos are left out (a

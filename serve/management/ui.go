@@ -279,8 +279,7 @@ func (u *ui) page(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var mv mgmtView
-	root := stateRoot(u.o.Store)
-	info, err := statemgmt.Show(r.Context(), u.o.Store, root, u.o.Settings)
+	info, err := statemgmt.Show(r.Context(), u.o.Store, u.o.Settings)
 	if err != nil {
 		mv.Error = err.Error()
 	}

@@ -52,9 +52,9 @@ func Describe(c *x509.Certificate, file string) *CertInfo {
 	}
 }
 
-// Show describes management TLS as serve would run it with settings. root
-// is the state directory, for file paths in the output.
-func Show(ctx context.Context, s state.Store, root string, set Settings) (*Info, error) {
+// Show describes management TLS as serve would run it with settings; the
+// files are named where the store keeps them (state.Locate).
+func Show(ctx context.Context, s state.Store, set Settings) (*Info, error) {
 	info := &Info{Mode: set.Mode, Missing: []string{}}
 	if set.Mode == ModeProvided {
 		kp, err := LoadProvided(set.CertFile, set.KeyFile, time.Now())
@@ -75,7 +75,7 @@ func Show(ctx context.Context, s state.Store, root string, set Settings) (*Info,
 		}
 		return nil, err
 	}
-	info.CA = Describe(ca, root+"/"+CACertFile)
+	info.CA = Describe(ca, state.Locate(s, CACertFile))
 	if set.Mode == ModeOff {
 		return info, nil
 	}
@@ -87,7 +87,7 @@ func Show(ctx context.Context, s state.Store, root string, set Settings) (*Info,
 	if err != nil {
 		return nil, fault.Failf("re-issue it with 'p2ptls ca renew-server'", "%s is damaged: %v", ServerCertFile, err)
 	}
-	info.Server = Describe(chain[0], root+"/"+ServerCertFile)
+	info.Server = Describe(chain[0], state.Locate(s, ServerCertFile))
 	info.Missing = text.NonNil(set.WantedNames().Missing(chain[0]))
 	return info, nil
 }

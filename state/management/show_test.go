@@ -46,7 +46,7 @@ func TestShowAuto(t *testing.T) {
 
 			set := base
 			set.ExtraHosts = tc.extraHosts
-			info, err := Show(context.Background(), s, root, validated(t, set))
+			info, err := Show(context.Background(), s, validated(t, set))
 			if err != nil {
 				t.Fatalf("Show: %v", err)
 			}
@@ -116,11 +116,11 @@ func TestShowWithoutServerOrCA(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			s, root := newStore(t)
+			s, _ := newStore(t)
 			if tc.prepare != nil {
 				tc.prepare(t, s)
 			}
-			info, err := Show(context.Background(), s, root, validated(t, tc.set))
+			info, err := Show(context.Background(), s, validated(t, tc.set))
 			if tc.wantErr {
 				wantFault(t, err, fault.Failure, "no management CA")
 				return
@@ -142,12 +142,12 @@ func TestShowWithoutServerOrCA(t *testing.T) {
 }
 
 func TestShowDamagedServerCertificate(t *testing.T) {
-	s, root := newStore(t)
+	s, _ := newStore(t)
 	mustInit(t, s, testNames(), now0)
 	if err := s.Write(context.Background(), ServerCertFile, []byte("garbage"), state.PublicMode); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Show(context.Background(), s, root, validated(t, Settings{}))
+	_, err := Show(context.Background(), s, validated(t, Settings{}))
 	wantFault(t, err, fault.Failure, ServerCertFile, "damaged")
 	wantHint(t, err, "renew-server")
 }
@@ -175,10 +175,10 @@ func TestShowProvided(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
 			certFile := writeFile(t, t.TempDir(), "chain.pem", tc.certPEM)
-			s, root := newStore(t)
+			s, _ := newStore(t)
 			set := validated(t, Settings{Mode: ModeProvided, CertFile: certFile, KeyFile: keyFile})
 
-			info, err := Show(context.Background(), s, root, set)
+			info, err := Show(context.Background(), s, set)
 			if tc.wantErr != "" {
 				wantFault(t, err, tc.wantKind, tc.wantErr)
 				return
@@ -209,10 +209,10 @@ func TestShowProvided(t *testing.T) {
 
 // TestShowJSON pins the JSON field names scripts rely on.
 func TestShowJSON(t *testing.T) {
-	s, root := newStore(t)
+	s, _ := newStore(t)
 	set := validated(t, Settings{ExtraHosts: []string{"10.0.0.1", "2001:db8::1"}})
 	mustInit(t, s, set.WantedNames(), now0)
-	info, err := Show(context.Background(), s, root, set)
+	info, err := Show(context.Background(), s, set)
 	if err != nil {
 		t.Fatalf("Show: %v", err)
 	}
