@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"time"
 
 	"github.com/p2pstream/p2ptls/serve/edge"
@@ -208,18 +207,6 @@ func startAuto(ctx context.Context, o Options) (*liveCert, error) {
 		}
 	}()
 	return lc, nil
-}
-
-// stateRoot is the state directory as the user knows it (state.Locate),
-// for paths in messages; "" when the store is not a local directory.
-func stateRoot(s state.Store) string {
-	if s == nil {
-		return ""
-	}
-	if p := state.Locate(s, state.ConfigFile); p != state.ConfigFile {
-		return filepath.Dir(p)
-	}
-	return ""
 }
 
 // renew runs one renewal check; a panic in it is logged and counted, and
