@@ -125,8 +125,10 @@ func TestReplicasOnEtcdServeOneState(t *testing.T) {
 	presents("restarted from its snapshot", "app.example.test", appFP, replicas[:1], 20*time.Second)
 	t.Logf("a replica started from its snapshot in %v", time.Since(t0).Round(time.Millisecond))
 
-	// etcd returns: a change made then reaches every replica, the
-	// restarted one included.
+	// etcd returns after 45 s away, long enough for gRPC's default
+	// reconnection back-off to have grown past 20 s: a change made then
+	// reaches every replica, the restarted one included, within seconds.
+	time.Sleep(time.Until(down.Add(45 * time.Second)))
 	c.Restart(t, 0)
 	t.Logf("etcd was down for %v", time.Since(down).Round(time.Millisecond))
 	cli("mapping", "add", "--listener", "web", "--host", "late.example.test", "--self-signed", "--id", "late")
