@@ -94,4 +94,3 @@ func openBench(b *testing.B, cfg Config) *Store {
 	b.Cleanup(func() { _ = s.Close() })
 	return s
 }
-
