@@ -131,11 +131,13 @@ func TestReplicasOnEtcdServeOneState(t *testing.T) {
 	// reaches every replica, the restarted one included, within seconds.
 	time.Sleep(time.Until(down.Add(45 * time.Second)))
 	c.Restart(t, 0)
+	back := time.Now()
 	t.Logf("etcd was down for %v", time.Since(down).Round(time.Millisecond))
 	cli("mapping", "add", "--listener", "web", "--host", "late.example.test", "--self-signed", "--id", "late")
 	// Within a few seconds of etcd answering (gRPC's reconnection back-off
 	// is capped at 1 s, the snapshot's at 2 s, its probe at 3 s).
 	presents("a mapping added after etcd came back", "late.example.test", fingerprint("late"), replicas, 8*time.Second)
+	t.Logf("the mapping added after etcd came back was served by every replica %v after etcd answered again", time.Since(back).Round(time.Millisecond))
 	if logs := replicas[0].proc.output(); !strings.Contains(logs, filepath.Base(url)) && !strings.Contains(logs, "snapshot") {
 		t.Logf("replica log:\n%s", logs)
 	}
