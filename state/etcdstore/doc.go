@@ -79,6 +79,19 @@
 // that lost events or a refused watch reports Full, and a watch that etcd
 // ended is resumed from the last revision seen, losing nothing.
 //
+// Pinned is a reader of the desired state at one etcd revision (the one
+// before a large change in progress): serve's snapshot copies the state
+// through it, consistent without taking the lock, so that no replica
+// holds up a writer. It fetches the values of a directory with its list.
+//
+// # When etcd goes away
+//
+// gRPC's back-off between connection attempts is capped at 1 s (its
+// default grows to 120 s), so the client, its watches and serve's
+// snapshot find a returning cluster within about a second. Close revokes
+// the session's lease within 2 s: with etcd away the lease ends by
+// itself within the TTL.
+//
 // A non-directory store has no memos of the records (state/memo.go):
 // every load reads the records from etcd.
 package etcdstore

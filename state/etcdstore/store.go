@@ -130,6 +130,7 @@ func Open(ctx context.Context, cfg Config, lockTimeout time.Duration) (*Store, e
 		Username:    cfg.User,
 		Password:    cfg.Password,
 		Logger:      zap.NewNop(),
+		DialOptions: dialOptions(),
 		Context:     context.WithoutCancel(ctx),
 	})
 	if err != nil {
@@ -266,7 +267,15 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	var err error
 	if sess != nil {
-		err = sess.Close() // revokes the lease, under s.ctx: before stop
+		// Revoked under s.ctx (before stop), within closeTimeout: with etcd
+		// away the lease ends by itself within its TTL.
+		sess.Orphan()
+		rctx, cancel := context.WithTimeout(s.ctx, closeTimeout)
+		_, err = s.cli.Revoke(rctx, sess.Lease())
+		cancel()
+		if err != nil {
+			err = s.opError("give up the etcd lease", err)
+		}
 	}
 	s.stop()
 	return errors.Join(err, s.cli.Close())

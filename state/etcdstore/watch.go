@@ -26,8 +26,12 @@ func (s *Store) Revision(ctx context.Context) (string, error) {
 	if len(r.Kvs) == 1 {
 		mod = r.Kvs[0].ModRevision
 	}
-	return fmt.Sprintf("%x-%d", r.Header.ClusterId, mod), nil
+	return revToken(r.Header.ClusterId, mod), nil
 }
+
+// revToken is Revision's token: the cluster's id and the rev key's
+// ModRevision.
+func revToken(cluster uint64, mod int64) string { return fmt.Sprintf("%x-%d", cluster, mod) }
 
 // Watch signals changes of the desired state (see state.Store.Watch).
 func (s *Store) Watch(ctx context.Context) <-chan struct{} {

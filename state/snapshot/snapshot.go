@@ -13,8 +13,10 @@
 //	├── p2ptls.toml, mappings/, certs/, acme/accounts/, secrets/ …
 //	└── p2ptls.lock, p2ptls.rev  the copy's own lock and revision
 //
-// Consistency: every update of the copy is read from the primary under
-// the primary's lock (so no change made under it is seen half made), is
+// Consistency: every update of the copy is read from the primary as one
+// change left it: through Pinner when the primary is one (the etcd store
+// reads at one etcd revision, so no replica holds up a writer), else under
+// the primary's lock (so no change made under it is seen half made); it is
 // checked to load (state.LoadConfig over the copy as the update leaves
 // it) when it touches the config or a record, and is written with the
 // marker as one Apply under the copy's lock (so a crash leaves the copy as
@@ -41,13 +43,16 @@ import (
 // Defaults of Options.
 const (
 	DefaultRetryMin  = time.Second
-	DefaultRetryMax  = 30 * time.Second
+	DefaultRetryMax  = 2 * time.Second
 	DefaultHeartbeat = 5 * time.Second
 )
 
-// probeTimeout bounds one heartbeat or reconnection probe: a primary that
-// does not answer in it is taken for unreachable.
-const probeTimeout = 10 * time.Second
+// probeTimeout bounds one heartbeat or reconnection probe (one request
+// for the revision): a primary that does not answer in it is taken for
+// unreachable. It is short so that a lost primary is noticed, and a
+// returned one tried, within seconds; reconnection probes are cheap, so
+// the back-off stays short too (DefaultRetryMax).
+const probeTimeout = 3 * time.Second
 
 // Options configure Open.
 type Options struct {
@@ -312,10 +317,25 @@ func answer[T any](s *Store, primary func(state.Store) (T, error), inCopy func(l
 	return inCopy(v)
 }
 
+// quick bounds a call to the primary for runtime status or an in-flight
+// challenge to probeTimeout: those are read in TLS handshakes and written
+// as serve starts and stops, and a primary that does not answer in it is
+// taken for away (the copy then answers) rather than waited for up to the
+// store's own request timeout.
+func quick(ctx context.Context, name string) (context.Context, context.CancelFunc) {
+	if excluded(path.Clean(name)) {
+		return context.WithTimeout(ctx, probeTimeout)
+	}
+	return ctx, func() {}
+}
+
 // Read reads name from the primary, or from the copy while it is away.
 func (s *Store) Read(ctx context.Context, name string) ([]byte, error) {
-	return answer(s, func(p state.Store) ([]byte, error) { return p.Read(ctx, name) },
-		func(c local) ([]byte, error) { return c.Read(ctx, name) })
+	return answer(s, func(p state.Store) ([]byte, error) {
+		qctx, cancel := quick(ctx, name)
+		defer cancel()
+		return p.Read(qctx, name)
+	}, func(c local) ([]byte, error) { return c.Read(ctx, name) })
 }
 
 // Stat describes name in the primary, or in the copy while it is away.
@@ -352,8 +372,13 @@ func (s *Store) Write(ctx context.Context, name string, data []byte, perm fs.Fil
 		}
 		return err
 	}
-	err = p.Write(ctx, name, data, perm)
+	qctx, cancel := quick(ctx, name)
+	defer cancel()
+	err = p.Write(qctx, name, data, perm)
 	s.noticed(err)
+	if errors.Is(err, state.ErrUnreachable) && runtimeLocal(path.Clean(name)) {
+		return s.copy.Write(ctx, name, data, perm)
+	}
 	return err
 }
 
@@ -367,8 +392,13 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 		}
 		return err
 	}
-	err = p.Delete(ctx, name)
+	qctx, cancel := quick(ctx, name)
+	defer cancel()
+	err = p.Delete(qctx, name)
 	s.noticed(err)
+	if errors.Is(err, state.ErrUnreachable) && runtimeLocal(path.Clean(name)) {
+		return s.copy.Delete(ctx, name)
+	}
 	return err
 }
 

@@ -44,6 +44,11 @@ func (s *Store) connect(ctx, runCtx context.Context, feed **state.Feed) error {
 		s.primary = p
 		s.mu.Unlock()
 	}
+	if err := probe(ctx, p, s.o.Source); errors.Is(err, state.ErrUnreachable) {
+		// A primary that does not answer costs one short request, not a
+		// copy's requests each waiting out the store's request timeout.
+		return fail(err)
+	}
 	if *feed == nil {
 		*feed = p.WatchChanges(runCtx)
 	} else {
@@ -199,18 +204,24 @@ func (l *loop) step(ctx context.Context, beat bool) time.Duration {
 			return d
 		}
 	} else if beat {
-		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		_, err := p.Revision(pctx)
-		cancel()
-		if ctx.Err() == nil && err != nil && !errors.Is(err, state.ErrUnreachable) && errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("the store %s did not answer in %s: %w", s.o.Source, probeTimeout, state.ErrUnreachable)
-		}
-		if errors.Is(err, state.ErrUnreachable) {
+		if err := probe(ctx, p, s.o.Source); errors.Is(err, state.ErrUnreachable) {
 			s.markDown(err)
 			return s.o.RetryMin
 		}
 	}
 	return s.o.Heartbeat
+}
+
+// probe asks p for its revision within probeTimeout; a primary that does
+// not answer in it is unreachable.
+func probe(ctx context.Context, p state.Store, source string) error {
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	_, err := p.Revision(pctx)
+	if ctx.Err() == nil && err != nil && !errors.Is(err, state.ErrUnreachable) && errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("the store %s did not answer in %s: %w", source, probeTimeout, state.ErrUnreachable)
+	}
+	return err
 }
 
 func (s *Store) setCurrent(v bool) {
@@ -238,22 +249,24 @@ func (s *Store) update(ctx context.Context, p state.Store, names []string) error
 	return err
 }
 
-// copyFrom reads what changed from the primary under its lock, checks
-// that the copy as changed loads, and applies the change with the new
-// marker as one Apply under the copy's lock.
+// Pinner is a store that reads its state as one change left it without
+// its lock (the etcd store: reads at one etcd revision): Pinned returns a
+// reader of the state at that point and the store's revision of it. The
+// copy is read through it, so that serve's replicas never hold up a
+// writer; other stores are read under their lock.
+type Pinner interface {
+	Pinned(ctx context.Context) (state.Reader, string, error)
+}
+
+// copyFrom reads what changed from the primary as one change left it
+// (pinned, or under its lock), checks that the copy as changed loads, and
+// applies the change with the new marker as one Apply under the copy's
+// lock.
 func (s *Store) copyFrom(ctx context.Context, p state.Store, names []string) error {
 	var ch state.Change
 	var rev string
-	err := func() (err error) {
-		unlock, err := p.Lock(ctx, lockPurpose)
-		if err != nil {
-			return err
-		}
-		defer func() { err = errors.Join(err, unlock()) }()
-		if rev, err = p.Revision(ctx); err != nil {
-			return err
-		}
-		d := differ{p: p, c: s.view, ch: &ch}
+	diff := func(r state.Reader) error {
+		d := differ{p: r, c: s.view, ch: &ch}
 		if names == nil {
 			return d.tree(ctx, "")
 		}
@@ -263,6 +276,24 @@ func (s *Store) copyFrom(ctx context.Context, p state.Store, names []string) err
 			}
 		}
 		return nil
+	}
+	err := func() (err error) {
+		if pin, ok := p.(Pinner); ok {
+			var r state.Reader
+			if r, rev, err = pin.Pinned(ctx); err != nil {
+				return err
+			}
+			return diff(r)
+		}
+		unlock, err := p.Lock(ctx, lockPurpose)
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, unlock()) }()
+		if rev, err = p.Revision(ctx); err != nil {
+			return err
+		}
+		return diff(p)
 	}()
 	if err != nil {
 		return fmt.Errorf("copy the state of %s: %w", s.o.Source, err)
