@@ -38,6 +38,17 @@ type Status struct {
 	// logged at ERROR with its stack and is a bug to report.
 	Panics    int64      `json:"panics"`
 	Listeners []Listener `json:"listeners"`
+	// Replica is this serve's name on a shared store (--replica-name);
+	// UpdatedAt is its last heartbeat, rewritten every HeartbeatSeconds
+	// even when nothing changed; StoppedAt is when it shut down
+	// gracefully. All are empty on a directory store.
+	Replica          string    `json:"replica,omitempty"`
+	UpdatedAt        time.Time `json:"updated_at,omitzero"`
+	HeartbeatSeconds int64     `json:"heartbeat_seconds,omitempty"`
+	StoppedAt        time.Time `json:"stopped_at,omitzero"`
+	// Store is the shared store as this serve sees it, when it serves
+	// behind the local snapshot; nil on a directory store.
+	Store *StoreHealth `json:"store,omitempty"`
 }
 
 // Listener is one public HTTPS listener as serve runs it.
