@@ -12,6 +12,9 @@ import (
 // checkServing: while serve runs, every listener listens and the last
 // change of the state was applied.
 func checkServing(ctx context.Context, e *env) Check {
+	if rs, err := replicas(ctx, e); err == nil && len(rs) > 0 {
+		return checkServingReplicas(rs)
+	}
 	st, err := runstatus.Read(ctx, e.s)
 	if err != nil {
 		return warn(IDListenersServing, "serve rewrites it within a second; run doctor again", "not checked: %v", err)
@@ -46,6 +49,9 @@ func checkServing(ctx context.Context, e *env) Check {
 // running serve's are current and fail; a stopped serve's are history and
 // warn.
 func checkFallback(ctx context.Context, e *env) Check {
+	if rs, err := replicas(ctx, e); err == nil && len(rs) > 0 {
+		return checkFallbackReplicas(rs)
+	}
 	st, err := runstatus.Read(ctx, e.s)
 	if err != nil {
 		return warn(IDListenersFallback, "serve rewrites it within a second; run doctor again", "not checked: %v", err)
