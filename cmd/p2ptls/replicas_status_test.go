@@ -56,8 +56,18 @@ func TestReplicasStatusOnEtcd(t *testing.T) {
 		return []string{"P2PTLS_STORE=" + url, "CONFIG_DIR=" + filepath.Join(t.TempDir(), name), "MANAGEMENT_LISTEN=" + freeAddr(t),
 			"P2PTLS_REPLICA_HEARTBEAT=1s"}
 	}
+	// A bad name is exit 2 with the sentence, before anything is written.
+	if r := p2ptls(t, replicaEnv("bad"), "serve", "--replica-name", "web/a"); r.code != 2 ||
+		!strings.Contains(r.stderr, `--replica-name (P2PTLS_REPLICA_NAME): replica name "web/a" has '/' at position 4`) {
+		t.Errorf("serve --replica-name web/a: exit %d: %s", r.code, r.stderr)
+	}
+	if out := must("status", "--output", "json"); !strings.Contains(out, `"replicas": []`) {
+		t.Errorf("a refused serve left a replica status:\n%s", out)
+	}
+
 	a := startServe(t, replicaEnv("a"), "--listen-host", "127.0.0.2", "--replica-name", "web-a")
-	startServe(t, replicaEnv("b"), "--listen-host", "127.0.0.3", "--replica-name", "web-b")
+	envB := replicaEnv("b")
+	startServe(t, envB, "--listen-host", "127.0.0.3", "--replica-name", "web-b")
 
 	status := func() replicasReport {
 		t.Helper()
@@ -106,6 +116,26 @@ func TestReplicasStatusOnEtcd(t *testing.T) {
 		}
 		return nil
 	})
+	// GET /api/v1/status on replica b: itself live, and a as last written.
+	var created struct{ Token string }
+	if err := json.Unmarshal([]byte(must("admin", "token", "create", "ops", "--output", "json")), &created); err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	must("ca", "export", "--out", caFile)
+	mgmtB := strings.TrimPrefix(envB[2], "MANAGEMENT_LISTEN=")
+	code, body := apiCall(t, httpsClient(caPool(t, caFile)), "GET", "https://"+mgmtB+"/api/v1/status", created.Token, nil)
+	var api struct {
+		replicasReport
+		Replica string `json:"replica"`
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &api) != nil {
+		t.Fatalf("GET /api/v1/status on replica b: %d %s", code, body)
+	}
+	if got := api.byName(); api.Replica != "web-b" || len(got) != 2 || got["web-a"].Listeners[0].FallbackHits["unmapped.example.test"] != 1 ||
+		got["web-b"].State != runstatus.ReplicaRunning {
+		t.Errorf("GET /api/v1/status on replica b: replica %q, replicas %+v", api.Replica, api.Replicas)
+	}
 	if out := must("status"); !strings.Contains(out, "web-a") || !strings.Contains(out, "web-b") || !strings.Contains(out, "LAST HEARTBEAT") {
 		t.Errorf("status table lacks the replicas:\n%s", out)
 	}
