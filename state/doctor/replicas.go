@@ -132,30 +132,24 @@ func checkServingReplicas(rs []runstatus.Replica) Check {
 func checkFallbackReplicas(rs []runstatus.Replica) Check {
 	var live, past []string
 	var total int64
-	var hint []string
+	var hint fallbackHint
 	for _, r := range rs {
 		for _, l := range r.Listeners {
 			if len(l.FallbackHits) == 0 {
 				continue
 			}
-			var n int64
-			for _, c := range l.FallbackHits {
-				n += c
-			}
+			n, line := fallbackLine(l)
 			total += n
-			hit := fmt.Sprintf("replica %s, listener %s: %s (%s)", r.Replica, l.Name, plural(int(n), "fallback handshake"), names(runstatus.FallbackList(l.FallbackHits)))
+			hit := fmt.Sprintf("replica %s, listener %s: %s", r.Replica, l.Name, line)
 			if r.State == runstatus.ReplicaRunning {
 				live = append(live, hit)
 			} else {
 				past = append(past, hit+" before it "+r.State)
 			}
-			if len(hint) < 2 {
-				hint = append(hint, fmt.Sprintf("map each name on listener %s ('p2ptls mapping add --listener %s --host NAME …')", l.Name, l.Name))
-			}
+			hint.add(l.Name)
 		}
 	}
-	hint = append(hint, "or fix the DNS records and clients that send those names there; a handshake without SNI comes from a client that connects by IP address")
-	h := strings.Join(hint, "; ")
+	h := hint.String()
 	all := strings.Join(append(live, past...), "; ")
 	switch {
 	case len(live) > 0:
