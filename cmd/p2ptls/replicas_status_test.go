@@ -67,7 +67,7 @@ func TestReplicasStatusOnEtcd(t *testing.T) {
 
 	a := startServe(t, replicaEnv("a"), "--listen-host", "127.0.0.2", "--replica-name", "web-a")
 	envB := replicaEnv("b")
-	startServe(t, envB, "--listen-host", "127.0.0.3", "--replica-name", "web-b")
+	b := startServe(t, envB, "--listen-host", "127.0.0.3", "--replica-name", "web-b")
 
 	status := func() replicasReport {
 		t.Helper()
@@ -162,16 +162,22 @@ func TestReplicasStatusOnEtcd(t *testing.T) {
 		}
 		return nil
 	})
-	var doc struct {
-		Checks []struct{ ID, Status, Message string } `json:"checks"`
+	doctor := func() (int, map[string]string) {
+		t.Helper()
+		r := p2ptls(t, cli, "doctor", "--output", "json")
+		var doc struct {
+			Checks []struct{ ID, Status, Message string } `json:"checks"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+			t.Fatalf("doctor --output json: %v: %s", err, r.stdout)
+		}
+		checks := map[string]string{}
+		for _, c := range doc.Checks {
+			checks[c.ID] = c.Status + ": " + c.Message
+		}
+		return r.code, checks
 	}
-	if err := json.Unmarshal([]byte(p2ptls(t, cli, "doctor", "--output", "json").stdout), &doc); err != nil {
-		t.Fatal(err)
-	}
-	checks := map[string]string{}
-	for _, c := range doc.Checks {
-		checks[c.ID] = c.Status + ": " + c.Message
-	}
+	_, checks := doctor()
 	for id, want := range map[string][]string{
 		"store.replicas":     {"warn: ", "replica web-a", "sent no heartbeat"},
 		"store.connected":    {"ok: ", "1 running replica"},
@@ -183,5 +189,15 @@ func TestReplicasStatusOnEtcd(t *testing.T) {
 				t.Errorf("doctor %s = %q, want %q in it", id, checks[id], w)
 			}
 		}
+	}
+
+	// The last one stopped gracefully says so; nothing serves the mapping.
+	b.stop(t)
+	r := status()
+	if got := r.byName(); got["web-b"].State != runstatus.ReplicaStopped || got["web-b"].StoppedAt.IsZero() || r.ServeRunning {
+		t.Errorf("after a graceful stop: web-b %s, serve_running %v", got["web-b"].State, r.ServeRunning)
+	}
+	if code, checks := doctor(); code != 1 || !strings.HasPrefix(checks["store.replicas"], "fail: no serve replica runs on this store, and it has 1 mapping to serve") {
+		t.Errorf("doctor with no replica running: exit %d, store.replicas %q", code, checks["store.replicas"])
 	}
 }

@@ -3,10 +3,12 @@ package runstatus
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/snapshot"
 	"github.com/p2pstream/p2ptls/state/testkit/statetest"
@@ -198,5 +200,24 @@ func TestWithSelf(t *testing.T) {
 	}
 	if got := WithSelf([]Replica{}, &Status{PID: 1}); len(got) != 0 {
 		t.Errorf("directory store: %v", got)
+	}
+}
+
+// TestReadOnASharedStore: where serve writes no status.json (a shared
+// store), Read is the replicas' summary, so that "is a serve running"
+// (cert issue, restore) is answered; a directory without a status reads as
+// no serve.
+func TestReadOnASharedStore(t *testing.T) {
+	ctx := context.Background()
+	dir := state.OpenDir(filepath.Join(t.TempDir(), "state"), time.Second)
+	if st, err := Read(ctx, dir); err != nil || st.ServeRunning || st.PID != 0 {
+		t.Fatalf("empty directory: %+v %v", st, err)
+	}
+	s := statetest.NewMem("shared", time.Second)
+	if err := WriteReplica(ctx, s, replicaStatus("web1", "h", 9, 0), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := Read(ctx, s); err != nil || !st.ServeRunning || st.Replica != "web1" || st.PID != 9 {
+		t.Fatalf("shared store: %+v %v", st, err)
 	}
 }

@@ -106,10 +106,19 @@ func Write(ctx context.Context, s state.Store, st *Status) error {
 
 // Read loads the last status serve wrote and decides whether that serve is
 // still running: its pid is alive on this host. A status left by a serve
-// that died reads as not running.
+// that died reads as not running. On a shared store, where serve writes
+// no File, it is the Summary of the replicas: running when any runs
+// (which is what "is a serve answering challenges" asks).
 func Read(ctx context.Context, s state.Store) (*Status, error) {
 	b, err := s.Read(ctx, File)
 	if errors.Is(err, fs.ErrNotExist) {
+		rs, err := ReadReplicas(ctx, s, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if st := Summary(rs); st != nil {
+			return st, nil
+		}
 		return &Status{Listeners: []Listener{}}, nil
 	}
 	if err != nil {
