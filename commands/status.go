@@ -136,8 +136,11 @@ func printReplicas(g *Globals, replicas []runstatus.Replica) error {
 		}
 		rows = append(rows, []string{r.Replica, r.Host, orDash(r.ListenHost), r.State, r.StartedAt.Format(time.RFC3339),
 			r.UpdatedAt.Format(time.RFC3339), strings.Join(listeners, " "), fmt.Sprint(hits), storeSummary(r.Store)})
-		if r.State == runstatus.ReplicaStale {
+		switch {
+		case r.State == runstatus.ReplicaStale:
 			g.Warnf("replica %s sent no heartbeat since %s: it was killed, its host is down or it cannot reach the store", r.Replica, r.UpdatedAt.Format(time.RFC3339))
+		case r.State == runstatus.ReplicaRunning && r.Store != nil && !r.Store.Connected:
+			g.Warnf("replica %s cannot reach the store and serves its snapshot, %ds old: changes made meanwhile do not reach it", r.Replica, r.Store.SnapshotAgeSeconds)
 		}
 	}
 	return printTable(g.Stdout, []string{"REPLICA", "HOST", "LISTEN HOST", "STATE", "STARTED", "LAST HEARTBEAT", "LISTENERS", "FALLBACK HITS", "STORE"}, rows)
