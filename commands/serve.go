@@ -16,6 +16,7 @@ import (
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/hostname"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
+	"github.com/p2pstream/p2ptls/state/runstatus"
 	"github.com/p2pstream/p2ptls/state/snapshot"
 )
 
@@ -42,6 +43,12 @@ func serveCommand() *cli.Command {
 			"host is specific, and so does every listener added or changed while serve runs:\n" +
 			"replicas whose hosts differ share one configuration. status shows each\n" +
 			"listener's configured addr and its bound_addr.\n\n" +
+			"On a shared store (--store) each replica reports its status under its own\n" +
+			"--replica-name (P2PTLS_REPLICA_NAME; default the host name, @HOST with\n" +
+			"--listen-host) in run/replicas/NAME/, rewritten at least every\n" +
+			"--replica-heartbeat. status and doctor show a replica stale after three missed\n" +
+			"heartbeats and forget it a day after its last one. A second serve refuses to\n" +
+			"start under the name of one that still runs.\n\n" +
 			"Every listener is bounded by the limit flags below (timeouts, header size,\n" +
 			"open connections); a stalled upstream is answered with 504. Every listener\n" +
 			"offers TLS 1.2 with ECDHE and AEAD suites only, and TLS 1.3. The write timeout\n" +
@@ -53,6 +60,8 @@ func serveCommand() *cli.Command {
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: flgListen, Usage: "management listen address HOST:PORT", Value: statemgmt.DefaultListen, EnvVars: []string{"MANAGEMENT_LISTEN"}},
 			&cli.StringFlag{Name: flgMetricsListen, Usage: "also serve /metrics over plain HTTP without a token on HOST:PORT (trusted networks only; off by default)", EnvVars: []string{"METRICS_LISTEN"}},
+			&cli.StringFlag{Name: flgReplicaName, Usage: "this replica's name on a shared store (--store), under which it reports its status (default: the host name, with @HOST of --listen-host); ignored on a state directory", EnvVars: []string{envReplicaName}},
+			&cli.DurationFlag{Name: flgReplicaHeartbeat, Usage: "on a shared store, rewrite this replica's status at least this often; status shows it stale after three missed heartbeats", Value: runstatus.DefaultHeartbeat, EnvVars: []string{envReplicaHeartbeat}},
 			&cli.StringFlag{Name: flgListenHost, Usage: "bind every public HTTPS and HTTP listener on HOST (an IP address or host name of this machine), keeping each one's port: replicas that share one configuration each serve on their own address; management keeps MANAGEMENT_LISTEN", EnvVars: []string{envListenHost}},
 		}, modeFlags()...), append(append(namesFlags(), resolversFlag()), limitFlags()...)...),
 	}, serveAction)
@@ -118,7 +127,32 @@ const (
 	flgMetricsListen = "metrics-listen"
 	flgListenHost    = "listen-host"
 	envListenHost    = "P2PTLS_LISTEN_HOST"
+
+	flgReplicaName      = "replica-name"
+	envReplicaName      = "P2PTLS_REPLICA_NAME"
+	flgReplicaHeartbeat = "replica-heartbeat"
+	envReplicaHeartbeat = "P2PTLS_REPLICA_HEARTBEAT"
 )
+
+// replica is this serve's replica name and heartbeat on a shared store,
+// validated; "" on a state directory, which keeps run/status.json.
+func replica(c *cli.Context, g *Globals, listenHost string) (string, time.Duration, error) {
+	beat := c.Duration(flgReplicaHeartbeat)
+	if beat < time.Second {
+		return "", 0, fault.Invalidf("give 1s or more, e.g. 10s", "--%s (%s) %v is below one second", flgReplicaHeartbeat, envReplicaHeartbeat, beat)
+	}
+	name := c.String(flgReplicaName)
+	if name == "" {
+		name = runstatus.DefaultReplicaName(listenHost)
+	}
+	if err := runstatus.ValidateReplicaName(name); err != nil {
+		return "", 0, fault.AsInvalid(fmt.Errorf("--%s (%s): %w", flgReplicaName, envReplicaName, err), fault.HintOf(err))
+	}
+	if g.StoreURL == "" {
+		return "", beat, nil
+	}
+	return name, beat, nil
+}
 
 // metricsAddr is --metrics-listen, validated; "" when off.
 func metricsAddr(c *cli.Context) (string, error) {
@@ -159,6 +193,10 @@ func serveAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	name, beat, err := replica(c, g, host)
+	if err != nil {
+		return err
+	}
 	opts, err := acmeOptions(c)
 	if err != nil {
 		return err
@@ -177,7 +215,7 @@ func serveAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	}
 	defer closeStore()
 	return serve.Run(ctx, serve.Options{Store: store, Log: slog.Default(), Management: set, DNSResolvers: opts.DNSResolvers, Limits: lim,
-		MetricsListen: metricsListen, ListenHost: host, Version: Version()})
+		MetricsListen: metricsListen, ListenHost: host, Version: Version(), Replica: name, Heartbeat: beat})
 }
 
 // snapshotDir is where serve on a shared store keeps its copy of the last

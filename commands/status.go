@@ -33,7 +33,15 @@ func statusCommand() *cli.Command {
 			"until the account is unpaused; failed: any other error), with the earliest retry\n" +
 			"and counted_at: while serve runs, the count of its last renewal pass (null until\n" +
 			"its first one ends); without serve, status counts them itself, reading every\n" +
-			"ACME mapping's metadata.",
+			"ACME mapping's metadata.\n\n" +
+			"On a shared store (--store) every serve replica reports under its own name\n" +
+			"(serve --replica-name) and status lists each one it can see (replicas): its\n" +
+			"host, listen host, state (running: a heartbeat within three of its\n" +
+			"heartbeat_seconds; stale: none since, it was killed or cannot reach the store;\n" +
+			"stopped: it shut down), started_at, updated_at (its last heartbeat), listeners\n" +
+			"with their own fallback hits, and store (connected, snapshot_age_seconds).\n" +
+			"A replica silent for a day is no longer shown. The top-level fields are then\n" +
+			"those of the freshest running replica; serve_running is whether any runs.",
 	}, statusAction)
 }
 
@@ -41,7 +49,7 @@ func statusAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	st, err := runstatus.Read(ctx, g.Store())
+	st, replicas, err := readStatus(ctx, g)
 	if err != nil {
 		return err
 	}
@@ -50,7 +58,13 @@ func statusAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		g.Warnf("ACME back-offs not counted: %v", err)
 	}
 	if g.JSON() {
-		return printJSON(g.Stdout, runstatus.Reported{Status: st, ACMEBackoff: backoff})
+		return printJSON(g.Stdout, runstatus.Reported{Status: st, ACMEBackoff: backoff, Replicas: replicas})
+	}
+	if len(replicas) > 0 {
+		if err := printReplicas(g, replicas); err != nil {
+			return err
+		}
+		fmt.Fprintf(g.Stdout, "replica %s:\n", st.Replica)
 	}
 	if backoff != nil {
 		defer printBackoff(g, *backoff)
@@ -89,6 +103,60 @@ func statusAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	}
 	out("panics recovered: %d", st.Panics)
 	return nil
+}
+
+// readStatus is the status to show: on a shared store, every replica's
+// and the freshest running one's at the top; else run/status.json.
+func readStatus(ctx context.Context, g *Globals) (*runstatus.Status, []runstatus.Replica, error) {
+	replicas, err := runstatus.ReadReplicas(ctx, g.Store(), time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	if st := runstatus.Summary(replicas); st != nil {
+		return st, replicas, nil
+	}
+	st, err := runstatus.Read(ctx, g.Store())
+	return st, replicas, err
+}
+
+// printReplicas is the table of the replicas of a shared store, with a
+// warning for each one that is stale or serves its snapshot.
+func printReplicas(g *Globals, replicas []runstatus.Replica) error {
+	rows := make([][]string, 0, len(replicas))
+	for _, r := range replicas {
+		listeners := make([]string, 0, len(r.Listeners))
+		var hits int64
+		for _, l := range r.Listeners {
+			up := l.BoundAddr
+			if !l.Listening {
+				up += " (down)"
+			}
+			listeners = append(listeners, l.Name+"="+up)
+			hits += l.FallbackTotal
+		}
+		rows = append(rows, []string{r.Replica, r.Host, orDash(r.ListenHost), r.State, r.StartedAt.Format(time.RFC3339),
+			r.UpdatedAt.Format(time.RFC3339), strings.Join(listeners, " "), fmt.Sprint(hits), storeSummary(r.Store)})
+		switch {
+		case r.State == runstatus.ReplicaStale:
+			g.Warnf("replica %s sent no heartbeat since %s: it was killed, its host is down or it cannot reach the store", r.Replica, r.UpdatedAt.Format(time.RFC3339))
+		case r.State == runstatus.ReplicaRunning && r.Store != nil && !r.Store.Connected:
+			g.Warnf("replica %s cannot reach the store and serves its snapshot, %ds old: changes made meanwhile do not reach it", r.Replica, r.Store.SnapshotAgeSeconds)
+		}
+	}
+	return printTable(g.Stdout, []string{"REPLICA", "HOST", "LISTEN HOST", "STATE", "STARTED", "LAST HEARTBEAT", "LISTENERS", "FALLBACK HITS", "STORE"}, rows)
+}
+
+// storeSummary is a replica's view of the shared store.
+func storeSummary(h *runstatus.StoreHealth) string {
+	switch {
+	case h == nil:
+		return "-"
+	case !h.Connected:
+		return fmt.Sprintf("unreachable, serving a snapshot %ds old", h.SnapshotAgeSeconds)
+	case !h.Current:
+		return fmt.Sprintf("connected, snapshot %ds behind", h.SnapshotAgeSeconds)
+	}
+	return "connected"
 }
 
 // listenerTable is the header and rows of the listeners; the bound

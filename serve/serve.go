@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/serve/management"
@@ -16,6 +17,7 @@ import (
 	"github.com/p2pstream/p2ptls/serve/renewal"
 	"github.com/p2pstream/p2ptls/state"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
+	"github.com/p2pstream/p2ptls/state/runstatus"
 )
 
 // Options configure serve.
@@ -35,11 +37,22 @@ type Options struct {
 	ListenHost string
 	// Version is the build's, for p2ptls_build_info.
 	Version string
+	// Replica, on a shared store, is this serve's name: its status and
+	// back-off count go under runstatus.ReplicasDir, rewritten at least
+	// every Heartbeat. Empty on a directory store.
+	Replica   string
+	Heartbeat time.Duration
 }
 
 // Run serves until ctx ends, then shuts everything down gracefully.
 func Run(ctx context.Context, o Options) error {
-	pub := public.New(public.Options{Store: o.Store, Log: o.Log, Limits: o.Limits, ListenHost: o.ListenHost})
+	po := public.Options{Store: o.Store, Log: o.Log, Limits: o.Limits, ListenHost: o.ListenHost, Replica: o.Replica, Heartbeat: o.Heartbeat}
+	// A shared store behind a snapshot tells whether it answers.
+	health, watched := o.Store.(metrics.StoreHealth)
+	if watched {
+		po.StoreHealth = health.Health
+	}
+	pub := public.New(po)
 	var mgmtRef atomic.Pointer[management.Server]
 	met := metrics.New(metrics.Options{Store: o.Store, Log: o.Log, Public: pub, Version: o.Version, Management: o.Management,
 		ManagementCert: func() *x509.Certificate {
@@ -48,9 +61,8 @@ func Run(ctx context.Context, o Options) error {
 			}
 			return nil
 		}})
-	// A shared store behind a snapshot tells whether it answers.
-	if h, ok := o.Store.(metrics.StoreHealth); ok {
-		met.WatchStore(h)
+	if watched {
+		met.WatchStore(health)
 	}
 	// Management first: its refusals (mode, files) come before any public
 	// listener opens or any runtime status is written.
@@ -80,7 +92,11 @@ func Run(ctx context.Context, o Options) error {
 	go func() { defer wg.Done(); pub.Run(pctx) }()
 	go func() {
 		defer wg.Done()
-		renewal.Run(pctx, renewal.Options{Store: o.Store, Log: o.Log, DNSResolvers: o.DNSResolvers, Observe: met.ObserveRenewal})
+		ro := renewal.Options{Store: o.Store, Log: o.Log, DNSResolvers: o.DNSResolvers, Observe: met.ObserveRenewal}
+		if o.Replica != "" {
+			ro.BackoffFile = runstatus.ReplicaBackoffFile(o.Replica)
+		}
+		renewal.Run(pctx, ro)
 	}()
 	wg.Go(func() { met.Run(pctx) })
 	if plain != nil {

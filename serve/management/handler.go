@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/state/admintoken"
@@ -49,7 +50,13 @@ func newRoutes(o Options) (http.Handler, []string) {
 		if err != nil {
 			o.Log.Warn("ACME back-off count not read for the status API", "err", err)
 		}
-		writeJSON(w, http.StatusOK, runstatus.Reported{Status: st, ACMEBackoff: b})
+		// On a shared store, every replica this one can see, itself live.
+		rs, err := runstatus.ReadReplicas(r.Context(), o.Store, time.Now())
+		if err != nil {
+			o.Log.Warn("replicas not read for the status API", "err", err)
+			rs = []runstatus.Replica{}
+		}
+		writeJSON(w, http.StatusOK, runstatus.Reported{Status: st, ACMEBackoff: b, Replicas: runstatus.WithSelf(rs, st)})
 	})
 	(&api{o: o}).register(apiMux)
 	ss := newSessions()

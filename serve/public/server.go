@@ -24,6 +24,7 @@ import (
 	"github.com/p2pstream/p2ptls/serve/sni"
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/runstatus"
+	"github.com/p2pstream/p2ptls/state/snapshot"
 )
 
 // tickInterval paces what is time-based or lies outside the state: the
@@ -44,6 +45,15 @@ type Options struct {
 	// address and HTTP address, keeping the port (see listenhost.go); it
 	// is what ParseListenHost returns.
 	ListenHost string
+	// Replica, when not empty, is this serve's name on a shared store: its
+	// status goes to runstatus.ReplicaStatusFile and is rewritten at least
+	// every Heartbeat (runstatus.DefaultHeartbeat when zero). Empty on a
+	// directory store, which keeps runstatus.File.
+	Replica   string
+	Heartbeat time.Duration
+	// StoreHealth, when set, is the shared store's health as the snapshot
+	// serve runs behind sees it, reported in the status.
+	StoreHealth func() snapshot.Health
 }
 
 // Server runs every configured listener and follows the state directory.
@@ -77,7 +87,11 @@ type Server struct {
 	gc      gcPacer
 	// statusOut, set by Run, writes the status in the background.
 	statusOut func(*runstatus.Status)
-	closed    bool // the listeners are stopped: serve is shutting down
+	closed    bool      // the listeners are stopped: serve is shutting down
+	stoppedAt time.Time // a replica's graceful stop, for its last status
+	// wroteAt is when the last status was handed for writing, for the
+	// replica heartbeat.
+	wroteAt time.Time
 }
 
 // New prepares the server; Start loads the state and opens the listeners.
@@ -109,6 +123,12 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.filesSig = s.filesSignature(ctx)
 	s.trimAfterLoad()
+	if s.o.Replica != "" {
+		if err := runstatus.ClaimReplica(ctx, s.o.Store, s.status(), time.Now()); err != nil {
+			s.stopAll()
+			return err
+		}
+	}
 	return s.writeStatus(ctx)
 }
 
@@ -172,7 +192,15 @@ func (s *Server) Run(ctx context.Context) {
 			// The last status keeps the closed listeners' fallback hits: a
 			// graceful stop must not erase what doctor warns about.
 			s.closeAll()
-			s.writeStatus(ctx)
+			if s.o.Replica != "" {
+				s.stoppedAt = time.Now().UTC()
+			}
+			// ctx is done: the last status is written without it, bounded.
+			wctx, cancelWrite := context.WithTimeout(context.WithoutCancel(ctx), lastStatusTimeout)
+			if err := s.writeStatus(wctx); err != nil {
+				s.o.Log.Error("cannot write runtime status", "err", err)
+			}
+			cancelWrite()
 			s.mu.Unlock()
 			return
 		case _, ok := <-changes:
@@ -213,7 +241,7 @@ func (s *Server) pollChanged(ctx context.Context, c state.Changed) {
 }
 
 func (s *Server) saveStatus(ctx context.Context, st *runstatus.Status) {
-	if err := runstatus.Write(ctx, s.o.Store, st); err != nil {
+	if err := s.persist(ctx, st); err != nil {
 		s.o.Log.Error("cannot write runtime status", "err", err)
 	}
 }
@@ -519,7 +547,14 @@ func (s *Server) closeAll() {
 func (s *Server) Status() *runstatus.Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.status()
+	st, now := s.status(), time.Now()
+	if st.Store != nil {
+		st.Store = runstatus.NewStoreHealth(st.Store.Health, now)
+	}
+	if st.Replica != "" {
+		st.UpdatedAt = now.UTC() // live, not the last heartbeat written
+	}
+	return st
 }
 
 func (s *Server) status() *runstatus.Status {
@@ -528,6 +563,14 @@ func (s *Server) status() *runstatus.Status {
 		ServeRunning: true, PID: os.Getpid(), Host: host, StartedAt: s.started,
 		LastReloadAt: s.lastReload, LastReloadError: s.lastErr, Reloads: s.reloads,
 		ListenHost: s.o.ListenHost, Listeners: []runstatus.Listener{}, Panics: edge.Panics(),
+	}
+	if s.o.Replica != "" {
+		st.Replica, st.HeartbeatSeconds, st.StoppedAt = s.o.Replica, int64(s.heartbeat()/time.Second), s.stoppedAt
+	}
+	if s.o.StoreHealth != nil {
+		// Its age is stamped when written (persist): it changes every
+		// second while the store is away, the rest does not.
+		st.Store = &runstatus.StoreHealth{Health: s.o.StoreHealth()}
 	}
 	if s.cfg == nil {
 		return st
@@ -552,19 +595,44 @@ func (s *Server) status() *runstatus.Status {
 // writeStatus saves the status for "p2ptls status" when it changed.
 func (s *Server) writeStatus(ctx context.Context) error {
 	if st := s.changedStatus(); st != nil {
-		return runstatus.Write(ctx, s.o.Store, st)
+		return s.persist(ctx, st)
 	}
 	return nil
 }
 
+// lastStatusTimeout bounds the write of the status at shutdown.
+const lastStatusTimeout = 5 * time.Second
+
+// persist writes st where this serve's status goes: runstatus.File, or
+// its replica's file with the heartbeat and the snapshot's age stamped.
+func (s *Server) persist(ctx context.Context, st *runstatus.Status) error {
+	if s.o.Replica == "" {
+		return runstatus.Write(ctx, s.o.Store, st)
+	}
+	now := time.Now()
+	if st.Store != nil {
+		st.Store = runstatus.NewStoreHealth(st.Store.Health, now)
+	}
+	return runstatus.WriteReplica(ctx, s.o.Store, st, now)
+}
+
+// heartbeat is how often a replica's status is rewritten unchanged.
+func (s *Server) heartbeat() time.Duration {
+	if s.o.Heartbeat > 0 {
+		return s.o.Heartbeat
+	}
+	return runstatus.DefaultHeartbeat
+}
+
 // changedStatus is the status when it changed since the last one written,
-// else nil.
+// or when a replica's heartbeat is due; else nil.
 func (s *Server) changedStatus() *runstatus.Status {
 	st := s.status()
 	b, err := json.Marshal(st)
-	if err != nil || bytes.Equal(b, s.lastStatus) {
+	due := s.o.Replica != "" && time.Since(s.wroteAt) >= s.heartbeat()
+	if err != nil || bytes.Equal(b, s.lastStatus) && !due {
 		return nil
 	}
-	s.lastStatus = b
+	s.lastStatus, s.wroteAt = b, time.Now()
 	return st
 }

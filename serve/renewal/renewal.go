@@ -6,6 +6,7 @@
 package renewal
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"os"
@@ -72,6 +73,10 @@ type Options struct {
 	// called one at a time, from the goroutine of the order. It must not
 	// block: the next order waits for it.
 	Observe func(id string, err error)
+	// BackoffFile is where each pass publishes its back-off count:
+	// runstatus.BackoffFile when empty, a replica's own file on a shared
+	// store (runstatus.ReplicaBackoffFile).
+	BackoffFile string
 }
 
 // Run issues and renews until ctx ends. A panic in one pass (an odd
@@ -226,7 +231,8 @@ func (b *backoffs) publish(ctx context.Context, o Options, now time.Time) {
 		return // a pass cut short counted only part of the mappings
 	}
 	st := runstatus.Backoff{Backoff: mappings.CountBackoffs(b.set, now), CountedAt: now.UTC()}
-	if err := runstatus.WriteBackoff(ctx, o.Store, st, os.Getpid()); err != nil && ctx.Err() == nil {
+	file := cmp.Or(o.BackoffFile, runstatus.BackoffFile)
+	if err := runstatus.WriteBackoff(ctx, o.Store, file, st, os.Getpid()); err != nil && ctx.Err() == nil {
 		o.Log.Warn("ACME back-off count not saved for status", "err", err)
 	}
 }

@@ -148,6 +148,8 @@ func Run(ctx context.Context, in Input) Report {
 		checkBackoff,
 		checkServing,
 		checkFallback,
+		checkReplicas,
+		checkStoreConnected,
 	}
 	r := Report{OK: true, Checks: make([]Check, 0, len(checks))}
 	for _, f := range checks {
@@ -199,6 +201,8 @@ const (
 	IDLastRenewal       = "mappings.last_renewal"
 	IDListenersServing  = "listeners.serving"
 	IDListenersFallback = "listeners.fallback"
+	IDStoreReplicas     = "store.replicas"
+	IDStoreConnected    = "store.connected"
 )
 
 func ok(id, format string, args ...any) Check {

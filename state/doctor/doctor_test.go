@@ -21,6 +21,7 @@ var allIDs = []string{
 	IDConfig, IDPermissions, IDLock, IDRestoreStaging, IDOrphans, IDMode, IDListen, IDProvidedFiles, IDPublicURL, IDPublicURLCovered,
 	IDExtraHosts, IDCA, IDServerCertificate, IDCABackup, IDNetwork, IDACMEAccount, IDCAA, IDWildcardChallenge,
 	IDDNSCredential, IDChallengePorts, IDIPReachable, IDCoverage, IDExpiry, IDRenewalDue, IDLastRenewal, IDBackoff, IDListenersServing, IDListenersFallback,
+	IDStoreReplicas, IDStoreConnected,
 }
 
 // healthy is a state in which every check is ok.

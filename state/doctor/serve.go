@@ -3,6 +3,7 @@ package doctor
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/p2pstream/p2ptls/state/runstatus"
@@ -12,6 +13,9 @@ import (
 // checkServing: while serve runs, every listener listens and the last
 // change of the state was applied.
 func checkServing(ctx context.Context, e *env) Check {
+	if rs, err := replicas(ctx, e); err == nil && len(rs) > 0 {
+		return checkServingReplicas(rs)
+	}
 	st, err := runstatus.Read(ctx, e.s)
 	if err != nil {
 		return warn(IDListenersServing, "serve rewrites it within a second; run doctor again", "not checked: %v", err)
@@ -46,6 +50,9 @@ func checkServing(ctx context.Context, e *env) Check {
 // running serve's are current and fail; a stopped serve's are history and
 // warn.
 func checkFallback(ctx context.Context, e *env) Check {
+	if rs, err := replicas(ctx, e); err == nil && len(rs) > 0 {
+		return checkFallbackReplicas(rs)
+	}
 	st, err := runstatus.Read(ctx, e.s)
 	if err != nil {
 		return warn(IDListenersFallback, "serve rewrites it within a second; run doctor again", "not checked: %v", err)
@@ -54,22 +61,16 @@ func checkFallback(ctx context.Context, e *env) Check {
 		return ok(IDListenersFallback, "nothing to check: serve has not run on this state directory")
 	}
 	var hit []string
-	var hint []string
+	var hint fallbackHint
 	for _, l := range st.Listeners {
 		if len(l.FallbackHits) == 0 {
 			continue
 		}
-		var total int64
-		for _, n := range l.FallbackHits {
-			total += n
-		}
-		hit = append(hit, fmt.Sprintf("listener %s: %s (%s)", l.Name, plural(int(total), "fallback handshake"), names(runstatus.FallbackList(l.FallbackHits))))
-		if len(hint) < 2 {
-			hint = append(hint, fmt.Sprintf("map each name on listener %s ('p2ptls mapping add --listener %s --host NAME …')", l.Name, l.Name))
-		}
+		_, line := fallbackLine(l)
+		hit = append(hit, "listener "+l.Name+": "+line)
+		hint.add(l.Name)
 	}
-	hint = append(hint, "or fix the DNS records and clients that send those names there; a handshake without SNI comes from a client that connects by IP address")
-	h := strings.Join(hint, "; ")
+	h := hint.String()
 	switch {
 	case len(hit) > 0 && st.ServeRunning:
 		return fail(IDListenersFallback, h, "%s since serve (pid %d) started at %s: clients got the fallback, not a mapped certificate; treat that as a public deployment failure",
@@ -81,4 +82,29 @@ func checkFallback(ctx context.Context, e *env) Check {
 		return ok(IDListenersFallback, "no fallback handshake since serve (pid %d) started at %s", st.PID, text.Stamp(st.StartedAt))
 	}
 	return ok(IDListenersFallback, "serve is not running; the last one recorded no fallback handshake")
+}
+
+// fallbackLine is the total of a listener's fallback hits and how a
+// message names them: "3 fallback handshakes (a.example=2, (no SNI)=1)".
+func fallbackLine(l runstatus.Listener) (int64, string) {
+	var total int64
+	for _, n := range l.FallbackHits {
+		total += n
+	}
+	return total, fmt.Sprintf("%s (%s)", plural(int(total), "fallback handshake"), names(runstatus.FallbackList(l.FallbackHits)))
+}
+
+// fallbackHint is the hint of listeners.fallback: how to map the names of
+// the first two listeners with hits, or fix the clients.
+type fallbackHint []string
+
+func (h *fallbackHint) add(listener string) {
+	line := fmt.Sprintf("map each name on listener %s ('p2ptls mapping add --listener %s --host NAME …')", listener, listener)
+	if len(*h) < 2 && !slices.Contains(*h, line) {
+		*h = append(*h, line)
+	}
+}
+
+func (h fallbackHint) String() string {
+	return strings.Join(append(slices.Clip(h), "or fix the DNS records and clients that send those names there; a handshake without SNI comes from a client that connects by IP address"), "; ")
 }

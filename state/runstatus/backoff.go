@@ -34,28 +34,29 @@ type backoffFile struct {
 	PID int `json:"pid"`
 }
 
-// WriteBackoff saves b, counted by the serve of pid, for status and the API.
-func WriteBackoff(ctx context.Context, s state.Store, b Backoff, pid int) error {
+// WriteBackoff saves b, counted by the serve of pid, in file (BackoffFile,
+// or a replica's ReplicaBackoffFile) for status and the API.
+func WriteBackoff(ctx context.Context, s state.Store, file string, b Backoff, pid int) error {
 	out, err := json.MarshalIndent(backoffFile{b, pid}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode ACME back-off: %w", err)
 	}
-	return s.Write(ctx, BackoffFile, append(out, '\n'), state.SecretMode)
+	return s.Write(ctx, file, append(out, '\n'), state.SecretMode)
 }
 
-// ReadBackoff loads the last count serve wrote and the pid of that serve;
-// nil when there is none.
-func ReadBackoff(ctx context.Context, s state.Store) (*Backoff, int, error) {
-	raw, err := s.Read(ctx, BackoffFile)
+// ReadBackoff loads the last count a serve wrote in file and the pid of
+// that serve; nil when there is none.
+func ReadBackoff(ctx context.Context, s state.Store, file string) (*Backoff, int, error) {
+	raw, err := s.Read(ctx, file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("read %s: %w", BackoffFile, err)
+		return nil, 0, fmt.Errorf("read %s: %w", file, err)
 	}
 	var f backoffFile
 	if err := json.Unmarshal(raw, &f); err != nil {
-		return nil, 0, fmt.Errorf("read %s: %w", BackoffFile, err)
+		return nil, 0, fmt.Errorf("read %s: %w", file, err)
 	}
 	return &f.Backoff, f.PID, nil
 }
@@ -66,6 +67,9 @@ func ReadBackoff(ctx context.Context, s state.Store) (*Backoff, int, error) {
 type Reported struct {
 	*Status
 	ACMEBackoff *Backoff `json:"acme_backoff"`
+	// Replicas is every serve replica of a shared store that status can
+	// see (see ReadReplicas); empty on a directory store.
+	Replicas []Replica `json:"replicas"`
 }
 
 // ServeBackoff is the back-off count of the serve st describes, when it
@@ -75,7 +79,11 @@ func ServeBackoff(ctx context.Context, s state.Store, st *Status) (*Backoff, err
 	if !st.ServeRunning {
 		return nil, nil
 	}
-	b, pid, err := ReadBackoff(ctx, s)
+	file := BackoffFile
+	if st.Replica != "" {
+		file = ReplicaBackoffFile(st.Replica)
+	}
+	b, pid, err := ReadBackoff(ctx, s, file)
 	if err != nil || b == nil || pid != st.PID {
 		return nil, err
 	}

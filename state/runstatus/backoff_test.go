@@ -26,7 +26,7 @@ func TestServeBackoff(t *testing.T) {
 	if b, err := ServeBackoff(ctx, s, running); b != nil || err != nil {
 		t.Fatalf("before any count: %+v %v", b, err)
 	}
-	if err := WriteBackoff(ctx, s, counted, 100); err != nil {
+	if err := WriteBackoff(ctx, s, BackoffFile, counted, 100); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {

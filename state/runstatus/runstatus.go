@@ -38,6 +38,17 @@ type Status struct {
 	// logged at ERROR with its stack and is a bug to report.
 	Panics    int64      `json:"panics"`
 	Listeners []Listener `json:"listeners"`
+	// Replica is this serve's name on a shared store (--replica-name);
+	// UpdatedAt is its last heartbeat, rewritten every HeartbeatSeconds
+	// even when nothing changed; StoppedAt is when it shut down
+	// gracefully. All are empty on a directory store.
+	Replica          string    `json:"replica,omitempty"`
+	UpdatedAt        time.Time `json:"updated_at,omitzero"`
+	HeartbeatSeconds int64     `json:"heartbeat_seconds,omitempty"`
+	StoppedAt        time.Time `json:"stopped_at,omitzero"`
+	// Store is the shared store as this serve sees it, when it serves
+	// behind the local snapshot; nil on a directory store.
+	Store *StoreHealth `json:"store,omitempty"`
 }
 
 // Listener is one public HTTPS listener as serve runs it.
@@ -95,10 +106,19 @@ func Write(ctx context.Context, s state.Store, st *Status) error {
 
 // Read loads the last status serve wrote and decides whether that serve is
 // still running: its pid is alive on this host. A status left by a serve
-// that died reads as not running.
+// that died reads as not running. On a shared store, where serve writes
+// no File, it is the Summary of the replicas: running when any runs
+// (which is what "is a serve answering challenges" asks).
 func Read(ctx context.Context, s state.Store) (*Status, error) {
 	b, err := s.Read(ctx, File)
 	if errors.Is(err, fs.ErrNotExist) {
+		rs, err := ReadReplicas(ctx, s, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if st := Summary(rs); st != nil {
+			return st, nil
+		}
 		return &Status{Listeners: []Listener{}}, nil
 	}
 	if err != nil {
