@@ -341,7 +341,10 @@ func TestProcKB(t *testing.T) {
 		}
 	}
 	m, err := treeMem(os.Getpid())
-	if err != nil || m.hwm <= 0 || m.rss <= 0 || m.anon <= 0 || m.anon+m.file > m.rss {
+	// The kernel keeps RssAnon and RssFile in per-CPU batches ("may be
+	// imprecise", proc(5)): their sum may pass VmRSS by a few pages.
+	const slackKB = 1024
+	if err != nil || m.hwm <= 0 || m.rss <= 0 || m.anon <= 0 || m.anon+m.file > m.rss+slackKB {
 		t.Errorf("treeMem(self) = %+v, %v", m, err)
 	}
 }
