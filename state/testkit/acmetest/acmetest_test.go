@@ -360,28 +360,6 @@ func TestEnv(t *testing.T) {
 		env.SetRejectChallenges(t, "r.example.test", false)
 	})
 
-	t.Run("stop pebble", func(t *testing.T) {
-		roots := env.Roots(t)
-		env.StopPebble()
-		env.StopPebble() // idempotent
-		c := env.HTTPClient()
-		c.Timeout = 2 * time.Second
-		if resp, err := c.Get(env.DirectoryURL); err == nil {
-			resp.Body.Close()
-			t.Fatal("directory still answers after StopPebble")
-		} else if !strings.Contains(err.Error(), "connection refused") {
-			t.Errorf("err = %v, want connection refused", err)
-		}
-		if !roots.Equal(env.Roots(t)) {
-			t.Error("Roots changed after StopPebble")
-		}
-		// The rest of the environment keeps working.
-		if r, err := dnsQuery(t, "udp", env.DNSResolver, "example.test", dns.TypeSOA); err != nil || len(r.Answer) != 1 {
-			t.Errorf("DNS front after StopPebble: %v %v", err, r)
-		}
-	})
-	t.Logf("total %s", time.Since(start).Round(time.Millisecond))
-
 	t.Run("resolve", func(t *testing.T) {
 		env.Resolve(t, "replica.example.test", "127.0.0.3")
 		r, err := dnsQuery(t, "udp", env.DNSResolver, "replica.example.test", dns.TypeA)
@@ -449,4 +427,26 @@ func TestEnv(t *testing.T) {
 			t.Errorf("Count(challenge) = %d, want 0", n)
 		}
 	})
+
+	t.Run("stop pebble", func(t *testing.T) {
+		roots := env.Roots(t)
+		env.StopPebble()
+		env.StopPebble() // idempotent
+		c := env.HTTPClient()
+		c.Timeout = 2 * time.Second
+		if resp, err := c.Get(env.DirectoryURL); err == nil {
+			resp.Body.Close()
+			t.Fatal("directory still answers after StopPebble")
+		} else if !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("err = %v, want connection refused", err)
+		}
+		if !roots.Equal(env.Roots(t)) {
+			t.Error("Roots changed after StopPebble")
+		}
+		// The rest of the environment keeps working.
+		if r, err := dnsQuery(t, "udp", env.DNSResolver, "example.test", dns.TypeSOA); err != nil || len(r.Answer) != 1 {
+			t.Errorf("DNS front after StopPebble: %v %v", err, r)
+		}
+	})
+	t.Logf("total %s", time.Since(start).Round(time.Millisecond))
 }
