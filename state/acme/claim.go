@@ -108,6 +108,9 @@ func issueClaimed(ctx context.Context, s state.Store, purpose, id string, now fu
 		return d, false, err
 	}
 	started := now()
+	// Which process ordered is what an operator of several replicas
+	// (or of serve and cron) asks first.
+	o.log().Info("ordering a certificate", "mapping", id, "hosts", m.Hosts, "challenge", m.Challenge)
 	kp, next, oerr := orderFunc(ctx, s, cfg, m, d.replaces, started, o)
 	if oerr != nil && ctx.Err() != nil {
 		return d, false, fmt.Errorf("mapping %q: certificate not issued: %w", m.ID, context.Cause(ctx))

@@ -345,3 +345,36 @@ func TestRenewHooksInConfigOrder(t *testing.T) {
 		t.Errorf("hooks ran\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestRenewLooksAgainAtABusyMapping: a renewal that finds a mapping's
+// claim held elsewhere skips it and says to look again after BusyRetry,
+// so that an order whose issuer died is taken over (serve wakes at Next).
+func TestRenewLooksAgainAtABusyMapping(t *testing.T) {
+	f := useFakeOrders(t)
+	close(f.release)
+	d := claimState(t, 2)
+	ctx := context.Background()
+	release, ok, err := state.ClaimLocal(ctx, d, claimName("m0"))
+	if err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	r, err := Renew(ctx, d, func() time.Time { return now }, RenewOptions{Options: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(r.Renewed, r.Skipped) != "[m1] [m0]" || r.Reasons["m0"] != "being issued by another process" {
+		t.Errorf("renewed %v skipped %v reasons %v; want m1 renewed, m0 skipped as busy", r.Renewed, r.Skipped, r.Reasons)
+	}
+	if want := now.Add(BusyRetry); !r.Next.Equal(want) {
+		t.Errorf("next look %v, want %v (BusyRetry after now)", r.Next, want)
+	}
+	release()
+	r, err = Renew(ctx, d, func() time.Time { return now.Add(BusyRetry) }, RenewOptions{Options: quiet})
+	if err != nil || fmt.Sprint(r.Renewed) != "[m0]" {
+		t.Errorf("once the claim is free: renewed %v (%v); want m0", r.Renewed, err)
+	}
+	if f.total.Load() != 2 {
+		t.Errorf("%d orders, want 2", f.total.Load())
+	}
+}

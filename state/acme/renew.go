@@ -295,7 +295,10 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 		})
 		out.attempted, out.err = attempted, err
 		if Busy(err) {
-			out.v = verdict{why: "being issued by another process"}
+			// Looked at again soon: a holder that died (a replica killed
+			// mid-order) frees its claim within a lease, and then one of
+			// the others takes the order over.
+			out.v = verdict{why: "being issued by another process", next: now().Add(BusyRetry)}
 			out.err = nil
 			return
 		}
@@ -376,6 +379,12 @@ func Renew(ctx context.Context, s state.Store, now func() time.Time, o RenewOpti
 	}
 	return r, nil
 }
+
+// BusyRetry is how soon a mapping skipped because another process holds
+// its claim is looked at again: about a claim's lease on etcd (a dead
+// holder's claim is gone by then), so an order whose issuer died is taken
+// over within two of them.
+const BusyRetry = 10 * time.Second
 
 // verdict is one decision of isDue.
 type verdict struct {

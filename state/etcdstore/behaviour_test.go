@@ -490,3 +490,47 @@ func TestCachedReadsFollowOtherWriters(t *testing.T) {
 		}
 	}
 }
+
+// TestChallengesVanishWithTheirWriter: ACME challenge answers are put on
+// the writer's session lease: when the writer dies (its lease ends) they
+// are gone, while its other runtime files and the desired state stay. A
+// writer whose lease etcd no longer has writes on a new one.
+func TestChallengesVanishWithTheirWriter(t *testing.T) {
+	c := etcdtest.Start(t)
+	cli := rawClient(t, c)
+	prefix := newPrefix("challenges")
+	ctx := testCtx(t)
+	writer := openTest(t, c, prefix)
+	reader := openTest(t, c, prefix)
+	token := state.HTTP01Dir + "/tok"
+	alpn := state.TLSALPN01Dir + "/x.example.test.pem"
+	mustDo(t, writer.Write(ctx, token, []byte("tok.key"), state.SecretMode))
+	mustDo(t, writer.Write(ctx, alpn, []byte("pem"), state.SecretMode))
+	mustDo(t, writer.Write(ctx, state.RunDir+"/status.json", []byte("{}"), state.SecretMode))
+	mustDo(t, locked(t, writer, func(ctx context.Context) error {
+		return writer.Write(ctx, "p2ptls.toml", []byte("schema_version = 2\n"), state.SecretMode)
+	}))
+	if b, err := reader.Read(ctx, token); err != nil || string(b) != "tok.key" {
+		t.Fatalf("another store reads the answer: %q %v", b, err)
+	}
+	writer.mu.Lock()
+	sess := writer.sess
+	writer.mu.Unlock()
+	_, err := cli.Revoke(ctx, sess.Lease()) // as when the writer is killed and its lease expires
+	mustDo(t, err)
+	for _, name := range []string{token, alpn} {
+		if _, err := reader.Read(ctx, name); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s after its writer's lease ended: %v, want it gone", name, err)
+		}
+	}
+	for _, name := range []string{state.RunDir + "/status.json", "p2ptls.toml"} {
+		if _, err := reader.Read(ctx, name); err != nil {
+			t.Errorf("%s after the writer's lease ended: %v, want it kept", name, err)
+		}
+	}
+	// The writer publishes again on a new lease.
+	mustDo(t, writer.Write(ctx, token, []byte("tok.key2"), state.SecretMode))
+	if b, err := reader.Read(ctx, token); err != nil || string(b) != "tok.key2" {
+		t.Errorf("an answer written after the lease ended: %q %v", b, err)
+	}
+}

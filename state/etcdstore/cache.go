@@ -2,6 +2,7 @@ package etcdstore
 
 import (
 	"sync"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
@@ -138,6 +139,28 @@ func (c *cache) get(key string) ([]byte, bool) {
 	defer c.mu.Unlock()
 	v, ok := c.values[key]
 	return v.value, ok
+}
+
+// caughtUp makes the cache as current as a read at rev: it waits up to
+// within for the watch to have delivered rev (which drops every value
+// changed by then), else empties the cache as taking the lock does. A
+// claim taken at rev then decides from what the previous holder wrote,
+// without refetching 100k records that did not change.
+func (c *cache) caughtUp(rev int64, within time.Duration) {
+	deadline := time.Now().Add(within)
+	for {
+		c.mu.Lock()
+		done := !c.on || c.latest >= rev // off: nothing is cached
+		c.mu.Unlock()
+		switch {
+		case done:
+			return
+		case time.Now().After(deadline):
+			c.lockTaken(rev)
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // lockTaken empties the cache and refuses what was read before rev.

@@ -223,6 +223,9 @@ func (s *Store) lockedError(ctx context.Context) error {
 	}
 }
 
+// claimCatchUp bounds the wait of a new claim for the watch to reach it.
+const claimCatchUp = time.Second
+
 // claimName is a claim name usable as a key as it is; others are hashed.
 var claimName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
 
@@ -265,6 +268,9 @@ func (s *Store) TryClaim(ctx context.Context, name string) (func(), bool, error)
 		}
 		return nil, false, s.opError("claim "+name, err)
 	}
+	// What the previous holder wrote may not have reached the watch yet:
+	// the holder re-reads the mapping under the claim.
+	s.cache.caughtUp(m.Header().Revision, claimCatchUp)
 	s.mu.Lock()
 	s.claims[name] = m
 	s.mu.Unlock()

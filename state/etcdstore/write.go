@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -44,8 +47,15 @@ type plan struct {
 	writes  map[string]string // key -> encoded value
 	order   []string          // of writes
 	desired bool              // touches the desired state: bumps the revision
+	leased  map[string]bool   // keys of challenge answers: on the session lease
 	bytes   int
 }
+
+// challengeDir holds in-flight ACME challenge answers. They are put on
+// the process's session lease, so that the answers of a process that dies
+// mid-order (a replica killed) vanish with its lease instead of staying
+// in etcd for good.
+var challengeDir = path.Dir(state.HTTP01Dir) + "/"
 
 func (s *Store) plan(c state.Change, now time.Time) (*plan, error) {
 	p := &plan{writes: map[string]string{}}
@@ -72,6 +82,12 @@ func (s *Store) plan(c state.Change, now time.Time) (*plan, error) {
 		p.writes[k] = v
 		p.bytes += len(k) + len(v)
 		p.desired = p.desired || !isRuntime(w.Name)
+		if strings.HasPrefix(path.Clean(w.Name), challengeDir) {
+			if p.leased == nil {
+				p.leased = map[string]bool{}
+			}
+			p.leased[k] = true
+		}
 	}
 	return p, nil
 }
@@ -97,13 +113,41 @@ func (s *Store) Apply(ctx context.Context, c state.Change) error {
 		return err
 	}
 	if len(dels)+len(p.writes)+2 <= maxTxnOps && p.bytes <= maxTxnBytes {
-		ops := dels
-		for _, k := range p.order {
-			ops = append(ops, clientv3.OpPut(k, p.writes[k]))
+		if len(p.leased) == 0 {
+			return s.commit(cctx, append(dels, puts(p, 0)...), p.desired)
 		}
-		return s.commit(cctx, ops, p.desired)
+		// A lease that etcd no longer has (expired in a stall) gets a new
+		// session, once, as a lock does.
+		for attempt := 0; ; attempt++ {
+			sess, err := s.session(cctx)
+			if err != nil {
+				return err
+			}
+			err = s.commit(cctx, append(slices.Clone(dels), puts(p, sess.Lease())...), p.desired)
+			if attempt == 0 && errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				s.dropSession(sess)
+				continue
+			}
+			return err
+		}
+	}
+	if len(p.leased) > 0 {
+		return fault.Invalidf("write challenge answers on their own", "a change too large for one etcd transaction cannot hold ACME challenge answers")
 	}
 	return s.applyLarge(ctx, p, false)
+}
+
+// puts are the writes of p, the leased ones on lease.
+func puts(p *plan, lease clientv3.LeaseID) []clientv3.Op {
+	ops := make([]clientv3.Op, 0, len(p.order))
+	for _, k := range p.order {
+		if p.leased[k] {
+			ops = append(ops, clientv3.OpPut(k, p.writes[k], clientv3.WithLease(lease)))
+		} else {
+			ops = append(ops, clientv3.OpPut(k, p.writes[k]))
+		}
+	}
+	return ops
 }
 
 // deleteOps turns deletes into ops that do not overlap the writes (etcd

@@ -18,8 +18,9 @@
 //		dns01.DisableAuthoritativeNssPropagationRequirement(),
 //		dns01.RecursiveNSsPropagationRequirement())
 //
-// Every name resolves to 127.0.0.1 (IPv4 only), so pebble validates HTTP-01
-// on 127.0.0.1:HTTPPort and TLS-ALPN-01 on 127.0.0.1:TLSPort.
+// Every name resolves to 127.0.0.1 (IPv4 only; Env.Resolve points one
+// elsewhere), so pebble validates HTTP-01 on 127.0.0.1:HTTPPort and
+// TLS-ALPN-01 on 127.0.0.1:TLSPort.
 //
 // The binaries are built with the go command from the module that contains
 // the test (the versions go.mod pins) the first time Start runs in a test
@@ -424,6 +425,21 @@ func (e *Env) SetRejectChallenges(t testing.TB, host string, reject bool) {
 		if err := e.challPost(path, map[string]string{"host": dns.Fqdn(h)}); err != nil {
 			t.Fatalf("acmetest: %v", err)
 		}
+	}
+}
+
+// Resolve makes host resolve to addr (an IPv4 address such as 127.0.0.3)
+// instead of 127.0.0.1, so pebble validates HTTP-01 and TLS-ALPN-01 for
+// host there: the address of one of several replicas. Pebble's VA asks
+// the DNS for every validation, so it takes effect at the next one.
+func (e *Env) Resolve(t testing.TB, host, addr string) {
+	t.Helper()
+	host = dns.Fqdn(strings.TrimSuffix(host, "."))
+	if err := e.challPost("/clear-a", map[string]string{"host": host}); err != nil {
+		t.Fatalf("acmetest: %v", err)
+	}
+	if err := e.challPost("/add-a", map[string]any{"host": host, "addresses": []string{addr}}); err != nil {
+		t.Fatalf("acmetest: %v", err)
 	}
 }
 

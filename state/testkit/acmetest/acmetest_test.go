@@ -1,6 +1,7 @@
 package acmetest_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -357,6 +358,74 @@ func TestEnv(t *testing.T) {
 		})
 		wg.Wait()
 		env.SetRejectChallenges(t, "r.example.test", false)
+	})
+
+	t.Run("resolve", func(t *testing.T) {
+		env.Resolve(t, "replica.example.test", "127.0.0.3")
+		r, err := dnsQuery(t, "udp", env.DNSResolver, "replica.example.test", dns.TypeA)
+		if err != nil || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "127.0.0.3" {
+			t.Errorf("A after Resolve: %v %v", err, r)
+		}
+	})
+
+	t.Run("fault proxy holds and counts", func(t *testing.T) {
+		p := env.StartFaultProxy(t)
+		orderURL := strings.Replace(p.DirectoryURL, "/dir", "/order-plz", 1)
+		post := func(ctx context.Context) (int, error) {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, orderURL, strings.NewReader("{}"))
+			if err != nil {
+				return 0, err
+			}
+			req.Header.Set("Content-Type", "application/jose+json")
+			resp, err := env.HTTPClient().Do(req)
+			if err != nil {
+				return 0, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		}
+		waiting := func(n int) {
+			t.Helper()
+			for deadline := time.Now().Add(10 * time.Second); p.Waiting("new-order") != n; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d requests held, want %d", p.Waiting("new-order"), n)
+				}
+			}
+		}
+		p.Hold("new-order")
+		// A client that goes away while held: its request never reaches pebble.
+		ctx, cancel := context.WithCancel(context.Background())
+		gone := make(chan error, 1)
+		go func() { _, err := post(ctx); gone <- err }()
+		waiting(1)
+		cancel()
+		if err := <-gone; err == nil {
+			t.Error("a cancelled held request got an answer")
+		}
+		waiting(0)
+		// One that waits is let through by Release, with pebble's answer
+		// (an unsigned body: malformed).
+		answered := make(chan int, 1)
+		go func() { code, _ := post(context.Background()); answered <- code }()
+		waiting(1)
+		select {
+		case code := <-answered:
+			t.Fatalf("held request answered %d before Release", code)
+		case <-time.After(100 * time.Millisecond):
+		}
+		p.Release("new-order")
+		if code := <-answered; code != http.StatusBadRequest {
+			t.Errorf("released request: %d, want pebble's 400", code)
+		}
+		if code, err := post(context.Background()); err != nil || code != http.StatusBadRequest {
+			t.Errorf("after Release: %d %v", code, err)
+		}
+		if n := p.Count("new-order"); n != 3 {
+			t.Errorf("Count(new-order) = %d, want 3", n)
+		}
+		if n := p.Count("challenge"); n != 0 {
+			t.Errorf("Count(challenge) = %d, want 0", n)
+		}
 	})
 
 	t.Run("stop pebble", func(t *testing.T) {

@@ -1,9 +1,11 @@
 package acmetest
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -67,7 +69,10 @@ type FaultProxy struct {
 	DirectoryURL string
 
 	mu      sync.Mutex
-	faults  map[string]Fault // by endpoint: "new-order", "finalize"
+	faults  map[string]Fault         // by endpoint: "new-order", "finalize"
+	holds   map[string]chan struct{} // by endpoint; closed on Release
+	waiting map[string]int           // by endpoint: requests in a hold now
+	counts  map[string]int           // by endpoint: POSTs seen
 	faulted atomic.Int64
 	srv     *http.Server
 	ln      net.Listener
@@ -89,7 +94,7 @@ func (e *Env) StartFaultProxy(t testing.TB) *FaultProxy {
 	if err != nil {
 		t.Fatalf("acmetest: %v", err)
 	}
-	p := &FaultProxy{faults: map[string]Fault{}, ln: ln,
+	p := &FaultProxy{faults: map[string]Fault{}, holds: map[string]chan struct{}{}, waiting: map[string]int{}, counts: map[string]int{}, ln: ln,
 		DirectoryURL: "https://" + ln.Addr().String() + target.Path}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
@@ -108,8 +113,8 @@ func (e *Env) StartFaultProxy(t testing.TB) *FaultProxy {
 	return p
 }
 
-// Set makes the proxy answer every request to endpoint ("new-order" or
-// "finalize", as the last element of pebble's path) with f until Clear.
+// Set makes the proxy answer every request to endpoint ("new-order",
+// "finalize" or "challenge"; see endpointOf) with f until Clear.
 func (p *FaultProxy) Set(endpoint string, f Fault) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -126,27 +131,89 @@ func (p *FaultProxy) Clear() {
 // Faulted counts the requests answered with a fault.
 func (p *FaultProxy) Faulted() int { return int(p.faulted.Load()) }
 
-// faultFor is the fault for a request path, if one is set: pebble's
-// endpoints are /order-plz (new order) and /finalize-order/ID.
-func (p *FaultProxy) faultFor(path string) (Fault, bool) {
-	var endpoint string
-	switch {
-	case path == "/order-plz":
-		endpoint = "new-order"
-	case strings.HasPrefix(path, "/finalize-order/"):
-		endpoint = "finalize"
-	default:
-		return Fault{}, false
-	}
+// Hold makes every POST to endpoint ("new-order", "finalize" or
+// "challenge", the request that starts a validation) wait before it
+// reaches pebble, until Release or until its client goes away: a killed
+// client's request never reaches pebble.
+func (p *FaultProxy) Hold(endpoint string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	f, ok := p.faults[endpoint]
-	return f, ok
+	if p.holds[endpoint] == nil {
+		p.holds[endpoint] = make(chan struct{})
+	}
+}
+
+// Release lets the requests held at endpoint, and later ones, through.
+func (p *FaultProxy) Release(endpoint string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if h := p.holds[endpoint]; h != nil {
+		close(h)
+		delete(p.holds, endpoint)
+	}
+}
+
+// Waiting is how many requests to endpoint wait in a Hold now.
+func (p *FaultProxy) Waiting(endpoint string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waiting[endpoint]
+}
+
+// Count is how many POSTs to endpoint the proxy received (passed on,
+// faulted or held): Count("new-order") is the number of orders asked for.
+func (p *FaultProxy) Count(endpoint string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.counts[endpoint]
+}
+
+// endpointOf names the endpoint of a request path, "" for the others:
+// pebble's are /order-plz (new order), /finalize-order/ID and /chalZ/ID.
+func endpointOf(path string) string {
+	switch {
+	case path == "/order-plz":
+		return "new-order"
+	case strings.HasPrefix(path, "/finalize-order/"):
+		return "finalize"
+	case strings.HasPrefix(path, "/chalZ/"):
+		return "challenge"
+	}
+	return ""
 }
 
 func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request, rp *httputil.ReverseProxy) {
-	f, ok := p.faultFor(r.URL.Path)
-	if !ok || r.Method != http.MethodPost {
+	endpoint := endpointOf(r.URL.Path)
+	if endpoint == "" || r.Method != http.MethodPost {
+		rp.ServeHTTP(w, r)
+		return
+	}
+	p.mu.Lock()
+	p.counts[endpoint]++
+	hold := p.holds[endpoint]
+	p.waiting[endpoint]++
+	p.mu.Unlock()
+	if hold != nil {
+		// The server notices a client that went away only once the body
+		// is read (HTTP/1.1's background read): read it first.
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			body = nil
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+		}
+	}
+	p.mu.Lock()
+	p.waiting[endpoint]--
+	f, ok := p.faults[endpoint]
+	p.mu.Unlock()
+	if r.Context().Err() != nil {
+		return // the client went away while held
+	}
+	if !ok {
 		rp.ServeHTTP(w, r)
 		return
 	}
