@@ -270,9 +270,7 @@ func TestServerCertificate(t *testing.T) {
 	t.Run("from another CA", func(t *testing.T) {
 		s := newStore(t)
 		initCA(t, s)
-		kp := mustServer(t, mustCA(t), 90*day, "localhost")
-		mustWrite(t, s, management.ServerKeyFile, kp.KeyPEM, state.SecretMode)
-		mustWrite(t, s, management.ServerCertFile, kp.CertPEM, state.PublicMode)
+		writeServer(t, s, mustServer(t, mustCA(t), 90*day, "localhost"))
 		c := run(input(s), checkServerCertificate)
 		want(t, c, IDServerCertificate, Fail, "not issued by the management CA")
 		wantHint(t, c, "ca renew-server")
@@ -286,6 +284,13 @@ func TestServerCertificate(t *testing.T) {
 		in.Now = now0.Add(400 * day)
 		want(t, run(in, checkServerCertificate), IDServerCertificate, Fail, "expired")
 	})
+}
+
+// writeServer puts kp in place of the auto server certificate.
+func writeServer(t *testing.T, s *state.Dir, kp *pki.KeyPair) {
+	t.Helper()
+	mustWrite(t, s, management.ServerKeyFile, kp.KeyPEM, state.SecretMode)
+	mustWrite(t, s, management.ServerCertFile, kp.CertPEM, state.PublicMode)
 }
 
 // TestChain: the chain management serves verifies with what it publishes
@@ -303,9 +308,7 @@ func TestChain(t *testing.T) {
 	t.Run("auto: from another CA", func(t *testing.T) {
 		s := newStore(t)
 		initCA(t, s)
-		kp := mustServer(t, mustCA(t), 90*day, "localhost")
-		mustWrite(t, s, management.ServerKeyFile, kp.KeyPEM, state.SecretMode)
-		mustWrite(t, s, management.ServerCertFile, kp.CertPEM, state.PublicMode)
+		writeServer(t, s, mustServer(t, mustCA(t), 90*day, "localhost"))
 		c := run(input(s), checkChain)
 		want(t, c, IDChain, Fail, "does not verify with the CA management publishes", "every agent refuses it")
 		wantHint(t, c, "ca renew-server", "ca rotate status")
@@ -328,8 +331,8 @@ func TestChain(t *testing.T) {
 			t.Fatal(err)
 		}
 		kp := mustServer(t, next, 90*day, "localhost")
-		mustWrite(t, s, management.ServerKeyFile, kp.KeyPEM, state.SecretMode)
-		mustWrite(t, s, management.ServerCertFile, append(kp.CertPEM, pki.EncodeCert(cross)...), state.PublicMode)
+		kp.CertPEM = append(kp.CertPEM, pki.EncodeCert(cross)...)
+		writeServer(t, s, kp)
 		want(t, run(input(s), checkChain), IDChain, Fail, "path length")
 	})
 	t.Run("auto: an expired certificate is another check's", func(t *testing.T) {
