@@ -173,15 +173,17 @@ type target struct {
 	lazy bool
 
 	start time.Duration // from exec until the last mapping's name is served
-	// atStart and settled, for p2ptls on etcd: memory when it served the
-	// last name, and the time from then until its CPU went idle.
-	atStart memInfo
-	settled time.Duration
-	us      []float64 // CPU µs per handshake, per round
-	ratios  []float64 // us over the one-certificate baseline's, per round
-	cpu, hs float64   // totals over the rounds, for the pooled ratio
-	c       counts
-	mem     memInfo
+	// For p2ptls on etcd: the first start's time (no snapshot yet), the
+	// memory when the restart served the last name, and the time from
+	// then until its CPU went idle.
+	firstStart time.Duration
+	atStart    memInfo
+	settled    time.Duration
+	us         []float64 // CPU µs per handshake, per round
+	ratios     []float64 // us over the one-certificate baseline's, per round
+	cpu, hs    float64   // totals over the rounds, for the pooled ratio
+	c          counts
+	mem        memInfo
 }
 
 func (t *target) add(s sample, baseUS float64) {
@@ -314,7 +316,7 @@ func measureCount(ctx context.Context, o options, tmp, bin, self string, refs []
 			return r, fmt.Errorf("certificate bundles for the peers: %w", err)
 		}
 	}
-	r.generate = time.Since(start)
+	r.generate = time.Since(start) - r.copied
 	logf("%d mappings: certificates ready in %v", n, r.generate.Round(time.Millisecond))
 
 	// Fresh copies of the references: their figures are per count. The
