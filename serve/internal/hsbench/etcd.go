@@ -144,9 +144,9 @@ func freePortAddr() (string, error) {
 
 // settleAfterStart waits until the process pid has used at most one clock
 // tick of CPU over a second, or until limit, and returns how long it
-// waited: serve on etcd copies the whole state into its local snapshot
-// after it starts serving, work that must not land in the next start
-// timed or in a round.
+// waited: what serve on etcd still does once it serves the last name
+// (the first writes of its status and snapshot) must not land in the
+// next start timed or in a round.
 func settleAfterStart(ctx context.Context, pid int, limit time.Duration) (time.Duration, error) {
 	start := time.Now()
 	before, err := treeTicks(pid)
@@ -260,5 +260,5 @@ func printEtcd(rs []result) {
 		return
 	}
 	w.Flush()
-	fmt.Println("\nstart = from exec until the last mapping's name is served: first start = on an empty CONFIG_DIR (it copies the store\ninto its local snapshot first), start = the restart on that snapshot, the one measured in the rounds; idle after = from\nthen until it used under 10 ms of CPU in a second; VmRSS in MiB at that start and after the rounds; etcd/dir = the\ntwo serves' CPU per handshake in the same round, median (min-max), and pooled over all rounds")
+	fmt.Println("\nstart = from exec until the last mapping's name is served: first start = on an empty CONFIG_DIR, start = the\nrestart on the snapshot the first start made, the one measured in the rounds; idle after = from then until it used\nunder 10 ms of CPU in a second; VmRSS in MiB at that start and after the rounds; etcd/dir = the two serves' CPU\nper handshake in the same round, median (min-max), and pooled over all rounds")
 }
