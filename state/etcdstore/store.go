@@ -476,9 +476,9 @@ func (s *Store) List(ctx context.Context, dir string) ([]string, error) {
 // fetches for the cache: below it, reading them one by one costs as much.
 const prefetchMin = 2
 
-// prefetchPage is how many values one request of prefetch reads: etcd
-// counts the whole range for every page, so pages are large (records are
-// a few hundred bytes; a flat directory of large files is not p2ptls's).
+// prefetchPage is how many values one request of prefetch reads: the
+// values of a flat directory are records of a few hundred bytes (a flat
+// directory of large files is not p2ptls's), so few requests suffice.
 const prefetchPage = 10_000
 
 // prefetch caches the values under pfx as they were at rev (see cache.go).
