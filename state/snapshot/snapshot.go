@@ -173,17 +173,26 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 }
 
 // Close stops following the primary and closes it when it is an
-// io.Closer: the Store owns what Options.Open opened.
+// io.Closer: the Store owns what Options.Open opened. A primary known to
+// be away is closed without asking it anything when it is an awayCloser,
+// so that a serve stopping while etcd is down does not wait on etcd.
 func (s *Store) Close() error {
 	s.stop()
 	<-s.done
-	s.mu.Lock()
-	p := s.primary
-	s.mu.Unlock()
+	p, up := s.primaryUp()
+	if c, ok := p.(awayCloser); ok && !up {
+		return c.CloseAway()
+	}
 	if c, ok := p.(io.Closer); ok {
 		return c.Close()
 	}
 	return nil
+}
+
+// awayCloser is a primary that can close without a request to it (the
+// etcd store: without revoking its lease, which then ends by itself).
+type awayCloser interface {
+	CloseAway() error
 }
 
 // serveCopy makes a Store whose primary did not answer at Open serve the

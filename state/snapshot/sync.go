@@ -49,6 +49,9 @@ func (s *Store) connect(ctx, runCtx context.Context, feed **state.Feed) error {
 		// copy's requests each waiting out the store's request timeout.
 		return fail(err)
 	}
+	if err := ctx.Err(); err != nil {
+		return err // stopped meanwhile: whether the primary answers is not known
+	}
 	if *feed == nil {
 		*feed = p.WatchChanges(runCtx)
 	} else {
@@ -56,6 +59,9 @@ func (s *Store) connect(ctx, runCtx context.Context, feed **state.Feed) error {
 	}
 	if err := s.update(ctx, p, nil); errors.Is(err, state.ErrUnreachable) {
 		return fail(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	wasDown := s.lastErr != nil
@@ -166,7 +172,7 @@ func (l *loop) step(ctx context.Context, beat bool) time.Duration {
 			return s.o.RetryMin - since
 		}
 		if err := s.connect(ctx, ctx, &l.feed); err != nil {
-			if !errors.Is(err, state.ErrUnreachable) {
+			if !errors.Is(err, state.ErrUnreachable) && ctx.Err() == nil {
 				s.log.Warn("cannot open the store; trying again", "store", s.o.Source, "err", oneLine(err))
 			}
 			d := l.retry
