@@ -260,16 +260,26 @@ func (s *Store) checkPrefix(ctx context.Context, eps string, tc *tls.Config) err
 
 // Close ends the store's watches, gives up its lease (freeing a lock or
 // claims still held) and closes the connection.
-func (s *Store) Close() error {
+func (s *Store) Close() error { return s.close(true) }
+
+// CloseAway is Close for a caller that knows etcd is away (serve's
+// snapshot serving its copy): it does not ask etcd to revoke the lease,
+// which could only wait out closeTimeout; the lease ends by itself within
+// the session TTL.
+func (s *Store) CloseAway() error { return s.close(false) }
+
+func (s *Store) close(revoke bool) error {
 	s.mu.Lock()
 	sess := s.sess
 	s.sess = nil
 	s.mu.Unlock()
 	var err error
 	if sess != nil {
+		sess.Orphan()
+	}
+	if sess != nil && revoke {
 		// Revoked under s.ctx (before stop), within closeTimeout: with etcd
 		// away the lease ends by itself within its TTL.
-		sess.Orphan()
 		rctx, cancel := context.WithTimeout(s.ctx, closeTimeout)
 		_, err = s.cli.Revoke(rctx, sess.Lease())
 		cancel()

@@ -105,8 +105,16 @@ func (s *Store) Apply(ctx context.Context, c state.Change) error {
 	if err != nil {
 		return err
 	}
-	// A change once begun is finished, whatever ctx says from here on.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	// A change of the desired state once begun is finished, whatever ctx
+	// says from here on. Runtime status alone (one Txn, no part of the
+	// desired state) keeps ctx: its caller bounds it so as not to wait on
+	// an etcd that went away (serve's last status as it stops), and a
+	// status cut off may be lost.
+	base := context.WithoutCancel(ctx)
+	if !p.desired {
+		base = ctx
+	}
+	cctx, cancel := context.WithTimeout(base, commitTimeout)
 	defer cancel()
 	dels, err := s.deleteOps(cctx, p)
 	if err != nil {
