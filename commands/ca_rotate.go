@@ -34,28 +34,47 @@ func caRotateCommand() *cli.Command {
 			leaf(&cli.Command{
 				Name:  "start",
 				Usage: "create the next CA and its cross-certificates; agents are handed both CAs from now on",
+				Description: "The overlap (default 30 days) is the rotation's deadline, by which every agent\n" +
+					"should have the bundle; 'ca rotate status' shows it. Running start again changes nothing." + examples(
+					"p2ptls ca rotate start",
+					"p2ptls ca rotate start --overlap 14d --output json"),
 				Flags: flags(&cli.StringFlag{Name: flgOverlap, Value: "30d",
 					Usage: "how long agents get to take the bundle: the rotation's deadline (e.g. 30d, 720h)"}),
 			}, caRotateStartAction),
 			leaf(&cli.Command{
 				Name:  "switch",
 				Usage: "serve a certificate from the next CA, with the cross-certificate for agents that trust only the old one",
+				Description: "A current CA made before p2ptls could rotate allows no intermediate certificate:\n" +
+					"then an agent trusting only it cannot verify after switch, and switch needs\n" +
+					"--" + statemgmt.FlagAgentsUpdated + " once every agent has the bundle." + examples(
+					"p2ptls ca rotate switch",
+					"p2ptls ca rotate switch --"+statemgmt.FlagAgentsUpdated),
 				Flags: flags(&cli.BoolFlag{Name: statemgmt.FlagAgentsUpdated,
 					Usage: "switch although the current CA predates rotation: every agent has the bundle or the next CA"}),
 			}, caRotateSwitchAction),
 			leaf(&cli.Command{
 				Name:  "finish",
 				Usage: "retire the old CA (certs/management/retired/); the new CA alone is served and handed out",
+				Description: examples(
+					"p2ptls ca rotate finish",
+					"p2ptls ca rotate finish --keep-old-key"),
 				Flags: flags(&cli.BoolFlag{Name: flgKeepOldKey, Usage: "keep the old CA's key with its certificate under retired/"}),
 			}, caRotateFinishAction),
 			leaf(&cli.Command{
 				Name:  "abort",
 				Usage: "go back to the current CA alone, from started or switched",
+				Description: "The next CA's certificate is kept under certs/management/retired/ for the record;\n" +
+					"its key is deleted. An agent given only the next CA needs the current one again." + examples(
+					"p2ptls ca rotate abort",
+					"p2ptls ca rotate abort --quiet"),
 				Flags: flags(),
 			}, caRotateAbortAction),
 			leaf(&cli.Command{
 				Name:  "status",
 				Usage: "show the stage, both CAs, the deadline and what each kind of agent must do",
+				Description: examples(
+					"p2ptls ca rotate status",
+					"p2ptls ca rotate status --output json | jq -r .stage"),
 				Flags: flags(),
 			}, caRotateStatusAction),
 		},
