@@ -4,25 +4,40 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/etcdstore"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
+	"github.com/p2pstream/p2ptls/state/testkit/etcdtest"
 	"github.com/p2pstream/p2ptls/state/testkit/statetest"
 )
 
 var autoSet = Settings{Mode: ModeAuto, ExtraHosts: []string{"mgmt.example.com"}}
 
-// rotStores are the stores every rotation test runs on.
+// rotStores are the stores every rotation test runs on: the directory,
+// the in-memory store and a real etcd (one member, a prefix per store).
 func rotStores(t *testing.T) map[string]func(t *testing.T) state.Store {
+	c := etcdtest.Start(t)
+	var n atomic.Int64
 	return map[string]func(t *testing.T) state.Store{
 		"dir": func(t *testing.T) state.Store { s, _ := newStore(t); return s },
 		"mem": func(t *testing.T) state.Store { return statetest.NewMem("mem", time.Second) },
+		"etcd": func(t *testing.T) state.Store {
+			s, err := etcdstore.Open(context.Background(), etcdstore.Config{Endpoints: c.Endpoints(), Prefix: fmt.Sprintf("rot%d", n.Add(1))}, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		},
 	}
 }
 
