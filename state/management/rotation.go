@@ -598,3 +598,41 @@ func describeCA(s state.Reader, c *x509.Certificate, file string) *RotationCA {
 	return &RotationCA{FingerprintSHA256: pki.Fingerprint(c), Subject: c.Subject.String(), NotAfter: c.NotAfter.UTC(),
 		File: state.Locate(s, file), CrossVerifiable: CrossVerifiable(c)}
 }
+
+// CheckServedChain verifies the auto server certificate, with the chain
+// it is served with, for an agent trusting each CA that AgentBundle hands
+// out, on its own: during a rotation an agent may hold either one, and
+// the leaf may come from either. The error names the CA that fails.
+// doctor's check of the server certificate belongs on this, not on a
+// signature by ca.crt, which the leaf of stage switched does not have.
+func CheckServedChain(ctx context.Context, s state.Store, now time.Time) error {
+	bundle, err := AgentBundle(ctx, s)
+	if err != nil {
+		return err
+	}
+	cas, err := pki.ParseCertChain(bundle)
+	if err != nil {
+		return err
+	}
+	b, err := s.Read(ctx, ServerCertFile)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", ServerCertFile, err)
+	}
+	chain, err := pki.ParseCertChain(b)
+	if err != nil {
+		return fault.Failf("re-issue it with 'p2ptls ca renew-server'", "%s is damaged: %v", ServerCertFile, err)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	for _, ca := range cas {
+		roots := x509.NewCertPool()
+		roots.AddCert(ca)
+		if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now}); err != nil {
+			return fault.Failf("run 'p2ptls ca renew-server' (it issues from the CA the rotation's stage names, with its cross-certificate)",
+				"the management server certificate, as served, does not verify for an agent that trusts the CA %s: %v", pki.Fingerprint(ca), err)
+		}
+	}
+	return nil
+}

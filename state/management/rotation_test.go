@@ -102,6 +102,9 @@ func TestRotationChainsAtEveryStage(t *testing.T) {
 					}
 					all := func(stage string, wantOld, wantNext bool) {
 						t.Helper()
+						if err := CheckServedChain(ctx, s, time.Now()); err != nil {
+							t.Errorf("%s: CheckServedChain: %v", stage, err)
+						}
 						for _, tc := range []struct {
 							who   string
 							roots []*x509.Certificate
@@ -370,6 +373,9 @@ func TestSwitchWithALegacyCA(t *testing.T) {
 	}
 	if _, err := SwitchRotation(ctx, s, autoSet, true, now); err != nil {
 		t.Fatal(err)
+	}
+	if err := CheckServedChain(ctx, s, now); err == nil || !strings.Contains(err.Error(), pki.Fingerprint(legacy.Cert)) {
+		t.Errorf("CheckServedChain after a confirmed switch from a legacy CA: %v; want the old CA named", err)
 	}
 	if err := verifies(t, s, legacy.Cert); err == nil || !strings.Contains(err.Error(), "intermediates") {
 		t.Errorf("switched with a legacy CA: old-only client: %v; want the path length refusal", err)
