@@ -516,3 +516,63 @@ func TestBackupMidRotationContinuesElsewhere(t *testing.T) {
 		t.Errorf("after finish in the restored state, ca show names %q, want the new CA %q (%v)", show.CA.Fingerprint, doc.Last.New, err)
 	}
 }
+
+// Every CA made before rotation existed allows no intermediate (path
+// length 0). Its rotation still serves every client at started (the next
+// CA allows the cross-certificate); switch refuses, exit 2, until the
+// operator confirms every agent has the bundle, and from then on a client
+// with only that old CA fails, as the refusal said.
+func TestCARotationFromALegacyCA(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed: this test checks OpenSSL's chain building through curl")
+	}
+	r := &rotation{dir: filepath.Join(t.TempDir(), "state"), addr: freeAddr(t), files: map[string]string{}}
+	r.env = []string{"CONFIG_DIR=" + r.dir, "MANAGEMENT_LISTEN=" + r.addr}
+	r.must(t, "ca", "init")
+	legacy, err := pki.NewCA("p2ptls management CA", time.Now(), pki.CAValidity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if legacy.Cert.MaxPathLen != 0 || !legacy.Cert.MaxPathLenZero {
+		t.Fatal("pki.NewCA no longer makes a path length 0 CA: this test needs one")
+	}
+	mgmt := filepath.Join(r.dir, "certs", "management")
+	writeFileT(t, filepath.Join(mgmt, "ca.crt"), legacy.CertPEM)
+	if err := os.WriteFile(filepath.Join(mgmt, "ca.key"), legacy.KeyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"server.crt", "server.key", "../../management-ca.toml"} {
+		if err := os.Remove(filepath.Join(mgmt, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.files["old"] = filepath.Join(t.TempDir(), "old.pem")
+	writeFileT(t, r.files["old"], legacy.CertPEM)
+	r.serve = startServe(t, r.env) // issues the server certificate from the legacy CA
+
+	r.must(t, "ca", "rotate", "start")
+	r.handOut(t, 2)
+	r.waitServed(t, "the started chain", func(c []*x509.Certificate) bool { return len(c) == 2 })
+	r.clients(t, "legacy, started", map[string]bool{"old": true, "new": true, "bundle": true})
+
+	before := stateSnapshot(t, r.dir)
+	res := p2ptls(t, r.env, "ca", "rotate", "switch")
+	if res.code != 2 || !strings.Contains(res.stderr, "allows no intermediate certificate") || !strings.Contains(res.stderr, "--confirm-agents-updated") {
+		t.Errorf("switch from a legacy CA: exit %d: %s", res.code, res.stderr)
+	}
+	assertSameSnapshot(t, before, stateSnapshot(t, r.dir))
+	if doc := r.status(t); doc["current"].(map[string]any)["cross_verifiable"] != false || doc["agents"].([]any)[0].(map[string]any)["verifies_now"] != true {
+		t.Errorf("status of a legacy rotation: %v", doc)
+	}
+
+	newKey := skidOf(t, r.files["new"])
+	r.must(t, "ca", "rotate", "switch", "--confirm-agents-updated")
+	r.waitServed(t, "the switched chain", func(c []*x509.Certificate) bool { return string(c[0].AuthorityKeyId) == newKey })
+	r.clients(t, "legacy, switched", map[string]bool{"new": true, "bundle": true})
+	if doc := r.status(t); doc["agents"].([]any)[0].(map[string]any)["verifies_now"] != false {
+		t.Errorf("status after a confirmed switch says an old-only agent verifies: %v", doc)
+	}
+	r.must(t, "ca", "rotate", "finish")
+	r.waitServed(t, "the new CA's leaf alone", func(c []*x509.Certificate) bool { return len(c) == 1 })
+	r.clients(t, "legacy, finished", map[string]bool{"new": true, "bundle": true})
+}
