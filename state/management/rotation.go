@@ -636,3 +636,19 @@ func CheckServedChain(ctx context.Context, s state.Store, now time.Time) error {
 	}
 	return nil
 }
+
+// IssuingCA is the certificate of the CA that issues the server
+// certificate at the rotation's stage: the next CA once switched, else
+// the current one. Unlike the issuance itself it reads no key, for
+// checks (doctor) that only compare signatures.
+func IssuingCA(ctx context.Context, s state.Store) (*x509.Certificate, error) {
+	r, err := ReadRotation(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if r != nil && r.Stage == StageSwitched {
+		return readCert(ctx, s, NextCertFile)
+	}
+	_, ca, err := CACertificate(ctx, s)
+	return ca, err
+}

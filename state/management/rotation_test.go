@@ -115,6 +115,13 @@ func TestRotationChainsAtEveryStage(t *testing.T) {
 							}
 						}
 					}
+					issuing := func(stage string, want *x509.Certificate) {
+						t.Helper()
+						if got, err := IssuingCA(ctx, s); err != nil || !got.Equal(want) {
+							t.Errorf("%s: IssuingCA is not the CA that issued the leaf (%v)", stage, err)
+						}
+					}
+					issuing(StageStarted, old)
 					leaf, _ := served(t, s)
 					if leaf.CheckSignatureFrom(old) != nil {
 						t.Error("started: the leaf is not from the current CA")
@@ -127,6 +134,7 @@ func TestRotationChainsAtEveryStage(t *testing.T) {
 					if _, err := SwitchRotation(ctx, s, autoSet, false, now); err != nil {
 						t.Fatal(err)
 					}
+					issuing(StageSwitched, next)
 					leaf, _ = served(t, s)
 					if leaf.CheckSignatureFrom(next) != nil {
 						t.Error("switched: the leaf is not from the next CA")
@@ -140,6 +148,7 @@ func TestRotationChainsAtEveryStage(t *testing.T) {
 						t.Fatal(err)
 					}
 					all(StageFinished, false, true)
+					issuing(StageFinished, next)
 					if _, inter := served(t, s); len(inter) != 0 {
 						t.Errorf("finished: %d certificates after the leaf, want none", len(inter))
 					}
