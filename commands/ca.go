@@ -138,6 +138,7 @@ func caCommand() *cli.Command {
 					"p2ptls ca renew-server --extra-hosts 10.0.0.5,mgmt.internal --quiet"),
 				Flags: namesFlags(),
 			}, caRenewServerAction),
+			caRotateCommand(),
 		},
 	}
 }
@@ -281,7 +282,7 @@ func caExportAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if format != "pem" && format != "base64" {
 		return fault.Invalidf("use --format pem or --format base64", "unknown export format %q", format)
 	}
-	caPEM, _, err := statemgmt.CACertificate(ctx, g.Store())
+	caPEM, err := statemgmt.AgentBundle(ctx, g.Store())
 	if err != nil {
 		return err
 	}
