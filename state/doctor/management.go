@@ -289,8 +289,10 @@ func checkServerCertificate(ctx context.Context, e *env) Check {
 		return ok(IDServerCertificate, "there is no management server certificate yet: serve issues it on its first start")
 	}
 	leaf := e.server.Cert
-	if e.ca != nil && leaf.CheckSignatureFrom(e.ca) != nil {
-		return fail(IDServerCertificate, renew, "the management server certificate was not issued by the management CA: agents that trust the CA refuse it")
+	// During a rotation the stage names the issuer: the next CA once
+	// switched.
+	if iss, err := management.IssuingCA(ctx, e.s); e.ca != nil && err == nil && leaf.CheckSignatureFrom(iss) != nil {
+		return fail(IDServerCertificate, renew, "the management server certificate was not issued by the management CA the rotation's stage names: agents that trust that CA refuse it")
 	}
 	switch {
 	case !e.in.Now.Before(leaf.NotAfter):

@@ -318,11 +318,12 @@ func TestChain(t *testing.T) {
 	t.Run("auto: through a cross-certificate the CA may not sign", func(t *testing.T) {
 		s := newStore(t)
 		initCA(t, s)
-		caPEM, _ := s.Read(context.Background(), management.CACertFile)
-		keyPEM, _ := s.Read(context.Background(), management.CAKeyFile)
-		cur, err := pki.LoadKeyPair(caPEM, keyPEM)
-		if err != nil {
-			t.Fatal(err)
+		// A CA from before rotation (path length 0), as pki.NewCA makes.
+		cur := mustCA(t)
+		for name, b := range map[string][]byte{management.CACertFile: cur.CertPEM, management.CAKeyFile: cur.KeyPEM} {
+			if err := s.Write(context.Background(), name, b, state.SecretMode); err != nil {
+				t.Fatal(err)
+			}
 		}
 		next := mustCA(t)
 		tmpl := *next.Cert
@@ -468,4 +469,36 @@ func TestNetwork(t *testing.T) {
 		in.Check = func(context.Context, string, agent.Trust) error { t.Error("checked without a URL"); return nil }
 		want(t, run(in, checkNetwork), IDNetwork, Warn, "not set")
 	})
+}
+
+// TestServerCertificateDuringARotation: at every stage of a rotation the
+// server certificate is from the CA the stage names, and doctor's server
+// certificate and chain checks pass (once switched, the next CA issued it).
+func TestServerCertificateDuringARotation(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	initCA(t, s)
+	in := input(s)
+	steps := []struct {
+		stage string
+		do    func() error
+	}{
+		{"started", func() error {
+			_, err := management.StartRotation(ctx, s, in.Settings, management.DefaultOverlap, now0)
+			return err
+		}},
+		{"switched", func() error { _, err := management.SwitchRotation(ctx, s, in.Settings, false, now0); return err }},
+		{"finished", func() error { _, err := management.FinishRotation(ctx, s, in.Settings, false, now0); return err }},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.stage, err)
+		}
+		if c := run(in, checkServerCertificate); c.Status != OK {
+			t.Errorf("%s: server certificate check %s: %s", st.stage, c.Status, c.Message)
+		}
+		if c := run(in, checkChain); c.Status != OK {
+			t.Errorf("%s: chain check %s: %s", st.stage, c.Status, c.Message)
+		}
+	}
 }
