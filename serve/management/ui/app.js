@@ -571,6 +571,9 @@ async function rotationStep(step, body, button) {
     mgmtNotice(stepNotices[step][doc.changed ? 0 : 1]);
   } catch (err) {
     mgmtError(err);
+    // A refusal often means the page was behind (a step done elsewhere):
+    // show the stage as it is, the error above it.
+    try { renderMgmt(await api("GET", "/management")); } catch (e) { /* the error shown says enough */ }
   } finally {
     button.disabled = false;
   }
