@@ -76,6 +76,8 @@ func (r *rotation) servedChain() ([]*x509.Certificate, error) {
 // waitServed waits until serve sends a chain that ok accepts.
 func (r *rotation) waitServed(t *testing.T, what string, ok func([]*x509.Certificate) bool) {
 	t.Helper()
+	begun := time.Now()
+	defer func() { t.Logf("serve sent %s %v after the step", what, time.Since(begun).Round(time.Millisecond)) }()
 	eventually(t, 10*time.Second, func() error {
 		chain, err := r.servedChain()
 		if err != nil {

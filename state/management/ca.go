@@ -285,6 +285,9 @@ func Ensure(ctx context.Context, s state.Store, names pki.Names, now time.Time) 
 		var why string
 		if srv, why, err = placeServer(ctx, tx, iss, names, now); err != nil || why != "" {
 			did = "re-issued the management server certificate: " + why
+			if why == whyChain {
+				did = "kept the management server certificate, with the chain the CA rotation's stage serves"
+			}
 			return err
 		}
 		if wrote {

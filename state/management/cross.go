@@ -4,10 +4,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"fmt"
 	"math/big"
 	"time"
@@ -24,21 +22,22 @@ import (
 const caPathLen = 1
 
 // newCA creates a management CA: ECDSA P-256 for pki.CAValidity, named
-// caCommonName plus a serialNumber attribute taken from its key, so that
-// two CAs of one installation (the current and the next of a rotation)
-// never share a subject, which chain building matches on.
+// caCommonName plus a serialNumber attribute (the first 64 bits of its
+// certificate's serial), so that two CAs of one installation (the current
+// and the next of a rotation) never share a subject, which chain building
+// matches on. Go derives its subject key ID from the key.
 func newCA(now time.Time) (*pki.KeyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate CA key: %w", err)
 	}
-	skid, err := keyID(&key.PublicKey)
+	serial, err := randomSerial()
 	if err != nil {
 		return nil, err
 	}
-	tmpl := caTemplate(pkix.Name{CommonName: caCommonName, SerialNumber: hex.EncodeToString(skid[:8])},
+	tmpl := caTemplate(pkix.Name{CommonName: caCommonName, SerialNumber: fmt.Sprintf("%032x", serial)[:16]},
 		now.Add(-time.Hour), now.Add(pki.CAValidity))
-	tmpl.SubjectKeyId = skid
+	tmpl.SerialNumber = serial
 	tmpl.MaxPathLen = caPathLen
 	return sign(tmpl, tmpl, &key.PublicKey, key, key)
 }
@@ -77,17 +76,28 @@ func caTemplate(subject pkix.Name, notBefore, notAfter time.Time) *x509.Certific
 	}
 }
 
-// sign signs tmpl (given a random serial) as parent with signer and
-// returns the certificate, with key as its private key when not nil.
-// Go sets the authority key ID from parent's subject key ID.
-func sign(tmpl, parent *x509.Certificate, pub any, key *ecdsa.PrivateKey, signer any) (*pki.KeyPair, error) {
-	// A random positive 128-bit serial, as pki gives every certificate.
+// randomSerial is a random positive 128-bit serial, as pki gives every
+// certificate.
+func randomSerial() (*big.Int, error) {
 	limit := new(big.Int).Lsh(big.NewInt(1), 128)
 	serial, err := rand.Int(rand.Reader, limit.Sub(limit, big.NewInt(1)))
 	if err != nil {
 		return nil, fmt.Errorf("generate serial number: %w", err)
 	}
-	tmpl.SerialNumber = serial.Add(serial, big.NewInt(1))
+	return serial.Add(serial, big.NewInt(1)), nil
+}
+
+// sign signs tmpl as parent with signer (a random serial unless tmpl has
+// one) and returns the certificate, with key as its private key when not
+// nil. Go sets the authority key ID from parent's subject key ID.
+func sign(tmpl, parent *x509.Certificate, pub any, key *ecdsa.PrivateKey, signer any) (*pki.KeyPair, error) {
+	if tmpl.SerialNumber == nil {
+		serial, err := randomSerial()
+		if err != nil {
+			return nil, err
+		}
+		tmpl.SerialNumber = serial
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
 	if err != nil {
 		return nil, fmt.Errorf("sign certificate: %w", err)
@@ -104,15 +114,4 @@ func sign(tmpl, parent *x509.Certificate, pub any, key *ecdsa.PrivateKey, signer
 		kp.Key = key
 	}
 	return kp, nil
-}
-
-// keyID is RFC 7093 method 1, as pki computes subject key IDs: the
-// leftmost 160 bits of the SHA-256 of the uncompressed point.
-func keyID(pub *ecdsa.PublicKey) ([]byte, error) {
-	point, err := pub.Bytes()
-	if err != nil {
-		return nil, fmt.Errorf("encode public key: %w", err)
-	}
-	sum := sha256.Sum256(point)
-	return sum[:20], nil
 }
