@@ -294,6 +294,20 @@ func TestUIRotationBrowser(t *testing.T) {
 		t.Errorf("after a refused switch: buttons %s, error shown %v", got, visible("#mgmt-error"))
 	}
 	shot("ui-rotation-refused.png")
+
+	// A rotation record broken by hand: the panel says so in one alert
+	// line and the rest of the page works.
+	if err := os.WriteFile(filepath.Join(dir, "certs", "management", "rotation.toml"), []byte("stage = [broken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run("reload with a damaged record", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#mgmt-error[role="alert"]`)))
+	if got := text("#mgmt-error"); !strings.Contains(got, "rotation.toml") || !strings.Contains(got, "damaged") {
+		t.Errorf("error for a damaged rotation record: %q", got)
+	}
+	if visible("#rotation") || visible("#page-error") || !strings.Contains(text("#serve-state"), "serve is running") {
+		t.Errorf("with a damaged rotation record: rotation shown %v, page error %q, serve state %q",
+			visible("#rotation"), text("#page-error"), text("#serve-state"))
+	}
 }
 
 // jsString quotes s for JavaScript.

@@ -499,3 +499,19 @@ func TestRotationThroughTheLiveListener(t *testing.T) {
 		t.Errorf("the API calls made %d connections and reused one %d times; want 1 and 5 (one kept-alive connection across every step)", fresh, reused)
 	}
 }
+
+// TestAPIManagementDamagedRecord: a rotation record broken by hand is the
+// state's failure, said in one line; no step changes anything.
+func TestAPIManagementDamagedRecord(t *testing.T) {
+	ta := newMgmtAPI(t, statemgmt.ModeAuto)
+	if err := ta.store.Write(context.Background(), statemgmt.RotationFile, []byte("stage = [broken\n"), state.SecretMode); err != nil {
+		t.Fatal(err)
+	}
+	a := ta.get("/api/v1/management")
+	if e := a.errorBody(t); a.status != http.StatusConflict || !strings.Contains(e.Error, "rotation.toml") || !strings.Contains(e.Error, "damaged") || !strings.Contains(e.Hint, "backup") {
+		t.Errorf("GET with a damaged rotation record: %d %s", a.status, a.body)
+	}
+	for _, step := range []string{"start", "switch", "finish", "abort"} {
+		ta.refused(t, step, "", "", http.StatusConflict, "backup")
+	}
+}

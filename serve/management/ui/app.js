@@ -106,8 +106,13 @@ async function load() {
   }
   const m = await mgmt;
   $("#mgmt-error").hidden = true;
-  if (m.err) mgmtError(m.err);
-  else renderMgmt(m.doc);
+  if (m.err) {
+    mgmtError(m.err);
+    $("#mgmt-info").replaceChildren();
+    $("#rotation").hidden = true;
+  } else {
+    renderMgmt(m.doc);
+  }
 }
 
 function renderTLS(status, ls, maps) {
