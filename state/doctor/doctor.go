@@ -134,6 +134,7 @@ func Run(ctx context.Context, in Input) Report {
 		checkCA,
 		checkServerCertificate,
 		checkChain,
+		checkRotation,
 		checkCABackup,
 		checkNetwork,
 		checkACMEAccount,
@@ -191,6 +192,7 @@ const (
 	IDCA                = "management.ca"
 	IDServerCertificate = "management.server_certificate"
 	IDChain             = "management.chain"
+	IDRotation          = "management.rotation"
 	IDCABackup          = "management.ca_backup"
 	IDNetwork           = "management.network"
 	IDACMEAccount       = "acme.account"

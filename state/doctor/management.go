@@ -314,6 +314,30 @@ func (e *env) currentCA() string {
 	return pki.Fingerprint(e.ca)
 }
 
+// checkRotation: a CA rotation is not left open past the overlap its
+// operator gave it, where agents would be left on two CAs indefinitely.
+func checkRotation(ctx context.Context, e *env) Check {
+	if e.modeName() != management.ModeAuto {
+		return ok(IDRotation, "no rotation: management TLS is not in mode auto")
+	}
+	r, err := management.ReadRotation(ctx, e.s)
+	switch {
+	case err != nil:
+		return fail(IDRotation, "restore certs/management from a backup, or run 'p2ptls ca rotate abort'", "the CA rotation record cannot be read: %v", err)
+	case r == nil:
+		return ok(IDRotation, "no CA rotation is open")
+	}
+	next := "'p2ptls ca rotate switch', then 'p2ptls ca rotate finish'"
+	if r.Stage == management.StageSwitched {
+		next = "'p2ptls ca rotate finish'"
+	}
+	if !e.in.Now.Before(r.Deadline) {
+		return warn(IDRotation, "give every agent the bundle ('p2ptls agent check' on each says whether it survives), then run "+next+"; or 'p2ptls ca rotate abort'",
+			"the CA rotation started on %s (stage %s) is open past its deadline %s", text.Stamp(r.StartedAt), r.Stage, text.Stamp(r.Deadline))
+	}
+	return ok(IDRotation, "a CA rotation is open (stage %s, deadline %s): agents need the bundle before %s", r.Stage, text.Stamp(r.Deadline), next)
+}
+
 // checkCABackup: the last backup holds the CA agents trust now. Restoring
 // a state without it, or with another one, breaks every agent.
 func checkCABackup(ctx context.Context, e *env) Check {

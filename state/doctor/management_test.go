@@ -502,3 +502,32 @@ func TestServerCertificateDuringARotation(t *testing.T) {
 		}
 	}
 }
+
+// TestRotationDeadline: an open rotation is fine until its deadline and a
+// warning past it, naming the next step; none open is ok.
+func TestRotationDeadline(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	initCA(t, s)
+	in := input(s)
+	want(t, run(in, checkRotation), IDRotation, OK, "no CA rotation is open")
+	if _, err := management.StartRotation(ctx, s, in.Settings, 10*day, now0); err != nil {
+		t.Fatal(err)
+	}
+	in.Now = now0.Add(9 * day)
+	want(t, run(in, checkRotation), IDRotation, OK, "stage started")
+	in.Now = now0.Add(11 * day)
+	c := run(in, checkRotation)
+	want(t, c, IDRotation, Warn, "open past its deadline")
+	wantHint(t, c, "ca rotate switch", "ca rotate abort")
+	if _, err := management.SwitchRotation(ctx, s, in.Settings, false, now0.Add(11*day)); err != nil {
+		t.Fatal(err)
+	}
+	c = run(in, checkRotation)
+	want(t, c, IDRotation, Warn, "stage switched")
+	wantHint(t, c, "ca rotate finish")
+	if _, err := management.FinishRotation(ctx, s, in.Settings, false, now0.Add(11*day)); err != nil {
+		t.Fatal(err)
+	}
+	want(t, run(in, checkRotation), IDRotation, OK, "no CA rotation is open")
+}
