@@ -35,8 +35,8 @@ func useFakeSystem(t *testing.T) *fakeSystem {
 	conf := filepath.Join(root, "ca-certificates.conf")
 	files := map[string]string{
 		filepath.Join(share, "distro.crt"): string(pki.EncodeCert(f.distro.Raw)),
-		conf:                                "distro.crt\n",
-		filepath.Join(hooks, "record"):      "#!/bin/sh\ncat >> " + f.hookLog + "\n",
+		conf:                               "distro.crt\n",
+		filepath.Join(hooks, "record"):     "#!/bin/sh\ncat >> " + f.hookLog + "\n",
 	}
 	for name, content := range files {
 		if err := os.WriteFile(name, []byte(content), 0o755); err != nil {
