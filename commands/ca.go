@@ -135,6 +135,7 @@ func caCommand() *cli.Command {
 					"p2ptls ca renew-server --extra-hosts 10.0.0.5,mgmt.internal --quiet"),
 				Flags: namesFlags(),
 			}, caRenewServerAction),
+			caTrustCommand(),
 		},
 	}
 }

@@ -28,12 +28,16 @@ type CAs struct {
 // CA; the other modes are told what to trust instead.
 func ForInstall(ctx context.Context, s state.Store, set management.Settings) (*CAs, error) {
 	switch set.Mode {
+	case management.ModeAuto, "":
+		set.Mode = management.ModeAuto
 	case management.ModeProvided:
 		return nil, fault.Invalidf("trust the CA that issued MANAGEMENT_TLS_CERT_FILE instead: a public CA is trusted already, your own CA with your own tooling",
 			"management TLS is in mode provided, which serves your certificate, so there is no management CA to install")
 	case management.ModeOff:
 		return nil, fault.Invalidf("nothing needs trusting for plain HTTP; with MANAGEMENT_TLS_MODE=auto management serves TLS from a CA this command installs",
 			"management TLS is off (mode off), so there is no management CA to install")
+	default:
+		return nil, fault.Invalidf("use auto, provided or off", "unknown MANAGEMENT_TLS_MODE %q", set.Mode)
 	}
 	pemBytes, err := management.AgentCA(ctx, s, set)
 	if err != nil {

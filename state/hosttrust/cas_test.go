@@ -74,10 +74,11 @@ func TestForInstallModes(t *testing.T) {
 	for _, tc := range []struct{ mode, says string }{
 		{management.ModeProvided, "trust the CA that issued MANAGEMENT_TLS_CERT_FILE"},
 		{management.ModeOff, "MANAGEMENT_TLS_MODE=auto"},
+		{"of", "unknown MANAGEMENT_TLS_MODE"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			_, err := ForInstall(bg, s, management.Settings{Mode: tc.mode})
-			wantKind(t, err, fault.Invalid, "mode "+tc.mode, tc.says)
+			wantKind(t, err, fault.Invalid, tc.mode, tc.says)
 		})
 	}
 }
