@@ -176,7 +176,11 @@ func (db *nssDB) change(ctx context.Context, add []*x509.Certificate, remove []s
 		return err
 	}
 	for _, c := range add {
-		if !trustsServers(after[hexFingerprint(c)]) {
+		trust, ok := after[hexFingerprint(c)]
+		if ok && !trustsServers(trust) {
+			return fmt.Errorf("NSS database %s: certutil left %s with trust %q, not %q", db.dir, Nickname(c), trust, nssTrust)
+		}
+		if !ok {
 			// NSS keeps one nickname per certificate: one added before
 			// under another name keeps it, and uninstall would not know it.
 			return fault.Failf(fmt.Sprintf("'certutil -L -d sql:%s' lists it; delete that entry ('certutil -D -d sql:%s -n NAME') and run this again", db.dir, db.dir),
