@@ -179,6 +179,13 @@ func TestCATrustCLI(t *testing.T) {
 	if r := run(nil, "install"); r.code != 1 || !strings.Contains(r.stderr, "ca init") {
 		t.Errorf("install without a CA: exit %d %s", r.code, r.stderr)
 	}
+	// Nor can uninstall tell which entries are this state's.
+	if r := run(nil, "uninstall"); r.code != 1 || !strings.Contains(r.stderr, "holds no management CA, current or retired") {
+		t.Errorf("uninstall without a CA: exit %d %s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refusals made the state directory: %v", err)
+	}
 	if r := p2ptls(t, env, "ca", "init"); r.code != 0 {
 		t.Fatalf("ca init: %s", r.stderr)
 	}

@@ -52,7 +52,9 @@ func ForInstall(ctx context.Context, s state.Store, set management.Settings) (*C
 
 // ForUninstall returns the CAs whose entries to remove, in any mode: a
 // state that moved from auto to provided still takes out what it
-// installed. A state without a CA has only its retired ones.
+// installed. A state without a CA has only its retired ones; one with
+// none at all (a wrong --config-dir) is refused rather than reported as
+// a success that removed nothing.
 func ForUninstall(ctx context.Context, s state.Store) (*CAs, error) {
 	var current []*x509.Certificate
 	if _, err := s.Stat(ctx, management.CACertFile); err == nil {
@@ -66,7 +68,12 @@ func ForUninstall(ctx context.Context, s state.Store) (*CAs, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("read %s: %w", management.CACertFile, err)
 	}
-	return withRetired(ctx, s, current)
+	cas, err := withRetired(ctx, s, current)
+	if err == nil && len(cas.Current)+len(cas.Retired) == 0 {
+		return nil, fault.NotFoundf("point --config-dir (CONFIG_DIR) at the state that installed the CA; entries of a lost state are listed by 'certutil -L -d sql:DIR' as 'p2ptls management CA <hex>' and removed with 'certutil -D'",
+			"%s holds no management CA, current or retired, so no trust store entry can be told to be this state's", state.Locate(s, management.Dir))
+	}
+	return cas, err
 }
 
 // withRetired adds the CAs kept in certs/management/retired/<dir>/ca.crt.
