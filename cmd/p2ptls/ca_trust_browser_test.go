@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/p2pstream/p2ptls/state/pki"
 )
 
 // needCertutil skips without certutil, except in CI (CI=true), where it
@@ -281,13 +284,16 @@ func TestCATrustCLI(t *testing.T) {
 }
 
 // TestCATrustRotation: through a rotation the browser's database holds
-// both CAs once start hands out the bundle, keeps them through switch,
-// loses the old one at the install after finish, and uninstall removes
-// the CA a later aborted rotation retired too.
+// both CAs once start hands out the bundle, keeps them through switch
+// (Chromium opens the UI served from the next CA), loses the old one at
+// the install after finish (and still opens it), and uninstall removes the
+// CA a later aborted rotation retired too.
 func TestCATrustRotation(t *testing.T) {
 	home, nssdb := newNSSHome(t)
 	dir := filepath.Join(t.TempDir(), "state")
-	env := []string{"CONFIG_DIR=" + dir, "HOME=" + home}
+	addr := freeAddr(t)
+	env := []string{"CONFIG_DIR=" + dir, "HOME=" + home, "MANAGEMENT_LISTEN=" + addr}
+	url := "https://localhost:" + addr[strings.LastIndex(addr, ":")+1:] + "/ui/"
 	// 'ca rotate' is built on another branch; until it is merged here
 	// there is nothing to test. (The lead removes this guard at merge.)
 	if r := p2ptls(t, env, "ca", "rotate", "--help"); r.code != 0 {
@@ -343,7 +349,38 @@ func TestCATrustRotation(t *testing.T) {
 		}
 	}
 
+	// servedFrom waits until serve presents a certificate issued by the
+	// CA with fingerprint fp (it picks each step up live).
+	servedFrom := func(fp string) {
+		t.Helper()
+		certs, err := pki.ParseCertChain([]byte(must("ca", "export")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(certs, func(c *x509.Certificate) bool { return pki.Fingerprint(c) == fp })
+		if i < 0 {
+			t.Fatalf("ca export does not hold %s", fp)
+		}
+		pool := x509.NewCertPool()
+		pool.AddCert(certs[i])
+		eventually(t, 10*time.Second, func() error {
+			leaf, err := handshake(addr, "localhost", pool)
+			if err != nil {
+				return err
+			}
+			return leaf.CheckSignatureFrom(certs[i])
+		})
+	}
+	opens := func(what string) {
+		t.Helper()
+		title, err := openInTrustingBrowser(t, home, url)
+		if err != nil || title != "p2ptls – sign in" {
+			t.Errorf("%s: Chromium opened %q, error %v", what, title, err)
+		}
+	}
+
 	must("ca", "init")
+	startServe(t, env)
 	install()
 	must("ca", "rotate", "start")
 	old, next := status()
@@ -359,11 +396,14 @@ func TestCATrustRotation(t *testing.T) {
 		t.Errorf("install after switch: %+v", tr)
 	}
 	want(old, next)
+	servedFrom(next)
+	opens("switched")
 	must("ca", "rotate", "finish")
 	if tr := install(); !slices.Equal(tr.Stores[0].Present, []string{next}) || !slices.Equal(tr.Stores[0].Removed, []string{old}) {
 		t.Errorf("install after finish: %+v", tr)
 	}
 	want(next)
+	opens("finished, the old CA uninstalled")
 
 	// A rotation begun, installed, then aborted: its next CA is retired,
 	// and uninstall still knows it.
