@@ -30,10 +30,15 @@ func agentCommand() *cli.Command {
 			leaf(&cli.Command{
 				Name:  "check",
 				Usage: "verify a TLS connection to management with the agent's CA, and /healthz",
-				Description: "On failure it names the mistake: a CA that did not sign the server certificate\n" +
-					"(wrong or lost CA, e.g. restored without certs/management), a host the\n" +
-					"certificate does not cover (MANAGEMENT_TLS_EXTRA_HOSTS), an expired\n" +
-					"certificate, or a MANAGEMENT_PUBLIC_URL this machine cannot reach.",
+				Description: "On failure it names the mistake, first things first: a MANAGEMENT_PUBLIC_URL\n" +
+					"this machine cannot reach; a server certificate the given CA did not issue\n" +
+					"(CAs are named by SHA-256 fingerprint: another service such as a public\n" +
+					"listener, another installation, or a wrong, lost or replaced CA); an expired\n" +
+					"certificate; a certificate from the right CA without the URL's host\n" +
+					"(MANAGEMENT_TLS_EXTRA_HOSTS).\n\n" +
+					"During a CA rotation (/ca.crt serves the current and the next CA) it says\n" +
+					"whether the given CA survives 'p2ptls ca rotate finish' (it does when it holds\n" +
+					"the next CA) and, on stderr, what to run when it does not.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: flgURL, Usage: "management URL", EnvVars: []string{"MANAGEMENT_PUBLIC_URL"}},
 					&cli.StringFlag{Name: flgCAFile, Usage: "CA certificate file", EnvVars: []string{"MANAGEMENT_CA_FILE"}},
@@ -52,7 +57,10 @@ func agentCommand() *cli.Command {
 				Description: "Fetches URL/ca.crt without trusting the server, accepts the CA only when its\n" +
 					"SHA-256 fingerprint (as 'p2ptls ca show' prints it on the management host)\n" +
 					"matches and the server's certificate is issued by it, then writes it to\n" +
-					"--out. Nothing is written otherwise." + examples(
+					"--out. Nothing is written otherwise. During a CA rotation /ca.crt is the\n" +
+					"bundle of the current and the next CA: either fingerprint is accepted (the\n" +
+					"next one once management switched to it) and the whole bundle is written,\n" +
+					"so the agent keeps working after the rotation's finish." + examples(
 					"p2ptls agent bootstrap --url https://mgmt.example.com:8443 --fingerprint \"$CA_SHA256\" --out /etc/p2pstream/ca.pem",
 					"p2ptls agent bootstrap --url https://10.0.0.5:8443 --fingerprint \"$CA_SHA256\" --out ca.pem --output json"),
 				Flags: []cli.Flag{
@@ -75,15 +83,20 @@ func agentCheckAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if c.String(flgURL) == "" {
 		return fault.Invalidf("set MANAGEMENT_PUBLIC_URL or pass --url", "agent check needs the management URL")
 	}
-	roots, _, err := agent.LoadCA(c.String(flgCAFile), c.String(flgCAPEMBase64))
+	_, cas, err := agent.LoadCA(c.String(flgCAFile), c.String(flgCAPEMBase64))
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, agentTimeout)
 	defer cancel()
-	res, err := agent.Check(ctx, c.String(flgURL), roots)
+	res, err := agent.Check(ctx, c.String(flgURL), agent.Trust{CAs: cas, File: c.String(flgCAFile)})
 	if err != nil {
 		return err
+	}
+	// Works now, breaks at the rotation's finish: said even in JSON and
+	// quiet mode, since the exit status cannot say it.
+	if rot := res.Rotation; rot != nil && !rot.SurvivesFinish {
+		g.Warnf("%s; %s", rot.Message, rot.Hint)
 	}
 	if g.JSON() {
 		return printJSON(g.Stdout, res)
@@ -92,12 +105,16 @@ func agentCheckAction(ctx context.Context, g *Globals, c *cli.Context) error {
 		return nil
 	}
 	g.Infof("management TLS at %s verifies with the given CA", res.URL)
-	return printFields(g.Stdout, [][2]string{
+	fields := [][2]string{
 		{"CA SHA-256", res.CAFingerprint},
 		{"server names", strings.Join(res.ServerNames, ", ")},
 		{"server expires", res.NotAfter.Format(time.RFC3339)},
 		{"TLS version", res.TLSVersion},
-	})
+	}
+	if rot := res.Rotation; rot != nil {
+		fields = append(fields, [2]string{"CA rotation", rot.Message})
+	}
+	return printFields(g.Stdout, fields)
 }
 
 func agentEnvAction(ctx context.Context, g *Globals, c *cli.Context) error {

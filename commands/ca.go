@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/agent"
 	"github.com/p2pstream/p2ptls/state/fault"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
 )
@@ -101,8 +102,10 @@ func caCommand() *cli.Command {
 					"names one, a missing certs/management is a lost CA: serve refuses to start and\n" +
 					"ca init refuses, until certs/management is restored from a backup or a new CA is\n" +
 					"accepted with --replace --confirm-new-ca. That makes a new CA, keeps the old one\n" +
-					"(if any) in certs/management/retired/<time>/, and every agent then needs the new\n" +
-					"CA ('p2ptls agent env')." + examples(
+					"(if any) in certs/management/retired/<time>/, and prints the new fingerprint and\n" +
+					"the commands every agent runs to trust it ('p2ptls agent bootstrap --fingerprint\n" +
+					"NEW', or the lines of 'p2ptls agent env'). 'p2ptls doctor' warns\n" +
+					"(management.ca_backup) until a backup holds the new CA." + examples(
 					"p2ptls ca init --public-url https://mgmt.example.com:8443",
 					"p2ptls ca init --public-url https://mgmt.example.com:8443 --extra-hosts 10.0.0.5,mgmt.internal",
 					"p2ptls ca init --replace --confirm-new-ca --public-url https://mgmt.example.com:8443"),
@@ -135,6 +138,7 @@ func caCommand() *cli.Command {
 					"p2ptls ca renew-server --extra-hosts 10.0.0.5,mgmt.internal --quiet"),
 				Flags: namesFlags(),
 			}, caRenewServerAction),
+			caRotateCommand(),
 			caTrustCommand(),
 		},
 	}
@@ -166,12 +170,41 @@ func caInitAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	const agentCAFile = "/etc/p2pstream/management-ca.pem"
+	bootstrap := agent.BootstrapCommand(set.PublicURL, r.New, agentCAFile)
+	retrust := []string{bootstrap, "p2ptls agent env"}
+	if g.JSON() {
+		info, err := statemgmt.Show(ctx, g.Store(), set)
+		if err != nil {
+			return err
+		}
+		return printJSON(g.Stdout, struct {
+			*statemgmt.Info
+			OldCA         string   `json:"old_ca_fingerprint_sha256"`
+			Kept          string   `json:"old_ca_kept_in"`
+			AgentCommands []string `json:"agent_commands"`
+		}{info, r.Old, keptIn(g, r.Kept), retrust})
+	}
 	headline := "created a new management CA " + r.New
 	if r.Old != "" {
-		headline += fmt.Sprintf("; the old CA %s is kept in %s", r.Old, state.Locate(g.Store(), r.Kept))
+		headline += fmt.Sprintf("; the old CA %s is kept in %s", r.Old, keptIn(g, r.Kept))
 	}
-	headline += "; give every agent the new CA ('p2ptls agent env')"
+	if g.Quiet {
+		g.Warnf("every agent refuses management until it trusts the new CA %s: on each one run '%s' (then MANAGEMENT_CA_FILE=%s), or set the lines of 'p2ptls agent env' from here", r.New, bootstrap, agentCAFile)
+		return nil
+	}
+	headline += "\nevery agent refuses management until it trusts the new CA; on each agent either run\n  " + bootstrap +
+		"\n  and set MANAGEMENT_CA_FILE=" + agentCAFile + ",\nor set in its environment the lines this prints here:\n  p2ptls agent env" +
+		"\nthen take a backup that holds the new CA (doctor warns until one does): p2ptls backup --out FILE"
 	return printCAInfo(ctx, g, set, headline)
+}
+
+// keptIn is where Replace kept the old CA, "" when there was none.
+func keptIn(g *Globals, kept string) string {
+	if kept == "" {
+		return ""
+	}
+	return state.Locate(g.Store(), kept)
 }
 
 func caShowAction(ctx context.Context, g *Globals, c *cli.Context) error {
@@ -250,7 +283,7 @@ func caExportAction(ctx context.Context, g *Globals, c *cli.Context) error {
 	if format != "pem" && format != "base64" {
 		return fault.Invalidf("use --format pem or --format base64", "unknown export format %q", format)
 	}
-	caPEM, _, err := statemgmt.CACertificate(ctx, g.Store())
+	caPEM, err := statemgmt.AgentBundle(ctx, g.Store())
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,10 @@
 package state
 
 import (
+	"context"
+	"errors"
+	"io/fs"
+	"path"
 	"slices"
 	"strings"
 )
@@ -112,4 +116,78 @@ func (c *Config) validateChanged(v *mappingValidator) *mappingDiff {
 		}
 	}
 	return &mappingDiff{base: base, changed: changed, was: was, kept: used}
+}
+
+// LoadChanged is LoadConfig of r, for a state r that differs from the one
+// c was loaded from (by LoadConfig, and not changed since) only in the
+// mapping records named (store names, each written or removed in r): it
+// reads only those records and checks them against the others as a full
+// load would (validateChanged), so that a change of one record among 100k
+// costs that record and a pass over the others' hosts rather than a read
+// of every record. The result and its errors are LoadConfig's. Where it
+// cannot vouch (c not loaded from records, a name that is not a record,
+// p2ptls.toml among them) it is LoadConfig(ctx, r).
+//
+// The result shares the unchanged mappings with c: neither may be used
+// by another goroutine during the call.
+func (c *Config) LoadChanged(ctx context.Context, r Reader, names []string) (*Config, error) {
+	base := c.loaded
+	if base == nil || !base.valid || base.sums == nil || base.version == schemaVersion1 || len(base.ids) != len(c.Mappings) {
+		return LoadConfig(ctx, r)
+	}
+	changed := make(map[string]*Mapping, len(names)) // by id; nil: removed
+	for _, name := range names {
+		dir, file := path.Split(path.Clean(name))
+		if dir != RecordsDir+"/" {
+			return LoadConfig(ctx, r)
+		}
+		id, ok, idErr := recordID(file)
+		if idErr == nil && !ok {
+			continue // not a record: LoadConfig leaves it alone too
+		}
+		if idErr != nil {
+			if _, err := r.Stat(ctx, name); errors.Is(err, fs.ErrNotExist) {
+				continue // gone: it was never a record of c either
+			}
+			return nil, &ConfigFileError{Path: Locate(r, name), Err: idErr}
+		}
+		m, found, err := loadRecord(ctx, r, id)
+		if err != nil {
+			return nil, err
+		}
+		changed[id] = nil
+		if found {
+			changed[id] = &m
+		}
+	}
+	next := &Config{SchemaVersion: c.SchemaVersion, ACME: c.ACME, Listeners: slices.Clone(c.Listeners),
+		DNSCredentials: slices.Clone(c.DNSCredentials), loaded: base}
+	next.Mappings = make([]Mapping, 0, len(c.Mappings)+len(changed))
+	for i := range c.Mappings {
+		m := &c.Mappings[i]
+		if n, ok := changed[m.ID]; ok {
+			delete(changed, m.ID)
+			if n == nil {
+				continue
+			}
+			m = n
+		}
+		next.Mappings = append(next.Mappings, *m)
+	}
+	added := false
+	for _, m := range changed {
+		if m != nil {
+			next.Mappings, added = append(next.Mappings, *m), true
+		}
+	}
+	if added {
+		sortMappings(next.Mappings)
+	}
+	// Checked against the baseline c was loaded as: only what differs
+	// from it is looked at closely.
+	if err := next.validate(false); err != nil {
+		return nil, recordError(ctx, r, next, err)
+	}
+	next.loaded = newBaseline(base.version, next)
+	return next, nil
 }

@@ -97,10 +97,11 @@ func TestServeRefusesToReplaceALostCA(t *testing.T) {
 	assertSameSnapshot(t, before, stateSnapshot(t, p.dir))
 
 	r = p2ptls(t, p.env, "ca", "init", "--replace", "--confirm-new-ca")
-	if r.code != 0 || !strings.Contains(r.stdout, "created a new management CA") || !strings.Contains(r.stdout, "agent env") {
+	newFP := caShowFingerprint(t, p.env)
+	if r.code != 0 || !strings.Contains(r.stdout, "created a new management CA "+newFP) || !strings.Contains(r.stdout, "p2ptls agent env") ||
+		!strings.Contains(r.stdout, "p2ptls agent bootstrap --url https://MANAGEMENT_HOST:8443 --fingerprint "+newFP+" --out ") {
 		t.Fatalf("ca init --replace --confirm-new-ca: exit %d %s %s", r.code, r.stdout, r.stderr)
 	}
-	newFP := caShowFingerprint(t, p.env)
 	if newFP == "" || newFP == fp || recordedCA(t, p.dir) != newFP {
 		t.Errorf("after the replace: CA %s (was %s), record %s", newFP, fp, recordedCA(t, p.dir))
 	}
@@ -199,5 +200,59 @@ func TestRestoreAllowMissingCAAcceptsANewCA(t *testing.T) {
 	serve.stop(t)
 	if got := caShowFingerprint(t, dst.env); got == "" || got == fp || recordedCA(t, dst.dir) != got {
 		t.Errorf("new CA %s (lost %s), record %s", got, fp, recordedCA(t, dst.dir))
+	}
+}
+
+// After ca init --replace, the output names the new CA and the agent
+// commands (with the public URL), and doctor warns until a backup holds
+// the new CA.
+func TestCAInitReplaceRemindsUntilBackedUp(t *testing.T) {
+	t.Parallel()
+	p := newPublicState(t)
+	url := "https://mgmt.example.test:8443"
+	p.env = append(p.env, "MANAGEMENT_PUBLIC_URL="+url)
+	p.must(t, "ca", "init")
+	p.must(t, "backup", "--out", filepath.Join(t.TempDir(), "before.tar.gz"))
+	old := caShowFingerprint(t, p.env)
+	if doc, _ := runDoctor(t, p.env); doc.statuses()["management.ca_backup"] != "ok" {
+		t.Fatalf("doctor before the replace: %v", doc.statuses())
+	}
+
+	r := p2ptls(t, p.env, "ca", "init", "--replace", "--confirm-new-ca", "--output", "json")
+	var out struct {
+		CA *struct {
+			FingerprintSHA256 string `json:"fingerprint_sha256"`
+		} `json:"ca"`
+		OldCA         string   `json:"old_ca_fingerprint_sha256"`
+		Kept          string   `json:"old_ca_kept_in"`
+		AgentCommands []string `json:"agent_commands"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &out) != nil || out.CA == nil {
+		t.Fatalf("ca init --replace --output json: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	newFP := out.CA.FingerprintSHA256
+	if newFP == old || out.OldCA != old || !strings.HasPrefix(out.Kept, filepath.Join(p.dir, "certs", "management", "retired")) ||
+		len(out.AgentCommands) != 2 || !strings.HasPrefix(out.AgentCommands[0], "p2ptls agent bootstrap --url "+url+" --fingerprint "+newFP+" --out ") {
+		t.Errorf("ca init --replace --output json: %s", r.stdout)
+	}
+
+	for i := range 2 { // it keeps reminding
+		doc, _ := runDoctor(t, p.env)
+		status, msg, hint := doc.check(t, "management.ca_backup")
+		if status != "warn" || !strings.Contains(msg, "not the current "+newFP) || !strings.Contains(hint, "p2ptls backup") {
+			t.Errorf("doctor run %d after the replace: %s %q %q", i, status, msg, hint)
+		}
+	}
+	p.must(t, "backup", "--out", filepath.Join(t.TempDir(), "after.tar.gz"))
+	doc, _ := runDoctor(t, p.env)
+	if status, msg, _ := doc.check(t, "management.ca_backup"); status != "ok" || !strings.Contains(msg, newFP) {
+		t.Errorf("doctor after the backup: %s %q", status, msg)
+	}
+
+	// --quiet still says what every agent must do, on stderr.
+	r = p2ptls(t, p.env, "ca", "init", "--replace", "--confirm-new-ca", "--quiet")
+	if r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, "p2ptls: warning: every agent refuses management until it trusts the new CA") ||
+		!strings.Contains(r.stderr, "p2ptls agent bootstrap --url "+url) {
+		t.Errorf("ca init --replace --quiet: exit %d %q %s", r.code, r.stdout, r.stderr)
 	}
 }

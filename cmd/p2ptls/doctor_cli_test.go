@@ -247,3 +247,35 @@ func TestDoctorRunningServe(t *testing.T) {
 		t.Errorf("after serve stopped: %s %q", status, msg)
 	}
 }
+
+// A management server certificate that does not chain to the published CA
+// (here another installation's, copied over by hand) fails
+// management.chain, and doctor exits 1 without touching the state.
+func TestDoctorChainNotFromThePublishedCA(t *testing.T) {
+	t.Parallel()
+	dir, other := filepath.Join(t.TempDir(), "state"), filepath.Join(t.TempDir(), "other")
+	env := []string{"CONFIG_DIR=" + dir, "MANAGEMENT_PUBLIC_URL=https://192.0.2.10:8443"}
+	for _, d := range []string{dir, other} {
+		if r := p2ptls(t, []string{"CONFIG_DIR=" + d, "MANAGEMENT_PUBLIC_URL=https://192.0.2.10:8443"}, "ca", "init"); r.code != 0 {
+			t.Fatal(r.stderr)
+		}
+	}
+	doc, _ := runDoctor(t, env)
+	if status, msg, _ := doc.check(t, "management.chain"); status != "ok" || !strings.Contains(msg, "verifies with the published CA") {
+		t.Fatalf("management.chain: %s %q", status, msg)
+	}
+	_, _, srv, srvKey := mgmtFiles(dir)
+	_, _, otherSrv, otherKey := mgmtFiles(other)
+	for src, dst := range map[string]string{otherSrv: srv, otherKey: srvKey} {
+		if err := os.WriteFile(dst, mustRead(t, src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := stateSnapshot(t, dir)
+	doc, r := runDoctor(t, env)
+	status, msg, hint := doc.check(t, "management.chain")
+	if r.code != 1 || status != "fail" || !strings.Contains(msg, "does not verify with the CA management publishes for agents") || !strings.Contains(hint, "ca renew-server") {
+		t.Errorf("doctor: exit %d, management.chain %s %q %q", r.code, status, msg, hint)
+	}
+	assertSameSnapshot(t, before, stateSnapshot(t, dir))
+}

@@ -37,6 +37,12 @@ func (a *api) register(mux *router) {
 
 	mux.HandleFunc("GET /api/v1/doctor", a.runDoctor)
 
+	mux.HandleFunc("GET /api/v1/management", a.showManagement)
+	mux.HandleFunc(routeStart, a.startRotation)
+	mux.HandleFunc(routeSwitch, a.switchRotation)
+	mux.HandleFunc(routeFinish, a.finishRotation)
+	mux.HandleFunc(routeAbort, a.abortRotation)
+
 	mux.HandleFunc(catchAll, func(w http.ResponseWriter, r *http.Request) { a.notFound(mux, w, r) })
 }
 
@@ -59,7 +65,7 @@ func (a *api) notFound(mux *router, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.writeError(w, r, &httpError{status: http.StatusNotFound, msg: "no such API endpoint: " + r.Method + " " + r.URL.Path,
-		hint: "the API's endpoints are under /api/v1/status, /listeners, /mappings, /certificates, /dns-credentials, /acme/accounts and /doctor"})
+		hint: "the API's endpoints are under /api/v1/status, /listeners, /mappings, /certificates, /dns-credentials, /acme/accounts, /doctor and /management"})
 }
 
 // listListeners: GET /api/v1/listeners, "listener list".

@@ -124,6 +124,10 @@ func TestEveryAnswerCarriesNosniffAndHSTS(t *testing.T) {
 					send(method, path, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, "token=wrong")
 				case method == "POST" && path == "/ui/logout":
 					// Last: it ends the session the other calls use.
+				case method == "POST" && strings.HasPrefix(path, routeRotation):
+					// Refused (an unknown field): a rotation step done would
+					// replace the CA this walk's client trusts.
+					send(method, path, map[string]string{"Content-Type": "application/json"}, `{"walk":true}`)
 				case method == "POST":
 					send(method, path, map[string]string{"Content-Type": "application/json"}, "{}")
 				default:

@@ -183,6 +183,12 @@ func startAuto(ctx context.Context, o Options) (*liveCert, error) {
 	}
 	o.Log.Info("management CA: give agents this file (MANAGEMENT_CA_FILE) or 'p2ptls agent env'",
 		"file", state.Locate(o.Store, statemgmt.CACertFile), "sha256", pki.Fingerprint(ca))
+	// The certificate itself follows every step live (the store's change
+	// signal reloads server.crt); only this hint is said at start.
+	if r, err := statemgmt.ReadRotation(ctx, o.Store); err == nil && r != nil {
+		o.Log.Info("management CA rotation open: agents need both CAs ('p2ptls ca export' or 'p2ptls agent env'), see 'p2ptls ca rotate status'",
+			"stage", r.Stage, "next_sha256", r.Next, "deadline", r.Deadline)
+	}
 	lc, err := newLiveCert(func() ([]byte, []byte, error) {
 		c, err := o.Store.Read(ctx, statemgmt.ServerCertFile)
 		if err != nil {

@@ -13,16 +13,13 @@ import (
 	"time"
 
 	"github.com/p2pstream/p2ptls/state/admintoken"
-	"github.com/p2pstream/p2ptls/state/agent"
-	statemgmt "github.com/p2pstream/p2ptls/state/management"
 )
 
 // The web UI: Go templates and one small JavaScript file, embedded, with
 // nothing loaded from elsewhere. Pages are shells; the JavaScript reads and
 // changes everything through /api/v1 with the session cookie and, for
-// changes, the session's CSRF token in X-CSRF-Token. Only the management
-// TLS section is rendered here, from the same state code as "ca show" and
-// "agent env" (the API has no endpoint for it).
+// changes, the session's CSRF token in X-CSRF-Token. The management TLS
+// panel too comes from the API (GET /api/v1/management).
 
 //go:embed ui
 var uiFiles embed.FS
@@ -259,15 +256,6 @@ func (u *ui) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }
 
-// mgmtView is the management TLS section of the page.
-type mgmtView struct {
-	Info     *statemgmt.Info
-	Error    string
-	EnvLines []string
-	EnvError string
-	NoURL    bool
-}
-
 func (u *ui) page(w http.ResponseWriter, r *http.Request) {
 	_, se := u.sessions.lookup(u.o, r)
 	if se == nil {
@@ -278,17 +266,5 @@ func (u *ui) page(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, to, http.StatusSeeOther)
 		return
 	}
-	var mv mgmtView
-	info, err := statemgmt.Show(r.Context(), u.o.Store, u.o.Settings)
-	if err != nil {
-		mv.Error = err.Error()
-	}
-	mv.Info = info
-	if caPEM, err := statemgmt.AgentCA(r.Context(), u.o.Store, u.o.Settings); err != nil {
-		mv.EnvError = err.Error()
-	} else {
-		mv.EnvLines = agent.EnvLines(u.o.Settings.PublicURL, caPEM)
-		mv.NoURL = u.o.Settings.PublicURL == ""
-	}
-	u.render(w, http.StatusOK, "index.html", map[string]any{"CSRF": se.csrf, "User": se.name, "Mgmt": mv})
+	u.render(w, http.StatusOK, "index.html", map[string]any{"CSRF": se.csrf, "User": se.name})
 }

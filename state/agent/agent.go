@@ -82,3 +82,13 @@ func EnvLines(publicURL string, caPEM []byte) []string {
 	}
 	return append(lines, "MANAGEMENT_CA_PEM_BASE64="+base64.StdEncoding.EncodeToString(caPEM))
 }
+
+// BootstrapCommand is the agent's command that fetches and pins the
+// management CA fp from publicURL into out. Without a public URL it names
+// a placeholder for the operator to fill in.
+func BootstrapCommand(publicURL, fp, out string) string {
+	if publicURL == "" {
+		publicURL = "https://MANAGEMENT_HOST:8443"
+	}
+	return "p2ptls agent bootstrap --url " + publicURL + " --fingerprint " + fp + " --out " + out
+}

@@ -6,10 +6,10 @@ import (
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/pki"
@@ -17,11 +17,16 @@ import (
 
 const doNotTrust = "check the fingerprint printed by 'p2ptls ca show' on the management host; do not trust this server"
 
-// Bootstrap fetches the management CA from rawURL/ca.crt and accepts it only
-// if its SHA-256 fingerprint is the expected one, and only if the server's own
-// TLS certificate on that connection is issued by it for the URL's host. It
-// returns the CA as PEM and its fingerprint, and writes nothing: the caller
-// saves the CA only once it has been accepted.
+// Bootstrap fetches the management CA from rawURL/ca.crt (one CA, or
+// during a rotation the bundle of the current CA and the next) and accepts
+// it only if one of its certificates has the expected SHA-256 fingerprint,
+// and only if the server's own TLS certificate on that connection verifies
+// with that pinned CA for the URL's host. That proves the connection is
+// management's, so the rest of a bundle it delivered is management's word
+// too and is kept with the pinned CA: an agent bootstrapped during a
+// rotation survives its finish. It returns the PEM to keep and the
+// fingerprint that matched, and writes nothing: the caller saves the CA
+// only once it has been accepted.
 func Bootstrap(ctx context.Context, rawURL string, fingerprint string) (caPEM []byte, fp string, err error) {
 	want, err := pki.ParseFingerprint(fingerprint)
 	if err != nil {
@@ -35,52 +40,69 @@ func Bootstrap(ctx context.Context, rawURL string, fingerprint string) (caPEM []
 	// Nothing is trusted yet, so the connection is not verified. That is
 	// safe because the fingerprint, which the user got out of band from the
 	// management host, is the trust anchor: whatever this connection
-	// delivers is accepted only if it hashes to that fingerprint.
+	// delivers is accepted only if the connection verifies with the CA
+	// that hashes to it.
 	cfg := &tls.Config{InsecureSkipVerify: true, ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
 	state, body, err := get(ctx, u, cfg, "ca.crt")
 	if err != nil {
 		return nil, "", err
 	}
 
-	ca, err := firstCert(body)
+	served, err := pki.ParseCertChain(body)
 	if err != nil {
 		return nil, "", fault.Failf(portHint, "%s did not serve a PEM certificate: %v", endpoint, err)
 	}
-	sum := sha256.Sum256(ca.Raw)
-	if subtle.ConstantTimeCompare(sum[:], want) != 1 {
-		return nil, "", fault.Failf(doNotTrust, "the CA served by %s has fingerprint %s, not the expected %s",
-			u, pki.Fingerprint(ca), strings.ReplaceAll(fmt.Sprintf("% X", want), " ", ":"))
+	var pinned *x509.Certificate
+	fps := make([]string, len(served))
+	for i, c := range served {
+		fps[i] = pki.Fingerprint(c)
+		if sum := sha256.Sum256(c.Raw); subtle.ConstantTimeCompare(sum[:], want) == 1 {
+			pinned = c
+		}
 	}
-	if !ca.IsCA {
-		return nil, "", fault.Failf(doNotTrust, "the certificate served by %s has the expected fingerprint but is not a CA certificate", endpoint)
+	wantFP := strings.ReplaceAll(fmt.Sprintf("% X", want), " ", ":")
+	if pinned == nil {
+		what := "the CA served by %s has fingerprint %s"
+		if len(served) > 1 {
+			what = "the CAs served by %s have fingerprints %s"
+		}
+		return nil, "", fault.Failf(doNotTrust, what+", not the expected %s", u, strings.Join(fps, " and "), wantFP)
+	}
+	for _, c := range served {
+		if !c.IsCA {
+			return nil, "", fault.Failf(doNotTrust, "the certificate %s served by %s is not a CA certificate", pki.Fingerprint(c), endpoint)
+		}
 	}
 
 	// A matching CA proves nothing about who answered; the server must also
 	// hold a certificate from that CA, or the agent would fail at its first
 	// connection anyway.
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
-	intermediates := x509.NewCertPool()
-	for _, c := range state.PeerCertificates[1:] {
-		intermediates.AddCert(c)
-	}
-	leaf := state.PeerCertificates[0]
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, DNSName: u.Hostname()}); err != nil {
-		if ferr := certFailure(u, err); ferr != nil {
-			return nil, "", ferr
+	_, err = verifyServer(u, state.PeerCertificates, Trust{CAs: []*x509.Certificate{pinned}}, time.Now())
+	var foreign *foreignError
+	if !errors.As(err, &foreign) {
+		if err != nil {
+			return nil, "", err
 		}
-		return nil, "", fault.Failf("do not trust this server: something between here and management may present its own certificate; compare with 'p2ptls ca show' on the management host",
-			"the TLS certificate of %s (%s) does not chain to the CA it serves at /ca.crt: %v", u, issuedBy(leaf, state.PeerCertificates), err)
+		return encodeCerts(served), pki.Fingerprint(pinned), nil
 	}
-	return pki.EncodeCert(ca.Raw), pki.Fingerprint(ca), nil
+	// The rotation's next CA (last of the bundle), pinned before management
+	// switched to it: the leaf is from the current CA (first), and the
+	// connection cannot be proven management's with the pin yet.
+	if cur := served[0]; len(served) > 1 && served[len(served)-1].Equal(pinned) {
+		if _, err := verifyServer(u, state.PeerCertificates, Trust{CAs: []*x509.Certificate{cur}}, time.Now()); err == nil {
+			return nil, "", fault.Failf(fmt.Sprintf("if 'p2ptls ca rotate status' on the management host names %s as the current CA, pin that one instead; or bootstrap again after 'p2ptls ca rotate switch'", pki.Fingerprint(cur)),
+				"the TLS certificate of %s is still issued by the CA %s, not by the pinned %s: management has not switched to that CA yet", u, pki.Fingerprint(cur), wantFP)
+		}
+	}
+	return nil, "", fault.Failf("do not trust this server: something between here and management may present its own certificate; compare with 'p2ptls ca show' on the management host",
+		"the TLS certificate of %s (%s) does not chain to the CA it serves at /ca.crt", u, issuedBy(foreign.leaf, foreign.presented))
 }
 
-// firstCert parses the first PEM block of body, which must be a certificate:
-// the fingerprint pins exactly that one, so nothing else in body matters.
-func firstCert(body []byte) (*x509.Certificate, error) {
-	block, _ := pem.Decode(body)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, errors.New("no PEM CERTIFICATE block first in the answer")
+// encodeCerts is certs as PEM, one block each, in order.
+func encodeCerts(certs []*x509.Certificate) []byte {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, pki.EncodeCert(c.Raw)...)
 	}
-	return x509.ParseCertificate(block.Bytes)
+	return out
 }

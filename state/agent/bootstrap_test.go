@@ -46,11 +46,11 @@ func TestBootstrap(t *testing.T) {
 			t.Fatal(err)
 		}
 		lines := agent.EnvLines(srv.URL, caPEM)
-		roots, _, err := agent.LoadCA("", strings.TrimPrefix(lines[1], "MANAGEMENT_CA_PEM_BASE64="))
+		_, cas, err := agent.LoadCA("", strings.TrimPrefix(lines[1], "MANAGEMENT_CA_PEM_BASE64="))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := agent.Check(context.Background(), strings.TrimPrefix(lines[0], "MANAGEMENT_PUBLIC_URL="), roots); err != nil {
+		if _, err := agent.Check(context.Background(), strings.TrimPrefix(lines[0], "MANAGEMENT_PUBLIC_URL="), agent.Trust{CAs: cas}); err != nil {
 			t.Fatalf("Check: %v", err)
 		}
 	})
@@ -81,7 +81,7 @@ func TestBootstrap(t *testing.T) {
 		{"garbage at /ca.crt", garbage.URL, fp, fault.Failure,
 			[]string{garbage.URL + "/ca.crt did not serve a PEM certificate"}, []string{"MANAGEMENT_PUBLIC_URL"}},
 		{"a server certificate at /ca.crt", servesLeaf.URL, pki.Fingerprint(leaf.Cert), fault.Failure,
-			[]string{"has the expected fingerprint but is not a CA certificate"}, []string{"do not trust this server"}},
+			[]string{"served by " + servesLeaf.URL + "/ca.crt is not a CA certificate"}, []string{"do not trust this server"}},
 		{"oversized /ca.crt", huge.URL, fp, fault.Failure,
 			[]string{"answered more than 1048576 bytes"}, nil},
 		{"nothing listening", "https://" + closedPort(t), fp, fault.Failure,

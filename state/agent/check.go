@@ -48,45 +48,265 @@ type CheckResult struct {
 	CAFingerprint string `json:"ca_fingerprint"`
 	// TLSVersion is the negotiated version, e.g. "TLS 1.3".
 	TLSVersion string `json:"tls_version"`
+	// Rotation is set while management hands out two CAs at /ca.crt: a
+	// rotation of its CA is under way.
+	Rotation *Rotation `json:"rotation,omitempty"`
+}
+
+// Rotation is what a management CA rotation means for this agent.
+type Rotation struct {
+	// CurrentCA and NextCA are the fingerprints of the CA management is
+	// moving from and of the one it moves to.
+	CurrentCA string `json:"current_ca_fingerprint"`
+	NextCA    string `json:"next_ca_fingerprint"`
+	// SurvivesFinish says whether the agent's CA still verifies management
+	// after 'p2ptls ca rotate finish': it does when it holds the next CA.
+	SurvivesFinish bool `json:"survives_finish"`
+	// Message says so in a sentence; Hint says what to run when it does
+	// not survive.
+	Message string `json:"message"`
+	Hint    string `json:"hint,omitempty"`
+}
+
+// Trust is what an agent verifies management with.
+type Trust struct {
+	// CAs are the CA certificates the agent was given (MANAGEMENT_CA_FILE
+	// or MANAGEMENT_CA_PEM_BASE64). None trusts nothing, unless System.
+	CAs []*x509.Certificate
+	// System verifies with the system roots instead of CAs: for a provided
+	// management certificate from a public CA.
+	System bool
+	// File is the file CAs came from, "" when they came as base64: the
+	// advice during a rotation names what to replace.
+	File string
+}
+
+// roots is t as a pool for crypto/x509.
+func (t Trust) roots() (*x509.CertPool, error) {
+	if t.System {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			return nil, fault.Failf("give the CA that signed the management certificate in MANAGEMENT_CA_FILE", "cannot load the system roots: %v", err)
+		}
+		return pool, nil
+	}
+	// An empty pool, never nil: nil would make crypto/x509 trust the
+	// system roots.
+	pool := x509.NewCertPool()
+	for _, c := range t.CAs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
+// describe names t by fingerprints: every installation's CA has the same
+// subject, so only the fingerprint tells them apart.
+func (t Trust) describe() string {
+	switch {
+	case t.System:
+		return "the system roots"
+	case len(t.CAs) == 0:
+		return "the given CAs (none)"
+	case len(t.CAs) == 1:
+		return "the given CA " + t.fingerprints()
+	}
+	return "the given CAs " + t.fingerprints()
+}
+
+// fingerprints lists the fingerprints of t's CAs.
+func (t Trust) fingerprints() string {
+	fps := make([]string, len(t.CAs))
+	for i, c := range t.CAs {
+		fps[i] = pki.Fingerprint(c)
+	}
+	return strings.Join(fps, " and ")
+}
+
+// holds reports whether t pins exactly cert.
+func (t Trust) holds(cert *x509.Certificate) bool {
+	return slices.ContainsFunc(t.CAs, func(c *x509.Certificate) bool { return c.Equal(cert) })
 }
 
 // Check connects to the management server at rawURL as an agent does,
-// trusting only roots, and asks it GET /healthz. A failure says which common
-// mistake it is: a URL this machine cannot reach, a CA that did not sign the
-// server certificate, a certificate lacking the URL's host, an expired
-// certificate, management TLS off or the wrong port, or an unhealthy server.
-// A nil roots trusts nothing.
-func Check(ctx context.Context, rawURL string, roots *x509.CertPool) (*CheckResult, error) {
+// trusting only trust, and asks it GET /healthz. A failure says which
+// common mistake it is, in the order that finds the cause: a URL this
+// machine cannot reach, a server whose certificate is not from the given
+// CA at all (another service, another installation, a lost or replaced
+// CA), an expired certificate, a certificate from the right CA that lacks
+// the URL's host, management TLS off or the wrong port, or an unhealthy
+// server. On success it also reads /ca.crt over the verified connection,
+// and during a rotation tells whether the agent's CA survives its finish.
+func Check(ctx context.Context, rawURL string, trust Trust) (*CheckResult, error) {
 	u, err := parseURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	// A nil pool would make crypto/tls trust the system roots instead.
-	if roots == nil {
-		roots = x509.NewCertPool()
+	var chain []*x509.Certificate
+	cfg := &tls.Config{
+		ServerName: u.Hostname(), MinVersion: tls.VersionTLS12,
+		// Verified below rather than by crypto/tls, whose checks run
+		// host name first: a foreign certificate would be diagnosed as a
+		// missing MANAGEMENT_TLS_EXTRA_HOSTS entry.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			var err error
+			chain, err = verifyServer(u, cs.PeerCertificates, trust, time.Now())
+			return err
+		},
 	}
-	cfg := &tls.Config{RootCAs: roots, ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
 	state, _, err := get(ctx, u, cfg, "healthz")
+	var foreign *foreignError
+	if errors.As(err, &foreign) {
+		return nil, explainForeign(ctx, u, foreign, trust)
+	}
 	if err != nil {
 		return nil, err
 	}
-	chain := state.VerifiedChains[0]
-	return &CheckResult{
+	res := &CheckResult{
 		URL:           u.String(),
 		ServerNames:   certNames(chain[0]),
 		NotAfter:      chain[0].NotAfter,
 		CAFingerprint: pki.Fingerprint(chain[len(chain)-1]),
 		TLSVersion:    tls.VersionName(state.Version),
-	}, nil
+	}
+	// /ca.crt over a connection verified as above: what it says is
+	// management's own word. Without it (mode provided with a leaf only)
+	// there is no rotation to tell of.
+	if _, body, err := get(ctx, u, cfg, "ca.crt"); err == nil {
+		if served, err := pki.ParseCertChain(body); err == nil && len(served) >= 2 {
+			res.Rotation = rotationAdvice(u, served, trust)
+		}
+	}
+	return res, nil
+}
+
+// rotationAdvice tells an agent trusting trust what the bundle served
+// (current CA first, next CA last) means for it.
+func rotationAdvice(u *url.URL, served []*x509.Certificate, trust Trust) *Rotation {
+	cur, next := served[0], served[len(served)-1]
+	r := &Rotation{CurrentCA: pki.Fingerprint(cur), NextCA: pki.Fingerprint(next), SurvivesFinish: trust.holds(next)}
+	if r.SurvivesFinish {
+		r.Message = fmt.Sprintf("management is rotating its CA from %s to %s, and this agent's CA holds the next one: it keeps working after 'p2ptls ca rotate finish'", r.CurrentCA, r.NextCA)
+		return r
+	}
+	r.Message = fmt.Sprintf("management is rotating its CA from %s to %s, and this agent trusts only %s: it stops verifying management at 'p2ptls ca rotate finish'", r.CurrentCA, r.NextCA, trust.fingerprints())
+	if trust.File != "" {
+		r.Hint = fmt.Sprintf("before the finish, replace %s with the bundle: run '%s' here (compare the fingerprint with 'p2ptls ca rotate status' on the management host), or copy the output of 'p2ptls ca export' there",
+			trust.File, BootstrapCommand(u.String(), r.NextCA, trust.File))
+	} else {
+		r.Hint = fmt.Sprintf("before the finish, set MANAGEMENT_CA_PEM_BASE64 to the bundle: the line of 'p2ptls agent env' (or 'p2ptls ca export --format base64') on the management host, or use a file from '%s' as MANAGEMENT_CA_FILE",
+			BootstrapCommand(u.String(), r.NextCA, "FILE"))
+	}
+	return r
+}
+
+// foreignError is a server certificate that no given CA issued, whatever
+// its host or dates: the first thing to tell, since no extra host or
+// renewal mends it.
+type foreignError struct {
+	leaf      *x509.Certificate
+	presented []*x509.Certificate
+}
+
+func (e *foreignError) Error() string {
+	return "the server certificate is not from the given CA"
+}
+
+// verifyServer verifies the certificates a server presented against
+// trust, in the order that diagnoses: issued by a given CA at all (told by
+// signatures, whatever the dates), then valid now, then covering the URL's
+// host. It returns the verified chain, leaf first.
+func verifyServer(u *url.URL, presented []*x509.Certificate, trust Trust, now time.Time) ([]*x509.Certificate, error) {
+	if len(presented) == 0 {
+		return nil, fault.Failf(portHint, "the server at %s presented no certificate", u)
+	}
+	roots, err := trust.roots()
+	if err != nil {
+		return nil, err
+	}
+	leaf := presented[0]
+	intermediates := x509.NewCertPool()
+	for _, c := range presented[1:] {
+		intermediates.AddCert(c)
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	if err != nil {
+		// The system roots cannot be listed: there, an unknown authority
+		// is all that tells a foreign certificate.
+		var unknown x509.UnknownAuthorityError
+		if trust.System && errors.As(err, &unknown) || !trust.System && !issuedFrom(leaf, presented, trust.CAs, len(presented)) {
+			return nil, &foreignError{leaf: leaf, presented: presented}
+		}
+		if ferr := certFailure(u, err); ferr != nil {
+			return nil, ferr
+		}
+		return nil, fault.Failf("compare the CA with 'p2ptls ca show' on the management host, and check the clocks of both machines",
+			"the management certificate of %s is issued by %s but does not verify: %v", u, trust.describe(), err)
+	}
+	if err := leaf.VerifyHostname(u.Hostname()); err != nil {
+		if ferr := certFailure(u, err); ferr != nil {
+			return nil, ferr
+		}
+		return nil, fault.Failf(portHint, "the management certificate of %s does not cover %s: %v", u, u.Hostname(), err)
+	}
+	return chains[0], nil
+}
+
+// issuedFrom reports whether cert is signed by one of cas, directly or
+// through at most depth of the presented certificates (a cross-certificate
+// during a rotation), by signatures alone: dates are told apart later.
+func issuedFrom(cert *x509.Certificate, presented, cas []*x509.Certificate, depth int) bool {
+	for _, ca := range cas {
+		if cert.CheckSignatureFrom(ca) == nil {
+			return true
+		}
+	}
+	if depth == 0 {
+		return false
+	}
+	for _, p := range presented {
+		if !p.Equal(cert) && cert.CheckSignatureFrom(p) == nil && issuedFrom(p, presented, cas, depth-1) {
+			return true
+		}
+	}
+	return false
+}
+
+// explainForeign turns a foreign server certificate into the failure that
+// names it by fingerprint and says what the server is: /ca.crt, fetched
+// without trust (only to be described, never trusted), tells a p2ptls
+// management server with another CA from some other service.
+func explainForeign(ctx context.Context, u *url.URL, f *foreignError, trust Trust) error {
+	msg := fmt.Sprintf("the server at %s presents a certificate (%s) that %s did not issue", u, issuedBy(f.leaf, f.presented), trust.describe())
+	cfg := &tls.Config{InsecureSkipVerify: true, ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+	var published []*x509.Certificate
+	if _, body, err := get(ctx, u, cfg, "ca.crt"); err == nil {
+		published, _ = pki.ParseCertChain(body)
+	}
+	var own *x509.Certificate // the published CA the server's certificate is from
+	for _, ca := range published {
+		if _, err := verifyServer(u, f.presented, Trust{CAs: []*x509.Certificate{ca}}, time.Now()); !errors.As(err, new(*foreignError)) {
+			own = ca
+			break
+		}
+	}
+	if own == nil {
+		return fault.Failf(portHint+"; a public HTTPS listener of p2ptls is not the management listener",
+			"%s, and it publishes no CA at /ca.crt that did: MANAGEMENT_PUBLIC_URL does not point at the p2ptls management listener this CA belongs to", msg)
+	}
+	fp := pki.Fingerprint(own)
+	return fault.Failf(fmt.Sprintf("the agent has a wrong or lost CA, or management's CA was replaced: if 'p2ptls ca show' on the management host prints %s, run '%s' here or use 'p2ptls agent env' from there", fp, BootstrapCommand(u.String(), fp, "FILE")),
+		"%s; it is a p2ptls management server whose CA is %s", msg, fp)
 }
 
 // Checker is Check bounded by timeout, returning only its error: the form
 // doctor's network check takes, the same from the CLI and from the API.
-func Checker(timeout time.Duration) func(ctx context.Context, rawURL string, roots *x509.CertPool) error {
-	return func(ctx context.Context, rawURL string, roots *x509.CertPool) error {
+func Checker(timeout time.Duration) func(ctx context.Context, rawURL string, trust Trust) error {
+	return func(ctx context.Context, rawURL string, trust Trust) error {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		_, err := Check(ctx, rawURL, roots)
+		_, err := Check(ctx, rawURL, trust)
 		return err
 	}
 }
@@ -196,25 +416,20 @@ func unreachable(base *url.URL, err error) error {
 		"MANAGEMENT_PUBLIC_URL %s is not reachable from here: %s", base, cause)
 }
 
-// handshakeFailure explains a failed TLS handshake.
+// handshakeFailure explains a failed TLS handshake. A verdict of
+// verifyServer (through VerifyConnection) is passed on as it is.
 func handshakeFailure(base *url.URL, err error) error {
-	if ferr := certFailure(base, err); ferr != nil {
-		return ferr
-	}
 	var (
-		unknown   x509.UnknownAuthorityError
-		header    tls.RecordHeaderError
-		netErr    net.Error
-		verifyErr *tls.CertificateVerificationError
+		verdict *fault.Error
+		foreign *foreignError
+		header  tls.RecordHeaderError
+		netErr  net.Error
 	)
 	switch {
-	case errors.As(err, &unknown):
-		var presented []*x509.Certificate
-		if errors.As(err, &verifyErr) {
-			presented = verifyErr.UnverifiedCertificates
-		}
-		return fault.Failf("the agent has the wrong or a lost CA (was management restored without certs/management?): "+fetchCAHint,
-			"the management server at %s presents a certificate that the given CA did not sign (server certificate %s)", base, issuedBy(unknown.Cert, presented))
+	case errors.As(err, &foreign):
+		return foreign
+	case errors.As(err, &verdict):
+		return verdict
 	case errors.As(err, &header):
 		what := "does not speak TLS"
 		if string(header.RecordHeader[:]) == "HTTP/" {

@@ -18,12 +18,8 @@ import (
 	"github.com/p2pstream/p2ptls/state/pki"
 )
 
-func pool(certs ...*x509.Certificate) *x509.CertPool {
-	p := x509.NewCertPool()
-	for _, c := range certs {
-		p.AddCert(c)
-	}
-	return p
+func trusting(certs ...*x509.Certificate) agent.Trust {
+	return agent.Trust{CAs: certs}
 }
 
 // silentServer accepts connections on 127.0.0.1 and never says a word.
@@ -52,7 +48,7 @@ func silentServer(t *testing.T) string {
 func TestCheck(t *testing.T) {
 	ca := newCA(t, "p2ptls test CA")
 	other := newCA(t, "some other CA")
-	roots := pool(ca.Cert)
+	roots := trusting(ca.Cert)
 	now := time.Now()
 
 	good := issue(t, ca, now, "mgmt.example", "127.0.0.1")
@@ -99,24 +95,43 @@ func TestCheck(t *testing.T) {
 	plain.Config.ErrorLog = log.New(io.Discard, "", 0)
 	plain.Start()
 	t.Cleanup(plain.Close)
+	public := newCA(t, "some public CA")
+	publicLeaf := issue(t, public, now, "www.example.org")
+	publicListener := serveTLS(t, publicLeaf.CertPEM, publicLeaf.KeyPEM, http.NotFoundHandler())
+	otherHostLeaf := issue(t, other, now, "mgmt.other.example")
+	otherInstall := serveTLS(t, otherHostLeaf.CertPEM, otherHostLeaf.KeyPEM, management("", http.StatusOK, other.CertPEM))
+	otherOld := issue(t, other, now.Add(-48*time.Hour), "127.0.0.1")
+	otherExpired := serveTLS(t, otherOld.CertPEM, otherOld.KeyPEM, management("", http.StatusOK, other.CertPEM))
 	unhealthy := serveTLS(t, good.CertPEM, good.KeyPEM, management("", http.StatusInternalServerError, ca.CertPEM))
 
 	failures := []struct {
 		desc      string
 		url       string
-		roots     *x509.CertPool
+		roots     agent.Trust
 		timeout   time.Duration
 		kind      fault.Kind
 		msg, hint []string
 	}{
-		{"server certificate from another CA", wrongCA.URL, roots, 0, fault.Failure,
-			[]string{"management server at " + wrongCA.URL, "certificate that the given CA did not sign", `issued by "some other CA"`},
-			[]string{"restored without certs/management", "p2ptls agent bootstrap", "p2ptls ca export"}},
+		{"server certificate from another installation's CA", wrongCA.URL, roots, 0, fault.Failure,
+			[]string{"the server at " + wrongCA.URL + " presents a certificate", `issued by "some other CA"`, "that the given CA " + pki.Fingerprint(ca.Cert) + " did not issue",
+				"it is a p2ptls management server whose CA is " + pki.Fingerprint(other.Cert)},
+			[]string{"wrong or lost CA", "'p2ptls ca show' on the management host prints " + pki.Fingerprint(other.Cert),
+				"p2ptls agent bootstrap --url " + wrongCA.URL + " --fingerprint " + pki.Fingerprint(other.Cert) + " --out FILE", "p2ptls agent env"}},
 		{"server certificate from another CA that the server sends along", wrongCAWithChain.URL, roots, 0, fault.Failure,
-			[]string{"did not sign", `issued by "some other CA", whose fingerprint is ` + pki.Fingerprint(other.Cert)},
-			[]string{"restored without certs/management"}},
-		{"no CA pool trusts nothing", healthy.URL, nil, 0, fault.Failure,
-			[]string{"did not sign", `issued by "p2ptls test CA"`}, []string{"restored without certs/management"}},
+			[]string{`issued by "some other CA", whose fingerprint is ` + pki.Fingerprint(other.Cert), "did not issue"},
+			[]string{"wrong or lost CA"}},
+		// Go's own verification checks the host first: these would get the
+		// MANAGEMENT_TLS_EXTRA_HOSTS hint, which cannot mend them.
+		{"public listener: another CA, another host, no /ca.crt", publicListener.URL, roots, 0, fault.Failure,
+			[]string{`issued by "some public CA"`, "that the given CA " + pki.Fingerprint(ca.Cert) + " did not issue", "publishes no CA at /ca.crt",
+				"does not point at the p2ptls management listener"},
+			[]string{"MANAGEMENT_LISTEN", "public HTTPS listener"}},
+		{"another installation: its CA, another host", otherInstall.URL, roots, 0, fault.Failure,
+			[]string{"did not issue", "whose CA is " + pki.Fingerprint(other.Cert)}, []string{"wrong or lost CA"}},
+		{"expired certificate from another CA", otherExpired.URL, roots, 0, fault.Failure,
+			[]string{"did not issue", "whose CA is " + pki.Fingerprint(other.Cert)}, []string{"wrong or lost CA"}},
+		{"no CA trusts nothing", healthy.URL, agent.Trust{}, 0, fault.Failure,
+			[]string{`issued by "p2ptls test CA"`, "that the given CAs (none) did not issue", "whose CA is " + pki.Fingerprint(ca.Cert)}, []string{"p2ptls agent bootstrap"}},
 		{"certificate without the IP", noIPSAN.URL, roots, 0, fault.Failure,
 			[]string{"does not cover 127.0.0.1 (it covers other.example)"},
 			[]string{"add 127.0.0.1 to MANAGEMENT_TLS_EXTRA_HOSTS", "p2ptls ca renew-server"}},
@@ -183,14 +198,14 @@ func TestChecker(t *testing.T) {
 	for _, tc := range []struct {
 		desc    string
 		url     string
-		roots   *x509.CertPool
+		roots   agent.Trust
 		timeout time.Duration
 		msg     string // "" for success
 	}{
 		// A generous bound where the check must succeed: CI is slow.
-		{"healthy", healthy.URL, pool(ca.Cert), 20 * time.Second, ""},
-		{"signed by another CA", healthy.URL, pool(other.Cert), 20 * time.Second, "the given CA did not sign"},
-		{"never answers", silentServer(t), pool(ca.Cert), 300 * time.Millisecond, "did not complete a TLS handshake in time"},
+		{"healthy", healthy.URL, trusting(ca.Cert), 20 * time.Second, ""},
+		{"signed by another CA", healthy.URL, trusting(other.Cert), 20 * time.Second, "did not issue"},
+		{"never answers", silentServer(t), trusting(ca.Cert), 300 * time.Millisecond, "did not complete a TLS handshake in time"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			done := make(chan error, 1)

@@ -17,13 +17,13 @@ package doctor
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/agent"
 	"github.com/p2pstream/p2ptls/state/management"
 )
 
@@ -98,10 +98,10 @@ type Input struct {
 	Now time.Time
 	// Resolve looks a host name up; nil means net.DefaultResolver.
 	Resolve func(ctx context.Context, host string) ([]net.IP, error)
-	// Check connects to the management URL trusting only roots, as "agent
+	// Check connects to the management URL trusting only trust, as "agent
 	// check" does; its error names the mistake. The CLI and the API pass
-	// agent.Checker from state/agent. Needed for Network.
-	Check func(ctx context.Context, url string, roots *x509.CertPool) error
+	// agent.Checker. Needed for Network.
+	Check func(ctx context.Context, url string, trust agent.Trust) error
 }
 
 // resolveTimeout bounds the lookup of MANAGEMENT_PUBLIC_URL's host.
@@ -133,6 +133,7 @@ func Run(ctx context.Context, in Input) Report {
 		checkExtraHosts,
 		checkCA,
 		checkServerCertificate,
+		checkChain,
 		checkCABackup,
 		checkNetwork,
 		checkACMEAccount,
@@ -189,6 +190,7 @@ const (
 	IDExtraHosts        = "management.extra_hosts"
 	IDCA                = "management.ca"
 	IDServerCertificate = "management.server_certificate"
+	IDChain             = "management.chain"
 	IDCABackup          = "management.ca_backup"
 	IDNetwork           = "management.network"
 	IDACMEAccount       = "acme.account"

@@ -19,7 +19,7 @@ import (
 // allIDs is the order of the report; ids are part of the JSON contract.
 var allIDs = []string{
 	IDConfig, IDPermissions, IDLock, IDRestoreStaging, IDOrphans, IDMode, IDListen, IDProvidedFiles, IDPublicURL, IDPublicURLCovered,
-	IDExtraHosts, IDCA, IDServerCertificate, IDCABackup, IDNetwork, IDACMEAccount, IDCAA, IDWildcardChallenge,
+	IDExtraHosts, IDCA, IDServerCertificate, IDChain, IDCABackup, IDNetwork, IDACMEAccount, IDCAA, IDWildcardChallenge,
 	IDDNSCredential, IDChallengePorts, IDIPReachable, IDCoverage, IDExpiry, IDRenewalDue, IDLastRenewal, IDBackoff, IDListenersServing, IDListenersFallback,
 	IDStoreReplicas, IDStoreConnected,
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/p2pstream/p2ptls/state/agent"
 	"github.com/p2pstream/p2ptls/state/backup"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/management"
@@ -204,6 +205,11 @@ func checkExtraHosts(ctx context.Context, e *env) Check {
 	return ok(IDExtraHosts, "the management server certificate carries every MANAGEMENT_TLS_EXTRA_HOSTS entry: %s", names(extra))
 }
 
+// caRotateWithin is how long before the CA's end doctor asks for a
+// rotation: long enough that agents updated only now and then (a yearly
+// image, a device in a drawer) get the next CA before the old one ends.
+const caRotateWithin = 2 * 365 * 24 * time.Hour
+
 // checkCA: the CA agents trust is there, with its key, and not near its end.
 func checkCA(ctx context.Context, e *env) Check {
 	switch e.modeName() {
@@ -259,9 +265,9 @@ func checkCA(ctx context.Context, e *env) Check {
 	case left <= 0:
 		return fail(IDCA, "create a new CA deliberately: move certs/management aside, run 'p2ptls ca init', then give every agent the new CA ('p2ptls agent env')",
 			"the management CA %s expired on %s: agents refuse management", fp, text.Stamp(e.ca.NotAfter))
-	case left < 90*24*time.Hour:
-		return warn(IDCA, "plan a new CA now: every agent will need it ('p2ptls agent env')",
-			"the management CA %s expires on %s", fp, text.Stamp(e.ca.NotAfter))
+	case left < caRotateWithin:
+		return warn(IDCA, "rotate now: p2ptls ca rotate start (every agent keeps working through the rotation; 'p2ptls agent check' tells each what it needs)",
+			"the management CA %s expires on %s, in less than two years", fp, text.Stamp(e.ca.NotAfter))
 	}
 	return ok(IDCA, "management CA SHA-256 %s, valid until %s", fp, text.Stamp(e.ca.NotAfter))
 }
@@ -283,8 +289,10 @@ func checkServerCertificate(ctx context.Context, e *env) Check {
 		return ok(IDServerCertificate, "there is no management server certificate yet: serve issues it on its first start")
 	}
 	leaf := e.server.Cert
-	if e.ca != nil && leaf.CheckSignatureFrom(e.ca) != nil {
-		return fail(IDServerCertificate, renew, "the management server certificate was not issued by the management CA: agents that trust the CA refuse it")
+	// During a rotation the stage names the issuer: the next CA once
+	// switched.
+	if iss, err := management.IssuingCA(ctx, e.s); e.ca != nil && err == nil && leaf.CheckSignatureFrom(iss) != nil {
+		return fail(IDServerCertificate, renew, "the management server certificate was not issued by the management CA the rotation's stage names: agents that trust that CA refuse it")
 	}
 	switch {
 	case !e.in.Now.Before(leaf.NotAfter):
@@ -368,44 +376,130 @@ func checkNetwork(ctx context.Context, e *env) Check {
 	if u, _ := url.Parse(raw); u.Scheme != "https" {
 		return warn(IDNetwork, "use an https:// URL", "not checked: agents verify management over https:// only, and MANAGEMENT_PUBLIC_URL is %s", raw)
 	}
-	roots, trust, err := e.agentRoots()
+	trust, what, err := e.agentTrust(ctx)
 	if err != nil {
 		return warn(IDNetwork, hintOf(err, "fix the management CA first"), "not checked: no CA to verify management with: %v", err)
 	}
-	if err := e.in.Check(ctx, raw, roots); err != nil {
+	if err := e.in.Check(ctx, raw, trust); err != nil {
 		return fail(IDNetwork, hintOf(err, "run 'p2ptls agent check' from an agent machine for details"), "%v", err)
 	}
-	return ok(IDNetwork, "connected to %s and verified it with %s; /healthz answered", raw, trust)
+	return ok(IDNetwork, "connected to %s and verified it with %s; /healthz answered", raw, what)
 }
 
-// agentRoots is what agents verify management with in the current mode.
-func (e *env) agentRoots() (*x509.CertPool, string, error) {
+// agentTrust is what agents verify management with in the current mode:
+// what management publishes at /ca.crt ('ca export', 'agent env'; during a
+// rotation, the bundle of both CAs), else the system roots.
+func (e *env) agentTrust(ctx context.Context) (agent.Trust, string, error) {
+	cas, err := e.published(ctx)
+	switch {
+	case err != nil:
+		return agent.Trust{}, "", err
+	case len(cas) > 0:
+		return agent.Trust{CAs: cas}, "the published management CA " + fingerprints(cas), nil
+	}
+	return agent.Trust{System: true}, "the system roots", nil
+}
+
+// published is what management hands agents to trust (the CA, or during a
+// rotation the bundle), nil when that is the system roots (mode provided
+// with a leaf only).
+func (e *env) published(ctx context.Context) ([]*x509.Certificate, error) {
 	switch e.modeName() {
+	case management.ModeProvided:
+		// As management.AgentCA says, from the pair loaded at doctor's
+		// clock.
+		if e.provided == nil {
+			return nil, fmt.Errorf("the provided certificate does not load (see %s)", IDProvidedFiles)
+		}
+		if chain, _ := pki.ParseCertChain(e.provided.CertPEM); len(chain) > 1 {
+			return chain[len(chain)-1:], nil
+		}
+		return nil, nil
 	case management.ModeAuto:
 		if e.ca == nil {
 			if e.caErr != nil {
-				return nil, "", e.caErr
+				return nil, e.caErr
 			}
-			return nil, "", fmt.Errorf("there is no management CA yet")
+			return nil, fmt.Errorf("there is no management CA yet")
 		}
-		pool := x509.NewCertPool()
-		pool.AddCert(e.ca)
-		return pool, "the management CA " + pki.Fingerprint(e.ca), nil
+	}
+	caPEM, err := management.AgentCA(ctx, e.s, e.set)
+	if err != nil {
+		return nil, err
+	}
+	return pki.ParseCertChain(caPEM)
+}
+
+// fingerprints names certificates by fingerprint, the only thing that
+// tells one installation's management CA from another's.
+func fingerprints(certs []*x509.Certificate) string {
+	fps := make([]string, len(certs))
+	for i, c := range certs {
+		fps[i] = pki.Fingerprint(c)
+	}
+	return strings.Join(fps, " and ")
+}
+
+// checkChain: the chain management serves (auto: server.crt, with a
+// rotation's cross-certificate after the switch; provided: the chain file)
+// verifies with what management publishes for agents. Dates and names
+// have their own checks; this is about who signed what, which a half-done
+// rotation or a hand-copied file can get wrong for every agent at once.
+func checkChain(ctx context.Context, e *env) Check {
+	var (
+		chain []*x509.Certificate
+		from  string
+	)
+	switch e.modeName() {
+	case management.ModeOff:
+		return ok(IDChain, "nothing to check in mode off: management serves no certificate")
 	case management.ModeProvided:
 		if e.provided == nil {
-			return nil, "", fmt.Errorf("the provided certificate does not load (see %s)", IDProvidedFiles)
+			return warn(IDChain, "fix the provided files first", "not checked: the provided certificate does not load (see %s)", IDProvidedFiles)
 		}
-		if chain, _ := pki.ParseCertChain(e.provided.CertPEM); len(chain) > 1 {
-			pool := x509.NewCertPool()
-			pool.AddCert(chain[len(chain)-1])
-			return pool, "the CA at the end of MANAGEMENT_TLS_CERT_FILE", nil
+		chain, _ = pki.ParseCertChain(e.provided.CertPEM)
+		from = e.set.CertFile
+	default:
+		if e.server == nil {
+			if e.serverErr != nil {
+				return warn(IDChain, "fix the management server certificate first", "not checked: the server certificate does not load (see %s)", IDServerCertificate)
+			}
+			return ok(IDChain, "there is no management server certificate yet: serve issues one from the management CA on its first start")
 		}
+		chain, _ = pki.ParseCertChain(e.server.CertPEM)
+		from = e.where(management.ServerCertFile)
 	}
-	pool, err := x509.SystemCertPool()
+	cas, err := e.published(ctx)
 	if err != nil {
-		return nil, "", err
+		return warn(IDChain, hintOf(err, "fix the management CA first"), "not checked: %v (see %s)", err, IDCA)
 	}
-	return pool, "the system roots", nil
+	if cas == nil {
+		return ok(IDChain, "the provided chain carries no CA: agents verify it with the system roots or your own CA")
+	}
+	roots, intermediates := x509.NewCertPool(), x509.NewCertPool()
+	for _, c := range cas {
+		roots.AddCert(c)
+	}
+	for _, c := range chain[1:] {
+		intermediates.AddCert(c)
+	}
+	leaf := chain[0]
+	// At a time the leaf is valid: expiry is checkServerCertificate's.
+	at := e.in.Now
+	if at.Before(leaf.NotBefore) || at.After(leaf.NotAfter) {
+		at = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
+	}
+	verified, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	if err != nil {
+		hint := "run 'p2ptls ca renew-server' (a running serve serves the new certificate within seconds), or finish or abort the CA rotation in progress ('p2ptls ca rotate status')"
+		if e.modeName() == management.ModeProvided {
+			hint = "put the leaf first, then its intermediates, then the CA agents trust, into MANAGEMENT_TLS_CERT_FILE"
+		}
+		return fail(IDChain, hint, "the management certificate chain in %s (leaf issued by %q) does not verify with the CA management publishes for agents (%s): %v: every agent refuses it",
+			from, leaf.Issuer.CommonName, fingerprints(cas), err)
+	}
+	path := verified[0]
+	return ok(IDChain, "the management certificate chain in %s verifies with the published CA %s", from, pki.Fingerprint(path[len(path)-1]))
 }
 
 // certNames lists what a certificate covers: DNS names, then IPs.

@@ -3,6 +3,7 @@ package doctor
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
+	"github.com/p2pstream/p2ptls/state/agent"
 	"github.com/p2pstream/p2ptls/state/backup"
 	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/management"
@@ -248,8 +250,12 @@ func TestCA(t *testing.T) {
 		s := newStore(t)
 		initCA(t, s)
 		in := input(s)
-		in.Now = now0.Add(pki.CAValidity - 30*day)
-		want(t, run(in, checkCA), IDCA, Warn, "expires on")
+		in.Now = now0.Add(pki.CAValidity - 2*365*day - day)
+		want(t, run(in, checkCA), IDCA, OK, "valid until")
+		in.Now = now0.Add(pki.CAValidity - 2*365*day + day)
+		c := run(in, checkCA)
+		want(t, c, IDCA, Warn, "expires on", "in less than two years")
+		wantHint(t, c, "rotate now: p2ptls ca rotate start")
 		in.Now = now0.Add(pki.CAValidity + day)
 		want(t, run(in, checkCA), IDCA, Fail, "expired")
 	})
@@ -264,9 +270,7 @@ func TestServerCertificate(t *testing.T) {
 	t.Run("from another CA", func(t *testing.T) {
 		s := newStore(t)
 		initCA(t, s)
-		kp := mustServer(t, mustCA(t), 90*day, "localhost")
-		mustWrite(t, s, management.ServerKeyFile, kp.KeyPEM, state.SecretMode)
-		mustWrite(t, s, management.ServerCertFile, kp.CertPEM, state.PublicMode)
+		writeServer(t, s, mustServer(t, mustCA(t), 90*day, "localhost"))
 		c := run(input(s), checkServerCertificate)
 		want(t, c, IDServerCertificate, Fail, "not issued by the management CA")
 		wantHint(t, c, "ca renew-server")
@@ -279,6 +283,93 @@ func TestServerCertificate(t *testing.T) {
 		want(t, run(in, checkServerCertificate), IDServerCertificate, Warn, "due for renewal")
 		in.Now = now0.Add(400 * day)
 		want(t, run(in, checkServerCertificate), IDServerCertificate, Fail, "expired")
+	})
+}
+
+// writeServer puts kp in place of the auto server certificate.
+func writeServer(t *testing.T, s *state.Dir, kp *pki.KeyPair) {
+	t.Helper()
+	mustWrite(t, s, management.ServerKeyFile, kp.KeyPEM, state.SecretMode)
+	mustWrite(t, s, management.ServerCertFile, kp.CertPEM, state.PublicMode)
+}
+
+// TestChain: the chain management serves verifies with what it publishes
+// for agents, or every agent refuses it.
+func TestChain(t *testing.T) {
+	t.Run("auto: from the CA", func(t *testing.T) {
+		s := newStore(t)
+		initCA(t, s)
+		_, ca, _ := management.CACertificate(context.Background(), s)
+		want(t, run(input(s), checkChain), IDChain, OK, "verifies with the published CA "+pki.Fingerprint(ca))
+	})
+	t.Run("auto: no server certificate yet", func(t *testing.T) {
+		want(t, run(input(newStore(t)), checkChain), IDChain, OK, "no management server certificate yet")
+	})
+	t.Run("auto: from another CA", func(t *testing.T) {
+		s := newStore(t)
+		initCA(t, s)
+		writeServer(t, s, mustServer(t, mustCA(t), 90*day, "localhost"))
+		c := run(input(s), checkChain)
+		want(t, c, IDChain, Fail, "does not verify with the CA management publishes", "every agent refuses it")
+		wantHint(t, c, "ca renew-server", "ca rotate status")
+	})
+	// A rotation's switch done with the current CA's path length of 0:
+	// no client follows the cross-certificate, and doctor says so.
+	t.Run("auto: through a cross-certificate the CA may not sign", func(t *testing.T) {
+		s := newStore(t)
+		initCA(t, s)
+		// A CA from before rotation (path length 0), as pki.NewCA makes.
+		cur := mustCA(t)
+		for name, b := range map[string][]byte{management.CACertFile: cur.CertPEM, management.CAKeyFile: cur.KeyPEM} {
+			if err := s.Write(context.Background(), name, b, state.SecretMode); err != nil {
+				t.Fatal(err)
+			}
+		}
+		next := mustCA(t)
+		tmpl := *next.Cert
+		cross, err := x509.CreateCertificate(rand.Reader, &tmpl, cur.Cert, next.Cert.PublicKey, cur.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp := mustServer(t, next, 90*day, "localhost")
+		kp.CertPEM = append(kp.CertPEM, pki.EncodeCert(cross)...)
+		writeServer(t, s, kp)
+		want(t, run(input(s), checkChain), IDChain, Fail, "path length")
+	})
+	t.Run("auto: an expired certificate is another check's", func(t *testing.T) {
+		s := newStore(t)
+		initCA(t, s)
+		in := input(s)
+		in.Now = now0.Add(500 * day)
+		want(t, run(in, checkChain), IDChain, OK, "verifies")
+	})
+	ca := mustCA(t)
+	leaf := mustServer(t, ca, 90*day, "mgmt.example.com")
+	for _, tc := range []struct {
+		desc   string
+		chain  []byte
+		status Status
+		msg    string
+	}{
+		{"provided: leaf and its CA", append(append([]byte{}, leaf.CertPEM...), ca.CertPEM...), OK, "verifies with the published CA " + pki.Fingerprint(ca.Cert)},
+		{"provided: leaf alone", leaf.CertPEM, OK, "system roots"},
+		{"provided: leaf and another CA", append(append([]byte{}, leaf.CertPEM...), mustCA(t).CertPEM...), Fail, "does not verify"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			in := input(newStore(t))
+			cf, kf := writeFiles(t, tc.chain, leaf.KeyPEM)
+			in.Settings = management.Settings{Mode: "provided", CertFile: cf, KeyFile: kf}
+			c := run(in, checkChain)
+			want(t, c, IDChain, tc.status, tc.msg)
+			if tc.status == Fail {
+				wantHint(t, c, "leaf first, then its intermediates")
+			}
+		})
+	}
+	t.Run("off", func(t *testing.T) {
+		in := input(newStore(t))
+		in.Settings = management.Settings{Mode: "off", AllowInsecureHTTP: true}
+		want(t, run(in, checkChain), IDChain, OK, "mode off")
 	})
 }
 
@@ -347,17 +438,17 @@ func TestNetwork(t *testing.T) {
 		status Status
 		msg    string
 	}{
-		{"verifies", nil, OK, "verified it with the management CA"},
+		{"verifies", nil, OK, "verified it with the published management CA " + pki.Fingerprint(ca)},
 		{"agent check's diagnosis", fault.Failf("add it to MANAGEMENT_TLS_EXTRA_HOSTS", "the management certificate does not cover 192.0.2.10"), Fail, "does not cover 192.0.2.10"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			in := input(s)
 			in.Network = true
 			var gotURL string
-			in.Check = func(_ context.Context, url string, roots *x509.CertPool) error {
+			in.Check = func(_ context.Context, url string, trust agent.Trust) error {
 				gotURL = url
-				if _, err := ca.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now0}); err != nil {
-					return errors.New("roots lack the management CA")
+				if len(trust.CAs) != 1 || !trust.CAs[0].Equal(ca) || trust.System {
+					return errors.New("trust is not the management CA")
 				}
 				return tc.err
 			}
@@ -375,7 +466,39 @@ func TestNetwork(t *testing.T) {
 		in := input(s)
 		in.Network = true
 		in.Settings.PublicURL = ""
-		in.Check = func(context.Context, string, *x509.CertPool) error { t.Error("checked without a URL"); return nil }
+		in.Check = func(context.Context, string, agent.Trust) error { t.Error("checked without a URL"); return nil }
 		want(t, run(in, checkNetwork), IDNetwork, Warn, "not set")
 	})
+}
+
+// TestServerCertificateDuringARotation: at every stage of a rotation the
+// server certificate is from the CA the stage names, and doctor's server
+// certificate and chain checks pass (once switched, the next CA issued it).
+func TestServerCertificateDuringARotation(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	initCA(t, s)
+	in := input(s)
+	steps := []struct {
+		stage string
+		do    func() error
+	}{
+		{"started", func() error {
+			_, err := management.StartRotation(ctx, s, in.Settings, management.DefaultOverlap, now0)
+			return err
+		}},
+		{"switched", func() error { _, err := management.SwitchRotation(ctx, s, in.Settings, false, now0); return err }},
+		{"finished", func() error { _, err := management.FinishRotation(ctx, s, in.Settings, false, now0); return err }},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.stage, err)
+		}
+		if c := run(in, checkServerCertificate); c.Status != OK {
+			t.Errorf("%s: server certificate check %s: %s", st.stage, c.Status, c.Message)
+		}
+		if c := run(in, checkChain); c.Status != OK {
+			t.Errorf("%s: chain check %s: %s", st.stage, c.Status, c.Message)
+		}
+	}
 }

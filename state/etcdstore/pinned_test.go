@@ -2,6 +2,7 @@ package etcdstore
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"slices"
 	"testing"
@@ -100,5 +101,36 @@ func TestCloseWithEtcdAwayIsBounded(t *testing.T) {
 		}
 	case <-time.After(closeTimeout + 10*time.Second):
 		t.Fatalf("Close with etcd away did not return within %s", closeTimeout+10*time.Second)
+	}
+}
+
+// TestPinnedScanPastOnePage: a directory of more values than one page of
+// scan is read wholly at the pinned revision, its later pages too.
+func TestPinnedScanPastOnePage(t *testing.T) {
+	c := etcdtest.Start(t)
+	s := openTest(t, c, newPrefix("pinnedpages"))
+	ctx := testCtx(t)
+	n := 2*scanPage + 50
+	write := func(version string) {
+		for i := 0; i < n; i += 50 {
+			var ch state.Change
+			for j := i; j < min(i+50, n); j++ {
+				ch.Writes = append(ch.Writes, state.FileWrite{Name: fmt.Sprintf("mappings/m%04d.toml", j), Data: []byte(version), Perm: 0o600})
+			}
+			mustDo(t, s.Apply(ctx, ch))
+		}
+	}
+	write("v1")
+	r, _, err := s.Pinned(ctx)
+	mustDo(t, err)
+	write("v2")
+	names, err := r.List(ctx, "mappings")
+	if err != nil || len(names) != n {
+		t.Fatalf("pinned List: %d names, %v; want %d", len(names), err, n)
+	}
+	for _, name := range names {
+		if b, err := r.Read(ctx, "mappings/"+name); err != nil || string(b) != "v1" {
+			t.Fatalf("pinned Read(%s) = %q, %v; want the pinned v1", name, b, err)
+		}
 	}
 }

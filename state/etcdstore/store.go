@@ -260,16 +260,26 @@ func (s *Store) checkPrefix(ctx context.Context, eps string, tc *tls.Config) err
 
 // Close ends the store's watches, gives up its lease (freeing a lock or
 // claims still held) and closes the connection.
-func (s *Store) Close() error {
+func (s *Store) Close() error { return s.close(true) }
+
+// CloseAway is Close for a caller that knows etcd is away (serve's
+// snapshot serving its copy): it does not ask etcd to revoke the lease,
+// which could only wait out closeTimeout; the lease ends by itself within
+// the session TTL.
+func (s *Store) CloseAway() error { return s.close(false) }
+
+func (s *Store) close(revoke bool) error {
 	s.mu.Lock()
 	sess := s.sess
 	s.sess = nil
 	s.mu.Unlock()
 	var err error
 	if sess != nil {
+		sess.Orphan()
+	}
+	if sess != nil && revoke {
 		// Revoked under s.ctx (before stop), within closeTimeout: with etcd
 		// away the lease ends by itself within its TTL.
-		sess.Orphan()
 		rctx, cancel := context.WithTimeout(s.ctx, closeTimeout)
 		_, err = s.cli.Revoke(rctx, sess.Lease())
 		cancel()
@@ -476,9 +486,9 @@ func (s *Store) List(ctx context.Context, dir string) ([]string, error) {
 // fetches for the cache: below it, reading them one by one costs as much.
 const prefetchMin = 2
 
-// prefetchPage is how many values one request of prefetch reads: etcd
-// counts the whole range for every page, so pages are large (records are
-// a few hundred bytes; a flat directory of large files is not p2ptls's).
+// prefetchPage is how many values one request of prefetch reads: the
+// values of a flat directory are records of a few hundred bytes (a flat
+// directory of large files is not p2ptls's), so few requests suffice.
 const prefetchPage = 10_000
 
 // prefetch caches the values under pfx as they were at rev (see cache.go).

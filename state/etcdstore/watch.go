@@ -98,6 +98,7 @@ func (s *Store) watchLoop(started chan struct{}) {
 		rev     int64 // last revision seen; 0 until (re)started
 		pending bool
 		held    []string
+		lost    bool // events were lost: subscribers are told Full once restarted
 	)
 	start := func() bool {
 		r, err := s.cli.Get(ctx, s.root+keyPending, clientv3.WithKeysOnly())
@@ -107,6 +108,14 @@ func (s *Store) watchLoop(started chan struct{}) {
 		rev, pending, held = r.Header.Revision, len(r.Kvs) == 1, nil
 		c.mu.Lock()
 		c.restart(rev)
+		// Told only now that the watch resumes from rev: a subscriber
+		// reading on Full sees every change up to rev, and is told of
+		// every one after it. Told at the loss, it could read before a
+		// change made ahead of the restart and never hear of it.
+		if lost {
+			c.publish(nil, true)
+			lost = false
+		}
 		c.mu.Unlock()
 		if started != nil {
 			close(started)
@@ -126,9 +135,8 @@ func (s *Store) watchLoop(started chan struct{}) {
 				// refused: anything may have changed.
 				c.mu.Lock()
 				c.off()
-				c.publish(nil, true)
 				c.mu.Unlock()
-				rev = 0
+				rev, lost = 0, true
 				break
 			}
 			if err := wr.Err(); err != nil {

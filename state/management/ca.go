@@ -1,12 +1,14 @@
 package management
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -86,6 +88,14 @@ func Replace(ctx context.Context, s state.Store, names pki.Names, now time.Time)
 	var r Replaced
 	err := state.Update(ctx, s, "ca init --replace", func(tx *state.Tx) error {
 		r = Replaced{}
+		// A rotation replaces the CA without breaking agents; a replace
+		// in its middle would leave its next CA and chain behind.
+		if rot, err := ReadRotation(ctx, tx); err != nil {
+			return err
+		} else if rot != nil {
+			return fault.Invalidf("finish it ('p2ptls ca rotate finish') or abort it ('p2ptls ca rotate abort') first",
+				"a management CA rotation is open (stage %s)", rot.Stage)
+		}
 		if b, err := tx.Read(ctx, CACertFile); err == nil {
 			if certs, err := pki.ParseCertChain(b); err == nil {
 				r.Old = pki.Fingerprint(certs[0])
@@ -112,15 +122,9 @@ func Replace(ctx context.Context, s state.Store, names pki.Names, now time.Time)
 // retire moves the files of the current CA into a new directory under
 // Retired and returns its store name.
 func retire(ctx context.Context, tx *state.Tx, now time.Time) (string, error) {
-	base := Retired + "/" + now.UTC().Format("20060102T150405Z")
-	dir := base
-	for i := 2; ; i++ {
-		if _, err := tx.Stat(ctx, dir); errors.Is(err, fs.ErrNotExist) {
-			break
-		} else if err != nil {
-			return "", err
-		}
-		dir = fmt.Sprintf("%s-%d", base, i)
+	dir, err := retiredDir(ctx, tx, now)
+	if err != nil {
+		return "", err
 	}
 	// All 0600: nothing reads a retired certificate but a person, and the
 	// state's rules (doctor, backup) know only the live ones for public.
@@ -142,10 +146,24 @@ func retire(ctx context.Context, tx *state.Tx, now time.Time) (string, error) {
 	return dir, nil
 }
 
+// retiredDir is a new directory name under Retired for now.
+func retiredDir(ctx context.Context, tx *state.Tx, now time.Time) (string, error) {
+	base := Retired + "/" + now.UTC().Format("20060102T150405Z")
+	dir := base
+	for i := 2; ; i++ {
+		if _, err := tx.Stat(ctx, dir); errors.Is(err, fs.ErrNotExist) {
+			return dir, nil
+		} else if err != nil {
+			return "", err
+		}
+		dir = fmt.Sprintf("%s-%d", base, i)
+	}
+}
+
 // createCA writes a new CA and a server certificate from it, and records
 // the CA (see CARecordFile).
 func createCA(ctx context.Context, s state.Store, names pki.Names, now time.Time) (ca, srv *pki.KeyPair, err error) {
-	ca, err = pki.NewCA(caCommonName, now, pki.CAValidity)
+	ca, err = newCA(now)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate management CA: %w", err)
 	}
@@ -155,7 +173,7 @@ func createCA(ctx context.Context, s state.Store, names pki.Names, now time.Time
 	if err := writeCARecord(ctx, s, ca.Cert, RecordByCreate, now); err != nil {
 		return nil, nil, err
 	}
-	srv, err = issueServer(ctx, s, ca, names, now)
+	srv, err = issueServer(ctx, s, &issuer{ca: ca}, names, now)
 	return ca, srv, err
 }
 
@@ -170,7 +188,10 @@ func writePair(ctx context.Context, s state.Store, keyFile, certFile string, kp 
 	return nil
 }
 
-func issueServer(ctx context.Context, s state.Store, ca *pki.KeyPair, names pki.Names, now time.Time) (*pki.KeyPair, error) {
+// issueServer issues a server certificate from iss and writes it with
+// iss's chain.
+func issueServer(ctx context.Context, s state.Store, iss *issuer, names pki.Names, now time.Time) (*pki.KeyPair, error) {
+	ca := iss.ca
 	// A CA at its end cannot vouch for a server certificate any more; only
 	// the operator can decide to hand every agent a new one.
 	if ca.Cert.NotAfter.Sub(now) < 24*time.Hour {
@@ -182,10 +203,20 @@ func issueServer(ctx context.Context, s state.Store, ca *pki.KeyPair, names pki.
 	if err != nil {
 		return nil, fmt.Errorf("issue management server certificate: %w", err)
 	}
-	if err := writePair(ctx, s, ServerKeyFile, ServerCertFile, srv); err != nil {
+	return writeServer(ctx, s, srv, iss)
+}
+
+// writeServer writes srv's leaf followed by iss's chain, and its key.
+func writeServer(ctx context.Context, s state.Store, srv *pki.KeyPair, iss *issuer) (*pki.KeyPair, error) {
+	out := *srv
+	out.CertPEM = pki.EncodeCert(srv.Cert.Raw)
+	for _, c := range iss.chain {
+		out.CertPEM = append(out.CertPEM, pki.EncodeCert(c.Raw)...)
+	}
+	if err := writePair(ctx, s, ServerKeyFile, ServerCertFile, &out); err != nil {
 		return nil, err
 	}
-	return srv, nil
+	return &out, nil
 }
 
 // loadCA reads the CA and its key; a CA without its key is a broken state
@@ -219,8 +250,8 @@ func Ensure(ctx context.Context, s state.Store, names pki.Names, now time.Time) 
 	// Nothing to do is what every start finds: told without the lock, and
 	// without loading the desired state (2 s at 100k mappings), which a
 	// change under state.Update must.
-	if ca, err := loadCA(ctx, s); err == nil {
-		if srv, why := currentServer(ctx, s, ca, names, now); why == "" && recorded(ctx, s) {
+	if iss, err := loadIssuer(ctx, s); err == nil {
+		if srv, why := currentServer(ctx, s, iss, names, now); why == "" && recorded(ctx, s) {
 			return srv, "", nil
 		}
 	}
@@ -239,6 +270,10 @@ func Ensure(ctx context.Context, s state.Store, names pki.Names, now time.Time) 
 		if err != nil {
 			return err
 		}
+		iss, err := loadIssuer(ctx, tx)
+		if err != nil {
+			return err
+		}
 		wrote := false
 		if !recorded(ctx, tx) {
 			// A CA from before the record existed: recorded once.
@@ -248,15 +283,17 @@ func Ensure(ctx context.Context, s state.Store, names pki.Names, now time.Time) 
 			wrote = true
 		}
 		var why string
-		if srv, why = currentServer(ctx, tx, ca, names, now); why == "" {
-			if wrote {
-				return nil
+		if srv, why, err = placeServer(ctx, tx, iss, names, now); err != nil || why != "" {
+			did = "re-issued the management server certificate: " + why
+			if why == whyChain {
+				did = "kept the management server certificate, with the chain the CA rotation's stage serves"
 			}
-			return errUnchanged
+			return err
 		}
-		srv, err = issueServer(ctx, tx, ca, names, now)
-		did = "re-issued the management server certificate: " + why
-		return err
+		if wrote {
+			return nil
+		}
+		return errUnchanged
 	})
 	if errors.Is(err, errUnchanged) {
 		return srv, "", nil
@@ -279,8 +316,9 @@ func recorded(ctx context.Context, s state.Reader) bool {
 var errUnchanged = errors.New("nothing to change")
 
 // currentServer loads the server certificate and says why it must be
-// re-issued ("" when it is fine).
-func currentServer(ctx context.Context, s state.Store, ca *pki.KeyPair, names pki.Names, now time.Time) (*pki.KeyPair, string) {
+// re-issued ("" when it is fine; whyChain when only the certificates
+// after its leaf do not fit the rotation's stage).
+func currentServer(ctx context.Context, s state.Store, iss *issuer, names pki.Names, now time.Time) (*pki.KeyPair, string) {
 	certPEM, err := s.Read(ctx, ServerCertFile)
 	if err != nil {
 		return nil, "it is missing"
@@ -293,8 +331,8 @@ func currentServer(ctx context.Context, s state.Store, ca *pki.KeyPair, names pk
 	if err != nil {
 		return nil, "it is damaged (" + err.Error() + ")"
 	}
-	if err := srv.Cert.CheckSignatureFrom(ca.Cert); err != nil {
-		return nil, "it was not issued by the current CA"
+	if err := srv.Cert.CheckSignatureFrom(iss.ca.Cert); err != nil || !bytes.Equal(srv.Cert.RawIssuer, iss.ca.Cert.RawSubject) {
+		return nil, "it was not issued by the " + iss.role + " CA"
 	}
 	if !names.Equal(srv.Cert) {
 		return nil, "the wanted names changed"
@@ -302,17 +340,46 @@ func currentServer(ctx context.Context, s state.Store, ca *pki.KeyPair, names pk
 	if pki.NeedsRenewal(srv.Cert, now) {
 		return nil, "it nears expiry"
 	}
+	if chain, err := pki.ParseCertChain(certPEM); err != nil || !sameChain(chain[1:], iss.chain) {
+		return srv, whyChain
+	}
 	return srv, ""
+}
+
+// whyChain is currentServer's answer for a leaf that is fine in a chain
+// that does not fit the rotation's stage: the leaf is kept, the chain
+// rewritten.
+const whyChain = "its chain does not fit the management CA rotation's stage"
+
+// placeServer makes the server certificate fit iss: kept when it does,
+// its chain rewritten when only that differs, else issued anew. why says
+// what changed, "" for nothing.
+func placeServer(ctx context.Context, s state.Store, iss *issuer, names pki.Names, now time.Time) (srv *pki.KeyPair, why string, err error) {
+	srv, why = currentServer(ctx, s, iss, names, now)
+	switch why {
+	case "":
+		return srv, "", nil
+	case whyChain:
+		srv, err = writeServer(ctx, s, srv, iss)
+	default:
+		srv, err = issueServer(ctx, s, iss, names, now)
+	}
+	return srv, why, err
+}
+
+// sameChain reports whether two lists hold the same certificates in order.
+func sameChain(a, b []*x509.Certificate) bool {
+	return slices.EqualFunc(a, b, func(x, y *x509.Certificate) bool { return x.Equal(y) })
 }
 
 // RenewServer re-issues the server certificate from the existing CA.
 func RenewServer(ctx context.Context, s state.Store, names pki.Names, now time.Time) (srv *pki.KeyPair, err error) {
 	err = state.Update(ctx, s, "ca renew-server", func(tx *state.Tx) error {
-		ca, err := loadCA(ctx, tx)
+		iss, err := loadIssuer(ctx, tx)
 		if err != nil {
 			return err
 		}
-		srv, err = issueServer(ctx, tx, ca, names, now)
+		srv, err = issueServer(ctx, tx, iss, names, now)
 		return err
 	})
 	if err != nil {

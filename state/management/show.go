@@ -125,8 +125,9 @@ func LoadProvided(certFile, keyFile string, now time.Time) (*pki.KeyPair, error)
 // ErrNoAgentCA says that mode provided's certificate file carries no CA.
 var ErrNoAgentCA = errors.New("the provided management certificate file holds no CA certificate; agents verify it with the system roots or the operator's own CA")
 
-// AgentCA is the CA certificate agents should trust: the auto CA, or in mode
-// provided the last certificate of the chain when the file carries one.
+// AgentCA is the CA certificate agents should trust: the auto CA (during
+// a rotation the bundle AgentBundle makes), or in mode provided the last
+// certificate of the chain when the file carries one.
 func AgentCA(ctx context.Context, s state.Store, set Settings) ([]byte, error) {
 	if set.Mode == ModeProvided {
 		kp, err := LoadProvided(set.CertFile, set.KeyFile, time.Now())
@@ -139,6 +140,27 @@ func AgentCA(ctx context.Context, s state.Store, set Settings) ([]byte, error) {
 		}
 		return pki.EncodeCert(chain[len(chain)-1].Raw), nil
 	}
+	return AgentBundle(ctx, s)
+}
+
+// AgentBundle is the auto CA for agents: the current CA and, while a
+// rotation is open, the next one after it — in that order, always: agent
+// check tells by it which CA of a bundle survives finish (the second).
+func AgentBundle(ctx context.Context, s state.Store) ([]byte, error) {
 	caPEM, _, err := CACertificate(ctx, s)
-	return caPEM, err
+	if err != nil {
+		return nil, err
+	}
+	r, err := ReadRotation(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return caPEM, nil
+	}
+	next, err := readCert(ctx, s, NextCertFile)
+	if err != nil {
+		return nil, err
+	}
+	return append(caPEM, pki.EncodeCert(next.Raw)...), nil
 }

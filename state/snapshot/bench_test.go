@@ -13,7 +13,10 @@ import (
 
 // benchPrimary is a primary with n mappings (records and a certificate
 // file each, as many files as a real state has per mapping).
-func benchPrimary(b *testing.B, n int) *primary {
+func benchPrimary(b *testing.B, n int) *primary { return benchPrimaryWith(b, n, true) }
+
+// benchPrimaryWith is benchPrimary, with the certificate files or without.
+func benchPrimaryWith(b *testing.B, n int, certs bool) *primary {
 	b.Helper()
 	ctx := context.Background()
 	d := state.OpenDir(filepath.Join(b.TempDir(), "primary"), 5*time.Second)
@@ -24,6 +27,9 @@ func benchPrimary(b *testing.B, n int) *primary {
 			id := fmt.Sprintf("m%d", i)
 			tx.Config.Mappings = append(tx.Config.Mappings, state.Mapping{ID: id, Listener: "web", Hosts: []string{id + ".example.com"},
 				Source: state.SourceSelfSigned, Days: 90})
+			if !certs {
+				continue
+			}
 			if err := tx.Write(ctx, "certs/public/"+id+"/cert.pem", make([]byte, 1500), 0o644); err != nil {
 				return err
 			}
@@ -100,6 +106,39 @@ func BenchmarkChangeCopied(b *testing.B) {
 				}
 			}
 		})
+		s.Close()
+	}
+}
+
+// BenchmarkRecordChangeChecked is the check that one record changed by
+// the primary still loads with the rest, alone: "whole" loads the copy as
+// changed (every record read and checked, as before Config.LoadChanged),
+// "changed" reads and checks the changed record against the config the
+// copy held.
+func BenchmarkRecordChangeChecked(b *testing.B) {
+	ctx := context.Background()
+	for _, n := range []int{10000, 100000} {
+		p := benchPrimaryWith(b, n, false)
+		s, err := snapshot.Open(ctx, benchOptions(p, filepath.Join(b.TempDir(), "snapshot")))
+		if err != nil {
+			b.Fatal(err)
+		}
+		rec, err := p.Read(ctx, state.RecordName("m1"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ch := state.Change{Writes: []state.FileWrite{{Name: state.RecordName("m1"),
+			Data: append(rec, "upstream = 'http://127.0.0.1:8080'\n"...), Perm: state.SecretMode}}}
+		for _, whole := range []bool{true, false} {
+			name := map[bool]string{true: "whole", false: "changed"}[whole]
+			b.Run(fmt.Sprintf("%s/mappings=%d", name, n), func(b *testing.B) {
+				for b.Loop() {
+					if err := s.Check(ctx, ch, whole); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 		s.Close()
 	}
 }

@@ -17,9 +17,11 @@
 // change left it: through Pinner when the primary is one (the etcd store
 // reads at one etcd revision, so no replica holds up a writer), else under
 // the primary's lock (so no change made under it is seen half made); it is
-// checked to load (state.LoadConfig over the copy as the update leaves
-// it) when it touches the config or a record, and is written with the
-// marker as one Apply under the copy's lock (so a crash leaves the copy as
+// checked to load when it touches the config or a record, over the copy as
+// the update leaves it (state.LoadConfig for a whole copy or a change of
+// p2ptls.toml; Config.LoadChanged for records alone, which reads and checks
+// only the changed records against the config the copy held), and is
+// written with the marker as one Apply under the copy's lock (so a crash leaves the copy as
 // it was or as updated). A state that does not load never reaches the
 // copy: it keeps the last good one.
 package snapshot
@@ -104,6 +106,11 @@ type Store struct {
 	syncAt  time.Time
 	tried   time.Time // the last reconnection attempt
 
+	// cfg is the copy's config as last checked (nil until it is): what a
+	// change of records is checked against. Only the goroutine updating
+	// the copy (Open, then run) uses it.
+	cfg *state.Config
+
 	subsMu sync.Mutex
 	subs   map[*state.Feed]struct{}
 
@@ -173,17 +180,26 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 }
 
 // Close stops following the primary and closes it when it is an
-// io.Closer: the Store owns what Options.Open opened.
+// io.Closer: the Store owns what Options.Open opened. A primary known to
+// be away is closed without asking it anything when it is an awayCloser,
+// so that a serve stopping while etcd is down does not wait on etcd.
 func (s *Store) Close() error {
 	s.stop()
 	<-s.done
-	s.mu.Lock()
-	p := s.primary
-	s.mu.Unlock()
+	p, up := s.primaryUp()
+	if c, ok := p.(awayCloser); ok && !up {
+		return c.CloseAway()
+	}
 	if c, ok := p.(io.Closer); ok {
 		return c.Close()
 	}
 	return nil
+}
+
+// awayCloser is a primary that can close without a request to it (the
+// etcd store: without revoking its lease, which then ends by itself).
+type awayCloser interface {
+	CloseAway() error
 }
 
 // serveCopy makes a Store whose primary did not answer at Open serve the
@@ -200,11 +216,12 @@ func (s *Store) serveCopy(ctx context.Context, found bool, cause error) error {
 		return &fault.Error{Kind: fault.Failure, Msg: fmt.Sprintf("the store %s is unreachable and the snapshot in %s is of %s, not of it", s.o.Source, s.o.Dir, s.mark.Source),
 			Hint: "start serve once the store answers (the snapshot is then replaced), or point it at the snapshot of this store", Err: cause}
 	}
-	if _, err := state.LoadConfig(ctx, s.view); err != nil {
+	cfg, err := state.LoadConfig(ctx, s.view)
+	if err != nil {
 		return &fault.Error{Kind: fault.Failure, Msg: fmt.Sprintf("the store %s is unreachable and the snapshot in %s does not load (%v)", s.o.Source, s.o.Dir, err),
 			Hint: "start serve once the store answers: the snapshot is then re-made", Err: cause}
 	}
-	s.have = true
+	s.have, s.cfg = true, cfg
 	s.log.Warn("the store is unreachable: serving its snapshot until it answers", "store", s.o.Source, "snapshot", s.o.Dir,
 		"revision", s.mark.Revision, "synced_at", s.mark.SyncedAt, "err", oneLine(cause))
 	return nil
@@ -222,10 +239,12 @@ func (s *Store) adoptCopy(ctx context.Context) {
 	if s.mark.Source != s.o.Source {
 		return
 	}
-	if _, err := state.LoadConfig(ctx, s.view); err != nil {
+	cfg, err := state.LoadConfig(ctx, s.view)
+	if err != nil {
 		s.log.Warn("the snapshot does not load; it is re-made once the store's state loads", "snapshot", s.o.Dir, "err", oneLine(err))
 		return
 	}
+	s.cfg = cfg
 	s.mu.Lock()
 	s.have = true
 	s.mu.Unlock()

@@ -49,6 +49,9 @@ func (s *Store) connect(ctx, runCtx context.Context, feed **state.Feed) error {
 		// copy's requests each waiting out the store's request timeout.
 		return fail(err)
 	}
+	if err := ctx.Err(); err != nil {
+		return err // stopped meanwhile: whether the primary answers is not known
+	}
 	if *feed == nil {
 		*feed = p.WatchChanges(runCtx)
 	} else {
@@ -56,6 +59,9 @@ func (s *Store) connect(ctx, runCtx context.Context, feed **state.Feed) error {
 	}
 	if err := s.update(ctx, p, nil); errors.Is(err, state.ErrUnreachable) {
 		return fail(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	wasDown := s.lastErr != nil
@@ -166,7 +172,7 @@ func (l *loop) step(ctx context.Context, beat bool) time.Duration {
 			return s.o.RetryMin - since
 		}
 		if err := s.connect(ctx, ctx, &l.feed); err != nil {
-			if !errors.Is(err, state.ErrUnreachable) {
+			if !errors.Is(err, state.ErrUnreachable) && ctx.Err() == nil {
 				s.log.Warn("cannot open the store; trying again", "store", s.o.Source, "err", oneLine(err))
 			}
 			d := l.retry
@@ -308,8 +314,10 @@ func (s *Store) copyFrom(ctx context.Context, p state.Store, names []string) err
 		s.mu.Unlock()
 		return nil
 	}
+	cfg := s.cfg
 	if !have || touchesConfig(ch) {
-		if _, err := state.LoadConfig(ctx, newOverlay(s.view, ch)); err != nil {
+		var err error
+		if cfg, err = s.check(ctx, ch, names == nil); err != nil {
 			return fmt.Errorf("the state of %s does not load: %w", s.o.Source, err)
 		}
 	}
@@ -322,28 +330,42 @@ func (s *Store) copyFrom(ctx context.Context, p state.Store, names []string) err
 	if err := s.lockCopy(ctx, func() error { return s.copy.Apply(ctx, ch) }); err != nil {
 		return fmt.Errorf("update the snapshot %s: %w", s.o.Dir, err)
 	}
+	s.cfg = cfg
 	s.mu.Lock()
 	s.mark, s.have, s.inSync, s.syncAt = m, true, true, now
 	s.mu.Unlock()
 	return nil
 }
 
+// check loads the copy as ch leaves it. A change of records alone is
+// checked against the config the copy held (Config.LoadChanged: only the
+// changed records are read and looked at closely); a whole copy, a change
+// of p2ptls.toml, or a copy whose config is not known is loaded whole.
+func (s *Store) check(ctx context.Context, ch state.Change, whole bool) (*state.Config, error) {
+	after := newOverlay(s.view, ch)
+	if whole || s.cfg == nil {
+		return state.LoadConfig(ctx, after)
+	}
+	names := slices.DeleteFunc(slices.Clone(ch.Deletes), func(n string) bool { return !readByLoad(n) })
+	for _, w := range ch.Writes {
+		if readByLoad(w.Name) {
+			names = append(names, w.Name)
+		}
+	}
+	return s.cfg.LoadChanged(ctx, after, names)
+}
+
 // touchesConfig reports whether c changes what LoadConfig reads.
 func touchesConfig(c state.Change) bool {
-	is := func(n string) bool {
-		return n == state.ConfigFile || n == state.RecordsDir || strings.HasPrefix(n, state.RecordsDir+"/")
+	if slices.ContainsFunc(c.Deletes, readByLoad) {
+		return true
 	}
-	for _, n := range c.Deletes {
-		if is(n) {
-			return true
-		}
-	}
-	for _, w := range c.Writes {
-		if is(w.Name) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(c.Writes, func(w state.FileWrite) bool { return readByLoad(w.Name) })
+}
+
+// readByLoad reports whether LoadConfig reads name (or what is under it).
+func readByLoad(n string) bool {
+	return n == state.ConfigFile || n == state.RecordsDir || strings.HasPrefix(n, state.RecordsDir+"/")
 }
 
 // topmost returns the clean names that are not inside another of them,

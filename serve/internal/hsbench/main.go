@@ -3,7 +3,7 @@
 // crypto/tls server with one certificate, following
 // /work/shared/notes/benchmarking.md:
 //
-//	go run ./serve/internal/hsbench [-mappings 1,10000,100000] [-rounds 6] [-round-time 4s] [-clients 8] [-peers haproxy,nginx,caddy]
+//	go run ./serve/internal/hsbench [-mappings 1,10000,100000] [-rounds 6] [-round-time 4s] [-clients 8] [-peers haproxy,nginx,caddy] [-store etcd]
 //	go run ./serve/internal/hsbench -start-only [-starts 3] [-state-dir DIR] [-mappings 10000,100000]
 //
 // It builds the real binary, prepares a state directory per mapping count
@@ -20,7 +20,9 @@
 // Caddy built from the Go module proxy. For each server it also reports
 // the time from exec until the last mapping's name is served, its memory
 // (VmHWM, VmRSS, PSS) and the handshakes that got a certificate not
-// covering their name. It contacts only 127.0.0.1.
+// covering their name. With -store etcd it also runs p2ptls serve on an
+// etcd store holding the same state, in the same rounds (etcd.go). It
+// contacts only 127.0.0.1 (and 127.0.0.2 with -store etcd).
 package main
 
 import (
@@ -46,12 +48,16 @@ type options struct {
 	clients   int
 	peers     []peer
 	serveEnv  []string // -serve-env: more of serve's environment, for -start-only
+	etcd      bool     // -store etcd: p2ptls on an etcd store too
 }
 
 func main() {
 	baseline := flag.String("baseline-server", "", "internal: serve the baseline on `ADDR` (hsbench re-executes itself with it)")
 	baselineState := flag.String("baseline-state", "", "internal: with -baseline-server, hold every certificate of this p2ptls state `DIR`")
 	baselineHTTP := flag.Bool("baseline-http", false, "internal: with -baseline-server, serve through net/http as p2ptls does")
+	etcdServer := flag.String("etcd-server", "", "internal: run an etcd member serving clients on `ADDR` (hsbench re-executes itself with it)")
+	etcdDir := flag.String("etcd-dir", "", "internal: with -etcd-server, the member's data `DIR`")
+	store := flag.String("store", "dir", "`BACKEND`s p2ptls serve reads its state from: dir, or etcd for both the directory and an etcd store holding the same state (an etcd member on 127.0.0.1, serve on "+etcdHost+"), side by side in the same rounds")
 	counts := flag.String("mappings", "1,10000,100000", "mapping counts to measure, comma-separated")
 	rounds := flag.Int("rounds", 6, "measured rounds per mapping count (each: baseline, then every other server)")
 	roundTime := flag.Duration("round-time", 4*time.Second, "load duration of each server in a round")
@@ -75,7 +81,22 @@ func main() {
 		}
 		return
 	}
+	if *etcdServer != "" {
+		if err := serveEtcd(*etcdServer, *etcdDir); err != nil {
+			fmt.Fprintln(os.Stderr, "hsbench etcd:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o := options{rounds: *rounds, roundTime: *roundTime, clients: *clients}
+	switch *store {
+	case "dir":
+	case "etcd":
+		o.etcd = true
+	default:
+		fmt.Fprintf(os.Stderr, "hsbench: -store: %q is neither dir nor etcd\n", *store)
+		os.Exit(2)
+	}
 	for _, kv := range strings.Split(*serveEnv, ",") {
 		if kv = strings.TrimSpace(kv); kv == "" {
 			continue
@@ -99,6 +120,10 @@ func main() {
 		os.Exit(2)
 	}
 	if *startOnlyMode {
+		if o.etcd {
+			fmt.Fprintln(os.Stderr, "hsbench: -store etcd applies to the handshake rounds, not to -start-only; drop one of them")
+			os.Exit(2)
+		}
 		if *starts < 1 {
 			fmt.Fprintln(os.Stderr, "hsbench: -starts must be positive")
 			os.Exit(2)
@@ -147,12 +172,18 @@ type target struct {
 	// the warm-up gives every mapping one.
 	lazy bool
 
-	start   time.Duration // from exec until the last mapping's name is served
-	us      []float64     // CPU µs per handshake, per round
-	ratios  []float64     // us over the one-certificate baseline's, per round
-	cpu, hs float64       // totals over the rounds, for the pooled ratio
-	c       counts
-	mem     memInfo
+	start time.Duration // from exec until the last mapping's name is served
+	// For p2ptls on etcd: the first start's time (no snapshot yet), the
+	// memory when the restart served the last name, and the time from
+	// then until its CPU went idle.
+	firstStart time.Duration
+	atStart    memInfo
+	settled    time.Duration
+	us         []float64 // CPU µs per handshake, per round
+	ratios     []float64 // us over the one-certificate baseline's, per round
+	cpu, hs    float64   // totals over the rounds, for the pooled ratio
+	c          counts
+	mem        memInfo
 }
 
 func (t *target) add(s sample, baseUS float64) {
@@ -168,6 +199,7 @@ func (t *target) add(s sample, baseUS float64) {
 type result struct {
 	n        int
 	generate time.Duration
+	copied   time.Duration // with -store etcd: the store copy into etcd
 	targets  []*target
 }
 
@@ -244,7 +276,11 @@ func measureCount(ctx context.Context, o options, tmp, bin, self string, refs []
 	r := result{n: n}
 	dir := filepath.Join(tmp, fmt.Sprintf("state-%d", n))
 	defer os.RemoveAll(dir) // at 100k, a few hundred MiB per count
-	addr, err := freeAddr()
+	pickAddr := freeAddr
+	if o.etcd {
+		pickAddr = freePortAddr // the etcd-backed serve binds the same port on etcdHost
+	}
+	addr, err := pickAddr()
 	if err != nil {
 		return r, err
 	}
@@ -259,13 +295,28 @@ func measureCount(ctx context.Context, o options, tmp, bin, self string, refs []
 	if err != nil {
 		return r, err
 	}
+	var store *etcdStore
+	if o.etcd {
+		// Copied before any serve runs on dir: the copy is the generated
+		// state, without serve's run/ and memos.
+		if store, err = startEtcd(ctx, self, tmp, n); err != nil {
+			return r, err
+		}
+		defer store.p.stop()
+		t0 := time.Now()
+		if err := store.copyInto(ctx, bin, dir); err != nil {
+			return r, err
+		}
+		r.copied = time.Since(t0)
+		logf("%d mappings: p2ptls store copy into %s took %v", n, store.url, r.copied.Round(time.Millisecond))
+	}
 	cs := certSet{n: n, stateDir: dir, bundleDir: filepath.Join(dir, "bundles")}
 	if len(o.peers) > 0 {
 		if err := writeBundles(ctx, cs); err != nil {
 			return r, fmt.Errorf("certificate bundles for the peers: %w", err)
 		}
 	}
-	r.generate = time.Since(start)
+	r.generate = time.Since(start) - r.copied
 	logf("%d mappings: certificates ready in %v", n, r.generate.Round(time.Millisecond))
 
 	// Fresh copies of the references: their figures are per count. The
@@ -293,6 +344,14 @@ func measureCount(ctx context.Context, o options, tmp, bin, self string, refs []
 	serve.start = time.Since(start)
 	logf("%d mappings: p2ptls serves %s after %v", n, last, serve.start.Round(time.Millisecond))
 	r.targets = append(r.targets, serve)
+	if store != nil {
+		t, err := startOnEtcd(ctx, tmp, bin, store, addr, last, n)
+		if err != nil {
+			return r, err
+		}
+		defer t.p.stop()
+		r.targets = append(r.targets, t)
+	}
 
 	baseN, err := startTarget(ctx, "bare holding N", self, []string{"-baseline-server"}, []string{"-baseline-state", dir}, tmp, fmt.Sprintf("baseline-%d", n), last)
 	if err != nil {
@@ -421,6 +480,7 @@ func printTables(o options, rs []result) {
 		}
 	}
 	w.Flush()
+	printEtcd(rs)
 	fmt.Println("\nµs/hs is the median per round; pooled = total CPU over total handshakes of all rounds, over the baseline's (a GC\ncycle over a large heap lands in one round; the median can hide it, this cannot); wrong cert = handshakes for a\nmapped name that got a certificate not covering it (must be 0; the one-certificate references serve one for all);\nunmapped = handshakes for names nobody maps (served a default); VmHWM is the largest process's peak, VmRSS and PSS\nare summed over the server's processes (PSS counts pages nginx's master and worker share once).")
 }
 

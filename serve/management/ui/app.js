@@ -68,11 +68,14 @@ for (const b of document.querySelectorAll("dialog [data-close]")) {
   b.addEventListener("click", () => b.closest("dialog").close());
 }
 
-function confirmAction(text) {
+// confirmAction asks in a modal; yesLabel names what the confirming
+// button does.
+function confirmAction(text, yesLabel = "Remove") {
   const d = $("#confirm-dialog");
   $("#confirm-text").textContent = text;
   return new Promise((resolve) => {
     const yes = $("#confirm-yes");
+    yes.textContent = yesLabel;
     const done = (ok) => { yes.onclick = null; d.onclose = null; d.close(); resolve(ok); };
     yes.onclick = () => done(true);
     d.onclose = () => done(false);
@@ -87,6 +90,9 @@ let credentials = [];
 
 async function load() {
   $("#page-error").hidden = true;
+  // The management panel fails on its own: its error does not hide the
+  // rest. Both render together, once everything is read.
+  const mgmt = api("GET", "/management").then((doc) => ({ doc }), (err) => ({ err }));
   try {
     const [status, ls, maps, creds] = await Promise.all([
       api("GET", "/status"), api("GET", "/listeners"), api("GET", "/mappings"), api("GET", "/dns-credentials"),
@@ -97,6 +103,15 @@ async function load() {
     renderDNS(creds);
   } catch (err) {
     pageError(err);
+  }
+  const m = await mgmt;
+  $("#mgmt-error").hidden = true;
+  if (m.err) {
+    mgmtError(m.err);
+    $("#mgmt-info").replaceChildren();
+    $("#rotation").hidden = true;
+  } else {
+    renderMgmt(m.doc);
   }
 }
 
@@ -428,6 +443,168 @@ async function submitDNS(ev) {
     showError(errBox, err);
   }
 }
+
+// Management TLS ----------------------------------------------------------
+
+function mgmtError(err) { showError($("#mgmt-error"), err); }
+
+function mgmtNotice(text) {
+  const n = $("#mgmt-notice");
+  n.textContent = text;
+  n.hidden = false;
+}
+
+// kv appends a term and its value, the value's element marked by id.
+function kv(dl, term, value, id, cls) {
+  const dd = el("dd", cls ? { class: cls } : {}, value);
+  if (id) dd.id = id;
+  dl.append(el("dt", {}, term), dd);
+}
+
+function names(c) {
+  return (c.dns_names || []).concat(c.ip_addresses || []).map((n) => el("code", {}, n)).flatMap((c) => [c, " "]);
+}
+
+// renderMgmt shows GET /api/v1/management (or a rotation step's answer).
+function renderMgmt(doc) {
+  const dl = el("dl", { class: "kv" });
+  kv(dl, "Mode", doc.mode, "mgmt-mode");
+  if (doc.ca) {
+    kv(dl, "CA", doc.ca.subject);
+    kv(dl, "CA SHA-256", el("code", { id: "mgmt-ca-fp" }, doc.ca.fingerprint_sha256));
+    kv(dl, "CA expires", fmtTime(doc.ca.not_after) + " (" + daysLeft(doc.ca.not_after) + ")");
+  }
+  if (doc.server) {
+    kv(dl, "Server certificate names", names(doc.server));
+    kv(dl, "Server certificate issued by", doc.server.issuer);
+    kv(dl, "Server certificate expires", fmtTime(doc.server.not_after));
+  }
+  if (doc.missing_names && doc.missing_names.length) kv(dl, "Missing names", doc.missing_names.join(" "), "mgmt-missing", "error");
+  $("#mgmt-info").replaceChildren(dl);
+  const rot = doc.rotation;
+  $("#download-ca").textContent = rot && rot.next ? "Download CA bundle (current and next CA)" : "Download CA";
+  $("#agent-env-error").hidden = !doc.agent_env_error;
+  $("#agent-env-error").textContent = doc.agent_env_error || "";
+  $("#agent-env-warn").hidden = !!doc.agent_env_error || doc.public_url_set;
+  $("#agent-env").hidden = !!doc.agent_env_error;
+  $("#agent-env").textContent = (doc.agent_env || []).map((l) => l + "\n").join("");
+  renderRotation(rot);
+}
+
+// stageTexts say what each stage means and what comes next, in the
+// panel's own terms (its buttons).
+const stageTexts = {
+  none: "No rotation open: agents trust the management CA above. Start a rotation when the CA must change (expiry, a suspected key leak, a stronger key).",
+  started: "Started: agents are handed both CAs (the bundle); the server certificate is still from the current CA. Give every agent the bundle (Download CA bundle, or the install lines below), then Switch.",
+  switched: "Switched: the server certificate is from the next CA, with a cross-certificate for agents that trust only the current one. Once every agent has the bundle or the next CA, Finish retires the old CA.",
+};
+
+function renderRotation(rot) {
+  const box = $("#rotation");
+  box.hidden = false;
+  const info = $("#rotation-info");
+  info.replaceChildren();
+  const forms = ["#rotation-start-form", "#rotation-switch-form", "#rotation-finish-form", "#rotation-abort-box"];
+  for (const f of forms) $(f).hidden = true;
+  $("#rotation-agents").hidden = true;
+  const stage = $("#rotation-stage");
+  if (!rot) {
+    stage.dataset.stage = "";
+    stage.textContent = "CA rotation applies to MANAGEMENT_TLS_MODE=auto only: this server does not use the p2ptls management CA.";
+    return;
+  }
+  stage.dataset.stage = rot.stage;
+  stage.replaceChildren(el("span", { class: "badge badge-stage-" + rot.stage, id: "rotation-stage-name" }, rot.stage), " ",
+    stageTexts[rot.stage] || "");
+  kv(info, "Current CA SHA-256", el("code", {}, rot.current.fingerprint_sha256), "rotation-current-fp");
+  if (rot.next) {
+    kv(info, "Next CA SHA-256", el("code", {}, rot.next.fingerprint_sha256), "rotation-next-fp");
+    kv(info, "Next CA expires", fmtTime(rot.next.not_after));
+    kv(info, "Started", fmtTime(rot.started_at));
+    if (rot.switched_at) kv(info, "Switched", fmtTime(rot.switched_at));
+    kv(info, "Overlap deadline", fmtTime(rot.overlap_deadline) + (rot.overdue ? " — passed: finish or abort the rotation" : ""),
+      "rotation-deadline", rot.overdue ? "error" : "");
+  }
+  kv(info, "Server certificate from", rot.served_by === rot.current.fingerprint_sha256 ? "the current CA" : "the next CA", "rotation-served-by");
+  if (rot.last_rotation) {
+    const l = rot.last_rotation;
+    kv(info, "Last rotation", l.outcome + " " + fmtTime(l.ended_at) + (l.retired ? " (" + l.retired + ")" : ""), "rotation-last");
+  }
+  if (rot.agents && rot.agents.length) {
+    const yes = (b) => el("span", { class: b ? "badge badge-valid" : "badge badge-failed" }, b ? "yes" : "no");
+    $("#rotation-agents tbody").replaceChildren(...rot.agents.map((a) =>
+      el("tr", { "data-kind": a.kind }, el("td", {}, a.kind), el("td", {}, yes(a.verifies_now)), el("td", {}, yes(a.survives_finish)), el("td", {}, a.action))));
+    $("#rotation-agents").hidden = false;
+  }
+  switch (rot.stage) {
+    case "started":
+      $("#rotation-confirm-label").hidden = rot.current.cross_verifiable;
+      $("#rotation-confirm").checked = false;
+      $("#rotation-switch-form").hidden = false;
+      $("#rotation-abort-box").hidden = false;
+      break;
+    case "switched":
+      $("#rotation-keep-key").checked = false;
+      $("#rotation-finish-form").hidden = false;
+      $("#rotation-abort-box").hidden = false;
+      break;
+    default:
+      $("#rotation-start-form").hidden = false;
+  }
+}
+
+// stepNotices are the notices after each step (changed, or run again).
+const stepNotices = {
+  start: ["Rotation started: /ca.crt and the agent install lines now hand out both CAs. Give every agent the bundle, then Switch.",
+    "The rotation was already started; nothing changed."],
+  switch: ["Switched: the server certificate is from the next CA. Once every agent has the bundle or the next CA, Finish.",
+    "The rotation was already switched; nothing changed."],
+  finish: ["Rotation finished: the new CA is the management CA. An agent that trusts only the old one must be given it (the install lines below).",
+    "The rotation was already finished; nothing changed."],
+  abort: ["Rotation aborted: the current CA alone is served and handed out. An agent given only the next CA needs the current one again.",
+    "The rotation was already aborted; nothing changed."],
+};
+
+// rotationStep posts one step; the answer is the panel after it.
+async function rotationStep(step, body, button) {
+  $("#mgmt-error").hidden = true;
+  $("#mgmt-notice").hidden = true;
+  button.disabled = true;
+  try {
+    const doc = await api("POST", "/management/rotation/" + step, body);
+    renderMgmt(doc);
+    mgmtNotice(stepNotices[step][doc.changed ? 0 : 1]);
+  } catch (err) {
+    mgmtError(err);
+    // A refusal often means the page was behind (a step done elsewhere):
+    // show the stage as it is, the error above it.
+    try { renderMgmt(await api("GET", "/management")); } catch (e) { /* the error shown says enough */ }
+  } finally {
+    button.disabled = false;
+  }
+}
+
+$("#rotation-start-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  rotationStep("start", { overlap: $("#rotation-overlap").value.trim() }, $("#rotation-start"));
+});
+$("#rotation-switch-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const body = $("#rotation-confirm-label").hidden ? undefined : { confirm_agents_updated: $("#rotation-confirm").checked };
+  rotationStep("switch", body, $("#rotation-switch"));
+});
+$("#rotation-finish-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const keep = $("#rotation-keep-key").checked;
+  if (!(await confirmAction("Finish the rotation? The old CA is retired" + (keep ? "" : " and its key deleted") +
+    ": an agent that trusts only the old CA stops verifying management TLS.", "Finish rotation"))) return;
+  rotationStep("finish", { keep_old_key: keep }, $("#rotation-finish"));
+});
+$("#rotation-abort").addEventListener("click", async () => {
+  if (!(await confirmAction("Abort the rotation? The next CA is dropped (its key deleted): an agent given only the next CA must be given the current one again.",
+    "Abort rotation"))) return;
+  rotationStep("abort", undefined, $("#rotation-abort"));
+});
 
 // Wiring ----------------------------------------------------------------
 
