@@ -139,6 +139,7 @@ func caCommand() *cli.Command {
 				Flags: namesFlags(),
 			}, caRenewServerAction),
 			caRotateCommand(),
+			caTrustCommand(),
 		},
 	}
 }
