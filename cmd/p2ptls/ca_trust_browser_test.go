@@ -69,27 +69,8 @@ func nssNicknames(t *testing.T, nssdb string) []string {
 // error. The browser is gone when it returns.
 func openInTrustingBrowser(t *testing.T, home, url string) (string, error) {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s is missing: %v (.ci/run installs the chromium package)", chromiumPath, err)
-		}
-		t.Skipf("%s is missing: install the chromium package to run the browser tests", chromiumPath)
-	}
-	// newBrowser's options (ui_browser_test.go) without
-	// ignore-certificate-errors, and with HOME.
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1400, 1000),
-		chromedp.Env("HOME=" + home),
-	}
+	// Unlike newBrowser's, it checks certificates, with home's NSS database.
+	opts := append(chromiumOptions(t), chromedp.Env("HOME="+home))
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer acancel()
 	bctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))

@@ -74,7 +74,7 @@ func BenchmarkReplicaPropagation(b *testing.B) {
 
 func benchPropagation(b *testing.B, n int) {
 	hosts := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}
-	port := benchPortFree(b, append([]string{"127.0.0.1"}, hosts...)...)
+	port := lhPortFree(b, append([]string{"127.0.0.1"}, hosts...)...)
 	c := etcdtest.Start(b)
 	url := c.URL("p2ptls/bench")
 
@@ -98,7 +98,7 @@ func benchPropagation(b *testing.B, n int) {
 	var replicas []*benchReplica
 	for _, h := range hosts {
 		// One at a time: the first creates the management CA in the store.
-		env := []string{"P2PTLS_STORE=" + url, "CONFIG_DIR=" + filepath.Join(b.TempDir(), "local"), "MANAGEMENT_LISTEN=" + benchFreeAddr(b)}
+		env := []string{"P2PTLS_STORE=" + url, "CONFIG_DIR=" + filepath.Join(b.TempDir(), "local"), "MANAGEMENT_LISTEN=" + freeAddr(b)}
 		r := startBenchReplica(b, net.JoinHostPort(h, port), env, "--listen-host", h)
 		start := time.Now()
 		if _, err := r.await(start, replicaStartTimeout, lastHost, func(leaf *x509.Certificate) bool { return leafFP(leaf) == lastFP }); err != nil {
@@ -399,43 +399,4 @@ func procTicks(pid int) (int64, error) {
 	u, err1 := strconv.ParseInt(f[11], 10, 64)
 	s, err2 := strconv.ParseInt(f[12], 10, 64)
 	return u + s, errors.Join(err1, err2)
-}
-
-// benchFreeAddr is freeAddr for a benchmark.
-func benchFreeAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// benchPortFree is lhPortFree for a benchmark: a port free just now on
-// every one of hosts.
-func benchPortFree(tb testing.TB, hosts ...string) string {
-	tb.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", net.JoinHostPort(hosts[0], "0"))
-		if err != nil {
-			tb.Skipf("cannot listen on %s: %v", hosts[0], err)
-		}
-		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		free := true
-		for _, h := range hosts[1:] {
-			other, err := net.Listen("tcp", net.JoinHostPort(h, port))
-			if err != nil {
-				free = false
-				break
-			}
-			other.Close()
-		}
-		ln.Close()
-		if free {
-			return port
-		}
-	}
-	tb.Fatalf("no port free on all of %v in 50 tries", hosts)
-	return ""
 }

@@ -18,7 +18,7 @@ import (
 
 // lhPortFree is a port that was free just now on every one of hosts, so
 // that a test can say nothing else listens there.
-func lhPortFree(t *testing.T, hosts ...string) string {
+func lhPortFree(t testing.TB, hosts ...string) string {
 	t.Helper()
 	for range 50 {
 		ln, err := net.Listen("tcp", net.JoinHostPort(hosts[0], "0"))

@@ -19,9 +19,10 @@ import (
 // chromiumPath is Debian's Chromium, which .ci/run installs.
 const chromiumPath = "/usr/bin/chromium"
 
-// newBrowser starts headless Chromium for one test. Without Chromium the
-// test skips, except in CI (CI=true), where it fails.
-func newBrowser(t *testing.T) context.Context {
+// chromiumOptions are the options of every test's headless Chromium, which
+// checks certificates. Without Chromium the test skips, except in CI
+// (CI=true), where it fails.
+func chromiumOptions(t *testing.T) []chromedp.ExecAllocatorOption {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -29,7 +30,7 @@ func newBrowser(t *testing.T) context.Context {
 		}
 		t.Skipf("%s is missing: install the chromium package to run the browser tests", chromiumPath)
 	}
-	opts := []chromedp.ExecAllocatorOption{
+	return []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Flag("headless", true),
 		chromedp.Flag("no-sandbox", true),
@@ -38,12 +39,17 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		// The browser talks to 127.0.0.1 only, to a server whose CA it
-		// does not know.
-		chromedp.Flag("ignore-certificate-errors", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1400, 1000),
 	}
+}
+
+// newBrowser starts headless Chromium for one test.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	// The browser talks to 127.0.0.1 only, to a server whose CA it does
+	// not know.
+	opts := append(chromiumOptions(t), chromedp.Flag("ignore-certificate-errors", true))
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	bctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
 	t.Cleanup(func() { cancel(); acancel() })
