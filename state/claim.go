@@ -33,8 +33,18 @@ const ClaimsDir = RunDir + "/claims"
 
 var _ Claimer = (*Dir)(nil)
 
-// claimName is a name safe for a file; others are hashed.
+// claimName is a name safe for a file or a key as it is.
 var claimName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
+
+// ClaimKey is the name a store keeps claim name under: the name itself
+// when it is safe for a file or a key, else a digest of it.
+func ClaimKey(name string) string {
+	if claimName.MatchString(name) {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return hex.EncodeToString(sum[:16])
+}
 
 // TryClaim takes the claim name as an flock on run/claims/NAME.lock. The
 // kernel frees an flock when its holder dies, and two opens of the file
@@ -46,10 +56,7 @@ func (d *Dir) TryClaim(ctx context.Context, name string) (func(), bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
-	if !claimName.MatchString(name) {
-		sum := sha256.Sum256([]byte(name))
-		name = hex.EncodeToString(sum[:16])
-	}
+	name = ClaimKey(name)
 	dir := filepath.Join(d.root, filepath.FromSlash(ClaimsDir))
 	p := filepath.Join(dir, name+".lock")
 	for attempt := 0; ; attempt++ {

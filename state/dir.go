@@ -182,8 +182,9 @@ const RunDir = "run"
 
 // Challenge directories: state/acme publishes, serve answers.
 const (
-	HTTP01Dir    = "acme/challenges/http-01"
-	TLSALPN01Dir = "acme/challenges/tls-alpn-01"
+	ChallengesDir = "acme/challenges"
+	HTTP01Dir     = ChallengesDir + "/http-01"
+	TLSALPN01Dir  = ChallengesDir + "/tls-alpn-01"
 )
 
 // counted records a change of the desired state. Runtime status and
@@ -191,7 +192,7 @@ const (
 func (d *Dir) counted(name string) {
 	d.touched.Add(1)
 	d.names.note(name)
-	if !isRuntime(name) {
+	if !IsRuntime(name) {
 		d.writes.Add(1)
 	}
 }

@@ -75,7 +75,7 @@ func trackCommit(d *Dir, unlock func() error) func() error {
 // the process is exiting and must not begin one. A commit in progress goes
 // on whatever the context says.
 func noteChange(ctx context.Context, d *Dir, name string) error {
-	if isRuntime(name) {
+	if IsRuntime(name) {
 		// Runtime status and challenge clean-up are written even by a
 		// command that is stopping.
 		return nil
@@ -102,11 +102,11 @@ func noteChange(ctx context.Context, d *Dir, name string) error {
 	}
 }
 
-// isRuntime is what Dir.counted does not count: serve's status and
-// in-flight challenges, which are no change of the desired state.
-func isRuntime(name string) bool {
+// IsRuntime names what is no part of the desired state, on every store:
+// serve's status and in-flight challenges. No revision counts them.
+func IsRuntime(name string) bool {
 	n := path.Clean(name)
-	return strings.HasPrefix(n, RunDir+"/") || strings.HasPrefix(n, "acme/challenges/")
+	return strings.HasPrefix(n, RunDir+"/") || strings.HasPrefix(n, ChallengesDir+"/")
 }
 
 // Freeze prepares the process to exit in the middle of whatever it does:

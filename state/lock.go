@@ -315,7 +315,7 @@ type nameLog struct {
 }
 
 func (l *nameLog) note(name string) {
-	if isRuntime(name) {
+	if IsRuntime(name) {
 		return
 	}
 	l.mu.Lock()

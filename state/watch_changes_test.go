@@ -122,7 +122,7 @@ func TestWatchChangesNames(t *testing.T) {
 				s.do()
 				got := w.until(s.what, s.want)
 				for _, n := range got.Names {
-					if isRuntime(n) || n == RevisionFile || n == LockFile {
+					if IsRuntime(n) || n == RevisionFile || n == LockFile {
 						t.Errorf("%s: told %q, which is no part of the desired state", s.what, n)
 					}
 				}

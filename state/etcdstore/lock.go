@@ -2,13 +2,10 @@ package etcdstore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -226,9 +223,6 @@ func (s *Store) lockedError(ctx context.Context) error {
 // claimCatchUp bounds the wait of a new claim for the watch to reach it.
 const claimCatchUp = time.Second
 
-// claimName is a claim name usable as a key as it is; others are hashed.
-var claimName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
-
 // TryClaim takes the claim name without waiting: an etcd mutex under
 // claims/NAME on the session's lease. While this process holds claims,
 // each of its changes of the desired state is guarded in its Txn by every
@@ -240,10 +234,7 @@ func (s *Store) TryClaim(ctx context.Context, name string) (func(), bool, error)
 	}
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	if !claimName.MatchString(name) {
-		sum := sha256.Sum256([]byte(name))
-		name = hex.EncodeToString(sum[:16])
-	}
+	name = state.ClaimKey(name)
 	s.mu.Lock()
 	if _, taken := s.claims[name]; taken {
 		s.mu.Unlock()

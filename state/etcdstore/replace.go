@@ -89,7 +89,7 @@ func (s *Store) keepAside(ctx context.Context, now time.Time) (string, error) {
 	files := s.root + dirFiles
 	err := s.scan(ctx, files, 0, scanPage, func(k string, v []byte) error {
 		rel := strings.TrimPrefix(k, files)
-		if isRuntime(rel) {
+		if state.IsRuntime(rel) {
 			return nil
 		}
 		return b.add(clientv3.OpPut(to+dirFiles+rel, string(v)), len(k)+len(v))

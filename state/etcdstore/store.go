@@ -315,13 +315,6 @@ func (s *Store) dirKey(dir string) (string, error) {
 	return k + "/", nil
 }
 
-// isRuntime names what is no part of the desired state: serve's status
-// and in-flight challenges (the rule of state.Dir's revision).
-func isRuntime(name string) bool {
-	n := path.Clean(name)
-	return strings.HasPrefix(n, state.RunDir+"/") || strings.HasPrefix(n, path.Dir(state.HTTP01Dir)+"/")
-}
-
 // A value is a header line, then the file's bytes:
 // "p2ptls-file 1 <mode octal> <modtime unix nanoseconds>\n".
 const valueMagic = "p2ptls-file 1 "
@@ -394,7 +387,7 @@ func (s *Store) Read(ctx context.Context, name string) ([]byte, error) {
 	}
 	v, ok := s.cache.get(k)
 	if !ok {
-		kvs, _, err := s.get(ctx, k, isRuntime(name))
+		kvs, _, err := s.get(ctx, k, state.IsRuntime(name))
 		if err != nil {
 			return nil, s.opError("read "+name, err)
 		}
@@ -433,7 +426,7 @@ func (s *Store) Stat(ctx context.Context, name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	kvs, _, err := s.get(ctx, k, isRuntime(name))
+	kvs, _, err := s.get(ctx, k, state.IsRuntime(name))
 	if err != nil {
 		return nil, s.opError("stat "+name, err)
 	}
@@ -444,7 +437,7 @@ func (s *Store) Stat(ctx context.Context, name string) (fs.FileInfo, error) {
 		}
 		return fileInfo{name: path.Base(name), size: int64(len(data)), mode: perm, mtime: at}, nil
 	}
-	kvs, _, err = s.get(ctx, k+"/", isRuntime(name+"/"), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1))
+	kvs, _, err = s.get(ctx, k+"/", state.IsRuntime(name+"/"), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1))
 	if err != nil {
 		return nil, s.opError("stat "+name, err)
 	}
@@ -462,7 +455,7 @@ func (s *Store) List(ctx context.Context, dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	runtime := dir != "" && isRuntime(dir+"/")
+	runtime := dir != "" && state.IsRuntime(dir+"/")
 	kvs, rev, err := s.get(ctx, pfx, runtime, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return nil, s.opError("list "+dir, err)

@@ -160,7 +160,7 @@ func (s *Store) watchLoop(started chan struct{}) {
 					signal = true
 				case strings.HasPrefix(k, s.root+dirFiles):
 					name := strings.TrimPrefix(k, s.root+dirFiles)
-					if isRuntime(name) {
+					if state.IsRuntime(name) {
 						continue
 					}
 					if pending {

@@ -55,7 +55,7 @@ type plan struct {
 // the process's session lease, so that the answers of a process that dies
 // mid-order (a replica killed) vanish with its lease instead of staying
 // in etcd for good.
-var challengeDir = path.Dir(state.HTTP01Dir) + "/"
+var challengeDir = state.ChallengesDir + "/"
 
 func (s *Store) plan(c state.Change, now time.Time) (*plan, error) {
 	p := &plan{writes: map[string]string{}}
@@ -65,7 +65,7 @@ func (s *Store) plan(c state.Change, now time.Time) (*plan, error) {
 			return nil, err
 		}
 		p.deletes = append(p.deletes, k)
-		p.desired = p.desired || !isRuntime(d)
+		p.desired = p.desired || !state.IsRuntime(d)
 	}
 	for _, w := range c.Writes {
 		k, err := s.key(w.Name)
@@ -81,7 +81,7 @@ func (s *Store) plan(c state.Change, now time.Time) (*plan, error) {
 		v := encodeValue(w.Data, w.Perm, now)
 		p.writes[k] = v
 		p.bytes += len(k) + len(v)
-		p.desired = p.desired || !isRuntime(w.Name)
+		p.desired = p.desired || !state.IsRuntime(w.Name)
 		if strings.HasPrefix(path.Clean(w.Name), challengeDir) {
 			if p.leased == nil {
 				p.leased = map[string]bool{}

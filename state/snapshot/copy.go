@@ -59,8 +59,6 @@ func parseMarker(b []byte) (marker, error) {
 	return m, nil
 }
 
-// challengesDir holds the in-flight challenges of both kinds.
-var challengesDir = path.Dir(state.HTTP01Dir)
 
 // excluded reports whether a store name stays out of the copy: runtime
 // status, in-flight challenges, a directory store's lock, revision,
@@ -69,7 +67,7 @@ var challengesDir = path.Dir(state.HTTP01Dir)
 func excluded(name string) bool {
 	top, _, _ := strings.Cut(name, "/")
 	switch {
-	case top == state.RunDir, name == challengesDir, strings.HasPrefix(name, challengesDir+"/"),
+	case top == state.RunDir, name == state.ChallengesDir, strings.HasPrefix(name, state.ChallengesDir+"/"),
 		name == state.LockFile, name == state.RevisionFile, name == state.JournalFile,
 		name == state.RestoreStagingMarker, name == MarkerFile, state.IsRestoreEntry(top):
 		return true

@@ -91,12 +91,6 @@ func clean(name string) (string, error) {
 
 func notExist(op, name string) error { return &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist} }
 
-// runtime reports whether a name is serve's runtime status or an in-flight
-// challenge, which no revision counts (as Dir decides).
-func runtime(name string) bool {
-	return strings.HasPrefix(name, state.RunDir+"/") || strings.HasPrefix(name, "acme/challenges/")
-}
-
 // Read returns a copy of name's content.
 func (m *Mem) Read(ctx context.Context, name string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
@@ -233,12 +227,12 @@ func (m *Mem) commit(next memTree, full bool) {
 	for _, n := range slices.Sorted(maps.Keys(next.files)) {
 		old, ok := m.tree.files[n]
 		f := next.files[n]
-		if !runtime(n) && (!ok || old.perm != f.perm || !bytes.Equal(old.data, f.data)) {
+		if !state.IsRuntime(n) && (!ok || old.perm != f.perm || !bytes.Equal(old.data, f.data)) {
 			changed = append(changed, n)
 		}
 	}
 	for _, n := range slices.Sorted(maps.Keys(m.tree.files)) {
-		if _, ok := next.files[n]; !ok && !runtime(n) {
+		if _, ok := next.files[n]; !ok && !state.IsRuntime(n) {
 			changed = append(changed, n)
 		}
 	}
