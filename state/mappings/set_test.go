@@ -79,7 +79,9 @@ func TestSetRefuses(t *testing.T) {
 func TestSetProfileCheckedBeforeTheLock(t *testing.T) {
 	s, root := setStore(t)
 	before := snapshot(t, root)
-	src := func(context.Context) ProfileOffer { return ProfileOffer{Directory: "https://ca.test/dir", Names: []string{"classic"}} }
+	src := func(context.Context) ProfileOffer {
+		return ProfileOffer{Directory: "https://ca.test/dir", Names: []string{"classic"}}
+	}
 	_, _, err := Set(context.Background(), s, "app", Changes{Profile: ptr("shortlived")}, now0, src, CLIFields)
 	wantFault(t, err, fault.Invalid, `offers no profile "shortlived"`)
 	assertUnchanged(t, before, root)
