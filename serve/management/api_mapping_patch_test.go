@@ -73,7 +73,7 @@ func TestPatchMapping(t *testing.T) {
 	shown := func(id string) mappingShown {
 		t.Helper()
 		var m mappingShown
-		ta.get("/api/v1/mappings/" + id).json(t, &m)
+		ta.get("/api/v1/mappings/"+id).json(t, &m)
 		return m
 	}
 	old := shown("shop")
