@@ -171,3 +171,15 @@ func TestSetFollows(t *testing.T) {
 		})
 	}
 }
+
+func TestSetWarnsOfADisabledCredential(t *testing.T) {
+	s, _ := setStore(t)
+	addCredential(t, s, "off", false)
+	m, warnings, err := Set(context.Background(), s, "app", Changes{Challenge: ptr(state.ChallengeDNS01), DNSCredential: ptr("off")}, now0, nil, CLIFields)
+	if err != nil || m.DNSCredential != "off" {
+		t.Fatalf("Set: %+v, %v", m, err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], `DNS credential "off" is disabled`) {
+		t.Errorf("warnings %q", warnings)
+	}
+}
