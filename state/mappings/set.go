@@ -211,14 +211,7 @@ func followChange(ctx context.Context, tx *state.Tx, old, m state.Mapping, c Cha
 		if !hostsChanged {
 			return nil
 		}
-		if m.Days == 0 { // a hand-written mapping may leave it out
-			m.Days = DefaultDays
-		}
-		kp, err := selfSigned(m, now)
-		if err != nil {
-			return err
-		}
-		return writeMaterial(ctx, tx, m.ID, kp, newMeta(m.Source, kp, now))
+		return regenerate(ctx, tx, m, now)
 	case state.SourceManual, state.SourceFile:
 		if !hostsChanged {
 			return nil
