@@ -106,7 +106,7 @@ func TestCompleteLine(t *testing.T) {
 	mappingIDs := []string{"api-main", "app-example-com"}
 	tests := []completeCase{
 		{desc: "top level commands", words: []string{""}, contains: []string{"ca", "mapping", "completion"}, absent: []string{completeCmdName, "help"}},
-		{desc: "a group's subcommands, no help", words: []string{"mapping", ""}, want: []string{"add", "list", "show", "remove", "import", "export"}},
+		{desc: "a group's subcommands, no help", words: []string{"mapping", ""}, want: []string{"add", "list", "set", "show", "remove", "import", "export"}},
 		{desc: "subcommand prefix", words: []string{"mapping", "re"}, want: []string{"remove"}},
 		{desc: "flags after --", words: []string{"mapping", "add", "--"},
 			contains: []string{"--listener", "--host", "--challenge", "--key-type", "--cert-file", "--config-dir", "--output", "--help"}},

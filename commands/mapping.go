@@ -82,6 +82,29 @@ func mappingCommand() *cli.Command {
 				Usage: "list mappings and the state of their certificates",
 				Flags: []cli.Flag{&cli.StringFlag{Name: flgListener, Usage: "only this listener's mappings"}},
 			}, mappingListAction),
+			leaf(&cli.Command{
+				Name:      "set",
+				Usage:     "change a mapping in place: upstream, hosts, ACME challenge, DNS credential, profile, key type",
+				ArgsUsage: "ID [--upstream URL] [--host H ...] [--challenge C] [--dns-credential NAME] [--profile P] [--key-type T]",
+				Description: "Only the settings given change; --host replaces the hosts as a whole, and an\n" +
+					"empty value (--upstream '') clears a setting. The rules are those of 'mapping add'.\n" +
+					"A self-signed mapping with new hosts gets a new certificate at once. An ACME\n" +
+					"mapping with new hosts or ACME settings is due for a new order: serve's renewal\n" +
+					"loop makes it, 'p2ptls cert issue ID' makes it now; its current certificate keeps\n" +
+					"serving until then unless it covers none of the new hosts. An uploaded or file\n" +
+					"certificate must cover the new hosts. The upstream alone changes nothing else." + examples(
+					"p2ptls mapping set app-example-com --upstream http://127.0.0.1:9000",
+					"p2ptls mapping set app-example-com --host app.example.com --host www.example.com",
+					"p2ptls mapping set wildcard-example-com --challenge dns-01 --dns-credential cf"),
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: flgUpstream, Usage: "reverse-proxy target URL ('' for the listener's)"},
+					&cli.StringSliceFlag{Name: flgHost, Usage: "the new hosts, repeatable: replaces them all"},
+					&cli.StringFlag{Name: flgChallenge, Usage: "ACME challenge: http-01, tls-alpn-01 or dns-01"},
+					&cli.StringFlag{Name: flgDNSCredential, Usage: "DNS credential for dns-01 ('' to clear)"},
+					&cli.StringFlag{Name: flgProfile, Usage: "ACME profile ('' for the CA's default)"},
+					&cli.StringFlag{Name: flgKeyType, Usage: "ACME key type: ec256, ec384, rsa2048 or rsa4096"},
+				},
+			}, mappingSetAction),
 			leaf(&cli.Command{Name: "show", Usage: "show one mapping and its certificate", ArgsUsage: "ID"}, certShowAction),
 			leaf(&cli.Command{Name: "remove", Usage: "remove a mapping and its certificate files", ArgsUsage: "ID",
 				Description: examples(
@@ -209,6 +232,34 @@ func printMapping(ctx context.Context, g *Globals, m state.Mapping, warnings []s
 	}
 	g.Infof(format, args...)
 	return printMappingTable(g, []mappings.Info{info})
+}
+
+func mappingSetAction(ctx context.Context, g *Globals, c *cli.Context) error {
+	id, err := oneArg(c, "ID")
+	if err != nil {
+		return err
+	}
+	var ch mappings.Changes
+	for _, f := range []struct {
+		name string
+		to   **string
+	}{{flgUpstream, &ch.Upstream}, {flgChallenge, &ch.Challenge}, {flgDNSCredential, &ch.DNSCredential}, {flgProfile, &ch.Profile}, {flgKeyType, &ch.KeyType}} {
+		if c.IsSet(f.name) {
+			v := c.String(f.name)
+			*f.to = &v
+		}
+	}
+	if c.IsSet(flgHost) {
+		ch.Hosts = append([]string{}, c.StringSlice(flgHost)...)
+	}
+	saved, warnings, err := mappings.Set(ctx, g.Store(), id, ch, time.Now(), acme.ProfileSource(g.Store()), mappings.CLIFields)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		g.Warnf("%s", w)
+	}
+	return printMapping(ctx, g, saved, warnings, "changed mapping %s on listener %s for %s", saved.ID, saved.Listener, strings.Join(saved.Hosts, ", "))
 }
 
 func mappingListAction(ctx context.Context, g *Globals, c *cli.Context) error {

@@ -230,7 +230,7 @@ func TestAPIRefusals(t *testing.T) {
 			sameSnapshot(t, before, ta.snapshot())
 		})
 	}
-	if a := ta.do(request{method: "PUT", path: "/api/v1/mappings/shop", auth: ta.bearer()}); a.header.Get("Allow") != "GET, DELETE" {
+	if a := ta.do(request{method: "PUT", path: "/api/v1/mappings/shop", auth: ta.bearer()}); a.header.Get("Allow") != "GET, PATCH, DELETE" {
 		t.Errorf("Allow %q", a.header.Get("Allow"))
 	}
 }

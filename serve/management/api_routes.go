@@ -21,6 +21,7 @@ func (a *api) register(mux *router) {
 	mux.HandleFunc("GET /api/v1/mappings", a.listMappings)
 	mux.HandleFunc("POST /api/v1/mappings", a.addMapping)
 	mux.HandleFunc("GET /api/v1/mappings/{id}", a.showMapping)
+	mux.HandleFunc("PATCH /api/v1/mappings/{id}", a.patchMapping)
 	mux.HandleFunc("DELETE /api/v1/mappings/{id}", a.removeMapping)
 	mux.HandleFunc("POST /api/v1/mappings/{id}/issue", a.issueMapping)
 	mux.HandleFunc("GET /api/v1/certificates/{id}", a.showCertificate)
@@ -51,7 +52,7 @@ func (a *api) register(mux *router) {
 // would be plain text, and the catch-all hides it anyway.)
 func (a *api) notFound(mux *router, w http.ResponseWriter, r *http.Request) {
 	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
 		probe := r.Clone(r.Context())
 		probe.Method = m
 		if _, pattern := mux.Handler(probe); pattern != catchAll && pattern != "" {

@@ -143,7 +143,7 @@ func obtain(ctx context.Context, w state.Store, m state.Mapping, res ordered, no
 	meta.IssuedAt, meta.NotAfter = meta.LastAttemptAt, kp.Cert.NotAfter.UTC()
 	meta.FingerprintSHA256 = pki.Fingerprint(kp.Cert)
 	meta.LastError, meta.Attempts, meta.RetryAt = "", 0, time.Time{}
-	meta.LastErrorDetail, meta.BackoffReason = "", ""
+	meta.LastErrorDetail, meta.BackoffReason, meta.Reissue = "", "", ""
 	meta.NextRenewalAt = next
 	if err := mappings.WriteCertificate(ctx, w, m.ID, kp, meta); err != nil {
 		return fmt.Errorf("save the certificate of mapping %q: %w", m.ID, err)

@@ -462,6 +462,8 @@ func isDue(ctx context.Context, sums *mappings.Summaries, s state.Store, cfg *st
 		return verdict{due: true, why: "forced", leaf: full}
 	case !sameHosts(leaf, m.Hosts):
 		return verdict{due: true, why: "the mapping's hosts changed", leaf: full}
+	case meta.Reissue != "":
+		return verdict{due: true, why: "the mapping " + meta.Reissue, leaf: full}
 	case o.Days > 0:
 		left := leaf.NotAfter.Sub(now)
 		limit := time.Duration(o.Days) * 24 * time.Hour

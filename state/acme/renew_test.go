@@ -102,6 +102,10 @@ func TestIsDue(t *testing.T) {
 		{"backing off", true, past, now.Add(-24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{}, func(m *mappings.Meta) { m.Attempts, m.RetryAt = 2, now.Add(time.Hour) }, nil, false, "backing off after 2 failed attempts"},
 		{"forced through back-off", true, future, now.Add(-24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{Force: true}, func(m *mappings.Meta) { m.RetryAt = now.Add(time.Hour) }, nil, true, "forced"},
 		{"hosts changed", true, future, now.Add(-24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{}, nil, []string{"a.example.test", "b.example.test"}, true, "hosts changed"},
+		{"the mapping changed (mapping set)", true, future, now.Add(-24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{}, func(m *mappings.Meta) { m.Reissue = "changed --challenge at 2026-06-01T11:00:00Z" }, nil, true, "the mapping changed --challenge"},
+		{"the mapping changed, but backing off", true, future, now.Add(-24 * time.Hour), 90 * 24 * time.Hour, RenewOptions{}, func(m *mappings.Meta) {
+			m.Reissue, m.Attempts, m.RetryAt = "changed --challenge", 1, now.Add(time.Hour)
+		}, nil, false, "backing off"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -54,6 +54,10 @@ type Meta struct {
 	// BackoffReason says why RetryAt holds: BackoffRateLimited,
 	// BackoffAccountPaused or BackoffFailed; empty when not backing off.
 	BackoffReason string `toml:"backoff_reason,omitempty"`
+	// Reissue, when not empty, says why the certificate in place is due
+	// for a new order though it is valid: the mapping's hosts or ACME
+	// settings changed (Set). The next issued certificate clears it.
+	Reissue string `toml:"reissue,omitempty"`
 	// ACME renewal info (ARI) of this certificate; see meta_ari.go.
 	ARI
 }

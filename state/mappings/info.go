@@ -362,8 +362,9 @@ func describe(ctx context.Context, c *Summaries, m state.Mapping, now time.Time,
 	info.FingerprintSHA256 = sum.FingerprintSHA256()
 	var problem string
 	info.Status, problem = certStatus(leaf, now)
-	if info.Status == StatusValid && ariDue(meta, info.FingerprintSHA256, now) {
-		info.Status = StatusExpiring // the ARI window's time came: renewal is due
+	if info.Status == StatusValid && (ariDue(meta, info.FingerprintSHA256, now) || meta.Reissue != "") {
+		// The ARI window's time came, or the mapping changed (Set): renewal is due.
+		info.Status = StatusExpiring
 	}
 	if info.LastError == "" {
 		info.LastError = problem

@@ -53,18 +53,24 @@ func Regenerate(ctx context.Context, s state.Store, id string, now time.Time) er
 			return fault.Failf(fmt.Sprintf("run 'p2ptls cert issue %s' again; it changed while this command ran", id),
 				"mapping %q is issued by ACME now, not generated self-signed", id)
 		}
-		if m.Days == 0 { // a hand-written mapping may leave it out
-			m.Days = DefaultDays
-		}
-		if err := checkDays(m.Days, fmt.Sprintf("set days between 1 and %d in %s", MaxDays, state.RecordName(id))); err != nil {
-			return err
-		}
-		kp, err := selfSigned(m, now)
-		if err != nil {
-			return err
-		}
-		return writeMaterial(ctx, tx, id, kp, newMeta(m.Source, kp, now))
+		return regenerate(ctx, tx, m, now)
 	})
+}
+
+// regenerate writes a new self-signed key and certificate for m's hosts
+// and days, valid from now, into the change tx.
+func regenerate(ctx context.Context, tx *state.Tx, m state.Mapping, now time.Time) error {
+	if m.Days == 0 { // a hand-written mapping may leave it out
+		m.Days = DefaultDays
+	}
+	if err := checkDays(m.Days, fmt.Sprintf("set days between 1 and %d in %s", MaxDays, state.RecordName(m.ID))); err != nil {
+		return err
+	}
+	kp, err := selfSigned(m, now)
+	if err != nil {
+		return err
+	}
+	return writeMaterial(ctx, tx, m.ID, kp, newMeta(m.Source, kp, now))
 }
 
 // Renewable refuses a mapping whose certificate p2ptls cannot make (an

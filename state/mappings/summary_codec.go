@@ -15,7 +15,7 @@ import (
 const (
 	tagCertSummary byte = 1
 	tagKeyPair     byte = 3
-	tagMeta        byte = 6 // 2: without the ARI fields, 4: without ari_explanation_url and ari_fingerprint_sha256, 5: without the error detail and back-off reason
+	tagMeta        byte = 7 // 2: without the ARI fields, 4: without ari_explanation_url and ari_fingerprint_sha256, 5: without the error detail and back-off reason, 6: without reissue
 )
 
 var errMemoValue = errors.New("damaged memo value")
@@ -79,7 +79,8 @@ func encodeMeta(m Meta) []byte {
 	b = state.AppendMemoString(b, m.ARI.FingerprintSHA256)
 	b = state.AppendMemoString(b, m.ARI.ExplanationURL)
 	b = state.AppendMemoString(b, m.LastErrorDetail)
-	return state.AppendMemoString(b, m.BackoffReason)
+	b = state.AppendMemoString(b, m.BackoffReason)
+	return state.AppendMemoString(b, m.Reissue)
 }
 
 func decodeMeta(v []byte) (Meta, error) {
@@ -104,6 +105,7 @@ func decodeMeta(v []byte) (Meta, error) {
 	m.ARI.ExplanationURL = r.Str()
 	m.LastErrorDetail = r.Str()
 	m.BackoffReason = r.Str()
+	m.Reissue = r.Str()
 	return m, r.Done()
 }
 

@@ -350,7 +350,7 @@ func TestSummaryCodec(t *testing.T) {
 	sum := CertSummary{NotBefore: at, NotAfter: far, Fingerprint: sha256.Sum256([]byte("x")),
 		DNSNames: []string{"a.example.com", "*.b.example"}, IPAddresses: []net.IP{net.ParseIP("192.0.2.1").To4(), net.ParseIP("2001:db8::1")}}
 	meta := Meta{Source: "acme", IssuedAt: at, NotAfter: far, FingerprintSHA256: "AB:CD", LastAttemptAt: at.In(time.FixedZone("", 5400)),
-		LastError: "no\x00thing", LastErrorDetail: "full\ntext", BackoffReason: BackoffRateLimited, NextRenewalAt: at.In(time.Local), Attempts: -2, RetryAt: at.In(time.FixedZone("CEST", 7200)),
+		LastError: "no\x00thing", LastErrorDetail: "full\ntext", BackoffReason: BackoffRateLimited, Reissue: "changed --challenge at now", NextRenewalAt: at.In(time.Local), Attempts: -2, RetryAt: at.In(time.FixedZone("CEST", 7200)),
 		ARI: ARI{WindowStart: at.Add(time.Hour), WindowEnd: far, CheckAt: at.Add(-time.Second).In(time.FixedZone("", -3600))}}
 	for _, v := range []any{sum, meta} {
 		rv := reflect.ValueOf(v)
