@@ -59,7 +59,6 @@ func parseMarker(b []byte) (marker, error) {
 	return m, nil
 }
 
-
 // excluded reports whether a store name stays out of the copy: runtime
 // status, in-flight challenges, a directory store's lock, revision,
 // journals and restore entries, temporary files, and the marker (which
