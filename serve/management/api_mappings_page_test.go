@@ -264,6 +264,15 @@ func BenchmarkAPIMappingPage(b *testing.B) {
 			// on api (odd ids are on api).
 			half := n/2 + 1 - (n/2)%2
 			mid := "limit=100&cursor=" + mappings.EncodeCursor(mappings.PageFilter{}, mappings.PageKey{Listener: "api", ID: fmt.Sprintf("m%05d", half)})
+			// What every call of the API pays before the page: the
+			// desired state read again, each record through its memo.
+			b.Run("load config", func(b *testing.B) {
+				for b.Loop() {
+					if cfg, err := state.LoadConfig(context.Background(), ta.store); err != nil || len(cfg.Mappings) != n+3 {
+						b.Fatalf("LoadConfig: %v", err)
+					}
+				}
+			})
 			// A search that matches few: ids with this prefix.
 			search := fmt.Sprintf("m%04d", n/10/20)
 			for _, bc := range []struct {

@@ -10,9 +10,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/fault"
+	"github.com/p2pstream/p2ptls/state/pki"
 )
 
 // pageState saves n mappings in a shuffled config order over listeners web
@@ -260,5 +262,54 @@ func TestCursor(t *testing.T) {
 		if _, err := DecodeCursor(tc.cursor, tc.f); !errors.Is(err, tc.want) {
 			t.Errorf("%s: DecodeCursor(%q) = %v, want %v", tc.name, tc.cursor, err, tc.want)
 		}
+	}
+}
+
+// BenchmarkListPage is ListPage of 100 out of 10k and 100k mappings over
+// a loaded config (what the API adds to state.LoadConfig): the first page,
+// one in the middle, a search that matches ten, and a status that matches
+// none (every certificate looked at).
+func BenchmarkListPage(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			root := b.TempDir()
+			s := state.OpenDir(root, time.Second)
+			kp, err := pki.SelfSigned(pki.ParseNames([]string{"bench.example.com"}), now0, 90*day)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg := &state.Config{SchemaVersion: state.SchemaVersion, Listeners: []state.Listener{{Name: "web", Addr: ":443"}}}
+			for k := range n {
+				id := fmt.Sprintf("m%06d", (k*7919)%n)
+				cfg.Mappings = append(cfg.Mappings, state.Mapping{ID: id, Listener: "web", Hosts: []string{id + ".example.com"}, Source: state.SourceSelfSigned, Days: 90})
+				if err := os.MkdirAll(storeFile(root, MappingDir(id)), 0o700); err != nil {
+					b.Fatal(err)
+				}
+				if err := os.WriteFile(storeFile(root, certName(id)), kp.CertPEM, 0o644); err != nil {
+					b.Fatal(err)
+				}
+			}
+			time.Sleep(memoAge) // old enough for the certs memo to trust
+			mid := PageKey{"web", fmt.Sprintf("m%06d", n/2)}
+			for _, bc := range []struct {
+				name  string
+				q     PageQuery
+				items int
+			}{
+				{"first", PageQuery{Limit: 100}, 100},
+				{"middle", PageQuery{Limit: 100, After: &mid}, 100},
+				{"search", PageQuery{Limit: 100, Filter: PageFilter{Q: fmt.Sprintf("m%05d", n/20)}}, 10},
+				{"status none", PageQuery{Limit: 100, Filter: PageFilter{Status: StatusFailed}}, 0},
+			} {
+				b.Run(bc.name, func(b *testing.B) {
+					for b.Loop() {
+						p, err := ListPage(context.Background(), s, cfg, bc.q, now0)
+						if err != nil || len(p.Items) != bc.items {
+							b.Fatalf("ListPage: %d items, %v", len(p.Items), err)
+						}
+					}
+				})
+			}
+		})
 	}
 }
