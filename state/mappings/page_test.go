@@ -272,24 +272,11 @@ func TestCursor(t *testing.T) {
 func BenchmarkListPage(b *testing.B) {
 	for _, n := range []int{10_000, 100_000} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
-			root := b.TempDir()
-			s := state.OpenDir(root, time.Second)
-			kp, err := pki.SelfSigned(pki.ParseNames([]string{"bench.example.com"}), now0, 90*day)
-			if err != nil {
-				b.Fatal(err)
+			ids := make([]string, n)
+			for k := range ids {
+				ids[k] = fmt.Sprintf("m%06d", (k*7919)%n) // config order is not key order
 			}
-			cfg := &state.Config{SchemaVersion: state.SchemaVersion, Listeners: []state.Listener{{Name: "web", Addr: ":443"}}}
-			for k := range n {
-				id := fmt.Sprintf("m%06d", (k*7919)%n)
-				cfg.Mappings = append(cfg.Mappings, state.Mapping{ID: id, Listener: "web", Hosts: []string{id + ".example.com"}, Source: state.SourceSelfSigned, Days: 90})
-				if err := os.MkdirAll(storeFile(root, MappingDir(id)), 0o700); err != nil {
-					b.Fatal(err)
-				}
-				if err := os.WriteFile(storeFile(root, certName(id)), kp.CertPEM, 0o644); err != nil {
-					b.Fatal(err)
-				}
-			}
-			time.Sleep(memoAge) // old enough for the certs memo to trust
+			s, cfg := benchState(b, ids)
 			mid := PageKey{"web", fmt.Sprintf("m%06d", n/2)}
 			for _, bc := range []struct {
 				name  string
@@ -312,4 +299,32 @@ func BenchmarkListPage(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchState saves self-signed mappings ids on listener web, each with the
+// same certificate file (what a list reads), written directly: 100k in
+// seconds. The files are old enough for the certs memo to trust.
+func benchState(b *testing.B, ids []string) (*state.Dir, *state.Config) {
+	b.Helper()
+	root := b.TempDir()
+	s := state.OpenDir(root, time.Second)
+	kp, err := pki.SelfSigned(pki.ParseNames([]string{"bench.example.com"}), now0, 90*day)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := &state.Config{SchemaVersion: state.SchemaVersion, Listeners: []state.Listener{{Name: "web", Addr: ":443"}}}
+	for _, id := range ids {
+		cfg.Mappings = append(cfg.Mappings, state.Mapping{ID: id, Listener: "web", Hosts: []string{id + ".example.com"}, Source: state.SourceSelfSigned, Days: 90})
+		if err := os.MkdirAll(storeFile(root, MappingDir(id)), 0o700); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(storeFile(root, certName(id)), kp.CertPEM, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := state.SaveConfig(context.Background(), s, cfg); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(memoAge)
+	return s, cfg
 }
