@@ -2,9 +2,13 @@ package management
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -41,19 +45,111 @@ type mappingRemoved struct {
 	Listener string `json:"listener"`
 }
 
-// listMappings: GET /api/v1/mappings[?listener=NAME], "mapping list".
+// Paging of GET /api/v1/mappings: a page holds defaultPageLimit mappings
+// unless limit says otherwise, and never more than maxPageLimit.
+const (
+	defaultPageLimit = 100
+	maxPageLimit     = 1000
+)
+
+// pageParams are the query parameters of a paged list; any of them but
+// listener asks for the paged answer.
+var pageParams = []string{"listener", "q", "status", "limit", "cursor"}
+
+// mappingPage is the paged answer of GET /api/v1/mappings. Decision:
+// next_cursor is always there, "" on the last page, so that a client loops
+// while it is not empty.
+type mappingPage struct {
+	Items      []mappings.Info `json:"items"`
+	NextCursor string          `json:"next_cursor"`
+}
+
+// listMappings: GET /api/v1/mappings[?listener=NAME], "mapping list": every
+// mapping in config order, a JSON array, as before paging existed. With q,
+// status, limit or cursor it answers one page (see pageQuery).
 func (a *api) listMappings(w http.ResponseWriter, r *http.Request) {
+	params := r.URL.Query()
 	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	list, err := mappings.List(r.Context(), a.o.Store, cfg, r.URL.Query().Get("listener"), time.Now())
+	if !slices.ContainsFunc(pageParams[1:], params.Has) {
+		list, err := mappings.List(r.Context(), a.o.Store, cfg, params.Get("listener"), time.Now())
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, text.NonNil(list))
+		return
+	}
+	pq, err := pageQuery(params, cfg)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, text.NonNil(list))
+	page, err := mappings.ListPage(r.Context(), a.o.Store, cfg, pq, time.Now())
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	answer := mappingPage{Items: text.NonNil(page.Items)}
+	if page.Next != nil {
+		answer.NextCursor = mappings.EncodeCursor(pq.Filter, *page.Next)
+	}
+	writeJSON(w, http.StatusOK, answer)
+}
+
+// pageQuery reads the parameters of a paged list: listener (an existing
+// listener), q (a part of an id or a host, any case), status (one of
+// mappings.Statuses), limit (1 to maxPageLimit) and cursor (next_cursor of
+// the page before, with the same listener, q and status; "" for the
+// first page). Any other parameter, or one given twice, is refused: a
+// misspelt filter must not answer every mapping.
+func pageQuery(params url.Values, cfg *state.Config) (mappings.PageQuery, error) {
+	const usage = "page with listener, q, status, limit and cursor, each at most once"
+	for name, vs := range params {
+		if !slices.Contains(pageParams, name) {
+			return mappings.PageQuery{}, badRequest(usage, "unknown query parameter %q", name)
+		}
+		if len(vs) > 1 {
+			return mappings.PageQuery{}, badRequest(usage, "query parameter %s is given %d times", name, len(vs))
+		}
+	}
+	pq := mappings.PageQuery{
+		Filter: mappings.PageFilter{Listener: params.Get("listener"), Q: params.Get("q"), Status: params.Get("status")},
+		Limit:  defaultPageLimit,
+	}
+	if l := pq.Filter.Listener; l != "" {
+		if _, err := cfg.FindListener(l); err != nil {
+			return mappings.PageQuery{}, badRequest("GET /api/v1/listeners lists the listeners", "query parameter listener=%q names no listener", l)
+		}
+	}
+	if s := pq.Filter.Status; s != "" && !slices.Contains(mappings.Statuses, s) {
+		return mappings.PageQuery{}, badRequest("use status="+strings.Join(mappings.Statuses, ", status="), "query parameter status=%q is not a status", s)
+	}
+	if params.Has("limit") {
+		v := params.Get("limit")
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageLimit {
+			return mappings.PageQuery{}, badRequest(fmt.Sprintf("use limit=1 to limit=%d (%d when absent)", maxPageLimit, defaultPageLimit),
+				"query parameter limit=%q is not a number from 1 to %d", v, maxPageLimit)
+		}
+		pq.Limit = n
+	}
+	if c := params.Get("cursor"); c != "" {
+		key, err := mappings.DecodeCursor(c, pq.Filter)
+		switch {
+		case errors.Is(err, mappings.ErrCursorFilter):
+			return mappings.PageQuery{}, badRequest("send the cursor with the listener, q and status of the page it came from, or start again without a cursor",
+				"the cursor belongs to a listing with other listener, q or status")
+		case err != nil:
+			return mappings.PageQuery{}, badRequest("send next_cursor of the previous page unchanged, or start again without a cursor",
+				"the cursor is not one this API gave, or it was changed")
+		}
+		pq.After = &key
+	}
+	return pq, nil
 }
 
 // addMapping: POST /api/v1/mappings, "mapping add". 201 with the mapping.

@@ -158,9 +158,34 @@ func each(ctx context.Context, sums *Summaries, cfg *state.Config, listener stri
 		}
 		sums.retain(ids)
 	}
-	// Wildcard hosts whose mapping has a certificate, for ServedBy: only
-	// the mappings with a wildcard host can serve another's, so they are
-	// described first (and again in their turn).
+	wild := wildcards(ctx, sums, ms, now)
+	batch := make([]Info, min(len(ms), eachBatch))
+	for start := 0; start < len(ms); start += len(batch) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		part := ms[start:min(start+len(batch), len(ms))]
+		parallel.Each(len(part), func(i int) bool {
+			batch[i], _ = describe(ctx, sums, part[i], now, false)
+			return true
+		})
+		for i := range part {
+			info := batch[i]
+			batch[i] = Info{} // let fn's caller be the only holder
+			setServedBy(&info, wild)
+			if err := fn(info); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// wildcards maps listener+"\x00"+"*.parent" to the id of the mapping
+// among ms with that wildcard host and a certificate, for ServedBy: only
+// the mappings with a wildcard host can serve another's, so they are
+// described first (and again in their turn). nil when there is none.
+func wildcards(ctx context.Context, sums *Summaries, ms []state.Mapping, now time.Time) map[string]string {
 	var wild map[string]string
 	for _, m := range ms {
 		if !slices.ContainsFunc(m.Hosts, hostname.IsWildcard) {
@@ -178,31 +203,18 @@ func each(ctx context.Context, sums *Summaries, cfg *state.Config, listener stri
 			}
 		}
 	}
-	batch := make([]Info, min(len(ms), eachBatch))
-	for start := 0; start < len(ms); start += len(batch) {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		part := ms[start:min(start+len(batch), len(ms))]
-		parallel.Each(len(part), func(i int) bool {
-			batch[i], _ = describe(ctx, sums, part[i], now, false)
-			return true
-		})
-		for i := range part {
-			info := batch[i]
-			batch[i] = Info{} // let fn's caller be the only holder
-			if wild != nil && !hasCertificate(info.Status) {
-				info.ServedBy = servedBy(info.Listener, info.Hosts, func(key string) (string, bool) {
-					id, ok := wild[key]
-					return id, ok
-				})
-			}
-			if err := fn(info); err != nil {
-				return err
-			}
-		}
+	return wild
+}
+
+// setServedBy sets info.ServedBy from wild (see wildcards).
+func setServedBy(info *Info, wild map[string]string) {
+	if wild == nil || hasCertificate(info.Status) {
+		return
 	}
-	return nil
+	info.ServedBy = servedBy(info.Listener, info.Hosts, func(key string) (string, bool) {
+		id, ok := wild[key]
+		return id, ok
+	})
 }
 
 // hasCertificate reports whether a mapping of this status has a certificate

@@ -279,28 +279,11 @@ func TestLoad(t *testing.T) {
 
 // BenchmarkList lists 10k mappings, each with its certificate file.
 func BenchmarkList(b *testing.B) {
-	root := b.TempDir()
-	s := state.OpenDir(root, time.Second)
-	kp, err := pki.SelfSigned(pki.ParseNames([]string{"bench.example.com"}), now0, 90*day)
-	if err != nil {
-		b.Fatal(err)
+	ids := make([]string, 10000)
+	for i := range ids {
+		ids[i] = "m" + strconv.Itoa(i)
 	}
-	cfg := &state.Config{SchemaVersion: state.SchemaVersion, Listeners: []state.Listener{{Name: "web", Addr: ":443"}}}
-	for i := range 10000 {
-		id := "m" + strconv.Itoa(i)
-		cfg.Mappings = append(cfg.Mappings, state.Mapping{ID: id, Listener: "web", Hosts: []string{id + ".example.com"}, Source: state.SourceSelfSigned, Days: 90})
-		dir := storeFile(root, MappingDir(id))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.WriteFile(storeFile(root, certName(id)), kp.CertPEM, 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := state.SaveConfig(context.Background(), s, cfg); err != nil {
-		b.Fatal(err)
-	}
-	time.Sleep(memoAge) // old enough for the certs memo to trust
+	s, cfg := benchState(b, ids)
 	for _, bc := range []struct {
 		name string
 		sums func() *Summaries
