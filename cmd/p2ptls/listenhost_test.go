@@ -16,34 +16,6 @@ import (
 	"github.com/p2pstream/p2ptls/state/runstatus"
 )
 
-// lhPortFree is a port that was free just now on every one of hosts, so
-// that a test can say nothing else listens there.
-func lhPortFree(t testing.TB, hosts ...string) string {
-	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", net.JoinHostPort(hosts[0], "0"))
-		if err != nil {
-			t.Skipf("cannot listen on %s: %v", hosts[0], err)
-		}
-		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		free := true
-		for _, h := range hosts[1:] {
-			other, err := net.Listen("tcp", net.JoinHostPort(h, port))
-			if err != nil {
-				free = false
-				break
-			}
-			other.Close()
-		}
-		ln.Close()
-		if free {
-			return port
-		}
-	}
-	t.Fatalf("no port free on all of %v in 50 tries", hosts)
-	return ""
-}
-
 // lhRefused fails unless nothing accepts connections on addr.
 func lhRefused(t *testing.T, addr string) {
 	t.Helper()

@@ -16,17 +16,6 @@ import (
 	"time"
 )
 
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // serveProc is a running "p2ptls serve".
 type serveProc struct {
 	cmd  *exec.Cmd
