@@ -110,12 +110,15 @@ func Run(ctx context.Context, o Options) {
 			if !ok { // ctx ended
 				return
 			}
-			t.note(feed.Take()) // decided again at the next timed pass
-			// A change may have added an ACME mapping: it is issued now,
-			// not at the next full pass. Scanning for them costs a stat
-			// per ACME mapping; a pass that issues changes the state, and
-			// the signal of that change makes the next one.
-			if next := promptPass(ctx, o, opts, clk, bo); !next.IsZero() {
+			c := feed.Take()
+			t.note(c) // decided again at the next timed pass
+			// A change may have added an ACME mapping, or changed one's
+			// hosts or ACME settings (mapping set): it is ordered now, not
+			// at the next full pass. Scanning for them costs a stat per
+			// ACME mapping and a read per changed meta; a pass that issues
+			// changes the state, and the signal of that change makes the
+			// next one.
+			if next := promptPass(ctx, o, opts, clk, bo, mappings.MetaChanged(c)); !next.IsZero() {
 				if at := bound(next, clk.Now()); at.Before(wake) {
 					wake = at
 				}
@@ -137,15 +140,16 @@ func bound(next, now time.Time) time.Time {
 	return next
 }
 
-// promptPass issues ACME mappings that have no certificate yet. It returns
-// when to look again (the earliest end of a back-off; zero for none);
-// after a panic, zero.
-func promptPass(ctx context.Context, o Options, opts acme.Options, clk Clock, bo *backoffs) (next time.Time) {
+// promptPass issues ACME mappings that have no certificate yet, and those
+// of changed marked for a new order (see issuance.Pending). It returns when
+// to look again (the earliest end of a back-off; zero for none); after a
+// panic, zero.
+func promptPass(ctx context.Context, o Options, opts acme.Options, clk Clock, bo *backoffs, changed []string) (next time.Time) {
 	defer edge.Recover(o.Log, "certificate issuance loop")
 	if testHook != nil {
 		testHook("prompt")
 	}
-	ids, retry, err := issuance.Pending(ctx, o.Store, clk.Now())
+	ids, retry, err := issuance.Pending(ctx, o.Store, clk.Now(), changed)
 	if err != nil {
 		// serve's reload reports a state that does not load; the next
 		// change tries again.

@@ -348,6 +348,42 @@ func TestChangeMakesPromptPass(t *testing.T) {
 	l.attempt(t, "new", "when the back-off ended")
 }
 
+// mapping set on an ACME mapping that has a certificate (new hosts, a new
+// challenge) is ordered by a prompt pass at once, not at the next full
+// pass; a change that asks for no new order (the upstream) orders nothing.
+func TestMappingSetOrdersAtOnce(t *testing.T) {
+	store := newStore(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	addACME(t, store, "shop", now.Add(-time.Hour), 60*24*time.Hour)
+	l := startLoop(t, store, newFakeClock(), false)
+	l.pass(t, "full", "at start")
+	l.noAttempt(t, "at start, with a certificate that is not due")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		change mappings.Changes
+		orders bool
+	}{
+		{"upstream", mappings.Changes{Upstream: ptr("http://127.0.0.1:9001")}, false},
+		{"hosts", mappings.Changes{Hosts: []string{"shop.example.com", "www.shop.example.com"}}, true},
+	} {
+		l.clock.sleeping(t)
+		if _, _, err := mappings.Set(ctx, store, "shop", tc.change, l.clock.Now(), nil, mappings.Fields{}); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		l.pass(t, "prompt", "after mapping set "+tc.name)
+		if tc.orders {
+			l.attempt(t, "shop", "after mapping set "+tc.name)
+		} else {
+			l.clock.sleeping(t) // the pass is over
+			l.noAttempt(t, "after mapping set "+tc.name)
+		}
+		l.noFullPass(t, "after mapping set "+tc.name)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
 // A panic in a pass is recovered, logged at ERROR and counted, and the
 // loop sleeps no longer than 10 minutes before its next pass.
 func TestLoopSurvivesAPanic(t *testing.T) {

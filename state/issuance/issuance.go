@@ -224,13 +224,21 @@ func Run(ctx context.Context, s state.Store, ids []string, now func() time.Time,
 	return r, nil
 }
 
-// Pending returns the ACME mappings that have no certificate yet and are
-// not backing off after a failed attempt, for serve to issue at once, and
-// when the earliest back-off ends (zero when none does).
-func Pending(ctx context.Context, s state.Store, now time.Time) ([]string, time.Time, error) {
+// Pending returns the ACME mappings serve orders for at once, and when the
+// earliest back-off ends (zero when none does): those with no certificate
+// yet, and those of changed (ids whose files a change touched) whose meta
+// asks for a new order (mapping set changed their hosts or ACME settings),
+// unless they are backing off after a failed attempt. Only changed ones
+// are looked at for the second kind: reading every meta at each change
+// would cost a read per ACME mapping, and the timed pass finds the rest.
+func Pending(ctx context.Context, s state.Store, now time.Time, changed []string) ([]string, time.Time, error) {
 	cfg, err := state.LoadConfig(ctx, s)
 	if err != nil {
 		return nil, time.Time{}, err
+	}
+	touched := make(map[string]bool, len(changed))
+	for _, id := range changed {
+		touched[id] = true
 	}
 	var ids []string
 	var retry time.Time
@@ -239,10 +247,16 @@ func Pending(ctx context.Context, s state.Store, now time.Time) ([]string, time.
 			continue
 		}
 		names, _ := mappings.CertFiles(m)
-		if _, err := s.Stat(ctx, names[0]); !errors.Is(err, fs.ErrNotExist) {
+		_, err := s.Stat(ctx, names[0])
+		missing := errors.Is(err, fs.ErrNotExist)
+		if !missing && !touched[m.ID] {
 			continue
 		}
-		if meta, err := mappings.LoadMeta(ctx, s, m.ID); err == nil && now.Before(meta.RetryAt) {
+		meta, err := mappings.LoadMeta(ctx, s, m.ID)
+		if !missing && (err != nil || meta.Reissue == "") {
+			continue
+		}
+		if err == nil && now.Before(meta.RetryAt) {
 			if retry.IsZero() || meta.RetryAt.Before(retry) {
 				retry = meta.RetryAt
 			}

@@ -260,28 +260,60 @@ func TestRun(t *testing.T) {
 }
 
 // TestPending: the ACME mappings serve issues at once are the ones without
-// a certificate that are not backing off.
+// a certificate that are not backing off, and the changed ones that mapping
+// set marked for a new order (Meta.Reissue), unless they back off.
 func TestPending(t *testing.T) {
 	s, _ := fixture(t)
+	// acme-valid has a certificate: marked for a new order, it is pending
+	// once a change names it; a second one is marked and backing off.
+	akp := keyPair(t, now0.Add(-day), 90*day, "acme-reissue-backoff.example.com")
+	if _, _, err := mappings.Add(ctx, s, mappings.Input{Mapping: state.Mapping{ID: "acme-reissue-backoff", Listener: "web",
+		Hosts: []string{"acme-reissue-backoff.example.com"}, Source: state.SourceACME, Challenge: state.ChallengeHTTP01, KeyType: "ec256"}}, now0); err != nil {
+		t.Fatal(err)
+	}
+	err := state.Update(ctx, s, "test", func(tx *state.Tx) error {
+		if err := mappings.WriteCertificate(ctx, tx, "acme-reissue-backoff", akp, mappings.Meta{Source: state.SourceACME, IssuedAt: now0.Add(-day), NotAfter: akp.Cert.NotAfter}); err != nil {
+			return err
+		}
+		return mappings.SaveMeta(ctx, tx, "acme-reissue-backoff", mappings.Meta{Source: state.SourceACME, IssuedAt: now0.Add(-day), NotAfter: akp.Cert.NotAfter,
+			Reissue: "changed hosts", Attempts: 1, RetryAt: now0.Add(30 * time.Minute)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
-		at    time.Time
-		want  []string
-		retry time.Time
+		name    string
+		at      time.Time
+		changed []string
+		want    []string
+		retry   time.Time
 	}{
-		{now0, []string{"acme-pending"}, now0.Add(time.Hour)},
-		{now0.Add(2 * time.Hour), []string{"acme-backoff", "acme-pending"}, time.Time{}},
+		{"no certificate", now0, nil, []string{"acme-pending"}, now0.Add(time.Hour)},
+		{"back-off over", now0.Add(2 * time.Hour), nil, []string{"acme-backoff", "acme-pending"}, time.Time{}},
+		{"certificate, not marked", now0, []string{"acme-valid", "ss-valid", "gone"}, []string{"acme-pending"}, now0.Add(time.Hour)},
+		{"marked, backing off", now0, []string{"acme-reissue-backoff"}, []string{"acme-pending"}, now0.Add(30 * time.Minute)},
+		{"marked, back-off over", now0.Add(2 * time.Hour), []string{"acme-reissue-backoff"}, []string{"acme-backoff", "acme-pending", "acme-reissue-backoff"}, time.Time{}},
+		{"marked, not changed", now0.Add(2 * time.Hour), nil, []string{"acme-backoff", "acme-pending"}, time.Time{}},
 	}
 	for _, tc := range tests {
-		ids, retry, err := Pending(ctx, s, tc.at)
+		ids, retry, err := Pending(ctx, s, tc.at, tc.changed)
 		if err != nil || !slices.Equal(ids, tc.want) || !retry.Equal(tc.retry) {
-			t.Errorf("Pending at %v = %q, %v, %v; want %q, %v", tc.at, ids, retry, err, tc.want, tc.retry)
+			t.Errorf("%s: Pending at %v = %q, %v, %v; want %q, %v", tc.name, tc.at, ids, retry, err, tc.want, tc.retry)
 		}
+	}
+	// What mapping set writes is what marks it: acme-valid changed hosts.
+	if _, _, err := mappings.Set(ctx, s, "acme-valid", mappings.Changes{Hosts: []string{"acme-valid.example.com", "www.acme-valid.example.com"}}, now0, nil, mappings.Fields{}); err != nil {
+		t.Fatal(err)
+	}
+	ids, _, err := Pending(ctx, s, now0, []string{"acme-valid"})
+	if err != nil || !slices.Equal(ids, []string{"acme-pending", "acme-valid"}) {
+		t.Errorf("after mapping set: Pending = %q, %v; want acme-pending and acme-valid", ids, err)
 	}
 	if err := os.WriteFile(filepath.Join(s.Root(), state.ConfigFile), []byte("schema_version = [\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var broken *state.ConfigFileError
-	if _, _, err := Pending(ctx, s, now0); !errors.As(err, &broken) {
+	if _, _, err := Pending(ctx, s, now0, nil); !errors.As(err, &broken) {
 		t.Errorf("Pending on a broken p2ptls.toml = %v", err)
 	}
 	if r, err := Run(ctx, s, []string{"acme-pending", "ss-valid"}, time.Now, Options{}, nil); !errors.As(err, &broken) || r != nil {

@@ -86,6 +86,19 @@ func (m Meta) BackingOff(now time.Time) (string, bool) {
 	return m.BackoffReason, true
 }
 
+// MetaChanged returns the mappings whose metadata c names, in its order:
+// where Set marks one for a new order (Meta.Reissue), so that serve orders
+// it at once instead of at its next timed pass.
+func MetaChanged(c state.Changed) []string {
+	var ids []string
+	for _, n := range c.Names {
+		if id, file, ok := cutMappingFile(n); ok && file == MetaFileName {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 // LoadMeta reads the metadata of mapping id; a mapping without any (not yet
 // issued, or source "file") has the zero Meta.
 func LoadMeta(ctx context.Context, s state.Store, id string) (Meta, error) {

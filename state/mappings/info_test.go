@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -306,5 +307,25 @@ func BenchmarkList(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestMetaChanged: only the metadata files of a change name mappings to
+// look at again for a new order.
+func TestMetaChanged(t *testing.T) {
+	c := state.Changed{Names: []string{
+		PublicDir + "/shop/" + MetaFileName,
+		PublicDir + "/shop/" + CertFileName,
+		PublicDir + "/api/" + MetaFileName,
+		PublicDir + "//" + MetaFileName,
+		PublicDir + "/odd/" + MetaFileName + "/x",
+		state.RecordsDir + "/web.toml",
+		state.ConfigFile,
+	}}
+	if got, want := MetaChanged(c), []string{"shop", "api"}; !slices.Equal(got, want) {
+		t.Errorf("MetaChanged = %q, want %q", got, want)
+	}
+	if got := MetaChanged(state.Changed{Full: true}); got != nil {
+		t.Errorf("MetaChanged of a full change = %q, want none (the timed pass looks at everything)", got)
 	}
 }
