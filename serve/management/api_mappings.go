@@ -120,10 +120,8 @@ func pageQuery(params url.Values, cfg *state.Config) (mappings.PageQuery, error)
 		Filter: mappings.PageFilter{Listener: params.Get("listener"), Q: params.Get("q"), Status: params.Get("status"), Source: params.Get("source")},
 		Limit:  defaultPageLimit,
 	}
-	if l := pq.Filter.Listener; l != "" {
-		if _, err := cfg.FindListener(l); err != nil {
-			return mappings.PageQuery{}, badRequest("GET /api/v1/listeners lists the listeners", "query parameter listener=%q names no listener", l)
-		}
+	if err := listenerParam(cfg, pq.Filter.Listener); err != nil {
+		return mappings.PageQuery{}, err
 	}
 	if s := pq.Filter.Status; s != "" && !slices.Contains(mappings.Statuses, s) {
 		return mappings.PageQuery{}, badRequest("use status="+strings.Join(mappings.Statuses, ", status="), "query parameter status=%q is not a status", s)
@@ -153,6 +151,19 @@ func pageQuery(params url.Values, cfg *state.Config) (mappings.PageQuery, error)
 		pq.After = &key
 	}
 	return pq, nil
+}
+
+// listenerParam checks the query parameter listener: "" or the name of a
+// listener of cfg. An unknown one is a bad parameter (400), not a missing
+// resource: the path exists.
+func listenerParam(cfg *state.Config, name string) error {
+	if name == "" {
+		return nil
+	}
+	if _, err := cfg.FindListener(name); err != nil {
+		return badRequest("GET /api/v1/listeners lists the listeners", "query parameter listener=%q names no listener", name)
+	}
+	return nil
 }
 
 // addMapping: POST /api/v1/mappings, "mapping add". 201 with the mapping.
