@@ -28,7 +28,7 @@ func TestAPIKeyType(t *testing.T) {
 			t.Errorf("list: %s has key_type %q, want %q", info.ID, info.KeyType, want[info.ID])
 		}
 		var shown map[string]any
-		ta.get("/api/v1/mappings/" + info.ID).json(t, &shown)
+		ta.get("/api/v1/mappings/"+info.ID).json(t, &shown)
 		if got, ok := shown["key_type"]; !ok || got != want[info.ID] {
 			t.Errorf("GET /api/v1/mappings/%s: key_type %v (present %v), want %q", info.ID, got, ok, want[info.ID])
 		}
