@@ -219,19 +219,13 @@ func (a *api) showMapping(w http.ResponseWriter, r *http.Request) {
 // of "cert show". A mapping without a usable certificate (ACME pending or
 // failed, a missing file) is 404 with the reason.
 func (a *api) showCertificate(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	info, details, err := a.show(r.Context(), id)
+	info, details, err := a.show(r.Context(), r.PathValue("id"))
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
 	if details == nil {
-		hint := info.LastError
-		if hint == "" {
-			hint = "issue it with POST /api/v1/mappings/" + id + "/issue"
-		}
-		a.writeError(w, r, &httpError{status: http.StatusNotFound,
-			msg: fmt.Sprintf("mapping %q has no certificate (status %s)", id, info.Status), hint: hint})
+		a.writeError(w, r, noCertificate(info))
 		return
 	}
 	writeJSON(w, http.StatusOK, details)

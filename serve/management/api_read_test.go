@@ -1,12 +1,19 @@
 package management
 
 import (
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/p2pstream/p2ptls/state/mappings"
+	"github.com/p2pstream/p2ptls/state/pki"
 )
 
 // TestAPIKeyType: the list and GET /api/v1/mappings/{id} carry key_type,
@@ -134,5 +141,109 @@ func TestAPIMappingCounts(t *testing.T) {
 	}
 	if a := ta.do(request{method: "GET", path: "/api/v1/mapping-counts"}); a.status != 401 {
 		t.Errorf("without a token: %d %s", a.status, a.body)
+	}
+}
+
+// getRaw is an authorised GET whose answer need not be JSON.
+func (ta *testAPI) getRaw(t *testing.T, path string) (*http.Response, []byte) {
+	t.Helper()
+	r, err := http.NewRequest("GET", ta.srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Authorization", ta.bearer())
+	resp, err := ta.srv.Client().Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+// TestAPICertificatePEM: GET /api/v1/certificates/{id}/pem is the chain
+// serve presents (the leaf of the mapping's certificate file, as GET
+// /api/v1/certificates/{id} describes it), as a PEM attachment named
+// after the id, never a key: not even for a file mapping whose
+// certificate file holds its key too. A mapping without a certificate, or
+// none at all, is 404 in JSON.
+func TestAPICertificatePEM(t *testing.T) {
+	ta := newTestAPI(t)
+	dir := t.TempDir()
+	kp := selfSigned(t, "both.example.com")
+	both := filepath.Join(dir, "both.pem") // the key in the certificate file
+	if err := os.WriteFile(both, append(append([]byte{}, kp.KeyPEM...), kp.CertPEM...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if a := ta.post("/api/v1/mappings", map[string]any{"id": "both", "listener": "api", "hosts": []string{"both.example.com"},
+		"source": "file", "cert_file": both, "key_file": both}); a.status != 201 {
+		t.Fatalf("POST: %d %s", a.status, a.body)
+	}
+	for _, tc := range []struct{ id, file string }{
+		{"shop", filepath.Join(ta.root, filepath.FromSlash(mappings.MappingDir("shop")), mappings.CertFileName)},
+		{"upload", filepath.Join(ta.root, filepath.FromSlash(mappings.MappingDir("upload")), mappings.CertFileName)},
+		{"both", both},
+	} {
+		t.Run(tc.id, func(t *testing.T) {
+			resp, body := ta.getRaw(t, "/api/v1/certificates/"+tc.id+"/pem")
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			for k, want := range map[string]string{"Content-Type": "application/x-pem-file",
+				"Content-Disposition": `attachment; filename="` + tc.id + `.pem"`, "Cache-Control": "no-store"} {
+				if got := resp.Header.Get(k); got != want {
+					t.Errorf("%s %q, want %q", k, got, want)
+				}
+			}
+			if strings.Contains(string(body), "PRIVATE KEY") {
+				t.Fatalf("the answer holds a key: %s", body)
+			}
+			var got []string // fingerprints, leaf first
+			for rest := body; len(rest) > 0; {
+				var block *pem.Block
+				if block, rest = pem.Decode(rest); block == nil || block.Type != "CERTIFICATE" {
+					t.Fatalf("the answer is not only CERTIFICATE blocks: %q", body)
+				}
+				c, err := x509.ParseCertificate(block.Bytes)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, pki.Fingerprint(c))
+			}
+			var d mappings.Details
+			ta.get("/api/v1/certificates/"+tc.id).json(t, &d)
+			var want []string
+			for _, c := range d.Chain {
+				want = append(want, c.FingerprintSHA256)
+			}
+			if len(got) == 0 || fmt.Sprint(got) != fmt.Sprint(want) || got[0] != d.FingerprintSHA256 {
+				t.Errorf("chain %v, GET /api/v1/certificates/%s has %v", got, tc.id, want)
+			}
+			onDisk, err := os.ReadFile(tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf, err := pki.ParseCertChain(onDisk)
+			if err != nil || pki.Fingerprint(leaf[0]) != got[0] {
+				t.Errorf("leaf %s is not the one serve loads from %s (%v)", got[0], tc.file, err)
+			}
+		})
+	}
+	for _, tc := range []struct{ id, want string }{
+		{"wild", `mapping "wild" has no certificate (status pending)`},
+		{"nope", `mapping "nope" does not exist`},
+	} {
+		t.Run("404 "+tc.id, func(t *testing.T) {
+			a := ta.get("/api/v1/certificates/" + tc.id + "/pem")
+			if a.status != 404 || strings.Contains(a.body, "PRIVATE KEY") {
+				t.Fatalf("status %d, want 404: %s", a.status, a.body)
+			}
+			if e := a.errorBody(t); !strings.Contains(e.Error, tc.want) {
+				t.Errorf("error %q does not say %q", e.Error, tc.want)
+			}
+		})
 	}
 }

@@ -26,6 +26,7 @@ func (a *api) register(mux *router) {
 	mux.HandleFunc("DELETE /api/v1/mappings/{id}", a.removeMapping)
 	mux.HandleFunc("POST /api/v1/mappings/{id}/issue", a.issueMapping)
 	mux.HandleFunc("GET /api/v1/certificates/{id}", a.showCertificate)
+	mux.HandleFunc("GET /api/v1/certificates/{id}/pem", a.certificatePEM)
 
 	mux.HandleFunc("GET /api/v1/dns-credentials", a.listDNSCredentials)
 	mux.HandleFunc("POST /api/v1/dns-credentials", a.addDNSCredential)
