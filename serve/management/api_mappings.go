@@ -274,7 +274,7 @@ func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 		},
 	})
 	if err != nil && fault.KindOf(err) == fault.Failure && acme.Attempted(err) {
-		hint := fault.HintOf(err)
+		hint := apiWords(fault.HintOf(err))
 		if hint == "" {
 			hint = "GET /api/v1/mappings/" + id + " shows last_error and retry_at; the previous certificate, if any, keeps serving"
 		}
