@@ -334,6 +334,19 @@ func openAPIDocument() map[string]any {
 	}
 }
 
+// tagOf groups an operation by the first segment of its path under
+// /api/v1: the mappings with their counts, the certificates, ….
+func tagOf(path string) string {
+	seg, _, _ := strings.Cut(strings.TrimPrefix(path, "/api/v1/"), "/")
+	switch seg {
+	case "mapping-counts":
+		return "mappings"
+	case "openapi.json":
+		return "openapi"
+	}
+	return seg
+}
+
 // statusName is the components/responses name of an error status.
 func statusName(code int) string {
 	return strings.ReplaceAll(http.StatusText(code), " ", "")
@@ -343,7 +356,7 @@ func statusName(code int) string {
 var pathParams = regexp.MustCompile(`\{([a-z]+)\}`)
 
 func (g *schemaGen) operation(op apiOp) map[string]any {
-	o := map[string]any{"operationId": op.id, "summary": op.summary}
+	o := map[string]any{"operationId": op.id, "summary": op.summary, "tags": []string{tagOf(op.path)}}
 	if op.desc != "" {
 		o["description"] = op.desc
 	}
