@@ -108,7 +108,7 @@ func (a *api) classify(err error) (int, string, string) {
 	if errors.As(err, &he) {
 		return he.status, he.msg, he.hint
 	}
-	msg, hint := text.OneLine(err.Error()), text.OneLine(fault.HintOf(err))
+	msg, hint := text.OneLine(err.Error()), text.OneLine(apiWords(fault.HintOf(err)))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit), "send a smaller body"
@@ -143,7 +143,7 @@ func defaultHint(status int) string {
 	case http.StatusConflict:
 		return "GET the resource to see its current state"
 	case http.StatusUnprocessableEntity:
-		return "fix the request; the rules are those of the matching p2ptls command (see its --help)"
+		return "fix the request; GET /api/v1/openapi.json describes every field"
 	case http.StatusServiceUnavailable:
 		return "retry in a few seconds"
 	}

@@ -54,7 +54,7 @@ const (
 
 // pageParams are the query parameters of a paged list; any of them but
 // listener asks for the paged answer.
-var pageParams = []string{"listener", "q", "status", "limit", "cursor"}
+var pageParams = []string{"listener", "q", "status", "source", "limit", "cursor"}
 
 // mappingPage is the paged answer of GET /api/v1/mappings. Decision:
 // next_cursor is always there, "" on the last page, so that a client loops
@@ -102,12 +102,13 @@ func (a *api) listMappings(w http.ResponseWriter, r *http.Request) {
 
 // pageQuery reads the parameters of a paged list: listener (an existing
 // listener), q (a part of an id or a host, any case), status (one of
-// mappings.Statuses), limit (1 to maxPageLimit) and cursor (next_cursor of
-// the page before, with the same listener, q and status; "" for the
-// first page). Any other parameter, or one given twice, is refused: a
-// misspelt filter must not answer every mapping.
+// mappings.Statuses), source (one of mappings.Sources), limit (1 to
+// maxPageLimit) and cursor (next_cursor of the page before, with the same
+// listener, q, status and source; "" for the first page). Any other
+// parameter, or one given twice, is refused: a misspelt filter must not
+// answer every mapping.
 func pageQuery(params url.Values, cfg *state.Config) (mappings.PageQuery, error) {
-	const usage = "page with listener, q, status, limit and cursor, each at most once"
+	const usage = "page with listener, q, status, source, limit and cursor, each at most once"
 	for name, vs := range params {
 		if !slices.Contains(pageParams, name) {
 			return mappings.PageQuery{}, badRequest(usage, "unknown query parameter %q", name)
@@ -117,16 +118,17 @@ func pageQuery(params url.Values, cfg *state.Config) (mappings.PageQuery, error)
 		}
 	}
 	pq := mappings.PageQuery{
-		Filter: mappings.PageFilter{Listener: params.Get("listener"), Q: params.Get("q"), Status: params.Get("status")},
+		Filter: mappings.PageFilter{Listener: params.Get("listener"), Q: params.Get("q"), Status: params.Get("status"), Source: params.Get("source")},
 		Limit:  defaultPageLimit,
 	}
-	if l := pq.Filter.Listener; l != "" {
-		if _, err := cfg.FindListener(l); err != nil {
-			return mappings.PageQuery{}, badRequest("GET /api/v1/listeners lists the listeners", "query parameter listener=%q names no listener", l)
-		}
+	if err := listenerParam(cfg, pq.Filter.Listener); err != nil {
+		return mappings.PageQuery{}, err
 	}
 	if s := pq.Filter.Status; s != "" && !slices.Contains(mappings.Statuses, s) {
 		return mappings.PageQuery{}, badRequest("use status="+strings.Join(mappings.Statuses, ", status="), "query parameter status=%q is not a status", s)
+	}
+	if s := pq.Filter.Source; s != "" && !slices.Contains(mappings.Sources, s) {
+		return mappings.PageQuery{}, badRequest("use source="+strings.Join(mappings.Sources, ", source="), "query parameter source=%q is not a source", s)
 	}
 	if params.Has("limit") {
 		v := params.Get("limit")
@@ -141,8 +143,8 @@ func pageQuery(params url.Values, cfg *state.Config) (mappings.PageQuery, error)
 		key, err := mappings.DecodeCursor(c, pq.Filter)
 		switch {
 		case errors.Is(err, mappings.ErrCursorFilter):
-			return mappings.PageQuery{}, badRequest("send the cursor with the listener, q and status of the page it came from, or start again without a cursor",
-				"the cursor belongs to a listing with other listener, q or status")
+			return mappings.PageQuery{}, badRequest("send the cursor with the listener, q, status and source of the page it came from, or start again without a cursor",
+				"the cursor belongs to a listing with other listener, q, status or source")
 		case err != nil:
 			return mappings.PageQuery{}, badRequest("send next_cursor of the previous page unchanged, or start again without a cursor",
 				"the cursor is not one this API gave, or it was changed")
@@ -150,6 +152,19 @@ func pageQuery(params url.Values, cfg *state.Config) (mappings.PageQuery, error)
 		pq.After = &key
 	}
 	return pq, nil
+}
+
+// listenerParam checks the query parameter listener: "" or the name of a
+// listener of cfg. An unknown one is a bad parameter (400), not a missing
+// resource: the path exists.
+func listenerParam(cfg *state.Config, name string) error {
+	if name == "" {
+		return nil
+	}
+	if _, err := cfg.FindListener(name); err != nil {
+		return badRequest("GET /api/v1/listeners lists the listeners", "query parameter listener=%q names no listener", name)
+	}
+	return nil
 }
 
 // addMapping: POST /api/v1/mappings, "mapping add". 201 with the mapping.
@@ -170,6 +185,7 @@ func (a *api) addMapping(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
+	warnings = apiWordsAll(warnings)
 	for _, warn := range warnings {
 		a.o.Log.Warn(warn, "mapping", added.ID)
 	}
@@ -205,19 +221,13 @@ func (a *api) showMapping(w http.ResponseWriter, r *http.Request) {
 // of "cert show". A mapping without a usable certificate (ACME pending or
 // failed, a missing file) is 404 with the reason.
 func (a *api) showCertificate(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	info, details, err := a.show(r.Context(), id)
+	info, details, err := a.show(r.Context(), r.PathValue("id"))
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
 	if details == nil {
-		hint := info.LastError
-		if hint == "" {
-			hint = "issue it with POST /api/v1/mappings/" + id + "/issue"
-		}
-		a.writeError(w, r, &httpError{status: http.StatusNotFound,
-			msg: fmt.Sprintf("mapping %q has no certificate (status %s)", id, info.Status), hint: hint})
+		a.writeError(w, r, noCertificate(info))
 		return
 	}
 	writeJSON(w, http.StatusOK, details)
@@ -264,7 +274,7 @@ func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 		},
 	})
 	if err != nil && fault.KindOf(err) == fault.Failure && acme.Attempted(err) {
-		hint := fault.HintOf(err)
+		hint := apiWords(fault.HintOf(err))
 		if hint == "" {
 			hint = "GET /api/v1/mappings/" + id + " shows last_error and retry_at; the previous certificate, if any, keeps serving"
 		}

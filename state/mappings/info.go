@@ -3,6 +3,7 @@ package mappings
 import (
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -38,7 +39,8 @@ type Info struct {
 	Source            string     `json:"source"`
 	Challenge         string     `json:"challenge"`
 	DNSCredential     string     `json:"dns_credential"`
-	Profile           string     `json:"profile"` // ACME profile sent with every order; "" for the CA's default
+	Profile           string     `json:"profile"`  // ACME profile sent with every order; "" for the CA's default
+	KeyType           string     `json:"key_type"` // ACME: the key of every order (DefaultKeyType when the mapping names none); "" for the other sources
 	Upstream          string     `json:"upstream"`
 	Status            string     `json:"status"`
 	NotBefore         *time.Time `json:"not_before"`
@@ -247,6 +249,33 @@ func servedBy(listener string, hosts []string, wildcard func(key string) (string
 // Show describes mapping id and its certificate; the details are nil while
 // it has no usable certificate (Info.Status and LastError say why).
 func Show(ctx context.Context, s state.Store, cfg *state.Config, id string, now time.Time) (Info, *Details, error) {
+	info, chain, err := show(ctx, s, cfg, id, now)
+	if err != nil || chain == nil {
+		return info, nil, err
+	}
+	return info, details(chain, now), nil
+}
+
+// ChainPEM is Show with the certificate chain of mapping id as PEM, leaf
+// first, for a download: nil while it has no usable certificate. The
+// blocks are encoded again from the parsed chain, never copied from the
+// file, so that no other block of the file (the key, which a file
+// mapping's certificate file may hold too) is ever in it.
+func ChainPEM(ctx context.Context, s state.Store, cfg *state.Config, id string, now time.Time) (Info, []byte, error) {
+	info, chain, err := show(ctx, s, cfg, id, now)
+	if err != nil || chain == nil {
+		return info, nil, err
+	}
+	var b []byte
+	for _, c := range chain {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return info, b, nil
+}
+
+// show describes mapping id and returns its chain, nil without a usable
+// certificate (and then ServedBy says what serves its hosts).
+func show(ctx context.Context, s state.Store, cfg *state.Config, id string, now time.Time) (Info, []*x509.Certificate, error) {
 	i, err := find(cfg, id)
 	if err != nil {
 		return Info{}, nil, err
@@ -257,9 +286,8 @@ func Show(ctx context.Context, s state.Store, cfg *state.Config, id string, now 
 		info.ServedBy = servedBy(m.Listener, m.Hosts, func(key string) (string, bool) {
 			return wildcardWithCertificate(ctx, s, cfg, key, now)
 		})
-		return info, nil, nil
 	}
-	return info, details(chain, now), nil
+	return info, chain, nil
 }
 
 // Describe is Show for mapping m, which the caller has (one just added),
@@ -322,6 +350,10 @@ func describe(ctx context.Context, c *Summaries, m state.Mapping, now time.Time,
 	// the certificate does not, and List should read one file per mapping.
 	var meta Meta
 	if m.Source == state.SourceACME {
+		info.KeyType = m.KeyType
+		if info.KeyType == "" { // a hand-written record: the ACME client's default
+			info.KeyType = DefaultKeyType
+		}
 		var err error
 		if meta, err = c.Meta(ctx, m.ID); err != nil {
 			info.LastError = err.Error()

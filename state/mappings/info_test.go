@@ -185,7 +185,7 @@ func TestInfoJSON(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
-	keys := []string{"id", "listener", "hosts", "source", "challenge", "dns_credential", "upstream", "status", "not_before", "not_after",
+	keys := []string{"id", "listener", "hosts", "source", "challenge", "dns_credential", "key_type", "upstream", "status", "not_before", "not_after",
 		"next_renewal_at", "last_error", "fingerprint_sha256", "cert_file", "key_file"}
 	for _, entry := range got {
 		for _, k := range keys {
@@ -202,6 +202,65 @@ func TestInfoJSON(t *testing.T) {
 	if na, _ := valid["not_after"].(string); !strings.HasSuffix(na, "Z") {
 		t.Errorf("not_after %v is not RFC 3339 UTC", valid["not_after"])
 	}
+}
+
+// key_type is the ACME mapping's key type, ec256 for one whose record
+// names none (added without, or written by hand), "" for the sources whose
+// key p2ptls does not choose.
+func TestInfoKeyType(t *testing.T) {
+	s, _ := newStore(t)
+	rsa := acmeIn("rsa", "http-01", "", "rsa.example.com")
+	rsa.Mapping.KeyType = "rsa2048"
+	mustAdd(t, s, rsa)
+	mustAdd(t, s, acmeIn("plain", "http-01", "", "plain.example.com"))
+	mustAdd(t, s, selfSignedIn("self", "web", 0, "self.example.com"))
+	cfg := mustConfig(t, s)
+	if m, _ := cfg.Mapping("plain"); m.KeyType != "" {
+		t.Fatalf("the test wants a record without key_type, Add stored %q", m.KeyType)
+	}
+	want := map[string]string{"rsa": "rsa2048", "plain": DefaultKeyType, "self": ""}
+	infos, err := List(context.Background(), s, cfg, "", now0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range infos {
+		if info.KeyType != want[info.ID] {
+			t.Errorf("List: %s has key_type %q, want %q", info.ID, info.KeyType, want[info.ID])
+		}
+		shown, _, err := Show(context.Background(), s, cfg, info.ID, now0)
+		if err != nil || shown.KeyType != want[info.ID] {
+			t.Errorf("Show(%s): key_type %q, %v, want %q", info.ID, shown.KeyType, err, want[info.ID])
+		}
+	}
+	if len(infos) != len(want) {
+		t.Errorf("List: %d mappings, want %d", len(infos), len(want))
+	}
+}
+
+// ChainPEM is the chain as uploaded (leaf, then its CA), encoded again:
+// the same certificates, CERTIFICATE blocks only, even from a file
+// mapping whose certificate file starts with its key; nil without a
+// certificate, NotFound for no mapping.
+func TestChainPEM(t *testing.T) {
+	s, _ := newStore(t)
+	leaf := issue(t, now0.Add(-day), 90*day, "chain.example.com")
+	mustAdd(t, s, manual("chain", chainPEM(leaf), leaf.KeyPEM, "chain.example.com"))
+	both := writeFile(t, t.TempDir(), "both.pem", bytes.Join([][]byte{leaf.KeyPEM, chainPEM(leaf)}, nil))
+	mustAdd(t, s, Input{Mapping: state.Mapping{ID: "file", Listener: "api", Hosts: []string{"chain.example.com"}, Source: state.SourceFile, CertFile: both, KeyFile: both}})
+	mustAdd(t, s, acmeIn("pending", "http-01", "", "pending.example.com"))
+	cfg := mustConfig(t, s)
+	want := chainPEM(leaf)
+	for _, id := range []string{"chain", "file"} {
+		info, got, err := ChainPEM(context.Background(), s, cfg, id, now0)
+		if err != nil || info.ID != id || !bytes.Equal(got, want) {
+			t.Errorf("ChainPEM(%s) = %q, %v; want the chain %q", id, got, err, want)
+		}
+	}
+	if info, got, err := ChainPEM(context.Background(), s, cfg, "pending", now0); err != nil || got != nil || info.Status != StatusPending {
+		t.Errorf("ChainPEM(pending) = %s, %q, %v; want no chain", info.Status, got, err)
+	}
+	_, _, err := ChainPEM(context.Background(), s, cfg, "nope", now0)
+	wantFault(t, err, fault.NotFound, `mapping "nope" does not exist`)
 }
 
 func TestInspect(t *testing.T) {
