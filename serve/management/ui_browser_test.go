@@ -1,8 +1,10 @@
 package management
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"testing"
@@ -53,29 +55,92 @@ func newBrowser(t *testing.T) context.Context {
 	return ctx
 }
 
+// uiPage is one signed-in browser tab on a live management server.
+type uiPage struct {
+	t    *testing.T
+	ctx  context.Context
+	ls   *liveServer
+	base string
+}
+
+// openUI starts Chromium, serves ta's state live (opts change its
+// Options) and signs in; the page shows the TLS section once every
+// listener's first rows are rendered.
+func openUI(t *testing.T, ta *testAPI, opts ...func(*Options)) *uiPage {
+	t.Helper()
+	ctx := newBrowser(t)
+	ls := startLive(t, ta, statemgmt.ModeAuto, edge.Limits{}, opts...)
+	p := &uiPage{t: t, ctx: ctx, ls: ls, base: ls.base}
+	p.step("sign in",
+		chromedp.Navigate(ls.base+"/ui/login"),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), ta.token),
+		chromedp.Click(chromedp.CSS("#sign-in")),
+		chromedp.WaitVisible(chromedp.CSS("#tls")),
+	)
+	p.waitRows()
+	return p
+}
+
+// waitRows waits until the page marked its first rows rendered.
+func (p *uiPage) waitRows() {
+	p.t.Helper()
+	p.waitJS("first rows", `performance.getEntriesByName("p2ptls:rows").length > 0`)
+}
+
+// step runs steps within 30 s; on failure the test stops with the page.
+func (p *uiPage) step(what string, steps ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	sctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(sctx, steps...); err != nil {
+		page, _ := chromedp.Run(p.ctx, chromedp.OuterHTML(chromedp.CSS("body")))
+		p.t.Fatalf("%s: %v\n%s", what, err, page)
+	}
+}
+
+// eval evaluates a JavaScript expression; its value is decoded as T.
+func evalJS[T any](p *uiPage, js string) T {
+	p.t.Helper()
+	sctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(sctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("evaluate %s: %v", js, err)
+	}
+	return v
+}
+
+func (p *uiPage) eval(js string) string { p.t.Helper(); return evalJS[string](p, js) }
+
+// waitJS polls until the expression is true, for at most 30 s.
+func (p *uiPage) waitJS(what, js string) {
+	p.t.Helper()
+	p.step(what, chromedp.Poll[chromedp.Void](js, chromedp.WithPollingInterval(20*time.Millisecond)))
+}
+
 // TestUIShowsWhichMappingServesMeanwhile: a mapping whose list entry has
 // served_by shows which wildcard mapping serves its hosts meanwhile; an
 // unknown id is still named; a mapping without the field (older servers)
 // shows nothing. The list is the real one, with served_by set by a
 // test-only route in front of the API's.
 func TestUIShowsWhichMappingServesMeanwhile(t *testing.T) {
-	ctx := newBrowser(t)
 	ta := newTestAPI(t)
 	served := map[string]string{"shop": "wild", "upload": "gone-mapping"}
 	routes := func(o *Options) {
 		o.testRoutes = func(mux *http.ServeMux) {
 			mux.HandleFunc("GET /api/v1/mappings", func(w http.ResponseWriter, r *http.Request) {
-				cfg, err := state.LoadConfig(ctx, ta.store)
+				cfg, err := state.LoadConfig(r.Context(), ta.store)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				list, err := mappings.List(ctx, ta.store, cfg, "", time.Now())
+				page, err := mappings.ListPage(r.Context(), ta.store, cfg, mappings.PageQuery{Filter: mappings.PageFilter{Listener: r.URL.Query().Get("listener")}, Limit: 100}, time.Now())
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				b, _ := json.Marshal(list)
+				b, _ := json.Marshal(page.Items)
 				var out []map[string]any
 				json.Unmarshal(b, &out)
 				for _, m := range out {
@@ -83,43 +148,131 @@ func TestUIShowsWhichMappingServesMeanwhile(t *testing.T) {
 						m["served_by"] = by
 					}
 				}
-				writeJSON(w, http.StatusOK, out)
+				writeJSON(w, http.StatusOK, map[string]any{"items": out, "next_cursor": ""})
 			})
 		}
 	}
-	ls := startLive(t, ta, statemgmt.ModeAuto, edge.Limits{}, routes)
-	step := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, steps...); err != nil {
-			page, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("body")))
-			t.Fatalf("%s: %v\n%s", what, err, page)
-		}
-	}
-	eval := func(js string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
-		if err != nil {
-			t.Fatalf("evaluate %s: %v", js, err)
-		}
-		return s
-	}
-	step("sign in",
-		chromedp.Navigate(ls.base+"/ui/login"),
-		chromedp.WaitVisible(chromedp.CSS("#token")),
-		chromedp.SendKeys(chromedp.CSS("#token"), ta.token),
-		chromedp.Click(chromedp.CSS("#sign-in")),
-		chromedp.WaitVisible(chromedp.CSS(`tr[data-id="wild"]`)),
-	)
+	p := openUI(t, ta, routes)
 	for id, want := range map[string]string{
 		"shop":   "served meanwhile by *.example.com (mapping wild)",
 		"upload": "served meanwhile by mapping gone-mapping",
 		"wild":   "",
 	} {
-		got := eval(`(document.querySelector('tr[data-id="` + id + `"] .served-by') || {textContent: ""}).textContent`)
+		got := p.eval(`(document.querySelector('tr[data-id="` + id + `"] .served-by') || {textContent: ""}).textContent`)
 		if got != want {
 			t.Errorf("mapping %s: served-by %q, want %q", id, got, want)
 		}
+	}
+}
+
+// importSelfSigned adds n self-signed mappings id prefix000000… with hosts
+// id.example.org on listener l, through "mapping import".
+func importSelfSigned(t *testing.T, ta *testAPI, l, prefix string, n int) {
+	t.Helper()
+	var in bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&in, `{"listener":%q,"hosts":["%s%06d.example.org"],"id":"%s%06d","source":"self-signed","days":90}`+"\n", l, prefix, i, prefix, i)
+	}
+	added, _, err := mappings.Import(context.Background(), ta.store, &in, "test", time.Now())
+	if err != nil || len(added) != n {
+		t.Fatalf("import: %d added, %v", len(added), err)
+	}
+}
+
+// TestUISearchFilterAndPaging: each listener's table is the paged API's:
+// 100 rows and "Load more" to the end, a search by host or id, a status
+// filter, the count of what is shown; a search answered late never
+// replaces a newer one.
+func TestUISearchFilterAndPaging(t *testing.T) {
+	ta := newTestAPI(t)
+	importSelfSigned(t, ta, "api", "m", 250)
+	// q=m0001 is held until the browser gives up on it (a newer search
+	// aborts it), then answered; every other listing goes to the real API.
+	inner := newHandler(ta.o)
+	held, aborted := make(chan struct{}, 1), make(chan struct{}, 1)
+	routes := func(o *Options) {
+		o.testRoutes = func(mux *http.ServeMux) {
+			mux.HandleFunc("GET /api/v1/mappings", func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Query().Get("q") == "m0001" {
+					held <- struct{}{}
+					select {
+					case <-r.Context().Done():
+						aborted <- struct{}{}
+					case <-time.After(20 * time.Second):
+					}
+				}
+				r = r.Clone(r.Context())
+				r.Header.Set("Authorization", ta.bearer())
+				inner.ServeHTTP(w, r)
+			})
+		}
+	}
+	p := openUI(t, ta, routes)
+	api := `section[data-listener="api"]`
+	rows := func(sec string) int {
+		t.Helper()
+		return evalJS[int](p, `document.querySelectorAll('section[data-listener="`+sec+`"] tbody tr').length`)
+	}
+	info := func(sec string) string {
+		t.Helper()
+		return p.eval(`document.querySelector('section[data-listener="` + sec + `"] .page-info').textContent`)
+	}
+	if n, got := rows("api"), info("api"); n != 100 || got != "Showing 100 mappings; more to load." {
+		t.Errorf("first page: %d rows, %q", n, got)
+	}
+	if n, got := rows("web"), info("web"); n != 3 || got != "Showing 3 mappings." {
+		t.Errorf("listener web: %d rows, %q", n, got)
+	}
+	for want := 200; want <= 300; want += 100 {
+		p.step("load more", chromedp.Click(chromedp.CSS(api+" .load-more")))
+		p.waitJS("the next page", `document.querySelectorAll('`+api+` tbody tr').length === `+fmt.Sprint(min(want, 250)))
+	}
+	if got := info("api"); got != "Showing 250 mappings." {
+		t.Errorf("after the last page: %q", got)
+	}
+	if hidden := evalJS[bool](p, `document.querySelector('`+api+` .load-more').hidden`); !hidden {
+		t.Error("Load more is offered after the last page")
+	}
+	// The last row is the last mapping: pages follow one another.
+	if got := p.eval(`[...document.querySelectorAll('` + api + ` tbody tr')].at(-1).dataset.id`); got != "m000249" {
+		t.Errorf("last row %s", got)
+	}
+
+	// Search by host: "m0001" is held, "m00012" typed on answers first; the
+	// held listing is aborted and the rows stay those of m00012.
+	search := api + ` input[type="search"]`
+	p.step("type a search", chromedp.SendKeys(chromedp.CSS(search), "m0001"))
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the search m0001 was not sent")
+	}
+	p.step("type on", chromedp.SendKeys(chromedp.CSS(search), "2"))
+	p.waitJS("rows of m00012", `document.querySelector('`+api+` .page-info').textContent === "Showing 10 mappings that match."`)
+	select {
+	case <-aborted:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the older search was not aborted")
+	}
+	ids := p.eval(`[...document.querySelectorAll('` + api + ` tbody tr')].map(r => r.dataset.id).join(",")`)
+	if want := "m000120,m000121,m000122,m000123,m000124,m000125,m000126,m000127,m000128,m000129"; ids != want {
+		t.Errorf("rows for m00012: %s", ids)
+	}
+	// By id, any case; no match says so.
+	clear := func() { p.eval(`document.querySelector('` + search + `').value = ""`) }
+	clear()
+	p.step("search by id", chromedp.SendKeys(chromedp.CSS(search), "M000249\r"))
+	p.waitJS("one row", `document.querySelector('`+api+` .page-info').textContent === "Showing 1 mapping that matches."`)
+	clear()
+	p.step("search nothing", chromedp.SendKeys(chromedp.CSS(search), "nothing-like-this\r"))
+	p.waitJS("no row", `document.querySelector('`+api+` .page-info').textContent === "No mapping matches."`)
+
+	// Status filter on listener web: wild is pending, shop and upload valid.
+	status := `section[data-listener="web"] select[name="status"]`
+	p.step("status pending", chromedp.SetValue(chromedp.CSS(status), "pending"))
+	p.eval(`document.querySelector('` + status + `').dispatchEvent(new Event("change")), ""`)
+	p.waitJS("pending rows", `document.querySelector('section[data-listener="web"] .page-info').textContent === "Showing 1 mapping that matches."`)
+	if got := p.eval(`document.querySelector('section[data-listener="web"] tbody tr').dataset.id`); got != "wild" {
+		t.Errorf("pending: %s", got)
 	}
 }
