@@ -39,6 +39,7 @@ func appendInfoJSON(b []byte, info *mappings.Info) ([]byte, error) {
 	b = appendJSONField(b, field, "challenge", info.Challenge, false)
 	b = appendJSONField(b, field, "dns_credential", info.DNSCredential, false)
 	b = appendJSONField(b, field, "profile", info.Profile, false)
+	b = appendJSONField(b, field, "key_type", info.KeyType, false)
 	b = appendJSONField(b, field, "upstream", info.Upstream, false)
 	b = appendJSONField(b, field, "status", info.Status, false)
 	var err error

@@ -18,7 +18,7 @@ func fullInfo() mappings.Info {
 	zone := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("", 2*3600+30*60))
 	return mappings.Info{
 		ID: "m1", Listener: "web<>", Hosts: []string{"a.example.com", "*.ünï.example"}, Source: "acme",
-		Challenge: "dns-01", DNSCredential: "cf&co", Profile: "short<lived>", Upstream: "http://127.0.0.1:8080/?a=1&b=<2>",
+		Challenge: "dns-01", DNSCredential: "cf&co", Profile: "short<lived>", KeyType: "rsa<4096>", Upstream: "http://127.0.0.1:8080/?a=1&b=<2>",
 		Status: "failed", NotBefore: &at, NotAfter: &later, NextRenewalAt: &zone,
 		LastError:         "\"quoted\" \\ \b\f\n\r\t\x00\x01\x1f\x7f \u2028\u2029 \xff\xfe bad \xe2\x82 end",
 		FingerprintSHA256: "AB:CD", CertFile: "/state/mappings/m1/cert.pem", KeyFile: "/state/mappings/m1/key.pem",

@@ -54,7 +54,7 @@ const (
 
 // pageParams are the query parameters of a paged list; any of them but
 // listener asks for the paged answer.
-var pageParams = []string{"listener", "q", "status", "limit", "cursor"}
+var pageParams = []string{"listener", "q", "status", "source", "limit", "cursor"}
 
 // mappingPage is the paged answer of GET /api/v1/mappings. Decision:
 // next_cursor is always there, "" on the last page, so that a client loops
@@ -102,12 +102,12 @@ func (a *api) listMappings(w http.ResponseWriter, r *http.Request) {
 
 // pageQuery reads the parameters of a paged list: listener (an existing
 // listener), q (a part of an id or a host, any case), status (one of
-// mappings.Statuses), limit (1 to maxPageLimit) and cursor (next_cursor of
-// the page before, with the same listener, q and status; "" for the
-// first page). Any other parameter, or one given twice, is refused: a
+// mappings.Statuses), source (one of mappings.Sources), limit (1 to
+// maxPageLimit) and cursor (next_cursor of the page before, with the same
+// listener, q, status and source; "" for the first page). Any other parameter, or one given twice, is refused: a
 // misspelt filter must not answer every mapping.
 func pageQuery(params url.Values, cfg *state.Config) (mappings.PageQuery, error) {
-	const usage = "page with listener, q, status, limit and cursor, each at most once"
+	const usage = "page with listener, q, status, source, limit and cursor, each at most once"
 	for name, vs := range params {
 		if !slices.Contains(pageParams, name) {
 			return mappings.PageQuery{}, badRequest(usage, "unknown query parameter %q", name)
@@ -117,7 +117,7 @@ func pageQuery(params url.Values, cfg *state.Config) (mappings.PageQuery, error)
 		}
 	}
 	pq := mappings.PageQuery{
-		Filter: mappings.PageFilter{Listener: params.Get("listener"), Q: params.Get("q"), Status: params.Get("status")},
+		Filter: mappings.PageFilter{Listener: params.Get("listener"), Q: params.Get("q"), Status: params.Get("status"), Source: params.Get("source")},
 		Limit:  defaultPageLimit,
 	}
 	if l := pq.Filter.Listener; l != "" {
@@ -127,6 +127,9 @@ func pageQuery(params url.Values, cfg *state.Config) (mappings.PageQuery, error)
 	}
 	if s := pq.Filter.Status; s != "" && !slices.Contains(mappings.Statuses, s) {
 		return mappings.PageQuery{}, badRequest("use status="+strings.Join(mappings.Statuses, ", status="), "query parameter status=%q is not a status", s)
+	}
+	if s := pq.Filter.Source; s != "" && !slices.Contains(mappings.Sources, s) {
+		return mappings.PageQuery{}, badRequest("use source="+strings.Join(mappings.Sources, ", source="), "query parameter source=%q is not a source", s)
 	}
 	if params.Has("limit") {
 		v := params.Get("limit")
@@ -141,8 +144,8 @@ func pageQuery(params url.Values, cfg *state.Config) (mappings.PageQuery, error)
 		key, err := mappings.DecodeCursor(c, pq.Filter)
 		switch {
 		case errors.Is(err, mappings.ErrCursorFilter):
-			return mappings.PageQuery{}, badRequest("send the cursor with the listener, q and status of the page it came from, or start again without a cursor",
-				"the cursor belongs to a listing with other listener, q or status")
+			return mappings.PageQuery{}, badRequest("send the cursor with the listener, q, status and source of the page it came from, or start again without a cursor",
+				"the cursor belongs to a listing with other listener, q, status or source")
 		case err != nil:
 			return mappings.PageQuery{}, badRequest("send next_cursor of the previous page unchanged, or start again without a cursor",
 				"the cursor is not one this API gave, or it was changed")

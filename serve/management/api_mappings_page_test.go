@@ -118,6 +118,13 @@ func TestAPIMappingPages(t *testing.T) {
 		{url.Values{"status": {"valid"}, "listener": {"api"}, "limit": {"50"}}, 150},
 		{url.Values{"status": {"failed"}}, 0},
 		{url.Values{"q": {"m001"}, "status": {"valid"}, "listener": {"web"}, "limit": {"4"}}, 50},
+		{url.Values{"source": {"acme"}}, 1},                           // wild
+		{url.Values{"source": {"manual"}, "listener": {"web"}}, 1},    // upload
+		{url.Values{"source": {"self-signed"}, "limit": {"40"}}, 301}, // shop and the bulk
+		{url.Values{"source": {"self-signed"}, "q": {"shop"}}, 1},     // with a search
+		{url.Values{"source": {"file"}}, 0},                           // none
+		{url.Values{"source": {"acme"}, "status": {"valid"}}, 0},      // wild is pending
+		{url.Values{"source": {"self-signed"}, "listener": {"api"}, "limit": {"7"}}, 150},
 	} {
 		t.Run(tc.params.Encode(), func(t *testing.T) {
 			params := tc.params
@@ -153,6 +160,9 @@ func TestAPIMappingPages(t *testing.T) {
 					continue
 				}
 				if s := tc.params.Get("status"); s != "" && m.Status != s {
+					continue
+				}
+				if s := tc.params.Get("source"); s != "" && m.Source != s {
 					continue
 				}
 				if !strings.Contains(m.ID, q) && !slices.ContainsFunc(m.Hosts, func(h string) bool { return strings.Contains(h, q) }) {
@@ -204,8 +214,12 @@ func TestAPIMappingPageRefusals(t *testing.T) {
 		{"garbage cursor", "cursor=not-a-cursor", "the cursor is not one this API gave"},
 		{"tampered cursor", "listener=web&limit=2&cursor=" + string(tampered), "the cursor is not one this API gave"},
 		{"cut cursor", "listener=web&limit=2&cursor=" + cursor[:len(cursor)-3], "the cursor is not one this API gave"},
-		{"cursor of another listing", "listener=api&limit=2&cursor=" + cursor, "other listener, q or status"},
-		{"cursor without its listener", "limit=2&cursor=" + cursor, "other listener, q or status"},
+		{"unknown source", "source=letsencrypt", `source="letsencrypt" is not a source`},
+		{"source in another case", "source=ACME&limit=5", `source="ACME"`},
+		{"source twice", "source=acme&source=file", "source is given 2 times"},
+		{"cursor of another listing", "listener=api&limit=2&cursor=" + cursor, "other listener, q, status or source"},
+		{"cursor without its listener", "limit=2&cursor=" + cursor, "other listener, q, status or source"},
+		{"cursor of another source", "listener=web&limit=2&source=self-signed&cursor=" + cursor, "other listener, q, status or source"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			before := ta.snapshot()
@@ -222,6 +236,13 @@ func TestAPIMappingPageRefusals(t *testing.T) {
 			}
 			sameSnapshot(t, before, ta.snapshot())
 		})
+	}
+	// A bad source is answered with every valid one.
+	e := ta.get("/api/v1/mappings?source=letsencrypt").errorBody(t)
+	for _, src := range mappings.Sources {
+		if !strings.Contains(e.Hint, "source="+src) {
+			t.Errorf("hint %q does not name source=%s", e.Hint, src)
+		}
 	}
 	// The same cursor, with its own filters, still continues the walk.
 	next := ta.page(t, url.Values{"limit": {"2"}, "listener": {"web"}, "cursor": {cursor}})

@@ -38,7 +38,8 @@ type Info struct {
 	Source            string     `json:"source"`
 	Challenge         string     `json:"challenge"`
 	DNSCredential     string     `json:"dns_credential"`
-	Profile           string     `json:"profile"` // ACME profile sent with every order; "" for the CA's default
+	Profile           string     `json:"profile"`  // ACME profile sent with every order; "" for the CA's default
+	KeyType           string     `json:"key_type"` // ACME: the key of every order (DefaultKeyType when the mapping names none); "" for the other sources
 	Upstream          string     `json:"upstream"`
 	Status            string     `json:"status"`
 	NotBefore         *time.Time `json:"not_before"`
@@ -322,6 +323,10 @@ func describe(ctx context.Context, c *Summaries, m state.Mapping, now time.Time,
 	// the certificate does not, and List should read one file per mapping.
 	var meta Meta
 	if m.Source == state.SourceACME {
+		info.KeyType = m.KeyType
+		if info.KeyType == "" { // a hand-written record: the ACME client's default
+			info.KeyType = DefaultKeyType
+		}
 		var err error
 		if meta, err = c.Meta(ctx, m.ID); err != nil {
 			info.LastError = err.Error()

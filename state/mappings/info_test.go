@@ -184,7 +184,7 @@ func TestInfoJSON(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
-	keys := []string{"id", "listener", "hosts", "source", "challenge", "dns_credential", "upstream", "status", "not_before", "not_after",
+	keys := []string{"id", "listener", "hosts", "source", "challenge", "dns_credential", "key_type", "upstream", "status", "not_before", "not_after",
 		"next_renewal_at", "last_error", "fingerprint_sha256", "cert_file", "key_file"}
 	for _, entry := range got {
 		for _, k := range keys {
@@ -200,6 +200,39 @@ func TestInfoJSON(t *testing.T) {
 	}
 	if na, _ := valid["not_after"].(string); !strings.HasSuffix(na, "Z") {
 		t.Errorf("not_after %v is not RFC 3339 UTC", valid["not_after"])
+	}
+}
+
+// key_type is the ACME mapping's key type, ec256 for one whose record
+// names none (added without, or written by hand), "" for the sources whose
+// key p2ptls does not choose.
+func TestInfoKeyType(t *testing.T) {
+	s, _ := newStore(t)
+	rsa := acmeIn("rsa", "http-01", "", "rsa.example.com")
+	rsa.Mapping.KeyType = "rsa2048"
+	mustAdd(t, s, rsa)
+	mustAdd(t, s, acmeIn("plain", "http-01", "", "plain.example.com"))
+	mustAdd(t, s, selfSignedIn("self", "web", 0, "self.example.com"))
+	cfg := mustConfig(t, s)
+	if m, _ := cfg.Mapping("plain"); m.KeyType != "" {
+		t.Fatalf("the test wants a record without key_type, Add stored %q", m.KeyType)
+	}
+	want := map[string]string{"rsa": "rsa2048", "plain": DefaultKeyType, "self": ""}
+	infos, err := List(context.Background(), s, cfg, "", now0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range infos {
+		if info.KeyType != want[info.ID] {
+			t.Errorf("List: %s has key_type %q, want %q", info.ID, info.KeyType, want[info.ID])
+		}
+		shown, _, err := Show(context.Background(), s, cfg, info.ID, now0)
+		if err != nil || shown.KeyType != want[info.ID] {
+			t.Errorf("Show(%s): key_type %q, %v, want %q", info.ID, shown.KeyType, err, want[info.ID])
+		}
+	}
+	if len(infos) != len(want) {
+		t.Errorf("List: %d mappings, want %d", len(infos), len(want))
 	}
 }
 

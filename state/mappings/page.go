@@ -20,6 +20,9 @@ import (
 // Statuses is every status a mapping can have, as "mapping list" shows it.
 var Statuses = []string{StatusValid, StatusExpiring, StatusExpired, StatusPending, StatusFailed, StatusMissing}
 
+// Sources is every certificate source a mapping can have.
+var Sources = []string{state.SourceACME, state.SourceManual, state.SourceFile, state.SourceSelfSigned}
+
 // PageKey is the position of a mapping in a page walk: pages are in the
 // order of listener, then id (byte order), which a mapping added or
 // removed between two pages does not shift.
@@ -40,6 +43,7 @@ type PageFilter struct {
 	Listener string // "" for every listener
 	Q        string // a part of the id or of a host, in any case; "" for any
 	Status   string // one of Statuses; "" for any
+	Source   string // one of Sources; "" for any
 }
 
 // PageQuery is one page: at most Limit mappings of Filter after After
@@ -81,6 +85,9 @@ func listPage(ctx context.Context, sums *Summaries, cfg *state.Config, q PageQue
 	if f.Status != "" && !slices.Contains(Statuses, f.Status) {
 		return Page{}, fault.Invalidf("use one of "+strings.Join(Statuses, ", "), "unknown status %q", f.Status)
 	}
+	if f.Source != "" && !slices.Contains(Sources, f.Source) {
+		return Page{}, fault.Invalidf("use one of "+strings.Join(Sources, ", "), "unknown source %q", f.Source)
+	}
 	if q.Limit < 1 {
 		return Page{}, fault.Invalidf("ask for one mapping or more", "a page of %d mappings", q.Limit)
 	}
@@ -99,6 +106,9 @@ func listPage(ctx context.Context, sums *Summaries, cfg *state.Config, q PageQue
 			scope = append(scope, *m)
 		}
 		if q.After != nil && (PageKey{m.Listener, m.ID}).compare(*q.After) <= 0 {
+			continue
+		}
+		if f.Source != "" && m.Source != f.Source {
 			continue
 		}
 		if needle != "" && !matches(m, needle) {
@@ -214,10 +224,12 @@ const cursorSumSize = 12
 var ErrCursor = errors.New("invalid cursor")
 
 // cursorBody is what a cursor holds: the filter of the walk it belongs to
-// and the key of the last mapping of the page before.
+// (listener, q, status, source) and the key of the last mapping of the
+// page before. A cursor made before the source filter existed holds three
+// filters and decodes with source "", the walk it belongs to.
 type cursorBody struct {
 	V      int       `json:"v"`
-	Filter [3]string `json:"f"`
+	Filter [4]string `json:"f"`
 	Key    [2]string `json:"k"`
 }
 
@@ -228,7 +240,7 @@ type cursorBody struct {
 // for, and a sum every replica and every restart of serve computes alike
 // keeps cursors valid across them.
 func EncodeCursor(f PageFilter, key PageKey) string {
-	body, _ := json.Marshal(cursorBody{V: 1, Filter: [3]string{f.Listener, f.Q, f.Status}, Key: [2]string{key.Listener, key.ID}})
+	body, _ := json.Marshal(cursorBody{V: 1, Filter: cursorFilter(f), Key: [2]string{key.Listener, key.ID}})
 	sum := sha256.Sum256(body)
 	return base64.RawURLEncoding.EncodeToString(append(body, sum[:cursorSumSize]...))
 }
@@ -250,11 +262,14 @@ func DecodeCursor(c string, f PageFilter) (PageKey, error) {
 	if err := json.Unmarshal(body, &cb); err != nil || cb.V != 1 {
 		return PageKey{}, ErrCursor
 	}
-	if cb.Filter != [3]string{f.Listener, f.Q, f.Status} {
+	if cb.Filter != cursorFilter(f) {
 		return PageKey{}, ErrCursorFilter
 	}
 	return PageKey{cb.Key[0], cb.Key[1]}, nil
 }
+
+// cursorFilter is f as a cursor holds it.
+func cursorFilter(f PageFilter) [4]string { return [4]string{f.Listener, f.Q, f.Status, f.Source} }
 
 // ErrCursorFilter is the error of a valid cursor sent with other filters
 // than the walk it came from.

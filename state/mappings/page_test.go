@@ -2,6 +2,8 @@ package mappings
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,7 +112,8 @@ func TestListPageWalks(t *testing.T) {
 			q := strings.ToLower(f.Q)
 			hit := strings.Contains(strings.ToLower(i.ID), q) ||
 				slices.ContainsFunc(i.Hosts, func(h string) bool { return strings.Contains(strings.ToLower(h), q) })
-			if (f.Listener == "" || i.Listener == f.Listener) && (f.Status == "" || i.Status == f.Status) && hit {
+			if (f.Listener == "" || i.Listener == f.Listener) && (f.Status == "" || i.Status == f.Status) &&
+				(f.Source == "" || i.Source == f.Source) && hit {
 				b, _ := json.Marshal(i)
 				out = append(out, string(b))
 			}
@@ -152,6 +155,12 @@ func TestListPageWalks(t *testing.T) {
 		{PageFilter{Q: "example.com"}, 50, 301},   // every first host
 		{PageFilter{Q: "nothing-matches"}, 10, 0}, // an empty walk
 		{PageFilter{Q: "1", Status: StatusValid, Listener: "web"}, 6, -1},
+		{PageFilter{Source: state.SourceACME}, 7, 60},
+		{PageFilter{Source: state.SourceSelfSigned, Listener: "web"}, 11, 121}, // with the wildcard
+		{PageFilter{Source: state.SourceACME, Status: StatusFailed}, 4, 30},
+		{PageFilter{Source: state.SourceSelfSigned, Status: StatusPending}, 4, 0},
+		{PageFilter{Source: state.SourceManual}, 10, 0},
+		{PageFilter{Source: state.SourceACME, Q: "site-01"}, 3, 2}, // site-013, site-018
 	} {
 		t.Run(fmt.Sprintf("%+v/%d", tc.f, tc.limit), func(t *testing.T) {
 			var got []string
@@ -215,6 +224,7 @@ func TestListPageRefuses(t *testing.T) {
 	}{
 		{PageQuery{Filter: PageFilter{Listener: "nope"}, Limit: 10}, fault.NotFound, `"nope"`},
 		{PageQuery{Filter: PageFilter{Status: "broken"}, Limit: 10}, fault.Invalid, `unknown status "broken"`},
+		{PageQuery{Filter: PageFilter{Source: "ACME"}, Limit: 10}, fault.Invalid, `unknown source "ACME"`},
 		{PageQuery{Limit: 0}, fault.Invalid, "a page of 0 mappings"},
 	} {
 		_, err := ListPage(context.Background(), s, cfg, tc.q, now0)
@@ -225,7 +235,7 @@ func TestListPageRefuses(t *testing.T) {
 }
 
 func TestCursor(t *testing.T) {
-	f := PageFilter{Listener: "web", Q: "Shop", Status: StatusValid}
+	f := PageFilter{Listener: "web", Q: "Shop", Status: StatusValid, Source: state.SourceACME}
 	key := PageKey{"web", "shop-42"}
 	c := EncodeCursor(f, key)
 	if got, err := DecodeCursor(c, f); err != nil || got != key {
@@ -255,13 +265,31 @@ func TestCursor(t *testing.T) {
 		{"not base64url", "!!!" + c, f, ErrCursor},
 		{"padded", c + "==", f, ErrCursor},
 		{"too short", "AAAA", f, ErrCursor},
-		{"another listener", c, PageFilter{Listener: "api", Q: f.Q, Status: f.Status}, ErrCursorFilter},
-		{"another q", c, PageFilter{Listener: f.Listener, Q: "shop", Status: f.Status}, ErrCursorFilter},
-		{"no status", c, PageFilter{Listener: f.Listener, Q: f.Q}, ErrCursorFilter},
+		{"another listener", c, PageFilter{Listener: "api", Q: f.Q, Status: f.Status, Source: f.Source}, ErrCursorFilter},
+		{"another q", c, PageFilter{Listener: f.Listener, Q: "shop", Status: f.Status, Source: f.Source}, ErrCursorFilter},
+		{"no status", c, PageFilter{Listener: f.Listener, Q: f.Q, Source: f.Source}, ErrCursorFilter},
+		{"another source", c, PageFilter{Listener: f.Listener, Q: f.Q, Status: f.Status, Source: state.SourceManual}, ErrCursorFilter},
+		{"no source", c, PageFilter{Listener: f.Listener, Q: f.Q, Status: f.Status}, ErrCursorFilter},
 	} {
 		if _, err := DecodeCursor(tc.cursor, tc.f); !errors.Is(err, tc.want) {
 			t.Errorf("%s: DecodeCursor(%q) = %v, want %v", tc.name, tc.cursor, err, tc.want)
 		}
+	}
+}
+
+// A cursor made before the source filter (three filters) continues the
+// walk without a source, and no other.
+func TestCursorWithoutSource(t *testing.T) {
+	body := []byte(`{"v":1,"f":["web","","valid"],"k":["web","a"]}`)
+	sum := sha256.Sum256(body)
+	c := base64.RawURLEncoding.EncodeToString(append(body, sum[:cursorSumSize]...))
+	f := PageFilter{Listener: "web", Status: StatusValid}
+	if got, err := DecodeCursor(c, f); err != nil || got != (PageKey{"web", "a"}) {
+		t.Errorf("DecodeCursor(old cursor, %+v) = %v, %v", f, got, err)
+	}
+	f.Source = state.SourceACME
+	if _, err := DecodeCursor(c, f); !errors.Is(err, ErrCursorFilter) {
+		t.Errorf("DecodeCursor(old cursor, %+v) = %v, want %v", f, err, ErrCursorFilter)
 	}
 }
 

@@ -13,6 +13,10 @@ import (
 	"github.com/p2pstream/p2ptls/state/strictjson"
 )
 
+// DefaultKeyType is the key type of an ACME mapping that names none, the
+// default of "mapping add --key-type".
+const DefaultKeyType = "ec256"
+
 // Record is one mapping as the body of POST /api/v1/mappings gives it, and
 // as a line of "mapping export" and "mapping import": the flags of "p2ptls
 // mapping add", with the certificate itself (cert_pem, key_pem) instead of
@@ -50,7 +54,7 @@ func (r *Record) Input() (Input, error) {
 		Challenge: r.Challenge, DNSCredential: r.DNSCredential, KeyType: r.KeyType, Profile: r.Profile,
 	}
 	if m.Source == state.SourceACME && m.KeyType == "" {
-		m.KeyType = "ec256" // the default of --key-type
+		m.KeyType = DefaultKeyType
 	}
 	// The command line resolves relative paths against its working
 	// directory; a record has none that its writer could count on.

@@ -106,7 +106,7 @@ func Set(ctx context.Context, s state.Store, id string, c Changes, now time.Time
 		c.Hosts = hosts
 	}
 	if c.KeyType != nil && *c.KeyType == "" {
-		def := "ec256" // the default of --key-type
+		def := DefaultKeyType
 		c.KeyType = &def
 	}
 	var warnings []string
