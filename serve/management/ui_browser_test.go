@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -274,5 +277,133 @@ func TestUISearchFilterAndPaging(t *testing.T) {
 	p.waitJS("pending rows", `document.querySelector('section[data-listener="web"] .page-info').textContent === "Showing 1 mapping that matches."`)
 	if got := p.eval(`document.querySelector('section[data-listener="web"] tbody tr').dataset.id`); got != "wild" {
 		t.Errorf("pending: %s", got)
+	}
+	// Source filter, with the status filter back to any.
+	p.eval(`(s => { s.value = ""; s.dispatchEvent(new Event("change")); })(document.querySelector('` + status + `')), ""`)
+	p.eval(`(s => { s.value = "manual"; s.dispatchEvent(new Event("change")); })(document.querySelector('section[data-listener="web"] select[name="source"]')), ""`)
+	p.waitJS("manual rows", `document.querySelector('section[data-listener="web"] tbody tr[data-id="upload"]') && document.querySelector('section[data-listener="web"] .page-info').textContent === "Showing 1 mapping that matches."`)
+}
+
+// recordBodies puts a route for pattern in front of the API that records
+// each request's body and passes the request on to the real API.
+func recordBodies(ta *testAPI, pattern string, bodies chan<- string) func(*Options) {
+	inner := newHandler(ta.o)
+	return func(o *Options) {
+		o.testRoutes = func(mux *http.ServeMux) {
+			mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+				b, err := io.ReadAll(r.Body)
+				if err != nil {
+					ta.t.Errorf("read %s: %v", pattern, err)
+				}
+				select {
+				case bodies <- string(b):
+				default:
+					ta.t.Errorf("%s: more requests than the test expects", pattern)
+				}
+				r = r.Clone(r.Context())
+				r.Body = io.NopCloser(bytes.NewReader(b))
+				r.Header.Set("Authorization", ta.bearer())
+				inner.ServeHTTP(w, r)
+			})
+		}
+	}
+}
+
+// mappingOf is mapping id in the state.
+func mappingOf(t *testing.T, ta *testAPI, id string) state.Mapping {
+	t.Helper()
+	cfg, err := state.LoadConfig(context.Background(), ta.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range cfg.Mappings {
+		if m.ID == id {
+			return m
+		}
+	}
+	t.Fatalf("mapping %s is not in the state", id)
+	return state.Mapping{}
+}
+
+// TestUIEditMapping: the Add modal edits a mapping: what cannot change in
+// place is shown, not editable; PATCH carries only the changed fields; a
+// refusal is an alert in the modal, which stays open, and changes nothing.
+func TestUIEditMapping(t *testing.T) {
+	ta := newTestAPI(t)
+	bodies := make(chan string, 10)
+	p := openUI(t, ta, recordBodies(ta, "PATCH /api/v1/mappings/{id}", bodies))
+	form := `#mapping-form `
+	p.step("edit shop",
+		chromedp.Click(chromedp.CSS(`tr[data-id="shop"] button[data-action="edit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#mapping-dialog")),
+	)
+	if got := p.eval(`[document.querySelector("#mapping-title").textContent, document.querySelector("#mapping-submit").textContent,
+		document.querySelector('` + form + `select[name="listener"]').disabled, document.querySelector('` + form + `input[name="id"]').disabled,
+		document.querySelector('` + form + `input[name="id"]').value, document.querySelector('` + form + `textarea[name="hosts"]').value].join("|")`); got != "Edit mapping shop|Save|true|true|shop|shop.example.com" {
+		t.Errorf("the modal as opened: %s", got)
+	}
+	setField := func(name, value string) {
+		t.Helper()
+		p.eval(`document.querySelector('` + form + `[name="` + name + `"]').value = ` + strconv.Quote(value))
+	}
+	// A host that another mapping has: refused in the modal.
+	setField("hosts", "upload.example.com")
+	p.step("save a taken host", chromedp.Click(chromedp.CSS("#mapping-submit")), chromedp.WaitVisible(chromedp.CSS(`#mapping-error[role="alert"]`)))
+	if b := <-bodies; b != `{"hosts":["upload.example.com"]}` {
+		t.Errorf("PATCH body %s", b)
+	}
+	if msg := p.eval(`document.querySelector("#mapping-error").textContent`); !strings.Contains(msg, "upload.example.com") {
+		t.Errorf("modal error %q", msg)
+	}
+	if open := evalJS[bool](p, `document.querySelector("#mapping-dialog").open`); !open {
+		t.Error("the modal closed on a refusal")
+	}
+	if m := mappingOf(t, ta, "shop"); strings.Join(m.Hosts, ",") != "shop.example.com" || m.Upstream != "" {
+		t.Errorf("after a refused edit: %+v", m)
+	}
+	// New hosts and an upstream: saved, the row changed and marked.
+	setField("hosts", "shop2.example.com\nshop3.example.com")
+	setField("upstream", "http://127.0.0.1:9099")
+	p.step("save", chromedp.Click(chromedp.CSS("#mapping-submit")), chromedp.WaitNotVisible(chromedp.CSS("#mapping-dialog")))
+	if b := <-bodies; b != `{"hosts":["shop2.example.com","shop3.example.com"],"upstream":"http://127.0.0.1:9099"}` {
+		t.Errorf("PATCH body %s", b)
+	}
+	if m := mappingOf(t, ta, "shop"); strings.Join(m.Hosts, ",") != "shop2.example.com,shop3.example.com" || m.Upstream != "http://127.0.0.1:9099" {
+		t.Errorf("after the edit: %+v", m)
+	}
+	p.waitJS("the changed row", `document.querySelector('tr[data-id="shop"].changed td.hosts').textContent === "shop2.example.com, shop3.example.com"`)
+	if got := p.eval(`document.querySelector("#action-notice").textContent`); got != "Saved mapping shop (hosts, upstream)." {
+		t.Errorf("notice %q", got)
+	}
+	// An ACME mapping: only the credential changes; key type and
+	// challenge, shown as they are, are not sent.
+	p.step("edit wild",
+		chromedp.Click(chromedp.CSS(`tr[data-id="wild"] button[data-action="edit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#mapping-dialog")),
+	)
+	if got := p.eval(`[...new FormData(document.querySelector("#mapping-form"))].filter(([k]) => ["challenge", "dns_credential", "key_type"].includes(k)).map(([k, v]) => k + "=" + v).join(",")`); got != "challenge=dns-01,dns_credential=cf,key_type=ec256" {
+		t.Errorf("ACME fields as opened: %s", got)
+	}
+	setField("dns_credential", "spare")
+	p.step("save wild", chromedp.Click(chromedp.CSS("#mapping-submit")), chromedp.WaitNotVisible(chromedp.CSS("#mapping-dialog")))
+	if b := <-bodies; b != `{"dns_credential":"spare"}` {
+		t.Errorf("PATCH body %s", b)
+	}
+	if m := mappingOf(t, ta, "wild"); m.DNSCredential != "spare" || m.Challenge != state.ChallengeDNS01 {
+		t.Errorf("wild after the edit: %+v", m)
+	}
+	p.waitJS("the changed row", `document.querySelector('tr[data-id="wild"].changed') && !document.querySelector('tr[data-id="shop"].changed')`)
+	// Nothing changed: no PATCH, and the notice says so.
+	p.step("save unchanged",
+		chromedp.Click(chromedp.CSS(`tr[data-id="upload"] button[data-action="edit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#mapping-dialog")),
+		chromedp.Click(chromedp.CSS("#mapping-submit")),
+		chromedp.WaitNotVisible(chromedp.CSS("#mapping-dialog")),
+	)
+	if got := p.eval(`document.querySelector("#action-notice").textContent`); got != "Nothing to save: mapping upload is unchanged." {
+		t.Errorf("notice %q", got)
+	}
+	if len(bodies) != 0 {
+		t.Errorf("an unchanged mapping was sent: %s", <-bodies)
 	}
 }

@@ -197,6 +197,7 @@ const pageLimit = 100;
 // searchDelay (ms) is how long typing pauses before the search is sent.
 const searchDelay = 150;
 const statusNames = ["valid", "expiring", "expired", "pending", "failed", "missing"];
+const sourceNames = ["acme", "self-signed", "manual", "file"];
 const columns = ["Hosts", "Source", "Challenge", "Status", "Expires", "Renewal", "Last attempt", "Last error", "Actions"];
 
 // known holds the hosts of the mappings seen, by id, for "served
@@ -264,7 +265,7 @@ function renderTLS(status, ls) {
 class ListenerView {
   constructor(l, st, filter) {
     this.name = l.name;
-    this.filter = filter || { q: "", status: "" };
+    this.filter = filter || { q: "", status: "", source: "" };
     this.seq = 0; // the newest listing asked for: an older answer is dropped
     this.ctrl = null; // aborts the listing in flight when a newer one starts
     this.next = "";
@@ -281,8 +282,11 @@ class ListenerView {
     this.status = el("select", { name: "status", "aria-controls": p + "-rows" },
       el("option", { value: "" }, "any"), statusNames.map((s) => el("option", { value: s }, s)));
     this.status.value = this.filter.status;
+    this.source = el("select", { name: "source", "aria-controls": p + "-rows" },
+      el("option", { value: "" }, "any"), sourceNames.map((s) => el("option", { value: s }, s)));
+    this.source.value = this.filter.source;
     const filters = el("form", { class: "filters", role: "search", "aria-label": "Find mappings of " + l.name },
-      el("label", {}, "Search ", this.q), el("label", {}, "Status ", this.status));
+      el("label", {}, "Search ", this.q), el("label", {}, "Status ", this.status), el("label", {}, "Source ", this.source));
     this.q.addEventListener("input", () => {
       clearTimeout(this.timer);
       this.timer = setTimeout(() => this.setFilter({ q: this.q.value.trim() }), searchDelay);
@@ -293,6 +297,7 @@ class ListenerView {
       this.setFilter({ q: this.q.value.trim() });
     });
     this.status.addEventListener("change", () => this.setFilter({ status: this.status.value }));
+    this.source.addEventListener("change", () => this.setFilter({ source: this.source.value }));
 
     this.body = el("tbody", { id: p + "-rows" });
     this.table = el("table", { class: "mappings" },
@@ -310,18 +315,19 @@ class ListenerView {
     const p = new URLSearchParams({ listener: this.name, limit: String(pageLimit) });
     if (this.filter.q) p.set("q", this.filter.q);
     if (this.filter.status) p.set("status", this.filter.status);
+    if (this.filter.source) p.set("source", this.filter.source);
     if (cursor) p.set("cursor", cursor);
     return "/mappings?" + p;
   }
 
   setFilter(change) {
     const f = Object.assign({}, this.filter, change);
-    if (f.q === this.filter.q && f.status === this.filter.status) return;
+    if (f.q === this.filter.q && f.status === this.filter.status && f.source === this.filter.source) return;
     this.filter = f;
     this.refresh();
   }
 
-  filtered() { return this.filter.q !== "" || this.filter.status !== ""; }
+  filtered() { return this.filter.q !== "" || this.filter.status !== "" || this.filter.source !== ""; }
 
   // refresh shows the first page of the filter.
   async refresh() {
