@@ -407,3 +407,94 @@ func TestUIEditMapping(t *testing.T) {
 		t.Errorf("an unchanged mapping was sent: %s", <-bodies)
 	}
 }
+
+// inView is JavaScript true when the row of mapping id is inside the
+// window.
+func inView(id string) string {
+	return `(r => r.top >= 0 && r.bottom <= innerHeight)(document.querySelector('tr[data-id="` + id + `"]').getBoundingClientRect())`
+}
+
+// TestUIFeedbackAfterActions: add, regenerate and remove each end with a
+// notice (role status); the added or changed row is marked and scrolled
+// into view; after a remove the focus goes to the next row.
+func TestUIFeedbackAfterActions(t *testing.T) {
+	ta := newTestAPI(t)
+	importSelfSigned(t, ta, "api", "m", 150) // listener api below web, 100 rows long
+	p := openUI(t, ta)
+	notice := func() string {
+		t.Helper()
+		return p.eval(`document.querySelector('#action-notice[role="status"]').textContent`)
+	}
+	p.eval(`scrollTo(0, document.body.scrollHeight), ""`)
+	p.step("add",
+		chromedp.Click(chromedp.CSS("#add-mapping")),
+		chromedp.WaitVisible(chromedp.CSS("#mapping-dialog")),
+		chromedp.SendKeys(chromedp.CSS(`#mapping-form textarea[name="hosts"]`), "new.example.com"),
+		chromedp.Click(chromedp.CSS("#mapping-submit")),
+		chromedp.WaitVisible(chromedp.CSS(`section[data-listener="web"] tr[data-id="new-example-com"].changed`)),
+	)
+	if got := notice(); got != "Added mapping new-example-com (new.example.com)." {
+		t.Errorf("notice after add: %q", got)
+	}
+	if !evalJS[bool](p, inView("new-example-com")) {
+		t.Error("the added row is not scrolled into view")
+	}
+	if m := mappingOf(t, ta, "new-example-com"); m.Listener != "web" || m.Source != state.SourceSelfSigned {
+		t.Errorf("added %+v", m)
+	}
+
+	p.eval(`scrollTo(0, document.body.scrollHeight), ""`)
+	before := evalJS[string](p, `document.querySelector('tr[data-id="m000042"] td:nth-child(5) time').dateTime`)
+	p.step("regenerate",
+		chromedp.Click(chromedp.CSS(`tr[data-id="m000042"] td.actions button:not(.secondary):not(.danger)`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-id="m000042"].changed`)),
+	)
+	if got := notice(); got != "Regenerated the certificate of m000042." {
+		t.Errorf("notice after regenerate: %q", got)
+	}
+	if !evalJS[bool](p, inView("m000042")) {
+		t.Error("the regenerated row is not in view")
+	}
+	if evalJS[int](p, `document.querySelectorAll("tr.changed").length`) != 1 {
+		t.Error("more than the last changed row is marked")
+	}
+	if after := evalJS[string](p, `document.querySelector('tr[data-id="m000042"] td:nth-child(5) time').dateTime`); after == before {
+		t.Errorf("the row still shows the old expiry %s", after)
+	}
+
+	p.step("remove",
+		chromedp.Click(chromedp.CSS(`tr[data-id="m000042"] button.danger`)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-dialog")),
+		chromedp.Click(chromedp.CSS("#confirm-yes")),
+		chromedp.WaitNotPresent(chromedp.CSS(`tr[data-id="m000042"]`)),
+	)
+	p.waitJS("focus on the next row", `document.activeElement.closest('tr[data-id="m000043"]') !== null`)
+	if got := notice(); got != "Removed mapping m000042 (m000042.example.org)." {
+		t.Errorf("notice after remove: %q", got)
+	}
+	cfg, err := state.LoadConfig(context.Background(), ta.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range cfg.Mappings {
+		if m.ID == "m000042" {
+			t.Error("m000042 is still in the state")
+		}
+	}
+	// A refusal is an alert, and the notice of the last success goes.
+	if _, err := mappings.Remove(context.Background(), ta.store, "m000043"); err != nil {
+		t.Fatal(err)
+	}
+	p.step("remove one gone meanwhile",
+		chromedp.Click(chromedp.CSS(`tr[data-id="m000043"] button.danger`)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-dialog")),
+		chromedp.Click(chromedp.CSS("#confirm-yes")),
+		chromedp.WaitVisible(chromedp.CSS(`#action-error [role="alert"]`)),
+	)
+	if got := p.eval(`document.querySelector("#action-error").textContent`); !strings.Contains(got, "Remove m000043: ") || !strings.Contains(got, "m000043") {
+		t.Errorf("alert %q", got)
+	}
+	if got := notice(); got != "" && evalJS[bool](p, `document.querySelector("#action-notice").checkVisibility()`) {
+		t.Errorf("the old notice is still shown: %q", got)
+	}
+}
