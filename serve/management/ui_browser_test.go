@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/p2pstream/p2ptls/serve/edge"
 	"github.com/p2pstream/p2ptls/state"
@@ -496,5 +497,107 @@ func TestUIFeedbackAfterActions(t *testing.T) {
 	}
 	if got := notice(); got != "" && evalJS[bool](p, `document.querySelector("#action-notice").checkVisibility()`) {
 		t.Errorf("the old notice is still shown: %q", got)
+	}
+}
+
+// TestUIKeyboardOnly: the page works by keyboard alone: Tab reaches the
+// controls, Enter and Space press them, the modal keeps the focus, Escape
+// closes it and the focus returns to what opened it.
+func TestUIKeyboardOnly(t *testing.T) {
+	ta := newTestAPI(t)
+	p := openUI(t, ta)
+	active := `(e => e.id || e.getAttribute("aria-label") || e.name || e.tagName)(document.activeElement)`
+	focused := func(sel string) bool {
+		t.Helper()
+		return evalJS[bool](p, `document.activeElement === document.querySelector(`+strconv.Quote(sel)+`)`)
+	}
+	tab := chromedp.KeyEvent(kb.Tab)
+	backTab := chromedp.KeyEvent(kb.Tab, chromedp.KeyModifiers(chromedp.ModifierShift))
+	// tabTo presses Tab until sel has the focus, at most 100 times.
+	tabTo := func(sel string) {
+		t.Helper()
+		for range 100 {
+			if focused(sel) {
+				return
+			}
+			p.step("Tab", tab)
+		}
+		t.Fatalf("Tab never reached %s (the focus is on %s)", sel, p.eval(active))
+	}
+	inModal := func(d string) {
+		t.Helper()
+		if !evalJS[bool](p, `document.querySelector("`+d+`").contains(document.activeElement)`) {
+			t.Fatalf("the focus left %s: %s", d, p.eval(active))
+		}
+	}
+
+	tabTo("#add-mapping")
+	p.step("Enter on Add mapping", chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(chromedp.CSS("#mapping-dialog")))
+	inModal("#mapping-dialog")
+	seen := map[string]bool{}
+	for range 25 {
+		p.step("Tab in the modal", tab)
+		inModal("#mapping-dialog")
+		seen[p.eval(active)] = true
+	}
+	for range 5 {
+		p.step("Shift+Tab in the modal", backTab)
+		inModal("#mapping-dialog")
+	}
+	if !seen["mapping-submit"] || !seen["hosts"] {
+		t.Errorf("Tab in the modal did not come round its controls: %v", seen)
+	}
+	p.step("Escape", chromedp.KeyEvent(kb.Escape), chromedp.WaitNotVisible(chromedp.CSS("#mapping-dialog")))
+	if !focused("#add-mapping") {
+		t.Errorf("after Escape the focus is on %s", p.eval(active))
+	}
+
+	// Edit by keyboard: Space opens, Enter in a field saves.
+	edit := `tr[data-id="shop"] button[data-action="edit"]`
+	tabTo(edit)
+	p.step("Space on Edit", chromedp.KeyEvent(" "), chromedp.WaitVisible(chromedp.CSS("#mapping-dialog")))
+	tabTo(`#mapping-form input[name="upstream"]`)
+	p.step("type and Enter", chromedp.KeyEvent("http://127.0.0.1:9098"+kb.Enter), chromedp.WaitNotVisible(chromedp.CSS("#mapping-dialog")))
+	if m := mappingOf(t, ta, "shop"); m.Upstream != "http://127.0.0.1:9098" {
+		t.Errorf("upstream after the keyboard edit: %q", m.Upstream)
+	}
+	p.waitJS("focus on the new row's Edit", `document.activeElement === document.querySelector('`+edit+`')`)
+
+	// Details: Shift+Tab from Edit, Enter, Escape, back on Details.
+	p.step("Shift+Tab to Details", backTab)
+	details := `tr[data-id="shop"] button[aria-label="Details of shop"]`
+	if !focused(details) {
+		t.Fatalf("Shift+Tab from Edit went to %s", p.eval(active))
+	}
+	p.step("Enter on Details", chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(chromedp.CSS("#cert-dialog")))
+	inModal("#cert-dialog")
+	p.step("Escape", chromedp.KeyEvent(kb.Escape), chromedp.WaitNotVisible(chromedp.CSS("#cert-dialog")))
+	if !focused(details) {
+		t.Errorf("after Escape the focus is on %s", p.eval(active))
+	}
+
+	// Search: typed, the rows follow.
+	search := `section[data-listener="web"] input[type="search"]`
+	tabTo(search)
+	p.step("type a search", chromedp.KeyEvent("upl"))
+	p.waitJS("rows of upl", `[...document.querySelectorAll('section[data-listener="web"] tbody tr')].map(r => r.dataset.id).join() === "upload"`)
+}
+
+// TestUIControlsAreLabelled: every control of the page has an accessible
+// name, every column header a scope, and error lines are alerts.
+func TestUIControlsAreLabelled(t *testing.T) {
+	ta := newTestAPI(t)
+	p := openUI(t, ta)
+	unnamed := p.eval(`[...document.querySelectorAll("input:not([type=hidden]), select, textarea, button")]
+		.filter(e => !(e.labels && e.labels.length) && !e.getAttribute("aria-label") && !e.getAttribute("aria-labelledby") && e.textContent.trim() === "")
+		.map(e => e.outerHTML).join("\n")`)
+	if unnamed != "" {
+		t.Errorf("controls without a name:\n%s", unnamed)
+	}
+	if got := p.eval(`[...document.querySelectorAll("th:not([scope])")].map(e => e.outerHTML).join("\n")`); got != "" {
+		t.Errorf("headers without scope:\n%s", got)
+	}
+	if got := p.eval(`[...document.querySelectorAll(".error[id], .form-error")].filter(e => e.getAttribute("role") !== "alert").map(e => e.outerHTML).join("\n")`); got != "" {
+		t.Errorf("error lines that are not alerts:\n%s", got)
 	}
 }
