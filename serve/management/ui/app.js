@@ -39,7 +39,7 @@ function el(tag, props, ...children) {
     else e[k] = v;
   }
   for (const c of children.flat()) {
-    if (c === null || c === undefined) continue;
+    if (c === null || c === undefined || c === "") continue;
     e.append(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
   }
   return e;
@@ -86,7 +86,7 @@ function when(s, prefix) {
 
 // oneLine summarises an error for a table cell: its first line, cut at a
 // word near maxErrorLine characters. The whole text is in Details.
-const maxErrorLine = 140;
+const maxErrorLine = 100;
 function oneLine(s) {
   if (!s) return "";
   let line = s.split("\n").map((l) => l.trim()).find((l) => l !== "") || "";
@@ -299,10 +299,12 @@ class ListenerView {
     this.status.addEventListener("change", () => this.setFilter({ status: this.status.value }));
     this.source.addEventListener("change", () => this.setFilter({ source: this.source.value }));
 
-    this.body = el("tbody", { id: p + "-rows" });
-    this.table = el("table", { class: "mappings" },
+    // The roles are explicit: on a narrow window the table is laid out as
+    // cards (display: block), which would lose them.
+    this.body = el("tbody", { id: p + "-rows", role: "rowgroup" });
+    this.table = el("table", { class: "mappings", role: "table" },
       el("caption", { class: "visually-hidden" }, "Mappings of listener " + l.name),
-      el("thead", {}, el("tr", {}, columns.map((h) => el("th", { scope: "col" }, h)))), this.body);
+      el("thead", { role: "rowgroup" }, el("tr", { role: "row" }, columns.map((h) => el("th", { scope: "col", role: "columnheader" }, h)))), this.body);
     this.info = el("p", { class: "muted page-info", "aria-live": "polite" }, "Loading…");
     this.moreButton = el("button", { type: "button", class: "secondary load-more", hidden: true, onclick: () => this.more() }, "Load more");
     this.error = el("p", { class: "error", role: "alert", hidden: true });
@@ -457,7 +459,7 @@ function mappingRow(m) {
     actions.append(el("button", { type: "button", "aria-label": label + of, onclick: (ev) => issue(m, ev.currentTarget) }, label));
   }
   actions.append(el("button", { type: "button", class: "danger", "aria-label": "Remove" + of, onclick: () => removeMapping(m) }, "Remove"));
-  return el("tr", { "data-id": m.id, "data-status": m.status },
+  const cells = [
     el("td", { class: "hosts" }, m.hosts.join(", ")),
     el("td", { class: "nowrap" }, m.source),
     el("td", {}, m.challenge ? m.challenge + (m.dns_credential ? " (" + m.dns_credential + ")" : "") : "—"),
@@ -466,7 +468,10 @@ function mappingRow(m) {
     el("td", {}, renewal(m)),
     el("td", {}, when(m.last_attempt_at)),
     el("td", { class: "error", title: m.last_error_detail || m.last_error || "" }, oneLine(m.last_error), backoffNote(m)),
-    actions);
+    actions];
+  // data-label names the column in the narrow layout.
+  cells.forEach((c, i) => { c.setAttribute("role", "cell"); c.dataset.label = columns[i]; });
+  return el("tr", { "data-id": m.id, "data-status": m.status, role: "row" }, cells);
 }
 
 // backoffReasons say, for a table, why a mapping waits (backoff_reason).
