@@ -107,11 +107,11 @@ func TestUIRowsAndDetails(t *testing.T) {
 		t.Errorf("error cell %q", summary)
 	}
 	for sel, want := range map[string]*regexp.Regexp{
-		fail + ` .attempts`: regexp.MustCompile(`^3 failed attempts in a row$`),
-		fail + ` .backoff`:  regexp.MustCompile(`^retries from \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in (1 hour|\d+ minutes)\)$`),
-		`tr[data-id="shop"] td:nth-child(5)`:   regexp.MustCompile(`^in (89|90) days$`),
-		`tr[data-id="shop"] td:nth-child(6)`:   regexp.MustCompile(`^in \d+ days$`),
-		`tr[data-id="upload"] td:nth-child(6)`: regexp.MustCompile(`^replace before \d{4}-\d\d-\d\d$`),
+		fail + ` .attempts`:                            regexp.MustCompile(`^3 failed attempts in a row$`),
+		fail + ` .backoff`:                             regexp.MustCompile(`^retries from \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in (1 hour|\d+ minutes)\)$`),
+		`tr[data-id="shop"] td:nth-child(5)`:           regexp.MustCompile(`^in (89|90) days$`),
+		`tr[data-id="shop"] td:nth-child(6)`:           regexp.MustCompile(`^in \d+ days$`),
+		`tr[data-id="upload"] td:nth-child(6)`:         regexp.MustCompile(`^replace before \d{4}-\d\d-\d\d$`),
 		`section[data-listener="edge"] .banner strong`: regexp.MustCompile(`^This listener refused 3 handshakes since serve started\.$`),
 		`section[data-listener="web"] .banner strong`:  regexp.MustCompile(`^This listener served its fallback certificate 1 time since serve started\.$`),
 	} {
