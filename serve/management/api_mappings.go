@@ -120,10 +120,8 @@ func pageQuery(params url.Values, cfg *state.Config) (mappings.PageQuery, error)
 		Filter: mappings.PageFilter{Listener: params.Get("listener"), Q: params.Get("q"), Status: params.Get("status"), Source: params.Get("source")},
 		Limit:  defaultPageLimit,
 	}
-	if l := pq.Filter.Listener; l != "" {
-		if _, err := cfg.FindListener(l); err != nil {
-			return mappings.PageQuery{}, badRequest("GET /api/v1/listeners lists the listeners", "query parameter listener=%q names no listener", l)
-		}
+	if err := listenerParam(cfg, pq.Filter.Listener); err != nil {
+		return mappings.PageQuery{}, err
 	}
 	if s := pq.Filter.Status; s != "" && !slices.Contains(mappings.Statuses, s) {
 		return mappings.PageQuery{}, badRequest("use status="+strings.Join(mappings.Statuses, ", status="), "query parameter status=%q is not a status", s)
@@ -153,6 +151,19 @@ func pageQuery(params url.Values, cfg *state.Config) (mappings.PageQuery, error)
 		pq.After = &key
 	}
 	return pq, nil
+}
+
+// listenerParam checks the query parameter listener: "" or the name of a
+// listener of cfg. An unknown one is a bad parameter (400), not a missing
+// resource: the path exists.
+func listenerParam(cfg *state.Config, name string) error {
+	if name == "" {
+		return nil
+	}
+	if _, err := cfg.FindListener(name); err != nil {
+		return badRequest("GET /api/v1/listeners lists the listeners", "query parameter listener=%q names no listener", name)
+	}
+	return nil
 }
 
 // addMapping: POST /api/v1/mappings, "mapping add". 201 with the mapping.
@@ -208,19 +219,13 @@ func (a *api) showMapping(w http.ResponseWriter, r *http.Request) {
 // of "cert show". A mapping without a usable certificate (ACME pending or
 // failed, a missing file) is 404 with the reason.
 func (a *api) showCertificate(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	info, details, err := a.show(r.Context(), id)
+	info, details, err := a.show(r.Context(), r.PathValue("id"))
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
 	if details == nil {
-		hint := info.LastError
-		if hint == "" {
-			hint = "issue it with POST /api/v1/mappings/" + id + "/issue"
-		}
-		a.writeError(w, r, &httpError{status: http.StatusNotFound,
-			msg: fmt.Sprintf("mapping %q has no certificate (status %s)", id, info.Status), hint: hint})
+		a.writeError(w, r, noCertificate(info))
 		return
 	}
 	writeJSON(w, http.StatusOK, details)

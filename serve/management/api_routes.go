@@ -20,11 +20,13 @@ func (a *api) register(mux *router) {
 
 	mux.HandleFunc("GET /api/v1/mappings", a.listMappings)
 	mux.HandleFunc("POST /api/v1/mappings", a.addMapping)
+	mux.HandleFunc("GET /api/v1/mapping-counts", a.listMappingCounts)
 	mux.HandleFunc("GET /api/v1/mappings/{id}", a.showMapping)
 	mux.HandleFunc("PATCH /api/v1/mappings/{id}", a.patchMapping)
 	mux.HandleFunc("DELETE /api/v1/mappings/{id}", a.removeMapping)
 	mux.HandleFunc("POST /api/v1/mappings/{id}/issue", a.issueMapping)
 	mux.HandleFunc("GET /api/v1/certificates/{id}", a.showCertificate)
+	mux.HandleFunc("GET /api/v1/certificates/{id}/pem", a.certificatePEM)
 
 	mux.HandleFunc("GET /api/v1/dns-credentials", a.listDNSCredentials)
 	mux.HandleFunc("POST /api/v1/dns-credentials", a.addDNSCredential)
@@ -66,7 +68,7 @@ func (a *api) notFound(mux *router, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.writeError(w, r, &httpError{status: http.StatusNotFound, msg: "no such API endpoint: " + r.Method + " " + r.URL.Path,
-		hint: "the API's endpoints are under /api/v1/status, /listeners, /mappings, /certificates, /dns-credentials, /acme/accounts, /doctor and /management"})
+		hint: "the API's endpoints are under /api/v1/status, /listeners, /mappings, /mapping-counts, /certificates, /dns-credentials, /acme/accounts, /acme/profiles, /doctor and /management"})
 }
 
 // listListeners: GET /api/v1/listeners, "listener list".

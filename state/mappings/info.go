@@ -3,6 +3,7 @@ package mappings
 import (
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -248,6 +249,33 @@ func servedBy(listener string, hosts []string, wildcard func(key string) (string
 // Show describes mapping id and its certificate; the details are nil while
 // it has no usable certificate (Info.Status and LastError say why).
 func Show(ctx context.Context, s state.Store, cfg *state.Config, id string, now time.Time) (Info, *Details, error) {
+	info, chain, err := show(ctx, s, cfg, id, now)
+	if err != nil || chain == nil {
+		return info, nil, err
+	}
+	return info, details(chain, now), nil
+}
+
+// ChainPEM is Show with the certificate chain of mapping id as PEM, leaf
+// first, for a download: nil while it has no usable certificate. The
+// blocks are encoded again from the parsed chain, never copied from the
+// file, so that no other block of the file (the key, which a file
+// mapping's certificate file may hold too) is ever in it.
+func ChainPEM(ctx context.Context, s state.Store, cfg *state.Config, id string, now time.Time) (Info, []byte, error) {
+	info, chain, err := show(ctx, s, cfg, id, now)
+	if err != nil || chain == nil {
+		return info, nil, err
+	}
+	var b []byte
+	for _, c := range chain {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return info, b, nil
+}
+
+// show describes mapping id and returns its chain, nil without a usable
+// certificate (and then ServedBy says what serves its hosts).
+func show(ctx context.Context, s state.Store, cfg *state.Config, id string, now time.Time) (Info, []*x509.Certificate, error) {
 	i, err := find(cfg, id)
 	if err != nil {
 		return Info{}, nil, err
@@ -258,9 +286,8 @@ func Show(ctx context.Context, s state.Store, cfg *state.Config, id string, now 
 		info.ServedBy = servedBy(m.Listener, m.Hosts, func(key string) (string, bool) {
 			return wildcardWithCertificate(ctx, s, cfg, key, now)
 		})
-		return info, nil, nil
 	}
-	return info, details(chain, now), nil
+	return info, chain, nil
 }
 
 // Describe is Show for mapping m, which the caller has (one just added),
