@@ -221,7 +221,7 @@ func TestUISearchFilterAndPaging(t *testing.T) {
 		t.Helper()
 		return p.eval(`document.querySelector('section[data-listener="` + sec + `"] .page-info').textContent`)
 	}
-	if n, got := rows("api"), info("api"); n != 100 || got != "Showing 100 mappings; more to load." {
+	if n, got := rows("api"), info("api"); n != 100 || got != "Showing 100 of 250 mappings; more to load." {
 		t.Errorf("first page: %d rows, %q", n, got)
 	}
 	if n, got := rows("web"), info("web"); n != 3 || got != "Showing 3 mappings." {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 
 	"github.com/p2pstream/p2ptls/state"
@@ -59,7 +61,8 @@ const (
 )
 
 // fiveMappings is newTestAPI's state plus an ACME mapping whose last
-// three attempts failed with a long error, and a listener that refuses
+// three attempts failed with a long error and a file mapping, on a
+// listener that refuses
 // unknown names (fallback reject) with serve counting refused handshakes.
 func fiveMappings(t *testing.T) *testAPI {
 	t.Helper()
@@ -75,6 +78,20 @@ func fiveMappings(t *testing.T) *testAPI {
 	now := time.Now()
 	if _, _, err := mappings.Add(ctx, ta.store, mappings.Input{Mapping: state.Mapping{ID: "fail", Listener: "edge", Hosts: []string{"fail.example.com"},
 		Source: state.SourceACME, Challenge: state.ChallengeHTTP01, KeyType: "ec384", Upstream: "http://127.0.0.1:9001"}}, now); err != nil {
+		t.Fatal(err)
+	}
+	// A certificate the operator keeps in files of their own.
+	kp := selfSigned(t, "files.example.com")
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "files.crt"), filepath.Join(dir, "files.key")
+	if err := os.WriteFile(certFile, kp.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, kp.KeyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := mappings.Add(ctx, ta.store, mappings.Input{Mapping: state.Mapping{ID: "files", Listener: "edge", Hosts: []string{"files.example.com"},
+		Source: state.SourceFile, CertFile: certFile, KeyFile: keyFile}}, now); err != nil {
 		t.Fatal(err)
 	}
 	if err := mappings.SaveMeta(ctx, ta.store, "fail", mappings.Meta{Source: state.SourceACME, LastAttemptAt: now.Add(-time.Hour),
@@ -112,6 +129,7 @@ func TestUIRowsAndDetails(t *testing.T) {
 		`tr[data-id="shop"] td:nth-child(5)`:           regexp.MustCompile(`^in (89|90) days$`),
 		`tr[data-id="shop"] td:nth-child(6)`:           regexp.MustCompile(`^in \d+ days$`),
 		`tr[data-id="upload"] td:nth-child(6)`:         regexp.MustCompile(`^replace before \d{4}-\d\d-\d\d$`),
+		`tr[data-id="files"] td:nth-child(6)`:          regexp.MustCompile(`^replace before \d{4}-\d\d-\d\d$`),
 		`section[data-listener="edge"] .banner strong`: regexp.MustCompile(`^This listener refused 3 handshakes since serve started\.$`),
 		`section[data-listener="web"] .banner strong`:  regexp.MustCompile(`^This listener served its fallback certificate 1 time since serve started\.$`),
 	} {
@@ -124,6 +142,20 @@ func TestUIRowsAndDetails(t *testing.T) {
 		t.Errorf("expiry tooltip and wrapping: %q", got)
 	}
 	p.screenshot("ui-5-mappings.png")
+
+	// Counts at the top and per listener; a count filters by its status.
+	if got := cell("#tls-counts"); got != "5 mappings on 3 listeners: 1 failed · 1 pending" {
+		t.Errorf("counts at the top: %q", got)
+	}
+	if got := cell(`section[data-listener="web"] .counts`); got != "3 mappings: 1 pending · 2 valid" {
+		t.Errorf("counts of web: %q", got)
+	}
+	if got := cell(`section[data-listener="api"] .counts`); got != "" {
+		t.Errorf("counts of api, which has no mapping: %q", got)
+	}
+	p.step("show the pending", chromedp.Click(chromedp.CSS(`section[data-listener="web"] .counts button[data-status="pending"]`)))
+	p.waitJS("the pending row", `[...document.querySelectorAll('section[data-listener="web"] tbody tr')].map(r => r.dataset.id).join() === "wild" &&
+		document.querySelector('section[data-listener="web"] select[name="status"]').value === "pending"`)
 
 	// Details: the mapping's settings, attempts and retry, the whole error.
 	p.step("details of fail",
@@ -155,6 +187,33 @@ func TestUIRowsAndDetails(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`tr[data-id="upload"] button[aria-label="Details of upload"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#cert-details dd[data-field="SHA-256 fingerprint"]`)),
 	)
+	// The chain: the link downloads what GET …/pem answers (no key); Copy
+	// puts it on the clipboard, by the clipboard API or, when that is
+	// refused, by the copy command.
+	resp, want := p.ls.do("GET", "/api/v1/certificates/upload/pem", map[string]string{"Authorization": ta.bearer()}, "")
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(want, "-----BEGIN CERTIFICATE-----") || strings.Contains(want, "PRIVATE KEY") {
+		t.Fatalf("GET …/pem: %d %q", resp.StatusCode, want)
+	}
+	if got := p.eval(`(a => a.getAttribute("href") + " " + a.download)(document.querySelector("#cert-pem-download"))`); got != "/api/v1/certificates/upload/pem upload.pem" {
+		t.Errorf("download link %q", got)
+	}
+	if got := p.eval(`fetch(document.querySelector("#cert-pem-download").href).then(r => r.text())`); got != want {
+		t.Errorf("the download link answers %q, want %q", got, want)
+	}
+	for _, write := range []browser.PermissionSetting{browser.PermissionSettingGranted, browser.PermissionSettingDenied} {
+		for name, setting := range map[string]browser.PermissionSetting{"clipboard-read": browser.PermissionSettingGranted, "clipboard-write": write} {
+			if _, err := chromedp.CallBrowser(p.ctx, browser.SetPermission, browser.SetPermissionParams{
+				Permission: &browser.PermissionDescriptor{Name: name}, Setting: setting, Origin: p.base}); err != nil {
+				t.Fatalf("set %s %s: %v", name, setting, err)
+			}
+		}
+		p.eval(`navigator.clipboard.writeText("").then(() => "", () => "")`)
+		p.step("copy, clipboard-write "+string(write), chromedp.Click(chromedp.CSS("#cert-pem-copy")))
+		p.waitJS("copied", `document.querySelector("#cert-pem-status").textContent === "Copied the chain of upload (1 certificate)."`)
+		if got := p.eval(`navigator.clipboard.readText()`); got != want {
+			t.Errorf("clipboard-write %s: the clipboard holds %q", write, got)
+		}
+	}
 	if got := p.eval(`(d => d.scrollWidth + " " + d.clientWidth)(document.querySelector("#cert-dialog"))`); func() bool {
 		var sw, cw int
 		_, err := fmt.Sscan(got, &sw, &cw)

@@ -204,6 +204,12 @@ const columns = ["Hosts", "Source", "Challenge", "Status", "Expires", "Renewal",
 // meanwhile by"; null for an id the API does not know.
 const known = new Map();
 
+// counts are GET /api/v1/mapping-counts as last read; null until then,
+// or when it failed (the page works without).
+let counts = null;
+// statusOrder is how counts list statuses: what needs a look first.
+const statusOrder = ["failed", "expired", "missing", "expiring", "pending", "valid"];
+
 // firstRows: the first rows of every listener are on the page, marked
 // for measurement (performance.getEntriesByName).
 let firstRows = false;
@@ -219,11 +225,13 @@ async function load() {
     credentials = creds;
     renderTLS(status, ls);
     renderDNS(creds);
+    const counted = loadCounts();
     await Promise.all([...views.values()].map((v) => v.refresh()));
     if (!firstRows) {
       firstRows = true;
       performance.mark("p2ptls:rows");
     }
+    await counted;
   } catch (err) {
     pageError(err);
   }
@@ -260,6 +268,28 @@ function renderTLS(status, ls) {
   }
 }
 
+// loadCounts reads the counts and shows them: at the top the problems of
+// every listener ("3 failed · 12 expiring"), in each section its own.
+async function loadCounts() {
+  try {
+    counts = await api("GET", "/mapping-counts");
+  } catch (err) {
+    counts = null;
+  }
+  const top = $("#tls-counts");
+  top.textContent = "";
+  if (counts) {
+    const problems = statusOrder.filter((s) => s !== "valid" && counts.status[s] > 0)
+      .map((s) => counts.status[s].toLocaleString("en-US") + " " + s);
+    top.textContent = plural(counts.total, "mapping") + " on " + plural(counts.listeners.length, "listener") + ": " +
+      (problems.length ? problems.join(" · ") : counts.total ? "all valid" : "none yet");
+  }
+  for (const v of views.values()) {
+    v.showCounts(counts && counts.listeners.find((l) => l.name === v.name));
+    if (v.loaded) v.showInfo();
+  }
+}
+
 // ListenerView is one listener's section: its filters and the pages of
 // its mappings the API answered so far.
 class ListenerView {
@@ -270,6 +300,7 @@ class ListenerView {
     this.ctrl = null; // aborts the listing in flight when a newer one starts
     this.next = "";
     this.shown = 0;
+    this.loaded = false; // a first page was shown
     this.timer = 0;
     const p = "l" + ++viewCount;
     const title = el("h3", { id: p + "-title" }, l.name + " ",
@@ -308,7 +339,8 @@ class ListenerView {
     this.info = el("p", { class: "muted page-info", "aria-live": "polite" }, "Loading…");
     this.moreButton = el("button", { type: "button", class: "secondary load-more", hidden: true, onclick: () => this.more() }, "Load more");
     this.error = el("p", { class: "error", role: "alert", hidden: true });
-    this.section.append(filters, this.error, el("div", { class: "table-wrap" }, this.table),
+    this.counts = el("p", { class: "counts" });
+    this.section.append(this.counts, filters, this.error, el("div", { class: "table-wrap" }, this.table),
       el("div", { class: "paging" }, this.info, this.moreButton));
   }
 
@@ -342,6 +374,7 @@ class ListenerView {
       await learnServedBy(page.items);
       if (seq !== this.seq) return;
       this.error.hidden = true;
+      this.loaded = true;
       this.body.replaceChildren(...page.items.map(mappingRow));
       this.shown = page.items.length;
       this.next = page.next_cursor;
@@ -379,7 +412,32 @@ class ListenerView {
       this.info.textContent = this.filtered() ? "No mapping matches." : "No mappings.";
       return;
     }
-    this.info.textContent = "Showing " + plural(this.shown, "mapping") + (this.next ? "; more to load." : this.filtered() ? (this.shown === 1 ? " that matches." : " that match.") : ".");
+    // Out of how many, when the counts say (no search, no source filter).
+    const total = this.total();
+    const of = this.next && total !== undefined ? this.shown.toLocaleString("en-US") + " of " + plural(total, "mapping") : plural(this.shown, "mapping");
+    this.info.textContent = "Showing " + of + (this.next ? "; more to load." : this.filtered() ? (this.shown === 1 ? " that matches." : " that match.") : ".");
+  }
+
+  // total is how many mappings the filter selects, from the counts;
+  // undefined when they do not say.
+  total() {
+    const c = counts && counts.listeners.find((l) => l.name === this.name);
+    if (!c || this.filter.q !== "" || this.filter.source !== "") return undefined;
+    return this.filter.status ? c.status[this.filter.status] : c.total;
+  }
+
+  // showCounts lists the listener's mappings by status; each count shows
+  // those mappings.
+  showCounts(c) {
+    this.counts.replaceChildren();
+    if (!c || c.total === 0) return;
+    this.counts.append(plural(c.total, "mapping") + ": ");
+    statusOrder.filter((s) => c.status[s] > 0).forEach((s, i) => {
+      if (i > 0) this.counts.append(" · ");
+      this.counts.append(el("button", { type: "button", class: "link badge-text-" + s, "data-status": s,
+        "aria-label": "Show the " + plural(c.status[s], s + " mapping", s + " mappings") + " of " + this.name,
+        onclick: () => { this.status.value = s; this.setFilter({ status: s }); } }, c.status[s].toLocaleString("en-US") + " " + s));
+    });
   }
 
   row(id) { return this.body.querySelector('tr[data-id="' + CSS.escape(id) + '"]'); }
@@ -507,6 +565,7 @@ function warningsOf(res) {
 // button of the new row.
 function showChanged(m, text) {
   known.set(m.id, m.hosts);
+  loadCounts();
   const v = views.get(m.listener);
   if (text) notice(text);
   if (!v) return;
@@ -560,6 +619,7 @@ async function removeMapping(m) {
     return;
   }
   known.delete(m.id);
+  loadCounts();
   notice("Removed mapping " + m.id + " (" + m.hosts.join(", ") + ").");
   const v = views.get(m.listener);
   const tr = v && v.row(m.id);
@@ -578,6 +638,9 @@ async function showCert(id, m) {
   $("#cert-id").textContent = id;
   dl.replaceChildren();
   $("#cert-chain").replaceChildren();
+  $("#cert-pem").hidden = true;
+  $("#cert-pem-text").hidden = true;
+  $("#cert-pem-status").textContent = "";
   const field = (k, v, cls) => dl.append(el("dt", {}, k), el("dd", { "data-field": k, class: cls || "" }, v === "" || v === null || v === undefined ? "—" : v));
   // The mapping first, with the last attempt's error in full and the
   // back-off, before the certificate (which a failed mapping may not have).
@@ -624,11 +687,61 @@ async function showCert(id, m) {
         el("span", { class: "muted" }, "issued by " + cc.issuer + " · until " + fmtTime(cc.not_after)), el("br"),
         el("code", {}, cc.fingerprint_sha256)));
     }
+    const a = $("#cert-pem-download");
+    a.href = pemPath(id);
+    a.download = id + ".pem";
+    $("#cert-pem").dataset.id = id;
+    $("#cert-pem").hidden = false;
   } catch (err) {
     field("Error", errorText(err), "error");
   }
   const v = m && views.get(m.listener);
   openDialog(d, () => v && v.q);
+}
+
+function pemPath(id) { return "/api/v1/certificates/" + encodeURIComponent(id) + "/pem"; }
+
+// copyPEM copies the chain of the certificate the details show: by the
+// clipboard API, else (no permission, no secure context) by selecting it
+// in a text box and the copy command, else the box stays for the user to
+// copy from.
+async function copyPEM() {
+  const id = $("#cert-pem").dataset.id;
+  const out = $("#cert-pem-status");
+  const box = $("#cert-pem-text");
+  out.textContent = "";
+  box.hidden = true;
+  let pem;
+  try {
+    const res = await fetch(pemPath(id), { credentials: "same-origin" });
+    if (!res.ok) {
+      let data = {};
+      try { data = await res.json(); } catch (e) { /* not JSON */ }
+      throw Object.assign(new Error(data.error || res.status + " " + res.statusText), { hint: data.hint });
+    }
+    pem = await res.text();
+  } catch (err) {
+    out.textContent = "The chain was not read: " + errorText(err);
+    return;
+  }
+  const done = "Copied the chain of " + id + " (" + plural((pem.match(/-----BEGIN CERTIFICATE-----/g) || []).length, "certificate") + ").";
+  try {
+    await navigator.clipboard.writeText(pem);
+    out.textContent = done;
+    return;
+  } catch (err) {
+    // No clipboard API here: the fallback below.
+  }
+  box.value = pem;
+  box.hidden = false;
+  box.select();
+  let copied = false;
+  try { copied = document.execCommand("copy"); } catch (err) { /* the box stays */ }
+  if (copied) {
+    box.hidden = true;
+    $("#cert-pem-copy").focus();
+  }
+  out.textContent = copied ? done : "Copy the chain from the box below (it is selected).";
 }
 
 // The add/edit-mapping modal --------------------------------------------
@@ -1027,6 +1140,7 @@ $("#rotation-abort").addEventListener("click", async () => {
 $("#add-mapping").addEventListener("click", () => openMappingForm());
 $("#action-error-close").addEventListener("click", () => { $("#action-error").hidden = true; });
 $("#reload").addEventListener("click", load);
+$("#cert-pem-copy").addEventListener("click", copyPEM);
 form.addEventListener("submit", submitMapping);
 form.addEventListener("change", syncForm);
 form.hosts.addEventListener("input", syncForm);
