@@ -117,13 +117,15 @@ func TestAPIAndCLIShareTheState(t *testing.T) {
 		t.Errorf("API list after both removals: %v", got)
 	}
 
-	// A refusal through the API is the command line's refusal.
+	// A refusal through the API is the command line's refusal, its hint
+	// in each one's words: a JSON field for the API, a flag for the CLI.
 	code, body = apiCall(t, client, "POST", api+"/mappings", token,
 		map[string]any{"listener": "web", "hosts": []string{"*.example.test"}, "source": "acme", "challenge": "http-01"})
 	r := p2ptls(t, env, "mapping", "add", "--listener", "web", "--host", "*.example.test", "--acme", "--challenge", "http-01")
 	var apiErr struct{ Error, Hint string }
 	if code != 422 || json.Unmarshal([]byte(body), &apiErr) != nil || r.code != 2 ||
-		!strings.Contains(r.stderr, apiErr.Error) || !strings.Contains(r.stderr, apiErr.Hint) {
+		!strings.Contains(r.stderr, apiErr.Error) || !strings.Contains(apiErr.Hint, `"challenge": "dns-01"`) ||
+		!strings.Contains(r.stderr, "hint: use --challenge dns-01") {
 		t.Errorf("wildcard with http-01: API %d %s; CLI exit %d %s", code, body, r.code, r.stderr)
 	}
 }

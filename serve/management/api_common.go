@@ -108,7 +108,7 @@ func (a *api) classify(err error) (int, string, string) {
 	if errors.As(err, &he) {
 		return he.status, he.msg, he.hint
 	}
-	msg, hint := text.OneLine(err.Error()), text.OneLine(fault.HintOf(err))
+	msg, hint := text.OneLine(err.Error()), text.OneLine(apiWords(fault.HintOf(err)))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit), "send a smaller body"

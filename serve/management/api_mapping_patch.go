@@ -2,11 +2,9 @@ package management
 
 import (
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/p2pstream/p2ptls/state/acme"
-	"github.com/p2pstream/p2ptls/state/fault"
 	"github.com/p2pstream/p2ptls/state/mappings"
 )
 
@@ -38,9 +36,10 @@ func (a *api) patchMapping(w http.ResponseWriter, r *http.Request) {
 	}
 	saved, warnings, err := mappings.Set(r.Context(), a.o.Store, id, ch, time.Now(), acme.ProfileSource(a.o.Store), mappings.APIFields)
 	if err != nil {
-		a.writeError(w, r, apiHints(err))
+		a.writeError(w, r, err)
 		return
 	}
+	warnings = apiWordsAll(warnings)
 	for _, warn := range warnings {
 		a.o.Log.Warn(warn, "mapping", saved.ID)
 	}
@@ -50,29 +49,4 @@ func (a *api) patchMapping(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, mappingCreated{Info: info, Warnings: warnings})
-}
-
-// cliToAPI rewrites the command-line words of the hints the shared rules
-// give (state.Config.Validate, hostname) into the API's: a client of the
-// API sends JSON fields, not flags.
-var cliToAPI = strings.NewReplacer(
-	"--challenge", `"challenge"`,
-	"--dns-credential", `"dns_credential"`,
-	"--host", `"hosts"`,
-	"--key-type", `"key_type"`,
-	"--profile", `"profile"`,
-	"--upstream", `"upstream"`,
-	"(see 'p2ptls dns-credential list')", "(GET /api/v1/dns-credentials lists them)",
-	"add it with 'p2ptls dns-credential add'", "add it with POST /api/v1/dns-credentials",
-	"'p2ptls dns-credential list'", "GET /api/v1/dns-credentials",
-	"'p2ptls acme account show' lists them", "GET /api/v1/acme/profiles lists them",
-)
-
-// apiHints is err with its hint in the API's words.
-func apiHints(err error) error {
-	hint := fault.HintOf(err)
-	if translated := cliToAPI.Replace(hint); translated != hint {
-		return &fault.Error{Kind: fault.KindOf(err), Err: err, Hint: translated}
-	}
-	return err
 }

@@ -184,6 +184,7 @@ func (a *api) addMapping(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
+	warnings = apiWordsAll(warnings)
 	for _, warn := range warnings {
 		a.o.Log.Warn(warn, "mapping", added.ID)
 	}

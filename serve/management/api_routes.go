@@ -46,6 +46,8 @@ func (a *api) register(mux *router) {
 	mux.HandleFunc(routeFinish, a.finishRotation)
 	mux.HandleFunc(routeAbort, a.abortRotation)
 
+	mux.HandleFunc("GET /api/v1/openapi.json", a.showOpenAPI)
+
 	mux.HandleFunc(catchAll, func(w http.ResponseWriter, r *http.Request) { a.notFound(mux, w, r) })
 }
 
@@ -68,7 +70,7 @@ func (a *api) notFound(mux *router, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.writeError(w, r, &httpError{status: http.StatusNotFound, msg: "no such API endpoint: " + r.Method + " " + r.URL.Path,
-		hint: "the API's endpoints are under /api/v1/status, /listeners, /mappings, /mapping-counts, /certificates, /dns-credentials, /acme/accounts, /acme/profiles, /doctor and /management"})
+		hint: "the API's endpoints are under /api/v1/status, /listeners, /mappings, /mapping-counts, /certificates, /dns-credentials, /acme/accounts, /acme/profiles, /doctor and /management; GET /api/v1/openapi.json describes them"})
 }
 
 // listListeners: GET /api/v1/listeners, "listener list".

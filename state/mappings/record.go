@@ -69,6 +69,11 @@ func (r *Record) Input() (Input, error) {
 		return Input{}, fault.Invalidf("drop allow_expired, or choose source manual or file",
 			"allow_expired does not apply to source %q", r.Source)
 	}
+	// Add's own refusal names the command line's files; a record carries
+	// the PEM itself. (File paths on a manual record are Add's to refuse.)
+	if r.Source == state.SourceManual && (r.CertPEM == "" || r.KeyPEM == "") && r.CertFile == "" && r.KeyFile == "" {
+		return Input{}, fault.Invalidf(`give the chain in "cert_pem" and its key in "key_pem"`, "source manual needs a certificate and its private key")
+	}
 	in := Input{Mapping: m, AllowExpired: r.AllowExpired}
 	if r.CertPEM != "" {
 		in.CertPEM = []byte(r.CertPEM)
