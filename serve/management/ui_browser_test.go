@@ -482,6 +482,18 @@ func TestUIFeedbackAfterActions(t *testing.T) {
 			t.Error("m000042 is still in the state")
 		}
 	}
+	// A failed issue is an alert naming the action, with the API's error
+	// and hint; the row stays.
+	p.step("issue without an ACME account",
+		chromedp.Click(chromedp.CSS(`tr[data-id="wild"] button[aria-label="Issue/renew now wild"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#action-error [role="alert"]`)),
+	)
+	if got := p.eval(`document.querySelector("#action-error-text").textContent`); !strings.HasPrefix(got, "Issue/renew now wild: ") || !strings.Contains(got, "ACME account") {
+		t.Errorf("alert after a failed issue: %q", got)
+	}
+	p.waitJS("the row after the failed issue", `document.querySelector('tr[data-id="wild"] button[aria-label="Issue/renew now wild"]').textContent === "Issue/renew now"`)
+	p.step("dismiss", chromedp.Click(chromedp.CSS("#action-error-close")), chromedp.WaitNotVisible(chromedp.CSS("#action-error")))
+
 	// A refusal is an alert, and the notice of the last success goes.
 	if _, err := mappings.Remove(context.Background(), ta.store, "m000043"); err != nil {
 		t.Fatal(err)
