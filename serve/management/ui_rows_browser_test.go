@@ -43,7 +43,13 @@ func artifactPath(t *testing.T, name string) string {
 func (p *uiPage) screenshot(name string) {
 	p.t.Helper()
 	// Quality 100 is a PNG; below, a JPEG.
-	png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
+	p.saveShot(name, chromedp.FullScreenshot(100))
+}
+
+// saveShot saves the screenshot shot takes as name in the artifacts.
+func (p *uiPage) saveShot(name string, shot chromedp.Action[[]byte]) {
+	p.t.Helper()
+	png, err := chromedp.Run(p.ctx, shot)
 	if err != nil {
 		p.t.Fatalf("screenshot: %v", err)
 	}
@@ -225,4 +231,17 @@ func TestUIRowsAndDetails(t *testing.T) {
 		t.Errorf("at 420 px with the details open the page is %d px wide", w)
 	}
 	p.screenshot("ui-details-420px.png")
+	p.step("close", chromedp.KeyEvent("\u001b"), chromedp.WaitNotVisible(chromedp.CSS("#cert-dialog")))
+	p.step("edit at 420 px",
+		chromedp.Click(chromedp.CSS(`tr[data-id="fail"] button[aria-label="Edit fail"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#mapping-dialog")),
+	)
+	if got := p.eval(`(d => d.scrollWidth + " " + d.clientWidth + " " + document.documentElement.scrollWidth)(document.querySelector("#mapping-dialog"))`); func() bool {
+		var sw, cw, page int
+		_, err := fmt.Sscan(got, &sw, &cw, &page)
+		return err != nil || sw > cw || page > 420
+	}() {
+		t.Errorf("the modal at 420 px: scrollWidth, clientWidth, page width %s", got)
+	}
+	p.saveShot("ui-edit-420px.png", chromedp.CaptureScreenshot()) // the window: the modal is in it
 }
