@@ -78,6 +78,13 @@ func TestUIAtScale(t *testing.T) {
 	p.waitJS("the second page", `document.querySelectorAll('`+api+` tbody tr').length === 200 &&
 		document.querySelector('`+api+` tbody tr:last-child').dataset.id === "s000199"`)
 
+	// 420 px: the rows are cards, and nothing scrolls the page sideways.
+	p.step("narrow window", chromedp.EmulateViewport(420, 900))
+	if w := evalJS[int](p, `document.documentElement.scrollWidth`); w > 420 {
+		t.Errorf("at 420 px with 200 rows the page is %d px wide", w)
+	}
+	p.step("wide window again", chromedp.EmulateViewport(1280, 900))
+
 	// Searches for one mapping, each from the input to its one row; the
 	// API's share is the listing's resource timing.
 	var total, server []float64
