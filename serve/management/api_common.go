@@ -143,7 +143,7 @@ func defaultHint(status int) string {
 	case http.StatusConflict:
 		return "GET the resource to see its current state"
 	case http.StatusUnprocessableEntity:
-		return "fix the request; the rules are those of the matching p2ptls command (see its --help)"
+		return "fix the request; GET /api/v1/openapi.json describes every field"
 	case http.StatusServiceUnavailable:
 		return "retry in a few seconds"
 	}

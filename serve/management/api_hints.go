@@ -9,8 +9,9 @@ import (
 // warnings speak the command line's words (flags, commands). apiWords is
 // the one place that rewrites them into the API's (JSON fields, routes):
 // writeError applies it to every hint of the state code, and the mapping
-// endpoints to their warnings. api_hints_test.go holds every hint that
-// POST and PATCH /api/v1/mappings can answer to it.
+// endpoints to their warnings (and issueMapping to its 502's hint).
+// api_hints_test.go holds every hint that POST and PATCH /api/v1/mappings
+// and the DNS credential routes can answer to it.
 
 // apiCommands rewrite the commands that name a resource, whose id the
 // route carries. Ids are [a-z0-9_-] (hostname.ValidateName).
@@ -23,6 +24,13 @@ var apiCommands = []struct {
 	{regexp.MustCompile(`'p2ptls mapping remove ([a-z0-9_-]+)'`), "DELETE /api/v1/mappings/$1"},
 	{regexp.MustCompile(`run 'p2ptls cert issue ([a-z0-9_-]+)' again`), "send POST /api/v1/mappings/$1/issue again"},
 	{regexp.MustCompile(`'p2ptls dns-credential enable ([a-z0-9_-]+)'`), "POST /api/v1/dns-credentials/$1/enable"},
+	{regexp.MustCompile(`'p2ptls dns-credential disable ([a-z0-9_-]+)'`), "POST /api/v1/dns-credentials/$1/disable"},
+	{regexp.MustCompile(`choose another name, give it a new token with 'p2ptls dns-credential add ([a-z0-9_-]+) --replace …', or remove it first with 'p2ptls dns-credential remove [a-z0-9_-]+'`),
+		`choose another "name", or remove it first with DELETE /api/v1/dns-credentials/$1 and add it again`},
+	{regexp.MustCompile(`or give it again with 'p2ptls dns-credential add ([a-z0-9_-]+) --replace --api-token-file F'`),
+		`or remove it with DELETE /api/v1/dns-credentials/$1 and add it again with its "api_token"`},
+	{regexp.MustCompile(`register one with 'p2ptls acme account register --directory (\S+) …'`),
+		"register an ACME account at $1 on the management host first; GET /api/v1/acme/accounts lists the accounts"},
 }
 
 // apiPhrases rewrite the rest: whole phrases first (at a position the
@@ -37,6 +45,17 @@ var apiPhrases = strings.NewReplacer(
 	"add it with 'p2ptls dns-credential add'", "add it with POST /api/v1/dns-credentials",
 	"'p2ptls dns-credential list'", "GET /api/v1/dns-credentials",
 	"'p2ptls acme account show' lists them", "GET /api/v1/acme/profiles lists them",
+	"see 'p2ptls dns-credential list' for the existing ones", "GET /api/v1/dns-credentials lists the existing ones",
+	"remove those mappings first ('p2ptls mapping remove ID')", "remove those mappings first (DELETE /api/v1/mappings/{id})",
+	"give the token in the file or the environment variable", `give the token in "api_token"`,
+	"register one with 'p2ptls acme account register --email E --agree-tos'", "register an ACME account on the management host first; GET /api/v1/acme/accounts lists the accounts",
+	"check the directory URL, --ca-file and the network", "check the ACME account's directory and CA file (GET /api/v1/acme/accounts) and the network",
+	"then run 'p2ptls cert issue' for the mapping", "then send POST /api/v1/mappings/{id}/issue",
+	"'p2ptls cert list' then shows its result", "GET /api/v1/mappings/{id} then shows its result",
+	"'p2ptls cert list' shows each one's last error", "GET /api/v1/mappings shows each one's last_error",
+	"see 'p2ptls mapping list'", "GET /api/v1/mappings lists the existing ones",
+	"(--http-addr :80)", "(its http_addr, e.g. :80)",
+	"--provider cloudflare", `"provider": "cloudflare"`,
 	"pass --cert-file and --key-file", `send "cert_file" and "key_file"`,
 	"pass --allow-expired", `send "allow_expired": true`,
 	"give at least one --host", `give at least one host in "hosts"`,

@@ -104,8 +104,9 @@ func (a *api) listMappings(w http.ResponseWriter, r *http.Request) {
 // listener), q (a part of an id or a host, any case), status (one of
 // mappings.Statuses), source (one of mappings.Sources), limit (1 to
 // maxPageLimit) and cursor (next_cursor of the page before, with the same
-// listener, q, status and source; "" for the first page). Any other parameter, or one given twice, is refused: a
-// misspelt filter must not answer every mapping.
+// listener, q, status and source; "" for the first page). Any other
+// parameter, or one given twice, is refused: a misspelt filter must not
+// answer every mapping.
 func pageQuery(params url.Values, cfg *state.Config) (mappings.PageQuery, error) {
 	const usage = "page with listener, q, status, source, limit and cursor, each at most once"
 	for name, vs := range params {
@@ -273,7 +274,7 @@ func (a *api) issueMapping(w http.ResponseWriter, r *http.Request) {
 		},
 	})
 	if err != nil && fault.KindOf(err) == fault.Failure && acme.Attempted(err) {
-		hint := fault.HintOf(err)
+		hint := apiWords(fault.HintOf(err))
 		if hint == "" {
 			hint = "GET /api/v1/mappings/" + id + " shows last_error and retry_at; the previous certificate, if any, keeps serving"
 		}

@@ -91,3 +91,24 @@ func TestCount(t *testing.T) {
 		t.Errorf("Count of an unknown listener: %v, want a not-found error", err)
 	}
 }
+
+// BenchmarkCount is Count over 10k and 100k mappings of a loaded config
+// (what GET /api/v1/mapping-counts adds to state.LoadConfig): every
+// certificate looked at through the memo, no Info kept.
+func BenchmarkCount(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			ids := make([]string, n)
+			for k := range ids {
+				ids[k] = fmt.Sprintf("m%06d", k)
+			}
+			s, cfg := benchState(b, ids)
+			for b.Loop() {
+				c, err := Count(context.Background(), s, cfg, "", now0)
+				if err != nil || c.Total != n || c.Status.Valid != n {
+					b.Fatalf("Count: %+v, %v", c.Status, err)
+				}
+			}
+		})
+	}
+}
