@@ -79,9 +79,9 @@ function relTime(s) {
 
 // when is a date that does not wrap: relative, the timestamp as tooltip;
 // "—" without one.
-function when(s, prefix) {
+function when(s) {
   if (!s) return el("span", { class: "muted" }, "—");
-  return el("time", { class: "when", dateTime: s, title: fmtTime(s) }, (prefix || "") + relTime(s));
+  return el("time", { class: "when", dateTime: s, title: fmtTime(s) }, relTime(s));
 }
 
 // oneLine summarises an error for a table cell: its first line, cut at a
