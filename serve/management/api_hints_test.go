@@ -221,6 +221,8 @@ func TestAPIHintsSpeakAPI(t *testing.T) {
 				_, err := mappings.Remove(ctx, ta.store, "nope")
 				return err
 			}, wantCLI: "'p2ptls mapping list'"},
+		{desc: "the list of a listener that does not exist", method: "GET", path: "/api/v1/mappings?listener=nope", status: 404,
+			wantAPI: "GET /api/v1/listeners lists the existing ones"},
 		{desc: "DELETE a mapping that does not exist", method: "DELETE", path: "/api/v1/mappings/nope", status: 404, wantAPI: "GET /api/v1/mappings lists"},
 		{desc: "the PEM of a mapping that does not exist", method: "GET", path: "/api/v1/certificates/nope/pem", status: 404, wantAPI: "GET /api/v1/mappings lists"},
 		{desc: "issue an uploaded certificate", method: "POST", path: "/api/v1/mappings/upload/issue", status: 409,

@@ -235,11 +235,15 @@ func TestAPICertificatePEM(t *testing.T) {
 	for _, tc := range []struct{ id, want string }{
 		{"wild", `mapping "wild" has no certificate (status pending)`},
 		{"nope", `mapping "nope" does not exist`},
+		{"a%22b", `mapping "a\"b" does not exist`}, // a quote, which the file name must never carry
 	} {
 		t.Run("404 "+tc.id, func(t *testing.T) {
 			a := ta.get("/api/v1/certificates/" + tc.id + "/pem")
 			if a.status != 404 || strings.Contains(a.body, "PRIVATE KEY") {
 				t.Fatalf("status %d, want 404: %s", a.status, a.body)
+			}
+			if cd := a.header.Get("Content-Disposition"); cd != "" {
+				t.Errorf("Content-Disposition %q on an error", cd)
 			}
 			if e := a.errorBody(t); !strings.Contains(e.Error, tc.want) {
 				t.Errorf("error %q does not say %q", e.Error, tc.want)

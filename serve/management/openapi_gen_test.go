@@ -54,9 +54,9 @@ type apiBody struct {
 	required bool
 }
 
-// Error statuses every operation can answer with (401: no token; 500:
-// the state cannot be read), those of a request with a JSON body
-// (decode, readBody), and those of a change (the state lock).
+// Error statuses of a request with a JSON body (decode, readBody) and of
+// a change (the state lock); operation adds 401 (no token) and 500 (the
+// state cannot be read) to every operation's.
 var (
 	errsBody   = []int{400, 413, 415}
 	errsChange = []int{503}
@@ -268,7 +268,7 @@ var errorResponses = map[int]string{
 	401: "missing, unknown or revoked admin token (or an expired UI session)",
 	404: "the resource named in the path does not exist",
 	409: "the current state refuses a well-formed request: a name in use, a credential in use, a certificate p2ptls cannot renew, a rotation step the stage does not allow",
-	413: "the body is larger than 1 MiB",
+	413: fmt.Sprintf("the body is larger than %d bytes", maxBodyBytes),
 	415: "a body that is not Content-Type application/json",
 	422: "well-formed JSON whose content the state code refuses: a bad hostname, PEM that does not parse or match its key, a wildcard without DNS-01, a missing listener or DNS credential",
 	500: "the state could not be read (an I/O error, a p2ptls.toml broken by a hand edit)",
@@ -334,6 +334,19 @@ func openAPIDocument() map[string]any {
 	}
 }
 
+// tagOf groups an operation by the first segment of its path under
+// /api/v1: the mappings with their counts, the certificates, ….
+func tagOf(path string) string {
+	seg, _, _ := strings.Cut(strings.TrimPrefix(path, "/api/v1/"), "/")
+	switch seg {
+	case "mapping-counts":
+		return "mappings"
+	case "openapi.json":
+		return "openapi"
+	}
+	return seg
+}
+
 // statusName is the components/responses name of an error status.
 func statusName(code int) string {
 	return strings.ReplaceAll(http.StatusText(code), " ", "")
@@ -343,7 +356,7 @@ func statusName(code int) string {
 var pathParams = regexp.MustCompile(`\{([a-z]+)\}`)
 
 func (g *schemaGen) operation(op apiOp) map[string]any {
-	o := map[string]any{"operationId": op.id, "summary": op.summary}
+	o := map[string]any{"operationId": op.id, "summary": op.summary, "tags": []string{tagOf(op.path)}}
 	if op.desc != "" {
 		o["description"] = op.desc
 	}

@@ -162,7 +162,9 @@ func TestOpenAPIRoutes(t *testing.T) {
 
 // (c) Every documented operation answers on a live management listener
 // (TLS, mode auto) with a status the document lists for it, never the
-// catch-all's 404 or a 405. The {id} of a path is a fixture mapping, the
+// catch-all's 404 or a 405: first refused (a path naming nothing, a body
+// with an unknown field, a body that is not JSON, no token), then as it
+// is meant to be called. The {id} of a path is a fixture mapping, the
 // {name} a DNS credential pointing at a closed port on 127.0.0.1; the
 // calls that would change the management CA send a field it refuses, and
 // the removals run last.
@@ -184,11 +186,63 @@ func TestOpenAPIOperationsAnswer(t *testing.T) {
 	slices.SortFunc(keys, func(a, b string) int { // removals last
 		return strings.Compare(fmt.Sprint(strings.HasPrefix(a, "DELETE"), a), fmt.Sprint(strings.HasPrefix(b, "DELETE"), b))
 	})
+	// call sends one request for operation key and checks that its
+	// status is documented; it returns the status.
+	call := func(key, path string, hdr map[string]string, body string) int {
+		t.Helper()
+		method, _, _ := strings.Cut(key, " ")
+		resp, answer := ls.do(method, path, hdr, body)
+		documented := ops[key]["responses"].(map[string]any)
+		if resp.StatusCode == http.StatusMethodNotAllowed || strings.Contains(answer, "no such API endpoint") {
+			t.Errorf("%s %s: no route: %d %.200s", method, path, resp.StatusCode, answer)
+		}
+		listed, _ := documented[strconv.Itoa(resp.StatusCode)].(map[string]any)
+		if listed == nil {
+			t.Errorf("%s %s: %d, which the document does not list (%v): %.300s", method, path, resp.StatusCode, keysOf(documented), answer)
+			return resp.StatusCode
+		}
+		// Every answer has the documented media type.
+		content, _ := listed["content"].(map[string]any)
+		if content == nil { // a $ref to components/responses
+			content = map[string]any{"application/json": true}
+		}
+		if ct := resp.Header.Get("Content-Type"); content[ct] == nil {
+			t.Errorf("%s %s: Content-Type %q, the document has %v", method, path, ct, keysOf(content))
+		}
+		return resp.StatusCode
+	}
+	auth := func(more ...string) map[string]string {
+		h := map[string]string{"Authorization": ta.bearer()}
+		for i := 0; i+1 < len(more); i += 2 {
+			h[more[i]] = more[i+1]
+		}
+		return h
+	}
 	for _, key := range keys {
 		method, path, _ := strings.Cut(key, " ")
 		concretePath := strings.NewReplacer("{id}", "shop", "{name}", "local").Replace(path)
-		hdr := map[string]string{"Authorization": ta.bearer()}
+		_, hasBody := ops[key]["requestBody"]
+		type refusal struct {
+			what, path string
+			hdr        map[string]string
+			body       string
+		}
+		refusals := []refusal{{"no token", concretePath, nil, ""}}
+		if strings.Contains(path, "{") {
+			refusals = append(refusals, refusal{"a path naming nothing", strings.NewReplacer("{id}", "nope", "{name}", "nope").Replace(path), auth(), ""})
+		}
+		if hasBody {
+			refusals = append(refusals,
+				refusal{"an unknown field", concretePath, auth("Content-Type", "application/json"), `{"walk":true}`},
+				refusal{"a body that is not JSON", concretePath, auth("Content-Type", "text/plain"), "{}"})
+		}
+		for _, r := range refusals {
+			if code := call(key, r.path, r.hdr, r.body); code < 400 {
+				t.Errorf("%s %s with %s: %d, want a refusal", method, r.path, r.what, code)
+			}
+		}
 		body := ""
+		hdr := auth()
 		switch {
 		case strings.HasPrefix(path, routeRotation) && method == "POST":
 			hdr["Content-Type"], body = "application/json", `{"walk":true}`
@@ -199,23 +253,8 @@ func TestOpenAPIOperationsAnswer(t *testing.T) {
 		case method == "PATCH":
 			hdr["Content-Type"], body = "application/json", `{"upstream":"http://127.0.0.1:8080"}`
 		}
-		resp, answer := ls.do(method, concretePath, hdr, body)
-		documented := ops[key]["responses"].(map[string]any)
-		if resp.StatusCode == http.StatusMethodNotAllowed || strings.Contains(answer, "no such API endpoint") {
-			t.Errorf("%s %s: no route: %d %.200s", method, concretePath, resp.StatusCode, answer)
-		}
-		listed, _ := documented[strconv.Itoa(resp.StatusCode)].(map[string]any)
-		switch {
-		case listed == nil:
-			t.Errorf("%s %s: %d, which the document does not list (%v): %.300s", method, concretePath, resp.StatusCode, keysOf(documented), answer)
-			continue
-		case resp.StatusCode >= 300:
-			continue
-		}
-		// A success has the documented media type.
-		content := listed["content"].(map[string]any)
-		if ct := resp.Header.Get("Content-Type"); content[ct] == nil {
-			t.Errorf("%s %s: Content-Type %q, the document has %v", method, concretePath, ct, keysOf(content))
+		if code := call(key, concretePath, hdr, body); code >= 300 && !strings.HasPrefix(path, routeRotation) {
+			t.Errorf("%s %s: %d, want a success", method, concretePath, code)
 		}
 	}
 }

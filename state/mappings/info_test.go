@@ -236,6 +236,32 @@ func TestInfoKeyType(t *testing.T) {
 	}
 }
 
+// ChainPEM is the chain as uploaded (leaf, then its CA), encoded again:
+// the same certificates, CERTIFICATE blocks only, even from a file
+// mapping whose certificate file starts with its key; nil without a
+// certificate, NotFound for no mapping.
+func TestChainPEM(t *testing.T) {
+	s, _ := newStore(t)
+	leaf := issue(t, now0.Add(-day), 90*day, "chain.example.com")
+	mustAdd(t, s, manual("chain", chainPEM(leaf), leaf.KeyPEM, "chain.example.com"))
+	both := writeFile(t, t.TempDir(), "both.pem", bytes.Join([][]byte{leaf.KeyPEM, chainPEM(leaf)}, nil))
+	mustAdd(t, s, Input{Mapping: state.Mapping{ID: "file", Listener: "api", Hosts: []string{"chain.example.com"}, Source: state.SourceFile, CertFile: both, KeyFile: both}})
+	mustAdd(t, s, acmeIn("pending", "http-01", "", "pending.example.com"))
+	cfg := mustConfig(t, s)
+	want := chainPEM(leaf)
+	for _, id := range []string{"chain", "file"} {
+		info, got, err := ChainPEM(context.Background(), s, cfg, id, now0)
+		if err != nil || info.ID != id || !bytes.Equal(got, want) {
+			t.Errorf("ChainPEM(%s) = %q, %v; want the chain %q", id, got, err, want)
+		}
+	}
+	if info, got, err := ChainPEM(context.Background(), s, cfg, "pending", now0); err != nil || got != nil || info.Status != StatusPending {
+		t.Errorf("ChainPEM(pending) = %s, %q, %v; want no chain", info.Status, got, err)
+	}
+	_, _, err := ChainPEM(context.Background(), s, cfg, "nope", now0)
+	wantFault(t, err, fault.NotFound, `mapping "nope" does not exist`)
+}
+
 func TestInspect(t *testing.T) {
 	leaf := issue(t, now0, 90*day, "shop.example.com", "10.0.0.1")
 	// A combined file: chain and key together.
