@@ -63,14 +63,18 @@ func newBrowser(t *testing.T) context.Context {
 	return ctx
 }
 
-// artifactPath is where a test saves a file for people to look at: the
-// test's artifact directory with 'go test -artifacts', else a fixed place
-// under the temporary directory that outlives the test.
+// artifactPath is where a test saves a file for people to look at:
+// $P2PTLS_ARTIFACTS when set, the test's artifact directory with 'go test
+// -artifacts', else a fixed place under the temporary directory that
+// outlives the test (as in serve/management).
 func artifactPath(t *testing.T, name string) string {
 	t.Helper()
-	dir := filepath.Join(os.TempDir(), "p2ptls-test-artifacts")
-	if f := flag.Lookup("test.artifacts"); f != nil && f.Value.String() == "true" {
-		dir = t.ArtifactDir()
+	dir := os.Getenv("P2PTLS_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "p2ptls-test-artifacts")
+		if f := flag.Lookup("test.artifacts"); f != nil && f.Value.String() == "true" {
+			dir = t.ArtifactDir()
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
