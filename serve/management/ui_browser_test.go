@@ -72,8 +72,11 @@ type uiPage struct {
 // listener's first rows are rendered.
 func openUI(t *testing.T, ta *testAPI, opts ...func(*Options)) *uiPage {
 	t.Helper()
-	ctx := newBrowser(t)
 	ls := startLive(t, ta, statemgmt.ModeAuto, edge.Limits{}, opts...)
+	// The browser after the server: cleanups run last first, so the
+	// browser and its connections are gone before the server shuts down
+	// (a request the page still had in flight made that wait).
+	ctx := newBrowser(t)
 	p := &uiPage{t: t, ctx: ctx, ls: ls, base: ls.base}
 	p.step("sign in",
 		chromedp.Navigate(ls.base+"/ui/login"),

@@ -55,7 +55,7 @@ type Counts struct {
 // not empty, by the status List gives them. It walks them with Each, so
 // that 100k mappings are counted without holding 100k Infos.
 func Count(ctx context.Context, s state.Store, cfg *state.Config, listener string, now time.Time) (Counts, error) {
-	var c Counts
+	c := Counts{Listeners: []ListenerCounts{}} // [] in JSON, not null, for a state without listeners
 	at := map[string]int{} // listener name: its index in c.Listeners
 	for _, l := range cfg.Listeners {
 		if listener == "" || l.Name == listener {

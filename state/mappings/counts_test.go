@@ -87,6 +87,10 @@ func TestCount(t *testing.T) {
 			}
 		})
 	}
+	empty := &state.Config{SchemaVersion: state.SchemaVersion}
+	if c, err := Count(ctx, s, empty, "", now0); err != nil || c.Listeners == nil || c.Total != 0 {
+		t.Errorf("Count of a state without listeners = %+v, %v; want no mappings and an empty (not nil) list of listeners", c, err)
+	}
 	if _, err := Count(ctx, s, cfg, "nope", now0); fault.KindOf(err) != fault.NotFound {
 		t.Errorf("Count of an unknown listener: %v, want a not-found error", err)
 	}

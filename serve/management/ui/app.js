@@ -273,8 +273,6 @@ function renderTLS(status, ls) {
 async function loadCounts() {
   try {
     counts = await api("GET", "/mapping-counts");
-    // A state without listeners answers "listeners": null.
-    counts.listeners = counts.listeners || [];
   } catch (err) {
     counts = null;
   }
