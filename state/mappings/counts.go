@@ -56,7 +56,7 @@ type Counts struct {
 // that 100k mappings are counted without holding 100k Infos.
 func Count(ctx context.Context, s state.Store, cfg *state.Config, listener string, now time.Time) (Counts, error) {
 	c := Counts{Listeners: []ListenerCounts{}} // [] in JSON, not null, for a state without listeners
-	at := map[string]int{} // listener name: its index in c.Listeners
+	at := map[string]int{}                     // listener name: its index in c.Listeners
 	for _, l := range cfg.Listeners {
 		if listener == "" || l.Name == listener {
 			at[l.Name] = len(c.Listeners)
