@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/mappings"
 )
 
@@ -15,7 +14,7 @@ import (
 // file name is the id of the mapping found, which validation holds to
 // [a-z0-9_-]: nothing to quote in the header.
 func (a *api) certificatePEM(w http.ResponseWriter, r *http.Request) {
-	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
+	cfg, err := a.configs.Load(r.Context())
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -74,9 +74,12 @@ func badRequest(hint, format string, args ...any) error {
 	return &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf(format, args...), hint: hint}
 }
 
-// api serves /api/v1 over the state of o.
+// api serves /api/v1 over the state of o. Its reads answer from configs,
+// whose config is shared between requests: no handler modifies it, and
+// every change goes through state.Update, which loads under the lock.
 type api struct {
-	o Options
+	o       Options
+	configs *state.ConfigCache
 }
 
 // writeError answers err with the status its kind calls for (see the table

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/mappings"
 )
 
@@ -24,7 +23,7 @@ func (a *api) listMappingCounts(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
+	cfg, err := a.configs.Load(r.Context())
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -23,7 +23,7 @@ type dnsCredentialRequest struct {
 // listDNSCredentials: GET /api/v1/dns-credentials, "dns-credential list"
 // (token_hint only).
 func (a *api) listDNSCredentials(w http.ResponseWriter, r *http.Request) {
-	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
+	cfg, err := a.configs.Load(r.Context())
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -61,7 +61,7 @@ func (a *api) addDNSCredential(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) showDNSCredential(ctx context.Context, name string) (dnscred.Info, error) {
-	cfg, err := state.LoadConfig(ctx, a.o.Store)
+	cfg, err := a.configs.Load(ctx)
 	if err != nil {
 		return dnscred.Info{}, err
 	}
@@ -108,7 +108,7 @@ func (a *api) testDNSCredential(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
+	cfg, err := a.configs.Load(r.Context())
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -127,7 +127,7 @@ func newTestAPIWith(t testing.TB, lockTimeout time.Duration, opts ...func(*Optio
 		opt(&o)
 	}
 	ta := &testAPI{t: t, root: root, store: s, token: token, revoked: revoked, logs: logs, o: o}
-	ta.h = newHandler(o)
+	ta.h = newHandler(t.Context(), o)
 	ta.srv = httptest.NewServer(ta.h)
 	t.Cleanup(ta.srv.Close)
 	t.Cleanup(func() {

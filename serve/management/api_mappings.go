@@ -69,7 +69,7 @@ type mappingPage struct {
 // status, limit or cursor it answers one page (see pageQuery).
 func (a *api) listMappings(w http.ResponseWriter, r *http.Request) {
 	params := r.URL.Query()
-	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
+	cfg, err := a.configs.Load(r.Context())
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -200,7 +200,7 @@ func (a *api) addMapping(w http.ResponseWriter, r *http.Request) {
 
 // show describes mapping id in the current state.
 func (a *api) show(ctx context.Context, id string) (mappings.Info, *mappings.Details, error) {
-	cfg, err := state.LoadConfig(ctx, a.o.Store)
+	cfg, err := a.configs.Load(ctx)
 	if err != nil {
 		return mappings.Info{}, nil, err
 	}

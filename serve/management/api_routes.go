@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/acme"
 	"github.com/p2pstream/p2ptls/state/text"
 )
@@ -75,7 +74,7 @@ func (a *api) notFound(mux *router, w http.ResponseWriter, r *http.Request) {
 
 // listListeners: GET /api/v1/listeners, "listener list".
 func (a *api) listListeners(w http.ResponseWriter, r *http.Request) {
-	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
+	cfg, err := a.configs.Load(r.Context())
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -85,7 +84,7 @@ func (a *api) listListeners(w http.ResponseWriter, r *http.Request) {
 
 // listACMEAccounts: GET /api/v1/acme/accounts, "acme account list".
 func (a *api) listACMEAccounts(w http.ResponseWriter, r *http.Request) {
-	cfg, err := state.LoadConfig(r.Context(), a.o.Store)
+	cfg, err := a.configs.Load(r.Context())
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -1,6 +1,7 @@
 package management
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/p2pstream/p2ptls/serve/edge"
+	"github.com/p2pstream/p2ptls/state"
 	"github.com/p2pstream/p2ptls/state/admintoken"
 	statemgmt "github.com/p2pstream/p2ptls/state/management"
 	"github.com/p2pstream/p2ptls/state/runstatus"
@@ -19,14 +21,16 @@ type apiError struct {
 	Hint  string `json:"hint,omitempty"`
 }
 
-func newHandler(o Options) http.Handler {
-	h, _ := newRoutes(o)
+// newHandler is the management handler; what it keeps (the API's config
+// cache and its watch of the store) ends with ctx.
+func newHandler(ctx context.Context, o Options) http.Handler {
+	h, _ := newRoutes(ctx, o)
 	return h
 }
 
 // newRoutes is the management handler and the patterns of every route it
 // has (the outer ones and the API's), which tests walk.
-func newRoutes(o Options) (http.Handler, []string) {
+func newRoutes(ctx context.Context, o Options) (http.Handler, []string) {
 	mux := newRouter()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -58,7 +62,7 @@ func newRoutes(o Options) (http.Handler, []string) {
 		}
 		writeJSON(w, http.StatusOK, runstatus.Reported{Status: st, ACMEBackoff: b, Replicas: runstatus.WithSelf(rs, st)})
 	})
-	(&api{o: o}).register(apiMux)
+	(&api{o: o, configs: state.NewConfigCache(ctx, o.Store)}).register(apiMux)
 	ss := newSessions()
 	mux.Handle("/api/v1/", requireToken(o, ss, apiMux))
 	if o.Metrics != nil {

@@ -49,7 +49,7 @@ func concrete(pattern string) (method, path string) {
 // (redirects, 404, 405, 413, 415), over HTTPS (mode auto: HSTS of at least a
 // year) and plain HTTP (mode off: no HSTS). nosniff is on every answer.
 func TestEveryAnswerCarriesNosniffAndHSTS(t *testing.T) {
-	_, patterns := newRoutes(Options{})
+	_, patterns := newRoutes(t.Context(), Options{})
 	for _, want := range []string{"GET /healthz", "GET /ca.crt", "POST /api/v1/mappings", "POST /ui/login", "GET /ui/static/{file}", "/api/v1/"} {
 		if !slices.Contains(patterns, want) {
 			t.Fatalf("the router does not list %q: %q", want, patterns)

@@ -129,7 +129,7 @@ func resolve(doc map[string]any, ref string) (any, error) {
 // (b) The documented operations are exactly the routes the router has
 // under /api/v1 (the catch-all aside).
 func TestOpenAPIRoutes(t *testing.T) {
-	_, patterns := newRoutes(Options{})
+	_, patterns := newRoutes(t.Context(), Options{})
 	var routes []string
 	for _, p := range patterns {
 		method, path, ok := strings.Cut(p, " ")

@@ -99,7 +99,7 @@ func Listen(o Options) (*Server, error) {
 	}
 	m.ln = edge.Listen(raw, cfg, lim, o.Log)
 	m.srv = &http.Server{
-		Handler:           newHandler(o),
+		Handler:           newHandler(ctx, o),
 		ReadHeaderTimeout: lim.ReadHeaderTimeout,
 		// A read timeout shorter than the header timeout would cut headers first.
 		ReadTimeout:    max(readTimeout, lim.ReadHeaderTimeout),

@@ -195,7 +195,7 @@ func TestUISearchFilterAndPaging(t *testing.T) {
 	importSelfSigned(t, ta, "api", "m", 250)
 	// q=m0001 is held until the browser gives up on it (a newer search
 	// aborts it), then answered; every other listing goes to the real API.
-	inner := newHandler(ta.o)
+	inner := newHandler(t.Context(), ta.o)
 	held, aborted := make(chan struct{}, 1), make(chan struct{}, 1)
 	routes := func(o *Options) {
 		o.testRoutes = func(mux *http.ServeMux) {
@@ -291,7 +291,7 @@ func TestUISearchFilterAndPaging(t *testing.T) {
 // recordBodies puts a route for pattern in front of the API that records
 // each request's body and passes the request on to the real API.
 func recordBodies(ta *testAPI, pattern string, bodies chan<- string) func(*Options) {
-	inner := newHandler(ta.o)
+	inner := newHandler(ta.t.Context(), ta.o)
 	return func(o *Options) {
 		o.testRoutes = func(mux *http.ServeMux) {
 			mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
