@@ -50,6 +50,22 @@ func (c *cached) load() *Config {
 	return cfg
 }
 
+// changeM003 changes m003's upstream under the lock.
+func (c *cached) changeM003() {
+	if err := Update(context.Background(), c.d, "test", func(tx *Tx) error {
+		m, _ := tx.Config.Mapping("m003")
+		m.Upstream = "http://127.0.0.1:9003"
+		return nil
+	}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// editM003 changes m003's upstream by hand, as an editor writes it.
+func (c *cached) editM003() {
+	c.write(RecordName("m003"), "id = \"m003\"\nlistener = \"api\"\nhosts = [\"m003.example.com\"]\nsource = \"self-signed\"\nupstream = \"http://127.0.0.1:9033\"\n")
+}
+
 func (c *cached) write(rel, content string) {
 	c.t.Helper()
 	// In place, as an editor may: no rename, no new p2ptls.rev.
@@ -337,34 +353,16 @@ func TestConfigCacheHolds(t *testing.T) {
 		want  bool
 	}{
 		{"a locked change, loaded since", true, func(c *cached) {
-			if err := Update(context.Background(), c.d, "test", func(tx *Tx) error {
-				m, _ := tx.Config.Mapping("m003")
-				m.Upstream = "http://127.0.0.1:9003"
-				return nil
-			}); err != nil {
-				c.t.Fatal(err)
-			}
+			c.changeM003()
 			c.load()
 		}, Changed{Names: []string{m003}}, true},
 		{"a locked change, not loaded since", true, func(c *cached) {
-			if err := Update(context.Background(), c.d, "test", func(tx *Tx) error {
-				m, _ := tx.Config.Mapping("m003")
-				m.Upstream = "http://127.0.0.1:9003"
-				return nil
-			}); err != nil {
-				c.t.Fatal(err)
-			}
+			c.changeM003()
 		}, Changed{Names: []string{m003}}, true},
 		{"a hand edit after a locked change, loaded between", true, func(c *cached) {
-			if err := Update(context.Background(), c.d, "test", func(tx *Tx) error {
-				m, _ := tx.Config.Mapping("m003")
-				m.Upstream = "http://127.0.0.1:9003"
-				return nil
-			}); err != nil {
-				c.t.Fatal(err)
-			}
+			c.changeM003()
 			c.load()
-			c.write(m003, "id = \"m003\"\nlistener = \"api\"\nhosts = [\"m003.example.com\"]\nsource = \"self-signed\"\nupstream = \"http://127.0.0.1:9033\"\n")
+			c.editM003()
 		}, Changed{Names: []string{m003}}, false},
 		{"a record removed under the lock, loaded since", true, func(c *cached) {
 			if err := Update(context.Background(), c.d, "test", func(tx *Tx) error {
@@ -376,7 +374,7 @@ func TestConfigCacheHolds(t *testing.T) {
 			c.load()
 		}, Changed{Names: []string{m003}}, true},
 		{"a record edited by hand", true, func(c *cached) {
-			c.write(m003, "id = \"m003\"\nlistener = \"api\"\nhosts = [\"m003.example.com\"]\nsource = \"self-signed\"\nupstream = \"http://127.0.0.1:9033\"\n")
+			c.editM003()
 		}, Changed{Names: []string{m003}}, false},
 		{"a record broken by hand", true, func(c *cached) { c.write(m003, "id = \"m003\"\nhosts = [\n") },
 			Changed{Names: []string{m003}}, false},
