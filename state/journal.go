@@ -379,7 +379,7 @@ func (d *Dir) stage(p *applyPlan) (j *journal, journalTemp string, err error) {
 			}
 		}
 	}
-	if err := stageFiles(d, p, temps, whole == nil); err != nil {
+	if err := stageFiles(d, p, temps, whole); err != nil {
 		return j, "", err
 	}
 	inJournal := map[string]bool{}
@@ -537,12 +537,14 @@ func ioEach(n int, fn func(i int) error) error {
 // Files are made by one worker per core, each taking a whole staging
 // directory: files made in one directory at once contend for its lock
 // (10k records share mappings/), which costs more CPU than it saves. The
-// largest directory goes first, so that it does not finish alone. The
-// syncs, which wait for the disk, run ioWorkers at a time: one by one,
-// each fsync waited for its own commit of the file system's journal (an
-// import of 10k mappings stages 40k files), while concurrent ones share
-// one.
-func stageFiles(d *Dir, p *applyPlan, temps []string, syncEach bool) error {
+// largest directory goes first, so that it does not finish alone. With
+// whole, which the caller syncs once, a flusher keeps the disk writing
+// meanwhile; without, each file is synced, ioWorkers at a time: one by
+// one, each fsync waited for its own commit of the file system's journal
+// (an import of 10k mappings stages 40k files), while concurrent ones
+// share one.
+func stageFiles(d *Dir, p *applyPlan, temps []string, whole *wholeFS) error {
+	syncEach := whole == nil
 	var units [][]int // indexes of the writes staged in one directory
 	unitOf := map[string]int{}
 	for i, dir := range p.stageIn {
@@ -583,6 +585,11 @@ func stageFiles(d *Dir, p *applyPlan, temps []string, syncEach bool) error {
 			}
 		})
 	}
+	var flush *flusher
+	if whole != nil {
+		flush = whole.startFlushing()
+		defer flush.stop()
+	}
 	var next atomic.Int64
 	var makers sync.WaitGroup
 	for range min(len(units), runtime.GOMAXPROCS(0)) {
@@ -612,6 +619,7 @@ func stageFiles(d *Dir, p *applyPlan, temps []string, syncEach bool) error {
 							return
 						}
 						temps[i] = name
+						flush.wrote()
 						continue
 					}
 					f, err := createStaged(d.abs(p.stageIn[i]), path.Base(w.Name), p.tree[i] != "", w.Data, w.Perm)
@@ -625,6 +633,7 @@ func stageFiles(d *Dir, p *applyPlan, temps []string, syncEach bool) error {
 							fail(i, fmt.Errorf("close %s: %w", f.Name(), err))
 							return
 						}
+						flush.wrote()
 						continue
 					}
 					todo <- staged{i, f}

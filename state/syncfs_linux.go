@@ -137,13 +137,7 @@ func readUmask() int {
 // and close, where os.OpenFile, Write, Chmod and Close make nine system
 // calls (the runtime tries to add every file it opens to its poller). The
 // mode is set explicitly only when the umask would take bits of perm away:
-// the umask must not decide. Before the close it asks the kernel to start
-// writing the file back (sync_file_range, SYNC_FILE_RANGE_WRITE, which does
-// not wait), so that the disk writes the first files of a change while the
-// rest are made and the syncfs finds little left to do. That is a hint
-// only: the syncfs before the journal is what makes the change durable,
-// and it reports any write error since the file system was opened. On
-// error the file is removed.
+// the umask must not decide. On error the file is removed.
 func writeOnce(path string, data []byte, perm fs.FileMode) (err error) {
 	fd, err := ignoringEINTRFd(func() (int, error) {
 		return unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, uint32(perm.Perm()))
@@ -176,16 +170,68 @@ func writeOnce(path string, data []byte, perm fs.FileMode) (err error) {
 			return fmt.Errorf("set mode of %s: %w", path, err)
 		}
 	}
-	if len(data) > 0 {
-		_ = startWriteback(fd)
-	}
 	return nil
 }
 
-// startWriteback is sync_file_range(SYNC_FILE_RANGE_WRITE) of the whole
-// file; a test counts its calls.
-var startWriteback = func(fd int) error {
-	return ignoringEINTR(func() error { return unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE) })
+// flusher keeps the disk writing a large change while it is staged, so
+// that the syncfs before the journal finds little left to do: from one
+// goroutine, one syncfs at a time, the next as soon as the last returns
+// if a file was written since it began. It is a hint only, its errors
+// ignored: the syncfs of wholeFS is what makes the change durable, and it
+// is made on a descriptor of its own because syncfs reports a write error
+// once per descriptor. Whole-file-system syncs rather than a
+// sync_file_range of each file as it is closed: those submitted 40k
+// separate 4 KiB writes for an import of 10k mappings, in the threads
+// staging them, where write-back merges the neighbouring blocks of many
+// files (clibench's import on ext4 and xfs: 1.9–2.1 s with
+// sync_file_range, 1.4–1.8 s with this).
+type flusher struct {
+	kick chan struct{}
+	done chan struct{}
+}
+
+// backgroundSyncfs is the flusher's syncfs(2); a test counts its calls.
+var backgroundSyncfs = unix.Syncfs
+
+// startFlushing starts the flusher of w's file system; nil when a
+// descriptor cannot be opened (the change is then synced at the end only).
+func (w *wholeFS) startFlushing() *flusher {
+	fd, err := ignoringEINTRFd(func() (int, error) {
+		return unix.Open(w.f.Name(), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	})
+	if err != nil {
+		return nil
+	}
+	f := &flusher{kick: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		defer unix.Close(fd)
+		for range f.kick {
+			_ = ignoringEINTR(func() error { return backgroundSyncfs(fd) })
+		}
+	}()
+	return f
+}
+
+// wrote tells the flusher that a file was written.
+func (f *flusher) wrote() {
+	if f == nil {
+		return
+	}
+	select {
+	case f.kick <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// stop waits for the syncfs in flight, which the final one would wait
+// for anyway, and ends the flusher.
+func (f *flusher) stop() {
+	if f == nil {
+		return
+	}
+	close(f.kick)
+	<-f.done
 }
 
 func ignoringEINTRFd(fn func() (int, error)) (int, error) {

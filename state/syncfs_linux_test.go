@@ -177,10 +177,19 @@ func TestWriteOnceModeIsPermUnderAnyUmask(t *testing.T) {
 	}
 }
 
-// A change synced whole asks for the write-back of each file of its new
-// directories as soon as it is written (so that the syncfs waits for
-// little), and still gives each its content and mode.
-func TestApplyStartsWritebackOfEachStagedFile(t *testing.T) {
+// A change synced whole has the file system synced in the background
+// while it is staged (so that the final syncfs waits for little); those
+// syncs are hints, whose failure fails nothing. Each file still gets its
+// content and mode.
+func TestApplyFlushesWhileStaging(t *testing.T) {
+	for _, failing := range []bool{false, true} {
+		t.Run(fmt.Sprintf("failing=%v", failing), func(t *testing.T) {
+			testApplyFlushes(t, failing)
+		})
+	}
+}
+
+func testApplyFlushes(t *testing.T, failing bool) {
 	root := filepath.Join(t.TempDir(), "state")
 	d := OpenDir(root, 5*time.Second)
 	unlock, err := d.Lock(context.Background(), "test")
@@ -190,9 +199,15 @@ func TestApplyStartsWritebackOfEachStagedFile(t *testing.T) {
 	defer unlock()
 	needSyncfs(t, root)
 	var calls atomic.Int64
-	old := startWriteback
-	startWriteback = func(fd int) error { calls.Add(1); return old(fd) }
-	defer func() { startWriteback = old }()
+	old := backgroundSyncfs
+	backgroundSyncfs = func(fd int) error {
+		calls.Add(1)
+		if failing {
+			return unix.EIO
+		}
+		return old(fd)
+	}
+	defer func() { backgroundSyncfs = old }()
 	var c Change
 	n := wholeSyncMin + 10
 	for i := range n {
@@ -203,8 +218,8 @@ func TestApplyStartsWritebackOfEachStagedFile(t *testing.T) {
 	if err := d.Apply(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
-	if got := calls.Load(); got != int64(2*n) {
-		t.Errorf("write-back started for %d files, want %d", got, 2*n)
+	if got := calls.Load(); got < 1 || got > int64(2*n) {
+		t.Errorf("%d background syncs for %d files, want 1 to one per file", got, 2*n)
 	}
 	for _, w := range c.Writes {
 		p := filepath.Join(root, filepath.FromSlash(w.Name))

@@ -18,6 +18,13 @@ func (*wholeFS) holds(string) bool { return false }
 func (*wholeFS) sync() error       { return nil }
 func (*wholeFS) close()            {}
 
+// flusher is Linux's background syncfs; there is none elsewhere.
+type flusher struct{}
+
+func (*wholeFS) startFlushing() *flusher { return nil }
+func (*flusher) wrote()                  {}
+func (*flusher) stop()                   {}
+
 // writeOnce creates path, which must not exist, holding data with mode
 // perm, unsynced (see the Linux one).
 func writeOnce(path string, data []byte, perm fs.FileMode) (err error) {
