@@ -938,3 +938,88 @@ func TestAJournalBroughtBackAfterItsChangeChangesNothing(t *testing.T) {
 		t.Errorf("config after the journal rolled again: %v, %v", cfg, err)
 	}
 }
+
+// A staged tree is made under a name that is not there: when the name
+// picked is taken (a directory left by someone else), the change fails
+// before its commit point and leaves that directory as it was. Both
+// kinds of staged tree: one staging directory (made with its files) and
+// several (made before them); a small change and a large one.
+func TestApplyNeverStagesIntoADirectoryThatIsThere(t *testing.T) {
+	for _, tc := range []struct {
+		desc, name string
+		n          int
+	}{
+		{"lone, small", "certs/public/n000/cert.pem", 1},
+		{"lone, large", "certs/public/n000/cert.pem", wholeSyncMin + 1},
+		{"several, small", "certs/public/n000/sub/cert.pem", 1},
+		{"several, large", "certs/public/n000/sub/cert.pem", wholeSyncMin + 1},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "state")
+			d := journalOld(t, root)
+			taken := filepath.Join(root, "certs", "public", ".n000.tmp-7")
+			if err := os.Mkdir(taken, DirMode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(taken, "keep"), []byte("not the change's"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			before := tree(t, root)
+			unlock, err := d.Lock(context.Background(), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unlock()
+			old := tempSuffix
+			tempSuffix = func() uint64 { return 7 }
+			defer func() { tempSuffix = old }()
+			c := Change{Writes: []FileWrite{{Name: tc.name, Data: []byte("new"), Perm: SecretMode}}}
+			for i := 1; i < tc.n; i++ {
+				c.Writes = append(c.Writes, FileWrite{Name: fmt.Sprintf("mappings/x%03d.toml", i), Data: []byte("new"), Perm: SecretMode})
+			}
+			err = d.Apply(context.Background(), c)
+			if err == nil || !errors.Is(err, fs.ErrExist) {
+				t.Fatalf("Apply = %v, want the directory that is there", err)
+			}
+			got := tree(t, root)
+			for name, v := range before {
+				if got[name] != v {
+					t.Errorf("%s = %q, want %q", name, got[name], v)
+				}
+			}
+			for name, v := range got {
+				if _, ok := before[name]; !ok && !strings.HasPrefix(v, "d") {
+					t.Errorf("file left by a refused change: %s", name)
+				}
+			}
+		})
+	}
+}
+
+// writeTemp passes over a temporary name that is taken, leaving that file
+// alone, and gives up after 100 taken names.
+func TestWriteTempSkipsATakenName(t *testing.T) {
+	dir := t.TempDir()
+	taken := filepath.Join(dir, ".f.tmp-7")
+	if err := os.WriteFile(taken, []byte("not ours"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := tempSuffix
+	defer func() { tempSuffix = old }()
+	next := uint64(6)
+	tempSuffix = func() uint64 { next++; return next }
+	name, err := writeTemp(dir, "f", []byte("ours"), SecretMode)
+	if err != nil || filepath.Base(name) != ".f.tmp-8" {
+		t.Fatalf("writeTemp = %q, %v; want .f.tmp-8", name, err)
+	}
+	if b, _ := os.ReadFile(taken); string(b) != "not ours" {
+		t.Errorf("the taken file was changed: %q", b)
+	}
+	if b, _ := os.ReadFile(name); string(b) != "ours" {
+		t.Errorf("%s = %q, want %q", name, b, "ours")
+	}
+	tempSuffix = func() uint64 { return 7 }
+	if _, err := writeTemp(dir, "f", []byte("ours"), SecretMode); err == nil || !strings.Contains(err.Error(), "unused temporary name") {
+		t.Errorf("writeTemp with every name taken = %v, want the error", err)
+	}
+}
