@@ -47,7 +47,8 @@ type options struct {
 	roundTime time.Duration
 	clients   int
 	peers     []peer
-	serveEnv  []string // -serve-env: more of serve's environment, for -start-only
+	serveEnv  []string // -serve-env: more of p2ptls serve's environment
+	bin       string   // -bin: a p2ptls build to run instead of building one
 	etcd      bool     // -store etcd: p2ptls on an etcd store too
 }
 
@@ -69,8 +70,8 @@ func main() {
 	startOnlyMode := flag.Bool("start-only", false, "measure only p2ptls serve's start and memory, -starts times per count, without handshake rounds or peers")
 	starts := flag.Int("starts", 3, "with -start-only, starts per mapping count")
 	stateDir := flag.String("state-dir", "", "with -start-only, keep the generated states in `DIR` and reuse them in later runs")
-	bin := flag.String("bin", "", "with -start-only, start this p2ptls `BINARY` instead of building one: two builds compared on the same machine and load")
-	serveEnv := flag.String("serve-env", "", "with -start-only, more `VARS` for serve's environment, comma-separated NAME=VALUE (GOGC=100,GOMEMLIMIT=60MiB): a pacing tried without a build")
+	bin := flag.String("bin", "", "run this p2ptls `BINARY` instead of building one: two builds compared on the same machine and load")
+	serveEnv := flag.String("serve-env", "", "more `VARS` for p2ptls serve's environment, comma-separated NAME=VALUE (GOGC=100,GOMEMLIMIT=60MiB): a pacing tried without a build")
 	flag.Parse()
 
 	if *baseline != "" {
@@ -88,7 +89,7 @@ func main() {
 		}
 		return
 	}
-	o := options{rounds: *rounds, roundTime: *roundTime, clients: *clients}
+	o := options{rounds: *rounds, roundTime: *roundTime, clients: *clients, bin: *bin}
 	switch *store {
 	case "dir":
 	case "etcd":
@@ -129,7 +130,7 @@ func main() {
 			os.Exit(2)
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := startOnly(ctx, o, *stateDir, *starts, *bin)
+		err := startOnly(ctx, o, *stateDir, *starts)
 		stop()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "hsbench:", err)
@@ -213,8 +214,8 @@ func run(ctx context.Context, o options) error {
 		os.RemoveAll(tmp)
 	}()
 
-	bin := filepath.Join(tmp, "p2ptls")
-	if err := buildP2ptls(ctx, bin); err != nil {
+	bin, err := p2ptlsBinary(ctx, o, tmp)
+	if err != nil {
 		return err
 	}
 	self, err := os.Executable()
@@ -333,7 +334,7 @@ func measureCount(ctx context.Context, o options, tmp, bin, self string, refs []
 	// that is otherwise idle (of hsbench's work).
 	serve := &target{name: "p2ptls", addr: addr, holdsN: true, lazy: true}
 	start = time.Now()
-	env := []string{"CONFIG_DIR=" + dir, "MANAGEMENT_LISTEN=" + mgmt, "GOMAXPROCS=1"}
+	env := append([]string{"CONFIG_DIR=" + dir, "MANAGEMENT_LISTEN=" + mgmt, "GOMAXPROCS=1"}, o.serveEnv...)
 	if serve.p, err = startProc(bin, []string{"serve"}, env, filepath.Join(tmp, fmt.Sprintf("serve-%d.log", n))); err != nil {
 		return r, err
 	}

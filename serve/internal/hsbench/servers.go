@@ -94,6 +94,16 @@ func serveBaseline(ctx context.Context, addr, stateDir string, viaHTTP bool) err
 	}
 }
 
+// p2ptlsBinary is -bin, or else a build of p2ptls in tmp.
+func p2ptlsBinary(ctx context.Context, o options, tmp string) (string, error) {
+	if o.bin != "" {
+		logf("p2ptls: %s", o.bin)
+		return o.bin, nil
+	}
+	bin := filepath.Join(tmp, "p2ptls")
+	return bin, buildP2ptls(ctx, bin)
+}
+
 // buildP2ptls builds cmd/p2ptls of the module hsbench runs in.
 func buildP2ptls(ctx context.Context, out string) error {
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()

@@ -118,18 +118,15 @@ func reusableState(ctx context.Context, keep, addr string, n int) (dir string, e
 }
 
 // startOnly runs the start-only mode for every count and prints its table.
-func startOnly(ctx context.Context, o options, keep string, starts int, prebuilt string) error {
+func startOnly(ctx context.Context, o options, keep string, starts int) error {
 	tmp, err := os.MkdirTemp("", "hsbench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin := prebuilt
-	if bin == "" {
-		bin = filepath.Join(tmp, "p2ptls")
-		if err := buildP2ptls(ctx, bin); err != nil {
-			return err
-		}
+	bin, err := p2ptlsBinary(ctx, o, tmp)
+	if err != nil {
+		return err
 	}
 	type row struct {
 		n     int
