@@ -353,17 +353,17 @@ func (d *Dir) cacheToken(now time.Time) (frame, rev string, err error) {
 		if err != nil {
 			return "", "", err
 		}
-		b = binary.LittleEndian.AppendUint64(b, id.dev)
-		b = binary.LittleEndian.AppendUint64(b, id.ino)
+		b = binary.LittleEndian.AppendUint64(b, id.Dev)
+		b = binary.LittleEndian.AppendUint64(b, id.Ino)
 	}
 	top, err := identify(filepath.Join(d.root, ConfigFile))
 	if err != nil {
 		return "", "", err
 	}
-	for _, v := range []uint64{top.dev, top.ino, uint64(top.size), uint64(top.mtime), uint64(top.ctime)} {
+	for _, v := range []uint64{top.Dev, top.Ino, uint64(top.Size), uint64(top.Mtime), uint64(top.Ctime)} {
 		b = binary.LittleEndian.AppendUint64(b, v)
 	}
-	if (FileID{Mtime: top.mtime, Ctime: top.ctime}).racy(now) {
+	if (FileID{Mtime: top.Mtime, Ctime: top.Ctime}).racy(now) {
 		content, err := os.ReadFile(filepath.Join(d.root, ConfigFile))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", "", err

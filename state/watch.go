@@ -122,11 +122,11 @@ func statInto(h hash.Hash, p string) error {
 		return err
 	}
 	var b [40]byte
-	binary.LittleEndian.PutUint64(b[0:], id.dev)
-	binary.LittleEndian.PutUint64(b[8:], id.ino)
-	binary.LittleEndian.PutUint64(b[16:], uint64(id.size))
-	binary.LittleEndian.PutUint64(b[24:], uint64(id.mtime))
-	binary.LittleEndian.PutUint64(b[32:], uint64(id.ctime))
+	binary.LittleEndian.PutUint64(b[0:], id.Dev)
+	binary.LittleEndian.PutUint64(b[8:], id.Ino)
+	binary.LittleEndian.PutUint64(b[16:], uint64(id.Size))
+	binary.LittleEndian.PutUint64(b[24:], uint64(id.Mtime))
+	binary.LittleEndian.PutUint64(b[32:], uint64(id.Ctime))
 	h.Write(b[:])
 	return nil
 }
@@ -140,34 +140,25 @@ func dirInto(h hash.Hash, p string) error {
 	// The time and size of a directory change with every runtime write,
 	// lock and temporary file in it.
 	var b [16]byte
-	binary.LittleEndian.PutUint64(b[0:], id.dev)
-	binary.LittleEndian.PutUint64(b[8:], id.ino)
+	binary.LittleEndian.PutUint64(b[0:], id.Dev)
+	binary.LittleEndian.PutUint64(b[8:], id.Ino)
 	h.Write(b[:])
 	return nil
 }
 
-// fileID tells one version of a file or directory from another; the zero
-// value is a missing one.
-type fileID struct {
-	dev, ino           uint64
-	size, mtime, ctime int64
-}
-
-func identify(p string) (fileID, error) {
+// identify is the FileID of p, the zero FileID for a missing file.
+func identify(p string) (FileID, error) {
 	info, err := os.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-		return fileID{}, nil
+		return FileID{}, nil
 	}
 	if err != nil {
-		return fileID{}, err
+		return FileID{}, err
 	}
-	id := fileID{size: info.Size(), mtime: info.ModTime().UnixNano()}
-	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		// Converted field by field: their types differ between systems.
-		id.dev, id.ino = uint64(st.Dev), uint64(st.Ino)
-		id.ctime = ctimeOf(st)
+	if id, ok := fileIDOf(info); ok {
+		return id, nil
 	}
-	return id, nil
+	return FileID{Size: info.Size(), Mtime: info.ModTime().UnixNano()}, nil
 }
 
 // dirID is a directory's identity: another directory in its place (a
@@ -176,7 +167,7 @@ type dirID struct{ dev, ino uint64 }
 
 func identifyDir(p string) dirID {
 	id, _ := identify(p) // an unreadable directory is watched by the poll
-	return dirID{id.dev, id.ino}
+	return dirID{id.Dev, id.Ino}
 }
 
 // isTemp reports whether name is a temporary file of WriteFileAtomic.
@@ -258,7 +249,7 @@ type hub struct {
 	// seen lacks the records: until the first scan, which names the ones
 	// changed since; 0 after it.
 	since int64
-	revID fileID // of p2ptls.rev when last read
+	revID FileID // of p2ptls.rev when last read
 	epoch string // of the revision log last read ("": none)
 	seq   uint64
 	fresh bool                // no revision log was there: a new one starts from its first change
@@ -707,7 +698,7 @@ func (h *hub) readRev() (names []string, full bool) {
 		return nil, false
 	}
 	h.revID = id
-	if id == (fileID{}) {
+	if id == (FileID{}) {
 		// Removed (by hand; a replaced root is told by its identity): a
 		// log that starts again starts from its first change.
 		had := h.epoch != ""
@@ -757,7 +748,7 @@ func (h *hub) restat(name string) bool {
 	}
 	old, had := h.seen.get(k)
 	switch {
-	case id == (fileID{}):
+	case id == (FileID{}):
 		h.seen.del(k)
 		// Before the first scan the hub does not know what was there: a
 		// file gone may have been.
@@ -769,13 +760,13 @@ func (h *hub) restat(name string) bool {
 	return true
 }
 
-func idHash(seed maphash.Seed, id fileID) uint64 {
+func idHash(seed maphash.Seed, id FileID) uint64 {
 	var b [40]byte
-	binary.LittleEndian.PutUint64(b[0:], id.dev)
-	binary.LittleEndian.PutUint64(b[8:], id.ino)
-	binary.LittleEndian.PutUint64(b[16:], uint64(id.size))
-	binary.LittleEndian.PutUint64(b[24:], uint64(id.mtime))
-	binary.LittleEndian.PutUint64(b[32:], uint64(id.ctime))
+	binary.LittleEndian.PutUint64(b[0:], id.Dev)
+	binary.LittleEndian.PutUint64(b[8:], id.Ino)
+	binary.LittleEndian.PutUint64(b[16:], uint64(id.Size))
+	binary.LittleEndian.PutUint64(b[24:], uint64(id.Mtime))
+	binary.LittleEndian.PutUint64(b[32:], uint64(id.Ctime))
 	return maphash.Bytes(seed, b[:])
 }
 
@@ -854,45 +845,72 @@ func statAll(ctx context.Context, root string, seed maphash.Seed, prev seenSet, 
 	}
 	// Sized at once: growing a slice of 100k would leave copies behind.
 	seen := make([]seenKV, 0, prev.len()+prev.len()/64+1)
-	visit := func(name, p string) error {
-		id, err := identify(p)
-		if err != nil {
-			return fmt.Errorf("state revision: %w", err)
+	// visit takes the stat of the file named name (for a record, the
+	// records directory's prefix and base), and names it if it changed:
+	// the name is made only then.
+	var kh maphash.Hash
+	kh.SetSeed(seed)
+	visit := func(id FileID, prefix, base string) {
+		if id == (FileID{}) {
+			return
 		}
-		if id == (fileID{}) {
-			return nil
-		}
-		k, v := maphash.String(seed, name), idHash(seed, id)
+		kh.Reset()
+		kh.WriteString(prefix)
+		kh.WriteString(base)
+		k, v := kh.Sum64(), idHash(seed, id)
 		seen = append(seen, seenKV{k, v})
+		changed := false
 		if since != 0 {
-			if id.ctime >= since || id.mtime >= since {
-				r.names = append(r.names, name)
-				r.keys = append(r.keys, k)
-			}
+			changed = id.Ctime >= since || id.Mtime >= since
 		} else if old, ok := prev.get(k); !ok || old != v {
-			r.names = append(r.names, name)
+			changed = true
+		}
+		if changed {
+			r.names = append(r.names, prefix+base)
 			r.keys = append(r.keys, k)
 		}
-		return nil
 	}
 	if since == 0 {
-		if r.err = visit(ConfigFile, filepath.Join(root, ConfigFile)); r.err != nil {
+		id, err := identify(filepath.Join(root, ConfigFile))
+		if err != nil {
+			r.err = fmt.Errorf("state revision: %w", err)
+			return r
+		}
+		visit(id, "", ConfigFile)
+	}
+	first := len(r.names) // p2ptls.toml's, if it changed, stays first
+	var rc syscall.RawConn
+	if dir != nil {
+		if rc, r.err = dir.SyscallConn(); r.err != nil {
 			return r
 		}
 	}
-	first := len(r.names) // p2ptls.toml's, if it changed, stays first
 	for dir != nil {
 		batch, err := dir.ReadDir(statBatch)
-		for _, e := range batch {
-			if e.IsDir() || isTemp(e.Name()) {
-				continue
+		// The records are statted relative to the directory being read:
+		// a stat by path walks the root's path for each of them, and
+		// os.Stat allocates a FileInfo.
+		cerr := rc.Control(func(fd uintptr) {
+			for _, e := range batch {
+				if e.IsDir() || isTemp(e.Name()) {
+					continue
+				}
+				if r.err = ctx.Err(); r.err != nil {
+					return
+				}
+				id, err := identifyAt(int(fd), records, e.Name())
+				if err != nil {
+					r.err = fmt.Errorf("state revision: %w", err)
+					return
+				}
+				visit(id, RecordsDir+"/", e.Name())
 			}
-			if r.err = ctx.Err(); r.err != nil {
-				return r
-			}
-			if r.err = visit(RecordsDir+"/"+e.Name(), filepath.Join(records, e.Name())); r.err != nil {
-				return r
-			}
+		})
+		if r.err == nil && cerr != nil {
+			r.err = fmt.Errorf("state revision: %w", cerr)
+		}
+		if r.err != nil {
+			return r
 		}
 		if err == io.EOF {
 			break
