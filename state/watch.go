@@ -42,9 +42,14 @@ const (
 	watchDebounce = 10 * time.Millisecond
 	// watchPollMax bounds the time between full comparisons; pollBudget
 	// spaces them so that computing the revision (a stat per record) takes
-	// at most 1/pollBudget of one core on a large state.
-	watchPollMax = 30 * time.Second
-	pollBudget   = 50
+	// at most 1/pollBudget of one core on a large state. While inotify
+	// watches the records directory the poll is a backstop (another NFS
+	// client's edit, lost events are rescanned at once), so it takes a
+	// quarter of that: serve's core is the handshakes' (at 10k records a
+	// poll is 17 ms).
+	watchPollMax      = 30 * time.Second
+	pollBudget        = 50
+	pollBudgetWatched = 200
 )
 
 // watchPoll is how often the root's identity is checked, and the least
@@ -1054,5 +1059,9 @@ func (n namesByName) Swap(i, j int) {
 
 // space sets the time between full polls from what one took.
 func (h *hub) space(took time.Duration) {
-	h.fullEvery = max(min(pollBudget*took, watchPollMax), watchPoll)
+	budget := time.Duration(pollBudget)
+	if h.w != nil && slices.Contains(h.watched, h.records) {
+		budget = pollBudgetWatched
+	}
+	h.fullEvery = max(min(budget*took, watchPollMax), watchPoll)
 }

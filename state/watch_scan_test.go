@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // statAll reads the records directory in batches: across batches it still
@@ -144,5 +146,37 @@ func TestSeenSet(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The full poll takes at most 1/pollBudget of a core, a quarter of that
+// while inotify watches the records directory, and comes every second to
+// every watchPollMax.
+func TestFullPollSpacing(t *testing.T) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Skipf("inotify: %v", err)
+	}
+	defer w.Close()
+	const records = "/state/mappings"
+	tests := []struct {
+		name    string
+		w       *fsnotify.Watcher
+		watched []string
+		took    time.Duration
+		want    time.Duration
+	}{
+		{"poll alone", nil, nil, 100 * time.Millisecond, 5 * time.Second},
+		{"records watched", w, []string{"/state", records}, 100 * time.Millisecond, 20 * time.Second},
+		{"records not watched", w, []string{"/state"}, 100 * time.Millisecond, 5 * time.Second},
+		{"a small state", w, []string{records}, time.Millisecond, watchPoll},
+		{"a huge state", nil, nil, 2 * time.Second, watchPollMax},
+	}
+	for _, tt := range tests {
+		h := &hub{w: tt.w, records: records, watched: tt.watched}
+		h.space(tt.took)
+		if h.fullEvery != tt.want {
+			t.Errorf("%s: a poll of %v is spaced %v, want %v", tt.name, tt.took, h.fullEvery, tt.want)
+		}
 	}
 }
