@@ -360,10 +360,9 @@ func (d *Dir) cacheToken(now time.Time) (frame, rev string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	for _, v := range []uint64{top.Dev, top.Ino, uint64(top.Size), uint64(top.Mtime), uint64(top.Ctime)} {
-		b = binary.LittleEndian.AppendUint64(b, v)
-	}
-	if (FileID{Mtime: top.Mtime, Ctime: top.Ctime}).racy(now) {
+	enc := top.encode()
+	b = append(b, enc[:]...)
+	if top.racy(now) {
 		content, err := os.ReadFile(filepath.Join(d.root, ConfigFile))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", "", err

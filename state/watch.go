@@ -126,14 +126,20 @@ func statInto(h hash.Hash, p string) error {
 	if err != nil {
 		return err
 	}
+	b := id.encode()
+	h.Write(b[:])
+	return nil
+}
+
+// encode is id's fields, each 8 bytes little-endian.
+func (id FileID) encode() [40]byte {
 	var b [40]byte
 	binary.LittleEndian.PutUint64(b[0:], id.Dev)
 	binary.LittleEndian.PutUint64(b[8:], id.Ino)
 	binary.LittleEndian.PutUint64(b[16:], uint64(id.Size))
 	binary.LittleEndian.PutUint64(b[24:], uint64(id.Mtime))
 	binary.LittleEndian.PutUint64(b[32:], uint64(id.Ctime))
-	h.Write(b[:])
-	return nil
+	return b
 }
 
 // dirInto adds the identity of directory p to h (zeros when missing).
@@ -766,12 +772,7 @@ func (h *hub) restat(name string) bool {
 }
 
 func idHash(seed maphash.Seed, id FileID) uint64 {
-	var b [40]byte
-	binary.LittleEndian.PutUint64(b[0:], id.Dev)
-	binary.LittleEndian.PutUint64(b[8:], id.Ino)
-	binary.LittleEndian.PutUint64(b[16:], uint64(id.Size))
-	binary.LittleEndian.PutUint64(b[24:], uint64(id.Mtime))
-	binary.LittleEndian.PutUint64(b[32:], uint64(id.Ctime))
+	b := id.encode()
 	return maphash.Bytes(seed, b[:])
 }
 
