@@ -17,16 +17,7 @@ import (
 func BenchmarkRevision(b *testing.B) {
 	for _, n := range []int{1000, 100_000} {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
-			root := b.TempDir()
-			records := filepath.Join(root, RecordsDir)
-			if err := os.MkdirAll(records, DirMode); err != nil {
-				b.Fatal(err)
-			}
-			for i := range n {
-				if err := os.WriteFile(filepath.Join(records, fmt.Sprintf("m%06d.toml", i)), []byte("id = 'x'\n"), SecretMode); err != nil {
-					b.Fatal(err)
-				}
-			}
+			root := recordFiles(b, n)
 			d := OpenDir(root, 0)
 			ctx := context.Background()
 			for b.Loop() {
@@ -46,16 +37,7 @@ func BenchmarkRevision(b *testing.B) {
 func BenchmarkFullPoll(b *testing.B) {
 	for _, n := range []int{10_000, 100_000} {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
-			root := b.TempDir()
-			records := filepath.Join(root, RecordsDir)
-			if err := os.MkdirAll(records, DirMode); err != nil {
-				b.Fatal(err)
-			}
-			for i := range n {
-				if err := os.WriteFile(filepath.Join(records, fmt.Sprintf("m%06d.toml", i)), []byte("id = 'x'\n"), SecretMode); err != nil {
-					b.Fatal(err)
-				}
-			}
+			root := recordFiles(b, n)
 			ctx, seed := context.Background(), maphash.MakeSeed()
 			prev := statAll(ctx, root, seed, seenSet{}, 0)
 			if prev.err != nil || prev.seen.len() != n {
@@ -70,4 +52,19 @@ func BenchmarkFullPoll(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/record")
 		})
 	}
+}
+
+// recordFiles is a state root whose records directory holds n files.
+func recordFiles(b *testing.B, n int) string {
+	root := b.TempDir()
+	records := filepath.Join(root, RecordsDir)
+	if err := os.MkdirAll(records, DirMode); err != nil {
+		b.Fatal(err)
+	}
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(records, fmt.Sprintf("m%06d.toml", i)), []byte("id = 'x'\n"), SecretMode); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return root
 }
