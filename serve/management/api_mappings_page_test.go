@@ -197,7 +197,7 @@ func TestAPIMappingPageRefusals(t *testing.T) {
 		t.Fatal("no cursor after the first of several pages")
 	}
 	tampered := []byte(cursor)
-	tampered[len(tampered)/2] ^= 1 // still base64url: a letter's case or a digit's neighbour
+	tampered[len(tampered)/2] ^= 1 // another character in the middle, base64url or not: refused either way
 	for _, tc := range []struct {
 		desc, query, want string
 	}{
